@@ -1,0 +1,71 @@
+"""boto3 sessions and clients for the artist's account.
+
+Every AWS call in the add-on goes through `client()`, so one place decides the region, the
+endpoint override (an S3-compatible service, or the local emulator in tests and the demo),
+timeouts and retries. Keeping credentials inside `AwsSettings` (never in module globals) lets
+the UI thread hand a frozen copy to worker threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where and as whom to talk to AWS. Secrets are excluded from repr() so they never log."""
+
+    region: str = DEFAULT_REGION
+    profile: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_attempts: int = 5
+
+    def in_region(self, region: str) -> AwsSettings:
+        return replace(self, region=region)
+
+
+def make_session(settings: AwsSettings) -> boto3.session.Session:
+    """A boto3 session from pasted keys when given, else the standard profile chain."""
+    if settings.access_key_id and settings.secret_access_key:
+        return boto3.session.Session(
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+            aws_session_token=settings.session_token,
+            region_name=settings.region,
+        )
+    return boto3.session.Session(profile_name=settings.profile or None, region_name=settings.region)
+
+
+def client_config(settings: AwsSettings, **extra: Any) -> Config:
+    """Timeouts short enough to notice a cut network, adaptive retries for throttling."""
+    return Config(
+        region_name=settings.region,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        retries={"max_attempts": settings.max_attempts, "mode": "adaptive"},
+        signature_version=extra.pop("signature_version", None),
+        s3={"addressing_style": "path"} if settings.endpoint_url else {},
+        **extra,
+    )
+
+
+def client(settings: AwsSettings, service: str, session: boto3.session.Session | None = None) -> Any:
+    """A boto3 client for `service` honouring the endpoint override."""
+    session = session or make_session(settings)
+    return session.client(
+        service,
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url or None,
+        config=client_config(settings),
+    )

@@ -1,0 +1,50 @@
+"""Edit > Preferences > Add-ons > Cloud Render."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from ..addon_prefs import ADDON_ID
+from ..properties import REGIONS
+
+
+class CloudRenderPreferences(bpy.types.AddonPreferences):
+    """Account-wide settings. Keys are never stored here: they go to the encrypted store."""
+
+    bl_idname = ADDON_ID
+
+    credential_source: EnumProperty(  # type: ignore[valid-type]
+        name="Credentials",
+        items=[
+            ("PROFILE", "AWS Profile", "Use a profile from ~/.aws (or environment, SSO)"),
+            ("KEYS", "Access Keys", "Paste an access key pair; stored encrypted on this computer"),
+        ],
+        default="KEYS",
+    )
+    profile: StringProperty(name="Profile", default="default")  # type: ignore[valid-type]
+    default_region: EnumProperty(name="Default Region", items=REGIONS, default="us-east-1")  # type: ignore[valid-type]
+    retention_days: IntProperty(  # type: ignore[valid-type]
+        name="Keep Cloud Data (days)", default=14, min=1, max=365
+    )
+    endpoint_url: StringProperty(  # type: ignore[valid-type]
+        name="Endpoint URL",
+        description="Advanced: an S3-compatible endpoint or a local AWS emulator. Leave empty for AWS",
+        default="",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        if not bpy.app.online_access:
+            box = layout.box()
+            box.label(text="Online access is off, so Cloud Render makes no network request.", icon="ERROR")
+            box.label(text="Turn it on in Preferences > System > Network > Allow Online Access.")
+        layout.prop(self, "credential_source", expand=True)
+        if self.credential_source == "PROFILE":
+            layout.prop(self, "profile")
+        layout.prop(self, "default_region")
+        layout.prop(self, "retention_days")
+        layout.prop(self, "endpoint_url")
+
+
+classes = (CloudRenderPreferences,)

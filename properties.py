@@ -1,0 +1,118 @@
+"""Per-scene render settings (saved in the .blend, never secrets) and the live job view."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+REGIONS = [
+    ("us-east-1", "US East (N. Virginia)", ""),
+    ("us-east-2", "US East (Ohio)", ""),
+    ("us-west-2", "US West (Oregon)", ""),
+    ("ca-central-1", "Canada (Central)", ""),
+    ("eu-west-1", "Europe (Ireland)", ""),
+    ("eu-central-1", "Europe (Frankfurt)", ""),
+    ("eu-west-2", "Europe (London)", ""),
+    ("eu-north-1", "Europe (Stockholm)", ""),
+    ("ap-northeast-1", "Asia Pacific (Tokyo)", ""),
+    ("ap-southeast-2", "Asia Pacific (Sydney)", ""),
+    ("ap-south-1", "Asia Pacific (Mumbai)", ""),
+    ("sa-east-1", "South America (Sao Paulo)", ""),
+]
+
+
+class CloudRenderSceneSettings(bpy.types.PropertyGroup):
+    """What to render and how much it may cost. Travels with the .blend."""
+
+    region: EnumProperty(name="Region", items=REGIONS, default="us-east-1")  # type: ignore[valid-type]
+    instance_type: StringProperty(  # type: ignore[valid-type]
+        name="Machine", description="EC2 instance type that renders the job", default="g4dn.xlarge"
+    )
+    use_spot: BoolProperty(  # type: ignore[valid-type]
+        name="Spot",
+        description="Use spare AWS capacity at a discount; the machine can be taken back, "
+        "finished frames are kept and the rest can be relaunched",
+        default=False,
+    )
+    use_custom_frames: BoolProperty(name="Custom Frames", default=False)  # type: ignore[valid-type]
+    frame_list: StringProperty(  # type: ignore[valid-type]
+        name="Frames",
+        description="Frames to render, e.g. 1-10,15,20-30x2 (every 2nd frame from 20 to 30)",
+        default="",
+    )
+    samples: IntProperty(  # type: ignore[valid-type]
+        name="Samples", description="Override the scene's samples (0 keeps the scene's)", default=0, min=0
+    )
+    resolution_percentage: IntProperty(  # type: ignore[valid-type]
+        name="Resolution %", description="0 keeps the scene's", default=0, min=0, max=400
+    )
+    file_format: EnumProperty(  # type: ignore[valid-type]
+        name="Format",
+        items=[
+            ("SCENE", "As in Scene", "Keep the scene's output format"),
+            ("PNG", "PNG", ""),
+            ("OPEN_EXR", "OpenEXR", ""),
+            ("OPEN_EXR_MULTILAYER", "OpenEXR Multilayer", ""),
+            ("JPEG", "JPEG", ""),
+        ],
+        default="SCENE",
+    )
+    output_dir: StringProperty(  # type: ignore[valid-type]
+        name="Output", subtype="DIR_PATH", default="//cloud_renders/{job}/"
+    )
+    max_cost: FloatProperty(  # type: ignore[valid-type]
+        name="Max Cost ($)",
+        description="Hard cap: the machine is stopped when reached",
+        default=5.0,
+        min=0.05,
+    )
+    max_hours: FloatProperty(  # type: ignore[valid-type]
+        name="Max Hours", description="Hard cap on machine time", default=2.0, min=0.1, max=72.0
+    )
+    frame_order: EnumProperty(  # type: ignore[valid-type]
+        name="Order",
+        items=[
+            ("SEQUENTIAL", "In Order", "Render frames in order"),
+            ("PREVIEW_FIRST", "Preview First", "Every 8th frame, then every 4th, ... to see the shot early"),
+        ],
+        default="SEQUENTIAL",
+    )
+
+
+class CloudRenderJobView(bpy.types.PropertyGroup):
+    """What the panel shows of the current job. Not saved in the file (lives on WindowManager)."""
+
+    job_id: StringProperty()  # type: ignore[valid-type]
+    state: StringProperty(default="")  # type: ignore[valid-type]
+    message: StringProperty(default="")  # type: ignore[valid-type]
+    action: StringProperty(default="")  # type: ignore[valid-type]
+    progress: FloatProperty(min=0.0, max=1.0, default=0.0)  # type: ignore[valid-type]
+    frames_done: IntProperty(default=0)  # type: ignore[valid-type]
+    frames_total: IntProperty(default=0)  # type: ignore[valid-type]
+    current_frame: IntProperty(default=0)  # type: ignore[valid-type]
+    cost_so_far: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    log_tail: StringProperty(default="")  # type: ignore[valid-type]
+
+
+classes = (CloudRenderSceneSettings, CloudRenderJobView)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.cloud_render = PointerProperty(type=CloudRenderSceneSettings)
+    bpy.types.WindowManager.cloud_render_job = PointerProperty(type=CloudRenderJobView)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.cloud_render_job
+    del bpy.types.Scene.cloud_render
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,65 @@
+"""Shared fixtures: the emulated AWS account and a throwaway home for credentials."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cloud.session import AwsSettings
+
+from .aws_emulator import moto_server, reset
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTDATA = ROOT.parent / "shared" / "testdata" / "blendfiles"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_aws(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Nothing in the suite may reach a real AWS account, whatever this machine has configured."""
+    home = tmp_path_factory.mktemp("aws-home")
+    os.environ["AWS_CONFIG_FILE"] = str(home / "config")
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(home / "credentials")
+    os.environ["AWS_ACCESS_KEY_ID"] = "AKIAEXAMPLETESTKEY00"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "test-secret-not-real"
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with moto_server(log) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class EmulatedAws:
+    """The emulator's address and settings that point the product's session factory at it."""
+
+    url: str
+    settings: AwsSettings
+
+
+@pytest.fixture
+def aws(moto_url: str) -> EmulatedAws:
+    """A fresh, empty emulated account for each test."""
+    reset(moto_url)
+    settings = AwsSettings(
+        region="us-east-1",
+        access_key_id="AKIAEXAMPLETESTKEY00",
+        secret_access_key="test-secret-not-real",
+        endpoint_url=moto_url,
+    )
+    return EmulatedAws(url=moto_url, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    if not TESTDATA.is_dir():
+        pytest.fail(f"shared test data not found at {TESTDATA}")
+    return TESTDATA

@@ -1,0 +1,105 @@
+"""House rules that hold everywhere (../shared/DESIGN.md), checked on the source tree."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDON_DIRS = ["operators", "panels"]
+ADDON_FILES = ["__init__.py", "properties.py", "runtime.py", "addon_prefs.py"]
+
+
+def python_files(*parts: str) -> list[Path]:
+    files: list[Path] = []
+    for part in parts:
+        path = ROOT / part
+        files += [path] if path.is_file() else sorted(path.rglob("*.py"))
+    return files
+
+
+def imported_modules(path: Path) -> list[tuple[str, int]]:
+    """Every module an import statement (or importlib call with a literal) names, with its level."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, 0) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node.level))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in {"import_module", "__import__"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            found.append((str(node.args[0].value), 0))
+    return found
+
+
+def test_cloud_never_imports_bpy():
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in python_files("cloud")
+        for name, level in imported_modules(path)
+        if level == 0 and (name == "bpy" or name.startswith("bpy.") or name in {"bmesh", "mathutils"})
+    ]
+    assert offenders == []
+
+
+def test_addon_code_uses_relative_imports_and_leaves_sys_path_alone():
+    first_party = {"cloud", "operators", "panels", "properties", "runtime", "addon_prefs"}
+    offenders = []
+    for path in python_files(*ADDON_DIRS, *ADDON_FILES, "cloud"):
+        for name, level in imported_modules(path):
+            if level == 0 and name.split(".")[0] in first_party:
+                offenders.append(f"{path.relative_to(ROOT)}: absolute import of {name}")
+        if "sys.path" in path.read_text():
+            offenders.append(f"{path.relative_to(ROOT)}: touches sys.path")
+    assert offenders == []
+
+
+def test_manifest_is_complete():
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    assert manifest["schema_version"] == "1.0.0"
+    assert manifest["id"] == "cloud_render"
+    assert manifest["type"] == "add-on"
+    assert manifest["blender_version_min"] == "4.2.0"
+    assert manifest["license"] == ["SPDX:GPL-3.0-or-later"]
+    assert set(manifest["permissions"]) == {"network", "files"}
+    assert set(manifest["platforms"]) == {"linux-x64", "macos-arm64", "macos-x64", "windows-x64"}
+
+
+def test_manifest_wheels_are_exactly_the_pinned_ones():
+    manifest = tomllib.loads((ROOT / "blender_manifest.toml").read_text())
+    listed = {w.removeprefix("./vendor/") for w in manifest["wheels"]}
+    pinned = {
+        line.split()[0]
+        for line in (ROOT / "dev" / "vendor.lock").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert listed == pinned
+    # Every runtime dependency the add-on needs is there, compiled ones for Python 3.11 and 3.13.
+    names = {w.split("-")[0].lower() for w in pinned}
+    assert {
+        "boto3",
+        "botocore",
+        "s3transfer",
+        "jmespath",
+        "python_dateutil",
+        "six",
+        "urllib3",
+        "blender_asset_tracer",
+        "cryptography",
+        "cffi",
+        "pycparser",
+        "requests",
+    } <= names
+    for platform in ("manylinux", "macosx_11_0_arm64", "macosx_10_13_x86_64", "win_amd64"):
+        for py in ("cp311", "cp313"):
+            assert any(w.startswith("cffi-") and f"-{py}-" in w and platform in w for w in pinned), (
+                py,
+                platform,
+            )
