@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -29,11 +30,11 @@ def moto_server(log_path: Path | None = None) -> Iterator[str]:
     """Run `moto.server` on a free loopback port; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    log: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
+        stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         env=env,
     )
@@ -56,7 +57,7 @@ def moto_server(log_path: Path | None = None) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if log is not subprocess.DEVNULL:
+        if log is not None:
             log.close()
 
 
