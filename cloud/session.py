@@ -27,12 +27,19 @@ class AwsSettings:
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     endpoint_url: str | None = None
+    # Per-service endpoint overrides, e.g. (("service-quotas", "http://127.0.0.1:9001"),): used
+    # for services that a local emulator serves on a different address than the rest.
+    service_endpoints: tuple[tuple[str, str], ...] = ()
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     max_attempts: int = 5
 
     def in_region(self, region: str) -> AwsSettings:
         return replace(self, region=region)
+
+    def endpoint_for(self, service: str) -> str | None:
+        """The endpoint override for one service, falling back to the general one."""
+        return dict(self.service_endpoints).get(service) or self.endpoint_url or None
 
 
 def make_session(settings: AwsSettings) -> boto3.session.Session:
@@ -66,6 +73,6 @@ def client(settings: AwsSettings, service: str, session: boto3.session.Session |
     return session.client(
         service,
         region_name=settings.region,
-        endpoint_url=settings.endpoint_url or None,
+        endpoint_url=settings.endpoint_for(service),
         config=client_config(settings),
     )

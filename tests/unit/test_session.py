@@ -31,3 +31,11 @@ def test_region_override_keeps_everything_else():
     moved = settings.in_region("eu-west-1")
     assert moved.region == "eu-west-1"
     assert moved.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_service_endpoint_override_wins_for_that_service_only():
+    settings = AwsSettings(
+        endpoint_url="http://127.0.0.1:1111", service_endpoints=(("service-quotas", "http://127.0.0.1:2222"),)
+    )
+    assert client(settings, "service-quotas").meta.endpoint_url == "http://127.0.0.1:2222"
+    assert client(settings, "s3").meta.endpoint_url == "http://127.0.0.1:1111"
