@@ -45,7 +45,7 @@ build: venv wheels
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	dev/typecheck.sh
 
 test: venv venv-compat wheels
 	$(PY) -m pytest

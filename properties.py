@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import (
     BoolProperty,
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -99,9 +100,30 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     current_frame: IntProperty(default=0)  # type: ignore[valid-type]
     cost_so_far: FloatProperty(default=0.0)  # type: ignore[valid-type]
     log_tail: StringProperty(default="")  # type: ignore[valid-type]
+    sample: IntProperty(default=0)  # type: ignore[valid-type]
+    samples_total: IntProperty(default=0)  # type: ignore[valid-type]
+    device: StringProperty(default="")  # type: ignore[valid-type]
+    seconds_per_frame: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    started: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    ended: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    price_per_hour: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    findings: StringProperty(default="")  # type: ignore[valid-type]
+    orphans: StringProperty(default="")  # type: ignore[valid-type]
+    account_status: StringProperty(default="")  # type: ignore[valid-type]
 
 
-classes = (CloudRenderSceneSettings, CloudRenderJobView)
+class CloudRenderJobItem(bpy.types.PropertyGroup):
+    """One row of the scene's jobs list; saved in the .blend so the list survives a restart."""
+
+    job_id: StringProperty()  # type: ignore[valid-type]
+    label: StringProperty()  # type: ignore[valid-type]
+    stage: StringProperty()  # type: ignore[valid-type]
+    frames_done: IntProperty(default=0)  # type: ignore[valid-type]
+    frames_total: IntProperty(default=0)  # type: ignore[valid-type]
+    created: FloatProperty(default=0.0)  # type: ignore[valid-type]
+
+
+classes = (CloudRenderSceneSettings, CloudRenderJobView, CloudRenderJobItem)
 
 
 def register() -> None:
@@ -109,9 +131,13 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.cloud_render = PointerProperty(type=CloudRenderSceneSettings)
     bpy.types.WindowManager.cloud_render_job = PointerProperty(type=CloudRenderJobView)
+    bpy.types.Scene.cloud_render_jobs = CollectionProperty(type=CloudRenderJobItem)
+    bpy.types.Scene.cloud_render_jobs_index = IntProperty(default=0)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.cloud_render_jobs_index
+    del bpy.types.Scene.cloud_render_jobs
     del bpy.types.WindowManager.cloud_render_job
     del bpy.types.Scene.cloud_render
     for cls in reversed(classes):

@@ -1,20 +1,29 @@
-"""The add-on's main-thread pump: a bpy.app.timers callback that applies queued events.
+"""The add-on's main-thread pump and its long-lived objects.
 
-Timers do not fire in the bpy module, so tests call `drain_events()` themselves.
+A `bpy.app.timers` callback drains the event queue that background threads fill; timers do not
+fire in the bpy module, so tests call `drain_events()` themselves. The job manager is created
+on first use, so enabling the add-on costs nothing and makes no request.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import bpy
 
+from .addon_prefs import ADDON_ID
+from .cloud.errors import CloudError
 from .cloud.events import Event, EventQueue
 
 DRAIN_INTERVAL_S = 0.1
 
 events = EventQueue()
 _listeners: list[Callable[[Event], None]] = []
+_manager: Any = None
+CALL_TOPIC = "__call__"
 
 
 def add_listener(listener: Callable[[Event], None]) -> None:
@@ -28,12 +37,55 @@ def remove_listener(listener: Callable[[Event], None]) -> None:
         _listeners.remove(listener)
 
 
-def drain_events() -> float:
+def drain_events(budget_s: float = 0.005) -> float:
     """Apply waiting events within a small time budget; returns the next timer interval."""
-    for event in events.drain():
+    for event in events.drain(budget_s=budget_s):
+        if event.job_id == CALL_TOPIC:
+            callback = event.data["callback"]
+            callback(event.data.get("result"), event.data.get("error"))
+            continue
         for listener in list(_listeners):
             listener(event)
     return DRAIN_INTERVAL_S
+
+
+def in_background(
+    work: Callable[[], Any], done: Callable[[Any, CloudError | None], None]
+) -> threading.Thread:
+    """Run `work` off the main thread; `done(result, error)` runs later on the main thread."""
+
+    def run() -> None:
+        try:
+            events.post(CALL_TOPIC, "call", callback=done, result=work(), error=None)
+        except CloudError as error:
+            events.post(CALL_TOPIC, "call", callback=done, result=None, error=error)
+        except Exception as error:  # unknown: keep the detail, say something useful
+            wrapped = CloudError(
+                "Something unexpected went wrong.",
+                "Check your network and try again.",
+                detail=f"{type(error).__name__}: {error}",
+            )
+            events.post(CALL_TOPIC, "call", callback=done, result=None, error=wrapped)
+
+    thread = threading.Thread(target=run, name="cloud-render-call", daemon=True)
+    thread.start()
+    return thread
+
+
+def user_dir(name: str) -> Path:
+    """A folder of this extension's user directory (survives updates, never in a .blend)."""
+    return Path(bpy.utils.extension_path_user(ADDON_ID, path=name, create=True))
+
+
+def manager() -> Any:
+    """The session's JobManager, created on first use."""
+    global _manager
+    if _manager is None:
+        from . import account
+        from .cloud.manager import JobManager
+
+        _manager = JobManager(user_dir("jobs"), events, account.aws_settings)
+    return _manager
 
 
 def register() -> None:
@@ -42,6 +94,14 @@ def register() -> None:
 
 
 def unregister() -> None:
+    global _manager
     if bpy.app.timers.is_registered(drain_events):
         bpy.app.timers.unregister(drain_events)
     _listeners.clear()
+    if _manager is not None:
+        _manager.stop_all()
+        _manager = None
+
+
+def manager_exists() -> bool:
+    return _manager is not None

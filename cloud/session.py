@@ -8,6 +8,7 @@ the UI thread hand a frozen copy to worker threads.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,14 +33,16 @@ class AwsSettings:
     service_endpoints: tuple[tuple[str, str], ...] = ()
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-    max_attempts: int = 5
+    max_attempts: int = 5  # in total, the first try included
 
     def in_region(self, region: str) -> AwsSettings:
         return replace(self, region=region)
 
     def endpoint_for(self, service: str) -> str | None:
-        """The endpoint override for one service, falling back to the general one."""
-        return dict(self.service_endpoints).get(service) or self.endpoint_url or None
+        """The endpoint for one service: its own override, then botocore's standard
+        `AWS_ENDPOINT_URL_<SERVICE>` variable, then the general override (None: AWS itself)."""
+        env = os.environ.get("AWS_ENDPOINT_URL_" + service.upper().replace("-", "_"))
+        return dict(self.service_endpoints).get(service) or env or self.endpoint_url or None
 
 
 def make_session(settings: AwsSettings) -> boto3.session.Session:
@@ -54,14 +57,15 @@ def make_session(settings: AwsSettings) -> boto3.session.Session:
     return boto3.session.Session(profile_name=settings.profile or None, region_name=settings.region)
 
 
-def client_config(settings: AwsSettings, **extra: Any) -> Config:
-    """Timeouts short enough to notice a cut network, adaptive retries for throttling."""
+def client_config(settings: AwsSettings, service: str = "", **extra: Any) -> Config:
+    """Timeouts short enough to notice a cut network, adaptive retries for throttling, and
+    SigV4 for S3 (botocore would presign with SigV2 in us-east-1 otherwise)."""
     return Config(
         region_name=settings.region,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        retries={"max_attempts": settings.max_attempts, "mode": "adaptive"},
-        signature_version=extra.pop("signature_version", None),
+        retries={"total_max_attempts": settings.max_attempts, "mode": "adaptive"},
+        signature_version=extra.pop("signature_version", "s3v4" if service == "s3" else None),
         s3={"addressing_style": "path"} if settings.endpoint_url else {},
         **extra,
     )
@@ -74,5 +78,5 @@ def client(settings: AwsSettings, service: str, session: boto3.session.Session |
         service,
         region_name=settings.region,
         endpoint_url=settings.endpoint_for(service),
-        config=client_config(settings),
+        config=client_config(settings, service),
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-classes: tuple[type, ...] = ()
+from . import account, jobs, render
+
+classes: tuple[type, ...] = (*render.classes, *jobs.classes, *account.classes)
 
 
 def register() -> None:

@@ -42,6 +42,26 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "credential_source", expand=True)
         if self.credential_source == "PROFILE":
             layout.prop(self, "profile")
+        else:
+            from .. import account
+            from ..cloud import credentials
+
+            row = layout.row()
+            if credentials.has_keys(account.key_dir()):
+                row.label(text="Access key saved (encrypted on this computer).", icon="LOCKED")
+                row.operator("cloud_render.forget_keys")
+            row.operator("cloud_render.save_keys", text="Enter Access Key...", icon="KEY_HLT")
+        row = layout.row()
+        row.operator("cloud_render.test_connection", icon="WORLD")
+        status = context.window_manager.cloud_render_job.account_status
+        if status:
+            layout.label(text=status)
+        box = layout.box()
+        box.label(text="No keys yet? In the AWS console:")
+        box.label(text="1. IAM > Users > Create user (never use the account's root keys).")
+        box.label(text="2. Permissions > Create inline policy > JSON: paste the Cloud Render policy.")
+        box.label(text="3. Security credentials > Create access key, then 'Enter Access Key...' here.")
+        box.operator("cloud_render.copy_policy", icon="COPYDOWN")
         layout.prop(self, "default_region")
         layout.prop(self, "retention_days")
         layout.prop(self, "endpoint_url")

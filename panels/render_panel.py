@@ -1,8 +1,20 @@
-"""Properties > Output > Cloud Render."""
+"""Properties > Output > Cloud Render: settings, the live job, the jobs list. Drawing only."""
 
 from __future__ import annotations
 
+import time
+
 import bpy
+
+from .. import job_view, submit
+from ..cloud.jobs import FINAL_STAGES
+
+
+def _elapsed(view: bpy.types.PropertyGroup) -> str:
+    if not view.started:
+        return ""
+    seconds = int((view.ended or time.time()) - view.started)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class CLOUDRENDER_PT_main(bpy.types.Panel):
@@ -13,8 +25,32 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        settings = context.scene.cloud_render
+        blockers = submit.render_blockers(context)
+        row = layout.row()
+        row.scale_y = 1.5
+        row.enabled = not blockers
+        row.operator("cloud_render.render", icon="RENDER_ANIMATION")
+        for reason in blockers:
+            layout.label(text=reason, icon="INFO")
+        layout.operator("cloud_render.check_scene", icon="CHECKMARK")
+        findings = context.window_manager.cloud_render_job.findings
+        if findings:
+            box = layout.box()
+            for line in findings.splitlines():
+                box.label(text=line, icon="ERROR" if line.startswith("BLOCK") else "QUESTION")
+
+
+class CLOUDRENDER_PT_settings(bpy.types.Panel):
+    bl_label = "Machine and Frames"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_parent_id = "CLOUDRENDER_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
         layout.use_property_split = True
+        settings = context.scene.cloud_render
         layout.prop(settings, "region")
         layout.prop(settings, "instance_type")
         layout.prop(settings, "use_spot")
@@ -26,12 +62,119 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         layout.prop(settings, "resolution_percentage")
         layout.prop(settings, "file_format")
         layout.prop(settings, "output_dir")
-        layout.prop(settings, "max_cost")
-        layout.prop(settings, "max_hours")
-        job = context.window_manager.cloud_render_job
-        if job.state:
-            box = layout.box()
-            box.label(text=f"{job.state}: {job.message}")
+        col = layout.column(heading="Hard Caps")
+        col.prop(settings, "max_cost")
+        col.prop(settings, "max_hours")
 
 
-classes = (CLOUDRENDER_PT_main,)
+class CLOUDRENDER_PT_job(bpy.types.Panel):
+    bl_label = "Current Job"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_parent_id = "CLOUDRENDER_PT_main"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(context.window_manager.cloud_render_job.job_id)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        view = context.window_manager.cloud_render_job
+        final = view.state in {s.value for s in FINAL_STAGES}
+        header = layout.row()
+        header.label(
+            text=f"{view.state}: {view.message}", icon="CHECKMARK" if view.state == "Done" else "TIME"
+        )
+        if view.action:
+            layout.label(text=view.action, icon="INFO")
+        if not final:
+            total = max(view.frames_total, 1)
+            layout.progress(
+                factor=view.progress if view.state in {"Packing", "Uploading"} else view.frames_done / total,
+                type="BAR",
+                text=f"{view.state} {view.progress * 100:.0f}%"
+                if view.state in {"Packing", "Uploading"}
+                else f"{view.frames_done}/{view.frames_total} frames",
+            )
+        grid = layout.grid_flow(columns=2, even_columns=True)
+        grid.label(
+            text=f"Frame {view.current_frame}"
+            + (f"  sample {view.sample}/{view.samples_total}" if view.samples_total else "")
+        )
+        grid.label(text=f"Frames {view.frames_done}/{view.frames_total}")
+        grid.label(text=f"Elapsed {_elapsed(view)}")
+        grid.label(text=f"Cost so far ${view.cost_so_far:.2f}")
+        if view.device:
+            grid.label(text=f"Device {view.device}")
+        if view.seconds_per_frame:
+            grid.label(text=f"{view.seconds_per_frame:.1f} s/frame")
+        log = layout.box()
+        for line in view.log_tail.splitlines()[-job_view.PANEL_LOG_LINES :]:
+            log.label(text=line)
+        row = layout.row()
+        row.operator("cloud_render.open_log", icon="TEXT").job_id = view.job_id
+        row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = view.job_id
+        if not final:
+            layout.operator("cloud_render.cancel", icon="CANCEL").job_id = view.job_id
+
+
+class CLOUDRENDER_UL_jobs(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index, flt_flag=0):  # type: ignore[no-untyped-def,override]
+        row = layout.row()
+        row.label(text=item.job_id)
+        row.label(text=item.label)
+        row.label(text=f"{item.stage} {item.frames_done}/{item.frames_total}")
+
+    def filter_items(self, context, data, propname):  # type: ignore[no-untyped-def]
+        items = getattr(data, propname)
+        order = sorted(range(len(items)), key=lambda i: -items[i].created)
+        # Blender wants, for each item, its new position.
+        positions = [0] * len(items)
+        for position, index in enumerate(order):
+            positions[index] = position
+        return [], positions
+
+
+class CLOUDRENDER_PT_jobs(bpy.types.Panel):
+    bl_label = "Jobs"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_parent_id = "CLOUDRENDER_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        scene = context.scene
+        view = context.window_manager.cloud_render_job
+        for orphan in filter(None, view.orphans.split(",")):
+            instance_id, _, job_id = orphan.partition(":")
+            row = layout.row()
+            row.alert = True
+            row.label(
+                text=f"Machine {instance_id} is still running (job {job_id or 'unknown'})", icon="ERROR"
+            )
+            row.operator("cloud_render.terminate_orphan", text="Terminate").instance_id = instance_id
+        layout.template_list(
+            "CLOUDRENDER_UL_jobs", "", scene, "cloud_render_jobs", scene, "cloud_render_jobs_index"
+        )
+        jobs = scene.cloud_render_jobs
+        if 0 <= scene.cloud_render_jobs_index < len(jobs):
+            job_id = jobs[scene.cloud_render_jobs_index].job_id
+            grid = layout.grid_flow(columns=3, even_columns=True)
+            grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
+            grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id
+            grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
+            grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
+            grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
+        layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
+
+
+classes = (
+    CLOUDRENDER_PT_main,
+    CLOUDRENDER_PT_settings,
+    CLOUDRENDER_PT_job,
+    CLOUDRENDER_UL_jobs,
+    CLOUDRENDER_PT_jobs,
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,10 @@ import pytest
 from cloud.session import AwsSettings
 
 from .aws_emulator import moto_server, reset
+
+# Before anything imports bpy: the extension installs into a throwaway user directory, never
+# the developer's own Blender configuration.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="cloud-render-blender-user-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT.parent / "shared" / "testdata" / "blendfiles"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON_DIRS = ["operators", "panels"]
-ADDON_FILES = ["__init__.py", "properties.py", "runtime.py", "addon_prefs.py"]
+ADDON_FILES = [p.name for p in ROOT.glob("*.py")]
 
 
 def python_files(*parts: str) -> list[Path]:
@@ -50,7 +50,7 @@ def test_cloud_never_imports_bpy():
 
 
 def test_addon_code_uses_relative_imports_and_leaves_sys_path_alone():
-    first_party = {"cloud", "operators", "panels", "properties", "runtime", "addon_prefs"}
+    first_party = {"cloud", "operators", "panels"} | {p.stem for p in ROOT.glob("*.py")}
     offenders = []
     for path in python_files(*ADDON_DIRS, *ADDON_FILES, "cloud"):
         for name, level in imported_modules(path):

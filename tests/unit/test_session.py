@@ -39,3 +39,10 @@ def test_service_endpoint_override_wins_for_that_service_only():
     )
     assert client(settings, "service-quotas").meta.endpoint_url == "http://127.0.0.1:2222"
     assert client(settings, "s3").meta.endpoint_url == "http://127.0.0.1:1111"
+
+
+def test_standard_per_service_environment_variable_is_honoured(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", "http://127.0.0.1:3333")
+    settings = AwsSettings(endpoint_url="http://127.0.0.1:1111")
+    assert client(settings, "service-quotas").meta.endpoint_url == "http://127.0.0.1:3333"
+    assert client(settings, "ec2").meta.endpoint_url == "http://127.0.0.1:1111"

@@ -1,0 +1,216 @@
+"""Benchmark: cloud.storage.upload_files against the AWS CLI, to the emulated S3 (moto server).
+
+1. Throughput: a job of 50 files of mixed sizes (1 GB; `--small` makes it 100 MB), uploaded
+   by our uploader and by `aws s3 cp --recursive` to the same endpoint, alternating, best of
+   `--rounds`. Prints MB/s for each and the ratio (ours / CLI; above 1 means we are faster),
+   for our upload alone and with hashing included (we must hash to skip what exists).
+2. Resubmits, each against `aws s3 sync` of the same tree: one file changed; the project
+   folder renamed (the CLI syncs it to the new project prefix); a second scene sharing 90% of
+   its textures. Bytes sent are counted by a TCP proxy in front of the emulator (request
+   bodies and headers, both tools alike).
+
+    .venv/bin/python bench/upload.py [--small] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/ and tests/ importable
+
+import requests  # noqa: E402
+
+from cloud import storage  # noqa: E402
+from cloud.session import AwsSettings, client  # noqa: E402
+from tests.aws_emulator import moto_server  # noqa: E402
+from tests.error_server import CountingProxy  # noqa: E402
+
+MB = 1_000_000
+FILES = 50
+KEY_ID, SECRET = "AKIAEXAMPLETESTKEY00", "test-secret-not-real"
+
+
+def make_job(root: Path, total: int, seed: int = 7) -> list[Path]:
+    """50 files: a few big caches, some mid-size textures, many small ones; random bytes."""
+    rng = random.Random(seed)
+    weights = [rng.lognormvariate(0, 1.6) for _ in range(FILES)]
+    scale = total / sum(weights)
+    paths = []
+    for i, weight in enumerate(weights):
+        size = max(1, int(weight * scale))
+        kind = "caches" if size > total / 12 else "textures" if size > total / 200 else "misc"
+        path = root / kind / f"{kind[:-1]}_{i:02d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_random(path, size, rng)
+        paths.append(path)
+    return paths
+
+
+def write_random(path: Path, size: int, rng: random.Random) -> None:
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            n = min(left, 4 << 20)
+            out.write(rng.randbytes(n))
+            left -= n
+
+
+def tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def hashed(root: Path) -> list[tuple[Path, str, int]]:
+    return [(p, storage.hash_file(p), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def cli(args: list[str], endpoint: str, home: Path) -> tuple[float, int]:
+    """Run the AWS CLI; returns seconds and how many files it reported uploading."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(home / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    aws = ROOT / ".venv" / "bin" / "aws"
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(aws), *args, "--endpoint-url", endpoint, "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return time.perf_counter() - start, len(re.findall(r"^upload: ", done.stdout, re.M))
+
+
+def fresh_bucket(settings: AwsSettings, url: str) -> str:
+    requests.post(f"{url}/moto-api/reset", timeout=30).raise_for_status()  # frees moto's memory
+    bucket = storage.new_bucket_name()
+    client(settings, "s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def throughput(work: Path, url: str, settings: AwsSettings, rounds: int) -> None:
+    job = work / "job"
+    make_job(job, args_total)
+    size = tree_size(job)
+    print(f"job: {FILES} files, {size / MB:.0f} MB in {job}")
+    ours_up, ours_all, theirs = [], [], []
+    for _ in range(rounds):
+        bucket = fresh_bucket(settings, url)
+        start = time.perf_counter()
+        files = hashed(job)
+        hash_s = time.perf_counter() - start
+        up_s = timed(lambda files=files, bucket=bucket: storage.upload_files(settings, bucket, files))
+        ours_up.append(up_s)
+        ours_all.append(hash_s + up_s)
+        bucket = fresh_bucket(settings, url)
+        seconds, count = cli(["s3", "cp", "--recursive", str(job), f"s3://{bucket}/job/"], url, work)
+        assert count == FILES, count
+        theirs.append(seconds)
+    ours, ours_hashing, cli_s = min(ours_up), min(ours_all), min(theirs)
+    print(f"ours (upload):        {ours:6.2f} s  {size / MB / ours:7.1f} MB/s")
+    print(f"ours (hash + upload): {ours_hashing:6.2f} s  {size / MB / ours_hashing:7.1f} MB/s")
+    print(f"aws s3 cp --recursive:{cli_s:6.2f} s  {size / MB / cli_s:7.1f} MB/s")
+    print(f"throughput ratio ours/CLI: {cli_s / ours:.2f}x upload, {cli_s / ours_hashing:.2f}x with hashing")
+
+
+def resubmits(work: Path, url: str, settings: AwsSettings) -> None:
+    scene1 = work / "projects" / "forest"
+    make_job(scene1, args_total, seed=11)
+    proxy = CountingProxy.to_url(url)
+    proxy.__enter__()
+    via = replace(settings, endpoint_url=proxy.url)
+    try:
+        bucket = fresh_bucket(settings, url)
+        storage.upload_files(via, bucket, hashed(scene1))
+        cli(["s3", "sync", str(scene1), f"s3://{bucket}/forest/"], proxy.url, work)
+
+        def measure(name: str, tree: Path, prefix: str, changed: int) -> None:
+            proxy.sent = 0
+            start = time.perf_counter()
+            result = storage.upload_files(via, bucket, hashed(tree))
+            ours_s, ours_bytes = time.perf_counter() - start, proxy.sent
+            proxy.sent = 0
+            cli_s, count = cli(["s3", "sync", str(tree), f"s3://{bucket}/{prefix}/"], proxy.url, work)
+            cli_bytes = proxy.sent
+            print(
+                f"{name:<34} changed {changed / MB:7.1f} MB | ours {ours_bytes / MB:8.2f} MB sent "
+                f"({len(result.uploaded)} files, {ours_s:5.1f} s) | aws s3 sync {cli_bytes / MB:8.2f} MB "
+                f"({count} files, {cli_s:5.1f} s)"
+            )
+
+        # 1. One texture repainted (same size, new content).
+        texture = sorted((scene1 / "textures").iterdir())[0]
+        write_random(texture, texture.stat().st_size, random.Random(99))
+        measure("one file changed", scene1, "forest", texture.stat().st_size)
+
+        # 2. The project folder renamed: same files, new path.
+        renamed = scene1.with_name("forest-final")
+        scene1.rename(renamed)
+        measure("project folder renamed", renamed, "forest-final", 0)
+
+        # 3. A second scene: 90% of the bytes shared (hard links), 10% new textures.
+        scene2 = work / "projects" / "lake"
+        files = sorted((p for p in renamed.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        budget, new_bytes = tree_size(renamed) * 0.10, 0
+        rng = random.Random(5)
+        for path in files:
+            target = scene2 / path.relative_to(renamed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if new_bytes + path.stat().st_size <= budget and path.parent.name == "textures":
+                write_random(target, path.stat().st_size, rng)
+                new_bytes += path.stat().st_size
+            else:
+                os.link(path, target)
+        measure("second scene sharing 90% of bytes", scene2, "lake", new_bytes)
+    finally:
+        proxy.close()
+
+
+args_total = 1000 * MB
+
+
+def main() -> None:
+    global args_total
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--small", action="store_true", help="100 MB instead of 1 GB")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput runs per tool (best is kept)")
+    args = parser.parse_args()
+    args_total = (100 if args.small else 1000) * MB
+    work = Path(tempfile.mkdtemp(prefix="cloud-render-bench-upload-"))
+    try:
+        with moto_server(work / "moto.log") as url:
+            settings = AwsSettings(access_key_id=KEY_ID, secret_access_key=SECRET, endpoint_url=url)
+            throughput(work, url, settings, args.rounds)
+            print()
+            resubmits(work, url, settings)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The Job: its stages, its request, and its record on disk (and in S3) so Blender can be
+closed and the job found again.
+
+A record holds no secrets and no presigned URLs: only what the panel shows and what is needed
+to re-attach (region, bucket, instance id, frames, output folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Stage(StrEnum):
+    """What the panel says the job is doing."""
+
+    PACKING = "Packing"
+    UPLOADING = "Uploading"
+    STARTING = "Starting machine"
+    INSTALLING = "Installing Blender"
+    RENDERING = "Rendering"
+    DOWNLOADING = "Downloading"
+    DONE = "Done"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    INTERRUPTED = "Interrupted"
+    CAPPED = "Capped"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STAGES
+
+
+FINAL_STAGES = {Stage.DONE, Stage.FAILED, Stage.CANCELLED, Stage.INTERRUPTED, Stage.CAPPED}
+
+# The worker's status.json "state" -> the stage the panel shows.
+WORKER_STATE_STAGE = {
+    "booting": Stage.STARTING,
+    "installing": Stage.INSTALLING,
+    "downloading": Stage.INSTALLING,
+    "rendering": Stage.RENDERING,
+    "uploading": Stage.RENDERING,
+    "done": Stage.DONE,
+    "failed": Stage.FAILED,
+    "interrupted": Stage.INTERRUPTED,
+    "capped": Stage.CAPPED,
+}
+
+
+def new_job_id() -> str:
+    """Sortable by time, unique without coordination: 20261125-144501-3f2a9c."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class JobRequest:
+    """Everything the background job needs, captured on Blender's main thread."""
+
+    job_id: str
+    blend_copy: Path  # a saved copy of the artist's scene, never the open file
+    blend_name: str  # the artist's file, to list this scene's jobs
+    scene_name: str
+    frames: list[int]
+    output_dir: Path
+    region: str
+    instance_type: str
+    spot: bool
+    max_cost: float
+    max_hours: float
+    price_per_hour: float
+    blender_version: str
+    frame_order: str = "sequential"
+    device: str = "GPU"
+    samples: int | None = None
+    resolution_percentage: int | None = None
+    file_format: str | None = None
+    retention_days: int = 14
+    reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
+
+
+@dataclass
+class JobRecord:
+    """The job as it is known locally; rewritten as it progresses."""
+
+    job_id: str
+    blend_name: str
+    scene_name: str
+    region: str
+    instance_type: str
+    spot: bool
+    frames: list[int]
+    output_dir: str
+    price_per_hour: float
+    max_cost: float
+    max_hours: float
+    created: float = field(default_factory=time.time)
+    stage: str = Stage.PACKING.value
+    message: str = ""
+    action: str = ""
+    bucket: str = ""
+    instance_id: str = ""
+    launched_at: float = 0.0
+    ended_at: float = 0.0
+    frames_done: list[int] = field(default_factory=list)
+    frame_files: list[str] = field(default_factory=list)  # local paths, in arrival order
+    device: str = ""
+    blender_build: str = ""
+    seconds_per_frame: float = 0.0
+    cost_so_far: float = 0.0
+    blend_in_pack: str = ""
+    pack_manifest: dict[str, Any] = field(default_factory=dict)  # relative path -> [sha256, size]
+
+    @property
+    def stage_enum(self) -> Stage:
+        return Stage(self.stage)
+
+    @property
+    def is_final(self) -> bool:
+        return self.stage_enum.is_final
+
+    @property
+    def frames_missing(self) -> list[int]:
+        done = set(self.frames_done)
+        return [f for f in self.frames if f not in done]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobRecord:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_request(cls, request: JobRequest) -> JobRecord:
+        return cls(
+            job_id=request.job_id,
+            blend_name=request.blend_name,
+            scene_name=request.scene_name,
+            region=request.region,
+            instance_type=request.instance_type,
+            spot=request.spot,
+            frames=list(request.frames),
+            output_dir=str(request.output_dir),
+            price_per_hour=request.price_per_hour,
+            max_cost=request.max_cost,
+            max_hours=request.max_hours,
+        )
+
+
+class RecordStore:
+    """Job records as one JSON file each in the add-on's user directory (atomic writes)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, job_id: str) -> Path:
+        return self.directory / f"{job_id}.json"
+
+    def save(self, record: JobRecord) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(record.to_json())
+        os.replace(tmp, self.path(record.job_id))
+
+    def load(self, job_id: str) -> JobRecord:
+        return JobRecord.from_json(self.path(job_id).read_text())
+
+    def all(self) -> list[JobRecord]:
+        """Every readable record, newest first; a damaged file is skipped, not fatal."""
+        records = []
+        for path in self.directory.glob("*.json"):
+            try:
+                records.append(JobRecord.from_json(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sorted(records, key=lambda r: r.created, reverse=True)
+
+    def delete(self, job_id: str) -> None:
+        self.path(job_id).unlink(missing_ok=True)

@@ -1,0 +1,110 @@
+"""Account actions from the preferences: save keys, test the connection, copy the IAM policy."""
+
+from __future__ import annotations
+
+import bpy
+
+from .. import account, job_view, runtime
+from ..bltypes import OperatorReturn
+from ..cloud import credentials, iam
+from ..cloud.errors import CloudError
+
+
+def _status(text: str) -> None:
+    bpy.context.window_manager.cloud_render_job.account_status = text
+    job_view.redraw()
+
+
+class CLOUDRENDER_OT_save_keys(bpy.types.Operator):
+    """Store an AWS access key pair encrypted on this computer (never in a .blend or preferences file)"""
+
+    bl_idname = "cloud_render.save_keys"
+    bl_label = "Save AWS Keys"
+    bl_options = {"INTERNAL"}
+
+    # SKIP_SAVE: Blender must not remember these values anywhere after the dialog closes.
+    access_key_id: bpy.props.StringProperty(name="Access Key ID", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    secret_access_key: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Secret Access Key", subtype="PASSWORD", options={"SKIP_SAVE"}
+    )
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
+        return context.window_manager.invoke_props_dialog(self, width=420)
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        try:
+            keys = credentials.validate(self.access_key_id.strip(), self.secret_access_key.strip())
+            credentials.save_keys(account.key_dir(), keys)
+        except CloudError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        finally:
+            self.access_key_id = ""
+            self.secret_access_key = ""
+        _status(f"Keys saved ({credentials.mask(keys.access_key_id)}). Checking them...")
+        if bpy.app.online_access:
+            bpy.ops.cloud_render.test_connection()
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_forget_keys(bpy.types.Operator):
+    """Delete the stored AWS keys from this computer"""
+
+    bl_idname = "cloud_render.forget_keys"
+    bl_label = "Forget Keys"
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        credentials.delete_keys(account.key_dir())
+        _status("No keys saved.")
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_test_connection(bpy.types.Operator):
+    """Check the keys with AWS and show which account and user they belong to"""
+
+    bl_idname = "cloud_render.test_connection"
+    bl_label = "Test Connection"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not bpy.app.online_access:
+            cls.poll_message_set("Online access is off (Preferences > System > Network).")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        try:
+            settings = account.aws_settings()
+        except CloudError as error:
+            _status(str(error))
+            return {"CANCELLED"}
+
+        def done(identity, error) -> None:  # type: ignore[no-untyped-def]
+            if error is not None:
+                _status(f"{error.message} {error.action}")
+            else:
+                _status(f"Connected: account {identity.account}, user {identity.user_name}.")
+
+        _status("Checking...")
+        runtime.in_background(lambda: credentials.verify(settings), done)
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_copy_policy(bpy.types.Operator):
+    """Copy the least-privilege IAM policy Cloud Render needs, to paste in the AWS console"""
+
+    bl_idname = "cloud_render.copy_policy"
+    bl_label = "Copy IAM Policy"
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        context.window_manager.clipboard = iam.policy_text()
+        self.report({"INFO"}, "IAM policy copied to the clipboard.")
+        return {"FINISHED"}
+
+
+classes = (
+    CLOUDRENDER_OT_save_keys,
+    CLOUDRENDER_OT_forget_keys,
+    CLOUDRENDER_OT_test_connection,
+    CLOUDRENDER_OT_copy_policy,
+)

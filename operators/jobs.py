@@ -1,0 +1,177 @@
+"""Per-job actions from the jobs list: show frames, log, folder, relaunch, delete, orphans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from .. import job_view, runtime, submit
+from ..bltypes import OperatorReturn
+
+
+def _selected_job(context: bpy.types.Context, job_id: str) -> str:
+    if job_id:
+        return job_id
+    scene = context.scene
+    jobs = scene.cloud_render_jobs
+    if 0 <= scene.cloud_render_jobs_index < len(jobs):
+        return str(jobs[scene.cloud_render_jobs_index].job_id)
+    return str(context.window_manager.cloud_render_job.job_id)
+
+
+class CLOUDRENDER_OT_show_frames(bpy.types.Operator):
+    """Show the job's frames as one image sequence in an Image Editor"""
+
+    bl_idname = "cloud_render.show_frames"
+    bl_label = "Show Frames"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        job_id = _selected_job(context, self.job_id)
+        if not job_view.frame_files(job_id):
+            job_view.load_frames_from_record(job_id)
+        if job_view.show_frames(job_id, open_editor=True) is None:
+            self.report({"WARNING"}, "No frames have arrived for this job yet.")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_open_log(bpy.types.Operator):
+    """Put the job's full log in a Text data-block (shown in a Text Editor if one is open)"""
+
+    bl_idname = "cloud_render.open_log"
+    bl_label = "Open Full Log"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        job_id = _selected_job(context, self.job_id)
+        text = job_view.fill_log_text(job_id)
+        self.report({"INFO"}, f"Log in the Text data-block '{text.name}'.")
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_open_folder(bpy.types.Operator):
+    """Open the folder the job's frames are downloaded to"""
+
+    bl_idname = "cloud_render.open_folder"
+    bl_label = "Open Folder"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        record = runtime.manager().store.load(_selected_job(context, self.job_id))
+        folder = Path(record.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        bpy.ops.wm.path_open(filepath=str(folder))
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_relaunch_missing(bpy.types.Operator):
+    """Render again only the frames that did not arrive (the scene is not uploaded again)"""
+
+    bl_idname = "cloud_render.relaunch_missing"
+    bl_label = "Relaunch Missing Frames"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not bpy.app.online_access:
+            cls.poll_message_set("Online access is off (Preferences > System > Network).")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        from ..cloud.errors import CloudError
+
+        try:
+            record = submit.relaunch_missing(context, _selected_job(context, self.job_id))
+        except CloudError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Relaunched {len(record.frames)} frames as {record.job_id}.")
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_delete_cloud_data(bpy.types.Operator):
+    """Delete this job's files from your S3 bucket (downloaded frames stay on disk)"""
+
+    bl_idname = "cloud_render.delete_cloud_data"
+    bl_label = "Delete Cloud Data"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
+        return context.window_manager.invoke_confirm(self, event)
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        job_id = _selected_job(context, self.job_id)
+
+        def done(result, error) -> None:  # type: ignore[no-untyped-def]
+            view = bpy.context.window_manager.cloud_render_job
+            view.message = error.message if error else f"Deleted {result} cloud files of {job_id}."
+            if error is None:
+                for scene in bpy.data.scenes:
+                    jobs = scene.cloud_render_jobs
+                    for index in reversed(range(len(jobs))):
+                        if jobs[index].job_id == job_id:
+                            jobs.remove(index)
+            job_view.redraw()
+
+        runtime.in_background(lambda: runtime.manager().delete_cloud_data(job_id), done)
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_find_orphans(bpy.types.Operator):
+    """Look for render machines still running in your account with no live job"""
+
+    bl_idname = "cloud_render.find_orphans"
+    bl_label = "Check for Forgotten Machines"
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        region = context.scene.cloud_render.region
+
+        def done(result, error) -> None:  # type: ignore[no-untyped-def]
+            view = bpy.context.window_manager.cloud_render_job
+            if error is not None:
+                view.message, view.action = error.message, error.action
+            else:
+                view.orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in result)
+            job_view.redraw()
+
+        runtime.in_background(lambda: runtime.manager().orphans(region), done)
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_terminate_orphan(bpy.types.Operator):
+    """Terminate a render machine that no job is using, so it stops billing"""
+
+    bl_idname = "cloud_render.terminate_orphan"
+    bl_label = "Terminate"
+    instance_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        region = context.scene.cloud_render.region
+        instance_id = self.instance_id
+
+        def done(_result, error) -> None:  # type: ignore[no-untyped-def]
+            view = bpy.context.window_manager.cloud_render_job
+            if error is not None:
+                view.message, view.action = error.message, error.action
+            else:
+                kept = [o for o in view.orphans.split(",") if o and not o.startswith(instance_id + ":")]
+                view.orphans = ",".join(kept)
+                view.message = f"Terminated {instance_id}."
+            job_view.redraw()
+
+        runtime.in_background(lambda: runtime.manager().terminate_instance(region, instance_id), done)
+        return {"FINISHED"}
+
+
+classes = (
+    CLOUDRENDER_OT_show_frames,
+    CLOUDRENDER_OT_open_log,
+    CLOUDRENDER_OT_open_folder,
+    CLOUDRENDER_OT_relaunch_missing,
+    CLOUDRENDER_OT_delete_cloud_data,
+    CLOUDRENDER_OT_find_orphans,
+    CLOUDRENDER_OT_terminate_orphan,
+)

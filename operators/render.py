@@ -1,0 +1,93 @@
+"""Render in Cloud, Cancel, Check Scene: thin operators that hand work to cloud/ in threads."""
+
+from __future__ import annotations
+
+import bpy
+
+from .. import job_view, runtime, submit
+from ..bltypes import OperatorReturn
+
+
+class CLOUDRENDER_OT_render(bpy.types.Operator):
+    """Render this scene on a GPU machine in your AWS account and bring the frames back"""
+
+    bl_idname = "cloud_render.render"
+    bl_label = "Render in Cloud"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        blockers = submit.render_blockers(context)
+        if blockers:
+            cls.poll_message_set(blockers[0])
+            return False
+        return True
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
+        summary = submit.confirmation_text(context)
+        return context.window_manager.invoke_confirm(
+            self, event, title="Render in Cloud", message=summary, confirm_text="Render"
+        )
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        blockers = submit.render_blockers(context)
+        if blockers:
+            self.report({"ERROR"}, blockers[0])
+            return {"CANCELLED"}
+        try:
+            record = submit.start_job(context)
+        except submit.SubmitError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Cloud render {record.job_id} started.")
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_cancel(bpy.types.Operator):
+    """Stop the machine; frames already rendered are kept"""
+
+    bl_idname = "cloud_render.cancel"
+    bl_label = "Cancel Cloud Render"
+
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        job_id = self.job_id or context.window_manager.cloud_render_job.job_id
+        if not job_id:
+            return {"CANCELLED"}
+        runtime.in_background(lambda: runtime.manager().cancel(job_id), _report_done("Cancel requested."))
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
+    """List what would render wrong in the cloud (missing files, settings) before paying for it"""
+
+    bl_idname = "cloud_render.check_scene"
+    bl_label = "Check Scene"
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        findings = submit.preflight(context, with_pack=False)
+        view = context.window_manager.cloud_render_job
+        view.findings = "\n".join(f"{f.severity.upper()}: {f.message} -> {f.fix}" for f in findings)
+        if not findings:
+            self.report({"INFO"}, "No problems found.")
+        for finding in findings:
+            self.report(
+                {"ERROR" if finding.severity == "block" else "WARNING"}, f"{finding.message} {finding.fix}"
+            )
+        return {"FINISHED"}
+
+
+def _report_done(text: str):  # type: ignore[no-untyped-def]
+    def done(_result, error) -> None:  # type: ignore[no-untyped-def]
+        view = bpy.context.window_manager.cloud_render_job
+        if error is not None:
+            view.message, view.action = error.message, error.action
+        else:
+            view.message = text
+        job_view.redraw()
+
+    return done
+
+
+classes = (CLOUDRENDER_OT_render, CLOUDRENDER_OT_cancel, CLOUDRENDER_OT_check_scene)

@@ -1,0 +1,39 @@
+"""Re-attach to running jobs when a .blend is opened: Blender may have been closed mid-render."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import account, job_view, runtime
+
+
+def reattach() -> list[str]:
+    """Follow this file's unfinished jobs again and show the frames that already came back."""
+    if not bpy.app.online_access or not bpy.data.filepath or not account.has_credentials():
+        return []
+    attached: list[str] = runtime.manager().attach_unfinished(bpy.data.filepath)
+    for job_id in attached:
+        job_view.load_frames_from_record(job_id)
+    view = bpy.context.window_manager.cloud_render_job
+    if attached and not view.job_id:
+        view.job_id = attached[0]
+    return attached
+
+
+@persistent
+def on_load_post(*_args: object) -> None:
+    reattach()
+
+
+def register() -> None:
+    if on_load_post not in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.append(on_load_post)
+    runtime.add_listener(job_view.apply_event)
+
+
+def unregister() -> None:
+    if on_load_post in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(on_load_post)
+    runtime.remove_listener(job_view.apply_event)
+    job_view.forget()

@@ -1,0 +1,123 @@
+"""Drive the installed extension in this process's bpy, like an artist would.
+
+The extension is built with Blender's tool and installed from the zip (wheels included) into
+the throwaway user directory that tests/conftest.py sets before bpy is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+MODULE = "bl_ext.user_default.cloud_render"
+# Shaped like real keys (the add-on checks the shape) but valid only for the emulator.
+TEST_KEY_ID = "AKIAEMULATEDTEST0001"
+TEST_SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
+
+
+def install(zip_path: Path) -> ModuleType:
+    """Install and enable the zip once per process; later calls return the module."""
+    import bpy
+
+    if MODULE in sys.modules and MODULE in bpy.context.preferences.addons:
+        return sys.modules[MODULE]
+    bpy.context.preferences.system.use_online_access = True
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(zip_path), repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}, result
+    return sys.modules[MODULE]
+
+
+def addon() -> ModuleType:
+    return sys.modules[MODULE]
+
+
+def preferences() -> Any:
+    import bpy
+
+    return bpy.context.preferences.addons[MODULE].preferences
+
+
+def connect(endpoint_url: str, region: str = "us-east-1") -> None:
+    """What an artist does in the preferences: keys (encrypted store) and, here, the emulator."""
+    mod = addon()
+    prefs = preferences()
+    prefs.credential_source = "KEYS"
+    prefs.endpoint_url = endpoint_url
+    prefs.default_region = region
+    keys = mod.cloud.credentials.validate(TEST_KEY_ID, TEST_SECRET)
+    mod.cloud.credentials.save_keys(mod.account.key_dir(), keys)
+
+
+def disconnect() -> None:
+    mod = addon()
+    mod.cloud.credentials.delete_keys(mod.account.key_dir())
+
+
+def drain_until(predicate: Any, timeout: float, step: float = 0.05) -> float:
+    """Call the add-on's timer function (timers do not fire in the bpy module) until done.
+
+    Returns the longest single drain call in seconds (the main-thread stall).
+    """
+    mod = addon()
+    longest = 0.0
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the job did not get there in time")
+        started = time.perf_counter()
+        mod.runtime.drain_events()
+        longest = max(longest, time.perf_counter() - started)
+        time.sleep(step)
+    started = time.perf_counter()
+    mod.runtime.drain_events()
+    return max(longest, time.perf_counter() - started)
+
+
+def make_scene(
+    path: Path, frames: int = 3, size: int = 64, samples: int = 4, texture: Path | None = None
+) -> Path:
+    """A small Cycles scene (CPU, few samples) saved at `path`; optionally an image-textured plane."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_factory_startup=True)
+    bpy.context.preferences.system.use_online_access = True
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = samples
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x = size
+    scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    scene.frame_start = 1
+    scene.frame_end = frames
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.filepath = "//render/frame_####"
+    cube = bpy.data.objects.get("Cube")
+    if cube is not None:
+        cube.animation_data_clear()
+        cube.rotation_euler = (0.3, 0.2, 0.0)
+        cube.keyframe_insert("rotation_euler", frame=1)
+        cube.rotation_euler = (0.3, 0.2, 1.2)
+        cube.keyframe_insert("rotation_euler", frame=max(frames, 2))
+    if texture is not None:
+        material = bpy.data.materials.new("Textured")
+        material.use_nodes = True
+        nodes = material.node_tree.nodes
+        image_node = nodes.new("ShaderNodeTexImage")
+        image_node.image = bpy.data.images.load(str(texture))
+        emission = nodes.new("ShaderNodeEmission")
+        material.node_tree.links.new(image_node.outputs["Color"], emission.inputs["Color"])
+        output = nodes["Material Output"]
+        material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+        if cube is not None:
+            cube.data.materials.clear()
+            cube.data.materials.append(material)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), relative_remap=True)
+    return path

@@ -1,0 +1,65 @@
+"""Render in Cloud refuses with a clear reason, and makes no request, when it cannot run."""
+
+from __future__ import annotations
+
+import bpy
+import pytest
+
+from . import harness
+
+
+@pytest.fixture
+def saved_scene(installed, tmp_path):
+    path = harness.make_scene(tmp_path / "shot.blend")
+    yield path
+    bpy.context.preferences.system.use_online_access = True
+    harness.disconnect()
+
+
+def _refusal() -> str:
+    with pytest.raises(RuntimeError) as caught:
+        bpy.ops.cloud_render.render("EXEC_DEFAULT")
+    return str(caught.value)
+
+
+def test_online_access_off_is_refused_with_how_to_turn_it_on(saved_scene, aws):
+    harness.connect(aws.url)
+    bpy.context.preferences.system.use_online_access = False
+    reasons = harness.addon().submit.render_blockers(bpy.context)
+    assert reasons[0].startswith("Online access is off")
+    assert "Preferences > System > Network" in reasons[0]
+    assert "Online access is off" in _refusal()
+    # No request was made: the emulator saw no bucket and no instance.
+    from cloud.session import client
+
+    assert client(aws.settings, "s3").list_buckets()["Buckets"] == []
+    assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
+
+
+def test_missing_keys_are_refused_with_where_to_add_them(saved_scene):
+    harness.disconnect()
+    message = _refusal()
+    assert "No AWS account connected" in message
+    assert "Preferences > Add-ons > Cloud Render" in message
+
+
+def test_malformed_frame_list_is_refused_naming_the_bad_part(saved_scene, aws):
+    harness.connect(aws.url)
+    settings = bpy.context.scene.cloud_render
+    settings.use_custom_frames = True
+    settings.frame_list = "1-10,15,abc"
+    message = _refusal()
+    assert "'abc'" in message and "1-10,15,20-30x2" in message
+    settings.frame_list = "1-3"
+    assert harness.addon().submit.render_blockers(bpy.context) == []
+    settings.use_custom_frames = False
+
+
+def test_unsaved_file_is_refused(installed, aws):
+    bpy.ops.wm.read_homefile(use_factory_startup=True)
+    bpy.context.preferences.system.use_online_access = True
+    harness.connect(aws.url)
+    try:
+        assert "Save the .blend file first" in _refusal()
+    finally:
+        harness.disconnect()

@@ -1,0 +1,68 @@
+"""Caps: max cost and max hours become the dead-man timer and URL expiry; the tracker's verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud.caps import CostTracker, cap_limits, cap_seconds, dead_man_minutes, url_expiry_seconds
+from cloud.errors import CloudError
+
+
+def test_cost_cap_converts_to_seconds() -> None:
+    # $2 at $0.526/h is 13688 s of machine; 180 s of boot happen before the timer is set.
+    assert cap_seconds(2.0, 0, 0.526, 180) == 13688 - 180
+    # The hours cap wins when it is tighter.
+    assert cap_seconds(2.0, 1.0, 0.526, 180) == 3600 - 180
+    limits = cap_limits(2.0, 1.0, 0.526, 180)
+    assert limits.machine_seconds == 3420
+    assert limits.dead_man_minutes == 57
+    assert limits.url_expiry_s == 3420 + 180 + 600
+    # Whatever the timer allows, boot overhead included, never costs more than the cap.
+    seconds = cap_seconds(5.0, 0, 3.0, 120)
+    assert (dead_man_minutes(seconds) * 60 + 120) * 3.0 / 3600 <= 5.0
+
+
+def test_url_expiry_is_capped_at_seven_days() -> None:
+    assert url_expiry_seconds(30 * 24 * 3600, 300) == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((1.0, 0, 0.0, 60), "The price of this machine type is unknown, so the cost cap cannot be enforced."),
+        ((0, 0, 1.0, 60), "This job has no cost or time cap."),
+        ((0.05, 0, 3.0, 60), "The cap is too low to start a machine of this type."),
+    ],
+)
+def test_unusable_caps_are_explained(args: tuple[float, float, float, float], message: str) -> None:
+    with pytest.raises(CloudError) as info:
+        cap_seconds(*args)
+    assert info.value.message == message
+    assert info.value.action
+
+
+def test_too_low_cap_names_the_minimum() -> None:
+    with pytest.raises(CloudError) as info:
+        cap_seconds(0.05, 0, 3.0, 60)
+    assert info.value.action == "Raise the maximum cost to at least $0.30 or pick a cheaper machine type."
+
+
+def test_cost_tracker() -> None:
+    tracker = CostTracker(start_time=1000.0, price_per_hour=3.6, max_cost=2.0)  # $0.001 per second
+    # The first minute is billed in full.
+    assert tracker.cost_so_far(1010.0) == pytest.approx(0.06)
+    early = tracker.status(now=1000.0 + 600, seconds_per_frame=30, frames_left=20)
+    assert early.cost_so_far == pytest.approx(0.6)
+    assert early.projected_total == pytest.approx(1.2)
+    assert not early.cap_reached and not early.projection_over_cap
+
+    warn = tracker.status(now=1000.0 + 600, seconds_per_frame=30, frames_left=60)
+    assert warn.projected_total == pytest.approx(2.4)
+    assert warn.projection_over_cap and not warn.cap_reached
+
+    # The cap is called reached a minute early, so the terminate call lands before it.
+    assert not tracker.status(now=1000.0 + 1930, seconds_per_frame=30, frames_left=5).cap_reached
+    assert tracker.status(now=1000.0 + 1940, seconds_per_frame=30, frames_left=5).cap_reached
+    done = tracker.status(now=1000.0 + 2000, seconds_per_frame=30, frames_left=5)
+    assert done.cap_reached and done.projection_over_cap
+    assert done.elapsed_s == 2000

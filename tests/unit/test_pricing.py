@@ -1,0 +1,126 @@
+"""Prices: refreshed through a local Price List server, cached with their date; spot via moto's EC2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cloud.catalog import load_catalog
+from cloud.errors import CloudError
+from cloud.pricing import current_catalog, load_cached_prices, refresh_prices, spot_prices
+from cloud.session import AwsSettings
+
+from ..conftest import EmulatedAws
+from ..pricing_server import PricingState, pricing_server
+
+LIVE = {
+    ("us-east-1", "g4dn.xlarge"): 0.5,
+    ("us-east-1", "g5.xlarge"): 1.1,
+    ("eu-west-1", "g4dn.xlarge"): 0.61,
+    ("sa-east-1", "g4dn.xlarge"): 0.9,  # a region the catalog does not list: ignored
+}
+
+
+@pytest.fixture
+def pricing() -> Iterator[tuple[AwsSettings, PricingState]]:
+    with pricing_server(LIVE, page_size=1) as (url, state):
+        settings = AwsSettings(
+            access_key_id="AKIAEXAMPLETESTKEY00",
+            secret_access_key="test-secret-not-real",
+            service_endpoints=(("pricing", url),),
+            max_attempts=1,
+        )
+        yield settings, state
+
+
+def test_refresh_fetches_parses_and_caches_with_date(
+    pricing: tuple[AwsSettings, PricingState], tmp_path: Path
+) -> None:
+    settings, state = pricing
+    catalog = load_catalog()
+    cache = tmp_path / "prices.json"
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+
+    table = refresh_prices(settings, catalog, cache, now=now)
+
+    assert table.prices == {
+        "us-east-1": {"g4dn.xlarge": 0.5, "g5.xlarge": 1.1},
+        "eu-west-1": {"g4dn.xlarge": 0.61},
+    }
+    assert table.date == "2026-11-25"
+    # Linux-only filters were sent, one query per catalog type, paged (page size 1, two regions).
+    first = state.requests[0]
+    assert first["target"] == "AWSPriceListService.GetProducts"
+    fields = {f["Field"]: f["Value"] for f in first["body"]["Filters"]}
+    assert fields["operatingSystem"] == "Linux" and fields["tenancy"] == "Shared"
+    assert any(r["body"].get("NextToken") for r in state.requests)
+
+    cached = load_cached_prices(cache)
+    assert cached is not None and cached.prices == table.prices and cached.fetched_at.startswith("2026-11-25")
+
+    updated = current_catalog(catalog, cache)
+    assert updated.get("g4dn.xlarge").price("us-east-1") == 0.5
+    assert updated.get("g4dn.xlarge").price("us-west-2") == catalog.get("g4dn.xlarge").price("us-west-2")
+    assert updated.prices_date == "2026-11-25"
+
+
+def test_fresh_cache_is_used_without_asking_again(
+    pricing: tuple[AwsSettings, PricingState], tmp_path: Path
+) -> None:
+    settings, state = pricing
+    catalog = load_catalog()
+    cache = tmp_path / "prices.json"
+    now = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    refresh_prices(settings, catalog, cache, now=now)
+    asked = len(state.requests)
+
+    again = refresh_prices(settings, catalog, cache, max_age=timedelta(days=1), now=now + timedelta(hours=2))
+    assert len(state.requests) == asked
+    assert again.date == "2026-11-25"
+
+    later = refresh_prices(settings, catalog, cache, max_age=timedelta(days=1), now=now + timedelta(days=3))
+    assert len(state.requests) > asked
+    assert later.date == "2026-11-28"
+
+
+def test_denied_price_list_says_what_to_do(pricing: tuple[AwsSettings, PricingState], tmp_path: Path) -> None:
+    settings, state = pricing
+    state.deny = True
+    with pytest.raises(CloudError) as info:
+        refresh_prices(settings, load_catalog(), tmp_path / "prices.json")
+    assert info.value.message == "Your AWS user is not allowed to read current prices."
+    assert "IAM policy" in info.value.action
+    assert info.value.code == "AccessDeniedException"
+    assert not (tmp_path / "prices.json").exists()
+
+
+def test_unreadable_cache_falls_back_to_bundled(tmp_path: Path) -> None:
+    cache = tmp_path / "prices.json"
+    cache.write_text("{not json", encoding="utf-8")
+    catalog = load_catalog()
+    assert load_cached_prices(cache) is None
+    assert current_catalog(catalog, cache) == catalog
+
+
+def test_spot_prices_from_ec2(aws: EmulatedAws) -> None:
+    prices = spot_prices(aws.settings, "us-east-1", ["g4dn.xlarge", "c5.2xlarge"])
+    assert set(prices) == {"g4dn.xlarge", "c5.2xlarge"}
+    assert all(0 < p < 1 for p in prices.values())
+
+
+def test_spot_prices_unreachable_endpoint() -> None:
+    settings = AwsSettings(
+        access_key_id="AKIAEXAMPLETESTKEY00",
+        secret_access_key="test-secret-not-real",
+        endpoint_url="http://127.0.0.1:9",
+        connect_timeout=0.5,
+        max_attempts=1,
+    )
+    with pytest.raises(CloudError) as info:
+        spot_prices(replace(settings), "us-east-1", ["g4dn.xlarge"])
+    assert info.value.message == "Could not read spot prices from AWS."
+    assert info.value.action == "Use on-demand for this job, or try again in a minute."
