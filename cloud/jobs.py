@@ -65,7 +65,7 @@ class JobRequest:
 
     job_id: str
     blend_copy: Path  # a saved copy of the artist's scene, never the open file
-    blend_name: str  # the artist's file, to list this scene's jobs
+    blend_name: str  # the artist's file (its path): the pack is laid out as if the copy were it
     scene_name: str
     frames: list[int]
     output_dir: Path

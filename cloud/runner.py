@@ -23,6 +23,7 @@ from .steps import CloudSteps
 POLL_SECONDS = 1.0
 # After the machine is gone, how long to wait for its last uploads to become visible.
 FINAL_GRACE_SECONDS = 10.0
+NOT_FOUND_GRACE_SECONDS = 120.0
 
 
 class JobRunner(threading.Thread):
@@ -132,7 +133,9 @@ class JobRunner(threading.Thread):
             state = (
                 self.steps.instance_state(self.settings, rec.instance_id) if rec.instance_id else "unknown"
             )
-            if state in ("shutting-down", "terminated", "stopped", "missing"):
+            if state == "not-found" and time.time() - rec.launched_at < NOT_FOUND_GRACE_SECONDS:
+                state = "pending"  # EC2's listing lags a fresh launch by a little
+            if state in ("shutting-down", "terminated", "stopped", "not-found"):
                 gone_since = gone_since or time.monotonic()
                 if time.monotonic() - gone_since > FINAL_GRACE_SECONDS:
                     self._poll_outputs()

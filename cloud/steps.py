@@ -64,12 +64,14 @@ class CloudSteps:
                     f"Packing {step.files_done}/{step.files_total} files",
                 )
 
-        result = packing.pack(Path(request.blend_copy), pack_dir, report, cancel)
+        original = Path(request.blend_name) if request.blend_name else None
+        result = packing.pack(Path(request.blend_copy), pack_dir, report, cancel, original=original)
         return PackedScene(
             blend_path=result.manifest.blend,
             files={path: (entry.sha256, entry.size) for path, entry in result.manifest.files.items()},
             root=result.out_dir,
-            missing=[f"{m.path} (used by {m.used_by})" for m in result.missing],
+            missing=[f"{m.path} (used by {m.used_by}, looked in {m.looked_in})" for m in result.missing]
+            + [f"{u.path} (could not be read: {u.reason})" for u in result.unreadable],
         )
 
     def reuse(self, record: JobRecord) -> PackedScene:
