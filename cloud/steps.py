@@ -84,10 +84,9 @@ class CloudSteps:
 
     def worker_files(self) -> list[tuple[str, Path, str, int]]:
         """(name, local path, sha256, size) of the scripts the machine downloads."""
-        return [
-            (name, path, storage.hash_file(path), path.stat().st_size)
-            for name, path in sorted(WORKER_FILES.items())
-        ]
+        package = Path(__file__).resolve().parent
+        files = [(name, package / relative) for name, relative in sorted(WORKER_FILES.items())]
+        return [(name, path, storage.hash_file(path), path.stat().st_size) for name, path in files]
 
     def upload(
         self,
@@ -119,19 +118,33 @@ class CloudSteps:
         sources = []
         name = f"blender-{version}-linux-x64.tar.xz"
         key = jobspec.blender_cache_key(version, name)
-        digest = storage.get_json(settings, bucket, key + ".json")
-        if digest and digest.get("sha256"):
+        digest = self.cached_digest(settings, bucket, key)
+        if digest:
             s3 = client(settings, "s3")
             sources.append(
                 jobspec.BlenderSource(
-                    kind="bucket",
-                    version=version,
-                    url=presign_get(s3, bucket, key, expires),
-                    sha256=digest["sha256"],
+                    kind="bucket", version=version, url=presign_get(s3, bucket, key, expires), sha256=digest
                 )
             )
         sources.append(jobspec.BlenderSource(kind="pypi", version=version, package=f"bpy=={version}"))
         return sources
+
+    def cached_digest(self, settings: AwsSettings, bucket: str, key: str) -> str:
+        """The SHA-256 kept beside a cached build (`<key>.sha256`, sha256sum format), or ''."""
+        try:
+            body = client(settings, "s3").get_object(Bucket=bucket, Key=key + ".sha256")["Body"].read()
+        except Exception:
+            return ""
+        return body.decode("ascii", "replace").split()[0] if body.strip() else ""
+
+    def stage_blender(
+        self, settings: AwsSettings, bucket: str, version: str, tarball: Path, sha256: str
+    ) -> None:
+        """Put a Blender release tarball in the bucket's cache (what the first boot does for later ones)."""
+        s3 = client(settings, "s3")
+        key = jobspec.blender_cache_key(version, tarball.name)
+        s3.upload_file(str(tarball), bucket, key)
+        s3.put_object(Bucket=bucket, Key=key + ".sha256", Body=f"{sha256}  {tarball.name}\n".encode())
 
     def launch(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
@@ -213,15 +226,15 @@ class CloudSteps:
             name = obj.key[len(prefix) :]
             if not name.endswith(".tar.xz"):
                 continue
-            version = name.removeprefix("blender-").split("-linux")[0]
-            meta = storage.get_json(settings, record.bucket, obj.key + ".json") or {}
-            if not meta.get("sha256"):
+            digest = self.cached_digest(settings, record.bucket, obj.key)
+            if not digest:
                 continue
+            version = name.removeprefix("blender-").split("-linux")[0]
             target = jobspec.blender_cache_key(version, name)
             s3.copy_object(
                 Bucket=record.bucket, Key=target, CopySource={"Bucket": record.bucket, "Key": obj.key}
             )
-            storage.put_json(settings, record.bucket, target + ".json", meta)
+            s3.put_object(Bucket=record.bucket, Key=target + ".sha256", Body=f"{digest}  {name}\n".encode())
 
     def delete_job_data(self, settings: AwsSettings, bucket: str, job_id: str) -> int:
         return storage.delete_job_data(settings, bucket, job_id)

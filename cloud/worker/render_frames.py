@@ -1,0 +1,194 @@
+"""Runs inside Blender (`blender -b FILE --python render_frames.py -- CONFIG.json`) on the render machine.
+
+Renders the supervisor's frame list in this one Blender process, so the scene loads once.
+It changes only what the job must: the render device, the overrides the artist chose
+(samples, resolution %, file format), the output directory (the file-name pattern is kept),
+no overwrite and no placeholders. Camera, markers, view layers, compositor and colour
+management stay as in the file. It talks to the supervisor through lines starting with
+"CLOUDRENDER " followed by JSON, printed between Blender's own output.
+
+Python 3.9 syntax; runs with Blender's bundled Python or the bpy wheel's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import bpy
+
+MARK = "CLOUDRENDER "
+
+
+def emit(event: str, **data: object) -> None:
+    print(MARK + json.dumps({"event": event, **data}, sort_keys=True), flush=True)
+
+
+def fail(kind: str, message: str) -> None:
+    emit("error", kind=kind, message=message)
+    sys.stdout.flush()
+    raise SystemExit(3)
+
+
+def relative_pattern(path: str) -> str:
+    """The part of an output path to keep under the machine's output directory.
+
+    "//renders/shot_" keeps "renders/shot_"; an absolute path keeps only its file-name part,
+    since the artist's directories do not exist on the render machine.
+    """
+    path = path.replace("\\", "/")
+    trailing = path.endswith("/")
+    if path.startswith("//"):
+        parts = [p for p in path[2:].split("/") if p not in ("", ".", "..")]
+    else:
+        parts = [p for p in path.split("/") if p][-1:]
+        if trailing:
+            parts = []
+    rel = "/".join(parts)
+    return rel + "/" if trailing and rel else rel
+
+
+def enable_gpu(kinds: tuple[str, ...] = ("OPTIX", "CUDA")) -> tuple[str, list[str]]:
+    """The first backend of `kinds` with a device, every device of it enabled; ("CPU", []) otherwise."""
+    preferences: Any = bpy.context.preferences
+    addon = preferences.addons.get("cycles")
+    if addon is None:
+        return "CPU", []
+    prefs = addon.preferences
+    for kind in kinds:
+        try:
+            prefs.compute_device_type = kind
+        except TypeError:
+            continue  # this build has no such backend
+        if hasattr(prefs, "refresh_devices"):
+            prefs.refresh_devices()
+        else:
+            prefs.get_devices()
+        names = [d.name for d in prefs.devices if d.type == kind]
+        if names:
+            for device in prefs.devices:
+                device.use = device.type == kind
+            return kind, names
+    prefs.compute_device_type = "NONE"
+    return "CPU", []
+
+
+def missing_files() -> list[str]:
+    """External images and libraries the scene uses that are not on disk."""
+    missing = []
+    for image in bpy.data.images:
+        if image.packed_file or image.source not in ("FILE", "SEQUENCE", "MOVIE", "TILED"):
+            continue
+        if image.source in ("SEQUENCE", "TILED") or "<UDIM>" in image.filepath:
+            continue  # sequences and tiles name many files; Blender reports the ones it misses
+        path = bpy.path.abspath(image.filepath, library=image.library)
+        if image.users and not os.path.exists(path):
+            missing.append(image.filepath)
+    for library in bpy.data.libraries:
+        if not os.path.exists(bpy.path.abspath(library.filepath)):
+            missing.append(library.filepath)
+    return missing
+
+
+def file_output_nodes(scene: Any) -> list[bpy.types.Node]:
+    if hasattr(scene, "compositing_node_group"):  # Blender 5.0 and newer
+        tree = scene.compositing_node_group
+    else:
+        tree = getattr(scene, "node_tree", None) if scene.use_nodes else None
+    if tree is None:
+        return []
+    return [n for n in tree.nodes if n.bl_idname == "CompositorNodeOutputFile"]
+
+
+def redirect_file_outputs(scene: Any, files_dir: str) -> None:
+    """File Output nodes write under the machine's files directory, their own sub-paths kept."""
+    for node in file_output_nodes(scene):
+        attr = "base_path" if hasattr(node, "base_path") else "directory"
+        old = getattr(node, attr)
+        rel = relative_pattern(old if old.endswith(("/", "\\")) else old + "/")
+        setattr(node, attr, os.path.join(files_dir, node.name, rel))
+
+
+def apply_overrides(scene: Any, cfg: dict) -> None:
+    if cfg.get("samples"):
+        if scene.render.engine == "CYCLES":
+            scene.cycles.samples = int(cfg["samples"])
+        elif hasattr(scene, "eevee"):
+            scene.eevee.taa_render_samples = int(cfg["samples"])
+    if cfg.get("resolution_percentage"):
+        scene.render.resolution_percentage = int(cfg["resolution_percentage"])
+    if cfg.get("file_format"):
+        scene.render.image_settings.file_format = cfg["file_format"]
+
+
+def main() -> None:
+    cfg = json.load(open(sys.argv[sys.argv.index("--") + 1]))  # noqa: SIM115
+    scene: Any = bpy.context.scene
+    emit(
+        "build",
+        version=bpy.app.version_string,
+        hash=bpy.app.build_hash.decode(),
+        date=bpy.app.build_date.decode(),
+    )
+    missing = missing_files()
+    if missing:
+        fail("missing_file", "Files the scene needs are missing: " + ", ".join(missing[:5]))
+
+    if scene.render.engine == "CYCLES":
+        if cfg.get("device", "GPU") == "GPU":
+            device, names = enable_gpu()
+        else:
+            device, names = "CPU", []
+        scene.cycles.device = "CPU" if device == "CPU" else "GPU"
+        emit("device", device=device, gpus=names)
+        if device == "CPU" and cfg.get("device", "GPU") == "GPU":
+            fail("no_gpu", "Blender found no usable GPU (OptiX or CUDA) and would render on the CPU.")
+    else:
+        emit("device", device=scene.render.engine, gpus=[])
+
+    apply_overrides(scene, cfg)
+    if scene.render.is_movie_format:
+        fail("unsupported", "Movie output cannot be rendered in the cloud frame by frame.")
+    frames_dir = cfg["frames_dir"].rstrip("/") + "/"
+    scene.render.filepath = frames_dir + relative_pattern(scene.render.filepath)
+    scene.render.use_overwrite = False
+    scene.render.use_placeholder = False
+    redirect_file_outputs(scene, cfg["files_dir"])
+
+    existing = set(cfg.get("existing", []))
+    plan: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for frame in cfg["frames"]:
+        name = os.path.relpath(scene.render.frame_path(frame=frame), frames_dir).replace(os.sep, "/")
+        (skipped if name in existing else plan).append({"frame": frame, "name": name})
+    emit("plan", frames=plan, skipped=skipped)
+
+    # Blender 5.x prints no stats lines at its default log level; print them as 4.x did.
+    state = {"frame": 0, "status": ""}
+    if bpy.app.version >= (5, 0, 0):
+
+        def on_stats(stats: str, *_args: object) -> None:
+            status = stats.rsplit("|", 1)[-1].strip()
+            if status != state["status"] and not stats.startswith("Time:"):
+                state["status"] = status
+                print(f"Fra: {state['frame']} | {stats}", flush=True)
+
+        handlers: Any = bpy.app.handlers
+        handlers.render_stats.append(on_stats)
+
+    scene.frame_step = 1
+    for item in plan:
+        frame = item["frame"]
+        state["frame"], state["status"] = frame, ""
+        scene.frame_start = scene.frame_end = frame
+        emit("frame", frame=frame)
+        started = time.monotonic()
+        bpy.ops.render.render(animation=True, scene=scene.name)
+        emit("frame_done", frame=frame, seconds=round(time.monotonic() - started, 3))
+    emit("finished")
+
+
+main()

@@ -1,0 +1,524 @@
+"""The render worker end to end: emulated S3/EC2, the instance simulator, real bpy renders.
+
+Each test stages a job the way the add-on will (inputs under cas/, worker files, the Blender
+tarball in the bucket's cache, a WorkerSpec, presigned URLs), launches a tagged instance with
+plain `run_instances`, and checks what the machine left in the bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cloud.jobspec import (
+    BlenderSource,
+    InputFile,
+    WorkerSpec,
+    blender_cache_key,
+    cas_key,
+    frames_prefix,
+    logs_prefix,
+    out_prefix,
+    spec_key,
+)
+from cloud.presign import presign_get, presign_list, presign_post
+from cloud.session import client
+from cloud.worker import WORKER_FILES
+from cloud.worker.userdata import build_user_data
+from dev.simulator import Faults, InstanceSimulator, make_blender_tarball
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "cloud-render-e2e"
+SIZE = 64
+FRAMES = [1, 2, 3]
+
+SCENE_SCRIPT = r"""
+import sys, os
+import bpy
+out, heavy = sys.argv[-2], int(sys.argv[-1])
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+os.makedirs(os.path.join(out, "textures"), exist_ok=True)
+image = bpy.data.images.new("checker", 16, 16)
+image.generated_type = "COLOR_GRID"
+image.filepath_raw = os.path.join(out, "textures", "checker.png")
+image.file_format = "PNG"
+image.save()
+image.filepath = "//textures/checker.png"
+bpy.ops.mesh.primitive_cube_add()
+obj = bpy.context.active_object
+if heavy:  # evaluated again for every frame: slower frames without a bigger file
+    subsurf = obj.modifiers.new("subsurf", "SUBSURF")
+    subsurf.levels = subsurf.render_levels = heavy
+    obj.modifiers.new("wave", "WAVE")
+mat = bpy.data.materials.new("checker")
+mat.use_nodes = True
+tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+tex.image = image
+mat.node_tree.links.new(tex.outputs["Color"], mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
+obj.data.materials.append(mat)
+obj.rotation_euler = (0, 0, 0)
+obj.keyframe_insert("rotation_euler", frame=1)
+obj.rotation_euler = (0, 0, 1.5)
+obj.keyframe_insert("rotation_euler", frame=3)
+cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+scene.collection.objects.link(cam)
+cam.location = (5, -5, 4)
+cam.rotation_euler = (1.1, 0, 0.78)
+scene.camera = cam
+sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+scene.collection.objects.link(sun)
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = 4
+scene.cycles.use_denoising = False
+scene.render.resolution_x = scene.render.resolution_y = 64
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+scene.frame_start, scene.frame_end = 1, 3
+scene.render.filepath = "//render/shot_"
+# A File Output node writing a pass next to each frame ("pass_Image0001.png").
+if hasattr(scene, "compositing_node_group"):  # Blender 5.x compositor
+    tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
+    scene.compositing_node_group = tree
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    file_output = tree.nodes.new("CompositorNodeOutputFile")
+    file_output.directory = "//passes/"
+    file_output.file_name = "pass_"
+    file_output.format.media_type = "IMAGE"
+    file_output.format.file_format = "PNG"
+    file_output.file_output_items.new("RGBA", "Image")
+    group_output = tree.nodes.new("NodeGroupOutput")
+    tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    tree.links.new(layers.outputs["Image"], group_output.inputs[0])
+else:  # Blender 4.x
+    scene.use_nodes = True
+    tree = scene.node_tree
+    layers = tree.nodes["Render Layers"]
+    file_output = tree.nodes.new("CompositorNodeOutputFile")
+    file_output.base_path = "//passes/"
+    file_output.format.file_format = "PNG"
+    file_output.file_slots[0].path = "pass_Image"
+tree.links.new(layers.outputs["Image"], file_output.inputs[0])
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_remap=True)
+"""
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG after checking every chunk's CRC and inflating the image data."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, size = 8, b"", (0, 0)
+    bits = channels = 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"bad CRC in {kind!r}"
+        if kind == b"IHDR":
+            width, height, bits, color = struct.unpack(">IIBB", body[:10])
+            size, channels = (width, height), {0: 1, 2: 3, 4: 2, 6: 4}[color]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    raw = zlib.decompress(idat)
+    assert len(raw) == size[1] * (1 + size[0] * channels * bits // 8)
+    return size
+
+
+@dataclass
+class Staged:
+    """A job staged in the emulated bucket, with what a test needs to launch and inspect it."""
+
+    job_id: str
+    user_data: str
+    s3: object
+    ec2: object
+    inputs: dict[str, Path] = field(default_factory=dict)
+
+    def get(self, name: str) -> bytes | None:
+        try:
+            return self.s3.get_object(Bucket=BUCKET, Key=out_prefix(self.job_id) + name)["Body"].read()  # type: ignore[attr-defined]
+        except self.s3.exceptions.NoSuchKey:  # type: ignore[attr-defined]
+            return None
+
+    def get_json(self, name: str) -> dict | None:
+        body = self.get(name)
+        return json.loads(body) if body is not None else None
+
+    def keys(self, prefix: str) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)  # type: ignore[attr-defined]
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def frames(self) -> dict[str, bytes]:
+        prefix = frames_prefix(self.job_id)
+        return {k[len(prefix) :]: self.get("frames/" + k[len(prefix) :]) or b"" for k in self.keys(prefix)}
+
+    def log_text(self) -> str:
+        return "".join(
+            self.s3.get_object(Bucket=BUCKET, Key=k)["Body"].read().decode()  # type: ignore[attr-defined]
+            for k in self.keys(logs_prefix(self.job_id))
+        )
+
+    def launch(self) -> str:
+        images = self.ec2.describe_images()["Images"]  # type: ignore[attr-defined]
+        reservation = self.ec2.run_instances(  # type: ignore[attr-defined]
+            ImageId=images[0]["ImageId"],
+            InstanceType="g5.xlarge",
+            MinCount=1,
+            MaxCount=1,
+            UserData=self.user_data,
+            InstanceInitiatedShutdownBehavior="terminate",
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "cloud-render:job", "Value": self.job_id}]}
+            ],
+        )
+        return str(reservation["Instances"][0]["InstanceId"])
+
+    def state(self, instance_id: str) -> str:
+        found = self.ec2.describe_instances(InstanceIds=[instance_id])  # type: ignore[attr-defined]
+        return str(found["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def make_scene(dest: Path, heavy: int, python: str = sys.executable) -> dict[str, Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([python, "-c", SCENE_SCRIPT, str(dest), str(heavy)], check=True, capture_output=True)
+    return {"scene.blend": dest / "scene.blend", "textures/checker.png": dest / "textures" / "checker.png"}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_scene(tmp_path_factory.mktemp("scene"), heavy=0)
+
+
+@pytest.fixture(scope="module")
+def heavy_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Frames slower (a subdivided, deforming mesh: about 0.3 s each) so that a fault lands mid-job."""
+    return make_scene(tmp_path_factory.mktemp("heavy"), heavy=7)
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    import bpy
+
+    return make_blender_tarball(bpy.app.version_string.split()[0], tmp_path_factory.mktemp("blender"))
+
+
+def stage(
+    aws, files: dict[str, Path], tarball: tuple[Path, str], job_id: str = "job-1", **overrides
+) -> Staged:
+    s3, ec2 = client(aws.settings, "s3"), client(aws.settings, "ec2")
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    inputs = []
+    for path, local in files.items():
+        data = local.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        s3.put_object(Bucket=BUCKET, Key=cas_key(digest), Body=data)
+        inputs.append(InputFile(path, presign_get(s3, BUCKET, cas_key(digest), 3600), digest, len(data)))
+    worker_urls = {}
+    for name, relative in WORKER_FILES.items():
+        key = f"worker/0.1.0/{name}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=(ROOT / "cloud" / relative).read_bytes())
+        worker_urls[name] = presign_get(s3, BUCKET, key, 3600)
+    path, sha = tarball
+    version = path.name.split("-")[1]
+    cache = blender_cache_key(version, path.name)
+    s3.put_object(Bucket=BUCKET, Key=cache, Body=path.read_bytes())
+    post = presign_post(s3, BUCKET, out_prefix(job_id), 3600, 1 << 30)
+    spec = WorkerSpec(
+        job_id=job_id,
+        blender_version=version,
+        blend_path="scene.blend",
+        frames=list(FRAMES),
+        inputs=inputs,
+        upload_url=post["url"],
+        upload_fields=post["fields"],
+        upload_prefix=out_prefix(job_id),
+        list_url=presign_list(s3, BUCKET, frames_prefix(job_id), 3600),
+        blender_sources=[BlenderSource("bucket", version, presign_get(s3, BUCKET, cache, 3600), sha)],
+        device="CPU",
+        heartbeat_seconds=1.0,
+        log_chunk_seconds=0.5,
+        max_seconds=600,
+    )
+    for name, value in overrides.items():
+        setattr(spec, name, value)
+    s3.put_object(Bucket=BUCKET, Key=spec_key(job_id), Body=spec.to_json().encode())
+    user_data = build_user_data(presign_get(s3, BUCKET, spec_key(job_id), 3600), worker_urls, 10, post)
+    return Staged(job_id, user_data, s3, ec2, dict(files))
+
+
+class StatusRecorder:
+    """Polls status.json while a job runs, as the add-on does, and keeps what it saw."""
+
+    def __init__(self, job: Staged) -> None:
+        self.job = job
+        self.seen: list[dict] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.15):
+            status = self.job.get_json("status.json")
+            if status and (not self.seen or status != self.seen[-1]):
+                self.seen.append(status)
+
+    def close(self) -> list[dict]:
+        self.stop.set()
+        self.thread.join()
+        return self.seen
+
+
+def run_job(sim: InstanceSimulator, job: Staged, timeout: float = 120) -> tuple[str, list[dict]]:
+    recorder = StatusRecorder(job)
+    instance_id = job.launch()
+    try:
+        machine = sim.wait_terminated(instance_id, timeout)
+    finally:
+        seen = recorder.close()
+    assert machine.terminated.is_set()
+    assert job.state(instance_id) == "terminated"
+    assert not (machine.dir / "halted").exists(), "the machine used halt, which keeps billing"
+    return instance_id, seen
+
+
+def assert_frames(job: Staged, names: list[str]) -> None:
+    frames = job.frames()
+    assert sorted(frames) == sorted(names)
+    for name, data in frames.items():
+        assert png_size(data) == (SIZE, SIZE), name
+
+
+ALL = [f"render/shot_{f:04d}.png" for f in FRAMES]
+
+
+def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
+    job = stage(aws, scene, tarball)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        _, seen = run_job(sim, job)
+    assert_frames(job, ALL)
+    done = job.get_json("done.json")
+    assert done is not None and done["frames_done"] == FRAMES
+    assert done["device"] == "CPU" and done["blender_build"].startswith(tarball[0].name.split("-")[1])
+    assert job.get("error.json") is None
+    passes = job.keys(out_prefix(job.job_id) + "files/")
+    assert [k.rsplit("/", 1)[-1] for k in passes] == [f"pass_Image{f:04d}.png" for f in FRAMES]
+    assert all("/files/File Output/passes/" in k for k in passes)
+    assert png_size(job.get(passes[0][len(out_prefix(job.job_id)) :]) or b"") == (SIZE, SIZE)
+
+    # Status: states in the documented order, rewritten with an increasing sequence number.
+    states = [s["state"] for s in seen]
+    order = ["booting", "installing", "downloading", "rendering", "done"]
+    assert [s for s in order if s in states] == [s for s in dict.fromkeys(states)], states
+    assert states[-1] == "done"
+    seqs = [s["seq"] for s in seen if "seq" in s]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seen[-1]["frames_done"] == FRAMES and seen[-1]["device"] == "CPU"
+
+    # Log: numbered chunks from 000000 without gaps, boot script first, frames in order.
+    keys = job.keys(logs_prefix(job.job_id))
+    assert [k.rsplit("/", 1)[-1] for k in keys] == [f"{i:06d}.log" for i in range(len(keys))]
+    log = job.log_text()
+    marks = ["Cloud Render boot script", "supervisor started", "tarball verified", "render device: CPU"]
+    marks += [f"frame {f} uploaded" for f in FRAMES] + ["final state: done"]
+    positions = [log.find(m) for m in marks]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(marks, positions, strict=True))
+    assert "Sample 4/4" in log
+
+
+@pytest.mark.parametrize("venv", [".venv-bpy42", ".venv-bpy5x"])
+def test_other_blender_releases(aws, tmp_path, venv):
+    """The same worker with Blender 4.2 LTS (4.x log format, 4.x compositor) and the newest 5.x."""
+    python = ROOT / venv / "bin" / "python"
+    assert python.exists(), f"{python} missing: run 'make venv-compat' (make test does)"
+    version = subprocess.run(
+        [str(python), "-c", "import bpy; print(bpy.app.version_string.split()[0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    files = make_scene(tmp_path / "scene", heavy=0, python=str(python))
+    job = stage(aws, files, make_blender_tarball(version, tmp_path / "blender", str(python)))
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        _, seen = run_job(sim, job)
+    assert_frames(job, ALL)
+    done = job.get_json("done.json")
+    assert done is not None and done["blender_build"].startswith(version), job.get_json("error.json")
+    passes = job.keys(out_prefix(job.job_id) + "files/")
+    assert [k.rsplit("/", 1)[-1] for k in passes] == [f"pass_Image{f:04d}.png" for f in FRAMES]
+    assert "Sample 4/4" in job.log_text() and seen[-1]["state"] == "done"
+
+
+def test_relaunch_renders_only_missing_frames(aws, scene, tarball, tmp_path):
+    job = stage(aws, scene, tarball)
+    # An earlier run left frame 2 in the bucket.
+    job.s3.put_object(Bucket=BUCKET, Key=frames_prefix(job.job_id) + ALL[1], Body=b"earlier run")  # type: ignore[attr-defined]
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    done = job.get_json("done.json")
+    assert done is not None and done["frames_done"] == [1, 3] and done["frames_skipped"] == [2]
+    assert job.frames()[ALL[1]] == b"earlier run"
+
+
+LONG = list(range(1, 9))  # fault tests: enough frames that a fault lands mid-job
+LONG_NAMES = [f"render/shot_{f:04d}.png" for f in LONG]
+
+
+def relaunch_finishes(sim: InstanceSimulator, job: Staged, frames: list[int], kept: list[int]) -> None:
+    """A second machine for the same job renders exactly the frames the first one did not keep."""
+    sim.faults = Faults()
+    run_job(sim, job)
+    done = job.get_json("done.json")
+    assert done is not None, job.get_json("error.json")
+    assert sorted(done["frames_skipped"]) == kept
+    assert sorted(done["frames_done"]) == [f for f in frames if f not in kept]
+    assert_frames(job, [f"render/shot_{f:04d}.png" for f in frames])
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "words"),
+    [
+        (Faults(kill_render=True), "killed", "SIGKILL"),
+        (Faults(crash_render=True), "crash", "SIGSEGV"),
+    ],
+)
+def test_render_killed_or_crashed_mid_frame(aws, heavy_scene, tarball, tmp_path, fault, kind, words):
+    job = stage(aws, heavy_scene, tarball, job_id="long-kill", frames=LONG)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim", faults=fault) as sim:
+        run_job(sim, job)
+        error = job.get_json("error.json")
+        assert error is not None and error["kind"] == kind, error
+        assert words in error["cause"] and f"frame {error['frame']}" in error["cause"]
+        assert error["cause"].startswith("Blender") and error["cause"].count(".") == 1
+        assert error["last_lines"] and len(error["last_lines"]) <= 50
+        kept = sorted(error["frames_done"])
+        assert 1 <= len(kept) < len(LONG) and error["frame"] not in kept
+        assert sorted(job.frames()) == [f"render/shot_{f:04d}.png" for f in kept]
+        assert job.get_json("status.json")["state"] == "failed"
+        assert job.get("done.json") is None
+        relaunch_finishes(sim, job, LONG, kept)
+
+
+def test_spot_interruption_uploads_what_is_done(aws, heavy_scene, tarball, tmp_path):
+    job = stage(aws, heavy_scene, tarball, job_id="long-spot", frames=LONG, frame_order="preview_first")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim", faults=Faults(spot_notice=True)) as sim:
+        run_job(sim, job)
+        interrupted = job.get_json("interrupted.json")
+        assert interrupted is not None, job.get_json("error.json")
+        assert interrupted["reason"] == "spot" and interrupted["notice"]["action"] == "terminate"
+        kept = sorted(interrupted["frames_done"])
+        assert 1 <= len(kept) < len(LONG)
+        assert sorted(kept + interrupted["frames_left"]) == LONG
+        # Preview first: every 8th frame, then every 4th, every 2nd, then the rest.
+        assert "rendering 8 frames in this order: [1, 5, 3, 7, 2, 4, 6, 8]" in job.log_text()
+        assert interrupted["frames_left"] == [f for f in [1, 5, 3, 7, 2, 4, 6, 8] if f not in kept]
+        assert sorted(job.frames()) == [f"render/shot_{f:04d}.png" for f in kept]
+        assert job.get_json("status.json")["state"] == "interrupted"
+        assert job.get("error.json") is None
+        relaunch_finishes(sim, job, LONG, kept)
+
+
+def test_network_cut_is_ridden_out(aws, heavy_scene, tarball, tmp_path):
+    job = stage(aws, heavy_scene, tarball, job_id="long-net", frames=LONG)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim", faults=Faults(cut_network_s=4)) as sim:
+        instance_id, _ = run_job(sim, job)
+        assert sim.machines[instance_id].proxy.refused > 0
+    done = job.get_json("done.json")
+    assert done is not None, job.get_json("error.json")
+    assert done["frames_done"] == LONG
+    assert_frames(job, LONG_NAMES)
+    assert "failed (" in job.log_text() and "retry 1/" in job.log_text()
+
+
+def test_missing_texture_fails_clearly(aws, scene, tarball, tmp_path):
+    job = stage(aws, scene, tarball)
+    with InstanceSimulator(
+        aws.url, work_root=tmp_path / "sim", faults=Faults(missing_input="textures/checker.png")
+    ) as sim:
+        run_job(sim, job)
+        error = job.get_json("error.json")
+        assert error is not None and error["kind"] == "missing_file", error
+        assert error["cause"] == "The file textures/checker.png is missing from the bucket."
+        assert error["frames_done"] == [] and job.frames() == {}
+        # The artist's add-on uploads the file again; a relaunch renders everything.
+        data = scene["textures/checker.png"].read_bytes()
+        job.s3.put_object(Bucket=BUCKET, Key=cas_key(hashlib.sha256(data).hexdigest()), Body=data)  # type: ignore[attr-defined]
+        relaunch_finishes(sim, job, FRAMES, [])
+
+
+def test_gpu_job_without_gpu_fails_at_first_frame(aws, scene, tarball, tmp_path):
+    job = stage(aws, scene, tarball, device="GPU")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    error = job.get_json("error.json")
+    assert error is not None and error["kind"] == "no_gpu", error
+    assert "no usable GPU" in error["cause"]
+    assert job.frames() == {}
+    assert "render device: CPU" in job.log_text()
+
+
+def test_blender_source_order_and_cache(aws, scene, tarball, tmp_path):
+    """A cache tarball that fails its checksum is refused; the next source is used and handed back."""
+    path, sha = tarball
+    version = path.name.split("-")[1]
+    s3 = client(aws.settings, "s3")
+    sources = [
+        BlenderSource(
+            "bucket", version, presign_get(s3, BUCKET, blender_cache_key(version, path.name), 3600), "0" * 64
+        ),
+        BlenderSource("url", version, presign_get(s3, BUCKET, f"staging/{path.name}", 3600), sha),
+    ]
+    wanted = version.rsplit(".", 1)[0] + ".99"  # a patch release that does not exist
+    job = stage(
+        aws,
+        scene,
+        tarball,
+        job_id="sources",
+        blender_sources=sources,
+        blender_version=wanted,
+        samples=1,
+        resolution_percentage=50,
+        file_format="BMP",
+    )
+    s3.put_object(Bucket=BUCKET, Key=f"staging/{path.name}", Body=path.read_bytes())
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    done = job.get_json("done.json")
+    assert done is not None, job.get_json("error.json")
+    assert done["blender_build"].startswith(version)
+    # The job's overrides: BMP at half size with one sample; the file names keep the scene's pattern.
+    frames = job.frames()
+    assert sorted(frames) == [f"render/shot_{f:04d}.bmp" for f in FRAMES]
+    for data in frames.values():
+        assert data[:2] == b"BM" and struct.unpack("<ii", data[18:26]) == (SIZE // 2, SIZE // 2)
+    log = job.log_text()
+    assert "Sample 1/1" in log and "Sample 4/4" not in log
+    assert "Blender from bucket not usable" in log and "checksum mismatch" in log
+    assert f"Blender {wanted} is not available; using {version}" in log
+    assert job.get(f"blender-cache/{path.name}") == path.read_bytes()
+    assert job.get(f"blender-cache/{path.name}.sha256") == f"{sha}  {path.name}\n".encode()
+
+
+def test_texture_left_out_of_the_pack_stops_before_rendering(aws, scene, tarball, tmp_path):
+    """A texture the pack missed is named in error.json before a frame is rendered with it pink."""
+    job = stage(aws, {"scene.blend": scene["scene.blend"]}, tarball)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    error = job.get_json("error.json")
+    assert error is not None and error["kind"] == "missing_file", error
+    assert error["cause"] == "Files the scene needs are missing: //textures/checker.png"
+    assert job.frames() == {} and error["frames_left"] == FRAMES
