@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -14,6 +15,16 @@ from .cloud.session import AwsSettings
 def preferences() -> bpy.types.AddonPreferences | None:
     addon = bpy.context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon is not None else None
+
+
+def view() -> Any:
+    """The live job view the panel draws (in the add-on's preferences, not in the .blend)."""
+    return preferences().job  # type: ignore[union-attr]
+
+
+def jobs() -> Any:
+    """The jobs list behind the panel's UIList."""
+    return preferences().jobs  # type: ignore[union-attr]
 
 
 def key_dir() -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 
 import bpy
 
+from . import account
 from .cloud.events import Event
 
 LOG_LINES_KEPT = 20_000
@@ -33,14 +34,13 @@ def image_name(job_id: str) -> str:
 
 
 def _view() -> bpy.types.PropertyGroup:
-    return bpy.context.window_manager.cloud_render_job
+    return account.view()
 
 
 def _job_items(job_id: str):  # type: ignore[no-untyped-def]
-    for scene in bpy.data.scenes:
-        for item in scene.cloud_render_jobs:
-            if item.job_id == job_id:
-                yield item
+    for item in account.jobs():
+        if item.job_id == job_id:
+            yield item
 
 
 def apply_event(event: Event) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bpy
 from bpy.props import (
     BoolProperty,
-    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -88,7 +87,8 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
 
 
 class CloudRenderJobView(bpy.types.PropertyGroup):
-    """What the panel shows of the current job. Not saved in the file (lives on WindowManager)."""
+    """What the panel shows of the current job. Lives in the add-on's preferences, never in the
+    .blend: a scene's bytes must not change because a job ran (resubmits upload only changes)."""
 
     job_id: StringProperty()  # type: ignore[valid-type]
     state: StringProperty(default="")  # type: ignore[valid-type]
@@ -113,9 +113,10 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
 
 
 class CloudRenderJobItem(bpy.types.PropertyGroup):
-    """One row of the scene's jobs list; saved in the .blend so the list survives a restart."""
+    """One row of the jobs list (rebuilt from the job records on disk when a file opens)."""
 
     job_id: StringProperty()  # type: ignore[valid-type]
+    blend_name: StringProperty()  # type: ignore[valid-type]
     label: StringProperty()  # type: ignore[valid-type]
     stage: StringProperty()  # type: ignore[valid-type]
     frames_done: IntProperty(default=0)  # type: ignore[valid-type]
@@ -130,15 +131,9 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.cloud_render = PointerProperty(type=CloudRenderSceneSettings)
-    bpy.types.WindowManager.cloud_render_job = PointerProperty(type=CloudRenderJobView)
-    bpy.types.Scene.cloud_render_jobs = CollectionProperty(type=CloudRenderJobItem)
-    bpy.types.Scene.cloud_render_jobs_index = IntProperty(default=0)
 
 
 def unregister() -> None:
-    del bpy.types.Scene.cloud_render_jobs_index
-    del bpy.types.Scene.cloud_render_jobs
-    del bpy.types.WindowManager.cloud_render_job
     del bpy.types.Scene.cloud_render
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -12,10 +12,19 @@ def reattach() -> list[str]:
     """Follow this file's unfinished jobs again and show the frames that already came back."""
     if not bpy.app.online_access or not bpy.data.filepath or not account.has_credentials():
         return []
-    attached: list[str] = runtime.manager().attach_unfinished(bpy.data.filepath)
+    manager = runtime.manager()
+    listed = {item.job_id for item in account.jobs()}
+    for record in reversed(manager.store.all()):  # oldest first, so the newest ends on top
+        if record.blend_name == bpy.data.filepath and record.job_id not in listed:
+            item = account.jobs().add()
+            item.job_id, item.blend_name, item.stage = record.job_id, record.blend_name, record.stage
+            item.label = f"{record.instance_type} · {len(record.frames)} frames"
+            item.frames_done, item.frames_total = len(record.frames_done), len(record.frames)
+            item.created = record.created
+    attached: list[str] = manager.attach_unfinished(bpy.data.filepath)
     for job_id in attached:
         job_view.load_frames_from_record(job_id)
-    view = bpy.context.window_manager.cloud_render_job
+    view = account.view()
     if attached and not view.job_id:
         view.job_id = attached[0]
     return attached

@@ -42,7 +42,7 @@ def render_blockers(context: bpy.types.Context) -> list[str]:
         frames_for(context.scene)
     except CloudError as error:
         blockers.append(f"{error.message} {error.action}")
-    view = context.window_manager.cloud_render_job
+    view = account.view()
     if view.job_id and runtime.manager_exists() and runtime.manager().is_running(view.job_id):
         blockers.append("A cloud render is running: wait for it or cancel it.")
     return blockers
@@ -132,16 +132,17 @@ def relaunch_missing(context: bpy.types.Context, job_id: str) -> JobRecord:
 
 def track(context: bpy.types.Context, record: JobRecord) -> None:
     """Show the job in the panel and add it to the scene's jobs list (saved with the .blend)."""
-    scene = context.scene
-    item = scene.cloud_render_jobs.add()
+    jobs = account.jobs()
+    item = jobs.add()
+    item.blend_name = record.blend_name
     item.job_id = record.job_id
     item.label = f"{record.instance_type} · {len(record.frames)} frames"
     item.stage = record.stage
     item.frames_total = len(record.frames)
     item.created = record.created
-    scene.cloud_render_jobs.move(len(scene.cloud_render_jobs) - 1, 0)
-    scene.cloud_render_jobs_index = 0
-    view = context.window_manager.cloud_render_job
+    jobs.move(len(jobs) - 1, 0)
+    account.preferences().jobs_index = 0
+    view = account.view()
     view.job_id = record.job_id
     view.state = record.stage
     view.message = ""

@@ -85,28 +85,36 @@ def main() -> int:
         manager = module.runtime.manager()
         settings = manager.settings_for()
         identity = module.cloud.credentials.verify(settings)
-        clock.stage(f"keys stored encrypted and verified: account {identity.account}, user {identity.user_name}")
+        clock.stage(
+            f"keys stored encrypted and verified: account {identity.account}, user {identity.user_name}"
+        )
 
         project = OUT / "project"
-        scene_path = harness.make_scene(project / "demo_shot.blend", frames=FRAMES, size=SIZE, samples=SAMPLES)
+        scene_path = harness.make_scene(
+            project / "demo_shot.blend", frames=FRAMES, size=SIZE, samples=SAMPLES
+        )
         scene = bpy.context.scene
         scene.cloud_render.instance_type = INSTANCE_TYPE
         scene.cloud_render.max_cost = 2.0
         scene.cloud_render.max_hours = 1.0
         bpy.ops.wm.save_mainfile()
-        clock.stage(f"sample scene: {scene_path.relative_to(ROOT)} ({FRAMES} frames, {SIZE}x{SIZE}, {SAMPLES} samples)")
+        clock.stage(
+            f"sample scene: {scene_path.relative_to(ROOT)} ({FRAMES} frames, {SIZE}x{SIZE}, {SAMPLES} samples)"
+        )
 
         # What the first boot of a real machine leaves behind: a Blender build in the bucket's cache.
         bucket = manager.steps.ensure_bucket(settings, 14)
         version = bpy.app.version_string.split()[0]
-        tarball, digest = make_blender_tarball(version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-")))
+        tarball, digest = make_blender_tarball(
+            version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-"))
+        )
         manager.steps.stage_blender(settings, bucket, version, tarball, digest)
         clock.stage(f"bucket {bucket} ready, Blender {version} cached in it")
 
         print("\n" + module.submit.confirmation_text(bpy.context) + "\n")
         with InstanceSimulator(account.url, work_root=OUT / "machines") as _simulator:
             assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-            view = bpy.context.window_manager.cloud_render_job
+            view = module.account.view()
             job_id = view.job_id
             seen_stage = ""
             final = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}

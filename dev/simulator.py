@@ -233,6 +233,7 @@ class Machine:
         self.root = self.dir / "root"
         self.console = self.dir / "console.log"
         self.terminated = threading.Event()
+        self.stopped_from_outside = threading.Event()  # terminate_instances by the add-on (cancel)
         self.fault_fired = ""
         self.imds = FakeImds()
         self.proxy = CuttableProxy()
@@ -305,6 +306,10 @@ class Machine:
                 if deadman.exists() and time.monotonic() > booted + 60 * float(deadman.read_text() or 0):
                     break
                 if self.sim.stopping.is_set():
+                    break
+                if self.stopped_from_outside.is_set():
+                    with open(self.console, "ab") as note:
+                        note.write(b"simulator: instance terminated through the EC2 API; machine stops\n")
                     break
                 if proc.poll() is not None:
                     time.sleep(0.2)  # a machine whose script ended without powering off keeps billing...
@@ -424,16 +429,18 @@ class InstanceSimulator:
 
     def _poll(self) -> None:
         pages = self.ec2.get_paginator("describe_instances").paginate(
-            Filters=[
-                {"Name": "tag-key", "Values": [JOB_TAG]},
-                {"Name": "instance-state-name", "Values": ["pending", "running"]},
-            ]
+            Filters=[{"Name": "tag-key", "Values": [JOB_TAG]}]
         )
         for page in pages:
             for reservation in page["Reservations"]:
                 for instance in reservation["Instances"]:
                     instance_id = instance["InstanceId"]
+                    alive = instance["State"]["Name"] in ("pending", "running")
                     if instance_id in self.machines:
+                        if not alive:  # stopped or terminated from outside: the machine goes away
+                            self.machines[instance_id].stopped_from_outside.set()
+                        continue
+                    if not alive:
                         continue
                     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
                     machine = Machine(

@@ -11,7 +11,7 @@ from ..cloud.errors import CloudError
 
 
 def _status(text: str) -> None:
-    bpy.context.window_manager.cloud_render_job.account_status = text
+    account.view().account_status = text
     job_view.redraw()
 
 

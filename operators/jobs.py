@@ -6,18 +6,18 @@ from pathlib import Path
 
 import bpy
 
-from .. import job_view, runtime, submit
+from .. import account, job_view, runtime, submit
 from ..bltypes import OperatorReturn
 
 
 def _selected_job(context: bpy.types.Context, job_id: str) -> str:
     if job_id:
         return job_id
-    scene = context.scene
-    jobs = scene.cloud_render_jobs
-    if 0 <= scene.cloud_render_jobs_index < len(jobs):
-        return str(jobs[scene.cloud_render_jobs_index].job_id)
-    return str(context.window_manager.cloud_render_job.job_id)
+    jobs = account.jobs()
+    index = account.preferences().jobs_index
+    if 0 <= index < len(jobs):
+        return str(jobs[index].job_id)
+    return str(account.view().job_id)
 
 
 class CLOUDRENDER_OT_show_frames(bpy.types.Operator):
@@ -106,14 +106,13 @@ class CLOUDRENDER_OT_delete_cloud_data(bpy.types.Operator):
         job_id = _selected_job(context, self.job_id)
 
         def done(result, error) -> None:  # type: ignore[no-untyped-def]
-            view = bpy.context.window_manager.cloud_render_job
+            view = account.view()
             view.message = error.message if error else f"Deleted {result} cloud files of {job_id}."
             if error is None:
-                for scene in bpy.data.scenes:
-                    jobs = scene.cloud_render_jobs
-                    for index in reversed(range(len(jobs))):
-                        if jobs[index].job_id == job_id:
-                            jobs.remove(index)
+                jobs = account.jobs()
+                for index in reversed(range(len(jobs))):
+                    if jobs[index].job_id == job_id:
+                        jobs.remove(index)
             job_view.redraw()
 
         runtime.in_background(lambda: runtime.manager().delete_cloud_data(job_id), done)
@@ -130,7 +129,7 @@ class CLOUDRENDER_OT_find_orphans(bpy.types.Operator):
         region = context.scene.cloud_render.region
 
         def done(result, error) -> None:  # type: ignore[no-untyped-def]
-            view = bpy.context.window_manager.cloud_render_job
+            view = account.view()
             if error is not None:
                 view.message, view.action = error.message, error.action
             else:
@@ -153,7 +152,7 @@ class CLOUDRENDER_OT_terminate_orphan(bpy.types.Operator):
         instance_id = self.instance_id
 
         def done(_result, error) -> None:  # type: ignore[no-untyped-def]
-            view = bpy.context.window_manager.cloud_render_job
+            view = account.view()
             if error is not None:
                 view.message, view.action = error.message, error.action
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .. import job_view, runtime, submit
+from .. import account, job_view, runtime, submit
 from ..bltypes import OperatorReturn
 
 
@@ -52,7 +52,7 @@ class CLOUDRENDER_OT_cancel(bpy.types.Operator):
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        job_id = self.job_id or context.window_manager.cloud_render_job.job_id
+        job_id = self.job_id or account.view().job_id
         if not job_id:
             return {"CANCELLED"}
         runtime.in_background(lambda: runtime.manager().cancel(job_id), _report_done("Cancel requested."))
@@ -67,7 +67,7 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         findings = submit.preflight(context, with_pack=False)
-        view = context.window_manager.cloud_render_job
+        view = account.view()
         view.findings = "\n".join(f"{f.severity.upper()}: {f.message} -> {f.fix}" for f in findings)
         if not findings:
             self.report({"INFO"}, "No problems found.")
@@ -80,7 +80,7 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
 
 def _report_done(text: str):  # type: ignore[no-untyped-def]
     def done(_result, error) -> None:  # type: ignore[no-untyped-def]
-        view = bpy.context.window_manager.cloud_render_job
+        view = account.view()
         if error is not None:
             view.message, view.action = error.message, error.action
         else:

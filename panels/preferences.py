@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
+from .. import account
 from ..addon_prefs import ADDON_ID
-from ..properties import REGIONS
+from ..properties import REGIONS, CloudRenderJobItem, CloudRenderJobView
 
 
 class CloudRenderPreferences(bpy.types.AddonPreferences):
@@ -33,6 +34,11 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         default="",
     )
 
+    # The live job view and the jobs list: add-on state, kept out of every .blend.
+    job: PointerProperty(type=CloudRenderJobView)  # type: ignore[valid-type]
+    jobs: CollectionProperty(type=CloudRenderJobItem)  # type: ignore[valid-type]
+    jobs_index: IntProperty(default=0)  # type: ignore[valid-type]
+
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         if not bpy.app.online_access:
@@ -43,7 +49,6 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         if self.credential_source == "PROFILE":
             layout.prop(self, "profile")
         else:
-            from .. import account
             from ..cloud import credentials
 
             row = layout.row()
@@ -53,7 +58,7 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
             row.operator("cloud_render.save_keys", text="Enter Access Key...", icon="KEY_HLT")
         row = layout.row()
         row.operator("cloud_render.test_connection", icon="WORLD")
-        status = context.window_manager.cloud_render_job.account_status
+        status = account.view().account_status
         if status:
             layout.label(text=status)
         box = layout.box()

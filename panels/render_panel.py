@@ -6,7 +6,7 @@ import time
 
 import bpy
 
-from .. import job_view, submit
+from .. import account, job_view, submit
 from ..cloud.jobs import FINAL_STAGES
 
 
@@ -33,7 +33,7 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         for reason in blockers:
             layout.label(text=reason, icon="INFO")
         layout.operator("cloud_render.check_scene", icon="CHECKMARK")
-        findings = context.window_manager.cloud_render_job.findings
+        findings = account.view().findings
         if findings:
             box = layout.box()
             for line in findings.splitlines():
@@ -76,11 +76,11 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return bool(context.window_manager.cloud_render_job.job_id)
+        return bool(account.view().job_id)
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        view = context.window_manager.cloud_render_job
+        view = account.view()
         final = view.state in {s.value for s in FINAL_STAGES}
         header = layout.row()
         header.label(
@@ -129,11 +129,13 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
     def filter_items(self, context, data, propname):  # type: ignore[no-untyped-def]
         items = getattr(data, propname)
         order = sorted(range(len(items)), key=lambda i: -items[i].created)
-        # Blender wants, for each item, its new position.
+        # Blender wants, for each item, its new position, and a flag per item (shown or not).
         positions = [0] * len(items)
         for position, index in enumerate(order):
             positions[index] = position
-        return [], positions
+        this_file = bpy.data.filepath
+        flags = [self.bitflag_filter_item if item.blend_name == this_file else 0 for item in items]
+        return flags, positions
 
 
 class CLOUDRENDER_PT_jobs(bpy.types.Panel):
@@ -146,8 +148,8 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        scene = context.scene
-        view = context.window_manager.cloud_render_job
+        prefs = account.preferences()
+        view = account.view()
         for orphan in filter(None, view.orphans.split(",")):
             instance_id, _, job_id = orphan.partition(":")
             row = layout.row()
@@ -156,12 +158,10 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
                 text=f"Machine {instance_id} is still running (job {job_id or 'unknown'})", icon="ERROR"
             )
             row.operator("cloud_render.terminate_orphan", text="Terminate").instance_id = instance_id
-        layout.template_list(
-            "CLOUDRENDER_UL_jobs", "", scene, "cloud_render_jobs", scene, "cloud_render_jobs_index"
-        )
-        jobs = scene.cloud_render_jobs
-        if 0 <= scene.cloud_render_jobs_index < len(jobs):
-            job_id = jobs[scene.cloud_render_jobs_index].job_id
+        layout.template_list("CLOUDRENDER_UL_jobs", "", prefs, "jobs", prefs, "jobs_index")
+        jobs = prefs.jobs
+        if 0 <= prefs.jobs_index < len(jobs):
+            job_id = jobs[prefs.jobs_index].job_id
             grid = layout.grid_flow(columns=3, even_columns=True)
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id

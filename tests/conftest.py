@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloud.session import AwsSettings
-
-from .aws_emulator import moto_server, reset
+from tests.aws_emulator import moto_server, reset
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
 # the developer's own Blender configuration.
@@ -68,3 +67,20 @@ def testdata() -> Path:
     if not TESTDATA.is_dir():
         pytest.fail(f"shared test data not found at {TESTDATA}")
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension built once with Blender's own tool, for this platform."""
+    from dev.build import build, zip_for_this_platform
+
+    return zip_for_this_platform(build(tmp_path_factory.mktemp("dist")))
+
+
+@pytest.fixture
+def installed(extension_zip: Path):  # type: ignore[no-untyped-def]
+    """The extension installed from its zip into this process's bpy and enabled (again, if a
+    test in between loaded factory settings, which disables add-ons)."""
+    from tests.addon import harness
+
+    return harness.install(extension_zip)

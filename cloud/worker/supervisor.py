@@ -13,8 +13,6 @@ Runs on the instance's system Python: Python 3.9+, standard library only.
 from __future__ import annotations
 
 import argparse
-import collections
-import hashlib
 import http.client
 import json
 import os
@@ -30,285 +28,44 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
 try:  # imported as part of the cloud package (the add-on, the tests)
     from .. import logs as blender_logs
-except ImportError:  # run as a script on the render machine, where the parser is shipped next to it
+    from .transport import (
+        JobFailed,
+        JobLog,
+        Poster,
+        SpotWatcher,
+        StatusWriter,
+        download,
+        http_request,
+        now_iso,
+        sha256_file,
+        with_retries,
+    )
+except ImportError:  # run as a script on the render machine, where these are shipped next to it
     import blender_logs  # type: ignore[import-not-found,no-redef]
+    from transport import (  # type: ignore[import-not-found,no-redef]
+        JobFailed,
+        JobLog,
+        Poster,
+        SpotWatcher,
+        StatusWriter,
+        download,
+        http_request,
+        now_iso,
+        sha256_file,
+        with_retries,
+    )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARK = "CLOUDRENDER "
 IMDS_URL = os.environ.get("CLOUD_RENDER_IMDS_URL", "http://169.254.169.254").rstrip("/")
 IMDS_POLL_S = float(os.environ.get("CLOUD_RENDER_IMDS_POLL_S", "5"))
 PYPI_JSON = os.environ.get("CLOUD_RENDER_PYPI_JSON", "https://pypi.org/pypi/bpy/json")
-LOG_CHUNK_BYTES = 64 * 1024
-TAIL_LINES = 50
-RETRY_ATTEMPTS = int(os.environ.get("CLOUD_RENDER_RETRY_ATTEMPTS", "8"))
-
-_OPENER = urllib.request.build_opener()  # honours http_proxy, like every other tool on the machine
-_IMDS_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # IMDS is never proxied
-
-
-class JobFailed(Exception):
-    """A failure with a kind the add-on understands and a one-line cause for the artist."""
-
-    def __init__(self, kind: str, cause: str) -> None:
-        super().__init__(cause)
-        self.kind = kind
-        self.cause = cause
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-# ---------------------------------------------------------------- HTTP
-
-
-def http_request(
-    method: str,
-    url: str,
-    data: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 30,
-    opener: urllib.request.OpenerDirector = _OPENER,
-) -> bytes:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    with opener.open(request, timeout=timeout) as response:
-        return bytes(response.read())
-
-
-def with_retries(
-    what: str,
-    fn: Callable[[], Any],
-    say: Callable[[str], None],
-    attempts: int = RETRY_ATTEMPTS,
-) -> Any:
-    """Call `fn` until it works; network errors and 5xx are retried with backoff, 4xx are not."""
-    delay = 1.0
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500 and exc.code != 429:
-                raise
-            error: Exception = exc
-        except (OSError, http.client.HTTPException) as exc:
-            error = exc
-        if attempt == attempts:
-            raise error
-        say(f"{what} failed ({error}); retry {attempt}/{attempts - 1} in {delay:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 20.0)
-    raise AssertionError("unreachable")
-
-
-def multipart(fields: dict[str, str], filename: str, body: bytes) -> tuple[bytes, str]:
-    """A multipart/form-data body for an S3 presigned POST; the file part must come last."""
-    boundary = uuid.uuid4().hex
-    out = []
-    for name, value in fields.items():
-        out.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        )
-    out.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-    )
-    out.append(body)
-    out.append(f"\r\n--{boundary}--\r\n".encode())
-    return b"".join(out), f"multipart/form-data; boundary={boundary}"
-
-
-class Poster:
-    """Writes objects under the job's output prefix through its presigned POST."""
-
-    def __init__(self, url: str, fields: dict[str, str], prefix: str) -> None:
-        self.url = url
-        self.fields = dict(fields)
-        self.prefix = prefix
-
-    def put(self, relative_key: str, body: bytes, timeout: float = 60) -> None:
-        fields = dict(self.fields)
-        fields["key"] = self.prefix + relative_key
-        data, content_type = multipart(fields, relative_key.rsplit("/", 1)[-1], body)
-        http_request("POST", self.url, data, {"Content-Type": content_type}, timeout=timeout)
-
-
-# ---------------------------------------------------------------- log, status, spot
-
-
-class JobLog:
-    """The job log: a local file, the last lines for error.json, and numbered chunks in the bucket."""
-
-    def __init__(self, path: str, poster: Poster | None, chunk_s: float, first_seq: int = 1) -> None:
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        self.poster = poster
-        self.chunk_s = chunk_s
-        self.seq = first_seq
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.pending: list[str] = []
-        self.pending_bytes = 0
-        self.lock = threading.Lock()
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="log-shipper", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def write(self, line: str) -> None:
-        line = line.rstrip("\r\n")
-        with self.lock:
-            self.file.write(line + "\n")
-            self.file.flush()
-            self.tail.append(line)
-            self.pending.append(line + "\n")
-            self.pending_bytes += len(line) + 1
-            if self.pending_bytes >= LOG_CHUNK_BYTES:
-                self.wake.set()
-        print(line, flush=True)
-
-    def say(self, message: str) -> None:
-        """A supervisor line, marked so it reads apart from Blender's own output."""
-        self.write(f"[cloud-render {time.strftime('%H:%M:%S', time.gmtime())}] {message}")
-
-    def ship(self) -> bool:
-        """Upload what is pending as the next numbered chunk; on failure it stays pending."""
-        with self.lock:
-            if not self.pending or self.poster is None:
-                return True
-            text = "".join(self.pending)
-            count = len(self.pending)
-            seq = self.seq
-        try:
-            self.poster.put(f"logs/{seq:06d}.log", text.encode("utf-8"), timeout=20)
-        except (OSError, http.client.HTTPException):
-            return False
-        with self.lock:
-            del self.pending[:count]
-            self.pending_bytes = sum(len(p) for p in self.pending)
-            self.seq += 1
-        return True
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            self.wake.wait(self.chunk_s)
-            self.wake.clear()
-            self.ship()
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.wake.set()
-        self.thread.join(timeout=30)
-        for _ in range(5):
-            if self.ship():
-                break
-            time.sleep(2)
-        self.file.close()
-
-
-class StatusWriter:
-    """status.json: rewritten every heartbeat and on every state change."""
-
-    def __init__(self, poster: Poster, interval_s: float, fields: dict[str, Any]) -> None:
-        self.poster = poster
-        self.interval_s = interval_s
-        self.fields = dict(fields)
-        self.fields["seq"] = 0
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="status", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def update(self, push: bool = False, **fields: Any) -> None:
-        with self.lock:
-            self.fields.update(fields)
-        if push:
-            self.push()
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            self.fields["seq"] += 1
-            self.fields["heartbeat"] = now_iso()
-            self.fields["heartbeat_epoch"] = round(time.time(), 3)
-            return json.loads(json.dumps(self.fields))
-
-    def push(self) -> bool:
-        body = json.dumps(self.snapshot(), indent=1, sort_keys=True).encode()
-        try:
-            self.poster.put("status.json", body, timeout=15)
-            return True
-        except (OSError, http.client.HTTPException):
-            return False
-
-    def _run(self) -> None:
-        while not self.stopping.wait(self.interval_s):
-            self.push()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=20)
-
-
-class SpotWatcher:
-    """Polls IMDSv2 for a spot interruption notice (two minutes' warning on AWS)."""
-
-    def __init__(self, base_url: str, interval_s: float) -> None:
-        self.base_url = base_url
-        self.interval_s = interval_s
-        self.notice: dict[str, Any] | None = None
-        self.noticed = threading.Event()
-        self.token = ""
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="spot", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def check(self) -> dict[str, Any] | None:
-        if not self.token:
-            self.token = http_request(
-                "PUT",
-                self.base_url + "/latest/api/token",
-                headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"},
-                timeout=2,
-                opener=_IMDS_OPENER,
-            ).decode()
-        try:
-            body = http_request(
-                "GET",
-                self.base_url + "/latest/meta-data/spot/instance-action",
-                headers={"X-aws-ec2-metadata-token": self.token},
-                timeout=2,
-                opener=_IMDS_OPENER,
-            )
-        except urllib.error.HTTPError as exc:
-            if exc.code == 401:
-                self.token = ""
-            if exc.code in (401, 404):
-                return None
-            raise
-        notice: dict[str, Any] = json.loads(body.decode() or "{}")
-        return notice
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                notice = self.check()
-            except (OSError, ValueError, http.client.HTTPException):
-                notice = None  # no IMDS (not on EC2, or it hiccupped): try again next round
-            if notice:
-                self.notice = notice
-                self.noticed.set()
-                return
-            self.stopping.wait(self.interval_s)
 
 
 # ---------------------------------------------------------------- frames and versions
@@ -354,47 +111,6 @@ def safe_join(root: str, relative: str) -> str:
     if os.path.isabs(relative) or not path.startswith(root.rstrip(os.sep) + os.sep):
         raise JobFailed("download", f"The job names a file outside its folder: {relative}")
     return path
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(url: str, dest: str, sha256: str, say: Callable[[str], None], what: str) -> None:
-    """Fetch `url` to `dest` through a temporary file, checking the SHA-256 when given."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    partial = dest + ".part"
-
-    def fetch() -> None:
-        digest = hashlib.sha256()
-        with _OPENER.open(url, timeout=60) as response, open(partial, "wb") as out:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                digest.update(block)
-                out.write(block)
-        if sha256 and digest.hexdigest() != sha256:
-            raise ValueError(f"checksum mismatch for {what}")
-
-    for attempt in range(3):
-        try:
-            with_retries(f"download of {what}", fetch, say)
-            break
-        except urllib.error.HTTPError as exc:
-            if exc.code in (403, 404):
-                raise JobFailed("missing_file", f"The file {what} is missing from the bucket.") from exc
-            raise JobFailed("download", f"Downloading {what} failed (HTTP {exc.code}).") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            raise JobFailed("download", f"Downloading {what} failed: {exc}.") from exc
-        except ValueError:
-            if attempt == 2:
-                raise JobFailed(
-                    "download", f"{what} arrived damaged three times (checksum mismatch)."
-                ) from None
-            say(f"{what} arrived damaged (checksum mismatch); downloading it again")
-    os.replace(partial, dest)
 
 
 # ---------------------------------------------------------------- the supervisor

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -522,3 +523,21 @@ def test_texture_left_out_of_the_pack_stops_before_rendering(aws, scene, tarball
     assert error is not None and error["kind"] == "missing_file", error
     assert error["cause"] == "Files the scene needs are missing: //textures/checker.png"
     assert job.frames() == {} and error["frames_left"] == FRAMES
+
+
+def test_terminated_from_outside_stops_the_machine(aws, heavy_scene, tarball, tmp_path):
+    """Cancel: the add-on terminates the instance; the machine stops at once, uploaded frames stay."""
+    job = stage(aws, heavy_scene, tarball, job_id="long-cancel", frames=LONG)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        instance_id = job.launch()
+        deadline = time.monotonic() + 60
+        while not job.frames() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        job.ec2.terminate_instances(InstanceIds=[instance_id])  # type: ignore[attr-defined]
+        machine = sim.wait_terminated(instance_id, 30)
+        assert "terminated through the EC2 API" in machine.console.read_text()
+        kept = sorted(int(name[-8:-4]) for name in job.frames())
+        time.sleep(1.5)  # nothing arrives after the machine is gone
+        assert sorted(int(name[-8:-4]) for name in job.frames()) == kept
+        assert 1 <= len(kept) < len(LONG) and job.get("done.json") is None
+        relaunch_finishes(sim, job, LONG, kept)

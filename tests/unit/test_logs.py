@@ -105,7 +105,7 @@ def test_unknown_failure():
 
 def test_a_whole_job_log_from_the_simulator():
     """The log a job ships (boot script, supervisor, Blender 5.0.1 via the launcher), as the add-on reads it."""
-    tracker, events = track("simulator-job.log")
+    _, events = track("simulator-job.log")
     saved = [e.path.rsplit("/", 1)[-1] for e in events if e.kind == "saved"]
     assert saved == [name for f in (1, 2, 3) for name in (f"pass_Image{f:04d}.png", f"shot_{f:04d}.png")]
     finished = [e.frame for e in events if e.kind == "progress" and e.status == "Finished"]

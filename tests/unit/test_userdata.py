@@ -13,7 +13,8 @@ from cloud.jobspec import out_prefix
 from cloud.presign import presign_get, presign_post
 from cloud.session import client
 from cloud.worker import WORKER_FILES
-from cloud.worker.supervisor import multipart, nearest_patch, order_frames, python_for_bpy
+from cloud.worker.supervisor import nearest_patch, order_frames, python_for_bpy
+from cloud.worker.transport import multipart
 from cloud.worker.userdata import USER_DATA_LIMIT, build_user_data
 from dev.simulator import InstanceSimulator
 

@@ -1,0 +1,230 @@
+"""What the artist does, end to end: the installed extension in real bpy, the emulated
+account, the instance simulator rendering for real, and the frames back in Blender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from cloud.session import client
+from dev.emulator import emulated_account
+from dev.simulator import InstanceSimulator, make_blender_tarball
+from tests.addon import harness
+
+pytestmark = pytest.mark.slow
+
+FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+CPU_TYPE = "c5.2xlarge"  # the simulator renders on the CPU
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory):
+    return make_blender_tarball(bpy.app.version_string.split()[0], tmp_path_factory.mktemp("blender"))
+
+
+@pytest.fixture
+def cloud(installed, moto_url, tarball, tmp_path):
+    """An empty emulated account, connected in the add-on's preferences, Blender cached in its bucket."""
+    with emulated_account(moto_url=moto_url) as account:
+        harness.connect(account.url)
+        module = harness.addon()
+        manager = module.runtime.manager()
+        settings = manager.settings_for()
+        bucket = manager.steps.ensure_bucket(settings, 14)
+        manager.steps.stage_blender(settings, bucket, tarball[0].name.split("-")[1], *tarball)
+        with InstanceSimulator(account.url, work_root=tmp_path / "machines") as simulator:
+            account.simulator = simulator  # type: ignore[attr-defined]
+            account.bucket = bucket  # type: ignore[attr-defined]
+            yield account
+        for runner_id in list(manager._runners):
+            runner = manager.runner(runner_id)
+            if runner is not None and runner.is_alive():
+                runner.cancel()
+                runner.join(30)
+        harness.disconnect()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def view():
+    return harness.addon().account.view()
+
+
+def wait_final(timeout: float = 240) -> float:
+    return harness.drain_until(lambda: view().state in FINAL, timeout)
+
+
+def instance_states(account) -> list[str]:
+    reservations = client(account.settings, "ec2").describe_instances()["Reservations"]
+    return [i["State"]["Name"] for r in reservations for i in r["Instances"]]
+
+
+def write_png(path: Path, color) -> None:  # type: ignore[no-untyped-def]
+    """An 8x8 PNG of one colour, through a data-block that is removed again (leaves no trace)."""
+    image = bpy.data.images.new("paint-" + path.stem, 8, 8)
+    image.pixels.foreach_set(np.tile(np.array([*color, 1.0], dtype=np.float32), 64))
+    image.filepath_raw = str(path)
+    image.file_format = "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def textured_scene(tmp_path: Path, frames: int = 2, size: int = 48, color=(0.9, 0.1, 0.1)) -> Path:
+    texture = tmp_path / "project" / "textures" / "paint.png"
+    texture.parent.mkdir(parents=True, exist_ok=True)
+    write_png(texture, color)
+    path = harness.make_scene(
+        tmp_path / "project" / "shot.blend", frames=frames, size=size, samples=2, texture=texture
+    )
+    scene = bpy.context.scene
+    scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    return path
+
+
+def mean_colour(path: Path) -> np.ndarray:
+    image = bpy.data.images.load(str(path), check_existing=False)
+    pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return pixels.reshape(-1, 4)[:, :3].mean(axis=0)
+
+
+def test_render_in_cloud_brings_frames_into_the_image_editor(cloud, tmp_path):
+    scene_path = textured_scene(tmp_path)
+    before = sha256(scene_path)
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    longest = wait_final()
+    record = harness.addon().runtime.manager().store.load(job_id)
+    assert view().state == "Done", (view().message, harness.addon().job_view.log_lines(job_id)[-30:])
+    assert sorted(record.frames_done) == [1, 2]
+
+    # The frames are one image sequence in bpy.data.images, shown in an Image Editor.
+    assert bpy.ops.cloud_render.show_frames(job_id=job_id) == {"FINISHED"}
+    image = bpy.data.images[harness.addon().job_view.image_name(job_id)]
+    assert image.source == "SEQUENCE"
+    assert image["cloud_render_frames"] == 2
+    editors = [
+        a for w in bpy.context.window_manager.windows for a in w.screen.areas if a.type == "IMAGE_EDITOR"
+    ]
+    assert editors and editors[0].spaces.active.image == image
+
+    # The texture is in the cloud frames: the same colours as a local render of the same frame.
+    frames = sorted(Path(record.output_dir).rglob("*.png"))
+    assert len(frames) == 2
+    scene = bpy.context.scene
+    scene.render.filepath = str(tmp_path / "local" / "frame_0001")
+    scene.frame_set(1)
+    bpy.ops.render.render(write_still=True)
+    local = mean_colour(tmp_path / "local" / "frame_0001.png")
+    remote = mean_colour(frames[0])
+    assert np.allclose(local, remote, atol=0.02), (local, remote)
+    assert remote[0] > remote[1] + 0.05  # the red paint is visible, not a pink "missing" texture
+
+    # The artist's file was never touched, the machine is gone, the log arrived.
+    assert sha256(scene_path) == before
+    assert set(instance_states(cloud)) == {"terminated"}
+    log = harness.addon().job_view.log_lines(job_id)
+    assert any("Saved:" in line for line in log)
+    assert longest < 0.5  # no drain call blocked the main thread for long
+
+
+def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_path):
+    scene_path = textured_scene(tmp_path, frames=1)
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    wait_final()
+    assert view().state == "Done"
+    # The artist repaints the texture in another program: only the file on disk changes.
+    texture = scene_path.parent / "textures" / "paint.png"
+    write_png(tmp_path / "repainted.png", (0.1, 0.8, 0.1))
+    texture.write_bytes((tmp_path / "repainted.png").read_bytes())
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    second = view().job_id
+    wait_final()
+    assert view().state == "Done"
+    log = harness.addon().job_view.log_lines(second)
+    uploaded = [line for line in log if line.startswith("[cloud-render] Uploaded")]
+    # Only the changed texture travelled: the .blend, the worker scripts and the rest were there.
+    assert uploaded and " in 1 files " in uploaded[0], uploaded
+
+
+def test_cancel_mid_render_stops_the_machine_and_keeps_frames(cloud, tmp_path):
+    harness.make_scene(tmp_path / "project" / "long.blend", frames=6, size=200, samples=400)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL, 240)
+    assert view().state not in FINAL, view().message
+    assert bpy.ops.cloud_render.cancel(job_id=job_id) == {"FINISHED"}
+    wait_final(120)
+    record = harness.addon().runtime.manager().store.load(job_id)
+    assert view().state == "Cancelled"
+    assert 1 <= len(record.frames_done) < 6
+    assert all(Path(p).exists() for p in record.frame_files)
+    harness.drain_until(lambda: set(instance_states(cloud)) <= {"terminated", "shutting-down"}, 30)
+
+
+def test_reattach_after_blender_restarts(cloud, tmp_path):
+    scene_path = harness.make_scene(tmp_path / "project" / "reopen.blend", frames=3, size=64, samples=24)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    harness.drain_until(lambda: view().state in {"Starting machine", "Installing Blender", "Rendering"}, 120)
+    module = harness.addon()
+    # Blender is closed: the add-on stops following, nothing in the cloud stops.
+    module.runtime.manager().stop_all()
+    module.runtime._manager = None
+    module.job_view.forget()
+    assert "running" in instance_states(cloud) or "pending" in instance_states(cloud)
+
+    # A new session opens the same file: the job is found again and its frames come in.
+    bpy.ops.wm.open_mainfile(filepath=str(scene_path))
+    assert module.runtime.manager().is_running(job_id)
+    harness.drain_until(lambda: module.runtime.manager().store.load(job_id).is_final, 240)
+    record = module.runtime.manager().store.load(job_id)
+    assert record.stage == "Done", record.message
+    assert sorted(record.frames_done) == [1, 2, 3]
+    assert next(item.job_id for item in module.account.jobs()) == job_id
+
+
+def test_cost_cap_terminates_the_machine_and_keeps_frames(cloud, tmp_path):
+    """Blender was closed for hours while a long job ran; when the file is opened again the
+    add-on finds the job past its cost cap, terminates the machine and keeps the frames."""
+    scene_path = harness.make_scene(tmp_path / "project" / "capped.blend", frames=8, size=200, samples=400)
+    settings = bpy.context.scene.cloud_render
+    settings.instance_type = CPU_TYPE
+    settings.max_cost = 1.0
+    settings.max_hours = 3.0
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL, 240)
+    assert view().state not in FINAL, view().message
+    module = harness.addon()
+    manager = module.runtime.manager()
+    manager.stop_all()
+    module.runtime._manager = None
+    # Three hours pass (the machine bills $0.34/h: $1.02 > the $1.00 cap) ...
+    record = manager.store.load(job_id)
+    record.launched_at -= 3 * 3600
+    manager.store.save(record)
+    # ... and the artist opens the file again.
+    bpy.ops.wm.open_mainfile(filepath=str(scene_path))
+    manager = module.runtime.manager()
+    harness.drain_until(lambda: manager.store.load(job_id).is_final, 120)
+    record = manager.store.load(job_id)
+    assert record.stage == "Capped", (record.stage, record.message)
+    assert "cap" in record.message and "Max Cost" in record.action
+    assert 1 <= len(record.frames_done) < 8
+    assert all(Path(p).exists() for p in record.frame_files)
+    harness.drain_until(lambda: set(instance_states(cloud)) <= {"terminated", "shutting-down"}, 30)
