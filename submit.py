@@ -110,12 +110,17 @@ def save_copy(job_id: str) -> Path:
 
 def start_job(context: bpy.types.Context) -> JobRecord:
     frames = frames_for(context.scene)
+    findings = preflight(context)
+    blocking = [f for f in findings if f.severity == "block"]
+    if blocking:
+        raise SubmitError(f"{blocking[0].message} {blocking[0].fix}")
     job_id = new_job_id()
     try:
         copy = save_copy(job_id)
     except RuntimeError as error:
         raise SubmitError(f"Could not save a copy of the scene for upload: {error}") from error
     request = build_request(context, job_id, copy, frames)
+    request.warnings = [f"{f.message} {f.fix}" for f in findings]
     record = runtime.manager().submit(request)
     track(context, record)
     return record
@@ -158,7 +163,8 @@ def track(context: bpy.types.Context, record: JobRecord) -> None:
     view.ended = 0.0
 
 
-def preflight(context: bpy.types.Context, with_pack: bool):  # type: ignore[no-untyped-def]
+def preflight(context: bpy.types.Context):  # type: ignore[no-untyped-def]
+    """The checks that need no upload: scene settings, missing files, add-ons, colour config."""
     from . import scene_facts
     from .cloud import preflight as cloud_preflight
 

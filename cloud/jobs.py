@@ -83,6 +83,7 @@ class JobRequest:
     file_format: str | None = None
     retention_days: int = 14
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
+    warnings: list[str] = field(default_factory=list)  # preflight findings that do not block
 
 
 @dataclass

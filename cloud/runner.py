@@ -84,6 +84,8 @@ class JobRunner(threading.Thread):
     # --- submit ----------------------------------------------------------------------------
     def _submit(self, request: JobRequest) -> None:
         rec = self.record
+        for warning in request.warnings:
+            self._log(f"Check: {warning}")
         if request.reuse_inputs_from:
             packed = self.steps.reuse(self.store.load(request.reuse_inputs_from))
             self._log(f"Reusing the scene uploaded for {request.reuse_inputs_from}.")
@@ -109,6 +111,7 @@ class JobRunner(threading.Thread):
         self._check_cancel()
 
         self._stage(Stage.STARTING, f"Starting a {rec.instance_type} in {rec.region}")
+        self.steps.check_capacity(self.settings, rec.instance_type, rec.spot)
         launched = self.steps.launch(self.settings, rec, request, packed)
         rec.instance_id = launched.instance_id
         rec.launched_at = time.time()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import caps, compute, jobspec, storage
+from . import capacity, caps, compute, jobspec, storage
+from .errors import CloudError
 from .jobs import JobRecord, JobRequest
 from .presign import presign_get, presign_list
 from .session import AwsSettings, client
@@ -190,6 +191,12 @@ class CloudSteps:
         return compute.launch(
             settings, job_id=job_id, instance_type=record.instance_type, user_data=user_data, spot=record.spot
         )
+
+    def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
+        """Refuse before launching what AWS would refuse: a type not offered, a vCPU quota too low."""
+        report = capacity.check_capacity(settings, instance_type, spot)
+        if not report.fits:
+            raise CloudError(report.message, report.action, code=report.code or "NoCapacity")
 
     # --- follow ---------------------------------------------------------------------------------
     def instance_state(self, settings: AwsSettings, instance_id: str) -> str:

@@ -102,9 +102,47 @@ class CLOUDRENDER_OT_copy_policy(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CLOUDRENDER_OT_request_quota(bpy.types.Operator):
+    """Ask AWS to let this account run the chosen machine type (a vCPU quota increase)"""
+
+    bl_idname = "cloud_render.request_quota"
+    bl_label = "Request Quota Increase"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not bpy.app.online_access:
+            cls.poll_message_set("Online access is off (Preferences > System > Network).")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        from ..cloud import capacity
+
+        settings = context.scene.cloud_render
+        instance_type, spot, region = settings.instance_type, settings.use_spot, settings.region
+        try:
+            aws = account.aws_settings().in_region(region)
+        except CloudError as error:
+            _status(str(error))
+            return {"CANCELLED"}
+
+        def done(request, error) -> None:  # type: ignore[no-untyped-def]
+            view = account.view()
+            if error is not None:
+                view.message, view.action = error.message, error.action
+            else:
+                view.message = f"Quota request for {request.desired:g} vCPUs: {request.status_words}"
+                view.action = "AWS usually answers within a day; you will get an e-mail."
+            job_view.redraw()
+
+        runtime.in_background(lambda: capacity.request_quota_increase(aws, instance_type, spot), done)
+        return {"FINISHED"}
+
+
 classes = (
     CLOUDRENDER_OT_save_keys,
     CLOUDRENDER_OT_forget_keys,
     CLOUDRENDER_OT_test_connection,
     CLOUDRENDER_OT_copy_policy,
+    CLOUDRENDER_OT_request_quota,
 )

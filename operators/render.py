@@ -66,7 +66,7 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
     bl_label = "Check Scene"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        findings = submit.preflight(context, with_pack=False)
+        findings = submit.preflight(context)
         view = account.view()
         view.findings = "\n".join(f"{f.severity.upper()}: {f.message} -> {f.fix}" for f in findings)
         if not findings:
@@ -75,6 +75,20 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
             self.report(
                 {"ERROR" if finding.severity == "block" else "WARNING"}, f"{finding.message} {finding.fix}"
             )
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_set_instance_type(bpy.types.Operator):
+    """Render on this machine type"""
+
+    bl_idname = "cloud_render.set_instance_type"
+    bl_label = "Set Machine Type"
+    bl_options = {"INTERNAL", "UNDO"}
+
+    instance_type: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        context.scene.cloud_render.instance_type = self.instance_type
         return {"FINISHED"}
 
 
@@ -90,4 +104,9 @@ def _report_done(text: str):  # type: ignore[no-untyped-def]
     return done
 
 
-classes = (CLOUDRENDER_OT_render, CLOUDRENDER_OT_cancel, CLOUDRENDER_OT_check_scene)
+classes = (
+    CLOUDRENDER_OT_render,
+    CLOUDRENDER_OT_cancel,
+    CLOUDRENDER_OT_check_scene,
+    CLOUDRENDER_OT_set_instance_type,
+)

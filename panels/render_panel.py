@@ -7,6 +7,8 @@ import time
 import bpy
 
 from .. import account, job_view, submit
+from ..cloud import offers
+from ..cloud.errors import CloudError
 from ..cloud.jobs import FINAL_STAGES
 
 
@@ -52,7 +54,13 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         layout.use_property_split = True
         settings = context.scene.cloud_render
         layout.prop(settings, "region")
-        layout.prop(settings, "instance_type")
+        row = layout.row(align=True)
+        row.prop(settings, "instance_type")
+        row.menu("CLOUDRENDER_MT_instance_types", text="", icon="DOWNARROW_HLT")
+        try:
+            layout.label(text=offers.label(offers.instance(settings.instance_type), settings.region))
+        except CloudError as error:
+            layout.label(text=error.message, icon="ERROR")
         layout.prop(settings, "use_spot")
         layout.prop(settings, "use_custom_frames")
         if settings.use_custom_frames:
@@ -65,6 +73,17 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         col = layout.column(heading="Hard Caps")
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
+
+
+class CLOUDRENDER_MT_instance_types(bpy.types.Menu):
+    """Machines offered in the scene's region: GPU, memory and price per hour."""
+
+    bl_label = "Machine Type"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        region = context.scene.cloud_render.region
+        for name, text in offers.menu(region):
+            self.layout.operator("cloud_render.set_instance_type", text=text).instance_type = name
 
 
 class CLOUDRENDER_PT_job(bpy.types.Panel):
@@ -88,6 +107,8 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         )
         if view.action:
             layout.label(text=view.action, icon="INFO")
+            if view.action.startswith("Request quota increase"):
+                layout.operator("cloud_render.request_quota", icon="PLUS")
         if not final:
             total = max(view.frames_total, 1)
             layout.progress(
@@ -172,6 +193,7 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
 
 
 classes = (
+    CLOUDRENDER_MT_instance_types,
     CLOUDRENDER_PT_main,
     CLOUDRENDER_PT_settings,
     CLOUDRENDER_PT_job,

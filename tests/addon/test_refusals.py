@@ -63,3 +63,14 @@ def test_unsaved_file_is_refused(installed, aws):
         assert "Save the .blend file first" in _refusal()
     finally:
         harness.disconnect()
+
+
+def test_preflight_blocks_a_scene_the_machine_cannot_render(saved_scene, aws):
+    harness.connect(aws.url)
+    bpy.context.scene.render.engine = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0) else "BLENDER_EEVEE"
+    bpy.ops.wm.save_mainfile()
+    message = _refusal()
+    assert "Cycles" in message
+    from cloud.session import client
+
+    assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []

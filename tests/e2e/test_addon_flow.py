@@ -228,3 +228,47 @@ def test_cost_cap_terminates_the_machine_and_keeps_frames(cloud, tmp_path):
     assert 1 <= len(record.frames_done) < 8
     assert all(Path(p).exists() for p in record.frame_files)
     harness.drain_until(lambda: set(instance_states(cloud)) <= {"terminated", "shutting-down"}, 30)
+
+
+def test_quota_zero_is_explained_before_anything_is_launched(cloud, tmp_path):
+    """A new account cannot start the machine: say why in plain words, offer the fix, launch nothing."""
+    harness.make_scene(tmp_path / "project" / "quota.blend", frames=1)
+    bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+    bpy.context.scene.cycles.device = "GPU"
+    bpy.ops.wm.save_mainfile()
+    cloud.quotas.set_quota("L-DB2E81BA", 0)  # on-demand G and VT: 0 vCPUs, as on a new account
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    wait_final(120)
+    assert view().state == "Failed"
+    assert "quota" in view().message.lower()
+    assert view().action.startswith("Request quota increase")
+    assert instance_states(cloud) == []
+
+    assert bpy.ops.cloud_render.request_quota() == {"FINISHED"}
+    harness.drain_until(lambda: view().message.startswith("Quota request"), 30)
+    requested = [r for r in cloud.quotas.seen if r.target.endswith("RequestServiceQuotaIncrease")]
+    assert requested and requested[0].body["QuotaCode"] == "L-DB2E81BA"
+    assert requested[0].body["DesiredValue"] >= 4
+
+
+def test_no_secret_lands_in_any_file_blender_or_the_add_on_wrote(cloud, tmp_path):
+    scene_path = harness.make_scene(tmp_path / "project" / "secret.blend", frames=1, size=32, samples=1)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    assert view().state == "Done"
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.save_userpref()
+    secret = harness.TEST_SECRET.encode()
+    roots = [Path(bpy.utils.resource_path("USER")), tmp_path]
+    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
+    assert scene_path in files and any(p.name == "userpref.blend" for p in files)
+    leaked = [str(p) for p in files if secret in p.read_bytes()]
+    assert leaked == []
+    # The job log and the job record in S3 are clean too.
+    assert all(harness.TEST_SECRET not in line for line in harness.addon().job_view.log_lines(job_id))
+    s3 = client(cloud.settings, "s3")
+    record = s3.get_object(Bucket=cloud.bucket, Key=f"jobs/{job_id}/job.json")["Body"].read()
+    assert secret not in record

@@ -1,0 +1,144 @@
+"""Every panel, menu and the preferences page draw without error in each job state.
+
+The bpy module has no window to draw in, so `draw()` gets a recording layout. It checks what
+a real UILayout would refuse: each `prop` names a property of its data, each `operator`,
+`menu` and `template_list` names something registered, and it keeps the labels to assert on.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import bpy
+import pytest
+
+from . import harness
+
+
+class Unwrap:
+    """A panel's `self`: its layout is the recorder, everything else is the real object."""
+
+    def __init__(self, real: Any, layout: Recording) -> None:
+        object.__setattr__(self, "_real", real)
+        object.__setattr__(self, "layout", layout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_real"), name)
+
+
+class Recording:
+    def __init__(self, labels: list[str], operators: list[str]) -> None:
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "operators", operators)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        assert name in {
+            "use_property_split",
+            "use_property_decorate",
+            "enabled",
+            "alert",
+            "scale_y",
+            "active",
+        }, name
+
+    def _child(self, *_args: Any, **_kwargs: Any) -> Recording:
+        return Recording(self.labels, self.operators)
+
+    row = column = box = split = grid_flow = _child
+
+    def prop(self, data: Any, name: str, **_kwargs: Any) -> None:
+        real = data._real if isinstance(data, Unwrap) else data
+        assert name in real.bl_rna.properties, f"{type(real).__name__} has no property {name!r}"
+
+    def label(self, text: str = "", **_kwargs: Any) -> None:
+        self.labels.append(text)
+
+    def operator(self, idname: str, **_kwargs: Any) -> SimpleNamespace:
+        module, _, name = idname.partition(".")
+        assert hasattr(getattr(bpy.ops, module), name), idname
+        getattr(getattr(bpy.ops, module), name).get_rna_type()  # raises if not registered
+        self.operators.append(idname)
+        return SimpleNamespace()
+
+    def menu(self, name: str, **_kwargs: Any) -> None:
+        assert hasattr(bpy.types, name), name
+
+    def progress(self, **kwargs: Any) -> None:
+        assert 0.0 <= kwargs["factor"] <= 1.0
+
+    def template_list(
+        self, listtype: str, _listid: str, data: Any, prop: str, active: Any, active_prop: str, **_kw: Any
+    ) -> None:
+        assert hasattr(bpy.types, listtype), listtype
+        assert prop in data.bl_rna.properties and active_prop in active.bl_rna.properties
+
+    def separator(self, **_kwargs: Any) -> None:
+        return None
+
+
+def draw(cls: type, real: Any = None) -> tuple[list[str], list[str]]:
+    labels: list[str] = []
+    operators: list[str] = []
+    layout = Recording(labels, operators)
+    panel_self = Unwrap(real, layout) if real is not None else SimpleNamespace(layout=layout)
+    if hasattr(cls, "poll") and real is None and not cls.poll(bpy.context):
+        return labels, operators
+    cls.draw(panel_self, bpy.context)
+    return labels, operators
+
+
+@pytest.fixture
+def module(installed, tmp_path, aws):
+    harness.make_scene(tmp_path / "draw.blend")
+    harness.connect(aws.url)
+    yield harness.addon()
+    view = harness.addon().account.view()
+    view.job_id = view.state = view.message = view.action = view.orphans = ""
+    harness.disconnect()
+
+
+def all_drawn(module: Any) -> tuple[list[str], list[str]]:
+    labels: list[str] = []
+    operators: list[str] = []
+    for cls in module.panels.render_panel.classes:
+        if issubclass(cls, (bpy.types.Panel, bpy.types.Menu)):
+            got = draw(cls)
+            labels += got[0]
+            operators += got[1]
+    prefs = module.account.preferences()
+    got = draw(module.panels.preferences.CloudRenderPreferences, prefs)
+    return labels + got[0], operators + got[1]
+
+
+def test_panels_draw_with_no_job(module):
+    labels, operators = all_drawn(module)
+    assert "cloud_render.render" in operators and "cloud_render.check_scene" in operators
+    assert "cloud_render.copy_policy" in operators and "cloud_render.save_keys" in operators
+    assert any(text.startswith("g4dn.xlarge:") and "$" in text for text in labels)
+
+
+@pytest.mark.parametrize("state", ["Uploading", "Rendering", "Done", "Failed", "Capped"])
+def test_panels_draw_in_each_job_state(module, state):
+    view = module.account.view()
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", state, "working"
+    view.frames_total, view.frames_done, view.progress = 10, 4, 0.5
+    view.log_tail = "line one\nline two"
+    view.orphans = "i-0123456789abcdef0:old-job"
+    if state == "Failed":
+        view.action = "Request quota increase for 4 vCPUs."
+    labels, operators = all_drawn(module)
+    assert f"{state}: working" in labels
+    assert "line two" in labels
+    assert "cloud_render.terminate_orphan" in operators
+    assert ("cloud_render.cancel" in operators) == (state in {"Uploading", "Rendering"})
+    assert ("cloud_render.request_quota" in operators) == (state == "Failed")
+
+
+def test_online_access_off_is_explained_in_preferences(module):
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        labels, _ = draw(module.panels.preferences.CloudRenderPreferences, module.account.preferences())
+    finally:
+        bpy.context.preferences.system.use_online_access = True
+    assert any("Allow Online Access" in text for text in labels)
