@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from .aws_errors import translate
 from .budget import ensure_monthly_budget
@@ -92,7 +92,7 @@ class SetupReport:
         return next((s for s in self.steps if s.name == name), None)
 
     def summary(self) -> str:
-        """ "Ready to render", or one line per step that still needs something."""
+        """READY, or one line per step that still needs something (and what runs meanwhile)."""
         if self.ready:
             return READY
         lines = ["Not ready to render yet. AWS still needs:"]
@@ -160,11 +160,13 @@ def _pick_region(
         )
     ranked = [c for c in rank_regions(latencies, catalog) if c.score != float("inf")]
     skipped: list[str] = []
+    first_error: Exception | None = None
     for choice in sorted(ranked, key=lambda c: c.latency_ms or 0.0):
         try:
             offered = _gpu_offered(settings, choice.region, choice.gpu_types)
-        except Exception:
-            offered = set()  # a region this account cannot use (not opted in, denied): try the next
+        except Exception as exc:  # a region this account cannot use (not opted in, denied): try the next
+            first_error = first_error or exc
+            offered = set()
         if not offered:
             skipped.append(choice.region)
             continue
@@ -177,6 +179,8 @@ def _pick_region(
         if skipped:
             why += f" Nearer {', '.join(skipped)} offered no GPU machines to your account."
         return choice.region, why
+    if first_error is not None:
+        raise translate(first_error, "checking which regions offer GPU machines")
     raise CloudError(
         "None of the AWS regions Cloud Render can reach offers GPU machines to your account.",
         "Choose a region in Preferences > Add-ons > Cloud Render, then run Set up again.",
@@ -238,21 +242,40 @@ def run_setup(
 ) -> SetupReport:
     """Walk the account to "Ready to render"; every problem becomes a step, never an exception.
 
+    Blocks on the network: call it from a worker thread; `progress` is called from that thread
+    with one line per step, so the UI side should hand the lines to its main-thread queue.
+
     `region`: use this one instead of measuring; `latency_urls` (region -> URL) replaces the
     regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,
     otherwise it is only offered. Steps after keys and region go on after a failure, so the
     report lists everything that is left at once.
     """
     flow = _Flow(progress)
-    catalog = load_catalog()
     report = SetupReport(region=region or "", bucket="", steps=flow.steps, ready=False)
+    _walk(flow, report, settings, Path(state_dir), region, instance_type, latency_urls, budget)
+    report.ready = bool(flow.steps) and all(s.ok for s in flow.steps)
+    flow.say(report.summary().splitlines()[0])
+    return report
 
+
+def _walk(
+    flow: _Flow,
+    report: SetupReport,
+    settings: AwsSettings,
+    state_dir: Path,
+    region: str | None,
+    instance_type: str,
+    latency_urls: dict[str, str] | None,
+    budget: tuple[float, str] | None,
+) -> None:
+    """The steps in order; returns early only when keys or region fail (nothing else can work)."""
+    catalog = load_catalog()
     flow.say("Checking your AWS keys…")
     try:
         identity = verify(settings if region is None else settings.in_region(region))
     except Exception as exc:
         flow.failed(KEYS, exc, "checking your AWS keys")
-        return report
+        return
     report.user_name = identity.user_name
     flow.add(SetupStep(KEYS, "done", f"Your keys belong to {identity.user_name} (not the root user)."))
 
@@ -262,7 +285,7 @@ def run_setup(
             region, why = _pick_region(settings, catalog, latency_urls)
         except Exception as exc:
             flow.failed(REGION, exc, "choosing a region")
-            return report
+            return
         flow.add(SetupStep(REGION, "done", why))
     else:
         flow.add(SetupStep(REGION, "done", f"Using {region}, as chosen in the preferences."))
@@ -271,7 +294,7 @@ def run_setup(
 
     flow.say("Preparing your storage bucket…")
     try:
-        report.bucket = ensure_bucket(here, Path(state_dir) / BUCKETS_FILE)
+        report.bucket = ensure_bucket(here, state_dir / BUCKETS_FILE)
         flow.add(SetupStep(BUCKET, "done", f"Your files go to the private bucket {report.bucket}."))
     except Exception as exc:
         flow.failed(BUCKET, exc, "preparing your storage bucket", region)
@@ -333,10 +356,6 @@ def run_setup(
             )
         )
 
-    report.ready = all(s.ok for s in flow.steps)
-    flow.say(report.summary().splitlines()[0])
-    return report
-
 
 def request_quota(settings: AwsSettings, region: str, instance_type: str) -> str:
     """File (or find the open) on-demand quota increase for `instance_type`; what happened, in words.
@@ -354,13 +373,3 @@ def request_quota(settings: AwsSettings, region: str, instance_type: str) -> str
         f"Asked AWS to raise {label} in {region} to {request.desired:g} vCPUs, enough for a "
         f"{instance_type}; the request is {request.status_words}."
     )
-
-
-__all__: list[Any] = [
-    "READY",
-    "SetupReport",
-    "SetupStep",
-    "best_runnable",
-    "request_quota",
-    "run_setup",
-]

@@ -80,8 +80,8 @@ class CLOUDRENDER_MT_instance_types(bpy.types.Menu):
 
     bl_label = "Machine Type"
 
-    def draw(self, context: bpy.types.Context) -> None:
-        region = context.scene.cloud_render.region
+    def draw(self, context: bpy.types.Context | None) -> None:
+        region = bpy.context.scene.cloud_render.region
         for name, text in offers.menu(region):
             self.layout.operator("cloud_render.set_instance_type", text=text).instance_type = name
 

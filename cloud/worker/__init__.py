@@ -7,7 +7,7 @@ next to each other on the machine: machine file name -> path relative to the `cl
 WORKER_FILES = {
     "supervisor.py": "worker/supervisor.py",
     "transport.py": "worker/transport.py",
-    "render_frames.py": "worker/render_frames.py",
-    "blender_launcher.py": "worker/blender_launcher.py",
+    "render_frames.py": "../render_scripts/render_frames.py",
+    "blender_launcher.py": "../render_scripts/blender_launcher.py",
     "blender_logs.py": "logs.py",
 }

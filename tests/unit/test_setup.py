@@ -1,0 +1,304 @@
+"""The first-run "Set up" flow against moto over HTTP, the local Service Quotas and SSM servers,
+and local HTTP servers with injected delays standing in for the regions' latency endpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud import setup
+from cloud.budget import BUDGET_NAME
+from cloud.compute import SECURITY_GROUP_NAME
+from cloud.session import client
+from tests import quota_fixtures
+from tests.aws_emulator import free_port
+from tests.error_server import AwsReplyServer, caller_identity, s3_error
+from tests.quota_server import Ec2Proxy
+from tests.ssm_seed import seed_deep_learning_amis
+
+account = quota_fixtures.account
+quotas = quota_fixtures.quotas
+public_params = quota_fixtures.public_params
+
+G_ON_DEMAND = "L-DB2E81BA"
+
+
+def _ping_server(delay_s: float) -> ThreadingHTTPServer:
+    """A regional /ping endpoint that answers after `delay_s` seconds."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            time.sleep(delay_s)
+            body = b"healthy: dynamodb"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def latency_urls() -> Iterator[dict[str, str]]:
+    """ap-northeast-1 answers first, eu-west-1 next, us-east-1 last; us-west-2 not at all."""
+    delays = {"ap-northeast-1": 0.0, "eu-west-1": 0.08, "us-east-1": 0.3}
+    servers = {region: _ping_server(d) for region, d in delays.items()}
+    try:
+        urls = {r: f"http://127.0.0.1:{s.server_address[1]}/ping" for r, s in servers.items()}
+        urls["us-west-2"] = f"http://127.0.0.1:{free_port()}/ping"
+        yield urls
+    finally:
+        for server in servers.values():
+            server.shutdown()
+            server.server_close()
+
+
+class NoGpuOffersProxy(Ec2Proxy):
+    """EC2 in front of moto that offers no instance type at all in `region` (as for an account
+    whose region lacks the types, or is not opted in); every other request goes to moto."""
+
+    def __init__(self, upstream: str, region: str) -> None:
+        super().__init__(upstream)
+        self.no_offers_region = region
+
+    def answer(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        answered = super().answer(method, path, headers, raw)
+        last = self.seen[-1]
+        if last.target == "DescribeInstanceTypeOfferings" and last.region == self.no_offers_region:
+            xml = (
+                '<?xml version="1.0" encoding="UTF-8"?>'
+                '<DescribeInstanceTypeOfferingsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+                "<requestId>req-1</requestId><instanceTypeOfferingSet/>"
+                "</DescribeInstanceTypeOfferingsResponse>"
+            )
+            return 200, {"Content-Type": "text/xml;charset=UTF-8"}, xml.encode()
+        return answered
+
+
+def _statuses(report: setup.SetupReport) -> dict[str, str]:
+    return {s.name: s.status for s in report.steps}
+
+
+def test_fresh_account_with_gpu_quota_is_ready_to_render(account, tmp_path: Path) -> None:
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    lines: list[str] = []
+    report = setup.run_setup(account.settings, tmp_path, region="us-east-1", progress=lines.append)
+
+    assert report.ready is True
+    assert report.summary() == "Ready to render"
+    assert _statuses(report) == {
+        setup.KEYS: "done",
+        setup.REGION: "done",
+        setup.BUCKET: "done",
+        setup.FIREWALL: "done",
+        setup.IMAGE: "done",
+        setup.QUOTA: "done",
+        setup.BUDGET: "offered",
+    }
+    assert report.region == "us-east-1"
+    assert report.alternatives == []
+    assert report.step(setup.QUOTA).message == "Your AWS account can start a g4dn.xlarge in us-east-1."
+    budget = report.step(setup.BUDGET)
+    assert (budget.button, budget.required) == (setup.BUTTON_CREATE_BUDGET, False)
+
+    # What setup made is really there, in the account.
+    s3 = client(account.moto_settings, "s3")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [report.bucket]
+    assert report.bucket.startswith("cloud-render-")
+    groups = client(account.moto_settings, "ec2").describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [SECURITY_GROUP_NAME]}]
+    )["SecurityGroups"]
+    assert [g["GroupId"] for g in groups] == [report.security_group]
+    assert groups[0]["IpPermissions"] == []
+    assert report.image_id == account.images["al2023"]
+    assert (tmp_path / "buckets.json").exists()
+
+    # Every step reported through `progress`, and the last line says the outcome.
+    for name in _statuses(report):
+        assert any(line.startswith(f"{name}: ") for line in lines), name
+    assert lines[-1] == "Ready to render"
+
+    # Running setup again reuses what exists: same bucket, same group, still one of each.
+    again = setup.run_setup(account.settings, tmp_path, region="us-east-1")
+    assert (again.ready, again.bucket, again.security_group) == (True, report.bucket, report.security_group)
+    assert len(s3.list_buckets()["Buckets"]) == 1
+
+
+def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_path: Path) -> None:
+    report = setup.run_setup(account.settings, tmp_path, region="us-east-1")
+
+    assert report.ready is False
+    assert _statuses(report)[setup.BUCKET] == "done"
+    assert _statuses(report)[setup.FIREWALL] == "done"
+    quota = report.step(setup.QUOTA)
+    assert quota is not None
+    assert quota.status == "needs_action"
+    assert quota.message == (
+        "New AWS accounts may not start GPU machines until AWS raises a limit called a quota: "
+        "yours allows 0 vCPUs of Running On-Demand G and VT instances in us-east-1, and a g4dn.xlarge needs 4."
+    )
+    assert quota.action.startswith("Request quota increase")
+    assert quota.button == setup.BUTTON_REQUEST_QUOTA
+
+    # Meanwhile: what the account can run now (32 standard vCPUs, no GPU), with hourly prices.
+    assert report.alternatives
+    assert all("(CPU, " in alt and "/h)" in alt for alt in report.alternatives)
+    assert report.alternatives[0] == "c7i.4xlarge (CPU, 16 vCPUs, $0.714/h)"
+    assert "c7i.2xlarge (CPU, 8 vCPUs, $0.357/h)" in report.alternatives
+
+    summary = report.summary().splitlines()
+    assert summary[0] == "Not ready to render yet. AWS still needs:"
+    assert summary[1] == f"- {setup.QUOTA}: {quota.message} {quota.action}"
+    assert summary[2].startswith("Meanwhile your account can render on: c7i.4xlarge (CPU")
+    assert len(summary) == 3  # the offered budget is not something AWS needs
+
+    # The button: one request for enough vCPUs, recorded by Service Quotas.
+    words = setup.request_quota(account.settings, "us-east-1", "g4dn.xlarge")
+    assert words == (
+        "Asked AWS to raise Running On-Demand G and VT instances in us-east-1 to 8 vCPUs, "
+        "enough for a g4dn.xlarge; the request is waiting for AWS."
+    )
+    assert [(r.region, r.quota_code, r.desired) for r in account.quotas.requests] == [
+        ("us-east-1", G_ON_DEMAND, 8.0)
+    ]
+
+    # Setup run again shows the open request instead of offering a second one.
+    later = setup.run_setup(account.settings, tmp_path, region="us-east-1")
+    quota = later.step(setup.QUOTA)
+    assert quota is not None
+    assert quota.status == "needs_action"
+    assert quota.message.endswith("You asked for 8 vCPUs: waiting for AWS.")
+    assert quota.button == ""
+    assert later.bucket == report.bucket
+    assert len(account.quotas.requests) == 1
+
+    # Once AWS raises the quota, the same setup ends ready.
+    account.quotas.requests[0].status = "APPROVED"
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    assert setup.run_setup(account.settings, tmp_path, region="us-east-1").summary() == "Ready to render"
+    assert setup.request_quota(account.settings, "us-east-1", "g4dn.xlarge") == (
+        "No request needed: your account may already run a g4dn.xlarge in us-east-1 "
+        "(8 vCPUs of Running On-Demand G and VT instances)."
+    )
+
+
+def test_root_keys_stop_setup_at_the_first_step(account, tmp_path: Path) -> None:
+    lines: list[str] = []
+    with AwsReplyServer() as sts:
+        sts.reply = caller_identity("arn:aws:iam::123456789012:root")
+        settings = replace(account.settings, service_endpoints=(("sts", sts.url),))
+        report = setup.run_setup(settings, tmp_path, progress=lines.append)
+
+    assert report.ready is False
+    assert [(s.name, s.status) for s in report.steps] == [(setup.KEYS, "failed")]
+    step = report.steps[0]
+    assert step.message.startswith("These are your AWS account's root keys")
+    assert "IAM > Users > Create user" in step.action
+    assert step.button == setup.BUTTON_RETRY
+    assert report.summary() == (
+        f"Not ready to render yet. AWS still needs:\n- {setup.KEYS}: {step.message} {step.action}"
+    )
+    assert lines[-1] == "Not ready to render yet. AWS still needs:"
+    # Nothing was created with root keys.
+    assert client(account.moto_settings, "s3").list_buckets()["Buckets"] == []
+    assert not (tmp_path / "buckets.json").exists()
+
+
+def test_a_failing_step_is_plain_words_and_the_others_go_on(account, tmp_path: Path) -> None:
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    with AwsReplyServer() as s3:
+        s3.reply = s3_error(
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/artist is not authorized to perform: s3:CreateBucket",
+            403,
+        )
+        settings = replace(
+            account.settings, service_endpoints=(*account.settings.service_endpoints, ("s3", s3.url))
+        )
+        report = setup.run_setup(settings, tmp_path, region="us-east-1")
+
+    bucket = report.step(setup.BUCKET)
+    assert bucket is not None
+    assert bucket.status == "failed"
+    assert bucket.message == (
+        "Your AWS user is not allowed to use s3:CreateBucket while preparing your storage bucket."
+    )
+    assert bucket.action.startswith("Attach the Cloud Render policy (Preferences > Copy policy)")
+    assert bucket.button == setup.BUTTON_RETRY
+    assert report.bucket == ""
+    # The rest of the account was still set up, so the list of what is left is complete.
+    statuses = _statuses(report)
+    assert [statuses[n] for n in (setup.FIREWALL, setup.IMAGE, setup.QUOTA)] == ["done", "done", "done"]
+    assert report.ready is False
+    assert report.summary().splitlines()[1:] == [f"- {setup.BUCKET}: {bucket.message} {bucket.action}"]
+
+
+def test_region_is_the_nearest_that_offers_gpus(
+    account, latency_urls: dict[str, str], tmp_path: Path
+) -> None:
+    seed_deep_learning_amis(account.params, account.moto_settings, region="eu-west-1")
+    account.quotas.set_quota(G_ON_DEMAND, 8, region="eu-west-1")
+    with NoGpuOffersProxy(account.moto_url, region="ap-northeast-1") as proxy:
+        assert isinstance(proxy, NoGpuOffersProxy)
+        report = setup.run_setup(account.with_ec2(proxy), tmp_path, latency_urls=latency_urls)
+
+    assert report.region == "eu-west-1"
+    region_step = report.step(setup.REGION)
+    assert region_step is not None and region_step.status == "done"
+    assert region_step.message.startswith("Picked eu-west-1: the nearest region (")
+    assert "from g4dn.xlarge at $0.587/h" in region_step.message
+    assert region_step.message.endswith("Nearer ap-northeast-1 offered no GPU machines to your account.")
+    assert report.summary() == "Ready to render"
+    s3 = client(account.moto_settings.in_region("eu-west-1"), "s3")
+    assert s3.get_bucket_location(Bucket=report.bucket)["LocationConstraint"] == "eu-west-1"
+
+
+def test_no_reachable_region_is_a_failed_step(account, tmp_path: Path) -> None:
+    urls = {"us-east-1": f"http://127.0.0.1:{free_port()}/ping"}
+    report = setup.run_setup(account.settings, tmp_path, latency_urls=urls)
+    assert [(s.name, s.status) for s in report.steps] == [(setup.KEYS, "done"), (setup.REGION, "failed")]
+    step = report.steps[1]
+    assert step.message == "Cloud Render could not reach any AWS region from this computer."
+    assert step.action == "Check your internet connection (or firewall), then run Set up again."
+    assert report.ready is False
+
+
+def test_budget_is_created_when_asked(account, tmp_path: Path) -> None:
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    bad = setup.run_setup(account.settings, tmp_path, region="us-east-1", budget=(10, "not-an-address"))
+    step = bad.step(setup.BUDGET)
+    assert step is not None
+    assert (step.status, step.message) == (
+        "failed",
+        "The email address for budget alerts does not look right.",
+    )
+    assert step.action == "Enter the address where AWS should send the alert, like name@example.com."
+    assert bad.ready is False  # asked for, so it counts
+
+    report = setup.run_setup(
+        account.settings, tmp_path, region="us-east-1", budget=(10, "artist@example.com")
+    )
+    step = report.step(setup.BUDGET)
+    assert step is not None
+    assert step.status == "done"
+    assert step.message == (
+        "Monthly budget created: AWS emails artist@example.com when spending passes 80% of $10."
+    )
+    assert report.ready is True
+    found = client(account.moto_settings, "budgets").describe_budgets(AccountId="123456789012")["Budgets"]
+    assert [(b["BudgetName"], b["BudgetLimit"]["Amount"]) for b in found] == [(BUDGET_NAME, "10.00")]
