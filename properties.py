@@ -110,6 +110,7 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     findings: StringProperty(default="")  # type: ignore[valid-type]
     orphans: StringProperty(default="")  # type: ignore[valid-type]
     account_status: StringProperty(default="")  # type: ignore[valid-type]
+    setup_summary: StringProperty(default="")  # type: ignore[valid-type]
 
 
 class CloudRenderJobItem(bpy.types.PropertyGroup):

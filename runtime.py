@@ -72,6 +72,11 @@ def in_background(
     return thread
 
 
+def call_soon(callback: Callable[[Any], None], value: Any) -> None:
+    """From any thread: run `callback(value)` on the main thread at the next drain."""
+    events.post(CALL_TOPIC, "call", callback=lambda result, _error: callback(result), result=value, error=None)
+
+
 def user_dir(name: str) -> Path:
     """A folder of this extension's user directory (survives updates, never in a .blend)."""
     return Path(bpy.utils.extension_path_user(ADDON_ID, path=name, create=True))

@@ -139,10 +139,64 @@ class CLOUDRENDER_OT_request_quota(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CLOUDRENDER_OT_setup(bpy.types.Operator):
+    """Check the keys, pick the nearest region with GPU machines, create the bucket and firewall,
+    check the quota, and say "Ready to render" or exactly what AWS still needs"""
+
+    bl_idname = "cloud_render.setup"
+    bl_label = "Set Up"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not bpy.app.online_access:
+            cls.poll_message_set("Online access is off (Preferences > System > Network).")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        from ..cloud import setup
+
+        prefs = account.preferences()
+        try:
+            aws = account.aws_settings()
+        except CloudError as error:
+            _status(str(error))
+            return {"CANCELLED"}
+        state_dir = runtime.user_dir("state")
+        budget = (prefs.budget_amount, prefs.budget_email.strip()) if prefs.budget_email.strip() else None
+        instance_type = context.scene.cloud_render.instance_type if context.scene else "g4dn.xlarge"
+
+        def progress(line: str) -> None:  # from the setup thread: queue it for the main thread
+            runtime.call_soon(_status, line)
+
+        def done(report, error) -> None:  # type: ignore[no-untyped-def]
+            view = account.view()
+            if error is not None:
+                view.setup_summary = f"{error.message} {error.action}"
+            else:
+                view.setup_summary = report.summary()
+                if report.region:
+                    account.preferences().default_region = report.region
+            _status(view.setup_summary.splitlines()[0])
+
+        _status("Setting up...")
+        # With an endpoint override (S3-compatible storage, the emulator) AWS regions cannot be
+        # probed for latency: keep the chosen region.
+        region = prefs.default_region if prefs.endpoint_url.strip() else None
+        runtime.in_background(
+            lambda: setup.run_setup(
+                aws, state_dir, region=region, instance_type=instance_type, budget=budget, progress=progress
+            ),
+            done,
+        )
+        return {"FINISHED"}
+
+
 classes = (
     CLOUDRENDER_OT_save_keys,
     CLOUDRENDER_OT_forget_keys,
     CLOUDRENDER_OT_test_connection,
     CLOUDRENDER_OT_copy_policy,
     CLOUDRENDER_OT_request_quota,
+    CLOUDRENDER_OT_setup,
 )

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .. import account
 from ..addon_prefs import ADDON_ID
@@ -34,6 +41,18 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         default="",
     )
 
+    budget_amount: FloatProperty(  # type: ignore[valid-type]
+        name="Monthly Budget ($)",
+        description="Set Up creates an AWS Budget alerting at 80% of this",
+        default=10.0,
+        min=1.0,
+    )
+    budget_email: StringProperty(  # type: ignore[valid-type]
+        name="Alert E-mail",
+        description="Where AWS sends the budget alert (leave empty for no budget)",
+        default="",
+    )
+
     # The live job view and the jobs list: add-on state, kept out of every .blend.
     job: PointerProperty(type=CloudRenderJobView)  # type: ignore[valid-type]
     jobs: CollectionProperty(type=CloudRenderJobItem)  # type: ignore[valid-type]
@@ -58,6 +77,14 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
             row.operator("cloud_render.save_keys", text="Enter Access Key...", icon="KEY_HLT")
         row = layout.row()
         row.operator("cloud_render.test_connection", icon="WORLD")
+        row.operator("cloud_render.setup", icon="CHECKMARK")
+        summary = account.view().setup_summary
+        if summary:
+            box = layout.box()
+            for line in summary.splitlines():
+                box.label(text=line, icon="CHECKMARK" if line == "Ready to render" else "NONE")
+            if "quota" in summary.lower() and "Ready to render" not in summary:
+                box.operator("cloud_render.request_quota", icon="PLUS")
         status = account.view().account_status
         if status:
             layout.label(text=status)
@@ -69,6 +96,9 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         box.operator("cloud_render.copy_policy", icon="COPYDOWN")
         layout.prop(self, "default_region")
         layout.prop(self, "retention_days")
+        row = layout.row()
+        row.prop(self, "budget_amount")
+        row.prop(self, "budget_email")
         layout.prop(self, "endpoint_url")
 
 

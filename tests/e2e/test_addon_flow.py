@@ -272,3 +272,21 @@ def test_no_secret_lands_in_any_file_blender_or_the_add_on_wrote(cloud, tmp_path
     s3 = client(cloud.settings, "s3")
     record = s3.get_object(Bucket=cloud.bucket, Key=f"jobs/{job_id}/job.json")["Body"].read()
     assert secret not in record
+
+
+def test_setup_walks_a_new_account_to_ready_or_to_what_is_missing(cloud):
+    prefs = harness.preferences()
+    cloud.quotas.set_quota("L-DB2E81BA", 0)
+    bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+    assert bpy.ops.cloud_render.setup() == {"FINISHED"}
+    harness.drain_until(lambda: bool(view().setup_summary), 60)
+    summary = view().setup_summary
+    assert summary.startswith("Not ready to render yet")
+    assert "quota" in summary.lower() and "(CPU, " in summary  # a CPU machine it can run meanwhile
+
+    cloud.quotas.set_quota("L-DB2E81BA", 16)
+    view().setup_summary = ""
+    assert bpy.ops.cloud_render.setup() == {"FINISHED"}
+    harness.drain_until(lambda: bool(view().setup_summary), 60)
+    assert view().setup_summary == "Ready to render"
+    assert prefs.default_region == "us-east-1"
