@@ -74,7 +74,9 @@ def in_background(
 
 def call_soon(callback: Callable[[Any], None], value: Any) -> None:
     """From any thread: run `callback(value)` on the main thread at the next drain."""
-    events.post(CALL_TOPIC, "call", callback=lambda result, _error: callback(result), result=value, error=None)
+    events.post(
+        CALL_TOPIC, "call", callback=lambda result, _error: callback(result), result=value, error=None
+    )
 
 
 def user_dir(name: str) -> Path:
