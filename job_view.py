@@ -76,6 +76,7 @@ def apply_event(event: Event) -> None:
         view.seconds_per_frame = float(data.get("seconds_per_frame") or 0.0)
     elif event.kind == "cost" and current:
         view.cost_so_far = float(data.get("cost_so_far", 0.0))
+        view.projected_cost = float(data.get("projected", 0.0))
     elif event.kind == "frame":
         _frames.setdefault(event.job_id, []).append((data.get("frame"), str(data["path"])))
         for item in _job_items(event.job_id):

@@ -53,6 +53,7 @@ class JobRunner(threading.Thread):
         self._seen_files: set[str] = set()
         self._log_marker = ""
         self._last_status: dict[str, Any] = {}
+        self._warned_projection = False
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -225,13 +226,28 @@ class JobRunner(threading.Thread):
                 return stage, data
         return None
 
+    def _projected_total(self) -> float:
+        """Cost so far plus the frames left at the measured pace (0 until a frame was timed)."""
+        rec = self.record
+        if not rec.seconds_per_frame:
+            return 0.0
+        left = len(rec.frames) - len(rec.frames_done)
+        return rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
+
     def _track_cost(self) -> None:
         rec = self.record
         if not rec.launched_at:
             return
         hours = (time.time() - rec.launched_at) / 3600
         rec.cost_so_far = hours * rec.price_per_hour
-        self.events.post(rec.job_id, "cost", cost_so_far=rec.cost_so_far)
+        projected = self._projected_total()
+        self.events.post(rec.job_id, "cost", cost_so_far=rec.cost_so_far, projected=projected)
+        if projected > rec.max_cost and not self._warned_projection:
+            self._warned_projection = True
+            self._log(
+                f"At {rec.seconds_per_frame:.0f} s per frame this job would cost about ${projected:.2f}, "
+                f"over its ${rec.max_cost:.2f} cap: it will be stopped at the cap. Raise Max Cost or cancel."
+            )
         if rec.cost_so_far >= rec.max_cost or hours >= rec.max_hours:
             self._log(
                 f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}, {hours:.2f} h): stopping the machine."
@@ -349,7 +365,7 @@ def frame_number(relative_path: str) -> int | None:
     """The frame a file holds, from the last run of digits in its name (Blender's #### pattern)."""
     import re
 
-    stem = relative_path.rsplit("/", 1)[-1].split(".", 1)[0]
+    stem = relative_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     found = re.findall(r"\d+", stem)
     return int(found[-1]) if found else None
 

@@ -126,6 +126,8 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         grid.label(text=f"Frames {view.frames_done}/{view.frames_total}")
         grid.label(text=f"Elapsed {_elapsed(view)}")
         grid.label(text=f"Cost so far ${view.cost_so_far:.2f}")
+        if view.projected_cost:
+            grid.label(text=f"Projected ${view.projected_cost:.2f}")
         if view.device:
             grid.label(text=f"Device {view.device}")
         if view.seconds_per_frame:

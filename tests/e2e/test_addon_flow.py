@@ -290,3 +290,36 @@ def test_setup_walks_a_new_account_to_ready_or_to_what_is_missing(cloud):
     harness.drain_until(lambda: bool(view().setup_summary), 60)
     assert view().setup_summary == "Ready to render"
     assert prefs.default_region == "us-east-1"
+
+
+def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud):
+    # In a region the simulator does not watch, so the machine just sits there, billing.
+    west = cloud.settings.in_region("us-west-2")
+    ec2 = client(west, "ec2")
+    image = ec2.register_image(Name="forgotten", Architecture="x86_64", RootDeviceName="/dev/xvda")["ImageId"]
+    bpy.context.scene.cloud_render.region = "us-west-2"
+    forgotten = ec2.run_instances(
+        ImageId=image,
+        InstanceType="g4dn.xlarge",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "cloud-render:job", "Value": "20250101-000000-lost00"},
+                    {"Key": "cloud-render:managed", "Value": "true"},
+                ],
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
+    view().orphans = ""
+    assert bpy.ops.cloud_render.find_orphans() == {"FINISHED"}
+    harness.drain_until(lambda: bool(view().orphans), 30)
+    assert view().orphans == f"{forgotten}:20250101-000000-lost00"
+    assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten) == {"FINISHED"}
+    harness.drain_until(lambda: not view().orphans, 30)
+    state = ec2.describe_instances(InstanceIds=[forgotten])["Reservations"][0]["Instances"][0]["State"][
+        "Name"
+    ]
+    assert state in {"shutting-down", "terminated"}

@@ -1,0 +1,77 @@
+"""Job records, stages and the runner's arithmetic (no AWS needed for these)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cloud.events import EventQueue
+from cloud.jobs import JobRecord, RecordStore, Stage, new_job_id
+from cloud.manager import JobManager
+from cloud.runner import JobRunner, frame_number
+from cloud.session import AwsSettings
+from cloud.steps import CloudSteps
+
+
+def record(**changes: object) -> JobRecord:
+    base = JobRecord(
+        job_id=new_job_id(),
+        blend_name="/projects/shot.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="g4dn.xlarge",
+        spot=False,
+        frames=list(range(1, 11)),
+        output_dir="/tmp/out",
+        price_per_hour=0.36,
+        max_cost=1.0,
+        max_hours=2.0,
+    )
+    for key, value in changes.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_frame_numbers_come_from_blenders_hash_pattern():
+    assert frame_number("render/shot_0012.png") == 12
+    assert frame_number("v2/beauty.0007.exr") == 7
+    assert frame_number("notes.txt") is None
+
+
+def test_records_round_trip_and_a_damaged_file_is_skipped(tmp_path: Path):
+    store = RecordStore(tmp_path)
+    first = record(created=time.time() - 10)
+    second = record()
+    store.save(first)
+    store.save(second)
+    (tmp_path / "broken.json").write_text("{not json")
+    assert [r.job_id for r in store.all()] == [second.job_id, first.job_id]
+    assert store.load(first.job_id) == first
+
+
+def test_frames_missing_and_final_stages():
+    rec = record(frames_done=[1, 2, 5])
+    assert rec.frames_missing == [3, 4, 6, 7, 8, 9, 10]
+    assert not rec.is_final
+    rec.stage = Stage.CAPPED.value
+    assert rec.is_final
+
+
+def test_projection_uses_the_measured_pace(tmp_path: Path):
+    rec = record(frames_done=[1, 2], seconds_per_frame=600.0, cost_so_far=0.25)
+    runner = JobRunner(rec, AwsSettings(), EventQueue(), RecordStore(tmp_path), CloudSteps(tmp_path))
+    # 8 frames left x 600 s at $0.36/h = $0.48, plus $0.25 so far.
+    assert abs(runner._projected_total() - 0.73) < 1e-9
+    rec.seconds_per_frame = 0.0
+    assert runner._projected_total() == 0.0
+
+
+def test_a_job_that_never_launched_is_not_reattached(tmp_path: Path):
+    manager = JobManager(tmp_path / "jobs", EventQueue(), AwsSettings)
+    rec = record(stage=Stage.UPLOADING.value)
+    manager.store.save(rec)
+    assert manager.attach_unfinished(rec.blend_name) == []
+    again = manager.store.load(rec.job_id)
+    assert again.stage == "Failed"
+    assert "closed before the machine started" in again.message
+    assert again.action == "Press Render in Cloud again."
