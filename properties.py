@@ -112,6 +112,7 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     orphans: StringProperty(default="")  # type: ignore[valid-type]
     account_status: StringProperty(default="")  # type: ignore[valid-type]
     setup_summary: StringProperty(default="")  # type: ignore[valid-type]
+    estimate: StringProperty(default="")  # type: ignore[valid-type]
 
 
 class CloudRenderJobItem(bpy.types.PropertyGroup):

@@ -60,6 +60,11 @@ def confirmation_text(context: bpy.types.Context) -> str:
     estimate = offers.job_estimate_text(
         settings.region, settings.instance_type, settings.use_spot, len(frames), settings.max_hours
     )
+    measured = [
+        line for line in account.view().estimate.splitlines() if line.startswith(settings.instance_type + ":")
+    ]
+    if measured:
+        estimate = f"Estimate from a test render: {measured[0]}\n{estimate}"
     return (
         f"{settings.instance_type} ({'spot' if settings.use_spot else 'on-demand'}, ${price:.3f}/h) "
         f"in {settings.region}, {len(frames)} frames.\n{estimate}\n"

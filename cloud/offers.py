@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .catalog import Catalog, InstanceType, load_catalog
 from .errors import CloudError
+from .estimate import Estimate
 from .pricing import current_catalog
 
 
@@ -82,3 +83,28 @@ def job_estimate_text(region: str, instance_type: str, spot: bool, frames: int, 
     bound = price * max_hours
     kind = "spot ceiling" if spot else "on-demand"
     return f"At most ${bound:.2f} ({kind} ${price:.3f}/h x {max_hours:g} h time cap), for {frames} frames."
+
+
+def estimate_lines(estimates: list[Estimate], chosen: str, limit: int = 6) -> list[str]:
+    """The chosen type first, then the cheapest and fastest few, each with its range."""
+
+    def line(e: Estimate) -> str:
+        marks = [
+            m
+            for m, on in (
+                ("cheapest", e.cheapest),
+                ("fastest", e.fastest),
+                ("chosen", e.instance_type == chosen),
+            )
+            if on
+        ]
+        tag = f" [{', '.join(marks)}]" if marks else ""
+        return (
+            f"{e.instance_type}: ~{e.seconds_per_frame:.0f} s/frame, ${e.total_cost:.2f} for the job "
+            f"(${e.low.total_cost:.2f}-${e.high.total_cost:.2f}, {e.total_seconds / 3600:.1f} h){tag}"
+        )
+
+    ordered = sorted(
+        estimates, key=lambda e: (e.instance_type != chosen, not e.cheapest, not e.fastest, e.total_cost)
+    )
+    return [line(e) for e in ordered[:limit]]

@@ -6,6 +6,7 @@ import bpy
 
 from .. import account, job_view, runtime, submit
 from ..bltypes import OperatorReturn
+from ..cloud.errors import CloudError
 
 
 class CLOUDRENDER_OT_render(bpy.types.Operator):
@@ -78,6 +79,47 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CLOUDRENDER_OT_estimate(bpy.types.Operator):
+    """Render a small test tile on this computer (in a separate process) and estimate the time
+    and cost of the job on every machine type"""
+
+    bl_idname = "cloud_render.estimate"
+    bl_label = "Estimate"
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        from .. import probe_run
+        from ..cloud import offers
+        from ..cloud.estimate import estimate_all
+        from ..cloud.jobs import new_job_id
+
+        if not bpy.data.filepath:
+            self.report({"ERROR"}, "Save the .blend file first.")
+            return {"CANCELLED"}
+        scene = context.scene
+        settings = scene.cloud_render
+        try:
+            frames = len(submit.frames_for(scene))
+        except CloudError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        plan = probe_run.plan_for(scene)
+        copy = submit.save_copy("probe-" + new_job_id())
+        region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
+        account.view().estimate = "Rendering a test tile..."
+
+        def work() -> list[str]:
+            probe = probe_run.run_probe(copy, plan)
+            return offers.estimate_lines(estimate_all(probe, frames, region, spot), chosen)
+
+        def done(lines, error) -> None:  # type: ignore[no-untyped-def]
+            view = account.view()
+            view.estimate = f"{error.message} {error.action}" if error is not None else "\n".join(lines)
+            job_view.redraw()
+
+        runtime.in_background(work, done)
+        return {"FINISHED"}
+
+
 class CLOUDRENDER_OT_set_instance_type(bpy.types.Operator):
     """Render on this machine type"""
 
@@ -109,4 +151,5 @@ classes = (
     CLOUDRENDER_OT_cancel,
     CLOUDRENDER_OT_check_scene,
     CLOUDRENDER_OT_set_instance_type,
+    CLOUDRENDER_OT_estimate,
 )

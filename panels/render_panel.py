@@ -34,7 +34,14 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row.operator("cloud_render.render", icon="RENDER_ANIMATION")
         for reason in blockers:
             layout.label(text=reason, icon="INFO")
-        layout.operator("cloud_render.check_scene", icon="CHECKMARK")
+        row = layout.row()
+        row.operator("cloud_render.check_scene", icon="CHECKMARK")
+        row.operator("cloud_render.estimate", icon="TIME")
+        estimate = account.view().estimate
+        if estimate:
+            box = layout.box()
+            for line in estimate.splitlines():
+                box.label(text=line)
         findings = account.view().findings
         if findings:
             box = layout.box()
