@@ -76,6 +76,12 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     max_hours: FloatProperty(  # type: ignore[valid-type]
         name="Max Hours", description="Hard cap on machine time", default=2.0, min=0.1, max=72.0
     )
+    quote_first: BoolProperty(  # type: ignore[valid-type]
+        name="Quote First",
+        description="Render the first, middle and last frame, measure the real price, and go on by "
+        "itself only if the whole job stays under Max Cost (otherwise it asks)",
+        default=False,
+    )
     frame_order: EnumProperty(  # type: ignore[valid-type]
         name="Order",
         items=[

@@ -8,6 +8,7 @@ on first use, so enabling the add-on costs nothing and makes no request.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,22 @@ def remove_listener(listener: Callable[[Event], None]) -> None:
 
 
 def drain_events(budget_s: float = 0.005) -> float:
-    """Apply waiting events within a small time budget; returns the next timer interval."""
-    for event in events.drain(budget_s=budget_s):
+    """Apply waiting events until the time budget is spent (applying counts, not only taking
+    them off the queue); the rest waits for the next call. Returns the next timer interval."""
+    deadline = time.perf_counter() + budget_s
+    while True:
+        taken = events.drain(budget_s=budget_s, limit=1)
+        if not taken:
+            break
+        event = taken[0]
         if event.job_id == CALL_TOPIC:
             callback = event.data["callback"]
             callback(event.data.get("result"), event.data.get("error"))
-            continue
-        for listener in list(_listeners):
-            listener(event)
+        else:
+            for listener in list(_listeners):
+                listener(event)
+        if time.perf_counter() >= deadline:
+            return 0.0  # more may be waiting: come back at once, after Blender redraws
     return DRAIN_INTERVAL_S
 
 

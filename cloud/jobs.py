@@ -32,6 +32,7 @@ class Stage(StrEnum):
     CANCELLED = "Cancelled"
     INTERRUPTED = "Interrupted"
     CAPPED = "Capped"
+    QUOTED = "Waiting for you"
 
     @property
     def is_final(self) -> bool:
@@ -82,6 +83,7 @@ class JobRequest:
     resolution_percentage: int | None = None
     file_format: str | None = None
     retention_days: int = 14
+    quote_first: bool = False  # render scout frames, then go on only if the projection fits the cap
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
     warnings: list[str] = field(default_factory=list)  # preflight findings that do not block
 
@@ -117,6 +119,8 @@ class JobRecord:
     cost_so_far: float = 0.0
     blend_in_pack: str = ""
     pack_manifest: dict[str, Any] = field(default_factory=dict)  # relative path -> [sha256, size]
+    quote_first: bool = False
+    quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known
 
     @property
     def stage_enum(self) -> Stage:
@@ -154,6 +158,7 @@ class JobRecord:
             price_per_hour=request.price_per_hour,
             max_cost=request.max_cost,
             max_hours=request.max_hours,
+            quote_first=request.quote_first,
         )
 
 

@@ -14,7 +14,12 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/done.json          written once on success
     jobs/<id>/out/error.json         written once on failure: cause, kind, last log lines
     jobs/<id>/out/interrupted.json   written on a spot interruption or cap: frames done and left
+    jobs/<id>/out/quote.json         "quote first": scout frames measured, the worker waits for go.json
     jobs/<id>/out/blender-cache/<f>  a Blender build the worker fetched, for the add-on to keep
+
+Written by the add-on, read by the worker through a presigned GET:
+
+    jobs/<id>/control/go.json        the answer to quote.json: {"go": true} or {"go": false}
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ def frames_prefix(job_id: str) -> str:
 
 def logs_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/out/logs/"
+
+
+def control_key(job_id: str, name: str) -> str:
+    return f"jobs/{job_id}/control/{name}"
 
 
 def cas_key(sha256: str) -> str:
@@ -106,6 +115,7 @@ class WorkerSpec:
     heartbeat_seconds: float = 5.0
     log_chunk_seconds: float = 2.0
     scout_frames: list[int] = field(default_factory=list)  # "quote first": render these, then wait
+    go_url: str = ""  # presigned GET of control/go.json, the answer to the quote
     spec_version: int = SPEC_VERSION
 
     def to_json(self) -> str:

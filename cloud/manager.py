@@ -71,6 +71,14 @@ class JobManager:
             record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
             self.store.save(record)
 
+    def answer_quote(self, job_id: str, go: bool) -> None:
+        runner = self.runner(job_id)
+        if runner is None or not runner.is_alive():
+            raise CloudError(
+                "This job is no longer followed.", "Open its .blend again to re-attach, then answer."
+            )
+        runner.answer_quote(go)
+
     def attach_unfinished(self, blend_name: str | None = None) -> list[str]:
         """Follow again every unfinished job (after Blender restarted); returns their ids."""
         attached = []

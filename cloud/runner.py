@@ -15,6 +15,7 @@ from typing import Any
 
 from . import jobspec
 from .errors import Cancelled, CloudError
+from .estimate import quote_from_scouts
 from .events import EventQueue
 from .jobs import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Stage
 from .session import AwsSettings
@@ -168,6 +169,45 @@ class JobRunner(threading.Thread):
             self.events.post(rec.job_id, "log", lines=text.splitlines())
         self._download_new(jobspec.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
         self._download_new(jobspec.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
+        if rec.quote_first and not rec.quote:
+            self._check_quote()
+
+    def _check_quote(self) -> None:
+        """Quote first: the scouts are done; go on by ourselves only if the projection fits the cap."""
+        rec = self.record
+        quote = self.steps.get_json(self.settings, rec.bucket, jobspec.out_prefix(rec.job_id) + "quote.json")
+        if not quote:
+            return
+        spf = float(quote.get("seconds_per_frame") or 0.0)
+        scouts = list(quote.get("scout_frames") or [1])
+        elapsed = time.time() - rec.launched_at if rec.launched_at else 0.0
+        measured = quote_from_scouts(
+            [spf] * len(scouts), len(rec.frames), rec.price_per_hour, elapsed, rec.max_cost
+        )
+        projected = measured.projected_total
+        rec.quote = {
+            "seconds_per_frame": measured.seconds_per_frame,
+            "cost_per_frame": measured.cost_per_frame,
+            "projected_total": projected,
+            "under_cap": measured.under_cap,
+        }
+        self._save()
+        self.events.post(rec.job_id, "quote", **rec.quote)
+        text = (
+            f"Measured on the machine: {spf:.1f} s and ${rec.quote['cost_per_frame']:.4f} per frame; "
+            f"the whole job would cost about ${projected:.2f} (cap ${rec.max_cost:.2f})."
+        )
+        self._log(text)
+        if rec.quote["under_cap"]:
+            self.answer_quote(True)
+        else:
+            self._stage(Stage.QUOTED, text + " Go on, or stop and keep the scout frames?")
+
+    def answer_quote(self, go: bool) -> None:
+        """Tell the machine to render the rest (or to stop); safe from any thread."""
+        rec = self.record
+        self.steps.put_json(self.settings, rec.bucket, jobspec.control_key(rec.job_id, "go.json"), {"go": go})
+        self._log("Going on with every frame." if go else "Stopping after the scout frames.")
 
     def _apply_status(self, status: dict[str, Any]) -> None:
         rec = self.record

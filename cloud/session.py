@@ -9,6 +9,7 @@ the UI thread hand a frozen copy to worker threads.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,9 +72,28 @@ def client_config(settings: AwsSettings, service: str = "", **extra: Any) -> Con
     )
 
 
+_clients: dict[tuple[AwsSettings, str, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def client(settings: AwsSettings, service: str, session: boto3.session.Session | None = None) -> Any:
-    """A boto3 client for `service` honouring the endpoint override."""
-    session = session or make_session(settings)
+    """A boto3 client for `service` honouring the endpoint override.
+
+    Without an explicit session the client is cached per (settings, service, endpoint): making
+    one costs ~0.1 s, and the job's polling loop asks for several a second. boto3 clients are
+    thread-safe (sessions are not, hence the lock around creation).
+    """
+    if session is None:
+        key = (settings, service, settings.endpoint_for(service))
+        with _clients_lock:
+            cached = _clients.get(key)
+            if cached is None:
+                cached = _clients[key] = _new_client(settings, service, make_session(settings))
+        return cached
+    return _new_client(settings, service, session)
+
+
+def _new_client(settings: AwsSettings, service: str, session: boto3.session.Session) -> Any:
     return session.client(
         service,
         region_name=settings.region,

@@ -175,6 +175,10 @@ class CloudSteps:
             resolution_percentage=request.resolution_percentage,
             file_format=request.file_format,
             max_seconds=cap_s,
+            scout_frames=scout_frames(request.frames) if request.quote_first else [],
+            go_url=presign_get(s3, bucket, jobspec.control_key(job_id, "go.json"), expires)
+            if request.quote_first
+            else "",
         )
         storage.put_json(settings, bucket, jobspec.spec_key(job_id), __import__("json").loads(spec.to_json()))
         worker_urls = {
@@ -207,6 +211,9 @@ class CloudSteps:
 
     def get_json(self, settings: AwsSettings, bucket: str, key: str) -> Any | None:
         return storage.get_json(settings, bucket, key)
+
+    def put_json(self, settings: AwsSettings, bucket: str, key: str, data: Any) -> None:
+        storage.put_json(settings, bucket, key, data)
 
     def list_keys(self, settings: AwsSettings, bucket: str, prefix: str) -> list[str]:
         return [obj.key for obj in storage.list_objects(settings, bucket, prefix)]
@@ -245,6 +252,14 @@ class CloudSteps:
 
     def delete_job_data(self, settings: AwsSettings, bucket: str, job_id: str) -> int:
         return storage.delete_job_data(settings, bucket, job_id)
+
+
+def scout_frames(frames: list[int]) -> list[int]:
+    """First, middle and last: a quote that sees the start, the busiest middle and the end."""
+    if len(frames) < 4:
+        return []
+    ordered = sorted(frames)
+    return sorted({ordered[0], ordered[len(ordered) // 2], ordered[-1]})
 
 
 def _public_record(record: JobRecord) -> dict[str, Any]:

@@ -120,6 +120,25 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CLOUDRENDER_OT_answer_quote(bpy.types.Operator):
+    """Answer the quote: render every frame, or stop and keep the scout frames"""
+
+    bl_idname = "cloud_render.answer_quote"
+    bl_label = "Answer Quote"
+
+    go: bpy.props.BoolProperty(default=True)  # type: ignore[valid-type]
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        job_id = self.job_id or account.view().job_id
+        go = self.go
+        runtime.in_background(
+            lambda: runtime.manager().answer_quote(job_id, go),
+            _report_done("Going on with every frame." if go else "Stopping after the scout frames."),
+        )
+        return {"FINISHED"}
+
+
 class CLOUDRENDER_OT_set_instance_type(bpy.types.Operator):
     """Render on this machine type"""
 
@@ -152,4 +171,5 @@ classes = (
     CLOUDRENDER_OT_check_scene,
     CLOUDRENDER_OT_set_instance_type,
     CLOUDRENDER_OT_estimate,
+    CLOUDRENDER_OT_answer_quote,
 )

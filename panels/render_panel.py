@@ -73,6 +73,7 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         if settings.use_custom_frames:
             layout.prop(settings, "frame_list")
         layout.prop(settings, "frame_order")
+        layout.prop(settings, "quote_first")
         layout.prop(settings, "samples")
         layout.prop(settings, "resolution_percentage")
         layout.prop(settings, "file_format")
@@ -145,6 +146,10 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         row = layout.row()
         row.operator("cloud_render.open_log", icon="TEXT").job_id = view.job_id
         row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = view.job_id
+        if view.state == "Waiting for you":
+            row = layout.row()
+            row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
+            row.operator("cloud_render.answer_quote", text="Stop Here", icon="PAUSE").go = False
         if not final:
             layout.operator("cloud_render.cancel", icon="CANCEL").job_id = view.job_id
 

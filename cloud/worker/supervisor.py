@@ -41,6 +41,7 @@ try:  # imported as part of the cloud package (the add-on, the tests)
         SpotWatcher,
         StatusWriter,
         download,
+        fetch_control,
         http_request,
         now_iso,
         sha256_file,
@@ -55,6 +56,7 @@ except ImportError:  # run as a script on the render machine, where these are sh
         SpotWatcher,
         StatusWriter,
         download,
+        fetch_control,
         http_request,
         now_iso,
         sha256_file,
@@ -66,6 +68,9 @@ MARK = "CLOUDRENDER "
 IMDS_URL = os.environ.get("CLOUD_RENDER_IMDS_URL", "http://169.254.169.254").rstrip("/")
 IMDS_POLL_S = float(os.environ.get("CLOUD_RENDER_IMDS_POLL_S", "5"))
 PYPI_JSON = os.environ.get("CLOUD_RENDER_PYPI_JSON", "https://pypi.org/pypi/bpy/json")
+# "Quote first": how long the machine waits for the add-on's answer, and how often it looks.
+QUOTE_WAIT_S = float(os.environ.get("CLOUD_RENDER_QUOTE_WAIT_S", str(20 * 60)))
+QUOTE_POLL_S = 3.0
 
 
 # ---------------------------------------------------------------- frames and versions
@@ -152,7 +157,7 @@ class Supervisor:
         )
         self.spot = SpotWatcher(IMDS_URL, IMDS_POLL_S)
         self.tracker = blender_logs.ProgressTracker()
-        self.plan: dict[str, int] | None = None  # frame file name -> frame number
+        self.plan: dict[str, int] | None = None  # frame file name -> frame number, over every run
         self.skipped: list[int] = []
         self.done: dict[int, str] = {}
         self.frame_seconds: list[float] = []
@@ -366,11 +371,13 @@ class Supervisor:
             self.log.say(f"render device: {event.get('device')}{detail}")
             self.status.update(device=event.get("device"), gpus=gpus, push=True)
         elif kind == "plan":
-            self.plan = {item["name"]: int(item["frame"]) for item in event.get("frames", [])}
-            self.skipped = [int(item["frame"]) for item in event.get("skipped", [])]
-            if self.skipped:
-                self.log.say(f"frames already in the bucket, skipped: {self.skipped}")
-            self.log.say(f"rendering {len(self.plan)} frames in this order: {list(self.plan.values())}")
+            plan = {item["name"]: int(item["frame"]) for item in event.get("frames", [])}
+            skipped = [int(item["frame"]) for item in event.get("skipped", [])]
+            self.plan = {**(self.plan or {}), **plan}  # a quoted job runs Blender twice
+            self.skipped += [f for f in skipped if f not in self.skipped]
+            if skipped:
+                self.log.say(f"frames already in the bucket, skipped: {skipped}")
+            self.log.say(f"rendering {len(plan)} frames in this order: {list(plan.values())}")
             self.status.update(frames_skipped=self.skipped)
         elif kind == "frame":
             self.current_frame = int(event["frame"])
@@ -425,9 +432,8 @@ class Supervisor:
             finally:
                 self.uploads.task_done()
 
-    def render(self, command: list[str]) -> int:
-        """Run Blender on the frame list; returns its exit status (negative: killed by a signal)."""
-        frames = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
+    def render(self, command: list[str], frames: list[int]) -> int:
+        """Run Blender on `frames`, in that order; returns its exit status (negative: killed by a signal)."""
         config = {
             "frames": frames,
             "device": self.spec.get("device", "GPU"),
@@ -541,10 +547,19 @@ class Supervisor:
             command = self.get_blender()
             self.status.update(state="downloading", push=True)
             self.download_inputs()
-            code = self.render(command)
-            self.uploads.join()
-            self.queue_new_files()
-            self.uploads.join()
+            frames = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
+            scouts = self.scouts()
+            if scouts:
+                code = self.render(command, scouts)
+                self.wait_uploads()
+                if not self.stop_reason and self.rendered_all() and self.frames_left():
+                    self.write_quote(scouts)
+                    if self.wait_for_go():
+                        code = self.render(command, self.frames_left())
+                        self.wait_uploads()
+            else:
+                code = self.render(command, frames)
+                self.wait_uploads()
         except JobFailed as exc:
             return self.finish_failed(exc.kind, exc.cause, code)
         except Exception as exc:  # a bug here must still end in error.json and a powered-off machine
@@ -554,7 +569,7 @@ class Supervisor:
             self.uploads.put(None)
         elapsed = round(time.monotonic() - started, 1)
         if self.stop_reason:
-            state = "interrupted" if self.stop_reason == "spot" else "capped"
+            state = "capped" if self.stop_reason == "time_cap" else "interrupted"
             data = {
                 "reason": self.stop_reason,
                 "notice": self.spot.notice,
@@ -566,8 +581,7 @@ class Supervisor:
             self.log.say(f"job {state}: {len(self.done)} frames done, frames left {data['frames_left']}")
             self.put_json("interrupted.json", data)
             return self.finish(state)
-        expected = set(self.plan or {})
-        if self.plan is not None and not self.render_error and expected <= set(self.done.values()):
+        if self.rendered_all():
             data = {
                 "frames_done": sorted(self.done),
                 "frames_skipped": self.skipped,
@@ -583,6 +597,87 @@ class Supervisor:
             return self.finish("done")
         kind, cause = self.failure(code if code is not None else 0)
         return self.finish_failed(kind, cause, code)
+
+    def wait_uploads(self) -> None:
+        self.uploads.join()
+        self.queue_new_files()
+        self.uploads.join()
+
+    def rendered_all(self) -> bool:
+        """Every frame Blender was asked for so far was saved and uploaded."""
+        expected = set(self.plan or {})
+        return self.plan is not None and not self.render_error and expected <= set(self.done.values())
+
+    # -- quote first
+
+    def scouts(self) -> list[int]:
+        """The spec's scout frames that belong to the job, once each, in the spec's order."""
+        frames = set(self.spec["frames"])
+        return list(dict.fromkeys(f for f in self.spec.get("scout_frames") or [] if f in frames))
+
+    def write_quote(self, scouts: list[int]) -> None:
+        """quote.json: what a frame costs in time on this machine, measured on the scout frames."""
+        measured = self.frame_seconds
+        seconds = round(sum(measured) / len(measured), 3) if measured else None
+        left = self.frames_left()
+        quote = {
+            "scout_frames": scouts,
+            "seconds_per_frame": seconds,
+            "frames_total": len(self.spec["frames"]),
+            "frames_left": left,
+        }
+        self.log.say(f"quote: {seconds} s per frame over scout frames {scouts}; {len(left)} frames left")
+        self.put_json("quote.json", quote)
+        self.status.update(
+            state="quoting",
+            frame=None,
+            sample=None,
+            samples=None,
+            message="waiting for the go-ahead",
+            push=True,
+        )
+
+    def wait_for_go(self) -> bool:
+        """Poll control/go.json until the add-on answers; False sets the reason to stop.
+
+        The heartbeat keeps going meanwhile, and a spot notice or the time cap ends the wait.
+        """
+        url = self.spec.get("go_url", "")
+        give_up = time.monotonic() + QUOTE_WAIT_S
+        next_poll = time.monotonic()
+        if not url:
+            self.log.say("the job asks for a quote but gives no address to answer it; stopping")
+            give_up = next_poll
+        self.log.say(f"waiting up to {QUOTE_WAIT_S:.0f} s for the go-ahead")
+        while True:
+            if self.spot.noticed.is_set():
+                self.stop_reason = "spot"
+                self.log.say(f"spot interruption notice while waiting: {json.dumps(self.spot.notice)}")
+                return False
+            if time.monotonic() > self.deadline:
+                self.stop_reason = "time_cap"
+                self.log.say("the job's time cap is nearly reached while waiting for the go-ahead")
+                return False
+            if time.monotonic() >= give_up:
+                self.stop_reason = "no_answer_to_quote"
+                self.log.say("no answer to the quote in time; stopping after the scout frames")
+                return False
+            if url and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + QUOTE_POLL_S
+                try:
+                    answer = fetch_control(url)
+                except (OSError, ValueError, http.client.HTTPException) as exc:
+                    self.log.say(f"could not read the answer to the quote ({exc}); trying again")
+                    answer = None
+                if answer is not None and "go" in answer:
+                    if answer["go"] is True:
+                        self.log.say("go-ahead received; rendering the remaining frames")
+                        self.status.update(message="", push=True)
+                        return True
+                    self.stop_reason = "stopped_after_quote"
+                    self.log.say("the add-on said stop after the quote")
+                    return False
+            time.sleep(0.25)
 
     def finish_failed(self, kind: str, cause: str, code: int | None) -> str:
         self.log.say(f"job failed ({kind}): {cause}")

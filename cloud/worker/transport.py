@@ -81,6 +81,22 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
+def fetch_control(url: str) -> dict[str, Any] | None:
+    """A control file the add-on writes (control/go.json), or None while it is not there yet.
+
+    403 counts as "not yet" too: S3 answers a presigned GET of a missing key with 403 when the
+    signer may not list the bucket. Network errors propagate, for the caller to retry later.
+    """
+    try:
+        body = http_request("GET", url, timeout=15)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (403, 404):
+            return None
+        raise
+    data = json.loads(body.decode("utf-8") or "null")
+    return data if isinstance(data, dict) else None
+
+
 def multipart(fields: dict[str, str], filename: str, body: bytes) -> tuple[bytes, str]:
     """A multipart/form-data body for an S3 presigned POST; the file part must come last."""
     boundary = uuid.uuid4().hex

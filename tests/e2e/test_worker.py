@@ -26,6 +26,7 @@ from cloud.jobspec import (
     WorkerSpec,
     blender_cache_key,
     cas_key,
+    control_key,
     frames_prefix,
     logs_prefix,
     out_prefix,
@@ -541,3 +542,93 @@ def test_terminated_from_outside_stops_the_machine(aws, heavy_scene, tarball, tm
         assert sorted(int(name[-8:-4]) for name in job.frames()) == kept
         assert 1 <= len(kept) < len(LONG) and job.get("done.json") is None
         relaunch_finishes(sim, job, LONG, kept)
+
+
+QUOTED = [1, 2, 3, 4, 5]
+SCOUTS = [1, 3, 5]  # first, middle, last
+
+
+def stage_quoted(aws, scene, tarball, job_id: str) -> Staged:
+    go_url = presign_get(client(aws.settings, "s3"), BUCKET, control_key(job_id, "go.json"), 3600)
+    return stage(aws, scene, tarball, job_id=job_id, frames=QUOTED, scout_frames=SCOUTS, go_url=go_url)
+
+
+def run_quoted(sim: InstanceSimulator, job: Staged, go: bool | None) -> tuple[dict, list[str], list[dict]]:
+    """Plays the add-on: waits for quote.json, then answers in control/go.json (or never, if None)."""
+    recorder = StatusRecorder(job)
+    instance_id = job.launch()
+    try:
+        deadline = time.monotonic() + 60
+        while (quote := job.get_json("quote.json")) is None and time.monotonic() < deadline:
+            assert job.get("error.json") is None, job.get_json("error.json")
+            time.sleep(0.1)
+        assert quote is not None, "no quote.json within 60 s"
+        frames_at_quote = sorted(job.frames())
+        if go is not None:
+            job.s3.put_object(  # type: ignore[attr-defined]
+                Bucket=BUCKET, Key=control_key(job.job_id, "go.json"), Body=json.dumps({"go": go}).encode()
+            )
+        machine = sim.wait_terminated(instance_id, 60)
+    finally:
+        seen = recorder.close()
+    assert machine.terminated.is_set() and job.state(instance_id) == "terminated"
+    assert not (machine.dir / "halted").exists(), "the machine used halt, which keeps billing"
+    return quote, frames_at_quote, seen
+
+
+def names(frames: list[int]) -> list[str]:
+    return [f"render/shot_{f:04d}.png" for f in frames]
+
+
+def test_quote_first_then_go_renders_the_rest(aws, scene, tarball, tmp_path):
+    job = stage_quoted(aws, scene, tarball, "quote-go")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        quote, at_quote, seen = run_quoted(sim, job, go=True)
+    assert quote["scout_frames"] == SCOUTS and quote["frames_total"] == len(QUOTED)
+    assert quote["frames_left"] == [2, 4] and quote["seconds_per_frame"] > 0
+    assert at_quote == names(SCOUTS), "the scouts are uploaded before the quote"
+    assert_frames(job, names(QUOTED))
+    done = job.get_json("done.json")
+    assert done is not None, job.get_json("error.json")
+    assert done["frames_done"] == QUOTED and done["frames_skipped"] == []
+    assert job.get("interrupted.json") is None and job.get("error.json") is None
+    states = [s["state"] for s in seen]
+    runs = [state for i, state in enumerate(states) if i == 0 or states[i - 1] != state]
+    assert runs[-4:] == ["rendering", "quoting", "rendering", "done"], runs
+    quoting = [s for s in seen if s["state"] == "quoting"]
+    assert len({s["seq"] for s in quoting}) >= 2, "the heartbeat keeps going while the machine waits"
+    log = job.log_text()
+    marks = ["rendering 3 frames in this order: [1, 3, 5]", "go-ahead received"]
+    marks += ["rendering 2 frames in this order: [2, 4]", "final state: done"]
+    positions = [log.find(m) for m in marks]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(marks, positions, strict=True))
+
+
+def test_quote_first_then_stop_keeps_the_scouts(aws, scene, tarball, tmp_path):
+    job = stage_quoted(aws, scene, tarball, "quote-stop")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        quote, _, seen = run_quoted(sim, job, go=False)
+    assert quote["scout_frames"] == SCOUTS
+    assert_frames(job, names(SCOUTS))
+    interrupted = job.get_json("interrupted.json")
+    assert interrupted is not None, job.get_json("error.json")
+    assert interrupted["reason"] == "stopped_after_quote"
+    assert interrupted["frames_done"] == SCOUTS and interrupted["frames_left"] == [2, 4]
+    assert job.get("done.json") is None and job.get("error.json") is None
+    assert "quoting" in [s["state"] for s in seen] and seen[-1]["state"] == "interrupted"
+
+
+def test_quote_without_answer_stops_after_the_wait(aws, scene, tarball, tmp_path):
+    # The machine's Python, with the quote wait cut to 3 s (the simulator passes no environment through).
+    python = tmp_path / "python-quote-wait"
+    python.write_text(f'#!/bin/sh\nCLOUD_RENDER_QUOTE_WAIT_S=3 exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    job = stage_quoted(aws, scene, tarball, "quote-silent")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim", system_python=str(python)) as sim:
+        run_quoted(sim, job, go=None)
+    interrupted = job.get_json("interrupted.json")
+    assert interrupted is not None, job.get_json("error.json")
+    assert interrupted["reason"] == "no_answer_to_quote"
+    assert interrupted["frames_done"] == SCOUTS and interrupted["frames_left"] == [2, 4]
+    assert_frames(job, names(SCOUTS))
+    assert "waiting up to 3 s for the go-ahead" in job.log_text()

@@ -1,0 +1,85 @@
+"""Quote first, the add-on's half: price the job from the machine's scout frames, then go on
+by itself only under the cap, or wait for the artist. Real S3 (moto) carries quote and answer."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cloud import jobspec
+from cloud.events import EventQueue
+from cloud.jobs import JobRecord, RecordStore, new_job_id
+from cloud.runner import JobRunner
+from cloud.session import client
+from cloud.steps import CloudSteps, scout_frames
+
+BUCKET = "cloud-render-quote-test"
+
+
+def runner_for(aws, tmp_path: Path, price: float, max_cost: float) -> tuple[JobRunner, EventQueue]:
+    s3 = client(aws.settings, "s3")
+    s3.create_bucket(Bucket=BUCKET)
+    record = JobRecord(
+        job_id=new_job_id(),
+        blend_name="/p/shot.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="c5.2xlarge",
+        spot=False,
+        frames=list(range(1, 11)),
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=price,
+        max_cost=max_cost,
+        max_hours=2.0,
+        bucket=BUCKET,
+        launched_at=time.time() - 10,
+        quote_first=True,
+    )
+    quote = {
+        "scout_frames": [1, 5, 10],
+        "seconds_per_frame": 1.0,
+        "frames_total": 10,
+        "frames_left": [2, 3, 4],
+    }
+    s3.put_object(Bucket=BUCKET, Key=jobspec.out_prefix(record.job_id) + "quote.json", Body=json.dumps(quote))
+    events = EventQueue()
+    return JobRunner(
+        record, aws.settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path)
+    ), events
+
+
+def go_answer(aws, job_id: str) -> dict:
+    body = client(aws.settings, "s3").get_object(Bucket=BUCKET, Key=jobspec.control_key(job_id, "go.json"))[
+        "Body"
+    ]
+    return json.loads(body.read())
+
+
+def test_under_the_cap_the_job_goes_on_by_itself(aws, tmp_path):
+    runner, _ = runner_for(aws, tmp_path, price=0.34, max_cost=5.0)
+    runner._check_quote()
+    assert runner.record.quote["under_cap"] is True
+    assert go_answer(aws, runner.record.job_id) == {"go": True}
+
+
+def test_over_the_cap_it_waits_for_the_artist_and_passes_on_the_answer(aws, tmp_path):
+    # $3600/h: 10 s of boot plus 10 frames of 1 s is $20, over a $0.50 cap.
+    runner, events = runner_for(aws, tmp_path, price=3600.0, max_cost=0.5)
+    runner._check_quote()
+    assert runner.record.quote["under_cap"] is False
+    assert runner.record.quote["projected_total"] == pytest.approx(20.0, rel=0.05)
+    assert runner.record.stage == "Waiting for you"
+    stages = [e.data for e in events.drain(budget_s=1.0) if e.kind == "stage"]
+    assert "Go on, or stop" in stages[-1]["message"]
+    with pytest.raises(Exception):  # noqa: B017 - nothing answered yet: no go.json exists
+        go_answer(aws, runner.record.job_id)
+    runner.answer_quote(False)
+    assert go_answer(aws, runner.record.job_id) == {"go": False}
+
+
+def test_scouts_are_first_middle_and_last():
+    assert scout_frames(list(range(1, 101))) == [1, 51, 100]
+    assert scout_frames([1, 2, 3]) == []
