@@ -332,11 +332,10 @@ class JobRunner(threading.Thread):
             )
         else:
             left = data.get("frames_left") or rec.frames_missing
-            self._end(
-                Stage.INTERRUPTED,
-                f"AWS took the machine back; {len(left)} frames are left.",
-                "Relaunch the missing frames (on-demand is not interrupted).",
+            stage, message, action = INTERRUPTION_WORDS.get(
+                str(data.get("reason", "spot")), INTERRUPTION_WORDS["spot"]
             )
+            self._end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
 
     def _finish_cancelled(self) -> None:
         rec = self.record
@@ -399,6 +398,31 @@ class JobRunner(threading.Thread):
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():
             raise Cancelled()
+
+
+# interrupted.json "reason" -> (stage, message, action) for the panel.
+INTERRUPTION_WORDS = {
+    "spot": (
+        Stage.INTERRUPTED,
+        "AWS took the spot machine back; {left} frames are left.",
+        "Relaunch the missing frames (untick Spot: on-demand machines are not taken back).",
+    ),
+    "time_cap": (
+        Stage.CAPPED,
+        "The job reached its time cap and the machine stopped; {left} frames are left.",
+        "Raise Max Hours or Max Cost, then relaunch the missing frames.",
+    ),
+    "stopped_after_quote": (
+        Stage.CANCELLED,
+        "Stopped after the quote; the {done} scout frames are kept.",
+        "Relaunch the missing frames when you want the rest.",
+    ),
+    "no_answer_to_quote": (
+        Stage.INTERRUPTED,
+        "Nobody answered the quote in time, so the machine stopped; {done} scout frames are kept.",
+        "Relaunch the missing frames to render the rest.",
+    ),
+}
 
 
 def frame_number(relative_path: str) -> int | None:

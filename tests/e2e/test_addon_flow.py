@@ -323,3 +323,22 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud):
         "Name"
     ]
     assert state in {"shutting-down", "terminated"}
+
+
+def test_quote_first_measures_on_the_machine_and_goes_on_under_the_cap(cloud, tmp_path):
+    harness.make_scene(tmp_path / "project" / "quote.blend", frames=5, size=48, samples=8)
+    settings = bpy.context.scene.cloud_render
+    settings.instance_type = CPU_TYPE
+    settings.quote_first = True
+    settings.max_cost = 5.0
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    record = harness.addon().runtime.manager().store.load(job_id)
+    assert record.stage == "Done", record.message
+    assert sorted(record.frames_done) == [1, 2, 3, 4, 5]
+    assert record.quote["under_cap"] is True and record.quote["seconds_per_frame"] > 0
+    log = harness.addon().job_view.log_lines(job_id)
+    assert any("Measured on the machine" in line for line in log)
+    assert any("Going on with every frame" in line for line in log)

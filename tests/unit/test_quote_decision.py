@@ -66,11 +66,11 @@ def test_under_the_cap_the_job_goes_on_by_itself(aws, tmp_path):
 
 
 def test_over_the_cap_it_waits_for_the_artist_and_passes_on_the_answer(aws, tmp_path):
-    # $3600/h: 10 s of boot plus 10 frames of 1 s is $20, over a $0.50 cap.
+    # $3600/h: 10 s of boot plus 10 frames of 1 s, billed as EC2 does (one-minute minimum): $60.
     runner, events = runner_for(aws, tmp_path, price=3600.0, max_cost=0.5)
     runner._check_quote()
     assert runner.record.quote["under_cap"] is False
-    assert runner.record.quote["projected_total"] == pytest.approx(20.0, rel=0.05)
+    assert runner.record.quote["projected_total"] == pytest.approx(60.0, rel=0.05)
     assert runner.record.stage == "Waiting for you"
     stages = [e.data for e in events.drain(budget_s=1.0) if e.kind == "stage"]
     assert "Go on, or stop" in stages[-1]["message"]
