@@ -8,6 +8,7 @@ from .. import account, job_view, runtime
 from ..bltypes import OperatorReturn
 from ..cloud import credentials, iam
 from ..cloud.errors import CloudError
+from .common import NeedsOnlineAccess, in_background
 
 
 def _status(text: str) -> None:
@@ -59,18 +60,11 @@ class CLOUDRENDER_OT_forget_keys(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_test_connection(bpy.types.Operator):
+class CLOUDRENDER_OT_test_connection(NeedsOnlineAccess, bpy.types.Operator):
     """Check the keys with AWS and show which account and user they belong to"""
 
     bl_idname = "cloud_render.test_connection"
     bl_label = "Test Connection"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if not bpy.app.online_access:
-            cls.poll_message_set("Online access is off (Preferences > System > Network).")
-            return False
-        return True
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         try:
@@ -102,18 +96,11 @@ class CLOUDRENDER_OT_copy_policy(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_request_quota(bpy.types.Operator):
+class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
     """Ask AWS to let this account run the chosen machine type (a vCPU quota increase)"""
 
     bl_idname = "cloud_render.request_quota"
     bl_label = "Request Quota Increase"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if not bpy.app.online_access:
-            cls.poll_message_set("Online access is off (Preferences > System > Network).")
-            return False
-        return True
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..cloud import capacity
@@ -126,32 +113,22 @@ class CLOUDRENDER_OT_request_quota(bpy.types.Operator):
             _status(str(error))
             return {"CANCELLED"}
 
-        def done(request, error) -> None:  # type: ignore[no-untyped-def]
-            view = account.view()
-            if error is not None:
-                view.message, view.action = error.message, error.action
-            else:
-                view.message = f"Quota request for {request.desired:g} vCPUs: {request.status_words}"
-                view.action = "AWS usually answers within a day; you will get an e-mail."
-            job_view.redraw()
+        def requested(request: capacity.QuotaRequest) -> str:
+            return (
+                f"Quota request for {request.desired:g} vCPUs: {request.status_words}. "
+                "AWS usually answers within a day, by e-mail."
+            )
 
-        runtime.in_background(lambda: capacity.request_quota_increase(aws, instance_type, spot), done)
+        in_background(lambda: capacity.request_quota_increase(aws, instance_type, spot), requested)
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_setup(bpy.types.Operator):
+class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
     """Check the keys, pick the nearest region with GPU machines, create the bucket and firewall,
     check the quota, and say "Ready to render" or exactly what AWS still needs"""
 
     bl_idname = "cloud_render.setup"
     bl_label = "Set Up"
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if not bpy.app.online_access:
-            cls.poll_message_set("Online access is off (Preferences > System > Network).")
-            return False
-        return True
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..cloud import setup

@@ -8,6 +8,7 @@ import bpy
 
 from .. import account, job_view, runtime, submit
 from ..bltypes import OperatorReturn
+from .common import NeedsOnlineAccess, in_background
 
 
 def _selected_job(context: bpy.types.Context, job_id: str) -> str:
@@ -66,19 +67,12 @@ class CLOUDRENDER_OT_open_folder(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_relaunch_missing(bpy.types.Operator):
+class CLOUDRENDER_OT_relaunch_missing(NeedsOnlineAccess, bpy.types.Operator):
     """Render again only the frames that did not arrive (the scene is not uploaded again)"""
 
     bl_idname = "cloud_render.relaunch_missing"
     bl_label = "Relaunch Missing Frames"
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        if not bpy.app.online_access:
-            cls.poll_message_set("Online access is off (Preferences > System > Network).")
-            return False
-        return True
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..cloud.errors import CloudError
@@ -92,7 +86,7 @@ class CLOUDRENDER_OT_relaunch_missing(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_delete_cloud_data(bpy.types.Operator):
+class CLOUDRENDER_OT_delete_cloud_data(NeedsOnlineAccess, bpy.types.Operator):
     """Delete this job's files from your S3 bucket (downloaded frames stay on disk)"""
 
     bl_idname = "cloud_render.delete_cloud_data"
@@ -105,21 +99,18 @@ class CLOUDRENDER_OT_delete_cloud_data(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         job_id = _selected_job(context, self.job_id)
 
-        def done(result, error) -> None:  # type: ignore[no-untyped-def]
-            view = account.view()
-            view.message = error.message if error else f"Deleted {result} cloud files of {job_id}."
-            if error is None:
-                jobs = account.jobs()
-                for index in reversed(range(len(jobs))):
-                    if jobs[index].job_id == job_id:
-                        jobs.remove(index)
-            job_view.redraw()
+        def deleted(count: int) -> str:
+            jobs = account.jobs()
+            for index in reversed(range(len(jobs))):
+                if jobs[index].job_id == job_id:
+                    jobs.remove(index)
+            return f"Deleted {count} cloud files of {job_id}."
 
-        runtime.in_background(lambda: runtime.manager().delete_cloud_data(job_id), done)
+        in_background(lambda: runtime.manager().delete_cloud_data(job_id), deleted)
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_find_orphans(bpy.types.Operator):
+class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
     """Look for render machines still running in your account with no live job"""
 
     bl_idname = "cloud_render.find_orphans"
@@ -128,19 +119,15 @@ class CLOUDRENDER_OT_find_orphans(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         region = context.scene.cloud_render.region
 
-        def done(result, error) -> None:  # type: ignore[no-untyped-def]
-            view = account.view()
-            if error is not None:
-                view.message, view.action = error.message, error.action
-            else:
-                view.orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in result)
-            job_view.redraw()
+        def found(orphans: list) -> str:  # type: ignore[type-arg]
+            account.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in orphans)
+            return f"{len(orphans)} forgotten machines found." if orphans else "No forgotten machines."
 
-        runtime.in_background(lambda: runtime.manager().orphans(region), done)
+        in_background(lambda: runtime.manager().orphans(region), found)
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_terminate_orphan(bpy.types.Operator):
+class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
     """Terminate a render machine that no job is using, so it stops billing"""
 
     bl_idname = "cloud_render.terminate_orphan"
@@ -151,17 +138,14 @@ class CLOUDRENDER_OT_terminate_orphan(bpy.types.Operator):
         region = context.scene.cloud_render.region
         instance_id = self.instance_id
 
-        def done(_result, error) -> None:  # type: ignore[no-untyped-def]
+        def terminated(_result: None) -> str:
             view = account.view()
-            if error is not None:
-                view.message, view.action = error.message, error.action
-            else:
-                kept = [o for o in view.orphans.split(",") if o and not o.startswith(instance_id + ":")]
-                view.orphans = ",".join(kept)
-                view.message = f"Terminated {instance_id}."
-            job_view.redraw()
+            view.orphans = ",".join(
+                o for o in view.orphans.split(",") if o and not o.startswith(instance_id + ":")
+            )
+            return f"Terminated {instance_id}."
 
-        runtime.in_background(lambda: runtime.manager().terminate_instance(region, instance_id), done)
+        in_background(lambda: runtime.manager().terminate_instance(region, instance_id), terminated)
         return {"FINISHED"}
 
 

@@ -7,6 +7,7 @@ import bpy
 from .. import account, job_view, runtime, submit
 from ..bltypes import OperatorReturn
 from ..cloud.errors import CloudError
+from .common import NeedsOnlineAccess, in_background
 
 
 class CLOUDRENDER_OT_render(bpy.types.Operator):
@@ -44,7 +45,7 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_cancel(bpy.types.Operator):
+class CLOUDRENDER_OT_cancel(NeedsOnlineAccess, bpy.types.Operator):
     """Stop the machine; frames already rendered are kept"""
 
     bl_idname = "cloud_render.cancel"
@@ -56,7 +57,7 @@ class CLOUDRENDER_OT_cancel(bpy.types.Operator):
         job_id = self.job_id or account.view().job_id
         if not job_id:
             return {"CANCELLED"}
-        runtime.in_background(lambda: runtime.manager().cancel(job_id), _report_done("Cancel requested."))
+        in_background(lambda: runtime.manager().cancel(job_id), lambda _result: "Cancel requested.")
         return {"FINISHED"}
 
 
@@ -120,7 +121,7 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class CLOUDRENDER_OT_answer_quote(bpy.types.Operator):
+class CLOUDRENDER_OT_answer_quote(NeedsOnlineAccess, bpy.types.Operator):
     """Answer the quote: render every frame, or stop and keep the scout frames"""
 
     bl_idname = "cloud_render.answer_quote"
@@ -132,10 +133,8 @@ class CLOUDRENDER_OT_answer_quote(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         job_id = self.job_id or account.view().job_id
         go = self.go
-        runtime.in_background(
-            lambda: runtime.manager().answer_quote(job_id, go),
-            _report_done("Going on with every frame." if go else "Stopping after the scout frames."),
-        )
+        text = "Going on with every frame." if go else "Stopping after the scout frames."
+        in_background(lambda: runtime.manager().answer_quote(job_id, go), lambda _result: text)
         return {"FINISHED"}
 
 
@@ -151,18 +150,6 @@ class CLOUDRENDER_OT_set_instance_type(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         context.scene.cloud_render.instance_type = self.instance_type
         return {"FINISHED"}
-
-
-def _report_done(text: str):  # type: ignore[no-untyped-def]
-    def done(_result, error) -> None:  # type: ignore[no-untyped-def]
-        view = account.view()
-        if error is not None:
-            view.message, view.action = error.message, error.action
-        else:
-            view.message = text
-        job_view.redraw()
-
-    return done
 
 
 classes = (

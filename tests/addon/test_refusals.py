@@ -74,3 +74,27 @@ def test_preflight_blocks_a_scene_the_machine_cannot_render(saved_scene, aws):
     from cloud.session import client
 
     assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
+
+
+@pytest.mark.parametrize(
+    "operator",
+    [
+        "render",
+        "cancel",
+        "answer_quote",
+        "find_orphans",
+        "terminate_orphan",
+        "delete_cloud_data",
+        "relaunch_missing",
+        "test_connection",
+        "request_quota",
+        "setup",
+    ],
+)
+def test_every_operator_that_talks_to_aws_is_off_while_online_access_is(installed, operator):
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        assert not getattr(bpy.ops.cloud_render, operator).poll()
+    finally:
+        bpy.context.preferences.system.use_online_access = True
+    assert getattr(bpy.ops.cloud_render, operator).poll() or operator == "render"
