@@ -156,7 +156,7 @@ def track(context: bpy.types.Context, record: JobRecord) -> None:
     view = account.view()
     view.job_id = record.job_id
     view.state = record.stage
-    view.message = ""
+    view.message = "Collecting the scene's files"
     view.action = ""
     view.frames_done = 0
     view.frames_total = len(record.frames)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ POLL_SECONDS = 1.0
 # After the machine is gone, how long to wait for its last uploads to become visible.
 FINAL_GRACE_SECONDS = 10.0
 NOT_FOUND_GRACE_SECONDS = 120.0
+DOWNLOAD_THREADS = 4
+# Errors that mean "cannot reach AWS right now" (cloud/aws_errors.py codes): keep following.
+TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
 
 
 class JobRunner(threading.Thread):
@@ -55,6 +59,7 @@ class JobRunner(threading.Thread):
         self._log_marker = ""
         self._last_status: dict[str, Any] = {}
         self._warned_projection = False
+        self._gone_since = 0.0
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -122,39 +127,67 @@ class JobRunner(threading.Thread):
 
     # --- follow ----------------------------------------------------------------------------
     def _follow(self) -> None:
-        rec = self.record
-        gone_since = 0.0
+        """Poll until the job ends. A network hiccup on the artist's side only pauses following:
+        the machine renders on, protected by its own dead-man timer."""
+        lost_since = 0.0
+        self._gone_since = 0.0
         while True:
             if self.cancel_event.is_set():
                 raise Cancelled()
-            self._poll_outputs()
-            final = self._final_state()
-            if final is not None:
-                self._finish(final)
-                return
-            self._track_cost()
-            if rec.is_final:  # capped inside _track_cost
-                return
-            state = (
-                self.steps.instance_state(self.settings, rec.instance_id) if rec.instance_id else "unknown"
-            )
-            if state == "not-found" and time.time() - rec.launched_at < NOT_FOUND_GRACE_SECONDS:
-                state = "pending"  # EC2's listing lags a fresh launch by a little
-            if state in ("shutting-down", "terminated", "stopped", "not-found"):
-                gone_since = gone_since or time.monotonic()
-                if time.monotonic() - gone_since > FINAL_GRACE_SECONDS:
-                    self._poll_outputs()
-                    final = self._final_state()
-                    if final is not None:
-                        self._finish(final)
-                        return
-                    raise CloudError(
-                        "The render machine stopped before it finished, without saying why.",
-                        "Relaunch the missing frames; the frames already rendered are kept.",
-                        code="InstanceGone",
-                        detail=f"instance {rec.instance_id} is {state}",
+            try:
+                if self._follow_once():
+                    return
+            except CloudError as error:
+                if error.code not in TRANSIENT_CODES:
+                    raise
+                if not lost_since:
+                    lost_since = time.monotonic()
+                    self._log(
+                        f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying."
                     )
+                    self.events.post(
+                        self.record.job_id, "progress", fraction=0.0, text="Connection lost; retrying"
+                    )
+                self._track_cost()  # the cap still counts while we cannot see the machine
+                if self.record.is_final:
+                    return
+                self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
+                continue
+            if lost_since:
+                self._log(f"Back in contact after {time.monotonic() - lost_since:.0f} s.")
+                lost_since = 0.0
             self.cancel_event.wait(self.poll_seconds)
+
+    def _follow_once(self) -> bool:
+        """One poll: outputs, endings, cost, machine state. True when the job has ended."""
+        rec = self.record
+        self._poll_outputs()
+        final = self._final_state()
+        if final is not None:
+            self._finish(final)
+            return True
+        self._track_cost()
+        if rec.is_final:  # capped inside _track_cost
+            return True
+        state = self.steps.instance_state(self.settings, rec.instance_id) if rec.instance_id else "unknown"
+        if state == "not-found" and time.time() - rec.launched_at < NOT_FOUND_GRACE_SECONDS:
+            state = "pending"  # EC2's listing lags a fresh launch by a little
+        if state not in ("shutting-down", "terminated", "stopped", "not-found"):
+            return False
+        self._gone_since = self._gone_since or time.monotonic()
+        if time.monotonic() - self._gone_since <= FINAL_GRACE_SECONDS:
+            return False
+        self._poll_outputs()
+        final = self._final_state()
+        if final is not None:
+            self._finish(final)
+            return True
+        raise CloudError(
+            "The render machine stopped before it finished, without saying why.",
+            "Relaunch the missing frames; the frames already rendered are kept.",
+            code="InstanceGone",
+            detail=f"instance {rec.instance_id} is {state}",
+        )
 
     def _poll_outputs(self) -> None:
         rec = self.record
@@ -229,29 +262,39 @@ class JobRunner(threading.Thread):
         )
 
     def _download_new(self, prefix: str, seen: set[str], is_frame: bool) -> None:
+        """Fetch what is new under `prefix`, a few files at a time; record each as it lands."""
         rec = self.record
-        for key in self.steps.list_keys(self.settings, rec.bucket, prefix):
-            if key in seen:
-                continue
-            relative = key[len(prefix) :]
-            dest = Path(rec.output_dir) / relative
+        new = [key for key in self.steps.list_keys(self.settings, rec.bucket, prefix) if key not in seen]
+        if not new:
+            return
+
+        def fetch(key: str) -> tuple[str, Path]:
+            dest = Path(rec.output_dir) / key[len(prefix) :]
             self.steps.download(self.settings, rec.bucket, key, dest)
-            seen.add(key)
-            if not is_frame:
-                continue
-            frame = frame_number(relative)
-            if frame is not None and frame not in rec.frames_done:
-                rec.frames_done.append(frame)
-            rec.frame_files.append(str(dest))
-            self._save()
-            self.events.post(
-                rec.job_id,
-                "frame",
-                frame=frame,
-                path=str(dest),
-                frames_done=len(rec.frames_done),
-                frames_total=len(rec.frames),
-            )
+            return key, dest
+
+        with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
+            for done in as_completed([pool.submit(fetch, key) for key in new]):
+                key, dest = done.result()
+                seen.add(key)
+                if is_frame:
+                    self._frame_arrived(key[len(prefix) :], dest)
+
+    def _frame_arrived(self, relative: str, dest: Path) -> None:
+        rec = self.record
+        frame = frame_number(relative)
+        if frame is not None and frame not in rec.frames_done:
+            rec.frames_done.append(frame)
+        rec.frame_files.append(str(dest))
+        self._save()
+        self.events.post(
+            rec.job_id,
+            "frame",
+            frame=frame,
+            path=str(dest),
+            frames_done=len(rec.frames_done),
+            frames_total=len(rec.frames),
+        )
 
     def _final_state(self) -> tuple[Stage, dict[str, Any]] | None:
         rec = self.record

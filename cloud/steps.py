@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import capacity, caps, compute, jobspec, storage
+from .aws_errors import translating
 from .errors import CloudError
 from .jobs import JobRecord, JobRequest
 from .presign import presign_get, presign_list
@@ -225,7 +226,8 @@ class CloudSteps:
         s3 = client(settings, "s3")
         chunks = []
         for obj in storage.list_objects(settings, bucket, jobspec.logs_prefix(job_id), start_after=marker):
-            body = s3.get_object(Bucket=bucket, Key=obj.key)["Body"].read()
+            with translating("reading the render log", region=settings.region):
+                body = s3.get_object(Bucket=bucket, Key=obj.key)["Body"].read()
             chunks.append((obj.key, body.decode("utf-8", "replace")))
         return chunks
 

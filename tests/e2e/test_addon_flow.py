@@ -342,3 +342,28 @@ def test_quote_first_measures_on_the_machine_and_goes_on_under_the_cap(cloud, tm
     log = harness.addon().job_view.log_lines(job_id)
     assert any("Measured on the machine" in line for line in log)
     assert any("Going on with every frame" in line for line in log)
+
+
+def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path):
+    from tests.flaky_link import FlakyLink
+
+    link = FlakyLink(cloud.url)
+    harness.connect(link.url)  # the add-on reaches AWS through the artist's flaky network
+    try:
+        harness.make_scene(tmp_path / "project" / "flaky.blend", frames=6, size=160, samples=300)
+        bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+        bpy.ops.wm.save_mainfile()
+        assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+        job_id = view().job_id
+        harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL, 240)
+        link.cut(12)
+        wait_final()
+        record = harness.addon().runtime.manager().store.load(job_id)
+        assert record.stage == "Done", record.message
+        assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
+        log = harness.addon().job_view.log_lines(job_id)
+        assert link.refused > 0
+        assert any("Lost contact with AWS" in line for line in log)
+        assert any("Back in contact" in line for line in log)
+    finally:
+        link.close()
