@@ -367,3 +367,43 @@ def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path
         assert any("Back in contact" in line for line in log)
     finally:
         link.close()
+
+
+def test_camera_switching_colour_management_and_file_names_come_back_as_set(cloud, tmp_path):
+    """The farm must not change what the artist set up: marker camera switches, the view
+    transform, look and exposure, the output name pattern. Each cloud frame must match a local
+    render of the same frame."""
+    harness.make_scene(tmp_path / "project" / "look.blend", frames=2, size=40, samples=4)
+    scene = bpy.context.scene
+    scene.render.resolution_y = 24
+    scene.render.filepath = "//render/shot_v2_####"
+    first = scene.camera
+    second = bpy.data.objects.new("Side Camera", bpy.data.cameras.new("Side Camera"))
+    scene.collection.objects.link(second)
+    second.location = (0.0, -6.0, 1.0)
+    second.rotation_euler = (1.45, 0.0, 0.0)
+    scene.timeline_markers.new("Side", frame=2).camera = second
+    scene.timeline_markers.new("Main", frame=1).camera = first
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.exposure = 1.5
+    scene.view_settings.gamma = 0.8
+    scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    record = harness.addon().runtime.manager().store.load(job_id)
+    assert record.stage == "Done", record.message
+    names = sorted(Path(p).name for p in record.frame_files)
+    assert names == ["shot_v2_0001.png", "shot_v2_0002.png"]
+    cloud_frames = {Path(p).name: Path(p) for p in record.frame_files}
+    for frame in (1, 2):
+        scene.frame_set(frame)
+        scene.render.filepath = str(tmp_path / "local" / f"shot_v2_{frame:04d}")
+        bpy.ops.render.render(write_still=True)
+        local = mean_colour(tmp_path / "local" / f"shot_v2_{frame:04d}.png")
+        remote = mean_colour(cloud_frames[f"shot_v2_{frame:04d}.png"])
+        assert np.allclose(local, remote, atol=0.02), (frame, local, remote)
+    # The two cameras see different pictures, so the switch really happened on the machine.
+    one, two = (mean_colour(cloud_frames[f"shot_v2_000{n}.png"]) for n in (1, 2))
+    assert not np.allclose(one, two, atol=0.01)
