@@ -7,7 +7,7 @@ the disk happens here, and what the panel should show is posted to the event que
 from __future__ import annotations
 
 import contextlib
-import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -470,12 +470,6 @@ INTERRUPTION_WORDS = {
 
 def frame_number(relative_path: str) -> int | None:
     """The frame a file holds, from the last run of digits in its name (Blender's #### pattern)."""
-    import re
-
     stem = relative_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     found = re.findall(r"\d+", stem)
     return int(found[-1]) if found else None
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=1, sort_keys=True)

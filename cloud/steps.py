@@ -7,6 +7,7 @@ Keeping them apart keeps the runner readable and lets a test swap one step for a
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -181,7 +182,7 @@ class CloudSteps:
             if request.quote_first
             else "",
         )
-        storage.put_json(settings, bucket, jobspec.spec_key(job_id), __import__("json").loads(spec.to_json()))
+        storage.put_json(settings, bucket, jobspec.spec_key(job_id), json.loads(spec.to_json()))
         worker_urls = {
             name: presign_get(s3, bucket, jobspec.cas_key(sha), expires)
             for name, _p, sha, _s in self.worker_files()
