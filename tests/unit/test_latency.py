@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from cloud.catalog import load_catalog
 from cloud.latency import default_urls, probe_latency, rank_regions
 from tests.aws_emulator import free_port
-
-
-def _server(delay_s: float) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def do_GET(self) -> None:
-            time.sleep(delay_s)
-            body = b"healthy: dynamodb"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+from tests.ping_server import ping_server
 
 
 @pytest.fixture
 def regions() -> Iterator[dict[str, str]]:
     delays = {"us-east-1": 0.20, "eu-west-1": 0.0, "us-west-2": 0.08}
-    servers = {region: _server(d) for region, d in delays.items()}
+    servers = {region: ping_server(d) for region, d in delays.items()}
     try:
         urls = {r: f"http://127.0.0.1:{s.server_address[1]}/ping" for r, s in servers.items()}
         urls["ap-northeast-1"] = f"http://127.0.0.1:{free_port()}/ping"  # nothing listens there

@@ -3,13 +3,9 @@ and local HTTP servers with injected delays standing in for the regions' latency
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,6 +16,7 @@ from cloud.session import client
 from tests import quota_fixtures
 from tests.aws_emulator import free_port
 from tests.error_server import AwsReplyServer, caller_identity, s3_error
+from tests.ping_server import ping_server
 from tests.quota_server import Ec2Proxy
 from tests.ssm_seed import seed_deep_learning_amis
 
@@ -30,32 +27,11 @@ public_params = quota_fixtures.public_params
 G_ON_DEMAND = "L-DB2E81BA"
 
 
-def _ping_server(delay_s: float) -> ThreadingHTTPServer:
-    """A regional /ping endpoint that answers after `delay_s` seconds."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def do_GET(self) -> None:
-            time.sleep(delay_s)
-            body = b"healthy: dynamodb"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def latency_urls() -> Iterator[dict[str, str]]:
     """ap-northeast-1 answers first, eu-west-1 next, us-east-1 last; us-west-2 not at all."""
     delays = {"ap-northeast-1": 0.0, "eu-west-1": 0.08, "us-east-1": 0.3}
-    servers = {region: _ping_server(d) for region, d in delays.items()}
+    servers = {region: ping_server(d) for region, d in delays.items()}
     try:
         urls = {r: f"http://127.0.0.1:{s.server_address[1]}/ping" for r, s in servers.items()}
         urls["us-west-2"] = f"http://127.0.0.1:{free_port()}/ping"
