@@ -6,18 +6,20 @@ does before calling register, or a test runner walking the tree) has no side eff
 
 
 def register() -> None:
-    from . import operators, panels, properties, reattach, runtime
+    from . import operators, panels
+    from .addon import pump, reattach, settings
 
-    for module in (properties, operators, panels):
+    for module in (settings, operators, panels):
         module.register()
-    runtime.register()
+    pump.register()
     reattach.register()
 
 
 def unregister() -> None:
-    from . import operators, panels, properties, reattach, runtime
+    from . import operators, panels
+    from .addon import pump, reattach, settings
 
     reattach.unregister()
-    runtime.unregister()
-    for module in (panels, operators, properties):
+    pump.unregister()
+    for module in (panels, operators, settings):
         module.unregister()

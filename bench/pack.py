@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/ importable
 
 from cloud.errors import CloudError  # noqa: E402
-from cloud.packing import pack  # noqa: E402
+from cloud.pack.packer import pack  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "testdata" / "blendfiles"
 RISKY = ("smoke_cache",)

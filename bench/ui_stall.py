@@ -247,8 +247,8 @@ def upload_phase(
 ) -> bool:
     import bpy
 
-    from cloud import storage
-    from cloud.session import client
+    from cloud.aws import storage
+    from cloud.aws.session import client
 
     started = time.monotonic()
     textures = make_textures(work / "heavy" / "textures", size.texture_bytes)
@@ -331,7 +331,7 @@ def start_watcher(url: str, bucket: str, prefix: str, out: Path) -> subprocess.P
 
 def watch(url: str, bucket: str, prefix: str, out: Path) -> None:
     """List `prefix` every 50 ms; write 'monotonic-time key' when a key is first seen."""
-    from cloud.session import AwsSettings, client
+    from cloud.aws.session import AwsSettings, client
 
     settings = AwsSettings(
         access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001"),
@@ -358,8 +358,9 @@ def frames_phase(
 ) -> bool:
     import bpy
 
-    from cloud import jobspec, storage
-    from cloud.runner import POLL_SECONDS, frame_number
+    from cloud.aws import storage
+    from cloud.job.job_thread import POLL_SECONDS, frame_number
+    from cloud.machine import contract
     from dev.simulator import InstanceSimulator
 
     manager = addon.runtime.manager()
@@ -374,7 +375,7 @@ def frames_phase(
     with InstanceSimulator(account.url, work_root=work / "machines"):
         assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
         job_id = addon.account.view().job_id
-        prefix = jobspec.frames_prefix(job_id)
+        prefix = contract.frames_prefix(job_id)
         watcher = start_watcher(account.url, bucket, prefix, watch_log)
         name = addon.job_view.image_name(job_id)
         print(f"[frames] job {job_id}: {size.frames} frames, 16x16, 1 sample, on the instance simulator")

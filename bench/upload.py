@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/ and test
 
 import requests  # noqa: E402
 
-from cloud import storage  # noqa: E402
-from cloud.session import AwsSettings, client  # noqa: E402
+from cloud.aws import storage  # noqa: E402
+from cloud.aws.session import AwsSettings, client  # noqa: E402
 from tests.aws_emulator import moto_server  # noqa: E402
 from tests.error_server import CountingProxy  # noqa: E402
 

@@ -82,9 +82,9 @@ def main() -> int:
     with emulated_account(log_path=OUT / "emulator.log") as account:
         clock.stage(f"emulated AWS account is up at {account.url}")
         harness.connect(account.url)
-        manager = module.runtime.manager()
+        manager = module.addon.pump.manager()
         settings = manager.settings_for()
-        identity = module.cloud.credentials.verify(settings)
+        identity = module.cloud.aws.credentials.verify(settings)
         clock.stage(
             f"keys stored encrypted and verified: account {identity.account}, user {identity.user_name}"
         )
@@ -111,10 +111,10 @@ def main() -> int:
         manager.steps.stage_blender(settings, bucket, version, tarball, digest)
         clock.stage(f"bucket {bucket} ready, Blender {version} cached in it")
 
-        print("\n" + module.submit.confirmation_text(bpy.context) + "\n")
+        print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n")
         with InstanceSimulator(account.url, work_root=OUT / "machines") as _simulator:
             assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-            view = module.account.view()
+            view = module.addon.account.view()
             job_id = view.job_id
             seen_stage = ""
             final = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
@@ -129,17 +129,17 @@ def main() -> int:
             longest = harness.drain_until(finished, timeout=600)
         record = manager.store.load(job_id)
         if record.stage != "Done":
-            print("\n".join(module.job_view.log_lines(job_id)[-40:]))
+            print("\n".join(module.addon.job_view.log_lines(job_id)[-40:]))
             print(f"\nThe job ended {record.stage}: {record.message} {record.action}")
             return 1
         bpy.ops.cloud_render.show_frames(job_id=job_id)
-        image = bpy.data.images[module.job_view.image_name(job_id)]
+        image = bpy.data.images[module.addon.job_view.image_name(job_id)]
         frames = sorted(Path(record.output_dir).rglob("*.png"))
         clock.stage(f"{len(frames)} frames downloaded and loaded as the image sequence '{image.name}'")
         for path in frames:
             shutil.copy2(path, OUT / path.name)
         contact_sheet(frames, OUT / "contact_sheet.png")
-        log = module.job_view.log_lines(job_id)
+        log = module.addon.job_view.log_lines(job_id)
         (OUT / "job.log").write_text("\n".join(log) + "\n")
         clock.stage("contact sheet written: demo-output/contact_sheet.png")
         print(

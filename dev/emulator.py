@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloud.session import AwsSettings
+from cloud.aws.session import AwsSettings
 from tests.aws_emulator import moto_server, reset
 from tests.quota_server import QuotaServer
 from tests.ssm_seed import PublicParameterServer, seed_deep_learning_amis

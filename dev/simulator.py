@@ -5,7 +5,7 @@ and runs it with bash in a throwaway "machine" directory. What differs from EC2 
 explicit: `shutdown`/`poweroff` are shims that terminate the instance in the emulator, `dnf`
 and `apt-get` only log, the instance metadata service (IMDSv2) is a fake on loopback, the
 machine's HTTP goes through a local proxy that a fault can cut, and `blender` inside the
-release tarball is the bpy launcher (`render_scripts/blender_launcher.py`) wired to a Python
+release tarball is the bpy launcher (`cloud/machine/blender_launcher.py`) wired to a Python
 that has the bpy module. The supervisor's download, checksum, unpack and render path is the
 production one.
 
@@ -46,7 +46,7 @@ import boto3
 from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = ROOT / "render_scripts" / "blender_launcher.py"
+LAUNCHER = ROOT / "cloud" / "machine" / "blender_launcher.py"
 JOB_TAG = "cloud-render:job"
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import bpy
 
-from .. import account, job_view, runtime
-from ..bltypes import OperatorReturn
-from ..cloud import credentials, iam
+from ..addon import account, job_view, pump
+from ..cloud.aws import credentials, iam_policy
 from ..cloud.errors import CloudError
-from .common import NeedsOnlineAccess, in_background
+from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
 def _status(text: str) -> None:
@@ -80,7 +79,7 @@ class CLOUDRENDER_OT_test_connection(NeedsOnlineAccess, bpy.types.Operator):
                 _status(f"Connected: account {identity.account}, user {identity.user_name}.")
 
         _status("Checking...")
-        runtime.in_background(lambda: credentials.verify(settings), done)
+        pump.in_background(lambda: credentials.verify(settings), done)
         return {"FINISHED"}
 
 
@@ -91,7 +90,7 @@ class CLOUDRENDER_OT_copy_policy(bpy.types.Operator):
     bl_label = "Copy IAM Policy"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        context.window_manager.clipboard = iam.policy_text()
+        context.window_manager.clipboard = iam_policy.policy_text()
         self.report({"INFO"}, "IAM policy copied to the clipboard.")
         return {"FINISHED"}
 
@@ -103,7 +102,7 @@ class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
     bl_label = "Request Quota Increase"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        from ..cloud import capacity
+        from ..cloud.aws import quotas
 
         settings = context.scene.cloud_render
         instance_type, spot, region = settings.instance_type, settings.use_spot, settings.region
@@ -113,13 +112,13 @@ class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
             _status(str(error))
             return {"CANCELLED"}
 
-        def requested(request: capacity.QuotaRequest) -> str:
+        def requested(request: quotas.QuotaRequest) -> str:
             return (
                 f"Quota request for {request.desired:g} vCPUs: {request.status_words}. "
                 "AWS usually answers within a day, by e-mail."
             )
 
-        in_background(lambda: capacity.request_quota_increase(aws, instance_type, spot), requested)
+        in_background(lambda: quotas.request_quota_increase(aws, instance_type, spot), requested)
         return {"FINISHED"}
 
 
@@ -131,7 +130,7 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
     bl_label = "Set Up"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        from ..cloud import setup
+        from ..cloud.aws import account_setup
 
         prefs = account.preferences()
         try:
@@ -139,12 +138,12 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
         except CloudError as error:
             _status(str(error))
             return {"CANCELLED"}
-        state_dir = runtime.user_dir("state")
+        state_dir = pump.user_dir("state")
         budget = (prefs.budget_amount, prefs.budget_email.strip()) if prefs.budget_email.strip() else None
         instance_type = context.scene.cloud_render.instance_type if context.scene else "g4dn.xlarge"
 
         def progress(line: str) -> None:  # from the setup thread: queue it for the main thread
-            runtime.call_soon(_status, line)
+            pump.call_soon(_status, line)
 
         def done(report, error) -> None:  # type: ignore[no-untyped-def]
             view = account.view()
@@ -160,8 +159,8 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
         # With an endpoint override (S3-compatible storage, the emulator) AWS regions cannot be
         # probed for latency: keep the chosen region.
         region = prefs.default_region if prefs.endpoint_url.strip() else None
-        runtime.in_background(
-            lambda: setup.run_setup(
+        pump.in_background(
+            lambda: account_setup.run_setup(
                 aws, state_dir, region=region, instance_type=instance_type, budget=budget, progress=progress
             ),
             done,

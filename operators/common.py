@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import bpy
 
-from .. import account, job_view, runtime
+from ..addon import account, job_view, pump
+
+# What an operator's execute/invoke returns (a name for mypy with fake-bpy-module).
+OperatorReturn: TypeAlias = set[
+    Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]
+]
 
 ONLINE_OFF = "Online access is off (Preferences > System > Network)."
 
@@ -35,4 +40,4 @@ def in_background(work: Callable[[], Any], on_success: Callable[[Any], str]) -> 
             view.message, view.action = on_success(result), ""
         job_view.redraw()
 
-    runtime.in_background(work, done)
+    pump.in_background(work, done)

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import bpy
 
-from .. import account, job_view, runtime, submit
-from ..bltypes import OperatorReturn
-from .common import NeedsOnlineAccess, in_background
+from ..addon import account, job_view, pump, submit
+from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
 def _selected_job(context: bpy.types.Context, job_id: str) -> str:
@@ -60,7 +59,7 @@ class CLOUDRENDER_OT_open_folder(bpy.types.Operator):
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        record = runtime.manager().store.load(_selected_job(context, self.job_id))
+        record = pump.manager().store.load(_selected_job(context, self.job_id))
         folder = Path(record.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.path_open(filepath=str(folder))
@@ -106,7 +105,7 @@ class CLOUDRENDER_OT_delete_cloud_data(NeedsOnlineAccess, bpy.types.Operator):
                     jobs.remove(index)
             return f"Deleted {count} cloud files of {job_id}."
 
-        in_background(lambda: runtime.manager().delete_cloud_data(job_id), deleted)
+        in_background(lambda: pump.manager().delete_cloud_data(job_id), deleted)
         return {"FINISHED"}
 
 
@@ -123,7 +122,7 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
             account.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in orphans)
             return f"{len(orphans)} forgotten machines found." if orphans else "No forgotten machines."
 
-        in_background(lambda: runtime.manager().orphans(region), found)
+        in_background(lambda: pump.manager().orphans(region), found)
         return {"FINISHED"}
 
 
@@ -145,7 +144,7 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
             )
             return f"Terminated {instance_id}."
 
-        in_background(lambda: runtime.manager().terminate_instance(region, instance_id), terminated)
+        in_background(lambda: pump.manager().terminate_instance(region, instance_id), terminated)
         return {"FINISHED"}
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from .. import account, job_view, runtime, submit
-from ..bltypes import OperatorReturn
+from ..addon import account, job_view, pump, submit
 from ..cloud.errors import CloudError
-from .common import NeedsOnlineAccess, in_background
+from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
 class CLOUDRENDER_OT_render(bpy.types.Operator):
@@ -57,7 +56,7 @@ class CLOUDRENDER_OT_cancel(NeedsOnlineAccess, bpy.types.Operator):
         job_id = self.job_id or account.view().job_id
         if not job_id:
             return {"CANCELLED"}
-        in_background(lambda: runtime.manager().cancel(job_id), lambda _result: "Cancel requested.")
+        in_background(lambda: pump.manager().cancel(job_id), lambda _result: "Cancel requested.")
         return {"FINISHED"}
 
 
@@ -88,10 +87,10 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
     bl_label = "Estimate"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        from .. import probe_run
-        from ..cloud import offers
-        from ..cloud.estimate import estimate_all
-        from ..cloud.jobs import new_job_id
+        from ..addon import estimate_probe
+        from ..cloud.cost import machine_facts
+        from ..cloud.cost.estimate import estimate_all
+        from ..cloud.job.records import new_job_id
 
         if not bpy.data.filepath:
             self.report({"ERROR"}, "Save the .blend file first.")
@@ -103,21 +102,21 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         except CloudError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        plan = probe_run.plan_for(scene)
+        plan = estimate_probe.plan_for(scene)
         copy = submit.save_copy("probe-" + new_job_id())
         region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
         account.view().estimate = "Rendering a test tile..."
 
         def work() -> list[str]:
-            probe = probe_run.run_probe(copy, plan)
-            return offers.estimate_lines(estimate_all(probe, frames, region, spot), chosen)
+            probe = estimate_probe.run_probe(copy, plan)
+            return machine_facts.estimate_lines(estimate_all(probe, frames, region, spot), chosen)
 
         def done(lines, error) -> None:  # type: ignore[no-untyped-def]
             view = account.view()
             view.estimate = f"{error.message} {error.action}" if error is not None else "\n".join(lines)
             job_view.redraw()
 
-        runtime.in_background(work, done)
+        pump.in_background(work, done)
         return {"FINISHED"}
 
 
@@ -134,7 +133,7 @@ class CLOUDRENDER_OT_answer_quote(NeedsOnlineAccess, bpy.types.Operator):
         job_id = self.job_id or account.view().job_id
         go = self.go
         text = "Going on with every frame." if go else "Stopping after the scout frames."
-        in_background(lambda: runtime.manager().answer_quote(job_id, go), lambda _result: text)
+        in_background(lambda: pump.manager().answer_quote(job_id, go), lambda _result: text)
         return {"FINISHED"}
 
 

@@ -12,9 +12,9 @@ from bpy.props import (
     StringProperty,
 )
 
-from .. import account
-from ..addon_prefs import ADDON_ID
-from ..properties import REGIONS, CloudRenderJobItem, CloudRenderJobView
+from ..addon import account
+from ..addon.ids import ADDON_ID
+from ..addon.settings import REGIONS, CloudRenderJobItem, CloudRenderJobView
 
 
 class CloudRenderPreferences(bpy.types.AddonPreferences):
@@ -68,7 +68,7 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         if self.credential_source == "PROFILE":
             layout.prop(self, "profile")
         else:
-            from ..cloud import credentials
+            from ..cloud.aws import credentials
 
             row = layout.row()
             if credentials.has_keys(account.key_dir()):

@@ -6,10 +6,10 @@ import time
 
 import bpy
 
-from .. import account, job_view, submit
-from ..cloud import offers
+from ..addon import account, job_view, submit
+from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
-from ..cloud.jobs import FINAL_STAGES
+from ..cloud.job.records import FINAL_STAGES
 
 
 def _elapsed(view: bpy.types.PropertyGroup) -> str:
@@ -65,7 +65,9 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         row.prop(settings, "instance_type")
         row.menu("CLOUDRENDER_MT_instance_types", text="", icon="DOWNARROW_HLT")
         try:
-            layout.label(text=offers.label(offers.instance(settings.instance_type), settings.region))
+            layout.label(
+                text=machine_facts.label(machine_facts.instance(settings.instance_type), settings.region)
+            )
         except CloudError as error:
             layout.label(text=error.message, icon="ERROR")
         layout.prop(settings, "use_spot")
@@ -90,7 +92,7 @@ class CLOUDRENDER_MT_instance_types(bpy.types.Menu):
 
     def draw(self, context: bpy.types.Context | None) -> None:
         region = bpy.context.scene.cloud_render.region
-        for name, text in offers.menu(region):
+        for name, text in machine_facts.menu(region):
             self.layout.operator("cloud_render.set_instance_type", text=text).instance_type = name
 
 

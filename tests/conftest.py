@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.session import AwsSettings
+from cloud.aws.session import AwsSettings
 from tests.aws_emulator import moto_server, reset
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from cloud.session import AwsSettings
+from cloud.aws.session import AwsSettings
 
 from .quota_server import AmazonImage, Ec2Proxy, QuotaServer
 from .ssm_seed import PublicParameterServer, seed_deep_learning_amis

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from cloud.session import AwsSettings, client
+from cloud.aws.session import AwsSettings, client
 
 from .quota_server import LocalAwsServer, _json_error, _json_ok
 

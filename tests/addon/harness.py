@@ -49,13 +49,13 @@ def connect(endpoint_url: str, region: str = "us-east-1") -> None:
     prefs.credential_source = "KEYS"
     prefs.endpoint_url = endpoint_url
     prefs.default_region = region
-    keys = mod.cloud.credentials.validate(TEST_KEY_ID, TEST_SECRET)
-    mod.cloud.credentials.save_keys(mod.account.key_dir(), keys)
+    keys = mod.cloud.aws.credentials.validate(TEST_KEY_ID, TEST_SECRET)
+    mod.cloud.aws.credentials.save_keys(mod.addon.account.key_dir(), keys)
 
 
 def disconnect() -> None:
     mod = addon()
-    mod.cloud.credentials.delete_keys(mod.account.key_dir())
+    mod.cloud.aws.credentials.delete_keys(mod.addon.account.key_dir())
 
 
 def drain_until(predicate: Any, timeout: float, step: float = 0.05) -> float:
@@ -70,11 +70,11 @@ def drain_until(predicate: Any, timeout: float, step: float = 0.05) -> float:
         if time.monotonic() > deadline:
             raise TimeoutError("the job did not get there in time")
         started = time.perf_counter()
-        mod.runtime.drain_events()
+        mod.addon.pump.drain_events()
         longest = max(longest, time.perf_counter() - started)
         time.sleep(step)
     started = time.perf_counter()
-    mod.runtime.drain_events()
+    mod.addon.pump.drain_events()
     return max(longest, time.perf_counter() - started)
 
 

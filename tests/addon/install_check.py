@@ -38,16 +38,16 @@ def main(zip_path: str) -> dict[str, object]:
     if module is None:
         return report
 
-    classes = [*module.properties.classes, *module.operators.classes, *module.panels.classes]
+    classes = [*module.addon.settings.classes, *module.operators.classes, *module.panels.classes]
     report["classes"] = [cls.__name__ for cls in classes]
     report["registered_after_enable"] = [cls.__name__ for cls in classes if cls.is_registered]
     report["scene_prop"] = hasattr(bpy.types.Scene, "cloud_render")
     report["wm_prop"] = hasattr(bpy.context.preferences.addons[MODULE].preferences, "job")
-    report["timer_after_enable"] = bpy.app.timers.is_registered(module.runtime.drain_events)
+    report["timer_after_enable"] = bpy.app.timers.is_registered(module.addon.pump.drain_events)
     report["prefs_found"] = MODULE in bpy.context.preferences.addons and (
         bpy.context.preferences.addons[MODULE].preferences is not None
     )
-    drain = module.runtime.drain_events
+    drain = module.addon.pump.drain_events
     imports = {}
     for name in (
         "boto3",

@@ -14,7 +14,7 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
     try:
         settings = bpy.context.scene.cloud_render
         settings.instance_type = "g4dn.xlarge"
-        view = harness.addon().account.view()
+        view = harness.addon().addon.account.view()
         view.estimate = ""
         assert bpy.ops.cloud_render.estimate() == {"FINISHED"}
         harness.drain_until(lambda: view.estimate and not view.estimate.startswith("Rendering"), 120)
@@ -22,7 +22,7 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
         assert lines[0].startswith("g4dn.xlarge: ~") and "[chosen" in lines[0], lines
         assert any("cheapest" in line for line in lines) and any("fastest" in line for line in lines)
         assert "$" in lines[0] and "s/frame" in lines[0]
-        text = harness.addon().submit.confirmation_text(bpy.context)
+        text = harness.addon().addon.submit.confirmation_text(bpy.context)
         assert "Estimate from a test render: g4dn.xlarge" in text
         assert path.read_bytes() == before  # the artist's file was not touched
     finally:

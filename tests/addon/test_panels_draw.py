@@ -93,7 +93,7 @@ def module(installed, tmp_path, aws):
     harness.make_scene(tmp_path / "draw.blend")
     harness.connect(aws.url)
     yield harness.addon()
-    view = harness.addon().account.view()
+    view = harness.addon().addon.account.view()
     view.job_id = view.state = view.message = view.action = view.orphans = ""
     harness.disconnect()
 
@@ -106,7 +106,7 @@ def all_drawn(module: Any) -> tuple[list[str], list[str]]:
             got = draw(cls)
             labels += got[0]
             operators += got[1]
-    prefs = module.account.preferences()
+    prefs = module.addon.account.preferences()
     got = draw(module.panels.preferences.CloudRenderPreferences, prefs)
     return labels + got[0], operators + got[1]
 
@@ -120,7 +120,7 @@ def test_panels_draw_with_no_job(module):
 
 @pytest.mark.parametrize("state", ["Uploading", "Rendering", "Done", "Failed", "Capped"])
 def test_panels_draw_in_each_job_state(module, state):
-    view = module.account.view()
+    view = module.addon.account.view()
     view.job_id, view.state, view.message = "20261125-000000-abcdef", state, "working"
     view.frames_total, view.frames_done, view.progress = 10, 4, 0.5
     view.log_tail = "line one\nline two"
@@ -138,7 +138,7 @@ def test_panels_draw_in_each_job_state(module, state):
 def test_online_access_off_is_explained_in_preferences(module):
     bpy.context.preferences.system.use_online_access = False
     try:
-        labels, _ = draw(module.panels.preferences.CloudRenderPreferences, module.account.preferences())
+        labels, _ = draw(module.panels.preferences.CloudRenderPreferences, module.addon.account.preferences())
     finally:
         bpy.context.preferences.system.use_online_access = True
     assert any("Allow Online Access" in text for text in labels)

@@ -25,12 +25,12 @@ def _refusal() -> str:
 def test_online_access_off_is_refused_with_how_to_turn_it_on(saved_scene, aws):
     harness.connect(aws.url)
     bpy.context.preferences.system.use_online_access = False
-    reasons = harness.addon().submit.render_blockers(bpy.context)
+    reasons = harness.addon().addon.submit.render_blockers(bpy.context)
     assert reasons[0].startswith("Online access is off")
     assert "Preferences > System > Network" in reasons[0]
     assert "Online access is off" in _refusal()
     # No request was made: the emulator saw no bucket and no instance.
-    from cloud.session import client
+    from cloud.aws.session import client
 
     assert client(aws.settings, "s3").list_buckets()["Buckets"] == []
     assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
@@ -51,7 +51,7 @@ def test_malformed_frame_list_is_refused_naming_the_bad_part(saved_scene, aws):
     message = _refusal()
     assert "'abc'" in message and "1-10,15,20-30x2" in message
     settings.frame_list = "1-3"
-    assert harness.addon().submit.render_blockers(bpy.context) == []
+    assert harness.addon().addon.submit.render_blockers(bpy.context) == []
     settings.use_custom_frames = False
 
 
@@ -71,7 +71,7 @@ def test_preflight_blocks_a_scene_the_machine_cannot_render(saved_scene, aws):
     bpy.ops.wm.save_mainfile()
     message = _refusal()
     assert "Cycles" in message
-    from cloud.session import client
+    from cloud.aws.session import client
 
     assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
 

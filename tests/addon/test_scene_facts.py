@@ -11,9 +11,9 @@ from pathlib import Path
 
 import bpy
 import pytest
+from addon import scene_facts
 
-import scene_facts
-from cloud.preflight import run_preflight
+from cloud.pack.preflight import run_preflight
 
 FAKE_ADDON = """
 import bpy

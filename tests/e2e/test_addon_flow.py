@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 import pytest
 
-from cloud.session import client
+from cloud.aws.session import client
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, make_blender_tarball
 from tests.addon import harness
@@ -33,7 +33,7 @@ def cloud(installed, moto_url, tarball, tmp_path):
     with emulated_account(moto_url=moto_url) as account:
         harness.connect(account.url)
         module = harness.addon()
-        manager = module.runtime.manager()
+        manager = module.addon.pump.manager()
         settings = manager.settings_for()
         bucket = manager.steps.ensure_bucket(settings, 14)
         manager.steps.stage_blender(settings, bucket, tarball[0].name.split("-")[1], *tarball)
@@ -54,7 +54,7 @@ def sha256(path: Path) -> str:
 
 
 def view():
-    return harness.addon().account.view()
+    return harness.addon().addon.account.view()
 
 
 def wait_final(timeout: float = 240) -> float:
@@ -103,13 +103,13 @@ def test_render_in_cloud_brings_frames_into_the_image_editor(cloud, tmp_path):
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
     longest = wait_final()
-    record = harness.addon().runtime.manager().store.load(job_id)
-    assert view().state == "Done", (view().message, harness.addon().job_view.log_lines(job_id)[-30:])
+    record = harness.addon().addon.pump.manager().store.load(job_id)
+    assert view().state == "Done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
     assert sorted(record.frames_done) == [1, 2]
 
     # The frames are one image sequence in bpy.data.images, shown in an Image Editor.
     assert bpy.ops.cloud_render.show_frames(job_id=job_id) == {"FINISHED"}
-    image = bpy.data.images[harness.addon().job_view.image_name(job_id)]
+    image = bpy.data.images[harness.addon().addon.job_view.image_name(job_id)]
     assert image.source == "SEQUENCE"
     assert image["cloud_render_frames"] == 2
     editors = [
@@ -132,7 +132,7 @@ def test_render_in_cloud_brings_frames_into_the_image_editor(cloud, tmp_path):
     # The artist's file was never touched, the machine is gone, the log arrived.
     assert sha256(scene_path) == before
     assert set(instance_states(cloud)) == {"terminated"}
-    log = harness.addon().job_view.log_lines(job_id)
+    log = harness.addon().addon.job_view.log_lines(job_id)
     assert any("Saved:" in line for line in log)
     assert longest < 0.5  # no drain call blocked the main thread for long
 
@@ -150,7 +150,7 @@ def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_p
     second = view().job_id
     wait_final()
     assert view().state == "Done"
-    log = harness.addon().job_view.log_lines(second)
+    log = harness.addon().addon.job_view.log_lines(second)
     uploaded = [line for line in log if line.startswith("[cloud-render] Uploaded")]
     # Only the changed texture travelled: the .blend, the worker scripts and the rest were there.
     assert uploaded and " in 1 files " in uploaded[0], uploaded
@@ -166,7 +166,7 @@ def test_cancel_mid_render_stops_the_machine_and_keeps_frames(cloud, tmp_path):
     assert view().state not in FINAL, view().message
     assert bpy.ops.cloud_render.cancel(job_id=job_id) == {"FINISHED"}
     wait_final(120)
-    record = harness.addon().runtime.manager().store.load(job_id)
+    record = harness.addon().addon.pump.manager().store.load(job_id)
     assert view().state == "Cancelled"
     assert 1 <= len(record.frames_done) < 6
     assert all(Path(p).exists() for p in record.frame_files)
@@ -182,19 +182,19 @@ def test_reattach_after_blender_restarts(cloud, tmp_path):
     harness.drain_until(lambda: view().state in {"Starting machine", "Installing Blender", "Rendering"}, 120)
     module = harness.addon()
     # Blender is closed: the add-on stops following, nothing in the cloud stops.
-    module.runtime.manager().stop_all()
-    module.runtime._manager = None
-    module.job_view.forget()
+    module.addon.pump.manager().stop_all()
+    module.addon.pump._manager = None
+    module.addon.job_view.forget()
     assert "running" in instance_states(cloud) or "pending" in instance_states(cloud)
 
     # A new session opens the same file: the job is found again and its frames come in.
     bpy.ops.wm.open_mainfile(filepath=str(scene_path))
-    assert module.runtime.manager().is_running(job_id)
-    harness.drain_until(lambda: module.runtime.manager().store.load(job_id).is_final, 240)
-    record = module.runtime.manager().store.load(job_id)
+    assert module.addon.pump.manager().is_running(job_id)
+    harness.drain_until(lambda: module.addon.pump.manager().store.load(job_id).is_final, 240)
+    record = module.addon.pump.manager().store.load(job_id)
     assert record.stage == "Done", record.message
     assert sorted(record.frames_done) == [1, 2, 3]
-    assert next(item.job_id for item in module.account.jobs()) == job_id
+    assert next(item.job_id for item in module.addon.account.jobs()) == job_id
 
 
 def test_cost_cap_terminates_the_machine_and_keeps_frames(cloud, tmp_path):
@@ -211,16 +211,16 @@ def test_cost_cap_terminates_the_machine_and_keeps_frames(cloud, tmp_path):
     harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL, 240)
     assert view().state not in FINAL, view().message
     module = harness.addon()
-    manager = module.runtime.manager()
+    manager = module.addon.pump.manager()
     manager.stop_all()
-    module.runtime._manager = None
+    module.addon.pump._manager = None
     # Three hours pass (the machine bills $0.34/h: $1.02 > the $1.00 cap) ...
     record = manager.store.load(job_id)
     record.launched_at -= 3 * 3600
     manager.store.save(record)
     # ... and the artist opens the file again.
     bpy.ops.wm.open_mainfile(filepath=str(scene_path))
-    manager = module.runtime.manager()
+    manager = module.addon.pump.manager()
     harness.drain_until(lambda: manager.store.load(job_id).is_final, 120)
     record = manager.store.load(job_id)
     assert record.stage == "Capped", (record.stage, record.message)
@@ -268,7 +268,7 @@ def test_no_secret_lands_in_any_file_blender_or_the_add_on_wrote(cloud, tmp_path
     leaked = [str(p) for p in files if secret in p.read_bytes()]
     assert leaked == []
     # The job log and the job record in S3 are clean too.
-    assert all(harness.TEST_SECRET not in line for line in harness.addon().job_view.log_lines(job_id))
+    assert all(harness.TEST_SECRET not in line for line in harness.addon().addon.job_view.log_lines(job_id))
     s3 = client(cloud.settings, "s3")
     record = s3.get_object(Bucket=cloud.bucket, Key=f"jobs/{job_id}/job.json")["Body"].read()
     assert secret not in record
@@ -335,11 +335,11 @@ def test_quote_first_measures_on_the_machine_and_goes_on_under_the_cap(cloud, tm
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
     wait_final()
-    record = harness.addon().runtime.manager().store.load(job_id)
+    record = harness.addon().addon.pump.manager().store.load(job_id)
     assert record.stage == "Done", record.message
     assert sorted(record.frames_done) == [1, 2, 3, 4, 5]
     assert record.quote["under_cap"] is True and record.quote["seconds_per_frame"] > 0
-    log = harness.addon().job_view.log_lines(job_id)
+    log = harness.addon().addon.job_view.log_lines(job_id)
     assert any("Measured on the machine" in line for line in log)
     assert any("Going on with every frame" in line for line in log)
 
@@ -358,10 +358,10 @@ def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path
         harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL, 240)
         link.cut(12)
         wait_final()
-        record = harness.addon().runtime.manager().store.load(job_id)
+        record = harness.addon().addon.pump.manager().store.load(job_id)
         assert record.stage == "Done", record.message
         assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
-        log = harness.addon().job_view.log_lines(job_id)
+        log = harness.addon().addon.job_view.log_lines(job_id)
         assert link.refused > 0
         assert any("Lost contact with AWS" in line for line in log)
         assert any("Back in contact" in line for line in log)
@@ -392,7 +392,7 @@ def test_camera_switching_colour_management_and_file_names_come_back_as_set(clou
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
     wait_final()
-    record = harness.addon().runtime.manager().store.load(job_id)
+    record = harness.addon().addon.pump.manager().store.load(job_id)
     assert record.stage == "Done", record.message
     names = sorted(Path(p).name for p in record.frame_files)
     assert names == ["shot_v2_0001.png", "shot_v2_0002.png"]

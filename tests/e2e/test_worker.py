@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from cloud.jobspec import (
+from cloud.aws.presign import presign_get, presign_list, presign_post
+from cloud.aws.session import client
+from cloud.job.user_data import build_user_data
+from cloud.machine import WORKER_FILES
+from cloud.machine.contract import (
     BlenderSource,
     InputFile,
     WorkerSpec,
@@ -32,10 +36,6 @@ from cloud.jobspec import (
     out_prefix,
     spec_key,
 )
-from cloud.presign import presign_get, presign_list, presign_post
-from cloud.session import client
-from cloud.worker import WORKER_FILES
-from cloud.worker.userdata import build_user_data
 from dev.simulator import Faults, InstanceSimulator, make_blender_tarball
 
 pytestmark = pytest.mark.slow
@@ -231,9 +231,9 @@ def stage(
         s3.put_object(Bucket=BUCKET, Key=cas_key(digest), Body=data)
         inputs.append(InputFile(path, presign_get(s3, BUCKET, cas_key(digest), 3600), digest, len(data)))
     worker_urls = {}
-    for name, relative in WORKER_FILES.items():
+    for name, local in WORKER_FILES.items():
         key = f"worker/0.1.0/{name}"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=(ROOT / "cloud" / relative).read_bytes())
+        s3.put_object(Bucket=BUCKET, Key=key, Body=Path(local).read_bytes())
         worker_urls[name] = presign_get(s3, BUCKET, key, 3600)
     path, sha = tarball
     version = path.name.split("-")[1]

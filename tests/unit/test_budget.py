@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.budget import BUDGET_NAME, ensure_monthly_budget
+from cloud.aws.budget import BUDGET_NAME, ensure_monthly_budget
+from cloud.aws.session import AwsSettings, client
 from cloud.errors import CloudError
-from cloud.session import AwsSettings, client
 
 from ..conftest import EmulatedAws
 

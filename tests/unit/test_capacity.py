@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from cloud import capacity, compute
+from cloud.aws import compute
+from cloud.aws import quotas as capacity
+from cloud.aws.session import client
 from cloud.errors import CloudError
-from cloud.session import client
 from tests import quota_fixtures
 
 # The fixtures these tests use (moto plus the quota, SSM and EC2 servers for what moto lacks).

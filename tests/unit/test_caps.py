@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.caps import CostTracker, cap_limits, cap_seconds, dead_man_minutes, url_expiry_seconds
+from cloud.cost.caps import CostTracker, cap_limits, cap_seconds, dead_man_minutes, url_expiry_seconds
 from cloud.errors import CloudError
 
 

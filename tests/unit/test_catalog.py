@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cloud.catalog import DATA_FILE, load_catalog
+from cloud.cost.catalog import DATA_FILE, load_catalog
 
 REGIONS = {"us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1"}
 

@@ -10,9 +10,9 @@ import secrets
 
 import pytest
 
-from cloud import compute
+from cloud.aws import compute
+from cloud.aws.session import client
 from cloud.errors import CloudError
-from cloud.session import client
 from tests import quota_fixtures
 from tests.quota_server import AmazonImage
 from tests.ssm_seed import DLAMI_PARAMETERS, seed_deep_learning_amis

@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 import requests
 
-from cloud import credentials, storage
-from cloud.credentials import AccessKeys, Identity
+from cloud.aws import credentials, storage
+from cloud.aws.credentials import AccessKeys, Identity
+from cloud.aws.iam_policy import policy_text
+from cloud.aws.session import AwsSettings, client
 from cloud.errors import CloudError
-from cloud.iam import policy_text
-from cloud.session import AwsSettings, client
 from tests.error_server import AwsReplyServer, caller_identity
 
 

@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 import requests
 
-from cloud.aws_errors import translate, translating
+from cloud.aws.error_rules import translate, translating
+from cloud.aws.session import AwsSettings, client
 from cloud.errors import CloudError
-from cloud.session import AwsSettings, client
 from tests.error_server import (
     AwsReplyServer,
     SilentServer,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.catalog import load_catalog
-from cloud.errors import CloudError
-from cloud.estimate import (
+from cloud.cost.catalog import load_catalog
+from cloud.cost.estimate import (
     FRAME_OVERHEAD_S,
     Probe,
     estimate_all,
@@ -17,6 +16,7 @@ from cloud.estimate import (
     quote_from_scouts,
     with_measured,
 )
+from cloud.errors import CloudError
 
 FRAME = 1920 * 1080
 

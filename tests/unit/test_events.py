@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from cloud.events import EventQueue
+from cloud.job.events import EventQueue
 
 
 def test_events_from_many_threads_arrive_in_per_thread_order():

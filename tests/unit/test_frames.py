@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloud.errors import CloudError
-from cloud.frames import parse_frame_list, preview_first, scene_range
+from cloud.job.frame_list import parse_frame_list, preview_first, scene_range
 
 
 def test_ranges_singles_and_steps():

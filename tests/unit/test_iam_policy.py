@@ -13,10 +13,10 @@ import pytest
 import requests
 from botocore import xform_name
 
-from cloud import iam, storage
+from cloud.aws import iam_policy, storage
+from cloud.aws.iam_policy import MANAGED_S3_CALLS, iam_actions_for, load_policy, policy_actions, policy_text
+from cloud.aws.session import client
 from cloud.errors import CloudError
-from cloud.iam import MANAGED_S3_CALLS, iam_actions_for, load_policy, policy_actions, policy_text
-from cloud.session import client
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "cloud"
@@ -93,11 +93,11 @@ def calls_in(path: Path) -> set[tuple[str, str]]:
 
 
 def code_actions() -> dict[str, set[str]]:
-    """IAM action -> the modules that need it. worker/ runs with no credentials: it only
+    """IAM action -> the modules that need it. machine/ runs with no credentials: it only
     follows presigned URLs, which are covered by the module that signs them."""
     needed: dict[str, set[str]] = {}
     for path in sorted(CLOUD.rglob("*.py")):
-        if "worker" in path.parts:
+        if "machine" in path.parts:
             continue
         for service, op in calls_in(path):
             for action in iam_actions_for(service, op):
@@ -112,7 +112,7 @@ def code_actions() -> dict[str, set[str]]:
 
 
 def test_scanner_finds_calls_in_a_known_module():
-    found = calls_in(CLOUD / "storage.py")
+    found = calls_in(CLOUD / "aws" / "storage.py")
     assert {
         ("s3", "CreateBucket"),
         ("s3", "HeadObject"),
@@ -203,9 +203,9 @@ def test_the_policy_is_enough_for_storage_and_nothing_else(policy_user, tmp_path
 
 def test_instance_profile_is_created_once_and_scoped_to_the_bucket(aws):
     bucket = "cloud-render-0123456789abcdef0123456789abcdef"
-    arn = iam.ensure_instance_profile(aws.settings, bucket)
-    assert arn == iam.ensure_instance_profile(aws.settings, bucket)  # idempotent
-    name = iam.instance_role_name(bucket)
+    arn = iam_policy.ensure_instance_profile(aws.settings, bucket)
+    assert arn == iam_policy.ensure_instance_profile(aws.settings, bucket)  # idempotent
+    name = iam_policy.instance_role_name(bucket)
     assert name.startswith("cloud-render-") and len(name) <= 64
     admin = client(aws.settings, "iam")
     profile = admin.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]

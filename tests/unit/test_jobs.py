@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cloud.events import EventQueue
-from cloud.jobs import JobRecord, RecordStore, Stage, new_job_id
-from cloud.manager import JobManager
-from cloud.runner import JobRunner, frame_number
-from cloud.session import AwsSettings
-from cloud.steps import CloudSteps
+from cloud.aws.session import AwsSettings
+from cloud.job.cloud_steps import CloudSteps
+from cloud.job.events import EventQueue
+from cloud.job.job_thread import JobRunner, frame_number
+from cloud.job.manager import JobManager
+from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
 
 
 def record(**changes: object) -> JobRecord:

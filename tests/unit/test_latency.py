@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud.catalog import load_catalog
-from cloud.latency import default_urls, probe_latency, rank_regions
+from cloud.aws.region_latency import default_urls, probe_latency, rank_regions
+from cloud.cost.catalog import load_catalog
 from tests.aws_emulator import free_port
 from tests.ping_server import ping_server
 

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ADDON_DIRS = ["operators", "panels"]
-ADDON_FILES = [p.name for p in ROOT.glob("*.py")]
+ADDON_DIRS = ["addon", "operators", "panels"]
+MACHINE = ROOT / "cloud" / "machine"
+# What may stand at the top of the repository: the extension's shape, dev/ and bench/, and one
+# folder for the Blender-side state and glue (addon/).
+TOP_LEVEL = {
+    "__init__.py",
+    "blender_manifest.toml",
+    "addon",
+    "operators",
+    "panels",
+    "cloud",
+    "vendor",
+    "tests",
+    "dev",
+    "bench",
+    "docs",
+    "README.md",
+    "Makefile",
+    "pyproject.toml",
+    ".ci",
+    ".gitignore",
+}
+STDLIB = set(sys.stdlib_module_names)
 
 
 def python_files(*parts: str) -> list[Path]:
@@ -39,20 +62,76 @@ def imported_modules(path: Path) -> list[tuple[str, int]]:
     return found
 
 
+def tracked_top_level() -> set[str]:
+    names = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return {name.split("/")[0] for name in names}
+
+
+def test_nothing_loose_at_the_top_but_the_extensions_shape():
+    assert tracked_top_level() - TOP_LEVEL == set()
+    assert [p.name for p in ROOT.glob("*.py")] == ["__init__.py"]
+
+
+def test_every_top_folder_says_what_it_holds_and_may_import():
+    folders = sorted(p for p in ROOT.iterdir() if p.is_dir() and p.name in TOP_LEVEL - {"vendor", ".ci"})
+    missing = [p.name for p in folders if not (p / "README.md").is_file()]
+    assert missing == []
+    for sub in ("aws", "cost", "job", "machine", "pack"):
+        assert (ROOT / "cloud" / sub / "__init__.py").is_file()
+
+
 def test_cloud_never_imports_bpy():
+    blender_scripts = {MACHINE / "render_frames.py", MACHINE / "blender_launcher.py"}
     offenders = [
         f"{path.relative_to(ROOT)}: {name}"
         for path in python_files("cloud")
+        if path not in blender_scripts
         for name, level in imported_modules(path)
         if level == 0 and (name == "bpy" or name.startswith("bpy.") or name in {"bmesh", "mathutils"})
     ]
     assert offenders == []
 
 
-def test_addon_code_uses_relative_imports_and_leaves_sys_path_alone():
-    first_party = {"cloud", "operators", "panels"} | {p.stem for p in ROOT.glob("*.py")}
+def test_what_ships_to_the_machine_imports_the_standard_library_only():
+    """The machine folder ships as it lies: its modules import each other and the standard
+    library (and bpy in the two scripts that run inside Blender), nothing of the add-on."""
+    from cloud.machine import BLENDER_SCRIPTS, WORKER_FILES
+
     offenders = []
-    for path in python_files(*ADDON_DIRS, *ADDON_FILES, "cloud"):
+    for name in WORKER_FILES:
+        path = MACHINE / name
+        for module, level in imported_modules(path):
+            top = module.split(".")[0]
+            if level == 1 or (level == 0 and top in STDLIB):
+                continue
+            if level == 0 and top == "bpy" and name in BLENDER_SCRIPTS:
+                continue
+            offenders.append(f"{name}: {'.' * level}{module}")
+    assert offenders == []
+    assert set(WORKER_FILES) == {p.name for p in MACHINE.glob("*.py")}
+
+
+def test_what_ships_to_the_machine_parses_as_python_3_9():
+    for path in MACHINE.glob("*.py"):
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+
+
+def test_only_the_add_on_side_talks_to_aws():
+    """operators/ and panels/ hold no AWS logic: they reach cloud/ through addon/ or for plain data."""
+    offenders = []
+    for path in python_files("operators", "panels"):
+        for module, level in imported_modules(path):
+            if module.split(".")[0] in {"boto3", "botocore", "s3transfer"}:
+                offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert offenders == []
+
+
+def test_addon_code_uses_relative_imports_and_leaves_sys_path_alone():
+    first_party = {"cloud", "addon", "operators", "panels"}
+    offenders = []
+    for path in python_files(*ADDON_DIRS, "__init__.py", "cloud"):
         for name, level in imported_modules(path):
             if level == 0 and name.split(".")[0] in first_party:
                 offenders.append(f"{path.relative_to(ROOT)}: absolute import of {name}")

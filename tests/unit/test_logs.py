@@ -1,4 +1,4 @@
-"""cloud/logs.py on real Blender output captured from bpy 4.2.23, 5.0.1 and 5.3.0 renders.
+"""cloud/machine/blender_logs.py on real Blender output captured from bpy 4.2.23, 5.0.1 and 5.3.0 renders.
 
 Fixtures (tests/fixtures/logs/): `*-render-anim.log` is Blender's own output of
 `bpy.ops.render.render(animation=True)` for two 64x64 Cycles frames; `*-worker.log` is the
@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from cloud.logs import ProgressTracker, classify_failure, parse_duration, parse_line, strip_prefix
+from cloud.machine.blender_logs import (
+    ProgressTracker,
+    classify_failure,
+    parse_duration,
+    parse_line,
+    strip_prefix,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cloud.errors import Cancelled, CloudError
-from cloud.packing import PackProgress, PackResult, pack
+from cloud.pack.packer import PackProgress, PackResult, pack
 
 CHECK = Path(__file__).resolve().parents[1] / "pack_check.py"
 # Fluid domains from Blender 2.7x can abort Blender 5.0 when freed: each gets its own process.

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud.packing import pack
-from cloud.preflight import Finding, blocks, run_preflight
+from cloud.pack.packer import pack
+from cloud.pack.preflight import Finding, blocks, run_preflight
 
 CLEAN = {
     "blender_version": "5.0.1",
@@ -183,7 +183,7 @@ def test_missing_and_outside_files_from_a_real_pack(testdata: Path, tmp_path: Pa
 
 
 def test_absolute_paths_outside_the_project_are_listed(tmp_path: Path):
-    from cloud.packing import ExternalFile, PackManifest, PackResult
+    from cloud.pack.packer import ExternalFile, PackManifest, PackResult
 
     outside = [
         ExternalFile(f"/mnt/library/tex{i}.png", f'Image "tex{i}"', f"_external/x/tex{i}.png")
@@ -208,7 +208,7 @@ def test_blocking_findings_come_first():
 
 
 def test_unreadable_library_from_a_pack(tmp_path: Path):
-    from cloud.packing import PackManifest, PackResult, UnreadableFile
+    from cloud.pack.packer import PackManifest, PackResult, UnreadableFile
 
     result = PackResult(
         tmp_path, PackManifest("scene.blend"), unreadable=[UnreadableFile("/p/lib.blend", "BlendFileError")]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud.catalog import load_catalog
+from cloud.aws.session import AwsSettings
+from cloud.cost.catalog import load_catalog
+from cloud.cost.price_refresh import current_catalog, load_cached_prices, refresh_prices, spot_prices
 from cloud.errors import CloudError
-from cloud.pricing import current_catalog, load_cached_prices, refresh_prices, spot_prices
-from cloud.session import AwsSettings
 
 from ..conftest import EmulatedAws
 from ..pricing_server import PricingState, pricing_server

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cloud import jobspec
-from cloud.events import EventQueue
-from cloud.jobs import JobRecord, RecordStore, new_job_id
-from cloud.runner import JobRunner
-from cloud.session import client
-from cloud.steps import CloudSteps, scout_frames
+from cloud.aws.session import client
+from cloud.job.cloud_steps import CloudSteps, scout_frames
+from cloud.job.events import EventQueue
+from cloud.job.job_thread import JobRunner
+from cloud.job.records import JobRecord, RecordStore, new_job_id
+from cloud.machine import contract
 
 BUCKET = "cloud-render-quote-test"
 
@@ -44,7 +44,9 @@ def runner_for(aws, tmp_path: Path, price: float, max_cost: float) -> tuple[JobR
         "frames_total": 10,
         "frames_left": [2, 3, 4],
     }
-    s3.put_object(Bucket=BUCKET, Key=jobspec.out_prefix(record.job_id) + "quote.json", Body=json.dumps(quote))
+    s3.put_object(
+        Bucket=BUCKET, Key=contract.out_prefix(record.job_id) + "quote.json", Body=json.dumps(quote)
+    )
     events = EventQueue()
     return JobRunner(
         record, aws.settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path)
@@ -52,7 +54,7 @@ def runner_for(aws, tmp_path: Path, price: float, max_cost: float) -> tuple[JobR
 
 
 def go_answer(aws, job_id: str) -> dict:
-    body = client(aws.settings, "s3").get_object(Bucket=BUCKET, Key=jobspec.control_key(job_id, "go.json"))[
+    body = client(aws.settings, "s3").get_object(Bucket=BUCKET, Key=contract.control_key(job_id, "go.json"))[
         "Body"
     ]
     return json.loads(body.read())

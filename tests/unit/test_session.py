@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from cloud.session import AwsSettings, client
+from cloud.aws.session import AwsSettings, client
 
 
 def test_client_creates_bucket_in_emulator_over_http(aws):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud import setup
-from cloud.budget import BUDGET_NAME
-from cloud.compute import SECURITY_GROUP_NAME
-from cloud.session import client
+from cloud.aws import account_setup
+from cloud.aws.budget import BUDGET_NAME
+from cloud.aws.compute import SECURITY_GROUP_NAME
+from cloud.aws.session import client
 from tests import quota_fixtures
 from tests.aws_emulator import free_port
 from tests.error_server import AwsReplyServer, caller_identity, s3_error
@@ -66,31 +66,33 @@ class NoGpuOffersProxy(Ec2Proxy):
         return answered
 
 
-def _statuses(report: setup.SetupReport) -> dict[str, str]:
+def _statuses(report: account_setup.SetupReport) -> dict[str, str]:
     return {s.name: s.status for s in report.steps}
 
 
 def test_fresh_account_with_gpu_quota_is_ready_to_render(account, tmp_path: Path) -> None:
     account.quotas.set_quota(G_ON_DEMAND, 8)
     lines: list[str] = []
-    report = setup.run_setup(account.settings, tmp_path, region="us-east-1", progress=lines.append)
+    report = account_setup.run_setup(account.settings, tmp_path, region="us-east-1", progress=lines.append)
 
     assert report.ready is True
     assert report.summary() == "Ready to render"
     assert _statuses(report) == {
-        setup.KEYS: "done",
-        setup.REGION: "done",
-        setup.BUCKET: "done",
-        setup.FIREWALL: "done",
-        setup.IMAGE: "done",
-        setup.QUOTA: "done",
-        setup.BUDGET: "offered",
+        account_setup.KEYS: "done",
+        account_setup.REGION: "done",
+        account_setup.BUCKET: "done",
+        account_setup.FIREWALL: "done",
+        account_setup.IMAGE: "done",
+        account_setup.QUOTA: "done",
+        account_setup.BUDGET: "offered",
     }
     assert report.region == "us-east-1"
     assert report.alternatives == []
-    assert report.step(setup.QUOTA).message == "Your AWS account can start a g4dn.xlarge in us-east-1."
-    budget = report.step(setup.BUDGET)
-    assert (budget.button, budget.required) == (setup.BUTTON_CREATE_BUDGET, False)
+    assert (
+        report.step(account_setup.QUOTA).message == "Your AWS account can start a g4dn.xlarge in us-east-1."
+    )
+    budget = report.step(account_setup.BUDGET)
+    assert (budget.button, budget.required) == (account_setup.BUTTON_CREATE_BUDGET, False)
 
     # What setup made is really there, in the account.
     s3 = client(account.moto_settings, "s3")
@@ -110,18 +112,18 @@ def test_fresh_account_with_gpu_quota_is_ready_to_render(account, tmp_path: Path
     assert lines[-1] == "Ready to render"
 
     # Running setup again reuses what exists: same bucket, same group, still one of each.
-    again = setup.run_setup(account.settings, tmp_path, region="us-east-1")
+    again = account_setup.run_setup(account.settings, tmp_path, region="us-east-1")
     assert (again.ready, again.bucket, again.security_group) == (True, report.bucket, report.security_group)
     assert len(s3.list_buckets()["Buckets"]) == 1
 
 
 def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_path: Path) -> None:
-    report = setup.run_setup(account.settings, tmp_path, region="us-east-1")
+    report = account_setup.run_setup(account.settings, tmp_path, region="us-east-1")
 
     assert report.ready is False
-    assert _statuses(report)[setup.BUCKET] == "done"
-    assert _statuses(report)[setup.FIREWALL] == "done"
-    quota = report.step(setup.QUOTA)
+    assert _statuses(report)[account_setup.BUCKET] == "done"
+    assert _statuses(report)[account_setup.FIREWALL] == "done"
+    quota = report.step(account_setup.QUOTA)
     assert quota is not None
     assert quota.status == "needs_action"
     assert quota.message == (
@@ -129,7 +131,7 @@ def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_p
         "yours allows 0 vCPUs of Running On-Demand G and VT instances in us-east-1, and a g4dn.xlarge needs 4."
     )
     assert quota.action.startswith("Request quota increase")
-    assert quota.button == setup.BUTTON_REQUEST_QUOTA
+    assert quota.button == account_setup.BUTTON_REQUEST_QUOTA
 
     # Meanwhile: what the account can run now (32 standard vCPUs, no GPU), with hourly prices.
     assert report.alternatives
@@ -139,12 +141,12 @@ def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_p
 
     summary = report.summary().splitlines()
     assert summary[0] == "Not ready to render yet. AWS still needs:"
-    assert summary[1] == f"- {setup.QUOTA}: {quota.message} {quota.action}"
+    assert summary[1] == f"- {account_setup.QUOTA}: {quota.message} {quota.action}"
     assert summary[2].startswith("Meanwhile your account can render on: c7i.4xlarge (CPU")
     assert len(summary) == 3  # the offered budget is not something AWS needs
 
     # The button: one request for enough vCPUs, recorded by Service Quotas.
-    words = setup.request_quota(account.settings, "us-east-1", "g4dn.xlarge")
+    words = account_setup.request_quota(account.settings, "us-east-1", "g4dn.xlarge")
     assert words == (
         "Asked AWS to raise Running On-Demand G and VT instances in us-east-1 to 8 vCPUs, "
         "enough for a g4dn.xlarge; the request is waiting for AWS."
@@ -154,8 +156,8 @@ def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_p
     ]
 
     # Setup run again shows the open request instead of offering a second one.
-    later = setup.run_setup(account.settings, tmp_path, region="us-east-1")
-    quota = later.step(setup.QUOTA)
+    later = account_setup.run_setup(account.settings, tmp_path, region="us-east-1")
+    quota = later.step(account_setup.QUOTA)
     assert quota is not None
     assert quota.status == "needs_action"
     assert quota.message.endswith("You asked for 8 vCPUs: waiting for AWS.")
@@ -166,8 +168,10 @@ def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_p
     # Once AWS raises the quota, the same setup ends ready.
     account.quotas.requests[0].status = "APPROVED"
     account.quotas.set_quota(G_ON_DEMAND, 8)
-    assert setup.run_setup(account.settings, tmp_path, region="us-east-1").summary() == "Ready to render"
-    assert setup.request_quota(account.settings, "us-east-1", "g4dn.xlarge") == (
+    assert (
+        account_setup.run_setup(account.settings, tmp_path, region="us-east-1").summary() == "Ready to render"
+    )
+    assert account_setup.request_quota(account.settings, "us-east-1", "g4dn.xlarge") == (
         "No request needed: your account may already run a g4dn.xlarge in us-east-1 "
         "(8 vCPUs of Running On-Demand G and VT instances)."
     )
@@ -178,16 +182,16 @@ def test_root_keys_stop_setup_at_the_first_step(account, tmp_path: Path) -> None
     with AwsReplyServer() as sts:
         sts.reply = caller_identity("arn:aws:iam::123456789012:root")
         settings = replace(account.settings, service_endpoints=(("sts", sts.url),))
-        report = setup.run_setup(settings, tmp_path, progress=lines.append)
+        report = account_setup.run_setup(settings, tmp_path, progress=lines.append)
 
     assert report.ready is False
-    assert [(s.name, s.status) for s in report.steps] == [(setup.KEYS, "failed")]
+    assert [(s.name, s.status) for s in report.steps] == [(account_setup.KEYS, "failed")]
     step = report.steps[0]
     assert step.message.startswith("These are your AWS account's root keys")
     assert "IAM > Users > Create user" in step.action
-    assert step.button == setup.BUTTON_RETRY
+    assert step.button == account_setup.BUTTON_RETRY
     assert report.summary() == (
-        f"Not ready to render yet. AWS still needs:\n- {setup.KEYS}: {step.message} {step.action}"
+        f"Not ready to render yet. AWS still needs:\n- {account_setup.KEYS}: {step.message} {step.action}"
     )
     assert lines[-1] == "Not ready to render yet. AWS still needs:"
     # Nothing was created with root keys.
@@ -206,22 +210,28 @@ def test_a_failing_step_is_plain_words_and_the_others_go_on(account, tmp_path: P
         settings = replace(
             account.settings, service_endpoints=(*account.settings.service_endpoints, ("s3", s3.url))
         )
-        report = setup.run_setup(settings, tmp_path, region="us-east-1")
+        report = account_setup.run_setup(settings, tmp_path, region="us-east-1")
 
-    bucket = report.step(setup.BUCKET)
+    bucket = report.step(account_setup.BUCKET)
     assert bucket is not None
     assert bucket.status == "failed"
     assert bucket.message == (
         "Your AWS user is not allowed to use s3:CreateBucket while preparing your storage bucket."
     )
     assert bucket.action.startswith("Attach the Cloud Render policy (Preferences > Copy policy)")
-    assert bucket.button == setup.BUTTON_RETRY
+    assert bucket.button == account_setup.BUTTON_RETRY
     assert report.bucket == ""
     # The rest of the account was still set up, so the list of what is left is complete.
     statuses = _statuses(report)
-    assert [statuses[n] for n in (setup.FIREWALL, setup.IMAGE, setup.QUOTA)] == ["done", "done", "done"]
+    assert [statuses[n] for n in (account_setup.FIREWALL, account_setup.IMAGE, account_setup.QUOTA)] == [
+        "done",
+        "done",
+        "done",
+    ]
     assert report.ready is False
-    assert report.summary().splitlines()[1:] == [f"- {setup.BUCKET}: {bucket.message} {bucket.action}"]
+    assert report.summary().splitlines()[1:] == [
+        f"- {account_setup.BUCKET}: {bucket.message} {bucket.action}"
+    ]
 
 
 def test_region_is_the_nearest_that_offers_gpus(
@@ -231,10 +241,10 @@ def test_region_is_the_nearest_that_offers_gpus(
     account.quotas.set_quota(G_ON_DEMAND, 8, region="eu-west-1")
     with NoGpuOffersProxy(account.moto_url, region="ap-northeast-1") as proxy:
         assert isinstance(proxy, NoGpuOffersProxy)
-        report = setup.run_setup(account.with_ec2(proxy), tmp_path, latency_urls=latency_urls)
+        report = account_setup.run_setup(account.with_ec2(proxy), tmp_path, latency_urls=latency_urls)
 
     assert report.region == "eu-west-1"
-    region_step = report.step(setup.REGION)
+    region_step = report.step(account_setup.REGION)
     assert region_step is not None and region_step.status == "done"
     assert region_step.message.startswith("Picked eu-west-1: the nearest region (")
     assert "from g4dn.xlarge at $0.587/h" in region_step.message
@@ -246,8 +256,11 @@ def test_region_is_the_nearest_that_offers_gpus(
 
 def test_no_reachable_region_is_a_failed_step(account, tmp_path: Path) -> None:
     urls = {"us-east-1": f"http://127.0.0.1:{free_port()}/ping"}
-    report = setup.run_setup(account.settings, tmp_path, latency_urls=urls)
-    assert [(s.name, s.status) for s in report.steps] == [(setup.KEYS, "done"), (setup.REGION, "failed")]
+    report = account_setup.run_setup(account.settings, tmp_path, latency_urls=urls)
+    assert [(s.name, s.status) for s in report.steps] == [
+        (account_setup.KEYS, "done"),
+        (account_setup.REGION, "failed"),
+    ]
     step = report.steps[1]
     assert step.message == "Cloud Render could not reach any AWS region from this computer."
     assert step.action == "Check your internet connection (or firewall), then run Set up again."
@@ -256,8 +269,10 @@ def test_no_reachable_region_is_a_failed_step(account, tmp_path: Path) -> None:
 
 def test_budget_is_created_when_asked(account, tmp_path: Path) -> None:
     account.quotas.set_quota(G_ON_DEMAND, 8)
-    bad = setup.run_setup(account.settings, tmp_path, region="us-east-1", budget=(10, "not-an-address"))
-    step = bad.step(setup.BUDGET)
+    bad = account_setup.run_setup(
+        account.settings, tmp_path, region="us-east-1", budget=(10, "not-an-address")
+    )
+    step = bad.step(account_setup.BUDGET)
     assert step is not None
     assert (step.status, step.message) == (
         "failed",
@@ -266,10 +281,10 @@ def test_budget_is_created_when_asked(account, tmp_path: Path) -> None:
     assert step.action == "Enter the address where AWS should send the alert, like name@example.com."
     assert bad.ready is False  # asked for, so it counts
 
-    report = setup.run_setup(
+    report = account_setup.run_setup(
         account.settings, tmp_path, region="us-east-1", budget=(10, "artist@example.com")
     )
-    step = report.step(setup.BUDGET)
+    step = report.step(account_setup.BUDGET)
     assert step is not None
     assert step.status == "done"
     assert step.message == (

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from cloud import storage
+from cloud.aws import storage
+from cloud.aws.session import AwsSettings, client
 from cloud.errors import Cancelled, CloudError
-from cloud.jobspec import cas_key, frames_prefix, out_prefix
-from cloud.session import AwsSettings, client
+from cloud.machine.contract import cas_key, frames_prefix, out_prefix
 from tests.error_server import CountingProxy
 
 KiB, MiB = 1024, 1024 * 1024

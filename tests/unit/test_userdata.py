@@ -8,14 +8,14 @@ import subprocess
 
 import pytest
 
+from cloud.aws.presign import presign_get, presign_post
+from cloud.aws.session import client
 from cloud.errors import CloudError
-from cloud.jobspec import out_prefix
-from cloud.presign import presign_get, presign_post
-from cloud.session import client
-from cloud.worker import WORKER_FILES
-from cloud.worker.supervisor import nearest_patch, order_frames, python_for_bpy
-from cloud.worker.transport import multipart
-from cloud.worker.userdata import USER_DATA_LIMIT, build_user_data
+from cloud.job.user_data import USER_DATA_LIMIT, build_user_data
+from cloud.machine import WORKER_FILES
+from cloud.machine.contract import out_prefix
+from cloud.machine.supervisor import nearest_patch, order_frames, python_for_bpy
+from cloud.machine.transport import multipart
 from dev.simulator import InstanceSimulator
 
 POST = {
@@ -49,7 +49,7 @@ def test_user_data_shape():
     )
     assert "libxrender1 libxi6 libxkbcommon0 libsm6 libxxf86vm1 libgl1" in script
     for name, url in urls().items():
-        assert f"'{url}' \"$ROOT/worker/{name}\"" in script
+        assert f"'{url}' \"$ROOT/worker/machine/{name}\"" in script
     assert "KEY_PREFIX=jobs/j1/out/" in script and "--form-string x-amz-signature=0123abcd" in script
     assert "${filename}" not in script
     subprocess.run(["bash", "-n"], input=script.encode(), check=True)

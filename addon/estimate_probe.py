@@ -1,0 +1,85 @@
+"""The local probe behind the price estimate: a test tile rendered in a separate Blender process.
+
+The tile is planned by cloud/estimate.py; the render runs on a saved copy of the scene in its
+own process (Blender's binary, or the bpy module through the launcher), so the artist's
+Blender stays responsive and their scene is never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from ..cloud.cost.estimate import Probe, local_cpu_speed, plan_probe
+from ..cloud.errors import CloudError
+from ..cloud.machine import HERE as MACHINE_DIR
+
+# The launcher the render machine uses (it runs a script the same way in the bpy module and in a
+# real Blender) and the probe script, which stays on this side.
+LAUNCHER = Path(MACHINE_DIR) / "blender_launcher.py"
+PROBE_SCRIPT = Path(__file__).resolve().parent / "probe_render.py"
+
+
+def blender_command() -> list[str]:
+    """How to start a background Blender like this one."""
+    binary = bpy.app.binary_path
+    if binary and os.path.basename(binary).lower().startswith("blender"):
+        return [binary]
+    # The bpy module (tests, the demo): the launcher accepts Blender's flags.
+    return [sys.executable, str(LAUNCHER)]
+
+
+def plan_for(scene: bpy.types.Scene) -> dict[str, Any]:
+    """What to render and what it stands for, read on the main thread (cheap)."""
+    render = scene.render
+    scale = render.resolution_percentage / 100
+    width, height = int(render.resolution_x * scale), int(render.resolution_y * scale)
+    samples = scene.cloud_render.samples or scene.cycles.samples
+    plan = plan_probe(width, height, samples)
+    return {
+        "frame": scene.frame_current,
+        "border": [plan.border_min_x, plan.border_max_x, plan.border_min_y, plan.border_max_y],
+        "samples": plan.samples,
+        "pixels": plan.pixels,
+        "frame_pixels": width * height,
+        "frame_samples": samples,
+    }
+
+
+def run_probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float = 300) -> Probe:
+    """Render the tile in a background Blender (call from a worker thread)."""
+    args = json.dumps({k: plan[k] for k in ("frame", "border", "samples")})
+    command = [*blender_command(), "-b", str(blend_copy), "--python", str(PROBE_SCRIPT), "--", args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise CloudError(
+            "The test render for the estimate did not finish.",
+            "Check that the scene renders locally, then press Estimate again.",
+            code="ProbeFailed",
+            detail=str(error),
+        ) from error
+    for line in done.stdout.splitlines():
+        if line.startswith("CLOUDRENDER_PROBE "):
+            measured = json.loads(line.split(" ", 1)[1])
+            return Probe(
+                seconds=float(measured["seconds"]),
+                pixels=int(plan["pixels"]),
+                samples=int(plan["samples"]),
+                frame_pixels=int(plan["frame_pixels"]),
+                frame_samples=int(plan["frame_samples"]),
+                local_speed=local_cpu_speed(int(measured.get("threads") or os.cpu_count() or 1)),
+                sync_seconds=float(measured.get("sync_seconds") or 0.0),
+            )
+    raise CloudError(
+        "The test render for the estimate failed.",
+        "Check that the scene renders locally with Cycles, then press Estimate again.",
+        code="ProbeFailed",
+        detail=(done.stderr or done.stdout)[-2000:],
+    )

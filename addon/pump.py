@@ -1,0 +1,123 @@
+"""The add-on's main-thread pump and its long-lived objects.
+
+A `bpy.app.timers` callback drains the event queue that background threads fill; timers do not
+fire in the bpy module, so tests call `drain_events()` themselves. The job manager is created
+on first use, so enabling the add-on costs nothing and makes no request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from ..cloud.errors import CloudError
+from ..cloud.job.events import Event, EventQueue
+from .ids import ADDON_ID
+
+DRAIN_INTERVAL_S = 0.1
+
+events = EventQueue()
+_listeners: list[Callable[[Event], None]] = []
+_manager: Any = None
+CALL_TOPIC = "__call__"
+
+
+def add_listener(listener: Callable[[Event], None]) -> None:
+    """Register a main-thread function called for every drained event."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: Callable[[Event], None]) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def drain_events(budget_s: float = 0.005) -> float:
+    """Apply waiting events until the time budget is spent (applying counts, not only taking
+    them off the queue); the rest waits for the next call. Returns the next timer interval."""
+    deadline = time.perf_counter() + budget_s
+    while True:
+        taken = events.drain(budget_s=budget_s, limit=1)
+        if not taken:
+            break
+        event = taken[0]
+        if event.job_id == CALL_TOPIC:
+            callback = event.data["callback"]
+            callback(event.data.get("result"), event.data.get("error"))
+        else:
+            for listener in list(_listeners):
+                listener(event)
+        if time.perf_counter() >= deadline:
+            return 0.0  # more may be waiting: come back at once, after Blender redraws
+    return DRAIN_INTERVAL_S
+
+
+def in_background(
+    work: Callable[[], Any], done: Callable[[Any, CloudError | None], None]
+) -> threading.Thread:
+    """Run `work` off the main thread; `done(result, error)` runs later on the main thread."""
+
+    def run() -> None:
+        try:
+            events.post(CALL_TOPIC, "call", callback=done, result=work(), error=None)
+        except CloudError as error:
+            events.post(CALL_TOPIC, "call", callback=done, result=None, error=error)
+        except Exception as error:  # unknown: keep the detail, say something useful
+            wrapped = CloudError(
+                "Something unexpected went wrong.",
+                "Check your network and try again.",
+                detail=f"{type(error).__name__}: {error}",
+            )
+            events.post(CALL_TOPIC, "call", callback=done, result=None, error=wrapped)
+
+    thread = threading.Thread(target=run, name="cloud-render-call", daemon=True)
+    thread.start()
+    return thread
+
+
+def call_soon(callback: Callable[[Any], None], value: Any) -> None:
+    """From any thread: run `callback(value)` on the main thread at the next drain."""
+    events.post(
+        CALL_TOPIC, "call", callback=lambda result, _error: callback(result), result=value, error=None
+    )
+
+
+def user_dir(name: str) -> Path:
+    """A folder of this extension's user directory (survives updates, never in a .blend)."""
+    return Path(bpy.utils.extension_path_user(ADDON_ID, path=name, create=True))
+
+
+def manager() -> Any:
+    """The session's JobManager, created on first use."""
+    global _manager
+    if _manager is None:
+        from ..cloud.job.manager import JobManager
+        from . import account
+
+        _manager = JobManager(user_dir("jobs"), events, account.aws_settings)
+    return _manager
+
+
+def register() -> None:
+    if not bpy.app.timers.is_registered(drain_events):
+        bpy.app.timers.register(drain_events, first_interval=DRAIN_INTERVAL_S, persistent=True)
+
+
+def unregister() -> None:
+    global _manager
+    if bpy.app.timers.is_registered(drain_events):
+        bpy.app.timers.unregister(drain_events)
+    _listeners.clear()
+    if _manager is not None:
+        _manager.stop_all()
+        _manager = None
+
+
+def manager_exists() -> bool:
+    return _manager is not None

@@ -1,0 +1,180 @@
+"""From the artist's scene to a JobRequest: what blocks a render, the confirmation, the start.
+
+Runs on Blender's main thread and stays cheap: the only disk work is saving a copy of the
+scene (the open file is never modified); packing, uploading and launching run in the job's
+thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from ..cloud.cost import machine_facts
+from ..cloud.errors import CloudError
+from ..cloud.job.frame_list import parse_frame_list, scene_range
+from ..cloud.job.records import JobRecord, JobRequest, new_job_id
+from . import account, pump
+
+
+class SubmitError(Exception):
+    """Something on the Blender side stopped the submission; the text is for the artist."""
+
+
+def frames_for(scene: bpy.types.Scene) -> list[int]:
+    settings = scene.cloud_render
+    if settings.use_custom_frames:
+        return parse_frame_list(settings.frame_list)
+    return scene_range(scene.frame_start, scene.frame_end, scene.frame_step)
+
+
+def render_blockers(context: bpy.types.Context) -> list[str]:
+    """Every reason "Render in Cloud" cannot run now, in the order an artist fixes them."""
+    blockers = []
+    if not bpy.app.online_access:
+        blockers.append("Online access is off: turn on Preferences > System > Network > Allow Online Access.")
+    if not account.has_credentials():
+        blockers.append("No AWS account connected: add your keys in Preferences > Add-ons > Cloud Render.")
+    if not bpy.data.filepath:
+        blockers.append("Save the .blend file first, so frames have a folder to come back to.")
+    try:
+        frames_for(context.scene)
+    except CloudError as error:
+        blockers.append(f"{error.message} {error.action}")
+    view = account.view()
+    if view.job_id and pump.manager_exists() and pump.manager().is_running(view.job_id):
+        blockers.append("A cloud render is running: wait for it or cancel it.")
+    return blockers
+
+
+def price_per_hour(region: str, instance_type: str, spot: bool) -> float:
+    return machine_facts.hourly_price(region, instance_type, spot)
+
+
+def confirmation_text(context: bpy.types.Context) -> str:
+    scene = context.scene
+    settings = scene.cloud_render
+    frames = frames_for(scene)
+    price = price_per_hour(settings.region, settings.instance_type, settings.use_spot)
+    estimate = machine_facts.job_estimate_text(
+        settings.region, settings.instance_type, settings.use_spot, len(frames), settings.max_hours
+    )
+    measured = [
+        line for line in account.view().estimate.splitlines() if line.startswith(settings.instance_type + ":")
+    ]
+    if measured:
+        estimate = f"Estimate from a test render: {measured[0]}\n{estimate}"
+    return (
+        f"{settings.instance_type} ({'spot' if settings.use_spot else 'on-demand'}, ${price:.3f}/h) "
+        f"in {settings.region}, {len(frames)} frames.\n{estimate}\n"
+        f"Hard cap: ${settings.max_cost:.2f} or {settings.max_hours:g} h, whichever comes first."
+    )
+
+
+def output_dir_for(scene: bpy.types.Scene, job_id: str) -> Path:
+    template = scene.cloud_render.output_dir or "//cloud_renders/{job}/"
+    return Path(bpy.path.abspath(template.replace("{job}", job_id)))
+
+
+def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, frames: list[int]) -> JobRequest:
+    scene = context.scene
+    settings = scene.cloud_render
+    prefs = account.preferences()
+    return JobRequest(
+        job_id=job_id,
+        blend_copy=blend_copy,
+        blend_name=bpy.data.filepath,
+        scene_name=scene.name,
+        frames=frames,
+        output_dir=output_dir_for(scene, job_id),
+        region=settings.region,
+        instance_type=settings.instance_type,
+        spot=settings.use_spot,
+        max_cost=settings.max_cost,
+        max_hours=settings.max_hours,
+        price_per_hour=price_per_hour(settings.region, settings.instance_type, settings.use_spot),
+        blender_version=bpy.app.version_string.split()[0],
+        frame_order="preview_first" if settings.frame_order == "PREVIEW_FIRST" else "sequential",
+        device="GPU" if machine_facts.has_gpu(settings.instance_type) else "CPU",
+        samples=settings.samples or None,
+        resolution_percentage=settings.resolution_percentage or None,
+        file_format=None if settings.file_format == "SCENE" else settings.file_format,
+        retention_days=prefs.retention_days if prefs is not None else 14,
+        quote_first=settings.quote_first,
+    )
+
+
+def save_copy(job_id: str) -> Path:
+    """Save the scene as it is now (unsaved edits included) without touching the open file."""
+    folder = pump.user_dir("submit") / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / (Path(bpy.data.filepath).name or "scene.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True, check_existing=False)
+    return copy
+
+
+def start_job(context: bpy.types.Context) -> JobRecord:
+    frames = frames_for(context.scene)
+    findings = preflight(context)
+    blocking = [f for f in findings if f.severity == "block"]
+    if blocking:
+        raise SubmitError(f"{blocking[0].message} {blocking[0].fix}")
+    job_id = new_job_id()
+    try:
+        copy = save_copy(job_id)
+    except RuntimeError as error:
+        raise SubmitError(f"Could not save a copy of the scene for upload: {error}") from error
+    request = build_request(context, job_id, copy, frames)
+    request.warnings = [f"{f.message} {f.fix}" for f in findings]
+    record = pump.manager().submit(request)
+    track(context, record)
+    return record
+
+
+def relaunch_missing(context: bpy.types.Context, job_id: str) -> JobRecord:
+    old = pump.manager().store.load(job_id)
+    request = build_request(context, job_id, Path(), old.frames)
+    request.output_dir = Path(old.output_dir)
+    record = pump.manager().relaunch_missing(job_id, request)
+    track(context, record)
+    return record
+
+
+def track(context: bpy.types.Context, record: JobRecord) -> None:
+    """Show the job in the panel and add it to the scene's jobs list (saved with the .blend)."""
+    jobs = account.jobs()
+    item = jobs.add()
+    item.blend_name = record.blend_name
+    item.job_id = record.job_id
+    item.label = f"{record.instance_type} · {len(record.frames)} frames"
+    item.stage = record.stage
+    item.frames_total = len(record.frames)
+    item.created = record.created
+    jobs.move(len(jobs) - 1, 0)
+    account.preferences().jobs_index = 0
+    view = account.view()
+    view.job_id = record.job_id
+    view.state = record.stage
+    view.message = "Collecting the scene's files"
+    view.action = ""
+    view.frames_done = 0
+    view.frames_total = len(record.frames)
+    view.cost_so_far = 0.0
+    view.log_tail = ""
+    view.price_per_hour = record.price_per_hour
+    import time
+
+    view.started = time.time()
+    view.ended = 0.0
+
+
+def preflight(context: bpy.types.Context):  # type: ignore[no-untyped-def]
+    """The checks that need no upload: scene settings, missing files, add-ons, colour config."""
+    from ..cloud.pack import preflight
+    from . import scene_facts
+
+    settings = context.scene.cloud_render
+    facts = scene_facts.collect_scene_facts(context.scene)
+    gpu = machine_facts.has_gpu(settings.instance_type)
+    return preflight.run_preflight(facts, None, gpu, machine_facts.gpu_memory_gb(settings.instance_type))

@@ -1,0 +1,375 @@
+"""The first-run "Set up" flow: from freshly pasted keys to "Ready to render".
+
+One call walks a new account through everything a render needs, in the order an artist would
+be asked: keys (root keys refused), region (the nearest that offers GPU machines), bucket,
+firewall, machine image, the GPU quota (0 on new accounts), and the optional monthly budget.
+Each step ends as a `SetupStep` with plain words, never a traceback, so the preferences panel
+can show a green "Ready to render" or one line and one button per thing AWS still needs.
+Everything here blocks on the network: the add-on runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..cost.catalog import Catalog, InstanceType, load_catalog
+from ..errors import CloudError
+from .budget import ensure_monthly_budget
+from .compute import ensure_security_group, find_ami
+from .credentials import verify
+from .error_rules import translate
+from .quotas import (
+    CapacityReport,
+    check_capacity,
+    family_quota_code,
+    quota_request_status,
+    request_quota_increase,
+    runnable_now,
+)
+from .region_latency import default_urls, probe_latency, rank_regions
+from .session import AwsSettings, client
+from .storage import ensure_bucket
+
+Status = Literal["done", "needs_action", "failed", "offered"]
+
+READY = "Ready to render"
+BUCKETS_FILE = "buckets.json"
+MAX_ALTERNATIVES = 4
+LATENCY_ATTEMPTS = 3
+LATENCY_TIMEOUT_S = 2.0
+
+# Step names, shown as the first words of each line in the setup panel.
+KEYS, REGION, BUCKET, FIREWALL, IMAGE, QUOTA, BUDGET = (
+    "AWS keys",
+    "Region",
+    "Storage bucket",
+    "Firewall",
+    "Render machine image",
+    "Machine limit (quota)",
+    "Monthly budget",
+)
+
+# What the UI's button for a step does (empty: no button).
+BUTTON_REQUEST_QUOTA = "request_quota"
+BUTTON_CREATE_BUDGET = "create_budget"
+BUTTON_RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One line of the setup screen. `action` is the next step in words; `button` names the
+    UI button that does it; a step that is not `required` (the offered budget) never blocks."""
+
+    name: str
+    status: Status
+    message: str
+    action: str = ""
+    button: str = ""
+    required: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done" or not self.required
+
+
+@dataclass
+class SetupReport:
+    """What setup did and what is left; `ready` when every required step is done."""
+
+    region: str
+    bucket: str
+    steps: list[SetupStep]
+    ready: bool
+    alternatives: list[str] = field(default_factory=list)
+    security_group: str = ""
+    image_id: str = ""
+    user_name: str = ""
+
+    def step(self, name: str) -> SetupStep | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def summary(self) -> str:
+        """READY, or one line per step that still needs something (and what runs meanwhile)."""
+        if self.ready:
+            return READY
+        lines = ["Not ready to render yet. AWS still needs:"]
+        for s in self.steps:
+            if not s.ok:
+                lines.append(f"- {s.name}: {' '.join(p for p in (s.message, s.action) if p)}")
+        if self.alternatives:
+            lines.append("Meanwhile your account can render on: " + ", ".join(self.alternatives) + ".")
+        return "\n".join(lines)
+
+
+class _Flow:
+    """Collects steps and reports each one as it ends."""
+
+    def __init__(self, progress: Callable[[str], None] | None) -> None:
+        self.steps: list[SetupStep] = []
+        self._progress = progress
+
+    def say(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress(text)
+
+    def add(self, step: SetupStep) -> SetupStep:
+        self.steps.append(step)
+        words = {"done": "done", "needs_action": "needs action", "failed": "failed", "offered": "offered"}
+        self.say(f"{step.name}: {words[step.status]}. {step.message}".strip())
+        return step
+
+    def failed(self, name: str, exc: BaseException, context: str, region: str = "") -> SetupStep:
+        err = translate(exc, context, region=region)
+        return self.add(SetupStep(name, "failed", err.message, err.action, BUTTON_RETRY))
+
+
+# --- the region ---------------------------------------------------------------------------------
+
+
+def _gpu_offered(settings: AwsSettings, region: str, names: list[str]) -> set[str]:
+    """Which of the catalog's GPU types EC2 offers this account in `region` (live, not the catalog)."""
+    ec2 = client(settings.in_region(region), "ec2")
+    found: set[str] = set()
+    pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
+        LocationType="region", Filters=[{"Name": "instance-type", "Values": names}]
+    )
+    for page in pages:
+        found.update(o["InstanceType"] for o in page.get("InstanceTypeOfferings", []))
+    return found
+
+
+def _pick_region(
+    settings: AwsSettings, catalog: Catalog, latency_urls: Mapping[str, str] | None
+) -> tuple[str, str]:
+    """The nearest answering region whose EC2 offers a catalog GPU type, and why, in words.
+
+    Nearest rather than cheapest: uploads and the live log feel the distance on every job, and
+    the region picker in the panel still shows prices for an artist who wants to trade.
+    """
+    urls = dict(latency_urls) if latency_urls is not None else default_urls(catalog.regions())
+    latencies = probe_latency(urls, attempts=LATENCY_ATTEMPTS, timeout=LATENCY_TIMEOUT_S)
+    reachable = {r: ms for r, ms in latencies.items() if ms is not None}
+    if not reachable:
+        raise CloudError(
+            "Cloud Render could not reach any AWS region from this computer.",
+            "Check your internet connection (or firewall), then run Set up again.",
+            code="NoRegionReachable",
+        )
+    ranked = [c for c in rank_regions(latencies, catalog) if c.score != float("inf")]
+    skipped: list[str] = []
+    first_error: Exception | None = None
+    for choice in sorted(ranked, key=lambda c: c.latency_ms or 0.0):
+        try:
+            offered = _gpu_offered(settings, choice.region, choice.gpu_types)
+        except Exception as exc:  # a region this account cannot use (not opted in, denied): try the next
+            first_error = first_error or exc
+            offered = set()
+        if not offered:
+            skipped.append(choice.region)
+            continue
+        gpus = [t for t in catalog.offered_in(choice.region) if t.name in offered]
+        cheapest = min(gpus, key=lambda t: t.prices[choice.region])
+        why = (
+            f"Picked {choice.region}: the nearest region ({choice.latency_ms:.0f} ms) that offers GPU "
+            f"machines ({len(gpus)} types, from {cheapest.name} at ${cheapest.prices[choice.region]:.3f}/h)."
+        )
+        if skipped:
+            why += f" Nearer {', '.join(skipped)} offered no GPU machines to your account."
+        return choice.region, why
+    if first_error is not None:
+        raise translate(first_error, "checking which regions offer GPU machines")
+    raise CloudError(
+        "None of the AWS regions Cloud Render can reach offers GPU machines to your account.",
+        "Choose a region in Preferences > Add-ons > Cloud Render, then run Set up again.",
+        code="NoGpuRegion",
+        detail=f"reachable: {sorted(reachable)}",
+    )
+
+
+# --- capacity -----------------------------------------------------------------------------------
+
+
+def _describe(itype: InstanceType, region: str) -> str:
+    kind = f"{itype.gpu_model or 'GPU'} GPU" if itype.is_gpu else f"CPU, {itype.vcpu} vCPUs"
+    return f"{itype.name} ({kind}, ${itype.prices[region]:.3f}/h)"
+
+
+def best_runnable(settings: AwsSettings, catalog: Catalog, limit: int = MAX_ALTERNATIVES) -> list[str]:
+    """The catalog types this account can start now in the settings' region, best first, in words:
+    GPU types before CPU ones, each by price per unit of speed (cost per frame), faster first on a tie."""
+    region = settings.region
+    offered = catalog.offered_in(region)
+    ordered = sorted(offered, key=lambda t: (not t.is_gpu, t.prices[region] / t.speed, -t.speed, t.name))
+    names = runnable_now(settings, [t.name for t in ordered], spot=False)
+    return [_describe(catalog.get(n), region) for n in names[:limit]]
+
+
+def _quota_step(settings: AwsSettings, report: CapacityReport) -> SetupStep:
+    if report.fits:
+        return SetupStep(QUOTA, "done", report.message, report.action)
+    if report.code not in ("quota_zero", "quota_low"):
+        return SetupStep(QUOTA, "needs_action", report.message, report.action)
+    try:
+        pending = quota_request_status(settings, report.instance_type, spot=False)
+    except CloudError:
+        pending = None  # only extra information: the step still says what to do
+    if pending is not None and pending.open:
+        return SetupStep(
+            QUOTA,
+            "needs_action",
+            f"{report.message} You asked for {pending.desired:g} vCPUs: {pending.status_words}.",
+            "Wait for AWS's answer (usually within a day), then run Set up again; "
+            "meanwhile render on a machine type your account can run now.",
+        )
+    return SetupStep(QUOTA, "needs_action", report.message, report.action, BUTTON_REQUEST_QUOTA)
+
+
+# --- the flow -----------------------------------------------------------------------------------
+
+
+def run_setup(
+    settings: AwsSettings,
+    state_dir: Path,
+    *,
+    region: str | None = None,
+    instance_type: str = "g4dn.xlarge",
+    latency_urls: dict[str, str] | None = None,
+    budget: tuple[float, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SetupReport:
+    """Walk the account to "Ready to render"; every problem becomes a step, never an exception.
+
+    Blocks on the network: call it from a worker thread; `progress` is called from that thread
+    with one line per step, so the UI side should hand the lines to its main-thread queue.
+
+    `region`: use this one instead of measuring; `latency_urls` (region -> URL) replaces the
+    regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,
+    otherwise it is only offered. Steps after keys and region go on after a failure, so the
+    report lists everything that is left at once.
+    """
+    flow = _Flow(progress)
+    report = SetupReport(region=region or "", bucket="", steps=flow.steps, ready=False)
+    _walk(flow, report, settings, Path(state_dir), region, instance_type, latency_urls, budget)
+    report.ready = bool(flow.steps) and all(s.ok for s in flow.steps)
+    flow.say(report.summary().splitlines()[0])
+    return report
+
+
+def _walk(
+    flow: _Flow,
+    report: SetupReport,
+    settings: AwsSettings,
+    state_dir: Path,
+    region: str | None,
+    instance_type: str,
+    latency_urls: dict[str, str] | None,
+    budget: tuple[float, str] | None,
+) -> None:
+    """The steps in order; returns early only when keys or region fail (nothing else can work)."""
+    catalog = load_catalog()
+    flow.say("Checking your AWS keys…")
+    try:
+        identity = verify(settings if region is None else settings.in_region(region))
+    except Exception as exc:
+        flow.failed(KEYS, exc, "checking your AWS keys")
+        return
+    report.user_name = identity.user_name
+    flow.add(SetupStep(KEYS, "done", f"Your keys belong to {identity.user_name} (not the root user)."))
+
+    if region is None:
+        flow.say("Measuring the distance to each AWS region…")
+        try:
+            region, why = _pick_region(settings, catalog, latency_urls)
+        except Exception as exc:
+            flow.failed(REGION, exc, "choosing a region")
+            return
+        flow.add(SetupStep(REGION, "done", why))
+    else:
+        flow.add(SetupStep(REGION, "done", f"Using {region}, as chosen in the preferences."))
+    report.region = region
+    here = settings.in_region(region)
+
+    flow.say("Preparing your storage bucket…")
+    try:
+        report.bucket = ensure_bucket(here, state_dir / BUCKETS_FILE)
+        flow.add(SetupStep(BUCKET, "done", f"Your files go to the private bucket {report.bucket}."))
+    except Exception as exc:
+        flow.failed(BUCKET, exc, "preparing your storage bucket", region)
+
+    flow.say("Preparing the render machines' firewall…")
+    try:
+        report.security_group = ensure_security_group(here)
+        flow.add(
+            SetupStep(
+                FIREWALL, "done", "Render machines accept no incoming connection (security group ready)."
+            )
+        )
+    except Exception as exc:
+        flow.failed(FIREWALL, exc, "preparing the render machine's firewall", region)
+
+    flow.say("Looking for the GPU render machine image…")
+    try:
+        ami = find_ami(here)
+        report.image_id = ami.image_id
+        flow.add(SetupStep(IMAGE, "done", f"Render machines boot {ami.name or ami.image_id}."))
+    except Exception as exc:
+        flow.failed(IMAGE, exc, "looking for the render machine image", region)
+
+    flow.say(f"Checking whether your account may start a {instance_type}…")
+    try:
+        capacity = check_capacity(here, instance_type, spot=False)
+        step = flow.add(_quota_step(here, capacity))
+        if step.status != "done":
+            report.alternatives = best_runnable(here, catalog)
+            if report.alternatives:
+                flow.say("Your account can render now on: " + ", ".join(report.alternatives) + ".")
+    except Exception as exc:
+        flow.failed(QUOTA, exc, "checking what your account may run", region)
+
+    if budget is not None:
+        amount, email = budget
+        flow.say("Creating the monthly budget…")
+        try:
+            created = ensure_monthly_budget(here, amount, email)
+            what = "created" if created else "already set up"
+            flow.add(
+                SetupStep(
+                    BUDGET,
+                    "done",
+                    f"Monthly budget {what}: AWS emails {email} when spending passes 80% of ${amount:g}.",
+                )
+            )
+        except Exception as exc:
+            flow.failed(BUDGET, exc, "setting up the monthly budget")
+    else:
+        flow.add(
+            SetupStep(
+                BUDGET,
+                "offered",
+                "A monthly AWS budget can email you when your spending nears an amount you choose.",
+                "Enter an amount and your email, then press Create budget.",
+                BUTTON_CREATE_BUDGET,
+                required=False,
+            )
+        )
+
+
+def request_quota(settings: AwsSettings, region: str, instance_type: str) -> str:
+    """File (or find the open) on-demand quota increase for `instance_type`; what happened, in words.
+
+    Raises CloudError when AWS refuses, with what to do instead.
+    """
+    request = request_quota_increase(settings.in_region(region), instance_type, spot=False)
+    _, label = family_quota_code(instance_type, spot=False)
+    if request.status == "NOT_NEEDED":
+        return (
+            f"No request needed: your account may already run a {instance_type} in {region} "
+            f"({request.desired:g} vCPUs of {label})."
+        )
+    return (
+        f"Asked AWS to raise {label} in {region} to {request.desired:g} vCPUs, enough for a "
+        f"{instance_type}; the request is {request.status_words}."
+    )

@@ -1,0 +1,538 @@
+"""S3 for Cloud Render: the artist's bucket, content-addressed uploads, presigned URLs, outputs.
+
+Inputs are stored once under `cas/<sha256>`, so a resubmit uploads only what changed, a moved
+project folder uploads nothing, and two scenes sharing textures share their objects. A job's
+own data (spec, record, outputs) lives under `jobs/<id>/` and expires with a lifecycle rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.credentials import RefreshableCredentials
+from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from ..errors import Cancelled, CloudError
+from ..machine.contract import InputFile, cas_key, job_prefix, out_prefix
+from .error_rules import is_code, translating
+from .presign import presign_get, presign_post
+from .session import AwsSettings, client, client_config, make_session
+
+BUCKET_PREFIX = "cloud-render-"
+DEFAULT_EXPIRE_DAYS = 14
+MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
+PRESIGN_MARGIN_S = 2 * 3600  # boot, install and download happen before the time cap starts counting
+DEFAULT_OUTPUT_CAP = 5 * 1024**3  # largest single output object the instance may POST (S3's POST limit)
+MiB = 1024 * 1024
+
+
+# --- The bucket ---------------------------------------------------------------------------
+
+
+class BucketRegistry:
+    """Which bucket this artist uses in each region, in a small JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            return dict(json.loads(self.path.read_text(encoding="utf-8")))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def get(self, region: str) -> dict[str, Any] | None:
+        return self._read().get(region)
+
+    def remember(self, region: str, **entry: Any) -> None:
+        data = self._read()
+        data[region] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def new_bucket_name() -> str:
+    """Bucket names are global across all AWS accounts: a UUID never collides."""
+    return BUCKET_PREFIX + uuid.uuid4().hex
+
+
+def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "ID": "expire-job-data",
+            "Status": "Enabled",
+            "Filter": {"Prefix": "jobs/"},
+            "Expiration": {"Days": expire_days},
+        },
+        # Inputs too: nothing bills forever. upload_files() refreshes objects it reuses.
+        {
+            "ID": "expire-inputs",
+            "Status": "Enabled",
+            "Filter": {"Prefix": "cas/"},
+            "Expiration": {"Days": expire_days},
+        },
+        {
+            "ID": "abort-incomplete-uploads",
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        },
+    ]
+
+
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyPlainHttp",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def serves_tls(settings: AwsSettings) -> bool:
+    """False for a plain-HTTP endpoint (the local emulator, a LAN S3-compatible store), where a
+    TLS-only bucket policy would lock Cloud Render out of its own bucket."""
+    endpoint = settings.endpoint_for("s3") or ""
+    return not endpoint.lower().startswith("http://")
+
+
+def configure_bucket(s3: Any, bucket: str, expire_days: int, *, tls_only: bool = True) -> None:
+    """Block public access, encrypt at rest, refuse plain HTTP, expire old data."""
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}
+            ]
+        },
+    )
+    if tls_only:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(tls_only_policy(bucket)))
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(expire_days)}
+    )
+
+
+def ensure_bucket(
+    settings: AwsSettings, registry: BucketRegistry | Path, *, expire_days: int = DEFAULT_EXPIRE_DAYS
+) -> str:
+    """The artist's bucket in `settings.region`, created and locked down on first use."""
+    if not isinstance(registry, BucketRegistry):
+        registry = BucketRegistry(registry)
+    region = settings.region
+    s3 = client(settings, "s3")
+    with translating("preparing your storage bucket", region=region):
+        entry = registry.get(region)
+        if entry:
+            bucket = str(entry["bucket"])
+            try:
+                s3.head_bucket(Bucket=bucket)
+            except Exception as exc:
+                if not is_code(exc, "404", "NoSuchBucket", "NotFound"):
+                    raise
+                entry = None  # deleted by hand: make a new one
+            else:
+                if entry.get("configured") and entry.get("expire_days") == expire_days:
+                    return bucket
+        if not entry:
+            bucket = new_bucket_name()
+            create: dict[str, Any] = {"Bucket": bucket}
+            if region != "us-east-1":
+                create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            s3.create_bucket(**create)
+            registry.remember(region, bucket=bucket, configured=False, expire_days=expire_days)
+        configure_bucket(s3, bucket, expire_days, tls_only=serves_tls(settings))
+        registry.remember(region, bucket=bucket, configured=True, expire_days=expire_days)
+        return bucket
+
+
+# --- Hashing and uploading ----------------------------------------------------------------
+
+
+def hash_file(path: Path, chunk: int = MiB) -> str:
+    """SHA-256 of a file, streamed (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        while block := src.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """One progress report; `done`/`total` cover every byte this call sends."""
+
+    path: str
+    sha256: str
+    file_done: int
+    file_total: int
+    done: int
+    total: int
+
+
+@dataclass
+class UploadResult:
+    uploaded: list[str] = field(default_factory=list)  # sha256 of objects sent
+    skipped: list[str] = field(default_factory=list)  # sha256 of objects already in the bucket
+    bytes_sent: int = 0
+    bytes_skipped: int = 0
+
+
+ProgressCallback = Callable[[UploadProgress], None]
+
+
+class _Tracker:
+    """Adds up progress from s3transfer's worker threads and stops them on cancel."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None, cancel: threading.Event | None) -> None:
+        self.total = total
+        self.done = 0
+        self.per_file: dict[str, int] = {}
+        self.progress = progress
+        self.cancel = cancel
+        self.lock = threading.Lock()
+
+    def add(self, path: str, sha: str, size: int, amount: int) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            # Raised inside the body read: the request in flight stops at once.
+            raise Cancelled("Upload cancelled.")
+        with self.lock:
+            self.done += amount
+            file_done = self.per_file[sha] = self.per_file.get(sha, 0) + amount
+            report = UploadProgress(path, sha, file_done, size, self.done, self.total)
+        if self.progress is not None:
+            self.progress(report)
+
+
+class _Subscriber(BaseSubscriber):
+    def __init__(self, tracker: _Tracker, path: str, sha: str, size: int) -> None:
+        self.tracker, self.path, self.sha, self.size = tracker, path, sha, size
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
+
+
+def _existing(s3: Any, bucket: str, shas: Sequence[str], workers: int) -> dict[str, datetime]:
+    """Which cas/ objects exist already, with when they were written (HEAD in parallel)."""
+
+    def head(sha: str) -> tuple[str, datetime | None]:
+        try:
+            reply = s3.head_object(Bucket=bucket, Key=cas_key(sha))
+        except Exception as exc:
+            if is_code(exc, "404", "NoSuchKey", "NotFound"):
+                return sha, None
+            raise
+        return sha, reply["LastModified"]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {sha: when for sha, when in pool.map(head, shas) if when is not None}
+
+
+def _refresh(s3: Any, bucket: str, sha: str) -> None:
+    """Copy an old object onto itself so the lifecycle rule counts its age from today."""
+    s3.copy(
+        {"Bucket": bucket, "Key": cas_key(sha)},
+        bucket,
+        cas_key(sha),
+        ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"sha256": sha}},
+    )
+
+
+def upload_files(
+    settings: AwsSettings,
+    bucket: str,
+    files: Iterable[tuple[Path | str, str, int]],
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    max_concurrency: int = 10,
+    part_size: int = 16 * MiB,
+    refresh_after_days: float = DEFAULT_EXPIRE_DAYS / 2,
+) -> UploadResult:
+    """Upload (local path, sha256, size) triples to cas/<sha256>, skipping what is there.
+
+    Safe to call again after a failure: completed objects are found and skipped, so only
+    unfinished files are sent again. Raises Cancelled within about a second of `cancel`.
+    """
+    wanted: dict[str, tuple[str, int]] = {}
+    for path, sha, size in files:
+        wanted.setdefault(sha, (str(path), int(size)))
+    result = UploadResult()
+    s3 = client(settings, "s3")
+    with translating("uploading your scene", region=settings.region):
+        existing = _existing(s3, bucket, list(wanted), max_concurrency)
+        now = datetime.now(UTC)
+        for sha, when in existing.items():
+            if (now - when).total_seconds() > refresh_after_days * 86400:
+                _refresh(s3, bucket, sha)
+        todo = {sha: entry for sha, entry in wanted.items() if sha not in existing}
+        result.skipped = [sha for sha in wanted if sha in existing]
+        result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
+        tracker = _Tracker(sum(size for _path, size in todo.values()), progress, cancel)
+        config = TransferConfig(
+            multipart_threshold=part_size,
+            multipart_chunksize=part_size,
+            max_request_concurrency=max_concurrency,
+        )
+        manager = TransferManager(s3, config)
+        futures = {}
+        try:
+            # Largest first: the long uploads start early and the small ones fill the gaps.
+            for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
+                futures[sha] = manager.upload(
+                    path,
+                    bucket,
+                    cas_key(sha),
+                    extra_args={"Metadata": {"sha256": sha}},
+                    subscribers=[_Subscriber(tracker, path, sha, size)],
+                )
+            _wait(futures, cancel)
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            manager.shutdown(cancel=True)
+            raise
+        manager.shutdown()
+        result.uploaded = list(futures)
+        result.bytes_sent = tracker.total
+    return result
+
+
+def _wait(futures: dict[str, Any], cancel: threading.Event | None) -> None:
+    """Wait for every transfer, checking `cancel` ten times a second."""
+    pending = list(futures.values())
+    while pending:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Upload cancelled.")
+        still = []
+        for future in pending:
+            if future.done():
+                future.result()  # raises the transfer's error
+            else:
+                still.append(future)
+        pending = still
+        if pending:
+            time.sleep(0.1)
+
+
+# --- Small JSON objects -------------------------------------------------------------------
+
+
+def put_json(settings: AwsSettings, bucket: str, key: str, data: Any, *, only_if_new: bool = False) -> None:
+    """Write a small JSON document (job record, spec); `only_if_new` refuses to overwrite."""
+    extra = {"IfNoneMatch": "*"} if only_if_new else {}
+    with translating("saving the job", region=settings.region):
+        client(settings, "s3").put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(data, indent=1, sort_keys=True).encode(),
+            ContentType="application/json",
+            **extra,
+        )
+
+
+def get_json(settings: AwsSettings, bucket: str, key: str) -> Any | None:
+    """A small JSON document, or None when it does not exist."""
+    with translating("reading the job", region=settings.region):
+        try:
+            body = client(settings, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if is_code(exc, "NoSuchKey", "404"):
+                return None
+            raise
+    return json.loads(body)
+
+
+# --- Presigned access for the render machine ----------------------------------------------
+
+
+def presign_expiry(time_cap_s: int, margin_s: int = PRESIGN_MARGIN_S) -> int:
+    """How long the machine's URLs must live: its time cap plus boot time, at most 7 days."""
+    return max(60, min(int(time_cap_s) + margin_s, MAX_PRESIGN_S))
+
+
+def presign_client(settings: AwsSettings) -> Any:
+    """An S3 client that signs with SigV4: botocore would presign with the deprecated SigV2 in
+    us-east-1, which newer regions reject and which ignores the 7-day expiry rule."""
+    return make_session(settings).client(
+        "s3",
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_for("s3"),
+        config=client_config(settings, signature_version="s3v4"),
+    )
+
+
+def presign_inputs(
+    settings: AwsSettings, bucket: str, inputs: Iterable[tuple[str, str, int]], expires_s: int
+) -> list[InputFile]:
+    """Presigned GETs for (job-relative path, sha256, size) inputs."""
+    s3 = presign_client(settings)
+    with translating("preparing the render machine's downloads", region=settings.region):
+        return [
+            InputFile(path=path, url=presign_get(s3, bucket, cas_key(sha), expires_s), sha256=sha, size=size)
+            for path, sha, size in inputs
+        ]
+
+
+def presign_outputs(
+    settings: AwsSettings, bucket: str, job_id: str, expires_s: int, max_bytes: int = DEFAULT_OUTPUT_CAP
+) -> dict[str, Any]:
+    """A POST policy that lets the machine write under jobs/<id>/out/ only, up to max_bytes per file."""
+    with translating("preparing the render machine's uploads", region=settings.region):
+        return presign_post(presign_client(settings), bucket, out_prefix(job_id), expires_s, max_bytes)
+
+
+def _human(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+
+
+def credential_lifetime_warning(settings: AwsSettings, needed_seconds: int) -> str | None:
+    """A sentence for the panel when the signing credentials die before the job's URLs must.
+
+    A presigned URL stops working when the credentials that signed it expire: IAM-user keys
+    allow 7 days, STS session keys their own expiry (1 to 36 hours), SSO about 12 hours.
+    """
+    limit: float
+    kind: str
+    if settings.access_key_id and settings.secret_access_key:
+        if settings.session_token:
+            limit, kind = (
+                3600,
+                "Your pasted keys are temporary (they include a session token) and may expire within an hour",
+            )
+        else:
+            limit, kind = MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
+    else:
+        with translating("checking your AWS profile", region=settings.region):
+            creds = make_session(settings).get_credentials()
+        if creds is None:
+            return None
+        expiry = getattr(creds, "_expiry_time", None) if isinstance(creds, RefreshableCredentials) else None
+        if expiry is not None:
+            limit = max(0.0, (expiry - datetime.now(UTC)).total_seconds())
+            kind = f"Your AWS sign-in expires in {_human(limit)}"
+        elif creds.token:
+            limit, kind = 3600, "Your AWS profile uses temporary keys that may expire within an hour"
+        else:
+            limit, kind = MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
+    if needed_seconds <= limit:
+        return None
+    return (
+        f"{kind}, but this job may need {_human(needed_seconds)}, so the render machine could lose "
+        "access to its files before it finishes. Use 'Instance role' in the setup (a role that may only "
+        "read and write your Cloud Render bucket), sign in with longer-lived keys, or lower the time cap."
+    )
+
+
+# --- Outputs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+def list_objects(
+    settings: AwsSettings, bucket: str, prefix: str, start_after: str = ""
+) -> list[StoredObject]:
+    """Objects under `prefix` whose keys sort after `start_after` (new frames since last time)."""
+    found: list[StoredObject] = []
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if start_after:
+        kwargs["StartAfter"] = start_after
+    with translating("checking for finished frames", region=settings.region):
+        for page in client(settings, "s3").get_paginator("list_objects_v2").paginate(**kwargs):
+            for item in page.get("Contents", []):
+                found.append(
+                    StoredObject(
+                        item["Key"], int(item["Size"]), item["ETag"].strip('"'), item["LastModified"]
+                    )
+                )
+    return found
+
+
+def download(settings: AwsSettings, bucket: str, key: str, dest: Path) -> Path:
+    """Download to a temporary file beside `dest`, then rename: readers never see half a frame."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with translating("downloading a frame", region=settings.region), os.fdopen(fd, "wb") as out:
+            body = client(settings, "s3").get_object(Bucket=bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(MiB):
+                out.write(chunk)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def delete_job_data(settings: AwsSettings, bucket: str, job_id: str) -> int:
+    """Delete everything under jobs/<id>/ (inputs in cas/ stay for the next job); returns the count."""
+    if not job_id or "/" in job_id:
+        raise CloudError("That job cannot be deleted.", "Pick a job from the list.", code="bad_job_id")
+    s3 = client(settings, "s3")
+    deleted = 0
+    with translating("deleting the job's files", region=settings.region):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=job_prefix(job_id)):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                reply = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                if reply.get("Errors"):
+                    raise CloudError(
+                        "Some of the job's files could not be deleted.",
+                        "Try again in a minute.",
+                        code="delete_failed",
+                        detail=json.dumps(reply["Errors"][:5], default=str),
+                    )
+                deleted += len(keys)
+    return deleted
+
+
+def bucket_exists(settings: AwsSettings, bucket: str) -> bool:
+    with translating("checking your storage bucket", region=settings.region):
+        try:
+            client(settings, "s3").head_bucket(Bucket=bucket)
+        except Exception as exc:
+            if is_code(exc, "404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
+    return True

@@ -1,0 +1,1 @@
+"""What a render costs: the machine catalog, refreshed prices, estimates and hard caps."""

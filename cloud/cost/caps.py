@@ -1,0 +1,116 @@
+"""Hard caps: a job's max cost and max hours turned into limits the machine cannot outlive.
+
+The cap is enforced twice: the add-on terminates the instance when `CostTracker` says the cap
+is reached, and, if the add-on is gone, the dead-man timer (`shutdown -h +N`, shutdown
+behaviour terminate) powers the machine off. The presigned URLs expire shortly after, so a
+machine that somehow kept running could not write anything more.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import CloudError
+
+MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
+MIN_MACHINE_S = 300  # below this no job can even boot; refuse rather than launch for nothing
+URL_MARGIN_S = 600  # signing happens before launch; leave room for the upload and launch
+
+
+def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhead_s: float) -> int:
+    """Seconds the dead-man timer may allow, counted from when it is set at boot.
+
+    The machine is billed from launch, `overhead_s` before the timer starts (boot until the
+    worker runs `shutdown -h +N`, plus the shutdown itself), so that time comes off the budget.
+    The tighter of the cost cap and the hours cap wins; 0 or less means "no limit" for that one.
+    """
+    if price_per_hour <= 0:
+        raise CloudError(
+            "The price of this machine type is unknown, so the cost cap cannot be enforced.",
+            "Refresh prices or pick another machine type.",
+            code="NoPrice",
+        )
+    limits = []
+    if max_cost > 0:
+        limits.append(max_cost / price_per_hour * 3600.0)
+    if max_hours > 0:
+        limits.append(max_hours * 3600.0)
+    if not limits:
+        raise CloudError(
+            "This job has no cost or time cap.",
+            "Set a maximum cost or a maximum number of hours for the job.",
+            code="NoCap",
+        )
+    seconds = math.floor(min(limits) - max(overhead_s, 0.0))
+    if seconds < MIN_MACHINE_S:
+        raise CloudError(
+            "The cap is too low to start a machine of this type.",
+            f"Raise the maximum cost to at least ${(MIN_MACHINE_S + overhead_s) * price_per_hour / 3600:.2f} "
+            "or pick a cheaper machine type.",
+            code="CapTooLow",
+        )
+    return seconds
+
+
+def dead_man_minutes(seconds: int) -> int:
+    """`shutdown -h +N` takes whole minutes: round down so the machine stops before the cap."""
+    return max(1, seconds // 60)
+
+
+def url_expiry_seconds(seconds: int, overhead_s: float) -> int:
+    """Presigned URLs outlive the machine by the launch overhead and a margin, never more."""
+    return int(min(MAX_PRESIGN_S, seconds + max(overhead_s, 0.0) + URL_MARGIN_S))
+
+
+@dataclass(frozen=True)
+class CapLimits:
+    machine_seconds: int
+    dead_man_minutes: int
+    url_expiry_s: int
+
+
+def cap_limits(max_cost: float, max_hours: float, price_per_hour: float, overhead_s: float) -> CapLimits:
+    """Everything a launch needs from the job's caps, in one call."""
+    seconds = cap_seconds(max_cost, max_hours, price_per_hour, overhead_s)
+    return CapLimits(seconds, dead_man_minutes(seconds), url_expiry_seconds(seconds, overhead_s))
+
+
+@dataclass(frozen=True)
+class CostStatus:
+    elapsed_s: float
+    cost_so_far: float
+    projected_total: float
+    cap_reached: bool  # terminate now
+    projection_over_cap: bool  # warn the artist
+
+
+@dataclass(frozen=True)
+class CostTracker:
+    """Cost of a running instance from its launch time (epoch seconds) and hourly price."""
+
+    start_time: float
+    price_per_hour: float
+    max_cost: float
+    # Terminating takes a little while and is billed: call the cap reached this much earlier.
+    stop_margin_s: float = 60.0
+
+    def cost_so_far(self, now: float) -> float:
+        elapsed = max(now - self.start_time, 0.0)
+        return max(elapsed, 60.0) * self.price_per_hour / 3600.0
+
+    def projected_total(self, now: float, seconds_per_frame: float, frames_left: int) -> float:
+        remaining = max(seconds_per_frame, 0.0) * max(frames_left, 0)
+        return self.cost_so_far(now) + remaining * self.price_per_hour / 3600.0
+
+    def status(self, now: float, seconds_per_frame: float, frames_left: int) -> CostStatus:
+        cost = self.cost_so_far(now)
+        projected = self.projected_total(now, seconds_per_frame, frames_left)
+        return CostStatus(
+            elapsed_s=max(now - self.start_time, 0.0),
+            cost_so_far=cost,
+            projected_total=projected,
+            cap_reached=self.max_cost > 0
+            and cost + self.stop_margin_s * self.price_per_hour / 3600.0 >= self.max_cost,
+            projection_over_cap=self.max_cost > 0 and projected > self.max_cost,
+        )

@@ -1,0 +1,477 @@
+"""Runs one job in a background thread: pack, upload, launch, then follow until it ends.
+
+Blender's main thread only starts and cancels jobs; everything that touches the network or
+the disk happens here, and what the panel should show is posted to the event queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from ..aws.session import AwsSettings
+from ..cost.estimate import quote_from_scouts
+from ..errors import Cancelled, CloudError
+from ..machine import contract
+from .cloud_steps import CloudSteps
+from .events import EventQueue
+from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Stage
+
+POLL_SECONDS = 1.0
+# After the machine is gone, how long to wait for its last uploads to become visible.
+FINAL_GRACE_SECONDS = 10.0
+NOT_FOUND_GRACE_SECONDS = 120.0
+DOWNLOAD_THREADS = 4
+# Errors that mean "cannot reach AWS right now" (cloud/aws_errors.py codes): keep following.
+TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
+
+
+class JobRunner(threading.Thread):
+    """One job's life. `cancel()` may be called from any thread."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        settings: AwsSettings,
+        events: EventQueue,
+        store: RecordStore,
+        steps: CloudSteps,
+        request: JobRequest | None = None,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        super().__init__(name=f"cloud-render-{record.job_id}", daemon=True)
+        self.record = record
+        self.settings = settings.in_region(record.region)
+        self.events = events
+        self.store = store
+        self.steps = steps
+        self.request = request
+        self.poll_seconds = poll_seconds
+        self.cancel_event = threading.Event()
+        self.stop_event = threading.Event()  # stop following only; the machine keeps rendering
+        self._seen_frames: set[str] = set()
+        self._seen_files: set[str] = set()
+        self._log_marker = ""
+        self._last_status: dict[str, Any] = {}
+        self._warned_projection = False
+        self._gone_since = 0.0
+
+    # --- what the UI calls -------------------------------------------------------------
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def stop_following(self) -> None:
+        """Blender is closing or the add-on is disabled: leave the job running, re-attach later."""
+        self.stop_event.set()
+        self.cancel_event.set()
+
+    # --- the thread ----------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            if self.request is not None:
+                self._submit(self.request)
+            self._follow()
+        except Cancelled:
+            if not self.stop_event.is_set():
+                self._finish_cancelled()
+        except CloudError as error:
+            self._fail(error.message, error.action, error.detail)
+        except Exception as error:  # an unknown failure still ends the job cleanly
+            self._fail(
+                "Something unexpected went wrong; the details are in the job log.",
+                "Try again; if it happens again, send the job log to the developers.",
+                f"{type(error).__name__}: {error}",
+            )
+
+    # --- submit ----------------------------------------------------------------------------
+    def _submit(self, request: JobRequest) -> None:
+        rec = self.record
+        for warning in request.warnings:
+            self._log(f"Check: {warning}")
+        if request.reuse_inputs_from:
+            packed = self.steps.reuse(self.store.load(request.reuse_inputs_from))
+            self._log(f"Reusing the scene uploaded for {request.reuse_inputs_from}.")
+        else:
+            self._stage(Stage.PACKING, "Collecting the scene's files")
+            pack_dir = Path(request.blend_copy).parent / "pack"
+            packed = self.steps.pack(request, pack_dir, self._progress, self.cancel_event)
+            for missing in packed.missing:
+                self._log(f"Missing, not uploaded: {missing}")
+        rec.blend_in_pack = packed.blend_path
+        rec.pack_manifest = {path: [sha, size] for path, (sha, size) in packed.files.items()}
+        self._save()
+        self._check_cancel()
+
+        self._stage(Stage.UPLOADING, "Uploading the scene")
+        rec.bucket = self.steps.ensure_bucket(self.settings, request.retention_days)
+        self._save()
+        sent = self.steps.upload(self.settings, rec.bucket, packed, self._progress, self.cancel_event)
+        self._log(
+            f"Uploaded {sent.bytes_sent / 1e6:.1f} MB in {sent.files_sent} files "
+            f"({sent.files_skipped} already in the cloud)."
+        )
+        self._check_cancel()
+
+        self._stage(Stage.STARTING, f"Starting a {rec.instance_type} in {rec.region}")
+        self.steps.check_capacity(self.settings, rec.instance_type, rec.spot)
+        launched = self.steps.launch(self.settings, rec, request, packed)
+        rec.instance_id = launched.instance_id
+        rec.launched_at = time.time()
+        self._save()
+        self._log(f"Machine {launched.instance_id} requested ({'spot' if launched.spot else 'on-demand'}).")
+
+    # --- follow ----------------------------------------------------------------------------
+    def _follow(self) -> None:
+        """Poll until the job ends. A network hiccup on the artist's side only pauses following:
+        the machine renders on, protected by its own dead-man timer."""
+        lost_since = 0.0
+        self._gone_since = 0.0
+        while True:
+            if self.cancel_event.is_set():
+                raise Cancelled()
+            try:
+                if self._follow_once():
+                    return
+            except CloudError as error:
+                if error.code not in TRANSIENT_CODES:
+                    raise
+                if not lost_since:
+                    lost_since = time.monotonic()
+                    self._log(
+                        f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying."
+                    )
+                    self.events.post(
+                        self.record.job_id, "progress", fraction=0.0, text="Connection lost; retrying"
+                    )
+                self._track_cost()  # the cap still counts while we cannot see the machine
+                if self.record.is_final:
+                    return
+                self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
+                continue
+            if lost_since:
+                self._log(f"Back in contact after {time.monotonic() - lost_since:.0f} s.")
+                lost_since = 0.0
+            self.cancel_event.wait(self.poll_seconds)
+
+    def _follow_once(self) -> bool:
+        """One poll: outputs, endings, cost, machine state. True when the job has ended."""
+        rec = self.record
+        self._poll_outputs()
+        final = self._final_state()
+        if final is not None:
+            self._finish(final)
+            return True
+        self._track_cost()
+        if rec.is_final:  # capped inside _track_cost
+            return True
+        state = self.steps.instance_state(self.settings, rec.instance_id) if rec.instance_id else "unknown"
+        if state == "not-found" and time.time() - rec.launched_at < NOT_FOUND_GRACE_SECONDS:
+            state = "pending"  # EC2's listing lags a fresh launch by a little
+        if state not in ("shutting-down", "terminated", "stopped", "not-found"):
+            return False
+        self._gone_since = self._gone_since or time.monotonic()
+        if time.monotonic() - self._gone_since <= FINAL_GRACE_SECONDS:
+            return False
+        self._poll_outputs()
+        final = self._final_state()
+        if final is not None:
+            self._finish(final)
+            return True
+        raise CloudError(
+            "The render machine stopped before it finished, without saying why.",
+            "Relaunch the missing frames; the frames already rendered are kept.",
+            code="InstanceGone",
+            detail=f"instance {rec.instance_id} is {state}",
+        )
+
+    def _poll_outputs(self) -> None:
+        rec = self.record
+        status = self.steps.get_json(
+            self.settings, rec.bucket, contract.out_prefix(rec.job_id) + "status.json"
+        )
+        if status and status != self._last_status:
+            self._last_status = status
+            self._apply_status(status)
+        for key, text in self.steps.new_log_chunks(self.settings, rec.bucket, rec.job_id, self._log_marker):
+            self._log_marker = key
+            self.events.post(rec.job_id, "log", lines=text.splitlines())
+        self._download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
+        self._download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
+        if rec.quote_first and not rec.quote:
+            self._check_quote()
+
+    def _check_quote(self) -> None:
+        """Quote first: the scouts are done; go on by ourselves only if the projection fits the cap."""
+        rec = self.record
+        quote = self.steps.get_json(self.settings, rec.bucket, contract.out_prefix(rec.job_id) + "quote.json")
+        if not quote:
+            return
+        spf = float(quote.get("seconds_per_frame") or 0.0)
+        scouts = list(quote.get("scout_frames") or [1])
+        elapsed = time.time() - rec.launched_at if rec.launched_at else 0.0
+        measured = quote_from_scouts(
+            [spf] * len(scouts), len(rec.frames), rec.price_per_hour, elapsed, rec.max_cost
+        )
+        projected = measured.projected_total
+        rec.quote = {
+            "seconds_per_frame": measured.seconds_per_frame,
+            "cost_per_frame": measured.cost_per_frame,
+            "projected_total": projected,
+            "under_cap": measured.under_cap,
+        }
+        self._save()
+        self.events.post(rec.job_id, "quote", **rec.quote)
+        text = (
+            f"Measured on the machine: {spf:.1f} s and ${rec.quote['cost_per_frame']:.4f} per frame; "
+            f"the whole job would cost about ${projected:.2f} (cap ${rec.max_cost:.2f})."
+        )
+        self._log(text)
+        if rec.quote["under_cap"]:
+            self.answer_quote(True)
+        else:
+            self._stage(Stage.QUOTED, text + " Go on, or stop and keep the scout frames?")
+
+    def answer_quote(self, go: bool) -> None:
+        """Tell the machine to render the rest (or to stop); safe from any thread."""
+        rec = self.record
+        self.steps.put_json(
+            self.settings, rec.bucket, contract.control_key(rec.job_id, "go.json"), {"go": go}
+        )
+        self._log("Going on with every frame." if go else "Stopping after the scout frames.")
+
+    def _apply_status(self, status: dict[str, Any]) -> None:
+        rec = self.record
+        stage = WORKER_STATE_STAGE.get(str(status.get("state", "")))
+        if stage is not None and not stage.is_final and stage.value != rec.stage:
+            self._stage(stage, str(status.get("message", "")))
+        rec.device = str(status.get("device") or rec.device)
+        rec.blender_build = str(status.get("blender") or rec.blender_build)
+        rec.seconds_per_frame = float(status.get("seconds_per_frame") or rec.seconds_per_frame or 0.0)
+        self.events.post(
+            rec.job_id,
+            "status",
+            frame=status.get("frame"),
+            sample=status.get("sample"),
+            samples_total=status.get("samples_total"),
+            frames_total=len(rec.frames),
+            device=rec.device,
+            seconds_per_frame=rec.seconds_per_frame,
+        )
+
+    def _download_new(self, prefix: str, seen: set[str], is_frame: bool) -> None:
+        """Fetch what is new under `prefix`, a few files at a time; record each as it lands."""
+        rec = self.record
+        new = [key for key in self.steps.list_keys(self.settings, rec.bucket, prefix) if key not in seen]
+        if not new:
+            return
+
+        def fetch(key: str) -> tuple[str, Path]:
+            dest = Path(rec.output_dir) / key[len(prefix) :]
+            self.steps.download(self.settings, rec.bucket, key, dest)
+            return key, dest
+
+        with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
+            for done in as_completed([pool.submit(fetch, key) for key in new]):
+                key, dest = done.result()
+                seen.add(key)
+                if is_frame:
+                    self._frame_arrived(key[len(prefix) :], dest)
+
+    def _frame_arrived(self, relative: str, dest: Path) -> None:
+        rec = self.record
+        frame = frame_number(relative)
+        if frame is not None and frame not in rec.frames_done:
+            rec.frames_done.append(frame)
+        rec.frame_files.append(str(dest))
+        self._save()
+        self.events.post(
+            rec.job_id,
+            "frame",
+            frame=frame,
+            path=str(dest),
+            frames_done=len(rec.frames_done),
+            frames_total=len(rec.frames),
+        )
+
+    def _final_state(self) -> tuple[Stage, dict[str, Any]] | None:
+        rec = self.record
+        out = contract.out_prefix(rec.job_id)
+        for name, stage in (
+            ("done.json", Stage.DONE),
+            ("error.json", Stage.FAILED),
+            ("interrupted.json", Stage.INTERRUPTED),
+        ):
+            data = self.steps.get_json(self.settings, rec.bucket, out + name)
+            if data is not None:
+                return stage, data
+        return None
+
+    def _projected_total(self) -> float:
+        """Cost so far plus the frames left at the measured pace (0 until a frame was timed)."""
+        rec = self.record
+        if not rec.seconds_per_frame:
+            return 0.0
+        left = len(rec.frames) - len(rec.frames_done)
+        return rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
+
+    def _track_cost(self) -> None:
+        rec = self.record
+        if not rec.launched_at:
+            return
+        hours = (time.time() - rec.launched_at) / 3600
+        rec.cost_so_far = hours * rec.price_per_hour
+        projected = self._projected_total()
+        self.events.post(rec.job_id, "cost", cost_so_far=rec.cost_so_far, projected=projected)
+        if projected > rec.max_cost and not self._warned_projection:
+            self._warned_projection = True
+            self._log(
+                f"At {rec.seconds_per_frame:.0f} s per frame this job would cost about ${projected:.2f}, "
+                f"over its ${rec.max_cost:.2f} cap: it will be stopped at the cap. Raise Max Cost or cancel."
+            )
+        if rec.cost_so_far >= rec.max_cost or hours >= rec.max_hours:
+            self._log(
+                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}, {hours:.2f} h): stopping the machine."
+            )
+            self.steps.terminate(self.settings, rec.instance_id)
+            self._poll_outputs()
+            self._end(
+                Stage.CAPPED,
+                "The job reached its cost or time cap and was stopped.",
+                "Raise Max Cost or Max Hours, then relaunch the missing frames.",
+            )
+
+    # --- endings -----------------------------------------------------------------------------
+    def _finish(self, final: tuple[Stage, dict[str, Any]]) -> None:
+        stage, data = final
+        rec = self.record
+        self._stage(Stage.DOWNLOADING, "Fetching the last frames")
+        self._poll_outputs()
+        if rec.instance_id:
+            self.steps.terminate(self.settings, rec.instance_id)  # normally already gone: belt and braces
+        self.steps.after_job(self.settings, rec)
+        if stage is Stage.DONE:
+            missing = rec.frames_missing
+            if missing:
+                self._end(
+                    Stage.FAILED,
+                    f"The machine finished but {len(missing)} frames did not arrive.",
+                    "Relaunch the missing frames.",
+                )
+            else:
+                self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered.", "")
+        elif stage is Stage.FAILED:
+            lines = data.get("log_tail") or []
+            if lines:
+                self.events.post(rec.job_id, "log", lines=list(lines))
+            self._end(
+                Stage.FAILED,
+                str(data.get("cause") or "The render failed."),
+                str(
+                    data.get("action") or "Open the full log to see what Blender said, fix it, and relaunch."
+                ),
+            )
+        else:
+            left = data.get("frames_left") or rec.frames_missing
+            stage, message, action = INTERRUPTION_WORDS.get(
+                str(data.get("reason", "spot")), INTERRUPTION_WORDS["spot"]
+            )
+            self._end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
+
+    def _finish_cancelled(self) -> None:
+        rec = self.record
+        if rec.instance_id:
+            try:
+                self.steps.terminate(self.settings, rec.instance_id)
+            except CloudError as error:
+                self._fail(
+                    "Cancelling could not stop the machine.",
+                    error.action or "Use Terminate in the jobs list, or stop it in the AWS console.",
+                    error.detail,
+                )
+                return
+            with contextlib.suppress(CloudError):
+                self._poll_outputs()
+        self._end(Stage.CANCELLED, f"Cancelled; {len(rec.frames_done)} frames kept.", "")
+
+    def _fail(self, message: str, action: str, detail: str = "") -> None:
+        rec = self.record
+        if detail:
+            self._log(f"Error detail: {detail}")
+        if rec.instance_id:
+            try:
+                self.steps.terminate(self.settings, rec.instance_id)
+            except Exception as error:  # still report the first failure
+                self._log(f"Could not terminate {rec.instance_id}: {error}")
+        self._end(Stage.FAILED, message, action)
+
+    def _end(self, stage: Stage, message: str, action: str) -> None:
+        rec = self.record
+        rec.stage, rec.message, rec.action = stage.value, message, action
+        rec.ended_at = time.time()
+        self._save()
+        self.events.post(
+            rec.job_id,
+            "finished",
+            stage=stage.value,
+            message=message,
+            action=action,
+            frames_done=len(rec.frames_done),
+            frames_total=len(rec.frames),
+        )
+
+    # --- small helpers ---------------------------------------------------------------------------
+    def _stage(self, stage: Stage, message: str) -> None:
+        rec = self.record
+        rec.stage, rec.message = stage.value, message
+        self._save()
+        self.events.post(rec.job_id, "stage", stage=stage.value, message=message)
+
+    def _progress(self, done: float, total: float, text: str = "") -> None:
+        self.events.post(self.record.job_id, "progress", fraction=(done / total) if total else 0.0, text=text)
+
+    def _log(self, line: str) -> None:
+        self.events.post(self.record.job_id, "log", lines=[f"[cloud-render] {line}"])
+
+    def _save(self) -> None:
+        self.store.save(self.record)
+
+    def _check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+
+# interrupted.json "reason" -> (stage, message, action) for the panel.
+INTERRUPTION_WORDS = {
+    "spot": (
+        Stage.INTERRUPTED,
+        "AWS took the spot machine back; {left} frames are left.",
+        "Relaunch the missing frames (untick Spot: on-demand machines are not taken back).",
+    ),
+    "time_cap": (
+        Stage.CAPPED,
+        "The job reached its time cap and the machine stopped; {left} frames are left.",
+        "Raise Max Hours or Max Cost, then relaunch the missing frames.",
+    ),
+    "stopped_after_quote": (
+        Stage.CANCELLED,
+        "Stopped after the quote; the {done} scout frames are kept.",
+        "Relaunch the missing frames when you want the rest.",
+    ),
+    "no_answer_to_quote": (
+        Stage.INTERRUPTED,
+        "Nobody answered the quote in time, so the machine stopped; {done} scout frames are kept.",
+        "Relaunch the missing frames to render the rest.",
+    ),
+}
+
+
+def frame_number(relative_path: str) -> int | None:
+    """The frame a file holds, from the last run of digits in its name (Blender's #### pattern)."""
+    stem = relative_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    found = re.findall(r"\d+", stem)
+    return int(found[-1]) if found else None

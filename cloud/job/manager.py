@@ -1,0 +1,149 @@
+"""All of this Blender session's jobs: start, cancel, re-attach, relaunch, clean up.
+
+The add-on keeps one `JobManager`; each job runs in its own `JobRunner` thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..aws.session import AwsSettings
+from ..errors import CloudError
+from .cloud_steps import CloudSteps
+from .events import EventQueue
+from .job_thread import JobRunner
+from .records import JobRecord, JobRequest, RecordStore, Stage, new_job_id
+
+
+class JobManager:
+    def __init__(
+        self,
+        records_dir: Path,
+        events: EventQueue,
+        settings_for: Callable[[], AwsSettings],
+        steps: CloudSteps | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.store = RecordStore(records_dir)
+        self.events = events
+        self.settings_for = settings_for
+        self.steps = steps or CloudSteps(state_dir=Path(records_dir).parent)
+        self.poll_seconds = poll_seconds
+        self._runners: dict[str, JobRunner] = {}
+        self._lock = threading.Lock()
+
+    def _start(self, record: JobRecord, request: JobRequest | None) -> JobRunner:
+        runner = JobRunner(
+            record, self.settings_for(), self.events, self.store, self.steps, request, self.poll_seconds
+        )
+        with self._lock:
+            self._runners[record.job_id] = runner
+        self.store.save(record)
+        runner.start()
+        return runner
+
+    def submit(self, request: JobRequest) -> JobRecord:
+        record = JobRecord.from_request(request)
+        self._start(record, request)
+        return record
+
+    def is_running(self, job_id: str) -> bool:
+        with self._lock:
+            runner = self._runners.get(job_id)
+        return runner is not None and runner.is_alive()
+
+    def runner(self, job_id: str) -> JobRunner | None:
+        with self._lock:
+            return self._runners.get(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        runner = self.runner(job_id)
+        if runner is not None and runner.is_alive():
+            runner.cancel()
+            return
+        record = self.store.load(job_id)
+        if record.instance_id and not record.is_final:
+            self.steps.terminate(self.settings_for().in_region(record.region), record.instance_id)
+            record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
+            self.store.save(record)
+
+    def answer_quote(self, job_id: str, go: bool) -> None:
+        runner = self.runner(job_id)
+        if runner is None or not runner.is_alive():
+            raise CloudError(
+                "This job is no longer followed.", "Open its .blend again to re-attach, then answer."
+            )
+        runner.answer_quote(go)
+
+    def attach_unfinished(self, blend_name: str | None = None) -> list[str]:
+        """Follow again every unfinished job (after Blender restarted); returns their ids."""
+        attached = []
+        for record in self.store.all():
+            if record.is_final or self.is_running(record.job_id):
+                continue
+            if blend_name is not None and record.blend_name != blend_name:
+                continue
+            if not record.instance_id:
+                # It never reached launch: nothing runs in the cloud, the submission is lost.
+                record.stage = Stage.FAILED.value
+                record.message = "Blender was closed before the machine started."
+                record.action = "Press Render in Cloud again."
+                self.store.save(record)
+                continue
+            self._start(record, None)
+            attached.append(record.job_id)
+        return attached
+
+    def relaunch_missing(self, job_id: str, request: JobRequest) -> JobRecord:
+        """A new job for the frames that did not arrive, reusing the uploaded inputs as they are."""
+        old = self.store.load(job_id)
+        missing = old.frames_missing
+        if not missing:
+            raise CloudError(
+                "Every frame of this job has arrived.", "Nothing to relaunch.", code="NothingMissing"
+            )
+        relaunch = replace(request, job_id=new_job_id(), frames=missing, reuse_inputs_from=old.job_id)
+        return self.submit(relaunch)
+
+    def delete_cloud_data(self, job_id: str) -> int:
+        record = self.store.load(job_id)
+        if self.is_running(job_id):
+            raise CloudError("This job is still running.", "Cancel it first, then delete its cloud data.")
+        count = 0
+        if record.bucket:
+            count = self.steps.delete_job_data(
+                self.settings_for().in_region(record.region), record.bucket, job_id
+            )
+        self.store.delete(job_id)
+        return count
+
+    def is_job_live(self, job_id: str) -> bool:
+        """Used to tell orphans: a machine whose job is finished, failed or unknown here."""
+        if self.is_running(job_id):
+            return True
+        try:
+            return not self.store.load(job_id).is_final
+        except OSError:
+            return False
+
+    def orphans(self, region: str) -> list[Any]:
+        """Machines of ours still running in `region` whose job is not live here."""
+        from ..aws import compute
+
+        return list(compute.find_orphans(self.settings_for().in_region(region), self.is_job_live))
+
+    def terminate_instance(self, region: str, instance_id: str) -> None:
+        self.steps.terminate(self.settings_for().in_region(region), instance_id)
+
+    def stop_all(self, timeout: float = 5.0) -> None:
+        """Stop following (threads only: machines keep rendering and can be re-attached)."""
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.stop_following()
+        for runner in runners:
+            runner.join(timeout)

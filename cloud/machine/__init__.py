@@ -1,0 +1,24 @@
+"""Everything that ships to the render machine, as it lies in this folder.
+
+On the machine the files sit in `<root>/worker/machine/` and the boot script runs
+`python3 -m machine.supervisor`, so the modules import each other relatively there exactly as
+they do inside the add-on (as `cloud.machine`). Standard library only, Python 3.9+; the two
+scripts that run inside Blender (`BLENDER_SCRIPTS`) may import bpy as well. `bootstrap.sh` is
+not downloaded: it is the template of the user-data itself (`cloud/job/user_data.py`).
+"""
+
+from __future__ import annotations
+
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BOOT_TEMPLATE = os.path.join(HERE, "bootstrap.sh")
+BLENDER_SCRIPTS = ("render_frames.py", "blender_launcher.py")
+
+
+def shipped_files() -> dict[str, str]:
+    """Machine file name -> local path: every Python file of this folder, this one included."""
+    return {name: os.path.join(HERE, name) for name in sorted(os.listdir(HERE)) if name.endswith(".py")}
+
+
+WORKER_FILES = shipped_files()

@@ -1,0 +1,86 @@
+#!/bin/bash
+# Cloud Render boot script (EC2 user-data), filled in by cloud/job/user_data.py.
+# It holds no credentials: every URL below is presigned and expires with the job.
+
+# 1. Dead-man timer first: whatever fails below, the machine powers off (and, launched with
+#    shutdown behaviour "terminate", stops billing). shutdown/poweroff, never halt.
+shutdown -h +@@MAX_MINUTES@@ "Cloud Render time cap" \
+  || (nohup sh -c 'sleep $((@@MAX_MINUTES@@ * 60)); poweroff' >/dev/null 2>&1 &)
+
+ROOT="${CLOUD_RENDER_ROOT:-/var/lib/cloud-render}"
+mkdir -p "$ROOT/worker/machine" "$ROOT/run"
+cd "$ROOT" || exit 1
+exec > >(tee -a "$ROOT/bootstrap.log") 2>&1
+echo "[boot $(date -u +%H:%M:%S)] Cloud Render boot script on $(uname -sr), dead-man in @@MAX_MINUTES@@ min"
+
+@@TOKENS@@
+POST_URL=@@POST_URL@@
+KEY_PREFIX=@@KEY_PREFIX@@
+POST_FIELDS=(@@POST_FIELDS@@)
+
+post() {  # post KEY FILE: one object under the job's out/ prefix, through the presigned POST
+  local try
+  for try in 1 2 3 4 5; do
+    curl -fsS --connect-timeout 10 --max-time 120 -o /dev/null \
+      "${POST_FIELDS[@]}" --form-string "key=${KEY_PREFIX}$1" -F "file=@$2" "$POST_URL" && return 0
+    sleep $((try * 2))
+  done
+  return 1
+}
+
+ship_log() { sync; post logs/000000.log "$ROOT/bootstrap.log" || echo "could not ship the boot log"; }
+
+fail() {  # fail KIND CAUSE: error.json with the boot log's tail, then power off
+  echo "[boot] failed: $2"
+  python3 - "$1" "$2" "$ROOT/bootstrap.log" > "$ROOT/error.json" 2>/dev/null <<'PY' || printf '{"kind": "%s", "cause": "%s"}\n' "$1" "$2" > "$ROOT/error.json"
+import json, sys
+lines = open(sys.argv[3], errors="replace").read().splitlines()[-50:]
+print(json.dumps({"kind": sys.argv[1], "cause": sys.argv[2], "last_lines": lines}))
+PY
+  post error.json "$ROOT/error.json"
+  ship_log
+  shutdown -h now || poweroff
+  exit 1
+}
+
+fetch() {  # fetch URL DEST: retries network errors and 5xx; a 403/404 will not get better
+  local try code
+  for try in 1 2 3 4 5 6; do
+    code=$(curl -sS --connect-timeout 10 --max-time 600 -o "$2" -w '%{http_code}' "$1")
+    case "$code" in
+      2??) return 0 ;;
+      403|404) echo "[boot] download of $(basename "$2") failed: HTTP $code"; return 1 ;;
+    esac
+    echo "[boot] download of $(basename "$2") failed (HTTP ${code:-none}, try $try), retrying"
+    sleep $((try * 2))
+  done
+  return 1
+}
+
+printf '{"state": "booting", "heartbeat": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$ROOT/status.json"
+post status.json "$ROOT/status.json" || echo "[boot] could not post the first status"
+
+# 2. Libraries Blender needs that the Deep Learning AMIs lack.
+echo "[boot $(date -u +%H:%M:%S)] installing Blender's runtime libraries"
+if command -v dnf >/dev/null 2>&1; then
+  dnf install -y -q @@DNF_PACKAGES@@ || echo "[boot] dnf install failed; going on"
+elif command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  (apt-get update -q && apt-get install -y -q --no-install-recommends @@APT_PACKAGES@@) \
+    || echo "[boot] apt-get install failed; going on"
+else
+  echo "[boot] no dnf or apt-get: assuming the libraries are present"
+fi
+
+# 3. The supervisor and the job spec.
+echo "[boot $(date -u +%H:%M:%S)] downloading the worker and the job spec"
+@@FETCH_WORKER@@
+fetch @@SPEC_URL@@ "$ROOT/job-spec.json" || fail download "The job spec could not be downloaded."
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || fail internal "This machine has no Python 3.9 or newer."
+
+# 4. Hand over: the supervisor renders, writes its own log chunks from 000001, and powers off.
+echo "[boot $(date -u +%H:%M:%S)] starting the supervisor"
+ship_log
+(cd "$ROOT/worker" && python3 -m machine.supervisor --spec "$ROOT/job-spec.json" --work "$ROOT/run")
+echo "[boot] supervisor exited with $?"
+shutdown -h now || poweroff

@@ -1,0 +1,722 @@
+"""The render machine's supervisor: get Blender and the inputs, render, hand every frame back, power off.
+
+Started by the boot script (user-data) with the job spec it downloaded. It holds no AWS
+credentials: it reads through presigned GET URLs and writes frames, log chunks and status
+through the job's presigned POST, whose policy only allows keys under `jobs/<id>/out/`.
+Success means every expected frame was saved by Blender and uploaded, never Blender's exit
+code. Whatever happens it writes `done.json`, `error.json` or `interrupted.json`, then powers
+the machine off (instances are launched with shutdown behaviour "terminate").
+
+Runs on the instance's system Python: Python 3.9+, standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from xml.etree import ElementTree
+
+from . import blender_logs
+from .transport import (
+    JobFailed,
+    JobLog,
+    Poster,
+    SpotWatcher,
+    StatusWriter,
+    download,
+    fetch_control,
+    http_request,
+    now_iso,
+    sha256_file,
+    with_retries,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MARK = "CLOUDRENDER "
+IMDS_URL = os.environ.get("CLOUD_RENDER_IMDS_URL", "http://169.254.169.254").rstrip("/")
+IMDS_POLL_S = float(os.environ.get("CLOUD_RENDER_IMDS_POLL_S", "5"))
+PYPI_JSON = os.environ.get("CLOUD_RENDER_PYPI_JSON", "https://pypi.org/pypi/bpy/json")
+# "Quote first": how long the machine waits for the add-on's answer, and how often it looks.
+QUOTE_WAIT_S = float(os.environ.get("CLOUD_RENDER_QUOTE_WAIT_S", str(20 * 60)))
+QUOTE_POLL_S = 3.0
+
+
+# ---------------------------------------------------------------- frames and versions
+
+
+def order_frames(frames: list[int], order: str) -> list[int]:
+    """ "preview_first": every 8th frame, then every 4th, 2nd, then the rest; else ascending."""
+    ordered = sorted(set(frames))
+    if order != "preview_first":
+        return ordered
+    out: list[int] = []
+    seen: set[int] = set()
+    step = 8
+    while step >= 1:
+        for frame in ordered[::step]:
+            if frame not in seen:
+                seen.add(frame)
+                out.append(frame)
+        step //= 2
+    return out
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def nearest_patch(wanted: str, available: list[str]) -> str | None:
+    """The exact version if available, else the nearest patch of the same major.minor (newer on a tie)."""
+    want = version_tuple(wanted)
+    same = [v for v in available if re.fullmatch(r"\d+\.\d+\.\d+", v) and version_tuple(v)[:2] == want[:2]]
+    if not same:
+        return None
+    return min(same, key=lambda v: (abs(version_tuple(v)[2] - want[2]), -version_tuple(v)[2]))
+
+
+def python_for_bpy(version: str) -> str:
+    """The Python minor version Blender's official bpy wheels need."""
+    return "3.13" if version_tuple(version)[:2] >= (5, 1) else "3.11"
+
+
+def safe_join(root: str, relative: str) -> str:
+    path = os.path.normpath(os.path.join(root, relative))
+    if os.path.isabs(relative) or not path.startswith(root.rstrip(os.sep) + os.sep):
+        raise JobFailed("download", f"The job names a file outside its folder: {relative}")
+    return path
+
+
+# ---------------------------------------------------------------- the supervisor
+
+
+class Supervisor:
+    """One job on one machine, from the spec to done.json / error.json / interrupted.json."""
+
+    def __init__(self, spec: dict[str, Any], work: str) -> None:
+        self.spec = spec
+        self.work = os.path.abspath(work)
+        self.job_dir = os.path.join(self.work, "job")
+        self.frames_dir = os.path.join(self.work, "out", "frames")
+        self.files_dir = os.path.join(self.work, "out", "files")
+        for path in (self.job_dir, self.frames_dir, self.files_dir):
+            os.makedirs(path, exist_ok=True)
+        self.poster = Poster(spec["upload_url"], spec["upload_fields"], spec["upload_prefix"])
+        self.log = JobLog(
+            os.path.join(self.work, "render.log"), self.poster, spec.get("log_chunk_seconds", 2.0)
+        )
+        frames = list(spec["frames"])
+        self.status = StatusWriter(
+            self.poster,
+            min(float(spec.get("heartbeat_seconds", 5.0)), 5.0),
+            {
+                "job_id": spec["job_id"],
+                "state": "installing",
+                "frame": None,
+                "sample": None,
+                "samples": None,
+                "frames_total": len(frames),
+                "frames_done": [],
+                "frames_skipped": [],
+                "seconds_per_frame": None,
+                "device": "",
+                "blender_build": "",
+                "message": "",
+            },
+        )
+        self.spot = SpotWatcher(IMDS_URL, IMDS_POLL_S)
+        self.tracker = blender_logs.ProgressTracker()
+        self.plan: dict[str, int] | None = None  # frame file name -> frame number, over every run
+        self.skipped: list[int] = []
+        self.done: dict[int, str] = {}
+        self.frame_seconds: list[float] = []
+        self.render_error: tuple[str, str] | None = None
+        self.upload_error = ""
+        self.uploads: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.uploaded_files: set[str] = set()
+        self.current_frame: int | None = None
+        self.stop_reason = ""
+        self.deadline = time.monotonic() + max(60, int(spec.get("max_seconds", 7200)) - 120)
+
+    # -- outputs
+
+    def put_json(self, name: str, data: dict[str, Any]) -> None:
+        body = json.dumps(data, indent=1, sort_keys=True).encode()
+        try:
+            with_retries(f"upload of {name}", lambda: self.poster.put(name, body), self.log.say)
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"could not upload {name}: {exc}")
+
+    def frames_left(self) -> list[int]:
+        frames = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
+        return [f for f in frames if f not in self.done and f not in self.skipped]
+
+    # -- steps
+
+    def get_blender(self) -> list[str]:
+        """The command that starts Blender, from the first source that works, in the spec's order."""
+        wanted = self.spec["blender_version"]
+        for source in self.spec.get("blender_sources", []):
+            kind = source.get("kind", "")
+            try:
+                if kind in ("bucket", "url"):
+                    command = self.blender_from_tarball(source)
+                elif kind == "pypi":
+                    command = self.blender_from_pypi(source)
+                else:
+                    self.log.say(f"unknown Blender source kind {kind!r}; skipped")
+                    continue
+            except JobFailed as exc:
+                self.log.say(f"Blender from {kind} not usable: {exc.cause}")
+                continue
+            self.log.say(f"Blender {source.get('version', wanted)} ready (from {kind})")
+            return command
+        raise JobFailed("download", f"Could not get Blender {wanted} from any source.")
+
+    def blender_from_tarball(self, source: dict[str, Any]) -> list[str]:
+        version = source["version"]
+        if version != self.spec["blender_version"]:
+            self.log.say(
+                f"Blender {self.spec['blender_version']} is not available; using {version}, "
+                "the nearest release of the same series"
+            )
+        name = urllib.parse.unquote(urllib.parse.urlsplit(source["url"]).path.rsplit("/", 1)[-1])
+        if not name.endswith((".tar.xz", ".tar.gz", ".tar.bz2", ".tar")):
+            name = f"blender-{version}-linux-x64.tar.xz"
+        tarball = os.path.join(self.work, "downloads", name)
+        self.log.say(f"downloading Blender {version} from {source['kind']} ({name})")
+        download(source["url"], tarball, source.get("sha256", ""), self.log.say, name)
+        self.log.say(f"Blender tarball verified (sha256 {sha256_file(tarball)[:16]}...); unpacking")
+        target = os.path.join(self.work, "blender")
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            with tarfile.open(tarball) as archive:
+                for member in archive.getmembers():
+                    if member.name.startswith("/") or ".." in member.name.split("/"):
+                        raise JobFailed("download", f"The Blender archive {name} has unsafe paths.")
+                archive.extractall(target)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise JobFailed("download", f"The Blender archive {name} could not be unpacked: {exc}") from exc
+        for root, _dirs, files in os.walk(target):
+            if "blender" in files and os.access(os.path.join(root, "blender"), os.X_OK):
+                if source["kind"] == "url":
+                    self.cache_upload(tarball, name)
+                return [os.path.join(root, "blender")]
+        raise JobFailed("download", f"The Blender archive {name} has no blender program.")
+
+    def blender_from_pypi(self, source: dict[str, Any]) -> list[str]:
+        wanted = (source.get("package") or f"bpy=={source['version']}").split("==")[-1]
+        try:
+            releases = json.loads(
+                with_retries("PyPI lookup", lambda: http_request("GET", PYPI_JSON), self.log.say)
+            )
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise JobFailed("download", f"PyPI could not be reached: {exc}") from exc
+        version = nearest_patch(wanted, list(releases.get("releases", {})))
+        if version is None:
+            raise JobFailed("download", f"PyPI has no bpy {wanted} or other release of that series.")
+        if version != wanted:
+            self.log.say(
+                f"bpy {wanted} is not on PyPI; using {version}, the nearest release of the same series"
+            )
+        python = shutil.which("python" + python_for_bpy(version))
+        if python is None:
+            self.install_python(python_for_bpy(version))
+            python = shutil.which("python" + python_for_bpy(version))
+        if python is None:
+            raise JobFailed(
+                "download", f"Python {python_for_bpy(version)}, which bpy {version} needs, is missing."
+            )
+        venv = os.path.join(self.work, "bpy-venv")
+        wheels = os.path.join(self.work, "downloads", "wheels")
+        vpython = os.path.join(venv, "bin", "python")
+        for step in (
+            [python, "-m", "venv", venv],
+            [vpython, "-m", "pip", "download", "--no-deps", "-d", wheels, f"bpy=={version}"],
+            [vpython, "-m", "pip", "install", "--find-links", wheels, f"bpy=={version}"],
+        ):
+            self.log.say("running " + " ".join(os.path.basename(a) if a == step[0] else a for a in step))
+            if self.run_logged(step) != 0:
+                raise JobFailed("download", f"Installing bpy {version} from PyPI failed.")
+        for wheel in sorted(os.listdir(wheels)):
+            if wheel.startswith("bpy-") and wheel.endswith(".whl"):
+                self.cache_upload(os.path.join(wheels, wheel), wheel)
+        return [vpython, os.path.join(HERE, "blender_launcher.py")]
+
+    def install_python(self, minor: str) -> None:
+        for tool, args in (
+            ("dnf", ["install", "-y", f"python{minor}"]),
+            ("apt-get", ["install", "-y", f"python{minor}-venv"]),
+        ):
+            if shutil.which(tool):
+                self.log.say(f"installing Python {minor} with {tool}")
+                self.run_logged([tool, *args])
+                return
+
+    def run_logged(self, command: list[str]) -> int:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            self.log.write(raw.decode("utf-8", "replace"))
+        return proc.wait()
+
+    def cache_upload(self, path: str, name: str) -> None:
+        """Hand a Blender build fetched from outside the bucket to the add-on, to keep for next time."""
+        digest = sha256_file(path)
+        try:
+            with open(path, "rb") as handle:
+                body = handle.read()
+            with_retries(
+                "upload of the Blender build",
+                lambda: self.poster.put(f"blender-cache/{name}", body, 600),
+                self.log.say,
+            )
+            self.poster.put(f"blender-cache/{name}.sha256", f"{digest}  {name}\n".encode())
+            self.log.say(f"uploaded {name} to the job's blender-cache for later boots")
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"could not keep {name} in the bucket ({exc}); the job goes on")
+
+    def download_inputs(self) -> None:
+        inputs = self.spec.get("inputs", [])
+        total = sum(int(i.get("size", 0)) for i in inputs)
+        self.log.say(f"downloading {len(inputs)} job files ({total / 1e6:.1f} MB)")
+        for item in inputs:
+            dest = safe_join(self.job_dir, item["path"])
+            download(item["url"], dest, item.get("sha256", ""), self.log.say, item["path"])
+            if item.get("size") is not None and os.path.getsize(dest) != int(item["size"]):
+                raise JobFailed("download", f"{item['path']} arrived with the wrong size.")
+
+    def existing_frames(self) -> list[str]:
+        """Frame files already in the bucket (an earlier run of this job), relative to out/frames/."""
+        url = self.spec.get("list_url", "")
+        if not url:
+            return []
+        try:
+            body = with_retries("listing of existing frames", lambda: http_request("GET", url), self.log.say)
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"could not list existing frames ({exc}); rendering all")
+            return []
+        prefix = self.spec["upload_prefix"] + "frames/"
+        keys = [
+            el.text or ""
+            for el in ElementTree.fromstring(body).iter()
+            if el.tag.endswith("}Key") or el.tag == "Key"
+        ]
+        return [k[len(prefix) :] for k in keys if k.startswith(prefix)]
+
+    # -- rendering
+
+    def handle_line(self, line: str) -> None:
+        self.log.write(line)
+        text = line.strip()
+        if text.startswith(MARK):
+            try:
+                self.handle_event(json.loads(text[len(MARK) :]))
+            except ValueError:
+                self.log.say("unreadable worker event line")
+            return
+        event = self.tracker.feed(text)
+        if event is None:
+            return
+        if event.kind == "progress" and event.sample is not None:
+            self.status.update(frame=event.frame, sample=event.sample, samples=event.samples)
+        elif event.kind == "saved":
+            path = os.path.abspath(event.path)
+            if path.startswith(self.frames_dir + os.sep) and os.path.isfile(path):
+                self.uploads.put(("frames", path))
+            elif path.startswith(self.files_dir + os.sep) and os.path.isfile(path):
+                self.uploaded_files.add(path)
+                self.uploads.put(("files", path))
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "build":
+            build = f"{event.get('version')} (hash {event.get('hash')}, built {event.get('date')})"
+            self.log.say(f"Blender build: {build}")
+            self.status.update(blender_build=build)
+        elif kind == "device":
+            gpus = event.get("gpus") or []
+            detail = f" ({len(gpus)} GPU: {', '.join(gpus)})" if gpus else ""
+            self.log.say(f"render device: {event.get('device')}{detail}")
+            self.status.update(device=event.get("device"), gpus=gpus, push=True)
+        elif kind == "plan":
+            plan = {item["name"]: int(item["frame"]) for item in event.get("frames", [])}
+            skipped = [int(item["frame"]) for item in event.get("skipped", [])]
+            self.plan = {**(self.plan or {}), **plan}  # a quoted job runs Blender twice
+            self.skipped += [f for f in skipped if f not in self.skipped]
+            if skipped:
+                self.log.say(f"frames already in the bucket, skipped: {skipped}")
+            self.log.say(f"rendering {len(plan)} frames in this order: {list(plan.values())}")
+            self.status.update(frames_skipped=self.skipped)
+        elif kind == "frame":
+            self.current_frame = int(event["frame"])
+            self.status.update(frame=self.current_frame, sample=None, samples=None)
+        elif kind == "frame_done":
+            self.frame_seconds.append(float(event.get("seconds", 0)))
+            self.queue_new_files()  # File Output nodes that do not print "Saved:" (Blender 4.x)
+            self.status.update(seconds_per_frame=round(sum(self.frame_seconds) / len(self.frame_seconds), 2))
+        elif kind == "error":
+            self.render_error = (str(event.get("kind", "render_failed")), str(event.get("message", "")))
+
+    def queue_new_files(self) -> None:
+        """Files written by File Output nodes: queued once each, once the frame that wrote them is done."""
+        for root, _dirs, files in os.walk(self.files_dir):
+            for name in files:
+                path = os.path.join(root, name)
+                if path not in self.uploaded_files:
+                    self.uploaded_files.add(path)
+                    self.uploads.put(("files", path))
+
+    def _put_later(self, key: str, body: bytes) -> Callable[[], None]:
+        return lambda: self.poster.put(key, body, timeout=120)
+
+    def upload_worker(self) -> None:
+        while True:
+            item = self.uploads.get()
+            try:
+                if item is None:
+                    return
+                area, path = item
+                root = self.frames_dir if area == "frames" else self.files_dir
+                relative = os.path.relpath(path, root).replace(os.sep, "/")
+                with open(path, "rb") as handle:
+                    body = handle.read()
+                try:
+                    with_retries(
+                        f"upload of {relative}",
+                        self._put_later(f"{area}/{relative}", body),
+                        self.log.say,
+                    )
+                except (OSError, http.client.HTTPException) as exc:
+                    self.upload_error = f"{relative}: {exc}"
+                    self.log.say(f"giving up on uploading {relative}: {exc}")
+                    continue
+                if area == "frames" and self.plan is not None and relative in self.plan:
+                    frame = self.plan[relative]
+                    self.done[frame] = relative
+                    self.log.say(f"frame {frame} uploaded ({len(body) / 1e3:.1f} kB) as frames/{relative}")
+                    self.status.update(frames_done=sorted(self.done), push=True)
+                else:
+                    self.log.say(f"uploaded {area}/{relative}")
+            finally:
+                self.uploads.task_done()
+
+    def render(self, command: list[str], frames: list[int]) -> int:
+        """Run Blender on `frames`, in that order; returns its exit status (negative: killed by a signal)."""
+        config = {
+            "frames": frames,
+            "device": self.spec.get("device", "GPU"),
+            "samples": self.spec.get("samples"),
+            "resolution_percentage": self.spec.get("resolution_percentage"),
+            "file_format": self.spec.get("file_format"),
+            "frames_dir": self.frames_dir,
+            "files_dir": self.files_dir,
+            "existing": self.existing_frames(),
+        }
+        config_path = os.path.join(self.work, "render-config.json")
+        with open(config_path, "w") as handle:
+            json.dump(config, handle)
+        blend = safe_join(self.job_dir, self.spec["blend_path"])
+        # Blender reads its flags in order: the exit code must be set before the script runs.
+        argv = [
+            *command,
+            "-b",
+            blend,
+            "--python-exit-code",
+            "3",
+            "--python",
+            os.path.join(HERE, "render_frames.py"),
+        ]
+        argv += ["--", config_path]
+        self.status.update(state="rendering", push=True)
+        self.log.say("starting Blender: " + " ".join(os.path.basename(a) for a in argv[: len(command) + 2]))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.job_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        with open(os.path.join(self.work, "blender.pid"), "w") as handle:
+            handle.write(str(proc.pid))
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                lines.put(raw.decode("utf-8", "replace"))
+            lines.put(None)
+
+        threading.Thread(target=read, name="blender-output", daemon=True).start()
+        while True:
+            if not self.stop_reason and self.spot.noticed.is_set():
+                self.stop_reason = "spot"
+                self.log.say(f"spot interruption notice: {json.dumps(self.spot.notice)}; stopping Blender")
+                self.stop(proc)
+            elif not self.stop_reason and time.monotonic() > self.deadline:
+                self.stop_reason = "time_cap"
+                self.log.say("the job's time cap is nearly reached; stopping Blender")
+                self.stop(proc)
+            try:
+                line = lines.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.handle_line(line)
+        return proc.wait()
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def failure(self, code: int) -> tuple[str, str]:
+        """(kind, one-line cause) for a render that did not save every frame."""
+        if self.render_error:
+            return self.render_error
+        frame = f" while rendering frame {self.current_frame}" if self.current_frame is not None else ""
+        kind, cause = blender_logs.classify_failure(list(self.log.tail))
+        if kind == "gpu_memory":
+            return kind, cause
+        if code < 0:
+            name = signal.Signals(-code).name
+            if -code == signal.SIGKILL:
+                return (
+                    "killed",
+                    f"Blender was killed ({name}){frame}; the machine may have run out of memory.",
+                )
+            return "crash", f"Blender crashed with signal {name}{frame}."
+        if kind:
+            return kind, cause
+        if self.upload_error:
+            return "upload", f"Frames could not be uploaded to the bucket ({self.upload_error})."
+        missing = self.frames_left()
+        return "render_failed", f"Blender exited (code {code}) without saving frames {missing[:10]}."
+
+    def run(self) -> str:
+        """The whole job; returns the final state."""
+        self.log.start()
+        self.status.start()
+        self.spot.start()
+        uploader = threading.Thread(target=self.upload_worker, name="uploader", daemon=True)
+        uploader.start()
+        started = time.monotonic()
+        self.log.say(f"supervisor started for job {self.spec['job_id']} (Python {sys.version.split()[0]})")
+        code: int | None = None
+        try:
+            self.status.update(state="installing", push=True)
+            command = self.get_blender()
+            self.status.update(state="downloading", push=True)
+            self.download_inputs()
+            frames = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
+            scouts = self.scouts()
+            if scouts:
+                code = self.render(command, scouts)
+                self.wait_uploads()
+                if not self.stop_reason and self.rendered_all() and self.frames_left():
+                    self.write_quote(scouts)
+                    if self.wait_for_go():
+                        code = self.render(command, self.frames_left())
+                        self.wait_uploads()
+            else:
+                code = self.render(command, frames)
+                self.wait_uploads()
+        except JobFailed as exc:
+            return self.finish_failed(exc.kind, exc.cause, code)
+        except Exception as exc:  # a bug here must still end in error.json and a powered-off machine
+            self.log.say(f"internal error: {exc!r}")
+            return self.finish_failed("internal", f"The render machine hit an internal error: {exc}.", code)
+        finally:
+            self.uploads.put(None)
+        elapsed = round(time.monotonic() - started, 1)
+        if self.stop_reason:
+            state = "capped" if self.stop_reason == "time_cap" else "interrupted"
+            data = {
+                "reason": self.stop_reason,
+                "notice": self.spot.notice,
+                "frames_done": sorted(self.done),
+                "frames_skipped": self.skipped,
+                "frames_left": self.frames_left(),
+                "seconds": elapsed,
+            }
+            self.log.say(f"job {state}: {len(self.done)} frames done, frames left {data['frames_left']}")
+            self.put_json("interrupted.json", data)
+            return self.finish(state)
+        if self.rendered_all():
+            data = {
+                "frames_done": sorted(self.done),
+                "frames_skipped": self.skipped,
+                "seconds": elapsed,
+                "seconds_per_frame": self.status.fields.get("seconds_per_frame"),
+                "device": self.status.fields.get("device"),
+                "blender_build": self.status.fields.get("blender_build"),
+            }
+            self.log.say(
+                f"all {len(self.done)} frames rendered and uploaded in {elapsed} s (Blender exit code {code})"
+            )
+            self.put_json("done.json", data)
+            return self.finish("done")
+        kind, cause = self.failure(code if code is not None else 0)
+        return self.finish_failed(kind, cause, code)
+
+    def wait_uploads(self) -> None:
+        self.uploads.join()
+        self.queue_new_files()
+        self.uploads.join()
+
+    def rendered_all(self) -> bool:
+        """Every frame Blender was asked for so far was saved and uploaded."""
+        expected = set(self.plan or {})
+        return self.plan is not None and not self.render_error and expected <= set(self.done.values())
+
+    # -- quote first
+
+    def scouts(self) -> list[int]:
+        """The spec's scout frames that belong to the job, once each, in the spec's order."""
+        frames = set(self.spec["frames"])
+        return list(dict.fromkeys(f for f in self.spec.get("scout_frames") or [] if f in frames))
+
+    def write_quote(self, scouts: list[int]) -> None:
+        """quote.json: what a frame costs in time on this machine, measured on the scout frames."""
+        measured = self.frame_seconds
+        seconds = round(sum(measured) / len(measured), 3) if measured else None
+        left = self.frames_left()
+        quote = {
+            "scout_frames": scouts,
+            "seconds_per_frame": seconds,
+            "frames_total": len(self.spec["frames"]),
+            "frames_left": left,
+        }
+        self.log.say(f"quote: {seconds} s per frame over scout frames {scouts}; {len(left)} frames left")
+        self.put_json("quote.json", quote)
+        self.status.update(
+            state="quoting",
+            frame=None,
+            sample=None,
+            samples=None,
+            message="waiting for the go-ahead",
+            push=True,
+        )
+
+    def wait_for_go(self) -> bool:
+        """Poll control/go.json until the add-on answers; False sets the reason to stop.
+
+        The heartbeat keeps going meanwhile, and a spot notice or the time cap ends the wait.
+        """
+        url = self.spec.get("go_url", "")
+        give_up = time.monotonic() + QUOTE_WAIT_S
+        next_poll = time.monotonic()
+        if not url:
+            self.log.say("the job asks for a quote but gives no address to answer it; stopping")
+            give_up = next_poll
+        self.log.say(f"waiting up to {QUOTE_WAIT_S:.0f} s for the go-ahead")
+        while True:
+            if self.spot.noticed.is_set():
+                self.stop_reason = "spot"
+                self.log.say(f"spot interruption notice while waiting: {json.dumps(self.spot.notice)}")
+                return False
+            if time.monotonic() > self.deadline:
+                self.stop_reason = "time_cap"
+                self.log.say("the job's time cap is nearly reached while waiting for the go-ahead")
+                return False
+            if time.monotonic() >= give_up:
+                self.stop_reason = "no_answer_to_quote"
+                self.log.say("no answer to the quote in time; stopping after the scout frames")
+                return False
+            if url and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + QUOTE_POLL_S
+                try:
+                    answer = fetch_control(url)
+                except (OSError, ValueError, http.client.HTTPException) as exc:
+                    self.log.say(f"could not read the answer to the quote ({exc}); trying again")
+                    answer = None
+                if answer is not None and "go" in answer:
+                    if answer["go"] is True:
+                        self.log.say("go-ahead received; rendering the remaining frames")
+                        self.status.update(message="", push=True)
+                        return True
+                    self.stop_reason = "stopped_after_quote"
+                    self.log.say("the add-on said stop after the quote")
+                    return False
+            time.sleep(0.25)
+
+    def finish_failed(self, kind: str, cause: str, code: int | None) -> str:
+        self.log.say(f"job failed ({kind}): {cause}")
+        self.put_json(
+            "error.json",
+            {
+                "kind": kind,
+                "cause": cause,
+                "frame": self.current_frame,
+                "exit_code": code,
+                "frames_done": sorted(self.done),
+                "frames_left": self.frames_left(),
+                "last_lines": list(self.log.tail),
+                "time": now_iso(),
+            },
+        )
+        self.status.update(message=cause)
+        return self.finish("failed")
+
+    def finish(self, state: str) -> str:
+        self.spot.stopping.set()
+        self.status.stop()
+        self.status.update(state=state, frame=None, sample=None, samples=None)
+        for _ in range(3):
+            if self.status.push():
+                break
+            time.sleep(2)
+        self.log.say(f"final state: {state}; powering off")
+        self.log.close()
+        return state
+
+
+def power_off() -> None:
+    """`shutdown -h now` (never halt: with behaviour "terminate" this ends the bill)."""
+    for command in (["shutdown", "-h", "now"], ["poweroff"]):
+        try:
+            if subprocess.call(command) == 0:
+                return
+        except OSError:
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--spec", required=True, help="the job spec (JSON) the boot script downloaded")
+    parser.add_argument("--work", required=True, help="working directory on the machine")
+    parser.add_argument("--no-power-off", action="store_true", help="leave the machine running (debugging)")
+    args = parser.parse_args(argv)
+    with open(args.spec, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    state = Supervisor(spec, args.work).run()
+    if not args.no_power_off:
+        power_off()
+    return 0 if state == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Packing a scene with every dependency, and the preflight that says what would render wrong."""
