@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import bpy
 
@@ -15,16 +14,6 @@ from .ids import ADDON_ID
 def preferences() -> bpy.types.AddonPreferences | None:
     addon = bpy.context.preferences.addons.get(ADDON_ID)
     return addon.preferences if addon is not None else None
-
-
-def view() -> Any:
-    """The live job view the panel draws (in the add-on's preferences, not in the .blend)."""
-    return preferences().job  # type: ignore[union-attr]
-
-
-def jobs() -> Any:
-    """The jobs list behind the panel's UIList."""
-    return preferences().jobs  # type: ignore[union-attr]
 
 
 def key_dir() -> Path:

@@ -19,6 +19,7 @@ import bpy
 from ..cloud.cost.estimate import Probe, local_cpu_speed, plan_probe
 from ..cloud.errors import CloudError
 from ..cloud.machine import HERE as MACHINE_DIR
+from .submit import discard_copy
 
 # The launcher the render machine uses (it runs a script the same way in the bpy module and in a
 # real Blender) and the probe script, which stays on this side.
@@ -53,7 +54,17 @@ def plan_for(scene: bpy.types.Scene) -> dict[str, Any]:
 
 
 def run_probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float = 300) -> Probe:
-    """Render the tile in a background Blender (call from a worker thread)."""
+    """Render the tile in a background Blender (call from a worker thread).
+
+    A copy made by `submit.save_copy` for the probe is removed afterwards, however it went.
+    """
+    try:
+        return _probe(blend_copy, plan, timeout_s)
+    finally:
+        discard_copy(blend_copy)
+
+
+def _probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float) -> Probe:
     args = json.dumps({k: plan[k] for k in ("frame", "border", "samples")})
     command = [*blender_command(), "-b", str(blend_copy), "--python", str(PROBE_SCRIPT), "--", args]
     try:

@@ -1,31 +1,51 @@
 """Applies job events on Blender's main thread: panel state, log, jobs list, frames.
 
 Everything here runs inside the `bpy.app.timers` drain, so each event must be cheap: no
-network, and disk work limited to loading a frame Blender reads lazily anyway.
+network, and disk work limited to loading a frame Blender reads lazily anyway. Events are
+typed (`cloud/job/events.py`) and already validated where the machine could have filled them.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import bpy
 
-from ..cloud.job.events import Event
-from . import account
+from ..cloud.job.events import (
+    CostUpdate,
+    FrameArrived,
+    JobEnded,
+    JobEvent,
+    LogLines,
+    MachineStatus,
+    Progress,
+    QuoteReady,
+    StageChanged,
+)
+from . import jobs_list, pump
 
 LOG_LINES_KEPT = 20_000
 PANEL_LOG_LINES = 12
 _logs: dict[str, deque[str]] = {}
-_frames: dict[str, list[tuple[int | None, str]]] = {}
+_frames: dict[str, list[tuple[int, str]]] = {}
+# job id -> (started, ended) in seconds since the epoch; kept in Python, not in a (single
+# precision) FloatProperty, which would lose minutes at today's epoch.
+_clock: dict[str, tuple[float, float]] = {}
+
+
+def view() -> Any:
+    """The live job view the panel draws: WindowManager.cloud_render_job, never saved."""
+    return bpy.context.window_manager.cloud_render_job
 
 
 def log_lines(job_id: str) -> list[str]:
     return list(_logs.get(job_id, ()))
 
 
-def frame_files(job_id: str) -> list[tuple[int | None, str]]:
+def frame_files(job_id: str) -> list[tuple[int, str]]:
     return list(_frames.get(job_id, ()))
 
 
@@ -33,58 +53,98 @@ def image_name(job_id: str) -> str:
     return f"Cloud Render: {job_id}"
 
 
-def _view() -> bpy.types.PropertyGroup:
-    return account.view()
+def start_clock(job_id: str, started: float | None = None) -> None:
+    _clock[job_id] = (started if started is not None else time.time(), 0.0)
 
 
-def _job_items(job_id: str):  # type: ignore[no-untyped-def]
-    for item in account.jobs():
-        if item.job_id == job_id:
-            yield item
+def elapsed_seconds(job_id: str) -> int | None:
+    started, ended = _clock.get(job_id, (0.0, 0.0))
+    if not started:
+        return None
+    return max(0, int((ended or time.time()) - started))
 
 
-def apply_event(event: Event) -> None:
-    """Route one event to the panel, the jobs list, the log and the images."""
-    data = event.data
-    view = _view()
-    current = view.job_id == event.job_id
-    if event.kind == "log":
-        buffer = _logs.setdefault(event.job_id, deque(maxlen=LOG_LINES_KEPT))
-        buffer.extend(str(line) for line in data.get("lines", ()))
-        if current:
-            view.log_tail = "\n".join(list(buffer)[-PANEL_LOG_LINES:])
-    elif event.kind in ("stage", "finished"):
-        for item in _job_items(event.job_id):
-            item.stage = data["stage"]
-        if current:
-            view.state = data["stage"]
-            view.message = data.get("message", "")
-            view.action = data.get("action", "")
-            view.progress = 0.0
-            if event.kind == "finished":
-                view.frames_done = int(data.get("frames_done", view.frames_done))
-                view.ended = time.time()
-    elif event.kind == "progress" and current:
-        view.progress = float(data.get("fraction", 0.0))
-        if data.get("text"):
-            view.message = str(data["text"])
-    elif event.kind == "status" and current:
-        view.current_frame = int(data.get("frame") or 0)
-        view.sample = int(data.get("sample") or 0)
-        view.samples_total = int(data.get("samples_total") or 0)
-        view.device = str(data.get("device") or "")
-        view.seconds_per_frame = float(data.get("seconds_per_frame") or 0.0)
-    elif event.kind == "cost" and current:
-        view.cost_so_far = float(data.get("cost_so_far", 0.0))
-        view.projected_cost = float(data.get("projected", 0.0))
-    elif event.kind == "frame":
-        _frames.setdefault(event.job_id, []).append((data.get("frame"), str(data["path"])))
-        for item in _job_items(event.job_id):
-            item.frames_done = int(data.get("frames_done", 0))
-        if current:
-            view.frames_done = int(data.get("frames_done", 0))
-            view.frames_total = int(data.get("frames_total", 0))
-        show_frames(event.job_id, open_editor=False)
+def _on_log(event: LogLines, view: Any, current: bool) -> None:
+    buffer = _logs.setdefault(event.job_id, deque(maxlen=LOG_LINES_KEPT))
+    buffer.extend(event.lines)
+    if current:
+        view.log_tail = "\n".join(list(buffer)[-PANEL_LOG_LINES:])
+
+
+def _on_stage(event: StageChanged, view: Any, current: bool) -> None:
+    for item in jobs_list.rows(event.job_id):
+        item.stage = event.stage
+    if current:
+        view.state, view.message, view.action = event.stage, event.message, event.action
+        view.progress = 0.0
+
+
+def _on_end(event: JobEnded, view: Any, current: bool) -> None:
+    for item in jobs_list.rows(event.job_id):
+        item.stage, item.frames_done = event.stage, event.frames_done
+    started, _ended = _clock.get(event.job_id, (0.0, 0.0))
+    if started:
+        _clock[event.job_id] = (started, time.time())
+    if current:
+        view.state, view.message, view.action = event.stage, event.message, event.action
+        view.error_code = event.code
+        view.progress = 0.0
+        view.frames_done, view.frames_total = event.frames_done, event.frames_total
+
+
+def _on_progress(event: Progress, view: Any, current: bool) -> None:
+    if current:
+        view.progress = min(max(event.fraction, 0.0), 1.0)
+        if event.text:
+            view.message = event.text
+
+
+def _on_status(event: MachineStatus, view: Any, current: bool) -> None:
+    if current:
+        view.current_frame = event.frame if event.frame is not None else 0
+        view.sample = event.sample or 0
+        view.samples_total = event.samples_total or 0
+        view.device = event.device
+        view.seconds_per_frame = event.seconds_per_frame
+
+
+def _on_cost(event: CostUpdate, view: Any, current: bool) -> None:
+    if current:
+        view.cost_so_far, view.projected_cost = event.cost_so_far, event.projected
+
+
+def _on_frame(event: FrameArrived, view: Any, current: bool) -> None:
+    _frames.setdefault(event.job_id, []).append((event.frame, event.path))
+    for item in jobs_list.rows(event.job_id):
+        item.frames_done = event.frames_done
+    if current:
+        view.frames_done, view.frames_total = event.frames_done, event.frames_total
+    show_frames(event.job_id, open_editor=False)
+
+
+def _on_quote(event: QuoteReady, view: Any, current: bool) -> None:
+    """The quote's words reach the panel as a stage and a log line; nothing more to draw."""
+
+
+HANDLERS: dict[type, Callable[[Any, Any, bool], None]] = {
+    LogLines: _on_log,
+    StageChanged: _on_stage,
+    JobEnded: _on_end,
+    Progress: _on_progress,
+    MachineStatus: _on_status,
+    CostUpdate: _on_cost,
+    FrameArrived: _on_frame,
+    QuoteReady: _on_quote,
+}
+
+
+def apply_event(event: JobEvent) -> None:
+    """Route one event to the panel, the jobs list, the log and the images, by its type."""
+    handler = HANDLERS.get(type(event))
+    if handler is None:
+        return
+    current_view = view()
+    handler(event, current_view, current_view.job_id == event.job_id)
     redraw()
 
 
@@ -159,6 +219,7 @@ def redraw() -> None:
 def forget() -> None:
     _logs.clear()
     _frames.clear()
+    _clock.clear()
 
 
 def fill_log_text(job_id: str) -> bpy.types.Text:
@@ -176,8 +237,5 @@ def fill_log_text(job_id: str) -> bpy.types.Text:
 
 def load_frames_from_record(job_id: str) -> None:
     """After a restart: the frames already downloaded, from the job's local record."""
-    from ..cloud.job.job_thread import frame_number
-    from . import pump
-
     record = pump.manager().store.load(job_id)
-    _frames[job_id] = [(frame_number(path), path) for path in record.frame_files]
+    _frames[job_id] = [(int(frame), path) for frame, path in record.frame_paths.items()]

@@ -3,12 +3,17 @@
 A `bpy.app.timers` callback drains the event queue that background threads fill; timers do not
 fire in the bpy module, so tests call `drain_events()` themselves. The job manager is created
 on first use, so enabling the add-on costs nothing and makes no request.
+
+Blender unregisters a timer whose function raises, which would end every later UI update of
+the session: an event whose handling fails is reported on the console and in the job's log,
+and the pump goes on.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,7 @@ from typing import Any
 import bpy
 
 from ..cloud.errors import CloudError
-from ..cloud.job.events import Event, EventQueue
+from ..cloud.job.events import Event, EventQueue, JobEvent, LogLines, MainThreadCall
 from .ids import ADDON_ID
 
 DRAIN_INTERVAL_S = 0.1
@@ -24,7 +29,8 @@ DRAIN_INTERVAL_S = 0.1
 events = EventQueue()
 _listeners: list[Callable[[Event], None]] = []
 _manager: Any = None
-CALL_TOPIC = "__call__"
+failures: list[str] = []  # what went wrong applying events, newest last (kept short)
+MAX_FAILURES_KEPT = 50
 
 
 def add_listener(listener: Callable[[Event], None]) -> None:
@@ -46,16 +52,33 @@ def drain_events(budget_s: float = 0.005) -> float:
         taken = events.drain(budget_s=budget_s, limit=1)
         if not taken:
             break
-        event = taken[0]
-        if event.job_id == CALL_TOPIC:
-            callback = event.data["callback"]
-            callback(event.data.get("result"), event.data.get("error"))
-        else:
-            for listener in list(_listeners):
-                listener(event)
+        _apply(taken[0])
         if time.perf_counter() >= deadline:
             return 0.0  # more may be waiting: come back at once, after Blender redraws
     return DRAIN_INTERVAL_S
+
+
+def _apply(event: Event) -> None:
+    """Hand one event to its callback or to every listener; a failure is kept, never raised."""
+    if isinstance(event, MainThreadCall):
+        _guarded(lambda: event.callback(event.result, event.error), event)
+        return
+    for listener in list(_listeners):
+        _guarded(lambda listener=listener: listener(event), event)  # type: ignore[misc]
+
+
+def _guarded(call: Callable[[], None], event: Event) -> None:
+    try:
+        call()
+    except Exception as error:
+        text = f"Cloud Render could not apply {type(event).__name__}: {type(error).__name__}: {error}"
+        print(text + "\n" + traceback.format_exc(limit=3))
+        failures.append(text)
+        del failures[:-MAX_FAILURES_KEPT]
+        if isinstance(event, JobEvent) and not isinstance(event, LogLines):
+            # Said in the job's own log too, through the same pump (a LogLines failure is not
+            # re-posted, so one bad listener cannot loop).
+            events.post(LogLines(event.job_id, (f"[cloud-render] {text}",)))
 
 
 def in_background(
@@ -65,16 +88,16 @@ def in_background(
 
     def run() -> None:
         try:
-            events.post(CALL_TOPIC, "call", callback=done, result=work(), error=None)
+            events.post(MainThreadCall(done, work(), None))
         except CloudError as error:
-            events.post(CALL_TOPIC, "call", callback=done, result=None, error=error)
+            events.post(MainThreadCall(done, None, error))
         except Exception as error:  # unknown: keep the detail, say something useful
             wrapped = CloudError(
                 "Something unexpected went wrong.",
                 "Check your network and try again.",
                 detail=f"{type(error).__name__}: {error}",
             )
-            events.post(CALL_TOPIC, "call", callback=done, result=None, error=wrapped)
+            events.post(MainThreadCall(done, None, wrapped))
 
     thread = threading.Thread(target=run, name="cloud-render-call", daemon=True)
     thread.start()
@@ -83,9 +106,7 @@ def in_background(
 
 def call_soon(callback: Callable[[Any], None], value: Any) -> None:
     """From any thread: run `callback(value)` on the main thread at the next drain."""
-    events.post(
-        CALL_TOPIC, "call", callback=lambda result, _error: callback(result), result=value, error=None
-    )
+    events.post(MainThreadCall(lambda result, _error: callback(result), value, None))
 
 
 def user_dir(name: str) -> Path:

@@ -5,26 +5,23 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import account, job_view, pump
+from . import account, job_view, jobs_list, pump
 
 
 def reattach() -> list[str]:
     """Follow this file's unfinished jobs again and show the frames that already came back."""
-    if not bpy.app.online_access or not bpy.data.filepath or not account.has_credentials():
+    if not bpy.data.filepath:
+        return []
+    jobs_list.refresh()  # from the records on disk: no network needed to list them
+    if not bpy.app.online_access or not account.has_credentials():
         return []
     manager = pump.manager()
-    listed = {item.job_id for item in account.jobs()}
-    for record in reversed(manager.store.all()):  # oldest first, so the newest ends on top
-        if record.blend_name == bpy.data.filepath and record.job_id not in listed:
-            item = account.jobs().add()
-            item.job_id, item.blend_name, item.stage = record.job_id, record.blend_name, record.stage
-            item.label = f"{record.instance_type} · {len(record.frames)} frames"
-            item.frames_done, item.frames_total = len(record.frames_done), len(record.frames)
-            item.created = record.created
     attached: list[str] = manager.attach_unfinished(bpy.data.filepath)
     for job_id in attached:
         job_view.load_frames_from_record(job_id)
-    view = account.view()
+        job_view.start_clock(job_id, manager.store.load(job_id).created)
+    jobs_list.refresh()
+    view = job_view.view()
     if attached and not view.job_id:
         view.job_id = attached[0]
     return attached

@@ -41,6 +41,22 @@ _ID_KIND = {
 }
 
 
+# This extension's package (`bl_ext.<repo>.cloud_render`): its scene settings only steer the
+# submit, nothing renders from them, so they are no add-on data the machine lacks.
+OWN_PACKAGE = (__package__ or "").rpartition(".")[0]
+# The images that show downloaded cloud frames (job_view.image_name; the packer skips them too).
+FRAMES_IMAGE_PREFIX = "Cloud Render: "
+
+
+def _orphan_owner(key: str) -> str:
+    """The add-on an unregistered property group belongs to, where it is known, else "".
+
+    Cycles, which the machine has, registered `Camera.cycles`, `Object.cycles_visibility` and
+    others in earlier versions; files (Blender's own startup file included) still carry them.
+    """
+    return "cycles" if key == "cycles" or key.startswith("cycles_") else ""
+
+
 def _addon_of(cls: type) -> str | None:
     """The enabled add-on (top-level module) that defines `cls`, or None for Blender's own types."""
     module = getattr(cls, "__module__", "") or ""
@@ -69,7 +85,7 @@ def _addon_data(idblock: Any, kind: str) -> list[dict[str, str]]:
         if not prop.is_runtime or prop.type != "POINTER" or not idblock.is_property_set(prop.identifier):
             continue
         addon = _addon_of(type(getattr(idblock, prop.identifier, None)))
-        if addon:
+        if addon and addon != OWN_PACKAGE:
             found.append({"module": addon, "used_by": f"{label} (property {prop.identifier})"})
     getter = getattr(idblock, "bl_system_properties_get", None)
     if getter is not None:
@@ -77,7 +93,7 @@ def _addon_data(idblock: Any, kind: str) -> list[dict[str, str]]:
         orphans = [key for key in (system.keys() if system is not None else ()) if key not in rna]
     else:
         orphans = [key for key in idblock.keys() if key not in rna and hasattr(idblock[key], "to_dict")]  # noqa: SIM118 (an ID, not a dict)
-    found += [{"module": "", "used_by": f"{label} (property {key})"} for key in orphans]
+    found += [{"module": _orphan_owner(key), "used_by": f"{label} (property {key})"} for key in orphans]
     return found
 
 
@@ -132,6 +148,8 @@ def missing_files() -> list[dict[str, str]]:
         for block in getattr(bpy.data, attr):
             if getattr(block, "packed_file", None) or getattr(block, "library", None):
                 continue
+            if kind == "Image" and block.name.startswith(FRAMES_IMAGE_PREFIX):
+                continue  # earlier jobs' frames, not needed to render
             path = block.filepath
             if not path or (kind == "Image" and block.source not in {"FILE", "SEQUENCE", "MOVIE", "TILED"}):
                 continue

@@ -1,10 +1,17 @@
-"""Per-scene render settings (saved in the .blend, never secrets) and the live job view."""
+"""Per-scene render settings (saved in the .blend, never secrets) and the live job view.
+
+The job view and the jobs list live on the WindowManager, whose Python properties Blender never
+writes to a .blend: a scene's bytes must not change because a job ran, or every resubmit would
+upload the scene file again. The jobs list is a mirror of the job records on disk
+(`jobs_list.py`), rebuilt from them; the records are the one source of truth.
+"""
 
 from __future__ import annotations
 
 import bpy
 from bpy.props import (
     BoolProperty,
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
@@ -93,13 +100,13 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
 
 
 class CloudRenderJobView(bpy.types.PropertyGroup):
-    """What the panel shows of the current job. Lives in the add-on's preferences, never in the
-    .blend: a scene's bytes must not change because a job ran (resubmits upload only changes)."""
+    """What the panel shows of the current job (WindowManager.cloud_render_job, never saved)."""
 
     job_id: StringProperty()  # type: ignore[valid-type]
     state: StringProperty(default="")  # type: ignore[valid-type]
     message: StringProperty(default="")  # type: ignore[valid-type]
     action: StringProperty(default="")  # type: ignore[valid-type]
+    error_code: StringProperty(default="")  # type: ignore[valid-type]
     progress: FloatProperty(min=0.0, max=1.0, default=0.0)  # type: ignore[valid-type]
     frames_done: IntProperty(default=0)  # type: ignore[valid-type]
     frames_total: IntProperty(default=0)  # type: ignore[valid-type]
@@ -111,8 +118,6 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     samples_total: IntProperty(default=0)  # type: ignore[valid-type]
     device: StringProperty(default="")  # type: ignore[valid-type]
     seconds_per_frame: FloatProperty(default=0.0)  # type: ignore[valid-type]
-    started: FloatProperty(default=0.0)  # type: ignore[valid-type]
-    ended: FloatProperty(default=0.0)  # type: ignore[valid-type]
     price_per_hour: FloatProperty(default=0.0)  # type: ignore[valid-type]
     findings: StringProperty(default="")  # type: ignore[valid-type]
     orphans: StringProperty(default="")  # type: ignore[valid-type]
@@ -122,7 +127,7 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
 
 
 class CloudRenderJobItem(bpy.types.PropertyGroup):
-    """One row of the jobs list (rebuilt from the job records on disk when a file opens)."""
+    """One row of the jobs list, mirrored from a job record on disk (`jobs_list.refresh`)."""
 
     job_id: StringProperty()  # type: ignore[valid-type]
     blend_name: StringProperty()  # type: ignore[valid-type]
@@ -130,7 +135,9 @@ class CloudRenderJobItem(bpy.types.PropertyGroup):
     stage: StringProperty()  # type: ignore[valid-type]
     frames_done: IntProperty(default=0)  # type: ignore[valid-type]
     frames_total: IntProperty(default=0)  # type: ignore[valid-type]
-    created: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    # Seconds since the epoch need a double; Blender's FloatProperty is single precision
+    # (it loses minutes at today's epoch), so the time is kept as text.
+    created: StringProperty(default="")  # type: ignore[valid-type]
 
 
 classes = (CloudRenderSceneSettings, CloudRenderJobView, CloudRenderJobItem)
@@ -140,9 +147,17 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.cloud_render = PointerProperty(type=CloudRenderSceneSettings)
+    wm = bpy.types.WindowManager
+    wm.cloud_render_job = PointerProperty(type=CloudRenderJobView)
+    wm.cloud_render_jobs = CollectionProperty(type=CloudRenderJobItem)
+    wm.cloud_render_jobs_index = IntProperty(default=0)
 
 
 def unregister() -> None:
+    wm = bpy.types.WindowManager
+    del wm.cloud_render_jobs_index
+    del wm.cloud_render_jobs
+    del wm.cloud_render_job
     del bpy.types.Scene.cloud_render
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -7,6 +7,8 @@ thread.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import bpy
@@ -15,7 +17,7 @@ from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import JobRecord, JobRequest, new_job_id
-from . import account, pump
+from . import account, job_view, jobs_list, prices, pump
 
 
 class SubmitError(Exception):
@@ -42,32 +44,33 @@ def render_blockers(context: bpy.types.Context) -> list[str]:
         frames_for(context.scene)
     except CloudError as error:
         blockers.append(f"{error.message} {error.action}")
-    view = account.view()
+    view = job_view.view()
     if view.job_id and pump.manager_exists() and pump.manager().is_running(view.job_id):
         blockers.append("A cloud render is running: wait for it or cancel it.")
     return blockers
 
 
 def price_per_hour(region: str, instance_type: str, spot: bool) -> float:
-    return machine_facts.hourly_price(region, instance_type, spot)
+    """What the job is confirmed and capped with: the same price the panel shows (addon.prices)."""
+    return prices.hourly(region, instance_type, spot).usd
 
 
 def confirmation_text(context: bpy.types.Context) -> str:
     scene = context.scene
     settings = scene.cloud_render
     frames = frames_for(scene)
-    price = price_per_hour(settings.region, settings.instance_type, settings.use_spot)
-    estimate = machine_facts.job_estimate_text(
-        settings.region, settings.instance_type, settings.use_spot, len(frames), settings.max_hours
-    )
+    price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
+    estimate = machine_facts.job_estimate_text(price, len(frames), settings.max_hours)
     measured = [
-        line for line in account.view().estimate.splitlines() if line.startswith(settings.instance_type + ":")
+        line
+        for line in job_view.view().estimate.splitlines()
+        if line.startswith(settings.instance_type + ":")
     ]
     if measured:
         estimate = f"Estimate from a test render: {measured[0]}\n{estimate}"
     return (
-        f"{settings.instance_type} ({'spot' if settings.use_spot else 'on-demand'}, ${price:.3f}/h) "
-        f"in {settings.region}, {len(frames)} frames.\n{estimate}\n"
+        f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames.\n"
+        f"{estimate}\n"
         f"Hard cap: ${settings.max_cost:.2f} or {settings.max_hours:g} h, whichever comes first."
     )
 
@@ -106,12 +109,37 @@ def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, fra
 
 
 def save_copy(job_id: str) -> Path:
-    """Save the scene as it is now (unsaved edits included) without touching the open file."""
-    folder = pump.user_dir("submit") / job_id
-    folder.mkdir(parents=True, exist_ok=True)
+    """Save the scene as it is now (unsaved edits included) without touching the open file.
+
+    The copy lies in a folder of its own, `<user folder>/submit/<job_id>/`, readable by this user
+    only (0700): the job's pack goes beside it, and `discard_copy` (or the job, once the upload
+    is over) removes the folder.
+    """
+    root = pump.user_dir("submit")
+    os.chmod(root, 0o700)
+    folder = root / job_id
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    _copies.add(folder)
     copy = folder / (Path(bpy.data.filepath).name or "scene.blend")
-    bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True, check_existing=False)
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, relative_remap=True, check_existing=False)
+    except BaseException:
+        discard_copy(copy)
+        raise
     return copy
+
+
+# Folders save_copy made in this session: discard_copy removes those and nothing else.
+_copies: set[Path] = set()
+
+
+def discard_copy(copy: Path) -> None:
+    """Remove a copy save_copy made, with its folder (safe from any thread)."""
+    folder = Path(copy).parent
+    if folder in _copies:
+        shutil.rmtree(folder, ignore_errors=True)
+        _copies.discard(folder)
 
 
 def start_job(context: bpy.types.Context) -> JobRecord:
@@ -125,9 +153,13 @@ def start_job(context: bpy.types.Context) -> JobRecord:
         copy = save_copy(job_id)
     except RuntimeError as error:
         raise SubmitError(f"Could not save a copy of the scene for upload: {error}") from error
-    request = build_request(context, job_id, copy, frames)
-    request.warnings = [f"{f.message} {f.fix}" for f in findings]
-    record = pump.manager().submit(request)
+    try:
+        request = build_request(context, job_id, copy, frames)
+        request.warnings = [f"{f.message} {f.fix}" for f in findings]
+        record = pump.manager().submit(request)
+    except BaseException:
+        discard_copy(copy)  # no job took it over
+        raise
     track(context, record)
     return record
 
@@ -142,31 +174,21 @@ def relaunch_missing(context: bpy.types.Context, job_id: str) -> JobRecord:
 
 
 def track(context: bpy.types.Context, record: JobRecord) -> None:
-    """Show the job in the panel and add it to the scene's jobs list (saved with the .blend)."""
-    jobs = account.jobs()
-    item = jobs.add()
-    item.blend_name = record.blend_name
-    item.job_id = record.job_id
-    item.label = f"{record.instance_type} · {len(record.frames)} frames"
-    item.stage = record.stage
-    item.frames_total = len(record.frames)
-    item.created = record.created
-    jobs.move(len(jobs) - 1, 0)
-    account.preferences().jobs_index = 0
-    view = account.view()
+    """Show the job in the panel and on top of the jobs list (both never saved in a .blend)."""
+    jobs_list.add(record)
+    view = job_view.view()
     view.job_id = record.job_id
     view.state = record.stage
     view.message = "Collecting the scene's files"
-    view.action = ""
+    view.action = view.error_code = ""
     view.frames_done = 0
     view.frames_total = len(record.frames)
-    view.cost_so_far = 0.0
+    view.current_frame = 0
+    view.sample = view.samples_total = 0
+    view.cost_so_far = view.projected_cost = 0.0
     view.log_tail = ""
     view.price_per_hour = record.price_per_hour
-    import time
-
-    view.started = time.time()
-    view.ended = 0.0
+    job_view.start_clock(record.job_id, record.created)
 
 
 def preflight(context: bpy.types.Context):  # type: ignore[no-untyped-def]

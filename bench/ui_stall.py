@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import statistics
 import struct
@@ -183,10 +184,10 @@ class Ui:
         self._applied: list[str] = []
 
     def state(self) -> str:
-        return str(self.addon.account.view().state)
+        return str(self.addon.addon.job_view.view().state)
 
     def _count(self, event: Any) -> None:
-        self._applied.append(str(event.kind))
+        self._applied.append(type(event).__name__)
 
     def run(
         self, done: Callable[[], bool], timeout: float, after: Callable[[], None] | None = None
@@ -195,13 +196,13 @@ class Ui:
         first = len(self.drains)
         deadline = time.monotonic() + timeout
         next_tick = time.perf_counter()
-        self.addon.runtime.add_listener(self._count)  # counts what each drain applied
+        self.addon.addon.pump.add_listener(self._count)  # counts what each drain applied
         try:
             while True:
                 self._applied = []
                 cpu = time.thread_time()
                 started = time.perf_counter()
-                self.addon.runtime.drain_events()
+                self.addon.addon.pump.drain_events()
                 wall = time.perf_counter() - started
                 self.drains.append(Drain(wall, time.thread_time() - cpu, tuple(self._applied), self.state()))
                 if after is not None:
@@ -217,7 +218,7 @@ class Ui:
                 else:
                     next_tick = time.perf_counter()  # a slow tick: Blender would skip, not catch up
         finally:
-            self.addon.runtime.remove_listener(self._count)
+            self.addon.addon.pump.remove_listener(self._count)
 
 
 def longest(drains: list[Drain]) -> Drain:
@@ -278,13 +279,13 @@ def upload_phase(
     started = time.perf_counter()
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     operator_s = time.perf_counter() - started
-    job_id = addon.account.view().job_id
+    job_id = addon.addon.job_view.view().job_id
     print(f"[upload] Render in Cloud pressed: job {job_id} (operator returned in {ms(operator_s)})")
     started = time.monotonic()
     drains = ui.run(lambda: ui.state() in PAST_UPLOAD, timeout=600)
     job_s = time.monotonic() - started
     stage = ui.state()
-    record = addon.runtime.manager().store.load(job_id)
+    record = addon.addon.pump.manager().store.load(job_id)
     print(
         f"[upload] packed and uploaded in {job_s:.1f} s off the main thread ({len(drains)} drains); now '{stage}'"
     )
@@ -353,17 +354,23 @@ def watch(url: str, bucket: str, prefix: str, out: Path) -> None:
             time.sleep(max(0.0, WATCH_S - (time.monotonic() - started)))
 
 
+def frame_in_name(relative: str) -> int | None:
+    """The frame number in one of this benchmark's own frame names (`####` at the end)."""
+    found = re.findall(r"\d+", relative.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    return int(found[-1]) if found else None
+
+
 def frames_phase(
     addon: ModuleType, harness: ModuleType, account: Any, work: Path, size: Size, report: Report
 ) -> bool:
     import bpy
 
     from cloud.aws import storage
-    from cloud.job.job_thread import POLL_SECONDS, frame_number
+    from cloud.job.job_thread import POLL_SECONDS
     from cloud.machine import contract
     from dev.simulator import InstanceSimulator
 
-    manager = addon.runtime.manager()
+    manager = addon.addon.pump.manager()
     bucket = manager.steps.ensure_bucket(manager.settings_for(), 14)
     harness.make_scene(work / "frames" / "frames.blend", frames=size.frames, size=16, samples=1)
     configure_job(bpy.context.scene)
@@ -374,10 +381,10 @@ def frames_phase(
     watch_log = work / "bucket-watch.txt"
     with InstanceSimulator(account.url, work_root=work / "machines"):
         assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-        job_id = addon.account.view().job_id
+        job_id = addon.addon.job_view.view().job_id
         prefix = contract.frames_prefix(job_id)
         watcher = start_watcher(account.url, bucket, prefix, watch_log)
-        name = addon.job_view.image_name(job_id)
+        name = addon.addon.job_view.image_name(job_id)
         print(f"[frames] job {job_id}: {size.frames} frames, 16x16, 1 sample, on the instance simulator")
 
         def note_frames() -> None:
@@ -386,7 +393,7 @@ def frames_phase(
             if count <= len(landed):
                 return
             now = time.monotonic()
-            for frame, _path in addon.job_view.frame_files(job_id):
+            for frame, _path in addon.addon.job_view.frame_files(job_id):
                 if frame is not None and frame not in landed:
                     landed[frame] = now
 
@@ -409,7 +416,7 @@ def frames_phase(
         job_s = time.monotonic() - started
     record = manager.store.load(job_id)
     if record.stage != "Done":
-        print("\n".join(addon.job_view.log_lines(job_id)[-30:]))
+        print("\n".join(addon.addon.job_view.log_lines(job_id)[-30:]))
         print(f"[frames] the job ended '{record.stage}': {record.message} {record.action}")
         report.add("frames job", record.stage, "Done", "", ok=False)
         return False
@@ -417,13 +424,13 @@ def frames_phase(
     in_bucket: dict[int, float] = {}
     for line in watch_log.read_text().splitlines():
         when, key = line.split(" ", 1)
-        frame = frame_number(key[len(prefix) :])
+        frame = frame_in_name(key[len(prefix) :])
         if frame is not None:
             in_bucket.setdefault(frame, float(when))
     delays = [landed[f] - in_bucket[f] for f in sorted(in_bucket) if f in landed]
     first_frame = min(in_bucket, key=lambda f: in_bucket[f], default=0)
     missing = size.frames - len(delays)
-    image = bpy.data.images.get(addon.job_view.image_name(job_id))
+    image = bpy.data.images.get(addon.addon.job_view.image_name(job_id))
     count = int(image["cloud_render_frames"]) if image is not None else 0
     first, last = min(landed.values()), max(landed.values())
     arriving = [d for d in drains if d.stage in {"Rendering", "Downloading"}]
@@ -517,7 +524,7 @@ def bench(size: Size, work: Path) -> int:
     report = Report()
     with emulated_account(log_path=work / "emulator.log") as account:
         harness.connect(account.url)
-        manager = addon.runtime.manager()
+        manager = addon.addon.pump.manager()
         settings = manager.settings_for()
         bucket = manager.steps.ensure_bucket(settings, 14)
         version = bpy.app.version_string.split()[0]

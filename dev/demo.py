@@ -114,7 +114,7 @@ def main() -> int:
         print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n")
         with InstanceSimulator(account.url, work_root=OUT / "machines") as _simulator:
             assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-            view = module.addon.account.view()
+            view = module.addon.job_view.view()
             job_id = view.job_id
             seen_stage = ""
             final = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import contextlib
 import gzip
 import hashlib
@@ -80,6 +81,7 @@ class Faults:
     crash_render: bool = False  # SIGSEGV Blender in the middle of the next frame
     spot_notice: bool = False  # IMDS starts answering spot/instance-action
     cut_network_s: float = 0.0  # the machine's HTTP fails for this long
+    clock_jump_s: float = 0.0  # S3's clock jumps this far ahead: the job's presigned links expire
     missing_input: str = ""  # this job file (spec input path) is deleted from the bucket before boot
 
 
@@ -144,12 +146,51 @@ class FakeImds:
         self.notice = {"action": "terminate", "time": when}
 
 
+def _amz_time(text: str, pattern: str) -> float:
+    return calendar.timegm(time.strptime(text, pattern))
+
+
+def s3_refusal(method: str, url: str, body: bytes | None, now: float) -> str:
+    """What S3 enforces and moto does not: expired presigned links and POST policies, and a
+    POST key outside the policy's `starts-with` prefix. Returns S3's error message, or ''.
+    """
+    if method == "POST" and body and b'name="policy"' in body:
+        fields = {
+            m.group(1).decode(): m.group(2).decode("utf-8", "replace")
+            for m in re.finditer(rb'name="([^"]+)"\r\n\r\n([^\r]*)\r\n', body)
+        }
+        try:
+            policy = json.loads(base64.b64decode(fields.get("policy", "")))
+            expiration = _amz_time(policy["expiration"].split(".")[0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S")
+        except (ValueError, KeyError, TypeError):
+            return "Invalid Policy: Invalid JSON."
+        if now > expiration:
+            return "Invalid according to Policy: Policy expired."
+        for condition in policy.get("conditions", []):
+            if isinstance(condition, list) and condition[:2] == ["starts-with", "$key"]:
+                if not fields.get("key", "").startswith(condition[2]):
+                    return f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}"
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if "X-Amz-Date" in query and "X-Amz-Expires" in query:
+        signed = _amz_time(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+        if now > signed + int(query["X-Amz-Expires"][0]):
+            return "Request has expired"
+    return ""
+
+
 class CuttableProxy:
-    """A forward HTTP proxy for the machine's traffic; `cut(seconds)` makes every request fail."""
+    """A forward HTTP proxy for the machine's traffic; `cut(seconds)` makes every request fail.
+
+    It also plays S3's part where moto does not: presigned links and POST policies expire (by
+    this proxy's clock, which `jump(seconds)` moves ahead) and a POST key must keep to the
+    policy's prefix. Refusals are answered as S3 does: 403 AccessDenied with S3's message.
+    """
 
     def __init__(self) -> None:
         self.cut_until = 0.0
         self.refused = 0
+        self.clock_offset = 0.0
+        self.denied: list[str] = []  # S3's messages, one per refused request
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -166,6 +207,19 @@ class CuttableProxy:
                 url = urllib.parse.urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                message = s3_refusal(self.command, self.path, body, time.time() + proxy.clock_offset)
+                if message:
+                    proxy.denied.append(message)
+                    error = (
+                        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                        f"<Message>{message}</Message><RequestId>SIMULATED</RequestId></Error>"
+                    ).encode()
+                    self.send_response(403, "Forbidden")
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 headers = {
                     k: v
                     for k, v in self.headers.items()
@@ -195,6 +249,16 @@ class CuttableProxy:
 
     def cut(self, seconds: float) -> None:
         self.cut_until = time.monotonic() + seconds
+
+    def jump(self, seconds: float) -> None:
+        """S3's clock, as the machine's requests meet it, moves `seconds` ahead."""
+        self.clock_offset += seconds
+
+    @contextlib.contextmanager
+    def serving(self) -> Any:
+        """Run the proxy on loopback; yields its URL (for http_proxy, or a ProxyHandler)."""
+        with _serve(self.handler) as server:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
 
 
 # ---------------------------------------------------------------- one machine
@@ -343,6 +407,9 @@ class Machine:
         if self.faults.cut_network_s:
             self.proxy.cut(self.faults.cut_network_s)
             self.fault_fired = "cut_network"
+        if self.faults.clock_jump_s:
+            self.proxy.jump(self.faults.clock_jump_s)
+            self.fault_fired = "clock_jump"
 
     def _fire_mid_frame(self) -> None:
         sig = (

@@ -11,7 +11,7 @@ from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
 def _status(text: str) -> None:
-    account.view().account_status = text
+    job_view.view().account_status = text
     job_view.redraw()
 
 
@@ -146,7 +146,7 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
             pump.call_soon(_status, line)
 
         def done(report, error) -> None:  # type: ignore[no-untyped-def]
-            view = account.view()
+            view = job_view.view()
             if error is not None:
                 view.setup_summary = f"{error.message} {error.action}"
             else:

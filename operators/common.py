@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeAlias
 
 import bpy
 
-from ..addon import account, job_view, pump
+from ..addon import job_view, pump
 
 # What an operator's execute/invoke returns (a name for mypy with fake-bpy-module).
 OperatorReturn: TypeAlias = set[
@@ -33,7 +33,7 @@ def in_background(work: Callable[[], Any], on_success: Callable[[Any], str]) -> 
     message, or the CloudError's message and action are shown."""
 
     def done(result: Any, error: Any) -> None:
-        view = account.view()
+        view = job_view.view()
         if error is not None:
             view.message, view.action = error.message, error.action
         else:

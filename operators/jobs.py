@@ -6,18 +6,12 @@ from pathlib import Path
 
 import bpy
 
-from ..addon import account, job_view, pump, submit
+from ..addon import job_view, jobs_list, pump, submit
 from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
 def _selected_job(context: bpy.types.Context, job_id: str) -> str:
-    if job_id:
-        return job_id
-    jobs = account.jobs()
-    index = account.preferences().jobs_index
-    if 0 <= index < len(jobs):
-        return str(jobs[index].job_id)
-    return str(account.view().job_id)
+    return job_id or jobs_list.selected_job_id() or str(job_view.view().job_id)
 
 
 class CLOUDRENDER_OT_show_frames(bpy.types.Operator):
@@ -99,10 +93,7 @@ class CLOUDRENDER_OT_delete_cloud_data(NeedsOnlineAccess, bpy.types.Operator):
         job_id = _selected_job(context, self.job_id)
 
         def deleted(count: int) -> str:
-            jobs = account.jobs()
-            for index in reversed(range(len(jobs))):
-                if jobs[index].job_id == job_id:
-                    jobs.remove(index)
+            jobs_list.remove(job_id)
             return f"Deleted {count} cloud files of {job_id}."
 
         in_background(lambda: pump.manager().delete_cloud_data(job_id), deleted)
@@ -119,7 +110,7 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
         region = context.scene.cloud_render.region
 
         def found(orphans: list) -> str:  # type: ignore[type-arg]
-            account.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in orphans)
+            job_view.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in orphans)
             return f"{len(orphans)} forgotten machines found." if orphans else "No forgotten machines."
 
         in_background(lambda: pump.manager().orphans(region), found)
@@ -138,7 +129,7 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
         instance_id = self.instance_id
 
         def terminated(_result: None) -> str:
-            view = account.view()
+            view = job_view.view()
             view.orphans = ",".join(
                 o for o in view.orphans.split(",") if o and not o.startswith(instance_id + ":")
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon import account, job_view, pump, submit
+from ..addon import job_view, pump, submit
 from ..cloud.errors import CloudError
 from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
@@ -53,7 +53,7 @@ class CLOUDRENDER_OT_cancel(NeedsOnlineAccess, bpy.types.Operator):
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        job_id = self.job_id or account.view().job_id
+        job_id = self.job_id or job_view.view().job_id
         if not job_id:
             return {"CANCELLED"}
         in_background(lambda: pump.manager().cancel(job_id), lambda _result: "Cancel requested.")
@@ -68,7 +68,7 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         findings = submit.preflight(context)
-        view = account.view()
+        view = job_view.view()
         view.findings = "\n".join(f"{f.severity.upper()}: {f.message} -> {f.fix}" for f in findings)
         if not findings:
             self.report({"INFO"}, "No problems found.")
@@ -105,14 +105,14 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         plan = estimate_probe.plan_for(scene)
         copy = submit.save_copy("probe-" + new_job_id())
         region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
-        account.view().estimate = "Rendering a test tile..."
+        job_view.view().estimate = "Rendering a test tile..."
 
         def work() -> list[str]:
             probe = estimate_probe.run_probe(copy, plan)
             return machine_facts.estimate_lines(estimate_all(probe, frames, region, spot), chosen)
 
         def done(lines, error) -> None:  # type: ignore[no-untyped-def]
-            view = account.view()
+            view = job_view.view()
             view.estimate = f"{error.message} {error.action}" if error is not None else "\n".join(lines)
             job_view.redraw()
 
@@ -130,7 +130,7 @@ class CLOUDRENDER_OT_answer_quote(NeedsOnlineAccess, bpy.types.Operator):
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        job_id = self.job_id or account.view().job_id
+        job_id = self.job_id or job_view.view().job_id
         go = self.go
         text = "Going on with every frame." if go else "Stopping after the scout frames."
         in_background(lambda: pump.manager().answer_quote(job_id, go), lambda _result: text)

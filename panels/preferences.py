@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import bpy
 from bpy.props import (
-    CollectionProperty,
     EnumProperty,
     FloatProperty,
     IntProperty,
-    PointerProperty,
     StringProperty,
 )
 
-from ..addon import account
+from ..addon import account, job_view
 from ..addon.ids import ADDON_ID
-from ..addon.settings import REGIONS, CloudRenderJobItem, CloudRenderJobView
+from ..addon.settings import REGIONS
 
 
 class CloudRenderPreferences(bpy.types.AddonPreferences):
@@ -53,11 +51,6 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         default="",
     )
 
-    # The live job view and the jobs list: add-on state, kept out of every .blend.
-    job: PointerProperty(type=CloudRenderJobView)  # type: ignore[valid-type]
-    jobs: CollectionProperty(type=CloudRenderJobItem)  # type: ignore[valid-type]
-    jobs_index: IntProperty(default=0)  # type: ignore[valid-type]
-
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         if not bpy.app.online_access:
@@ -78,14 +71,14 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.operator("cloud_render.test_connection", icon="WORLD")
         row.operator("cloud_render.setup", icon="CHECKMARK")
-        summary = account.view().setup_summary
+        summary = job_view.view().setup_summary
         if summary:
             box = layout.box()
             for line in summary.splitlines():
                 box.label(text=line, icon="CHECKMARK" if line == "Ready to render" else "NONE")
             if "quota" in summary.lower() and "Ready to render" not in summary:
                 box.operator("cloud_render.request_quota", icon="PLUS")
-        status = account.view().account_status
+        status = job_view.view().account_status
         if status:
             layout.label(text=status)
         box = layout.box()

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
 import bpy
 
-from ..addon import account, job_view, submit
+from ..addon import job_view, jobs_list, prices, submit
+from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.records import FINAL_STAGES
 
 
-def _elapsed(view: bpy.types.PropertyGroup) -> str:
-    if not view.started:
+def _elapsed(job_id: str) -> str:
+    seconds = job_view.elapsed_seconds(job_id)
+    if seconds is None:
         return ""
-    seconds = int((view.ended or time.time()) - view.started)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -37,12 +36,12 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
-        estimate = account.view().estimate
+        estimate = job_view.view().estimate
         if estimate:
             box = layout.box()
             for line in estimate.splitlines():
                 box.label(text=line)
-        findings = account.view().findings
+        findings = job_view.view().findings
         if findings:
             box = layout.box()
             for line in findings.splitlines():
@@ -65,9 +64,10 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         row.prop(settings, "instance_type")
         row.menu("CLOUDRENDER_MT_instance_types", text="", icon="DOWNARROW_HLT")
         try:
-            layout.label(
-                text=machine_facts.label(machine_facts.instance(settings.instance_type), settings.region)
-            )
+            price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
+            info = machine_facts.instance(settings.instance_type, prices.catalog())
+            layout.label(text=machine_facts.label(info, settings.region, price.usd))
+            layout.label(text=price.words())
         except CloudError as error:
             layout.label(text=error.message, icon="ERROR")
         layout.prop(settings, "use_spot")
@@ -91,8 +91,8 @@ class CLOUDRENDER_MT_instance_types(bpy.types.Menu):
     bl_label = "Machine Type"
 
     def draw(self, context: bpy.types.Context | None) -> None:
-        region = bpy.context.scene.cloud_render.region
-        for name, text in machine_facts.menu(region):
+        settings = bpy.context.scene.cloud_render
+        for name, text in prices.menu(settings.region, settings.use_spot):
             self.layout.operator("cloud_render.set_instance_type", text=text).instance_type = name
 
 
@@ -105,11 +105,11 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return bool(account.view().job_id)
+        return bool(job_view.view().job_id)
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        view = account.view()
+        view = job_view.view()
         final = view.state in {s.value for s in FINAL_STAGES}
         header = layout.row()
         header.label(
@@ -117,7 +117,7 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         )
         if view.action:
             layout.label(text=view.action, icon="INFO")
-            if view.action.startswith("Request quota increase"):
+            if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS")
         if not final:
             total = max(view.frames_total, 1)
@@ -134,7 +134,7 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
             + (f"  sample {view.sample}/{view.samples_total}" if view.samples_total else "")
         )
         grid.label(text=f"Frames {view.frames_done}/{view.frames_total}")
-        grid.label(text=f"Elapsed {_elapsed(view)}")
+        grid.label(text=f"Elapsed {_elapsed(view.job_id)}")
         grid.label(text=f"Cost so far ${view.cost_so_far:.2f}")
         if view.projected_cost:
             grid.label(text=f"Projected ${view.projected_cost:.2f}")
@@ -157,22 +157,13 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
 
 
 class CLOUDRENDER_UL_jobs(bpy.types.UIList):
+    """This file's jobs, newest first (the list is built that way from the job records)."""
+
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index, flt_flag=0):  # type: ignore[no-untyped-def,override]
         row = layout.row()
         row.label(text=item.job_id)
         row.label(text=item.label)
         row.label(text=f"{item.stage} {item.frames_done}/{item.frames_total}")
-
-    def filter_items(self, context, data, propname):  # type: ignore[no-untyped-def]
-        items = getattr(data, propname)
-        order = sorted(range(len(items)), key=lambda i: -items[i].created)
-        # Blender wants, for each item, its new position, and a flag per item (shown or not).
-        positions = [0] * len(items)
-        for position, index in enumerate(order):
-            positions[index] = position
-        this_file = bpy.data.filepath
-        flags = [self.bitflag_filter_item if item.blend_name == this_file else 0 for item in items]
-        return flags, positions
 
 
 class CLOUDRENDER_PT_jobs(bpy.types.Panel):
@@ -185,8 +176,8 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        prefs = account.preferences()
-        view = account.view()
+        wm = context.window_manager
+        view = job_view.view()
         for orphan in filter(None, view.orphans.split(",")):
             instance_id, _, job_id = orphan.partition(":")
             row = layout.row()
@@ -195,10 +186,11 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
                 text=f"Machine {instance_id} is still running (job {job_id or 'unknown'})", icon="ERROR"
             )
             row.operator("cloud_render.terminate_orphan", text="Terminate").instance_id = instance_id
-        layout.template_list("CLOUDRENDER_UL_jobs", "", prefs, "jobs", prefs, "jobs_index")
-        jobs = prefs.jobs
-        if 0 <= prefs.jobs_index < len(jobs):
-            job_id = jobs[prefs.jobs_index].job_id
+        layout.template_list(
+            "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
+        )
+        job_id = jobs_list.selected_job_id()
+        if job_id:
             grid = layout.grid_flow(columns=3, even_columns=True)
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id

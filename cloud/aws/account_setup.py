@@ -31,12 +31,11 @@ from .quotas import (
 )
 from .region_latency import default_urls, probe_latency, rank_regions
 from .session import AwsSettings, client
-from .storage import ensure_bucket
+from .storage import bucket_registry, ensure_bucket
 
 Status = Literal["done", "needs_action", "failed", "offered"]
 
 READY = "Ready to render"
-BUCKETS_FILE = "buckets.json"
 MAX_ALTERNATIVES = 4
 LATENCY_ATTEMPTS = 3
 LATENCY_TIMEOUT_S = 2.0
@@ -245,6 +244,8 @@ def run_setup(
     Blocks on the network: call it from a worker thread; `progress` is called from that thread
     with one line per step, so the UI side should hand the lines to its main-thread queue.
 
+    `state_dir` is the add-on's state folder (`storage.STATE_FOLDER` in its user folder): the
+    bucket made here goes into the registry there, the one every job reads.
     `region`: use this one instead of measuring; `latency_urls` (region -> URL) replaces the
     regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,
     otherwise it is only offered. Steps after keys and region go on after a failure, so the
@@ -294,7 +295,7 @@ def _walk(
 
     flow.say("Preparing your storage bucket…")
     try:
-        report.bucket = ensure_bucket(here, state_dir / BUCKETS_FILE)
+        report.bucket = ensure_bucket(here, bucket_registry(state_dir))
         flow.add(SetupStep(BUCKET, "done", f"Your files go to the private bucket {report.bucket}."))
     except Exception as exc:
         flow.failed(BUCKET, exc, "preparing your storage bucket", region)

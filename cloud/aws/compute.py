@@ -316,7 +316,6 @@ def launch(
     user_data: str,
     spot: bool,
     ami_id: str | None = None,
-    instance_profile_arn: str | None = None,
     max_spot_price: float | None = None,
 ) -> LaunchResult:
     """Start one render machine for `job_id`; a spot request short of capacity falls back to on-demand."""
@@ -371,8 +370,6 @@ def launch(
             {"ResourceType": "volume", "Tags": _tags(job_id)},
         ],
     }
-    if instance_profile_arn:
-        params["IamInstanceProfile"] = {"Arn": instance_profile_arn}
 
     # A capacity error is not worth many retries; the ClientToken makes the one retry safe.
     ec2 = client(_few_retries(settings), "ec2", session)

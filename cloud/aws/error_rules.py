@@ -1,5 +1,8 @@
 """Turn botocore and network exceptions into `CloudError`s an artist can act on.
 
+The translation is a table (`RULES`): each row says which exception types or AWS error codes it
+covers and the two sentences the artist reads; the first row that applies wins.
+
 botocore has already retried what is worth retrying (throttling, 5xx, dropped connections)
 by the time an exception reaches us, so every translation here is final. The AWS code and
 message go to `detail` for the job log; `message` and `action` are plain words.
@@ -10,57 +13,67 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from botocore import exceptions as bce
 from s3transfer.exceptions import RetriesExceededError
 
 from ..errors import CloudError
+from .iam_policy import action_for_operation
 
-BAD_KEYS = {
-    "InvalidClientTokenId",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AuthFailure",
-    "UnrecognizedClientException",
-    "IncompleteSignature",
-    "InvalidToken",
-    "MissingAuthenticationToken",
-}
-EXPIRED = {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"}
-DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403"}
-QUOTA = {
-    "VcpuLimitExceeded",
-    "InstanceLimitExceeded",
-    "MaxSpotInstanceCountExceeded",
-    "ServiceQuotaExceededException",
-}
-CAPACITY = {"InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity"}
-SPOT = {"SpotMaxPriceTooLow", "InsufficientSpotCapacity"}
-REGION = {"OptInRequired", "InvalidRegion", "UnsupportedOperation"}
-TAKEN = {"BucketAlreadyExists"}
-CLOCK = {"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture"}
-THROTTLED = {
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "TooManyRequestsException",
-    "EC2ThrottledException",
-}
-GONE = {"NoSuchBucket"}
-CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
-AWS_DOWN = {
-    "InternalError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "500",
-    "503",
-}
+BAD_KEYS = frozenset(
+    {
+        "InvalidClientTokenId",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AuthFailure",
+        "UnrecognizedClientException",
+        "IncompleteSignature",
+        "InvalidToken",
+        "MissingAuthenticationToken",
+    }
+)
+EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"})
+DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403"})
+QUOTA = frozenset(
+    {
+        "VcpuLimitExceeded",
+        "InstanceLimitExceeded",
+        "MaxSpotInstanceCountExceeded",
+        "ServiceQuotaExceededException",
+    }
+)
+CAPACITY = frozenset({"InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity"})
+SPOT = frozenset({"SpotMaxPriceTooLow", "InsufficientSpotCapacity"})
+REGION = frozenset({"OptInRequired", "InvalidRegion", "UnsupportedOperation"})
+TAKEN = frozenset({"BucketAlreadyExists"})
+CLOCK = frozenset({"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture"})
+THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "TooManyRequestsException",
+        "EC2ThrottledException",
+    }
+)
+GONE = frozenset({"NoSuchBucket"})
+CONFLICT = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
+AWS_DOWN = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "500",
+        "503",
+    }
+)
 
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     bce.EndpointConnectionError,
@@ -100,13 +113,195 @@ def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _missing_action(exc: bce.ClientError) -> str:
-    from .iam_policy import action_for_operation
-
+def _missing_action(exc: BaseException) -> str:
+    """The IAM action AWS said is missing, else the one behind the refused operation."""
+    if not isinstance(exc, bce.ClientError):
+        return ""
     found = _DENIED_ACTION.search(str(exc.response.get("Error", {}).get("Message", "")))
     if found:
         return found.group(1)
     return action_for_operation(exc.operation_name) or exc.operation_name
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules look at: the exception, its AWS code and message, and what we were doing."""
+
+    exc: BaseException
+    code: str
+    aws_message: str
+    spot: bool
+
+
+class _Words(dict[str, str]):
+    """The fields a rule's sentences may name; `missing_action` is looked up only when named."""
+
+    def __init__(self, facts: Facts, fields: dict[str, str]) -> None:
+        super().__init__(fields)
+        self._facts = facts
+
+    def __missing__(self, key: str) -> str:
+        if key == "missing_action":
+            value = self[key] = _missing_action(self._facts.exc)
+            return value
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the table: when it applies, and the sentences the artist reads.
+
+    A rule applies when the exception is one of `types`, or its AWS code is one of `codes`, or
+    `when(facts)` holds. `message` and `action` are `str.format` templates over {during},
+    {where}, {machine}, {region}, {region_or_chosen} and {missing_action}.
+    """
+
+    kind: str
+    message: str
+    action: str
+    types: tuple[type[BaseException], ...] = ()
+    codes: frozenset[str] = frozenset()
+    when: Callable[[Facts], bool] | None = None
+
+    def applies(self, facts: Facts) -> bool:
+        return (
+            (bool(self.types) and isinstance(facts.exc, self.types))
+            or (bool(facts.code) and facts.code in self.codes)
+            or (self.when is not None and self.when(facts))
+        )
+
+
+def _not_from_aws(facts: Facts) -> bool:
+    return not isinstance(facts.exc, bce.ClientError)
+
+
+def _expired_signature(facts: Facts) -> bool:
+    return facts.code == "InvalidSignatureException" and "expired" in facts.aws_message.lower()
+
+
+def _spot_short(facts: Facts) -> bool:
+    return facts.spot and facts.code in CAPACITY
+
+
+def _always(facts: Facts) -> bool:
+    return True
+
+
+# Evaluated in order; the first rule that applies wins, and the last applies to everything.
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "no_credentials",
+        "Cloud Render found no AWS keys to use{during}.",
+        "Paste an access key in Preferences > Add-ons > Cloud Render, or choose an AWS profile that exists.",
+        types=(bce.NoCredentialsError, bce.PartialCredentialsError, bce.ProfileNotFound),
+    ),
+    Rule(
+        "expired_credentials",
+        "Your AWS sign-in has expired{during}.",
+        "Sign in again (for an SSO profile run 'aws sso login') or paste a fresh access key in the preferences.",
+        types=(bce.TokenRetrievalError, bce.SSOTokenLoadError, bce.UnauthorizedSSOTokenError),
+        codes=EXPIRED,
+    ),
+    Rule(
+        "bad_region",
+        "The AWS region '{region}' is not a region Cloud Render can use.",
+        "Pick a region from the list in the Cloud Render panel.",
+        types=(bce.NoRegionError, bce.InvalidRegionError),
+    ),
+    Rule(
+        "no_network",
+        "Cloud Render could not reach AWS{during}.",
+        "Check your internet connection (and any proxy or firewall), then try again.",
+        types=NETWORK_ERRORS,
+    ),
+    Rule(
+        "unexpected",
+        "Something unexpected went wrong{during}.",
+        "Try again; if it keeps happening, send the job log to the Cloud Render developers.",
+        when=_not_from_aws,
+    ),
+    # From here on the exception is a ClientError: AWS answered with an error code.
+    Rule(
+        "bad_credentials",
+        "AWS did not accept your access keys{during}.",
+        "Copy the key pair again from the AWS console (IAM > Users > Security credentials) and paste it in the preferences.",
+        codes=BAD_KEYS,
+    ),
+    Rule(
+        "clock_skew",
+        "Your computer's clock is off by several minutes, so AWS refuses its requests.",
+        "Turn on automatic date and time in your system settings, then try again.",
+        codes=CLOCK,
+        when=_expired_signature,
+    ),
+    Rule(
+        "access_denied",
+        "Your AWS user is not allowed to use {missing_action}{during}.",
+        "Attach the Cloud Render policy (Preferences > Copy policy) to your IAM user in the AWS console, then try again.",
+        codes=DENIED,
+    ),
+    Rule(
+        "spot_capacity",
+        "AWS has no spare discounted (spot) {machine} machines{where} right now.",
+        "Switch off 'Spot' to use a regular machine, or try another region or instance type.",
+        codes=SPOT,
+        when=_spot_short,
+    ),
+    Rule(
+        "no_quota",
+        "Your AWS account is not allowed to start more {machine} machines{where} yet (its quota is too low).",
+        "Press 'Request quota increase' in the Cloud Render panel; AWS usually answers within a day.",
+        codes=QUOTA,
+    ),
+    Rule(
+        "no_capacity",
+        "AWS has no free {machine} machines{where} right now.",
+        "Try another region or instance type, or try again in a few minutes.",
+        codes=CAPACITY,
+    ),
+    Rule(
+        "region_unavailable",
+        "The region{region_or_chosen} is not enabled for your AWS account.",
+        "Enable it in the AWS console (Account > AWS Regions) or pick another region in the panel.",
+        codes=REGION,
+    ),
+    Rule(
+        "bucket_name_taken",
+        "The storage bucket name Cloud Render picked is already taken by another AWS account.",
+        "Press the button again: Cloud Render will pick a new random name.",
+        codes=TAKEN,
+    ),
+    Rule(
+        "throttled",
+        "AWS is limiting how fast Cloud Render may send requests{during}, even after several retries.",
+        "Wait a minute, then try again.",
+        codes=THROTTLED,
+    ),
+    Rule(
+        "bucket_gone",
+        "Your Cloud Render storage bucket no longer exists{where}.",
+        "Press Render again: Cloud Render will create a new bucket.",
+        codes=GONE,
+    ),
+    Rule(
+        "conflict",
+        "Another copy of Cloud Render changed the same file{during}.",
+        "Refresh the job list, then try again.",
+        codes=CONFLICT,
+    ),
+    Rule(
+        "aws_unavailable",
+        "AWS had a temporary problem{during}.",
+        "Try again in a few minutes.",
+        codes=AWS_DOWN,
+    ),
+    Rule(
+        "aws_error",
+        "AWS refused a request{during}.",
+        "Try again; if it keeps happening, the job log has the details.",
+        when=_always,
+    ),
+)
 
 
 def translate(
@@ -120,126 +315,27 @@ def translate(
     """A CloudError for `exc`; `context` says what we were doing ("uploading the scene")."""
     if isinstance(exc, CloudError):
         return exc
-    during = f" while {context}" if context else ""
+    aws_message = ""
+    if isinstance(exc, bce.ClientError):
+        aws_message = str(exc.response.get("Error", {}).get("Message", ""))
+    facts = Facts(exc, error_code(exc), aws_message, spot)
+    rule = next(r for r in RULES if r.applies(facts))
     where = f" in {region}" if region else ""
-    machine = instance_type or "GPU"
-    detail = _detail(exc)
-    code = error_code(exc)
-
-    def err(kind: str, message: str, action: str) -> CloudError:
-        return CloudError(message, action, code=kind, detail=detail)
-
-    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError | bce.ProfileNotFound):
-        return err(
-            "no_credentials",
-            f"Cloud Render found no AWS keys to use{during}.",
-            "Paste an access key in Preferences > Add-ons > Cloud Render, or choose an AWS profile that exists.",
-        )
-    if isinstance(exc, bce.TokenRetrievalError | bce.SSOTokenLoadError | bce.UnauthorizedSSOTokenError) or (
-        code in EXPIRED
-    ):
-        return err(
-            "expired_credentials",
-            f"Your AWS sign-in has expired{during}.",
-            "Sign in again (for an SSO profile run 'aws sso login') or paste a fresh access key in the preferences.",
-        )
-    if isinstance(exc, bce.NoRegionError | bce.InvalidRegionError):
-        return err(
-            "bad_region",
-            f"The AWS region '{region or 'none'}' is not a region Cloud Render can use.",
-            "Pick a region from the list in the Cloud Render panel.",
-        )
-    if isinstance(exc, NETWORK_ERRORS):
-        return err(
-            "no_network",
-            f"Cloud Render could not reach AWS{during}.",
-            "Check your internet connection (and any proxy or firewall), then try again.",
-        )
-    if not isinstance(exc, bce.ClientError):
-        return err(
-            "unexpected",
-            f"Something unexpected went wrong{during}.",
-            "Try again; if it keeps happening, send the job log to the Cloud Render developers.",
-        )
-
-    message = str(exc.response.get("Error", {}).get("Message", ""))
-    if code in BAD_KEYS:
-        return err(
-            "bad_credentials",
-            f"AWS did not accept your access keys{during}.",
-            "Copy the key pair again from the AWS console (IAM > Users > Security credentials) and paste it in the preferences.",
-        )
-    if code in CLOCK or (code == "InvalidSignatureException" and "expired" in message.lower()):
-        return err(
-            "clock_skew",
-            "Your computer's clock is off by several minutes, so AWS refuses its requests.",
-            "Turn on automatic date and time in your system settings, then try again.",
-        )
-    if code in DENIED:
-        action = _missing_action(exc)
-        return err(
-            "access_denied",
-            f"Your AWS user is not allowed to use {action}{during}.",
-            "Attach the Cloud Render policy (Preferences > Copy policy) to your IAM user in the AWS console, then try again.",
-        )
-    if code in SPOT or (spot and code in CAPACITY):
-        return err(
-            "spot_capacity",
-            f"AWS has no spare discounted (spot) {machine} machines{where} right now.",
-            "Switch off 'Spot' to use a regular machine, or try another region or instance type.",
-        )
-    if code in QUOTA:
-        return err(
-            "no_quota",
-            f"Your AWS account is not allowed to start more {machine} machines{where} yet (its quota is too low).",
-            "Press 'Request quota increase' in the Cloud Render panel; AWS usually answers within a day.",
-        )
-    if code in CAPACITY:
-        return err(
-            "no_capacity",
-            f"AWS has no free {machine} machines{where} right now.",
-            "Try another region or instance type, or try again in a few minutes.",
-        )
-    if code in REGION:
-        return err(
-            "region_unavailable",
-            f"The region{where or ' you chose'} is not enabled for your AWS account.",
-            "Enable it in the AWS console (Account > AWS Regions) or pick another region in the panel.",
-        )
-    if code in TAKEN:
-        return err(
-            "bucket_name_taken",
-            "The storage bucket name Cloud Render picked is already taken by another AWS account.",
-            "Press the button again: Cloud Render will pick a new random name.",
-        )
-    if code in THROTTLED:
-        return err(
-            "throttled",
-            f"AWS is limiting how fast Cloud Render may send requests{during}, even after several retries.",
-            "Wait a minute, then try again.",
-        )
-    if code in GONE:
-        return err(
-            "bucket_gone",
-            f"Your Cloud Render storage bucket no longer exists{where}.",
-            "Press Render again: Cloud Render will create a new bucket.",
-        )
-    if code in CONFLICT:
-        return err(
-            "conflict",
-            f"Another copy of Cloud Render changed the same file{during}.",
-            "Refresh the job list, then try again.",
-        )
-    if code in AWS_DOWN:
-        return err(
-            "aws_unavailable",
-            f"AWS had a temporary problem{during}.",
-            "Try again in a few minutes.",
-        )
-    return err(
-        "aws_error",
-        f"AWS refused a request{during}.",
-        "Try again; if it keeps happening, the job log has the details.",
+    words = _Words(
+        facts,
+        {
+            "during": f" while {context}" if context else "",
+            "where": where,
+            "machine": instance_type or "GPU",
+            "region": region or "none",
+            "region_or_chosen": where or " you chose",
+        },
+    )
+    return CloudError(
+        rule.message.format_map(words),
+        rule.action.format_map(words),
+        code=rule.kind,
+        detail=_detail(exc),
     )
 
 

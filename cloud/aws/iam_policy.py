@@ -1,10 +1,14 @@
-"""The least-privilege IAM policy Cloud Render needs, and the optional instance role.
+"""The least-privilege IAM policy Cloud Render needs.
 
-The policy lives in `iam_policy.json` next to this file so the preferences panel can show
-it and copy it verbatim. `IAM_ACTIONS` says which IAM action each API call needs where the
-name differs from the call (AWS's Service Authorization Reference); the policy test uses it
-to check that every call in cloud/ is allowed, and error translation uses it to name the
-missing permission when AWS says "access denied".
+The policy lives in `iam_policy.json` next to this file so the preferences panel can show it
+and copy it verbatim. Its `ec2:InstanceType` list is generated from the machine catalog
+(`python -m cloud.aws.iam_policy` rewrites the file; a test keeps the two equal).
+
+`IAM_ACTIONS` says which IAM action each API call needs where the name differs from the call
+(AWS's Service Authorization Reference); the policy test uses it to check that every call in
+cloud/ is allowed, and error translation uses it to name the missing permission when AWS says
+"access denied". This module imports nothing else of cloud/aws, so error translation may
+import it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .session import AwsSettings, client
+from ..cost.catalog import load_catalog
 
 POLICY_PATH = Path(__file__).with_name("iam_policy.json")
 
@@ -38,36 +42,10 @@ IAM_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("budgets", "CreateBudget"): ("budgets:ModifyBudget",),
     ("budgets", "DescribeBudget"): ("budgets:ViewBudget",),
     ("budgets", "DescribeBudgets"): ("budgets:ViewBudget",),
-    # resolve:ssm:<param> image ids make RunInstances read the parameter on our behalf.
-    ("ec2", "RunInstances"): ("ec2:RunInstances", "ec2:CreateTags", "ssm:GetParameters"),
+    # Tags given at creation (TagSpecifications) need ec2:CreateTags as well.
+    ("ec2", "RunInstances"): ("ec2:RunInstances", "ec2:CreateTags"),
+    ("ec2", "CreateSecurityGroup"): ("ec2:CreateSecurityGroup", "ec2:CreateTags"),
 }
-
-# s3transfer and presigned requests call these operations for us.
-MANAGED_S3_CALLS: dict[str, tuple[str, ...]] = {
-    "upload": (
-        "PutObject",
-        "CreateMultipartUpload",
-        "UploadPart",
-        "CompleteMultipartUpload",
-        "AbortMultipartUpload",
-    ),
-    "download": ("GetObject", "HeadObject"),
-    "copy": (
-        "HeadObject",
-        "CopyObject",
-        "CreateMultipartUpload",
-        "UploadPartCopy",
-        "CompleteMultipartUpload",
-    ),
-    "presign_get": ("GetObject",),
-    "presign_list": ("ListObjectsV2",),
-    "presign_post": ("PutObject",),
-}
-
-
-def iam_actions_for(service: str, operation: str) -> tuple[str, ...]:
-    """The IAM actions one API call needs."""
-    return IAM_ACTIONS.get((service, operation), (f"{IAM_PREFIX.get(service, service)}:{operation}",))
 
 
 def action_for_operation(operation: str) -> str | None:
@@ -99,80 +77,26 @@ def policy_actions() -> set[str]:
     return actions
 
 
-# --- Instance role: lets a long job read its inputs without presigned URLs that expire. ---
-
-ROLE_PREFIX = "cloud-render-"
-
-EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
+def catalog_instance_types() -> list[str]:
+    """The instance types the add-on may launch: the catalog's, sorted."""
+    return sorted(load_catalog().types)
 
 
-def instance_role_name(bucket: str) -> str:
-    """One role per bucket (so per region); IAM names are at most 64 characters."""
-    return (ROLE_PREFIX + "instance-" + bucket.removeprefix(ROLE_PREFIX))[:64]
+def generated_policy() -> dict[str, Any]:
+    """The policy file with every `ec2:InstanceType` condition set to the catalog's types."""
+    policy = dict(json.loads(POLICY_PATH.read_text(encoding="utf-8")))
+    for statement in policy["Statement"]:
+        for operator in statement.get("Condition", {}).values():
+            if "ec2:InstanceType" in operator:
+                operator["ec2:InstanceType"] = catalog_instance_types()
+    return policy
 
 
-def instance_role_policy(bucket: str) -> dict[str, Any]:
-    """Read inputs (cas/, jobs/) and write outputs (jobs/*/out/) of one bucket, nothing else."""
-    arn = f"arn:aws:s3:::{bucket}"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{arn}/cas/*", f"{arn}/jobs/*"]},
-            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": [f"{arn}/jobs/*/out/*"]},
-            {
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [arn],
-                "Condition": {"StringLike": {"s3:prefix": ["jobs/*"]}},
-            },
-        ],
-    }
+def write_policy() -> None:
+    """Regenerate iam_policy.json after the catalog changed."""
+    POLICY_PATH.write_text(json.dumps(generated_policy(), indent=2) + "\n", encoding="utf-8")
+    load_policy.cache_clear()
 
 
-def ensure_instance_profile(settings: AwsSettings, bucket: str) -> str:
-    """Create (once) the role and instance profile a long job's machine uses; returns the profile ARN."""
-    from .error_rules import is_code, translating
-
-    iam = client(settings, "iam")
-    name = instance_role_name(bucket)
-    with translating("setting up the render machine's role"):
-        try:
-            profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-        except Exception as exc:
-            if not is_code(exc, "NoSuchEntity"):
-                raise
-            profile = None
-        if profile and profile.get("Roles"):
-            return str(profile["Arn"])
-        try:
-            iam.create_role(
-                RoleName=name,
-                AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
-                Description="Cloud Render: lets render machines read and write their bucket",
-            )
-        except Exception as exc:
-            if not is_code(exc, "EntityAlreadyExists"):
-                raise
-        iam.put_role_policy(
-            RoleName=name,
-            PolicyName="cloud-render-bucket",
-            PolicyDocument=json.dumps(instance_role_policy(bucket)),
-        )
-        if profile is None:
-            try:
-                profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-            except Exception as exc:
-                if not is_code(exc, "EntityAlreadyExists"):
-                    raise
-                profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-        try:
-            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
-        except Exception as exc:
-            if not is_code(exc, "LimitExceeded"):
-                raise
-        return str(profile["Arn"])
+if __name__ == "__main__":
+    write_policy()

@@ -86,6 +86,10 @@ class QuotaRequest:
         return STATUS_WORDS.get(self.status, self.status.lower())
 
 
+# Codes of a refusal that a quota increase would cure: the panel offers Request Quota Increase.
+QUOTA_ERROR_CODES = frozenset({"quota_zero", "quota_low", "no_quota"})
+
+
 def _family(instance_type: str) -> str:
     prefix_match = _PREFIX.match(instance_type.lower())
     prefix = prefix_match.group(1) if prefix_match else ""

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,28 +43,132 @@ MiB = 1024 * 1024
 # --- The bucket ---------------------------------------------------------------------------
 
 
+# The one bucket registry: `<the add-on's user folder>/state/buckets.json`. Set Up is given the
+# state folder, jobs the user folder (cloud/job/cloud_steps.py); both read and write this file.
+STATE_FOLDER = "state"
+BUCKETS_FILE = "buckets.json"
+LOCK_WAIT_S = 60.0
+
+
+def bucket_registry(state_folder: Path) -> BucketRegistry:
+    """The registry in the add-on's state folder (see STATE_FOLDER)."""
+    return BucketRegistry(Path(state_folder) / BUCKETS_FILE)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """An exclusive lock on `path` (a lock file beside the data) across processes and threads.
+
+    POSIX: flock on a fresh descriptor, so two threads of one Blender exclude each other too.
+    Windows: msvcrt.locking on the lock file's first byte. Either is released by the OS if
+    Blender dies holding it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout_s
+        if os.name == "nt":
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        else:
+            import fcntl
+
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        try:
+            yield
+        finally:
+            if os.name == "nt":
+                import msvcrt
+
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 class BucketRegistry:
-    """Which bucket this artist uses in each region, in a small JSON file."""
+    """Which bucket this artist uses in each region, in a small JSON file.
+
+    Shared by every Blender open on this computer: each change is a read-modify-write under a
+    cross-process lock, written to a temporary file and renamed over the old one, so a reader
+    never sees half a file and two instances adding different regions both keep theirs.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
 
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
-            return dict(json.loads(self.path.read_text(encoding="utf-8")))
+            data = json.loads(self.path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return {}
+        return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
     def get(self, region: str) -> dict[str, Any] | None:
         return self._read().get(region)
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the registry for a check-then-create; use `store()` inside, not `remember()`."""
+        with _file_lock(self.lock_path):
+            yield
+
     def remember(self, region: str, **entry: Any) -> None:
+        with self.locked():
+            self.store(region, **entry)
+
+    def store(self, region: str, **entry: Any) -> None:
+        """Write one region's entry; the caller holds `locked()`."""
         data = self._read()
         data[region] = entry
+        self._write(data)
+
+    def adopt(self, other: Path) -> None:
+        """Take over the regions of an older registry file this one lacks, then remove that file."""
+        other = Path(other)
+        if not other.is_file() or other.resolve() == self.path.resolve():
+            return
+        with self.locked():
+            older = BucketRegistry(other)._read()
+            data = self._read()
+            missing = {region: entry for region, entry in older.items() if region not in data}
+            if missing:
+                self._write({**data, **missing})
+            other.unlink(missing_ok=True)
+
+    def _write(self, data: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=1, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def new_bucket_name() -> str:
@@ -148,34 +252,49 @@ def configure_bucket(s3: Any, bucket: str, expire_days: int, *, tls_only: bool =
 def ensure_bucket(
     settings: AwsSettings, registry: BucketRegistry | Path, *, expire_days: int = DEFAULT_EXPIRE_DAYS
 ) -> str:
-    """The artist's bucket in `settings.region`, created and locked down on first use."""
+    """The artist's bucket in `settings.region`, created and locked down on first use.
+
+    The check and the creation happen under the registry's lock, so two Blender instances
+    submitting at once end up with one bucket per region, not one each.
+    """
     if not isinstance(registry, BucketRegistry):
         registry = BucketRegistry(registry)
     region = settings.region
     s3 = client(settings, "s3")
     with translating("preparing your storage bucket", region=region):
         entry = registry.get(region)
-        if entry:
-            bucket = str(entry["bucket"])
-            try:
-                s3.head_bucket(Bucket=bucket)
-            except Exception as exc:
-                if not is_code(exc, "404", "NoSuchBucket", "NotFound"):
-                    raise
+        if entry and entry.get("configured") and entry.get("expire_days") == expire_days:
+            if _bucket_answers(s3, str(entry["bucket"])):
+                return str(entry["bucket"])
+        with registry.locked():
+            entry = registry.get(region)  # again: another Blender may have made it meanwhile
+            if entry and not _bucket_answers(s3, str(entry["bucket"])):
                 entry = None  # deleted by hand: make a new one
+            if entry and entry.get("configured") and entry.get("expire_days") == expire_days:
+                return str(entry["bucket"])
+            if entry:
+                bucket = str(entry["bucket"])
             else:
-                if entry.get("configured") and entry.get("expire_days") == expire_days:
-                    return bucket
-        if not entry:
-            bucket = new_bucket_name()
-            create: dict[str, Any] = {"Bucket": bucket}
-            if region != "us-east-1":
-                create["CreateBucketConfiguration"] = {"LocationConstraint": region}
-            s3.create_bucket(**create)
-            registry.remember(region, bucket=bucket, configured=False, expire_days=expire_days)
-        configure_bucket(s3, bucket, expire_days, tls_only=serves_tls(settings))
-        registry.remember(region, bucket=bucket, configured=True, expire_days=expire_days)
-        return bucket
+                bucket = new_bucket_name()
+                create: dict[str, Any] = {"Bucket": bucket}
+                if region != "us-east-1":
+                    create["CreateBucketConfiguration"] = {"LocationConstraint": region}
+                s3.create_bucket(**create)
+                registry.store(region, bucket=bucket, configured=False, expire_days=expire_days)
+            configure_bucket(s3, bucket, expire_days, tls_only=serves_tls(settings))
+            registry.store(region, bucket=bucket, configured=True, expire_days=expire_days)
+            return bucket
+
+
+def _bucket_answers(s3: Any, bucket: str) -> bool:
+    """False when the bucket is gone; other errors (no network, denied) are raised."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        if not is_code(exc, "404", "NoSuchBucket", "NotFound"):
+            raise
+        return False
+    return True
 
 
 # --- Hashing and uploading ----------------------------------------------------------------
@@ -364,15 +483,35 @@ def put_json(settings: AwsSettings, bucket: str, key: str, data: Any, *, only_if
 
 
 def get_json(settings: AwsSettings, bucket: str, key: str) -> Any | None:
-    """A small JSON document, or None when it does not exist."""
+    """A small JSON document the add-on itself wrote, or None when it does not exist."""
+    body = get_bytes(settings, bucket, key, 16 * MiB)
+    return None if body is None else json.loads(body)
+
+
+class TooLarge(CloudError):
+    """An object larger than the caller allows: it is not read."""
+
+
+def get_bytes(settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
+    """An object's bytes, or None when it does not exist. One larger than `max_bytes` (by its
+    Content-Length, and by what actually arrives) raises TooLarge without being read whole."""
     with translating("reading the job", region=settings.region):
         try:
-            body = client(settings, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+            reply = client(settings, "s3").get_object(Bucket=bucket, Key=key)
         except Exception as exc:
             if is_code(exc, "NoSuchKey", "404"):
                 return None
             raise
-    return json.loads(body)
+        body = reply["Body"]
+        try:
+            if int(reply.get("ContentLength") or 0) > max_bytes:
+                raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code="too_large")
+            data = body.read(max_bytes + 1)
+        finally:
+            body.close()
+    if len(data) > max_bytes:
+        raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code="too_large")
+    return bytes(data)
 
 
 # --- Presigned access for the render machine ----------------------------------------------
@@ -487,15 +626,21 @@ def list_objects(
     return found
 
 
-def download(settings: AwsSettings, bucket: str, key: str, dest: Path) -> Path:
-    """Download to a temporary file beside `dest`, then rename: readers never see half a frame."""
+def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_bytes: int = 0) -> Path:
+    """Download to a temporary file beside `dest`, then rename: readers never see half a frame.
+    With `max_bytes`, an object that turns out larger is abandoned (TooLarge), never kept."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with translating("downloading a frame", region=settings.region), os.fdopen(fd, "wb") as out:
             body = client(settings, "s3").get_object(Bucket=bucket, Key=key)["Body"]
+            written = 0
             for chunk in body.iter_chunks(MiB):
+                written += len(chunk)
+                if max_bytes and written > max_bytes:
+                    body.close()
+                    raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code="too_large")
                 out.write(chunk)
         os.replace(tmp, dest)
     except BaseException:

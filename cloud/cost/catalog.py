@@ -1,8 +1,9 @@
 """The instance types worth rendering on: hardware, relative Cycles speed and prices per region.
 
 The data lives in `data/instance_catalog.json` (with its sources and dates) so a price or speed
-update is a data change, not a code change. Prices refreshed from AWS (`cloud.pricing`) replace
-the bundled ones through `Catalog.with_prices`, keeping the date they were fetched.
+update is a data change, not a code change. Prices refreshed from AWS (`price_refresh`) replace
+the bundled ones through `Catalog.with_prices`, which remembers which prices it replaced and when
+they were fetched, so each price can say where it comes from (`Catalog.price_origin`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class Catalog:
     prices_source: str
     reference: dict[str, ReferenceMeasurement] = field(default_factory=dict)
     reference_samples: int = 0
+    # The bundled table's date (prices_date becomes the refresh's date once prices are replaced),
+    # and the (region, type) prices that a refresh replaced.
+    bundled_date: str = ""
+    refreshed: frozenset[tuple[str, str]] = frozenset()
 
     def get(self, name: str) -> InstanceType:
         return self.types[name]
@@ -76,13 +81,29 @@ class Catalog:
     def with_prices(self, prices: dict[str, dict[str, float]], date: str, source: str) -> Catalog:
         """A copy whose prices come from `prices` (region -> type -> USD/h) where it has them."""
         types = {}
+        replaced = set(self.refreshed)
         for name, itype in self.types.items():
             merged = dict(itype.prices)
             for region, table in prices.items():
                 if name in table:
                     merged[region] = table[name]
+                    replaced.add((region, name))
             types[name] = replace(itype, prices=merged)
-        return replace(self, types=types, prices_date=date, prices_source=source)
+        return replace(
+            self,
+            types=types,
+            prices_date=date,
+            prices_source=source,
+            bundled_date=self.bundled_date or self.prices_date,
+            refreshed=frozenset(replaced),
+        )
+
+    def price_origin(self, region: str, name: str) -> tuple[bool, str]:
+        """(refreshed, date) of one price: True with the refresh's date when a refresh replaced
+        it, else False with the bundled table's date."""
+        if (region, name) in self.refreshed:
+            return True, self.prices_date
+        return False, self.bundled_date or self.prices_date
 
 
 def _instance_type(name: str, data: dict[str, Any]) -> InstanceType:
@@ -119,6 +140,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
         prices_source=str(doc["prices_source"]),
         reference=reference,
         reference_samples=int(ref_doc.get("samples", 0)),
+        bundled_date=str(doc["prices_date"]),
     )
 
 

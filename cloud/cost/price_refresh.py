@@ -3,7 +3,8 @@
 The catalog ships a dated price table so an estimate never needs the network; a refresh asks
 pricing:GetProducts (served only from us-east-1 and a few other regions) for the catalog's
 types and keeps the answer with the date it was fetched, so the panel can say how old a price
-is. Spot prices change hourly and are asked for when they are shown, never cached.
+is. Spot prices change often: they are asked for when they are shown, kept in memory by the
+add-on for a short while (`SpotTable`, with the time they were asked), never written to disk.
 """
 
 from __future__ import annotations
@@ -152,6 +153,27 @@ def current_catalog(catalog: Catalog, cache_path: Path) -> Catalog:
     """The catalog with cached prices applied where there are any (no network)."""
     cached = load_cached_prices(cache_path)
     return cached.apply(catalog) if cached is not None else catalog
+
+
+@dataclass(frozen=True)
+class SpotTable:
+    """Current spot USD per hour in one region: instance type -> price, with when it was asked."""
+
+    region: str
+    prices: dict[str, float]
+    fetched_at: str  # ISO 8601, UTC
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        return (now or datetime.now(UTC)) - datetime.fromisoformat(self.fetched_at)
+
+
+def fetch_spot_table(
+    settings: AwsSettings, region: str, instance_types: Iterable[str], now: datetime | None = None
+) -> SpotTable:
+    """`spot_prices` for the types, dated now; a zero or negative price is left out (no cap holds)."""
+    now = now or datetime.now(UTC)
+    prices = {t: p for t, p in spot_prices(settings, region, instance_types, now).items() if p > 0}
+    return SpotTable(region=region, prices=prices, fetched_at=now.isoformat(timespec="seconds"))
 
 
 def spot_prices(

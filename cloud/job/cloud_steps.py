@@ -8,6 +8,7 @@ Keeping them apart keeps the runner readable and lets a test swap one step for a
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..aws import compute, quotas, storage
-from ..aws.error_rules import translating
 from ..aws.presign import presign_get, presign_list
 from ..aws.session import AwsSettings, client
 from ..cost import caps
@@ -69,7 +69,14 @@ class CloudSteps:
                 )
 
         original = Path(request.blend_name) if request.blend_name else None
-        result = packer.pack(Path(request.blend_copy), pack_dir, report, cancel, original=original)
+        result = packer.pack(
+            Path(request.blend_copy),
+            pack_dir,
+            report,
+            cancel,
+            original=original,
+            skip_images=(packer.FRAMES_IMAGE_PREFIX,),  # earlier jobs' frames, loaded for viewing
+        )
         return PackedScene(
             blend_path=result.manifest.blend,
             files={path: (entry.sha256, entry.size) for path, entry in result.manifest.files.items()},
@@ -78,13 +85,33 @@ class CloudSteps:
             + [f"{u.path} (could not be read: {u.reason})" for u in result.unreadable],
         )
 
+    def discard_pack(self, request: JobRequest) -> None:
+        """Remove the scene copy and its pack (a copy of every texture) from the artist's disk.
+
+        Called once the upload is over, whether it went through or the job ended before launch:
+        a relaunch reuses the inputs in the bucket, never these. Only the job's own folder goes
+        (the one `addon/submit.save_copy` made, named after the job), never any other.
+        """
+        folder = Path(request.blend_copy).parent
+        if request.reuse_inputs_from or folder.name != request.job_id or not folder.is_dir():
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+
     def reuse(self, record: JobRecord) -> PackedScene:
         """Inputs of an earlier job, already in the bucket: nothing to pack or upload."""
         files = {path: (str(sha), int(size)) for path, (sha, size) in record.pack_manifest.items()}
         return PackedScene(blend_path=record.blend_in_pack, files=files, root=None)
 
+    @property
+    def buckets(self) -> storage.BucketRegistry:
+        """The one bucket registry, the file Set Up writes too (`state_dir` is the add-on's user folder)."""
+        return storage.bucket_registry(self.state_dir / storage.STATE_FOLDER)
+
     def ensure_bucket(self, settings: AwsSettings, retention_days: int) -> str:
-        return storage.ensure_bucket(settings, self.state_dir / "buckets.json", expire_days=retention_days)
+        registry = self.buckets
+        # Jobs once kept their own registry beside the state folder: its buckets stay in use.
+        registry.adopt(self.state_dir / storage.BUCKETS_FILE)
+        return storage.ensure_bucket(settings, registry, expire_days=retention_days)
 
     def worker_files(self) -> list[tuple[str, Path, str, int]]:
         """(name, local path, sha256, size) of the scripts the machine downloads."""
@@ -211,29 +238,29 @@ class CloudSteps:
     def terminate(self, settings: AwsSettings, instance_id: str) -> None:
         compute.terminate(settings, instance_id)
 
-    def get_json(self, settings: AwsSettings, bucket: str, key: str) -> Any | None:
-        return storage.get_json(settings, bucket, key)
+    def get_bytes(self, settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
+        """An object the machine wrote, or None when absent; one over `max_bytes` is not read."""
+        return storage.get_bytes(settings, bucket, key, max_bytes)
 
     def put_json(self, settings: AwsSettings, bucket: str, key: str, data: Any) -> None:
         storage.put_json(settings, bucket, key, data)
 
-    def list_keys(self, settings: AwsSettings, bucket: str, prefix: str) -> list[str]:
-        return [obj.key for obj in storage.list_objects(settings, bucket, prefix)]
+    def list_objects(self, settings: AwsSettings, bucket: str, prefix: str) -> list[storage.StoredObject]:
+        return storage.list_objects(settings, bucket, prefix)
 
     def new_log_chunks(
-        self, settings: AwsSettings, bucket: str, job_id: str, marker: str
-    ) -> list[tuple[str, str]]:
-        """Log chunks after `marker`, in order (their names are zero-padded sequence numbers)."""
-        s3 = client(settings, "s3")
-        chunks = []
+        self, settings: AwsSettings, bucket: str, job_id: str, marker: str, max_bytes: int
+    ) -> list[tuple[str, str | None]]:
+        """Log chunks after `marker`, in order (their names are zero-padded sequence numbers);
+        a chunk over `max_bytes` comes back as (key, None), unread."""
+        chunks: list[tuple[str, str | None]] = []
         for obj in storage.list_objects(settings, bucket, contract.logs_prefix(job_id), start_after=marker):
-            with translating("reading the render log", region=settings.region):
-                body = s3.get_object(Bucket=bucket, Key=obj.key)["Body"].read()
-            chunks.append((obj.key, body.decode("utf-8", "replace")))
+            body = storage.get_bytes(settings, bucket, obj.key, max_bytes) if obj.size <= max_bytes else None
+            chunks.append((obj.key, body.decode("utf-8", "replace") if body is not None else None))
         return chunks
 
-    def download(self, settings: AwsSettings, bucket: str, key: str, dest: Path) -> None:
-        storage.download(settings, bucket, key, dest)
+    def download(self, settings: AwsSettings, bucket: str, key: str, dest: Path, max_bytes: int) -> None:
+        storage.download(settings, bucket, key, dest, max_bytes=max_bytes)
 
     def after_job(self, settings: AwsSettings, record: JobRecord) -> None:
         """Keep a Blender build the machine fetched in the bucket's cache, so later boots fetch in-region."""

@@ -1,24 +1,116 @@
-"""A thread-safe event queue between background work and Blender's main thread.
+"""Typed events from the job threads to Blender's main thread, and the queue that carries them.
 
-Worker threads never touch bpy: they post small events here, and the add-on drains them
-from a `bpy.app.timers` callback with a time budget, so the UI never waits on the network.
+Worker threads never touch bpy: they post one small frozen dataclass per update, and the
+add-on drains them from a `bpy.app.timers` callback with a time budget, so the UI never waits
+on the network. One class per kind means the main thread dispatches on the type, and a field
+the machine could have filled is already validated (`cloud.machine.contract`) by the time it
+is put in an event.
 """
 
 from __future__ import annotations
 
 import queue
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from ..errors import CloudError
 
 
 @dataclass(frozen=True)
-class Event:
-    """One update for the UI: `kind` says which, `data` carries plain values only."""
+class JobEvent:
+    """Something about one job; every kind below names the job it belongs to."""
 
     job_id: str
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogLines(JobEvent):
+    """Lines for the job's log: the machine's render log or the add-on's own notes."""
+
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StageChanged(JobEvent):
+    """The job moved to another stage (Packing, Uploading, Rendering, ...)."""
+
+    stage: str
+    message: str = ""
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class JobEnded(JobEvent):
+    """The job reached a final stage (Done, Failed, Cancelled, Interrupted, Capped)."""
+
+    stage: str
+    message: str
+    action: str
+    frames_done: int
+    frames_total: int
+    code: str = ""  # the CloudError code when it failed ("quota_zero", ...), for the panel's button
+
+
+@dataclass(frozen=True)
+class Progress(JobEvent):
+    """How far the current step (pack, upload) is, 0..1, with a short text."""
+
+    fraction: float
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class MachineStatus(JobEvent):
+    """What the render machine last said about itself (validated by the contract)."""
+
+    frame: int | None
+    sample: int | None
+    samples_total: int | None
+    device: str
+    seconds_per_frame: float
+    frames_total: int
+
+
+@dataclass(frozen=True)
+class CostUpdate(JobEvent):
+    """Cost so far, and the projection for the whole job (0 until a frame was timed)."""
+
+    cost_so_far: float
+    projected: float
+
+
+@dataclass(frozen=True)
+class FrameArrived(JobEvent):
+    """A finished frame is on the artist's disk."""
+
+    frame: int
+    path: str
+    frames_done: int
+    frames_total: int
+
+
+@dataclass(frozen=True)
+class QuoteReady(JobEvent):
+    """Quote first: the scouts' measured price, and whether the job fits its cap."""
+
+    seconds_per_frame: float
+    cost_per_frame: float
+    projected_total: float
+    under_cap: bool
+
+
+@dataclass(frozen=True)
+class MainThreadCall:
+    """Run `callback(result, error)` on the main thread (background work that finished)."""
+
+    callback: Callable[[Any, CloudError | None], None]
+    result: Any = None
+    error: CloudError | None = None
+
+
+Event = JobEvent | MainThreadCall
 
 
 class EventQueue:
@@ -27,8 +119,8 @@ class EventQueue:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
 
-    def post(self, job_id: str, kind: str, **data: Any) -> None:
-        self._queue.put(Event(job_id, kind, data))
+    def post(self, event: Event) -> None:
+        self._queue.put(event)
 
     def drain(self, budget_s: float = 0.005, limit: int = 500) -> list[Event]:
         """Take what is waiting, stopping after `limit` events or `budget_s` seconds."""

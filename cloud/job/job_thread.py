@@ -7,7 +7,7 @@ the disk happens here, and what the panel should show is posted to the event que
 from __future__ import annotations
 
 import contextlib
-import re
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -19,7 +19,17 @@ from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError
 from ..machine import contract
 from .cloud_steps import CloudSteps
-from .events import EventQueue
+from .events import (
+    CostUpdate,
+    EventQueue,
+    FrameArrived,
+    JobEnded,
+    LogLines,
+    MachineStatus,
+    Progress,
+    QuoteReady,
+    StageChanged,
+)
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Stage
 
 POLL_SECONDS = 1.0
@@ -56,6 +66,8 @@ class JobRunner(threading.Thread):
         self.stop_event = threading.Event()  # stop following only; the machine keeps rendering
         self._seen_frames: set[str] = set()
         self._seen_files: set[str] = set()
+        self._refused: set[str] = set()  # keys the contract refused, said once each
+        self._plan: dict[str, int] = {}  # frame file -> frame number, from the machine's plan.json
         self._log_marker = ""
         self._last_status: dict[str, Any] = {}
         self._warned_projection = False
@@ -80,7 +92,7 @@ class JobRunner(threading.Thread):
             if not self.stop_event.is_set():
                 self._finish_cancelled()
         except CloudError as error:
-            self._fail(error.message, error.action, error.detail)
+            self._fail(error.message, error.action, error.detail, error.code)
         except Exception as error:  # an unknown failure still ends the job cleanly
             self._fail(
                 "Something unexpected went wrong; the details are in the job log.",
@@ -90,6 +102,12 @@ class JobRunner(threading.Thread):
 
     # --- submit ----------------------------------------------------------------------------
     def _submit(self, request: JobRequest) -> None:
+        try:
+            self._pack_upload_launch(request)
+        finally:  # uploaded, or ended before launch: the local copy and pack are of no more use
+            self.steps.discard_pack(request)
+
+    def _pack_upload_launch(self, request: JobRequest) -> None:
         rec = self.record
         for warning in request.warnings:
             self._log(f"Check: {warning}")
@@ -135,7 +153,11 @@ class JobRunner(threading.Thread):
             if self.cancel_event.is_set():
                 raise Cancelled()
             try:
-                if self._follow_once():
+                ended = self._follow_once()
+                if lost_since:  # said before the ending too, so the artist reads that contact came back
+                    self._log(f"Back in contact after {time.monotonic() - lost_since:.0f} s.")
+                    lost_since = 0.0
+                if ended:
                     return
             except CloudError as error:
                 if error.code not in TRANSIENT_CODES:
@@ -145,17 +167,12 @@ class JobRunner(threading.Thread):
                     self._log(
                         f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying."
                     )
-                    self.events.post(
-                        self.record.job_id, "progress", fraction=0.0, text="Connection lost; retrying"
-                    )
+                    self.events.post(Progress(self.record.job_id, 0.0, "Connection lost; retrying"))
                 self._track_cost()  # the cap still counts while we cannot see the machine
                 if self.record.is_final:
                     return
                 self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
                 continue
-            if lost_since:
-                self._log(f"Back in contact after {time.monotonic() - lost_since:.0f} s.")
-                lost_since = 0.0
             self.cancel_event.wait(self.poll_seconds)
 
     def _follow_once(self) -> bool:
@@ -189,17 +206,49 @@ class JobRunner(threading.Thread):
             detail=f"instance {rec.instance_id} is {state}",
         )
 
+    def _read(self, name: str, max_bytes: int = contract.MAX_JSON_BYTES) -> dict[str, Any] | None:
+        """A document the machine wrote under out/, bounded and version-checked; a broken one is
+        logged (once) and read as absent, so a hostile machine cannot stop the following."""
+        rec = self.record
+        key = contract.out_prefix(rec.job_id) + name
+        body = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
+        if body is None:
+            return None
+        try:
+            return contract.load_document(body, name, max_bytes)
+        except contract.ContractError as error:
+            self._refuse(key, str(error))
+            return None
+
+    def _refuse(self, key: str, reason: str) -> None:
+        if key not in self._refused:
+            self._refused.add(key)
+            self._log(f"Ignored what the machine wrote at {key}: {reason}.")
+
     def _poll_outputs(self) -> None:
         rec = self.record
-        status = self.steps.get_json(
-            self.settings, rec.bucket, contract.out_prefix(rec.job_id) + "status.json"
-        )
+        status = self._read("status.json")
         if status and status != self._last_status:
             self._last_status = status
-            self._apply_status(status)
-        for key, text in self.steps.new_log_chunks(self.settings, rec.bucket, rec.job_id, self._log_marker):
+            try:
+                self._apply_status(contract.parse_status(status, rec.frames))
+            except contract.ContractError as error:
+                self._refuse(f"status.json #{status.get('seq')}", str(error))
+        for key, text in self.steps.new_log_chunks(
+            self.settings, rec.bucket, rec.job_id, self._log_marker, contract.MAX_LOG_CHUNK_BYTES
+        ):
             self._log_marker = key
-            self.events.post(rec.job_id, "log", lines=text.splitlines())
+            if text is None:
+                self._refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
+                continue
+            lines = tuple(contract.clean_log_line(line) for line in text.splitlines())
+            self.events.post(LogLines(rec.job_id, lines))
+        plan = self._read("plan.json", contract.MAX_PLAN_BYTES)
+        if plan:
+            try:
+                self._plan.update(contract.parse_plan(plan, rec.frames))
+            except contract.ContractError as error:
+                self._refuse("plan.json", str(error))
         self._download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
         self._download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
         if rec.quote_first and not rec.quote:
@@ -208,11 +257,16 @@ class JobRunner(threading.Thread):
     def _check_quote(self) -> None:
         """Quote first: the scouts are done; go on by ourselves only if the projection fits the cap."""
         rec = self.record
-        quote = self.steps.get_json(self.settings, rec.bucket, contract.out_prefix(rec.job_id) + "quote.json")
-        if not quote:
+        document = self._read("quote.json")
+        if not document:
             return
-        spf = float(quote.get("seconds_per_frame") or 0.0)
-        scouts = list(quote.get("scout_frames") or [1])
+        try:
+            quote = contract.parse_quote(document, rec.frames)
+        except contract.ContractError as error:
+            self._refuse("quote.json", str(error))
+            return
+        spf = quote.seconds_per_frame
+        scouts = quote.scout_frames
         elapsed = time.time() - rec.launched_at if rec.launched_at else 0.0
         measured = quote_from_scouts(
             [spf] * len(scouts), len(rec.frames), rec.price_per_hour, elapsed, rec.max_cost
@@ -225,7 +279,7 @@ class JobRunner(threading.Thread):
             "under_cap": measured.under_cap,
         }
         self._save()
-        self.events.post(rec.job_id, "quote", **rec.quote)
+        self.events.post(QuoteReady(rec.job_id, **rec.quote))
         text = (
             f"Measured on the machine: {spf:.1f} s and ${rec.quote['cost_per_frame']:.4f} per frame; "
             f"the whole job would cost about ${projected:.2f} (cap ${rec.max_cost:.2f})."
@@ -244,69 +298,106 @@ class JobRunner(threading.Thread):
         )
         self._log("Going on with every frame." if go else "Stopping after the scout frames.")
 
-    def _apply_status(self, status: dict[str, Any]) -> None:
+    def _apply_status(self, status: contract.StatusReport) -> None:
         rec = self.record
-        stage = WORKER_STATE_STAGE.get(str(status.get("state", "")))
+        stage = WORKER_STATE_STAGE.get(status.state)
         if stage is not None and not stage.is_final and stage.value != rec.stage:
-            self._stage(stage, str(status.get("message", "")))
-        rec.device = str(status.get("device") or rec.device)
-        rec.blender_build = str(status.get("blender") or rec.blender_build)
-        rec.seconds_per_frame = float(status.get("seconds_per_frame") or rec.seconds_per_frame or 0.0)
+            self._stage(stage, status.message)
+        rec.device = status.device or rec.device
+        rec.blender_build = status.blender_build or rec.blender_build
+        rec.seconds_per_frame = status.seconds_per_frame or rec.seconds_per_frame or 0.0
         self.events.post(
-            rec.job_id,
-            "status",
-            frame=status.get("frame"),
-            sample=status.get("sample"),
-            samples_total=status.get("samples_total"),
-            frames_total=len(rec.frames),
-            device=rec.device,
-            seconds_per_frame=rec.seconds_per_frame,
+            MachineStatus(
+                rec.job_id,
+                frame=status.frame,
+                sample=status.sample,
+                samples_total=status.samples,
+                device=rec.device,
+                seconds_per_frame=rec.seconds_per_frame,
+                frames_total=len(rec.frames),
+            )
         )
 
     def _download_new(self, prefix: str, seen: set[str], is_frame: bool) -> None:
-        """Fetch what is new under `prefix`, a few files at a time; record each as it lands."""
+        """Fetch what is new under `prefix`, a few files at a time; record each as it lands.
+
+        Keys are the machine's words: each must map inside the job's output folder, fit the size
+        and count limits and, for frames, be a file the machine's plan names; anything else is
+        refused and logged, never written. A frame already on disk (a re-attach) is not fetched
+        again."""
         rec = self.record
-        new = [key for key in self.steps.list_keys(self.settings, rec.bucket, prefix) if key not in seen]
-        if not new:
+        objects = self.steps.list_objects(self.settings, rec.bucket, prefix)
+        limit = len(rec.frames) * contract.MAX_OUTPUT_OBJECTS_PER_FRAME + contract.MAX_EXTRA_OUTPUT_OBJECTS
+        if len(objects) > limit:
+            self._refuse(prefix, f"{len(objects)} objects, over the {limit} this job may have")
+            objects = objects[:limit]
+        wanted: list[tuple[str, Path, int | None]] = []
+        for obj in objects:
+            if obj.key in seen or obj.key in self._refused:
+                continue
+            relative = obj.key[len(prefix) :]
+            frame = self._plan.get(relative) if is_frame else None
+            if is_frame and frame is None:
+                continue  # not (yet) in the plan: wait for plan.json, or it is no frame of ours
+            try:
+                dest = self._local_path(relative)
+            except contract.ContractError as error:
+                self._refuse(obj.key, str(error))
+                continue
+            if obj.size > contract.MAX_FRAME_BYTES:
+                self._refuse(obj.key, f"{obj.size} bytes, over the {contract.MAX_FRAME_BYTES} allowed")
+                continue
+            known = rec.frame_paths.get(str(frame)) if frame is not None else None
+            if known == str(dest) and dest.is_file() and dest.stat().st_size == obj.size:
+                seen.add(obj.key)  # already here from before a restart
+                continue
+            wanted.append((obj.key, dest, frame))
+        if not wanted:
             return
 
-        def fetch(key: str) -> tuple[str, Path]:
-            dest = Path(rec.output_dir) / key[len(prefix) :]
-            self.steps.download(self.settings, rec.bucket, key, dest)
-            return key, dest
+        def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None]:
+            key, dest, frame = item
+            self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
+            return key, dest, frame
 
         with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
-            for done in as_completed([pool.submit(fetch, key) for key in new]):
-                key, dest = done.result()
+            for done in as_completed([pool.submit(fetch, item) for item in wanted]):
+                key, dest, frame = done.result()
                 seen.add(key)
-                if is_frame:
-                    self._frame_arrived(key[len(prefix) :], dest)
+                if frame is not None:
+                    self._frame_arrived(frame, dest)
 
-    def _frame_arrived(self, relative: str, dest: Path) -> None:
+    def _local_path(self, relative: str) -> Path:
+        """Where an output lands: inside the job's output folder, through no symlink, or refused."""
+        relative = contract.safe_relative_path(relative)
+        root = Path(self.record.output_dir)
+        dest = root.joinpath(*relative.split("/"))
+        probe = root
+        for part in relative.split("/"):
+            probe = probe / part
+            if probe.is_symlink():
+                raise contract.ContractError(f"{relative} would be written through a link")
+        real_root = os.path.realpath(root)
+        real_dest = os.path.realpath(dest)
+        if os.path.commonpath([real_root, real_dest]) != real_root:
+            raise contract.ContractError(f"{relative} leads outside the job's output folder")
+        return dest
+
+    def _frame_arrived(self, frame: int, dest: Path) -> None:
         rec = self.record
-        frame = frame_number(relative)
-        if frame is not None and frame not in rec.frames_done:
+        if frame not in rec.frames_done:
             rec.frames_done.append(frame)
-        rec.frame_files.append(str(dest))
+        rec.frame_paths[str(frame)] = str(dest)
         self._save()
-        self.events.post(
-            rec.job_id,
-            "frame",
-            frame=frame,
-            path=str(dest),
-            frames_done=len(rec.frames_done),
-            frames_total=len(rec.frames),
-        )
+        self.events.post(FrameArrived(rec.job_id, frame, str(dest), len(rec.frames_done), len(rec.frames)))
 
     def _final_state(self) -> tuple[Stage, dict[str, Any]] | None:
-        rec = self.record
-        out = contract.out_prefix(rec.job_id)
         for name, stage in (
             ("done.json", Stage.DONE),
             ("error.json", Stage.FAILED),
             ("interrupted.json", Stage.INTERRUPTED),
         ):
-            data = self.steps.get_json(self.settings, rec.bucket, out + name)
+            data = self._read(name)
             if data is not None:
                 return stage, data
         return None
@@ -326,7 +417,7 @@ class JobRunner(threading.Thread):
         hours = (time.time() - rec.launched_at) / 3600
         rec.cost_so_far = hours * rec.price_per_hour
         projected = self._projected_total()
-        self.events.post(rec.job_id, "cost", cost_so_far=rec.cost_so_far, projected=projected)
+        self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected))
         if projected > rec.max_cost and not self._warned_projection:
             self._warned_projection = True
             self._log(
@@ -365,21 +456,20 @@ class JobRunner(threading.Thread):
             else:
                 self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered.", "")
         elif stage is Stage.FAILED:
-            lines = data.get("log_tail") or []
-            if lines:
-                self.events.post(rec.job_id, "log", lines=list(lines))
+            error = contract.parse_error(data, rec.frames)
+            if error.last_lines:
+                self.events.post(
+                    LogLines(rec.job_id, ("[cloud-render] The machine's last lines:", *error.last_lines))
+                )
             self._end(
                 Stage.FAILED,
-                str(data.get("cause") or "The render failed."),
-                str(
-                    data.get("action") or "Open the full log to see what Blender said, fix it, and relaunch."
-                ),
+                error.cause or "The render failed.",
+                FAILURE_ACTIONS.get(error.kind, FAILURE_ACTIONS["unknown"]),
             )
         else:
-            left = data.get("frames_left") or rec.frames_missing
-            stage, message, action = INTERRUPTION_WORDS.get(
-                str(data.get("reason", "spot")), INTERRUPTION_WORDS["spot"]
-            )
+            interrupted = contract.parse_interrupted(data, rec.frames)
+            left = interrupted.frames_left or rec.frames_missing
+            stage, message, action = INTERRUPTION_WORDS[interrupted.reason]
             self._end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
 
     def _finish_cancelled(self) -> None:
@@ -398,7 +488,7 @@ class JobRunner(threading.Thread):
                 self._poll_outputs()
         self._end(Stage.CANCELLED, f"Cancelled; {len(rec.frames_done)} frames kept.", "")
 
-    def _fail(self, message: str, action: str, detail: str = "") -> None:
+    def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
         rec = self.record
         if detail:
             self._log(f"Error detail: {detail}")
@@ -407,21 +497,15 @@ class JobRunner(threading.Thread):
                 self.steps.terminate(self.settings, rec.instance_id)
             except Exception as error:  # still report the first failure
                 self._log(f"Could not terminate {rec.instance_id}: {error}")
-        self._end(Stage.FAILED, message, action)
+        self._end(Stage.FAILED, message, action, code)
 
-    def _end(self, stage: Stage, message: str, action: str) -> None:
+    def _end(self, stage: Stage, message: str, action: str, code: str = "") -> None:
         rec = self.record
         rec.stage, rec.message, rec.action = stage.value, message, action
         rec.ended_at = time.time()
         self._save()
         self.events.post(
-            rec.job_id,
-            "finished",
-            stage=stage.value,
-            message=message,
-            action=action,
-            frames_done=len(rec.frames_done),
-            frames_total=len(rec.frames),
+            JobEnded(rec.job_id, stage.value, message, action, len(rec.frames_done), len(rec.frames), code)
         )
 
     # --- small helpers ---------------------------------------------------------------------------
@@ -429,13 +513,13 @@ class JobRunner(threading.Thread):
         rec = self.record
         rec.stage, rec.message = stage.value, message
         self._save()
-        self.events.post(rec.job_id, "stage", stage=stage.value, message=message)
+        self.events.post(StageChanged(rec.job_id, stage.value, message))
 
     def _progress(self, done: float, total: float, text: str = "") -> None:
-        self.events.post(self.record.job_id, "progress", fraction=(done / total) if total else 0.0, text=text)
+        self.events.post(Progress(self.record.job_id, (done / total) if total else 0.0, text))
 
     def _log(self, line: str) -> None:
-        self.events.post(self.record.job_id, "log", lines=[f"[cloud-render] {line}"])
+        self.events.post(LogLines(self.record.job_id, (f"[cloud-render] {line}",)))
 
     def _save(self) -> None:
         self.store.save(self.record)
@@ -470,8 +554,12 @@ INTERRUPTION_WORDS = {
 }
 
 
-def frame_number(relative_path: str) -> int | None:
-    """The frame a file holds, from the last run of digits in its name (Blender's #### pattern)."""
-    stem = relative_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    found = re.findall(r"\d+", stem)
-    return int(found[-1]) if found else None
+# error.json "kind" -> what the artist can do about it (the cause itself comes from the machine).
+FAILURE_ACTIONS = {
+    "no_gpu": "Pick another GPU machine type or region, or render on a CPU machine.",
+    "gpu_memory": "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
+    "missing_file": "Run Check Scene, fix the missing file, and render again.",
+    "credentials_expired": "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
+    "contract": "Update the Cloud Render add-on, then render again.",
+    "unknown": "Open the full log to see what Blender said, fix it, and relaunch.",
+}

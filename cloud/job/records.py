@@ -112,7 +112,9 @@ class JobRecord:
     launched_at: float = 0.0
     ended_at: float = 0.0
     frames_done: list[int] = field(default_factory=list)
-    frame_files: list[str] = field(default_factory=list)  # local paths, in arrival order
+    # frame number (as text: JSON keys) -> the local file, in arrival order; from the machine's
+    # plan, never guessed from a file name
+    frame_paths: dict[str, str] = field(default_factory=dict)
     device: str = ""
     blender_build: str = ""
     seconds_per_frame: float = 0.0
@@ -129,6 +131,10 @@ class JobRecord:
     @property
     def is_final(self) -> bool:
         return self.stage_enum.is_final
+
+    @property
+    def frame_files(self) -> list[str]:
+        return list(self.frame_paths.values())
 
     @property
     def frames_missing(self) -> list[int]:

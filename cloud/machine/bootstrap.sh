@@ -19,10 +19,16 @@ KEY_PREFIX=@@KEY_PREFIX@@
 POST_FIELDS=(@@POST_FIELDS@@)
 
 post() {  # post KEY FILE: one object under the job's out/ prefix, through the presigned POST
-  local try
+  # Returns 0 when stored, 2 when S3 refuses it (4xx: retrying will not help), 1 otherwise.
+  local try code
   for try in 1 2 3 4 5; do
-    curl -fsS --connect-timeout 10 --max-time 120 -o /dev/null \
-      "${POST_FIELDS[@]}" --form-string "key=${KEY_PREFIX}$1" -F "file=@$2" "$POST_URL" && return 0
+    code=$(curl -sS --connect-timeout 10 --max-time 120 -o "$ROOT/post-reply" -w '%{http_code}' \
+      "${POST_FIELDS[@]}" --form-string "key=${KEY_PREFIX}$1" -F "file=@$2" "$POST_URL")
+    case "$code" in
+      2??) return 0 ;;
+      4??) echo "[boot] upload of $1 refused: HTTP $code $(grep -o '<Message>[^<]*' "$ROOT/post-reply" | cut -c10-)"
+           return 2 ;;
+    esac
     sleep $((try * 2))
   done
   return 1
@@ -58,7 +64,12 @@ fetch() {  # fetch URL DEST: retries network errors and 5xx; a 403/404 will not 
 }
 
 printf '{"state": "booting", "heartbeat": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$ROOT/status.json"
-post status.json "$ROOT/status.json" || echo "[boot] could not post the first status"
+post status.json "$ROOT/status.json"
+case $? in
+  0) ;;
+  2) fail credentials_expired "The bucket refused the render machine's first upload: the AWS sign-in that signed its upload link has probably expired." ;;
+  *) echo "[boot] could not post the first status" ;;
+esac
 
 # 2. Libraries Blender needs that the Deep Learning AMIs lack.
 echo "[boot $(date -u +%H:%M:%S)] installing Blender's runtime libraries"

@@ -1,9 +1,15 @@
-"""The contract between the add-on and the render machine: S3 key layout and the job spec.
+"""The contract between the add-on and the render machine: key layout, job spec, reports.
 
-The add-on writes inputs under `cas/` and a `WorkerSpec` for each job; the worker (stdlib
-only, `cloud/worker/`) reads the spec through a presigned URL and writes everything it
-produces under `jobs/<job-id>/out/` through a presigned POST. Both sides import the key
-helpers from here, so the layout is written down once.
+The add-on writes inputs under `cas/` and a `WorkerSpec` for each job; the machine (this
+folder, shipped as it lies) reads the spec through a presigned URL and writes everything it
+produces under `jobs/<job-id>/out/` through a presigned POST. Both sides import this module,
+so the layout and the documents are written down once, with one version number.
+
+What the machine writes is untrusted input on the artist's computer: a compromised machine,
+or anyone who can write to the bucket, controls it. The add-on therefore reads every document
+through the `parse_*` functions below (types, ranges, sizes; unknown fields ignored), turns
+object keys into local paths only through `safe_relative_path`, and refuses what exceeds the
+`MAX_*` limits. Standard library only, Python 3.9 syntax (it runs on the machine too).
 
 Layout of a job's outputs (written by the worker):
 
@@ -15,6 +21,7 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/error.json         written once on failure: cause, kind, last log lines
     jobs/<id>/out/interrupted.json   written on a spot interruption or cap: frames done and left
     jobs/<id>/out/quote.json         "quote first": scout frames measured, the worker waits for go.json
+    jobs/<id>/out/plan.json          frame file (relative to out/frames/) -> frame number, per render pass
     jobs/<id>/out/blender-cache/<f>  a Blender build the worker fetched, for the add-on to keep
 
 Written by the add-on, read by the worker through a presigned GET:
@@ -25,14 +32,52 @@ Written by the add-on, read by the worker through a presigned GET:
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SPEC_VERSION = 1
+# One number for the whole contract: the spec the add-on writes and every document the machine
+# writes carry it, and each side refuses another version with a plain reason.
+CONTRACT_VERSION = 2
+SPEC_VERSION = CONTRACT_VERSION
 
-# Worker states, in the order a healthy job passes through them.
+# Bounds on what the machine may hand back; anything larger is refused, never read or drawn.
+MAX_JSON_BYTES = 256 * 1024  # status, done, error, interrupted, quote
+MAX_PLAN_BYTES = 16 * 1024 * 1024  # plan.json: up to ~100,000 frames
+MAX_LOG_CHUNK_BYTES = 2 * 1024 * 1024
+MAX_LOG_LINE_CHARS = 2000
+MAX_LOG_LINES = 400  # the last lines an error report may carry
+MAX_TEXT_CHARS = 1000  # a message, a cause, a device name
+MAX_FRAME_BYTES = 8 * 1024**3  # a multilayer EXR at 8K is well under this
+MAX_PATH_CHARS = 512
+MAX_OUTPUT_OBJECTS_PER_FRAME = 64  # frames plus File Output passes
+MAX_EXTRA_OUTPUT_OBJECTS = 10_000
+MAX_SAMPLES = 1 << 24
+MAX_SECONDS = 10 * 365 * 24 * 3600.0
+FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
+
+# Worker states, in the order a healthy job passes through them, then the other ones.
 STATES = ("booting", "installing", "downloading", "rendering", "done")
 FINAL_STATES = ("done", "failed", "interrupted", "capped", "cancelled")
+ALL_STATES = ("booting", "installing", "downloading", "rendering", "uploading", "quoting", *FINAL_STATES)
+# error.json "kind" values the add-on knows words for; anything else reads as "unknown".
+ERROR_KINDS = (
+    "no_gpu",
+    "gpu_memory",
+    "missing_file",
+    "crash",
+    "render_failed",
+    "upload",
+    "credentials_expired",
+    "download",
+    "blender_install",
+    "unsafe_archive",
+    "contract",
+    "time_cap",
+    "internal",
+)
+INTERRUPTION_REASONS = ("spot", "time_cap", "stopped_after_quote", "no_answer_to_quote")
 
 
 def job_prefix(job_id: str) -> str:
@@ -53,6 +98,10 @@ def logs_prefix(job_id: str) -> str:
 
 def control_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/control/{name}"
+
+
+def plan_key(job_id: str) -> str:
+    return f"jobs/{job_id}/out/plan.json"
 
 
 def cas_key(sha256: str) -> str:
@@ -127,3 +176,240 @@ class WorkerSpec:
         data["inputs"] = [InputFile(**item) for item in data.get("inputs", [])]
         data["blender_sources"] = [BlenderSource(**item) for item in data.get("blender_sources", [])]
         return cls(**data)
+
+
+# ---------------------------------------------------------------- reading what the machine wrote
+
+
+class ContractError(ValueError):
+    """A document or key from the machine that breaks the contract; the text says how."""
+
+
+def _check_version(data: dict[str, Any], what: str) -> None:
+    version = data.get("contract", CONTRACT_VERSION)
+    if version != CONTRACT_VERSION:
+        raise ContractError(
+            f"{what} was written by a render machine of contract version {version!r}, "
+            f"this add-on speaks version {CONTRACT_VERSION}"
+        )
+
+
+def load_document(body: bytes, what: str, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """Bytes from the bucket -> a JSON object, bounded in size and checked for its version."""
+    if len(body) > max_bytes:
+        raise ContractError(f"{what} is {len(body)} bytes, over the {max_bytes} allowed")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError(f"{what} is a JSON {type(data).__name__}, not an object")
+    _check_version(data, what)
+    return data
+
+
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|[\x00-\x08\x0b-\x1f\x7f\x9b]")
+
+
+def clean_text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    """Any value as one safe line of text: control characters and terminal escapes removed, cut."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    text = _CONTROL.sub("", text[: limit * 2]).replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def clean_log_line(line: str) -> str:
+    """A log line as it may be shown: no escapes or control characters, at most MAX_LOG_LINE_CHARS."""
+    return clean_text(line, MAX_LOG_LINE_CHARS)
+
+
+def _int(value: Any, what: str, low: int, high: int, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError(f"{what} must be a whole number, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ContractError(f"{what} {value} is outside {low}..{high}")
+    return value
+
+
+def _float(value: Any, what: str, low: float, high: float, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ContractError(f"{what} must be a number, not {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ContractError(f"{what} {value!r} is outside {low}..{high}")
+    return number
+
+
+def _frames(value: Any, what: str, allowed: set[int] | None) -> list[int]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 200_000:
+        raise ContractError(f"{what} must be a list of frame numbers")
+    frames = [int(_int(item, what, FRAME_MIN, FRAME_MAX) or 0) for item in value]
+    if allowed is not None:
+        strangers = [f for f in frames if f not in allowed]
+        if strangers:
+            raise ContractError(f"{what} names frames the job does not have: {strangers[:5]}")
+    return frames
+
+
+def _choice(value: Any, what: str, choices: tuple[str, ...], default: str) -> str:
+    return value if isinstance(value, str) and value in choices else default
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """status.json, as the add-on may use it."""
+
+    state: str
+    frame: int | None
+    sample: int | None
+    samples: int | None
+    frames_done: list[int]
+    seconds_per_frame: float
+    device: str
+    blender_build: str
+    message: str
+
+
+def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
+    state = data.get("state")
+    if state not in ALL_STATES:
+        raise ContractError(f"status.json has an unknown state {clean_text(state, 40)!r}")
+    allowed = set(job_frames)
+    frame = _int(data.get("frame"), "status frame", FRAME_MIN, FRAME_MAX, optional=True)
+    if frame is not None and frame not in allowed:
+        raise ContractError(f"status.json says frame {frame}, which the job does not have")
+    samples = _int(data.get("samples"), "status samples", 0, MAX_SAMPLES, optional=True)
+    sample = _int(data.get("sample"), "status sample", 0, MAX_SAMPLES, optional=True)
+    if sample is not None and samples is not None and sample > samples:
+        raise ContractError(f"status.json says sample {sample} of {samples}")
+    return StatusReport(
+        state=str(state),
+        frame=frame,
+        sample=sample,
+        samples=samples,
+        frames_done=_frames(data.get("frames_done"), "status frames_done", allowed),
+        seconds_per_frame=_float(data.get("seconds_per_frame"), "seconds per frame", 0, MAX_SECONDS, True)
+        or 0.0,
+        device=clean_text(data.get("device"), 64),
+        blender_build=clean_text(data.get("blender_build"), 200),
+        message=clean_text(data.get("message")),
+    )
+
+
+@dataclass(frozen=True)
+class DoneReport:
+    frames_done: list[int]
+    seconds: float
+
+
+def parse_done(data: dict[str, Any], job_frames: list[int]) -> DoneReport:
+    return DoneReport(
+        frames_done=_frames(data.get("frames_done"), "done frames", set(job_frames)),
+        seconds=_float(data.get("seconds"), "done seconds", 0, MAX_SECONDS, True) or 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    kind: str
+    cause: str
+    frame: int | None
+    last_lines: list[str]
+    frames_left: list[int]
+
+
+def parse_error(data: dict[str, Any], job_frames: list[int]) -> ErrorReport:
+    lines = data.get("last_lines")
+    if not isinstance(lines, list):
+        lines = []
+    allowed = set(job_frames)
+    frame = data.get("frame")
+    return ErrorReport(
+        kind=_choice(data.get("kind"), "error kind", ERROR_KINDS, "unknown"),
+        cause=clean_text(data.get("cause")),
+        frame=frame if isinstance(frame, int) and not isinstance(frame, bool) and frame in allowed else None,
+        last_lines=[clean_log_line(str(line)) for line in lines[-MAX_LOG_LINES:]],
+        frames_left=_frames(data.get("frames_left"), "error frames_left", allowed),
+    )
+
+
+@dataclass(frozen=True)
+class InterruptedReport:
+    reason: str
+    frames_left: list[int]
+
+
+def parse_interrupted(data: dict[str, Any], job_frames: list[int]) -> InterruptedReport:
+    return InterruptedReport(
+        reason=_choice(data.get("reason"), "interruption reason", INTERRUPTION_REASONS, "spot"),
+        frames_left=_frames(data.get("frames_left"), "interrupted frames_left", set(job_frames)),
+    )
+
+
+@dataclass(frozen=True)
+class QuoteReport:
+    scout_frames: list[int]
+    seconds_per_frame: float
+
+
+def parse_quote(data: dict[str, Any], job_frames: list[int]) -> QuoteReport:
+    scouts = _frames(data.get("scout_frames"), "quote scout frames", set(job_frames))
+    seconds = _float(data.get("seconds_per_frame"), "quote seconds per frame", 0.001, MAX_SECONDS)
+    if not scouts:
+        raise ContractError("quote.json names no scout frames")
+    return QuoteReport(scout_frames=scouts, seconds_per_frame=float(seconds or 0.0))
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def safe_relative_path(text: Any) -> str:
+    """A relative POSIX path that stays inside the folder it is joined to, or ContractError.
+
+    Refused: empty names, absolute paths, `..` and `.` parts, backslashes, drive letters,
+    control characters, and names longer than MAX_PATH_CHARS.
+    """
+    if not isinstance(text, str) or not text or len(text) > MAX_PATH_CHARS:
+        raise ContractError(f"unusable file name {clean_text(text, 80)!r}")
+    if text.startswith("/") or "\\" in text or _DRIVE.match(text) or _CONTROL.search(text):
+        raise ContractError(f"file name {clean_text(text, 80)!r} could leave the job's folder")
+    parts = text.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ContractError(f"file name {clean_text(text, 80)!r} could leave the job's folder")
+    return text
+
+
+def parse_plan(data: dict[str, Any], job_frames: list[int]) -> dict[str, int]:
+    """plan.json -> {frame file relative to out/frames/: frame number}."""
+    items = data.get("frames")
+    if not isinstance(items, list):
+        raise ContractError("plan.json has no list of frames")
+    allowed = set(job_frames)
+    plan: dict[str, int] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise ContractError("plan.json has an entry that is not an object")
+        name = safe_relative_path(item.get("name"))
+        frame = _int(item.get("frame"), "plan frame", FRAME_MIN, FRAME_MAX)
+        if frame not in allowed:
+            raise ContractError(f"plan.json names frame {frame}, which the job does not have")
+        plan[name] = int(frame or 0)
+    return plan
+
+
+def check_spec_version(data: dict[str, Any]) -> None:
+    """On the machine: refuse a spec of another contract version before doing anything."""
+    version = data.get("spec_version")
+    if version != CONTRACT_VERSION:
+        raise ContractError(
+            f"the job spec is contract version {version!r}, this machine's worker speaks "
+            f"{CONTRACT_VERSION}: the add-on and the worker it uploaded do not match"
+        )

@@ -13,6 +13,7 @@ Runs on the instance's system Python: Python 3.9+, standard library only.
 from __future__ import annotations
 
 import argparse
+import copy
 import http.client
 import json
 import os
@@ -20,6 +21,7 @@ import queue
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
-from . import blender_logs
+from . import blender_logs, contract
 from .transport import (
     JobFailed,
     JobLog,
@@ -95,6 +97,107 @@ def python_for_bpy(version: str) -> str:
     return "3.13" if version_tuple(version)[:2] >= (5, 1) else "3.11"
 
 
+# ---------------------------------------------------------------- archives
+
+_FILTER_WORDS = {
+    "AbsolutePathError": "an absolute path",
+    "OutsideDestinationError": "a path outside the folder",
+    "SpecialFileError": "a device or fifo",
+    "AbsoluteLinkError": "a link to an absolute path",
+    "LinkOutsideDestinationError": "a link pointing outside the folder",
+}
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def unsafe_member(member: tarfile.TarInfo, target: str, use_filter: bool) -> str:
+    """Why unpacking `member` into `target` (a real path) is refused, in a few words, or ''.
+
+    The hand check refuses absolute names, `..` or links reaching outside `target` (resolving
+    the links already on disk), and anything but files, folders and links (devices, fifos).
+    With `use_filter` Python's own tar "data" filter judges the member as well.
+    """
+    name = member.name
+    what = repr(name[:120])
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
+        return f"{what} is an absolute path"
+    dest = os.path.realpath(os.path.join(target, name))
+    if not _inside(dest, target):
+        return f"{what} is a path outside the folder"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return f"{what} is a device or fifo"
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return f"{what} is a special file"
+    if member.issym() or member.islnk():
+        link = member.linkname
+        if os.path.isabs(link) or link.startswith("\\"):
+            return f"{what} is a link to an absolute path"
+        base = os.path.dirname(dest) if member.issym() else target
+        if not _inside(os.path.realpath(os.path.join(base, link)), target):
+            return f"{what} is a link pointing outside the folder"
+    if use_filter:
+        try:
+            tarfile.data_filter(member, target)  # type: ignore[attr-defined]
+        except tarfile.TarError as exc:  # tarfile.FilterError
+            return f"{what} is {_FILTER_WORDS.get(type(exc).__name__, str(exc))}"
+    return ""
+
+
+def _defused(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """What the data filter does to modes and owners, for Pythons without it."""
+    member = copy.copy(member)
+    if member.mode is not None:
+        member.mode &= ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH)
+    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    return member
+
+
+def unpack_tarball(tarball: str, target: str, name: str, use_filter: bool | None = None) -> None:
+    """Unpack a Blender archive into `target`, refusing archives that could write outside it.
+
+    Every member is checked before anything is written: absolute paths, `..`, links pointing
+    outside, devices and fifos refuse the whole archive (JobFailed "unsafe_archive"). Python's
+    tar "data" filter (3.9.17+, 3.10.12+, 3.11.4+, 3.12+; the default from 3.14) judges it too
+    and guards the extraction itself; on older Pythons the same checks run by hand, again for
+    each member as it is written (with the links already made on disk).
+    """
+    if use_filter is None:
+        use_filter = hasattr(tarfile, "data_filter")
+    os.makedirs(target, exist_ok=True)
+    target = os.path.realpath(target)
+
+    def refuse(problems: list[str]) -> JobFailed:
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        return JobFailed(
+            "unsafe_archive",
+            f"The Blender archive {name} was refused: {'; '.join(problems[:3])}{more}. "
+            "Nothing of it was unpacked.",
+        )
+
+    try:
+        with tarfile.open(tarball) as archive:
+            members = archive.getmembers()
+            problems = [p for p in (unsafe_member(m, target, use_filter) for m in members) if p]
+            if problems:
+                raise refuse(problems)
+            if use_filter:
+                archive.extractall(target, members=members, filter="data")  # type: ignore[call-arg]
+                return
+            for member in members:
+                problem = unsafe_member(member, target, False)
+                if problem:
+                    raise refuse([problem])
+                archive.extract(_defused(member), target)
+    except tarfile.TarError as exc:
+        if type(exc).__name__ in _FILTER_WORDS or isinstance(exc, getattr(tarfile, "FilterError", ())):
+            raise refuse([f"{type(exc).__name__}: {exc}"]) from exc
+        raise JobFailed("download", f"The Blender archive {name} could not be unpacked: {exc}") from exc
+    except (OSError, EOFError) as exc:
+        raise JobFailed("download", f"The Blender archive {name} could not be unpacked: {exc}") from exc
+
+
 def safe_join(root: str, relative: str) -> str:
     path = os.path.normpath(os.path.join(root, relative))
     if os.path.isabs(relative) or not path.startswith(root.rstrip(os.sep) + os.sep):
@@ -125,6 +228,7 @@ class Supervisor:
             self.poster,
             min(float(spec.get("heartbeat_seconds", 5.0)), 5.0),
             {
+                "contract": contract.CONTRACT_VERSION,
                 "job_id": spec["job_id"],
                 "state": "installing",
                 "frame": None,
@@ -156,7 +260,10 @@ class Supervisor:
     # -- outputs
 
     def put_json(self, name: str, data: dict[str, Any]) -> None:
+        data = {"contract": contract.CONTRACT_VERSION, **data}
         body = json.dumps(data, indent=1, sort_keys=True).encode()
+        with open(os.path.join(self.work, name), "wb") as handle:  # kept on the machine's disk too
+            handle.write(body)
         try:
             with_retries(f"upload of {name}", lambda: self.poster.put(name, body), self.log.say)
         except (OSError, http.client.HTTPException) as exc:
@@ -171,6 +278,7 @@ class Supervisor:
     def get_blender(self) -> list[str]:
         """The command that starts Blender, from the first source that works, in the spec's order."""
         wanted = self.spec["blender_version"]
+        refused: JobFailed | None = None
         for source in self.spec.get("blender_sources", []):
             kind = source.get("kind", "")
             try:
@@ -183,9 +291,13 @@ class Supervisor:
                     continue
             except JobFailed as exc:
                 self.log.say(f"Blender from {kind} not usable: {exc.cause}")
+                if exc.kind in ("unsafe_archive", "credentials_expired") and refused is None:
+                    refused = exc
                 continue
             self.log.say(f"Blender {source.get('version', wanted)} ready (from {kind})")
             return command
+        if refused is not None:  # say what went wrong with the source that was refused, not "none worked"
+            raise JobFailed(refused.kind, f"{refused.cause} No other source of Blender {wanted} worked.")
         raise JobFailed("download", f"Could not get Blender {wanted} from any source.")
 
     def blender_from_tarball(self, source: dict[str, Any]) -> list[str]:
@@ -205,13 +317,10 @@ class Supervisor:
         target = os.path.join(self.work, "blender")
         shutil.rmtree(target, ignore_errors=True)
         try:
-            with tarfile.open(tarball) as archive:
-                for member in archive.getmembers():
-                    if member.name.startswith("/") or ".." in member.name.split("/"):
-                        raise JobFailed("download", f"The Blender archive {name} has unsafe paths.")
-                archive.extractall(target)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise JobFailed("download", f"The Blender archive {name} could not be unpacked: {exc}") from exc
+            unpack_tarball(tarball, target, name)
+        except JobFailed:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         for root, _dirs, files in os.walk(target):
             if "blender" in files and os.access(os.path.join(root, "blender"), os.X_OK):
                 if source["kind"] == "url":
@@ -276,8 +385,11 @@ class Supervisor:
         return proc.wait()
 
     def cache_upload(self, path: str, name: str) -> None:
-        """Hand a Blender build fetched from outside the bucket to the add-on, to keep for next time."""
-        digest = sha256_file(path)
+        """Hand a Blender build fetched from outside the bucket to the add-on, to keep for next time.
+
+        No checksum goes with it: the add-on keeps a build only when its own hash of the object
+        matches the official checksum it fetched itself, so nothing the machine says counts.
+        """
         try:
             with open(path, "rb") as handle:
                 body = handle.read()
@@ -286,7 +398,6 @@ class Supervisor:
                 lambda: self.poster.put(f"blender-cache/{name}", body, 600),
                 self.log.say,
             )
-            self.poster.put(f"blender-cache/{name}.sha256", f"{digest}  {name}\n".encode())
             self.log.say(f"uploaded {name} to the job's blender-cache for later boots")
         except (OSError, http.client.HTTPException) as exc:
             self.log.say(f"could not keep {name} in the bucket ({exc}); the job goes on")
@@ -362,6 +473,8 @@ class Supervisor:
             if skipped:
                 self.log.say(f"frames already in the bucket, skipped: {skipped}")
             self.log.say(f"rendering {len(plan)} frames in this order: {list(plan.values())}")
+            # The add-on maps frame files to frame numbers with this, never by guessing from names.
+            self.put_json("plan.json", {"frames": [{"name": n, "frame": f} for n, f in self.plan.items()]})
             self.status.update(frames_skipped=self.skipped)
         elif kind == "frame":
             self.current_frame = int(event["frame"])
@@ -475,6 +588,13 @@ class Supervisor:
                 self.stop_reason = "time_cap"
                 self.log.say("the job's time cap is nearly reached; stopping Blender")
                 self.stop(proc)
+            elif not self.stop_reason and self.poster.denied.is_set():
+                self.stop_reason = "credentials_expired"
+                self.log.say(
+                    f"the bucket refuses every upload ({self.poster.refusal}); frames rendered now "
+                    "could not be saved: stopping Blender"
+                )
+                self.stop(proc)
             try:
                 line = lines.get(timeout=0.25)
             except queue.Empty:
@@ -528,9 +648,12 @@ class Supervisor:
         code: int | None = None
         try:
             self.status.update(state="installing", push=True)
+            self.check_uploads()
             command = self.get_blender()
+            self.check_uploads()
             self.status.update(state="downloading", push=True)
             self.download_inputs()
+            self.check_uploads()
             frames = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
             scouts = self.scouts()
             if scouts:
@@ -552,6 +675,8 @@ class Supervisor:
         finally:
             self.uploads.put(None)
         elapsed = round(time.monotonic() - started, 1)
+        if self.stop_reason == "credentials_expired":
+            return self.finish_failed("credentials_expired", self.refused_cause(), code)
         if self.stop_reason:
             state = "capped" if self.stop_reason == "time_cap" else "interrupted"
             data = {
@@ -581,6 +706,18 @@ class Supervisor:
             return self.finish("done")
         kind, cause = self.failure(code if code is not None else 0)
         return self.finish_failed(kind, cause, code)
+
+    def refused_cause(self) -> str:
+        return (
+            f"The bucket refused the render machine's uploads ({self.poster.refusal}): the AWS sign-in "
+            "that signed its upload link has expired, so it stopped rendering frames it could not save."
+        )
+
+    def check_uploads(self) -> None:
+        """Between steps: go no further once the bucket refuses every upload."""
+        if self.poster.denied.is_set():
+            self.log.say(f"the bucket refuses every upload ({self.poster.refusal}); stopping")
+            raise JobFailed("credentials_expired", self.refused_cause())
 
     def wait_uploads(self) -> None:
         self.uploads.join()
@@ -642,6 +779,10 @@ class Supervisor:
                 self.stop_reason = "time_cap"
                 self.log.say("the job's time cap is nearly reached while waiting for the go-ahead")
                 return False
+            if self.poster.denied.is_set():
+                self.stop_reason = "credentials_expired"
+                self.log.say(f"the bucket refuses every upload ({self.poster.refusal}) while waiting")
+                return False
             if time.monotonic() >= give_up:
                 self.stop_reason = "no_answer_to_quote"
                 self.log.say("no answer to the quote in time; stopping after the scout frames")
@@ -686,7 +827,7 @@ class Supervisor:
         self.status.stop()
         self.status.update(state=state, frame=None, sample=None, samples=None)
         for _ in range(3):
-            if self.status.push():
+            if self.status.push() or self.poster.denied.is_set():
                 break
             time.sleep(2)
         self.log.say(f"final state: {state}; powering off")
@@ -704,6 +845,17 @@ def power_off() -> None:
             continue
 
 
+def refuse_spec(spec: dict[str, Any], work: str, reason: str) -> str:
+    """A spec of another contract version: say so in error.json, render nothing."""
+    poster = Poster(spec["upload_url"], spec["upload_fields"], spec["upload_prefix"])
+    body = {"contract": contract.CONTRACT_VERSION, "kind": "contract", "cause": reason, "time": now_iso()}
+    try:
+        poster.put("error.json", json.dumps(body).encode())
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"{MARK}could not report the version mismatch: {exc}", flush=True)
+    return "failed"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--spec", required=True, help="the job spec (JSON) the boot script downloaded")
@@ -712,7 +864,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.spec, encoding="utf-8") as handle:
         spec = json.load(handle)
-    state = Supervisor(spec, args.work).run()
+    try:
+        contract.check_spec_version(spec)
+    except contract.ContractError as exc:
+        state = refuse_spec(spec, args.work, str(exc))
+    else:
+        state = Supervisor(spec, args.work).run()
     if not args.no_power_off:
         power_off()
     return 0 if state == "done" else 1

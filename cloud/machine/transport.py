@@ -22,6 +22,11 @@ from typing import Any
 LOG_CHUNK_BYTES = 64 * 1024
 TAIL_LINES = 50
 RETRY_ATTEMPTS = int(os.environ.get("CLOUD_RENDER_RETRY_ATTEMPTS", "8"))
+# Uploads refused this many times in a row (403, or 400 for an expired token) mean the job's
+# POST policy is dead: the credentials that signed it expired. Nothing rendered can be saved.
+REFUSALS_BEFORE_STOP = int(os.environ.get("CLOUD_RENDER_REFUSALS_BEFORE_STOP", "3"))
+# What S3 says when a presigned request outlived its signature or the credentials behind it.
+EXPIRED_MARKERS = ("ExpiredToken", "Request has expired", "Policy expired", "TokenRefreshRequired")
 
 _OPENER = urllib.request.build_opener()  # honours http_proxy, like every other tool on the machine
 _IMDS_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # IMDS is never proxied
@@ -114,19 +119,70 @@ def multipart(fields: dict[str, str], filename: str, body: bytes) -> tuple[bytes
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
 
 
-class Poster:
-    """Writes objects under the job's output prefix through its presigned POST."""
+def error_body(exc: urllib.error.HTTPError, limit: int = 4096) -> str:
+    """The start of an HTTP error's body (S3 explains itself there), or '' when unreadable."""
+    try:
+        return bytes(exc.read(limit)).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException, ValueError, AttributeError, TypeError):
+        return ""
 
-    def __init__(self, url: str, fields: dict[str, str], prefix: str) -> None:
+
+def refusal(code: int, body: str) -> str:
+    """Why S3 refused a presigned request for good, in a few words, or '' when it did not.
+
+    403 is a refusal whatever the body (AccessDenied: policy expired, signature no longer valid,
+    credentials revoked); 400 only when S3 names an expired token or request.
+    """
+    expired = next((marker for marker in EXPIRED_MARKERS if marker in body), "")
+    if code == 403:
+        return f"HTTP 403 {expired}".strip()
+    if code == 400 and expired:
+        return f"HTTP 400 {expired}"
+    return ""
+
+
+class Poster:
+    """Writes objects under the job's output prefix through its presigned POST.
+
+    It counts refusals: after `REFUSALS_BEFORE_STOP` in a row (no success between them) it sets
+    `denied`, which the supervisor watches to stop rendering frames that could not be saved.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        fields: dict[str, str],
+        prefix: str,
+        opener: urllib.request.OpenerDirector | None = None,
+    ) -> None:
         self.url = url
         self.fields = dict(fields)
         self.prefix = prefix
+        self.opener = opener or _OPENER
+        self.refusals = 0
+        self.refusal = ""  # the last refusal, in a few words
+        self.denied = threading.Event()
+        self._lock = threading.Lock()
 
     def put(self, relative_key: str, body: bytes, timeout: float = 60) -> None:
         fields = dict(self.fields)
         fields["key"] = self.prefix + relative_key
         data, content_type = multipart(fields, relative_key.rsplit("/", 1)[-1], body)
-        http_request("POST", self.url, data, {"Content-Type": content_type}, timeout=timeout)
+        try:
+            http_request(
+                "POST", self.url, data, {"Content-Type": content_type}, timeout=timeout, opener=self.opener
+            )
+        except urllib.error.HTTPError as exc:
+            reason = refusal(exc.code, error_body(exc))
+            if reason:
+                with self._lock:
+                    self.refusals += 1
+                    self.refusal = reason
+                    if self.refusals >= REFUSALS_BEFORE_STOP:
+                        self.denied.set()
+            raise
+        with self._lock:
+            self.refusals = 0
 
 
 # ---------------------------------------------------------------- log, status, spot
@@ -196,7 +252,7 @@ class JobLog:
         self.wake.set()
         self.thread.join(timeout=30)
         for _ in range(5):
-            if self.ship():
+            if self.ship() or (self.poster is not None and self.poster.denied.is_set()):
                 break
             time.sleep(2)
         self.file.close()
@@ -328,6 +384,12 @@ def download(url: str, dest: str, sha256: str, say: Callable[[str], None], what:
             with_retries(f"download of {what}", fetch, say)
             break
         except urllib.error.HTTPError as exc:
+            body = error_body(exc)
+            if exc.code in (400, 403) and any(marker in body for marker in EXPIRED_MARKERS):
+                raise JobFailed(
+                    "credentials_expired",
+                    f"The link to {what} has expired: the AWS sign-in that signed it ran out.",
+                ) from exc
             if exc.code in (403, 404):
                 raise JobFailed("missing_file", f"The file {what} is missing from the bucket.") from exc
             raise JobFailed("download", f"Downloading {what} failed (HTTP {exc.code}).") from exc

@@ -33,6 +33,9 @@ from ..errors import Cancelled, CloudError
 
 CHUNK = 1 << 20
 EXTERNAL_DIR = "_external"  # where files from outside the project go inside the pack
+# The image data-block the add-on shows a job's downloaded frames in (addon/job_view.image_name):
+# saved with the scene, but never a dependency of a render, so never packed.
+FRAMES_IMAGE_PREFIX = "Cloud Render: "
 _TILE_TOKENS = ("<UDIM>", "<UVTILE>")
 # BAT keeps a process-wide cache of open .blend files: one pack at a time.
 _BAT_LOCK = threading.Lock()
@@ -122,6 +125,7 @@ class PackResult:
     missing: list[MissingFile] = field(default_factory=list)
     absolute_outside_project: list[ExternalFile] = field(default_factory=list)
     unreadable: list[UnreadableFile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # data-blocks whose files were left out on purpose
 
     @property
     def blend_path(self) -> Path:
@@ -250,10 +254,18 @@ class _Packer(batpack.Packer):
     """
 
     def __init__(
-        self, bfile: Path, original: Path, project: Path, target: Path, cancel: threading.Event | None
+        self,
+        bfile: Path,
+        original: Path,
+        project: Path,
+        target: Path,
+        cancel: threading.Event | None,
+        skip_images: tuple[str, ...] = (),
     ) -> None:
         super().__init__(bfile, project, str(target), relative_only=False)
         self.cancel = cancel
+        self.skip_images = tuple(b"IM" + prefix.encode() for prefix in skip_images)
+        self.skipped: list[str] = []  # "Image ..." descriptions of what was left out on purpose
         self.copies: dict[Path, Path] = {}  # packed path -> where to read it from
         self.missing: list[MissingFile] = []
         self.external: list[ExternalFile] = []
@@ -305,12 +317,22 @@ class _Packer(batpack.Packer):
         self._new_location_paths = set()
         for usage in _trace(self.blendfile, self._progress_cb, self.unreadable):
             self._check_aborted()
+            if self._skipped(usage):
+                continue
             asset_path = self._resolve(usage)
             if usage.is_sequence:
                 self._visit_sequence(asset_path, usage)
             else:
                 self._visit_asset(asset_path, usage)
         self._group_rewrites()
+
+    def _skipped(self, usage: result.BlockUsage) -> bool:
+        """An image whose name says it is not the scene's (the add-on's own frames view)."""
+        name = usage.block_name if isinstance(usage.block_name, bytes) else str(usage.block_name).encode()
+        if not self.skip_images or not name.startswith(self.skip_images):
+            return False
+        self.skipped.append(describe_block(usage))
+        return True
 
     def _resolve(self, usage: result.BlockUsage) -> Path:
         """Where a dependency is: next to the copy, or failing that next to the original."""
@@ -516,7 +538,7 @@ def _prepare_out_dir(blend_path: Path, out_dir: Path) -> None:
             "Choose a pack folder away from your project folder.",
             code="PackDirIsProject",
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _check_readable(blend_path: Path) -> None:
@@ -547,6 +569,7 @@ def pack(
     *,
     original: Path | None = None,
     project: Path | None = None,
+    skip_images: tuple[str, ...] = (),
 ) -> PackResult:
     """Pack `blend_path` (a saved copy, never the artist's open file) and its dependencies into `out_dir`.
 
@@ -554,8 +577,10 @@ def pack(
     the copy the same file name): the pack is laid out as if it were the original, and paths
     that do not resolve next to the copy are looked up next to the original. `project` is the
     folder whose layout the pack keeps (default: the original's folder); files outside it go
-    under `_external/`. Missing files are reported, not fatal. On error or cancel nothing is
-    left in `out_dir`. Blocking: run it off Blender's main thread.
+    under `_external/`. Images whose names start with one of `skip_images` are not packed (their
+    paths stay as they are). Missing files are reported, not fatal. On error or cancel nothing is
+    left in `out_dir`, which is made private to the user (0700). Blocking: run it off Blender's
+    main thread.
     """
     blend_path = bpathlib.make_absolute(Path(blend_path))
     original = bpathlib.make_absolute(Path(original)) if original is not None else blend_path
@@ -569,7 +594,7 @@ def pack(
     try:
         with _BAT_LOCK:
             try:
-                return _pack_locked(blend_path, original, out_dir, project, progress, cancel)
+                return _pack_locked(blend_path, original, out_dir, project, progress, cancel, skip_images)
             finally:
                 blendfile.close_all_cached()
     except BaseException:
@@ -588,8 +613,9 @@ def _pack_locked(
     project: Path,
     progress: ProgressFn | None,
     cancel: threading.Event | None,
+    skip_images: tuple[str, ...] = (),
 ) -> PackResult:
-    with _Packer(blend_path, original, project, out_dir, cancel) as packer:
+    with _Packer(blend_path, original, project, out_dir, cancel, skip_images) as packer:
         packer.progress_cb = _Progress(progress)
         try:
             packer.strategise()
@@ -615,4 +641,5 @@ def _pack_locked(
             missing=sorted(set(packer.missing), key=lambda m: (m.looked_in, m.used_by)),
             absolute_outside_project=packer.external,
             unreadable=[UnreadableFile(str(p), why) for p, why in sorted(packer.unreadable.items())],
+            skipped=packer.skipped,
         )

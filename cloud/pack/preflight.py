@@ -196,7 +196,8 @@ def check_addons(facts: dict[str, Any]) -> list[Finding]:
             Finding(
                 WARN,
                 "addon_data_unknown",
-                f"{_some(by_module[''])} hold data of an add-on that is not enabled here; the cloud machine will not have it either.",
+                f"{_some(by_module[''])} {'holds' if len(by_module['']) == 1 else 'hold'} data of an add-on "
+                "that is not enabled here; the cloud machine will not have it either.",
                 "Enable the add-on and check the scene, or apply what it makes before submitting.",
             )
         )

@@ -42,7 +42,10 @@ def main(zip_path: str) -> dict[str, object]:
     report["classes"] = [cls.__name__ for cls in classes]
     report["registered_after_enable"] = [cls.__name__ for cls in classes if cls.is_registered]
     report["scene_prop"] = hasattr(bpy.types.Scene, "cloud_render")
-    report["wm_prop"] = hasattr(bpy.context.preferences.addons[MODULE].preferences, "job")
+    report["wm_prop"] = all(
+        hasattr(bpy.types.WindowManager, name)
+        for name in ("cloud_render_job", "cloud_render_jobs", "cloud_render_jobs_index")
+    )
     report["timer_after_enable"] = bpy.app.timers.is_registered(module.addon.pump.drain_events)
     report["prefs_found"] = MODULE in bpy.context.preferences.addons and (
         bpy.context.preferences.addons[MODULE].preferences is not None
@@ -69,7 +72,10 @@ def main(zip_path: str) -> dict[str, object]:
     bpy.ops.preferences.addon_disable(module=MODULE)
     report["registered_after_disable"] = [cls.__name__ for cls in classes if cls.is_registered]
     report["scene_prop_after_disable"] = hasattr(bpy.types.Scene, "cloud_render")
-    report["wm_prop_after_disable"] = MODULE in bpy.context.preferences.addons
+    report["wm_prop_after_disable"] = MODULE in bpy.context.preferences.addons or any(
+        hasattr(bpy.types.WindowManager, name)
+        for name in ("cloud_render_job", "cloud_render_jobs", "cloud_render_jobs_index")
+    )
     report["timer_after_disable"] = bpy.app.timers.is_registered(drain)
     report["leftover_types"] = [
         n for n in dir(bpy.types) if n.startswith("CLOUDRENDER_") or n.startswith("CloudRender")

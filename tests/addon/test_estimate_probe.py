@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import bpy
 
 from . import harness
@@ -14,7 +16,7 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
     try:
         settings = bpy.context.scene.cloud_render
         settings.instance_type = "g4dn.xlarge"
-        view = harness.addon().addon.account.view()
+        view = harness.addon().addon.job_view.view()
         view.estimate = ""
         assert bpy.ops.cloud_render.estimate() == {"FINISHED"}
         harness.drain_until(lambda: view.estimate and not view.estimate.startswith("Rendering"), 120)
@@ -25,5 +27,10 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
         text = harness.addon().addon.submit.confirmation_text(bpy.context)
         assert "Estimate from a test render: g4dn.xlarge" in text
         assert path.read_bytes() == before  # the artist's file was not touched
+        # The scene copy the probe rendered is gone; the folder copies go to is the user's alone.
+        submit_root = harness.addon().addon.pump.user_dir("submit")
+        assert list(submit_root.glob("probe-*")) == []
+        if os.name == "posix":
+            assert submit_root.stat().st_mode & 0o777 == 0o700
     finally:
         harness.disconnect()

@@ -93,7 +93,7 @@ def module(installed, tmp_path, aws):
     harness.make_scene(tmp_path / "draw.blend")
     harness.connect(aws.url)
     yield harness.addon()
-    view = harness.addon().addon.account.view()
+    view = harness.addon().addon.job_view.view()
     view.job_id = view.state = view.message = view.action = view.orphans = ""
     harness.disconnect()
 
@@ -120,13 +120,16 @@ def test_panels_draw_with_no_job(module):
 
 @pytest.mark.parametrize("state", ["Uploading", "Rendering", "Done", "Failed", "Capped"])
 def test_panels_draw_in_each_job_state(module, state):
-    view = module.addon.account.view()
+    view = module.addon.job_view.view()
     view.job_id, view.state, view.message = "20261125-000000-abcdef", state, "working"
     view.frames_total, view.frames_done, view.progress = 10, 4, 0.5
     view.log_tail = "line one\nline two"
     view.orphans = "i-0123456789abcdef0:old-job"
+    view.action, view.error_code = "", ""
     if state == "Failed":
-        view.action = "Request quota increase for 4 vCPUs."
+        # The button follows the error's code, whatever the words: the launch-time quota error
+        # ("Press 'Request quota increase'...") and the pre-launch check read differently.
+        view.action, view.error_code = "Press 'Request quota increase' in the panel.", "no_quota"
     labels, operators = all_drawn(module)
     assert f"{state}: working" in labels
     assert "line two" in labels

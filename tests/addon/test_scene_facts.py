@@ -6,14 +6,17 @@ checks both the collected fact and the finding the preflight makes of it.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import bpy
 import pytest
-from addon import scene_facts
 
+from addon import scene_facts
 from cloud.pack.preflight import run_preflight
+
+from . import harness
 
 FAKE_ADDON = """
 import bpy
@@ -203,3 +206,36 @@ def test_facts_are_plain_values(scene):
     allowed = (str, int, float, bool, type(None), list, dict)
     assert all(isinstance(value, allowed) for value in facts.values())
     assert Path(scene_facts.__file__).name == "scene_facts.py"
+
+
+def _addon_findings(module, context) -> list[str]:  # type: ignore[no-untyped-def]
+    """What Check Scene and a submit's job log say about add-ons, from the installed extension."""
+    return [
+        f"{f.code}: {f.message}" for f in module.addon.submit.preflight(context) if f.code.startswith("addon")
+    ]
+
+
+def test_own_settings_and_cycles_camera_data_are_no_missing_add_on(installed, tmp_path):
+    """A plain Cycles scene with the add-on's own settings: no add-on warning (`make demo` had two)."""
+    path = harness.make_scene(tmp_path / "plain.blend")
+    settings = bpy.context.scene.cloud_render
+    settings.instance_type = "c5.2xlarge"  # set, so scene.cloud_render holds values in the file
+    settings.max_cost = 3.0
+    bpy.ops.wm.save_mainfile()
+    bpy.ops.wm.open_mainfile(filepath=str(path))  # as the artist opens it again
+    module = harness.addon()
+    installed_facts = importlib.import_module(harness.MODULE + ".addon.scene_facts")
+    facts = installed_facts.collect_scene_facts(bpy.context.scene)
+    # The factory camera still carries the group Cycles once registered as Camera.cycles.
+    assert {"module": "cycles", "used_by": 'Camera "Camera" (property cycles)'} in facts["addons_used"]
+    assert {item["module"] for item in facts["addons_used"]} == {"cycles"}
+    assert _addon_findings(module, bpy.context) == []
+
+    # Data of an add-on that is genuinely not here still warns, naming the data-block.
+    cube = bpy.data.objects["Cube"]
+    getter = getattr(cube, "bl_system_properties_get", None)
+    (getter(do_create=True) if getter else cube)["flip_fluid"] = {"domain_type": 1}
+    assert _addon_findings(module, bpy.context) == [
+        'addon_data_unknown: Object "Cube" (property flip_fluid) holds data of an add-on that is not '
+        "enabled here; the cloud machine will not have it either."
+    ]

@@ -54,7 +54,7 @@ def sha256(path: Path) -> str:
 
 
 def view():
-    return harness.addon().addon.account.view()
+    return harness.addon().addon.job_view.view()
 
 
 def wait_final(timeout: float = 240) -> float:
@@ -194,7 +194,7 @@ def test_reattach_after_blender_restarts(cloud, tmp_path):
     record = module.addon.pump.manager().store.load(job_id)
     assert record.stage == "Done", record.message
     assert sorted(record.frames_done) == [1, 2, 3]
-    assert next(item.job_id for item in module.addon.account.jobs()) == job_id
+    assert next(item.job_id for item in module.addon.jobs_list.items()) == job_id
 
 
 def test_cost_cap_terminates_the_machine_and_keeps_frames(cloud, tmp_path):

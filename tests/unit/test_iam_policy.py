@@ -5,21 +5,60 @@ from __future__ import annotations
 import ast
 import json
 from dataclasses import replace
+from fnmatch import fnmatchcase
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 import pytest
 import requests
 from botocore import xform_name
 
-from cloud.aws import iam_policy, storage
-from cloud.aws.iam_policy import MANAGED_S3_CALLS, iam_actions_for, load_policy, policy_actions, policy_text
+from cloud.aws import compute, storage
+from cloud.aws.iam_policy import (
+    IAM_ACTIONS,
+    IAM_PREFIX,
+    catalog_instance_types,
+    generated_policy,
+    load_policy,
+    policy_actions,
+    policy_text,
+)
 from cloud.aws.session import client
+from cloud.cost.catalog import load_catalog
 from cloud.errors import CloudError
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "cloud"
+TAG = compute.TAG_MANAGED
+
+# s3transfer and presigned requests call these operations for us.
+MANAGED_S3_CALLS: dict[str, tuple[str, ...]] = {
+    "upload": (
+        "PutObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+    ),
+    "download": ("GetObject", "HeadObject"),
+    "copy": (
+        "HeadObject",
+        "CopyObject",
+        "CreateMultipartUpload",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+    ),
+    "presign_get": ("GetObject",),
+    "presign_list": ("ListObjectsV2",),
+    "presign_post": ("PutObject",),
+}
+
+
+def iam_actions_for(service: str, operation: str) -> tuple[str, ...]:
+    """The IAM actions one API call needs."""
+    return IAM_ACTIONS.get((service, operation), (f"{IAM_PREFIX.get(service, service)}:{operation}",))
 
 
 @cache
@@ -129,41 +168,204 @@ def test_every_call_in_cloud_is_allowed():
 
 
 def test_the_policy_allows_nothing_the_code_does_not_call():
-    # Needed without a call of their own: tags given at launch (TagSpecifications), images given
-    # as resolve:ssm:<parameter>, and the instance profile handed to RunInstances.
-    implied = {"ec2:CreateTags", "ssm:GetParameters", "iam:PassRole"}
-    unused = policy_actions() - set(code_actions()) - implied
+    unused = policy_actions() - set(code_actions())
     assert unused == set()
 
 
-def test_statements_are_scoped():
+# --- A small IAM evaluator: enough of AWS's rules to check what the policy lets a key do. -----
+
+# The condition operators the policy may use, each as (context value, policy values) -> bool.
+OPERATORS = {
+    "StringEquals": lambda actual, expected: actual in expected,
+    "StringLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
+    "ArnLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
+    "Bool": lambda actual, expected: actual.lower() in [e.lower() for e in expected],
+}
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    return fnmatchcase(action.lower(), pattern.lower())  # IAM actions are case-insensitive
+
+
+def condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
+    """Every operator and every key must hold (AND); any of a key's values may match (OR).
+    A key the request does not carry fails every operator but Null."""
+    for operator, block in condition.items():
+        for key, expected in block.items():
+            values = as_list(expected)
+            if operator == "Null":
+                if (values == ["true"]) != (key not in context):
+                    return False
+            elif key not in context or not OPERATORS[operator](context[key], values):
+                return False
+    return True
+
+
+def statement_allows(statement: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
+    return (
+        any(action_matches(p, action) for p in as_list(statement["Action"]))
+        and any(fnmatchcase(resource, p) for p in as_list(statement["Resource"]))
+        and condition_holds(statement.get("Condition", {}), context)
+    )
+
+
+def allows(action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """Whether the policy lets a key do `action` on `resource` in a request with `context`."""
     statements = load_policy()["Statement"]
-    assert load_policy()["Version"] == "2012-10-17"
+    context = context or {}
+    if any(s["Effect"] == "Deny" and statement_allows(s, action, resource, context) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and statement_allows(s, action, resource, context) for s in statements)
+
+
+def statements_for(action: str) -> list[dict[str, Any]]:
+    return [
+        s for s in load_policy()["Statement"] if any(action_matches(p, action) for p in as_list(s["Action"]))
+    ]
+
+
+INSTANCE = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
+IMAGE = "arn:aws:ec2:us-east-1::image/ami-0123456789abcdef0"
+VOLUME = "arn:aws:ec2:us-east-1:123456789012:volume/vol-0123456789abcdef0"
+GROUP = "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0123456789abcdef0"
+OURS = {f"aws:ResourceTag/{TAG}": "true"}
+
+
+def test_the_evaluator_reads_conditions():
+    statement = {
+        "Effect": "Allow",
+        "Action": "ec2:Run*",
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {
+            "StringEquals": {"ec2:InstanceType": ["a", "b"]},
+            "Null": {"aws:RequestTag/x": "false"},
+        },
+    }
+    assert statement_allows(
+        statement, "EC2:RunInstances", INSTANCE, {"ec2:InstanceType": "b", "aws:RequestTag/x": ""}
+    )
+    assert not statement_allows(statement, "ec2:RunInstances", INSTANCE, {"ec2:InstanceType": "b"})
+    assert not statement_allows(
+        statement, "ec2:RunInstances", INSTANCE, {"ec2:InstanceType": "c", "aws:RequestTag/x": ""}
+    )
+    assert not statement_allows(
+        statement, "ec2:RunInstances", IMAGE, {"ec2:InstanceType": "a", "aws:RequestTag/x": ""}
+    )
+    assert not statement_allows(statement, "ec2:TerminateInstances", INSTANCE, {"ec2:InstanceType": "a"})
+
+
+def test_statements_are_valid_and_scoped():
+    policy = load_policy()
+    statements = policy["Statement"]
+    assert policy["Version"] == "2012-10-17"
+    assert set(policy) == {"Version", "Statement"}
     assert len({s["Sid"] for s in statements}) == len(statements)
     for statement in statements:
-        assert statement["Effect"] == "Allow"
-        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, statement["Sid"]
+        assert statement["Sid"].isalnum() and statement["Effect"] == "Allow"
+        actions = as_list(statement["Action"])
+        resources = as_list(statement["Resource"])
         assert all("*" not in action for action in actions), statement["Sid"]
-        resources = (
-            [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
-        )
+        assert all(r == "*" or r.startswith("arn:aws:") for r in resources), statement["Sid"]
+        for operator in statement.get("Condition", {}):
+            assert operator in OPERATORS or operator == "Null", statement["Sid"]
         if any(a.startswith("s3:") for a in actions):
             assert all(r.startswith("arn:aws:s3:::cloud-render-") for r in resources)
-        if any(a.startswith("iam:") for a in actions):
-            assert all(
-                ":role/cloud-render-" in r or ":instance-profile/cloud-render-" in r for r in resources
-            )
-    by_sid = {s["Sid"]: s for s in statements}
-    terminate = by_sid["TerminateOnlyOurInstances"]
-    assert terminate["Action"] == ["ec2:TerminateInstances"]
-    assert terminate["Condition"] == {"Null": {"ec2:ResourceTag/cloud-render:job": "false"}}
-    assert by_sid["LaunchOnlyTaggedInstances"]["Condition"] == {
-        "Null": {"aws:RequestTag/cloud-render:job": "false"}
-    }
-    assert by_sid["PassOurRoleToEc2Only"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}
-    }
-    assert json.loads(policy_text()) == load_policy()
+        if resources == ["*"]:  # on every resource only reads are allowed
+            reads = ("Describe", "Get", "List", "View")
+            assert all(a.split(":", 1)[1].startswith(reads) for a in actions), statement["Sid"]
+    assert json.loads(policy_text()) == policy
+
+
+def test_no_statement_grants_iam_powers():
+    """A stolen key must not make roles, attach or write their policies, or pass them to EC2."""
+    powers = [
+        "iam:PutRolePolicy",
+        "iam:CreateRole",
+        "iam:PassRole",
+        "iam:AttachRolePolicy",
+        "iam:PutUserPolicy",
+    ]
+    assert {p: [s["Sid"] for s in statements_for(p)] for p in powers} == {p: [] for p in powers}
+    assert not any(a.startswith("iam:") for a in policy_actions())
+
+
+def test_run_instances_only_with_amazon_images():
+    assert allows("ec2:RunInstances", IMAGE, {"ec2:Owner": "amazon"})
+    for owner in ("123456789012", "aws-marketplace"):
+        assert not allows("ec2:RunInstances", IMAGE, {"ec2:Owner": owner})
+    assert not allows("ec2:RunInstances", IMAGE)
+    image_statements = [s for s in statements_for("ec2:RunInstances") if statement_allows_resource(s, IMAGE)]
+    assert [s["Condition"] for s in image_statements] == [{"StringEquals": {"ec2:Owner": "amazon"}}]
+
+
+def statement_allows_resource(statement: dict[str, Any], resource: str) -> bool:
+    return any(fnmatchcase(resource, p) for p in as_list(statement["Resource"]))
+
+
+def test_run_instances_only_tagged_and_of_the_catalogs_types():
+    catalog = sorted(load_catalog().types)
+    assert catalog and catalog_instance_types() == catalog
+    (statement,) = [s for s in statements_for("ec2:RunInstances") if statement_allows_resource(s, INSTANCE)]
+    assert statement["Condition"]["StringEquals"]["ec2:InstanceType"] == catalog
+    assert load_policy() == generated_policy()  # the file is what `python -m cloud.aws.iam_policy` writes
+    tagged = {f"aws:RequestTag/{TAG}": "true"}
+    for instance_type in catalog:
+        assert allows("ec2:RunInstances", INSTANCE, {**tagged, "ec2:InstanceType": instance_type})
+        assert not allows("ec2:RunInstances", INSTANCE, {"ec2:InstanceType": instance_type})
+    for expensive in ("p4d.24xlarge", "p5.48xlarge", "u-24tb1.112xlarge", "x2iedn.32xlarge"):
+        assert expensive not in catalog
+        assert not allows("ec2:RunInstances", INSTANCE, {**tagged, "ec2:InstanceType": expensive})
+    assert allows("ec2:RunInstances", VOLUME, tagged) and not allows("ec2:RunInstances", VOLUME)
+
+
+def test_terminate_only_instances_carrying_our_tag():
+    (statement,) = statements_for("ec2:TerminateInstances")
+    assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{TAG}": "true"}}
+    assert allows("ec2:TerminateInstances", INSTANCE, OURS)
+    assert not allows("ec2:TerminateInstances", INSTANCE)
+    assert not allows("ec2:TerminateInstances", INSTANCE, {f"aws:ResourceTag/{TAG}": "false"})
+    assert not allows("ec2:StopInstances", INSTANCE, OURS)
+
+
+def test_security_groups_change_only_when_they_carry_our_tag():
+    changes = [
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:DeleteSecurityGroup",
+        "ec2:ModifySecurityGroupRules",
+    ]
+    for action in changes:
+        assert not allows(action, GROUP), action
+        for statement in statements_for(action):
+            assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{TAG}": "true"}}
+    assert allows("ec2:RevokeSecurityGroupIngress", GROUP, OURS)  # the one change the add-on makes
+    assert not allows("ec2:AuthorizeSecurityGroupIngress", GROUP, OURS)  # nothing may open it
+    assert allows("ec2:CreateSecurityGroup", GROUP, {f"aws:RequestTag/{TAG}": "true"})
+    assert not allows("ec2:CreateSecurityGroup", GROUP)
+    assert allows("ec2:RunInstances", GROUP, OURS) and not allows("ec2:RunInstances", GROUP)
+
+
+def test_tags_only_while_creating():
+    for resource, creation in (
+        (INSTANCE, "RunInstances"),
+        (VOLUME, "RunInstances"),
+        (GROUP, "CreateSecurityGroup"),
+    ):
+        assert allows("ec2:CreateTags", resource, {"ec2:CreateAction": creation})
+        assert not allows("ec2:CreateTags", resource)  # re-tagging someone else's machine as ours
+        assert not allows("ec2:CreateTags", resource, {"ec2:CreateAction": "CreateVolume"})
+    for statement in statements_for("ec2:CreateTags"):
+        assert statement["Condition"] == {
+            "StringEquals": {"ec2:CreateAction": ["RunInstances", "CreateSecurityGroup"]}
+        }
+    assert statements_for("ec2:DeleteTags") == []
 
 
 @pytest.fixture
@@ -201,20 +403,49 @@ def test_the_policy_is_enough_for_storage_and_nothing_else(policy_user, tmp_path
     assert "s3:GetObject" in caught.value.message
 
 
-def test_instance_profile_is_created_once_and_scoped_to_the_bucket(aws):
-    bucket = "cloud-render-0123456789abcdef0123456789abcdef"
-    arn = iam_policy.ensure_instance_profile(aws.settings, bucket)
-    assert arn == iam_policy.ensure_instance_profile(aws.settings, bucket)  # idempotent
-    name = iam_policy.instance_role_name(bucket)
-    assert name.startswith("cloud-render-") and len(name) <= 64
-    admin = client(aws.settings, "iam")
-    profile = admin.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-    assert profile["Arn"] == arn and [r["RoleName"] for r in profile["Roles"]] == [name]
-    trust = admin.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
-    trust = json.loads(trust) if isinstance(trust, str) else trust
-    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    document = admin.get_role_policy(RoleName=name, PolicyName="cloud-render-bucket")["PolicyDocument"]
-    document = json.loads(document) if isinstance(document, str) else document
-    resources = [r for s in document["Statement"] for r in s["Resource"]]
-    assert all(r.startswith(f"arn:aws:s3:::{bucket}") for r in resources)
-    assert f"arn:aws:s3:::{bucket}/jobs/*/out/*" in resources
+def arn(region: str, kind: str, resource_id: str) -> str:
+    return f"arn:aws:ec2:{region}:123456789012:{kind}/{resource_id}"
+
+
+def test_the_add_on_tags_what_it_later_changes(aws):
+    """Launch through the product, then read back from EC2 what AWS would put in each request's
+    context: every later change (revoke, terminate) is allowed by the tags the add-on set."""
+    ec2 = client(aws.settings, "ec2")
+    image = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])[
+        "Images"
+    ][0]
+    result = compute.launch(
+        aws.settings,
+        job_id="job-tags",
+        instance_type="g4dn.xlarge",
+        user_data="#!/bin/bash\necho hi\n",
+        spot=False,
+        ami_id=image["ImageId"],
+    )
+    inst = ec2.describe_instances(InstanceIds=[result.instance_id])["Reservations"][0]["Instances"][0]
+    (group,) = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in inst["SecurityGroups"]])[
+        "SecurityGroups"
+    ]
+    volume_id = inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    (volume,) = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+
+    def tags(item: dict[str, Any], kind: str) -> dict[str, str]:
+        return {f"aws:{kind}/{t['Key']}": t["Value"] for t in item.get("Tags", [])}
+
+    group_arn = arn("us-east-1", "security-group", group["GroupId"])
+    instance_arn = arn("us-east-1", "instance", result.instance_id)
+    # Creation: the requests carried the tags the resources now have.
+    assert allows("ec2:CreateSecurityGroup", group_arn, tags(group, "RequestTag"))
+    assert allows("ec2:CreateTags", group_arn, {"ec2:CreateAction": "CreateSecurityGroup"})
+    launch = {**tags(inst, "RequestTag"), "ec2:InstanceType": inst["InstanceType"]}
+    assert allows("ec2:RunInstances", instance_arn, launch)
+    assert allows("ec2:RunInstances", arn("us-east-1", "volume", volume_id), tags(volume, "RequestTag"))
+    assert allows("ec2:RunInstances", group_arn, tags(group, "ResourceTag"))
+    assert image.get("ImageOwnerAlias") == "amazon"
+    assert allows(
+        "ec2:RunInstances", f"arn:aws:ec2:us-east-1::image/{image['ImageId']}", {"ec2:Owner": "amazon"}
+    )
+    # Later changes: only on what carries the tag.
+    assert allows("ec2:RevokeSecurityGroupIngress", group_arn, tags(group, "ResourceTag"))
+    assert allows("ec2:TerminateInstances", instance_arn, tags(inst, "ResourceTag"))
+    compute.terminate(aws.settings, result.instance_id)

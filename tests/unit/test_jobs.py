@@ -8,7 +8,7 @@ from pathlib import Path
 from cloud.aws.session import AwsSettings
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue
-from cloud.job.job_thread import JobRunner, frame_number
+from cloud.job.job_thread import JobRunner
 from cloud.job.manager import JobManager
 from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
 
@@ -30,12 +30,6 @@ def record(**changes: object) -> JobRecord:
     for key, value in changes.items():
         setattr(base, key, value)
     return base
-
-
-def test_frame_numbers_come_from_blenders_hash_pattern():
-    assert frame_number("render/shot_0012.png") == 12
-    assert frame_number("v2/beauty.0007.exr") == 7
-    assert frame_number("notes.txt") is None
 
 
 def test_records_round_trip_and_a_damaged_file_is_skipped(tmp_path: Path):

@@ -122,7 +122,7 @@ def test_only_the_add_on_side_talks_to_aws():
     """operators/ and panels/ hold no AWS logic: they reach cloud/ through addon/ or for plain data."""
     offenders = []
     for path in python_files("operators", "panels"):
-        for module, level in imported_modules(path):
+        for module, _level in imported_modules(path):
             if module.split(".")[0] in {"boto3", "botocore", "s3transfer"}:
                 offenders.append(f"{path.relative_to(ROOT)}: {module}")
     assert offenders == []

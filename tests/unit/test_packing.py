@@ -503,3 +503,83 @@ def test_library_outside_the_project_keeps_its_own_relative_textures(version, tm
     view = run_checks([result.blend_path], tmp_path / "cwd", python)[str(result.blend_path)]
     assert [(d["path"], d["exists"]) for d in view["libraries"]] == [(f"//{lib}", True)]
     assert {d["path"]: d["exists"] for d in view["paths"]} == {f"//{lib}": True, "//tex/lib.png": True}
+
+
+FRAMES_VIEW_SCENE = r"""
+import sys
+from pathlib import Path
+import bpy
+
+project = Path(sys.argv[-1])
+bpy.ops.wm.read_factory_settings(use_empty=True)
+
+def write_png(path, color):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = bpy.data.images.new(path.stem, 4, 4)
+    img.pixels[:] = list(color) * 16
+    img.filepath_raw = str(path)
+    img.file_format = "PNG"
+    img.save()
+    bpy.data.images.remove(img)
+
+write_png(project / "textures" / "paint.png", (1, 0, 0, 1))
+for frame in (1, 2, 3):
+    write_png(project / "cloud_renders" / "job-1" / "render" / f"frame_{frame:04d}.png", (0, frame / 3, 0, 1))
+bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
+bpy.data.images.load(str(project / "textures" / "paint.png")).use_fake_user = True
+# What the add-on's frames view leaves in the artist's file (addon/job_view.show_frames).
+frames = bpy.data.images.load(str(project / "cloud_renders" / "job-1" / "render" / "frame_0001.png"))
+frames.name = "Cloud Render: job-1"
+frames.source = "SEQUENCE"
+frames.use_fake_user = True
+bpy.ops.wm.save_mainfile()
+"""
+
+
+def test_the_add_ons_frames_view_is_not_packed_and_the_submit_folder_goes(tmp_path):
+    """An earlier job's frames, loaded as `Cloud Render: <job>`, never travel with the next job;
+    the job's folder (scene copy and pack) is private while it lives and removed afterwards."""
+    from cloud.job.cloud_steps import CloudSteps
+    from cloud.job.records import JobRequest
+    from cloud.pack.packer import FRAMES_IMAGE_PREFIX
+
+    project = tmp_path / "project"
+    subprocess.run([sys.executable, "-c", FRAMES_VIEW_SCENE, str(project)], check=True, capture_output=True)
+    # Packed as the packer does by default, the frames go along: the image is a dependency.
+    everything = pack(project / "shot.blend", tmp_path / "plain-pack")
+    assert "cloud_renders/job-1/render/frame_0003.png" in everything.manifest.files
+
+    folder = tmp_path / "submit" / "job-2"  # what addon/submit.save_copy makes for job-2
+    folder.mkdir(parents=True, mode=0o700)
+    shutil.copy(project / "shot.blend", folder / "shot.blend")
+    request = JobRequest(
+        job_id="job-2",
+        blend_copy=folder / "shot.blend",
+        blend_name=str(project / "shot.blend"),
+        scene_name="Scene",
+        frames=[1],
+        output_dir=project / "cloud_renders" / "job-2",
+        region="us-east-1",
+        instance_type="c5.2xlarge",
+        spot=False,
+        max_cost=1.0,
+        max_hours=1.0,
+        price_per_hour=0.34,
+        blender_version="5.0.1",
+    )
+    steps = CloudSteps(tmp_path / "user")
+    packed = steps.pack(request, folder / "pack", lambda *_: None, threading.Event())
+    assert sorted(packed.files) == ["shot.blend", "textures/paint.png"]
+    assert packed.missing == []
+    if os.name == "posix":
+        assert (folder / "pack").stat().st_mode & 0o777 == 0o700
+    assert FRAMES_IMAGE_PREFIX == "Cloud Render: "
+
+    # Uploaded (or ended before launch): the copy and the pack leave the artist's disk.
+    other = tmp_path / "submit" / "not-this-job"
+    other.mkdir()
+    steps.discard_pack(request)
+    assert not folder.exists()
+    assert other.exists()  # nothing but the job's own folder
+    steps.discard_pack(JobRequest(**{**request.__dict__, "blend_copy": project / "shot.blend"}))
+    assert (project / "shot.blend").exists()  # a path that is not the job's folder is left alone

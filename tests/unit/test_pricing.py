@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 
 from cloud.aws.session import AwsSettings
+from cloud.cost import machine_facts
 from cloud.cost.catalog import load_catalog
-from cloud.cost.price_refresh import current_catalog, load_cached_prices, refresh_prices, spot_prices
+from cloud.cost.price_refresh import (
+    PriceTable,
+    SpotTable,
+    current_catalog,
+    fetch_spot_table,
+    load_cached_prices,
+    refresh_prices,
+    spot_prices,
+)
 from cloud.errors import CloudError
 
 from ..conftest import EmulatedAws
@@ -124,3 +133,70 @@ def test_spot_prices_unreachable_endpoint() -> None:
         spot_prices(replace(settings), "us-east-1", ["g4dn.xlarge"])
     assert info.value.message == "Could not read spot prices from AWS."
     assert info.value.action == "Use on-demand for this job, or try again in a minute."
+
+
+def test_each_price_says_where_it_comes_from_and_its_date() -> None:
+    bundled = load_catalog()
+    table = PriceTable(prices={"us-east-1": {"g4dn.xlarge": 0.5}}, fetched_at="2026-11-30T09:00:00+00:00")
+    current = table.apply(bundled)
+
+    refreshed = machine_facts.price_for(current, "us-east-1", "g4dn.xlarge")
+    assert (refreshed.usd, refreshed.kind, refreshed.source) == (0.5, "on-demand", "aws-price-list")
+    assert refreshed.words() == "$0.500/h on-demand, AWS price list 2026-11-30"
+    # A price the refresh did not return keeps the bundled one and says so, with the bundled date.
+    kept = machine_facts.price_for(current, "eu-west-1", "g4dn.xlarge")
+    assert kept.usd == bundled.get("g4dn.xlarge").price("eu-west-1")
+    assert kept.words().endswith(f"on-demand, bundled prices of {bundled.prices_date}")
+    assert machine_facts.price_for(bundled, "us-east-1", "g4dn.xlarge").source == "bundled"
+
+
+def test_spot_price_when_known_else_the_on_demand_ceiling() -> None:
+    current = load_catalog()
+    on_demand = current.get("g4dn.xlarge").price("us-east-1")
+    asked = datetime.now(UTC).replace(microsecond=0)
+    spot = SpotTable("us-east-1", {"g4dn.xlarge": 0.158, "g5.xlarge": 99.0}, asked.isoformat())
+
+    price = machine_facts.price_for(current, "us-east-1", "g4dn.xlarge", spot=True, spot_table=spot)
+    assert (price.usd, price.kind, price.source) == (0.158, "spot", "spot")
+    assert price.words() == f"$0.158/h spot, spot price {asked.astimezone():%H:%M} today"
+    # Spot never costs more than on-demand; no spot price (or another region's) means the ceiling.
+    assert machine_facts.price_for(current, "us-east-1", "g5.xlarge", True, spot).usd == current.get(
+        "g5.xlarge"
+    ).price("us-east-1")
+    ceiling = machine_facts.price_for(current, "us-east-1", "g4dn.xlarge", spot=True)
+    assert (ceiling.usd, ceiling.kind) == (on_demand, "spot ceiling")
+    other = machine_facts.price_for(current, "us-west-2", "g4dn.xlarge", True, spot)
+    assert other.kind == "spot ceiling"
+    # Spot off: the spot table is not used.
+    assert machine_facts.price_for(current, "us-east-1", "g4dn.xlarge", False, spot).usd == on_demand
+    yesterday = SpotTable("us-east-1", {"g4dn.xlarge": 0.2}, (asked - timedelta(days=1)).isoformat())
+    words = machine_facts.price_for(current, "us-east-1", "g4dn.xlarge", True, yesterday).words()
+    assert "today" not in words and (asked - timedelta(days=1)).astimezone().date().isoformat() in words
+
+
+def test_menu_confirmation_and_estimate_use_the_same_price() -> None:
+    current = PriceTable(
+        prices={"us-east-1": {"g4dn.xlarge": 0.5}}, fetched_at="2026-11-30T09:00:00+00:00"
+    ).apply(load_catalog())
+    spot = SpotTable("us-east-1", {"g4dn.xlarge": 0.00001}, "2026-11-30T09:00:00+00:00")
+    menu = dict(machine_facts.menu("us-east-1", current))
+    assert menu["g4dn.xlarge"].endswith(", $0.50/h")
+    menu = dict(machine_facts.menu("us-east-1", current, spot))
+    assert menu["g4dn.xlarge"].endswith(", $0.00001/h")  # a price under a cent keeps its digits
+    price = machine_facts.price_for(current, "us-east-1", "g4dn.xlarge", True, spot)
+    assert machine_facts.job_estimate_text(price, 10, 2) == (
+        "At most $0.00 (spot $0.00001/h x 2 h time cap), for 10 frames."
+    )
+    with pytest.raises(CloudError) as info:
+        machine_facts.price_for(current, "sa-east-1", "g4dn.xlarge")
+    assert info.value.code == "NotOffered"
+
+
+def test_spot_table_from_ec2_is_dated(aws: EmulatedAws) -> None:
+    now = datetime(2026, 11, 30, 12, 4, tzinfo=UTC)
+    table = fetch_spot_table(aws.settings, "us-east-1", ["g4dn.xlarge", "c5.2xlarge"], now=now)
+    assert table.region == "us-east-1" and table.fetched_at == "2026-11-30T12:04:00+00:00"
+    # What moto answers for describe_spot_price_history: one tiny price per zone offering the type.
+    assert set(table.prices) == {"g4dn.xlarge", "c5.2xlarge"}
+    assert all(0 < p < 0.001 for p in table.prices.values())
+    assert table.age(now + timedelta(minutes=30)) == timedelta(minutes=30)

@@ -11,7 +11,7 @@ import pytest
 
 from cloud.aws.session import client
 from cloud.job.cloud_steps import CloudSteps, scout_frames
-from cloud.job.events import EventQueue
+from cloud.job.events import EventQueue, StageChanged
 from cloud.job.job_thread import JobRunner
 from cloud.job.records import JobRecord, RecordStore, new_job_id
 from cloud.machine import contract
@@ -74,8 +74,8 @@ def test_over_the_cap_it_waits_for_the_artist_and_passes_on_the_answer(aws, tmp_
     assert runner.record.quote["under_cap"] is False
     assert runner.record.quote["projected_total"] == pytest.approx(60.0, rel=0.05)
     assert runner.record.stage == "Waiting for you"
-    stages = [e.data for e in events.drain(budget_s=1.0) if e.kind == "stage"]
-    assert "Go on, or stop" in stages[-1]["message"]
+    stages = [e for e in events.drain(budget_s=1.0) if isinstance(e, StageChanged)]
+    assert "Go on, or stop" in stages[-1].message
     with pytest.raises(Exception):  # noqa: B017 - nothing answered yet: no go.json exists
         go_answer(aws, runner.record.job_id)
     runner.answer_quote(False)

@@ -117,6 +117,20 @@ def test_fresh_account_with_gpu_quota_is_ready_to_render(account, tmp_path: Path
     assert len(s3.list_buckets()["Buckets"]) == 1
 
 
+def test_the_bucket_set_up_made_is_the_one_jobs_use(account, tmp_path: Path) -> None:
+    """One registry: Set Up (given the state folder) and a job (given the user folder) share it."""
+    from cloud.job.cloud_steps import CloudSteps
+
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    report = account_setup.run_setup(account.settings, tmp_path / "state", region="us-east-1")
+    assert report.bucket.startswith("cloud-render-")
+    steps = CloudSteps(tmp_path)
+    assert steps.ensure_bucket(account.settings, 14) == report.bucket
+    assert steps.ensure_bucket(account.settings, 3) == report.bucket  # retention changes, bucket stays
+    s3 = client(account.moto_settings, "s3")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [report.bucket]
+
+
 def test_new_account_without_gpu_quota_lists_what_aws_still_needs(account, tmp_path: Path) -> None:
     report = account_setup.run_setup(account.settings, tmp_path, region="us-east-1")
 

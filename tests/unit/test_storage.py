@@ -372,3 +372,67 @@ def test_delete_job_data_keeps_other_jobs_and_inputs(aws, tmp_path):
     assert storage.delete_job_data(aws.settings, bucket, "j1") == 2
     left = {o.key for o in storage.list_objects(aws.settings, bucket, "")}
     assert left == {"jobs/j10/job.json", "jobs/j2/job.json", "cas/abc"}
+
+
+# --- one registry, shared by every Blender on this computer ------------------------------
+
+
+def _remember_regions(path: str, prefix: str, count: int, barrier) -> None:  # type: ignore[no-untyped-def]
+    """One Blender instance: remembers `count` regions of its own, as fast as it can."""
+    registry = storage.BucketRegistry(Path(path))
+    barrier.wait(60)
+    for index in range(count):
+        registry.remember(f"{prefix}-{index}", bucket=f"cloud-render-{prefix}{index}", configured=True)
+
+
+def test_two_processes_remembering_different_regions_both_end_up_in_the_file(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "state" / "buckets.json"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [
+        context.Process(target=_remember_regions, args=(str(path), name, 40, barrier)) for name in ("a", "b")
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    regions = json.loads(path.read_text())
+    assert set(regions) == {f"{name}-{i}" for name in ("a", "b") for i in range(40)}
+    assert regions["b-39"] == {"bucket": "cloud-render-b39", "configured": True}
+    # Written through a temporary file renamed into place: nothing half-written is left.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["buckets.json", "buckets.json.lock"]
+
+
+def test_two_submits_at_once_in_one_region_make_one_bucket(aws, tmp_path):
+    registry = storage.bucket_registry(tmp_path / "state")
+    barrier = threading.Barrier(2)
+    found: list[str] = []
+
+    def submit() -> None:
+        barrier.wait(30)
+        found.append(storage.ensure_bucket(aws.settings, storage.bucket_registry(tmp_path / "state")))
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(found) == 2 and found[0] == found[1]
+    assert [b["Name"] for b in client(aws.settings, "s3").list_buckets()["Buckets"]] == [found[0]]
+    assert registry.get("us-east-1")["bucket"] == found[0]
+
+
+def test_an_older_registry_is_adopted_without_losing_regions(aws, tmp_path):
+    from cloud.job.cloud_steps import CloudSteps
+
+    older = tmp_path / "buckets.json"  # where jobs kept their own registry before
+    west = storage.ensure_bucket(aws.settings.in_region("us-west-2"), older)
+    east = storage.ensure_bucket(aws.settings, tmp_path / "state" / "buckets.json")
+    steps = CloudSteps(tmp_path)
+    assert steps.ensure_bucket(aws.settings, storage.DEFAULT_EXPIRE_DAYS) == east
+    assert steps.ensure_bucket(aws.settings.in_region("us-west-2"), storage.DEFAULT_EXPIRE_DAYS) == west
+    assert not older.exists()
+    assert {b["Name"] for b in client(aws.settings, "s3").list_buckets()["Buckets"]} == {east, west}

@@ -1,0 +1,65 @@
+"""The jobs list the panel draws: a mirror of the job records on disk, never saved anywhere.
+
+The records (`cloud/job/records.py`, one JSON file per job in the extension's user folder)
+are the one source of truth. The list is rebuilt from them when a file opens and after a
+submit or a delete, and patched in place by job events in between, so the main thread reads
+no record while a job runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from ..cloud.job.records import JobRecord
+from . import pump
+
+
+def items() -> Any:
+    """WindowManager.cloud_render_jobs: this file's jobs, newest first."""
+    return bpy.context.window_manager.cloud_render_jobs
+
+
+def selected_job_id() -> str:
+    wm = bpy.context.window_manager
+    jobs = wm.cloud_render_jobs
+    index = wm.cloud_render_jobs_index
+    return str(jobs[index].job_id) if 0 <= index < len(jobs) else ""
+
+
+def _fill(item: Any, record: JobRecord) -> None:
+    item.job_id, item.blend_name, item.stage = record.job_id, record.blend_name, record.stage
+    item.label = f"{record.instance_type} · {len(record.frames)} frames"
+    item.frames_done, item.frames_total = len(record.frames_done), len(record.frames)
+    item.created = repr(record.created)
+
+
+def refresh(blend_name: str | None = None) -> None:
+    """Rebuild the list from the records of `blend_name` (default: the open file)."""
+    blend = bpy.data.filepath if blend_name is None else blend_name
+    jobs = items()
+    jobs.clear()
+    for record in pump.manager().store.all():  # newest first
+        if record.blend_name == blend:
+            _fill(jobs.add(), record)
+    bpy.context.window_manager.cloud_render_jobs_index = 0
+
+
+def add(record: JobRecord) -> None:
+    """A job just submitted: on top of the list, selected."""
+    jobs = items()
+    _fill(jobs.add(), record)
+    jobs.move(len(jobs) - 1, 0)
+    bpy.context.window_manager.cloud_render_jobs_index = 0
+
+
+def remove(job_id: str) -> None:
+    jobs = items()
+    for index in reversed(range(len(jobs))):
+        if jobs[index].job_id == job_id:
+            jobs.remove(index)
+
+
+def rows(job_id: str) -> list[Any]:
+    return [item for item in items() if item.job_id == job_id]

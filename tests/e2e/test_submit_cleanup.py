@@ -1,0 +1,41 @@
+"""What a submit leaves on the artist's disk and carries to the cloud, end to end: the installed
+extension, the emulated account, the instance simulator rendering for real."""
+
+from __future__ import annotations
+
+import bpy
+import pytest
+
+from tests.addon import harness
+from tests.e2e.test_addon_flow import cloud, tarball, textured_scene, view, wait_final
+
+pytestmark = pytest.mark.slow
+__all__ = ["cloud", "tarball"]  # fixtures, shared with the main flow test
+
+
+def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(cloud, tmp_path):
+    textured_scene(tmp_path, frames=1)
+    module = harness.addon()
+    manager = module.addon.pump.manager()
+    submit_root = module.addon.pump.user_dir("submit")
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    first = view().job_id
+    wait_final()
+    assert view().state == "Done", view().message
+    # Uploaded: the scene copy and its pack (a copy of every texture) left the artist's disk.
+    assert not (submit_root / first).exists()
+
+    # The artist looks at the frames (the image editor keeps the image in the file) and renders again.
+    assert bpy.ops.cloud_render.show_frames(job_id=first) == {"FINISHED"}
+    assert module.addon.job_view.image_name(first) in bpy.data.images
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    second = view().job_id
+    wait_final()
+    assert view().state == "Done", view().message
+
+    one, two = manager.store.load(first), manager.store.load(second)
+    frames = [path for path in two.pack_manifest if "cloud_renders" in path or path.endswith("frame_0001.png")]
+    assert frames == [], frames
+    assert sorted(two.pack_manifest) == sorted(one.pack_manifest)  # the scene and its texture, no more
+    assert not (submit_root / second).exists()
