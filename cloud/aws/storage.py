@@ -122,7 +122,11 @@ class BucketRegistry:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (FileNotFoundError, ValueError):
             return {}
-        return {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        return (
+            {str(k): dict(v) for k, v in data.items() if isinstance(v, dict)}
+            if isinstance(data, dict)
+            else {}
+        )
 
     def get(self, region: str) -> dict[str, Any] | None:
         return self._read().get(region)
@@ -263,9 +267,9 @@ def ensure_bucket(
     s3 = client(settings, "s3")
     with translating("preparing your storage bucket", region=region):
         entry = registry.get(region)
-        if entry and entry.get("configured") and entry.get("expire_days") == expire_days:
-            if _bucket_answers(s3, str(entry["bucket"])):
-                return str(entry["bucket"])
+        fresh = entry and entry.get("configured") and entry.get("expire_days") == expire_days
+        if entry and fresh and _bucket_answers(s3, str(entry["bucket"])):
+            return str(entry["bucket"])
         with registry.locked():
             entry = registry.get(region)  # again: another Blender may have made it meanwhile
             if entry and not _bucket_answers(s3, str(entry["bucket"])):

@@ -55,6 +55,28 @@ def test_malformed_frame_list_is_refused_naming_the_bad_part(saved_scene, aws):
     settings.use_custom_frames = False
 
 
+def test_frames_outside_blenders_range_are_refused(saved_scene, aws):
+    """The frame list's limits are Blender's own (MINAFRAME / MAXFRAME, Scene.frame_current)."""
+    from cloud.job import frame_list
+
+    current = bpy.types.Scene.bl_rna.properties["frame_current"]
+    assert (current.hard_min, current.hard_max) == (frame_list.MIN_FRAME, frame_list.MAX_FRAME)
+    harness.connect(aws.url)
+    settings = bpy.context.scene.cloud_render
+    settings.use_custom_frames = True
+    try:
+        for text in ("1-3,99999999999999999999", f"{current.hard_max + 1}", "\u0661\u0662"):
+            settings.frame_list = text
+            message = _refusal()
+            assert "frame list" in message and (
+                "outside Blender's frames" in message or "not a frame" in message
+            )
+        settings.frame_list = f"{current.hard_min},{current.hard_max}"
+        assert harness.addon().addon.submit.render_blockers(bpy.context) == []
+    finally:
+        settings.use_custom_frames = False
+
+
 def test_unsaved_file_is_refused(installed, aws):
     bpy.ops.wm.read_homefile(use_factory_startup=True)
     bpy.context.preferences.system.use_online_access = True

@@ -131,7 +131,9 @@ def test_data_of_an_add_on_not_enabled_here():
     one_line(found)
     assert (found.severity, found.code) == ("warn", "addon_data_unknown")
     assert found.message.startswith('Object "Domain" (property flip_fluid) holds data of an add-on')
-    two = only(findings(addons_used=[*used, {"module": "", "used_by": 'Object "Inflow" (property flip_fluid)'}]))
+    two = only(
+        findings(addons_used=[*used, {"module": "", "used_by": 'Object "Inflow" (property flip_fluid)'}])
+    )
     assert ', Object "Inflow" (property flip_fluid) hold data of an add-on' in two.message
 
 

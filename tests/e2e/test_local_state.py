@@ -1,4 +1,4 @@
-"""What a submit leaves on the artist's disk and carries to the cloud, end to end: the installed
+"""What the add-on keeps on the artist's disk and carries to the cloud, end to end: the installed
 extension, the emulated account, the instance simulator rendering for real."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import bpy
 import pytest
 
+from cloud.aws.session import client
 from tests.addon import harness
 from tests.e2e.test_addon_flow import cloud, tarball, textured_scene, view, wait_final
 
@@ -35,7 +36,20 @@ def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(clo
     assert view().state == "Done", view().message
 
     one, two = manager.store.load(first), manager.store.load(second)
-    frames = [path for path in two.pack_manifest if "cloud_renders" in path or path.endswith("frame_0001.png")]
+    frames = [
+        path for path in two.pack_manifest if "cloud_renders" in path or path.endswith("frame_0001.png")
+    ]
     assert frames == [], frames
     assert sorted(two.pack_manifest) == sorted(one.pack_manifest)  # the scene and its texture, no more
     assert not (submit_root / second).exists()
+
+
+def test_set_up_uses_the_bucket_jobs_use(cloud):
+    """One bucket registry: Set Up finds the bucket the fixture's job steps made, and makes none."""
+    cloud.quotas.set_quota("L-DB2E81BA", 16)
+    bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+    view().setup_summary = ""
+    assert bpy.ops.cloud_render.setup() == {"FINISHED"}
+    harness.drain_until(lambda: bool(view().setup_summary), 60)
+    assert view().setup_summary == "Ready to render"
+    assert [b["Name"] for b in client(cloud.settings, "s3").list_buckets()["Buckets"]] == [cloud.bucket]
