@@ -2,9 +2,10 @@
 
 moto in server mode (S3, EC2, STS, ...) plus the two small AWS-shaped servers for what moto
 lacks: the public Deep Learning AMI parameters (SSM) and EC2 vCPU quotas (Service Quotas).
-The product reaches the extra two through botocore's standard per-service endpoint variables
-(`AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL_SERVICE_QUOTAS`), and everything else through the
-one endpoint URL an artist would type for an S3-compatible service.
+The product reaches S3 through the endpoint URL an artist would type for an S3-compatible
+service (it applies to S3 only), and every other service through botocore's standard
+per-service endpoint variables (`AWS_ENDPOINT_URL_EC2`, ...): moto for most, the two small
+servers for SSM and Service Quotas. They are set while the account is up.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud.aws.session import AwsSettings
-from tests.aws_emulator import moto_server, reset
+from tests.aws_emulator import MOTO_SERVICES, SERVICES, endpoint_variables, moto_server, reset
 from tests.quota_server import QuotaServer
 from tests.ssm_seed import PublicParameterServer, seed_deep_learning_amis
 
@@ -57,9 +58,14 @@ def _account_on(url: str, region: str) -> Iterator[EmulatedAccount]:
         QuotaServer() as quotas,
     ):
         assert isinstance(params, PublicParameterServer) and isinstance(quotas, QuotaServer)
-        saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SERVICE_QUOTAS")}
-        os.environ["AWS_ENDPOINT_URL_SSM"] = params.url
-        os.environ["AWS_ENDPOINT_URL_SERVICE_QUOTAS"] = quotas.url
+        endpoints = {
+            **endpoint_variables(url, MOTO_SERVICES),
+            **endpoint_variables(params.url, ("ssm",)),
+            **endpoint_variables(quotas.url, ("service-quotas",)),
+        }
+        assert set(endpoints) == set(endpoint_variables(url, SERVICES))
+        saved = {k: os.environ.get(k) for k in endpoints}
+        os.environ.update(endpoints)
         settings = AwsSettings(
             region=region,
             access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001"),

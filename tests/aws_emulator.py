@@ -2,6 +2,10 @@
 
 moto runs as its own process (real HTTP, real botocore requests) so no test patches boto3,
 and so its request handling does not compete with bpy for this process's GIL.
+
+The product reaches it the way a developer would point it anywhere: S3 through the artist's
+Endpoint URL (`AwsSettings.endpoint_url`, S3 only), every other service through botocore's
+standard per-service variables (`endpoint_variables`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,21 @@ from pathlib import Path
 from typing import IO
 
 import requests
+
+# The services moto serves for the product besides S3. The full emulated account (dev/emulator.py)
+# serves the last two from small servers of its own.
+MOTO_SERVICES = ("ec2", "sts", "iam", "budgets", "pricing", "batch", "logs")
+SERVICES = (*MOTO_SERVICES, "ssm", "service-quotas")
+
+
+def endpoint_variable(service: str) -> str:
+    """botocore's variable for one service's endpoint: AWS_ENDPOINT_URL_SERVICE_QUOTAS, ..."""
+    return "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+
+
+def endpoint_variables(url: str, services: tuple[str, ...] = SERVICES) -> dict[str, str]:
+    """The environment that sends `services` (every one but S3 by default) to `url`."""
+    return {endpoint_variable(service): url for service in services}
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cloud.aws.session import AwsSettings
-from tests.aws_emulator import moto_server, reset
+from tests.aws_emulator import endpoint_variables, moto_server, reset
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
 # the developer's own Blender configuration.
@@ -32,6 +32,8 @@ def _no_real_aws(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]  # a developer's own endpoints must not redirect the tests
 
 
 @pytest.fixture(scope="session")
@@ -43,16 +45,20 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class EmulatedAws:
-    """The emulator's address and settings that point the product's session factory at it."""
+    """The emulator's address and settings that point the product's session factory at it:
+    S3 through the artist's endpoint URL, the other services through botocore's per-service
+    variables, which the `aws` fixture sets for the test."""
 
     url: str
     settings: AwsSettings
 
 
 @pytest.fixture
-def aws(moto_url: str) -> EmulatedAws:
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> EmulatedAws:
     """A fresh, empty emulated account for each test."""
     reset(moto_url)
+    for name, value in endpoint_variables(moto_url).items():
+        monkeypatch.setenv(name, value)
     settings = AwsSettings(
         region="us-east-1",
         access_key_id="AKIAEXAMPLETESTKEY00",

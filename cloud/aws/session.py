@@ -1,20 +1,27 @@
 """boto3 sessions and clients for the artist's account.
 
 Every AWS call in the add-on goes through `client()`, so one place decides the region, the
-endpoint override (an S3-compatible service, or the local emulator in tests and the demo),
-timeouts and retries. Keeping credentials inside `AwsSettings` (never in module globals) lets
+endpoints, timeouts and retries. The artist's "Endpoint URL" (`AwsSettings.endpoint_url`, an
+S3-compatible service) applies to S3 only: keys, machines, quotas and budgets always go to AWS.
+Plain http is refused for it unless the server is on this computer. Developers point other
+services elsewhere (the local emulator in tests and the demo) with `service_endpoints` or
+botocore's standard `AWS_ENDPOINT_URL_<SERVICE>` / `AWS_ENDPOINT_URL` variables. Keeping credentials inside `AwsSettings` (never in module globals) lets
 the UI thread hand a frozen copy to worker threads.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+
+from ..errors import CloudError
 
 DEFAULT_REGION = "us-east-1"
 
@@ -28,7 +35,7 @@ class AwsSettings:
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
-    endpoint_url: str | None = None
+    endpoint_url: str | None = None  # the artist's S3-compatible service: S3 only
     # Per-service endpoint overrides, e.g. (("service-quotas", "http://127.0.0.1:9001"),): used
     # for services that a local emulator serves on a different address than the rest.
     service_endpoints: tuple[tuple[str, str], ...] = ()
@@ -40,10 +47,56 @@ class AwsSettings:
         return replace(self, region=region)
 
     def endpoint_for(self, service: str) -> str | None:
-        """The endpoint for one service: its own override, then botocore's standard
-        `AWS_ENDPOINT_URL_<SERVICE>` variable, then the general override (None: AWS itself)."""
+        """The endpoint for one service (None: AWS itself). First the service's own override
+        (`service_endpoints`, then botocore's `AWS_ENDPOINT_URL_<SERVICE>`); then, for S3 only,
+        the artist's endpoint URL (refused with a CloudError when it is plain http to another
+        computer); then botocore's general `AWS_ENDPOINT_URL`."""
+        override = self.override_for(service)
+        if override:
+            return override
+        if service == "s3" and self.endpoint_url:
+            return check_endpoint_url(self.endpoint_url)
+        return os.environ.get("AWS_ENDPOINT_URL") or None
+
+    def override_for(self, service: str) -> str | None:
+        """The service's own endpoint: `service_endpoints`, then `AWS_ENDPOINT_URL_<SERVICE>`."""
         env = os.environ.get("AWS_ENDPOINT_URL_" + service.upper().replace("-", "_"))
-        return dict(self.service_endpoints).get(service) or env or self.endpoint_url or None
+        return dict(self.service_endpoints).get(service) or env or None
+
+
+def _is_loopback(host: str) -> bool:
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint_url(url: str) -> str:
+    """`url` when Cloud Render may send the artist's files to it: https, or plain http to a
+    server on this computer (127.0.0.1, localhost, [::1]); else a CloudError that says why."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = urlsplit(""), ""
+    if host and (parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))):
+        return text
+    if host and parts.scheme == "http":
+        raise CloudError(
+            f"The Endpoint URL {text} is plain http, so your scenes and frames would cross the network unencrypted.",
+            "Use the service's https:// address in Preferences > Add-ons > Cloud Render > Endpoint URL "
+            "(plain http is only for a server on this computer).",
+            code="insecure_endpoint",
+        )
+    raise CloudError(
+        f"The Endpoint URL '{text}' is not a web address Cloud Render can use.",
+        "Enter the service's address starting with https:// in Preferences > Add-ons > Cloud Render, "
+        "or leave Endpoint URL empty to use Amazon S3.",
+        code="bad_endpoint",
+    )
 
 
 def make_session(settings: AwsSettings) -> boto3.session.Session:
@@ -67,9 +120,14 @@ def client_config(settings: AwsSettings, service: str = "", **extra: Any) -> Con
         read_timeout=settings.read_timeout,
         retries={"total_max_attempts": settings.max_attempts, "mode": "adaptive"},
         signature_version=extra.pop("signature_version", "s3v4" if service == "s3" else None),
-        s3={"addressing_style": "path"} if settings.endpoint_url else {},
+        s3={"addressing_style": "path"} if _custom_s3(settings) else {},
         **extra,
     )
+
+
+def _custom_s3(settings: AwsSettings) -> bool:
+    """S3 is not AWS's own: address buckets by path, which every S3-compatible server takes."""
+    return bool(settings.endpoint_url or settings.override_for("s3") or os.environ.get("AWS_ENDPOINT_URL"))
 
 
 _clients: dict[tuple[AwsSettings, str, str | None], Any] = {}

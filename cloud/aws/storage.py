@@ -486,12 +486,6 @@ def put_json(settings: AwsSettings, bucket: str, key: str, data: Any, *, only_if
         )
 
 
-def get_json(settings: AwsSettings, bucket: str, key: str) -> Any | None:
-    """A small JSON document the add-on itself wrote, or None when it does not exist."""
-    body = get_bytes(settings, bucket, key, 16 * MiB)
-    return None if body is None else json.loads(body)
-
-
 class TooLarge(CloudError):
     """An object larger than the caller allows: it is not read."""
 
@@ -674,14 +668,3 @@ def delete_job_data(settings: AwsSettings, bucket: str, job_id: str) -> int:
                     )
                 deleted += len(keys)
     return deleted
-
-
-def bucket_exists(settings: AwsSettings, bucket: str) -> bool:
-    with translating("checking your storage bucket", region=settings.region):
-        try:
-            client(settings, "s3").head_bucket(Bucket=bucket)
-        except Exception as exc:
-            if is_code(exc, "404", "NoSuchBucket", "NotFound"):
-                return False
-            raise
-    return True

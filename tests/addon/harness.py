@@ -6,11 +6,14 @@ the throwaway user directory that tests/conftest.py sets before bpy is imported.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from tests.aws_emulator import MOTO_SERVICES, endpoint_variables
 
 MODULE = "bl_ext.user_default.cloud_render"
 # Shaped like real keys (the add-on checks the shape) but valid only for the emulator.
@@ -43,11 +46,17 @@ def preferences() -> Any:
 
 
 def connect(endpoint_url: str, region: str = "us-east-1") -> None:
-    """What an artist does in the preferences: keys (encrypted store) and, here, the emulator."""
+    """What an artist does in the preferences: keys (encrypted store) and, here, the emulator.
+
+    The preference's Endpoint URL reaches S3 only; the other services moto serves reach the
+    same address through botocore's per-service variables, as a developer's shell would set
+    them (the fixture or context that started the emulator restores them afterwards).
+    """
     mod = addon()
     prefs = preferences()
     prefs.credential_source = "KEYS"
     prefs.endpoint_url = endpoint_url
+    os.environ.update(endpoint_variables(endpoint_url, MOTO_SERVICES))
     prefs.default_region = region
     keys = mod.cloud.aws.credentials.validate(TEST_KEY_ID, TEST_SECRET)
     mod.cloud.aws.credentials.save_keys(mod.addon.account.key_dir(), keys)

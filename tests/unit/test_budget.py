@@ -50,7 +50,7 @@ def test_unreachable_aws_is_explained() -> None:
     settings = AwsSettings(
         access_key_id="AKIAEXAMPLETESTKEY00",
         secret_access_key="test-secret-not-real",
-        endpoint_url="http://127.0.0.1:9",
+        service_endpoints=(("sts", "http://127.0.0.1:9"), ("budgets", "http://127.0.0.1:9")),
         connect_timeout=0.5,
         max_attempts=1,
     )

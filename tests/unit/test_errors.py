@@ -12,10 +12,12 @@ from dataclasses import replace
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
-from cloud.aws.error_rules import translate, translating
+from cloud.aws.error_rules import RULES, translate, translating
 from cloud.aws.session import AwsSettings, client
 from cloud.errors import CloudError
+from tests.aws_emulator import SERVICES
 from tests.error_server import (
     AwsReplyServer,
     SilentServer,
@@ -144,7 +146,9 @@ def test_no_network(aws):
 
 def test_server_that_never_answers_is_no_network(aws):
     with SilentServer() as silent:
-        settings = replace(aws.settings, endpoint_url=silent.url, max_attempts=1, read_timeout=0.5)
+        settings = replace(
+            aws.settings, service_endpoints=(("sts", silent.url),), max_attempts=1, read_timeout=0.5
+        )
         err = provoke(settings, "sts", lambda c: c.get_caller_identity())
     assert err.code == "no_network"
 
@@ -156,10 +160,12 @@ def reply_server():
 
 
 def at(server: AwsReplyServer, attempts: int = 1) -> AwsSettings:
+    """Settings that send S3 (the artist's endpoint) and every other service to `server`."""
     return AwsSettings(
         access_key_id="AKIAEXAMPLETESTKEY00",
         secret_access_key="test-secret-not-real",
         endpoint_url=server.url,
+        service_endpoints=tuple((service, server.url) for service in SERVICES),
         max_attempts=attempts,
     )
 
@@ -263,3 +269,16 @@ def test_cloud_errors_and_foreign_exceptions_pass_through():
     assert translate(original) is original
     with pytest.raises(KeyError), translating("testing"):
         raise KeyError("not an AWS problem")
+
+
+def test_each_rule_is_reached_by_its_codes_and_none_is_shadowed():
+    """The table is read top-down: every code a rule lists leads to that rule's kind."""
+    kinds = [rule.kind for rule in RULES]
+    assert len(set(kinds)) == len(kinds) and kinds[-1] == "aws_error"
+    for rule in RULES:
+        for code in rule.codes:
+            exc = ClientError({"Error": {"Code": code, "Message": "m"}}, "DescribeInstances")
+            err = translate(exc, "testing", region="eu-west-1", instance_type="g5.xlarge")
+            assert err.code == rule.kind, code
+            assert "{" not in err.message + err.action and err.detail.startswith(f"{code}: m")
+            assert_plain(err)

@@ -125,7 +125,7 @@ def test_spot_prices_unreachable_endpoint() -> None:
     settings = AwsSettings(
         access_key_id="AKIAEXAMPLETESTKEY00",
         secret_access_key="test-secret-not-real",
-        endpoint_url="http://127.0.0.1:9",
+        service_endpoints=(("ec2", "http://127.0.0.1:9"),),
         connect_timeout=0.5,
         max_attempts=1,
     )
