@@ -25,6 +25,7 @@ from ..cloud.job.events import (
     QuoteReady,
     StageChanged,
 )
+from ..cloud.pack import FRAMES_IMAGE_PREFIX
 from . import jobs_list, pump
 
 LOG_LINES_KEPT = 20_000
@@ -50,7 +51,8 @@ def frame_files(job_id: str) -> list[tuple[int, str]]:
 
 
 def image_name(job_id: str) -> str:
-    return f"Cloud Render: {job_id}"
+    """The image that shows a job's frames; the pack skips images named so (packer)."""
+    return f"{FRAMES_IMAGE_PREFIX}{job_id}"
 
 
 def start_clock(job_id: str, started: float | None = None) -> None:

@@ -27,19 +27,44 @@ def reattach() -> list[str]:
     return attached
 
 
+# The file the open jobs belong to, as of the last load or save: "Save As" changes
+# bpy.data.filepath, and the jobs must follow the file to its new name.
+_open_file = ""
+
+
 @persistent
 def on_load_post(*_args: object) -> None:
+    global _open_file
+    _open_file = bpy.data.filepath
     reattach()
 
 
+@persistent
+def on_save_post(*_args: object) -> None:
+    """After "Save As": the unfinished jobs of the old name now belong to the new one (a copy
+    saved by a submit leaves bpy.data.filepath as it is, so it moves nothing)."""
+    global _open_file
+    new = bpy.data.filepath
+    if _open_file and new and new != _open_file and pump.manager_exists():
+        pump.manager().move_jobs(_open_file, new)
+        jobs_list.refresh(new)
+    _open_file = new
+
+
 def register() -> None:
+    global _open_file
+    _open_file = bpy.data.filepath
     if on_load_post not in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.append(on_load_post)
+    if on_save_post not in bpy.app.handlers.save_post:
+        bpy.app.handlers.save_post.append(on_save_post)
     pump.add_listener(job_view.apply_event)
 
 
 def unregister() -> None:
     if on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(on_load_post)
+    if on_save_post in bpy.app.handlers.save_post:
+        bpy.app.handlers.save_post.remove(on_save_post)
     pump.remove_listener(job_view.apply_event)
     job_view.forget()

@@ -12,6 +12,8 @@ from typing import Any
 
 import bpy
 
+from ..cloud.pack import FRAMES_IMAGE_PREFIX
+
 MOVIE_FORMATS = {"FFMPEG", "AVI_JPEG", "AVI_RAW"}
 BUILTIN_TREES = {"ShaderNodeTree", "GeometryNodeTree", "CompositorNodeTree", "TextureNodeTree"}
 # ID collections that carry add-on data (PropertyGroups, custom node trees, drivers).
@@ -44,8 +46,6 @@ _ID_KIND = {
 # This extension's package (`bl_ext.<repo>.cloud_render`): its scene settings only steer the
 # submit, nothing renders from them, so they are no add-on data the machine lacks.
 OWN_PACKAGE = (__package__ or "").rpartition(".")[0]
-# The images that show downloaded cloud frames (job_view.image_name; the packer skips them too).
-FRAMES_IMAGE_PREFIX = "Cloud Render: "
 
 
 def _orphan_owner(key: str) -> str:

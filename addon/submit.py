@@ -97,6 +97,7 @@ def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, fra
         max_cost=settings.max_cost,
         max_hours=settings.max_hours,
         price_per_hour=price_per_hour(settings.region, settings.instance_type, settings.use_spot),
+        on_demand_price_per_hour=price_per_hour(settings.region, settings.instance_type, False),
         blender_version=bpy.app.version_string.split()[0],
         frame_order="preview_first" if settings.frame_order == "PREVIEW_FIRST" else "sequential",
         device="GPU" if machine_facts.has_gpu(settings.instance_type) else "CPU",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from ..addon import job_view, jobs_list, pump, submit
+from ..addon import account, job_view, jobs_list, pump, submit
 from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
@@ -107,13 +107,13 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
     bl_label = "Check for Forgotten Machines"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        region = context.scene.cloud_render.region
+        also = (context.scene.cloud_render.region, account.preferences().default_region)
 
         def found(orphans: list) -> str:  # type: ignore[type-arg]
-            job_view.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}" for o in orphans)
+            job_view.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}:{o.region}" for o in orphans)
             return f"{len(orphans)} forgotten machines found." if orphans else "No forgotten machines."
 
-        in_background(lambda: pump.manager().orphans(region), found)
+        in_background(lambda: pump.manager().orphans(*also), found)
         return {"FINISHED"}
 
 
@@ -123,9 +123,10 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
     bl_idname = "cloud_render.terminate_orphan"
     bl_label = "Terminate"
     instance_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    region: bpy.props.StringProperty()  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        region = context.scene.cloud_render.region
+        region = self.region or context.scene.cloud_render.region
         instance_id = self.instance_id
 
         def terminated(_result: None) -> str:

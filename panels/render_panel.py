@@ -179,13 +179,15 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
         wm = context.window_manager
         view = job_view.view()
         for orphan in filter(None, view.orphans.split(",")):
-            instance_id, _, job_id = orphan.partition(":")
+            instance_id, job_id, region = ([*orphan.split(":"), "", ""])[:3]
             row = layout.row()
             row.alert = True
             row.label(
-                text=f"Machine {instance_id} is still running (job {job_id or 'unknown'})", icon="ERROR"
+                text=f"Machine {instance_id} in {region} is still running (job {job_id or 'unknown'})",
+                icon="ERROR",
             )
-            row.operator("cloud_render.terminate_orphan", text="Terminate").instance_id = instance_id
+            terminate = row.operator("cloud_render.terminate_orphan", text="Terminate")
+            terminate.instance_id, terminate.region = instance_id, region
         layout.template_list(
             "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
         )

@@ -40,8 +40,9 @@ class Account:
         spot_error: str | None = None,
         amazon_images: tuple[AmazonImage, ...] = (),
         on_demand_error: str | None = None,
+        lose_run_replies: bool = False,
     ) -> Ec2Proxy:
-        proxy = Ec2Proxy(self.moto_url, spot_error, amazon_images, on_demand_error)
+        proxy = Ec2Proxy(self.moto_url, spot_error, amazon_images, on_demand_error, lose_run_replies)
         proxy.start()
         self._proxies.append(proxy)
         return proxy

@@ -42,6 +42,10 @@ class SeenRequest:
     body: dict[str, Any]
 
 
+class ReplyLost(Exception):
+    """Raised by `answer` after serving a request, to drop the connection without a reply."""
+
+
 class LocalAwsServer:
     """A threaded HTTP server on a free loopback port; subclasses implement `answer`."""
 
@@ -57,7 +61,11 @@ class LocalAwsServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, headers, body = outer.dispatch(self.command, self.path, dict(self.headers), raw)
+                try:
+                    status, headers, body = outer.dispatch(self.command, self.path, dict(self.headers), raw)
+                except ReplyLost:  # the request was served; its answer never reaches the caller
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -302,6 +310,8 @@ class Ec2Proxy(LocalAwsServer):
     as AWS does when it has no spot capacity for the type; on-demand requests go to moto.
     `on_demand_error`: the same for RunInstances without InstanceMarketOptions.
     `amazon_images`: DescribeImages with Owner=amazon lists these (moto has no current DLAMIs).
+    `lose_run_replies`: RunInstances reaches moto (the machine starts) but its reply is lost,
+    as when the artist's network drops at the wrong moment.
     """
 
     def __init__(
@@ -310,10 +320,12 @@ class Ec2Proxy(LocalAwsServer):
         spot_error: str | None = None,
         amazon_images: tuple[AmazonImage, ...] = (),
         on_demand_error: str | None = None,
+        lose_run_replies: bool = False,
     ) -> None:
         super().__init__(upstream=upstream)
         self.spot_error = spot_error
         self.on_demand_error = on_demand_error
+        self.lose_run_replies = lose_run_replies
         self.amazon_images = amazon_images
 
     def actions(self) -> list[str]:
@@ -332,6 +344,9 @@ class Ec2Proxy(LocalAwsServer):
                 return _xml_error(
                     500 if code.startswith("Insufficient") else 400, code, _EC2_MESSAGES.get(code, code)
                 )
+            if self.lose_run_replies:  # EC2 starts the machine, the answer is lost on the way
+                self.forward("POST", path, headers, raw)
+                raise ReplyLost()
         if action == "DescribeImages" and params.get("Owner.1") == "amazon":
             return self._describe_amazon_images(params)
         return None

@@ -8,6 +8,7 @@ with no inbound rule, and tags (`cloud-render:job`, `cloud-render:managed`) that
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import uuid
 from collections.abc import Callable, Iterator
@@ -393,11 +394,35 @@ def launch(
             if error_code(exc) not in SPOT_SHORTAGE:
                 raise _launch_error(exc, instance_type, region, spot=True) from exc
         except Exception as exc:
+            adopted = _adopt_lost_launch(settings, job_id, session)
+            if adopted:
+                return LaunchResult(adopted, spot=True, fell_back_to_on_demand=False)
             raise _launch_error(exc, instance_type, region, spot=True) from exc
     try:
         return LaunchResult(_run(ec2, params), spot=False, fell_back_to_on_demand=spot)
     except Exception as exc:
-        raise _launch_error(exc, instance_type, region, spot=False) from exc
+        error = _launch_error(exc, instance_type, region, spot=False)
+        adopted = _adopt_lost_launch(settings, job_id, session)
+        if adopted:  # EC2 started it, but the answer never came back: follow it, never lose it
+            return LaunchResult(adopted, spot=False, fell_back_to_on_demand=spot)
+        raise error from exc
+
+
+def _adopt_lost_launch(settings: AwsSettings, job_id: str, session: boto3.session.Session) -> str:
+    """After a failed launch call: the job's machine if EC2 started one anyway ("" if none).
+
+    A launch whose reply was lost may still have started a machine (several, when botocore
+    retried). The job's tag finds them: the first is kept and followed, any other terminated,
+    so nothing runs untracked.
+    """
+    try:
+        found = sorted(find_job_instances(settings, job_id, session=session))
+    except (CloudError, ClientError):
+        return ""
+    for extra in found[1:]:
+        with contextlib.suppress(CloudError):
+            terminate(settings, extra, session=session)
+    return found[0] if found else ""
 
 
 def _few_retries(settings: AwsSettings) -> AwsSettings:

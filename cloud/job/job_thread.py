@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..aws.session import AwsSettings
+from ..aws.storage import TooLarge
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError
 from ..machine import contract
@@ -137,9 +138,21 @@ class JobRunner(threading.Thread):
 
         self._stage(Stage.STARTING, f"Starting a {rec.instance_type} in {rec.region}")
         self.steps.check_capacity(self.settings, rec.instance_type, rec.spot)
+        expiring = self.steps.credential_warning(self.settings, rec)
+        if expiring:
+            self._log(expiring)
         launched = self.steps.launch(self.settings, rec, request, packed)
         rec.instance_id = launched.instance_id
         rec.launched_at = time.time()
+        if rec.spot and not launched.spot:
+            # No spot capacity: AWS runs it on-demand, so cost so far and the cap count that price.
+            rec.spot = False
+            if request.on_demand_price_per_hour > rec.price_per_hour:
+                rec.price_per_hour = request.on_demand_price_per_hour
+            self._log(
+                f"No spot capacity: running on-demand at ${rec.price_per_hour:.3f}/h; "
+                "the cost cap counts that price."
+            )
         self._save()
         self._log(f"Machine {launched.instance_id} requested ({'spot' if launched.spot else 'on-demand'}).")
 
@@ -211,19 +224,21 @@ class JobRunner(threading.Thread):
         logged (once) and read as absent, so a hostile machine cannot stop the following."""
         rec = self.record
         key = contract.out_prefix(rec.job_id) + name
-        body = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
-        if body is None:
-            return None
         try:
+            body = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
+            if body is None:
+                return None
             return contract.load_document(body, name, max_bytes)
+        except TooLarge:
+            self._refuse(key, f"{name} is over the {max_bytes} bytes allowed")
         except contract.ContractError as error:
             self._refuse(key, str(error))
-            return None
+        return None
 
     def _refuse(self, key: str, reason: str) -> None:
         if key not in self._refused:
             self._refused.add(key)
-            self._log(f"Ignored what the machine wrote at {key}: {reason}.")
+            self._log(f"Ignored what the machine wrote at {contract.clean_text(key, 300)}: {reason}.")
 
     def _poll_outputs(self) -> None:
         rec = self.record
@@ -355,14 +370,20 @@ class JobRunner(threading.Thread):
         if not wanted:
             return
 
-        def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None]:
+        def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None, str]:
             key, dest, frame = item
-            self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
-            return key, dest, frame
+            try:
+                self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
+            except TooLarge:  # it grew after it was listed
+                return key, dest, frame, f"over the {contract.MAX_FRAME_BYTES} bytes allowed"
+            return key, dest, frame, ""
 
         with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
             for done in as_completed([pool.submit(fetch, item) for item in wanted]):
-                key, dest, frame = done.result()
+                key, dest, frame, refused = done.result()
+                if refused:
+                    self._refuse(key, refused)
+                    continue
                 seen.add(key)
                 if frame is not None:
                     self._frame_arrived(frame, dest)

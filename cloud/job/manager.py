@@ -130,11 +130,32 @@ class JobManager:
         except OSError:
             return False
 
-    def orphans(self, region: str) -> list[Any]:
-        """Machines of ours still running in `region` whose job is not live here."""
+    def regions_used(self, *also: str) -> list[str]:
+        """Every region a job of ours ran in (from the records), plus `also`, sorted."""
+        return sorted({record.region for record in self.store.all()} | {r for r in also if r})
+
+    def orphans(self, *also: str) -> list[Any]:
+        """Machines of ours still running, in every region used, whose job is not live here."""
         from ..aws import compute
 
-        return list(compute.find_orphans(self.settings_for().in_region(region), self.is_job_live))
+        return list(compute.find_orphans_in(self.settings_for(), self.regions_used(*also), self.is_job_live))
+
+    def move_jobs(self, old_blend: str, new_blend: str) -> list[str]:
+        """The artist saved the file under a new name ("Save As"): its unfinished jobs follow it,
+        so the new file lists them and re-attaches to them after a restart."""
+        moved = []
+        with self._lock:
+            runners = {job_id: r for job_id, r in self._runners.items() if r.is_alive()}
+        for record in self.store.all():
+            if record.blend_name != old_blend or record.is_final:
+                continue
+            runner = runners.get(record.job_id)
+            if runner is not None:
+                runner.record.blend_name = new_blend  # the thread saves its own copy: change both
+            record.blend_name = new_blend
+            self.store.save(record)
+            moved.append(record.job_id)
+        return moved
 
     def terminate_instance(self, region: str, instance_id: str) -> None:
         self.steps.terminate(self.settings_for().in_region(region), instance_id)

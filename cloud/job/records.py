@@ -77,6 +77,8 @@ class JobRequest:
     max_hours: float
     price_per_hour: float
     blender_version: str
+    # On-demand price of the type: what the job costs if a spot launch falls back to on-demand.
+    on_demand_price_per_hour: float = 0.0
     frame_order: str = "sequential"
     device: str = "GPU"
     samples: int | None = None

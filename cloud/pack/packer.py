@@ -33,9 +33,6 @@ from ..errors import Cancelled, CloudError
 
 CHUNK = 1 << 20
 EXTERNAL_DIR = "_external"  # where files from outside the project go inside the pack
-# The image data-block the add-on shows a job's downloaded frames in (addon/job_view.image_name):
-# saved with the scene, but never a dependency of a render, so never packed.
-FRAMES_IMAGE_PREFIX = "Cloud Render: "
 _TILE_TOKENS = ("<UDIM>", "<UVTILE>")
 # BAT keeps a process-wide cache of open .blend files: one pack at a time.
 _BAT_LOCK = threading.Lock()

@@ -13,10 +13,19 @@ from pathlib import Path
 import bpy
 import pytest
 
-from addon import scene_facts
 from cloud.pack.preflight import run_preflight
 
 from . import harness
+
+
+class _InstalledSceneFacts:
+    """addon/scene_facts.py as the installed extension has it (it imports its package)."""
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(importlib.import_module(harness.MODULE + ".addon.scene_facts"), name)
+
+
+scene_facts = _InstalledSceneFacts()
 
 FAKE_ADDON = """
 import bpy
@@ -35,7 +44,7 @@ def unregister():
 
 
 @pytest.fixture
-def scene():
+def scene(installed):
     """A fresh Cycles GPU scene with a relative PNG output: no finding on a GPU machine."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     yield clean_cycles_scene()

@@ -292,12 +292,30 @@ def test_setup_walks_a_new_account_to_ready_or_to_what_is_missing(cloud):
     assert prefs.default_region == "us-east-1"
 
 
-def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud):
-    # In a region the simulator does not watch, so the machine just sits there, billing.
+def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_path):
+    # In a region the simulator does not watch, so the machine just sits there, billing. The
+    # scene now renders in us-east-1; an earlier job of this add-on ran in us-west-2, so the
+    # search covers that region too.
     west = cloud.settings.in_region("us-west-2")
     ec2 = client(west, "ec2")
     image = ec2.register_image(Name="forgotten", Architecture="x86_64", RootDeviceName="/dev/xvda")["ImageId"]
-    bpy.context.scene.cloud_render.region = "us-west-2"
+    bpy.context.scene.cloud_render.region = "us-east-1"
+    records = harness.addon().cloud.job.records
+    earlier = records.JobRecord(
+        job_id="20250101-000000-west00",
+        blend_name="/elsewhere/old.blend",
+        scene_name="Scene",
+        region="us-west-2",
+        instance_type="g4dn.xlarge",
+        spot=False,
+        frames=[1],
+        output_dir=str(tmp_path / "old"),
+        price_per_hour=0.5,
+        max_cost=1.0,
+        max_hours=1.0,
+        stage="Done",
+    )
+    harness.addon().addon.pump.manager().store.save(earlier)
     forgotten = ec2.run_instances(
         ImageId=image,
         InstanceType="g4dn.xlarge",
@@ -316,8 +334,8 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud):
     view().orphans = ""
     assert bpy.ops.cloud_render.find_orphans() == {"FINISHED"}
     harness.drain_until(lambda: bool(view().orphans), 30)
-    assert view().orphans == f"{forgotten}:20250101-000000-lost00"
-    assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten) == {"FINISHED"}
+    assert view().orphans == f"{forgotten}:20250101-000000-lost00:us-west-2"
+    assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten, region="us-west-2") == {"FINISHED"}
     harness.drain_until(lambda: not view().orphans, 30)
     state = ec2.describe_instances(InstanceIds=[forgotten])["Reservations"][0]["Instances"][0]["State"][
         "Name"

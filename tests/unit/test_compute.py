@@ -377,3 +377,23 @@ def test_find_orphans_lists_our_machines_whose_job_is_over(account):
     assert {(o.instance_id, o.region) for o in everywhere} == {
         (done.instance_id, "us-east-1"), (untagged, "us-east-1"), (west.instance_id, "us-west-2"),
     }  # fmt: skip
+
+
+def test_a_launch_whose_reply_is_lost_still_follows_its_machine_and_leaves_no_other(account):
+    # EC2 starts the machine but the answer never arrives; botocore tries again (a second
+    # machine). The job's tag finds both: one is followed, the other terminated.
+    proxy = account.ec2_proxy(lose_run_replies=True)
+    result = compute.launch(
+        account.with_ec2(proxy), job_id="job-lost", instance_type="c5.2xlarge", user_data="#!/bin/sh\n",
+        spot=False,
+    )  # fmt: skip
+    assert proxy.actions().count("RunInstances") >= 1
+    ec2 = client(account.moto_settings, "ec2")
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:cloud-render:job", "Values": ["job-lost"]}])
+    states = {
+        i["InstanceId"]: i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]
+    }
+    assert states[result.instance_id] in {"pending", "running"}
+    others = [state for iid, state in states.items() if iid != result.instance_id]
+    assert all(state in {"shutting-down", "terminated"} for state in others)
+    assert compute.find_job_instances(account.settings, "job-lost") == [result.instance_id]

@@ -541,7 +541,7 @@ def test_the_add_ons_frames_view_is_not_packed_and_the_submit_folder_goes(tmp_pa
     the job's folder (scene copy and pack) is private while it lives and removed afterwards."""
     from cloud.job.cloud_steps import CloudSteps
     from cloud.job.records import JobRequest
-    from cloud.pack.packer import FRAMES_IMAGE_PREFIX
+    from cloud.pack import FRAMES_IMAGE_PREFIX
 
     project = tmp_path / "project"
     subprocess.run([sys.executable, "-c", FRAMES_VIEW_SCENE, str(project)], check=True, capture_output=True)

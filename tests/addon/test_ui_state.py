@@ -1,0 +1,167 @@
+"""Where the add-on's UI state lives, and the pump that applies job events to it.
+
+The live job view and the jobs list sit on the WindowManager: Blender never writes them into a
+.blend, so a job running cannot change the scene's bytes (or every resubmit would upload the
+scene again). The jobs list is read from the job records on disk. The pump that applies job
+events must survive any event: Blender unregisters a timer whose function raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import bpy
+
+from . import harness
+
+MARKER = "20991231-235959-c0ffee"
+
+
+def digest(path) -> str:  # type: ignore[no-untyped-def]
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_job_in_the_panel_changes_no_byte_of_the_saved_scene(installed, tmp_path):
+    module = harness.addon()
+    path = harness.make_scene(tmp_path / "state.blend", frames=2, size=16, samples=1)
+    view = module.addon.job_view.view()
+    view.job_id = ""
+    first = tmp_path / "first.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(first), copy=True, check_existing=False)
+
+    view.job_id, view.state, view.message = MARKER, "Rendering", "frame 12 of a long shot"
+    view.log_tail = f"{MARKER} log line"
+    row = module.addon.jobs_list.items().add()
+    row.job_id, row.stage = MARKER, "Rendering"
+    second = tmp_path / "second.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(second), copy=True, check_existing=False)
+
+    assert MARKER.encode() not in second.read_bytes()
+    assert digest(first) == digest(second)
+    module.addon.jobs_list.remove(MARKER)
+    view.job_id = ""
+    assert path.exists()
+
+
+def test_the_jobs_list_is_read_from_the_job_records(installed, tmp_path):
+    module = harness.addon()
+    path = harness.make_scene(tmp_path / "listed.blend", frames=2, size=16, samples=1)
+    records = module.cloud.job.records
+    store = module.addon.pump.manager().store
+    mine = records.JobRecord(
+        job_id=records.new_job_id() + "a",
+        blend_name=str(path),
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="c5.2xlarge",
+        spot=False,
+        frames=[1, 2],
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=0.34,
+        max_cost=1.0,
+        max_hours=1.0,
+        stage="Done",
+        frames_done=[1, 2],
+        created=time.time(),
+    )
+    other = records.JobRecord(**{**mine.__dict__, "job_id": mine.job_id + "b", "blend_name": "/x.blend"})
+    store.save(mine)
+    store.save(other)
+    try:
+        module.addon.jobs_list.refresh()
+        rows = [(r.job_id, r.stage, r.frames_done) for r in module.addon.jobs_list.items()]
+        assert (mine.job_id, "Done", 2) in rows
+        assert other.job_id not in [r[0] for r in rows]
+    finally:
+        store.delete(mine.job_id)
+        store.delete(other.job_id)
+        module.addon.jobs_list.refresh()
+
+
+def test_the_pump_survives_a_listener_that_raises_and_says_so_in_the_job_log(installed):
+    module = harness.addon()
+    pump, events = module.addon.pump, module.cloud.job.events
+    view = module.addon.job_view.view()
+    view.job_id = MARKER
+    calls = []
+
+    def broken(event):  # type: ignore[no-untyped-def]
+        calls.append(event)
+        raise ValueError("a listener that breaks on a hostile value")
+
+    pump.add_listener(broken)
+    try:
+        pump.events.post(events.StageChanged(MARKER, "Rendering", "first"))
+        pump.events.post(events.Progress(MARKER, 0.5, "half way"))
+        for _ in range(20):
+            assert isinstance(pump.drain_events(budget_s=0.05), float)
+            if pump.events.empty():
+                break
+    finally:
+        pump.remove_listener(broken)
+    assert len(calls) >= 2  # it was called for every event, not only the first
+    assert view.state == "Rendering" and view.message == "half way"  # later events still applied
+    assert any("a listener that breaks" in text for text in pump.failures)
+    log = module.addon.job_view.log_lines(MARKER)
+    assert any("could not apply StageChanged" in line for line in log)
+    view.job_id = ""
+
+
+def test_a_main_thread_callback_that_raises_does_not_stop_the_pump(installed):
+    module = harness.addon()
+    pump = module.addon.pump
+    done = []
+
+    def bad(_result, _error):  # type: ignore[no-untyped-def]
+        raise RuntimeError("callback broke")
+
+    pump.events.post(module.cloud.job.events.MainThreadCall(bad))
+    pump.call_soon(done.append, "after")
+    for _ in range(20):
+        pump.drain_events(budget_s=0.05)
+        if done:
+            break
+    assert done == ["after"]
+
+
+def test_after_save_as_a_running_job_is_still_followed_and_listed(installed, aws, tmp_path):
+    module = harness.addon()
+    harness.connect(aws.url)
+    first = harness.make_scene(tmp_path / "a" / "shot.blend", frames=2, size=16, samples=1)
+    module.cloud.aws.session.client(aws.settings, "s3").create_bucket(Bucket="save-as-test")
+    records = module.cloud.job.records
+    manager = module.addon.pump.manager()
+    record = records.JobRecord(
+        job_id=records.new_job_id(),
+        blend_name=str(first),
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="c5.2xlarge",
+        spot=False,
+        frames=[1, 2],
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=0.34,
+        max_cost=1.0,
+        max_hours=1.0,
+        stage="Rendering",
+        bucket="save-as-test",
+        instance_id="i-0123456789abcdef0",  # EC2 lags a fresh launch: followed as pending
+        launched_at=time.time(),
+    )
+    manager.store.save(record)
+    try:
+        assert manager.attach_unfinished(str(first)) == [record.job_id]
+        second = tmp_path / "b" / "shot_v2.blend"
+        second.parent.mkdir()
+        bpy.ops.wm.save_as_mainfile(filepath=str(second))
+        assert manager.is_running(record.job_id)
+        assert manager.store.load(record.job_id).blend_name == str(second)
+        assert manager.runner(record.job_id).record.blend_name == str(second)
+        assert record.job_id in [row.job_id for row in module.addon.jobs_list.items()]
+        # Opening the new file later re-attaches to it: the record now names that file.
+        assert [r.job_id for r in manager.store.all() if r.blend_name == str(second)] == [record.job_id]
+    finally:
+        manager.stop_all()
+        manager.store.delete(record.job_id)
+        harness.disconnect()

@@ -1,0 +1,275 @@
+"""What the render machine writes is untrusted input on the artist's computer.
+
+A hostile machine (or anyone who can write to the job's folder) posts through the job's own
+presigned POST, exactly as the worker's `Poster` does, to the emulated S3 (moto over HTTP);
+the add-on's job thread then reads it. Nothing may land outside the job's output folder,
+nothing oversized is read, malformed documents are logged and ignored, and following goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cloud.aws import storage
+from cloud.aws.session import client
+from cloud.job.cloud_steps import CloudSteps
+from cloud.job.events import EventQueue, FrameArrived, LogLines, MachineStatus
+from cloud.job.job_thread import JobRunner
+from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
+from cloud.machine import contract
+from cloud.machine.transport import Poster
+
+BUCKET = "cloud-render-hostile-test"
+
+
+class Machine:
+    """Writes under jobs/<id>/out/ through the job's presigned POST, as the worker does."""
+
+    def __init__(self, aws, job_id: str) -> None:
+        post = storage.presign_outputs(aws.settings, BUCKET, job_id, 3600)
+        self.poster = Poster(post["url"], post["fields"], contract.out_prefix(job_id))
+
+    def put(self, relative: str, body: bytes | str) -> None:
+        self.poster.put(relative, body.encode() if isinstance(body, str) else body)
+
+    def put_json(self, name: str, data: object) -> None:
+        self.put(name, json.dumps(data))
+
+
+@pytest.fixture
+def job(aws, tmp_path: Path):
+    client(aws.settings, "s3").create_bucket(Bucket=BUCKET)
+    record = JobRecord(
+        job_id=new_job_id(),
+        blend_name="/p/shot.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="c5.2xlarge",
+        spot=False,
+        frames=[1, 2, 3],
+        output_dir=str(tmp_path / "home" / "renders" / "job"),
+        price_per_hour=0.34,
+        max_cost=5.0,
+        max_hours=2.0,
+        bucket=BUCKET,
+        launched_at=time.time(),
+    )
+    store = RecordStore(tmp_path / "jobs")
+    store.save(record)
+    events = EventQueue()
+    runner = JobRunner(record, aws.settings, events, store, CloudSteps(tmp_path / "state"))
+    return runner, events, Machine(aws, record.job_id), tmp_path
+
+
+def drained(events: EventQueue) -> list:
+    return events.drain(budget_s=1.0, limit=100_000)
+
+
+def log_text(taken: list) -> str:
+    return "\n".join(line for e in taken if isinstance(e, LogLines) for line in e.lines)
+
+
+def files_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def test_keys_that_would_leave_the_output_folder_are_refused_and_logged(job):
+    runner, events, machine, tmp_path = job
+    hostile = [
+        "files/../../../../escape.blend",
+        "files/..\\..\\startup.py",
+        "files/C:/Users/artist/evil.py",
+        "files//etc/cron.d/evil",
+        "files/./hidden.py",
+        "files/ok/\x1b[2Jclear.txt",
+    ]
+    for key in hostile:
+        machine.put(key, b"evil")
+    machine.put("files/passes/normal.exr", b"fine")
+    runner._poll_outputs()
+
+    out = Path(runner.record.output_dir)
+    assert files_under(out) == {"passes/normal.exr"}
+    everything = files_under(tmp_path)
+    assert not [name for name in everything if "escape" in name or "evil" in name or "startup" in name]
+    log = log_text(drained(events))
+    assert log.count("Ignored what the machine wrote") == len(hostile)
+    assert "\x1b" not in log  # the terminal escape is not echoed into the panel either
+
+
+def test_a_link_inside_the_output_folder_is_not_followed(job):
+    runner, events, machine, tmp_path = job
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = Path(runner.record.output_dir)
+    out.mkdir(parents=True)
+    os.symlink(outside, out / "passes")
+    machine.put("files/passes/x.exr", b"through the link")
+    runner._poll_outputs()
+    assert list(outside.iterdir()) == []
+    assert "through a link" in log_text(drained(events))
+
+
+def test_frames_come_from_the_machines_plan_not_from_digits_in_their_names(job):
+    runner, events, machine, _ = job
+    # The artist's output is //shot_####_v2: the last digits of each name are "2".
+    plan = [{"name": f"shot_{f:04d}_v2.png", "frame": f} for f in (1, 2, 3)]
+    machine.put_json("plan.json", {"contract": contract.CONTRACT_VERSION, "frames": plan})
+    for f in (1, 2, 3):
+        machine.put(f"frames/shot_{f:04d}_v2.png", b"png%d" % f)
+    machine.put("frames/not-in-plan.png", b"stray")
+    runner._poll_outputs()
+    arrived = sorted(e.frame for e in drained(events) if isinstance(e, FrameArrived))
+    assert arrived == [1, 2, 3]
+    assert sorted(runner.record.frames_done) == [1, 2, 3]
+    runner._finish((Stage.DONE, {"frames_done": [1, 2, 3]}))
+    assert runner.record.stage == "Done", runner.record.message
+
+
+def test_a_plan_that_names_a_foreign_frame_or_a_bad_path_is_refused_whole(job):
+    runner, events, machine, _ = job
+    machine.put_json("plan.json", {"frames": [{"name": "../../x.png", "frame": 1}]})
+    machine.put("frames/../../x.png", b"x")
+    runner._poll_outputs()
+    assert not [e for e in drained(events) if isinstance(e, FrameArrived)]
+    assert runner.record.frames_done == []
+    machine.put_json("plan.json", {"frames": [{"name": "a.png", "frame": 999}]})
+    runner._refused.clear()
+    runner._poll_outputs()
+    assert "frame 999, which the job does not have" in log_text(drained(events))
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"state": "rendering", "frame": "12"},
+        {"state": "rendering", "frame": [1]},
+        {"state": "rendering", "frame": 10**30},
+        {"state": "rendering", "frame": 2, "sample": 5, "samples": 4},
+        {"state": "rendering", "frame": 2, "seconds_per_frame": float("nan")},
+        {"state": "rendering", "frame": 77},
+        {"state": "exploded", "frame": 2},
+        ["not", "an", "object"],
+        {"state": "rendering", "frame": 2, "contract": 99},
+    ],
+)
+def test_malformed_status_is_logged_and_ignored_and_following_goes_on(job, status):
+    runner, events, machine, _ = job
+    machine.put_json("status.json", status)
+    runner._poll_outputs()
+    taken = drained(events)
+    assert not [e for e in taken if isinstance(e, MachineStatus)]
+    assert "Ignored what the machine wrote" in log_text(taken)
+    machine.put_json("status.json", {"state": "rendering", "frame": 2, "sample": 3, "samples": 8, "seq": 2})
+    runner._poll_outputs()
+    status_events = [e for e in drained(events) if isinstance(e, MachineStatus)]
+    assert [(e.frame, e.sample, e.samples_total) for e in status_events] == [(2, 3, 8)]
+
+
+def test_a_version_mismatch_says_so_in_plain_words(job):
+    runner, events, machine, _ = job
+    machine.put_json("status.json", {"contract": 7, "state": "rendering"})
+    runner._poll_outputs()
+    assert "contract version 7, this add-on speaks version" in log_text(drained(events))
+
+
+def test_oversized_documents_frames_and_log_chunks_are_never_read(job, monkeypatch):
+    runner, events, machine, _ = job
+    machine.put("status.json", b" " * (contract.MAX_JSON_BYTES + 10))
+    machine.put("logs/000001.log", b"x" * (contract.MAX_LOG_CHUNK_BYTES + 1))
+    machine.put("logs/000002.log", "a fine line\n" + "y" * 5000 + "\n")
+    machine.put_json("plan.json", {"frames": [{"name": "big.exr", "frame": 1}]})
+    monkeypatch.setattr(contract, "MAX_FRAME_BYTES", 1000)  # a stand-in for the real 8 GiB bound
+    machine.put("frames/big.exr", b"z" * 1001)
+    runner._poll_outputs()
+    taken = drained(events)
+    log = log_text(taken)
+    assert "status.json is" in log and "over the" in log
+    assert "log chunk over" in log
+    assert "a fine line" in log
+    assert max(len(line) for e in taken if isinstance(e, LogLines) for line in e.lines) <= (
+        contract.MAX_LOG_LINE_CHARS
+    )
+    assert "1001 bytes, over the 1000 allowed" in log
+    assert not Path(runner.record.output_dir, "big.exr").exists()
+
+
+def test_too_many_objects_are_cut_at_the_bound(job, monkeypatch):
+    runner, events, machine, _ = job
+    monkeypatch.setattr(contract, "MAX_OUTPUT_OBJECTS_PER_FRAME", 1)
+    monkeypatch.setattr(contract, "MAX_EXTRA_OUTPUT_OBJECTS", 2)
+    for index in range(8):
+        machine.put(f"files/pass{index}.exr", b"p")
+    runner._poll_outputs()
+    assert len(files_under(Path(runner.record.output_dir))) == 5  # 3 frames x 1 + 2
+    assert "8 objects, over the 5 this job may have" in log_text(drained(events))
+
+
+def test_the_failures_last_lines_reach_the_log_and_the_kind_chooses_the_action(job):
+    runner, events, machine, _ = job
+    machine.put_json(
+        "error.json",
+        {
+            "kind": "gpu_memory",
+            "cause": "The GPU ran out of memory while rendering.",
+            "last_lines": ["Fra:2 Mem:23000M", "CUDA error: out of memory\x07"],
+            "frames_left": [2, 3],
+        },
+    )
+    final = runner._final_state()
+    assert final is not None
+    runner._finish(final)
+    log = log_text(drained(events))
+    assert "CUDA error: out of memory" in log and "\x07" not in log
+    assert runner.record.stage == "Failed"
+    assert runner.record.message == "The GPU ran out of memory while rendering."
+    assert "more GPU memory" in runner.record.action
+
+
+def test_reattaching_does_not_download_frames_already_on_disk(job, aws):
+    runner, events, machine, tmp_path = job
+    machine.put_json("plan.json", {"frames": [{"name": "f0001.png", "frame": 1}]})
+    machine.put("frames/f0001.png", b"cloud-frame")
+    runner._poll_outputs()
+    local = Path(runner.record.output_dir) / "f0001.png"
+    assert local.read_bytes() == b"cloud-frame"
+    local.write_bytes(b"artist-edit")  # same size: touched by the artist after it arrived
+    # Blender restarted: a new runner follows the same job from its record.
+    store = RecordStore(tmp_path / "jobs")
+    again = JobRunner(store.load(runner.record.job_id), aws.settings, events, store, CloudSteps(tmp_path))
+    drained(events)
+    again._poll_outputs()
+    assert local.read_bytes() == b"artist-edit"
+    assert not [e for e in drained(events) if isinstance(e, FrameArrived)]
+
+
+def test_the_machine_refuses_a_spec_of_another_contract_version(aws, tmp_path):
+    """Checked on the machine's side too: a worker of one version never runs another's spec."""
+    from cloud.machine import supervisor
+
+    client(aws.settings, "s3").create_bucket(Bucket=BUCKET)
+    job_id = new_job_id()
+    post = storage.presign_outputs(aws.settings, BUCKET, job_id, 3600)
+    spec = {
+        "spec_version": contract.CONTRACT_VERSION - 1,
+        "job_id": job_id,
+        "upload_url": post["url"],
+        "upload_fields": post["fields"],
+        "upload_prefix": contract.out_prefix(job_id),
+    }
+    spec_path = tmp_path / "job-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    code = supervisor.main(["--spec", str(spec_path), "--work", str(tmp_path / "run"), "--no-power-off"])
+    assert code == 1
+    body = client(aws.settings, "s3").get_object(
+        Bucket=BUCKET, Key=contract.out_prefix(job_id) + "error.json"
+    )
+    error = contract.parse_error(contract.load_document(body["Body"].read(), "error.json"), [])
+    assert error.kind == "contract"
+    assert "do not match" in error.cause
+    assert not (tmp_path / "run" / "job").exists()  # nothing was downloaded or rendered
