@@ -167,9 +167,9 @@ def s3_refusal(method: str, url: str, body: bytes | None, now: float) -> str:
         if now > expiration:
             return "Invalid according to Policy: Policy expired."
         for condition in policy.get("conditions", []):
-            if isinstance(condition, list) and condition[:2] == ["starts-with", "$key"]:
-                if not fields.get("key", "").startswith(condition[2]):
-                    return f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}"
+            starts_with = isinstance(condition, list) and condition[:2] == ["starts-with", "$key"]
+            if starts_with and not fields.get("key", "").startswith(condition[2]):
+                return f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}"
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     if "X-Amz-Date" in query and "X-Amz-Expires" in query:
         signed = _amz_time(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")

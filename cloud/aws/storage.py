@@ -34,6 +34,7 @@ from .session import AwsSettings, client, client_config, make_session
 
 BUCKET_PREFIX = "cloud-render-"
 DEFAULT_EXPIRE_DAYS = 14
+BLENDER_CACHE_DAYS = 30  # a cached Blender build goes 30 days after it was written
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 PRESIGN_MARGIN_S = 2 * 3600  # boot, install and download happen before the time cap starts counting
 DEFAULT_OUTPUT_CAP = 5 * 1024**3  # largest single output object the instance may POST (S3's POST limit)
@@ -181,6 +182,8 @@ def new_bucket_name() -> str:
 
 
 def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
+    """Nothing in the bucket bills forever: job data, inputs and the Blender cache all expire
+    (S3 counts an object's age from its last write)."""
     return [
         {
             "ID": "expire-job-data",
@@ -194,6 +197,13 @@ def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
             "Status": "Enabled",
             "Filter": {"Prefix": "cas/"},
             "Expiration": {"Days": expire_days},
+        },
+        # Blender builds the add-on verified and kept for later jobs (cloud/job/cloud_steps.py).
+        {
+            "ID": "expire-blender-cache",
+            "Status": "Enabled",
+            "Filter": {"Prefix": "blender-cache/"},
+            "Expiration": {"Days": BLENDER_CACHE_DAYS},
         },
         {
             "ID": "abort-incomplete-uploads",
@@ -552,8 +562,13 @@ def presign_outputs(
 
 
 def _human(seconds: float) -> str:
-    hours = seconds / 3600
-    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+    def plural(count: float, unit: str) -> str:
+        number = max(1, round(count))
+        return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
+
+    if seconds < 90 * 60:
+        return plural(seconds / 60, "minute")
+    return plural(seconds / 3600, "hour") if seconds < 48 * 3600 else plural(seconds / 86400, "day")
 
 
 def credential_lifetime_warning(settings: AwsSettings, needed_seconds: int) -> str | None:
@@ -575,22 +590,34 @@ def credential_lifetime_warning(settings: AwsSettings, needed_seconds: int) -> s
     else:
         with translating("checking your AWS profile", region=settings.region):
             creds = make_session(settings).get_credentials()
-        if creds is None:
-            return None
+            if creds is None:
+                return None
+            # SSO and assumed roles hand back deferred credentials: nothing is fetched, and no
+            # expiry is known, until they are first used. Fetch them now to read the real one.
+            frozen = creds.get_frozen_credentials()
         expiry = getattr(creds, "_expiry_time", None) if isinstance(creds, RefreshableCredentials) else None
         if expiry is not None:
             limit = max(0.0, (expiry - datetime.now(UTC)).total_seconds())
-            kind = f"Your AWS sign-in expires in {_human(limit)}"
-        elif creds.token:
+            kind = (
+                f"Your AWS sign-in expires in {_human(limit)}"
+                if limit > 0
+                else "Your AWS sign-in has expired"
+            )
+        elif frozen.token:
             limit, kind = 3600, "Your AWS profile uses temporary keys that may expire within an hour"
         else:
             limit, kind = MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
     if needed_seconds <= limit:
         return None
+    action = (
+        "Lower Max Hours or Max Cost so the job fits in 7 days."
+        if limit >= MAX_PRESIGN_S
+        else "Sign in again just before you launch, use an IAM user's access keys, or lower Max Hours "
+        "or Max Cost."
+    )
     return (
-        f"{kind}, but this job may need {_human(needed_seconds)}, so the render machine could lose "
-        "access to its files before it finishes. Use 'Instance role' in the setup (a role that may only "
-        "read and write your Cloud Render bucket), sign in with longer-lived keys, or lower the time cap."
+        f"{kind}, but this job may run for {_human(needed_seconds)}: once its links expire, the render "
+        f"machine can no longer save frames and stops. {action}"
     )
 
 

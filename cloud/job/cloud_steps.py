@@ -7,9 +7,14 @@ Keeping them apart keeps the runner readable and lets a test swap one step for a
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
+import ssl
 import threading
+import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,15 @@ from .records import JobRecord, JobRequest
 from .user_data import build_user_data
 
 BOOT_OVERHEAD_S = 15 * 60  # boot, Blender install and downloads, added to the dead-man timer
+
+# Blender's published SHA-256 list per release: the source the Blender cache trusts.
+BLENDER_CHECKSUMS_URL = "https://download.blender.org/release/Blender{series}/blender-{version}.sha256"
+TARBALL_NAME = re.compile(r"blender-(\d+\.\d+\.\d+)-linux-x64\.tar\.xz")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+TRUSTED_SUFFIX = ".trusted.json"  # beside a cached build: the digest the add-on verified
+MAX_TRUSTED_BYTES = 4096
+MAX_CHECKSUMS_BYTES = 256 * 1024
+MAX_COPY_BYTES = 5 * 1024**3  # CopyObject's limit; an official tarball is well under it
 
 
 @dataclass
@@ -141,6 +155,16 @@ class CloudSteps:
         return Sent(result.bytes_sent, len(result.uploaded), len(result.skipped))
 
     # --- launch -----------------------------------------------------------------------------
+    # The bucket's Blender cache (`blender-cache/<version>/<file>`) is shared by every later job,
+    # so only the add-on writes it, and only builds whose checksum it verified itself: a build a
+    # render machine handed back (`jobs/<id>/out/blender-cache/`) is kept when S3's own SHA-256
+    # of it equals the one Blender publishes for that release (`blender_checksums_url`, fetched
+    # here, never from the machine). The digest beside a cached build (`<file>.trusted.json`) is
+    # written by the add-on alone; `blender_sources` offers nothing else. Old `<file>.sha256`
+    # digests (once copied from what machines wrote) are never read. The cache expires with its
+    # own lifecycle rule (storage.lifecycle_rules).
+    blender_checksums_url = BLENDER_CHECKSUMS_URL
+
     def blender_sources(
         self, settings: AwsSettings, bucket: str, version: str, expires: int
     ) -> list[contract.BlenderSource]:
@@ -160,21 +184,75 @@ class CloudSteps:
         return sources
 
     def cached_digest(self, settings: AwsSettings, bucket: str, key: str) -> str:
-        """The SHA-256 kept beside a cached build (`<key>.sha256`, sha256sum format), or ''."""
+        """The SHA-256 the add-on verified for a cached build (`<key>.trusted.json`), or '' when
+        there is none, it is malformed, or the build itself is gone."""
+        s3 = client(settings, "s3")
         try:
-            body = client(settings, "s3").get_object(Bucket=bucket, Key=key + ".sha256")["Body"].read()
+            body = s3.get_object(Bucket=bucket, Key=key + TRUSTED_SUFFIX)["Body"].read(MAX_TRUSTED_BYTES)
+            record = json.loads(body)
+            s3.head_object(Bucket=bucket, Key=key)
         except Exception:
             return ""
-        return body.decode("ascii", "replace").split()[0] if body.strip() else ""
+        digest = record.get("sha256") if isinstance(record, dict) else None
+        return digest if isinstance(digest, str) and SHA256_HEX.fullmatch(digest) else ""
+
+    def _mark_trusted(self, s3: Any, bucket: str, key: str, sha256: str, source: str) -> None:
+        record = {"sha256": sha256, "file": key.rsplit("/", 1)[-1], "verified_against": source}
+        record["verified_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        s3.put_object(Bucket=bucket, Key=key + TRUSTED_SUFFIX, Body=json.dumps(record, indent=1).encode())
 
     def stage_blender(
         self, settings: AwsSettings, bucket: str, version: str, tarball: Path, sha256: str
     ) -> None:
-        """Put a Blender release tarball in the bucket's cache (what the first boot does for later ones)."""
+        """Put a Blender tarball from this computer in the bucket's cache (demo, tests, benchmarks).
+
+        The artist's own computer is trusted; the digest is checked against the file all the same.
+        """
+        actual = storage.hash_file(tarball)
+        if actual != sha256:
+            raise CloudError(
+                f"{tarball.name} does not match the checksum it was given.",
+                "Download the Blender release again.",
+                code="checksum_mismatch",
+            )
         s3 = client(settings, "s3")
         key = contract.blender_cache_key(version, tarball.name)
+        s3.delete_object(Bucket=bucket, Key=key + TRUSTED_SUFFIX)
         s3.upload_file(str(tarball), bucket, key)
-        s3.put_object(Bucket=bucket, Key=key + ".sha256", Body=f"{sha256}  {tarball.name}\n".encode())
+        self._mark_trusted(s3, bucket, key, actual, "staged from this computer")
+
+    def official_checksums(self, version: str) -> dict[str, str]:
+        """{file name: SHA-256} from Blender's published checksum list for `version` (HTTPS).
+
+        Raises CloudError when the list cannot be fetched; an empty dict when it lists nothing.
+        """
+        url = self.checksums_url(version)
+        try:
+            with urllib.request.urlopen(url, timeout=30, context=_tls_context()) as response:
+                body = response.read(MAX_CHECKSUMS_BYTES + 1)
+        except (OSError, ValueError) as exc:
+            raise CloudError(
+                f"Blender's official checksums for {version} could not be fetched.",
+                "Check your internet connection; the Blender build is fetched again next time.",
+                code="checksums_unreachable",
+                detail=f"{url}: {exc}",
+            ) from exc
+        found: dict[str, str] = {}
+        for line in body[:MAX_CHECKSUMS_BYTES].decode("utf-8", "replace").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and SHA256_HEX.fullmatch(parts[0].lower()):
+                found[parts[1].lstrip("*")] = parts[0].lower()
+        return found
+
+    def checksums_url(self, version: str) -> str:
+        series = ".".join(version.split(".")[:2])
+        return self.blender_checksums_url.format(series=series, version=version)
+
+    def credential_warning(self, settings: AwsSettings, record: JobRecord) -> str | None:
+        """Before launch: a sentence when the credentials that sign the machine's links expire
+        before the machine may be done (booting plus its time cap), else None."""
+        cap_s = caps.cap_seconds(record.max_cost, record.max_hours, record.price_per_hour, BOOT_OVERHEAD_S)
+        return storage.credential_lifetime_warning(settings, cap_s + BOOT_OVERHEAD_S)
 
     def launch(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
@@ -262,26 +340,86 @@ class CloudSteps:
     def download(self, settings: AwsSettings, bucket: str, key: str, dest: Path, max_bytes: int) -> None:
         storage.download(settings, bucket, key, dest, max_bytes=max_bytes)
 
-    def after_job(self, settings: AwsSettings, record: JobRecord) -> None:
-        """Keep a Blender build the machine fetched in the bucket's cache, so later boots fetch in-region."""
+    def after_job(self, settings: AwsSettings, record: JobRecord) -> list[str]:
+        """Keep a Blender build the machine fetched in the bucket's cache, so later boots fetch
+        in-region, when it is an official release byte for byte; returns lines for the job log.
+
+        Nothing the machine wrote is believed: the checksum is S3's own (computed while copying
+        the object into the cache) and is compared with Blender's published one. Whatever goes
+        wrong here only costs the cache, never the job, so errors become log lines.
+        """
         prefix = contract.out_prefix(record.job_id) + "blender-cache/"
+        bucket = record.bucket
+        notes: list[str] = []
+        try:
+            found = storage.list_objects(settings, bucket, prefix)
+        except CloudError as error:
+            return [f"Blender cache not updated: {error.message}"]
         s3 = client(settings, "s3")
-        for obj in storage.list_objects(settings, record.bucket, prefix):
+        checksums: dict[str, dict[str, str]] = {}
+        for obj in found:
             name = obj.key[len(prefix) :]
-            if not name.endswith(".tar.xz"):
-                continue
-            digest = self.cached_digest(settings, record.bucket, obj.key)
-            if not digest:
-                continue
-            version = name.removeprefix("blender-").split("-linux")[0]
-            target = contract.blender_cache_key(version, name)
-            s3.copy_object(
-                Bucket=record.bucket, Key=target, CopySource={"Bucket": record.bucket, "Key": obj.key}
-            )
-            s3.put_object(Bucket=record.bucket, Key=target + ".sha256", Body=f"{digest}  {name}\n".encode())
+            match = TARBALL_NAME.fullmatch(name)
+            if not match:
+                continue  # wheels, checksums or anything else a machine wrote: never kept
+            version = match.group(1)
+            try:
+                if version not in checksums:
+                    checksums[version] = self.official_checksums(version)
+                trusted = checksums[version].get(name, "")
+                if not trusted:
+                    notes.append(f"Not keeping {name}: Blender publishes no checksum for such a file.")
+                    continue
+                if obj.size > MAX_COPY_BYTES:
+                    notes.append(f"Not keeping {name}: it is larger than an official release.")
+                    continue
+                target = contract.blender_cache_key(version, name)
+                if self.cached_digest(settings, bucket, target) == trusted:
+                    continue  # already cached and verified
+                s3.delete_object(Bucket=bucket, Key=target + TRUSTED_SUFFIX)  # no digest while it changes
+                actual = _copy_with_sha256(s3, bucket, obj.key, target)
+                if actual != trusted:
+                    s3.delete_object(Bucket=bucket, Key=target)
+                    notes.append(
+                        f"Not keeping {name}: it differs from Blender's official release "
+                        f"(SHA-256 {actual[:16] or 'unknown'}..., expected {trusted[:16]}...)."
+                    )
+                    continue
+                self._mark_trusted(s3, bucket, target, trusted, self.checksums_url(version))
+                notes.append(f"Kept Blender {version} in your bucket for the next jobs (official checksum).")
+            except CloudError as error:
+                notes.append(f"Not keeping {name}: {error.message}")
+            except Exception as error:  # botocore errors: the cache is a convenience, the job is over
+                notes.append(f"Not keeping {name}: {type(error).__name__}: {error}")
+        return notes
 
     def delete_job_data(self, settings: AwsSettings, bucket: str, job_id: str) -> int:
         return storage.delete_job_data(settings, bucket, job_id)
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificates from certifi (shipped in vendor/) where Blender's Python has no system store."""
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:
+        return ssl.create_default_context()
+
+
+def _copy_with_sha256(s3: Any, bucket: str, source: str, target: str) -> str:
+    """Copy `source` to `target` inside the bucket; returns S3's SHA-256 of the copy, in hex."""
+    reply = s3.copy_object(
+        Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source}, ChecksumAlgorithm="SHA256"
+    )
+    checksum = (reply.get("CopyObjectResult") or {}).get("ChecksumSHA256") or s3.head_object(
+        Bucket=bucket, Key=target, ChecksumMode="ENABLED"
+    ).get("ChecksumSHA256", "")
+    try:
+        raw = base64.b64decode(checksum, validate=True)
+    except (ValueError, TypeError):
+        return ""
+    return raw.hex() if len(raw) == 32 else ""  # a multipart checksum ("...-N") is not a file's SHA-256
 
 
 def scout_frames(frames: list[int]) -> list[int]:

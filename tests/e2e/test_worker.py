@@ -8,10 +8,13 @@ plain `run_instances`, and checks what the machine left in the bucket.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import re
 import struct
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zlib
@@ -512,7 +515,91 @@ def test_blender_source_order_and_cache(aws, scene, tarball, tmp_path):
     assert "Blender from bucket not usable" in log and "checksum mismatch" in log
     assert f"Blender {wanted} is not available; using {version}" in log
     assert job.get(f"blender-cache/{path.name}") == path.read_bytes()
-    assert job.get(f"blender-cache/{path.name}.sha256") == f"{sha}  {path.name}\n".encode()
+    # No checksum of the machine's own: the add-on keeps the build only if its official one matches.
+    assert job.get(f"blender-cache/{path.name}.sha256") is None
+
+
+def crafted_tarball(version: str, dest: Path, outside: Path) -> tuple[Path, str]:
+    """A "Blender release" that also tries to write outside its folder: `../escape`, an absolute
+    path, a symlink to /etc and a character device."""
+    dest.mkdir(parents=True, exist_ok=True)
+    top = f"blender-{version}-linux-x64"
+    path = dest / f"{top}.tar.xz"
+    with tarfile.open(path, "w:xz") as archive:
+        for name, kind, data, link in [
+            (f"{top}/blender", tarfile.REGTYPE, b"#!/bin/sh\nexit 0\n", ""),
+            ("../escape", tarfile.REGTYPE, b"escaped", ""),
+            (str(outside / "absolute"), tarfile.REGTYPE, b"absolute", ""),
+            (f"{top}/etc", tarfile.SYMTYPE, b"", "/etc"),
+            (f"{top}/null", tarfile.CHRTYPE, b"", ""),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size, info.mode = kind, link, len(data), 0o755
+            info.devmajor, info.devminor = (1, 3) if kind == tarfile.CHRTYPE else (0, 0)
+            archive.addfile(info, io.BytesIO(data) if data else None)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_unsafe_blender_archive_is_refused(aws, scene, tarball, tmp_path):
+    """The build's checksum matches what the spec names, yet its archive would write outside its
+    folder: the machine refuses it whole, says so in error.json, and renders nothing."""
+    version = tarball[0].name.split("-")[1]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    path, sha = crafted_tarball(version, tmp_path / "crafted", outside)
+    s3 = client(aws.settings, "s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=f"staging/{path.name}", Body=path.read_bytes())
+    url = presign_get(s3, BUCKET, f"staging/{path.name}", 3600)
+    job = stage(
+        aws, scene, tarball, job_id="unsafe", blender_sources=[BlenderSource("bucket", version, url, sha)]
+    )
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        instance_id, _ = run_job(sim, job)
+        machine = sim.machines[instance_id]
+    error = job.get_json("error.json")
+    assert error is not None and error["kind"] == "unsafe_archive", error
+    assert error["cause"].startswith(
+        f"The Blender archive {path.name} was refused: '../escape' is a path outside"
+    )
+    assert "is an absolute path" in error["cause"] and "is a link to an absolute path" in error["cause"]
+    assert "Nothing of it was unpacked." in error["cause"] and error["frames_done"] == []
+    assert list(outside.iterdir()) == [] and not (machine.root / "run" / "escape").exists()
+    assert not (machine.root / "run" / "blender").exists() and job.frames() == {}
+    assert "Blender from bucket not usable" in job.log_text()
+
+
+def test_refused_uploads_stop_the_render_and_power_off(aws, heavy_scene, tarball, tmp_path):
+    """Mid-job, the sign-in behind the job's links expires (S3's clock passes the POST policy's
+    expiration): every upload is refused, so the machine stops Blender instead of rendering the
+    remaining frames until its cap, keeps its error on its own disk, and powers off."""
+    frames = list(range(1, 25))
+    job = stage(aws, heavy_scene, tarball, job_id="long-expired", frames=frames)
+    fault = Faults(after_frames=1, clock_jump_s=3 * 3600)  # the links were signed for one hour
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim", faults=fault) as sim:
+        instance_id, _ = run_job(sim, job)
+        machine = sim.machines[instance_id]
+    assert machine.fault_fired == "clock_jump" and machine.proxy.denied
+    assert set(machine.proxy.denied) <= {
+        "Invalid according to Policy: Policy expired.",
+        "Request has expired",
+    }
+    run = machine.root / "run"
+    error = json.loads((run / "error.json").read_text())
+    assert error["kind"] == "credentials_expired", error
+    assert error["cause"].startswith(
+        "The bucket refused the render machine's uploads (HTTP 403 Policy expired)"
+    )
+    log = (run / "render.log").read_text()
+    saved = len(re.findall(r"Saved: '[^']*shot_\d{4}\.png'", log))
+    assert 1 <= saved < len(frames) - 4, (
+        f"{saved} of {len(frames)} frames rendered after uploads were refused"
+    )
+    assert "the bucket refuses every upload (HTTP 403 Policy expired)" in log and "stopping Blender" in log
+    assert "final state: failed; powering off" in log and (machine.dir / "power-off").exists()
+    # What reached the bucket is what was uploaded before the links expired; nothing after.
+    assert job.get("error.json") is None and job.get("done.json") is None
+    assert sorted(job.frames()) in ([], ["render/shot_0001.png"])  # the links expired at frame 1
 
 
 def test_texture_left_out_of_the_pack_stops_before_rendering(aws, scene, tarball, tmp_path):

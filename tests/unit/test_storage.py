@@ -65,6 +65,11 @@ def test_bucket_is_created_in_its_region_and_locked_down(aws, tmp_path):
     assert rules["expire-job-data"]["Filter"]["Prefix"] == "jobs/"
     assert rules["expire-job-data"]["Expiration"]["Days"] == 14
     assert rules["abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
+    # Nothing bills forever: the shared Blender cache expires too, 30 days after its last write.
+    assert rules["expire-blender-cache"]["Filter"]["Prefix"] == "blender-cache/"
+    assert rules["expire-blender-cache"]["Expiration"]["Days"] == storage.BLENDER_CACHE_DAYS == 30
+    expiring = {r["Filter"]["Prefix"] for r in rules.values() if "Expiration" in r}
+    assert expiring == {"jobs/", "cas/", "blender-cache/"}
 
     remembered = json.loads((tmp_path / "buckets.json").read_text())
     assert remembered["eu-west-1"]["bucket"] == bucket and remembered["eu-west-1"]["configured"] is True
@@ -309,7 +314,11 @@ def test_credential_lifetime_warnings(tmp_path, monkeypatch):
     keys = AwsSettings(access_key_id="AKIAIOSFODNN7EXAMPLE", secret_access_key="A" * 40)
     assert storage.credential_lifetime_warning(keys, 2 * 86400) is None
     warning = storage.credential_lifetime_warning(keys, 8 * 86400)
-    assert warning is not None and "7 days" in warning and "Instance role" in warning
+    assert warning == (
+        "Links signed with access keys last 7 days at most, but this job may run for 8 days: once its "
+        "links expire, the render machine can no longer save frames and stops. Lower Max Hours or Max "
+        "Cost so the job fits in 7 days."
+    )
 
     session = replace(keys, access_key_id="ASIAIOSFODNN7EXAMPLE", session_token="token")
     assert storage.credential_lifetime_warning(session, 1800) is None
@@ -328,7 +337,29 @@ def test_credential_lifetime_warnings(tmp_path, monkeypatch):
     profile = AwsSettings(profile="studio")
     assert storage.credential_lifetime_warning(profile, 3600) is None
     warning = storage.credential_lifetime_warning(profile, 10 * 3600)
-    assert warning is not None and "expires in 2 hours" in warning
+    assert warning is not None and "expires in 2 hours" in warning and "10 hours" in warning
+    assert "Sign in again just before you launch" in warning
+
+
+def test_credential_lifetime_of_an_assumed_role_is_read_not_guessed(aws, tmp_path, monkeypatch):
+    """Assumed roles (and SSO) hand back deferred credentials with no expiry until first used:
+    the warning fetches them and reads the real one, instead of guessing "an hour"."""
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile base]\naws_access_key_id = AKIAEXAMPLETESTKEY00\naws_secret_access_key = test-secret\n"
+        "[profile studio]\nrole_arn = arn:aws:iam::123456789012:role/render\nsource_profile = base\n"
+        f"duration_seconds = 900\nregion = us-east-1\nendpoint_url = {aws.url}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    role = AwsSettings(profile="studio")
+    # A 15-minute role session and a job that may run 50 minutes: said, in minutes.
+    warning = storage.credential_lifetime_warning(role, 50 * 60)
+    assert warning is not None
+    assert "Your AWS sign-in expires in 15 minutes" in warning or "in 14 minutes" in warning
+    assert "may run for 50 minutes" in warning
+    assert storage.credential_lifetime_warning(role, 10 * 60) is None
 
 
 # --- outputs ---------------------------------------------------------------------------

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -15,8 +19,8 @@ from cloud.job.user_data import USER_DATA_LIMIT, build_user_data
 from cloud.machine import WORKER_FILES
 from cloud.machine.contract import out_prefix
 from cloud.machine.supervisor import nearest_patch, order_frames, python_for_bpy
-from cloud.machine.transport import multipart
-from dev.simulator import InstanceSimulator
+from cloud.machine.transport import Poster, multipart
+from dev.simulator import CuttableProxy, InstanceSimulator
 
 POST = {
     "url": "https://bucket.s3.amazonaws.com/",
@@ -121,6 +125,47 @@ def test_boot_failure_reports_and_powers_off(aws, tmp_path):
     assert "(simulated) dnf install" in log or "(simulated) apt-get" in log
     found = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     assert found["State"]["Name"] == "terminated"
+
+
+def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
+    """The sign-in behind the job's links expired before the machine booted: the boot script's
+    first upload is refused, so it downloads nothing, keeps its error on disk and powers off."""
+    s3, ec2 = client(aws.settings, "s3"), client(aws.settings, "ec2")
+    s3.create_bucket(Bucket="boot-test")
+    for name in WORKER_FILES:
+        s3.put_object(Bucket="boot-test", Key=f"worker/{name}", Body=b"# worker file\n")
+    worker = {name: presign_get(s3, "boot-test", f"worker/{name}", 600) for name in WORKER_FILES}
+    post = presign_post(s3, "boot-test", out_prefix("j1"), 1, 1 << 20)
+    proxy = CuttableProxy()  # the simulator's S3 front, as every machine meets it
+    with proxy.serving() as proxy_url:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy_url}))
+        poster = Poster(post["url"], post["fields"], out_prefix("j1"), opener=opener)
+        deadline = time.monotonic() + 30
+        while not poster.refusal:  # until S3 refuses the one-second policy
+            assert time.monotonic() < deadline, "the one-second policy never expired"
+            with contextlib.suppress(urllib.error.HTTPError):
+                poster.put("probe", b"")
+    script = build_user_data(presign_get(s3, "boot-test", "jobs/j1/worker-spec.json", 600), worker, 5, post)
+    with InstanceSimulator(aws.url, work_root=tmp_path) as sim:
+        instance = ec2.run_instances(
+            ImageId=ec2.describe_images()["Images"][0]["ImageId"],
+            MinCount=1,
+            MaxCount=1,
+            UserData=script,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "cloud-render:job", "Value": "j1"}]}
+            ],
+        )["Instances"][0]["InstanceId"]
+        machine = sim.wait_terminated(instance, timeout=60)
+    assert (machine.dir / "power-off").exists()
+    error = json.loads((machine.root / "error.json").read_text())
+    assert error["kind"] == "credentials_expired" and "has probably expired" in error["cause"]
+    log = (machine.root / "bootstrap.log").read_text()
+    assert "upload of status.json refused: HTTP 403 Invalid according to Policy: Policy expired." in log
+    assert "downloading the worker" not in log and "starting the supervisor" not in log
+    assert not (machine.root / "job-spec.json").exists()
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket="boot-test", Prefix="jobs/").get("Contents", [])}
+    assert stored <= {"jobs/j1/out/probe"}  # the test's own probe, while the policy still lived
 
 
 def test_preview_first_order():
