@@ -56,7 +56,8 @@ def connect(endpoint_url: str, region: str = "us-east-1") -> None:
     prefs = preferences()
     prefs.credential_source = "KEYS"
     prefs.endpoint_url = endpoint_url
-    os.environ.update(endpoint_variables(endpoint_url, MOTO_SERVICES))
+    for name, url in endpoint_variables(endpoint_url, MOTO_SERVICES).items():
+        os.environ.setdefault(name, url)  # a test that serves one service itself keeps its own
     prefs.default_region = region
     keys = mod.cloud.aws.credentials.validate(TEST_KEY_ID, TEST_SECRET)
     mod.cloud.aws.credentials.save_keys(mod.addon.account.key_dir(), keys)
