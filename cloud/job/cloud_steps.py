@@ -26,6 +26,7 @@ from ..aws.session import AwsSettings, client
 from ..cost import caps
 from ..errors import CloudError
 from ..machine import WORKER_FILES, contract
+from ..pack import FRAMES_IMAGE_PREFIX
 from .records import JobRecord, JobRequest
 from .user_data import build_user_data
 
@@ -89,7 +90,7 @@ class CloudSteps:
             report,
             cancel,
             original=original,
-            skip_images=(packer.FRAMES_IMAGE_PREFIX,),  # earlier jobs' frames, loaded for viewing
+            skip_images=(FRAMES_IMAGE_PREFIX,),  # earlier jobs' frames, loaded for viewing
         )
         return PackedScene(
             blend_path=result.manifest.blend,

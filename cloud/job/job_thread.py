@@ -465,7 +465,8 @@ class JobRunner(threading.Thread):
         self._poll_outputs()
         if rec.instance_id:
             self.steps.terminate(self.settings, rec.instance_id)  # normally already gone: belt and braces
-        self.steps.after_job(self.settings, rec)
+        for line in self.steps.after_job(self.settings, rec):
+            self._log(line)
         if stage is Stage.DONE:
             missing = rec.frames_missing
             if missing:
@@ -582,5 +583,7 @@ FAILURE_ACTIONS = {
     "missing_file": "Run Check Scene, fix the missing file, and render again.",
     "credentials_expired": "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
     "contract": "Update the Cloud Render add-on, then render again.",
+    "unsafe_archive": "A Blender build was refused as unsafe: relaunch to fetch the official one; "
+    "if it happens again, delete blender-cache/ from your bucket.",
     "unknown": "Open the full log to see what Blender said, fix it, and relaunch.",
 }
