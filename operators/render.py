@@ -87,7 +87,7 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
     bl_label = "Estimate"
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        from ..addon import estimate_probe
+        from ..addon import estimate_probe, prices
         from ..cloud.cost import machine_facts
         from ..cloud.cost.estimate import estimate_all
         from ..cloud.job.records import new_job_id
@@ -105,11 +105,14 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         plan = estimate_probe.plan_for(scene)
         copy = submit.save_copy("probe-" + new_job_id())
         region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
+        # The same prices the panel and the confirmation show (refreshed, spot when known).
+        catalog, spot_prices = prices.estimate_prices(region, spot)
         job_view.view().estimate = "Rendering a test tile..."
 
         def work() -> list[str]:
             probe = estimate_probe.run_probe(copy, plan)
-            return machine_facts.estimate_lines(estimate_all(probe, frames, region, spot), chosen)
+            estimates = estimate_all(probe, frames, region, spot, spot_prices, catalog=catalog)
+            return machine_facts.estimate_lines(estimates, chosen)
 
         def done(lines, error) -> None:  # type: ignore[no-untyped-def]
             view = job_view.view()

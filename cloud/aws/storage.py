@@ -181,6 +181,11 @@ def new_bucket_name() -> str:
     return BUCKET_PREFIX + uuid.uuid4().hex
 
 
+# Bumped whenever configure_bucket() sets something new (a lifecycle rule, a policy): a bucket
+# the registry knows as set up by an older version is set up again on its next use.
+BUCKET_SETUP_VERSION = 2
+
+
 def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
     """Nothing in the bucket bills forever: job data, inputs and the Blender cache all expire
     (S3 counts an object's age from its last write)."""
@@ -277,14 +282,13 @@ def ensure_bucket(
     s3 = client(settings, "s3")
     with translating("preparing your storage bucket", region=region):
         entry = registry.get(region)
-        fresh = entry and entry.get("configured") and entry.get("expire_days") == expire_days
-        if entry and fresh and _bucket_answers(s3, str(entry["bucket"])):
+        if entry and _is_current(entry, expire_days) and _bucket_answers(s3, str(entry["bucket"])):
             return str(entry["bucket"])
         with registry.locked():
             entry = registry.get(region)  # again: another Blender may have made it meanwhile
             if entry and not _bucket_answers(s3, str(entry["bucket"])):
                 entry = None  # deleted by hand: make a new one
-            if entry and entry.get("configured") and entry.get("expire_days") == expire_days:
+            if entry and _is_current(entry, expire_days):
                 return str(entry["bucket"])
             if entry:
                 bucket = str(entry["bucket"])
@@ -296,8 +300,23 @@ def ensure_bucket(
                 s3.create_bucket(**create)
                 registry.store(region, bucket=bucket, configured=False, expire_days=expire_days)
             configure_bucket(s3, bucket, expire_days, tls_only=serves_tls(settings))
-            registry.store(region, bucket=bucket, configured=True, expire_days=expire_days)
+            registry.store(
+                region,
+                bucket=bucket,
+                configured=True,
+                expire_days=expire_days,
+                setup_version=BUCKET_SETUP_VERSION,
+            )
             return bucket
+
+
+def _is_current(entry: dict[str, Any], expire_days: int) -> bool:
+    """Set up, with today's rules and retention: nothing to apply again."""
+    return bool(
+        entry.get("configured")
+        and entry.get("expire_days") == expire_days
+        and entry.get("setup_version") == BUCKET_SETUP_VERSION
+    )
 
 
 def _bucket_answers(s3: Any, bucket: str) -> bool:

@@ -470,3 +470,20 @@ def test_an_older_registry_is_adopted_without_losing_regions(aws, tmp_path):
     assert steps.ensure_bucket(aws.settings.in_region("us-west-2"), storage.DEFAULT_EXPIRE_DAYS) == west
     assert not older.exists()
     assert {b["Name"] for b in client(aws.settings, "s3").list_buckets()["Buckets"]} == {east, west}
+
+
+def test_a_bucket_set_up_by_an_older_version_gets_todays_rules_on_its_next_use(aws, tmp_path):
+    """Buckets made before the Blender cache expired had no rule for it: nothing may bill forever,
+    so a bucket the registry knows from an older set-up is set up again."""
+    settings = aws.settings.in_region("eu-west-1")
+    s3 = client(settings, "s3")
+    s3.create_bucket(Bucket="cloud-render-old", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    registry = tmp_path / "buckets.json"
+    registry.write_text(
+        json.dumps({"eu-west-1": {"bucket": "cloud-render-old", "configured": True, "expire_days": 14}})
+    )
+    assert storage.ensure_bucket(settings, registry) == "cloud-render-old"
+    rules = {r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="cloud-render-old")["Rules"]}
+    assert "expire-blender-cache" in rules
+    entry = json.loads(registry.read_text())["eu-west-1"]
+    assert entry["setup_version"] == storage.BUCKET_SETUP_VERSION
