@@ -35,7 +35,8 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
     )
     endpoint_url: StringProperty(  # type: ignore[valid-type]
         name="Endpoint URL",
-        description="Advanced: an S3-compatible endpoint or a local AWS emulator. Leave empty for AWS",
+        description="Advanced: S3-compatible storage to use instead of Amazon S3 (https, or http on this "
+        "computer only). Every other AWS service is still AWS. Leave empty for Amazon S3",
         default="",
     )
 
