@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud.aws.session import AwsSettings
+from cloud.cost.catalog import load_catalog
 from tests.aws_emulator import MOTO_SERVICES, SERVICES, endpoint_variables, moto_server, reset
+from tests.pricing_server import pricing_server
 from tests.quota_server import QuotaServer
 from tests.ssm_seed import PublicParameterServer, seed_deep_learning_amis
 
@@ -41,6 +43,17 @@ class EmulatedAccount:
             self.quotas.set_quota(code, GPU_QUOTA_VCPUS, region)
 
 
+def price_list() -> dict[tuple[str, str], float]:
+    """The emulated account's Price List: the bundled catalog's on-demand prices, so a refresh
+    in the demo succeeds and the panel dates its prices like on AWS."""
+    return {
+        (region, itype.name): price
+        for itype in load_catalog().types.values()
+        for region in load_catalog().regions()
+        if (price := itype.price(region)) is not None
+    }
+
+
 @contextlib.contextmanager
 def emulated_account(
     moto_url: str | None = None, log_path: Path | None = None, region: str = "us-east-1"
@@ -56,12 +69,14 @@ def _account_on(url: str, region: str) -> Iterator[EmulatedAccount]:
     with (
         PublicParameterServer(upstream=url) as params,
         QuotaServer() as quotas,
+        pricing_server(price_list(), page_size=50) as (pricing_url, _pricing),
     ):
         assert isinstance(params, PublicParameterServer) and isinstance(quotas, QuotaServer)
         endpoints = {
             **endpoint_variables(url, MOTO_SERVICES),
             **endpoint_variables(params.url, ("ssm",)),
             **endpoint_variables(quotas.url, ("service-quotas",)),
+            **endpoint_variables(pricing_url, ("pricing",)),  # moto has no Price List API
         }
         assert set(endpoints) == set(endpoint_variables(url, SERVICES))
         saved = {k: os.environ.get(k) for k in endpoints}
