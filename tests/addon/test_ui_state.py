@@ -18,6 +18,25 @@ from . import harness
 MARKER = "20991231-235959-c0ffee"
 
 
+def job_record(module, blend, tmp_path, **fields):  # type: ignore[no-untyped-def]
+    """A two-frame job of `blend` as the installed add-on records it."""
+    records = module.cloud.job.records
+    return records.JobRecord(
+        job_id=records.new_job_id(),
+        blend_name=str(blend),
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="c5.2xlarge",
+        spot=False,
+        frames=[1, 2],
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=0.34,
+        max_cost=1.0,
+        max_hours=1.0,
+        **fields,
+    )
+
+
 def digest(path) -> str:  # type: ignore[no-untyped-def]
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -49,22 +68,7 @@ def test_the_jobs_list_is_read_from_the_job_records(installed, tmp_path):
     path = harness.make_scene(tmp_path / "listed.blend", frames=2, size=16, samples=1)
     records = module.cloud.job.records
     store = module.addon.pump.manager().store
-    mine = records.JobRecord(
-        job_id=records.new_job_id() + "a",
-        blend_name=str(path),
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="c5.2xlarge",
-        spot=False,
-        frames=[1, 2],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=0.34,
-        max_cost=1.0,
-        max_hours=1.0,
-        stage="Done",
-        frames_done=[1, 2],
-        created=time.time(),
-    )
+    mine = job_record(module, path, tmp_path, stage="Done", frames_done=[1, 2])
     other = records.JobRecord(**{**mine.__dict__, "job_id": mine.job_id + "b", "blend_name": "/x.blend"})
     store.save(mine)
     store.save(other)
@@ -130,20 +134,11 @@ def test_after_save_as_a_running_job_is_still_followed_and_listed(installed, aws
     harness.connect(aws.url)
     first = harness.make_scene(tmp_path / "a" / "shot.blend", frames=2, size=16, samples=1)
     module.cloud.aws.session.client(aws.settings, "s3").create_bucket(Bucket="save-as-test")
-    records = module.cloud.job.records
     manager = module.addon.pump.manager()
-    record = records.JobRecord(
-        job_id=records.new_job_id(),
-        blend_name=str(first),
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="c5.2xlarge",
-        spot=False,
-        frames=[1, 2],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=0.34,
-        max_cost=1.0,
-        max_hours=1.0,
+    record = job_record(
+        module,
+        first,
+        tmp_path,
         stage="Rendering",
         bucket="save-as-test",
         instance_id="i-0123456789abcdef0",  # EC2 lags a fresh launch: followed as pending
