@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ POLL_SECONDS = 1.0
 # After the machine is gone, how long to wait for its last uploads to become visible.
 FINAL_GRACE_SECONDS = 10.0
 NOT_FOUND_GRACE_SECONDS = 120.0
+# While a frame is due, the frames are listed this often between polls (one LIST each).
+FRAME_WATCH_S = 0.2
+FRAME_DUE_MARGIN_S = 2.0  # a frame counts as due this long before its measured time is up
+FOLLOW_ATTEMPTS = 2  # tries per request while following (the follow loop itself retries)
 DOWNLOAD_THREADS = 4
 # Errors that mean "cannot reach AWS right now" (cloud/aws_errors.py codes): keep following.
 TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
@@ -73,6 +78,8 @@ class JobRunner(threading.Thread):
         self._last_status: dict[str, Any] = {}
         self._warned_projection = False
         self._gone_since = 0.0
+        self._lost_since = 0.0  # when following lost contact with AWS (0: in contact)
+        self._last_frame_at = 0.0  # monotonic time the newest frame arrived
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -160,23 +167,22 @@ class JobRunner(threading.Thread):
     def _follow(self) -> None:
         """Poll until the job ends. A network hiccup on the artist's side only pauses following:
         the machine renders on, protected by its own dead-man timer."""
-        lost_since = 0.0
+        self._lost_since = 0.0
         self._gone_since = 0.0
+        # Few retries while following: a cut network shows as "Lost contact" within seconds (the
+        # loop retries on its own), instead of botocore's backoff quietly riding out 15 s of it.
+        self.settings = replace(self.settings, max_attempts=min(self.settings.max_attempts, FOLLOW_ATTEMPTS))
         while True:
             if self.cancel_event.is_set():
                 raise Cancelled()
             try:
-                ended = self._follow_once()
-                if lost_since:  # said before the ending too, so the artist reads that contact came back
-                    self._log(f"Back in contact after {time.monotonic() - lost_since:.0f} s.")
-                    lost_since = 0.0
-                if ended:
+                if self._follow_once():
                     return
             except CloudError as error:
                 if error.code not in TRANSIENT_CODES:
                     raise
-                if not lost_since:
-                    lost_since = time.monotonic()
+                if not self._lost_since:
+                    self._lost_since = time.monotonic()
                     self._log(
                         f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying."
                     )
@@ -186,12 +192,40 @@ class JobRunner(threading.Thread):
                     return
                 self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
                 continue
-            self.cancel_event.wait(self.poll_seconds)
+            self._pause(self.poll_seconds)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait until the next full poll; while a frame is due, list the frames every
+        FRAME_WATCH_S meanwhile, so a frame is fetched well within a second of landing.
+
+        One LIST per watch; nothing extra while the machine boots, renders a long frame that
+        is not due yet (by the measured seconds per frame), or has nothing left to render."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if not self._frames_due():
+                self.cancel_event.wait(left)
+                return
+            if self.cancel_event.wait(min(FRAME_WATCH_S, left)):
+                return
+            try:
+                self._download_new(
+                    contract.frames_prefix(self.record.job_id), self._seen_frames, is_frame=True
+                )
+            except CloudError:
+                return  # the full poll says what went wrong
+
+    def _frames_due(self) -> bool:
+        rec = self.record
+        if rec.stage != Stage.RENDERING.value or not self._plan or len(rec.frames_done) >= len(rec.frames):
+            return False
+        since = time.monotonic() - self._last_frame_at
+        return since >= (rec.seconds_per_frame or 0.0) - FRAME_DUE_MARGIN_S
 
     def _follow_once(self) -> bool:
         """One poll: outputs, endings, cost, machine state. True when the job has ended."""
         rec = self.record
         self._poll_outputs()
+        self._back_in_contact()
         final = self._final_state()
         if final is not None:
             self._finish(final)
@@ -218,6 +252,12 @@ class JobRunner(threading.Thread):
             code="InstanceGone",
             detail=f"instance {rec.instance_id} is {state}",
         )
+
+    def _back_in_contact(self) -> None:
+        """Said as soon as a poll gets through, before any ending, so the log reads in order."""
+        if self._lost_since:
+            self._log(f"Back in contact after {time.monotonic() - self._lost_since:.0f} s.")
+            self._lost_since = 0.0
 
     def _read(self, name: str, max_bytes: int = contract.MAX_JSON_BYTES) -> dict[str, Any] | None:
         """A document the machine wrote under out/, bounded and version-checked; a broken one is
@@ -406,6 +446,7 @@ class JobRunner(threading.Thread):
 
     def _frame_arrived(self, frame: int, dest: Path) -> None:
         rec = self.record
+        self._last_frame_at = time.monotonic()
         if frame not in rec.frames_done:
             rec.frames_done.append(frame)
         rec.frame_paths[str(frame)] = str(dest)
