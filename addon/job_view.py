@@ -25,12 +25,15 @@ from ..cloud.job.events import (
     QuoteReady,
     StageChanged,
 )
+from ..cloud.job.log_filter import for_people
 from ..cloud.pack import FRAMES_IMAGE_PREFIX
 from . import jobs_list, pump
 
 LOG_LINES_KEPT = 20_000
-PANEL_LOG_LINES = 12
+PANEL_LOG_LINES = 6
 _logs: dict[str, deque[str]] = {}
+_people: dict[str, deque[str]] = {}  # the lines the panel shows (log_filter.for_people)
+_folders: dict[str, str] = {}
 _frames: dict[str, list[tuple[int, str]]] = {}
 # job id -> (started, ended) in seconds since the epoch; kept in Python, not in a (single
 # precision) FloatProperty, which would lose minutes at today's epoch.
@@ -69,8 +72,20 @@ def elapsed_seconds(job_id: str) -> int | None:
 def _on_log(event: LogLines, view: Any, current: bool) -> None:
     buffer = _logs.setdefault(event.job_id, deque(maxlen=LOG_LINES_KEPT))
     buffer.extend(event.lines)
+    people = _people.setdefault(event.job_id, deque(maxlen=PANEL_LOG_LINES))
+    people.extend(for_people(event.lines, keep=0))
     if current:
-        view.log_tail = "\n".join(list(buffer)[-PANEL_LOG_LINES:])
+        view.log_tail = "\n".join(people)
+
+
+def output_folder(job_id: str) -> str:
+    """Where the job's frames are downloaded (its local record), read once per job."""
+    if job_id not in _folders:
+        try:
+            _folders[job_id] = pump.manager().store.load(job_id).output_dir
+        except (OSError, ValueError, KeyError):
+            return ""
+    return _folders[job_id]
 
 
 def _on_stage(event: StageChanged, view: Any, current: bool) -> None:
@@ -173,7 +188,7 @@ def show_frames(job_id: str, open_editor: bool) -> bpy.types.Image | None:
     newest = frames[-1][0] or numbers[-1]
     editors = _image_editors()
     if not editors and open_editor:
-        editors = _open_image_editor()
+        editors = [area.spaces.active for area in _new_window_area("IMAGE_EDITOR")]
     scene = bpy.context.scene
     for space in editors:
         space.image = image
@@ -184,7 +199,19 @@ def show_frames(job_id: str, open_editor: bool) -> bpy.types.Image | None:
         user.use_auto_refresh = True
     if editors:
         scene.frame_set(scene.frame_current)
+    if open_editor:
+        bpy.app.timers.register(_fit_images, first_interval=0.3)
     return image
+
+
+def _fit_images() -> None:
+    """Fit the frames to each Image Editor (after it has drawn once and knows its size)."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                region = next((r for r in area.regions if r.type == "WINDOW"), None)
+                with bpy.context.temp_override(window=window, area=area, region=region):
+                    bpy.ops.image.view_all(fit_view=True)
 
 
 def _image_editors() -> list[Any]:
@@ -196,19 +223,21 @@ def _image_editors() -> list[Any]:
     return spaces
 
 
-def _open_image_editor() -> list[Any]:
-    """Turn the largest non-Properties area into an Image Editor (as F11 would show a render)."""
-    areas = [
-        area
-        for window in bpy.context.window_manager.windows
-        for area in window.screen.areas
-        if area.type not in {"PROPERTIES", "OUTLINER"}
-    ]
-    if not areas:
+def _new_window_area(kind: str) -> list[Any]:
+    """A new window whose editor is `kind`, as Blender shows a render: the artist's layout
+    stays as it is. The bpy module has no windows to open: then nothing is returned."""
+    wm = bpy.context.window_manager
+    if not wm.windows:
         return []
-    area = max(areas, key=lambda a: a.width * a.height)
-    area.type = "IMAGE_EDITOR"
-    return [area.spaces.active]
+    before = set(wm.windows[:])
+    with bpy.context.temp_override(window=wm.windows[0]):
+        bpy.ops.wm.window_new()
+    new = [w for w in wm.windows if w not in before]
+    if not new:
+        return []
+    area = max(new[0].screen.areas, key=lambda a: a.width * a.height)
+    area.type = kind
+    return [area]
 
 
 def redraw() -> None:
@@ -220,20 +249,31 @@ def redraw() -> None:
 
 def forget() -> None:
     _logs.clear()
+    _people.clear()
+    _folders.clear()
     _frames.clear()
     _clock.clear()
 
 
 def fill_log_text(job_id: str) -> bpy.types.Text:
-    """The full log in a Text data-block `Cloud Render: <job>`, shown in an open Text Editor."""
+    """The full log in a Text data-block `Cloud Render: <job>`, shown in a Text Editor (a new
+    window when none is open), plain text: no Python highlighting."""
     name = image_name(job_id)
     text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
     text.clear()
     text.write("\n".join(log_lines(job_id)) + "\n")
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "TEXT_EDITOR":
-                area.spaces.active.text = text
+    areas = [
+        area
+        for window in bpy.context.window_manager.windows
+        for area in window.screen.areas
+        if area.type == "TEXT_EDITOR"
+    ] or _new_window_area("TEXT_EDITOR")
+    for area in areas:
+        space = area.spaces.active
+        space.text = text
+        space.show_syntax_highlight = False
+        space.show_word_wrap = True
+        space.top = max(0, len(text.lines) - 40)  # the end of the log, where the news is
     return text
 
 

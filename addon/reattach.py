@@ -53,7 +53,9 @@ def on_save_post(*_args: object) -> None:
 
 def register() -> None:
     global _open_file
-    _open_file = bpy.data.filepath
+    # Blender enables add-ons at startup with bpy.data restricted (no filepath yet); the
+    # load_post handler sets the file once one is open.
+    _open_file = getattr(bpy.data, "filepath", "")
     if on_load_post not in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.append(on_load_post)
     if on_save_post not in bpy.app.handlers.save_post:

@@ -35,6 +35,36 @@ REGIONS = [
 ]
 
 
+def scene_samples(scene: bpy.types.Scene) -> int:
+    cycles = getattr(scene, "cycles", None)
+    if scene.render.engine == "CYCLES" and cycles is not None:
+        return int(cycles.samples)
+    return int(getattr(getattr(scene, "eevee", None), "taa_render_samples", 0) or 64)
+
+
+def _get_use_samples(self: bpy.types.PropertyGroup) -> bool:
+    return bool(self.samples > 0)  # type: ignore[attr-defined]
+
+
+def _set_use_samples(self: bpy.types.PropertyGroup, on: bool) -> None:
+    """Ticked: start from the scene's own samples; unticked: 0, "keep the scene's"."""
+    if not on:
+        self.samples = 0  # type: ignore[attr-defined]
+    elif not self.samples:  # type: ignore[attr-defined]
+        self.samples = max(1, scene_samples(self.id_data))  # type: ignore[attr-defined]
+
+
+def _get_use_resolution(self: bpy.types.PropertyGroup) -> bool:
+    return bool(self.resolution_percentage > 0)  # type: ignore[attr-defined]
+
+
+def _set_use_resolution(self: bpy.types.PropertyGroup, on: bool) -> None:
+    if not on:
+        self.resolution_percentage = 0  # type: ignore[attr-defined]
+    elif not self.resolution_percentage:  # type: ignore[attr-defined]
+        self.resolution_percentage = self.id_data.render.resolution_percentage or 100  # type: ignore[attr-defined]
+
+
 class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     """What to render and how much it may cost. Travels with the .blend."""
 
@@ -59,6 +89,20 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     )
     resolution_percentage: IntProperty(  # type: ignore[valid-type]
         name="Resolution %", description="0 keeps the scene's", default=0, min=0, max=400
+    )
+    # Overrides drawn as overrides: a tick box over the 0-means-the-scene's values above
+    # (stored nowhere: they read and write samples / resolution_percentage).
+    use_samples: BoolProperty(  # type: ignore[valid-type]
+        name="Override Samples",
+        description="Render with other samples than the scene's (unticked: the scene's own)",
+        get=_get_use_samples,
+        set=_set_use_samples,
+    )
+    use_resolution: BoolProperty(  # type: ignore[valid-type]
+        name="Override Resolution %",
+        description="Render at another resolution % than the scene's (unticked: the scene's own)",
+        get=_get_use_resolution,
+        set=_set_use_resolution,
     )
     file_format: EnumProperty(  # type: ignore[valid-type]
         name="Format",

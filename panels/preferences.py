@@ -13,6 +13,7 @@ from bpy.props import (
 from ..addon import account, job_view
 from ..addon.ids import ADDON_ID
 from ..addon.settings import REGIONS
+from . import text_wrap
 
 
 class CloudRenderPreferences(bpy.types.AddonPreferences):
@@ -58,7 +59,7 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
             box = layout.box()
             box.label(text="Online access is off, so Cloud Render makes no network request.", icon="ERROR")
             box.label(text="Turn it on in Preferences > System > Network > Allow Online Access.")
-        layout.prop(self, "credential_source", expand=True)
+        layout.row().prop(self, "credential_source", expand=True)  # side by side, not a tall list
         if self.credential_source == "PROFILE":
             layout.prop(self, "profile")
         else:
@@ -76,12 +77,12 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         if summary:
             box = layout.box()
             for line in summary.splitlines():
-                box.label(text=line, icon="CHECKMARK" if line == "Ready to render" else "NONE")
+                text_wrap.labels(box, context, line, icon="CHECKMARK" if line == "Ready to render" else "NONE")
             if "quota" in summary.lower() and "Ready to render" not in summary:
                 box.operator("cloud_render.request_quota", icon="PLUS")
         status = job_view.view().account_status
         if status:
-            layout.label(text=status)
+            text_wrap.labels(layout, context, status)
         box = layout.box()
         box.label(text="No keys yet? In the AWS console:")
         box.label(text="1. IAM > Users > Create user (never use the account's root keys).")

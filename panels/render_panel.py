@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 
 from ..addon import job_view, jobs_list, prices, submit
+from ..addon.settings import scene_samples
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.records import FINAL_STAGES
+from . import text_wrap
+
+STATE_ICONS = {"Done": "CHECKMARK", "Failed": "ERROR", "Capped": "ERROR", "Interrupted": "ERROR"}
 
 
 def _elapsed(job_id: str) -> str:
@@ -32,7 +38,7 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row.enabled = not blockers
         row.operator("cloud_render.render", icon="RENDER_ANIMATION")
         for reason in blockers:
-            layout.label(text=reason, icon="INFO")
+            text_wrap.labels(layout, context, reason, icon="INFO")
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
@@ -40,12 +46,29 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         if estimate:
             box = layout.box()
             for line in estimate.splitlines():
-                box.label(text=line)
+                text_wrap.labels(box, context, line)
         findings = job_view.view().findings
         if findings:
             box = layout.box()
             for line in findings.splitlines():
-                box.label(text=line, icon="ERROR" if line.startswith("BLOCK") else "QUESTION")
+                text_wrap.labels(box, context, line, icon="ERROR" if line.startswith("BLOCK") else "QUESTION")
+
+
+def _form_column(layout: bpy.types.UILayout) -> bpy.types.UILayout:
+    """The value column of a property-split form, for text that belongs beside the fields."""
+    split = layout.split(factor=0.4)
+    split.label(text="")
+    return split.column()
+
+
+def _override(layout: bpy.types.UILayout, settings: Any, toggle: str, value: str, scene_text: str) -> None:
+    """An override that reads as one: a checkbox, and the value only when it overrides."""
+    row = layout.row(heading=settings.bl_rna.properties[value].name)
+    row.prop(settings, toggle, text="")
+    if getattr(settings, toggle):
+        row.prop(settings, value, text="")
+    else:
+        row.label(text=scene_text)
 
 
 class CLOUDRENDER_PT_settings(bpy.types.Panel):
@@ -66,21 +89,29 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         try:
             price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
             info = machine_facts.instance(settings.instance_type, prices.catalog())
-            layout.label(text=machine_facts.label(info, settings.region, price.usd))
-            layout.label(text=price.words())
+            facts = _form_column(layout)
+            text_wrap.labels(facts, context, machine_facts.label(info, settings.region, price.usd))
+            text_wrap.labels(facts, context, price.words())
         except CloudError as error:
-            layout.label(text=error.message, icon="ERROR")
+            text_wrap.labels(layout, context, error.message, icon="ERROR")
         layout.prop(settings, "use_spot")
         layout.prop(settings, "use_custom_frames")
         if settings.use_custom_frames:
             layout.prop(settings, "frame_list")
         layout.prop(settings, "frame_order")
         layout.prop(settings, "quote_first")
-        layout.prop(settings, "samples")
-        layout.prop(settings, "resolution_percentage")
+        _override(layout, settings, "use_samples", "samples", f"Scene's: {scene_samples(context.scene)}")
+        _override(
+            layout,
+            settings,
+            "use_resolution",
+            "resolution_percentage",
+            f"Scene's: {context.scene.render.resolution_percentage}%",
+        )
         layout.prop(settings, "file_format")
         layout.prop(settings, "output_dir")
-        col = layout.column(heading="Hard Caps")
+        _form_column(layout).label(text="Hard Caps: the machine stops at either", icon="LOCKED")
+        col = layout.column(align=True)
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
 
@@ -94,6 +125,53 @@ class CLOUDRENDER_MT_instance_types(bpy.types.Menu):
         settings = bpy.context.scene.cloud_render
         for name, text in prices.menu(settings.region, settings.use_spot):
             self.layout.operator("cloud_render.set_instance_type", text=text).instance_type = name
+
+
+def _cost(usd: float) -> str:
+    return "under $0.01" if 0 < usd < 0.005 else f"${usd:.2f}"
+
+
+def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
+    """While the job runs: progress, the frame and sample on the machine, time and cost."""
+    v = view
+    state = v.state
+    staging = state in {"Packing", "Uploading"}
+    total = max(v.frames_total, 1)
+    layout.progress(
+        factor=v.progress if staging else v.frames_done / total,
+        type="BAR",
+        text=f"{state} {v.progress * 100:.0f}%" if staging else f"{v.frames_done}/{v.frames_total} frames",
+    )
+    grid = layout.grid_flow(columns=2, even_columns=True)
+    if v.current_frame:
+        grid.label(
+            text=f"Frame {v.current_frame}"
+            + (f", sample {v.sample}/{v.samples_total}" if v.samples_total else "")
+        )
+    grid.label(text=f"Elapsed {_elapsed(v.job_id)}")
+    grid.label(text=f"Cost so far {_cost(v.cost_so_far)}")
+    if v.projected_cost:
+        grid.label(text=f"Projected {_cost(v.projected_cost)}")
+    if v.seconds_per_frame:
+        grid.label(text=f"{v.seconds_per_frame:.1f} s/frame")
+    if v.device:
+        grid.label(text=f"Device {v.device}")
+
+
+def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any) -> None:
+    """When the job has ended: the frames, where they are, what it cost, and the buttons."""
+    v = view
+    box = layout.box()
+    box.label(
+        text=f"{v.frames_done}/{v.frames_total} frames in {_elapsed(v.job_id)}, cost {_cost(v.cost_so_far)}",
+        icon="RENDER_RESULT",
+    )
+    folder = job_view.output_folder(v.job_id)
+    if folder:
+        text_wrap.labels(box, context, folder, icon="FILE_FOLDER")
+    row = box.row()
+    row.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = v.job_id
+    row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = v.job_id
 
 
 class CLOUDRENDER_PT_job(bpy.types.Panel):
@@ -111,43 +189,31 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         layout = self.layout
         view = job_view.view()
         final = view.state in {s.value for s in FINAL_STAGES}
-        header = layout.row()
-        header.label(
-            text=f"{view.state}: {view.message}", icon="CHECKMARK" if view.state == "Done" else "TIME"
+        message = view.message
+        if view.state == "Rendering" and not message and view.current_frame:
+            message = f"frame {view.current_frame}"
+        text_wrap.labels(
+            layout,
+            context,
+            f"{view.state}: {message}" if message else view.state,
+            icon=STATE_ICONS.get(view.state, "CANCEL" if final else "TIME"),
         )
         if view.action:
-            layout.label(text=view.action, icon="INFO")
+            text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS")
-        if not final:
-            total = max(view.frames_total, 1)
-            layout.progress(
-                factor=view.progress if view.state in {"Packing", "Uploading"} else view.frames_done / total,
-                type="BAR",
-                text=f"{view.state} {view.progress * 100:.0f}%"
-                if view.state in {"Packing", "Uploading"}
-                else f"{view.frames_done}/{view.frames_total} frames",
-            )
-        grid = layout.grid_flow(columns=2, even_columns=True)
-        grid.label(
-            text=f"Frame {view.current_frame}"
-            + (f"  sample {view.sample}/{view.samples_total}" if view.samples_total else "")
-        )
-        grid.label(text=f"Frames {view.frames_done}/{view.frames_total}")
-        grid.label(text=f"Elapsed {_elapsed(view.job_id)}")
-        grid.label(text=f"Cost so far ${view.cost_so_far:.2f}")
-        if view.projected_cost:
-            grid.label(text=f"Projected ${view.projected_cost:.2f}")
-        if view.device:
-            grid.label(text=f"Device {view.device}")
-        if view.seconds_per_frame:
-            grid.label(text=f"{view.seconds_per_frame:.1f} s/frame")
-        log = layout.box()
-        for line in view.log_tail.splitlines()[-job_view.PANEL_LOG_LINES :]:
-            log.label(text=line)
+        if final:
+            _draw_result(layout, context, view)
+        else:
+            _draw_live(layout, view)
+        if view.log_tail:
+            log = layout.box().column(align=True)
+            for line in view.log_tail.splitlines()[-job_view.PANEL_LOG_LINES :]:
+                text_wrap.labels(log, context, line)
         row = layout.row()
         row.operator("cloud_render.open_log", icon="TEXT").job_id = view.job_id
-        row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = view.job_id
+        if not final:
+            row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = view.job_id
         if view.state == "Waiting for you":
             row = layout.row()
             row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
@@ -200,6 +266,12 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
+
+
+def draw_render_menu(self: Any, context: bpy.types.Context) -> None:
+    """Render > Render in Cloud, beside Render Animation: where artists look first."""
+    self.layout.separator()
+    self.layout.operator("cloud_render.render", icon="RENDER_ANIMATION")
 
 
 classes = (

@@ -151,13 +151,21 @@ def estimate_for(
     )
 
 
+# Jobs within this factor of the quickest count as equally fast (estimates are +-50% anyway).
+SAME_SPEED = 1.1
+
+
 def mark(estimates: list[Estimate]) -> list[Estimate]:
     """Sort by job cost and flag the cheapest and the fastest (ties: the first one)."""
     if not estimates:
         return []
     ordered = sorted(estimates, key=lambda e: (e.total_cost, e.total_seconds))
     cheapest = ordered[0].instance_type
-    fastest = min(ordered, key=lambda e: (e.total_seconds, e.total_cost)).instance_type
+    quickest = min(ordered, key=lambda e: (e.total_seconds, e.total_cost))
+    # A job that boot and per-frame overhead dominate takes about as long on any machine: then
+    # the cheapest is as fast as any, and a machine many times the price is not "fastest".
+    as_fast = [e for e in ordered if e.total_seconds <= quickest.total_seconds * SAME_SPEED]
+    fastest = as_fast[0].instance_type  # ordered by cost: the cheapest of the quickest
     return [
         replace(e, cheapest=e.instance_type == cheapest, fastest=e.instance_type == fastest) for e in ordered
     ]

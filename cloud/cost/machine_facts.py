@@ -165,6 +165,10 @@ def job_estimate_text(price: HourlyPrice, frames: int, max_hours: float) -> str:
     )
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
+
+
 def estimate_lines(estimates: list[Estimate], chosen: str, limit: int = 6) -> list[str]:
     """The chosen type first, then the cheapest and fastest few, each with its range."""
 
@@ -179,9 +183,11 @@ def estimate_lines(estimates: list[Estimate], chosen: str, limit: int = 6) -> li
             if on
         ]
         tag = f" [{', '.join(marks)}]" if marks else ""
+        # Price and time first: a narrow panel wraps the rest, never these.
         return (
-            f"{e.instance_type}: ~{e.seconds_per_frame:.0f} s/frame, ${e.total_cost:.2f} for the job "
-            f"(${e.low.total_cost:.2f}-${e.high.total_cost:.2f}, {e.total_seconds / 3600:.1f} h){tag}"
+            f"${e.total_cost:.2f}, {_duration(e.total_seconds)}: {e.instance_type}{tag}, "
+            f"~{e.seconds_per_frame:.{0 if e.seconds_per_frame >= 10 else 1}f} s/frame "
+            f"(${e.low.total_cost:.2f}-${e.high.total_cost:.2f})"
         )
 
     ordered = sorted(

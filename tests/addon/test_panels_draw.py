@@ -145,3 +145,72 @@ def test_online_access_off_is_explained_in_preferences(module):
     finally:
         bpy.context.preferences.system.use_online_access = True
     assert any("Allow Online Access" in text for text in labels)
+
+
+def test_done_says_frames_folder_cost_with_open_folder_and_show_frames(module):
+    view = module.addon.job_view.view()
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "Done", "6 frames rendered."
+    view.frames_total = view.frames_done = 6
+    view.cost_so_far, view.current_frame, view.action = 0.001, 0, ""
+    view.log_tail = ""
+    labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert "Done: 6 frames rendered." in labels
+    assert any(text.startswith("6/6 frames in ") and text.endswith("cost under $0.01") for text in labels)
+    assert not any(text.startswith("Frame ") for text in labels)  # no stale "Frame 0" once done
+    assert {"cloud_render.open_folder", "cloud_render.show_frames", "cloud_render.open_log"} <= set(operators)
+    assert "cloud_render.cancel" not in operators
+
+
+def test_long_lines_wrap_to_the_default_editor_width(module):
+    text_wrap = module.panels.text_wrap
+    view = module.addon.job_view.view()
+    line = "$0.02, 1 min: c5.2xlarge [chosen], ~3.0 s/frame ($0.01-$0.05) " * 2
+    view.estimate = line.strip()
+    view.findings = "WARN: The output path /tmp/ is a folder on this computer; frames go to the job folder."
+    try:
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_main)
+    finally:
+        view.estimate = view.findings = ""
+    widest = int((text_wrap.DEFAULT_WIDTH_PX - text_wrap.MARGIN_PX) / text_wrap.CHAR_PX)
+    assert all(len(text) <= widest for text in labels)
+    assert " ".join(labels).count("$0.02, 1 min") == 2  # every price survives
+
+
+def test_overrides_read_as_overrides(module):
+    settings = bpy.context.scene.cloud_render
+    settings.samples, settings.resolution_percentage = 0, 0
+    labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_settings)
+    assert f"Scene's: {bpy.context.scene.cycles.samples}" in labels
+    assert f"Scene's: {bpy.context.scene.render.resolution_percentage}%" in labels
+    assert any(text.startswith("Hard Caps") for text in labels)
+    settings.use_samples = True  # the tick box starts from the scene's own value
+    assert settings.samples == bpy.context.scene.cycles.samples
+    settings.use_samples = False
+    assert settings.samples == 0
+
+
+def test_render_in_cloud_is_in_the_render_menu(module):
+    _labels, operators = draw(SimpleNamespace(draw=module.panels.render_panel.draw_render_menu))
+    assert operators == ["cloud_render.render"]
+    assert module.panels.render_panel.draw_render_menu in bpy.types.TOPBAR_MT_render.draw._draw_funcs
+
+
+def test_the_panel_log_is_for_people(module):
+    job_view = module.addon.job_view
+    view = job_view.view()
+    view.job_id = "20261125-000000-abcdef"
+    event = module.cloud.job.events.LogLines(
+        view.job_id,
+        (
+            "Fra:1 Mem:12.00M | Sample 3/8",
+            '{"state": "rendering"}',
+            "Saved: '/tmp/out/frame_0001.png'",
+            "[cloud-render] Machine i-0abc requested (on-demand).",
+        ),
+    )
+    job_view.apply_event(event)
+    assert view.log_tail.splitlines() == [
+        "Saved: '/tmp/out/frame_0001.png'",
+        "Machine i-0abc requested (on-demand).",
+    ]
+    assert len(job_view.log_lines(view.job_id)) == 4  # the full log keeps everything

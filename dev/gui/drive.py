@@ -1,0 +1,431 @@
+"""Runs inside the real Blender GUI (Debian's 4.3.2 under Xvfb): an artist's session, staged.
+
+`blender --python drive.py` with GUI_WORK=<folder with emulator.json and tarball/>. One
+`bpy.app.timers` state machine walks the states an artist meets (preferences, the panel, Check
+Scene, Estimate, the confirmation, a job from Packing to Done, the frames, the full log) and
+takes an X screenshot of each with ImageMagick's `import` (`bpy.ops.screen.screenshot` saves
+black images under Xvfb). At the end it writes result.json with what the click-through checks:
+the Image Editor shows the job's sequence and the panel says Done with the frame count.
+Timers, not waits: Blender's loop must keep drawing between stages.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import bpy
+
+WORK = Path(os.environ["GUI_WORK"])
+SHOTS = WORK / "shots"
+MODE = os.environ.get("GUI_MODE", "test")  # "test": the click-through; "shots": every state
+MOD = "bl_ext.user_default.cloud_render"
+EMU = json.loads((WORK / "emulator.json").read_text())
+KEY_ID = "AKIAEMULATEDTEST0001"  # valid only for the emulator
+SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
+INSTANCE_TYPE = "c5.2xlarge"  # the simulator's machines render on the CPU
+FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+S = {"t0": time.monotonic(), "job": "", "seen": set(), "deadline": 0.0, "result": {}, "n": 0}
+
+
+def log(*args):
+    print(f"[drive {time.monotonic() - S['t0']:6.1f}s]", *args, flush=True)
+
+
+def mod():
+    return sys.modules[MOD]
+
+
+def view():
+    return mod().addon.job_view.view()
+
+
+def win():
+    return bpy.context.window_manager.windows[0]
+
+
+def props_area():
+    areas = [a for a in win().screen.areas if a.type == "PROPERTIES"]
+    return min(areas, key=lambda a: a.width) if areas else None
+
+
+def region_of(area, kind="WINDOW"):
+    return next(r for r in area.regions if r.type == kind)
+
+
+def redraw_all():
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            area.tag_redraw()
+
+
+def shot(label, area=None, box=None):
+    """Screenshot of the X screen, cropped to an area (or box x, y, w, h) when given."""
+    S["n"] += 1
+    path = SHOTS / f"{S['n']:02d}_{label}.png"
+    subprocess.run(["import", "-window", "root", str(path)], check=False)
+    if area is not None:
+        box = (area.x, win().height - area.y - area.height, area.width, area.height)
+    if box is not None:
+        x, y, w, h = box
+        subprocess.run(["convert", str(path), "-crop", f"{w}x{h}+{x}+{y}", "+repage", str(path)], check=False)
+    log("shot", path.name)
+
+
+def scroll(area, down=True, pages=12):
+    with bpy.context.temp_override(window=win(), area=area, region=region_of(area)):
+        for _ in range(pages):
+            (bpy.ops.view2d.scroll_down if down else bpy.ops.view2d.scroll_up)(page=True)
+    area.tag_redraw()
+
+
+def focus_main():
+    """No window manager under Xvfb: give the keyboard back to the main window."""
+    subprocess.run(
+        "xdotool search --onlyvisible --name 'Blender' | head -1 | xargs -r -I{} xdotool windowfocus {}",
+        shell=True,
+        check=False,
+    )
+
+
+def in_props(op, *args, **kwargs):
+    area = props_area()
+    with bpy.context.temp_override(window=win(), area=area, region=region_of(area)):
+        return op(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------ stages
+# Each stage returns seconds until the next one, or ("again", seconds) to run again.
+
+
+def st_prefs_open():
+    log("Blender", bpy.app.version_string, "Python", sys.version.split()[0], "online", bpy.app.online_access)
+    prefs = bpy.context.preferences.addons[MOD].preferences
+    prefs.credential_source = "KEYS"
+    prefs.endpoint_url = EMU["s3"]
+    prefs.default_region = "us-east-1"
+    bpy.context.preferences.active_section = "ADDONS"
+    bpy.context.window_manager.addon_search = "Cloud Render"
+    with bpy.context.temp_override(window=win()):
+        bpy.ops.screen.userpref_show(section="ADDONS")
+    return 3.0
+
+
+def st_prefs_expand():
+    bpy.ops.preferences.addon_expand(module=MOD)
+    subprocess.run(
+        "xdotool search --name '^Preferences$' | head -1 | "
+        "xargs -r -I{} sh -c 'xdotool windowmove {} 0 0; xdotool windowsize {} 900 1000'",
+        shell=True,
+        check=False,
+    )
+    redraw_all()
+    return 4.0
+
+
+def st_prefs_no_keys():
+    shot("prefs_no_keys", box=(0, 0, 900, 1000))
+    log(
+        "save_keys",
+        bpy.ops.cloud_render.save_keys("EXEC_DEFAULT", access_key_id=KEY_ID, secret_access_key=SECRET),
+    )
+    log("test_connection", bpy.ops.cloud_render.test_connection())
+    S["deadline"] = time.monotonic() + 60
+    return 2.0
+
+
+def st_prefs_connected():
+    if not view().account_status and time.monotonic() < S["deadline"]:
+        return ("again", 1.0)
+    log("account status:", view().account_status)
+    redraw_all()
+    return 1.0
+
+
+def st_prefs_connected_shot():
+    shot("prefs_connected", box=(0, 0, 900, 1000))
+    log("setup", bpy.ops.cloud_render.setup())
+    S["deadline"] = time.monotonic() + 90
+    return 2.0
+
+
+def st_prefs_setup():
+    if not view().setup_summary and time.monotonic() < S["deadline"]:
+        return ("again", 1.0)
+    log("setup summary:", view().setup_summary.replace("\n", " | "))
+    redraw_all()
+    return 1.0
+
+
+def st_prefs_setup_shot():
+    shot("prefs_after_set_up", box=(0, 0, 900, 1000))
+    for window in list(bpy.context.window_manager.windows)[1:]:
+        with bpy.context.temp_override(window=window):
+            bpy.ops.wm.window_close()
+    return 2.0
+
+
+def st_scene():
+    """A small animated scene, saved: Cycles CPU, 6 frames, 64x36, 4 samples."""
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 4
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y = 64, 36
+    scene.render.resolution_percentage = 100
+    scene.frame_start, scene.frame_end = 1, 6
+    scene.render.image_settings.file_format = "PNG"
+    cube = bpy.data.objects.get("Cube")
+    if cube is not None:
+        cube.rotation_euler = (0.3, 0.2, 0.0)
+        cube.keyframe_insert("rotation_euler", frame=1)
+        cube.rotation_euler = (0.3, 0.2, 1.2)
+        cube.keyframe_insert("rotation_euler", frame=6)
+    project = WORK / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    with bpy.context.temp_override(window=win()):
+        bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
+    bpy.ops.cloud_render.set_instance_type(instance_type=INSTANCE_TYPE)
+    with bpy.context.temp_override(window=win()):
+        bpy.ops.wm.save_mainfile()
+    # Harness step, not an artist's: what a real machine's first boot leaves behind, a Blender
+    # build in the bucket's cache (the simulated machine cannot download one).
+    manager = mod().addon.pump.manager()
+    settings = manager.settings_for()
+    bucket = manager.steps.ensure_bucket(settings, 14)
+    tarball = next((WORK / "tarball").glob("*.tar.xz"))
+    digest = (WORK / "tarball" / "sha256.txt").read_text().strip()
+    manager.steps.stage_blender(settings, bucket, bpy.app.version_string.split()[0], tarball, digest)
+    props_area().spaces.active.context = "OUTPUT"
+    focus_main()
+    redraw_all()
+    return 2.0
+
+
+def st_panel_ready():
+    scroll(props_area())
+    return 2.0
+
+
+def st_panel_ready_shot():
+    shot("panel_ready", props_area())
+    log("check_scene", in_props(bpy.ops.cloud_render.check_scene))
+    scroll(props_area())
+    return 2.0
+
+
+def st_check_scene_shot():
+    log("findings:", view().findings.replace("\n", " | "))
+    shot("panel_check_scene", props_area())
+    if MODE != "shots":
+        return 0.5
+    log("estimate", in_props(bpy.ops.cloud_render.estimate))
+    S["deadline"] = time.monotonic() + 300
+    return 3.0
+
+
+def st_estimate():
+    if MODE == "shots" and view().estimate.startswith("Rendering") and time.monotonic() < S["deadline"]:
+        return ("again", 2.0)
+    scroll(props_area())
+    return 2.0
+
+
+def st_estimate_shot():
+    if MODE == "shots":
+        log("estimate:", view().estimate.replace("\n", " | "))
+        shot("panel_estimate", props_area())
+        S["wide_label"] = "panel_estimate_wide"
+        return wide_open()
+    return 0.5
+
+
+def wide_open():
+    """Turn the 3D viewport into a second, wide Properties editor (Output tab next tick)."""
+    area = max(win().screen.areas, key=lambda a: a.width * a.height)
+    S["wide_area"], S["wide_was"] = area, area.type
+    area.type = "PROPERTIES"
+    redraw_all()
+    return 2.0
+
+
+def st_wide_context():
+    if "wide_area" in S:
+        S["wide_area"].spaces.active.context = "OUTPUT"
+        scroll(S["wide_area"])
+    return 2.0
+
+
+def st_wide_shot():
+    if "wide_area" in S:
+        area = S.pop("wide_area")
+        shot(S["wide_label"], area)
+        area.type = S["wide_was"]
+        redraw_all()
+    return 1.0
+
+
+def st_render_invoke():
+    area = props_area()
+    subprocess.run(
+        [
+            "xdotool",
+            "mousemove",
+            str(area.x + area.width // 2),
+            str(win().height - area.y - area.height // 2),
+        ],
+        check=False,
+    )
+    log("render INVOKE_DEFAULT", in_props(bpy.ops.cloud_render.render, "INVOKE_DEFAULT"))
+    return 2.0
+
+
+def st_render_confirm():
+    shot("confirmation")
+    subprocess.Popen(["xdotool", "key", "Return"])  # accept, as the artist presses Render
+    return 3.0
+
+
+def st_render_started():
+    S["job"] = view().job_id
+    S["result"]["confirmed_by_return"] = bool(S["job"])
+    if not S["job"]:
+        log("Return did not reach the dialog: confirming through EXEC_DEFAULT")
+        log("render", in_props(bpy.ops.cloud_render.render, "EXEC_DEFAULT"))
+        S["job"] = view().job_id
+    subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
+    log("job", S["job"])
+    S["deadline"] = time.monotonic() + 600
+    return 0.5
+
+
+def st_watch():
+    v = view()
+    key = v.state + ("+frame" if v.state == "Rendering" and v.frames_done else "")
+    if key not in S["seen"] and v.state:
+        S["seen"].add(key)
+        log("STATE", v.state, "|", v.message, "|", v.action, "| frame", v.current_frame, v.frames_done)
+        scroll(props_area())
+        S["pending"] = key
+        return ("again", 0.7)
+    if S.pop("pending", None):
+        shot("job_" + key.lower().replace(" ", "_").replace("+", "_"), props_area())
+    if v.state in FINAL or time.monotonic() > S["deadline"]:
+        return 1.0
+    return ("again", 0.5)
+
+
+def st_done_wide():
+    scroll(props_area())
+    S["wide_label"] = "job_done_wide"
+    return wide_open() if MODE == "shots" else 1.0
+
+
+def st_show_frames():
+    log("show_frames", in_props(bpy.ops.cloud_render.show_frames, job_id=S["job"]))
+    return 3.0
+
+
+def st_frames_shot():
+    job_view = mod().addon.job_view
+    name = job_view.image_name(S["job"])
+    shown = [
+        (area.spaces.active.image.name, area.spaces.active.image.source)
+        for window in bpy.context.window_manager.windows
+        for area in window.screen.areas
+        if area.type == "IMAGE_EDITOR" and area.spaces.active.image
+    ]
+    image = bpy.data.images.get(name)
+    v = view()
+    S["result"].update(
+        job=S["job"],
+        state=v.state,
+        message=v.message,
+        frames_done=v.frames_done,
+        frames_total=v.frames_total,
+        image_editors=shown,
+        image_name=name,
+        image_frames=int(image.get("cloud_render_frames", 0)) if image else 0,
+        windows=len(bpy.context.window_manager.windows),
+    )
+    shot("frames_in_image_editor")
+    return 1.0
+
+
+def st_open_log():
+    log("open_log", in_props(bpy.ops.cloud_render.open_log, job_id=S["job"]))
+    return 3.0
+
+
+def st_log_shot():
+    texts = [
+        (area.spaces.active.text.name if area.spaces.active.text else "")
+        for window in bpy.context.window_manager.windows
+        for area in window.screen.areas
+        if area.type == "TEXT_EDITOR"
+    ]
+    S["result"]["text_editors"] = texts
+    shot("full_log")
+    return 1.0
+
+
+def st_quit():
+    (WORK / "result.json").write_text(json.dumps(S["result"], indent=1))
+    log("result", json.dumps(S["result"]))
+    bpy.ops.wm.quit_blender()
+    return None
+
+
+STAGES = [
+    st_prefs_open,
+    st_prefs_expand,
+    st_prefs_no_keys,
+    st_prefs_connected,
+    st_prefs_connected_shot,
+    st_prefs_setup,
+    st_prefs_setup_shot,
+    st_scene,
+    st_panel_ready,
+    st_panel_ready_shot,
+    st_check_scene_shot,
+    st_estimate,
+    st_estimate_shot,
+    st_wide_context,
+    st_wide_shot,
+    st_render_invoke,
+    st_render_confirm,
+    st_render_started,
+    st_watch,
+    st_done_wide,
+    st_wide_context,
+    st_wide_shot,
+    st_show_frames,
+    st_frames_shot,
+    st_open_log,
+    st_log_shot,
+    st_quit,
+]
+S["stage"] = 0
+
+
+def tick():
+    stage = STAGES[S["stage"]]
+    try:
+        wait = stage()
+    except Exception:
+        log("EXCEPTION in", stage.__name__)
+        traceback.print_exc()
+        S["result"].setdefault("errors", []).append(stage.__name__)
+        wait = 1.0
+    if isinstance(wait, tuple):
+        return wait[1]
+    S["stage"] += 1
+    return wait
+
+
+bpy.app.timers.register(tick, first_interval=float(os.environ.get("FIRST_WAIT", "12")), persistent=True)
+log("timer registered; mode", MODE)

@@ -1,0 +1,183 @@
+"""`make test-gui` and `make screenshots`: the add-on in a real Blender window.
+
+On this computer: build the extension, build (once) the trixie chroot with Debian's Blender
+4.3.2 (`build_chroot.sh`), install the zip in it as "Install from Disk" does, start the
+emulated AWS account and the instance simulator, then run the real GUI under Xvfb inside the
+chroot with `drive.py`. The chroot shares this computer's network, so the GUI Blender reaches
+the emulator on 127.0.0.1.
+
+    run.py test    the click-through: Render in Cloud, confirmed, followed to Done; checks the
+                   Image Editor shows the sequence, the panel says Done with the frame count,
+                   and Blender's console holds no Python traceback
+    run.py shots   the same session with every state shot, PNGs into docs/screenshots/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout
+
+CACHE = Path(os.environ.get("CLOUD_RENDER_GUI_CACHE", Path.home() / ".cache" / "cloud-render-gui"))
+CHROOT = CACHE / "chroot"
+INSIDE = "/opt/cloud-render-gui"  # the work folder, as the chroot sees it
+WORK = CHROOT / INSIDE.lstrip("/")
+SHOT_DIR = ROOT / "docs" / "screenshots"
+GUI_TIMEOUT_S = 900
+BLENDER_VERSION = "4.3.2"  # Debian trixie's Blender: the version the GUI asks the machine for
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulatedSecretKeyForTestsOnly0123456789ab")
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
+def say(text: str) -> None:
+    print(f"[gui] {text}", flush=True)
+
+
+def loud(text: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\n{text}\n{bar}\n", file=sys.stderr, flush=True)
+
+
+def in_chroot(*args: str, env: dict[str, str] | None = None, timeout: float | None = None) -> int:
+    base = {"HOME": "/root", "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    command = ["chroot", str(CHROOT), "env", "-i", *(f"{k}={v}" for k, v in {**base, **(env or {})}.items())]
+    return subprocess.run([*command, *args], timeout=timeout, check=False).returncode
+
+
+def prepare_chroot() -> bool:
+    code = subprocess.run([str(HERE / "build_chroot.sh")], check=False).returncode
+    if code != 0:
+        return False
+    return subprocess.run([str(HERE / "chroot_mounts.sh"), "up"], check=False).returncode == 0
+
+
+def install_extension() -> None:
+    from dev.build import build, run_cli, zip_for_this_platform
+
+    source = os.environ.get("CLOUD_RENDER_GUI_SOURCE")  # another tree to build, e.g. a clean export
+    if source:
+        out = CACHE / "dist"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        run_cli("build", "--source-dir", source, "--output-dir", str(out), "--split-platforms")
+        zip_path = zip_for_this_platform(sorted(out.glob("cloud_render-*.zip")))
+    else:
+        zip_path = zip_for_this_platform(build(CACHE / "dist"))
+    shutil.rmtree(WORK, ignore_errors=True)
+    (WORK / "tarball").mkdir(parents=True)
+    shutil.copy2(zip_path, WORK / "cloud_render.zip")
+    shutil.copy2(HERE / "drive.py", WORK / "drive.py")
+    shutil.copy2(HERE / "in_chroot.sh", WORK / "in_chroot.sh")
+    shutil.rmtree(CHROOT / "root" / ".config" / "blender", ignore_errors=True)  # a fresh user
+    code = in_chroot(
+        "blender", "--factory-startup", "--online-mode", "--command", "extension", "install-file",
+        "-r", "user_default", "-e", f"{INSIDE}/cloud_render.zip",
+    )  # fmt: skip
+    if code != 0:
+        raise SystemExit(f"installing {zip_path.name} into the chroot's Blender failed ({code})")
+    say(f"installed {zip_path.name} into Blender {BLENDER_VERSION} (chroot)")
+
+
+def run_gui(mode: str) -> dict:
+    from dev.emulator import emulated_account
+    from dev.simulator import InstanceSimulator, make_blender_tarball
+
+    _path, digest = make_blender_tarball(BLENDER_VERSION, WORK / "tarball")
+    (WORK / "tarball" / "sha256.txt").write_text(digest)
+    (WORK / "shots").mkdir()
+    with (
+        emulated_account(log_path=WORK / "moto.log") as account,
+        InstanceSimulator(account.url, work_root=Path(tempfile.mkdtemp(prefix="cloud-render-gui-sim-"))),
+    ):
+        (WORK / "emulator.json").write_text(json.dumps({"s3": account.url}))
+        endpoints = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
+        say(f"emulated account at {account.url}, simulator on; starting the GUI ({mode})")
+        started = time.monotonic()
+        env = {"GUI_WORK": INSIDE, "GUI_MODE": mode, **endpoints}
+        env.update({"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"})
+        code = in_chroot("bash", f"{INSIDE}/in_chroot.sh", str(GUI_TIMEOUT_S), env=env)
+        say(f"GUI session ended ({code}) after {time.monotonic() - started:.0f} s")
+    result_path = WORK / "result.json"
+    return json.loads(result_path.read_text()) if result_path.exists() else {}
+
+
+def problems(result: dict, console: str) -> list[str]:
+    found = []
+    if "Traceback (most recent call last)" in console:
+        found.append("Blender's console holds a Python traceback")
+    if not result:
+        found.append("the GUI session wrote no result")
+        return found
+    if result.get("errors"):
+        found.append(f"stages raised: {result['errors']}")
+    if result.get("state") != "Done":
+        found.append(f"the job ended {result.get('state')!r}: {result.get('message')!r}")
+    total = result.get("frames_total", 0)
+    if not total or result.get("frames_done") != total:
+        found.append(f"frames {result.get('frames_done')}/{total}")
+    if f"{total} frames" not in result.get("message", ""):
+        found.append(f"the panel does not say the frame count: {result.get('message')!r}")
+    if not any(
+        name == result.get("image_name") and source == "SEQUENCE"
+        for name, source in result.get("image_editors", [])
+    ):
+        found.append(f"no Image Editor shows the job's sequence: {result.get('image_editors')}")
+    if result.get("image_frames") != total:
+        found.append(f"the sequence holds {result.get('image_frames')} frames, not {total}")
+    return found
+
+
+def publish(shots: Path) -> None:
+    """Small PNGs into docs/screenshots/: full screens halved, 256 colours, no metadata."""
+    SHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for old in SHOT_DIR.glob("*.png"):
+        old.unlink()
+    for path in sorted(shots.glob("*.png")):
+        out = SHOT_DIR / path.name
+        subprocess.run(
+            ["convert", str(path), "-resize", "960x960>", "-strip", "-colors", "256", f"PNG8:{out}"],
+            check=True,
+        )
+    say(f"{len(list(SHOT_DIR.glob('*.png')))} screenshots in {SHOT_DIR.relative_to(ROOT)}")
+
+
+def main() -> int:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "test"
+    if not prepare_chroot():
+        loud(
+            "THE REAL-BLENDER GUI CHECK DID NOT RUN: the trixie chroot with Blender 4.3.2 could not be "
+            f"made or mounted at {CHROOT} (it needs root for debootstrap, chroot and mounts)."
+        )
+        return 1 if os.environ.get("CI") == "true" else 0
+    try:
+        install_extension()
+        result = run_gui("shots" if mode == "shots" else "test")
+    finally:
+        subprocess.run([str(HERE / "chroot_mounts.sh"), "down"], check=False)
+    console_path = WORK / "shots" / "blender_console.log"
+    console = console_path.read_text(errors="replace") if console_path.exists() else ""
+    found = problems(result, console)
+    if mode == "shots":
+        publish(WORK / "shots")
+    say(f"result: {json.dumps(result)}")
+    if found:
+        loud("GUI click-through FAILED:\n- " + "\n- ".join(found) + f"\nBlender's console: {console_path}")
+        return 1
+    say("GUI click-through passed: Done, frames in the Image Editor, no traceback")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
