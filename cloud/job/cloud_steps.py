@@ -27,6 +27,8 @@ from ..cost import caps
 from ..errors import CloudError
 from ..machine import WORKER_FILES, contract
 from ..pack import FRAMES_IMAGE_PREFIX
+from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
+from ..pack.hash_cache import HashCache
 from .records import JobRecord, JobRequest
 from .user_data import build_user_data
 
@@ -50,6 +52,29 @@ class PackedScene:
     files: dict[str, tuple[str, int]]
     root: Path | None  # None when reusing inputs already in the bucket (relaunch)
     missing: list[str] = field(default_factory=list)
+    # Where to read each file from: the artist's own file when packing did not change it.
+    sources: dict[str, Path] = field(default_factory=dict)
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # (size, mtime_ns) when hashed
+
+
+def _check_unchanged(packed: PackedScene) -> None:
+    """Files are uploaded from where they lie, not from a copy: one edited since it was hashed
+    must not reach the machine under its old hash (the machine would refuse it)."""
+    for rel, (size, mtime_ns) in packed.stamps.items():
+        source = packed.sources.get(rel)
+        if source is None:
+            continue
+        try:
+            now = source.stat()
+        except OSError:
+            now = None
+        if now is None or (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
+            raise CloudError(
+                f"{source.name} changed while the scene was being uploaded.",
+                "Render in Cloud again once it is saved; what was already uploaded is not sent twice.",
+                code="InputChanged",
+                detail=str(source),
+            )
 
 
 @dataclass
@@ -91,6 +116,7 @@ class CloudSteps:
             cancel,
             original=original,
             skip_images=(FRAMES_IMAGE_PREFIX,),  # earlier jobs' frames, loaded for viewing
+            hashes=self.hash_cache,
         )
         return PackedScene(
             blend_path=result.manifest.blend,
@@ -98,7 +124,15 @@ class CloudSteps:
             root=result.out_dir,
             missing=[f"{m.path} (used by {m.used_by}, looked in {m.looked_in})" for m in result.missing]
             + [f"{u.path} (could not be read: {u.reason})" for u in result.unreadable],
+            sources=result.sources,
+            stamps=result.stamps,
         )
+
+    @property
+    def hash_cache(self) -> HashCache:
+        """File hashes kept between submits (`<user folder>/state/`): a resubmit re-reads only
+        the files that changed."""
+        return HashCache(self.state_dir / storage.STATE_FOLDER / HASH_CACHE_FILE)
 
     def discard_pack(self, request: JobRequest) -> None:
         """Remove the scene copy and its pack (a copy of every texture) from the artist's disk.
@@ -145,14 +179,19 @@ class CloudSteps:
             (path, sha, size) for _name, path, sha, size in self.worker_files()
         ]
         if packed.root is not None:
-            triples += [(packed.root / rel, sha, size) for rel, (sha, size) in packed.files.items()]
+            triples += [
+                (packed.sources.get(rel, packed.root / rel), sha, size)
+                for rel, (sha, size) in packed.files.items()
+            ]
 
         def report(step: storage.UploadProgress) -> None:
             progress(
                 step.done, step.total or 1, f"Uploading {step.done / 1e6:.1f} of {step.total / 1e6:.1f} MB"
             )
 
+        _check_unchanged(packed)
         result = storage.upload_files(settings, bucket, triples, report, cancel)
+        _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
         return Sent(result.bytes_sent, len(result.uploaded), len(result.skipped))
 
     # --- launch -----------------------------------------------------------------------------
@@ -258,6 +297,23 @@ class CloudSteps:
     def launch(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
     ) -> Any:
+        user_data = self.boot_script(settings, record, request, packed)
+        return compute.launch(
+            settings,
+            job_id=record.job_id,
+            instance_type=record.instance_type,
+            user_data=user_data,
+            spot=record.spot,
+        )
+
+    def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
+        """Spec fields an engine adds (many machines: the claim links); none for one machine."""
+        return {}
+
+    def boot_script(
+        self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
+    ) -> str:
+        """Write the job spec and record to the bucket; return the boot script (EC2 user-data)."""
         bucket, job_id = record.bucket, record.job_id
         cap_s = caps.cap_seconds(record.max_cost, record.max_hours, record.price_per_hour, BOOT_OVERHEAD_S)
         expires = storage.presign_expiry(cap_s)
@@ -282,11 +338,13 @@ class CloudSteps:
             samples=request.samples,
             resolution_percentage=request.resolution_percentage,
             file_format=request.file_format,
+            movie_frames_format=request.movie_frames_format,
             max_seconds=cap_s,
             scout_frames=scout_frames(request.frames) if request.quote_first else [],
             go_url=presign_get(s3, bucket, contract.control_key(job_id, "go.json"), expires)
             if request.quote_first
             else "",
+            **self.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))
         worker_urls = {
@@ -300,9 +358,7 @@ class CloudSteps:
             log_post=post,
         )
         storage.put_json(settings, bucket, contract.record_key(job_id), _public_record(record))
-        return compute.launch(
-            settings, job_id=job_id, instance_type=record.instance_type, user_data=user_data, spot=record.spot
-        )
+        return user_data
 
     def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
         """Refuse before launching what AWS would refuse: a type not offered, a vCPU quota too low."""

@@ -4,8 +4,10 @@ There is no shared storage on the render machine, so unlike Blender's farm manag
 every dependency, absolute paths included, and rewrite every path in every .blend so that
 the pack renders from any directory. BAT reads the .blend files as data (no Blender needed),
 traces linked libraries recursively and rewrites paths in copies; this module decides where
-each file goes in the pack, copies and hashes it in one streaming pass, and returns the
-manifest that the content-addressed upload uses.
+each file goes in the pack and returns the manifest that the content-addressed upload uses.
+Only the .blend files whose paths BAT rewrote are written into the pack folder; every other
+file is hashed where it lies (a local hash cache skips unchanged ones) and only linked there,
+and `PackResult.sources` says where to upload each file from: no copy of the project per submit.
 
 `pack()` is blocking and thread-safe; call it from a worker thread, never Blender's main one.
 """
@@ -16,6 +18,7 @@ import glob
 import gzip
 import hashlib
 import logging
+import os
 import pathlib
 import shutil
 import threading
@@ -30,6 +33,7 @@ from blender_asset_tracer.pack import progress as batprogress
 from blender_asset_tracer.trace import blocks2assets, expanders, file2blocks, file_sequence, result
 
 from ..errors import Cancelled, CloudError
+from .hash_cache import HashCache
 
 CHUNK = 1 << 20
 EXTERNAL_DIR = "_external"  # where files from outside the project go inside the pack
@@ -123,6 +127,12 @@ class PackResult:
     absolute_outside_project: list[ExternalFile] = field(default_factory=list)
     unreadable: list[UnreadableFile] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # data-blocks whose files were left out on purpose
+    # Where each packed file's bytes lie, to upload from: the artist's own file when packing did
+    # not change it (the pack folder only links to it), the rewritten copy in the pack otherwise.
+    sources: dict[str, Path] = field(default_factory=dict)
+    # (size, mtime_ns) of each source outside the pack when it was hashed: the upload checks
+    # them again, so a file edited after packing is never sent under its old hash.
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def blend_path(self) -> Path:
@@ -473,9 +483,49 @@ def _hash_copy(
     return FileEntry(digest.hexdigest(), size)
 
 
+def _link(src: Path, dst: Path) -> None:
+    """Put `src` at `dst` without copying its bytes: a hard link (same disk), else a symbolic
+    link, else (neither allowed, as on a Windows drive without links) a copy.
+
+    Nothing writes into a pack after it is made, so a link never changes the artist's file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return
+    except OSError:
+        pass
+    try:
+        os.symlink(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _place_unchanged(
+    src: Path, dst: Path, hashes: HashCache, cancel: threading.Event | None, on_bytes: Callable[[int], None]
+) -> tuple[FileEntry, tuple[int, int]]:
+    """A file packing did not change: hashed where it lies (or known from the hash cache), linked."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+    before = os.stat(src)
+    sha, size = hashes.hash(src, on_bytes)
+    _link(src, dst)
+    return FileEntry(sha, size), (before.st_size, before.st_mtime_ns)
+
+
 def _copy_all(
-    packer: _Packer, out_dir: Path, cancel: threading.Event | None, report: ProgressFn | None
+    packer: _Packer,
+    out_dir: Path,
+    cancel: threading.Event | None,
+    report: ProgressFn | None,
+    hashes: HashCache | None = None,
+    sources: dict[str, Path] | None = None,
+    stamps: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, FileEntry]:
+    """Lay out the pack: the .blend files BAT rewrote are copied in, every other file is only
+    linked and hashed where it lies (its path in `sources`): no copy of an unchanged file."""
+    hashes = hashes or HashCache(None)
+    sources = sources if sources is not None else {}
+    stamps = stamps if stamps is not None else {}
     sizes = {dst: src.stat().st_size for dst, src in packer.copies.items()}
     total = sum(sizes.values())
     done = 0
@@ -501,8 +551,13 @@ def _copy_all(
             if src.is_relative_to(packer.rewrite_dir) and _is_gzip(src):
                 files[rel] = _regzip(src, dst)
                 on_bytes(src.stat().st_size)
-            else:
+                sources[rel] = dst
+            elif src.is_relative_to(packer.rewrite_dir):
                 files[rel] = _hash_copy(src, dst, cancel, on_bytes)
+                sources[rel] = dst
+            else:
+                files[rel], stamps[rel] = _place_unchanged(src, dst, hashes, cancel, on_bytes)
+                sources[rel] = src
         except OSError as exc:
             raise CloudError(
                 f"Could not read {src.name} while packing the scene.",
@@ -567,6 +622,7 @@ def pack(
     original: Path | None = None,
     project: Path | None = None,
     skip_images: tuple[str, ...] = (),
+    hashes: HashCache | None = None,
 ) -> PackResult:
     """Pack `blend_path` (a saved copy, never the artist's open file) and its dependencies into `out_dir`.
 
@@ -591,7 +647,9 @@ def pack(
     try:
         with _BAT_LOCK:
             try:
-                return _pack_locked(blend_path, original, out_dir, project, progress, cancel, skip_images)
+                return _pack_locked(
+                    blend_path, original, out_dir, project, progress, cancel, skip_images, hashes
+                )
             finally:
                 blendfile.close_all_cached()
     except BaseException:
@@ -611,6 +669,7 @@ def _pack_locked(
     progress: ProgressFn | None,
     cancel: threading.Event | None,
     skip_images: tuple[str, ...] = (),
+    hashes: HashCache | None = None,
 ) -> PackResult:
     with _Packer(blend_path, original, project, out_dir, cancel, skip_images) as packer:
         packer.progress_cb = _Progress(progress)
@@ -629,7 +688,9 @@ def _pack_locked(
                 code="BlendCorrupt",
                 detail=f"{type(exc).__name__}: {exc}",
             ) from exc
-        files = _copy_all(packer, out_dir, cancel, progress)
+        sources: dict[str, Path] = {}
+        stamps: dict[str, tuple[int, int]] = {}
+        files = _copy_all(packer, out_dir, cancel, progress, hashes, sources, stamps)
         blend_rel = Path(packer.output_path).relative_to(out_dir.absolute()).as_posix()
         manifest = PackManifest(blend=blend_rel, files=files)
         return PackResult(
@@ -639,4 +700,6 @@ def _pack_locked(
             absolute_outside_project=packer.external,
             unreadable=[UnreadableFile(str(p), why) for p, why in sorted(packer.unreadable.items())],
             skipped=packer.skipped,
+            sources=sources,
+            stamps=stamps,
         )

@@ -1,0 +1,126 @@
+"""A local cache of file hashes, so a resubmit re-reads only the files that changed.
+
+Keyed by what the file system says of the file itself, never by its path: device, inode, size
+and modification time in nanoseconds. Renaming or moving the project folder keeps all four (a
+rename touches the folder, not the files in it), so a moved project still hits; a copied one
+does not (new inodes) and is hashed once. Any write changes the modification time, so a file
+edited in place with the same size is hashed again. The status-change time is not part of the
+key: the pack links files (cloud/pack/packer.py), and a link changes it on every submit. A file
+modified in the last few seconds is not cached at all: a file system with coarse timestamps
+could see a second edit within the same tick (git's "racy clean" problem).
+
+One SQLite file, shared by every Blender on this computer (SQLite does the locking); a broken or
+unreadable cache only costs hashing, never a wrong hash for a changed file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+READ_SIZE = 1 << 20
+RACY_S = 3.0  # files changed this recently are hashed but not cached
+FILE_NAME = "hashes-v1.sqlite"  # a new key layout gets a new file
+
+Key = tuple[int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> Key:
+    """What identifies one version of one file, wherever its folder is moved (same disk)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def hash_stream(path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """SHA-256 and size of a file, read once in 1 MiB blocks (the hash releases the GIL)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as src:
+        block = bytearray(READ_SIZE)
+        view = memoryview(block)
+        while n := src.readinto(block):
+            digest.update(view[:n])
+            size += n
+            if on_bytes is not None:
+                on_bytes(n)
+    return digest.hexdigest(), size
+
+
+class HashCache:
+    """sha256 of files by their stat key; `hash()` reads a file only when the key is unknown."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._local = threading.local()
+        self.hits = 0
+        self.misses = 0
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self.path is None:
+            return None
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS hashes (dev INTEGER, ino INTEGER, size INTEGER, "
+                    "mtime_ns INTEGER, sha256 TEXT NOT NULL, used REAL, "
+                    "PRIMARY KEY (dev, ino, size, mtime_ns))"
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # a lost entry only costs a re-hash
+            except sqlite3.Error:
+                return None
+            self._local.db = db
+        return db
+
+    def lookup(self, key: Key) -> str | None:
+        db = self._db()
+        if db is None:
+            return None
+        try:
+            row = db.execute(
+                "SELECT sha256 FROM hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
+                key,
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return str(row[0]) if row else None
+
+    def store(self, key: Key, sha: str) -> None:
+        db = self._db()
+        if db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (*key, sha, time.time()))
+
+    def hash(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """(sha256, size) of `path`: from the cache when the file is the one hashed before."""
+        before = os.stat(path)
+        key = stat_key(before)
+        known = self.lookup(key)
+        if known is not None:
+            self.hits += 1
+            if on_bytes is not None:
+                on_bytes(before.st_size)
+            return known, before.st_size
+        self.misses += 1
+        sha, size = hash_stream(path, on_bytes)
+        after = os.stat(path)
+        # Changed while we read it, or too recently to trust its timestamps: not cached.
+        if stat_key(after) == key and size == after.st_size and time.time() - after.st_mtime > RACY_S:
+            self.store(key, sha)
+        return sha, size
+
+    def forget_older_than(self, days: float) -> None:
+        """Drop entries not used for `days` (files long gone or changed)."""
+        db = self._db()
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("DELETE FROM hashes WHERE used < ?", (time.time() - days * 86400,))

@@ -1,0 +1,73 @@
+"""The local hash cache: a resubmit re-reads only what changed, and never trusts a stale hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from cloud.pack.hash_cache import RACY_S, HashCache
+
+
+def settled(path: Path, data: bytes) -> Path:
+    """Write `data` and date it back past the racy window, as a file saved a while ago."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    old = time.time() - 10 * RACY_S
+    os.utime(path, (old, old))
+    return path
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_an_unchanged_file_is_not_read_again_even_after_its_folder_moved(tmp_path):
+    cache = HashCache(tmp_path / "state" / "hashes.sqlite")
+    texture = settled(tmp_path / "forest" / "textures" / "bark.png", b"bark" * 1000)
+    assert cache.hash(texture) == (sha(b"bark" * 1000), 4000)
+    assert (cache.hits, cache.misses) == (0, 1)
+    moved = tmp_path / "forest-final"
+    (tmp_path / "forest").rename(moved)
+    again = HashCache(tmp_path / "state" / "hashes.sqlite")  # a later Blender session
+    assert again.hash(moved / "textures" / "bark.png") == (sha(b"bark" * 1000), 4000)
+    assert (again.hits, again.misses) == (1, 0)
+
+
+def test_an_edit_in_place_with_the_same_size_is_hashed_again(tmp_path):
+    cache = HashCache(tmp_path / "hashes.sqlite")
+    path = settled(tmp_path / "cache.vdb", b"A" * 4096)
+    cache.hash(path)
+    with open(path, "r+b") as out:  # a tool that patches one byte in place
+        out.write(b"B")
+    assert path.stat().st_size == 4096
+    assert cache.hash(path)[0] == sha(b"B" + b"A" * 4095)
+    assert cache.misses == 2
+
+
+def test_a_link_to_the_file_does_not_cost_a_rehash(tmp_path):
+    """The pack links unchanged files; linking changes their status-change time, not the key."""
+    cache = HashCache(tmp_path / "hashes.sqlite")
+    path = settled(tmp_path / "bark.png", b"bark")
+    cache.hash(path)
+    os.link(path, tmp_path / "linked.png")
+    cache.hash(path)
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_a_file_changed_moments_ago_is_hashed_but_not_cached(tmp_path):
+    cache = HashCache(tmp_path / "hashes.sqlite")
+    path = tmp_path / "fresh.exr"
+    path.write_bytes(b"new")
+    cache.hash(path)
+    cache.hash(path)
+    assert cache.misses == 2
+
+
+def test_a_broken_cache_file_only_costs_hashing(tmp_path):
+    db = tmp_path / "hashes.sqlite"
+    db.write_bytes(b"not a database at all" * 10)
+    path = settled(tmp_path / "a.bin", b"x" * 100)
+    assert HashCache(db).hash(path) == (sha(b"x" * 100), 100)
+    assert HashCache(None).hash(path) == (sha(b"x" * 100), 100)
