@@ -23,6 +23,7 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/quote.json         "quote first": scout frames measured, the worker waits for go.json
     jobs/<id>/out/plan.json          frame file (relative to out/frames/) -> frame number, per render pass
     jobs/<id>/out/blender-cache/<f>  a Blender build the worker fetched, for the add-on to keep
+    jobs/<id>/out/environment.json   add-ons installed, the machine's fingerprint, differences from the artist's
 
 Written by the add-on, read by the worker through a presigned GET:
 
@@ -76,6 +77,7 @@ ERROR_KINDS = (
     "contract",
     "time_cap",
     "internal",
+    "environment",
 )
 INTERRUPTION_REASONS = ("spot", "time_cap", "stopped_after_quote", "no_answer_to_quote")
 
@@ -165,6 +167,13 @@ class WorkerSpec:
     log_chunk_seconds: float = 2.0
     scout_frames: list[int] = field(default_factory=list)  # "quote first": render these, then wait
     go_url: str = ""  # presigned GET of control/go.json, the answer to the quote
+    # Farm equals local: add-ons that travelled (their files are inputs under ADDONS_DIR), the
+    # artist's Auto Run setting and environment fingerprint, and whether to render on although
+    # the machine's differs in ways that change pixels.
+    addons: list[dict[str, Any]] = field(default_factory=list)  # module, version, preferences
+    auto_run: bool = False
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    accept_differences: bool = False
     spec_version: int = SPEC_VERSION
 
     def to_json(self) -> str:
@@ -403,6 +412,59 @@ def parse_plan(data: dict[str, Any], job_frames: list[int]) -> dict[str, int]:
             raise ContractError(f"plan.json names frame {frame}, which the job does not have")
         plan[name] = int(frame or 0)
     return plan
+
+
+# Add-ons that travel lie under this folder of the job, as Blender's user resources
+# (`scripts/addons/<module>/`, `extensions/<repo>/<id>/`).
+ADDONS_DIR = "_cloud_render_user"
+MAX_DIFFERENCES = 64
+MAX_ADDONS = 256
+
+
+@dataclass(frozen=True)
+class EnvironmentReport:
+    """environment.json: what the machine installed and how its Blender differs from the artist's."""
+
+    installed: list[str]
+    failed: list[str]
+    differences: list[dict[str, str]]  # level ("stop"/"note"), what, artist, machine, message
+    blender_version: str
+    view_transform: str
+    ocio_config: str
+
+
+def parse_environment(data: dict[str, Any]) -> EnvironmentReport:
+    def names(value: Any, what: str) -> list[str]:
+        if not isinstance(value, list) or len(value) > MAX_ADDONS:
+            raise ContractError(f"environment.json {what} is not a short list")
+        return [clean_text(v, 200) for v in value]
+
+    raw = data.get("differences")
+    if not isinstance(raw, list) or len(raw) > MAX_DIFFERENCES:
+        raise ContractError("environment.json differences is not a short list")
+    differences = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ContractError("environment.json holds a difference that is not an object")
+        differences.append(
+            {
+                "level": _choice(item.get("level"), "difference level", ("stop", "note"), "note"),
+                "what": clean_text(item.get("what"), 40),
+                "artist": clean_text(item.get("artist"), 200),
+                "machine": clean_text(item.get("machine"), 200),
+                "message": clean_text(item.get("message"), 400),
+            }
+        )
+    fingerprint = data.get("fingerprint")
+    fingerprint = fingerprint if isinstance(fingerprint, dict) else {}
+    return EnvironmentReport(
+        installed=names(data.get("installed", []), "installed"),
+        failed=names(data.get("failed", []), "failed"),
+        differences=differences,
+        blender_version=clean_text(fingerprint.get("blender_version"), 64),
+        view_transform=clean_text(fingerprint.get("view_transform"), 64),
+        ocio_config=clean_text(fingerprint.get("ocio_config"), 200),
+    )
 
 
 def check_spec_version(data: dict[str, Any]) -> None:

@@ -483,8 +483,23 @@ class Supervisor:
             self.frame_seconds.append(float(event.get("seconds", 0)))
             self.queue_new_files()  # File Output nodes that do not print "Saved:" (Blender 4.x)
             self.status.update(seconds_per_frame=round(sum(self.frame_seconds) / len(self.frame_seconds), 2))
+        elif kind == "environment":
+            self.report_environment(event)
         elif kind == "error":
             self.render_error = (str(event.get("kind", "render_failed")), str(event.get("message", "")))
+
+    def report_environment(self, event: dict[str, Any]) -> None:
+        """The add-ons installed and every difference from the artist's Blender: the log and environment.json."""
+        for line in event.get("installed") or []:
+            self.log.say(f"add-on installed and enabled: {line}")
+        for name in event.get("failed") or []:
+            self.log.say(f"add-on failed to enable: {name}")
+        for diff in event.get("differences") or []:
+            self.log.say(f"environment difference ({diff.get('level')}): {diff.get('message')}")
+        if not event.get("differences"):
+            self.log.say("environment: the machine's Blender matches the artist's fingerprint")
+        keep = ("installed", "failed", "differences", "fingerprint")
+        self.put_json("environment.json", {k: event.get(k) for k in keep})
 
     def queue_new_files(self) -> None:
         """Files written by File Output nodes: queued once each, once the frame that wrote them is done."""
@@ -540,6 +555,10 @@ class Supervisor:
             "frames_dir": self.frames_dir,
             "files_dir": self.files_dir,
             "existing": self.existing_frames(),
+            "addons": self.spec.get("addons") or [],
+            "auto_run": bool(self.spec.get("auto_run")),
+            "fingerprint": self.spec.get("fingerprint") or {},
+            "accept_differences": bool(self.spec.get("accept_differences")),
         }
         config_path = os.path.join(self.work, "render-config.json")
         with open(config_path, "w") as handle:
@@ -553,12 +572,17 @@ class Supervisor:
             "--python-exit-code",
             "3",
             "--python",
+            os.path.join(HERE, "prepare_blender.py"),  # the artist's add-ons, then the environment check
+            "--python",
             os.path.join(HERE, "render_frames.py"),
         ]
         argv += ["--", config_path]
         self.status.update(state="rendering", push=True)
         self.log.say("starting Blender: " + " ".join(os.path.basename(a) for a in argv[: len(command) + 2]))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        user = os.path.join(self.job_dir, contract.ADDONS_DIR)
+        if os.path.isdir(user):  # the add-ons that travelled with the job
+            env["BLENDER_USER_RESOURCES"] = user
         proc = subprocess.Popen(
             argv,
             cwd=self.job_dir,

@@ -1,0 +1,270 @@
+"""Farm equals local: the artist's add-on travels, the machine checks its Blender, proof frames compare.
+
+A small test add-on (written here) registers a driver function at register (and again after
+each file load, as such add-ons do: Blender empties the driver namespace when a file opens); the scene's
+emission colour is driven by it, so with the add-on the cube renders white and without it
+red (a driver that fails gives 0). The frame rendered on the simulated machine is compared with a local render in a
+background Blender with the add-on enabled, as the artist's Blender would have it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud.job import proof_frame
+from cloud.machine import fingerprint
+from cloud.machine.contract import parse_environment, parse_error
+from cloud.pack.addons import EnabledAddon, plan_addons
+from dev.simulator import InstanceSimulator
+from tests.e2e.test_worker import run_job, stage, tarball  # noqa: F401 (tarball is a fixture)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAME = "render/shot_0001.png"
+
+ADDON = """
+bl_info = {"name": "CR Tint", "version": (1, 2, 0), "blender": (4, 2, 0), "category": "Render"}
+import bpy
+from bpy.app.handlers import persistent
+
+
+def cr_tint(value):
+    return 0.25 * value
+
+
+@persistent
+def install(*_args):
+    bpy.app.driver_namespace["cr_tint"] = cr_tint
+
+
+def register():
+    install()
+    bpy.app.handlers.load_pre.append(install)
+    bpy.app.handlers.load_post.append(install)
+
+
+def unregister():
+    bpy.app.driver_namespace.pop("cr_tint", None)
+    bpy.app.handlers.load_pre.remove(install)
+    bpy.app.handlers.load_post.remove(install)
+"""
+
+SCENE = r"""
+import os, sys
+import bpy
+out, texture = sys.argv[-2], sys.argv[-1] == "texture"
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+bpy.ops.mesh.primitive_cube_add()
+cube = bpy.context.active_object
+mat = bpy.data.materials.new("glow")
+mat.use_nodes = True
+nodes = mat.node_tree.nodes
+nodes.remove(nodes["Principled BSDF"])
+emit = nodes.new("ShaderNodeEmission")
+mat.node_tree.links.new(emit.outputs[0], nodes["Material Output"].inputs["Surface"])
+if texture:  # a checker texture beside the file
+    os.makedirs(os.path.join(out, "textures"), exist_ok=True)
+    image = bpy.data.images.new("checker", 16, 16)
+    image.generated_type = "COLOR_GRID"
+    image.filepath_raw = os.path.join(out, "textures", "checker.png")
+    image.file_format = "PNG"
+    image.save()
+    image.filepath = "//textures/checker.png"
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    mat.node_tree.links.new(tex.outputs["Color"], emit.inputs["Color"])
+else:  # green and blue from the test add-on's function: white with it, red where it is missing
+    emit.inputs["Color"].default_value = (1, 1, 1, 1)
+    driver = emit.inputs["Color"].driver_add("default_value", 1).driver
+    driver.type = "SCRIPTED"
+    driver.expression = "cr_tint(4.0)"
+    driver = emit.inputs["Color"].driver_add("default_value", 2).driver
+    driver.type = "SCRIPTED"
+    driver.expression = "cr_tint(4.0)"
+cube.data.materials.append(mat)
+cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+scene.collection.objects.link(cam)
+cam.location = (4, -4, 3)
+cam.rotation_euler = (1.1, 0, 0.78)
+scene.camera = cam
+scene.world = bpy.data.worlds.new("black")
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = 4
+scene.cycles.use_denoising = False
+scene.render.resolution_x = scene.render.resolution_y = 32
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+scene.frame_start = scene.frame_end = 1
+scene.render.filepath = "//render/shot_"
+bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_remap=True)
+"""
+
+# The artist's Blender: the add-on enabled, Auto Run on; render frame 1 and print the fingerprint.
+LOCAL = r"""
+import json, sys
+import bpy
+import addon_utils
+from cloud.machine import fingerprint
+blend, out, addon, seed = sys.argv[-4], sys.argv[-3], sys.argv[-2], int(sys.argv[-1])
+bpy.context.preferences.filepaths.use_scripts_auto_execute = True
+if addon:
+    addon_utils.enable(addon, default_set=True)
+bpy.ops.wm.open_mainfile(filepath=blend, use_scripts=True)
+scene = bpy.context.scene
+scene.cycles.seed = seed
+scene.render.filepath = out
+bpy.ops.render.render(write_still=True)
+print("FINGERPRINT " + json.dumps(fingerprint.collect(bpy, addon_utils, scene, [addon] if addon else [])))
+"""
+
+
+def make_scene(dest: Path, texture: bool = False) -> dict[str, Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    kind = "texture" if texture else "driver"
+    subprocess.run([sys.executable, "-c", SCENE, str(dest), kind], check=True, capture_output=True)
+    files = {"scene.blend": dest / "scene.blend"}
+    if texture:
+        files["textures/checker.png"] = dest / "textures" / "checker.png"
+    return files
+
+
+def render_locally(blend: Path, out: Path, user: Path, addon: str = "", seed: int = 0) -> dict:
+    """One frame in a background Blender as the artist's (its user resources at `user`)."""
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL, str(blend), str(out), addon, str(seed)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    line = next(t for t in done.stdout.splitlines() if t.startswith("FINGERPRINT "))
+    return json.loads(line[len("FINGERPRINT ") :])
+
+
+def write_addon(user: Path, compiled: str = "") -> Path:
+    """The test add-on as the artist installed it (in their user resources)."""
+    folder = user / "scripts" / "addons" / "cr_tint"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "__init__.py").write_text(ADDON)
+    if compiled:
+        (folder / compiled).write_bytes(b"\xcf\xfa\xed\xfe not for linux")
+    return folder
+
+
+def image(data: bytes | None) -> proof_frame.Image:
+    assert data is not None, "no frame"
+    return proof_frame.read_png(data)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The driver scene, the artist's add-on, and the local render with its fingerprint."""
+    root = tmp_path_factory.mktemp("local")
+    user = root / "user"
+    folder = write_addon(user)
+    scene = make_scene(root / "project")
+    print_ = render_locally(scene["scene.blend"], root / "local.png", user, "cr_tint")
+    render_locally(scene["scene.blend"], root / "without.png", root / "bare")
+    return {
+        "scene": scene,
+        "folder": folder,
+        "png": root / "local.png",
+        "fingerprint": print_,
+        "without": root / "without.png",
+    }
+
+
+def test_addon_travels_and_the_frame_equals_the_local_one(aws, local, tarball, tmp_path):  # noqa: F811
+    plan = plan_addons(
+        [EnabledAddon("cr_tint", str(local["folder"]), "1.2.0")],
+        {"cr_tint"},
+        "bl_ext.user_default.cloud_render",
+    )
+    assert plan.refused == {} and [a.module for a in plan.travel] == ["cr_tint"]
+    files = {**local["scene"], **plan.files}
+    job = stage(
+        aws,
+        files,
+        tarball,
+        frames=[1],
+        addons=[a.spec_entry() for a in plan.travel],
+        auto_run=True,
+        fingerprint=local["fingerprint"],
+    )
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    assert job.get("error.json") is None, job.log_text()[-3000:]
+    assert job.frames(), job.log_text()[-4000:]
+    cloud = image(job.get("frames/" + FRAME))
+    mine = proof_frame.read_png(local["png"].read_bytes())
+    result = proof_frame.compare(mine, cloud)
+    assert result.match, result.words()
+    # Without its add-on the same file renders otherwise, and the comparison sees it.
+    assert not proof_frame.compare(proof_frame.read_png(local["without"].read_bytes()), cloud).match
+    # The cube is not red (its drivers failing): the add-on's function ran there.
+    rgb = [
+        cloud.pixels[i * cloud.channels : i * cloud.channels + 3] for i in range(cloud.width * cloud.height)
+    ]
+    assert not any(r > 0.5 and g < 0.2 and b < 0.2 for r, g, b in rgb)
+    log = job.log_text()
+    assert "add-on installed and enabled: cr_tint 1.2.0" in log
+    report = parse_environment(job.get_json("environment.json") or {})
+    assert report.installed == ["cr_tint 1.2.0"] and report.failed == []
+    assert not fingerprint.stops(report.differences), report.differences
+
+
+def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tmp_path):  # noqa: F811
+    root = tmp_path / "artist"
+    folder = write_addon(root, compiled="_native.cpython-311-darwin.so")
+    plan = plan_addons([EnabledAddon("cr_tint", str(folder), "1.2.0")], {"cr_tint"}, "")
+    assert plan.travel == [] and "another system" in plan.refused["cr_tint"]
+    job = stage(aws, local["scene"], tarball, frames=[1], auto_run=True, fingerprint=local["fingerprint"])
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    error = parse_error(job.get_json("error.json") or {}, [1])
+    assert error.kind == "environment", error
+    assert "The add-on cr_tint, which the scene uses, is not on the machine." in error.cause
+    assert job.frames() == {}
+    report = parse_environment(job.get_json("environment.json") or {})
+    assert [d["what"] for d in fingerprint.stops(report.differences)] == ["addon"]
+
+
+def test_colour_management_difference_is_reported_and_stops(aws, local, tarball, tmp_path):  # noqa: F811
+    """The artist's Blender reads a studio OCIO config; the machine has Blender's own."""
+    artist = dict(local["fingerprint"], ocio_config="studio.ocio (0123456789ab)", addons_used=[], addons={})
+    job = stage(aws, local["scene"], tarball, frames=[1], fingerprint=artist)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    error = parse_error(job.get_json("error.json") or {}, [1])
+    assert error.kind == "environment" and "OCIO colour config is builtin on the machine" in error.cause
+    report = parse_environment(job.get_json("environment.json") or {})
+    assert report.ocio_config == "builtin" and report.view_transform == local["fingerprint"]["view_transform"]
+    assert "environment difference (stop): The OCIO colour config" in job.log_text()
+    assert job.frames() == {}
+
+
+def test_proof_frame_matches_through_noise_and_not_without_a_texture(tmp_path):
+    scene = make_scene(tmp_path / "project", texture=True)
+    user = tmp_path / "user"
+    render_locally(scene["scene.blend"], tmp_path / "a.png", user, seed=0)
+    render_locally(scene["scene.blend"], tmp_path / "b.png", user, seed=11)
+    scene["textures/checker.png"].unlink()  # deliberately missing: Blender renders it magenta
+    render_locally(scene["scene.blend"], tmp_path / "c.png", user, seed=0)
+    a, b, c = (proof_frame.read_png((tmp_path / n).read_bytes()) for n in ("a.png", "b.png", "c.png"))
+    assert a.pixels != b.pixels, "different seeds should give different noise"
+    same = proof_frame.compare(a, b)
+    assert same.match, same.words()
+    missing = proof_frame.compare(a, c)
+    assert not missing.match and missing.metric > 3 * same.metric, (same, missing)
