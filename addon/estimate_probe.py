@@ -19,6 +19,7 @@ import bpy
 from ..cloud.cost.estimate import Probe, local_cpu_speed, plan_probe
 from ..cloud.errors import CloudError
 from ..cloud.machine import HERE as MACHINE_DIR
+from ..cloud.machine.assemble_movie import egl_environment
 from .submit import discard_copy
 
 # The launcher the render machine uses (it runs a script the same way in the bpy module and in a
@@ -41,7 +42,12 @@ def plan_for(scene: bpy.types.Scene) -> dict[str, Any]:
     render = scene.render
     scale = render.resolution_percentage / 100
     width, height = int(render.resolution_x * scale), int(render.resolution_y * scale)
-    samples = scene.cloud_render.samples or scene.cycles.samples
+    if render.engine.startswith("BLENDER_EEVEE"):
+        samples = scene.cloud_render.samples or scene.eevee.taa_render_samples
+    elif render.engine == "BLENDER_WORKBENCH":
+        samples = 1
+    else:
+        samples = scene.cloud_render.samples or scene.cycles.samples
     plan = plan_probe(width, height, samples)
     return {
         "frame": scene.frame_current,
@@ -68,7 +74,10 @@ def _probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float) -> Probe:
     args = json.dumps({k: plan[k] for k in ("frame", "border", "samples")})
     command = [*blender_command(), "-b", str(blend_copy), "--python", str(PROBE_SCRIPT), "--", args]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        env = dict(os.environ)
+        if sys.platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+            env.update(egl_environment(env)[0])  # EEVEE in a background Blender without a display
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise CloudError(
             "The test render for the estimate did not finish.",
@@ -90,7 +99,7 @@ def _probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float) -> Probe:
             )
     raise CloudError(
         "The test render for the estimate failed.",
-        "Check that the scene renders locally with Cycles, then press Estimate again.",
+        "Check that the scene renders locally, then press Estimate again.",
         code="ProbeFailed",
         detail=(done.stderr or done.stdout)[-2000:],
     )

@@ -115,6 +115,15 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
         ],
         default="SCENE",
     )
+    movie_frames: EnumProperty(  # type: ignore[valid-type]
+        name="Movie Frames",
+        description="A movie output is rendered as these frames first, then encoded once all are in",
+        items=[
+            ("PNG", "PNG", "8-bit frames with the view transform applied (smaller)"),
+            ("OPEN_EXR", "OpenEXR", "Linear float frames, for grading or compositing later"),
+        ],
+        default="PNG",
+    )
     output_dir: StringProperty(  # type: ignore[valid-type]
         name="Output", subtype="DIR_PATH", default="//cloud_renders/{job}/"
     )

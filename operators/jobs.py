@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from ..addon import account, job_view, jobs_list, pump, submit
+from ..addon import account, job_view, jobs_list, movie_view, pump, submit
 from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
@@ -27,6 +27,31 @@ class CLOUDRENDER_OT_show_frames(bpy.types.Operator):
             job_view.load_frames_from_record(job_id)
         if job_view.show_frames(job_id, open_editor=True) is None:
             self.report({"WARNING"}, "No frames have arrived for this job yet.")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_show_movie(bpy.types.Operator):
+    """Open the job's movie in Blender: as a Movie Clip, or as a new strip in this scene's sequencer"""
+
+    bl_idname = "cloud_render.show_movie"
+    bl_label = "Show Movie"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    open_as: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Open As",
+        items=[
+            ("CLIP", "Movie Clip", "Load it as a Movie Clip, shown in Clip Editors"),
+            ("SEQUENCER", "Sequencer Strip", "Add it as a new strip in this scene's Video Sequencer"),
+        ],
+        default="CLIP",
+    )
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        job_id = _selected_job(context, self.job_id)
+        if movie_view.show_movie(job_id, self.open_as) is None:
+            self.report(
+                {"WARNING"}, "This job has no movie on this computer: it is made once every frame is in."
+            )
             return {"CANCELLED"}
         return {"FINISHED"}
 
@@ -142,6 +167,7 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
 
 classes = (
     CLOUDRENDER_OT_show_frames,
+    CLOUDRENDER_OT_show_movie,
     CLOUDRENDER_OT_open_log,
     CLOUDRENDER_OT_open_folder,
     CLOUDRENDER_OT_relaunch_missing,

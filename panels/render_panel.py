@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from ..addon import job_view, jobs_list, prices, submit
+from ..addon import job_view, jobs_list, movie_view, prices, submit
 from ..addon.settings import scene_samples
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
@@ -108,9 +108,13 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
             "resolution_percentage",
             f"Scene's: {context.scene.render.resolution_percentage}%",
         )
-        layout.prop(settings, "file_format")
+        if context.scene.render.is_movie_format:  # the movie is encoded from these once all are in
+            layout.prop(settings, "movie_frames")
+        else:
+            layout.prop(settings, "file_format")
         layout.prop(settings, "output_dir")
-        _form_column(layout).label(text="Hard Caps: the machine stops at either", icon="LOCKED")
+        caps = "Hard Caps: the machine stops at whichever comes first"
+        text_wrap.labels(_form_column(layout), context, caps, icon="LOCKED", factor=FORM_VALUES)
         col = layout.column(align=True)
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
@@ -158,6 +162,12 @@ def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
         grid.label(text=f"Device {v.device}")
 
 
+def _movie_buttons(layout: bpy.types.UILayout, job_id: str) -> None:
+    for open_as, text in (("CLIP", "Show Movie"), ("SEQUENCER", "Movie to Sequencer")):
+        op = layout.operator("cloud_render.show_movie", text=text, icon="FILE_MOVIE")
+        op.job_id, op.open_as = job_id, open_as
+
+
 def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any) -> None:
     """When the job has ended: the frames, where they are, what it cost, and the buttons."""
     v = view
@@ -172,6 +182,8 @@ def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: A
     row = box.row()
     row.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = v.job_id
     row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = v.job_id
+    if movie_view.movie_file(v.job_id):
+        _movie_buttons(box.row(), v.job_id)
 
 
 class CLOUDRENDER_PT_job(bpy.types.Panel):
@@ -263,6 +275,8 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id
             grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
+            if movie_view.movie_file(job_id):
+                _movie_buttons(grid, job_id)
             grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")

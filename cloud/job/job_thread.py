@@ -517,7 +517,8 @@ class JobRunner(threading.Thread):
                     "Relaunch the missing frames.",
                 )
             else:
-                self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered.", "")
+                movie = self._fetch_movie(data)
+                self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{movie[0]}", movie[1])
         elif stage is Stage.FAILED:
             error = contract.parse_error(data, rec.frames)
             if error.last_lines:
@@ -534,6 +535,35 @@ class JobRunner(threading.Thread):
             left = interrupted.frames_left or rec.frames_missing
             stage, message, action = INTERRUPTION_WORDS[interrupted.reason]
             self._end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
+
+    def _fetch_movie(self, data: dict[str, Any]) -> tuple[str, str]:
+        """A movie job's movie, downloaded to <output>/movie/; (the rest of the message, an action)."""
+        rec = self.record
+        try:
+            done = contract.parse_done(data, rec.frames)
+        except contract.ContractError as error:
+            self._refuse("done.json", str(error))
+            return ".", ""
+        if done.movie_error:
+            rec.movie_error = done.movie_error
+            self._log(f"The movie could not be made on the machine: {done.movie_error}")
+            return (
+                "; the movie could not be made (the frames are all here).",
+                "Open the log for the reason; the frames can be made into a movie in the Video Sequencer.",
+            )
+        if not done.movie:
+            return ".", ""
+        key = contract.movie_key(rec.job_id, done.movie)
+        try:
+            dest = self._local_path(f"movie/{done.movie}")
+            self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
+        except (contract.ContractError, TooLarge) as error:
+            self._refuse(key, str(error))
+            return "; the movie was refused (see the log).", "Use the frames, or relaunch the job."
+        rec.movie_path = str(dest)
+        self._save()
+        self._log(f"Movie encoded in {done.movie_seconds:.1f} s on the machine: {dest}")
+        return ", and the movie is here.", ""
 
     def _finish_cancelled(self) -> None:
         rec = self.record

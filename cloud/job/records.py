@@ -48,6 +48,7 @@ WORKER_STATE_STAGE = {
     "downloading": Stage.INSTALLING,
     "rendering": Stage.RENDERING,
     "uploading": Stage.RENDERING,
+    "encoding": Stage.RENDERING,
     "done": Stage.DONE,
     "failed": Stage.FAILED,
     "interrupted": Stage.INTERRUPTED,
@@ -84,10 +85,12 @@ class JobRequest:
     samples: int | None = None
     resolution_percentage: int | None = None
     file_format: str | None = None
+    movie_frames_format: str = "PNG"  # a movie job's frames: PNG or OPEN_EXR, encoded after
     retention_days: int = 14
     quote_first: bool = False  # render scout frames, then go on only if the projection fits the cap
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
     warnings: list[str] = field(default_factory=list)  # preflight findings that do not block
+    machines: int = 1  # more than one: an AWS Batch array job, frames claimed by the machines
 
 
 @dataclass
@@ -125,6 +128,9 @@ class JobRecord:
     pack_manifest: dict[str, Any] = field(default_factory=dict)  # relative path -> [sha256, size]
     quote_first: bool = False
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known
+    machines: int = 1  # more than one: instance_id is the AWS Batch array job's id
+    movie_path: str = ""  # a movie job's movie, once downloaded next to the frames
+    movie_error: str = ""  # why the machine could not make the movie (the frames are here)
 
     @property
     def stage_enum(self) -> Stage:
@@ -167,6 +173,7 @@ class JobRecord:
             max_cost=request.max_cost,
             max_hours=request.max_hours,
             quote_first=request.quote_first,
+            machines=max(1, int(request.machines)),
         )
 
 

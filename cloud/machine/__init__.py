@@ -3,7 +3,7 @@
 On the machine the files sit in `<root>/worker/machine/` and the boot script runs
 `python3 -m machine.supervisor`, so the modules import each other relatively there exactly as
 they do inside the add-on (as `cloud.machine`). Standard library only, Python 3.9+; the two
-scripts that run inside Blender (`BLENDER_SCRIPTS`) may import bpy (and Blender's addon_utils) as well. `bootstrap.sh` is
+scripts that run inside Blender (`BLENDER_SCRIPTS`) may import bpy (and Blender's addon_utils and gpu) as well. `bootstrap.sh` is
 not downloaded: it is the template of the user-data itself (`cloud/job/user_data.py`).
 """
 
@@ -13,7 +13,7 @@ import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOOT_TEMPLATE = os.path.join(HERE, "bootstrap.sh")
-BLENDER_SCRIPTS = ("render_frames.py", "blender_launcher.py", "prepare_blender.py")
+BLENDER_SCRIPTS = ("render_frames.py", "blender_launcher.py", "prepare_blender.py", "assemble_movie.py")
 
 
 def shipped_files() -> dict[str, str]:

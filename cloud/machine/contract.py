@@ -17,7 +17,8 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/files/<path>       files written by File Output nodes
     jobs/<id>/out/logs/<seq:06d>.log the render log, in numbered chunks
     jobs/<id>/out/status.json        state, progress and heartbeat, rewritten every few seconds
-    jobs/<id>/out/done.json          written once on success
+    jobs/<id>/out/done.json          written once on success (a movie job: the movie's name, or why not)
+    jobs/<id>/out/movie/<name>       a movie job's movie, encoded once every frame is in
     jobs/<id>/out/error.json         written once on failure: cause, kind, last log lines
     jobs/<id>/out/interrupted.json   written on a spot interruption or cap: frames done and left
     jobs/<id>/out/quote.json         "quote first": scout frames measured, the worker waits for go.json
@@ -61,7 +62,16 @@ FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
 # Worker states, in the order a healthy job passes through them, then the other ones.
 STATES = ("booting", "installing", "downloading", "rendering", "done")
 FINAL_STATES = ("done", "failed", "interrupted", "capped", "cancelled")
-ALL_STATES = ("booting", "installing", "downloading", "rendering", "uploading", "quoting", *FINAL_STATES)
+ALL_STATES = (
+    "booting",
+    "installing",
+    "downloading",
+    "rendering",
+    "uploading",
+    "quoting",
+    "encoding",
+    *FINAL_STATES,
+)
 # error.json "kind" values the add-on knows words for; anything else reads as "unknown".
 ERROR_KINDS = (
     "no_gpu",
@@ -162,6 +172,7 @@ class WorkerSpec:
     samples: int | None = None
     resolution_percentage: int | None = None
     file_format: str | None = None
+    movie_frames_format: str = "PNG"  # a movie job renders its frames as PNG or OPEN_EXR first
     max_seconds: int = 7200  # dead-man: the machine powers off after this, whatever happens
     heartbeat_seconds: float = 5.0
     log_chunk_seconds: float = 2.0
@@ -317,12 +328,30 @@ def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
 class DoneReport:
     frames_done: list[int]
     seconds: float
+    movie: str = ""  # a movie job's movie, under out/movie/ (one file name)
+    movie_seconds: float = 0.0
+    movie_error: str = ""  # why the movie could not be made (the frames are there)
+
+
+MOVIE_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".ogv", ".ogg", ".mpg", ".mpeg", ".dv", ".flv")
 
 
 def parse_done(data: dict[str, Any], job_frames: list[int]) -> DoneReport:
+    movie = data.get("movie")
+    name, seconds = "", 0.0
+    if movie is not None:
+        if not isinstance(movie, dict):
+            raise ContractError("done.json's movie is not an object")
+        name = safe_relative_path(movie.get("name"))
+        if "/" in name or not name.lower().endswith(MOVIE_EXTENSIONS):
+            raise ContractError(f"movie name {clean_text(name, 80)!r} is not a movie file name")
+        seconds = _float(movie.get("seconds"), "movie seconds", 0, MAX_SECONDS, True) or 0.0
     return DoneReport(
         frames_done=_frames(data.get("frames_done"), "done frames", set(job_frames)),
         seconds=_float(data.get("seconds"), "done seconds", 0, MAX_SECONDS, True) or 0.0,
+        movie=name,
+        movie_seconds=seconds,
+        movie_error=clean_text(data.get("movie_error")),
     )
 
 
@@ -361,6 +390,10 @@ def parse_interrupted(data: dict[str, Any], job_frames: list[int]) -> Interrupte
         reason=_choice(data.get("reason"), "interruption reason", INTERRUPTION_REASONS, "spot"),
         frames_left=_frames(data.get("frames_left"), "interrupted frames_left", set(job_frames)),
     )
+
+
+def movie_key(job_id: str, name: str) -> str:
+    return f"jobs/{job_id}/out/movie/{name}"
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,74 @@ def apply_overrides(scene: Any, cfg: dict) -> None:
     if cfg.get("resolution_percentage"):
         scene.render.resolution_percentage = int(cfg["resolution_percentage"])
     if cfg.get("file_format"):
-        scene.render.image_settings.file_format = cfg["file_format"]
+        set_image_format(scene.render.image_settings, cfg["file_format"])
+
+
+def set_image_format(settings: Any, file_format: str) -> None:
+    """An image file format; Blender 5.0 and newer first need the media type (a movie's is VIDEO)."""
+    if hasattr(settings, "media_type"):
+        settings.media_type = "MULTI_LAYER_IMAGE" if file_format == "OPEN_EXR_MULTILAYER" else "IMAGE"
+    settings.file_format = file_format
+
+
+def frames_for_movie(scene: Any, cfg: dict) -> None:
+    """A movie job renders images (PNG or EXR); the movie is encoded from them once all are in."""
+    ffmpeg = scene.render.ffmpeg
+    frames_format = cfg.get("movie_frames_format") or "PNG"
+    if frames_format not in ("PNG", "OPEN_EXR"):
+        frames_format = "PNG"
+    set_image_format(scene.render.image_settings, frames_format)
+    if frames_format == "PNG":
+        scene.render.image_settings.color_mode = "RGB"  # a movie has no alpha to keep
+    emit(
+        "movie",
+        frames_format=frames_format,
+        container=ffmpeg.format,
+        codec=ffmpeg.codec,
+        audio=ffmpeg.audio_codec,
+    )
+
+
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software rasterizer", "swr")
+
+
+def opengl_check(scene: Any, cfg: dict) -> None:
+    """EEVEE and Workbench draw with OpenGL: render once unsaved (it compiles the shaders the frames
+    reuse), then say which OpenGL it got; a GPU job on software OpenGL fails before any frame."""
+    keep = scene.render.resolution_percentage
+    shortest = max(1, min(scene.render.resolution_x, scene.render.resolution_y))
+    scene.render.resolution_percentage = max(1, min(keep, -(-800 // shortest)))  # 8 px or so
+    try:
+        bpy.ops.render.render(write_still=False, scene=scene.name)
+    finally:
+        scene.render.resolution_percentage = keep
+    import gpu
+
+    try:
+        renderer = gpu.platform.renderer_get()
+        device_type = gpu.platform.device_type_get()
+    except (SystemError, RuntimeError):
+        fail(
+            "no_opengl",
+            "Blender could not start OpenGL (EGL) on this machine, so it cannot render with EEVEE.",
+        )
+    software = device_type == "SOFTWARE" or any(word in renderer.lower() for word in SOFTWARE_GL)
+    emit(
+        "device",
+        device=scene.render.engine,
+        gpus=[] if software else [renderer],
+        opengl=renderer,
+        software=software,
+    )
+    if software and cfg.get("device", "GPU") == "GPU":
+        fail(
+            "no_gpu",
+            f"Blender found no usable GPU for OpenGL and would render {engine_name(scene)} in software ({renderer}).",
+        )
+
+
+def engine_name(scene: Any) -> str:
+    return "Workbench" if scene.render.engine == "BLENDER_WORKBENCH" else "EEVEE"
 
 
 def main() -> None:
@@ -146,12 +213,12 @@ def main() -> None:
         emit("device", device=device, gpus=names)
         if device == "CPU" and cfg.get("device", "GPU") == "GPU":
             fail("no_gpu", "Blender found no usable GPU (OptiX or CUDA) and would render on the CPU.")
-    else:
-        emit("device", device=scene.render.engine, gpus=[])
-
+    movie = scene.render.is_movie_format
     apply_overrides(scene, cfg)
-    if scene.render.is_movie_format:
-        fail("unsupported", "Movie output cannot be rendered in the cloud frame by frame.")
+    if movie:
+        frames_for_movie(scene, cfg)
+    if scene.render.engine != "CYCLES":
+        opengl_check(scene, cfg)
     frames_dir = cfg["frames_dir"].rstrip("/") + "/"
     scene.render.filepath = frames_dir + relative_pattern(scene.render.filepath)
     scene.render.use_overwrite = False

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
-from . import blender_logs, contract
+from . import assemble_movie, blender_logs, contract
 from .transport import (
     JobFailed,
     JobLog,
@@ -255,6 +255,8 @@ class Supervisor:
         self.uploaded_files: set[str] = set()
         self.current_frame: int | None = None
         self.stop_reason = ""
+        self.movie: dict[str, Any] | None = None  # the scene's movie output, once Blender has said so
+        self.blender_command: list[str] = []
         self.deadline = time.monotonic() + max(60, int(spec.get("max_seconds", 7200)) - 120)
 
     # -- outputs
@@ -463,6 +465,8 @@ class Supervisor:
         elif kind == "device":
             gpus = event.get("gpus") or []
             detail = f" ({len(gpus)} GPU: {', '.join(gpus)})" if gpus else ""
+            if event.get("opengl"):
+                detail += f" (OpenGL: {event['opengl']}{', software' if event.get('software') else ''})"
             self.log.say(f"render device: {event.get('device')}{detail}")
             self.status.update(device=event.get("device"), gpus=gpus, push=True)
         elif kind == "plan":
@@ -485,6 +489,12 @@ class Supervisor:
             self.status.update(seconds_per_frame=round(sum(self.frame_seconds) / len(self.frame_seconds), 2))
         elif kind == "environment":
             self.report_environment(event)
+        elif kind == "movie":
+            self.movie = event
+            self.log.say(
+                f"movie output ({event.get('container')}, {event.get('codec')}, audio {event.get('audio')}): "
+                f"frames rendered as {event.get('frames_format')}, the movie is encoded once all are in"
+            )
         elif kind == "error":
             self.render_error = (str(event.get("kind", "render_failed")), str(event.get("message", "")))
 
@@ -552,6 +562,7 @@ class Supervisor:
             "samples": self.spec.get("samples"),
             "resolution_percentage": self.spec.get("resolution_percentage"),
             "file_format": self.spec.get("file_format"),
+            "movie_frames_format": self.spec.get("movie_frames_format"),
             "frames_dir": self.frames_dir,
             "files_dir": self.files_dir,
             "existing": self.existing_frames(),
@@ -580,6 +591,11 @@ class Supervisor:
         self.status.update(state="rendering", push=True)
         self.log.say("starting Blender: " + " ".join(os.path.basename(a) for a in argv[: len(command) + 2]))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        egl, note = assemble_movie.egl_environment(env)
+        env.update(egl)
+        if not self.blender_command:
+            self.log.say(note)
+        self.blender_command = list(command)
         user = os.path.join(self.job_dir, contract.ADDONS_DIR)
         if os.path.isdir(user):  # the add-ons that travelled with the job
             env["BLENDER_USER_RESOURCES"] = user
@@ -726,10 +742,43 @@ class Supervisor:
             self.log.say(
                 f"all {len(self.done)} frames rendered and uploaded in {elapsed} s (Blender exit code {code})"
             )
+            data.update(self.movie_result())
             self.put_json("done.json", data)
             return self.finish("done")
         kind, cause = self.failure(code if code is not None else 0)
         return self.finish_failed(kind, cause, code)
+
+    def movie_result(self) -> dict[str, Any]:
+        """A movie job's movie, encoded from the frames on this disk and uploaded as movie/<name>.
+
+        Runs once every frame is in; a failed encode is said in done.json and the log, and the
+        frames stay, so it costs no re-render."""
+        if self.movie is None or self.plan is None:
+            return {}
+        self.status.update(state="encoding", push=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **assemble_movie.egl_environment(dict(os.environ))[0])
+        options = {
+            "frames_format": self.movie.get("frames_format"),
+            "resolution_percentage": self.spec.get("resolution_percentage"),
+        }
+        try:
+            frames = assemble_movie.frames_in_order(self.frames_dir, self.plan)
+            blend = safe_join(self.job_dir, self.spec["blend_path"])
+            path, seconds = assemble_movie.assemble(
+                self.blender_command, blend, self.work, frames, options, self.log.write, env
+            )
+            with open(path, "rb") as handle:
+                body = handle.read()
+            name = os.path.basename(path)
+            with_retries(f"upload of movie/{name}", self._put_later(f"movie/{name}", body), self.log.say)
+        except (assemble_movie.MovieFailed, JobFailed, OSError, http.client.HTTPException) as exc:
+            reason = exc.cause if isinstance(exc, JobFailed) else str(exc)
+            self.log.say(f"the movie could not be made ({reason}); the frames are kept")
+            return {"movie_error": reason[:500]}
+        self.log.say(
+            f"movie encoded in {seconds} s ({len(frames)} frames, {len(body) / 1e3:.1f} kB) as movie/{name}"
+        )
+        return {"movie": {"name": name, "seconds": seconds, "bytes": len(body)}}
 
     def refused_cause(self) -> str:
         return (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .addons import AddonPlan, EnabledAddon, plan_addons
 from .packer import PackResult
 
 BLOCK = "block"
@@ -80,19 +81,32 @@ def check_unreadable(pack: PackResult | None) -> list[Finding]:
     ]
 
 
-def check_engine(facts: dict[str, Any]) -> list[Finding]:
+OPENGL_ENGINES = {"BLENDER_EEVEE": "EEVEE", "BLENDER_EEVEE_NEXT": "EEVEE", "BLENDER_WORKBENCH": "Workbench"}
+
+
+def check_engine(facts: dict[str, Any], instance_gpu: bool = True) -> list[Finding]:
+    """Cycles renders anywhere; EEVEE and Workbench need the machine's GPU (through OpenGL)."""
     engine = facts.get("render_engine", "")
     if engine == "CYCLES":
         return []
-    name = {"BLENDER_EEVEE": "EEVEE", "BLENDER_EEVEE_NEXT": "EEVEE", "BLENDER_WORKBENCH": "Workbench"}.get(
-        engine, engine
-    )
+    name = OPENGL_ENGINES.get(engine)
+    if name is None:
+        return [
+            Finding(
+                BLOCK,
+                "engine_unknown",
+                f"The scene renders with {engine}, a render engine the cloud machine does not have.",
+                "Set Render Properties > Render Engine to Cycles, EEVEE or Workbench.",
+            )
+        ]
+    if instance_gpu:
+        return []
     return [
         Finding(
             BLOCK,
-            "engine_not_cycles",
-            f"The scene renders with {name}, which needs a display; the cloud machine renders Cycles only.",
-            "Set Render Properties > Render Engine to Cycles (check the look with a local test frame).",
+            "engine_needs_gpu",
+            f"{name} draws with the GPU; on this machine without one it would run in software, far too slowly to pay for.",
+            "Choose a GPU machine (g4dn, g5, g6), or switch the scene to Cycles for a CPU machine.",
         )
     ]
 
@@ -107,15 +121,6 @@ def check_output(facts: dict[str, Any]) -> list[Finding]:
                 "output_absolute",
                 f"The output path {path} is a folder on this computer; frames are downloaded into the job folder instead.",
                 "Set Output Properties > Output to a relative path such as //render/.",
-            )
-        )
-    if facts.get("is_movie"):
-        findings.append(
-            Finding(
-                BLOCK,
-                "output_movie",
-                f"The output format {facts.get('file_format')} writes one video file, which cannot be sent back frame by frame.",
-                "Choose PNG or OpenEXR in Output Properties > File Format and make the video from the frames afterwards.",
             )
         )
     return findings
@@ -176,20 +181,46 @@ def check_resolution(facts: dict[str, Any], instance_gpu: bool, gpu_memory_gb: f
     ]
 
 
+def addon_plan(facts: dict[str, Any]) -> AddonPlan:
+    """Which enabled add-ons the scene uses travel with the job, and why others cannot."""
+    enabled = [
+        EnabledAddon(
+            a["module"], a["path"], a.get("version", ""), a.get("preferences", {}), a.get("wheels", [])
+        )
+        for a in facts.get("addons_enabled", [])
+    ]
+    return plan_addons(enabled, {item["module"] for item in facts.get("addons_used", [])}, "")
+
+
 def check_addons(facts: dict[str, Any]) -> list[Finding]:
+    """Add-ons that travel say nothing; those that cannot, or are not enabled here, are named."""
     by_module: dict[str, list[str]] = {}
     for item in facts.get("addons_used", []):
         if item["module"] not in INSTANCE_ADDONS:
             by_module.setdefault(item["module"], []).append(item["used_by"])
+    plan = addon_plan(facts)
+    travelling = {addon.module for addon in plan.travel} | {
+        a["module"]
+        for a in facts.get("addons_enabled", [])
+        if a["module"].rsplit(".", 1)[-1] in plan.travelling_modules
+    }
     findings = [
         Finding(
+            WARN,
+            "addon_cannot_travel",
+            f"The add-on {module} is used by {_some(users)} but cannot go to the cloud machine: {plan.refused[module]} "
+            "The job stops on the machine before rendering unless you choose to render anyway.",
+            "Apply or bake what the add-on makes (for example convert to mesh), or install a pure Python build of it.",
+        )
+        if module in plan.refused
+        else Finding(
             WARN,
             "addon_missing_on_instance",
             f"The add-on {module} is used by {_some(users)}; the cloud machine does not have it, so that data is ignored.",
             "Apply or bake what the add-on makes (for example convert to mesh) before submitting.",
         )
         for module, users in sorted(by_module.items())
-        if module
+        if module and module not in travelling
     ]
     if by_module.get(""):
         findings.append(
@@ -219,7 +250,7 @@ def check_ocio(facts: dict[str, Any]) -> list[Finding]:
 
 def check_auto_run(facts: dict[str, Any]) -> list[Finding]:
     needed = facts.get("auto_run_needed", [])
-    if not needed:
+    if not needed or facts.get("auto_run_enabled"):  # Auto Run travels with the job
         return []
     names = [item["name"] for item in needed]
     return [
@@ -257,12 +288,46 @@ def check_device(facts: dict[str, Any], instance_gpu: bool) -> list[Finding]:
     return []
 
 
+def check_simulations(facts: dict[str, Any]) -> list[Finding]:
+    """Unbaked simulations stop the submit: the machines render frames out of order, each from scratch."""
+    findings = []
+    for sim in facts.get("simulations", []):
+        where = f'object "{sim["object"]}"' + (
+            f' (modifier "{sim["modifier"]}")' if sim.get("modifier") else ""
+        )
+        if not sim.get("baked"):
+            how = (
+                "Bake it with the modifier's Bake button (Physics or Modifier Properties > Simulation) and save the file."
+                if sim["kind"] == "Geometry Nodes"
+                else "Bake it in Physics Properties > Cache > Bake (or Bake All Dynamics) and save the file."
+            )
+            findings.append(
+                Finding(
+                    BLOCK,
+                    "simulation_not_baked",
+                    f"The {sim['kind']} simulation on {where} is not baked; the cloud machine renders frames out "
+                    "of order and would solve it again, differently.",
+                    how,
+                )
+            )
+        elif sim.get("folder") and not sim.get("relative"):
+            findings.append(
+                Finding(
+                    WARN,
+                    "cache_outside_project",
+                    f"The {sim['kind']} bake of {where} lies in {sim['folder']}, outside the project folder; it is not sent.",
+                    "Set the bake's folder to a path beside the .blend (starting with //), bake again and save.",
+                )
+            )
+    return findings
+
+
 def run_preflight(
     facts: dict[str, Any], pack: PackResult | None, instance_gpu: bool, gpu_memory_gb: float | None
 ) -> list[Finding]:
     """Every finding for this scene and machine choice, blocking ones first."""
     findings = [
-        *check_engine(facts),
+        *check_engine(facts, instance_gpu),
         *check_output(facts),
         *check_frames(facts),
         *check_resolution(facts, instance_gpu, gpu_memory_gb),
@@ -271,6 +336,7 @@ def run_preflight(
         *check_outside_project(pack),
         *check_unreadable(pack),
         *check_addons(facts),
+        *check_simulations(facts),
         *check_ocio(facts),
         *check_auto_run(facts),
     ]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import subprocess
 
 import bpy
+
+from cloud.machine.assemble_movie import egl_environment
 
 from . import harness
 
@@ -32,5 +37,35 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
         assert list(submit_root.glob("probe-*")) == []
         if os.name == "posix":
             assert submit_root.stat().st_mode & 0o777 == 0o700
+    finally:
+        harness.disconnect()
+
+
+def test_an_eevee_scene_is_probed_with_eevee(installed, tmp_path, aws):
+    """The probe renders EEVEE scenes with EEVEE (shaders compiled first, counted as set-up)."""
+    path = harness.make_scene(tmp_path / "eevee.blend", frames=4, size=32, samples=4)
+    bpy.context.scene.render.engine = "BLENDER_EEVEE"
+    bpy.context.scene.eevee.taa_render_samples = 4
+    bpy.ops.wm.save_mainfile()
+    probe = importlib.import_module(harness.addon().__name__ + ".addon.estimate_probe")
+    plan = probe.plan_for(bpy.context.scene)
+    assert plan["samples"] == 4  # EEVEE's own samples, not Cycles'
+    args = json.dumps({k: plan[k] for k in ("frame", "border", "samples")})
+    env = dict(os.environ, **egl_environment(dict(os.environ))[0])
+    command = [*probe.blender_command(), "-b", str(path), "--python", str(probe.PROBE_SCRIPT), "--", args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("CLOUDRENDER_PROBE "))
+    measured = json.loads(line.split(" ", 1)[1])
+    assert measured["engine"] == "BLENDER_EEVEE"
+    assert measured["seconds"] > 0 and measured["sync_seconds"] > 0
+    harness.connect(aws.url)
+    try:
+        bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+        view = harness.addon().addon.job_view.view()
+        view.estimate = ""
+        assert bpy.ops.cloud_render.estimate() == {"FINISHED"}
+        harness.drain_until(lambda: view.estimate and not view.estimate.startswith("Rendering"), 180)
+        first = view.estimate.splitlines()[0]
+        assert "g4dn.xlarge" in first and "s/frame" in first, view.estimate
     finally:
         harness.disconnect()

@@ -88,11 +88,13 @@ def test_unsaved_file_is_refused(installed, aws):
 
 
 def test_preflight_blocks_a_scene_the_machine_cannot_render(saved_scene, aws):
+    """EEVEE on a machine type without a GPU: refused before launch, with the reason."""
     harness.connect(aws.url)
     bpy.context.scene.render.engine = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0) else "BLENDER_EEVEE"
+    bpy.context.scene.cloud_render.instance_type = "c7i.4xlarge"
     bpy.ops.wm.save_mainfile()
     message = _refusal()
-    assert "Cycles" in message
+    assert "EEVEE" in message and "GPU machine" in message
     from cloud.aws.session import client
 
     assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
