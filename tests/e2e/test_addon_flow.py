@@ -425,3 +425,34 @@ def test_camera_switching_colour_management_and_file_names_come_back_as_set(clou
     # The two cameras see different pictures, so the switch really happened on the machine.
     one, two = (mean_colour(cloud_frames[f"shot_v2_000{n}.png"]) for n in (1, 2))
     assert not np.allclose(one, two, atol=0.01)
+
+
+def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_path):
+    """A 12-frame H.264/MP4 scene: frames as PNG, the movie encoded on the machine, Show Movie."""
+    harness.make_scene(tmp_path / "movie" / "shot.blend", frames=12, size=32, samples=1)
+    scene = bpy.context.scene
+    scene.render.resolution_x = 48  # a movie size other than a square, even for H.264
+    settings = scene.render.image_settings
+    settings.media_type = "VIDEO"
+    settings.file_format = "FFMPEG"
+    scene.render.ffmpeg.format = "MPEG4"
+    scene.render.ffmpeg.codec = "H264"
+    scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    record = harness.addon().addon.pump.manager().store.load(job_id)
+    assert view().state == "Done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
+    assert sorted(record.frames_done) == list(range(1, 13))
+    assert "movie" in view().message
+    movie = Path(record.movie_path)
+    assert movie.is_file() and movie.parent == Path(record.output_dir) / "movie" and movie.suffix == ".mp4"
+
+    assert bpy.ops.cloud_render.show_movie(job_id=job_id, open_as="CLIP") == {"FINISHED"}
+    clip = bpy.data.movieclips[f"cloud-render {job_id}"]
+    assert clip.frame_duration == 12 and tuple(clip.size) == (48, 32)
+    assert bpy.ops.cloud_render.show_movie(job_id=job_id, open_as="SEQUENCER") == {"FINISHED"}
+    editor = scene.sequence_editor
+    strip = next(s for s in editor.strips_all if s.type == "MOVIE")
+    assert strip.frame_final_duration == 12
