@@ -57,7 +57,15 @@ def test_a_job_in_the_panel_changes_no_byte_of_the_saved_scene(installed, tmp_pa
     bpy.ops.wm.save_as_mainfile(filepath=str(second), copy=True, check_existing=False)
 
     assert MARKER.encode() not in second.read_bytes()
-    assert digest(first) == digest(second)
+    # Blender 4.2 writes runtime pointers into every save: two saves of one unchanged scene
+    # differ there, so byte equality is only asked where Blender saves deterministically (5.x).
+    again = tmp_path / "first-again.blend"
+    view.job_id = ""
+    bpy.ops.wm.save_as_mainfile(filepath=str(again), copy=True, check_existing=False)
+    deterministic = digest(first) == digest(again)
+    assert deterministic or bpy.app.version < (5, 0, 0)
+    if deterministic:
+        assert digest(first) == digest(second)
     module.addon.jobs_list.remove(MARKER)
     view.job_id = ""
     assert path.exists()
