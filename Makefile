@@ -8,7 +8,7 @@ VENV_BPY42 := .venv-bpy42
 VENV_BPY5X := .venv-bpy5x
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: all venv venv-compat wheels build test test-fast lint demo bench clean
+.PHONY: all venv venv-compat wheels build test test-bpy42 test-fast test-gui screenshots lint demo bench clean
 
 all: build
 
@@ -47,14 +47,35 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	dev/typecheck.sh
 
+# STRESS=1: the same suite with every core kept busy by a bounded CPU load (dev/cpu_load.py:
+# at most 30 minutes, gone with this recipe), as on an artist's machine or a shared CI runner.
 test: venv venv-compat wheels
+ifeq ($(STRESS),1)
+	@echo "STRESS=1: a CPU load keeps every core busy while the suite runs"
+	$(PY) dev/cpu_load.py --seconds 1800 --parent $$$$ & load=$$!; \
+	$(PY) -m pytest; rc=$$?; kill $$load; wait $$load; exit $$rc
+else
 	$(PY) -m pytest
+endif
+
+# The add-on and end-to-end tests on Blender 4.2 LTS: its bpy module ahead of the suite's 5.0.
+test-bpy42: venv venv-compat wheels
+	PYTHONPATH=$(VENV_BPY42)/lib/python3.11/site-packages $(PY) -m pytest tests/addon tests/e2e
 
 test-fast: venv wheels
 	$(PY) -m pytest -m "not slow"
 
+# The add-on in a real Blender window (Debian's 4.3.2 in a trixie chroot under Xvfb, built once
+# into ~/.cache/cloud-render-gui; needs root). test-gui: the click-through to Done; screenshots:
+# every state into docs/screenshots/.
+test-gui: venv wheels
+	$(PY) dev/gui/run.py test
+
+screenshots: venv wheels
+	$(PY) dev/gui/run.py shots
+
 demo: venv wheels
-	$(PY) dev/demo.py
+	$(PY) dev/demo.py $(if $(SCENE),--scene $(SCENE))
 
 bench: venv wheels
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
