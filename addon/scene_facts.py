@@ -13,6 +13,7 @@ from typing import Any
 import bpy
 
 from ..cloud.pack import FRAMES_IMAGE_PREFIX
+from . import farm_facts
 
 MOVIE_FORMATS = {"FFMPEG", "AVI_JPEG", "AVI_RAW"}
 BUILTIN_TREES = {"ShaderNodeTree", "GeometryNodeTree", "CompositorNodeTree", "TextureNodeTree"}
@@ -172,6 +173,8 @@ def collect_scene_facts(scene: Any) -> dict[str, Any]:
     prefs = bpy.context.preferences
     cycles = getattr(scene, "cycles", None)
     image = render.image_settings
+    used = addons_used()
+    used += [u for u in farm_facts.driver_function_addons(_addon_of) if u["module"] != OWN_PACKAGE]
     return {
         "blender_version": bpy.app.version_string,
         "blend_path": bpy.data.filepath,
@@ -188,7 +191,10 @@ def collect_scene_facts(scene: Any) -> dict[str, Any]:
         "resolution_x": render.resolution_x,
         "resolution_y": render.resolution_y,
         "resolution_percentage": render.resolution_percentage,
-        "addons_used": addons_used(),
+        "addons_used": used,
+        "addons_enabled": farm_facts.enabled_user_addons(OWN_PACKAGE),
+        "simulations": farm_facts.simulations(),
+        "fingerprint": farm_facts.environment_fingerprint(scene, [u["module"] for u in used if u["module"]]),
         "auto_run_needed": scripts_needing_auto_run(),
         "auto_run_enabled": bool(prefs is not None and prefs.filepaths.use_scripts_auto_execute),
         "ocio_env": os.environ.get("OCIO") or None,

@@ -1,0 +1,145 @@
+"""Farm equals local on real bpy scenes: simulations and bakes, driver functions of add-ons,
+the artist's add-ons that travel, the fingerprint the job carries."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import bpy
+import pytest
+
+from cloud.pack.bakes import disk_bake_inputs
+from cloud.pack.preflight import BLOCK, addon_plan, run_preflight
+
+from . import harness
+
+
+def scene_facts():  # type: ignore[no-untyped-def]
+    return importlib.import_module(harness.MODULE + ".addon.scene_facts")
+
+
+@pytest.fixture
+def scene(installed):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "GPU"
+    scene.render.filepath = "//render/"
+    scene.frame_start, scene.frame_end = 1, 3
+    yield scene
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def findings(scene):  # type: ignore[no-untyped-def]
+    return run_preflight(scene_facts().collect_scene_facts(scene), None, True, 24.0)
+
+
+def simulation_modifier(name: str, target: str = "PACKED") -> bpy.types.Object:
+    """An object whose Geometry Nodes modifier holds a simulation zone."""
+    mesh = bpy.data.meshes.new(name)
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    tree = bpy.data.node_groups.new(name + "Sim", "GeometryNodeTree")
+    tree.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+    tree.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    group_in, group_out = tree.nodes.new("NodeGroupInput"), tree.nodes.new("NodeGroupOutput")
+    sim_in, sim_out = (
+        tree.nodes.new("GeometryNodeSimulationInput"),
+        tree.nodes.new("GeometryNodeSimulationOutput"),
+    )
+    sim_in.pair_with_output(sim_out)
+    tree.links.new(group_in.outputs[0], sim_in.inputs[0])
+    tree.links.new(sim_in.outputs[1], sim_out.inputs[1])
+    tree.links.new(sim_out.outputs[0], group_out.inputs[0])
+    modifier = obj.modifiers.new("GeoSim", "NODES")
+    modifier.node_group = tree
+    modifier.bake_target = target
+    if target == "DISK":
+        modifier.bake_directory = "//bakes/"
+    bpy.context.view_layer.update()
+    return obj
+
+
+def bake(obj: bpy.types.Object) -> None:
+    modifier = obj.modifiers["GeoSim"]
+    with bpy.context.temp_override(object=obj, active_object=obj, selected_objects=[obj]):
+        result = bpy.ops.object.geometry_node_bake_single(
+            session_uid=obj.session_uid, modifier_name=modifier.name, bake_id=modifier.bakes[0].bake_id
+        )
+    assert result == {"FINISHED"}
+
+
+def test_unbaked_cloth_and_simulation_zone_stop_the_submit_by_name(scene, tmp_path):
+    bpy.ops.mesh.primitive_plane_add()
+    flag = bpy.context.active_object
+    flag.name = "Flag"
+    flag.modifiers.new("Cloth", "CLOTH")
+    simulation_modifier("Smoke")
+    blocking = [f for f in findings(scene) if f.severity == BLOCK]
+    assert [f.code for f in blocking] == ["simulation_not_baked", "simulation_not_baked"]
+    assert 'cloth simulation on object "Flag" (modifier "Cloth")' in blocking[0].message
+    assert 'Geometry Nodes simulation on object "Smoke"' in blocking[1].message
+
+
+def test_baked_simulations_pass_packed_or_on_disk_and_disk_bakes_are_packed(scene, tmp_path):
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    packed = simulation_modifier("Packed")
+    on_disk = simulation_modifier("OnDisk", target="DISK")
+    bake(packed)
+    bake(on_disk)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))  # packed bakes are read from the file
+    facts = scene_facts().collect_scene_facts(scene)
+    sims = {s["object"]: s for s in facts["simulations"]}
+    assert sims["Packed"]["baked"] and sims["OnDisk"]["baked"]
+    assert sims["OnDisk"]["relative"] == f"bakes/{on_disk.modifiers['GeoSim'].bakes[0].bake_id}"
+    assert not [
+        f for f in run_preflight(facts, None, True, 24.0) if f.code.startswith(("simulation", "cache"))
+    ]
+    files = disk_bake_inputs(facts["simulations"], "")
+    assert files and all(p.startswith(sims["OnDisk"]["relative"] + "/") for p in files)
+    assert any("/meta/" in p for p in files)  # an empty mesh writes no blobs
+
+
+ADDON = """
+bl_info = {"name": "CR Wave", "version": (0, 3, 0), "blender": (4, 2, 0), "category": "Animation"}
+import bpy
+
+
+def cr_wave(frame):
+    return frame * 0.5
+
+
+def register():
+    bpy.app.driver_namespace["cr_wave"] = cr_wave
+
+
+def unregister():
+    bpy.app.driver_namespace.pop("cr_wave", None)
+"""
+
+
+def test_driver_function_of_an_addon_travels_with_the_job(scene, tmp_path, monkeypatch):
+    import addon_utils
+
+    (tmp_path / "cr_wave_addon").mkdir()
+    (tmp_path / "cr_wave_addon" / "__init__.py").write_text(ADDON)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert addon_utils.enable("cr_wave_addon", default_set=True) is not None
+    try:
+        obj = bpy.data.objects.new("Bob", None)
+        scene.collection.objects.link(obj)
+        obj.driver_add("location", 2).driver.expression = "cr_wave(frame)"
+        facts = scene_facts().collect_scene_facts(scene)
+        assert {"module": "cr_wave_addon", "used_by": 'Driver on "Bob" location: cr_wave(frame)'} in facts[
+            "addons_used"
+        ]
+        plan = addon_plan(facts)
+        assert [(a.module, a.version) for a in plan.travel] == [("cr_wave_addon", "0.3.0")]
+        assert not any(a["module"].endswith("cloud_render") for a in facts["addons_enabled"])
+        assert "cr_wave_addon" in facts["fingerprint"]["addons_used"]
+        assert facts["fingerprint"]["view_transform"] == scene.view_settings.view_transform
+        assert [f.code for f in run_preflight(facts, None, True, 24.0) if "addon" in f.code] == []
+    finally:
+        addon_utils.disable("cr_wave_addon", default_set=True)
+        sys.modules.pop("cr_wave_addon", None)
