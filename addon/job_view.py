@@ -230,8 +230,11 @@ def _new_window_area(kind: str) -> list[Any]:
     if not wm.windows:
         return []
     before = set(wm.windows[:])
-    with bpy.context.temp_override(window=wm.windows[0]):
-        bpy.ops.wm.window_new()
+    try:
+        with bpy.context.temp_override(window=wm.windows[0]):
+            bpy.ops.wm.window_new()
+    except RuntimeError:  # no window to copy (the bpy module's stand-in window has no screen area)
+        return []
     new = [w for w in wm.windows if w not in before]
     if not new:
         return []

@@ -5,15 +5,24 @@ module), connect an account (here the emulated one), open a scene, press "Render
 The instance simulator boots the launched machine and renders the frames for real (Cycles,
 CPU); the add-on follows the job, downloads the frames and loads them into Blender. Leaves the
 frames and a contact sheet in demo-output/, printing each stage with its duration.
+
+`--scene eevee` (`make demo SCENE=eevee`): the scene renders with EEVEE on a GPU machine type;
+the simulator's software OpenGL (Mesa) stands in for the GPU's and says so in the log.
+`--scene video`: 12 frames with H.264/MP4 output and a sound strip: the machine renders PNG
+frames, then encodes the movie with the scene's settings and sound; demo-output/ gets both.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +45,8 @@ FRAMES = 4
 SIZE = 96
 SAMPLES = 8
 INSTANCE_TYPE = "c5.2xlarge"  # the simulator renders on the CPU, so ask for a CPU machine
+GPU_INSTANCE_TYPE = "g4dn.xlarge"  # EEVEE needs a GPU machine type (the simulator's is Mesa)
+VIDEO_FRAMES = 12
 
 
 class Clock:
@@ -67,7 +78,47 @@ def contact_sheet(frames: list[Path], dest: Path) -> None:
     out.save()
 
 
+def tone(path: Path, seconds: float = 1.0, rate: int = 48000) -> None:
+    """A quiet sine tone as a WAV file: the video demo's sound strip."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        samples = (int(6000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(seconds * rate)))
+        out.writeframes(b"".join(struct.pack("<h", v) for v in samples))
+
+
+def dress_scene(kind: str, project: Path) -> str:
+    """Turn the sample Cycles scene into the demo's kind; returns the machine type to ask for."""
+    import bpy
+
+    scene = bpy.context.scene
+    if kind == "eevee":
+        scene.render.engine = "BLENDER_EEVEE"
+        scene.eevee.taa_render_samples = SAMPLES
+        os.environ["CLOUD_RENDER_SOFTWARE_GPU"] = "1"  # read by the simulator: Mesa plays the GPU
+        return GPU_INSTANCE_TYPE
+    if kind == "video":
+        scene.render.resolution_y = SIZE * 2 // 3  # a movie is rarely square; even for H.264
+        settings = scene.render.image_settings
+        if hasattr(settings, "media_type"):
+            settings.media_type = "VIDEO"
+        settings.file_format = "FFMPEG"
+        scene.render.ffmpeg.format = "MPEG4"
+        scene.render.ffmpeg.codec = "H264"
+        scene.render.ffmpeg.audio_codec = "AAC"
+        tone(project / "tone.wav")
+        editor = scene.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+        strips.new_sound("tone", "//tone.wav", 1, 1)
+    return INSTANCE_TYPE
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Cloud Render demo through the emulated AWS")
+    parser.add_argument("--scene", choices=["cycles", "eevee", "video"], default="cycles")
+    kind = parser.parse_args().scene
+    frames_wanted = VIDEO_FRAMES if kind == "video" else FRAMES
     clock = Clock()
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
@@ -91,15 +142,16 @@ def main() -> int:
 
         project = OUT / "project"
         scene_path = harness.make_scene(
-            project / "demo_shot.blend", frames=FRAMES, size=SIZE, samples=SAMPLES
+            project / "demo_shot.blend", frames=frames_wanted, size=SIZE, samples=SAMPLES
         )
         scene = bpy.context.scene
-        scene.cloud_render.instance_type = INSTANCE_TYPE
+        scene.cloud_render.instance_type = dress_scene(kind, project)
         scene.cloud_render.max_cost = 2.0
         scene.cloud_render.max_hours = 1.0
         bpy.ops.wm.save_mainfile()
         clock.stage(
-            f"sample scene: {scene_path.relative_to(ROOT)} ({FRAMES} frames, {SIZE}x{SIZE}, {SAMPLES} samples)"
+            f"sample scene ({kind}, {scene.render.engine}): {scene_path.relative_to(ROOT)} ({frames_wanted} frames, "
+            f"{scene.render.resolution_x}x{scene.render.resolution_y}, {SAMPLES} samples)"
         )
 
         # What the first boot of a real machine leaves behind: a Blender build in the bucket's cache.
@@ -142,6 +194,17 @@ def main() -> int:
         log = module.addon.job_view.log_lines(job_id)
         (OUT / "job.log").write_text("\n".join(log) + "\n")
         clock.stage("contact sheet written: demo-output/contact_sheet.png")
+        if record.movie_path:
+            movie = Path(record.movie_path)
+            shutil.copy2(movie, OUT / movie.name)
+            clip = bpy.data.movieclips.load(str(movie))
+            clock.stage(
+                f"movie demo-output/{movie.name}: {clip.frame_duration} frames at {tuple(clip.size)}, "
+                f"{movie.stat().st_size / 1e3:.1f} kB"
+            )
+        elif kind == "video":
+            print(f"No movie came back: {record.movie_error or record.message}")
+            return 1
         print(
             f"\nJob {job_id}: {len(record.frames_done)}/{len(record.frames)} frames on {record.instance_type} "
             f"(device {record.device or 'CPU'}, Blender {record.blender_build or version}), "

@@ -351,6 +351,8 @@ class Machine:
                 "CLOUD_RENDER_RETRY_ATTEMPTS": "6",
                 "http_proxy": f"http://127.0.0.1:{proxy.server_address[1]}",
             }
+            if os.environ.get("CLOUD_RENDER_SOFTWARE_GPU"):  # the demo's stand-in for a GPU's OpenGL
+                env["CLOUD_RENDER_SOFTWARE_GPU"] = "1"
             proc = subprocess.Popen(
                 ["bash", str(script)],
                 cwd=self.dir,

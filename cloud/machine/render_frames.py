@@ -180,7 +180,7 @@ def opengl_check(scene: Any, cfg: dict) -> None:
         opengl=renderer,
         software=software,
     )
-    if software and cfg.get("device", "GPU") == "GPU":
+    if software and cfg.get("device", "GPU") == "GPU" and not os.environ.get("CLOUD_RENDER_SOFTWARE_GPU"):
         fail(
             "no_gpu",
             f"Blender found no usable GPU for OpenGL and would render {engine_name(scene)} in software ({renderer}).",
