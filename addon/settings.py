@@ -142,6 +142,12 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
         "itself only if the whole job stays under Max Cost (otherwise it asks)",
         default=False,
     )
+    render_despite_differences: BoolProperty(  # type: ignore[valid-type]
+        name="Render Despite Differences",
+        description="Render even when the cloud machine's Blender, add-ons or colour settings differ "
+        "from this one in ways that change the pixels (the differences are listed in the job log)",
+        default=False,
+    )
     frame_order: EnumProperty(  # type: ignore[valid-type]
         name="Order",
         items=[

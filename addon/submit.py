@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -107,7 +108,29 @@ def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, fra
         movie_frames_format=settings.movie_frames,
         retention_days=prefs.retention_days if prefs is not None else 14,
         quote_first=settings.quote_first,
+        **farm_equals_local(scene, settings.render_despite_differences),
     )
+
+
+def farm_equals_local(scene: bpy.types.Scene, accept_differences: bool) -> dict[str, Any]:
+    """The JobRequest fields that make the machine's Blender the artist's (see cloud/pack/addons.py)."""
+    from ..cloud.pack.preflight import addon_plan
+    from . import scene_facts
+
+    facts = scene_facts.collect_scene_facts(scene)
+    plan = addon_plan(facts)
+    return {
+        "addons": [addon.spec_entry() for addon in plan.travel],
+        "addon_files": {rel: str(path) for rel, path in plan.files.items()},
+        "bake_folders": [
+            {"folder": s["folder"], "relative": s["relative"]}
+            for s in facts["simulations"]
+            if s.get("relative")
+        ],
+        "auto_run": bool(facts.get("auto_run_enabled")),
+        "fingerprint": facts["fingerprint"],
+        "accept_differences": accept_differences,
+    }
 
 
 def save_copy(job_id: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import posixpath
 import re
 import shutil
 import ssl
@@ -55,6 +56,19 @@ class PackedScene:
     # Where to read each file from: the artist's own file when packing did not change it.
     sources: dict[str, Path] = field(default_factory=dict)
     stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # (size, mtime_ns) when hashed
+
+
+def add_travelling_files(packed: PackedScene, request: JobRequest) -> None:
+    """The add-ons that travel and the disk bakes beside the .blend, read from where they lie."""
+    from ..pack.bakes import disk_bake_inputs
+
+    extra = {rel: Path(local) for rel, local in request.addon_files.items()}
+    extra.update(disk_bake_inputs(request.bake_folders, posixpath.dirname(packed.blend_path)))
+    for rel, path in sorted(extra.items()):
+        stat = path.stat()
+        packed.files[rel] = (storage.hash_file(path), stat.st_size)
+        packed.sources[rel] = path
+        packed.stamps[rel] = (stat.st_size, stat.st_mtime_ns)
 
 
 def _check_unchanged(packed: PackedScene) -> None:
@@ -118,7 +132,7 @@ class CloudSteps:
             skip_images=(FRAMES_IMAGE_PREFIX,),  # earlier jobs' frames, loaded for viewing
             hashes=self.hash_cache,
         )
-        return PackedScene(
+        packed = PackedScene(
             blend_path=result.manifest.blend,
             files={path: (entry.sha256, entry.size) for path, entry in result.manifest.files.items()},
             root=result.out_dir,
@@ -127,6 +141,8 @@ class CloudSteps:
             sources=result.sources,
             stamps=result.stamps,
         )
+        add_travelling_files(packed, request)
+        return packed
 
     @property
     def hash_cache(self) -> HashCache:
@@ -344,6 +360,10 @@ class CloudSteps:
             go_url=presign_get(s3, bucket, contract.control_key(job_id, "go.json"), expires)
             if request.quote_first
             else "",
+            addons=list(request.addons),
+            auto_run=request.auto_run,
+            fingerprint=dict(request.fingerprint),
+            accept_differences=request.accept_differences,
             **self.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))

@@ -91,6 +91,15 @@ class JobRequest:
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
     warnings: list[str] = field(default_factory=list)  # preflight findings that do not block
     machines: int = 1  # more than one: an AWS Batch array job, frames claimed by the machines
+    # Farm equals local: the add-ons that travel (spec entries, and job path -> local file), disk
+    # bakes to carry (folder and path relative to the .blend), the artist's Auto Run setting and
+    # environment fingerprint, and whether the job renders on although the machine differs.
+    addons: list[dict[str, Any]] = field(default_factory=list)
+    addon_files: dict[str, str] = field(default_factory=dict)
+    bake_folders: list[dict[str, str]] = field(default_factory=list)
+    auto_run: bool = False
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    accept_differences: bool = False
 
 
 @dataclass

@@ -1,0 +1,73 @@
+"""Farm equals local through the add-on: Render in Cloud with an add-on the scene's drivers call.
+
+The add-on is enabled in this Blender (the artist's), the cube's emission is driven by its
+function; the extension packs it with the job, the simulated machine installs and enables it
+before the scene opens again, and the frame that comes back has the colour of a local render.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from tests.addon import harness
+from tests.e2e.test_addon_flow import CPU_TYPE, cloud, mean_colour, tarball, view, wait_final  # noqa: F401
+from tests.e2e.test_farm_equals_local import ADDON
+
+pytestmark = pytest.mark.slow
+
+
+def driven_scene(tmp_path):  # type: ignore[no-untyped-def]
+    """harness' cube with an emission whose green and blue come from the add-on's cr_tint()."""
+    path = harness.make_scene(tmp_path / "project" / "shot.blend", frames=1, size=32, samples=2)
+    material = bpy.data.materials.new("Driven")
+    material.use_nodes = True
+    nodes = material.node_tree.nodes
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Color"].default_value = (1, 0, 0, 1)
+    for channel in (1, 2):
+        emission.inputs["Color"].driver_add("default_value", channel).driver.expression = "cr_tint(4.0)"
+    material.node_tree.links.new(emission.outputs[0], nodes["Material Output"].inputs["Surface"])
+    cube = bpy.data.objects["Cube"]
+    cube.data.materials.clear()
+    cube.data.materials.append(material)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return path
+
+
+def test_the_scenes_addon_travels_and_the_cloud_frame_matches(cloud, tmp_path, monkeypatch):  # noqa: F811
+    import addon_utils
+
+    (tmp_path / "addons" / "cr_tint").mkdir(parents=True)
+    (tmp_path / "addons" / "cr_tint" / "__init__.py").write_text(ADDON)
+    monkeypatch.syspath_prepend(str(tmp_path / "addons"))
+    filepaths = bpy.context.preferences.filepaths
+    auto_run = filepaths.use_scripts_auto_execute
+    filepaths.use_scripts_auto_execute = True  # the artist runs the scene's Python drivers
+    assert addon_utils.enable("cr_tint", default_set=True) is not None
+    try:
+        driven_scene(tmp_path)
+        scene = bpy.context.scene
+        assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+        job_id = view().job_id
+        wait_final()
+        log = harness.addon().addon.job_view.log_lines(job_id)
+        assert view().state == "Done", (view().message, log[-30:])
+        assert any("add-on installed and enabled: cr_tint 1.2.0" in line for line in log)
+        record = harness.addon().addon.pump.manager().store.load(job_id)
+        frames = sorted(Path(record.output_dir).rglob("*.png"))
+        scene.render.filepath = str(tmp_path / "local" / "frame_0001")
+        scene.frame_set(1)
+        bpy.ops.render.render(write_still=True)
+        local, remote = mean_colour(tmp_path / "local" / "frame_0001.png"), mean_colour(frames[0])
+        assert np.allclose(local, remote, atol=0.02), (local, remote)
+        assert remote[1] > 0.1  # green from the add-on's function, not the red of a failed driver
+    finally:
+        addon_utils.disable("cr_tint", default_set=True)
+        sys.modules.pop("cr_tint", None)
+        filepaths.use_scripts_auto_execute = auto_run
