@@ -548,8 +548,9 @@ class JobRunner(threading.Thread):
             rec.movie_error = done.movie_error
             self._log(f"The movie could not be made on the machine: {done.movie_error}")
             return (
-                "; the movie could not be made (the frames are all here).",
-                "Open the log for the reason; the frames can be made into a movie in the Video Sequencer.",
+                f"; the movie could not be made ({done.movie_error[:200]}), the frames are all here.",
+                "Fix the scene's output settings for the next job; these frames can be made into a movie "
+                "in the Video Sequencer.",
             )
         if not done.movie:
             return ".", ""

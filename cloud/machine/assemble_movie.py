@@ -213,7 +213,11 @@ def main() -> None:
     name = os.path.basename(render.filepath.replace("\\", "/")) or "movie_"
     render.filepath = movie_dir + name
     emit("movie_start", frames=len(frames), codec=render.ffmpeg.codec, container=render.ffmpeg.format)
-    bpy.ops.render.render(animation=True, scene=scene.name)
+    try:
+        bpy.ops.render.render(animation=True, scene=scene.name)
+    except RuntimeError as exc:  # FFmpeg refused: say Blender's reason ("width not divisible by 2")
+        emit("movie_error", message=str(exc).replace("Error: ", "", 1).strip()[:300])
+        raise SystemExit(3) from None
     written = sorted(os.listdir(movie_dir))
     if not written:
         emit("movie_error", message="Blender wrote no movie file.")

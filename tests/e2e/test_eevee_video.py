@@ -165,3 +165,23 @@ def test_movie_comes_back_with_its_frames_size_and_sound(aws, tarball, tmp_path)
     assert f"movie encoded in {done['movie']['seconds']} s" in job.log_text()
     print(f"movie encode: {done['movie']['seconds']} s for 12 frames at 64x48 ({len(movie)} bytes)")
     assert job.keys(out_prefix(job.job_id) + "movie/") == [out_prefix(job.job_id) + f"movie/{name}"]
+
+
+def test_a_failed_encode_keeps_the_frames_and_says_why(aws, tarball, tmp_path):
+    """H.264 refuses an odd frame width: the job is done, the frames are there, done.json says why."""
+    files = make_scene(tmp_path / "scene", "BLENDER_WORKBENCH", movie=True)
+    odd = tmp_path / "odd.py"
+    odd.write_text(
+        "import bpy, sys\nbpy.ops.wm.open_mainfile(filepath=sys.argv[-1])\nscene = bpy.context.scene\n"
+        "scene.render.resolution_x, scene.frame_end = 63, 3\nbpy.ops.wm.save_mainfile()\n"
+    )
+    subprocess.run([sys.executable, str(odd), str(files["scene.blend"])], check=True, capture_output=True)
+    job = stage(aws, files, tarball, frames=[1, 2, 3], movie_frames_format="OPEN_EXR")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job, timeout=300)
+    done = job.get_json("done.json")
+    assert done is not None and "movie" not in done, done
+    assert "divisible by 2" in done["movie_error"]
+    assert sorted(job.frames()) == [f"render/shot_{f:04d}.exr" for f in (1, 2, 3)]  # EXR frames, as asked
+    assert job.keys(out_prefix(job.job_id) + "movie/") == []
+    assert "the movie could not be made" in job.log_text()
