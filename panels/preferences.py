@@ -65,9 +65,11 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         else:
             from ..cloud.aws import credentials
 
+            has_keys = credentials.has_keys(account.key_dir())
+            if has_keys:  # its own line: beside two buttons it was cut in the middle
+                layout.label(text="Access key saved (encrypted on this computer).", icon="LOCKED")
             row = layout.row()
-            if credentials.has_keys(account.key_dir()):
-                row.label(text="Access key saved (encrypted on this computer).", icon="LOCKED")
+            if has_keys:
                 row.operator("cloud_render.forget_keys")
             row.operator("cloud_render.save_keys", text="Enter Access Key...", icon="KEY_HLT")
         row = layout.row()
@@ -77,17 +79,20 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         if summary:
             box = layout.box()
             for line in summary.splitlines():
-                text_wrap.labels(box, context, line, icon="CHECKMARK" if line == "Ready to render" else "NONE")
+                text_wrap.labels(
+                    box, context, line, icon="CHECKMARK" if line == "Ready to render" else "NONE"
+                )
             if "quota" in summary.lower() and "Ready to render" not in summary:
                 box.operator("cloud_render.request_quota", icon="PLUS")
         status = job_view.view().account_status
-        if status:
+        if status and status not in summary.splitlines():  # Set Up's first line, said once
             text_wrap.labels(layout, context, status)
         box = layout.box()
-        box.label(text="No keys yet? In the AWS console:")
-        box.label(text="1. IAM > Users > Create user (never use the account's root keys).")
-        box.label(text="2. Permissions > Create inline policy > JSON: paste the Cloud Render policy.")
-        box.label(text="3. Security credentials > Create access key, then 'Enter Access Key...' here.")
+        if not account.has_credentials():  # the steps to make keys, until there are some
+            box.label(text="No keys yet? In the AWS console:")
+            box.label(text="1. IAM > Users > Create user (never use the account's root keys).")
+            box.label(text="2. Permissions > Create inline policy > JSON: paste the Cloud Render policy.")
+            box.label(text="3. Security credentials > Create access key, then 'Enter Access Key...' here.")
         box.operator("cloud_render.copy_policy", icon="COPYDOWN")
         layout.prop(self, "default_region")
         layout.prop(self, "retention_days")

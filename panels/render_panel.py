@@ -14,6 +14,7 @@ from ..cloud.errors import CloudError
 from ..cloud.job.records import FINAL_STAGES
 from . import text_wrap
 
+FORM_VALUES = 0.6  # the share of a property-split form's width that holds the values
 STATE_ICONS = {"Done": "CHECKMARK", "Failed": "ERROR", "Capped": "ERROR", "Interrupted": "ERROR"}
 
 
@@ -39,6 +40,17 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row.operator("cloud_render.render", icon="RENDER_ANIMATION")
         for reason in blockers:
             text_wrap.labels(layout, context, reason, icon="INFO")
+        forgotten = len(list(filter(None, job_view.view().orphans.split(","))))
+        if forgotten:  # billing with no job: said where the artist looks, not only in Jobs
+            col = layout.column()
+            col.alert = True
+            text_wrap.labels(
+                col,
+                context,
+                f"{forgotten} machine{'s' * (forgotten > 1)} still running with no job: "
+                "terminate {0} in Jobs below.".format("them" if forgotten > 1 else "it"),
+                icon="ERROR",
+            )
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
@@ -56,7 +68,7 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
 
 def _form_column(layout: bpy.types.UILayout) -> bpy.types.UILayout:
     """The value column of a property-split form, for text that belongs beside the fields."""
-    split = layout.split(factor=0.4)
+    split = layout.split(factor=1.0 - FORM_VALUES)
     split.label(text="")
     return split.column()
 
@@ -90,8 +102,9 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
             price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
             info = machine_facts.instance(settings.instance_type, prices.catalog())
             facts = _form_column(layout)
-            text_wrap.labels(facts, context, machine_facts.label(info, settings.region, price.usd))
-            text_wrap.labels(facts, context, price.words())
+            label = machine_facts.label(info, settings.region, price.usd)
+            text_wrap.labels(facts, context, label, factor=FORM_VALUES)
+            text_wrap.labels(facts, context, price.words(), factor=FORM_VALUES)
         except CloudError as error:
             text_wrap.labels(layout, context, error.message, icon="ERROR")
         layout.prop(settings, "use_spot")
@@ -113,8 +126,7 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         else:
             layout.prop(settings, "file_format")
         layout.prop(settings, "output_dir")
-        caps = "Hard Caps: the machine stops at whichever comes first"
-        text_wrap.labels(_form_column(layout), context, caps, icon="LOCKED", factor=FORM_VALUES)
+        _form_column(layout).label(text="Hard Caps", icon="LOCKED")  # the machine stops at either
         col = layout.column(align=True)
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
@@ -214,7 +226,7 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
             text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS")
-        if final:
+        if final and view.frames_done:
             _draw_result(layout, context, view)
         else:
             _draw_live(layout, view)

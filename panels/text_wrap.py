@@ -6,7 +6,7 @@ prices and times sit; these helpers split text into lines that fit the region in
 
 from __future__ import annotations
 
-import textwrap
+import re
 from typing import Any
 
 # Average width of one character of Blender's UI font at UI scale 1, and what a panel's
@@ -17,12 +17,25 @@ DEFAULT_WIDTH_PX = 330  # the default Properties editor (and the windowless bpy 
 
 
 def wrap(text: str, width_px: float = DEFAULT_WIDTH_PX, scale: float = 1.0) -> list[str]:
-    """`text` split at spaces into lines that fit `width_px`; its own line breaks are kept."""
+    """`text` split into lines that fit `width_px`, at spaces or after a "/" (paths); its own
+    line breaks are kept, and only a word longer than a line is cut."""
     scale = scale if scale > 0 else 1.0  # 0 in a windowless Blender
     chars = max(18, int((width_px - MARGIN_PX * scale) / (CHAR_PX * scale)))
     lines: list[str] = []
     for paragraph in text.splitlines():
-        lines += textwrap.wrap(paragraph, chars, break_on_hyphens=False) or [""]
+        line = ""
+        for token in re.split(r"(?<=[ /])", paragraph):
+            while len(token) > chars:  # a word longer than a line: cut it
+                if line.strip():
+                    lines.append(line.rstrip())
+                lines.append(token[:chars])
+                token, line = token[chars:], ""
+            if len((line + token).rstrip()) > chars and line.strip():
+                lines.append(line.rstrip())
+                line = token.lstrip()
+            else:
+                line += token
+        lines.append(line.rstrip())
     return lines
 
 
@@ -34,8 +47,13 @@ def region_width(context: Any) -> tuple[float, float]:
     return width, scale
 
 
-def labels(layout: Any, context: Any, text: str, icon: str = "NONE") -> None:
-    """Draw `text` as wrapped labels: the icon on the first line, the rest aligned under it."""
+def labels(layout: Any, context: Any, text: str, icon: str = "NONE", factor: float = 1.0) -> None:
+    """Draw `text` as wrapped labels: the icon on the first line, the rest aligned under it.
+
+    `factor` is the share of the region's width the layout has (0.6 beside a form's names).
+    """
     column = layout.column(align=True)
-    for index, line in enumerate(wrap(text, *region_width(context))):
+    width, scale = region_width(context)
+    margin = MARGIN_PX * (scale if scale > 0 else 1.0)
+    for index, line in enumerate(wrap(text, margin + (width - margin) * factor, scale)):
         column.label(text=line, icon=icon if index == 0 else ("BLANK1" if icon != "NONE" else "NONE"))

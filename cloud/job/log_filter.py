@@ -1,7 +1,8 @@
 """The job log for people: stage lines, errors and finished frames, without the renderer's noise.
 
-The raw log (Cycles progress, JSON status, tracebacks in full) stays one click away in the
-full-log text; the panel shows only what an artist acts on.
+The raw log (Cycles progress, the machine's JSON events, tracebacks in full) stays one click
+away in the full-log text; the panel shows the lines an artist acts on: the add-on's and the
+machine's own `[cloud-render ...]` lines (stages, each frame uploaded, the end) and errors.
 """
 
 from __future__ import annotations
@@ -9,21 +10,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-OWN_PREFIX = "[cloud-render] "
-_KEEP = re.compile(
-    r"error|fail|refus|warning|cannot|could not|stopp|cancel|interrupt|"
-    r"saved|frame \d+ (?:done|saved|uploaded|finished)|finished|done",
-    re.IGNORECASE,
-)
-_NOISE = re.compile(r"^\s*[{\[\"]|Fra:\d+|\| Sample|Synchroniz|Mem:|Peak:|^\s*File \"|^\s+")
+_OWN = re.compile(r"^\[cloud-render(?: (\d\d:\d\d:\d\d))?\] ")  # the add-on's; the machine's, timed
+_BLENDER_PREFIX = re.compile(r"^\d\d:\d\d\.\d+\s+\S+\s+\| ")  # Blender 4.4+ log lines
+_ERROR = re.compile(r"error|fail|refus|cannot|could not|out of memory|killed", re.IGNORECASE)
+_NOISE = re.compile(r"^\s*[{\[\"]|^CLOUDRENDER |Fra:\s*\d+|\| Sample|^\s*File \"|^\s")
 
 
 def for_people(lines: Iterable[str], keep: int = 6) -> list[str]:
-    """The last `keep` lines an artist needs: the add-on's own lines, errors, finished frames."""
+    """The last `keep` lines an artist needs (all of them with keep=0)."""
     chosen = []
     for line in lines:
-        if line.startswith(OWN_PREFIX):
-            chosen.append(line[len(OWN_PREFIX) :])
-        elif _KEEP.search(line) and not _NOISE.search(line):
+        own = _OWN.match(line)
+        if own:
+            rest = line[own.end() :]
+            chosen.append(f"{own.group(1)} {rest}" if own.group(1) else rest)
+            continue
+        line = _BLENDER_PREFIX.sub("", line)
+        if _ERROR.search(line) and not _NOISE.search(line):
             chosen.append(line.strip())
     return chosen[-keep:] if keep else chosen

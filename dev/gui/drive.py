@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -28,44 +29,55 @@ KEY_ID = "AKIAEMULATEDTEST0001"  # valid only for the emulator
 SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
 INSTANCE_TYPE = "c5.2xlarge"  # the simulator's machines render on the CPU
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
-S = {"t0": time.monotonic(), "job": "", "seen": set(), "deadline": 0.0, "result": {}, "n": 0}
+S: dict[str, Any] = {"t0": time.monotonic(), "job": "", "seen": set(), "deadline": 0.0, "result": {}}
+
+
+def context() -> Any:
+    return bpy.context
+
+
+def ops() -> Any:
+    return bpy.ops  # the add-on's operators are unknown to the type stubs
+
+
+def wm() -> Any:
+    return bpy.context.window_manager
 
 
 def log(*args):
     print(f"[drive {time.monotonic() - S['t0']:6.1f}s]", *args, flush=True)
 
 
-def mod():
+def mod() -> Any:
     return sys.modules[MOD]
 
 
-def view():
+def view() -> Any:
     return mod().addon.job_view.view()
 
 
-def win():
-    return bpy.context.window_manager.windows[0]
+def win() -> Any:
+    return wm().windows[0]
 
 
-def props_area():
+def props_area() -> Any:
     areas = [a for a in win().screen.areas if a.type == "PROPERTIES"]
     return min(areas, key=lambda a: a.width) if areas else None
 
 
-def region_of(area, kind="WINDOW"):
+def region_of(area: Any, kind: str = "WINDOW") -> Any:
     return next(r for r in area.regions if r.type == kind)
 
 
 def redraw_all():
-    for window in bpy.context.window_manager.windows:
+    for window in wm().windows:
         for area in window.screen.areas:
             area.tag_redraw()
 
 
 def shot(label, area=None, box=None):
     """Screenshot of the X screen, cropped to an area (or box x, y, w, h) when given."""
-    S["n"] += 1
-    path = SHOTS / f"{S['n']:02d}_{label}.png"
+    path = SHOTS / f"{label}.png"  # stable names: the README links them
     subprocess.run(["import", "-window", "root", str(path)], check=False)
     if area is not None:
         box = (area.x, win().height - area.y - area.height, area.width, area.height)
@@ -76,7 +88,7 @@ def shot(label, area=None, box=None):
 
 
 def scroll(area, down=True, pages=12):
-    with bpy.context.temp_override(window=win(), area=area, region=region_of(area)):
+    with context().temp_override(window=win(), area=area, region=region_of(area)):
         for _ in range(pages):
             (bpy.ops.view2d.scroll_down if down else bpy.ops.view2d.scroll_up)(page=True)
     area.tag_redraw()
@@ -93,7 +105,7 @@ def focus_main():
 
 def in_props(op, *args, **kwargs):
     area = props_area()
-    with bpy.context.temp_override(window=win(), area=area, region=region_of(area)):
+    with context().temp_override(window=win(), area=area, region=region_of(area)):
         return op(*args, **kwargs)
 
 
@@ -101,15 +113,21 @@ def in_props(op, *args, **kwargs):
 # Each stage returns seconds until the next one, or ("again", seconds) to run again.
 
 
+def st_close_splash():
+    """A click on the empty 3D viewport closes the splash screen, as it would for an artist."""
+    subprocess.Popen(["xdotool", "mousemove", "300", "700", "sleep", "0.3", "click", "1"])
+    return 2.0
+
+
 def st_prefs_open():
     log("Blender", bpy.app.version_string, "Python", sys.version.split()[0], "online", bpy.app.online_access)
-    prefs = bpy.context.preferences.addons[MOD].preferences
+    prefs = context().preferences.addons[MOD].preferences
     prefs.credential_source = "KEYS"
     prefs.endpoint_url = EMU["s3"]
     prefs.default_region = "us-east-1"
-    bpy.context.preferences.active_section = "ADDONS"
-    bpy.context.window_manager.addon_search = "Cloud Render"
-    with bpy.context.temp_override(window=win()):
+    context().preferences.active_section = "ADDONS"
+    wm().addon_search = "Cloud Render"
+    with context().temp_override(window=win()):
         bpy.ops.screen.userpref_show(section="ADDONS")
     return 3.0
 
@@ -130,9 +148,9 @@ def st_prefs_no_keys():
     shot("prefs_no_keys", box=(0, 0, 900, 1000))
     log(
         "save_keys",
-        bpy.ops.cloud_render.save_keys("EXEC_DEFAULT", access_key_id=KEY_ID, secret_access_key=SECRET),
+        ops().cloud_render.save_keys("EXEC_DEFAULT", access_key_id=KEY_ID, secret_access_key=SECRET),
     )
-    log("test_connection", bpy.ops.cloud_render.test_connection())
+    log("test_connection", ops().cloud_render.test_connection())
     S["deadline"] = time.monotonic() + 60
     return 2.0
 
@@ -147,7 +165,7 @@ def st_prefs_connected():
 
 def st_prefs_connected_shot():
     shot("prefs_connected", box=(0, 0, 900, 1000))
-    log("setup", bpy.ops.cloud_render.setup())
+    log("setup", ops().cloud_render.setup())
     S["deadline"] = time.monotonic() + 90
     return 2.0
 
@@ -162,22 +180,24 @@ def st_prefs_setup():
 
 def st_prefs_setup_shot():
     shot("prefs_after_set_up", box=(0, 0, 900, 1000))
-    for window in list(bpy.context.window_manager.windows)[1:]:
-        with bpy.context.temp_override(window=window):
+    for window in list(wm().windows)[1:]:
+        with context().temp_override(window=window):
             bpy.ops.wm.window_close()
     return 2.0
 
 
 def st_scene():
-    """A small animated scene, saved: Cycles CPU, 6 frames, 64x36, 4 samples."""
-    scene = bpy.context.scene
+    """A small animated scene, saved: Cycles CPU, 6 frames, 64x36, 4 samples (for the shots,
+    12 frames at 160x90 and 32 samples, so the job is seen while it renders)."""
+    shots = MODE == "shots"
+    scene = context().scene
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
-    scene.cycles.samples = 4
+    scene.cycles.samples = 32 if shots else 4
     scene.cycles.use_denoising = False
-    scene.render.resolution_x, scene.render.resolution_y = 64, 36
+    scene.render.resolution_x, scene.render.resolution_y = (160, 90) if shots else (64, 36)
     scene.render.resolution_percentage = 100
-    scene.frame_start, scene.frame_end = 1, 6
+    scene.frame_start, scene.frame_end = 1, 12 if shots else 6
     scene.render.image_settings.file_format = "PNG"
     cube = bpy.data.objects.get("Cube")
     if cube is not None:
@@ -187,10 +207,10 @@ def st_scene():
         cube.keyframe_insert("rotation_euler", frame=6)
     project = WORK / "project"
     project.mkdir(parents=True, exist_ok=True)
-    with bpy.context.temp_override(window=win()):
+    with context().temp_override(window=win()):
         bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
-    bpy.ops.cloud_render.set_instance_type(instance_type=INSTANCE_TYPE)
-    with bpy.context.temp_override(window=win()):
+    ops().cloud_render.set_instance_type(instance_type=INSTANCE_TYPE)
+    with context().temp_override(window=win()):
         bpy.ops.wm.save_mainfile()
     # Harness step, not an artist's: what a real machine's first boot leaves behind, a Blender
     # build in the bucket's cache (the simulated machine cannot download one).
@@ -213,7 +233,7 @@ def st_panel_ready():
 
 def st_panel_ready_shot():
     shot("panel_ready", props_area())
-    log("check_scene", in_props(bpy.ops.cloud_render.check_scene))
+    log("check_scene", in_props(ops().cloud_render.check_scene))
     scroll(props_area())
     return 2.0
 
@@ -223,7 +243,7 @@ def st_check_scene_shot():
     shot("panel_check_scene", props_area())
     if MODE != "shots":
         return 0.5
-    log("estimate", in_props(bpy.ops.cloud_render.estimate))
+    log("estimate", in_props(ops().cloud_render.estimate))
     S["deadline"] = time.monotonic() + 300
     return 3.0
 
@@ -280,7 +300,7 @@ def st_render_invoke():
         ],
         check=False,
     )
-    log("render INVOKE_DEFAULT", in_props(bpy.ops.cloud_render.render, "INVOKE_DEFAULT"))
+    log("render INVOKE_DEFAULT", in_props(ops().cloud_render.render, "INVOKE_DEFAULT"))
     return 2.0
 
 
@@ -295,7 +315,7 @@ def st_render_started():
     S["result"]["confirmed_by_return"] = bool(S["job"])
     if not S["job"]:
         log("Return did not reach the dialog: confirming through EXEC_DEFAULT")
-        log("render", in_props(bpy.ops.cloud_render.render, "EXEC_DEFAULT"))
+        log("render", in_props(ops().cloud_render.render, "EXEC_DEFAULT"))
         S["job"] = view().job_id
     subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
     log("job", S["job"])
@@ -305,6 +325,8 @@ def st_render_started():
 
 def st_watch():
     v = view()
+    if S.get("pending"):  # the state seen last tick, scrolled into view and drawn since
+        shot("job_" + S.pop("pending").lower().replace(" ", "_").replace("+", "_"), props_area())
     key = v.state + ("+frame" if v.state == "Rendering" and v.frames_done else "")
     if key not in S["seen"] and v.state:
         S["seen"].add(key)
@@ -312,8 +334,6 @@ def st_watch():
         scroll(props_area())
         S["pending"] = key
         return ("again", 0.7)
-    if S.pop("pending", None):
-        shot("job_" + key.lower().replace(" ", "_").replace("+", "_"), props_area())
     if v.state in FINAL or time.monotonic() > S["deadline"]:
         return 1.0
     return ("again", 0.5)
@@ -326,7 +346,7 @@ def st_done_wide():
 
 
 def st_show_frames():
-    log("show_frames", in_props(bpy.ops.cloud_render.show_frames, job_id=S["job"]))
+    log("show_frames", in_props(ops().cloud_render.show_frames, job_id=S["job"]))
     return 3.0
 
 
@@ -335,7 +355,7 @@ def st_frames_shot():
     name = job_view.image_name(S["job"])
     shown = [
         (area.spaces.active.image.name, area.spaces.active.image.source)
-        for window in bpy.context.window_manager.windows
+        for window in wm().windows
         for area in window.screen.areas
         if area.type == "IMAGE_EDITOR" and area.spaces.active.image
     ]
@@ -350,27 +370,144 @@ def st_frames_shot():
         image_editors=shown,
         image_name=name,
         image_frames=int(image.get("cloud_render_frames", 0)) if image else 0,
-        windows=len(bpy.context.window_manager.windows),
+        windows=len(wm().windows),
     )
     shot("frames_in_image_editor")
     return 1.0
 
 
 def st_open_log():
-    log("open_log", in_props(bpy.ops.cloud_render.open_log, job_id=S["job"]))
+    log("open_log", in_props(ops().cloud_render.open_log, job_id=S["job"]))
     return 3.0
 
 
 def st_log_shot():
     texts = [
         (area.spaces.active.text.name if area.spaces.active.text else "")
-        for window in bpy.context.window_manager.windows
+        for window in wm().windows
         for area in window.screen.areas
         if area.type == "TEXT_EDITOR"
     ]
     S["result"]["text_editors"] = texts
     shot("full_log")
     return 1.0
+
+
+def st_close_windows():
+    """Close the frames and log windows (they cover the main one: no window manager)."""
+    for window in list(wm().windows)[1:]:
+        with context().temp_override(window=window):
+            bpy.ops.wm.window_close()
+    focus_main()
+    return 1.0
+
+
+def start_job(instance_type, frames, quote_first=False, max_cost=5.0):
+    """Another job, as the artist would set it up and press Render in Cloud (then Render)."""
+    scene = context().scene
+    settings = scene.cloud_render
+    settings.instance_type, settings.quote_first, settings.max_cost = instance_type, quote_first, max_cost
+    scene.frame_end = frames
+    with context().temp_override(window=win()):
+        bpy.ops.wm.save_mainfile()
+    log("render", instance_type, frames, in_props(ops().cloud_render.render, "EXEC_DEFAULT"), view().job_id)
+    S["deadline"] = time.monotonic() + 300
+
+
+def wait_for(states, label):
+    """A stage: wait until the current job is in one of `states`, then shoot the panel."""
+
+    def stage():
+        if view().state not in states and time.monotonic() < S["deadline"]:
+            return ("again", 0.5)
+        if not S.get("scrolled"):
+            S["scrolled"] = True
+            log("STATE", view().state, "|", view().message, "|", view().action)
+            scroll(props_area())
+            return ("again", 1.0)
+        S.pop("scrolled")
+        shot(label, props_area())
+        return 0.5
+
+    stage.__name__ = f"wait_for_{label}"
+    return stage
+
+
+def st_quote_job():
+    if MODE == "shots":  # 2000 frames on a $0.34/h machine cannot stay under $0.25: it asks
+        start_job("c5.2xlarge", 2000, quote_first=True, max_cost=0.25)
+    return 1.0
+
+
+def st_quote_answer():
+    if MODE == "shots" and view().state == "Waiting for you":
+        log("answer Stop Here", in_props(ops().cloud_render.answer_quote, go=False))
+    return 1.0
+
+
+def st_cancel_job():
+    if MODE == "shots":
+        start_job("c5.2xlarge", 12)
+    return 0.3
+
+
+def st_cancel_press():
+    if MODE == "shots":
+        log("cancel", in_props(ops().cloud_render.cancel))
+    return 1.0
+
+
+def st_quota_job():
+    if MODE == "shots":  # 192 vCPUs against the emulated account's GPU quota of 16
+        start_job("p5.48xlarge", 6)
+    return 1.0
+
+
+def st_find_orphans():
+    if MODE == "shots":
+        log("find_orphans", in_props(ops().cloud_render.find_orphans))
+        S["deadline"] = time.monotonic() + 60
+    return 1.0
+
+
+def st_open_jobs():
+    """Wait for the forgotten machine, then a real click on the closed "Jobs" sub-panel's header
+    (the last line of the editor, scrolled to the bottom)."""
+    if MODE != "shots":
+        return 0.1
+    if not view().orphans and time.monotonic() < S["deadline"]:
+        return ("again", 0.5)
+    log("orphans", view().orphans)
+    area = props_area()
+    scroll(area)
+    focus_main()
+    bottom = win().height - area.y
+    subprocess.Popen(
+        ["xdotool", "mousemove", str(area.x + 80), str(bottom - 14), "sleep", "0.4", "click", "1"]
+    )
+    return 2.0
+
+
+def st_jobs_shot():
+    if MODE == "shots":
+        scroll(props_area())
+        subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
+        S["jobs_shot"] = True
+    return 1.0
+
+
+def st_jobs_shot2():
+    if S.pop("jobs_shot", False):
+        shot("jobs_forgotten_machine", props_area())
+    return 0.5
+
+
+def shots_only(stage):
+    def wrapped():
+        return stage() if MODE == "shots" else 0.1
+
+    wrapped.__name__ = stage.__name__
+    return wrapped
 
 
 def st_quit():
@@ -381,6 +518,7 @@ def st_quit():
 
 
 STAGES = [
+    st_close_splash,
     st_prefs_open,
     st_prefs_expand,
     st_prefs_no_keys,
@@ -407,6 +545,20 @@ STAGES = [
     st_frames_shot,
     st_open_log,
     st_log_shot,
+    st_close_windows,
+    st_quote_job,
+    shots_only(wait_for({"Waiting for you", *FINAL}, "job_waiting_for_you")),
+    st_quote_answer,
+    shots_only(wait_for(FINAL, "job_stopped_after_quote")),
+    st_cancel_job,
+    st_cancel_press,
+    shots_only(wait_for(FINAL, "job_cancelled")),
+    st_quota_job,
+    shots_only(wait_for(FINAL, "job_failed_quota")),
+    st_find_orphans,
+    st_open_jobs,
+    st_jobs_shot,
+    st_jobs_shot2,
     st_quit,
 ]
 S["stage"] = 0

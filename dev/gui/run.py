@@ -102,6 +102,8 @@ def run_gui(mode: str) -> dict:
         InstanceSimulator(account.url, work_root=Path(tempfile.mkdtemp(prefix="cloud-render-gui-sim-"))),
     ):
         (WORK / "emulator.json").write_text(json.dumps({"s3": account.url}))
+        if mode == "shots":
+            forget_a_machine(account.url)
         endpoints = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
         say(f"emulated account at {account.url}, simulator on; starting the GUI ({mode})")
         started = time.monotonic()
@@ -111,6 +113,20 @@ def run_gui(mode: str) -> dict:
         say(f"GUI session ended ({code}) after {time.monotonic() - started:.0f} s")
     result_path = WORK / "result.json"
     return json.loads(result_path.read_text()) if result_path.exists() else {}
+
+
+def forget_a_machine(url: str) -> None:
+    """Harness: a machine of ours left running with no job tag (a crash mid-launch leaves one),
+    for the Jobs list's "Check for Forgotten Machines". The simulator boots only job machines."""
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [{"Key": "cloud-render:managed", "Value": "true"}]
+    ec2.run_instances(
+        ImageId=image, InstanceType="g4dn.xlarge", MinCount=1, MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )  # fmt: skip
 
 
 def problems(result: dict, console: str) -> list[str]:
@@ -144,12 +160,16 @@ def publish(shots: Path) -> None:
     SHOT_DIR.mkdir(parents=True, exist_ok=True)
     for old in SHOT_DIR.glob("*.png"):
         old.unlink()
+    small = WORK / "small"
+    small.mkdir(exist_ok=True)
     for path in sorted(shots.glob("*.png")):
-        out = SHOT_DIR / path.name
-        subprocess.run(
-            ["convert", str(path), "-resize", "960x960>", "-strip", "-colors", "256", f"PNG8:{out}"],
-            check=True,
-        )
+        code = in_chroot(  # the chroot's ImageMagick: this computer may have none
+            "convert", f"{INSIDE}/shots/{path.name}", "-resize", "960x960>", "-strip", "-colors", "256",
+            f"PNG8:{INSIDE}/small/{path.name}",
+        )  # fmt: skip
+        if code != 0:
+            raise SystemExit(f"could not shrink {path.name} ({code})")
+        shutil.copy2(small / path.name, SHOT_DIR / path.name)
     say(f"{len(list(SHOT_DIR.glob('*.png')))} screenshots in {SHOT_DIR.relative_to(ROOT)}")
 
 
@@ -164,13 +184,13 @@ def main() -> int:
     try:
         install_extension()
         result = run_gui("shots" if mode == "shots" else "test")
+        if mode == "shots":
+            publish(WORK / "shots")
     finally:
         subprocess.run([str(HERE / "chroot_mounts.sh"), "down"], check=False)
     console_path = WORK / "shots" / "blender_console.log"
     console = console_path.read_text(errors="replace") if console_path.exists() else ""
     found = problems(result, console)
-    if mode == "shots":
-        publish(WORK / "shots")
     say(f"result: {json.dumps(result)}")
     if found:
         loud("GUI click-through FAILED:\n- " + "\n- ".join(found) + f"\nBlender's console: {console_path}")

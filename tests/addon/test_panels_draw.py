@@ -115,7 +115,8 @@ def test_panels_draw_with_no_job(module):
     labels, operators = all_drawn(module)
     assert "cloud_render.render" in operators and "cloud_render.check_scene" in operators
     assert "cloud_render.copy_policy" in operators and "cloud_render.save_keys" in operators
-    assert any(text.startswith("g4dn.xlarge:") and "$" in text for text in labels)
+    machine = " ".join(labels[labels.index(next(t for t in labels if t.startswith("g4dn.xlarge:"))) :][:3])
+    assert "$" in machine and "/h" in machine  # wrapped in the form's value column, price kept
 
 
 @pytest.mark.parametrize("state", ["Uploading", "Rendering", "Done", "Failed", "Capped"])
@@ -134,6 +135,7 @@ def test_panels_draw_in_each_job_state(module, state):
     assert f"{state}: working" in labels
     assert "line two" in labels
     assert "cloud_render.terminate_orphan" in operators
+    assert any(text.startswith("1 machine still running with no job") for text in labels)
     assert ("cloud_render.cancel" in operators) == (state in {"Uploading", "Rendering"})
     assert ("cloud_render.request_quota" in operators) == (state == "Failed")
 
@@ -203,14 +205,14 @@ def test_the_panel_log_is_for_people(module):
         view.job_id,
         (
             "Fra:1 Mem:12.00M | Sample 3/8",
-            '{"state": "rendering"}',
-            "Saved: '/tmp/out/frame_0001.png'",
+            'CLOUDRENDER {"event": "frame_done", "frame": 1, "seconds": 0.01}',
+            "[cloud-render 06:53:57] frame 1 uploaded (2.4 kB) as frames/0001.png",
             "[cloud-render] Machine i-0abc requested (on-demand).",
         ),
     )
     job_view.apply_event(event)
     assert view.log_tail.splitlines() == [
-        "Saved: '/tmp/out/frame_0001.png'",
+        "06:53:57 frame 1 uploaded (2.4 kB) as frames/0001.png",
         "Machine i-0abc requested (on-demand).",
     ]
     assert len(job_view.log_lines(view.job_id)) == 4  # the full log keeps everything

@@ -6,21 +6,22 @@ from cloud.job.log_filter import for_people
 
 RAW = [
     "[cloud-render] Machine i-0abc requested (on-demand).",
+    "Fra: 6 | Mem: 1M | Updating Scene BVH | Building",
     "Fra:1 Mem:12.00M (Peak 14.00M) | Time:00:00.10 | Sample 3/8",
-    '{"state": "rendering", "frame": 1}',
-    "Saved: '/root/run/out/frame_0001.png'",
+    'CLOUDRENDER {"event": "frame_done", "frame": 6, "seconds": 0.011}',
+    "00:00.389  render           | Saved: '/tmp/run/out/frames/0006.png'",
+    "[cloud-render 06:53:57] frame 6 uploaded (2.5 kB) as frames/0006.png",
     "Traceback (most recent call last):",
     '  File "render_frames.py", line 3, in <module>',
-    "RuntimeError: Error: Cannot read file",
+    "00:00.412  render           | RuntimeError: Error: Cannot read file",
     "[cloud-render] Done: 6 frames rendered.",
 ]
 
 
 def test_people_see_stages_errors_and_frames_not_noise():
-    lines = for_people(RAW, keep=0)
-    assert lines == [
+    assert for_people(RAW, keep=0) == [
         "Machine i-0abc requested (on-demand).",
-        "Saved: '/root/run/out/frame_0001.png'",
+        "06:53:57 frame 6 uploaded (2.5 kB) as frames/0006.png",
         "RuntimeError: Error: Cannot read file",
         "Done: 6 frames rendered.",
     ]

@@ -30,3 +30,10 @@ def test_a_wide_editor_keeps_one_line_and_line_breaks_stay():
 
 def test_ui_scale_narrows_the_lines():
     assert len(text_wrap.wrap(ESTIMATE, 330, scale=2.0)) > len(text_wrap.wrap(ESTIMATE, 330))
+
+
+def test_a_path_breaks_after_a_slash_not_inside_a_name():
+    path = "/opt/cloud-render-gui/project/cloud_renders/20261201-065354-7ac396"
+    lines = text_wrap.wrap(path, 330)
+    assert "".join(lines) == path and len(lines) > 1
+    assert all(line.endswith("/") for line in lines[:-1])
