@@ -74,6 +74,7 @@ class JobRunner(threading.Thread):
         self._seen_files: set[str] = set()
         self._refused: set[str] = set()  # keys the contract refused, said once each
         self._plan: dict[str, int] = {}  # frame file -> frame number, from the machine's plan.json
+        self._environment_seen = False  # environment.json: said once in the job log
         self._log_marker = ""
         self._last_status: dict[str, Any] = {}
         self._warned_projection = False
@@ -306,8 +307,29 @@ class JobRunner(threading.Thread):
                 self._refuse("plan.json", str(error))
         self._download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
         self._download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
+        if not self._environment_seen:
+            self._check_environment()
         if rec.quote_first and not rec.quote:
             self._check_quote()
+
+    def _check_environment(self) -> None:
+        """Farm equals local: the add-ons the machine installed and how its Blender differs, in the log."""
+        document = self._read("environment.json")
+        if not document:
+            return
+        self._environment_seen = True
+        try:
+            report = contract.parse_environment(document)
+        except contract.ContractError as error:
+            self._refuse("environment.json", str(error))
+            return
+        if report.installed:
+            self._log("Add-ons installed on the machine: " + ", ".join(report.installed) + ".")
+        for diff in report.differences:
+            changes = "changes the pixels" if diff["level"] == "stop" else "noted"
+            self._log(f"The machine's Blender differs ({changes}): {diff['message']}")
+        if not report.differences:
+            self._log("The machine's Blender, add-ons and colour settings match this one.")
 
     def _check_quote(self) -> None:
         """Quote first: the scouts are done; go on by ourselves only if the projection fits the cap."""

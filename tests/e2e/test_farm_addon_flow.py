@@ -58,7 +58,9 @@ def test_the_scenes_addon_travels_and_the_cloud_frame_matches(cloud, tmp_path, m
         wait_final()
         log = harness.addon().addon.job_view.log_lines(job_id)
         assert view().state == "Done", (view().message, log[-30:])
-        assert any("add-on installed and enabled: cr_tint 1.2.0" in line for line in log)
+        assert any("add-on installed and enabled: cr_tint 1.2.0" in line for line in log)  # the machine's log
+        # environment.json, read through the contract by the add-on and said in its job log
+        assert "[cloud-render] Add-ons installed on the machine: cr_tint 1.2.0." in log
         record = harness.addon().addon.pump.manager().store.load(job_id)
         frames = sorted(Path(record.output_dir).rglob("*.png"))
         scene.render.filepath = str(tmp_path / "local" / "frame_0001")
