@@ -154,6 +154,13 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):  # moto went away mid-request: not our bug
+            return
+        super().handle_error(request, client_address)
+
 
 class DockerStandin:
     """The Docker Engine API on a private unix socket; each container runs as a local process."""
@@ -166,6 +173,7 @@ class DockerStandin:
         region: str = "us-east-1",
         keep_folders: bool = False,
         credentials: tuple[str, str] = ("AKIAEXAMPLETESTKEY00", "test-secret-not-real"),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self._own_base = base_dir is None
         self.base_dir = Path(base_dir) if base_dir is not None else Path(tempfile.mkdtemp(prefix="machines-"))
@@ -174,6 +182,9 @@ class DockerStandin:
         self.region = region
         self.keep_folders = keep_folders
         self.credentials = credentials
+        # Variables every container gets on top of the bare environment (a harness's shims on
+        # PATH, say); "{folder}" in a value becomes the container's machine folder.
+        self.extra_env = dict(extra_env or {})
         self.unhandled: list[str] = []  # "METHOD /path" of calls this stand-in does not answer
         self.errors: list[str] = []  # starts that failed (a Batch variable it could not learn)
         self._machines: dict[str, Machine] = {}
@@ -289,6 +300,9 @@ class DockerStandin:
             "HOME": str(machine.folder),
             "TMPDIR": str(machine.folder / "tmp"),
             "HOSTNAME": machine.id[:12],
+            **{
+                name: value.replace("{folder}", str(machine.folder)) for name, value in self.extra_env.items()
+            },
             **machine.env,
             **self._moto_variables(),
             **batch_env,

@@ -45,6 +45,11 @@ IAM_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     # Tags given at creation (TagSpecifications) need ec2:CreateTags as well.
     ("ec2", "RunInstances"): ("ec2:RunInstances", "ec2:CreateTags"),
     ("ec2", "CreateSecurityGroup"): ("ec2:CreateSecurityGroup", "ec2:CreateTags"),
+    ("ec2", "CreateLaunchTemplate"): ("ec2:CreateLaunchTemplate", "ec2:CreateTags"),
+    # IAM tags given at creation need the Tag* action too; Batch passes the instance role.
+    ("iam", "CreateRole"): ("iam:CreateRole", "iam:TagRole"),
+    ("iam", "CreateInstanceProfile"): ("iam:CreateInstanceProfile", "iam:TagInstanceProfile"),
+    ("batch", "CreateComputeEnvironment"): ("batch:CreateComputeEnvironment", "iam:PassRole"),
 }
 
 

@@ -16,6 +16,8 @@ echo "[boot $(date -u +%H:%M:%S)] Cloud Render boot script on $(uname -sr), dead
 @@TOKENS@@
 POST_URL=@@POST_URL@@
 KEY_PREFIX=@@KEY_PREFIX@@
+# A child of an AWS Batch array job writes its own log and status under machines/<index>/.
+if [ -n "${AWS_BATCH_JOB_ID:-}" ]; then KEY_PREFIX="${KEY_PREFIX}machines/${AWS_BATCH_JOB_ARRAY_INDEX:-0}/"; fi
 POST_FIELDS=(@@POST_FIELDS@@)
 
 post() {  # post KEY FILE: one object under the job's out/ prefix, through the presigned POST
@@ -93,5 +95,8 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || fail internal "T
 echo "[boot $(date -u +%H:%M:%S)] starting the supervisor"
 ship_log
 (cd "$ROOT/worker" && python3 -m machine.supervisor --spec "$ROOT/job-spec.json" --work "$ROOT/run")
-echo "[boot] supervisor exited with $?"
+rc=$?
+echo "[boot] supervisor exited with $rc"
+# In a Batch container the exit status is the child's result; the job's timeout is its dead-man.
+if [ -n "${AWS_BATCH_JOB_ID:-}" ]; then exit "$rc"; fi
 shutdown -h now || poweroff

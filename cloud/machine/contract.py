@@ -26,6 +26,16 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/blender-cache/<f>  a Blender build the worker fetched, for the add-on to keep
     jobs/<id>/out/environment.json   add-ons installed, the machine's fingerprint, differences from the artist's
 
+Many machines (an AWS Batch array job; contract 3): frames still land in out/frames/, and each
+machine <index> (its array index) writes its own documents under its own folder:
+
+    jobs/<id>/out/claims/<frame>                 the claim on a frame: a conditional PUT (If-None-Match: *)
+    jobs/<id>/out/machines/<index>/status.json   that machine's status (same fields as status.json)
+    jobs/<id>/out/machines/<index>/logs/<seq>    its log chunks
+    jobs/<id>/out/machines/<index>/plan.json     its frame files -> frame numbers
+    jobs/<id>/out/machines/<index>/marks/<m>     claimed-<f>: frames it claimed; rendered-<f>: uploaded
+    jobs/<id>/out/machines/<index>/done.json     it found no frame left to claim (or error.json, interrupted.json)
+
 Written by the add-on, read by the worker through a presigned GET:
 
     jobs/<id>/control/go.json        the answer to quote.json: {"go": true} or {"go": false}
@@ -41,7 +51,7 @@ from typing import Any
 
 # One number for the whole contract: the spec the add-on writes and every document the machine
 # writes carry it, and each side refuses another version with a plain reason.
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3  # 3: many machines (claims, out/machines/<index>/)
 SPEC_VERSION = CONTRACT_VERSION
 
 # Bounds on what the machine may hand back; anything larger is refused, never read or drawn.
@@ -116,6 +126,23 @@ def plan_key(job_id: str) -> str:
     return f"jobs/{job_id}/out/plan.json"
 
 
+def claim_key(job_id: str, frame: int) -> str:
+    return f"jobs/{job_id}/out/claims/{int(frame)}"
+
+
+def machines_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/out/machines/"
+
+
+def marks_prefix(job_id: str, index: int) -> str:
+    return f"jobs/{job_id}/out/machines/{int(index)}/marks/"
+
+
+def machine_folder(index: int) -> str:
+    """A machine's folder relative to out/: `machines/<index>/`."""
+    return f"machines/{int(index)}/"
+
+
 def cas_key(sha256: str) -> str:
     return f"cas/{sha256}"
 
@@ -178,6 +205,12 @@ class WorkerSpec:
     log_chunk_seconds: float = 2.0
     scout_frames: list[int] = field(default_factory=list)  # "quote first": render these, then wait
     go_url: str = ""  # presigned GET of control/go.json, the answer to the quote
+    # Many machines: frame (as text) -> presigned PUT of its claim, sent with If-None-Match: *;
+    # machine index (as text) -> presigned ListObjectsV2 of its marks/ (a retried machine finds
+    # what its lost attempt claimed and never uploaded).
+    claim_urls: dict[str, str] = field(default_factory=dict)
+    machine_list_urls: dict[str, str] = field(default_factory=dict)
+    machine_count: int = 1
     # Farm equals local: add-ons that travelled (their files are inputs under ADDONS_DIR), the
     # artist's Auto Run setting and environment fingerprint, and whether to render on although
     # the machine's differs in ways that change pixels.
@@ -355,6 +388,10 @@ def parse_done(data: dict[str, Any], job_frames: list[int]) -> DoneReport:
     )
 
 
+def movie_key(job_id: str, name: str) -> str:
+    return f"jobs/{job_id}/out/movie/{name}"
+
+
 @dataclass(frozen=True)
 class ErrorReport:
     kind: str
@@ -390,10 +427,6 @@ def parse_interrupted(data: dict[str, Any], job_frames: list[int]) -> Interrupte
         reason=_choice(data.get("reason"), "interruption reason", INTERRUPTION_REASONS, "spot"),
         frames_left=_frames(data.get("frames_left"), "interrupted frames_left", set(job_frames)),
     )
-
-
-def movie_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/out/movie/{name}"
 
 
 @dataclass(frozen=True)
@@ -445,6 +478,19 @@ def parse_plan(data: dict[str, Any], job_frames: list[int]) -> dict[str, int]:
             raise ContractError(f"plan.json names frame {frame}, which the job does not have")
         plan[name] = int(frame or 0)
     return plan
+
+
+MAX_MACHINES = 1000  # AWS Batch's largest array is 10,000; no job here needs more
+
+
+def machine_index(text: Any) -> int:
+    """A machine's array index as it appears in a key (`machines/<index>/`), or ContractError."""
+    if not isinstance(text, str) or not text.isdigit() or len(text) > 4:
+        raise ContractError(f"machine index {clean_text(text, 20)!r} is not a number")
+    index = int(text)
+    if index >= MAX_MACHINES:
+        raise ContractError(f"machine index {index} is over the {MAX_MACHINES} allowed")
+    return index
 
 
 # Add-ons that travel lie under this folder of the job, as Blender's user resources

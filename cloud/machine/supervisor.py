@@ -942,7 +942,12 @@ def main(argv: list[str] | None = None) -> int:
     except contract.ContractError as exc:
         state = refuse_spec(spec, args.work, str(exc))
     else:
-        state = Supervisor(spec, args.work).run()
+        if spec.get("claim_urls"):  # one machine of many (an AWS Batch array child)
+            from .batch_worker import BatchSupervisor
+
+            state = BatchSupervisor.from_environment(spec, args.work).run()
+        else:
+            state = Supervisor(spec, args.work).run()
     if not args.no_power_off:
         power_off()
     return 0 if state == "done" else 1

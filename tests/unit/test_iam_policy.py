@@ -179,6 +179,7 @@ OPERATORS = {
     "StringEquals": lambda actual, expected: actual in expected,
     "StringLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
     "ArnLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
+    "ArnEquals": lambda actual, expected: actual in expected,
     "Bool": lambda actual, expected: actual.lower() in [e.lower() for e in expected],
 }
 
@@ -268,17 +269,70 @@ def test_no_ec2_write_on_a_machine_image_volume_or_firewall_without_a_condition(
             assert not allows(action, resource), (action, resource)
 
 
-def test_no_statement_grants_iam_powers():
-    """A stolen key must not make roles, attach or write their policies, or pass them to EC2."""
-    powers = [
-        "iam:PutRolePolicy",
-        "iam:CreateRole",
-        "iam:PassRole",
-        "iam:AttachRolePolicy",
-        "iam:PutUserPolicy",
-    ]
-    assert {p: [s["Sid"] for s in statements_for(p)] for p in powers} == {p: [] for p in powers}
-    assert not any(a.startswith("iam:") for a in policy_actions())
+ECS_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+OUR_ROLE = "arn:aws:iam::123456789012:role/cloud-render-ecs-instance"
+OUR_PROFILE = "arn:aws:iam::123456789012:instance-profile/cloud-render-ecs-instance"
+BATCH_ROLE = "arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
+OTHER_ROLE = "arn:aws:iam::123456789012:role/Admin"
+TAGGED = {f"aws:RequestTag/{TAG}": "true"}
+
+
+def test_iam_powers_reach_only_our_roles_and_never_inline_policies():
+    """A stolen key must not write role policies, attach any other policy, or touch other roles."""
+    for never in ("iam:PutRolePolicy", "iam:PutUserPolicy", "iam:CreateUser", "iam:CreateAccessKey"):
+        assert statements_for(never) == [], never
+    for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:PassRole", "iam:GetRole"):
+        assert not allows(action, OTHER_ROLE, {**TAGGED, "iam:PolicyARN": ECS_POLICY}), action
+    # Roles and profiles are made only with our tag on them.
+    assert allows("iam:CreateRole", OUR_ROLE, TAGGED)
+    assert not allows("iam:CreateRole", OUR_ROLE)
+    assert allows("iam:CreateInstanceProfile", OUR_PROFILE, TAGGED)
+    assert not allows("iam:CreateInstanceProfile", OUR_PROFILE)
+
+
+def test_attach_role_policy_only_the_ecs_for_ec2_policy():
+    assert allows("iam:AttachRolePolicy", OUR_ROLE, {"iam:PolicyARN": ECS_POLICY})
+    for other in ("arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::123456789012:policy/mine"):
+        assert not allows("iam:AttachRolePolicy", OUR_ROLE, {"iam:PolicyARN": other}), other
+    assert not allows("iam:AttachRolePolicy", OUR_ROLE)
+    [statement] = statements_for("iam:AttachRolePolicy")
+    assert statement["Condition"] == {"ArnEquals": {"iam:PolicyARN": ECS_POLICY}}
+
+
+def test_pass_role_only_our_roles_to_batch_or_ec2():
+    for role in (OUR_ROLE, BATCH_ROLE):
+        for service in ("batch.amazonaws.com", "ec2.amazonaws.com"):
+            assert allows("iam:PassRole", role, {"iam:PassedToService": service})
+        assert not allows("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+        assert not allows("iam:PassRole", role)
+    assert not allows("iam:PassRole", OTHER_ROLE, {"iam:PassedToService": "ec2.amazonaws.com"})
+
+
+def test_service_linked_role_only_for_batch():
+    assert allows("iam:CreateServiceLinkedRole", BATCH_ROLE, {"iam:AWSServiceName": "batch.amazonaws.com"})
+    assert not allows("iam:CreateServiceLinkedRole", BATCH_ROLE, {"iam:AWSServiceName": "ec2.amazonaws.com"})
+    spot_role = "arn:aws:iam::123456789012:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot"
+    assert not allows("iam:CreateServiceLinkedRole", spot_role, {"iam:AWSServiceName": "batch.amazonaws.com"})
+
+
+def test_batch_writes_only_tagged_and_only_ours():
+    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/cloud-render-c5-2xlarge-spot"
+    env = "arn:aws:batch:us-east-1:123456789012:compute-environment/cloud-render-c5-2xlarge-spot"
+    job = "arn:aws:batch:us-east-1:123456789012:job/0f0e0d0c-0000-4000-8000-000000000000"
+    assert allows("batch:SubmitJob", queue, TAGGED)
+    assert not allows("batch:SubmitJob", queue)
+    assert not allows("batch:SubmitJob", queue.replace("cloud-render-", "team-"), TAGGED)
+    assert allows("batch:CreateComputeEnvironment", env, TAGGED)
+    assert not allows("batch:CreateComputeEnvironment", env)
+    assert allows("batch:TerminateJob", job, OURS)
+    assert not allows("batch:TerminateJob", job)  # someone else's job
+    assert allows("batch:UpdateComputeEnvironment", env, OURS)
+    assert not allows("batch:UpdateComputeEnvironment", env.replace("cloud-render-", "team-"), OURS)
+    template = "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-0123456789abcdef0"
+    assert allows("ec2:CreateLaunchTemplate", template, TAGGED)
+    assert not allows("ec2:CreateLaunchTemplate", template)
+    assert allows("ec2:CreateLaunchTemplateVersion", template, OURS)
+    assert not allows("ec2:CreateLaunchTemplateVersion", template)
 
 
 def test_run_instances_only_with_amazon_images():
@@ -357,7 +411,9 @@ def test_tags_only_while_creating():
         assert not allows("ec2:CreateTags", resource, {"ec2:CreateAction": "RunInstances"}), kind
     for statement in statements_for("ec2:CreateTags"):
         assert statement["Condition"] == {
-            "StringEquals": {"ec2:CreateAction": ["RunInstances", "CreateSecurityGroup"]}
+            "StringEquals": {
+                "ec2:CreateAction": ["RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate"]
+            }
         }
     assert statements_for("ec2:DeleteTags") == []
 

@@ -1,0 +1,396 @@
+"""AWS Batch for jobs that outgrow one machine: the engine in a region, array jobs, their children.
+
+Everything is made by the add-on, idempotently, named and tagged `cloud-render-*`:
+
+- the ECS instance role and its instance profile, carrying only AWS's managed ECS-for-EC2
+  policy (attached, never an inline policy); Batch's own service-linked role;
+- a launch template: IMDSv2 with hop limit 1 (containers cannot reach the instance role),
+  an encrypted root volume sized for the pack, our security group with no inbound rule;
+- per instance type and pricing, a managed EC2 compute environment (minvCpus 0: it scales to
+  zero) and its job queue; one job definition (a public image whose command fetches the boot
+  script by presigned URL, as the EC2 user-data does; GPU, timeout, spot-loss retries).
+
+Batch adds no charge of its own: machines cost what EC2 charges for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..errors import CloudError
+from .compute import TAG_JOB, TAG_MANAGED, ensure_security_group
+from .error_rules import error_code, translate
+from .session import AwsSettings, client
+
+PREFIX = "cloud-render"
+INSTANCE_ROLE = f"{PREFIX}-ecs-instance"
+SERVICE_LINKED_ROLE = "AWSServiceRoleForBatch"
+ECS_FOR_EC2_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+LAUNCH_TEMPLATE = f"{PREFIX}-batch"
+JOB_DEFINITION = f"{PREFIX}-worker"
+# A public image (the artist has no registry): Amazon Linux 2023 has curl, bash and Python 3.9.
+IMAGE = "public.ecr.aws/amazonlinux/amazonlinux:2023"
+BOOT_URL_VARIABLE = "CLOUD_RENDER_BOOT_URL"
+COMMAND = [
+    "/bin/sh",
+    "-c",
+    'curl -fsS --retry 5 -o "${TMPDIR:-/tmp}/boot.sh" "$CLOUD_RENDER_BOOT_URL" && exec bash "${TMPDIR:-/tmp}/boot.sh"',
+]
+# Retry a child only when AWS took its host (spot loss, host failure); any other end is final.
+RETRY_STRATEGY = {
+    "attempts": 3,
+    "evaluateOnExit": [
+        {"onStatusReason": "Host EC2*", "action": "RETRY"},
+        {"onReason": "*", "action": "EXIT"},
+    ],
+}
+# The NVIDIA container runtime injects OptiX's libnvoptix and the EGL driver only with "graphics".
+NVIDIA_CAPABILITIES = "compute,utility,graphics"
+ROLE_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+LIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+ROOT_GIB_MIN = 30
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where a job goes: the queue (and its compute environment) and the job definition."""
+
+    queue_arn: str
+    definition_arn: str
+    compute_environment: str
+
+
+@dataclass(frozen=True)
+class Child:
+    """One machine of an array job, as Batch describes it."""
+
+    index: int
+    job_id: str
+    status: str
+    started_at: float  # epoch seconds, 0 until it started
+    stopped_at: float  # 0 while it runs
+    attempts: int
+    reason: str
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+def _tags(**more: str) -> dict[str, str]:
+    return {TAG_MANAGED: "true", **more}
+
+
+def names(instance_type: str, spot: bool) -> tuple[str, str]:
+    """(compute environment, job queue) names for one instance type and pricing."""
+    base = f"{PREFIX}-{instance_type.replace('.', '-')}-{'spot' if spot else 'ondemand'}"
+    return base, base
+
+
+def root_volume_gib(pack_bytes: int) -> int:
+    """Image, Blender, the pack twice (download and unpack) and frames, with room to spare."""
+    return max(ROOT_GIB_MIN, int(pack_bytes * 2 / 1024**3) + 40)
+
+
+def vcpus_for(instance_vcpus: int, machines: int) -> int:
+    return max(1, instance_vcpus) * max(1, machines)
+
+
+def ensure_roles(settings: AwsSettings) -> tuple[str, str]:
+    """Batch's service-linked role and the ECS instance role + profile; returns their ARNs
+    (the service-linked role's, the instance profile's)."""
+    iam = client(settings, "iam")
+    try:
+        service_role = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"]
+    except ClientError as exc:
+        if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):  # it exists already
+            raise
+        service_role = iam.get_role(RoleName=SERVICE_LINKED_ROLE)["Role"]["Arn"]
+    try:
+        iam.create_role(
+            RoleName=INSTANCE_ROLE,
+            AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
+            Description="Cloud Render: ECS agent on Batch render machines (AWS managed policy only)",
+            Tags=[{"Key": k, "Value": v} for k, v in _tags().items()],
+        )
+    except ClientError as exc:
+        if error_code(exc) != "EntityAlreadyExists":
+            raise
+    iam.attach_role_policy(RoleName=INSTANCE_ROLE, PolicyArn=ECS_FOR_EC2_POLICY)
+    try:
+        iam.create_instance_profile(
+            InstanceProfileName=INSTANCE_ROLE, Tags=[{"Key": k, "Value": v} for k, v in _tags().items()]
+        )
+    except ClientError as exc:
+        if error_code(exc) != "EntityAlreadyExists":
+            raise
+    profile = iam.get_instance_profile(InstanceProfileName=INSTANCE_ROLE)["InstanceProfile"]
+    if not any(r["RoleName"] == INSTANCE_ROLE for r in profile.get("Roles", [])):
+        iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_ROLE, RoleName=INSTANCE_ROLE)
+    return str(service_role), str(profile["Arn"])
+
+
+def ensure_launch_template(settings: AwsSettings, group_id: str, volume_gib: int) -> str:
+    """IMDSv2 only, hop limit 1, an encrypted root volume; a new version when the size grows."""
+    ec2 = client(settings, "ec2")
+    data = {
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpPutResponseHopLimit": 1,
+            "HttpEndpoint": "enabled",
+        },
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {
+                    "VolumeSize": volume_gib,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+        "SecurityGroupIds": [group_id],
+        "TagSpecifications": [
+            {"ResourceType": "instance", "Tags": [{"Key": TAG_MANAGED, "Value": "true"}]},
+            {"ResourceType": "volume", "Tags": [{"Key": TAG_MANAGED, "Value": "true"}]},
+        ],
+    }
+    found = ec2.describe_launch_templates(
+        Filters=[{"Name": "launch-template-name", "Values": [LAUNCH_TEMPLATE]}]
+    ).get("LaunchTemplates", [])
+    if not found:
+        made = ec2.create_launch_template(
+            LaunchTemplateName=LAUNCH_TEMPLATE,
+            LaunchTemplateData=data,
+            TagSpecifications=[
+                {"ResourceType": "launch-template", "Tags": [{"Key": TAG_MANAGED, "Value": "true"}]}
+            ],
+        )
+        return str(made["LaunchTemplate"]["LaunchTemplateId"])
+    template_id = str(found[0]["LaunchTemplateId"])
+    ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData=data)
+    return template_id
+
+
+def ensure_engine(
+    settings: AwsSettings,
+    instance_type: str,
+    spot: bool,
+    max_vcpus: int,
+    max_hours: float,
+    pack_bytes: int = 0,
+    gpu: bool = True,
+) -> Engine:
+    """The compute environment, queue and job definition for this type and pricing, made once."""
+    try:
+        return _ensure_engine(settings, instance_type, spot, max_vcpus, max_hours, pack_bytes, gpu)
+    except CloudError:
+        raise
+    except Exception as exc:
+        raise translate(exc, "preparing AWS Batch for many machines", region=settings.region) from exc
+
+
+def _ensure_engine(
+    settings: AwsSettings,
+    instance_type: str,
+    spot: bool,
+    max_vcpus: int,
+    max_hours: float,
+    pack_bytes: int,
+    gpu: bool,
+) -> Engine:
+    batch = client(settings, "batch")
+    ec2 = client(settings, "ec2")
+    service_role, profile = ensure_roles(settings)
+    group = ensure_security_group(settings)
+    template = ensure_launch_template(settings, group, root_volume_gib(pack_bytes))
+    subnets = [
+        s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    ]
+    if not subnets:
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]]
+    env_name, queue_name = names(instance_type, spot)
+    envs = batch.describe_compute_environments(computeEnvironments=[env_name])["computeEnvironments"]
+    if not envs:
+        resources: dict[str, Any] = {
+            "type": "SPOT" if spot else "EC2",
+            "allocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
+            "minvCpus": 0,
+            "maxvCpus": max_vcpus,
+            "desiredvCpus": 0,
+            "instanceTypes": [instance_type],
+            "subnets": subnets,
+            "securityGroupIds": [group],
+            "instanceRole": profile,
+            "launchTemplate": {"launchTemplateId": template, "version": "$Latest"},
+            # GPU types get Batch's ECS GPU AMI (Amazon Linux 2023 with the NVIDIA driver).
+            "ec2Configuration": [{"imageType": "ECS_AL2023_NVIDIA" if gpu else "ECS_AL2023"}],
+            "tags": _tags(Name=env_name),
+        }
+        batch.create_compute_environment(
+            computeEnvironmentName=env_name,
+            type="MANAGED",
+            state="ENABLED",
+            serviceRole=service_role,
+            computeResources=resources,
+            tags=_tags(),
+        )
+        _wait_valid(batch, env_name)
+    elif envs[0].get("computeResources", {}).get("maxvCpus", 0) < max_vcpus:
+        batch.update_compute_environment(
+            computeEnvironment=env_name, computeResources={"maxvCpus": max_vcpus}
+        )
+    queues = batch.describe_job_queues(jobQueues=[queue_name])["jobQueues"]
+    if queues:
+        queue_arn = str(queues[0]["jobQueueArn"])
+    else:
+        queue_arn = str(
+            batch.create_job_queue(
+                jobQueueName=queue_name,
+                state="ENABLED",
+                priority=1,
+                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env_name}],
+                tags=_tags(),
+            )["jobQueueArn"]
+        )
+    definition = register_definition(settings, max_hours, gpu)
+    return Engine(queue_arn=queue_arn, definition_arn=definition, compute_environment=env_name)
+
+
+def _wait_valid(batch: Any, env_name: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        env = batch.describe_compute_environments(computeEnvironments=[env_name])["computeEnvironments"]
+        if env and env[0].get("status") == "VALID":
+            return
+        if env and env[0].get("status") == "INVALID":
+            raise CloudError(
+                f"AWS Batch could not set up machines of this type: {env[0].get('statusReason', 'no reason given')}.",
+                "Pick another machine type or region, or render on one machine.",
+                code="BatchInvalid",
+            )
+        time.sleep(1)
+
+
+def register_definition(settings: AwsSettings, max_hours: float, gpu: bool) -> str:
+    """The job definition (a new revision only when it differs from the active one)."""
+    batch = client(settings, "batch")
+    requirements = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
+    if gpu:
+        requirements.append({"type": "GPU", "value": "1"})
+    properties = {
+        "image": IMAGE,
+        "command": COMMAND,
+        "resourceRequirements": requirements,
+        "environment": [{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": NVIDIA_CAPABILITIES}],
+    }
+    timeout = {"attemptDurationSeconds": max(60, int(max_hours * 3600))}
+    active = batch.describe_job_definitions(jobDefinitionName=JOB_DEFINITION, status="ACTIVE")[
+        "jobDefinitions"
+    ]
+    for found in sorted(active, key=lambda d: -int(d.get("revision", 0)))[:1]:
+        same = (
+            found.get("containerProperties", {}).get("command") == COMMAND and found.get("timeout") == timeout
+        )
+        if same and found.get("containerProperties", {}).get("resourceRequirements") == requirements:
+            return str(found["jobDefinitionArn"])
+    made = batch.register_job_definition(
+        jobDefinitionName=JOB_DEFINITION,
+        type="container",
+        containerProperties=properties,
+        retryStrategy=RETRY_STRATEGY,
+        timeout=timeout,
+        propagateTags=True,
+        tags=_tags(),
+    )
+    return str(made["jobDefinitionArn"])
+
+
+def submit(settings: AwsSettings, engine: Engine, job_id: str, machines: int, boot_url: str) -> str:
+    """One array job of `machines` children (a plain job for one); returns Batch's job id."""
+    batch = client(settings, "batch")
+    params: dict[str, Any] = {
+        "jobName": f"{PREFIX}-{job_id}",
+        "jobQueue": engine.queue_arn,
+        "jobDefinition": engine.definition_arn,
+        "containerOverrides": {"environment": [{"name": BOOT_URL_VARIABLE, "value": boot_url}]},
+        "tags": _tags(**{TAG_JOB: job_id}),
+        "propagateTags": True,
+    }
+    if machines > 1:
+        params["arrayProperties"] = {"size": machines}
+    try:
+        return str(batch.submit_job(**params)["jobId"])
+    except Exception as exc:
+        raise translate(exc, "starting the render machines", region=settings.region) from exc
+
+
+def children(settings: AwsSettings, batch_job_id: str, machines: int) -> list[Child]:
+    """Every child of the array job (the job itself when it has one machine), index order."""
+    batch = client(settings, "batch")
+    ids = [f"{batch_job_id}:{i}" for i in range(machines)] if machines > 1 else [batch_job_id]
+    found: list[Child] = []
+    for start in range(0, len(ids), 100):  # DescribeJobs takes 100 ids at a time
+        for job in batch.describe_jobs(jobs=ids[start : start + 100])["jobs"]:
+            # A child's id is `<parent id>:<index>` (moto gives no arrayProperties.index).
+            tail = str(job["jobId"]).rpartition(":")[2]
+            index = int(tail) if ":" in str(job["jobId"]) and tail.isdigit() else 0
+            found.append(
+                Child(
+                    index=index,
+                    job_id=str(job["jobId"]),
+                    status=str(job.get("status", "")),
+                    started_at=float(job.get("startedAt") or 0) / 1000,
+                    stopped_at=float(job.get("stoppedAt") or 0) / 1000,
+                    attempts=len(job.get("attempts") or []),
+                    reason=str(job.get("statusReason", "")),
+                )
+            )
+    return sorted(found, key=lambda c: c.index)
+
+
+def terminate_all(settings: AwsSettings, batch_job_id: str, machines: int, reason: str) -> int:
+    """End the array job and every child still live; returns how many children were told.
+
+    On AWS terminating the parent ends its children; each child is terminated as well, so the
+    ending does not rest on that alone (and the emulator, where it does not, behaves the same).
+    """
+    batch = client(settings, "batch")
+    batch.terminate_job(jobId=batch_job_id, reason=reason)
+    told = 0
+    if machines > 1:
+        for child in children(settings, batch_job_id, machines):
+            if child.live:
+                batch.terminate_job(jobId=child.job_id, reason=reason)
+                told += 1
+    return told
+
+
+def live_jobs(settings: AwsSettings) -> list[tuple[str, str]]:
+    """(Batch job id, our job id) of every live job in our queues: the forgotten-machine search."""
+    batch = client(settings, "batch")
+    queues = [
+        q["jobQueueName"]
+        for q in batch.describe_job_queues()["jobQueues"]
+        if q["jobQueueName"].startswith(PREFIX)
+    ]
+    found: list[tuple[str, str]] = []
+    for queue in queues:
+        for status in ("RUNNABLE", "STARTING", "RUNNING"):
+            for job in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]:
+                name = str(job.get("jobName", ""))
+                if name.startswith(f"{PREFIX}-"):
+                    found.append((str(job["jobId"]), name[len(PREFIX) + 1 :]))
+    return found

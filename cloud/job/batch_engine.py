@@ -1,0 +1,295 @@
+"""The many-machines engine: a job's frames over N machines, an AWS Batch array job.
+
+`BatchSteps` launches, follows and ends the array job where `CloudSteps` does one EC2
+instance: the record's `instance_id` holds Batch's job id, and "the machine" is every child.
+`BatchJobRunner` reads what each machine writes under `out/machines/<index>/` (status, log,
+plan) through the contract, sums every child's running time for the cost and the cap, and
+calls the job done when every frame has arrived. The job's logic (stages, caps, endings,
+downloads) stays the one-machine runner's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..aws import batch, fleet, storage
+from ..aws.presign import presign_get, presign_list
+from ..aws.session import AwsSettings, client
+from ..cost.catalog import load_catalog
+from ..errors import CloudError
+from ..machine import contract
+from .cloud_steps import CloudSteps, PackedScene
+from .events import CostUpdate, LogLines
+from .job_thread import JobRunner
+from .records import JobRecord, JobRequest, Stage
+
+CHILDREN_EVERY_S = 5.0  # how often Batch is asked about the children (cost, endings)
+
+
+class BatchSteps(CloudSteps):
+    """Launch, state and termination of an array job; everything else as for one machine.
+
+    One per job: `machines` is how many the capacity check must fit."""
+
+    def __init__(self, state_dir: Path, machines: int = 1) -> None:
+        super().__init__(state_dir)
+        self.machines = max(1, machines)
+
+    def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
+        """N machines must fit the family's vCPU quota; if not, say how many do."""
+        fit = fleet.check_fleet(settings, instance_type, spot, self.machines)
+        if not fit.ok:
+            raise CloudError(fit.message, fit.action, code=fit.report.code or "quota_low")
+
+    def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
+        s3 = client(settings, "s3")
+        claims = {
+            str(frame): s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": record.bucket, "Key": contract.claim_key(record.job_id, frame)},
+                ExpiresIn=expires,
+            )
+            for frame in record.frames
+        }
+        lists = {
+            str(i): presign_list(s3, record.bucket, contract.marks_prefix(record.job_id, i), expires)
+            for i in range(record.machines)
+        }
+        return {"claim_urls": claims, "machine_list_urls": lists, "machine_count": record.machines}
+
+    def launch(
+        self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
+    ) -> Any:
+        script = self.boot_script(settings, record, request, packed)
+        key = contract.job_prefix(record.job_id) + "boot.sh"
+        client(settings, "s3").put_object(Bucket=record.bucket, Key=key, Body=script.encode())
+        facts = load_catalog().types.get(record.instance_type)
+        vcpus = facts.vcpu if facts else 4
+        gpu = bool(facts.gpu_count) if facts else True
+        engine = batch.ensure_engine(
+            settings,
+            record.instance_type,
+            record.spot,
+            batch.vcpus_for(vcpus, record.machines),
+            record.max_hours,
+            sum(size for _sha, size in packed.files.values()),
+            gpu=gpu,
+        )
+        expires = storage.presign_expiry(int(record.max_hours * 3600) + 3600)
+        boot_url = presign_get(client(settings, "s3"), record.bucket, key, expires)
+        job = batch.submit(settings, engine, record.job_id, record.machines, boot_url)
+        return _Launched(instance_id=job, spot=record.spot)
+
+    def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
+        return batch.children(settings, record.instance_id, record.machines)
+
+    def batch_state(self, settings: AwsSettings, record: JobRecord) -> str:
+        """'running' while any child may still render, else 'terminated'."""
+        kids = self.children(settings, record)
+        return "running" if not kids or any(c.live for c in kids) else "terminated"
+
+    def terminate_job(self, settings: AwsSettings, record: JobRecord, reason: str) -> None:
+        batch.terminate_all(settings, record.instance_id, record.machines, reason)
+
+
+class _Launched:
+    def __init__(self, instance_id: str, spot: bool) -> None:
+        self.instance_id = instance_id
+        self.spot = spot
+
+
+class BatchJobRunner(JobRunner):
+    """One job over many machines; `steps` must be a BatchSteps."""
+
+    steps: BatchSteps
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._machine_logs: dict[int, str] = {}
+        self._machine_status: dict[int, dict[str, Any]] = {}
+        self._machine_ends: dict[int, str] = {}
+        self._children: list[batch.Child] = []
+        self._children_at = 0.0
+
+    # --- what each machine writes -----------------------------------------------------------
+    def _poll_outputs(self) -> None:
+        rec = self.record
+        for index in range(rec.machines):
+            self._poll_machine(index)
+        super()._poll_outputs()
+
+    def _poll_machine(self, index: int) -> None:
+        rec = self.record
+        folder = contract.machine_folder(index)
+        plan = self._read(folder + "plan.json", contract.MAX_PLAN_BYTES)
+        if plan:
+            try:
+                self._plan.update(contract.parse_plan(plan, rec.frames))
+            except contract.ContractError as error:
+                self._refuse(f"{folder}plan.json", str(error))
+        status = self._read(folder + "status.json")
+        if status and status != self._machine_status.get(index):
+            self._machine_status[index] = status
+            try:
+                report = contract.parse_status(status, rec.frames)
+                rec.device = report.device or rec.device
+                if report.seconds_per_frame:
+                    rec.seconds_per_frame = report.seconds_per_frame
+            except contract.ContractError as error:
+                self._refuse(f"{folder}status.json #{status.get('seq')}", str(error))
+        prefix = contract.out_prefix(rec.job_id) + folder + "logs/"
+        marker = self._machine_logs.get(index, "")
+        for obj in storage.list_objects(self.settings, rec.bucket, prefix):
+            if obj.key <= marker:
+                continue
+            marker = obj.key
+            body = (
+                self.steps.get_bytes(self.settings, rec.bucket, obj.key, contract.MAX_LOG_CHUNK_BYTES)
+                if obj.size <= contract.MAX_LOG_CHUNK_BYTES
+                else None
+            )
+            if body is None:
+                self._refuse(obj.key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
+                continue
+            lines = tuple(
+                f"[machine {index}] {contract.clean_log_line(line)}"
+                for line in body.decode("utf-8", "replace").splitlines()
+            )
+            self.events.post(LogLines(rec.job_id, lines))
+        self._machine_logs[index] = marker
+        if index not in self._machine_ends:
+            for name in ("done.json", "error.json", "interrupted.json"):
+                if self._read(folder + name) is not None:
+                    self._machine_ends[index] = name.split(".")[0]
+                    self._log(f"Machine {index} ended: {self._machine_ends[index]}.")
+                    break
+
+    def machine_rows(self) -> list[dict[str, Any]]:
+        """One row per machine for the panel: state, frame, s/frame."""
+        rows = []
+        for index in range(self.record.machines):
+            status = self._machine_status.get(index, {})
+            rows.append(
+                {
+                    "machine": index,
+                    "state": self._machine_ends.get(index) or str(status.get("state", "starting")),
+                    "frame": status.get("frame"),
+                    "seconds_per_frame": status.get("seconds_per_frame"),
+                }
+            )
+        return rows
+
+    # --- endings ------------------------------------------------------------------------------
+    def _final_state(self) -> tuple[Stage, dict[str, Any]] | None:
+        if not self.record.frames_missing:
+            return Stage.DONE, {}
+        return None
+
+    def _follow_once(self) -> bool:
+        rec = self.record
+        self._poll_outputs()
+        final = self._final_state()
+        if final is not None:
+            self._finish(final)
+            return True
+        self._track_cost()
+        if rec.is_final:
+            return True
+        if self._live_children():
+            self._gone_since = 0.0
+            return False
+        self._gone_since = self._gone_since or time.monotonic()
+        if time.monotonic() - self._gone_since <= 10.0:
+            return False
+        self._poll_outputs()
+        if self._final_state() is not None:
+            self._finish((Stage.DONE, {}))
+            return True
+        missing = rec.frames_missing
+        raise CloudError(
+            f"Every machine has stopped, but {len(missing)} frames did not arrive.",
+            "Relaunch the missing frames; the frames already rendered are kept.",
+            code="MachinesGone",
+            detail=f"Batch job {rec.instance_id}: {[(c.index, c.status, c.reason) for c in self._children]}",
+        )
+
+    def _live_children(self) -> bool:
+        self._refresh_children(force=True)
+        return not self._children or any(c.live for c in self._children)
+
+    def _refresh_children(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._children_at > CHILDREN_EVERY_S:
+            self._children = self.steps.children(self.settings, self.record)
+            self._children_at = time.monotonic()
+
+    def _track_cost(self) -> None:
+        """Cost so far: every child's running time at the job's price; the cap ends them all."""
+        rec = self.record
+        if not rec.launched_at:
+            return
+        self._refresh_children()
+        now = time.time()
+        seconds = sum((c.stopped_at or now) - c.started_at for c in self._children if c.started_at)
+        rec.cost_so_far = seconds / 3600 * rec.price_per_hour
+        left = len(rec.frames_missing)
+        projected = rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
+        self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected if rec.seconds_per_frame else 0.0))
+        hours = (now - rec.launched_at) / 3600
+        if rec.cost_so_far >= rec.max_cost or hours >= rec.max_hours:
+            self._log(
+                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f} over {rec.machines} machines, "
+                f"{hours:.2f} h): stopping every machine."
+            )
+            self.steps.terminate_job(self.settings, rec, "cost or time cap reached")
+            self._poll_outputs()
+            self._end(
+                Stage.CAPPED,
+                "The job reached its cost or time cap and every machine was stopped.",
+                "Raise Max Cost or Max Hours, then relaunch the missing frames.",
+            )
+
+    def _finish(self, final: tuple[Stage, dict[str, Any]]) -> None:
+        rec = self.record
+        self._stage(Stage.DOWNLOADING, "Fetching the last frames")
+        self._poll_outputs()
+        try:
+            self.steps.terminate_job(self.settings, rec, "job done")  # belt and braces: none should be left
+        except CloudError as error:
+            self._log(f"Could not end the Batch job: {error.message}")
+        for line in self.steps.after_job(self.settings, rec):
+            self._log(line)
+        if rec.frames_missing:
+            self._end(
+                Stage.FAILED,
+                f"{len(rec.frames_missing)} frames did not arrive.",
+                "Relaunch the missing frames.",
+            )
+        else:
+            self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered on {rec.machines} machines.", "")
+
+    def _finish_cancelled(self) -> None:
+        rec = self.record
+        if rec.instance_id:
+            try:
+                self.steps.terminate_job(self.settings, rec, "cancelled by the artist")
+            except CloudError as error:
+                self._fail(
+                    "Cancelling could not stop the machines.",
+                    error.action or "Stop the job in the AWS Batch console.",
+                    error.detail,
+                )
+                return
+        self._end(Stage.CANCELLED, f"Cancelled; {len(rec.frames_done)} frames kept.", "")
+
+    def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
+        rec = self.record
+        if detail:
+            self._log(f"Error detail: {detail}")
+        if rec.instance_id:
+            try:
+                self.steps.terminate_job(self.settings, rec, "job failed")
+            except Exception as error:  # still report the first failure
+                self._log(f"Could not end Batch job {rec.instance_id}: {error}")
+        self._end(Stage.FAILED, message, action, code)

@@ -1,0 +1,232 @@
+"""One machine of many (a child of an AWS Batch array job): claim a frame, render it, hand it back.
+
+Every child runs the same spec. Before rendering a frame it claims it with a conditional write
+(a presigned PUT of `out/claims/<frame>` sent with `If-None-Match: *`): S3 lets exactly one
+writer create the object and answers 412 to the others, so no frame is rendered twice except
+after a loss, and a slow frame never leaves the other machines idle. Children walk the job's
+frames in the same order (preview first when asked), so that order holds across machines.
+
+A child marks what it claimed and what it uploaded under its own folder
+(`out/machines/<index>/marks/claimed-<f>`, `rendered-<f>`). A retried child (Batch's retry
+after a lost host: `AWS_BATCH_JOB_ATTEMPT` > 1, same array index) first renders what its lost
+attempt claimed but never uploaded, found through a presigned listing of those marks.
+
+Its status, log and plan go to `out/machines/<index>/`; its end to `done.json` (no frame left
+to claim), `error.json` or `interrupted.json` there. Whether the job is done is the add-on's
+call: every frame arrived. Standard library only, Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+import urllib.error
+from typing import Any
+from xml.etree import ElementTree
+
+from . import contract
+from .supervisor import JobFailed, Supervisor, order_frames
+from .transport import Poster, http_request, with_retries
+
+MAX_CLAIM_TRIES = 4
+
+
+class Claims:
+    """Conditional writes of claim objects through the spec's presigned PUT URLs."""
+
+    def __init__(self, urls: dict[str, str], index: int, attempt: int, say: Any) -> None:
+        self.urls = urls
+        self.index = index
+        self.attempt = attempt
+        self.say = say
+
+    def claim(self, frame: int) -> bool:
+        """True when this machine now owns `frame`; False when another one got it first.
+
+        A 412 after a try whose answer was lost may be our own write: the frame is taken as ours
+        then (rendered twice at worst, never not at all)."""
+        url = self.urls.get(str(frame))
+        if not url:
+            return False
+        body = json.dumps({"machine": self.index, "attempt": self.attempt, "at": time.time()}).encode()
+        headers = {"If-None-Match": "*", "Content-Type": "application/json"}
+        for attempt in range(1, MAX_CLAIM_TRIES + 1):
+            try:
+                http_request("PUT", url, body, headers, timeout=20)
+                return True
+            except urllib.error.HTTPError as exc:
+                if exc.code == 412:  # PreconditionFailed: the claim exists
+                    if attempt > 1:
+                        self.say(f"claim on frame {frame} exists after a lost answer; taking it as ours")
+                    return attempt > 1
+                if exc.code == 409:  # ConditionalRequestConflict: a concurrent claim is in flight
+                    return False
+                if exc.code < 500 and exc.code != 429:
+                    raise
+                self.say(f"claim on frame {frame} failed (HTTP {exc.code}); retrying")
+            except (OSError, http.client.HTTPException) as exc:
+                self.say(f"claim on frame {frame} failed ({exc}); retrying")
+            time.sleep(min(2.0 * attempt, 8.0))
+        raise JobFailed("upload", f"Frame {frame} could not be claimed: the bucket does not answer.")
+
+
+class BatchSupervisor(Supervisor):
+    """The supervisor of one array child: same install, download and render; frames by claim."""
+
+    def __init__(self, spec: dict[str, Any], work: str, index: int, attempt: int) -> None:
+        super().__init__(spec, work)
+        self.index = index
+        self.attempt = attempt
+        folder = contract.machine_folder(index)
+        self.machine_poster = Poster(
+            spec["upload_url"], spec["upload_fields"], spec["upload_prefix"] + folder
+        )
+        # Status, log and plan are this machine's own; frames and files stay job-wide (self.poster).
+        self.log.poster = self.machine_poster
+        self.status.poster = self.machine_poster
+        self.status.update(machine=index, attempt=attempt, machine_count=int(spec.get("machine_count", 1)))
+        self.claims = Claims(dict(spec.get("claim_urls") or {}), index, attempt, self.log.say)
+        self.claimed: list[int] = []
+        self._marks: list[threading.Thread] = []
+
+    @classmethod
+    def from_environment(cls, spec: dict[str, Any], work: str) -> BatchSupervisor:
+        """The array index and attempt as AWS Batch sets them (a plain job is index 0)."""
+        index = int(os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX") or 0)
+        attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)
+        return cls(spec, work, index, attempt)
+
+    # -- what differs from one machine
+
+    def put_json(self, name: str, data: dict[str, Any]) -> None:
+        data = {"contract": contract.CONTRACT_VERSION, "machine": self.index, **data}
+        body = json.dumps(data, indent=1, sort_keys=True).encode()
+        with open(os.path.join(self.work, name), "wb") as handle:
+            handle.write(body)
+        try:
+            with_retries(f"upload of {name}", lambda: self.machine_poster.put(name, body), self.log.say)
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"could not upload {name}: {exc}")
+
+    def existing_frames(self) -> list[str]:
+        return []  # the claims say what to render; a listing per frame would only cost time
+
+    def frames_left(self) -> list[int]:
+        return [f for f in self.claimed if f not in self.done]
+
+    def mark(self, what: str, frame: int) -> None:
+        """claimed-<f> / rendered-<f> under this machine's marks/ (what a retried attempt reads)."""
+        with_retries(
+            f"mark {what} {frame}",
+            lambda: self.machine_poster.put(f"marks/{what}-{frame}", b""),
+            self.log.say,
+        )
+
+    def lost_claims(self) -> list[int]:
+        """Frames an earlier attempt of this machine claimed and never uploaded, in job order."""
+        url = (self.spec.get("machine_list_urls") or {}).get(str(self.index), "")
+        if not url:
+            return []
+        try:
+            body = with_retries(
+                "listing of this machine's claims", lambda: http_request("GET", url), self.log.say
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"could not list the earlier attempt's claims ({exc})")
+            return []
+        names = [
+            (el.text or "").rsplit("/", 1)[-1]
+            for el in ElementTree.fromstring(body).iter()
+            if el.tag.endswith("}Key") or el.tag == "Key"
+        ]
+        claimed = {int(n[8:]) for n in names if n.startswith("claimed-") and n[8:].lstrip("-").isdigit()}
+        rendered = {int(n[9:]) for n in names if n.startswith("rendered-") and n[9:].lstrip("-").isdigit()}
+        order = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
+        return [f for f in order if f in claimed and f not in rendered]
+
+    def render_claimed(self, command: list[str], frame: int) -> None:
+        if frame not in self.claimed:
+            self.claimed.append(frame)
+        self.status.update(frame=frame, push=True)
+        code = self.render(command, [frame])
+        self.wait_uploads()
+        if frame in self.done:
+            self.mark("rendered", frame)
+            return
+        if self.stop_reason:
+            return
+        kind, cause = self.failure(code)
+        raise JobFailed(kind, cause)
+
+    def run(self) -> str:
+        self.log.start()
+        self.status.start()
+        self.spot.start()
+        uploader = threading.Thread(target=self.upload_worker, name="uploader", daemon=True)
+        uploader.start()
+        started = time.monotonic()
+        self.log.say(
+            f"machine {self.index} of {self.spec.get('machine_count', 1)} (attempt {self.attempt}) "
+            f"started for job {self.spec['job_id']}"
+        )
+        try:
+            self.status.update(state="installing", push=True)
+            command = self.get_blender()
+            self.check_uploads()
+            self.status.update(state="downloading", push=True)
+            self.download_inputs()
+            self.check_uploads()
+            if self.attempt > 1:
+                lost = self.lost_claims()
+                if lost:
+                    self.log.say(
+                        f"finishing what attempt {self.attempt - 1} claimed but never uploaded: {lost}"
+                    )
+                for frame in lost:
+                    if self.stop_reason:
+                        break
+                    self.render_claimed(command, frame)
+            for frame in order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential")):
+                if self.stop_reason:
+                    break
+                if frame in self.claimed or not self.claims.claim(frame):
+                    continue
+                self.mark("claimed", frame)
+                self.log.say(f"claimed frame {frame}")
+                self.render_claimed(command, frame)
+        except JobFailed as exc:
+            self.uploads.put(None)
+            return self.finish_failed(exc.kind, exc.cause, None)
+        except Exception as exc:  # a bug here must still end in error.json
+            self.uploads.put(None)
+            self.log.say(f"internal error: {exc!r}")
+            return self.finish_failed("internal", f"The render machine hit an internal error: {exc}.", None)
+        self.uploads.put(None)
+        elapsed = round(time.monotonic() - started, 1)
+        if self.stop_reason:
+            if self.stop_reason == "credentials_expired":
+                return self.finish_failed("credentials_expired", self.refused_cause(), None)
+            state = "capped" if self.stop_reason == "time_cap" else "interrupted"
+            data = {
+                "reason": self.stop_reason,
+                "notice": self.spot.notice,
+                "frames_done": sorted(self.done),
+                "frames_left": self.frames_left(),
+                "seconds": elapsed,
+            }
+            self.put_json("interrupted.json", data)
+            return self.finish(state)
+        self.log.say(f"no frame left to claim: {len(self.done)} frames rendered here in {elapsed} s")
+        self.put_json(
+            "done.json",
+            {
+                "frames_done": sorted(self.done),
+                "seconds": elapsed,
+                "seconds_per_frame": self.status.fields.get("seconds_per_frame"),
+                "device": self.status.fields.get("device"),
+            },
+        )
+        return self.finish("done")

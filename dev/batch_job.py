@@ -1,0 +1,173 @@
+"""A job over many emulated machines, driven as the add-on's job thread drives it (no UI).
+
+Shared by the Batch e2e tests, `make demo MACHINES=3` and bench/scaleout.py: a small scene made
+with bpy in a separate process, a JobRequest for it, the Blender tarball staged in the bucket's
+cache, and a `BatchJobRunner` (the product's) that packs, uploads, submits the array job to the
+emulated Batch and follows it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cloud.aws import batch
+from cloud.aws.session import AwsSettings
+from cloud.job.batch_engine import BatchJobRunner, BatchSteps
+from cloud.job.events import EventQueue
+from cloud.job.records import JobRecord, JobRequest, RecordStore, new_job_id
+from dev.batch_simulator import BatchSimulator
+from dev.simulator import make_blender_tarball
+
+SCENE = r"""
+import sys, bpy
+path, frames, size, samples = sys.argv[-4], int(sys.argv[-3]), int(sys.argv[-2]), int(sys.argv[-1])
+bpy.ops.wm.read_homefile(use_factory_startup=True)
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = samples
+scene.cycles.use_denoising = False
+scene.render.resolution_x = scene.render.resolution_y = size
+scene.render.resolution_percentage = 100
+scene.frame_start, scene.frame_end = 1, frames
+scene.render.image_settings.file_format = "PNG"
+scene.render.filepath = "//render/frame_####"
+cube = bpy.data.objects["Cube"]
+cube.rotation_euler = (0.3, 0.2, 0.0)
+cube.keyframe_insert("rotation_euler", frame=1)
+cube.rotation_euler = (0.3, 0.2, 1.2)
+cube.keyframe_insert("rotation_euler", frame=max(frames, 2))
+bpy.ops.wm.save_as_mainfile(filepath=path)
+"""
+
+
+def make_scene(
+    path: Path, frames: int, size: int = 32, samples: int = 2, python: str = sys.executable
+) -> Path:
+    """A tiny Cycles scene saved at `path`, made by bpy in its own process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [python, "-c", SCENE, str(path), str(frames), str(size), str(samples)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return path
+
+
+def blender_version(python: str = sys.executable) -> str:
+    out = subprocess.run(
+        [python, "-c", "import bpy; print(bpy.app.version_string.split()[0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class EmulatedBatchSteps(BatchSteps):
+    """The product's Batch steps, with the harness playing AWS's retry: moto never retries a
+    child, so a child the simulator re-runs (`BatchSimulator.rerun`) reads as RUNNING again,
+    with one more attempt, while that re-run lives (as the retried child would on AWS)."""
+
+    sim: BatchSimulator | None = None
+
+    def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
+        kids = super().children(settings, record)
+        again = self.sim.reran if self.sim is not None else {}
+        return [
+            replace(c, status="RUNNING", stopped_at=0.0, attempts=c.attempts + 1)
+            if c.index in again and again[c.index].poll() is None
+            else c
+            for c in kids
+        ]
+
+
+@dataclass
+class BatchJob:
+    runner: BatchJobRunner
+    record: JobRecord
+    events: EventQueue
+    steps: BatchSteps
+
+
+def start_job(
+    sim: BatchSimulator,
+    scene: Path,
+    frames: list[int],
+    machines: int,
+    work: Path,
+    *,
+    max_cost: float = 5.0,
+    max_hours: float = 1.0,
+    price_per_hour: float = 0.34,
+    frame_order: str = "sequential",
+    version: str | None = None,
+    steps_class: type[EmulatedBatchSteps] = EmulatedBatchSteps,
+) -> BatchJob:
+    """Stage Blender in the bucket, then start the product's runner on a many-machine job."""
+    settings = sim.settings
+    steps = steps_class(work / "state", machines)
+    steps.sim = sim
+    bucket = steps.ensure_bucket(settings, 14)
+    version = version or blender_version()
+    tarball, digest = make_blender_tarball(version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-")))
+    steps.stage_blender(settings, bucket, version, tarball, digest)
+    job_id = new_job_id()
+    copy = work / "submit" / job_id / scene.name  # as submit.save_copy does: removed after upload
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(scene, copy)
+    request = JobRequest(
+        job_id=job_id,
+        blend_copy=copy,
+        blend_name=str(scene),
+        scene_name="Scene",
+        frames=list(frames),
+        output_dir=work / "frames" / job_id,
+        region=settings.region,
+        instance_type="c5.2xlarge",  # the emulated machines render on the CPU
+        spot=True,
+        max_cost=max_cost,
+        max_hours=max_hours,
+        price_per_hour=price_per_hour,
+        blender_version=version,
+        device="CPU",
+        frame_order=frame_order,
+        machines=machines,
+    )
+    record = JobRecord.from_request(request)
+    store = RecordStore(work / "records")
+    store.save(record)
+    events = EventQueue()
+    runner = BatchJobRunner(record, settings, events, store, steps, request, poll_seconds=0.5)
+    runner.start()
+    return BatchJob(runner, record, events, steps)
+
+
+FRAME_EVENT = re.compile(r'"event": "(frame|frame_done)", "frame": (-?\d+)')
+
+
+def render_history(
+    sim: BatchSimulator, batch_job_id: str
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """From every machine's render log: (frame -> machines that started it, frame -> machines that
+    finished it), machines by label ("0", "1", "0#2" for index 0's second attempt)."""
+    started: dict[int, list[str]] = {}
+    finished: dict[int, list[str]] = {}
+    for label, folder in sim.folders(batch_job_id):
+        log = folder / "root" / "run" / "render.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for kind, frame in FRAME_EVENT.findall(text):
+            (started if kind == "frame" else finished).setdefault(int(frame), []).append(label)
+    return started, finished
+
+
+def twice(history: dict[int, list[str]]) -> list[int]:
+    return sorted(frame for frame, machines in history.items() if len(machines) > 1)

@@ -1,0 +1,218 @@
+"""AWS Batch emulated for whole jobs: moto's Batch, each array child a machine on this computer.
+
+moto runs every child's container through the Docker Engine API; `dev/docker_standin.py`
+answers it and runs the container's command (the job definition's: fetch the boot script by
+presigned URL, run it) as a local process in its own machine folder, with the variables Batch
+sets (`AWS_BATCH_JOB_ARRAY_INDEX`, `..._SIZE`, `..._ATTEMPT`). What differs from a Batch
+container on AWS is small and explicit, as in the instance simulator: `python3` is this
+computer's Python (stdlib only, `-S`), `dnf`/`apt-get` only log, there is no `shutdown`
+(a container has none either), the instance metadata service is unreachable (hop limit 1 keeps
+it from containers on AWS too), and `blender` in the bucket's Blender tarball is the bpy
+launcher (`make_blender_tarball`).
+
+moto's gaps (see docker_standin's docstring): no EC2 instances for a managed compute
+environment, no retries, terminating a parent reaches no child. Where a gap bites the harness
+plays AWS's part: `rerun()` starts a child again with the next attempt number, as Batch's retry
+strategy does after a lost host; the engine itself terminates every child (as AWS would).
+
+    with BatchSimulator(work_root) as sim:
+        settings = sim.settings        # AwsSettings for the product, pointed at moto
+        ... submit through cloud.aws.batch ...
+        sim.kill_mid_frame(job, 0)     # a host lost in the middle of a frame
+        sim.rerun(job, 0)              # Batch's retry
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from cloud.aws.session import AwsSettings
+from dev.docker_standin import DockerStandin, Machine
+from tests.aws_emulator import MOTO_SERVICES, moto_server
+
+KEY_ID = "AKIAEMULATEDTEST0001"
+SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
+SHIMS = {
+    "dnf": '#!/bin/sh\necho "(simulated) dnf $*"\n',
+    "apt-get": '#!/bin/sh\necho "(simulated) apt-get $*"\n',
+    "shutdown": '#!/bin/sh\necho "(container) no shutdown here"\nexit 1\n',
+    "poweroff": "#!/bin/sh\nexit 1\n",
+}
+
+
+class BatchSimulator:
+    """A moto server whose Batch children run for real, one machine folder each."""
+
+    def __init__(self, work_root: Path | str | None = None, system_python: str | None = None) -> None:
+        self._tmp = None if work_root else tempfile.TemporaryDirectory(prefix="cloud-render-batch-")
+        self.work_root = Path(work_root) if work_root else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.system_python = system_python or os.environ.get("CLOUD_RENDER_SIM_PYTHON") or sys.executable
+        self._stack = contextlib.ExitStack()
+        self.url = ""
+        self.standin: DockerStandin | None = None
+        self.reruns: list[subprocess.Popen[bytes]] = []
+        self.reran: dict[int, subprocess.Popen[bytes]] = {}  # array index -> its latest re-run
+        self.rerun_folders: list[tuple[str, int, int, Path]] = []  # (Batch job, index, attempt, folder)
+        self._lock = threading.Lock()
+
+    # --- life ---------------------------------------------------------------------------------
+    def __enter__(self) -> BatchSimulator:
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        shims = self.work_root / "bin"
+        shims.mkdir(exist_ok=True)
+        for name, text in {**SHIMS, "python3": f'#!/bin/sh\nexec "{self.system_python}" -S "$@"\n'}.items():
+            (shims / name).write_text(text)
+            (shims / name).chmod(0o755)
+        extra = {
+            "PATH": f"{shims}:/usr/local/bin:/usr/bin:/bin",
+            "CLOUD_RENDER_ROOT": "{folder}/root",
+            "CLOUD_RENDER_IMDS_URL": "http://127.0.0.1:9",  # nothing listens: no metadata in a container
+            "CLOUD_RENDER_IMDS_POLL_S": "60",
+            "CLOUD_RENDER_RETRY_ATTEMPTS": "6",
+        }
+        self.standin = self._stack.enter_context(
+            DockerStandin(
+                self.work_root / "machines", keep_folders=True, credentials=(KEY_ID, SECRET), extra_env=extra
+            )
+        )
+        # moto reads both when it starts: the Docker API to run containers on, and whether to know
+        # AWS's managed policies (the ECS instance role attaches one of them).
+        wanted = {"DOCKER_HOST": self.standin.docker_host, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+        saved = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(wanted)
+        try:
+            self.url = self._stack.enter_context(moto_server(self.work_root / "moto.log"))
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        self.standin.moto_url = self.url
+        self._stack.callback(self._end_reruns)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    @property
+    def settings(self) -> AwsSettings:
+        """The product's settings for this emulated account (S3 by endpoint URL, the rest per service)."""
+        return AwsSettings(
+            region="us-east-1",
+            access_key_id=KEY_ID,
+            secret_access_key=SECRET,
+            endpoint_url=self.url,
+            service_endpoints=tuple((service, self.url) for service in MOTO_SERVICES),
+        )
+
+    # --- the machines -------------------------------------------------------------------------
+    def machines(self) -> list[Machine]:
+        assert self.standin is not None
+        return self.standin.machines()
+
+    def children_of(self, batch_job_id: str) -> list[Machine]:
+        """The containers that ran for one Batch job (an array job's children), oldest first."""
+        return [
+            m for m in self.machines() if m.process_env.get("AWS_BATCH_JOB_ID", "").startswith(batch_job_id)
+        ]
+
+    def machine(self, batch_job_id: str, index: int, timeout: float = 60) -> Machine:
+        """The container of array index `index` of one Batch job, once it started."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for machine in self.children_of(batch_job_id):
+                if (
+                    machine.process_env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0") == str(index)
+                    and machine.started_at
+                ):
+                    return machine
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no machine {index} started within {timeout} s")
+            time.sleep(0.05)
+
+    def folders(self, batch_job_id: str) -> list[tuple[str, Path]]:
+        """(machine label, machine folder) of every machine that ran for the job, re-runs included:
+        "0" is index 0's first attempt, "0#2" its second."""
+        found = [
+            (m.process_env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0"), m.folder)
+            for m in self.children_of(batch_job_id)
+        ]
+        found += [(f"{i}#{a}", f) for job, i, a, f in self.rerun_folders if job == batch_job_id]
+        return found
+
+    def kill_mid_frame(self, batch_job_id: str, index: int, timeout: float = 120) -> int:
+        """Wait until machine `index` is in the middle of a frame, then lose its host (SIGKILL its
+        whole container). Returns the frame it was rendering."""
+        machine = self.machine(batch_job_id, index, timeout)
+        log = machine.folder / "root" / "run" / "render.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            started = re.findall(r'"event": "frame", "frame": (-?\d+)', text)
+            if started:
+                time.sleep(0.05)  # into the frame, past scene sync
+                assert self.standin is not None
+                with contextlib.suppress(Exception):
+                    self.standin.kill(machine, int(signal.SIGKILL))
+                machine.wait(30)
+                return int(started[-1])
+            if not machine.running:
+                raise RuntimeError(f"machine {index} ended before it rendered a frame; see {log}")
+            time.sleep(0.02)
+        raise TimeoutError(f"machine {index} rendered no frame within {timeout} s")
+
+    def rerun(self, batch_job_id: str, index: int, attempt: int = 2) -> subprocess.Popen[bytes]:
+        """Start child `index` again, as Batch's retry strategy does after a lost host: the same
+        container command and variables, the next attempt number, a fresh machine folder."""
+        first = self.machine(batch_job_id, index)
+        folder = self.work_root / "machines" / f"{first.folder.name}-attempt{attempt}"
+        (folder / "tmp").mkdir(parents=True, exist_ok=True)
+        env = dict(first.process_env)
+        env.update(
+            AWS_BATCH_JOB_ATTEMPT=str(attempt),
+            HOME=str(folder),
+            TMPDIR=str(folder / "tmp"),
+            CLOUD_RENDER_ROOT=str(folder / "root"),
+        )
+        with open(folder / "console.log", "wb") as console:
+            proc = subprocess.Popen(
+                first.command,
+                cwd=folder,
+                env=env,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        with self._lock:
+            self.reruns.append(proc)
+            self.reran[index] = proc
+            self.rerun_folders.append((batch_job_id, index, attempt, folder))
+        return proc
+
+    def running(self) -> list[Any]:
+        """Containers and re-runs still running."""
+        assert self.standin is not None
+        return [*self.standin.running(), *[p for p in self.reruns if p.poll() is None]]
+
+    def _end_reruns(self) -> None:
+        for proc in self.reruns:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
