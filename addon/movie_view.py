@@ -15,21 +15,37 @@ import bpy
 
 from . import pump
 
-RECHECK_S = 2.0  # a job without a movie yet is read again at most this often (draw calls ask)
-_movies: dict[str, tuple[float, str]] = {}
+RECHECK_S = 2.0  # a job's record is read again at most this often (draw calls ask)
+_movies: dict[str, tuple[float, str, bool]] = {}  # job -> (read at, movie path, could make one here)
+
+
+def _read(job_id: str) -> tuple[str, bool]:
+    now = time.monotonic()
+    checked, path, makeable = _movies.get(job_id, (0.0, "", False))
+    if now - checked > RECHECK_S:
+        try:
+            record = pump.manager().store.load(job_id)
+            path = record.movie_path
+            makeable = record.movie and record.stage == "Done" and not os.path.isfile(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            path, makeable = "", False
+        _movies[job_id] = (now, path, makeable)
+    return path, makeable
 
 
 def movie_file(job_id: str) -> str:
     """The job's movie on this computer, or "" (no movie job, not arrived, or removed)."""
-    now = time.monotonic()
-    checked, path = _movies.get(job_id, (0.0, ""))
-    if not path and now - checked > RECHECK_S:
-        try:
-            path = pump.manager().store.load(job_id).movie_path
-        except (OSError, ValueError, KeyError, TypeError):
-            path = ""
-        _movies[job_id] = (now, path)
+    path = _read(job_id)[0]
     return path if path and os.path.isfile(path) else ""
+
+
+def can_make_here(job_id: str) -> bool:
+    """A finished movie job without its movie here: Make Movie Here can encode the frames."""
+    return _read(job_id)[1]
+
+
+def forget(job_id: str) -> None:
+    _movies.pop(job_id, None)
 
 
 def clip_name(job_id: str) -> str:

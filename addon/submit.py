@@ -106,6 +106,7 @@ def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, fra
         resolution_percentage=settings.resolution_percentage or None,
         file_format=None if settings.file_format == "SCENE" else settings.file_format,
         movie_frames_format=settings.movie_frames,
+        movie=bool(scene.render.is_movie_format),
         retention_days=prefs.retention_days if prefs is not None else 14,
         quote_first=settings.quote_first,
         **farm_equals_local(scene, settings.render_despite_differences),

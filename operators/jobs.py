@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from ..addon import account, job_view, jobs_list, movie_view, pump, submit
+from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, pump, submit
 from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
 
@@ -53,6 +53,35 @@ class CLOUDRENDER_OT_show_movie(bpy.types.Operator):
                 {"WARNING"}, "This job has no movie on this computer: it is made once every frame is in."
             )
             return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_make_movie(NeedsOnlineAccess, bpy.types.Operator):
+    """Make the job's movie on this computer from its downloaded frames, in a background Blender"""
+
+    bl_idname = "cloud_render.make_movie"
+    bl_label = "Make Movie Here"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        from ..cloud.job import local_movie
+
+        job_id = _selected_job(context, self.job_id)
+        manager = pump.manager()
+        record = manager.store.load(job_id)
+        settings = manager.settings_for().in_region(record.region)
+        blender = estimate_probe.blender_command()
+
+        def work() -> tuple[Path, float]:
+            path, seconds = local_movie.assemble_here(manager.steps, settings, record, blender)
+            fresh = manager.store.load(job_id)
+            fresh.movie_path, fresh.movie_error = str(path), ""
+            manager.store.save(fresh)
+            movie_view.forget(job_id)
+            return path, seconds
+
+        in_background(work, lambda made: f"Movie made here in {made[1]:.1f} s: {made[0].name}")
+        self.report({"INFO"}, "Making the movie from the frames in a background Blender.")
         return {"FINISHED"}
 
 
@@ -168,6 +197,7 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
 classes = (
     CLOUDRENDER_OT_show_frames,
     CLOUDRENDER_OT_show_movie,
+    CLOUDRENDER_OT_make_movie,
     CLOUDRENDER_OT_open_log,
     CLOUDRENDER_OT_open_folder,
     CLOUDRENDER_OT_relaunch_missing,

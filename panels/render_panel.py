@@ -175,6 +175,11 @@ def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
 
 
 def _movie_buttons(layout: bpy.types.UILayout, job_id: str) -> None:
+    """Show Movie when it is here; Make Movie Here when a finished movie job has none."""
+    if movie_view.can_make_here(job_id):
+        layout.operator("cloud_render.make_movie", icon="FILE_MOVIE").job_id = job_id
+    if not movie_view.movie_file(job_id):
+        return
     for open_as, text in (("CLIP", "Show Movie"), ("SEQUENCER", "Movie to Sequencer")):
         op = layout.operator("cloud_render.show_movie", text=text, icon="FILE_MOVIE")
         op.job_id, op.open_as = job_id, open_as
@@ -194,8 +199,7 @@ def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: A
     row = box.row()
     row.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = v.job_id
     row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = v.job_id
-    if movie_view.movie_file(v.job_id):
-        _movie_buttons(box.row(), v.job_id)
+    _movie_buttons(box.row(), v.job_id)
 
 
 class CLOUDRENDER_PT_job(bpy.types.Panel):
@@ -287,8 +291,7 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id
             grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
-            if movie_view.movie_file(job_id):
-                _movie_buttons(grid, job_id)
+            _movie_buttons(grid, job_id)
             grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")

@@ -86,6 +86,7 @@ class JobRequest:
     resolution_percentage: int | None = None
     file_format: str | None = None
     movie_frames_format: str = "PNG"  # a movie job's frames: PNG or OPEN_EXR, encoded after
+    movie: bool = False  # the scene's output is a movie (encoded from the frames once all are in)
     retention_days: int = 14
     quote_first: bool = False  # render scout frames, then go on only if the projection fits the cap
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
@@ -138,6 +139,7 @@ class JobRecord:
     quote_first: bool = False
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known
     machines: int = 1  # more than one: instance_id is the AWS Batch array job's id
+    movie: bool = False  # the scene's output is a movie
     movie_path: str = ""  # a movie job's movie, once downloaded next to the frames
     movie_error: str = ""  # why the machine could not make the movie (the frames are here)
 
@@ -183,6 +185,7 @@ class JobRecord:
             max_hours=request.max_hours,
             quote_first=request.quote_first,
             machines=max(1, int(request.machines)),
+            movie=request.movie,
         )
 
 

@@ -456,3 +456,20 @@ def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_
     editor = scene.sequence_editor
     strip = next(s for s in editor.strips_all if s.type == "MOVIE")
     assert strip.frame_final_duration == 12
+
+    # The movie made again on this computer from the downloaded frames (as after many machines).
+    movie.unlink()
+    store = harness.addon().addon.pump.manager().store
+    record = store.load(job_id)
+    record.movie_path = ""
+    store.save(record)
+    movie_view = harness.addon().addon.movie_view
+    movie_view.forget(job_id)
+    assert movie_view.can_make_here(job_id)
+    assert bpy.ops.cloud_render.make_movie(job_id=job_id) == {"FINISHED"}
+    harness.drain_until(lambda: bool(store.load(job_id).movie_path), 120)
+    made = Path(store.load(job_id).movie_path)
+    assert made.parent == Path(record.output_dir) / "movie" and made.suffix == ".mp4"
+    clip = bpy.data.movieclips.load(str(made), check_existing=False)
+    assert clip.frame_duration == 12 and tuple(clip.size) == (48, 32)
+    assert "Movie made here" in view().message

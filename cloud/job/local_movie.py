@@ -1,0 +1,81 @@
+"""A movie job's movie made on this computer, from the frames already downloaded.
+
+The machine encodes the movie itself when it rendered every frame. When it could not (frames
+spread over many machines, a relaunch that rendered only the missing frames, an encode that
+failed and was fixed since), the same step runs here in a background Blender: the job's packed
+.blend and its sound files come back from the bucket (by their content hashes), the frames are
+the ones on disk, and `assemble_movie.py` encodes them with the scene's own settings.
+Runs in a worker thread; never on Blender's main thread.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..aws.session import AwsSettings
+from ..errors import CloudError
+from ..machine import assemble_movie, contract
+from .cloud_steps import CloudSteps
+from .records import JobRecord
+
+# What the encode needs besides the .blend: the scene's sound strips' files.
+SOUND_EXTENSIONS = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".aac", ".m4a", ".opus", ".aif", ".aiff")
+
+
+def job_inputs(record: JobRecord) -> dict[str, str]:
+    """Pack path -> content hash of the .blend and the sound files (textures are not needed)."""
+    wanted = {}
+    for rel, (sha, _size) in record.pack_manifest.items():
+        if rel == record.blend_in_pack or rel.lower().endswith(SOUND_EXTENSIONS):
+            wanted[contract.safe_relative_path(rel)] = str(sha)
+    return wanted
+
+
+def assemble_here(
+    steps: CloudSteps, settings: AwsSettings, record: JobRecord, blender: list[str]
+) -> tuple[Path, float]:
+    """Encode the record's downloaded frames into <output>/movie/<name>; (the movie, seconds)."""
+    frames = [path for _frame, path in sorted((int(f), p) for f, p in record.frame_paths.items())]
+    missing = [p for p in frames if not os.path.isfile(p)]
+    if not frames or missing or sorted(int(f) for f in record.frame_paths) != sorted(record.frames):
+        raise CloudError(
+            "Not every frame of this job is on this computer, so the movie cannot be made yet.",
+            "Relaunch the missing frames (or wait for the job to finish), then make the movie again.",
+            code="MovieFramesMissing",
+        )
+    if not record.blend_in_pack or record.blend_in_pack not in record.pack_manifest:
+        raise CloudError(
+            "This job's record does not say which scene file it rendered.",
+            "Render the job again to get its movie.",
+            code="MovieNoScene",
+        )
+    work = Path(tempfile.mkdtemp(prefix="cloud-render-movie-"))
+    try:
+        job_dir = work / "job"
+        for rel, sha in job_inputs(record).items():
+            dest = job_dir.joinpath(*rel.split("/"))
+            steps.download(settings, record.bucket, contract.cas_key(sha), dest, contract.MAX_FRAME_BYTES)
+        blend = job_dir.joinpath(*record.blend_in_pack.split("/"))
+        frames_format = "OPEN_EXR" if frames[0].lower().endswith(".exr") else "PNG"
+        lines: list[str] = []
+        env = dict(os.environ, **assemble_movie.egl_environment(dict(os.environ))[0])
+        try:
+            made, seconds = assemble_movie.assemble(
+                blender, str(blend), str(work), frames, {"frames_format": frames_format}, lines.append, env
+            )
+        except assemble_movie.MovieFailed as error:
+            raise CloudError(
+                f"Blender could not make the movie: {error}.",
+                "Check Output Properties > Encoding (H.264 needs an even width and height), then try again.",
+                code="MovieFailed",
+                detail="".join(lines[-40:]),
+            ) from error
+        dest = Path(record.output_dir) / "movie" / os.path.basename(made)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(made, dest)
+        return dest, seconds
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
