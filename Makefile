@@ -76,6 +76,7 @@ screenshots: venv wheels
 
 demo: venv wheels
 	$(PY) dev/demo.py $(if $(SCENE),--scene $(SCENE))
+	$(PY) dev/demo_batch.py --machines $(or $(MACHINES),3)
 
 bench: venv wheels
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
