@@ -18,10 +18,14 @@ Blender's event loop: it calls the add-on's timer callback (`runtime.drain_event
    the delay is understated by at most one 50 ms listing). Baselines, same run: the frames downloaded ON the main
    thread (stall ratio), and the runner's poll interval (cloud.runner.POLL_SECONDS).
 
-Prints a table and exits 1 if a target is missed: longest drain under 20 ms in both phases,
-every frame in bpy.data.images within 3 s of landing in the bucket.
+Both phases run with every core kept busy by a bounded CPU load (dev/cpu_load.py), as on an
+artist's machine doing other work; `--quiet` runs without it.
 
-    .venv/bin/python bench/ui_stall.py [--small] [--keep]
+Prints a table, ends with a `RESULT` line, and exits 1 if a target is missed: drains under 5 ms
+at the 99th percentile and under 20 ms at worst in both phases, every frame in bpy.data.images
+within 1 s of landing in the bucket (median under 0.5 s).
+
+    .venv/bin/python bench/ui_stall.py [--small] [--keep] [--quiet]
 """
 
 from __future__ import annotations
@@ -51,8 +55,10 @@ MB = 1_000_000
 TICK_S = 1 / 60  # Blender redrawing at 60 Hz
 WATCH_S = 0.05  # how often the separate process lists the bucket
 TEXTURES = 20
-STALL_TARGET_S = 0.020
-LANDING_TARGET_S = 3.0
+STALL_TARGET_S = 0.020  # the longest drain
+P99_TARGET_S = 0.005  # the 99th-percentile drain
+LANDING_TARGET_S = 1.0  # bucket -> bpy.data.images, the slowest frame
+LANDING_MEDIAN_TARGET_S = 0.5
 CPU_TYPE = "c5.2xlarge"  # the simulator renders on the CPU, so ask for a CPU machine
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 PAST_UPLOAD = {"Starting machine", "Installing Blender", "Rendering", "Downloading"} | FINAL
@@ -308,7 +314,19 @@ def upload_phase(
         ok=worst.wall < STALL_TARGET_S,
     )
     report.add("  that drain", "", "", describe(worst))
-    report.add("upload: p99 drain", ms(p99(drains)), "", f"{len(drains)} drains in {job_s:.1f} s")
+    report.add(
+        "upload: p99 drain",
+        ms(p99(drains)),
+        f"< {ms(P99_TARGET_S)}",
+        f"{len(drains)} drains in {job_s:.1f} s",
+        ok=p99(drains) < P99_TARGET_S,
+    )
+    figures.update(
+        upload_max_ms=worst.wall * 1000,
+        upload_p99_ms=p99(drains) * 1000,
+        upload_stall_ratio=worst.wall / sync_s,
+        pack_upload_ratio=job_s / (hash_s + sync_s),
+    )
     report.add("upload: longest drain packing", ms(longest(packing).wall), "", f"{len(packing)} drains")
     report.add("upload: longest drain uploading", ms(longest(uploading).wall), "", f"{len(uploading)} drains")
     report.add(
@@ -457,7 +475,18 @@ def frames_phase(
         ok=worst.wall < STALL_TARGET_S,
     )
     report.add("  that drain", "", "", describe(worst))
-    report.add("frames: p99 drain", ms(p99(drains)), "", f"{len(drains)} drains in {job_s:.1f} s")
+    report.add(
+        "frames: p99 drain",
+        ms(p99(drains)),
+        f"< {ms(P99_TARGET_S)}",
+        f"{len(drains)} drains in {job_s:.1f} s",
+        ok=p99(drains) < P99_TARGET_S,
+    )
+    figures.update(
+        frames_max_ms=worst.wall * 1000,
+        frames_p99_ms=p99(drains) * 1000,
+        frames_stall_ratio=worst.wall / sync_s,
+    )
     report.add(
         "frames: longest drain while rendering", ms(longest(arriving).wall), "", f"{len(arriving)} drains"
     )
@@ -473,13 +502,20 @@ def frames_phase(
         report.add(
             "frames: bucket -> bpy.data.images, median",
             f"{median:.2f} s",
-            "",
+            f"< {LANDING_MEDIAN_TARGET_S:.1f} s",
             f"runner poll interval {POLL_SECONDS:.1f} s: ratio = {median / POLL_SECONDS:.2f}",
+            ok=median < LANDING_MEDIAN_TARGET_S,
+        )
+        figures.update(
+            landing_median_s=median,
+            landing_max_s=latest,
+            landing_median_ratio=median / POLL_SECONDS,
+            landing_max_ratio=latest / POLL_SECONDS,
         )
         report.add(
             "frames: bucket -> bpy.data.images, max",
             f"{latest:.2f} s",
-            f"< {LANDING_TARGET_S:.0f} s",
+            f"< {LANDING_TARGET_S:.1f} s",
             f"ratio to poll interval = {latest / POLL_SECONDS:.2f}; min {min(delays):.2f} s",
             ok=latest < LANDING_TARGET_S,
         )
@@ -505,7 +541,10 @@ def prepare_environment(work: Path) -> None:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
-def bench(size: Size, work: Path) -> int:
+figures: dict[str, float] = {}  # what the RESULT line says
+
+
+def bench(size: Size, work: Path, load: bool = True) -> int:
     prepare_environment(work)
     started = time.monotonic()
     from dev.build import build, zip_for_this_platform
@@ -530,14 +569,28 @@ def bench(size: Size, work: Path) -> int:
         version = bpy.app.version_string.split()[0]
         tarball, digest = make_blender_tarball(version, work / "blender")
         manager.steps.stage_blender(settings, bucket, version, tarball, digest)
-        ok = upload_phase(addon, harness, account, work, size, report)
-        ok = frames_phase(addon, harness, account, work, size, report) and ok
+        from dev import cpu_load
+
+        burner = cpu_load.start(seconds=1800) if load else None
+        print(
+            f"CPU load: {os.cpu_count()} busy workers (dev/cpu_load.py) during both phases"
+            if load
+            else "CPU load: none (--quiet)"
+        )
+        try:
+            ok = upload_phase(addon, harness, account, work, size, report)
+            ok = frames_phase(addon, harness, account, work, size, report) and ok
+        finally:
+            if burner is not None:
+                cpu_load.stop(burner)
         manager.stop_all()
     print()
     report.print()
     total = time.monotonic() - started
     verdict = "all targets met" if ok and report.ok else "TARGET MISSED"
     print(f"\n{verdict} ({total:.0f} s in all)")
+    figures["cpu_load"] = float(load)
+    print("RESULT " + " ".join(f"{key}={value:.3g}" for key, value in figures.items()))
     return 0 if ok and report.ok else 1
 
 
@@ -550,12 +603,13 @@ def main() -> int:
     )
     parser.add_argument("--small", action="store_true", help="100 MB of textures and 20 frames (a quick run)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (scenes, logs, frames)")
+    parser.add_argument("--quiet", action="store_true", help="no CPU load of our own")
     args = parser.parse_args()
     size = SMALL if args.small else FULL
     work = Path(tempfile.mkdtemp(prefix="cloud-render-bench-ui-"))
     print(f"work folder: {work}")
     try:
-        return bench(size, work)
+        return bench(size, work, load=not args.quiet)
     finally:
         if args.keep:
             print(f"kept {work}")

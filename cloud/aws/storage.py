@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
@@ -30,7 +32,7 @@ from ..errors import Cancelled, CloudError
 from ..machine.contract import InputFile, cas_key, job_prefix, out_prefix
 from .error_rules import is_code, translating
 from .presign import presign_get, presign_post
-from .session import AwsSettings, client, client_config, make_session
+from .session import AwsSettings, _is_loopback, client, client_config, make_session
 
 BUCKET_PREFIX = "cloud-render-"
 DEFAULT_EXPIRE_DAYS = 14
@@ -39,10 +41,11 @@ MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 PRESIGN_MARGIN_S = 2 * 3600  # boot, install and download happen before the time cap starts counting
 DEFAULT_OUTPUT_CAP = 5 * 1024**3  # largest single output object the instance may POST (S3's POST limit)
 MiB = 1024 * 1024
-# Measured against the emulated S3 on 2 cores (bench/upload.py): 64 MiB parts halve the requests
-# of 16 MiB ones for large caches. s3transfer reads each part from the file as it sends it, so
-# memory stays at a few parts' worth of buffers whatever the part size.
-UPLOAD_PART_SIZE = 64 * MiB
+# Measured against the emulated S3 on 2 cores (bench/upload.py): large parts mean few requests,
+# and a file under the part size goes in one PUT (no parts to join again on the server side).
+# s3transfer streams each part from the file as it sends it, so memory stays at a few read
+# buffers per thread whatever the part size (the benchmark prints the peak).
+UPLOAD_PART_SIZE = 256 * MiB
 UPLOAD_CONCURRENCY = 8
 
 
@@ -447,7 +450,7 @@ def upload_files(
     for path, sha, size in files:
         wanted.setdefault(sha, (str(path), int(size)))
     result = UploadResult()
-    s3 = client(settings, "s3")
+    s3 = transfer_client(settings)
     with translating("uploading your scene", region=settings.region):
         existing = _existing(s3, bucket, list(wanted), max_concurrency)
         now = datetime.now(UTC)
@@ -511,7 +514,7 @@ def hash_and_upload(
     """
     ordered = sorted({str(p) for p in paths}, key=lambda p: -os.path.getsize(p))
     total = sum(os.path.getsize(p) for p in ordered)
-    s3 = client(settings, "s3")
+    s3 = transfer_client(settings)
     result = UploadResult()
     hashes: dict[str, tuple[str, int]] = {}
     futures: dict[str, Any] = {}
@@ -574,6 +577,37 @@ def hash_and_upload(
             raise
         manager.shutdown()
     return result, hashes
+
+
+_transfer_clients: dict[AwsSettings, Any] = {}
+_transfer_lock = threading.Lock()
+
+
+def transfer_client(settings: AwsSettings) -> Any:
+    """The S3 client for uploads to cas/: no second pass over the bytes for a request checksum.
+
+    botocore would SHA-256 every body for the signature over plain http (which Cloud Render
+    allows only to a server on this computer, an emulator) and CRC32 it for a checksum header.
+    Each cas/ object is named by the SHA-256 of its bytes, hashed once while packing, and the
+    machine checks that hash on every download; in transit TLS guards the bytes (or they never
+    leave this computer). So the uploads are verified end to end without either extra pass.
+    """
+    endpoint = settings.endpoint_for("s3") or ""
+    host = urlsplit(endpoint).hostname or ""
+    if endpoint and not (endpoint.lower().startswith("https://") or _is_loopback(host)):
+        return client(settings, "s3")  # anything else keeps botocore's own rule
+    with _transfer_lock:
+        cached = _transfer_clients.get(settings)
+        if cached is None:
+            config = client_config(settings, "s3")
+            s3_options = {**(config.s3 or {}), "payload_signing_enabled": False}
+            cached = _transfer_clients[settings] = make_session(settings).client(
+                "s3",
+                region_name=settings.region,
+                endpoint_url=settings.endpoint_for("s3"),
+                config=config.merge(Config(s3=s3_options, request_checksum_calculation="when_required")),
+            )
+        return cached
 
 
 def _transfer_config(part_size: int, max_concurrency: int) -> TransferConfig:
