@@ -355,6 +355,7 @@ class CloudSteps:
             resolution_percentage=request.resolution_percentage,
             file_format=request.file_format,
             movie_frames_format=request.movie_frames_format,
+            encode_movie=not request.reuse_inputs_from and request.machines <= 1,
             max_seconds=cap_s,
             scout_frames=scout_frames(request.frames) if request.quote_first else [],
             go_url=presign_get(s3, bucket, contract.control_key(job_id, "go.json"), expires)

@@ -106,7 +106,10 @@ class JobManager:
             raise CloudError(
                 "Every frame of this job has arrived.", "Nothing to relaunch.", code="NothingMissing"
             )
-        relaunch = replace(request, job_id=new_job_id(), frames=missing, reuse_inputs_from=old.job_id)
+        # A movie needs every frame together: the relaunch renders frames only (movie=False).
+        relaunch = replace(
+            request, job_id=new_job_id(), frames=missing, reuse_inputs_from=old.job_id, movie=False
+        )
         return self.submit(relaunch)
 
     def delete_cloud_data(self, job_id: str) -> int:

@@ -200,6 +200,9 @@ class WorkerSpec:
     resolution_percentage: int | None = None
     file_format: str | None = None
     movie_frames_format: str = "PNG"  # a movie job renders its frames as PNG or OPEN_EXR first
+    # False where this machine will not hold every frame (a relaunch of missing frames, one of
+    # many machines): frames only, the movie is made where they all are (Make Movie Here).
+    encode_movie: bool = True
     max_seconds: int = 7200  # dead-man: the machine powers off after this, whatever happens
     heartbeat_seconds: float = 5.0
     log_chunk_seconds: float = 2.0

@@ -755,6 +755,11 @@ class Supervisor:
         frames stay, so it costs no re-render."""
         if self.movie is None or self.plan is None:
             return {}
+        if not self.spec.get("encode_movie", True):
+            self.log.say(
+                "frames only: this run does not hold every frame; the movie is made where they all are"
+            )
+            return {}
         self.status.update(state="encoding", push=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **assemble_movie.egl_environment(dict(os.environ))[0])
         options = {

@@ -185,3 +185,16 @@ def test_a_failed_encode_keeps_the_frames_and_says_why(aws, tarball, tmp_path):
     assert sorted(job.frames()) == [f"render/shot_{f:04d}.exr" for f in (1, 2, 3)]  # EXR frames, as asked
     assert job.keys(out_prefix(job.job_id) + "movie/") == []
     assert "the movie could not be made" in job.log_text()
+
+
+def test_a_run_with_only_part_of_the_frames_makes_no_movie(aws, tarball, tmp_path):
+    """A relaunch of missing frames (or one machine of many) renders frames only: no partial movie."""
+    files = make_scene(tmp_path / "scene", "BLENDER_WORKBENCH", movie=True)
+    job = stage(aws, files, tarball, frames=[4, 5], encode_movie=False)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job, timeout=300)
+    done = job.get_json("done.json")
+    assert done is not None and "movie" not in done and "movie_error" not in done, done
+    assert "frames only: this run does not hold every frame" in job.log_text()
+    assert sorted(job.frames()) == ["render/shot_0004.png", "render/shot_0005.png"]
+    assert job.keys(out_prefix(job.job_id) + "movie/") == []
