@@ -145,7 +145,7 @@ def st_prefs_expand():
 
 
 def st_prefs_no_keys():
-    shot("prefs_no_keys", box=(0, 0, 900, 1000))
+    shot("prefs_no_keys", box=(0, 0, 900, 700))
     log(
         "save_keys",
         ops().cloud_render.save_keys("EXEC_DEFAULT", access_key_id=KEY_ID, secret_access_key=SECRET),
@@ -164,7 +164,7 @@ def st_prefs_connected():
 
 
 def st_prefs_connected_shot():
-    shot("prefs_connected", box=(0, 0, 900, 1000))
+    shot("prefs_connected", box=(0, 0, 900, 700))
     log("setup", ops().cloud_render.setup())
     S["deadline"] = time.monotonic() + 90
     return 2.0
@@ -179,7 +179,7 @@ def st_prefs_setup():
 
 
 def st_prefs_setup_shot():
-    shot("prefs_after_set_up", box=(0, 0, 900, 1000))
+    shot("prefs_after_set_up", box=(0, 0, 900, 700))
     for window in list(wm().windows)[1:]:
         with context().temp_override(window=window):
             bpy.ops.wm.window_close()

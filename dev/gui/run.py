@@ -14,13 +14,18 @@ the emulator on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,16 +95,47 @@ def install_extension() -> None:
     say(f"installed {zip_path.name} into Blender {BLENDER_VERSION} (chroot)")
 
 
+def machine_blender_tarball(dest: Path) -> tuple[Path, str]:
+    """The simulated machine's "Blender 4.3.2 release": its `blender` runs the chroot's real
+    Blender 4.3.2, so the machine's environment matches the artist's (the fingerprint check
+    stops a job whose Blender differs; the bpy module the simulator uses elsewhere is 5.0)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    top = f"blender-{BLENDER_VERSION}-linux-x64"
+    path = dest / f"{top}.tar.xz"
+    script = f'#!/bin/sh\nexec chroot "{CHROOT}" /usr/bin/blender "$@"\n'.encode()
+    with tarfile.open(path, "w:xz") as archive:
+        info = tarfile.TarInfo(f"{top}/blender")
+        info.size, info.mode, info.mtime = len(script), 0o755, int(time.time())
+        archive.addfile(info, io.BytesIO(script))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def shared_folder() -> Iterator[Path]:
+    """A folder at the same path on this computer and in the chroot (a bind mount): the
+    simulated machines work in it, and the chroot's Blender reads and writes their files."""
+    folder = Path(tempfile.mkdtemp(prefix="cloud-render-gui-sim-"))
+    inside = CHROOT / folder.relative_to("/")
+    inside.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(folder), str(inside)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(inside)], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_gui(mode: str) -> dict:
     from dev.emulator import emulated_account
-    from dev.simulator import InstanceSimulator, make_blender_tarball
+    from dev.simulator import InstanceSimulator
 
-    _path, digest = make_blender_tarball(BLENDER_VERSION, WORK / "tarball")
+    _path, digest = machine_blender_tarball(WORK / "tarball")
     (WORK / "tarball" / "sha256.txt").write_text(digest)
     (WORK / "shots").mkdir()
     with (
+        shared_folder() as machines,
         emulated_account(log_path=WORK / "moto.log") as account,
-        InstanceSimulator(account.url, work_root=Path(tempfile.mkdtemp(prefix="cloud-render-gui-sim-"))),
+        InstanceSimulator(account.url, work_root=machines),
     ):
         (WORK / "emulator.json").write_text(json.dumps({"s3": account.url}))
         if mode == "shots":
