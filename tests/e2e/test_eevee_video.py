@@ -125,7 +125,9 @@ def test_eevee_frame_matches_a_local_eevee_render(aws, tarball, tmp_path):
     )
     a, b = pixels(cloud), pixels(local)
     assert len(a) == len(b) == 32 * 32 * 4
+    assert max(a[0::4]) - min(a[0::4]) > 0.1, "the EEVEE frame is flat: nothing was drawn"
     worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
+    print(f"EEVEE cloud vs local: largest pixel difference {worst:.4f}")
     assert worst < 0.02, f"cloud and local EEVEE frames differ by up to {worst:.3f}"
 
 
