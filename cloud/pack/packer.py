@@ -23,6 +23,7 @@ import pathlib
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from ..errors import Cancelled, CloudError
 from .hash_cache import HashCache
 
 CHUNK = 1 << 20
+HASH_THREADS = min(4, os.cpu_count() or 2)
 EXTERNAL_DIR = "_external"  # where files from outside the project go inside the pack
 _TILE_TOKENS = ("<UDIM>", "<UVTILE>")
 # BAT keeps a process-wide cache of open .blend files: one pack at a time.
@@ -530,10 +532,12 @@ def _copy_all(
     total = sum(sizes.values())
     done = 0
     files: dict[str, FileEntry] = {}
+    lock = threading.Lock()
 
     def on_bytes(n: int) -> None:
         nonlocal done
-        done += n
+        with lock:
+            done += n
         if report:
             report(
                 PackProgress(
@@ -545,19 +549,17 @@ def _copy_all(
                 )
             )
 
-    for dst, src in sorted(packer.copies.items()):
+    def place(item: tuple[Path, Path]) -> None:
+        dst, src = item
         rel = dst.relative_to(out_dir.absolute()).as_posix()
         try:
             if src.is_relative_to(packer.rewrite_dir) and _is_gzip(src):
-                files[rel] = _regzip(src, dst)
+                entry, source, stamp = _regzip(src, dst), dst, None
                 on_bytes(src.stat().st_size)
-                sources[rel] = dst
             elif src.is_relative_to(packer.rewrite_dir):
-                files[rel] = _hash_copy(src, dst, cancel, on_bytes)
-                sources[rel] = dst
+                entry, source, stamp = _hash_copy(src, dst, cancel, on_bytes), dst, None
             else:
-                files[rel], stamps[rel] = _place_unchanged(src, dst, hashes, cancel, on_bytes)
-                sources[rel] = src
+                (entry, stamp), source = _place_unchanged(src, dst, hashes, cancel, on_bytes), src
         except OSError as exc:
             raise CloudError(
                 f"Could not read {src.name} while packing the scene.",
@@ -565,6 +567,17 @@ def _copy_all(
                 code="PackReadFailed",
                 detail=f"{src}: {exc}",
             ) from exc
+        with lock:
+            files[rel], sources[rel] = entry, source
+            if stamp is not None:
+                stamps[rel] = stamp
+
+    # Largest first over a few threads: hashlib releases the GIL, so hashing uses every core.
+    order = sorted(packer.copies.items(), key=lambda item: (-sizes[item[0]], item[0]))
+    with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="cloud-render-pack") as pool:
+        for _ in pool.map(place, order):
+            pass
+    files = dict(sorted(files.items()))
     if report:
         packed = sum(entry.size for entry in files.values())
         report(
