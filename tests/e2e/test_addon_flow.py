@@ -438,6 +438,7 @@ def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_
     scene.render.ffmpeg.format = "MPEG4"
     scene.render.ffmpeg.codec = "H264"
     scene.cloud_render.instance_type = CPU_TYPE
+    scene.cloud_render.movie_frames = "OPEN_EXR"  # the artist's choice of frames for grading later
     bpy.ops.wm.save_mainfile()
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
@@ -445,6 +446,7 @@ def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_
     record = harness.addon().addon.pump.manager().store.load(job_id)
     assert view().state == "Done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
     assert sorted(record.frames_done) == list(range(1, 13))
+    assert all(path.endswith(".exr") for path in record.frame_paths.values())
     assert "movie" in view().message
     movie = Path(record.movie_path)
     assert movie.is_file() and movie.parent == Path(record.output_dir) / "movie" and movie.suffix == ".mp4"
