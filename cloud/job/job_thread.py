@@ -41,6 +41,8 @@ NOT_FOUND_GRACE_SECONDS = 120.0
 # While a frame is due, the frames are listed this often between polls (one LIST each).
 FRAME_WATCH_S = 0.2
 FRAME_DUE_MARGIN_S = 2.0  # a frame counts as due this long before its measured time is up
+IDLE_AFTER_S = 30.0  # in one stage this long with no frame: poll less often
+IDLE_FACTOR = 4.0
 FOLLOW_ATTEMPTS = 2  # tries per request while following (the follow loop itself retries)
 DOWNLOAD_THREADS = 4
 # Errors that mean "cannot reach AWS right now" (cloud/aws_errors.py codes): keep following.
@@ -81,6 +83,7 @@ class JobRunner(threading.Thread):
         self._gone_since = 0.0
         self._lost_since = 0.0  # when following lost contact with AWS (0: in contact)
         self._last_frame_at = 0.0  # monotonic time the newest frame arrived
+        self._stage_since = 0.0  # monotonic time the stage last changed
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -193,7 +196,15 @@ class JobRunner(threading.Thread):
                     return
                 self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
                 continue
-            self._pause(self.poll_seconds)
+            self._pause(self._poll_interval())
+
+    def _poll_interval(self) -> float:
+        """`poll_seconds` while something moves; once the job has sat in one stage with no frame
+        for IDLE_AFTER_S (a machine booting, a long frame far from done), IDLE_FACTOR times that."""
+        quiet_since = max(self._stage_since, self._last_frame_at)
+        if quiet_since and time.monotonic() - quiet_since > IDLE_AFTER_S and self._until_frame_due() != 0.0:
+            return self.poll_seconds * IDLE_FACTOR
+        return self.poll_seconds
 
     def _pause(self, seconds: float) -> None:
         """Wait until the next full poll; while a frame is due, list the frames every
@@ -203,9 +214,14 @@ class JobRunner(threading.Thread):
         is not due yet (by the measured seconds per frame), or has nothing left to render."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            if not self._frames_due():
+            until_due = self._until_frame_due()
+            if until_due is None:
                 self.cancel_event.wait(left)
                 return
+            if until_due > 0:
+                if self.cancel_event.wait(min(left, until_due)):
+                    return
+                continue
             if self.cancel_event.wait(min(FRAME_WATCH_S, left)):
                 return
             try:
@@ -215,12 +231,17 @@ class JobRunner(threading.Thread):
             except CloudError:
                 return  # the full poll says what went wrong
 
-    def _frames_due(self) -> bool:
+    def _until_frame_due(self) -> float | None:
+        """Seconds until the next frame is due (0: due now), by the measured seconds per frame;
+        None while no frame can come (not rendering, no plan yet, every frame in)."""
         rec = self.record
         if rec.stage != Stage.RENDERING.value or not self._plan or len(rec.frames_done) >= len(rec.frames):
-            return False
+            return None
         since = time.monotonic() - self._last_frame_at
-        return since >= (rec.seconds_per_frame or 0.0) - FRAME_DUE_MARGIN_S
+        return max(0.0, (rec.seconds_per_frame or 0.0) - FRAME_DUE_MARGIN_S - since)
+
+    def _frames_due(self) -> bool:
+        return self._until_frame_due() == 0.0
 
     def _follow_once(self) -> bool:
         """One poll: outputs, endings, cost, machine state. True when the job has ended."""
@@ -627,6 +648,7 @@ class JobRunner(threading.Thread):
     # --- small helpers ---------------------------------------------------------------------------
     def _stage(self, stage: Stage, message: str) -> None:
         rec = self.record
+        self._stage_since = time.monotonic()
         rec.stage, rec.message = stage.value, message
         self._save()
         self.events.post(StageChanged(rec.job_id, stage.value, message))
@@ -672,7 +694,8 @@ INTERRUPTION_WORDS = {
 
 # error.json "kind" -> what the artist can do about it (the cause itself comes from the machine).
 FAILURE_ACTIONS = {
-    "no_gpu": "Pick another GPU machine type or region, or render on a CPU machine.",
+    "no_gpu": "Pick another GPU machine type or region (a Cycles scene can also render on a CPU machine).",
+    "no_opengl": "Pick another GPU machine type or region: EEVEE and Workbench need the GPU's OpenGL.",
     "gpu_memory": "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
     "missing_file": "Run Check Scene, fix the missing file, and render again.",
     "credentials_expired": "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
