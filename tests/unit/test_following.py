@@ -125,3 +125,38 @@ def test_following_retries_little_so_a_cut_shows_at_once(job):
     with pytest.raises(Cancelled):  # at once; the settings it follows with are what matter
         runner._follow()
     assert runner.settings.max_attempts <= 2
+
+
+def test_a_frame_that_becomes_due_during_a_long_pause_is_watched_from_then(job):
+    """A measured 3 s per frame: nothing is listed for the first second after a frame, then the
+    watch starts, well before a long pause (60 s here) would end."""
+    runner, events, machine = job
+    runner.record.seconds_per_frame = 3.0
+    runner._last_frame_at = time.monotonic()
+    assert runner._until_frame_due() > 0
+    machine.put("frames/f_0001.png", b"png1")
+    pausing = pause_in_background(runner, 60.0)
+    try:
+        taken = wait_for_frame(events, 30.0)
+        assert [e.frame for e in taken if isinstance(e, FrameArrived)] == [1]
+        assert pausing.is_alive()
+    finally:
+        runner.cancel()
+        pausing.join(30)
+
+
+def test_polls_back_off_while_nothing_moves(job):
+    """A machine booting for minutes, or a long frame far from done: a full poll every
+    IDLE_FACTOR seconds instead of every second; back to every second when a frame is due."""
+    from cloud.job.job_thread import IDLE_AFTER_S, IDLE_FACTOR
+
+    runner, _events, _machine = job
+    runner._stage(Stage.INSTALLING, "Installing Blender")
+    assert runner._poll_interval() == runner.poll_seconds
+    runner._stage_since = time.monotonic() - IDLE_AFTER_S - 1
+    assert runner._poll_interval() == runner.poll_seconds * IDLE_FACTOR
+    runner.record.stage = Stage.RENDERING.value  # rendering, no frame yet: the first is due
+    assert runner._poll_interval() == runner.poll_seconds
+    runner.record.seconds_per_frame = 600.0
+    runner._last_frame_at = time.monotonic() - IDLE_AFTER_S - 1  # a long frame, far from done
+    assert runner._poll_interval() == runner.poll_seconds * IDLE_FACTOR
