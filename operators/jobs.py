@@ -194,7 +194,38 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CLOUDRENDER_OT_proof_frame(bpy.types.Operator):
+    """Render the job's first frame here, small, in a background Blender and compare it with the cloud's, side by side"""
+
+    bl_idname = "cloud_render.proof_frame"
+    bl_label = "Proof Frame"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        from ..addon import proof_frame
+        from ..cloud.errors import CloudError
+
+        job_id = _selected_job(context, self.job_id)
+        if not job_view.frame_files(job_id):
+            job_view.load_frames_from_record(job_id)
+        try:
+            plan = proof_frame.plan(job_id)
+        except CloudError as error:
+            self.report({"WARNING"}, f"{error.message} {error.action}")
+            return {"CANCELLED"}
+
+        def shown(proof: proof_frame.Proof) -> str:
+            proof_frame.show(proof)
+            return proof.result.words() + (f" Likely cause: {proof.cause}" if proof.cause else "")
+
+        proof_frame.open_editor()  # here, where the operator's context can open a window
+        in_background(lambda: proof_frame.render_and_compare(plan), shown)
+        self.report({"INFO"}, f"Rendering frame {plan.frame} here to compare with the cloud's.")
+        return {"FINISHED"}
+
+
 classes = (
+    CLOUDRENDER_OT_proof_frame,
     CLOUDRENDER_OT_show_frames,
     CLOUDRENDER_OT_show_movie,
     CLOUDRENDER_OT_make_movie,

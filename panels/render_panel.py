@@ -113,6 +113,7 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
             layout.prop(settings, "frame_list")
         layout.prop(settings, "frame_order")
         layout.prop(settings, "quote_first")
+        layout.prop(settings, "render_despite_differences")
         _override(layout, settings, "use_samples", "samples", f"Scene's: {scene_samples(context.scene)}")
         _override(
             layout,
@@ -290,6 +291,7 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid = layout.grid_flow(columns=3, even_columns=True)
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id
+            grid.operator("cloud_render.proof_frame", icon="IMAGE_REFERENCE").job_id = job_id
             grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
             _movie_buttons(grid, job_id)
             grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id

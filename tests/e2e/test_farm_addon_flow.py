@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 
 from tests.addon import harness
-from tests.e2e.test_addon_flow import CPU_TYPE, cloud, mean_colour, tarball, view, wait_final  # noqa: F401
+from tests.e2e.test_addon_flow import (  # noqa: F401 (cloud and tarball are fixtures)
+    CPU_TYPE,
+    cloud,
+    mean_colour,
+    tarball,
+    textured_scene,
+    view,
+    wait_final,
+)
 from tests.e2e.test_farm_equals_local import ADDON
 
 pytestmark = pytest.mark.slow
@@ -73,3 +81,35 @@ def test_the_scenes_addon_travels_and_the_cloud_frame_matches(cloud, tmp_path, m
         addon_utils.disable("cr_tint", default_set=True)
         sys.modules.pop("cr_tint", None)
         filepaths.use_scripts_auto_execute = auto_run
+
+
+def proof_image(job_id: str) -> bpy.types.Image:
+    found = [i for i in bpy.data.images if i.name.startswith(f"Proof {job_id} ")]
+    assert len(found) == 1, [i.name for i in bpy.data.images]
+    return found[0]
+
+
+def test_proof_frame_matches_the_cloud_frame_and_not_without_its_texture(cloud, tmp_path):  # noqa: F811
+    scene_path = textured_scene(tmp_path, frames=1, size=32)
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    assert view().state == "Done", view().message
+    # The artist has an Image Editor open (the bpy module cannot open a new window for one).
+    area = bpy.context.window_manager.windows[0].screen.areas[0]
+    area.type = "IMAGE_EDITOR"
+    bpy.ops.cloud_render.proof_frame(job_id=job_id)
+    harness.drain_until(lambda: "match" in view().message, 120)
+    assert view().message.startswith("The cloud frame matches the local one"), view().message
+    image = proof_image(job_id)
+    assert image["cloud_render_proof_match"] and tuple(image.size) == (64, 32)  # local | cloud
+    assert area.spaces.active.image == image  # local and cloud side by side, the metric in its name
+
+    # The texture deliberately missing here: the local proof renders it magenta and differs.
+    (scene_path.parent / "textures" / "paint.png").unlink()
+    view().message = ""
+    bpy.ops.cloud_render.proof_frame(job_id=job_id)
+    harness.drain_until(lambda: "match" in view().message, 120)
+    assert view().message.startswith("The cloud frame does not match the local one"), view().message
+    assert "Likely cause" in view().message
+    assert not proof_image(job_id)["cloud_render_proof_match"]
