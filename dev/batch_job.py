@@ -111,6 +111,7 @@ def start_job(
     frame_order: str = "sequential",
     version: str | None = None,
     steps_class: type[EmulatedBatchSteps] = EmulatedBatchSteps,
+    blender: tuple[Path, str] | None = None,
 ) -> BatchJob:
     """Stage Blender in the bucket, then start the product's runner on a many-machine job."""
     settings = sim.settings
@@ -118,7 +119,10 @@ def start_job(
     steps.sim = sim
     bucket = steps.ensure_bucket(settings, 14)
     version = version or blender_version()
-    tarball, digest = make_blender_tarball(version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-")))
+    # `blender`: (tarball, sha256) of another stand-in build (a benchmark's fixed-time fake).
+    tarball, digest = blender or make_blender_tarball(
+        version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-"))
+    )
     steps.stage_blender(settings, bucket, version, tarball, digest)
     job_id = new_job_id()
     copy = work / "submit" / job_id / scene.name  # as submit.save_copy does: removed after upload
