@@ -147,6 +147,14 @@ def _relative_to_blend(folder: str) -> str:
         return ""
 
 
+def disk_cache_folder(cache: Any) -> str:
+    """Where a point cache baked to disk lies: its own path, or `//blendcache_<file name>/`."""
+    if cache.use_external:
+        return bpy.path.abspath(cache.filepath)
+    blend = Path(bpy.data.filepath)
+    return str(blend.parent / f"blendcache_{blend.stem}")
+
+
 def simulations() -> list[dict[str, Any]]:
     """Every physics cache and Geometry Nodes simulation or bake, with whether it is baked."""
     packed: dict[str, set[int]] = {}
@@ -158,15 +166,19 @@ def simulations() -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
     def point_cache(obj: Any, what: str, modifier: str, cache: Any) -> None:
-        found.append(
-            {
-                "object": obj.name,
-                "modifier": modifier,
-                "kind": what,
-                "baked": bool(cache.is_baked),
-                "folder": "",
-            }
-        )
+        entry = {
+            "object": obj.name,
+            "modifier": modifier,
+            "kind": what,
+            "baked": bool(cache.is_baked),
+            "folder": "",
+        }
+        if cache.is_baked and cache.use_disk_cache:
+            # Baked to disk: the .blend remembers it even when the files are gone (BAT packs them).
+            folder = Path(disk_cache_folder(cache))
+            if not folder.is_dir() or not any(folder.glob("*.bphys")):
+                entry.update(baked=False, missing=str(folder))
+        found.append(entry)
 
     for obj in bpy.data.objects:
         for mod in obj.modifiers:

@@ -295,7 +295,17 @@ def check_simulations(facts: dict[str, Any]) -> list[Finding]:
         where = f'object "{sim["object"]}"' + (
             f' (modifier "{sim["modifier"]}")' if sim.get("modifier") else ""
         )
-        if not sim.get("baked"):
+        if sim.get("missing"):
+            findings.append(
+                Finding(
+                    BLOCK,
+                    "simulation_cache_missing",
+                    f"The {sim['kind']} simulation on {where} is baked to disk, but its cache files are not "
+                    f"in {sim['missing']}; the cloud machine would solve it again, differently.",
+                    "Bake it again (Physics Properties > Cache) or put the cache folder back, and save the file.",
+                )
+            )
+        elif not sim.get("baked"):
             how = (
                 "Bake it with the modifier's Bake button (Physics or Modifier Properties > Simulation) and save the file."
                 if sim["kind"] == "Geometry Nodes"

@@ -4,6 +4,7 @@ the artist's add-ons that travel, the fingerprint the job carries."""
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 
 import bpy
@@ -143,3 +144,19 @@ def test_driver_function_of_an_addon_travels_with_the_job(scene, tmp_path, monke
     finally:
         addon_utils.disable("cr_wave_addon", default_set=True)
         sys.modules.pop("cr_wave_addon", None)
+
+
+def test_shared_particle_cache_on_disk_counts_as_baked_until_its_files_go(installed, testdata, tmp_path):
+    project = tmp_path / "T55539-particles"
+    shutil.copytree(testdata / "T55539-particles", project)
+    bpy.ops.wm.open_mainfile(filepath=str(project / "particle.blend"))
+    try:
+        sims = scene_facts().collect_scene_facts(bpy.context.scene)["simulations"]
+        assert [(s["object"], s["kind"], s["baked"]) for s in sims] == [("Cube", "particles", True)]
+        assert not [f for f in findings(bpy.context.scene) if f.code.startswith("simulation")]
+        shutil.rmtree(project / "blendcache_particle")  # the .blend still says "baked"
+        blocking = [f for f in findings(bpy.context.scene) if f.severity == BLOCK]
+        assert [f.code for f in blocking] == ["simulation_cache_missing"]
+        assert 'object "Cube"' in blocking[0].message and "blendcache_particle" in blocking[0].message
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
