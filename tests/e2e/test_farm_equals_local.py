@@ -268,3 +268,20 @@ def test_proof_frame_matches_through_noise_and_not_without_a_texture(tmp_path):
     assert same.match, same.words()
     missing = proof_frame.compare(a, c)
     assert not missing.match and missing.metric > 3 * same.metric, (same, missing)
+
+
+def test_render_despite_differences_renders_and_reports_them(aws, local, tarball, tmp_path):  # noqa: F811
+    """The artist chose to go on: the difference is in environment.json and the log, frames render."""
+    artist = dict(local["fingerprint"], look="AgX - Punchy", addons_used=[], addons={})
+    job = stage(aws, local["scene"], tarball, frames=[1], fingerprint=artist, accept_differences=True)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    assert job.get("error.json") is None, job.log_text()[-3000:]
+    assert sorted(job.frames()) == [FRAME]
+    report = parse_environment(job.get_json("environment.json") or {})
+    assert [(d["level"], d["what"], d["artist"], d["machine"]) for d in report.differences] == [
+        ("stop", "look", "AgX - Punchy", "None")
+    ]
+    assert (
+        "environment difference (stop): The look is None on the machine, AgX - Punchy here." in job.log_text()
+    )
