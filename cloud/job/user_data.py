@@ -25,8 +25,9 @@ DNF_PACKAGES = (
     "libICE",
     "libXi",
     "mesa-libGL",
+    "libglvnd-egl",  # libEGL.so.1: EEVEE and Workbench draw through EGL (NVIDIA's, via glvnd)
 )
-APT_PACKAGES = ("libxrender1", "libxi6", "libxkbcommon0", "libsm6", "libxxf86vm1", "libgl1")
+APT_PACKAGES = ("libxrender1", "libxi6", "libxkbcommon0", "libsm6", "libxxf86vm1", "libgl1", "libegl1")
 
 
 def session_tokens(urls: list[str], fields: dict[str, str]) -> dict[str, str]:

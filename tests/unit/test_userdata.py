@@ -48,10 +48,10 @@ def test_user_data_shape():
     )  # the dead-man timer comes before anything that can fail
     assert not re.search(r"^\s*halt\b|\|\|\s*halt\b", script, re.M)  # halt keeps an instance billing
     assert (
-        "dnf install -y -q libXfixes libXrender libXxf86vm libxkbcommon libSM libICE libXi mesa-libGL"
+        "dnf install -y -q libXfixes libXrender libXxf86vm libxkbcommon libSM libICE libXi mesa-libGL libglvnd-egl"
         in script
     )
-    assert "libxrender1 libxi6 libxkbcommon0 libsm6 libxxf86vm1 libgl1" in script
+    assert "libxrender1 libxi6 libxkbcommon0 libsm6 libxxf86vm1 libgl1 libegl1" in script
     for name, url in urls().items():
         assert f"'{url}' \"$ROOT/worker/machine/{name}\"" in script
     assert "KEY_PREFIX=jobs/j1/out/" in script and "--form-string x-amz-signature=0123abcd" in script
