@@ -29,7 +29,7 @@ from .session import AwsSettings, client
 
 PREFIX = "cloud-render"
 INSTANCE_ROLE = f"{PREFIX}-ecs-instance"
-SERVICE_LINKED_ROLE = "AWSServiceRoleForBatch"
+SERVICE_LINKED_PATH = "/aws-service-role/batch.amazonaws.com/"
 ECS_FOR_EC2_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 LAUNCH_TEMPLATE = f"{PREFIX}-batch"
 JOB_DEFINITION = f"{PREFIX}-worker"
@@ -115,7 +115,11 @@ def ensure_roles(settings: AwsSettings) -> tuple[str, str]:
     except ClientError as exc:
         if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):  # it exists already
             raise
-        service_role = iam.get_role(RoleName=SERVICE_LINKED_ROLE)["Role"]["Arn"]
+        # Found by its path: AWS names it AWSServiceRoleForBatch (moto spells it otherwise).
+        roles = iam.list_roles(PathPrefix=SERVICE_LINKED_PATH)["Roles"]
+        if not roles:
+            raise
+        service_role = roles[0]["Arn"]
     try:
         iam.create_role(
             RoleName=INSTANCE_ROLE,
