@@ -147,3 +147,44 @@ def show(proof: Proof) -> bpy.types.Image:
     for space in editors:
         space.image = image
     return image
+
+
+def on_event(event: Any) -> None:
+    """Proof Frame First: when a job that asked for it sends its quote, prove a scout frame here
+    and answer the machine: go on when the frames match and the quote is under the cap."""
+    from ..cloud.job.events import QuoteReady
+    from . import pump
+
+    if not isinstance(event, QuoteReady) or not pump.manager_exists():
+        return
+    manager = pump.manager()
+    try:
+        record = manager.store.load(event.job_id)
+    except (OSError, ValueError, KeyError):
+        return
+    if not getattr(record, "proof_first", False):
+        return
+    view = job_view.view()
+    try:
+        planned = plan(event.job_id)
+    except CloudError as error:
+        view.message, view.action = error.message, "Go on or stop the job with the buttons below."
+        return
+    under_cap = bool(event.under_cap)
+
+    def judged(proof: Proof | None, error: CloudError | None) -> None:
+        if error is not None or proof is None:
+            view.message = error.message if error else "The proof frame could not be made."
+            view.action = "Go on or stop the job with the buttons below."
+            return
+        show(proof)
+        words = proof.result.words()
+        if proof.result.match and under_cap:
+            view.message, view.action = words + " Going on with every frame.", ""
+            pump.in_background(lambda: manager.answer_quote(event.job_id, True), lambda _r, _e: None)
+        else:
+            cause = f" Likely cause: {proof.cause}" if proof.cause else ""
+            view.message, view.action = words + cause, "Go on anyway, or stop and keep the scout frames."
+        job_view.redraw()
+
+    pump.in_background(lambda: render_and_compare(planned), judged)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import account, job_view, jobs_list, pump
+from . import account, job_view, jobs_list, proof_frame, pump
 
 
 def reattach() -> list[str]:
@@ -61,6 +61,7 @@ def register() -> None:
     if on_save_post not in bpy.app.handlers.save_post:
         bpy.app.handlers.save_post.append(on_save_post)
     pump.add_listener(job_view.apply_event)
+    pump.add_listener(proof_frame.on_event)  # Proof Frame First answers the quote
 
 
 def unregister() -> None:
@@ -69,4 +70,5 @@ def unregister() -> None:
     if on_save_post in bpy.app.handlers.save_post:
         bpy.app.handlers.save_post.remove(on_save_post)
     pump.remove_listener(job_view.apply_event)
+    pump.remove_listener(proof_frame.on_event)
     job_view.forget()

@@ -142,6 +142,12 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
         "itself only if the whole job stays under Max Cost (otherwise it asks)",
         default=False,
     )
+    proof_first: BoolProperty(  # type: ignore[valid-type]
+        name="Proof Frame First",
+        description="With the first scout frame back, render it here too and compare: go on only if "
+        "the cloud frame matches (and the quote is under Max Cost); otherwise stop and ask",
+        default=False,
+    )
     render_despite_differences: BoolProperty(  # type: ignore[valid-type]
         name="Render Despite Differences",
         description="Render even when the cloud machine's Blender, add-ons or colour settings differ "

@@ -108,7 +108,8 @@ def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, fra
         movie_frames_format=settings.movie_frames,
         movie=bool(scene.render.is_movie_format),
         retention_days=prefs.retention_days if prefs is not None else 14,
-        quote_first=settings.quote_first,
+        quote_first=settings.quote_first or settings.proof_first,
+        proof_first=settings.proof_first,
         **farm_equals_local(scene, settings.render_despite_differences),
     )
 

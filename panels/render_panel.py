@@ -113,6 +113,7 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
             layout.prop(settings, "frame_list")
         layout.prop(settings, "frame_order")
         layout.prop(settings, "quote_first")
+        layout.prop(settings, "proof_first")
         layout.prop(settings, "render_despite_differences")
         _override(layout, settings, "use_samples", "samples", f"Scene's: {scene_samples(context.scene)}")
         _override(

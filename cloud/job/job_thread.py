@@ -383,7 +383,9 @@ class JobRunner(threading.Thread):
             f"the whole job would cost about ${projected:.2f} (cap ${rec.max_cost:.2f})."
         )
         self._log(text)
-        if rec.quote["under_cap"]:
+        if rec.proof_first:  # the add-on compares a scout frame with a local render, then answers
+            self._stage(Stage.QUOTED, text + " Checking a proof frame against a local render first.")
+        elif rec.quote["under_cap"]:
             self.answer_quote(True)
         else:
             self._stage(Stage.QUOTED, text + " Go on, or stop and keep the scout frames?")

@@ -101,6 +101,7 @@ class JobRequest:
     auto_run: bool = False
     fingerprint: dict[str, Any] = field(default_factory=dict)
     accept_differences: bool = False
+    proof_first: bool = False  # with Quote First: go on only once a scout frame matches a local render
 
 
 @dataclass
@@ -137,6 +138,7 @@ class JobRecord:
     blend_in_pack: str = ""
     pack_manifest: dict[str, Any] = field(default_factory=dict)  # relative path -> [sha256, size]
     quote_first: bool = False
+    proof_first: bool = False  # the add-on answers the quote after its proof frame
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known
     machines: int = 1  # more than one: instance_id is the AWS Batch array job's id
     movie: bool = False  # the scene's output is a movie
@@ -184,6 +186,7 @@ class JobRecord:
             max_cost=request.max_cost,
             max_hours=request.max_hours,
             quote_first=request.quote_first,
+            proof_first=request.proof_first,
             machines=max(1, int(request.machines)),
             movie=request.movie,
         )

@@ -113,3 +113,36 @@ def test_proof_frame_matches_the_cloud_frame_and_not_without_its_texture(cloud, 
     assert view().message.startswith("The cloud frame does not match the local one"), view().message
     assert "Likely cause" in view().message
     assert not proof_image(job_id)["cloud_render_proof_match"]
+
+
+def test_proof_frame_first_goes_on_when_it_matches_and_stops_when_it_does_not(cloud, tmp_path):  # noqa: F811
+    scene_path = textured_scene(tmp_path, frames=6, size=32)  # scouts 1, 4 and 6 (first, middle, last)
+    settings = bpy.context.scene.cloud_render
+    settings.proof_first = True
+    settings.max_cost = 5.0
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    record = harness.addon().addon.pump.manager().store.load(job_id)
+    assert record.stage == "Done", record.message
+    assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
+    assert proof_image(job_id)["cloud_render_proof_match"]
+    log = harness.addon().addon.job_view.log_lines(job_id)
+    # The job thread left the answer to the proof, which said go once the frames matched.
+    assert any("Measured on the machine" in line for line in log)
+    assert any("Going on with every frame" in line for line in log)
+
+    # Once the scene is uploaded the texture goes missing here: the proof differs, the job waits.
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    harness.drain_until(lambda: view().state in {"Starting machine", "Installing Blender", "Rendering"}, 120)
+    (scene_path.parent / "textures" / "paint.png").unlink()
+    harness.drain_until(lambda: "does not match" in view().message, 240)
+    assert view().state == "Waiting for you" and "Likely cause" in view().message, view().message
+    assert not proof_image(job_id)["cloud_render_proof_match"]
+    assert bpy.ops.cloud_render.answer_quote(go=False, job_id=job_id) == {"FINISHED"}
+    wait_final()
+    record = harness.addon().addon.pump.manager().store.load(job_id)
+    assert (record.stage, sorted(record.frames_done)) == ("Cancelled", [1, 4, 6])  # the scouts are kept
