@@ -366,12 +366,16 @@ def children(settings: AwsSettings, batch_job_id: str, machines: int) -> list[Ch
 
 
 def terminate_all(settings: AwsSettings, batch_job_id: str, machines: int, reason: str) -> int:
-    """End the array job and every child still live; returns how many children were told.
+    """End the array job and every child still live; returns how many children were told
+    (`machines` 0: as many as Batch says the array has).
 
     On AWS terminating the parent ends its children; each child is terminated as well, so the
     ending does not rest on that alone (and the emulator, where it does not, behaves the same).
     """
     batch = client(settings, "batch")
+    if machines <= 0:  # unknown here (a forgotten job): ask Batch for the array's size
+        [job] = batch.describe_jobs(jobs=[batch_job_id])["jobs"] or [{}]
+        machines = int(job.get("arrayProperties", {}).get("size", 1))
     batch.terminate_job(jobId=batch_job_id, reason=reason)
     told = 0
     if machines > 1:
@@ -383,7 +387,10 @@ def terminate_all(settings: AwsSettings, batch_job_id: str, machines: int, reaso
 
 
 def live_jobs(settings: AwsSettings) -> list[tuple[str, str]]:
-    """(Batch job id, our job id) of every live job in our queues: the forgotten-machine search."""
+    """(Batch job id, our job id) of every live job in our queues: the forgotten-machine search.
+
+    An array job counts as live while any child is (moto leaves a terminated array's parent
+    PENDING; its children say the truth, on AWS as well)."""
     batch = client(settings, "batch")
     queues = [
         q["jobQueueName"]
@@ -392,9 +399,16 @@ def live_jobs(settings: AwsSettings) -> list[tuple[str, str]]:
     ]
     found: list[tuple[str, str]] = []
     for queue in queues:
-        for status in ("RUNNABLE", "STARTING", "RUNNING"):
+        for status in LIVE_STATUSES:
             for job in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]:
                 name = str(job.get("jobName", ""))
-                if name.startswith(f"{PREFIX}-"):
-                    found.append((str(job["jobId"]), name[len(PREFIX) + 1 :]))
+                if ":" in str(job["jobId"]) or not name.startswith(f"{PREFIX}-"):
+                    continue  # an array child (moto lists them here; AWS lists parents only), or not ours
+                size = int((job.get("arrayProperties") or {}).get("size") or 0)
+                if not size:  # moto's summaries leave it out
+                    described = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
+                    size = int(((described or [{}])[0].get("arrayProperties") or {}).get("size") or 0)
+                if size > 1 and not any(c.live for c in children(settings, str(job["jobId"]), size)):
+                    continue
+                found.append((str(job["jobId"]), name[len(PREFIX) + 1 :]))
     return found

@@ -37,9 +37,22 @@ class JobManager:
         self._lock = threading.Lock()
 
     def _start(self, record: JobRecord, request: JobRequest | None) -> JobRunner:
-        runner = JobRunner(
-            record, self.settings_for(), self.events, self.store, self.steps, request, self.poll_seconds
-        )
+        if record.machines > 1:  # many machines: an AWS Batch array job (cloud/job/batch_engine.py)
+            from .batch_engine import BatchJobRunner
+
+            runner: JobRunner = BatchJobRunner(
+                record,
+                self.settings_for(),
+                self.events,
+                self.store,
+                self.batch_steps(record),
+                request,
+                self.poll_seconds,
+            )
+        else:
+            runner = JobRunner(
+                record, self.settings_for(), self.events, self.store, self.steps, request, self.poll_seconds
+            )
         with self._lock:
             self._runners[record.job_id] = runner
         self.store.save(record)
@@ -66,7 +79,12 @@ class JobManager:
             runner.cancel()
             return
         record = self.store.load(job_id)
-        if record.instance_id and not record.is_final:
+        if record.instance_id and not record.is_final and record.machines > 1:
+            settings = self.settings_for().in_region(record.region)
+            self.batch_steps(record).terminate_job(settings, record, "cancelled by the artist")
+            record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
+            self.store.save(record)
+        elif record.instance_id and not record.is_final:
             self.steps.terminate(self.settings_for().in_region(record.region), record.instance_id)
             record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
             self.store.save(record)
@@ -142,6 +160,30 @@ class JobManager:
         from ..aws import compute
 
         return list(compute.find_orphans_in(self.settings_for(), self.regions_used(*also), self.is_job_live))
+
+    def batch_steps(self, record: JobRecord) -> Any:
+        """The Batch steps for one many-machine job (they carry its machine count)."""
+        from .batch_engine import BatchSteps
+
+        return BatchSteps(self.steps.state_dir, record.machines)
+
+    def batch_orphans(self, *also: str) -> list[tuple[str, str, str]]:
+        """(region, Batch job id, our job id) of every live Batch job of ours, in every region
+        used, whose job is not live here: the forgotten-machine search for many machines."""
+        from ..aws import batch
+
+        found = []
+        for region in self.regions_used(*also):
+            for batch_id, job_id in batch.live_jobs(self.settings_for().in_region(region)):
+                if not self.is_job_live(job_id):
+                    found.append((region, batch_id, job_id))
+        return found
+
+    def end_batch_job(self, region: str, batch_id: str) -> None:
+        """End a forgotten Batch job and every child it still has."""
+        from ..aws import batch
+
+        batch.terminate_all(self.settings_for().in_region(region), batch_id, 0, "forgotten machines")
 
     def move_jobs(self, old_blend: str, new_blend: str) -> list[str]:
         """The artist saved the file under a new name ("Save As"): its unfinished jobs follow it,

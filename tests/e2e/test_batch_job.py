@@ -17,8 +17,10 @@ import pytest
 
 from cloud.aws import batch
 from cloud.job.batch_engine import BatchJobRunner
+from cloud.job.events import EventQueue
+from cloud.job.manager import JobManager
 from cloud.job.records import RecordStore
-from dev.batch_job import BatchJob, EmulatedBatchSteps, make_scene, render_history, start_job, twice
+from dev.batch_job import BatchJob, make_scene, render_history, start_job, twice
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import EmulatedAccount, emulated_account
 
@@ -152,11 +154,13 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, scene, tmp_p
     store = RecordStore(tmp_path / "records")
     again = store.load(job.record.job_id)
     assert again.machines == 3 and again.instance_id == job.record.instance_id
-    steps = EmulatedBatchSteps(tmp_path / "state", again.machines)
-    steps.sim = sim
-    runner = BatchJobRunner(again, sim.settings, job.events, store, steps, None, poll_seconds=0.5)
-    runner.start()
+    # Blender opens again: the manager re-attaches, with the many-machines runner.
+    manager = JobManager(tmp_path / "records", EventQueue(), lambda: sim.settings, poll_seconds=0.5)
+    assert manager.attach_unfinished() == [again.job_id]
+    runner = manager.runner(again.job_id)
+    assert isinstance(runner, BatchJobRunner)
     runner.join(DEADLINE_S)
+    again = store.load(again.job_id)
     assert again.stage == "Done", (again.message, again.action)
     assert sorted(again.frames_done) == list(range(1, 9))
     assert len({r["machine"] for r in runner.machine_rows()}) == 3
@@ -173,3 +177,23 @@ def test_machines_that_do_not_fit_the_quota_are_refused_with_the_largest_that_fi
     assert rec.stage == "Failed" and not rec.instance_id
     assert "leaves room for 2 c5.2xlarge machines (8 vCPUs each), not 3" in rec.message
     assert rec.action.startswith("Render on 2 machines, or request a quota increase to 24 vCPUs")
+
+
+def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, scene, tmp_path):
+    job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
+    wait_for("a first frame", lambda: job.record.frames_done)
+    job.runner.stop_following()
+    job.runner.join(30)
+    # The record says the job is over (a crash, a record from another computer): the machines
+    # still running are forgotten ones.
+    store = RecordStore(tmp_path / "records")
+    record = store.load(job.record.job_id)
+    record.stage = "Failed"
+    store.save(record)
+    manager = JobManager(tmp_path / "records", EventQueue(), lambda: sim.settings)
+    found = manager.batch_orphans("us-east-1")
+    assert [(region, job_id) for region, _batch, job_id in found] == [("us-east-1", record.job_id)]
+    manager.end_batch_job("us-east-1", found[0][1])
+    # moto gap: the parent's termination reaches no child; end_batch_job terminates each one.
+    nothing_left(sim, job)
+    assert manager.batch_orphans("us-east-1") == []
