@@ -402,11 +402,12 @@ def st_close_windows():
     return 1.0
 
 
-def start_job(instance_type, frames, quote_first=False, max_cost=5.0):
+def start_job(instance_type, frames, quote_first=False, max_cost=5.0, samples=0):
     """Another job, as the artist would set it up and press Render in Cloud (then Render)."""
     scene = context().scene
     settings = scene.cloud_render
     settings.instance_type, settings.quote_first, settings.max_cost = instance_type, quote_first, max_cost
+    settings.samples = samples
     scene.frame_end = frames
     with context().temp_override(window=win()):
         bpy.ops.wm.save_mainfile()
@@ -431,18 +432,6 @@ def wait_for(states, label):
 
     stage.__name__ = f"wait_for_{label}"
     return stage
-
-
-def st_quote_job():
-    if MODE == "shots":  # 2000 frames on a $0.34/h machine cannot stay under $0.25: it asks
-        start_job("c5.2xlarge", 2000, quote_first=True, max_cost=0.25)
-    return 1.0
-
-
-def st_quote_answer():
-    if MODE == "shots" and view().state == "Waiting for you":
-        log("answer Stop Here", in_props(ops().cloud_render.answer_quote, go=False))
-    return 1.0
 
 
 def st_cancel_job():
@@ -502,6 +491,23 @@ def st_jobs_shot2():
     return 0.5
 
 
+def st_render_menu():
+    """Render > Render in Cloud, opened as a click on the top bar's Render menu opens it."""
+    if MODE == "shots":
+        subprocess.run(["xdotool", "mousemove", "100", "14"], check=False)
+        with context().temp_override(window=win()):
+            ops().wm.call_menu(name="TOPBAR_MT_render")
+        S["menu_open"] = True
+    return 1.5
+
+
+def st_render_menu_shot():
+    if S.pop("menu_open", False):
+        shot("render_menu", box=(0, 0, 480, 360))
+        subprocess.Popen(["xdotool", "key", "Escape"])
+    return 1.0
+
+
 def shots_only(stage):
     def wrapped():
         return stage() if MODE == "shots" else 0.1
@@ -546,10 +552,6 @@ STAGES = [
     st_open_log,
     st_log_shot,
     st_close_windows,
-    st_quote_job,
-    shots_only(wait_for({"Waiting for you", *FINAL}, "job_waiting_for_you")),
-    st_quote_answer,
-    shots_only(wait_for(FINAL, "job_stopped_after_quote")),
     st_cancel_job,
     st_cancel_press,
     shots_only(wait_for(FINAL, "job_cancelled")),
@@ -559,6 +561,8 @@ STAGES = [
     st_open_jobs,
     st_jobs_shot,
     st_jobs_shot2,
+    st_render_menu,
+    st_render_menu_shot,
     st_quit,
 ]
 S["stage"] = 0
