@@ -84,6 +84,9 @@ def ec2_run(url: str, scene: Path, version: str, work: Path, settings) -> float:
 
 
 def main() -> int:
+    global RUNS
+    if "--small" in sys.argv:
+        RUNS = 1
     work = Path(tempfile.mkdtemp(prefix="boot-engines-"))
     version = blender_version()
     scene = make_scene(work / "scene" / "shot.blend", frames=2, size=16, samples=1)

@@ -136,6 +136,9 @@ def _boots(sim: BatchSimulator, batch_job: str, launched_at: float) -> tuple[flo
 
 
 def main() -> int:
+    global FRAMES, MACHINES, EVEN_S, UNEVEN_BASE_S
+    if "--small" in sys.argv:  # a quick run: 8 frames on 1 and 2 machines, shorter frames
+        FRAMES, MACHINES, EVEN_S, UNEVEN_BASE_S = 8, (1, 2), 0.5, 0.25
     work = Path(tempfile.mkdtemp(prefix="scaleout-"))
     version = blender_version()
     scene = make_scene(work / "scene" / "shot.blend", frames=FRAMES, size=16, samples=1)
