@@ -127,6 +127,21 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     output_dir: StringProperty(  # type: ignore[valid-type]
         name="Output", subtype="DIR_PATH", default="//cloud_renders/{job}/"
     )
+    machines: IntProperty(  # type: ignore[valid-type]
+        name="Machines",
+        description="Split the frames over this many machines (AWS Batch in your account); "
+        "about the same machine time, plus one boot per machine. Max Cost and Max Hours cover them all",
+        default=1,
+        min=1,
+        max=256,
+    )
+    finish_within_minutes: IntProperty(  # type: ignore[valid-type]
+        name="Finish Within (min)",
+        description="Instead of Machines: use the fewest machines that finish within this many minutes, "
+        "from the estimate (0: use Machines)",
+        default=0,
+        min=0,
+    )
     max_cost: FloatProperty(  # type: ignore[valid-type]
         name="Max Cost ($)",
         description="Hard cap: the machine is stopped when reached",

@@ -8,13 +8,14 @@ thread.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import bpy
 
-from ..cloud.cost import machine_facts
+from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import JobRecord, JobRequest, new_job_id
@@ -69,11 +70,45 @@ def confirmation_text(context: bpy.types.Context) -> str:
     ]
     if measured:
         estimate = f"Estimate from a test render: {measured[0]}\n{estimate}"
+    fleet = fleet_line(context, len(frames), price.usd or 0.0)
+    machines = machines_for(context, len(frames))
     return (
-        f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames.\n"
-        f"{estimate}\n"
-        f"Hard cap: ${settings.max_cost:.2f} or {settings.max_hours:g} h, whichever comes first."
+        f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames"
+        + (f" on {machines} machines (AWS Batch)" if machines > 1 else "")
+        + f".\n{estimate}\n"
+        + (f"{fleet}\n" if fleet else "")
+        + f"Hard cap: ${settings.max_cost:.2f} or {settings.max_hours:g} h, whichever comes first"
+        + (", for all machines together." if machines > 1 else ".")
     )
+
+
+def measured_seconds_per_frame(context: bpy.types.Context) -> float | None:
+    """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
+    chosen = context.scene.cloud_render.instance_type + ":"
+    for line in job_view.view().estimate.splitlines():
+        found = re.search(r"~([\d.]+) s/frame", line) if line.startswith(chosen) else None
+        if found:
+            return float(found.group(1))
+    return None
+
+
+def machines_for(context: bpy.types.Context, frames: int) -> int:
+    """Machines, or with Finish Within set and an estimate known, the fewest that finish in time."""
+    settings = context.scene.cloud_render
+    seconds = measured_seconds_per_frame(context)
+    if settings.finish_within_minutes and seconds:
+        return fleet_plan.machines_to_finish_within(frames, seconds, settings.finish_within_minutes, 256)
+    return int(settings.machines)
+
+
+def fleet_line(context: bpy.types.Context, frames: int, price_per_hour: float) -> str:
+    """Time and cost for 1, N/2 and N machines from the estimate, or '' before an estimate."""
+    seconds = measured_seconds_per_frame(context)
+    machines = machines_for(context, frames)
+    if not seconds or (machines < 2 and not context.scene.cloud_render.finish_within_minutes):
+        return ""
+    options = fleet_plan.tradeoff(frames, seconds, price_per_hour, machines)
+    return f"{machines} machines proposed. " + fleet_plan.tradeoff_text(options)
 
 
 def output_dir_for(scene: bpy.types.Scene, job_id: str) -> Path:
@@ -101,6 +136,7 @@ def build_request(context: bpy.types.Context, job_id: str, blend_copy: Path, fra
         on_demand_price_per_hour=price_per_hour(settings.region, settings.instance_type, False),
         blender_version=bpy.app.version_string.split()[0],
         frame_order="preview_first" if settings.frame_order == "PREVIEW_FIRST" else "sequential",
+        machines=machines_for(context, len(frames)),
         device="GPU" if machine_facts.has_gpu(settings.instance_type) else "CPU",
         samples=settings.samples or None,
         resolution_percentage=settings.resolution_percentage or None,

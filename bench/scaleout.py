@@ -34,7 +34,7 @@ from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
 
 FRAMES = 24
-MACHINES = (1, 2, 4, 8)
+MACHINES: tuple[int, ...] = (1, 2, 4, 8)
 EVEN_S = 2.0
 UNEVEN_BASE_S = 0.8  # frames of 0.8, 1.6, 2.4 and 3.2 s
 TIMES_FILE = "frame_seconds.json"

@@ -108,6 +108,15 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         except CloudError as error:
             text_wrap.labels(layout, context, error.message, icon="ERROR")
         layout.prop(settings, "use_spot")
+        layout.prop(settings, "machines")
+        layout.prop(settings, "finish_within_minutes")
+        try:  # time and cost for 1, N/2 and N machines, once Estimate has measured a frame
+            hourly = prices.hourly(settings.region, settings.instance_type, settings.use_spot).usd or 0.0
+            fleet = submit.fleet_line(context, len(submit.frames_for(context.scene)), hourly)
+        except CloudError:
+            fleet = ""
+        if fleet:
+            text_wrap.labels(_form_column(layout), context, fleet, factor=FORM_VALUES)
         layout.prop(settings, "use_custom_frames")
         if settings.use_custom_frames:
             layout.prop(settings, "frame_list")
