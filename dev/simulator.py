@@ -60,7 +60,12 @@ def make_blender_tarball(version: str, dest: Path, blender_python: str = sys.exe
     dest.mkdir(parents=True, exist_ok=True)
     top = f"blender-{version}-linux-x64"
     path = dest / f"{top}.tar.xz"
-    script = f'#!/bin/sh\nexec "{blender_python}" "$(dirname "$0")/blender_launcher.py" "$@"\n'.encode()
+    # The suite's bpy module: under `make test-bpy42` PYTHONPATH puts Blender 4.2's ahead, and the
+    # machine's Blender must be that one too (the machine's environment is otherwise clean).
+    path_line = f'export PYTHONPATH="{os.environ["PYTHONPATH"]}"\n' if os.environ.get("PYTHONPATH") else ""
+    script = (
+        f'#!/bin/sh\n{path_line}exec "{blender_python}" "$(dirname "$0")/blender_launcher.py" "$@"\n'.encode()
+    )
     with tarfile.open(path, "w:xz") as archive:
         for name, data, mode in (
             ("blender", script, 0o755),

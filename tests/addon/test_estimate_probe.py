@@ -44,7 +44,8 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
 def test_an_eevee_scene_is_probed_with_eevee(installed, tmp_path, aws):
     """The probe renders EEVEE scenes with EEVEE (shaders compiled first, counted as set-up)."""
     path = harness.make_scene(tmp_path / "eevee.blend", frames=4, size=32, samples=4)
-    bpy.context.scene.render.engine = "BLENDER_EEVEE"
+    eevee = "BLENDER_EEVEE_NEXT" if bpy.app.version < (4, 3, 0) else "BLENDER_EEVEE"  # 4.2 LTS's name
+    bpy.context.scene.render.engine = eevee
     bpy.context.scene.eevee.taa_render_samples = 4
     bpy.ops.wm.save_mainfile()
     probe = importlib.import_module(harness.addon().__name__ + ".addon.estimate_probe")
@@ -56,7 +57,7 @@ def test_an_eevee_scene_is_probed_with_eevee(installed, tmp_path, aws):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, check=True)
     line = next(x for x in done.stdout.splitlines() if x.startswith("CLOUDRENDER_PROBE "))
     measured = json.loads(line.split(" ", 1)[1])
-    assert measured["engine"] == "BLENDER_EEVEE"
+    assert measured["engine"] == eevee
     assert measured["seconds"] > 0 and measured["sync_seconds"] > 0
     harness.connect(aws.url)
     try:
