@@ -26,8 +26,10 @@ import bpy
 out, engine, movie = sys.argv[-3], sys.argv[-2], sys.argv[-1] == "1"
 bpy.ops.wm.read_factory_settings(use_empty=False)  # the default cube, light and camera
 scene = bpy.context.scene
+if engine == "BLENDER_EEVEE" and bpy.app.version < (4, 3, 0):
+    engine = "BLENDER_EEVEE_NEXT"  # 4.2 LTS's name
 scene.render.engine = engine
-if engine == "BLENDER_EEVEE":
+if engine.startswith("BLENDER_EEVEE"):
     scene.eevee.taa_render_samples = 4
 scene.render.resolution_percentage = 100
 scene.render.filepath = "//render/shot_"
@@ -45,7 +47,8 @@ if movie:
     settings.file_format = "FFMPEG"
     scene.render.ffmpeg.format = "MPEG4"
     scene.render.ffmpeg.codec = "H264"
-    scene.render.ffmpeg.audio_codec = "AAC"
+    if bpy.app.build_options.audaspace:  # the 4.2 bpy wheel has no audio
+        scene.render.ffmpeg.audio_codec = "AAC"
     with wave.open(os.path.join(out, "tone.wav"), "wb") as tone:
         tone.setnchannels(1)
         tone.setsampwidth(2)
@@ -53,7 +56,8 @@ if movie:
         tone.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i * 0.05))) for i in range(24000)))
     editor = scene.sequence_editor_create()
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences
-    strips.new_sound("tone", "//tone.wav", 1, 1)
+    if bpy.app.build_options.audaspace:
+        strips.new_sound("tone", "//tone.wav", 1, 1)
 else:
     scene.render.resolution_x = scene.render.resolution_y = 32
     scene.frame_start, scene.frame_end = 1, 1
@@ -163,7 +167,9 @@ def test_movie_comes_back_with_its_frames_size_and_sound(aws, tarball, tmp_path)
     path.write_bytes(movie)
     clip = bpy.data.movieclips.load(str(path))
     assert clip.frame_duration == 12 and tuple(clip.size) == (64, 48)
-    assert b"soun" in movie and b"vide" in movie, "the movie lost its audio or video stream"
+    assert b"vide" in movie, "the movie has no video stream"
+    if bpy.app.build_options.audaspace:
+        assert b"soun" in movie, "the movie lost the scene's sound"
     assert f"movie encoded in {done['movie']['seconds']} s" in job.log_text()
     print(f"movie encode: {done['movie']['seconds']} s for 12 frames at 64x48 ({len(movie)} bytes)")
     assert job.keys(out_prefix(job.job_id) + "movie/") == [out_prefix(job.job_id) + f"movie/{name}"]
