@@ -21,6 +21,7 @@ from ..cloud.job.events import (
     JobEvent,
     LogLines,
     MachineStatus,
+    MachinesUpdate,
     Progress,
     QuoteReady,
     StageChanged,
@@ -125,6 +126,12 @@ def _on_status(event: MachineStatus, view: Any, current: bool) -> None:
         view.seconds_per_frame = event.seconds_per_frame
 
 
+def _on_machines(event: MachinesUpdate, view: Any, current: bool) -> None:
+    if current:
+        view.machines_text = "\n".join(event.rows)
+        view.eta_s = event.eta_s
+
+
 def _on_cost(event: CostUpdate, view: Any, current: bool) -> None:
     if current:
         view.cost_so_far, view.projected_cost = event.cost_so_far, event.projected
@@ -149,6 +156,7 @@ HANDLERS: dict[type, Callable[[Any, Any, bool], None]] = {
     JobEnded: _on_end,
     Progress: _on_progress,
     MachineStatus: _on_status,
+    MachinesUpdate: _on_machines,
     CostUpdate: _on_cost,
     FrameArrived: _on_frame,
     QuoteReady: _on_quote,

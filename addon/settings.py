@@ -192,6 +192,8 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     frames_total: IntProperty(default=0)  # type: ignore[valid-type]
     current_frame: IntProperty(default=0)  # type: ignore[valid-type]
     cost_so_far: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    machines_text: StringProperty(default="")  # type: ignore[valid-type]  # one line per machine
+    eta_s: FloatProperty(default=0.0)  # type: ignore[valid-type]  # time left, many machines
     projected_cost: FloatProperty(default=0.0)  # type: ignore[valid-type]
     log_tail: StringProperty(default="")  # type: ignore[valid-type]
     sample: IntProperty(default=0)  # type: ignore[valid-type]

@@ -183,6 +183,10 @@ def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
         grid.label(text=f"{v.seconds_per_frame:.1f} s/frame")
     if v.device:
         grid.label(text=f"Device {v.device}")
+    if v.eta_s:
+        grid.label(text=f"About {max(1, round(v.eta_s / 60))} min left")
+    for line in v.machines_text.splitlines():  # many machines: one row each
+        layout.label(text=line, icon="DESKTOP")
 
 
 def _movie_buttons(layout: bpy.types.UILayout, job_id: str) -> None:

@@ -21,7 +21,7 @@ from ..cost.catalog import load_catalog
 from ..errors import CloudError
 from ..machine import contract
 from .cloud_steps import CloudSteps, PackedScene
-from .events import CostUpdate, LogLines
+from .events import CostUpdate, LogLines, MachinesUpdate
 from .job_thread import JobRunner
 from .records import JobRecord, JobRequest, Stage
 
@@ -108,10 +108,12 @@ class BatchJobRunner(JobRunner):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._machine_logs: dict[int, str] = {}
-        self._machine_status: dict[int, dict[str, Any]] = {}
+        self._machine_raw: dict[int, dict[str, Any]] = {}  # as read, to notice a change
+        self._machine_status: dict[int, dict[str, Any]] = {}  # parsed through the contract
         self._machine_ends: dict[int, str] = {}
         self._children: list[batch.Child] = []
         self._children_at = 0.0
+        self._posted_rows: tuple[tuple[str, ...], int] = ((), -1)
 
     # --- what each machine writes -----------------------------------------------------------
     def _poll_outputs(self) -> None:
@@ -119,6 +121,28 @@ class BatchJobRunner(JobRunner):
         for index in range(rec.machines):
             self._poll_machine(index)
         super()._poll_outputs()
+        rows = tuple(self._row_text(row) for row in self.machine_rows())
+        eta = self._eta_seconds()
+        if (rows, round(eta)) != self._posted_rows:
+            self._posted_rows = (rows, round(eta))
+            self.events.post(MachinesUpdate(rec.job_id, rows, eta))
+
+    def _row_text(self, row: dict[str, Any]) -> str:
+        pricing = "spot" if self.record.spot else "on-demand"
+        frame = f", frame {row['frame']}" if row["frame"] is not None and row["state"] == "rendering" else ""
+        pace = f", {row['seconds_per_frame']:.1f} s/frame" if row["seconds_per_frame"] else ""
+        return f"Machine {row['machine']}: {row['state']}{frame}{pace} ({pricing})"
+
+    def _eta_seconds(self) -> float:
+        """Frames left at the machines' measured pace, spread over the machines still working."""
+        paces = [
+            float(s.get("seconds_per_frame") or 0)
+            for i, s in self._machine_status.items()
+            if i not in self._machine_ends and s.get("seconds_per_frame")
+        ]
+        if not paces:
+            return 0.0
+        return len(self.record.frames_missing) * (sum(paces) / len(paces)) / len(paces)
 
     def _poll_machine(self, index: int) -> None:
         rec = self.record
@@ -130,15 +154,21 @@ class BatchJobRunner(JobRunner):
             except contract.ContractError as error:
                 self._refuse(f"{folder}plan.json", str(error))
         status = self._read(folder + "status.json")
-        if status and status != self._machine_status.get(index):
-            self._machine_status[index] = status
+        if status and status != self._machine_raw.get(index):
+            self._machine_raw[index] = status
             try:
                 report = contract.parse_status(status, rec.frames)
+            except contract.ContractError as error:
+                self._refuse(f"{folder}status.json #{status.get('seq')}", str(error))
+            else:  # only validated values reach the panel
+                self._machine_status[index] = {
+                    "state": report.state,
+                    "frame": report.frame,
+                    "seconds_per_frame": report.seconds_per_frame,
+                }
                 rec.device = report.device or rec.device
                 if report.seconds_per_frame:
                     rec.seconds_per_frame = report.seconds_per_frame
-            except contract.ContractError as error:
-                self._refuse(f"{folder}status.json #{status.get('seq')}", str(error))
         prefix = contract.out_prefix(rec.job_id) + folder + "logs/"
         marker = self._machine_logs.get(index, "")
         for obj in storage.list_objects(self.settings, rec.bucket, prefix):

@@ -74,6 +74,15 @@ class MachineStatus(JobEvent):
 
 
 @dataclass(frozen=True)
+class MachinesUpdate(JobEvent):
+    """Many machines: one line per machine (state, frame, s/frame, spot or on-demand) and the
+    time left for the whole job at their measured pace (0 until a frame was timed)."""
+
+    rows: tuple[str, ...]
+    eta_s: float
+
+
+@dataclass(frozen=True)
 class CostUpdate(JobEvent):
     """Cost so far, and the projection for the whole job (0 until a frame was timed)."""
 

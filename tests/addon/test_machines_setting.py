@@ -39,3 +39,29 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         view.estimate = ""
         settings.machines = 1
         settings.finish_within_minutes = 0
+
+
+def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, tmp_path, aws):
+    from .test_panels_draw import all_drawn
+
+    module = harness.addon()
+    harness.make_scene(tmp_path / "rows.blend")
+    harness.connect(aws.url)
+    view = module.addon.job_view.view()
+    try:
+        view.job_id, view.state, view.message = "20261201-000000-abcdef", "Rendering", "working"
+        view.frames_total, view.frames_done = 12, 5
+        rows = (
+            "Machine 0: rendering, frame 9, 58.0 s/frame (spot)",
+            "Machine 1: rendering, frame 10, 61.0 s/frame (spot)",
+            "Machine 2: done (spot)",
+        )
+        events = module.cloud.job.events
+        module.addon.job_view.apply_event(events.MachinesUpdate(view.job_id, rows, 600.0))
+        labels, _ = all_drawn(module)
+        assert all(row in labels for row in rows)
+        assert "About 10 min left" in labels
+    finally:
+        view.job_id = view.state = view.message = view.machines_text = ""
+        view.eta_s = 0.0
+        harness.disconnect()

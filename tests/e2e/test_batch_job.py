@@ -17,7 +17,7 @@ import pytest
 
 from cloud.aws import batch
 from cloud.job.batch_engine import BatchJobRunner
-from cloud.job.events import EventQueue
+from cloud.job.events import EventQueue, LogLines, MachinesUpdate
 from cloud.job.manager import JobManager
 from cloud.job.records import RecordStore
 from dev.batch_job import BatchJob, make_scene, render_history, start_job, twice
@@ -102,6 +102,16 @@ def test_frames_are_split_over_three_machines_none_twice(sim, scene, tmp_path):
     # Each machine's status and log came back through the contract, tagged with its machine.
     rows = job.runner.machine_rows()
     assert [r["machine"] for r in rows] == [0, 1, 2] and {r["state"] for r in rows} == {"done"}
+    events = job.events.drain(budget_s=2.0, limit=100_000)
+    updates = [e for e in events if isinstance(e, MachinesUpdate)]
+    assert updates and all(len(u.rows) == 3 for u in updates)
+    assert any("rendering, frame" in row and "(spot)" in row for u in updates for row in u.rows)
+    lines = [line for e in events if isinstance(e, LogLines) for line in e.lines]
+    assert {line.split("]")[0] for line in lines if line.startswith("[machine ")} == {
+        "[machine 0",
+        "[machine 1",
+        "[machine 2",
+    }
     nothing_left(sim, job)
 
 
