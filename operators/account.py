@@ -118,7 +118,8 @@ class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
                 "AWS usually answers within a day, by e-mail."
             )
 
-        in_background(lambda: quotas.request_quota_increase(aws, instance_type, spot), requested)
+        machines = int(settings.machines)  # many machines need that many times the vCPUs
+        in_background(lambda: quotas.request_quota_increase(aws, instance_type, spot, machines), requested)
         return {"FINISHED"}
 
 

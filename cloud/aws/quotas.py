@@ -338,15 +338,18 @@ def quota_request_status(settings: AwsSettings, instance_type: str, spot: bool) 
     return history[0] if history else None
 
 
-def request_quota_increase(settings: AwsSettings, instance_type: str, spot: bool) -> QuotaRequest:
-    """Ask AWS for enough vCPUs of the type's family to run it; an open request is returned as is."""
+def request_quota_increase(
+    settings: AwsSettings, instance_type: str, spot: bool, machines: int = 1
+) -> QuotaRequest:
+    """Ask AWS for enough vCPUs of the type's family to run `machines` of it at once; an open
+    request is returned as is."""
     region = settings.region
     code, label = family_quota_code(instance_type, spot)
     try:
         session = make_session(settings)
         ec2 = client(settings, "ec2", session)
         sq = client(settings, "service-quotas", session)
-        vcpus = _vcpus(ec2, [instance_type]).get(instance_type, 0)
+        vcpus = _vcpus(ec2, [instance_type]).get(instance_type, 0) * max(1, machines)
         current = _quota(sq, code) or 0.0
         needed = max(vcpus, _in_use(ec2, spot).get(code, 0) + vcpus)
         for existing in _history(sq, code, region):

@@ -40,8 +40,14 @@ class BatchSteps(CloudSteps):
     def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
         """N machines must fit the family's vCPU quota; if not, say how many do."""
         fit = fleet.check_fleet(settings, instance_type, spot, self.machines)
-        if not fit.ok:
-            raise CloudError(fit.message, fit.action, code=fit.report.code or "quota_low")
+        if not fit.ok:  # with a quota code the panel offers the increase request
+            if not fit.report.offered:
+                code = "not_offered"
+            elif fit.fits or fit.report.fits:
+                code = "quota_low"  # one machine fits, N do not
+            else:
+                code = fit.report.code
+            raise CloudError(fit.message, fit.action, code=code)
 
     def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
         s3 = client(settings, "s3")

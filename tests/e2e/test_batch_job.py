@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from cloud.aws import batch
+from cloud.aws.quotas import QUOTA_ERROR_CODES
 from cloud.job.batch_engine import BatchJobRunner
-from cloud.job.events import EventQueue, LogLines, MachinesUpdate
+from cloud.job.events import EventQueue, JobEnded, LogLines, MachinesUpdate
 from cloud.job.manager import JobManager
 from cloud.job.records import RecordStore
 from dev.batch_job import BatchJob, make_scene, render_history, start_job, twice
@@ -187,6 +188,8 @@ def test_machines_that_do_not_fit_the_quota_are_refused_with_the_largest_that_fi
     assert rec.stage == "Failed" and not rec.instance_id
     assert "leaves room for 2 c5.2xlarge machines (8 vCPUs each), not 3" in rec.message
     assert rec.action.startswith("Render on 2 machines, or request a quota increase to 24 vCPUs")
+    [ended] = [e for e in job.events.drain(2.0, 100_000) if isinstance(e, JobEnded)]
+    assert ended.code in QUOTA_ERROR_CODES  # the panel offers Request Quota Increase
 
 
 def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, scene, tmp_path):

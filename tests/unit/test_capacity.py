@@ -158,3 +158,9 @@ def test_runnable_now_suggests_what_a_new_account_can_start(account):
     ]  # fmt: skip
     ec2 = client(account.moto_settings, "ec2")
     assert ec2.describe_instances()["Reservations"] == []  # checking starts nothing
+
+
+def test_a_quota_request_for_many_machines_asks_for_all_of_them(account):
+    account.quotas.set_quota("L-DB2E81BA", 8)
+    request = capacity.request_quota_increase(account.settings, "g4dn.xlarge", spot=False, machines=4)
+    assert request.desired >= 16  # four g4dn.xlarge at 4 vCPUs each
