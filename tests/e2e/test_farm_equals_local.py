@@ -298,3 +298,43 @@ def test_render_despite_differences_renders_and_reports_them(aws, local, tarball
     assert (
         "environment difference (stop): The look is None on the machine, AgX - Punchy here." in job.log_text()
     )
+
+
+MANIFEST = """schema_version = "1.0.0"
+id = "cr_tint"
+version = "1.2.0"
+name = "CR Tint"
+tagline = "The test add-on as an extension"
+maintainer = "Cloud Render tests"
+type = "add-on"
+blender_version_min = "4.2.0"
+license = ["SPDX:GPL-3.0-or-later"]
+"""
+
+
+def test_an_extension_travels_into_the_machines_user_repository(aws, local, tarball, tmp_path):  # noqa: F811
+    """The same add-on installed as an extension from another repository here (blender_org)."""
+    folder = tmp_path / "extensions" / "blender_org" / "cr_tint"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(ADDON)
+    (folder / "blender_manifest.toml").write_text(MANIFEST)
+    enabled = EnabledAddon("bl_ext.blender_org.cr_tint", str(folder), "1.2.0", {"scale": SCALE})
+    plan = plan_addons([enabled], {"bl_ext.blender_org.cr_tint"}, "")
+    assert [a.module for a in plan.travel] == ["bl_ext.user_default.cr_tint"]
+    job = stage(
+        aws,
+        {**local["scene"], **plan.files},
+        tarball,
+        frames=[1],
+        addons=[a.spec_entry() for a in plan.travel],
+        auto_run=True,
+        fingerprint=local["fingerprint"],
+    )
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    assert job.get("error.json") is None, job.log_text()[-3000:]
+    result = proof_frame.compare(
+        proof_frame.read_png(local["png"].read_bytes()), image(job.get("frames/" + FRAME))
+    )
+    assert result.match, result.words()
+    assert "add-on installed and enabled: bl_ext.user_default.cr_tint 1.2.0" in job.log_text()
