@@ -245,10 +245,10 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
             text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS")
-        if final and view.frames_done:
-            _draw_result(layout, context, view)
-        else:
+        if not final:
             _draw_live(layout, view)
+        elif view.frames_done:  # a job that ended with nothing to show has no result box
+            _draw_result(layout, context, view)
         if view.log_tail:
             log = layout.box().column(align=True)
             for line in view.log_tail.splitlines()[-job_view.PANEL_LOG_LINES :]:
@@ -269,8 +269,9 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
     """This file's jobs, newest first (the list is built that way from the job records)."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index, flt_flag=0):  # type: ignore[no-untyped-def,override]
+        # What tells jobs apart in a narrow editor: the label (machine, time) and the outcome;
+        # the job id is in the log and the folder name.
         row = layout.row()
-        row.label(text=item.job_id)
         row.label(text=item.label)
         row.label(text=f"{item.stage} {item.frames_done}/{item.frames_total}")
 
@@ -289,20 +290,22 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
         view = job_view.view()
         for orphan in filter(None, view.orphans.split(",")):
             instance_id, job_id, region = ([*orphan.split(":"), "", ""])[:3]
-            row = layout.row()
-            row.alert = True
-            row.label(
-                text=f"Machine {instance_id} in {region} is still running (job {job_id or 'unknown'})",
+            col = layout.column()
+            col.alert = True
+            text_wrap.labels(
+                col,
+                context,
+                f"Machine {instance_id} in {region} is still running (job {job_id or 'unknown'})",
                 icon="ERROR",
             )
-            terminate = row.operator("cloud_render.terminate_orphan", text="Terminate")
+            terminate = col.operator("cloud_render.terminate_orphan", text="Terminate", icon="CANCEL")
             terminate.instance_id, terminate.region = instance_id, region
         layout.template_list(
             "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
         )
         job_id = jobs_list.selected_job_id()
         if job_id:
-            grid = layout.grid_flow(columns=3, even_columns=True)
+            grid = layout.grid_flow(columns=2, even_columns=True)  # three cut every name
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id
             grid.operator("cloud_render.proof_frame", icon="IMAGE_REFERENCE").job_id = job_id

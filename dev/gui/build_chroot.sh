@@ -7,7 +7,9 @@ set -euo pipefail
 CACHE="${CLOUD_RENDER_GUI_CACHE:-$HOME/.cache/cloud-render-gui}"
 CHROOT="$CACHE/chroot"
 STAMP="$CACHE/chroot.ready"
-if [ -f "$STAMP" ]; then
+# numpy: Blender's own builds bundle it (the add-on may use it); Debian's package leaves it out.
+PACKAGES="blender xvfb xauth xdotool imagemagick libgl1-mesa-dri libglx-mesa0 libegl-mesa0 python3 python3-numpy"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$PACKAGES" ]; then
     exit 0
 fi
 if [ "$(id -u)" != "0" ]; then
@@ -28,8 +30,8 @@ fi
 "$(dirname "$0")/chroot_mounts.sh" up
 cp /etc/resolv.conf "$CHROOT/etc/"
 chroot "$CHROOT" apt-get update -q
-chroot "$CHROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    blender xvfb xauth xdotool imagemagick libgl1-mesa-dri libglx-mesa0 libegl-mesa0 python3
+# shellcheck disable=SC2086
+chroot "$CHROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $PACKAGES
 chroot "$CHROOT" apt-get clean
-touch "$STAMP"
+echo "$PACKAGES" > "$STAMP"
 echo "GUI chroot ready: $CHROOT"

@@ -503,7 +503,7 @@ def st_render_menu():
 
 def st_render_menu_shot():
     if S.pop("menu_open", False):
-        shot("render_menu", box=(0, 0, 480, 360))
+        shot("render_menu", box=(0, 0, 720, 560))
         subprocess.Popen(["xdotool", "key", "Escape"])
     return 1.0
 

@@ -216,3 +216,13 @@ def test_the_panel_log_is_for_people(module):
         "Machine i-0abc requested (on-demand).",
     ]
     assert len(job_view.log_lines(view.job_id)) == 4  # the full log keeps everything
+
+
+def test_a_failure_before_any_frame_shows_no_live_rows_or_result(module):
+    view = module.addon.job_view.view()
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "Failed", "No quota."
+    view.action, view.error_code = "Request quota increase, or choose a smaller machine type.", "no_quota"
+    view.frames_total, view.frames_done, view.log_tail = 6, 0, ""
+    labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert not any(text.startswith(("Elapsed", "Cost so far", "0/6 frames")) for text in labels)
+    assert "cloud_render.request_quota" in operators and "cloud_render.cancel" not in operators
