@@ -28,7 +28,7 @@ def packed_bakes(blend: Path) -> dict[str, set[int]]:
                 if modifier is None:
                     break
                 if modifier.dna_type_name == "NodesModifierData":
-                    count = int(modifier.get(b"bakes_num") or 0)
+                    count = int(modifier.get(b"bakes_num", default=0) or 0)  # none before Blender 4.1
                     array = bfile.dereference_pointer(modifier.get(b"bakes")) if count else None
                     for i in range(min(count, array.count) if array is not None else 0):
                         assert array is not None

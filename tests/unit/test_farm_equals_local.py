@@ -231,3 +231,13 @@ def test_proof_frame_reads_png_filters_and_compares():
     cause = proof_frame.likely_cause([{"what": "ocio_config", "message": "The OCIO colour config ..."}], [])
     assert cause.startswith("The OCIO")
     assert "textures" in proof_frame.likely_cause([], [])
+
+
+def test_packed_bakes_read_from_every_shared_blend_file(testdata):
+    """Files from Blender 2.79 to 3.2 (no bakes array yet) are read without error and hold none."""
+    from cloud.pack.bakes import packed_bakes
+
+    blends = sorted(testdata.rglob("*.blend"))
+    assert len(blends) > 20
+    for blend in blends:
+        assert packed_bakes(blend) == {}, blend
