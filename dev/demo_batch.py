@@ -1,10 +1,12 @@
 """`make demo` (second part): a 12-frame scene rendered on 3 emulated machines through AWS Batch.
 
-moto's Batch runs each array child as a machine on this computer (dev/batch_simulator.py); the
-product's Batch engine creates the roles, launch template, compute environment, queue and job
-definition, submits one array job, and its job thread follows every machine and brings the
-frames back. The job is driven through the job thread (`cloud/`), not through the panel: the
-Machines setting is not yet in the panel. Writes demo-output/summary.json:
+What an artist does, by script: the extension installed in a fresh Blender (the bpy module),
+an emulated account connected, a scene with Machines = 3, Render in Cloud. The add-on's Batch
+engine creates the roles, launch template, compute environment, queue and job definition and
+submits one array job; moto's Batch runs each child as a machine on this computer
+(dev/batch_simulator.py: the real boot script and machine supervisor, Cycles on the CPU); the
+machines claim frames by conditional writes; the add-on follows every machine and loads the
+frames as one image sequence. Writes demo-output/summary.json:
 
     {"engine": "aws-batch", "machines": 3, "frames": {"1": "<machine>", ...}, "rendered_twice": []}
 
@@ -15,19 +17,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout
-
-from dev.batch_job import make_scene, render_history, start_job, twice  # noqa: E402
-from dev.batch_simulator import BatchSimulator  # noqa: E402
-from dev.emulator import emulated_account  # noqa: E402
-
 OUT = ROOT / "demo-output"
+sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
+
+# A throwaway Blender user directory and an emulated account's keys, before bpy is imported.
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="cloud-render-demo-user-")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulatedSecretKeyForTestsOnly0123456789ab")
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+from dev.batch_job import render_history, twice  # noqa: E402
+from dev.batch_simulator import BatchSimulator  # noqa: E402
+from dev.build import build, zip_for_this_platform  # noqa: E402
+from dev.emulator import emulated_account  # noqa: E402
+from dev.simulator import make_blender_tarball  # noqa: E402
+from tests.addon import harness  # noqa: E402
+
+FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 
 
 def main() -> int:
@@ -43,44 +58,77 @@ def main() -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
 
-    scene = make_scene(work / "project" / "batch_shot.blend", frames=args.frames, size=48, samples=4)
-    say(f"scene: {args.frames} frames, 48x48, 4 samples")
-    with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url, log_path=None) as account:
-        account.quotas.set_quota("L-34B43A08", 8.0 * max(args.machines, 4))  # standard spot vCPUs
+    zip_path = zip_for_this_platform(build())
+    import bpy
+
+    module = harness.install(zip_path)
+    say(f"extension installed in Blender {bpy.app.version_string} (bpy module)")
+    with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
+        account.quotas.set_quota("L-1216C47A", 8.0 * max(args.machines, 4))  # standard on-demand vCPUs
+        harness.connect(account.url)
         say(f"emulated AWS with Batch at {sim.url}")
-        frames = list(range(1, args.frames + 1))
-        job = start_job(sim, scene, frames, args.machines, work, frame_order="preview_first")
-        seen = ""
-        while job.runner.is_alive():
-            if job.record.stage != seen:
-                seen = job.record.stage
-                say(f"{seen}: {job.record.message}")
-            for event in job.events.drain(0.01):
-                lines = getattr(event, "lines", ())
-                for line in lines:
-                    if "claimed frame" in line or "Machine" in line and "ended" in line:
-                        say(line)
-            time.sleep(0.2)
-        rec = job.record
-        say(f"{rec.stage}: {rec.message} {rec.action}".strip())
-        started_by, done_by = render_history(sim, rec.instance_id)
+        harness.make_scene(work / "project" / "batch_shot.blend", frames=args.frames, size=48, samples=4)
+        scene = bpy.context.scene
+        settings = scene.cloud_render
+        settings.instance_type = "c5.2xlarge"  # the emulated machines render on the CPU
+        settings.machines = args.machines
+        settings.frame_order = "PREVIEW_FIRST"
+        settings.max_cost, settings.max_hours = 2.0, 1.0
+        bpy.ops.wm.save_mainfile()
+        manager = module.addon.pump.manager()
+        aws = manager.settings_for()
+        bucket = manager.steps.ensure_bucket(aws, 14)
+        version = bpy.app.version_string.split()[0]
+        tarball, digest = make_blender_tarball(
+            version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-"))
+        )
+        manager.steps.stage_blender(aws, bucket, version, tarball, digest)
+        say(f"scene: {args.frames} frames, Machines = {args.machines}; Blender {version} cached in {bucket}")
+        print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
+
+        assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+        view = module.addon.job_view.view()
+        job_id = view.job_id
+        seen = {"state": "", "rows": ""}
+
+        def finished() -> bool:
+            if view.state != seen["state"]:
+                seen["state"] = view.state
+                say(f"{view.state}: {view.message}")
+            if view.machines_text and view.machines_text != seen["rows"]:
+                seen["rows"] = view.machines_text
+                say("panel: " + " | ".join(view.machines_text.splitlines()))
+            return view.state in FINAL
+
+        longest = harness.drain_until(finished, timeout=600)
+        record = manager.store.load(job_id)
+        started_by, done_by = render_history(sim, record.instance_id)
         summary = {
             "engine": "aws-batch",
-            "machines": args.machines,
-            "batch_job": rec.instance_id,
+            "machines": record.machines,
+            "batch_job": record.instance_id,
             "frames": {str(frame): done_by[frame][0] for frame in sorted(done_by)},
             "rendered_twice": twice(done_by),
             "started_twice": twice(started_by),
-            "frames_arrived": sorted(rec.frames_done),
-            "stage": rec.stage,
+            "frames_arrived": sorted(record.frames_done),
+            "stage": record.stage,
+            "cost_so_far": round(record.cost_so_far, 6),
         }
-    (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    for path in sorted(Path(rec.output_dir).rglob("*.png")):
-        shutil.copy2(path, work / path.name)
+        (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        log = module.addon.job_view.log_lines(job_id)
+        (work / "job.log").write_text("\n".join(log) + "\n")
+        for path in sorted(Path(record.output_dir).rglob("*.png")):
+            shutil.copy2(path, work / path.name)
+        harness.disconnect()
     machines = sorted(set(summary["frames"].values()))
-    say(f"summary: frames from machines {machines}, rendered twice: {summary['rendered_twice']}")
+    say(
+        f"{record.stage}: {len(record.frames_done)}/{len(record.frames)} frames from machines {machines}, "
+        f"rendered twice {summary['rendered_twice']}; longest main-thread drain {longest * 1000:.1f} ms"
+    )
     print(json.dumps(summary["frames"]))
-    ok = rec.stage == "Done" and len(machines) >= 2 and not summary["rendered_twice"]
+    ok = record.stage == "Done" and len(machines) >= 2 and not summary["rendered_twice"]
+    if not ok:
+        print("\n".join(log[-40:]))
     return 0 if ok else 1
 
 
