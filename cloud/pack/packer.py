@@ -382,7 +382,10 @@ class _Packer(batpack.Packer):
         assert owner_packed is not None
         # Compared as a whole path; for sequencer strips (directory and name apart) BAT then
         # rewrites the directory only, the name being the same.
-        needs_rewrite = bpathlib.BlendPath.mkrelative(act.new_path, owner_packed) != usage.asset_path
+        # A folder (a Geometry Nodes bake) is the same path with or without its trailing slash:
+        # BAT cannot rewrite that field (a string pointer), so it must be left as it is.
+        relative = bpathlib.BlendPath.mkrelative(act.new_path, owner_packed)
+        needs_rewrite = relative.rstrip(b"/") != usage.asset_path.rstrip(b"/")
         if needs_rewrite:
             act.path_action = batpack.PathAction.FIND_NEW_LOCATION
             self._new_location_paths.add(asset_path)

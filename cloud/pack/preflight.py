@@ -325,7 +325,8 @@ def check_simulations(facts: dict[str, Any]) -> list[Finding]:
                 Finding(
                     WARN,
                     "cache_outside_project",
-                    f"The {sim['kind']} bake of {where} lies in {sim['folder']}, outside the project folder; it is not sent.",
+                    f"The {sim['kind']} bake of {where} lies in {sim['folder']}, outside the project folder; "
+                    "the cloud machine would not find it there.",
                     "Set the bake's folder to a path beside the .blend (starting with //), bake again and save.",
                 )
             )

@@ -11,6 +11,7 @@ import bpy
 import pytest
 
 from cloud.pack.bakes import disk_bake_inputs
+from cloud.pack.packer import pack
 from cloud.pack.preflight import BLOCK, addon_plan, run_preflight
 
 from . import harness
@@ -100,6 +101,12 @@ def test_baked_simulations_pass_packed_or_on_disk_and_disk_bakes_are_packed(scen
     files = disk_bake_inputs(facts["simulations"], "")
     assert files and all(p.startswith(sims["OnDisk"]["relative"] + "/") for p in files)
     assert any("/meta/" in p for p in files)  # an empty mesh writes no blobs
+    # The pack carries the bake, and the packed .blend still points at it (the folder path is
+    # a string BAT cannot rewrite: it must stay as it was).
+    packed = pack(tmp_path / "shot.blend", tmp_path / "pack", original=tmp_path / "shot.blend")
+    assert set(files) <= set(packed.manifest.files)
+    bpy.ops.wm.open_mainfile(filepath=str(packed.blend_path))
+    assert bpy.data.objects["OnDisk"].modifiers["GeoSim"].bake_directory == "//bakes/"
 
 
 ADDON = """
