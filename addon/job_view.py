@@ -266,13 +266,18 @@ def forget() -> None:
     _clock.clear()
 
 
-def fill_log_text(job_id: str) -> bpy.types.Text:
+def fill_log_text(job_id: str, machine: int = -1) -> bpy.types.Text:
     """The full log in a Text data-block `Cloud Render: <job>`, shown in a Text Editor (a new
-    window when none is open), plain text: no Python highlighting."""
-    name = image_name(job_id)
+    window when none is open), plain text: no Python highlighting. With `machine` (many
+    machines): that machine's lines only, in `Cloud Render: <job> machine <n>`."""
+    name = image_name(job_id) + (f" machine {machine}" if machine >= 0 else "")
+    lines = log_lines(job_id)
+    if machine >= 0:
+        mark = f"[machine {machine}] "
+        lines = [line[len(mark) :] for line in lines if line.startswith(mark)]
     text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
     text.clear()
-    text.write("\n".join(log_lines(job_id)) + "\n")
+    text.write("\n".join(lines) + "\n")
     areas = [
         area
         for window in bpy.context.window_manager.windows

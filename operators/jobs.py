@@ -91,10 +91,11 @@ class CLOUDRENDER_OT_open_log(bpy.types.Operator):
     bl_idname = "cloud_render.open_log"
     bl_label = "Open Full Log"
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    machine: bpy.props.IntProperty(default=-1)  # type: ignore[valid-type]  # one machine's log only
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         job_id = _selected_job(context, self.job_id)
-        text = job_view.fill_log_text(job_id)
+        text = job_view.fill_log_text(job_id, self.machine)
         self.report({"INFO"}, f"Log in the Text data-block '{text.name}'.")
         return {"FINISHED"}
 

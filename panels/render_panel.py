@@ -185,8 +185,11 @@ def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
         grid.label(text=f"Device {v.device}")
     if v.eta_s:
         grid.label(text=f"About {max(1, round(v.eta_s / 60))} min left")
-    for line in v.machines_text.splitlines():  # many machines: one row each
-        layout.label(text=line, icon="DESKTOP")
+    for index, line in enumerate(v.machines_text.splitlines()):  # many machines: one row each
+        row = layout.row()
+        row.label(text=line, icon="DESKTOP")
+        button = row.operator("cloud_render.open_log", text="", icon="TEXT")
+        button.job_id, button.machine = v.job_id, index
 
 
 def _movie_buttons(layout: bpy.types.UILayout, job_id: str) -> None:

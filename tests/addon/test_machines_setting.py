@@ -61,6 +61,16 @@ def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, 
         labels, _ = all_drawn(module)
         assert all(row in labels for row in rows)
         assert "About 10 min left" in labels
+        # Each machine's full log opens as its own Text block, its lines only.
+        log = (
+            "[cloud-render] Machine 2 ended: done.",
+            "[machine 1] claimed frame 10",
+            "[machine 2] frame 5 uploaded",
+        )
+        module.addon.job_view.apply_event(events.LogLines(view.job_id, log))
+        assert bpy.ops.cloud_render.open_log(job_id=view.job_id, machine=2) == {"FINISHED"}
+        text = bpy.data.texts[module.addon.job_view.image_name(view.job_id) + " machine 2"]
+        assert text.as_string().strip() == "frame 5 uploaded"
     finally:
         view.job_id = view.state = view.message = view.machines_text = ""
         view.eta_s = 0.0
