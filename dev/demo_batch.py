@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
@@ -68,7 +69,7 @@ def main() -> int:
         harness.connect(account.url)
         say(f"emulated AWS with Batch at {sim.url}")
         harness.make_scene(work / "project" / "batch_shot.blend", frames=args.frames, size=48, samples=4)
-        scene = bpy.context.scene
+        scene: Any = bpy.context.scene
         settings = scene.cloud_render
         settings.instance_type = "c5.2xlarge"  # the emulated machines render on the CPU
         settings.machines = args.machines
@@ -86,7 +87,8 @@ def main() -> int:
         say(f"scene: {args.frames} frames, Machines = {args.machines}; Blender {version} cached in {bucket}")
         print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
 
-        assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+        ops: Any = bpy.ops
+        assert ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
         view = module.addon.job_view.view()
         job_id = view.job_id
         seen = {"state": "", "rows": ""}
