@@ -119,6 +119,26 @@ def st_close_splash():
     return 2.0
 
 
+def st_panel_no_account():
+    """Before any keys: the Output tab as a new artist first sees it."""
+    props_area().spaces.active.context = "OUTPUT"
+    redraw_all()
+    return 1.5
+
+
+def st_panel_no_account_scroll():
+    """To the bottom, then one page up: the top of the Cloud Render panel, with its reasons."""
+    scroll(props_area())
+    scroll(props_area(), down=False, pages=1)
+    return 1.5
+
+
+def st_panel_no_account_shot():
+    if MODE == "shots":
+        shot("panel_no_account", props_area())
+    return 0.5
+
+
 def st_prefs_open():
     log("Blender", bpy.app.version_string, "Python", sys.version.split()[0], "online", bpy.app.online_access)
     prefs = context().preferences.addons[MOD].preferences
@@ -179,7 +199,8 @@ def st_prefs_setup():
 
 
 def st_prefs_setup_shot():
-    shot("prefs_after_set_up", box=(0, 0, 900, 700))
+    ready = view().setup_summary.startswith("Ready")
+    shot("prefs_after_set_up" if ready else "prefs_after_set_up_quota_0", box=(0, 0, 900, 700))
     for window in list(wm().windows)[1:]:
         with context().temp_override(window=window):
             bpy.ops.wm.window_close()
@@ -525,6 +546,9 @@ def st_quit():
 
 STAGES = [
     st_close_splash,
+    st_panel_no_account,
+    st_panel_no_account_scroll,
+    st_panel_no_account_shot,
     st_prefs_open,
     st_prefs_expand,
     st_prefs_no_keys,

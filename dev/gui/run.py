@@ -38,7 +38,14 @@ INSIDE = "/opt/cloud-render-gui"  # the work folder, as the chroot sees it
 WORK = CHROOT / INSIDE.lstrip("/")
 SHOT_DIR = ROOT / "docs" / "screenshots"
 GUI_TIMEOUT_S = 900
-BLENDER_VERSION = "4.3.2"  # Debian trixie's Blender: the version the GUI asks the machine for
+BLENDER_VERSION = "4.3.2"
+# On-demand and spot G/VT and P instance vCPU quotas (the CPU machines keep theirs).
+GPU_QUOTA_CODES = (
+    "L-DB2E81BA",
+    "L-417A185B",
+    "L-3819A6DF",
+    "L-7212CCBC",
+)  # Debian trixie's Blender: the version the GUI asks the machine for
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulatedSecretKeyForTestsOnly0123456789ab")
@@ -140,6 +147,8 @@ def run_gui(mode: str) -> dict:
         (WORK / "emulator.json").write_text(json.dumps({"s3": account.url}))
         if mode == "shots":
             forget_a_machine(account.url)
+            for quota in GPU_QUOTA_CODES:  # a new account: no GPU machines until AWS says yes
+                account.quotas.set_quota(quota, 0, "us-east-1")
         endpoints = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
         say(f"emulated account at {account.url}, simulator on; starting the GUI ({mode})")
         started = time.monotonic()
