@@ -52,7 +52,18 @@ emit("build", version="fake", hash="fake", date="fake")
 emit("device", device="CPU", gpus=[])
 plan = [{"frame": f, "name": "frame_%04d.png" % f} for f in cfg["frames"]]
 emit("plan", frames=plan, skipped=[])
-for item in plan:
+def frames():
+    if not cfg.get("claim"):
+        yield from plan
+        return
+    by_frame = {item["frame"]: item for item in plan}
+    while True:  # one machine of many: ask the supervisor for each next claimed frame
+        emit("next")
+        line = sys.stdin.readline().strip()
+        if not line:
+            return
+        yield by_frame[int(line)]
+for item in frames():
     emit("frame", frame=item["frame"])
     print("bench: frame %d started at %.3f" % (item["frame"], time.time()), flush=True)
     started = time.monotonic()

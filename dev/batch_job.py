@@ -26,7 +26,7 @@ from dev.simulator import make_blender_tarball
 
 SCENE = r"""
 import sys, bpy
-path, frames, size, samples = sys.argv[-4], int(sys.argv[-3]), int(sys.argv[-2]), int(sys.argv[-1])
+path, frames, size, samples, heavy = sys.argv[-5], *(int(a) for a in sys.argv[-4:])
 bpy.ops.wm.read_homefile(use_factory_startup=True)
 scene = bpy.context.scene
 scene.render.engine = "CYCLES"
@@ -43,17 +43,22 @@ cube.rotation_euler = (0.3, 0.2, 0.0)
 cube.keyframe_insert("rotation_euler", frame=1)
 cube.rotation_euler = (0.3, 0.2, 1.2)
 cube.keyframe_insert("rotation_euler", frame=max(frames, 2))
+if heavy:  # evaluated again for every frame: slower frames without a bigger file
+    subsurf = cube.modifiers.new("subsurf", "SUBSURF")
+    subsurf.levels = subsurf.render_levels = heavy
+    cube.modifiers.new("wave", "WAVE")
 bpy.ops.wm.save_as_mainfile(filepath=path)
 """
 
 
 def make_scene(
-    path: Path, frames: int, size: int = 32, samples: int = 2, python: str = sys.executable
+    path: Path, frames: int, size: int = 32, samples: int = 2, heavy: int = 0, python: str = sys.executable
 ) -> Path:
-    """A tiny Cycles scene saved at `path`, made by bpy in its own process."""
+    """A tiny Cycles scene saved at `path`, made by bpy in its own process; `heavy`: subdivision
+    levels evaluated every frame (8: about a second a frame here), for jobs that must last."""
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [python, "-c", SCENE, str(path), str(frames), str(size), str(samples)],
+        [python, "-c", SCENE, str(path), str(frames), str(size), str(samples), str(heavy)],
         check=True,
         capture_output=True,
         timeout=300,

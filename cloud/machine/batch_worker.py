@@ -90,7 +90,12 @@ class BatchSupervisor(Supervisor):
         self.status.update(machine=index, attempt=attempt, machine_count=int(spec.get("machine_count", 1)))
         self.claims = Claims(dict(spec.get("claim_urls") or {}), index, attempt, self.log.say)
         self.claimed: list[int] = []
-        self._marks: list[threading.Thread] = []
+        self.pending: list[int] = []  # claimed by a lost attempt of this machine, not uploaded
+        self.order = order_frames(spec["frames"], spec.get("frame_order", "sequential"))
+        self.cursor = 0  # frames before it are claimed (by someone): never asked again
+        self.marked: set[int] = set()
+        self.marking_done = threading.Event()
+        self.claims_frames = True
 
     @classmethod
     def from_environment(cls, spec: dict[str, Any], work: str) -> BatchSupervisor:
@@ -147,19 +152,56 @@ class BatchSupervisor(Supervisor):
         order = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
         return [f for f in order if f in claimed and f not in rendered]
 
-    def render_claimed(self, command: list[str], frame: int) -> None:
-        if frame not in self.claimed:
+    # -- claiming, as Blender asks for each next frame
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") != "next":
+            super().handle_event(event)
+            return
+        frame = None if self.stop_reason else self.next_claim()
+        proc = self.blender_proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(b"" if frame is None else f"{frame}".encode())
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+        except OSError as exc:  # Blender went away; its exit says why
+            self.log.say(f"could not hand frame {frame} to Blender: {exc}")
+
+    def next_claim(self) -> int | None:
+        """The next frame for this machine: first what a lost attempt claimed, then the next one
+        in the job's order that no machine has claimed yet (a conditional write wins it)."""
+        if self.pending:
+            frame = self.pending.pop(0)
+        else:
+            frame = None
+            while self.cursor < len(self.order):
+                candidate = self.order[self.cursor]
+                self.cursor += 1
+                if candidate not in self.claimed and self.claims.claim(candidate):
+                    frame = candidate
+                    self.mark("claimed", frame)
+                    break
+        if frame is not None:
             self.claimed.append(frame)
-        self.status.update(frame=frame, push=True)
-        code = self.render(command, [frame])
-        self.wait_uploads()
-        if frame in self.done:
-            self.mark("rendered", frame)
-            return
-        if self.stop_reason:
-            return
-        kind, cause = self.failure(code)
-        raise JobFailed(kind, cause)
+            self.log.say(f"claimed frame {frame}")
+            self.status.update(frame=frame, push=True)
+        return frame
+
+    def mark_rendered(self) -> None:
+        """rendered-<f> for every frame uploaded since the last call (what a retry skips)."""
+        for frame in sorted(self.done):
+            if frame not in self.marked:
+                self.mark("rendered", frame)
+                self.marked.add(frame)
+
+    def _marker(self) -> None:
+        while not self.marking_done.wait(0.5):
+            try:
+                self.mark_rendered()
+            except (OSError, http.client.HTTPException) as exc:
+                self.log.say(f"could not mark rendered frames yet ({exc})")
 
     def run(self) -> str:
         self.log.start()
@@ -180,23 +222,21 @@ class BatchSupervisor(Supervisor):
             self.download_inputs()
             self.check_uploads()
             if self.attempt > 1:
-                lost = self.lost_claims()
-                if lost:
+                self.pending = self.lost_claims()
+                if self.pending:
                     self.log.say(
-                        f"finishing what attempt {self.attempt - 1} claimed but never uploaded: {lost}"
+                        f"finishing what attempt {self.attempt - 1} claimed but never uploaded: {self.pending}"
                     )
-                for frame in lost:
-                    if self.stop_reason:
-                        break
-                    self.render_claimed(command, frame)
-            for frame in order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential")):
-                if self.stop_reason:
-                    break
-                if frame in self.claimed or not self.claims.claim(frame):
-                    continue
-                self.mark("claimed", frame)
-                self.log.say(f"claimed frame {frame}")
-                self.render_claimed(command, frame)
+            marker = threading.Thread(target=self._marker, name="marks", daemon=True)
+            marker.start()
+            code = self.render(command, self.order)  # Blender asks for each frame in turn
+            self.wait_uploads()
+            self.marking_done.set()
+            marker.join(timeout=10)
+            self.mark_rendered()
+            if not self.stop_reason and self.frames_left():
+                kind, cause = self.failure(code)
+                raise JobFailed(kind, cause)
         except JobFailed as exc:
             self.uploads.put(None)
             return self.finish_failed(exc.kind, exc.cause, None)

@@ -191,6 +191,24 @@ def engine_name(scene: Any) -> str:
     return "Workbench" if scene.render.engine == "BLENDER_WORKBENCH" else "EEVEE"
 
 
+def frames_to_render(plan: list[dict[str, Any]], cfg: dict) -> Any:
+    """The plan in order; with "claim" (one machine of many), each next frame the supervisor
+    claimed for this machine: asked for with a "next" event, answered on stdin, until it
+    answers an empty line. The scene stays loaded between frames."""
+    if not cfg.get("claim"):
+        yield from plan
+        return
+    by_frame = {item["frame"]: item for item in plan}
+    while True:
+        emit("next")
+        line = sys.stdin.readline().strip()
+        if not line:
+            return
+        item = by_frame.get(int(line))
+        if item is not None:
+            yield item
+
+
 def main() -> None:
     cfg = json.load(open(sys.argv[sys.argv.index("--") + 1]))  # noqa: SIM115
     scene: Any = bpy.context.scene
@@ -247,7 +265,7 @@ def main() -> None:
         handlers.render_stats.append(on_stats)
 
     scene.frame_step = 1
-    for item in plan:
+    for item in frames_to_render(plan, cfg):
         frame = item["frame"]
         state["frame"], state["status"] = frame, ""
         scene.frame_start = scene.frame_end = frame

@@ -211,6 +211,9 @@ def safe_join(root: str, relative: str) -> str:
 class Supervisor:
     """One job on one machine, from the spec to done.json / error.json / interrupted.json."""
 
+    claims_frames = False  # one machine of many (batch_worker.BatchSupervisor) claims its frames
+    blender_proc: subprocess.Popen[bytes] | None = None
+
     def __init__(self, spec: dict[str, Any], work: str) -> None:
         self.spec = spec
         self.work = os.path.abspath(work)
@@ -570,6 +573,9 @@ class Supervisor:
             "auto_run": bool(self.spec.get("auto_run")),
             "fingerprint": self.spec.get("fingerprint") or {},
             "accept_differences": bool(self.spec.get("accept_differences")),
+            # One machine of many: Blender asks for each next frame ("next") and reads the
+            # claimed one on its stdin (batch_worker.py answers), the scene loaded once.
+            "claim": self.claims_frames,
         }
         config_path = os.path.join(self.work, "render-config.json")
         with open(config_path, "w") as handle:
@@ -604,10 +610,11 @@ class Supervisor:
             cwd=self.job_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self.claims_frames else subprocess.DEVNULL,
             env=env,
             start_new_session=True,
         )
+        self.blender_proc = proc
         with open(os.path.join(self.work, "blender.pid"), "w") as handle:
             handle.write(str(proc.pid))
         lines: queue.Queue[str | None] = queue.Queue()

