@@ -13,7 +13,8 @@ from typing import Any
 # margins, a box and an icon take from the region's width, in pixels.
 CHAR_PX = 6.6
 MARGIN_PX = 64
-DEFAULT_WIDTH_PX = 330  # the default Properties editor (and the windowless bpy module)
+DEFAULT_WIDTH_PX = 330
+PATH_MIN_CHARS = 16  # a word this long with a "/" in it is a path, broken at its slashes  # the default Properties editor (and the windowless bpy module)
 
 
 def wrap(text: str, width_px: float = DEFAULT_WIDTH_PX, scale: float = 1.0) -> list[str]:
@@ -24,7 +25,7 @@ def wrap(text: str, width_px: float = DEFAULT_WIDTH_PX, scale: float = 1.0) -> l
     lines: list[str] = []
     for paragraph in text.splitlines():
         line = ""
-        for token in re.split(r"(?<=[ /])", paragraph):
+        for token in _tokens(paragraph):
             while len(token) > chars:  # a word longer than a line: cut it
                 if line.strip():
                     lines.append(line.rstrip())
@@ -37,6 +38,14 @@ def wrap(text: str, width_px: float = DEFAULT_WIDTH_PX, scale: float = 1.0) -> l
                 line += token
         lines.append(line.rstrip())
     return lines
+
+
+def _tokens(paragraph: str) -> list[str]:
+    """Words with their trailing space; a long path also splits after each "/" (not "s/frame")."""
+    tokens: list[str] = []
+    for word in re.split(r"(?<= )", paragraph):
+        tokens += re.split(r"(?<=/)", word) if len(word) > PATH_MIN_CHARS and "/" in word else [word]
+    return [t for t in tokens if t]
 
 
 def region_width(context: Any) -> tuple[float, float]:

@@ -126,10 +126,15 @@ def st_panel_no_account():
     return 1.5
 
 
-def st_panel_no_account_scroll():
-    """To the bottom, then one page up: the top of the Cloud Render panel, with its reasons."""
+def top_of_panel():
+    """To the bottom, then one page up: the top of the Cloud Render panel (its reasons,
+    findings and estimate), above the long Machine and Frames sub-panel."""
     scroll(props_area())
     scroll(props_area(), down=False, pages=1)
+
+
+def st_panel_no_account_scroll():
+    top_of_panel()
     return 1.5
 
 
@@ -255,7 +260,7 @@ def st_panel_ready():
 def st_panel_ready_shot():
     shot("panel_ready", props_area())
     log("check_scene", in_props(ops().cloud_render.check_scene))
-    scroll(props_area())
+    top_of_panel()
     return 2.0
 
 
@@ -272,7 +277,7 @@ def st_check_scene_shot():
 def st_estimate():
     if MODE == "shots" and view().estimate.startswith("Rendering") and time.monotonic() < S["deadline"]:
         return ("again", 2.0)
-    scroll(props_area())
+    top_of_panel()
     return 2.0
 
 

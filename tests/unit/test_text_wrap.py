@@ -37,3 +37,8 @@ def test_a_path_breaks_after_a_slash_not_inside_a_name():
     lines = text_wrap.wrap(path, 330)
     assert "".join(lines) == path and len(lines) > 1
     assert all(line.endswith("/") for line in lines[:-1])
+
+
+def test_a_unit_with_a_slash_stays_whole():
+    lines = text_wrap.wrap("$0.02, 4 min: c7i.2xlarge, ~3.1 s/frame ($0.01-$0.05)", 330)
+    assert any("s/frame" in line for line in lines)
