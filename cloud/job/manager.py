@@ -37,7 +37,11 @@ class JobManager:
         self._lock = threading.Lock()
 
     def _start(self, record: JobRecord, request: JobRequest | None) -> JobRunner:
-        if record.machines > 1:  # many machines: an AWS Batch array job (cloud/job/batch_engine.py)
+        # Many machines: an AWS Batch array job (cloud/job/batch_engine.py). One machine keeps the
+        # direct EC2 launch: the same boot to first frame in the emulation (bench/boot_engines.py),
+        # while on AWS Batch adds its scale-up from zero (the compute environment notices the job,
+        # an instance boots, the ECS agent registers, the image is pulled) for nothing to share.
+        if record.machines > 1:
             from .batch_engine import BatchJobRunner
 
             runner: JobRunner = BatchJobRunner(
