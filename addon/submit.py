@@ -63,13 +63,15 @@ def confirmation_text(context: bpy.types.Context) -> str:
     frames = frames_for(scene)
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
     estimate = machine_facts.job_estimate_text(price, len(frames), settings.max_hours)
+    # Estimate lines read "<price>, <time>: <machine> [marks], ..." (machine_facts.estimate_lines).
     measured = [
-        line
+        line.partition(": ")
         for line in job_view.view().estimate.splitlines()
-        if line.startswith(settings.instance_type + ":")
+        if re.match(rf"{re.escape(settings.instance_type)}[ ,]", line.partition(": ")[2])
     ]
     if measured:
-        estimate = f"Estimate from a test render: {measured[0]}\n{estimate}"
+        cost_time, _, rest = measured[0]
+        estimate = f"Estimate from a test render: {rest}: {cost_time} for the job\n{estimate}"
     fleet = fleet_line(context, len(frames), price.usd or 0.0)
     machines = machines_for(context, len(frames))
     return (
@@ -86,7 +88,9 @@ def measured_seconds_per_frame(context: bpy.types.Context) -> float | None:
     """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
     chosen = context.scene.cloud_render.instance_type + ":"
     for line in job_view.view().estimate.splitlines():
-        found = re.search(r"~([\d.]+) s/frame", line) if line.startswith(chosen) else None
+        # the machine starts the line, or follows "<price>, <time>: " (machine_facts.estimate_lines)
+        mine = re.match(rf"(?:[^:]*: )?{re.escape(chosen.rstrip(':'))}[ :,]", line)
+        found = re.search(r"~([\d.]+) s/frame", line) if mine else None
         if found:
             return float(found.group(1))
     return None

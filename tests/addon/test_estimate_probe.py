@@ -26,7 +26,8 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
         assert bpy.ops.cloud_render.estimate() == {"FINISHED"}
         harness.drain_until(lambda: view.estimate and not view.estimate.startswith("Rendering"), 120)
         lines = view.estimate.splitlines()
-        assert lines[0].startswith("g4dn.xlarge: ~") and "[chosen" in lines[0], lines
+        # price and time first, then the machine (machine_facts.estimate_lines)
+        assert lines[0].startswith("$") and "g4dn.xlarge [chosen" in lines[0], lines
         assert any("cheapest" in line for line in lines) and any("fastest" in line for line in lines)
         assert "$" in lines[0] and "s/frame" in lines[0]
         text = harness.addon().addon.submit.confirmation_text(bpy.context)

@@ -226,3 +226,20 @@ def test_a_failure_before_any_frame_shows_no_live_rows_or_result(module):
     labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
     assert not any(text.startswith(("Elapsed", "Cost so far", "0/6 frames")) for text in labels)
     assert "cloud_render.request_quota" in operators and "cloud_render.cancel" not in operators
+
+
+def test_estimate_lines_price_first_still_feed_the_confirmation(module):
+    submit = module.addon.submit
+    view = module.addon.job_view.view()
+    bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+    view.estimate = (
+        "$0.04, 4 min: g4dn.xlarge [chosen], ~58.0 s/frame ($0.02-$0.07)\n"
+        "$0.02, 4 min: c6i.2xlarge [cheapest, fastest], ~3.1 s/frame ($0.01-$0.05)"
+    )
+    try:
+        assert submit.measured_seconds_per_frame(bpy.context) == 58.0
+        text = submit.confirmation_text(bpy.context)
+        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58.0 s/frame" in text
+        assert "$0.04, 4 min for the job" in text
+    finally:
+        view.estimate = ""
