@@ -233,7 +233,8 @@ def _image_editors() -> list[Any]:
 
 def _new_window_area(kind: str) -> list[Any]:
     """A new window whose editor is `kind`, as Blender shows a render: the artist's layout
-    stays as it is. The bpy module has no windows to open: then nothing is returned."""
+    stays as it is. Where no window can be opened (the bpy module), the largest editor that is
+    not a Properties editor or an Outliner becomes one, as before."""
     wm = bpy.context.window_manager
     if not wm.windows:
         return []
@@ -242,11 +243,21 @@ def _new_window_area(kind: str) -> list[Any]:
         with bpy.context.temp_override(window=wm.windows[0]):
             bpy.ops.wm.window_new()
     except RuntimeError:  # no window to copy (the bpy module's stand-in window has no screen area)
-        return []
+        pass
     new = [w for w in wm.windows if w not in before]
-    if not new:
+    areas = (
+        list(new[0].screen.areas)
+        if new
+        else [
+            area
+            for window in wm.windows
+            for area in window.screen.areas
+            if area.type not in {"PROPERTIES", "OUTLINER"}
+        ]
+    )
+    if not areas:
         return []
-    area = max(new[0].screen.areas, key=lambda a: a.width * a.height)
+    area = max(areas, key=lambda a: a.width * a.height)
     area.type = kind
     return [area]
 
