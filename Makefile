@@ -60,7 +60,7 @@ endif
 
 # The add-on and end-to-end tests on Blender 4.2 LTS: its bpy module ahead of the suite's 5.0.
 test-bpy42: venv venv-compat wheels
-	PYTHONPATH=$(VENV_BPY42)/lib/python3.11/site-packages $(PY) -m pytest tests/addon tests/e2e \
+	PYTHONPATH=$(abspath $(VENV_BPY42))/lib/python3.11/site-packages $(PY) -m pytest tests/addon tests/e2e \
 	  --ignore=tests/addon/test_install.py  # it runs 4.2 (and 5.x) in interpreters of its own
 
 test-fast: venv wheels

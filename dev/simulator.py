@@ -62,7 +62,10 @@ def make_blender_tarball(version: str, dest: Path, blender_python: str = sys.exe
     path = dest / f"{top}.tar.xz"
     # The suite's bpy module: under `make test-bpy42` PYTHONPATH puts Blender 4.2's ahead, and the
     # machine's Blender must be that one too (the machine's environment is otherwise clean).
-    path_line = f'export PYTHONPATH="{os.environ["PYTHONPATH"]}"\n' if os.environ.get("PYTHONPATH") else ""
+    python_path = os.pathsep.join(
+        os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    )
+    path_line = f'export PYTHONPATH="{python_path}"\n' if python_path else ""
     script = (
         f'#!/bin/sh\n{path_line}exec "{blender_python}" "$(dirname "$0")/blender_launcher.py" "$@"\n'.encode()
     )
