@@ -5,6 +5,7 @@ The add-on keeps one `JobManager`; each job runs in its own `JobRunner` thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,6 +18,8 @@ from .cloud_steps import CloudSteps
 from .events import EventQueue
 from .job_thread import JobRunner
 from .records import JobRecord, JobRequest, RecordStore, Stage, new_job_id
+
+_log = logging.getLogger(__name__)
 
 
 class JobManager:
@@ -163,7 +166,15 @@ class JobManager:
         """Machines of ours still running, in every region used, whose job is not live here."""
         from ..aws import compute
 
-        return list(compute.find_orphans_in(self.settings_for(), self.regions_used(*also), self.is_job_live))
+        found = list(compute.find_orphans_in(self.settings_for(), self.regions_used(*also), self.is_job_live))
+        try:  # many machines: a live Batch job stands for its machines (ended as one, below)
+            found += [
+                compute.Orphan(batch_id, job_id, region, None)
+                for region, batch_id, job_id in self.batch_orphans(*also)
+            ]
+        except Exception as error:
+            _log.info("Batch jobs not searched: %s", error)
+        return found
 
     def batch_steps(self, record: JobRecord) -> Any:
         """The Batch steps for one many-machine job (they carry its machine count)."""
@@ -207,6 +218,9 @@ class JobManager:
         return moved
 
     def terminate_instance(self, region: str, instance_id: str) -> None:
+        if not instance_id.startswith("i-"):  # a forgotten Batch job (see orphans)
+            self.end_batch_job(region, instance_id)
+            return
         self.steps.terminate(self.settings_for().in_region(region), instance_id)
 
     def stop_all(self, timeout: float = 5.0) -> None:

@@ -213,7 +213,10 @@ def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, slow_sc
     manager = JobManager(tmp_path / "records", EventQueue(), lambda: sim.settings)
     found = manager.batch_orphans("us-east-1")
     assert [(region, job_id) for region, _batch, job_id in found] == [("us-east-1", record.job_id)]
-    manager.end_batch_job("us-east-1", found[0][1])
-    # moto gap: the parent's termination reaches no child; end_batch_job terminates each one.
+    # The panel's forgotten-machine list shows it like a machine, and its Terminate ends it.
+    [orphan] = manager.orphans("us-east-1")
+    assert (orphan.instance_id, orphan.job_id) == (found[0][1], record.job_id)
+    manager.terminate_instance("us-east-1", orphan.instance_id)
+    # moto gap: the parent's termination reaches no child; the engine terminates each one.
     nothing_left(sim, job)
-    assert manager.batch_orphans("us-east-1") == []
+    assert manager.batch_orphans("us-east-1") == [] and manager.orphans("us-east-1") == []
