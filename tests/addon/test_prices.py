@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,7 +69,16 @@ def menu_labels(mod: Any) -> list[str]:
 
 
 def price_line(mod: Any) -> str:
-    return next(text for text in panel_labels(mod) if "/h " in text)
+    """The machine's price line as the artist reads it, joined again where the panel wrapped it
+    to its width: the price comes first, where it comes from ends with its date or time."""
+    labels = panel_labels(mod)
+    index = next(i for i, text in enumerate(labels) if "/h " in text)
+    line = labels[index]
+    for more in labels[index + 1 : index + 4]:
+        if re.search(r"(\d{4}-\d\d-\d\d|\d\d:\d\d today)$", line):
+            break
+        line = f"{line} {more}"
+    return line
 
 
 def submit_and_stop(mod: Any) -> float:
@@ -97,9 +107,8 @@ def test_refreshed_prices_reach_panel_menu_confirmation_and_job(module, pricing)
 
     today = datetime.now(UTC).date().isoformat()
     assert price_line(module) == f"$0.611/h on-demand, AWS price list {today}"
-    assert any(
-        t.startswith("g4dn.xlarge: 1x NVIDIA T4") and t.endswith("$0.61/h") for t in panel_labels(module)
-    )
+    # The machine's facts, wrapped over lines at the panel's width, read as one text.
+    assert re.search(r"g4dn\.xlarge: 1x NVIDIA T4 [^$]*\$0\.61/h", " ".join(panel_labels(module)))
     assert any(t.startswith("c5.2xlarge:") and t.endswith("$0.35/h") for t in menu_labels(module))
     text = module.addon.submit.confirmation_text(bpy.context)
     assert f"g4dn.xlarge ($0.611/h on-demand, AWS price list {today}) in us-east-1" in text
@@ -163,7 +172,7 @@ def test_failing_price_server_keeps_bundled_prices_and_the_panel_draws(module, p
     # Not asked again in this session, and no dialog: the operators and panels still work.
     asked = len(pricing.requests)
     labels, _operators = draw(module.panels.render_panel.CLOUDRENDER_PT_settings)
-    assert line in labels and not prices.busy() and len(pricing.requests) == asked
+    assert line in " ".join(labels) and not prices.busy() and len(pricing.requests) == asked
     assert "Hard cap" in module.addon.submit.confirmation_text(bpy.context)
 
 
