@@ -12,40 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from cloud.aws.session import client
 from cloud.errors import Cancelled
-from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue, FrameArrived, JobEnded, LogLines
 from cloud.job.job_thread import JobRunner
-from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
+from cloud.job.records import Stage
 from cloud.machine import contract
-from tests.unit.test_machine_output import BUCKET, Machine
+from tests.unit.test_machine_output import followed_job
 
 
 @pytest.fixture
 def job(aws, tmp_path: Path):
-    client(aws.settings, "s3").create_bucket(Bucket=BUCKET)
-    record = JobRecord(
-        job_id=new_job_id(),
-        blend_name="/p/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="c5.2xlarge",
-        spot=False,
-        frames=[1, 2],
-        output_dir=str(tmp_path / "renders" / "job"),
-        price_per_hour=0.34,
-        max_cost=5.0,
-        max_hours=2.0,
-        bucket=BUCKET,
-        launched_at=time.time(),
-        stage=Stage.RENDERING.value,
+    runner, events, machine = followed_job(
+        aws, tmp_path, [1, 2], tmp_path / "renders" / "job", stage=Stage.RENDERING.value
     )
-    store = RecordStore(tmp_path / "jobs")
-    store.save(record)
-    events = EventQueue()
-    runner = JobRunner(record, aws.settings, events, store, CloudSteps(tmp_path / "state"))
-    machine = Machine(aws, record.job_id)
     plan = [{"name": f"f_{f:04d}.png", "frame": f} for f in (1, 2)]
     machine.put_json("plan.json", {"contract": contract.CONTRACT_VERSION, "frames": plan})
     runner._poll_outputs()  # reads the plan

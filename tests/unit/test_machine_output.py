@@ -41,8 +41,8 @@ class Machine:
         self.put(name, json.dumps(data))
 
 
-@pytest.fixture
-def job(aws, tmp_path: Path):
+def followed_job(aws, tmp_path: Path, frames: list[int], output_dir: Path, **fields):  # type: ignore[no-untyped-def]
+    """A launched job in the emulated bucket, with the thread that follows it (not started)."""
     client(aws.settings, "s3").create_bucket(Bucket=BUCKET)
     record = JobRecord(
         job_id=new_job_id(),
@@ -51,19 +51,26 @@ def job(aws, tmp_path: Path):
         region="us-east-1",
         instance_type="c5.2xlarge",
         spot=False,
-        frames=[1, 2, 3],
-        output_dir=str(tmp_path / "home" / "renders" / "job"),
+        frames=frames,
+        output_dir=str(output_dir),
         price_per_hour=0.34,
         max_cost=5.0,
         max_hours=2.0,
         bucket=BUCKET,
         launched_at=time.time(),
+        **fields,
     )
     store = RecordStore(tmp_path / "jobs")
     store.save(record)
     events = EventQueue()
     runner = JobRunner(record, aws.settings, events, store, CloudSteps(tmp_path / "state"))
-    return runner, events, Machine(aws, record.job_id), tmp_path
+    return runner, events, Machine(aws, record.job_id)
+
+
+@pytest.fixture
+def job(aws, tmp_path: Path):
+    runner, events, machine = followed_job(aws, tmp_path, [1, 2, 3], tmp_path / "home" / "renders" / "job")
+    return runner, events, machine, tmp_path
 
 
 def drained(events: EventQueue) -> list:
