@@ -155,6 +155,15 @@ def disk_cache_folder(cache: Any) -> str:
     return str(blend.parent / f"blendcache_{blend.stem}")
 
 
+def bake_target(modifier: Any, bake: Any) -> str:
+    """Where a Geometry Nodes bake is kept: "PACKED" in the .blend or "DISK".
+
+    Packed bakes (`bake_target`) came after Blender 4.2 LTS: there every bake is on disk.
+    """
+    own = getattr(bake, "bake_target", "INHERIT")
+    return str(own if own != "INHERIT" else getattr(modifier, "bake_target", "DISK"))
+
+
 def simulations() -> list[dict[str, Any]]:
     """Every physics cache and Geometry Nodes simulation or bake, with whether it is baked."""
     packed: dict[str, set[int]] = {}
@@ -203,7 +212,7 @@ def simulations() -> list[dict[str, Any]]:
                 )
             elif mod.type == "NODES" and _has_simulation(mod.node_group):
                 for bake in mod.bakes:
-                    target = bake.bake_target if bake.bake_target != "INHERIT" else mod.bake_target
+                    target = bake_target(mod, bake)
                     entry: dict[str, Any] = {
                         "object": obj.name,
                         "modifier": mod.name,

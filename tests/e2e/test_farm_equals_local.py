@@ -115,7 +115,12 @@ scene.render.image_settings.file_format = "PNG"
 scene.frame_start = scene.frame_end = 1
 scene.render.filepath = "//render/shot_"
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_remap=True)
+bpy.app.driver_namespace.clear()  # see EXIT below
 """
+
+# EXIT: the bpy module of Blender 4.2 crashes (SIGSEGV) at interpreter exit once a Python
+# driver has been evaluated, unless the driver namespace is emptied first (bpy 5.0 exits
+# cleanly): the scripts here that evaluate drivers end by emptying it.
 
 # The artist's Blender: the add-on enabled, Auto Run on; render frame 1 and print the fingerprint.
 LOCAL = r"""
@@ -135,6 +140,7 @@ scene.cycles.seed = seed
 scene.render.filepath = out
 bpy.ops.render.render(write_still=True)
 print("FINGERPRINT " + json.dumps(fingerprint.collect(bpy, addon_utils, scene, [addon] if addon else [])))
+bpy.app.driver_namespace.clear()  # see EXIT above
 """
 
 
