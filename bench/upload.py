@@ -6,17 +6,22 @@
    for our upload alone and with hashing included (we must hash to skip what exists): hashing
    overlaps the uploads (storage.hash_and_upload), every byte hashed, no cache.
    A resubmit with one 5 MB file changed: with the local hash cache, against hashing all again.
+   AWS Deadline Cloud's job attachments (the `deadline` package, pinned in
+   bench/vs_deadline/requirements.txt, run in a bench-only venv this script creates on first
+   use: never a dependency of the add-on) upload the same job to the same endpoint, hashing
+   included, and do the same resubmit with their own hash cache (bench/vs_deadline/).
 2. Resubmits, each against `aws s3 sync` of the same tree: one file changed; the project
    folder renamed (the CLI syncs it to the new project prefix); a second scene sharing 90% of
    its textures. Bytes sent are counted by a TCP proxy in front of the emulator (request
    bodies and headers, both tools alike).
 
-    .venv/bin/python bench/upload.py [--small] [--rounds N]
+    .venv/bin/python bench/upload.py [--small] [--rounds N] [--no-deadline]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -41,6 +46,9 @@ from tests.aws_emulator import moto_server  # noqa: E402
 from tests.error_server import CountingProxy  # noqa: E402
 
 MB = 1_000_000
+DEADLINE_VENV = ROOT / ".venv-bench-deadline"
+DEADLINE_REQUIREMENTS = ROOT / "bench" / "vs_deadline" / "requirements.txt"
+DEADLINE_PREFIX = "DeadlineCloud"  # the queue's job-attachment root prefix
 FILES = 50
 KEY_ID, SECRET = "AKIAEXAMPLETESTKEY00", "test-secret-not-real"
 
@@ -101,6 +109,61 @@ def cli(args: list[str], endpoint: str, home: Path) -> tuple[float, int]:
     return time.perf_counter() - start, len(re.findall(r"^upload: ", done.stdout, re.M))
 
 
+def deadline_python() -> Path:
+    """The bench-only venv with the pinned `deadline` package: created (or renewed when the pin
+    changed) here, from the same Python as the dev venv."""
+    python = DEADLINE_VENV / "bin" / "python"
+    stamp = DEADLINE_VENV / ".stamp"
+    wanted = DEADLINE_REQUIREMENTS.read_text()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print(f"creating the bench-only Deadline Cloud venv in {DEADLINE_VENV.name} ...", flush=True)
+    shutil.rmtree(DEADLINE_VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(DEADLINE_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    done = subprocess.run([*pip, "-r", str(DEADLINE_REQUIREMENTS)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"Could not install {DEADLINE_REQUIREMENTS.name} into {DEADLINE_VENV.name} (run with "
+            f"--no-deadline to leave Deadline out):\n{done.stderr[-3000:]}"
+        )
+    stamp.write_text(wanted)
+    return python
+
+
+def deadline_submit(folder: Path, bucket: str, url: str, cache: Path) -> dict:
+    """One Deadline Cloud job-attachment submit of `folder` (hash through its cache, upload what
+    the bucket lacks, the manifest); the times are taken inside its process, imports excluded."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_CONFIG_FILE": str(cache / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(cache / "aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [
+            str(deadline_python()),
+            str(ROOT / "bench" / "vs_deadline" / "attachments.py"),
+            str(folder),
+            bucket,
+            DEADLINE_PREFIX,
+            str(cache),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"Deadline Cloud's job attachments failed against the emulator:\n{done.stderr[-4000:]}"
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def fresh_bucket(settings: AwsSettings, url: str) -> str:
     requests.post(f"{url}/moto-api/reset", timeout=30).raise_for_status()  # frees moto's memory
     bucket = storage.new_bucket_name()
@@ -119,7 +182,7 @@ def throughput(work: Path, url: str, settings: AwsSettings, rounds: int) -> None
     make_job(job, args_total)
     size = tree_size(job)
     print(f"job: {FILES} files, {size / MB:.0f} MB in {job}")
-    ours_up, ours_all, theirs = [], [], []
+    ours_up, ours_all, theirs, deadline = [], [], [], []
     paths = [p for p in sorted(job.rglob("*")) if p.is_file()]
     for _ in range(rounds):
         bucket = fresh_bucket(settings, url)
@@ -133,10 +196,24 @@ def throughput(work: Path, url: str, settings: AwsSettings, rounds: int) -> None
         seconds, count = cli(["s3", "cp", "--recursive", str(job), f"s3://{bucket}/job/"], url, work)
         assert count == FILES, count
         theirs.append(seconds)
+        if with_deadline:  # an empty bucket and an empty hash cache: every byte hashed and sent
+            bucket = fresh_bucket(settings, url)
+            cache = Path(tempfile.mkdtemp(prefix="deadline-cache-", dir=work))
+            run = deadline_submit(job, bucket, url, cache)
+            assert run["hashed_files"] == FILES and run["uploaded_files"] == FILES, run
+            deadline.append(run)
     ours, ours_hashing, cli_s = min(ours_up), min(ours_all), min(theirs)
     print(f"ours (upload):        {ours:6.2f} s  {size / MB / ours:7.1f} MB/s")
     print(f"ours (hash + upload): {ours_hashing:6.2f} s  {size / MB / ours_hashing:7.1f} MB/s")
     print(f"aws s3 cp --recursive:{cli_s:6.2f} s  {size / MB / cli_s:7.1f} MB/s")
+    if deadline:
+        best = min(deadline, key=lambda r: r["seconds"])
+        dl_s = best["seconds"]
+        print(
+            f"Deadline Cloud job attachments (hash + upload): {dl_s:6.2f} s  {size / MB / dl_s:7.1f} MB/s "
+            f"(hashing {best['hash_seconds']:.2f} s; peak {max(r['peak_mib'] for r in deadline):.0f} MiB)"
+        )
+        figures.update(deadline_ratio=cli_s / dl_s, ours_vs_deadline=dl_s / ours_hashing)
     print(f"throughput ratio ours/CLI: {cli_s / ours:.2f}x upload, {cli_s / ours_hashing:.2f}x with hashing")
     print(f"peak memory of this process so far: {peak_mib():.0f} MiB")
     figures.update(
@@ -164,12 +241,23 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings) -> None:
     cache = HashCache(work / "state" / "hashes.sqlite")
     bucket = fresh_bucket(settings, url)
     storage.hash_and_upload(settings, bucket, paths, cache.hash)  # the first submit fills the cache
+    deadline_cache = work / "state" / "deadline-cache"
+    if with_deadline:  # Deadline's first submit fills its caches (hashes, what S3 holds)
+        deadline_submit(job, bucket, url, deadline_cache)
     changed = min((p for p in paths if p.stat().st_size >= 5 * MB), key=lambda p: p.stat().st_size)
     write_random(changed, 5 * MB, random.Random(3))
     os.utime(changed, (old + 1, old + 1))
     cache.hits = cache.misses = 0
     cached_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths, cache.hash))
     hits, misses = cache.hits, cache.misses
+    if with_deadline:  # the same change, through Deadline's hash cache
+        run = deadline_submit(job, bucket, url, deadline_cache)
+        assert run["hashed_files"] == 1 and run["uploaded_files"] == 1, run
+        print(
+            f"resubmit, one 5 MB file changed, Deadline Cloud with its hash cache: {run['seconds']:.2f} s "
+            f"({run['hash_cache_hits']} hits, {run['hashed_files']} re-hashed, {run['uploaded_files']} uploaded)"
+        )
+        figures.update(deadline_resubmit_s=run["seconds"], resubmit_vs_deadline=cached_s / run["seconds"])
     write_random(changed, 5 * MB, random.Random(4))
     full_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths))
     print(
@@ -234,17 +322,22 @@ def resubmits(work: Path, url: str, settings: AwsSettings) -> None:
 
 
 args_total = 1000 * MB
+with_deadline = True
 figures: dict[str, float] = {}  # what the RESULT line says
 
 
 def main() -> None:
-    global args_total
+    global args_total, with_deadline
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--small", action="store_true", help="100 MB instead of 1 GB")
     parser.add_argument("--rounds", type=int, default=2, help="throughput runs per tool (best is kept)")
+    parser.add_argument(
+        "--no-deadline", action="store_true", help="leave out Deadline Cloud's job attachments"
+    )
     args = parser.parse_args()
+    with_deadline = not args.no_deadline
     args_total = (100 if args.small else 1000) * MB
     work = Path(tempfile.mkdtemp(prefix="cloud-render-bench-upload-"))
     try:
