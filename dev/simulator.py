@@ -66,9 +66,14 @@ def make_blender_tarball(version: str, dest: Path, blender_python: str = sys.exe
         os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
     )
     path_line = f'export PYTHONPATH="{python_path}"\n' if python_path else ""
-    script = (
-        f'#!/bin/sh\n{path_line}exec "{blender_python}" "$(dirname "$0")/blender_launcher.py" "$@"\n'.encode()
+    # On a machine with a stand-in GPU the stand-in driver fills the kernel caches as Blender
+    # starts (dev/standin_driver.py), where the real driver does so during "Loading render kernels".
+    driver_line = (
+        f'[ -n "$CLOUD_RENDER_STANDIN_DRIVER" ] && "{blender_python}" -S "$CLOUD_RENDER_STANDIN_DRIVER"\n'
     )
+    script = (
+        f'#!/bin/sh\n{path_line}{driver_line}exec "{blender_python}" "$(dirname "$0")/blender_launcher.py" "$@"\n'
+    ).encode()
     with tarfile.open(path, "w:xz") as archive:
         for name, data, mode in (
             ("blender", script, 0o755),
@@ -78,6 +83,25 @@ def make_blender_tarball(version: str, dest: Path, blender_python: str = sys.exe
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             archive.addfile(info, io.BytesIO(data))
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class StandInGpu:
+    """A GPU for a simulated machine: an `nvidia-smi` on its PATH that names this model and
+    driver, and the stand-in driver (dev/standin_driver.py) filling the kernel caches."""
+
+    name: str = "NVIDIA A10G"
+    driver: str = "550.54.15"
+
+    def nvidia_smi(self) -> str:
+        return f'#!/bin/sh\necho "{self.name}, {self.driver}"\n'
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "CLOUD_RENDER_STANDIN_DRIVER": str(ROOT / "dev" / "standin_driver.py"),
+            "SIM_GPU_NAME": self.name,
+            "SIM_GPU_DRIVER": self.driver,
+        }
 
 
 @dataclass
@@ -321,6 +345,9 @@ class Machine:
         shims = dict(SHIMS)
         # The instance's system Python, without this process's site-packages (the supervisor is stdlib only).
         shims["python3"] = f'#!/bin/sh\nexec "{self.sim.system_python}" -S "$@"\n'
+        # No stand-in GPU: an nvidia-smi that finds none, even where this computer has a GPU.
+        no_gpu = '#!/bin/sh\necho "NVIDIA-SMI has failed: no NVIDIA driver (simulated)" >&2\nexit 9\n'
+        shims["nvidia-smi"] = self.sim.gpu.nvidia_smi() if self.sim.gpu is not None else no_gpu
         for name, text in shims.items():
             path = bin_dir / name
             path.write_text(text)
@@ -361,6 +388,8 @@ class Machine:
             }
             if os.environ.get("CLOUD_RENDER_SOFTWARE_GPU"):  # the demo's stand-in for a GPU's OpenGL
                 env["CLOUD_RENDER_SOFTWARE_GPU"] = "1"
+            if self.sim.gpu is not None:
+                env.update(self.sim.gpu.environment())
             proc = subprocess.Popen(
                 ["bash", str(script)],
                 cwd=self.dir,
@@ -459,8 +488,10 @@ class InstanceSimulator:
         faults: Faults | None = None,
         poll_s: float = 0.3,
         system_python: str | None = None,
+        gpu: StandInGpu | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
+        self.gpu = gpu  # None: no nvidia-smi on the machines, as on a CPU instance
         self.region = region
         self.blender_python = blender_python
         # The instance's own Python 3.9+ that runs the boot script's python3 and the supervisor

@@ -37,6 +37,10 @@ from .session import AwsSettings, _is_loopback, client, client_config, make_sess
 BUCKET_PREFIX = "cloud-render-"
 DEFAULT_EXPIRE_DAYS = 14
 BLENDER_CACHE_DAYS = 30  # a cached Blender build goes 30 days after it was written
+# A kept GPU kernel cache goes 14 days after it was written: an archive per (Blender version,
+# GPU model, driver) of at most contract.MAX_KERNEL_CACHE_BYTES; an expired one costs the next
+# machine one cold kernel compile, and drivers and Blender releases move on within weeks.
+KERNEL_CACHE_DAYS = 14
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 PRESIGN_MARGIN_S = 2 * 3600  # boot, install and download happen before the time cap starts counting
 DEFAULT_OUTPUT_CAP = 5 * 1024**3  # largest single output object the instance may POST (S3's POST limit)
@@ -191,7 +195,7 @@ def new_bucket_name() -> str:
 
 # Bumped whenever configure_bucket() sets something new (a lifecycle rule, a policy): a bucket
 # the registry knows as set up by an older version is set up again on its next use.
-BUCKET_SETUP_VERSION = 2
+BUCKET_SETUP_VERSION = 3  # 3: the kernel-cache/ expiry
 
 
 def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
@@ -217,6 +221,13 @@ def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
             "Status": "Enabled",
             "Filter": {"Prefix": "blender-cache/"},
             "Expiration": {"Days": BLENDER_CACHE_DAYS},
+        },
+        # GPU kernel caches render machines kept for the next ones (cloud/aws/kernel_cache.py).
+        {
+            "ID": "expire-kernel-cache",
+            "Status": "Enabled",
+            "Filter": {"Prefix": "kernel-cache/"},
+            "Expiration": {"Days": KERNEL_CACHE_DAYS},
         },
         {
             "ID": "abort-incomplete-uploads",

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..aws import compute, quotas, storage
+from ..aws import compute, kernel_cache, quotas, storage
 from ..aws.presign import presign_get, presign_list
 from ..aws.session import AwsSettings, client
 from ..cost import caps
+from ..cost.catalog import load_catalog
 from ..errors import CloudError
 from ..machine import WORKER_FILES, contract
 from ..pack import FRAMES_IMAGE_PREFIX
@@ -365,6 +366,7 @@ class CloudSteps:
             auto_run=request.auto_run,
             fingerprint=dict(request.fingerprint),
             accept_differences=request.accept_differences,
+            kernel_cache=self.kernel_cache(settings, record, request, expires),
             **self.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))
@@ -380,6 +382,22 @@ class CloudSteps:
         )
         storage.put_json(settings, bucket, contract.record_key(job_id), _public_record(record))
         return user_data
+
+    def kernel_cache(
+        self, settings: AwsSettings, record: JobRecord, request: JobRequest, expires: int
+    ) -> contract.KernelCacheOffer | None:
+        """The GPU kernel caches earlier machines kept for this Blender and GPU, and a way to keep
+        this machine's (cloud/aws/kernel_cache.py); None for a CPU job. A cache is a saving, never
+        a reason to fail: an error here is a job without one."""
+        if request.device == "CPU":
+            return None
+        facts = load_catalog().types.get(record.instance_type)
+        try:
+            return kernel_cache.offer(
+                settings, record.bucket, request.blender_version, facts.gpu_model if facts else None, expires
+            )
+        except CloudError:
+            return None
 
     def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
         """Refuse before launching what AWS would refuse: a type not offered, a vCPU quota too low."""

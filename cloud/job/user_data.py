@@ -81,9 +81,7 @@ def build_user_data(spec_url: str, worker_urls: dict[str, str], max_minutes: int
     tokens = session_tokens([spec_url, *worker_urls.values()], fields)
     post_fields = " ".join(f"--form-string {shell_quote(f'{k}={v}', tokens)}" for k, v in fields.items())
     fetch = "\n".join(
-        f'fetch {shell_quote(url, tokens)} "$ROOT/worker/machine/{name}"'
-        f' || fail download "The worker file {name} could not be downloaded."'
-        for name, url in sorted(worker_urls.items())
+        f"worker {shlex.quote(name)} {shell_quote(url, tokens)}" for name, url in sorted(worker_urls.items())
     )
     with open(BOOT_TEMPLATE, encoding="utf-8") as handle:
         script = handle.read()

@@ -65,6 +65,10 @@ fetch() {  # fetch URL DEST: retries network errors and 5xx; a 403/404 will not 
   return 1
 }
 
+worker() {  # worker NAME URL: one worker file (one short line each keeps the script under 16 KB)
+  fetch "$2" "$ROOT/worker/machine/$1" || fail download "The worker file $1 could not be downloaded."
+}
+
 printf '{"state": "booting", "heartbeat": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$ROOT/status.json"
 post status.json "$ROOT/status.json"
 case $? in

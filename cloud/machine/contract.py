@@ -39,6 +39,12 @@ machine <index> (its array index) writes its own documents under its own folder:
 Written by the add-on, read by the worker through a presigned GET:
 
     jobs/<id>/control/go.json        the answer to quote.json: {"go": true} or {"go": false}
+
+Shared by every job (not under jobs/): the GPU kernel caches a machine filled, restored on the
+next machines with the same Blender, GPU and driver (`kernel_cache.py`). The add-on offers
+presigned GETs of what it found and a POST limited to that folder; the archive is untrusted:
+
+    kernel-cache/<blender version>/<gpu slug>/<driver>.tar
 """
 
 from __future__ import annotations
@@ -151,6 +157,26 @@ def blender_cache_key(version: str, filename: str) -> str:
     return f"blender-cache/{version}/{filename}"
 
 
+# The GPU kernel caches (OptiX and CUDA) kept between machines: bounds on what is offered and taken.
+KERNEL_CACHE_PREFIX = "kernel-cache/"
+MAX_KERNEL_CACHE_BYTES = 512 * 1024**2  # an archive: Cycles' OptiX and CUDA caches are well under
+MAX_KERNEL_CACHE_OFFERS = 4  # archives offered per job: a few driver versions, newest first
+DRIVER_VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){1,3}")
+KERNEL_ARCHIVE_NAME = re.compile(r"(\d{1,4}(?:\.\d{1,4}){1,3})\.tar")
+_SLUG_DROP = re.compile(r"[^a-z0-9]+")
+
+
+def gpu_slug(model: str) -> str:
+    """A GPU model as one safe key segment: "NVIDIA A10G" -> "nvidia-a10g"."""
+    return _SLUG_DROP.sub("-", model.lower()).strip("-")[:64] or "unknown"
+
+
+def kernel_cache_prefix(blender_version: str, gpu_model: str) -> str:
+    """The folder of one Blender build's kernel caches on one GPU model (one archive per driver)."""
+    version = _SLUG_DROP.sub("-", blender_version.lower()).strip("-")[:32] or "unknown"
+    return f"{KERNEL_CACHE_PREFIX}{version}/{gpu_slug(gpu_model)}/"
+
+
 def spec_key(job_id: str) -> str:
     return f"jobs/{job_id}/worker-spec.json"
 
@@ -178,6 +204,28 @@ class BlenderSource:
     url: str = ""  # presigned GET of the tarball ("bucket", "url")
     sha256: str = ""  # expected SHA-256 of the tarball
     package: str = ""  # "bpy==5.0.1" for "pypi"
+
+
+@dataclass
+class KernelArchive:
+    """One kernel-cache archive in the bucket, offered to the machine (newest first)."""
+
+    driver: str  # the NVIDIA driver version in its name: only a machine with that driver takes it
+    url: str  # presigned GET
+    size: int
+
+
+@dataclass
+class KernelCacheOffer:
+    """What the machine may restore before Blender starts and where it may keep what it filled."""
+
+    blender_version: str
+    gpu_model: str  # the catalog's GPU for the instance type (the machine checks nvidia-smi's)
+    prefix: str  # kernel-cache/<version>/<gpu slug>/
+    archives: list[KernelArchive] = field(default_factory=list)
+    upload_url: str = ""  # presigned POST limited to `prefix` and MAX_KERNEL_CACHE_BYTES
+    upload_fields: dict[str, str] = field(default_factory=dict)
+    max_bytes: int = MAX_KERNEL_CACHE_BYTES
 
 
 @dataclass
@@ -221,6 +269,8 @@ class WorkerSpec:
     auto_run: bool = False
     fingerprint: dict[str, Any] = field(default_factory=dict)
     accept_differences: bool = False
+    # The GPU kernel caches of earlier machines (None: no GPU, or nothing to offer).
+    kernel_cache: KernelCacheOffer | None = None
     spec_version: int = SPEC_VERSION
 
     def to_json(self) -> str:
@@ -231,6 +281,8 @@ class WorkerSpec:
         data = dict(data)
         data["inputs"] = [InputFile(**item) for item in data.get("inputs", [])]
         data["blender_sources"] = [BlenderSource(**item) for item in data.get("blender_sources", [])]
+        if data.get("kernel_cache") is not None:
+            data["kernel_cache"] = parse_kernel_cache_offer(data["kernel_cache"])
         return cls(**data)
 
 
@@ -557,3 +609,53 @@ def check_spec_version(data: dict[str, Any]) -> None:
             f"the job spec is contract version {version!r}, this machine's worker speaks "
             f"{CONTRACT_VERSION}: the add-on and the worker it uploaded do not match"
         )
+
+
+def parse_kernel_cache_offer(data: Any) -> KernelCacheOffer:
+    """The spec's `kernel_cache` on the machine: checked before any of it is used.
+
+    The machine turns the driver version into a key and the archive sizes into download
+    limits, so a malformed offer is refused whole (the machine then renders without the cache).
+    """
+    if not isinstance(data, dict):
+        raise ContractError(f"kernel_cache is a {type(data).__name__}, not an object")
+    prefix = data.get("prefix")
+    if not isinstance(prefix, str) or not re.fullmatch(
+        r"kernel-cache/[a-z0-9-]{1,32}/[a-z0-9-]{1,64}/", prefix
+    ):
+        raise ContractError(f"kernel_cache prefix {clean_text(prefix, 80)!r} is not a kernel-cache folder")
+    max_bytes = _int(
+        data.get("max_bytes", MAX_KERNEL_CACHE_BYTES), "kernel_cache max_bytes", 1, MAX_KERNEL_CACHE_BYTES
+    )
+    archives = data.get("archives") or []
+    if not isinstance(archives, list) or len(archives) > MAX_KERNEL_CACHE_OFFERS:
+        raise ContractError(f"kernel_cache offers more than {MAX_KERNEL_CACHE_OFFERS} archives")
+    offered = []
+    for item in archives:
+        if not isinstance(item, dict):
+            raise ContractError("a kernel_cache archive is not an object")
+        driver, url = item.get("driver"), item.get("url")
+        if not isinstance(driver, str) or not DRIVER_VERSION.fullmatch(driver):
+            raise ContractError(f"kernel_cache driver {clean_text(driver, 40)!r} is not a driver version")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ContractError("a kernel_cache archive has no http(s) URL")
+        size = _int(item.get("size"), "kernel_cache archive size", 1, int(max_bytes or 0))
+        offered.append(KernelArchive(driver=driver, url=url, size=int(size or 0)))
+    upload_url = data.get("upload_url", "")
+    fields = data.get("upload_fields") or {}
+    if not isinstance(upload_url, str) or not isinstance(fields, dict):
+        raise ContractError("kernel_cache upload_url or upload_fields has the wrong type")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
+        raise ContractError("kernel_cache upload_fields must map text to text")
+    for name in ("blender_version", "gpu_model"):
+        if not isinstance(data.get(name), str):
+            raise ContractError(f"kernel_cache {name} must be text")
+    return KernelCacheOffer(
+        blender_version=clean_text(data["blender_version"], 64),
+        gpu_model=clean_text(data["gpu_model"], 128),
+        prefix=prefix,
+        archives=offered,
+        upload_url=upload_url,
+        upload_fields=dict(fields),
+        max_bytes=int(max_bytes or 0),
+    )

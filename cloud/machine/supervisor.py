@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
-from . import assemble_movie, blender_logs, contract
+from . import assemble_movie, blender_logs, contract, kernel_cache
 from .transport import (
     JobFailed,
     JobLog,
@@ -260,6 +260,8 @@ class Supervisor:
         self.stop_reason = ""
         self.movie: dict[str, Any] | None = None  # the scene's movie output, once Blender has said so
         self.blender_command: list[str] = []
+        # The GPU kernel caches of earlier machines: restored before Blender, kept after it.
+        self.kernels = kernel_cache.KernelCache(spec.get("kernel_cache"), self.work, self.log.say)
         self.deadline = time.monotonic() + max(60, int(spec.get("max_seconds", 7200)) - 120)
 
     # -- outputs
@@ -464,6 +466,7 @@ class Supervisor:
         if kind == "build":
             build = f"{event.get('version')} (hash {event.get('hash')}, built {event.get('date')})"
             self.log.say(f"Blender build: {build}")
+            self.kernels.note_build(str(event.get("version")), str(event.get("hash")))
             self.status.update(blender_build=build)
         elif kind == "device":
             gpus = event.get("gpus") or []
@@ -594,11 +597,13 @@ class Supervisor:
             os.path.join(HERE, "render_frames.py"),
         ]
         argv += ["--", config_path]
+        kernels = self.kernels.prepare()  # the first time: restores the kept kernel caches
         self.status.update(state="rendering", push=True)
         self.log.say("starting Blender: " + " ".join(os.path.basename(a) for a in argv[: len(command) + 2]))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         egl, note = assemble_movie.egl_environment(env)
         env.update(egl)
+        env.update(kernels)
         if not self.blender_command:
             self.log.say(note)
         self.blender_command = list(command)
@@ -649,7 +654,10 @@ class Supervisor:
             if line is None:
                 break
             self.handle_line(line)
-        return proc.wait()
+        code = proc.wait()
+        if not self.stop_reason and self.frame_seconds:  # a frame rendered: the kernels were loaded
+            self.kernels.save()  # once per machine; the frames upload meanwhile
+        return code
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         try:

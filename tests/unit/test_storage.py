@@ -68,8 +68,11 @@ def test_bucket_is_created_in_its_region_and_locked_down(aws, tmp_path):
     # Nothing bills forever: the shared Blender cache expires too, 30 days after its last write.
     assert rules["expire-blender-cache"]["Filter"]["Prefix"] == "blender-cache/"
     assert rules["expire-blender-cache"]["Expiration"]["Days"] == storage.BLENDER_CACHE_DAYS == 30
+    # And the GPU kernel caches machines kept for the next ones, 14 days after their last write.
+    assert rules["expire-kernel-cache"]["Filter"]["Prefix"] == "kernel-cache/"
+    assert rules["expire-kernel-cache"]["Expiration"]["Days"] == storage.KERNEL_CACHE_DAYS == 14
     expiring = {r["Filter"]["Prefix"] for r in rules.values() if "Expiration" in r}
-    assert expiring == {"jobs/", "cas/", "blender-cache/"}
+    assert expiring == {"jobs/", "cas/", "blender-cache/", "kernel-cache/"}
 
     remembered = json.loads((tmp_path / "buckets.json").read_text())
     assert remembered["eu-west-1"]["bucket"] == bucket and remembered["eu-west-1"]["configured"] is True

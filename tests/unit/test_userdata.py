@@ -53,7 +53,7 @@ def test_user_data_shape():
     )
     assert "libxrender1 libxi6 libxkbcommon0 libsm6 libxxf86vm1 libgl1 libegl1" in script
     for name, url in urls().items():
-        assert f"'{url}' \"$ROOT/worker/machine/{name}\"" in script
+        assert f"worker {name} '{url}'" in script
     assert "KEY_PREFIX=jobs/j1/out/" in script and "--form-string x-amz-signature=0123abcd" in script
     assert "${filename}" not in script
     subprocess.run(["bash", "-n"], input=script.encode(), check=True)

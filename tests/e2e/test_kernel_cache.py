@@ -1,0 +1,84 @@
+"""GPU kernel caches kept in the bucket: the first machine uploads, the next restores before Blender.
+
+Real renders through the instance simulator with a stand-in GPU: an `nvidia-smi` on the
+machine's PATH that names a model and driver, and the stand-in driver (dev/standin_driver.py)
+that fills OPTIX_CACHE_PATH / CUDA_CACHE_PATH as Blender starts, where the real driver does so
+while Cycles loads its kernels. The offer is the add-on's own (cloud/aws/kernel_cache.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloud.aws import kernel_cache as offers
+from cloud.aws.session import client
+from cloud.machine import contract
+from dev.simulator import InstanceSimulator, StandInGpu
+from tests.e2e.test_worker import BUCKET, run_job, scene, stage, tarball  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+GPU = StandInGpu("NVIDIA A10G", "550.54.15")
+
+
+def offer_for(aws, version: str) -> contract.KernelCacheOffer | None:
+    s3 = client(aws.settings, "s3")
+    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=BUCKET)
+    return offers.offer(aws.settings, BUCKET, version, GPU.name, 3600)
+
+
+def cache_files(machine_root: Path) -> dict[str, bytes]:
+    base = machine_root / "run" / "kernel-cache"
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def test_first_machine_keeps_the_cache_and_the_next_restores_it(aws, scene, tarball, tmp_path):  # noqa: F811
+    version = tarball[0].name.split("-")[1]
+    key = contract.kernel_cache_prefix(version, GPU.name) + f"{GPU.driver}.tar"
+    s3 = client(aws.settings, "s3")
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim", gpu=GPU) as sim:
+        first = stage(aws, scene, tarball, "kcache-1", kernel_cache=offer_for(aws, version))
+        one, _ = run_job(sim, first)
+        kept = s3.head_object(Bucket=BUCKET, Key=key)
+        second = stage(aws, scene, tarball, "kcache-2", kernel_cache=offer_for(aws, version))
+        two, _ = run_job(sim, second)
+        machines = sim.machines[one].dir, sim.machines[two].dir
+    for job in (first, second):
+        assert job.get_json("done.json") is not None, job.log_text()[-3000:]
+
+    # The first machine compiled everything and kept it under the build/GPU/driver key.
+    log = first.log_text()
+    assert "kernel cache: none kept for NVIDIA A10G with driver 550.54.15" in log
+    assert f"kernel cache kept as {key}" in log and "none was restored" in log
+    assert (machines[0] / "standin-driver.log").read_text().split()[:2] == ["cached=0", "compiled=3"]
+    filled = cache_files(machines[0] / "root")
+    assert len(filled) == 3 and {name.split("/")[0] for name in filled} == {"optix", "cuda"}
+
+    # The second restored it before Blender started: the stand-in driver found every entry,
+    # the bytes are the first machine's, and nothing was uploaded again.
+    log = second.log_text()
+    restored, started = log.find("kernel cache restored for NVIDIA A10G"), log.find("starting Blender")
+    assert -1 < restored < started, log[-3000:]
+    assert (machines[1] / "standin-driver.log").read_text().split()[:2] == ["cached=3", "compiled=0"]
+    assert cache_files(machines[1] / "root") == filled
+    assert "not uploaded again" in log and "kernel cache kept as" not in log
+    after = s3.head_object(Bucket=BUCKET, Key=key)
+    assert (after["ETag"], after["LastModified"]) == (kept["ETag"], kept["LastModified"])
+
+
+def test_machine_without_nvidia_smi_renders_without_a_cache(aws, scene, tarball, tmp_path):  # noqa: F811
+    version = tarball[0].name.split("-")[1]
+    job = stage(aws, scene, tarball, "kcache-nogpu", kernel_cache=offer_for(aws, version))
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:  # no stand-in GPU
+        instance, _ = run_job(sim, job)
+        machine = sim.machines[instance].dir
+    assert job.get_json("done.json") is not None and job.get("error.json") is None
+    log = job.log_text()
+    assert log.count("kernel cache") == 1 and "kernel cache: no NVIDIA GPU found" in log
+    assert not (machine / "root" / "run" / "kernel-cache").exists()
+    assert not (machine / "standin-driver.log").exists()
+    listing = client(aws.settings, "s3").list_objects_v2(Bucket=BUCKET, Prefix="kernel-cache/")
+    assert listing.get("KeyCount", 0) == 0
