@@ -38,6 +38,7 @@ from typing import Any
 
 from cloud.aws.session import AwsSettings
 from dev.docker_standin import DockerStandin, Machine
+from dev.simulator import StandInGpu, nvidia_smi
 from tests.aws_emulator import MOTO_SERVICES, moto_server
 
 KEY_ID = "AKIAEMULATEDTEST0001"
@@ -53,7 +54,13 @@ SHIMS = {
 class BatchSimulator:
     """A moto server whose Batch children run for real, one machine folder each."""
 
-    def __init__(self, work_root: Path | str | None = None, system_python: str | None = None) -> None:
+    def __init__(
+        self,
+        work_root: Path | str | None = None,
+        system_python: str | None = None,
+        gpu: StandInGpu | None = None,
+    ) -> None:
+        self.gpu = gpu  # None: the children's nvidia-smi finds no GPU
         self._tmp = None if work_root else tempfile.TemporaryDirectory(prefix="cloud-render-batch-")
         self.work_root = Path(work_root) if work_root else Path(self._tmp.name)  # type: ignore[union-attr]
         self.system_python = system_python or os.environ.get("CLOUD_RENDER_SIM_PYTHON") or sys.executable
@@ -70,7 +77,12 @@ class BatchSimulator:
         self.work_root.mkdir(parents=True, exist_ok=True)
         shims = self.work_root / "bin"
         shims.mkdir(exist_ok=True)
-        for name, text in {**SHIMS, "python3": f'#!/bin/sh\nexec "{self.system_python}" -S "$@"\n'}.items():
+        shim_texts = {
+            **SHIMS,
+            "python3": f'#!/bin/sh\nexec "{self.system_python}" -S "$@"\n',
+            "nvidia-smi": nvidia_smi(self.gpu),
+        }
+        for name, text in shim_texts.items():
             (shims / name).write_text(text)
             (shims / name).chmod(0o755)
         extra = {
@@ -79,6 +91,7 @@ class BatchSimulator:
             "CLOUD_RENDER_IMDS_URL": "http://127.0.0.1:9",  # nothing listens: no metadata in a container
             "CLOUD_RENDER_IMDS_POLL_S": "60",
             "CLOUD_RENDER_RETRY_ATTEMPTS": "6",
+            **(self.gpu.environment() if self.gpu is not None else {}),
         }
         self.standin = self._stack.enter_context(
             DockerStandin(

@@ -104,6 +104,15 @@ class StandInGpu:
         }
 
 
+# No stand-in GPU: an nvidia-smi that finds none, even where this computer has a GPU.
+NO_GPU_SMI = '#!/bin/sh\necho "NVIDIA-SMI has failed: no NVIDIA driver (simulated)" >&2\nexit 9\n'
+
+
+def nvidia_smi(gpu: StandInGpu | None) -> str:
+    """The `nvidia-smi` a simulated machine gets: the stand-in GPU's, or one that finds none."""
+    return gpu.nvidia_smi() if gpu is not None else NO_GPU_SMI
+
+
 @dataclass
 class Faults:
     """Things that go wrong on real machines, each triggered after `after_frames` saved frames."""
@@ -345,9 +354,7 @@ class Machine:
         shims = dict(SHIMS)
         # The instance's system Python, without this process's site-packages (the supervisor is stdlib only).
         shims["python3"] = f'#!/bin/sh\nexec "{self.sim.system_python}" -S "$@"\n'
-        # No stand-in GPU: an nvidia-smi that finds none, even where this computer has a GPU.
-        no_gpu = '#!/bin/sh\necho "NVIDIA-SMI has failed: no NVIDIA driver (simulated)" >&2\nexit 9\n'
-        shims["nvidia-smi"] = self.sim.gpu.nvidia_smi() if self.sim.gpu is not None else no_gpu
+        shims["nvidia-smi"] = nvidia_smi(self.sim.gpu)
         for name, text in shims.items():
             path = bin_dir / name
             path.write_text(text)

@@ -15,7 +15,12 @@ import pytest
 from cloud.aws import kernel_cache as offers
 from cloud.aws.session import client
 from cloud.machine import contract
+from cloud.machine import kernel_cache as kc
+from dev.batch_job import EmulatedBatchSteps, make_scene, start_job
+from dev.batch_simulator import BatchSimulator
+from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, StandInGpu
+from tests.e2e.test_batch_job import SPOT_STANDARD
 from tests.e2e.test_worker import BUCKET, run_job, scene, stage, tarball  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -82,3 +87,63 @@ def test_machine_without_nvidia_smi_renders_without_a_cache(aws, scene, tarball,
     assert not (machine / "standin-driver.log").exists()
     listing = client(aws.settings, "s3").list_objects_v2(Bucket=BUCKET, Prefix="kernel-cache/")
     assert listing.get("KeyCount", 0) == 0
+
+
+class GpuCacheSteps(EmulatedBatchSteps):
+    """The harness plays a GPU instance type: the emulated machines render on the CPU (a
+    c5.2xlarge, device CPU), for which the catalog names no GPU and the add-on offers no
+    cache, so this offers the cache for the stand-in GPU the machines' nvidia-smi names."""
+
+    def kernel_cache(self, settings, record, request, expires):  # type: ignore[no-untyped-def]
+        return offers.offer(settings, record.bucket, request.blender_version, GPU.name, expires)
+
+
+def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
+    """Two array children of a later job: each restores the kept archive before its Blender
+    starts (the stand-in driver finds every entry), renders, and neither uploads it again."""
+    import bpy
+
+    from dev import standin_driver
+
+    version, build_hash = bpy.app.version_string.split()[0], bpy.app.build_hash.decode()
+    shot = make_scene(tmp_path / "scene" / "shot.blend", frames=2, size=24, samples=1)
+    with BatchSimulator(tmp_path / "sim", gpu=GPU) as sim, emulated_account(moto_url=sim.url) as account:
+        account.quotas.set_quota(SPOT_STANDARD, 64.0)  # room for the two machines
+        # What an earlier job's machine kept: the stand-in driver's own entries, packed as the
+        # machine packs them, under the build/GPU/driver key.
+        work = tmp_path / "work"
+        bucket = EmulatedBatchSteps(work / "state", 2).ensure_bucket(sim.settings, 14)
+        source = tmp_path / "kept"
+        for kernel in standin_driver.KERNELS:
+            kind, _, name = kernel.partition("/")
+            file_name, body = standin_driver.entry(name, GPU.name, GPU.driver)
+            (source / kind).mkdir(parents=True, exist_ok=True)
+            (source / kind / file_name).write_bytes(body)
+        manifest = {
+            "gpu": GPU.name,
+            "driver": GPU.driver,
+            "blender_version": version,
+            "build_hash": build_hash,
+        }
+        kc.pack(str(source), sorted(kc.snapshot(str(source))), manifest, str(tmp_path / "kept.tar"))
+        key = contract.kernel_cache_prefix(version, GPU.name) + f"{GPU.driver}.tar"
+        s3 = client(sim.settings, "s3")
+        s3.put_object(Bucket=bucket, Key=key, Body=(tmp_path / "kept.tar").read_bytes())
+        kept = s3.head_object(Bucket=bucket, Key=key)
+
+        job = start_job(sim, shot, [1, 2], 2, work, steps_class=GpuCacheSteps, version=version)
+        job.runner.join(240)
+        assert not job.runner.is_alive() and job.record.stage == "Done", (
+            job.record.message,
+            job.record.action,
+        )
+        children = sim.children_of(job.record.instance_id)
+        after = s3.head_object(Bucket=bucket, Key=key)
+    assert (after["ETag"], after["LastModified"]) == (kept["ETag"], kept["LastModified"])
+    assert len(children) == 2
+    for child in children:
+        log = (child.folder / "root" / "run" / "render.log").read_text()
+        restored, started = log.find("kernel cache restored for NVIDIA A10G"), log.find("starting Blender")
+        assert -1 < restored < started, log[-3000:]
+        assert (child.folder / "standin-driver.log").read_text().split()[:2] == ["cached=3", "compiled=0"]
+        assert "kernel cache kept as" not in log
