@@ -10,7 +10,7 @@ machine has both empty, so every boot pays the compile again, N times with N mac
   (none: the cache is off, one log line), points both caches at folders under the machine's
   work folder, and restores the archive the job offers for this driver, if any;
 - `save()` (after Blender rendered): packs both folders, with a manifest, and uploads them for
-  this driver through the job's kernel-cache POST, unless what was restored is unchanged (of
+  this driver through the job's kernel-cache POST, unless what was restored has not grown (of
   an AWS Batch array job's machines, only machine 0 uploads: they all compile the same).
 
 The key is `kernel-cache/<Blender version>/<GPU model>/<driver>.tar`: the add-on knows the
@@ -53,6 +53,7 @@ MANIFEST = "manifest.json"
 FOLDERS = ("optix", "cuda")
 MAX_MEMBERS = 20_000
 MAX_MANIFEST_BYTES = 64 * 1024
+GROWTH_SLACK = 256 * 1024  # a database rewritten in place may grow by a few pages without new kernels
 # The drivers' own bounds (each evicts its oldest entries beyond it): together under the
 # archive bound (contract.MAX_KERNEL_CACHE_BYTES) so that what they keep can travel.
 CUDA_CACHE_MAXSIZE = 256 * 1024**2  # CUDA's documented default is 256 MiB as well
@@ -203,6 +204,18 @@ def snapshot(root: str) -> dict[str, tuple[int, int]]:
                     rel = os.path.relpath(path, root).replace(os.sep, "/")
                     found[rel] = (info.st_size, info.st_mtime_ns)
     return found
+
+
+def grew(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> bool:
+    """Whether the driver added to the caches: a new file, or more than GROWTH_SLACK bytes.
+
+    Not "any change": the OptiX cache is a database the driver may rewrite in place on every
+    use (its garbage collection keeps track of what was used), which would otherwise send the
+    same cache back to the bucket from every machine.
+    """
+    if set(after) - set(before):
+        return True
+    return sum(s for s, _m in after.values()) - sum(s for s, _m in before.values()) > GROWTH_SLACK
 
 
 def pack(root: str, files: list[str], manifest: dict[str, Any], dest: str) -> int:
@@ -356,8 +369,8 @@ class KernelCache:
         same_build = self.restored is not None and (
             self.build is None or str(self.restored.get("build_hash", "")) == self.build[1]
         )
-        if self.restored is not None and files == self.restored_files and same_build:
-            self.say("kernel cache unchanged since it was restored; not uploaded again")
+        if self.restored is not None and same_build and not grew(self.restored_files, files):
+            self.say("kernel cache has not grown since it was restored; not uploaded again")
             return
         if not files:
             self.say("kernel cache: the driver stored nothing (no GPU kernels compiled); nothing to keep")
@@ -398,7 +411,7 @@ class KernelCache:
         finally:
             if os.path.exists(dest):
                 os.remove(dest)
-        why = "it changed" if self.restored is not None else "none was restored"
+        why = "none was restored" if self.restored is None else "it grew" if same_build else "another build"
         self.say(
             f"kernel cache kept as {posixpath.join(self.offer.prefix, name)} ({len(files)} files, "
             f"{size / 1e6:.1f} MB in {time.monotonic() - started:.1f} s; {why})"

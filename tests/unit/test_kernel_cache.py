@@ -300,3 +300,13 @@ def test_only_machine_0_of_a_batch_job_keeps_the_cache(tmp_path, monkeypatch):
     cache.save()
     assert said[-1] == "kernel cache: machine 0 of this job keeps it, not machine 2", said
     assert not any("could not keep" in line for line in said)
+
+
+def test_a_cache_rewritten_in_place_has_not_grown_but_new_kernels_have():
+    """The OptiX cache is a database the driver may rewrite on every use: same files, a few
+    pages more, is no reason to upload it again; a new entry, or much more data, is."""
+    before = {"optix/optix7cache.db": (4_000_000, 1), "cuda/index": (5_648, 1)}
+    touched = {"optix/optix7cache.db": (4_000_000 + 8192, 2), "cuda/index": (5_648, 2)}
+    assert not kc.grew(before, touched)
+    assert kc.grew(before, {**touched, "cuda/a/b/entry": (1024, 3)})
+    assert kc.grew(before, {**touched, "optix/optix7cache.db": (4_000_000 + kc.GROWTH_SLACK + 1, 2)})
