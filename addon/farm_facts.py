@@ -19,6 +19,7 @@ import bpy
 
 from ..cloud.machine import fingerprint
 from ..cloud.pack import bakes
+from . import saved_file_facts
 
 # Modifiers whose point cache holds a physics simulation.
 POINT_CACHE_MODIFIERS = {"CLOTH": "cloth", "SOFT_BODY": "soft body"}
@@ -164,14 +165,25 @@ def bake_target(modifier: Any, bake: Any) -> str:
     return str(own if own != "INHERIT" else getattr(modifier, "bake_target", "DISK"))
 
 
+def bakes_in_file() -> bool:
+    """Whether a Geometry Nodes simulation or bake of the scene is stored in the .blend (only
+    the saved file tells whether it holds data: see saved_file_facts)."""
+    for obj in bpy.data.objects:
+        for mod in obj.modifiers:
+            stored = mod.type == "NODES" and any(bake_target(mod, bake) != "DISK" for bake in mod.bakes)
+            if stored and _has_simulation(mod.node_group):
+                return True
+    return False
+
+
+def prefetch_saved_file() -> None:
+    """Start reading the saved file's packed bakes in a worker thread, where the scene has any."""
+    if bpy.data.filepath and bakes_in_file():
+        saved_file_facts.prefetch(bpy.data.filepath)
+
+
 def simulations() -> list[dict[str, Any]]:
     """Every physics cache and Geometry Nodes simulation or bake, with whether it is baked."""
-    packed: dict[str, set[int]] = {}
-    if bpy.data.filepath and os.path.isfile(bpy.data.filepath):
-        try:
-            packed = bakes.packed_bakes(Path(bpy.data.filepath))
-        except Exception:  # an unreadable file: every packed bake counts as not baked
-            packed = {}
     found: list[dict[str, Any]] = []
 
     def point_cache(obj: Any, what: str, modifier: str, cache: Any) -> None:
@@ -226,7 +238,8 @@ def simulations() -> list[dict[str, Any]]:
                             folder=folder,
                             relative=_relative_to_blend(folder),
                         )
-                    else:
+                    else:  # only these need the saved file read (once per version of it)
+                        packed = saved_file_facts.packed_bakes(bpy.data.filepath) if bpy.data.filepath else {}
                         entry.update(baked=bake.bake_id in packed.get(obj.name, set()), folder="")
                     found.append(entry)
         for system in obj.particle_systems:

@@ -26,6 +26,7 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
         summary = submit.confirmation_text(context)
+        submit.prefetch_facts()  # read while the artist reads the confirmation
         return context.window_manager.invoke_confirm(
             self, event, title="Render in Cloud", message=summary, confirm_text="Render"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
+import time
 
 import bpy
 import pytest
@@ -34,6 +35,10 @@ def scene(installed):
     scene.frame_start, scene.frame_end = 1, 3
     yield scene
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def module(name: str):  # type: ignore[no-untyped-def]
+    return importlib.import_module(f"{harness.MODULE}.addon.{name}")
 
 
 def findings(scene):  # type: ignore[no-untyped-def]
@@ -113,6 +118,43 @@ def test_baked_simulations_pass_packed_or_on_disk_and_disk_bakes_are_packed(scen
     assert set(files) <= set(packed.manifest.files)
     bpy.ops.wm.open_mainfile(filepath=str(packed.blend_path))
     assert bpy.data.objects["OnDisk"].modifiers["GeoSim"].bake_directory == "//bakes/"
+
+
+def test_the_saved_file_is_read_once_per_version_and_while_the_confirmation_is_open(scene, tmp_path):
+    """BAT reads the saved .blend only where a bake is stored in it, once per saved version of
+    the file (so a submit's two looks at the facts cost one read), and the confirmation starts
+    that read in a worker thread so that the press finds it done."""
+    saved, submit = module("saved_file_facts"), module("submit")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    bake(simulation_modifier("OnDisk", target="DISK"))
+    bpy.ops.wm.save_mainfile()
+    before = saved.reads
+    submit.prefetch_facts()
+    assert scene_facts().collect_scene_facts(scene)["simulations"][0]["baked"]
+    assert saved.reads == before  # disk bakes only: nothing to read in the file
+    if not PACKED_BAKES:  # Blender 4.2: every bake is on disk
+        return
+    packed = simulation_modifier("Packed")
+    bake(packed)
+    bpy.ops.wm.save_mainfile()
+    for _ in range(2):
+        sims = {s["object"]: s for s in scene_facts().collect_scene_facts(scene)["simulations"]}
+        assert sims["Packed"]["baked"]
+    assert saved.reads == before + 1
+    # The bake freed and the file saved again: a new version, read ahead by the confirmation.
+    modifier = packed.modifiers["GeoSim"]
+    with bpy.context.temp_override(object=packed, active_object=packed, selected_objects=[packed]):
+        assert bpy.ops.object.geometry_node_bake_delete_single(
+            session_uid=packed.session_uid, modifier_name=modifier.name, bake_id=modifier.bakes[0].bake_id
+        ) == {"FINISHED"}
+    bpy.ops.wm.save_mainfile()
+    submit.prefetch_facts()
+    deadline = time.monotonic() + 60
+    while not saved.is_known(bpy.data.filepath):
+        assert time.monotonic() < deadline, "the worker thread did not read the saved file"
+        time.sleep(0.02)
+    sims = {s["object"]: s for s in scene_facts().collect_scene_facts(scene)["simulations"]}
+    assert not sims["Packed"]["baked"] and saved.reads == before + 2
 
 
 ADDON = """
