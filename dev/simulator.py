@@ -62,9 +62,9 @@ def make_blender_tarball(version: str, dest: Path, blender_python: str = sys.exe
     path = dest / f"{top}.tar.xz"
     # The suite's bpy module: under `make test-bpy42` PYTHONPATH puts Blender 4.2's ahead, and the
     # machine's Blender must be that one too (the machine's environment is otherwise clean).
-    python_path = os.pathsep.join(
-        os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
-    )
+    # Another interpreter (a venv of another release) has its own bpy: no PYTHONPATH for it.
+    carried = os.environ.get("PYTHONPATH", "") if blender_python == sys.executable else ""
+    python_path = os.pathsep.join(os.path.abspath(p) for p in carried.split(os.pathsep) if p)
     path_line = f'export PYTHONPATH="{python_path}"\n' if python_path else ""
     # On a machine with a stand-in GPU the stand-in driver fills the kernel caches as Blender
     # starts (dev/standin_driver.py), where the real driver does so during "Loading render kernels".

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,15 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="cloud-r
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT.parent / "shared" / "testdata" / "blendfiles"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The bpy module of Blender 4.2 crashes (SIGSEGV) at interpreter exit once its driver
+    namespace has been used (a driver evaluated, the preflight looking up driver functions),
+    unless the namespace is emptied first; bpy 5.0 exits cleanly either way."""
+    bpy = sys.modules.get("bpy")
+    if bpy is not None:
+        bpy.app.driver_namespace.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

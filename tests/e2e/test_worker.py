@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import struct
 import subprocess
@@ -197,9 +198,22 @@ class Staged:
         return str(found["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
+def env_for(python: str) -> dict[str, str]:
+    """The environment for `python`: another interpreter has its own bpy, so the suite's
+    PYTHONPATH (Blender 4.2's under `make test-bpy42`) stays out of it."""
+    if python == sys.executable:
+        return dict(os.environ)
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def make_scene(dest: Path, heavy: int, python: str = sys.executable) -> dict[str, Path]:
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([python, "-c", SCENE_SCRIPT, str(dest), str(heavy)], check=True, capture_output=True)
+    subprocess.run(
+        [python, "-c", SCENE_SCRIPT, str(dest), str(heavy)],
+        check=True,
+        capture_output=True,
+        env=env_for(python),
+    )
     return {"scene.blend": dest / "scene.blend", "textures/checker.png": dest / "textures" / "checker.png"}
 
 
@@ -355,6 +369,7 @@ def test_other_blender_releases(aws, tmp_path, venv):
         check=True,
         capture_output=True,
         text=True,
+        env=env_for(str(python)),
     ).stdout.split()[-1]
     files = make_scene(tmp_path / "scene", heavy=0, python=str(python))
     job = stage(aws, files, make_blender_tarball(version, tmp_path / "blender", str(python)))
