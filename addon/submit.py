@@ -203,6 +203,8 @@ def save_copy(job_id: str) -> Path:
         # Uncompressed whatever the artist's file uses: compressing costs the main thread most
         # of the save (a scene with 107 MB of mesh: 0.9-1.4 s compressed, 0.07-0.23 s not, on
         # 2 busy cores); the copy only feeds the pack, and what renders is the same.
+        # It also lets a large .blend travel as chunks, a resubmit sending only those that changed
+        # (cloud/pack/chunking.py): a compressed one differs everywhere after any edit.
         bpy.ops.wm.save_as_mainfile(
             filepath=str(copy), copy=True, relative_remap=True, check_existing=False, compress=False
         )

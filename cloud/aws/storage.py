@@ -1,7 +1,9 @@
 """S3 for Cloud Render: the artist's bucket, content-addressed uploads, presigned URLs, outputs.
 
 Inputs are stored once under `cas/<sha256>`, so a resubmit uploads only what changed, a moved
-project folder uploads nothing, and two scenes sharing textures share their objects. A job's
+project folder uploads nothing, and two scenes sharing textures share their objects. A large
+.blend goes as content-defined chunks under `cas/chunks/<sha256>` (cloud/pack/chunking.py), so
+a resubmit after a small edit sends only the chunks that changed. A job's
 own data (spec, record, outputs) lives under `jobs/<id>/` and expires with a lifecycle rule.
 """
 
@@ -15,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from ..errors import Cancelled, CloudError
-from ..machine.contract import InputFile, cas_key, job_prefix, out_prefix
+from ..machine.contract import InputChunk, InputFile, cas_key, chunk_key, job_prefix, out_prefix
 from .error_rules import is_code, translating
 from .presign import presign_get, presign_post
 from .session import AwsSettings, _is_loopback, client, client_config, make_session
@@ -377,8 +379,21 @@ class UploadProgress:
 class UploadResult:
     uploaded: list[str] = field(default_factory=list)  # sha256 of objects sent
     skipped: list[str] = field(default_factory=list)  # sha256 of objects already in the bucket
-    bytes_sent: int = 0
+    bytes_sent: int = 0  # files and chunks
     bytes_skipped: int = 0
+    chunks_uploaded: list[str] = field(default_factory=list)  # sha256 of chunks sent
+    chunks_skipped: list[str] = field(default_factory=list)
+    chunk_bytes_sent: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkSource:
+    """One chunk of a chunked file: where its bytes lie in the local file, and its hash."""
+
+    path: Path | str
+    offset: int
+    size: int
+    sha256: str
 
 
 ProgressCallback = Callable[[UploadProgress], None]
@@ -415,12 +430,14 @@ class _Subscriber(BaseSubscriber):
         self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
 
 
-def _existing(s3: Any, bucket: str, shas: Sequence[str], workers: int) -> dict[str, datetime]:
+def _existing(
+    s3: Any, bucket: str, shas: Sequence[str], workers: int, key: Callable[[str], str] = cas_key
+) -> dict[str, datetime]:
     """Which cas/ objects exist already, with when they were written (HEAD in parallel)."""
 
     def head(sha: str) -> tuple[str, datetime | None]:
         try:
-            reply = s3.head_object(Bucket=bucket, Key=cas_key(sha))
+            reply = s3.head_object(Bucket=bucket, Key=key(sha))
         except Exception as exc:
             if is_code(exc, "404", "NoSuchKey", "NotFound"):
                 return sha, None
@@ -431,12 +448,12 @@ def _existing(s3: Any, bucket: str, shas: Sequence[str], workers: int) -> dict[s
         return {sha: when for sha, when in pool.map(head, shas) if when is not None}
 
 
-def _refresh(s3: Any, bucket: str, sha: str) -> None:
+def _refresh(s3: Any, bucket: str, sha: str, key: Callable[[str], str] = cas_key) -> None:
     """Copy an old object onto itself so the lifecycle rule counts its age from today."""
     s3.copy(
-        {"Bucket": bucket, "Key": cas_key(sha)},
+        {"Bucket": bucket, "Key": key(sha)},
         bucket,
-        cas_key(sha),
+        key(sha),
         ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"sha256": sha}},
     )
 
@@ -451,8 +468,10 @@ def upload_files(
     max_concurrency: int = UPLOAD_CONCURRENCY,
     part_size: int = UPLOAD_PART_SIZE,
     refresh_after_days: float = DEFAULT_EXPIRE_DAYS / 2,
+    chunks: Iterable[ChunkSource] = (),
 ) -> UploadResult:
-    """Upload (local path, sha256, size) triples to cas/<sha256>, skipping what is there.
+    """Upload (local path, sha256, size) triples to cas/<sha256>, and the chunks of chunked
+    files to cas/chunks/<sha256>, skipping what is there.
 
     Safe to call again after a failure: completed objects are found and skipped, so only
     unfinished files are sent again. Raises Cancelled within about a second of `cancel`.
@@ -460,18 +479,31 @@ def upload_files(
     wanted: dict[str, tuple[str, int]] = {}
     for path, sha, size in files:
         wanted.setdefault(sha, (str(path), int(size)))
+    pieces: dict[str, ChunkSource] = {}
+    for piece in chunks:
+        pieces.setdefault(piece.sha256, piece)
     result = UploadResult()
     s3 = transfer_client(settings)
     with translating("uploading your scene", region=settings.region):
         existing = _existing(s3, bucket, list(wanted), max_concurrency)
+        # Chunks are small and many: more HEADs in flight than parts of large files.
+        have = _existing(s3, bucket, list(pieces), max_concurrency * 4, chunk_key)
         now = datetime.now(UTC)
         for sha, when in existing.items():
             if (now - when).total_seconds() > refresh_after_days * 86400:
                 _refresh(s3, bucket, sha)
+        for sha, when in have.items():
+            if (now - when).total_seconds() > refresh_after_days * 86400:
+                _refresh(s3, bucket, sha, chunk_key)
         todo = {sha: entry for sha, entry in wanted.items() if sha not in existing}
         result.skipped = [sha for sha in wanted if sha in existing]
         result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
-        tracker = _Tracker(sum(size for _path, size in todo.values()), progress, cancel)
+        new_pieces = [piece for sha, piece in pieces.items() if sha not in have]
+        result.chunks_skipped = [sha for sha in pieces if sha in have]
+        result.bytes_skipped += sum(pieces[sha].size for sha in result.chunks_skipped)
+        tracker = _Tracker(
+            sum(size for _path, size in todo.values()) + sum(p.size for p in new_pieces), progress, cancel
+        )
         manager = TransferManager(s3, _transfer_config(part_size, max_concurrency))
         futures = {}
         try:
@@ -484,6 +516,7 @@ def upload_files(
                     extra_args={"Metadata": {"sha256": sha}},
                     subscribers=[_Subscriber(tracker, path, sha, size)],
                 )
+            _put_chunks(s3, bucket, new_pieces, tracker, cancel, max_concurrency)
             _wait(futures, cancel)
         except BaseException:
             for future in futures.values():
@@ -492,8 +525,58 @@ def upload_files(
             raise
         manager.shutdown()
         result.uploaded = list(futures)
+        result.chunks_uploaded = [piece.sha256 for piece in new_pieces]
+        result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
         result.bytes_sent = tracker.total
     return result
+
+
+def _put_chunks(
+    s3: Any,
+    bucket: str,
+    pieces: Sequence[ChunkSource],
+    tracker: _Tracker,
+    cancel: threading.Event | None,
+    workers: int,
+) -> None:
+    """PUT each chunk (a few MiB: one request, its bytes read from the file and checked against
+    the hash the pack gave it, so bytes that changed since are never stored under it)."""
+
+    def one(piece: ChunkSource) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Upload cancelled.")
+        with open(piece.path, "rb") as handle:
+            handle.seek(piece.offset)
+            data = handle.read(piece.size)
+        if len(data) != piece.size or hashlib.sha256(data).hexdigest() != piece.sha256:
+            raise CloudError(
+                f"{Path(piece.path).name} changed while the scene was being uploaded.",
+                "Render in Cloud again once it is saved; what was already uploaded is not sent twice.",
+                code="InputChanged",
+                detail=str(piece.path),
+            )
+        s3.put_object(
+            Bucket=bucket, Key=chunk_key(piece.sha256), Body=data, Metadata={"sha256": piece.sha256}
+        )
+        tracker.add(str(piece.path), piece.sha256, piece.size, piece.size)
+
+    if not pieces:
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-render-chunk") as pool:
+        pending = [pool.submit(one, piece) for piece in sorted(pieces, key=lambda p: (str(p.path), p.offset))]
+        try:
+            for future in pending:
+                while True:
+                    try:
+                        future.result(timeout=0.1)
+                        break
+                    except TimeoutError:
+                        if cancel is not None and cancel.is_set():
+                            raise Cancelled("Upload cancelled.") from None
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 HashFn = Callable[[Path], tuple[str, int]]
@@ -708,15 +791,30 @@ def presign_client(settings: AwsSettings) -> Any:
 
 
 def presign_inputs(
-    settings: AwsSettings, bucket: str, inputs: Iterable[tuple[str, str, int]], expires_s: int
+    settings: AwsSettings,
+    bucket: str,
+    inputs: Iterable[tuple[str, str, int]],
+    expires_s: int,
+    chunks: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> list[InputFile]:
-    """Presigned GETs for (job-relative path, sha256, size) inputs."""
+    """Presigned GETs for (job-relative path, sha256, size) inputs; a path in `chunks` gets one
+    per chunk (sha256, size) instead, in order. The links travel in the job spec in the bucket
+    (EC2's user-data holds only the spec's link: 16 KB would not hold hundreds of chunks)."""
     s3 = presign_client(settings)
+    chunks = chunks or {}
     with translating("preparing the render machine's downloads", region=settings.region):
-        return [
-            InputFile(path=path, url=presign_get(s3, bucket, cas_key(sha), expires_s), sha256=sha, size=size)
-            for path, sha, size in inputs
-        ]
+        found = []
+        for path, sha, size in inputs:
+            pieces = chunks.get(path) or ()
+            if pieces:
+                links = [
+                    InputChunk(c, n, presign_get(s3, bucket, chunk_key(c), expires_s)) for c, n in pieces
+                ]
+                found.append(InputFile(path=path, url="", sha256=sha, size=size, chunks=links))
+            else:
+                url = presign_get(s3, bucket, cas_key(sha), expires_s)
+                found.append(InputFile(path=path, url=url, sha256=sha, size=size))
+        return found
 
 
 def presign_outputs(

@@ -29,6 +29,7 @@ from ..cost.catalog import load_catalog
 from ..errors import CloudError
 from ..machine import WORKER_FILES, contract
 from ..pack import FRAMES_IMAGE_PREFIX
+from ..pack.chunking import ChunkPolicy
 from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
 from ..pack.hash_cache import HashCache
 from .records import JobRecord, JobRequest
@@ -57,6 +58,9 @@ class PackedScene:
     # Where to read each file from: the artist's own file when packing did not change it.
     sources: dict[str, Path] = field(default_factory=dict)
     stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # (size, mtime_ns) when hashed
+    # A large .blend: its chunks in order, (sha256, size) each; uploaded and fetched instead of the file.
+    chunks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the job log
 
 
 def add_travelling_files(packed: PackedScene, request: JobRequest) -> None:
@@ -97,12 +101,18 @@ class Sent:
     bytes_sent: int
     files_sent: int
     files_skipped: int
+    chunks_sent: int = 0
+    chunks_total: int = 0
+    chunk_bytes_sent: int = 0
 
 
 ProgressFn = Callable[[float, float, str], None]
 
 
 class CloudSteps:
+    # Which .blend files travel as chunks and how big those are (tests lower the threshold).
+    chunking: ChunkPolicy = ChunkPolicy()
+
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +142,7 @@ class CloudSteps:
             original=original,
             skip_images=(FRAMES_IMAGE_PREFIX,),  # earlier jobs' frames, loaded for viewing
             hashes=self.hash_cache,
+            chunking=self.chunking,
         )
         packed = PackedScene(
             blend_path=result.manifest.blend,
@@ -141,6 +152,12 @@ class CloudSteps:
             + [f"{u.path} (could not be read: {u.reason})" for u in result.unreadable],
             sources=result.sources,
             stamps=result.stamps,
+            chunks={
+                path: [(c.sha256, c.size) for c in entry.chunks]
+                for path, entry in result.manifest.files.items()
+                if entry.chunks
+            },
+            notes=list(result.notes),
         )
         add_travelling_files(packed, request)
         return packed
@@ -166,7 +183,12 @@ class CloudSteps:
     def reuse(self, record: JobRecord) -> PackedScene:
         """Inputs of an earlier job, already in the bucket: nothing to pack or upload."""
         files = {path: (str(sha), int(size)) for path, (sha, size) in record.pack_manifest.items()}
-        return PackedScene(blend_path=record.blend_in_pack, files=files, root=None)
+        chunks = {
+            path: [(str(sha), int(size)) for sha, size in listing]
+            for path, listing in record.pack_chunks.items()
+            if path in files
+        }
+        return PackedScene(blend_path=record.blend_in_pack, files=files, root=None, chunks=chunks)
 
     @property
     def buckets(self) -> storage.BucketRegistry:
@@ -195,11 +217,17 @@ class CloudSteps:
         triples: list[tuple[Path | str, str, int]] = [
             (path, sha, size) for _name, path, sha, size in self.worker_files()
         ]
+        pieces: list[storage.ChunkSource] = []
         if packed.root is not None:
-            triples += [
-                (packed.sources.get(rel, packed.root / rel), sha, size)
-                for rel, (sha, size) in packed.files.items()
-            ]
+            for rel, (sha, size) in packed.files.items():
+                source = packed.sources.get(rel, packed.root / rel)
+                if rel not in packed.chunks:
+                    triples.append((source, sha, size))
+                    continue
+                offset = 0
+                for chunk_sha, chunk_size in packed.chunks[rel]:
+                    pieces.append(storage.ChunkSource(source, offset, chunk_size, chunk_sha))
+                    offset += chunk_size
 
         def report(step: storage.UploadProgress) -> None:
             progress(
@@ -207,9 +235,16 @@ class CloudSteps:
             )
 
         _check_unchanged(packed)
-        result = storage.upload_files(settings, bucket, triples, report, cancel)
+        result = storage.upload_files(settings, bucket, triples, report, cancel, chunks=pieces)
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
-        return Sent(result.bytes_sent, len(result.uploaded), len(result.skipped))
+        return Sent(
+            result.bytes_sent,
+            len(result.uploaded),
+            len(result.skipped),
+            chunks_sent=len(result.chunks_uploaded),
+            chunks_total=len(result.chunks_uploaded) + len(result.chunks_skipped),
+            chunk_bytes_sent=result.chunk_bytes_sent,
+        )
 
     # --- launch -----------------------------------------------------------------------------
     # The bucket's Blender cache (`blender-cache/<version>/<file>`) is shared by every later job,
@@ -336,7 +371,11 @@ class CloudSteps:
         expires = storage.presign_expiry(cap_s)
         s3 = client(settings, "s3")
         inputs = storage.presign_inputs(
-            settings, bucket, [(rel, sha, size) for rel, (sha, size) in sorted(packed.files.items())], expires
+            settings,
+            bucket,
+            [(rel, sha, size) for rel, (sha, size) in sorted(packed.files.items())],
+            expires,
+            chunks=packed.chunks,
         )
         post = storage.presign_outputs(settings, bucket, job_id, expires)
         spec = contract.WorkerSpec(

@@ -132,8 +132,13 @@ class JobRunner(threading.Thread):
             packed = self.steps.pack(request, pack_dir, self._progress, self.cancel_event)
             for missing in packed.missing:
                 self._log(f"Missing, not uploaded: {missing}")
+            for note in packed.notes:
+                self._log(note)
         rec.blend_in_pack = packed.blend_path
         rec.pack_manifest = {path: [sha, size] for path, (sha, size) in packed.files.items()}
+        rec.pack_chunks = {
+            path: [list(chunk) for chunk in listing] for path, listing in packed.chunks.items()
+        }
         self._save()
         self._check_cancel()
 
@@ -144,6 +149,12 @@ class JobRunner(threading.Thread):
         self._log(
             f"Uploaded {sent.bytes_sent / 1e6:.1f} MB in {sent.files_sent} files "
             f"({sent.files_skipped} already in the cloud)."
+            + (
+                f" Large scene files in chunks: {sent.chunks_sent} of {sent.chunks_total} sent "
+                f"({sent.chunk_bytes_sent / 1e6:.1f} MB), the rest already in the cloud."
+                if sent.chunks_total
+                else ""
+            )
         )
         self._check_cancel()
 

@@ -10,6 +10,7 @@ Runs in a worker thread; never on Blender's main thread.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -32,6 +33,28 @@ def job_inputs(record: JobRecord) -> dict[str, str]:
         if rel == record.blend_in_pack or rel.lower().endswith(SOUND_EXTENSIONS):
             wanted[contract.safe_relative_path(rel)] = str(sha)
     return wanted
+
+
+def _rebuild(
+    steps: CloudSteps, settings: AwsSettings, record: JobRecord, rel: str, sha: str, dest: Path, work: Path
+) -> None:
+    """A .blend that travelled as chunks: each chunk fetched and appended, the whole checked."""
+    digest = hashlib.sha256()
+    piece = work / "chunk.part"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        for chunk_sha, size in record.pack_chunks[rel]:
+            steps.download(settings, record.bucket, contract.chunk_key(str(chunk_sha)), piece, int(size))
+            data = piece.read_bytes()
+            digest.update(data)
+            out.write(data)
+    piece.unlink(missing_ok=True)
+    if digest.hexdigest() != sha:
+        raise CloudError(
+            f"{dest.name} could not be rebuilt from its chunks in the bucket.",
+            "Render the job again to get its movie.",
+            code="MovieSceneDamaged",
+        )
 
 
 def assemble_here(
@@ -57,6 +80,9 @@ def assemble_here(
         job_dir = work / "job"
         for rel, sha in job_inputs(record).items():
             dest = job_dir.joinpath(*rel.split("/"))
+            if record.pack_chunks.get(rel):
+                _rebuild(steps, settings, record, rel, sha, dest, work)
+                continue
             steps.download(settings, record.bucket, contract.cas_key(sha), dest, contract.MAX_FRAME_BYTES)
         blend = job_dir.joinpath(*record.blend_in_pack.split("/"))
         frames_format = "OPEN_EXR" if frames[0].lower().endswith(".exr") else "PNG"

@@ -137,6 +137,9 @@ class JobRecord:
     cost_so_far: float = 0.0
     blend_in_pack: str = ""
     pack_manifest: dict[str, Any] = field(default_factory=dict)  # relative path -> [sha256, size]
+    pack_chunks: dict[str, Any] = field(
+        default_factory=dict
+    )  # a chunked file's path -> [[sha256, size], ...]
     quote_first: bool = False
     proof_first: bool = False  # the add-on answers the quote after its proof frame
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known

@@ -39,6 +39,13 @@ machine <index> (its array index) writes its own documents under its own folder:
 Written by the add-on, read by the worker through a presigned GET:
 
     jobs/<id>/control/go.json        the answer to quote.json: {"go": true} or {"go": false}
+    cas/<sha256>                     an input file, named by the SHA-256 of its bytes
+    cas/chunks/<sha256>              one chunk of a large .blend (contract 4), named by its own SHA-256
+
+A large .blend travels as chunks (contract 4): its entry in the spec's `inputs` has no `url`
+but an ordered `chunks` list (sha256, size, presigned url of each). The machine downloads each
+chunk, checks its SHA-256, writes it at its offset (the sum of the sizes before it), and checks
+the whole file's SHA-256 before Blender sees the file; `parse_input` bounds the list first.
 
 Shared by every job (not under jobs/): the GPU kernel caches a machine filled, restored on the
 next machines with the same Blender, GPU and driver (`kernel_cache.py`). The add-on offers
@@ -57,7 +64,7 @@ from typing import Any
 
 # One number for the whole contract: the spec the add-on writes and every document the machine
 # writes carry it, and each side refuses another version with a plain reason.
-CONTRACT_VERSION = 3  # 3: many machines (claims, out/machines/<index>/)
+CONTRACT_VERSION = 4  # 3: many machines (claims, out/machines/<index>/); 4: chunked inputs
 SPEC_VERSION = CONTRACT_VERSION
 
 # Bounds on what the machine may hand back; anything larger is refused, never read or drawn.
@@ -73,6 +80,9 @@ MAX_OUTPUT_OBJECTS_PER_FRAME = 64  # frames plus File Output passes
 MAX_EXTRA_OUTPUT_OBJECTS = 10_000
 MAX_SAMPLES = 1 << 24
 MAX_SECONDS = 10 * 365 * 24 * 3600.0
+MAX_INPUT_BYTES = 5 * 1024**4  # one input file: S3's largest object
+MAX_CHUNK_BYTES = 64 * 1024 * 1024  # one chunk of a chunked input (the add-on cuts at most 16 MiB)
+MAX_CHUNKS = 200_000  # chunks of one input (a 200 GB .blend at 1 MiB each)
 FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
 
 # Worker states, in the order a healthy job passes through them, then the other ones.
@@ -153,6 +163,10 @@ def cas_key(sha256: str) -> str:
     return f"cas/{sha256}"
 
 
+def chunk_key(sha256: str) -> str:
+    return f"cas/chunks/{sha256}"
+
+
 def blender_cache_key(version: str, filename: str) -> str:
     return f"blender-cache/{version}/{filename}"
 
@@ -186,13 +200,23 @@ def record_key(job_id: str) -> str:
 
 
 @dataclass
+class InputChunk:
+    """One piece of a chunked input, in file order."""
+
+    sha256: str
+    size: int
+    url: str  # presigned GET of cas/chunks/<sha256>
+
+
+@dataclass
 class InputFile:
     """One file the worker downloads: where it goes in the job directory and how to check it."""
 
     path: str  # relative POSIX path inside the job directory
-    url: str  # presigned GET
+    url: str  # presigned GET ("" when the file travels as chunks)
     sha256: str
     size: int
+    chunks: list[InputChunk] = field(default_factory=list)  # contract 4: concatenated, in order
 
 
 @dataclass
@@ -279,11 +303,60 @@ class WorkerSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:
         data = dict(data)
-        data["inputs"] = [InputFile(**item) for item in data.get("inputs", [])]
+        data["inputs"] = [parse_input(item) for item in data.get("inputs", [])]
         data["blender_sources"] = [BlenderSource(**item) for item in data.get("blender_sources", [])]
         if data.get("kernel_cache") is not None:
             data["kernel_cache"] = parse_kernel_cache_offer(data["kernel_cache"])
         return cls(**data)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise ContractError(f"{what} is not a SHA-256 in hex")
+    return value
+
+
+def _url(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")) or len(value) > 8192:
+        raise ContractError(f"{what} is not a link")
+    return value
+
+
+def parse_input(item: Any) -> InputFile:
+    """One entry of the spec's `inputs`, checked (on the machine, before any download): a safe
+    path, a SHA-256, a size in range, and either a link or a chunk list whose sizes add up to
+    the file's size, each chunk bounded. Anything else is refused with the reason."""
+    if not isinstance(item, dict):
+        raise ContractError("an input of the job spec is not an object")
+    path = safe_relative_path(item.get("path"))
+    sha = _sha256(item.get("sha256"), f"the checksum of {path}")
+    size = int(_int(item.get("size"), f"the size of {path}", 0, MAX_INPUT_BYTES) or 0)
+    raw = item.get("chunks") or []
+    if not isinstance(raw, list) or len(raw) > MAX_CHUNKS:
+        raise ContractError(f"the chunk list of {path} is not a list of at most {MAX_CHUNKS} chunks")
+    chunks = []
+    for number, chunk in enumerate(raw):
+        what = f"chunk {number} of {path}"
+        if not isinstance(chunk, dict):
+            raise ContractError(f"{what} is not an object")
+        chunks.append(
+            InputChunk(
+                sha256=_sha256(chunk.get("sha256"), f"the checksum of {what}"),
+                size=int(_int(chunk.get("size"), f"the size of {what}", 1, MAX_CHUNK_BYTES) or 0),
+                url=_url(chunk.get("url"), f"the link of {what}"),
+            )
+        )
+    if chunks:
+        total = sum(chunk.size for chunk in chunks)
+        if total != size:
+            raise ContractError(f"the chunks of {path} add up to {total} bytes, the file has {size}")
+        url = ""
+    else:
+        url = _url(item.get("url"), f"the link of {path}")
+    return InputFile(path=path, url=url, sha256=sha, size=size, chunks=chunks)
 
 
 # ---------------------------------------------------------------- reading what the machine wrote

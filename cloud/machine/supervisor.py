@@ -42,6 +42,7 @@ from .transport import (
     SpotWatcher,
     StatusWriter,
     download,
+    download_chunks,
     fetch_control,
     http_request,
     now_iso,
@@ -410,14 +411,28 @@ class Supervisor:
             self.log.say(f"could not keep {name} in the bucket ({exc}); the job goes on")
 
     def download_inputs(self) -> None:
-        inputs = self.spec.get("inputs", [])
-        total = sum(int(i.get("size", 0)) for i in inputs)
-        self.log.say(f"downloading {len(inputs)} job files ({total / 1e6:.1f} MB)")
+        try:
+            inputs = [contract.parse_input(item) for item in self.spec.get("inputs", [])]
+        except contract.ContractError as exc:
+            raise JobFailed("contract", f"The job spec lists its files wrongly: {exc}.") from exc
+        total = sum(item.size for item in inputs)
+        chunked = [item for item in inputs if item.chunks]
+        self.log.say(
+            f"downloading {len(inputs)} job files ({total / 1e6:.1f} MB)"
+            + (f", {len(chunked)} of them in {sum(len(i.chunks) for i in chunked)} chunks" if chunked else "")
+        )
         for item in inputs:
-            dest = safe_join(self.job_dir, item["path"])
-            download(item["url"], dest, item.get("sha256", ""), self.log.say, item["path"])
-            if item.get("size") is not None and os.path.getsize(dest) != int(item["size"]):
-                raise JobFailed("download", f"{item['path']} arrived with the wrong size.")
+            dest = safe_join(self.job_dir, item.path)
+            if item.chunks:
+                chunks = [{"sha256": c.sha256, "size": c.size, "url": c.url} for c in item.chunks]
+                download_chunks(chunks, dest, item.sha256, item.size, self.log.say, item.path)
+                self.log.say(
+                    f"{item.path} rebuilt from {len(chunks)} chunks and verified (sha256 {item.sha256[:16]}...)"
+                )
+                continue
+            download(item.url, dest, item.sha256, self.log.say, item.path)
+            if os.path.getsize(dest) != item.size:
+                raise JobFailed("download", f"{item.path} arrived with the wrong size.")
 
     def existing_frames(self) -> list[str]:
         """Frame files already in the bucket (an earlier run of this job), relative to out/frames/."""

@@ -10,19 +10,24 @@ modified in the last few seconds is not cached at all: a file system with coarse
 could see a second edit within the same tick (git's "racy clean" problem).
 
 One SQLite file, shared by every Blender on this computer (SQLite does the locking); a broken or
-unreadable cache only costs hashing, never a wrong hash for a changed file.
+unreadable cache only costs hashing, never a wrong hash for a changed file. A large .blend's
+chunk list (cloud/pack/chunking.py) is kept under the same key and the chunking policy, so an
+unchanged file is neither re-read nor re-chunked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from .chunking import Chunk, Chunked, ChunkPolicy, chunk_file
 
 READ_SIZE = 1 << 20
 RACY_S = 3.0  # files changed this recently are hashed but not cached
@@ -73,6 +78,11 @@ class HashCache:
                     "mtime_ns INTEGER, sha256 TEXT NOT NULL, used REAL, "
                     "PRIMARY KEY (dev, ino, size, mtime_ns))"
                 )
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS chunks (dev INTEGER, ino INTEGER, size INTEGER, "
+                    "mtime_ns INTEGER, policy TEXT NOT NULL, sha256 TEXT NOT NULL, chunks TEXT NOT NULL, "
+                    "used REAL, PRIMARY KEY (dev, ino, size, mtime_ns, policy))"
+                )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")  # a lost entry only costs a re-hash
             except sqlite3.Error:
@@ -118,9 +128,62 @@ class HashCache:
             self.store(key, sha)
         return sha, size
 
+    def chunked(
+        self, path: Path, policy: ChunkPolicy, on_bytes: Callable[[int], None] | None = None
+    ) -> Chunked:
+        """`path`'s hash and chunk list under `policy`: from the cache when the file is the one
+        chunked before, else read once (cloud/pack/chunking.py) and remembered."""
+        before = os.stat(path)
+        key = stat_key(before)
+        known = self._lookup_chunks(key, policy.key)
+        if known is not None:
+            self.hits += 1
+            if on_bytes is not None:
+                on_bytes(before.st_size)
+            return known
+        self.misses += 1
+        result = chunk_file(path, policy, on_bytes)
+        after = os.stat(path)
+        stable = stat_key(after) == key and result.size == after.st_size
+        if stable and time.time() - after.st_mtime > RACY_S:
+            self.store(key, result.sha256)
+            if result.chunks:
+                self._store_chunks(key, policy.key, result)
+        return result
+
+    def _lookup_chunks(self, key: Key, policy: str) -> Chunked | None:
+        db = self._db()
+        if db is None:
+            return None
+        try:
+            row = db.execute(
+                "SELECT sha256, chunks FROM chunks WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND policy=?",
+                (*key, policy),
+            ).fetchone()
+            if not row:
+                return None
+            chunks = tuple(Chunk(str(sha), int(size)) for sha, size in json.loads(row[1]))
+        except (sqlite3.Error, ValueError, TypeError):
+            return None
+        if sum(chunk.size for chunk in chunks) != key[2]:
+            return None  # a damaged row: chunk again
+        return Chunked(str(row[0]), key[2], chunks)
+
+    def _store_chunks(self, key: Key, policy: str, result: Chunked) -> None:
+        db = self._db()
+        if db is None:
+            return
+        listing = json.dumps([[chunk.sha256, chunk.size] for chunk in result.chunks], separators=(",", ":"))
+        with contextlib.suppress(sqlite3.Error):
+            db.execute(
+                "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, policy, result.sha256, listing, time.time()),
+            )
+
     def forget_older_than(self, days: float) -> None:
         """Drop entries not used for `days` (files long gone or changed)."""
         db = self._db()
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("DELETE FROM hashes WHERE used < ?", (time.time() - days * 86400,))
+                db.execute("DELETE FROM chunks WHERE used < ?", (time.time() - days * 86400,))

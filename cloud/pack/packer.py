@@ -8,6 +8,8 @@ each file goes in the pack and returns the manifest that the content-addressed u
 Only the .blend files whose paths BAT rewrote are written into the pack folder; every other
 file is hashed where it lies (a local hash cache skips unchanged ones) and only linked there,
 and `PackResult.sources` says where to upload each file from: no copy of the project per submit.
+A .blend of at least `ChunkPolicy.threshold` bytes is also cut into content-defined chunks
+(cloud/pack/chunking.py), uploaded and stored one by one, so a resubmit sends only changed chunks.
 
 `pack()` is blocking and thread-safe; call it from a worker thread, never Blender's main one.
 """
@@ -34,6 +36,7 @@ from blender_asset_tracer.pack import progress as batprogress
 from blender_asset_tracer.trace import blocks2assets, expanders, file2blocks, file_sequence, result
 
 from ..errors import Cancelled, CloudError
+from .chunking import Chunk, ChunkPolicy, chunk_file
 from .hash_cache import HashCache
 
 CHUNK = 1 << 20
@@ -66,6 +69,7 @@ _ID_KINDS = {
 class FileEntry:
     sha256: str
     size: int
+    chunks: tuple[Chunk, ...] = ()  # a large .blend: its chunks in order (uploaded instead of the file)
 
 
 @dataclass
@@ -84,14 +88,22 @@ class PackManifest:
         return sorted(path for path, entry in self.files.items() if older.files.get(path) != entry)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "blend": self.blend,
-            "files": {p: {"sha256": e.sha256, "size": e.size} for p, e in sorted(self.files.items())},
-        }
+        def entry(e: FileEntry) -> dict[str, Any]:
+            data: dict[str, Any] = {"sha256": e.sha256, "size": e.size}
+            if e.chunks:
+                data["chunks"] = [[c.sha256, c.size] for c in e.chunks]
+            return data
+
+        return {"blend": self.blend, "files": {p: entry(e) for p, e in sorted(self.files.items())}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackManifest:
-        files = {p: FileEntry(str(e["sha256"]), int(e["size"])) for p, e in data["files"].items()}
+        files = {
+            p: FileEntry(
+                str(e["sha256"]), int(e["size"]), tuple(Chunk(str(c), int(n)) for c, n in e.get("chunks", []))
+            )
+            for p, e in data["files"].items()
+        }
         return cls(blend=str(data["blend"]), files=files)
 
 
@@ -135,6 +147,7 @@ class PackResult:
     # (size, mtime_ns) of each source outside the pack when it was hashed: the upload checks
     # them again, so a file edited after packing is never sent under its old hash.
     stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the job log (a large .blend sent whole, and why)
 
     @property
     def blend_path(self) -> Path:
@@ -505,16 +518,47 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _chunkable(path: Path, size: int, policy: ChunkPolicy | None) -> bool:
+    """A .blend large enough that sending only its changed chunks pays off."""
+    return policy is not None and size >= policy.threshold and path.name.lower().endswith(".blend")
+
+
 def _place_unchanged(
-    src: Path, dst: Path, hashes: HashCache, cancel: threading.Event | None, on_bytes: Callable[[int], None]
+    src: Path,
+    dst: Path,
+    hashes: HashCache,
+    cancel: threading.Event | None,
+    on_bytes: Callable[[int], None],
+    chunking: ChunkPolicy | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[FileEntry, tuple[int, int]]:
-    """A file packing did not change: hashed where it lies (or known from the hash cache), linked."""
+    """A file packing did not change: hashed (a large .blend: chunked) where it lies, or known
+    from the hash cache, and linked."""
     if cancel is not None and cancel.is_set():
         raise Cancelled()
     before = os.stat(src)
-    sha, size = hashes.hash(src, on_bytes)
+    if chunking is not None and _chunkable(dst, before.st_size, chunking):
+        found = hashes.chunked(src, chunking, on_bytes)
+        if found.note and notes is not None:
+            notes.append(found.note)
+        entry = FileEntry(found.sha256, found.size, found.chunks)
+    else:
+        sha, size = hashes.hash(src, on_bytes)
+        entry = FileEntry(sha, size)
     _link(src, dst)
-    return FileEntry(sha, size), (before.st_size, before.st_mtime_ns)
+    return entry, (before.st_size, before.st_mtime_ns)
+
+
+def _chunk_copy(entry: FileEntry, dst: Path, chunking: ChunkPolicy | None, notes: list[str]) -> FileEntry:
+    """A .blend packing rewrote and copied in: chunked from the copy (just written, so read from
+    memory) when it is large enough."""
+    if not _chunkable(dst, entry.size, chunking):
+        return entry
+    assert chunking is not None
+    found = chunk_file(dst, chunking)
+    if found.note:
+        notes.append(found.note)
+    return FileEntry(found.sha256, found.size, found.chunks)
 
 
 def _copy_all(
@@ -525,12 +569,15 @@ def _copy_all(
     hashes: HashCache | None = None,
     sources: dict[str, Path] | None = None,
     stamps: dict[str, tuple[int, int]] | None = None,
+    chunking: ChunkPolicy | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, FileEntry]:
     """Lay out the pack: the .blend files BAT rewrote are copied in, every other file is only
     linked and hashed where it lies (its path in `sources`): no copy of an unchanged file."""
     hashes = hashes or HashCache(None)
     sources = sources if sources is not None else {}
     stamps = stamps if stamps is not None else {}
+    notes = notes if notes is not None else []
     sizes = {dst: src.stat().st_size for dst, src in packer.copies.items()}
     total = sum(sizes.values())
     done = 0
@@ -559,10 +606,17 @@ def _copy_all(
             if src.is_relative_to(packer.rewrite_dir) and _is_gzip(src):
                 entry, source, stamp = _regzip(src, dst), dst, None
                 on_bytes(src.stat().st_size)
+                if _chunkable(dst, entry.size, chunking):
+                    notes.append(
+                        f"{dst.name} is saved compressed (gzip), so it is uploaded whole after any change; "
+                        "turn off File > Save > Compress to upload only what changed."
+                    )
             elif src.is_relative_to(packer.rewrite_dir):
-                entry, source, stamp = _hash_copy(src, dst, cancel, on_bytes), dst, None
+                entry = _hash_copy(src, dst, cancel, on_bytes)
+                entry, source, stamp = _chunk_copy(entry, dst, chunking, notes), dst, None
             else:
-                (entry, stamp), source = _place_unchanged(src, dst, hashes, cancel, on_bytes), src
+                placed = _place_unchanged(src, dst, hashes, cancel, on_bytes, chunking, notes)
+                (entry, stamp), source = placed, src
         except OSError as exc:
             raise CloudError(
                 f"Could not read {src.name} while packing the scene.",
@@ -639,17 +693,19 @@ def pack(
     project: Path | None = None,
     skip_images: tuple[str, ...] = (),
     hashes: HashCache | None = None,
+    chunking: ChunkPolicy | None = None,
 ) -> PackResult:
     """Pack `blend_path` (a saved copy, never the artist's open file) and its dependencies into `out_dir`.
 
-    `original` is where the artist's file is saved when `blend_path` is a copy elsewhere (give
-    the copy the same file name): the pack is laid out as if it were the original, and paths
-    that do not resolve next to the copy are looked up next to the original. `project` is the
-    folder whose layout the pack keeps (default: the original's folder); files outside it go
-    under `_external/`. Images whose names start with one of `skip_images` are not packed (their
-    paths stay as they are). Missing files are reported, not fatal. On error or cancel nothing is
-    left in `out_dir`, which is made private to the user (0700). Blocking: run it off Blender's
-    main thread.
+        `original` is where the artist's file is saved when `blend_path` is a copy elsewhere (give
+        the copy the same file name): the pack is laid out as if it were the original, and paths
+        that do not resolve next to the copy are looked up next to the original. `project` is the
+        folder whose layout the pack keeps (default: the original's folder); files outside it go
+        under `_external/`. Images whose names start with one of `skip_images` are not packed (their
+        paths stay as they are). With `chunking`, each .blend of at least its threshold also gets
+    its chunk list (FileEntry.chunks). Missing files are reported, not fatal. On error or cancel nothing is
+        left in `out_dir`, which is made private to the user (0700). Blocking: run it off Blender's
+        main thread.
     """
     blend_path = bpathlib.make_absolute(Path(blend_path))
     original = bpathlib.make_absolute(Path(original)) if original is not None else blend_path
@@ -664,7 +720,7 @@ def pack(
         with _BAT_LOCK:
             try:
                 return _pack_locked(
-                    blend_path, original, out_dir, project, progress, cancel, skip_images, hashes
+                    blend_path, original, out_dir, project, progress, cancel, skip_images, hashes, chunking
                 )
             finally:
                 blendfile.close_all_cached()
@@ -686,6 +742,7 @@ def _pack_locked(
     cancel: threading.Event | None,
     skip_images: tuple[str, ...] = (),
     hashes: HashCache | None = None,
+    chunking: ChunkPolicy | None = None,
 ) -> PackResult:
     with _Packer(blend_path, original, project, out_dir, cancel, skip_images) as packer:
         packer.progress_cb = _Progress(progress)
@@ -706,7 +763,8 @@ def _pack_locked(
             ) from exc
         sources: dict[str, Path] = {}
         stamps: dict[str, tuple[int, int]] = {}
-        files = _copy_all(packer, out_dir, cancel, progress, hashes, sources, stamps)
+        notes: list[str] = []
+        files = _copy_all(packer, out_dir, cancel, progress, hashes, sources, stamps, chunking, notes)
         blend_rel = Path(packer.output_path).relative_to(out_dir.absolute()).as_posix()
         manifest = PackManifest(blend=blend_rel, files=files)
         return PackResult(
@@ -718,4 +776,5 @@ def _pack_locked(
             skipped=packer.skipped,
             sources=sources,
             stamps=stamps,
+            notes=sorted(set(notes)),
         )

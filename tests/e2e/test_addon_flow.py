@@ -5,6 +5,7 @@ account, the instance simulator rendering for real, and the frames back in Blend
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import bpy
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from cloud.aws.session import client
+from cloud.pack.chunking import ChunkPolicy
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, make_blender_tarball
 from tests.addon import harness
@@ -137,23 +139,63 @@ def test_render_in_cloud_brings_frames_into_the_image_editor(cloud, tmp_path):
     assert longest < 0.5  # no drain call blocked the main thread for long
 
 
-def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_path):
+def add_hidden_grid(side: int):  # type: ignore[no-untyped-def]
+    """An embedded mesh that makes the .blend a few MB (not rendered: it only adds weight)."""
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=side, y_subdivisions=side + 1, size=4)
+    grid = bpy.context.active_object
+    rng = np.random.default_rng(11)
+    co = np.empty(len(grid.data.vertices) * 3, dtype=np.float32)
+    grid.data.vertices.foreach_get("co", co)
+    co[2::3] = rng.random(len(grid.data.vertices), dtype=np.float32)
+    grid.data.vertices.foreach_set("co", co)
+    grid.hide_render = True
+    return grid
+
+
+def chunk_line(log: list[str]) -> tuple[int, int, float]:
+    """(chunks sent, chunks in all, MB sent) from the job log's upload line."""
+    line = next(line for line in log if "Large scene files in chunks:" in line)
+    found = re.search(r"chunks: (\d+) of (\d+) sent \(([\d.]+) MB\)", line)
+    assert found, line
+    return int(found.group(1)), int(found.group(2)), float(found.group(3))
+
+
+def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_path, monkeypatch):
+    """The scene's .blend travels as chunks (the threshold lowered to fit a few-MB scene): the
+    machine rebuilds it and renders, and a resubmit after repainting the texture and moving one
+    object sends the texture and a small share of the .blend's chunks (Blender 4.2 also writes
+    every save of it differently)."""
+    steps = harness.addon().addon.pump.manager().steps
+    small = ChunkPolicy(threshold=1 << 20, min_size=8 << 10, avg_size=32 << 10, max_size=128 << 10)
+    monkeypatch.setattr(steps, "chunking", small)
     scene_path = textured_scene(tmp_path, frames=1)
+    grid = add_hidden_grid(160)
+    bpy.ops.wm.save_mainfile(compress=False)  # a compressed .blend cannot be chunked usefully
+    blend_mb = scene_path.stat().st_size / 1e6
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    first = view().job_id
     wait_final()
-    assert view().state == "Done"
+    assert view().state == "Done", harness.addon().addon.job_view.log_lines(first)[-20:]
+    log = harness.addon().addon.job_view.log_lines(first)
+    sent, total, _mb = chunk_line(log)
+    assert sent == total > 8  # all new: the .blend went in chunks, not whole
+    assert any("rebuilt from" in line and "chunks and verified" in line for line in log), log[-30:]
     # The artist repaints the texture in another program: only the file on disk changes.
     texture = scene_path.parent / "textures" / "paint.png"
     write_png(tmp_path / "repainted.png", (0.1, 0.8, 0.1))
     texture.write_bytes((tmp_path / "repainted.png").read_bytes())
+    grid.location.x += 1.0  # and moves one object (unsaved: the submit saves a copy as it is)
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     second = view().job_id
     wait_final()
     assert view().state == "Done"
     log = harness.addon().addon.job_view.log_lines(second)
     uploaded = [line for line in log if line.startswith("[cloud-render] Uploaded")]
-    # Only the changed texture travelled: the .blend, the worker scripts and the rest were there.
+    # Only the changed texture travelled whole: the worker scripts and the rest were there, and
+    # of the .blend (saved again, so not the same bytes on 4.2) only a few changed chunks.
     assert uploaded and " in 1 files " in uploaded[0], uploaded
+    sent, total, mb = chunk_line(log)
+    assert 1 <= sent < total / 4 and mb < 0.1 * blend_mb, (uploaded, blend_mb)
 
 
 def test_cancel_mid_render_stops_the_machine_and_keeps_frames(cloud, tmp_path):

@@ -12,7 +12,13 @@ import pytest
 
 from cloud.job import proof_frame
 from cloud.machine import fingerprint
-from cloud.machine.contract import ADDONS_DIR, ContractError, load_document, parse_environment
+from cloud.machine.contract import (
+    ADDONS_DIR,
+    CONTRACT_VERSION,
+    ContractError,
+    load_document,
+    parse_environment,
+)
 from cloud.pack.addons import EnabledAddon, plan_addons
 from cloud.pack.bakes import disk_bake_inputs
 from cloud.pack.preflight import BLOCK, run_preflight
@@ -102,7 +108,7 @@ def test_fingerprint_differences_that_change_pixels_stop():
 def test_environment_report_is_validated_on_read():
     body = json.dumps(
         {
-            "contract": 3,
+            "contract": CONTRACT_VERSION,
             "installed": ["cr_tint 1.2.0"],
             "failed": [],
             "differences": [{"level": "bogus", "what": "look", "message": "\x1b[31mred\x1b[0m" + "x" * 900}],
