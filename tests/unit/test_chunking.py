@@ -117,6 +117,13 @@ def test_a_compressed_blend_is_sent_whole_and_says_why(tmp_path):
     assert result.chunks == ()
     assert result.sha256 == hashlib.sha256(paths["first"].read_bytes()).hexdigest()
     assert "compressed" in result.note and "Compress" in result.note
+    # Packed: sent whole, and the job log says why.
+    project = tmp_path / "project"
+    project.mkdir()
+    os.link(paths["first"], project / "shot.blend")
+    packed = pack(project / "shot.blend", tmp_path / "pack", hashes=HashCache(None), chunking=SMALL)
+    assert packed.manifest.files["shot.blend"].chunks == ()
+    assert any("shot.blend is saved compressed" in note for note in packed.notes), packed.notes
 
 
 def test_a_file_that_is_not_a_blend_is_cut_by_content_alone(tmp_path):
@@ -240,3 +247,57 @@ def test_the_contract_refuses_a_chunk_list_that_does_not_add_up():
     for item, reason in bad:
         with pytest.raises(contract.ContractError, match=reason):
             contract.parse_input(item)
+
+
+def test_a_tampered_chunk_in_the_bucket_is_refused_by_the_machine(aws, scenes, tmp_path):
+    bucket = "cloud-render-chunk-tamper"
+    s3 = client(aws.settings, "s3")
+    s3.create_bucket(Bucket=bucket)
+    first = chunk_file(scenes["first"], SMALL)
+    storage.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    victim = first.chunks[len(first.chunks) // 2]
+    s3.put_object(Bucket=bucket, Key=contract.chunk_key(victim.sha256), Body=b"\0" * victim.size)
+    [item] = storage.presign_inputs(
+        aws.settings,
+        bucket,
+        [("shot.blend", first.sha256, first.size)],
+        600,
+        chunks={"shot.blend": [(c.sha256, c.size) for c in first.chunks]},
+    )
+    lines: list[str] = []
+    dest = tmp_path / "job" / "shot.blend"
+    with pytest.raises(JobFailed) as failed:
+        download_chunks(
+            [asdict(c) for c in item.chunks], str(dest), item.sha256, item.size, lines.append, "shot.blend"
+        )
+    assert failed.value.kind == "download" and "damaged" in failed.value.cause and not dest.exists()
+    assert any("checksum mismatch" in line for line in lines)
+
+
+def test_a_relaunch_and_a_movie_made_here_find_the_chunks_again(aws, scenes, tmp_path):
+    """Inputs reused from an earlier job keep their chunk lists (from the job record), and the
+    movie step on this computer rebuilds the .blend from its chunks."""
+    from cloud.job.cloud_steps import CloudSteps
+    from cloud.job.local_movie import _rebuild
+    from cloud.job.records import JobRecord
+
+    bucket = "cloud-render-chunk-reuse"
+    client(aws.settings, "s3").create_bucket(Bucket=bucket)
+    first = chunk_file(scenes["first"], SMALL)
+    storage.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    record = JobRecord.from_json(
+        '{"job_id": "j1", "blend_name": "shot.blend", "scene_name": "Scene", "region": "us-east-1", '
+        '"instance_type": "c5.2xlarge", "spot": false, "frames": [1], "output_dir": "out", '
+        '"price_per_hour": 1.0, "max_cost": 1.0, "max_hours": 1.0}'
+    )
+    record.bucket = bucket
+    record.blend_in_pack = "shot.blend"
+    record.pack_manifest = {"shot.blend": [first.sha256, first.size]}
+    record.pack_chunks = {"shot.blend": [[c.sha256, c.size] for c in first.chunks]}
+    record = JobRecord.from_json(record.to_json())  # as read back from disk
+    steps = CloudSteps(tmp_path / "state")
+    reused = steps.reuse(record)
+    assert reused.chunks["shot.blend"] == [(c.sha256, c.size) for c in first.chunks]
+    dest = tmp_path / "movie" / "job" / "shot.blend"
+    _rebuild(steps, aws.settings, record, "shot.blend", first.sha256, dest, tmp_path / "movie")
+    assert dest.read_bytes() == scenes["first"].read_bytes()
