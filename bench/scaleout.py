@@ -7,17 +7,29 @@ stand-in, FOR THIS BENCHMARK ONLY: a fake render that sleeps a fixed time per fr
 tiny file, so the figures measure the distribution of frames over machines and not this
 computer's two cores (eight Cycles renders at once would measure those).
 
-Two frame sets: even (every frame EVEN_S) and uneven (1x to 4x of UNEVEN_BASE_S, repeating).
+Frame sets: even (every frame EVEN_S) and uneven (1x to 4x of UNEVEN_BASE_S, repeating), the
+uneven one twice: "uneven" as today's estimate knows it (one probe frame: nothing per frame, so
+frames go out in the job's order) and "uneven_known" with each frame's expected time in the job
+(`JobRequest.frame_seconds`, as an estimate that knew it would give: the longest go out first).
+
 ideal = total frame time / N + boot, where boot is the run's own time from submitting the
 array job to the first frame starting on any machine. efficiency = ideal / makespan, makespan =
-submit until the last frame arrived on this computer. Also counts frames rendered twice.
-Goal (issue 12): efficiency >= 0.9 at N = 8 for even frames, >= 0.8 for uneven ones.
+submit until the last frame arrived on this computer (the downloaded file's time). Printed
+beside it, so nothing is hidden: when the last frame finished rendering, when the job thread
+ended (after the job's wrap-up: ending the Batch job, the forgotten-machine check) and the
+efficiency to that, when the last machine started its first frame, the mean gap between two
+frames on a machine, and the mean idle tail (the last frame's end minus each machine's last).
+Also counts frames rendered twice. Goal (issue 12): efficiency >= 0.9 at N = 8 for even
+frames, >= 0.8 for uneven ones.
+
+Options: --small (8 frames on 1 and 2 machines), --machines 8 (or 2,8), --sets even,uneven_known.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import re
 import sys
@@ -25,10 +37,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cloud.job.events import FrameArrived, LogLines  # noqa: E402
 from dev.batch_job import blender_version, make_scene, render_history, start_job, twice  # noqa: E402
 from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
@@ -72,6 +86,7 @@ for item in frames():
     with open(path, "wb") as out:
         out.write(b"fake frame %d\n" % item["frame"])
     print("Saved: '%s'" % path, flush=True)
+    print("bench: frame %d finished at %.3f" % (item["frame"], time.time()), flush=True)
     emit("frame_done", frame=item["frame"], seconds=round(time.monotonic() - started, 3))
 emit("finished")
 """
@@ -103,73 +118,121 @@ def run(
     machines: int,
     seconds: dict[int, float],
     work: Path,
+    known: bool = False,
 ):  # type: ignore[no-untyped-def]
     account.reset()
     account.quotas.set_quota("L-34B43A08", 8.0 * 16)
     blender = fake_blender(version, seconds, Path(tempfile.mkdtemp(prefix="scaleout-blender-")))
     frames = sorted(seconds)
-    job = start_job(sim, scene, frames, machines, work / f"n{machines}", blender=blender, version=version)
+    # known: the job carries each frame's expected time, as an estimate that knows it would give
+    job = start_job(
+        sim,
+        scene,
+        frames,
+        machines,
+        work / f"n{machines}",
+        blender=blender,
+        version=version,
+        frame_seconds=seconds if known else None,
+    )
+    arrived: list[float] = []  # when each frame landed on this computer (the file's own time)
+    log: list[str] = []
+
+    def take(events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, FrameArrived):
+                arrived.append(Path(event.path).stat().st_mtime)
+            elif isinstance(event, LogLines):
+                log.extend(event.lines)
+
     while job.runner.is_alive():
-        job.events.drain(0.01)
+        take(job.events.drain(0.01))
         time.sleep(0.05)
-    done = time.time()
+    ended = time.time()
+    take(job.events.drain(1.0, limit=100000))
     rec = job.record
-    assert rec.stage == "Done", (rec.stage, rec.message)
+    assert rec.stage == "Done", (rec.stage, rec.message, log[-20:])
+    assert len(arrived) == len(frames), (len(arrived), len(frames))
     started, finished = render_history(sim, rec.instance_id)
-    boot, last_boot = _boots(sim, rec.instance_id, rec.launched_at)
-    makespan = done - rec.launched_at
+    t0 = rec.launched_at
+    lines = _timeline(sim, rec.instance_id)
+    firsts = [spans[0][1] - t0 for spans in lines.values() if spans]
+    lasts = [spans[-1][2] - t0 for spans in lines.values() if spans]
+    gaps = [b[1] - a[2] for spans in lines.values() for a, b in itertools.pairwise(spans)]
+    boot = min(firsts)
+    render_end = max(lasts)
+    makespan = max(arrived) - t0  # submit until the last frame arrived on this computer
     total = sum(seconds.values())
     ideal = total / machines + boot
     return {
         "makespan": makespan,
+        "ended": ended - t0,
         "boot": boot,
-        "last_boot": last_boot,
+        "last_boot": max(firsts),
+        "render_end": render_end,
+        "gap": sum(gaps) / len(gaps) if gaps else 0.0,
+        "tail": sum(render_end - last for last in lasts) / machines,
         "ideal": ideal,
         "efficiency": ideal / makespan,
+        "efficiency_end": ideal / (ended - t0),
         "twice": len(twice(finished)),
         "started_twice": len(twice(started)),
         "machines_used": len({labels[0] for labels in finished.values()}),
     }
 
 
-def _boots(sim: BatchSimulator, batch_job: str, launched_at: float) -> tuple[float, float]:
-    """Submit until the first frame started on the first machine and on the last machine to
-    start one (the fake render's own stamps): how far apart the machines came up."""
-    firsts = []
-    for _label, folder in sim.folders(batch_job):
+STAMP = re.compile(r"bench: frame (-?\d+) (started|finished) at ([\d.]+)")
+
+
+def _timeline(sim: BatchSimulator, batch_job: str) -> dict[str, list[tuple[int, float, float]]]:
+    """Per machine, (frame, started, finished) in the order rendered, from the fake render's own
+    stamps (wall clock, the same clock as the add-on's)."""
+    found: dict[str, list[tuple[int, float, float]]] = {}
+    for label, folder in sim.folders(batch_job):
         log = folder / "root" / "run" / "render.log"
-        stamps = (
-            re.findall(r"bench: frame -?\d+ started at ([\d.]+)", log.read_text()) if log.exists() else []
-        )
-        if stamps:
-            firsts.append(float(stamps[0]) - launched_at)
-    return (min(firsts), max(firsts)) if firsts else (0.0, 0.0)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        begun: dict[int, float] = {}
+        spans = found.setdefault(label, [])
+        for frame, what, stamp in STAMP.findall(text):
+            if what == "started":
+                begun[int(frame)] = float(stamp)
+            elif int(frame) in begun:
+                spans.append((int(frame), begun.pop(int(frame)), float(stamp)))
+    return found
 
 
 def main() -> int:
     global FRAMES, MACHINES, EVEN_S, UNEVEN_BASE_S
     if "--small" in sys.argv:  # a quick run: 8 frames on 1 and 2 machines, shorter frames
         FRAMES, MACHINES, EVEN_S, UNEVEN_BASE_S = 8, (1, 2), 0.5, 0.25
+    if "--machines" in sys.argv:  # e.g. --machines 8: only those runs (while looking into one)
+        MACHINES = tuple(int(n) for n in sys.argv[sys.argv.index("--machines") + 1].split(","))
     work = Path(tempfile.mkdtemp(prefix="scaleout-"))
     version = blender_version()
     scene = make_scene(work / "scene" / "shot.blend", frames=FRAMES, size=16, samples=1)
-    sets = {
-        "even": {f: EVEN_S for f in range(1, FRAMES + 1)},
-        "uneven": {f: UNEVEN_BASE_S * (1 + (f - 1) % 4) for f in range(1, FRAMES + 1)},
-    }
+    even = {f: EVEN_S for f in range(1, FRAMES + 1)}
+    uneven = {f: UNEVEN_BASE_S * (1 + (f - 1) % 4) for f in range(1, FRAMES + 1)}
+    # "uneven": nothing is known per frame (today's estimate: one probe frame), frames go out in
+    # order; "uneven_known": the job carries each frame's expected time, the longest go first.
+    sets = {"even": (even, False), "uneven": (uneven, False), "uneven_known": (uneven, True)}
+    if "--sets" in sys.argv:  # e.g. --sets uneven
+        wanted = sys.argv[sys.argv.index("--sets") + 1].split(",")
+        sets = {name: frames for name, frames in sets.items() if name in wanted}
     print(
         f"{FRAMES} frames; a fixed-time fake render (benchmark only); even {EVEN_S} s/frame, "
         f"uneven {UNEVEN_BASE_S}-{4 * UNEVEN_BASE_S} s/frame"
     )
     figures: dict[str, float] = {}
     with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
-        for name, seconds in sets.items():
+        for name, (seconds, known) in sets.items():
             for machines in MACHINES:
-                result = run(sim, account, scene, version, machines, seconds, work / name)
+                result = run(sim, account, scene, version, machines, seconds, work / name, known)
                 print(
-                    f"{name:6} N={machines}: makespan {result['makespan']:6.1f} s, ideal {result['ideal']:6.1f} s "
+                    f"{name:12} N={machines}: makespan {result['makespan']:6.1f} s, ideal {result['ideal']:6.1f} s "
                     f"(boot {result['boot']:.1f} s, last machine's first frame at {result['last_boot']:.1f} s), "
-                    f"efficiency {result['efficiency']:.2f}, "
+                    f"efficiency {result['efficiency']:.2f}; last frame rendered at {result['render_end']:.1f} s, "
+                    f"job thread ended at {result['ended']:.1f} s (efficiency {result['efficiency_end']:.2f}); "
+                    f"mean gap between frames {1000 * result['gap']:.0f} ms, mean idle tail {result['tail']:.2f} s; "
                     f"machines used {result['machines_used']}, rendered twice {result['twice']}",
                     flush=True,
                 )

@@ -117,6 +117,7 @@ def start_job(
     version: str | None = None,
     steps_class: type[EmulatedBatchSteps] = EmulatedBatchSteps,
     blender: tuple[Path, str] | None = None,
+    frame_seconds: dict[int, float] | None = None,
 ) -> BatchJob:
     """Stage Blender in the bucket, then start the product's runner on a many-machine job."""
     settings = sim.settings
@@ -150,6 +151,7 @@ def start_job(
         device="CPU",
         frame_order=frame_order,
         machines=machines,
+        frame_seconds=dict(frame_seconds or {}),
     )
     record = JobRecord.from_request(request)
     store = RecordStore(work / "records")

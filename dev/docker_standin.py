@@ -37,7 +37,9 @@ What the stand-in cannot cover, moto's own gaps that a harness must play AWS's p
   each describe) appends its `AWS_BATCH_JOB_ID` to it: `describe_jobs` shows the variable once
   per append, and a child's container may get a sibling's id. The stand-in takes the job id
   from the container's name instead (`<job name>-<parent id>-<index>`), which is per child;
-- `describe_jobs` shows no `container.exitCode` (`list_jobs` summaries do).
+- `describe_jobs` shows no `container.exitCode` (`list_jobs` summaries do);
+- an array job's parent gets its size only once moto has started every child, so a child that
+  starts early waits for it (the stand-in asks again) before `AWS_BATCH_JOB_ARRAY_SIZE` is known.
 
 Use (a test fixture; `tests/unit/test_batch_emulation.py` does this):
 
@@ -82,6 +84,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.45"
+ARRAY_SIZE_WAIT_S = 20.0  # how long a child waits for moto to know its array's size
 LOG_LIMIT_BYTES = 4 << 20  # per container; later lines are dropped with a note
 BATCH_ID = re.compile(r"^(?P<parent>[^:]+):(?P<index>\d+)$")
 # moto names a job's container `<job name>-<job id>`, an array child's id `<parent id>:<index>`
@@ -153,6 +156,9 @@ class Machine:
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    # moto opens a Docker client per child, all at once for an array job: with socketserver's
+    # backlog of 5 the 6th connect fails (EAGAIN on a unix socket) and moto drops that child.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -379,7 +385,20 @@ class DockerStandin:
             return {**found, "AWS_BATCH_JOB_ATTEMPT": "1"}
         batch = self._batch()
         ids = [job_id] + ([array["parent"]] if array else [])
-        jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=ids)["jobs"]}
+        # moto gives the parent its children (and so its size) only once it has created and
+        # started every one of them: a child that starts first asks again for a while. On AWS
+        # the variables are there from the start.
+        deadline = time.monotonic() + ARRAY_SIZE_WAIT_S
+        while True:
+            jobs = {job["jobId"]: job for job in batch.describe_jobs(jobs=ids)["jobs"]}
+            parent = jobs.get(array["parent"]) if array else None
+            if (
+                not array
+                or "size" in (parent or {}).get("arrayProperties", {})
+                or time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.05)
         job = jobs.get(job_id)
         if job is None:
             raise RuntimeError(f"moto does not know job {job_id} in {self.region}")

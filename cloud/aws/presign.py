@@ -24,6 +24,29 @@ def presign_list(s3: Any, bucket: str, prefix: str, expires_s: int) -> str:
     )
 
 
+LIST_PAGE = 1000  # what one ListObjectsV2 answers at most
+
+
+def presign_list_pages(
+    s3: Any, bucket: str, prefix: str, names: list[str], expires_s: int, page: int = LIST_PAGE
+) -> list[str]:
+    """ListObjectsV2 URLs that together list every object under `prefix` whose name is among
+    `names` (every name such a key can have, known in advance), however many there are.
+
+    A presigned URL signs its query, so the machine cannot ask for the next page with a
+    continuation token of its own. Instead the keys are cut, in S3's order, into runs of `page`
+    names: URL k lists `page` keys from just after run k-1's last one. Only these names exist
+    under the prefix, so every existing key of run k is among those `page` keys."""
+    keys = sorted(prefix + name for name in set(names))  # code-point order is S3's UTF-8 order
+    urls = []
+    for start in range(0, max(len(keys), 1), page):
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page}
+        if start:
+            params["StartAfter"] = keys[start - 1]
+        urls.append(str(s3.generate_presigned_url("list_objects_v2", Params=params, ExpiresIn=expires_s)))
+    return urls
+
+
 def presign_post(s3: Any, bucket: str, prefix: str, expires_s: int, max_bytes: int) -> dict[str, Any]:
     """A POST policy that only allows keys under `prefix` and objects up to `max_bytes`."""
     if not prefix.endswith("/"):

@@ -10,22 +10,30 @@ downloads) stays the one-machine runner's.
 
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..aws import batch, fleet, storage
-from ..aws.presign import presign_get, presign_list
+from ..aws.presign import presign_get, presign_list_pages
 from ..aws.session import AwsSettings, client
+from ..aws.storage import TooLarge
 from ..cost.catalog import load_catalog
 from ..errors import CloudError
 from ..machine import contract
 from .cloud_steps import CloudSteps, PackedScene
 from .events import CostUpdate, LogLines, MachinesUpdate
-from .job_thread import JobRunner
-from .records import JobRecord, JobRequest, Stage
+from .job_thread import FRAME_DUE_MARGIN_S, JobRunner
+from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, Stage
 
 CHILDREN_EVERY_S = 5.0  # how often Batch is asked about the children (cost, endings)
+POLL_THREADS = 8  # machines read at once in one poll
+END_DOCUMENTS = ("done.json", "error.json", "interrupted.json")
+FORWARD = (Stage.STARTING, Stage.INSTALLING, Stage.RENDERING)  # the stages machines move a job through
+FORWARD_VALUES = tuple(stage.value for stage in FORWARD)
 
 
 class BatchSteps(CloudSteps):
@@ -59,11 +67,23 @@ class BatchSteps(CloudSteps):
             )
             for frame in record.frames
         }
+        # Listings of the claims and of each machine's marks, page by page however many frames.
+        claim_pages = presign_list_pages(
+            s3, record.bucket, contract.claims_prefix(record.job_id), [str(f) for f in record.frames], expires
+        )
+        marks = [contract.rendered_mark(f) for f in record.frames]
         lists = {
-            str(i): presign_list(s3, record.bucket, contract.marks_prefix(record.job_id, i), expires)
+            str(i): presign_list_pages(
+                s3, record.bucket, contract.marks_prefix(record.job_id, i), marks, expires
+            )
             for i in range(record.machines)
         }
-        return {"claim_urls": claims, "machine_list_urls": lists, "machine_count": record.machines}
+        return {
+            "claim_urls": claims,
+            "claim_list_urls": claim_pages,
+            "machine_list_urls": lists,
+            "machine_count": record.machines,
+        }
 
     def launch(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
@@ -100,6 +120,17 @@ class BatchSteps(CloudSteps):
         batch.terminate_all(settings, record.instance_id, record.machines, reason)
 
 
+@dataclass
+class _Reading:
+    """What one poll fetched of one machine's folder, not yet validated."""
+
+    index: int
+    plan: bytes | TooLarge | None = None
+    status: bytes | TooLarge | None = None
+    logs: list[tuple[str, bytes | None]] = field(default_factory=list)
+    end: tuple[str, bytes | TooLarge | None] | None = None
+
+
 class _Launched:
     def __init__(self, instance_id: str, spot: bool) -> None:
         self.instance_id = instance_id
@@ -120,13 +151,26 @@ class BatchJobRunner(JobRunner):
         self._children: list[batch.Child] = []
         self._children_at = 0.0
         self._posted_rows: tuple[tuple[str, ...], int] = ((), -1)
+        self._plans_read: set[int] = set()
+        self._polls = 0
 
     # --- what each machine writes -----------------------------------------------------------
     def _poll_outputs(self) -> None:
+        """One look at every machine, all at once: with N machines a poll that asked them one
+        after another (six requests each) would itself become the delay before the last frame
+        is seen. The reads run in threads; what they found is applied here, in order."""
         rec = self.record
-        for index in range(rec.machines):
-            self._poll_machine(index)
-        super()._poll_outputs()
+        workers = min(POLL_THREADS, rec.machines + 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-render-poll") as pool:
+            shared = pool.submit(self._fetch_shared)
+            readings = list(pool.map(self._fetch_machine, range(rec.machines)))
+            status, logs = shared.result()
+        self._apply_shared(status, logs)
+        for reading in readings:
+            self._apply_machine(reading)
+        self._polls += 1
+        self._download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
+        self._download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
         rows = tuple(self._row_text(row) for row in self.machine_rows())
         eta = self._eta_seconds()
         if (rows, round(eta)) != self._posted_rows:
@@ -150,16 +194,106 @@ class BatchJobRunner(JobRunner):
             return 0.0
         return len(self.record.frames_missing) * (sum(paces) / len(paces)) / len(paces)
 
-    def _poll_machine(self, index: int) -> None:
+    def _get(self, key: str, max_bytes: int) -> bytes | TooLarge | None:
+        try:
+            return self.steps.get_bytes(self.settings, self.record.bucket, key, max_bytes)
+        except TooLarge as error:
+            return error
+
+    def _fetch_shared(self) -> tuple[bytes | TooLarge | None, list[tuple[str, str | None]]]:
+        """What the boot script writes at the job's top level (every child's "booting" status,
+        a boot log when the boot failed), as for one machine."""
         rec = self.record
+        status = self._get(contract.out_prefix(rec.job_id) + "status.json", contract.MAX_JSON_BYTES)
+        logs = self.steps.new_log_chunks(
+            self.settings, rec.bucket, rec.job_id, self._log_marker, contract.MAX_LOG_CHUNK_BYTES
+        )
+        return status, logs
+
+    def _apply_shared(self, status: bytes | TooLarge | None, logs: list[tuple[str, str | None]]) -> None:
+        document = self._document("status.json", status, contract.MAX_JSON_BYTES)
+        # Every child's boot script writes "booting" here: once a machine reports in its own
+        # folder, a late child's boot must not take the job's stage back.
+        if document and document != self._last_status and not self._machine_status:
+            self._last_status = document
+            try:
+                self._apply_status(contract.parse_status(document, self.record.frames))
+            except contract.ContractError as error:
+                self._refuse(f"status.json #{document.get('seq')}", str(error))
+        for key, text in logs:
+            self._log_marker = key
+            if text is None:
+                self._refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
+                continue
+            lines = tuple(contract.clean_log_line(line) for line in text.splitlines())
+            self.events.post(LogLines(self.record.job_id, lines))
+
+    def _fetch_machine(self, index: int) -> _Reading:
+        """Network only (a worker thread): this machine's status, new log chunks, its plan until
+        read once, and its end documents once its status or Batch says it may have ended."""
+        rec = self.record
+        folder = contract.out_prefix(rec.job_id) + contract.machine_folder(index)
+        reading = _Reading(index)
+        if index not in self._plans_read:
+            reading.plan = self._get(folder + "plan.json", contract.MAX_PLAN_BYTES)
+        reading.status = self._get(folder + "status.json", contract.MAX_JSON_BYTES)
+        marker = self._machine_logs.get(index, "")
+        for obj in storage.list_objects(self.settings, rec.bucket, folder + "logs/", start_after=marker):
+            if obj.size > contract.MAX_LOG_CHUNK_BYTES:
+                reading.logs.append((obj.key, None))
+                continue
+            body = self.steps.get_bytes(self.settings, rec.bucket, obj.key, contract.MAX_LOG_CHUNK_BYTES)
+            reading.logs.append((obj.key, body))
+        if index not in self._machine_ends and self._may_have_ended(index, reading.status):
+            for name in END_DOCUMENTS:
+                found = self._get(folder + name, contract.MAX_JSON_BYTES)
+                if found is not None:
+                    reading.end = (name, found)
+                    break
+        return reading
+
+    def _may_have_ended(self, index: int, status: bytes | TooLarge | None) -> bool:
+        """Whether to look for done/error/interrupted.json: the status says a final state (a
+        hint only: the end document itself is what counts), Batch says the child is not live, or
+        every tenth poll (a status push lost before the machine went away)."""
+        if self._polls % 10 == 0:
+            return True
+        if any(c.index == index and not c.live for c in self._children):
+            return True
+        if isinstance(status, bytes):
+            try:
+                state = json.loads(status).get("state")
+            except (ValueError, AttributeError):
+                return True
+            return state in contract.FINAL_STATES or state not in contract.ALL_STATES
+        return False
+
+    def _document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None:
+        """A fetched document through the contract, as `_read` does; a broken one is refused."""
+        key = contract.out_prefix(self.record.job_id) + name
+        if isinstance(body, TooLarge):
+            self._refuse(key, f"{name} is over the {max_bytes} bytes allowed")
+            return None
+        if body is None:
+            return None
+        try:
+            return contract.load_document(body, name, max_bytes)
+        except contract.ContractError as error:
+            self._refuse(key, str(error))
+            return None
+
+    def _apply_machine(self, reading: _Reading) -> None:
+        rec = self.record
+        index = reading.index
         folder = contract.machine_folder(index)
-        plan = self._read(folder + "plan.json", contract.MAX_PLAN_BYTES)
+        plan = self._document(folder + "plan.json", reading.plan, contract.MAX_PLAN_BYTES)
         if plan:
             try:
                 self._plan.update(contract.parse_plan(plan, rec.frames))
+                self._plans_read.add(index)
             except contract.ContractError as error:
                 self._refuse(f"{folder}plan.json", str(error))
-        status = self._read(folder + "status.json")
+        status = self._document(folder + "status.json", reading.status, contract.MAX_JSON_BYTES)
         if status and status != self._machine_raw.get(index):
             self._machine_raw[index] = status
             try:
@@ -172,35 +306,42 @@ class BatchJobRunner(JobRunner):
                     "frame": report.frame,
                     "seconds_per_frame": report.seconds_per_frame,
                 }
+                self._advance_stage(report.state)
                 rec.device = report.device or rec.device
                 if report.seconds_per_frame:
                     rec.seconds_per_frame = report.seconds_per_frame
-        prefix = contract.out_prefix(rec.job_id) + folder + "logs/"
-        marker = self._machine_logs.get(index, "")
-        for obj in storage.list_objects(self.settings, rec.bucket, prefix):
-            if obj.key <= marker:
-                continue
-            marker = obj.key
-            body = (
-                self.steps.get_bytes(self.settings, rec.bucket, obj.key, contract.MAX_LOG_CHUNK_BYTES)
-                if obj.size <= contract.MAX_LOG_CHUNK_BYTES
-                else None
-            )
+        for key, body in reading.logs:
+            self._machine_logs[index] = key
             if body is None:
-                self._refuse(obj.key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
+                self._refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
                 continue
             lines = tuple(
                 f"[machine {index}] {contract.clean_log_line(line)}"
                 for line in body.decode("utf-8", "replace").splitlines()
             )
             self.events.post(LogLines(rec.job_id, lines))
-        self._machine_logs[index] = marker
-        if index not in self._machine_ends:
-            for name in ("done.json", "error.json", "interrupted.json"):
-                if self._read(folder + name) is not None:
-                    self._machine_ends[index] = name.split(".")[0]
-                    self._log(f"Machine {index} ended: {self._machine_ends[index]}.")
-                    break
+        if reading.end is not None and index not in self._machine_ends:
+            name, end = reading.end
+            if self._document(folder + name, end, contract.MAX_JSON_BYTES) is not None:
+                self._machine_ends[index] = name.split(".")[0]
+                self._log(f"Machine {index} ended: {self._machine_ends[index]}.")
+
+    def _advance_stage(self, state: str) -> None:
+        """The job's stage follows the furthest machine (installing, then rendering), never back."""
+        stage = WORKER_STATE_STAGE.get(state)
+        if stage not in FORWARD or self.record.stage not in FORWARD_VALUES:
+            return
+        if FORWARD.index(stage) > FORWARD_VALUES.index(self.record.stage):
+            self._stage(stage, f"{stage.value} on {self.record.machines} machines")
+
+    def _until_frame_due(self) -> float | None:
+        """As for one machine, but with N machines rendering a frame is due N times as often."""
+        rec = self.record
+        if rec.stage != Stage.RENDERING.value or not self._plan or len(rec.frames_done) >= len(rec.frames):
+            return None
+        working = max(1, rec.machines - len(self._machine_ends))
+        since = time.monotonic() - self._last_frame_at
+        return max(0.0, (rec.seconds_per_frame or 0.0) / working - FRAME_DUE_MARGIN_S - since)
 
     def machine_rows(self) -> list[dict[str, Any]]:
         """One row per machine for the panel: state, frame, s/frame."""

@@ -406,6 +406,7 @@ class CloudSteps:
             fingerprint=dict(request.fingerprint),
             accept_differences=request.accept_differences,
             kernel_cache=self.kernel_cache(settings, record, request, expires),
+            frame_seconds={str(f): float(s) for f, s in request.frame_seconds.items() if f in record.frames},
             **self.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))

@@ -92,6 +92,9 @@ class JobRequest:
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
     warnings: list[str] = field(default_factory=list)  # preflight findings that do not block
     machines: int = 1  # more than one: an AWS Batch array job, frames claimed by the machines
+    # Frame -> its expected seconds, where an estimate knows them (relative weights do): with
+    # many machines the longest are handed out first. Empty: nothing is known per frame.
+    frame_seconds: dict[int, float] = field(default_factory=dict)
     # Farm equals local: the add-ons that travel (spec entries, and job path -> local file), disk
     # bakes to carry (folder and path relative to the .blend), the artist's Auto Run setting and
     # environment fingerprint, and whether the job renders on although the machine differs.

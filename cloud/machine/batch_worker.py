@@ -4,12 +4,19 @@ Every child runs the same spec. Before rendering a frame it claims it with a con
 (a presigned PUT of `out/claims/<frame>` sent with `If-None-Match: *`): S3 lets exactly one
 writer create the object and answers 412 to the others, so no frame is rendered twice except
 after a loss, and a slow frame never leaves the other machines idle. Children walk the job's
-frames in the same order (preview first when asked), so that order holds across machines.
+frames in the same order (preview first when asked; the longest first where the spec knows
+each frame's expected time), so that order holds across machines. A child claims its next frame
+shortly before the current one is expected to end, so Blender never waits on the bucket between
+frames, yet no frame sits claimed by a busy machine for long.
 
-A child marks what it claimed and what it uploaded under its own folder
-(`out/machines/<index>/marks/claimed-<f>`, `rendered-<f>`). A retried child (Batch's retry
-after a lost host: `AWS_BATCH_JOB_ATTEMPT` > 1, same array index) first renders what its lost
-attempt claimed but never uploaded, found through a presigned listing of those marks.
+The claim's bytes say who wrote it (`contract.claim_body(index, attempt)`), so its ETag in a
+listing of the claims names the machine and attempt holding each frame: the claim is its own
+record, and nothing can be lost between claiming a frame and noting that it was claimed. A
+machine marks what it uploaded under its own folder (`out/machines/<index>/marks/rendered-<f>`).
+A retried child (Batch's retry after a lost host: `AWS_BATCH_JOB_ATTEMPT` > 1, same array index)
+first renders what its earlier attempts claimed and never marked uploaded (lost between claim and
+render, mid-frame, or between render and upload), found through those two listings, page by
+page (`presign.presign_list_pages`: a presigned URL cannot ask for a next page by itself).
 
 Its status, log and plan go to `out/machines/<index>/`; its end to `done.json` (no frame left
 to claim), `error.json` or `interrupted.json` there. Whether the job is done is the add-on's
@@ -18,12 +25,14 @@ call: every frame arrived. Standard library only, Python 3.9 syntax.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
@@ -32,6 +41,32 @@ from .supervisor import JobFailed, Supervisor, order_frames
 from .transport import Poster, http_request, with_retries
 
 MAX_CLAIM_TRIES = 4
+# A frame is claimed this long (seconds, at least) before the current one is expected to end;
+# and at most for this long while nothing is known of the frames' times (before the first one).
+CLAIM_LEAD_MIN_S = 0.1
+CLAIM_LEAD_MAX_S = 1.0
+
+
+def list_pages(urls: list[str], what: str, say: Callable[[str], None]) -> dict[str, str]:
+    """Every key (its last path part) -> its ETag (no quotes), over the pages of a listing."""
+    found: dict[str, str] = {}
+    for url in urls:
+
+        def get(url: str = url) -> bytes:
+            return http_request("GET", url)
+
+        body = with_retries(what, get, say)
+        key = ""
+        for el in ElementTree.fromstring(body).iter():
+            tag = el.tag.rsplit("}", 1)[-1]
+            if tag == "Key":
+                key = (el.text or "").rsplit("/", 1)[-1]
+            elif tag == "ETag" and key:
+                found[key] = (el.text or "").strip('"')
+                key = ""
+        if key:  # a listing without ETags still names the key
+            found[key] = ""
+    return found
 
 
 class Claims:
@@ -42,6 +77,7 @@ class Claims:
         self.index = index
         self.attempt = attempt
         self.say = say
+        self.seconds: list[float] = []  # how long each claim request took
 
     def claim(self, frame: int) -> bool:
         """True when this machine now owns `frame`; False when another one got it first.
@@ -51,13 +87,16 @@ class Claims:
         url = self.urls.get(str(frame))
         if not url:
             return False
-        body = json.dumps({"machine": self.index, "attempt": self.attempt, "at": time.time()}).encode()
+        body = contract.claim_body(self.index, self.attempt)
         headers = {"If-None-Match": "*", "Content-Type": "application/json"}
         for attempt in range(1, MAX_CLAIM_TRIES + 1):
+            started = time.monotonic()
             try:
                 http_request("PUT", url, body, headers, timeout=20)
+                self.seconds.append(time.monotonic() - started)
                 return True
             except urllib.error.HTTPError as exc:
+                self.seconds.append(time.monotonic() - started)
                 if exc.code == 412:  # PreconditionFailed: the claim exists
                     if attempt > 1:
                         self.say(f"claim on frame {frame} exists after a lost answer; taking it as ours")
@@ -71,6 +110,12 @@ class Claims:
                 self.say(f"claim on frame {frame} failed ({exc}); retrying")
             time.sleep(min(2.0 * attempt, 8.0))
         raise JobFailed("upload", f"Frame {frame} could not be claimed: the bucket does not answer.")
+
+    def lead(self) -> float:
+        """How long before a frame's expected end to claim the next: a few claim round trips."""
+        recent = self.seconds[-20:]
+        typical = sorted(recent)[len(recent) // 2] if recent else CLAIM_LEAD_MIN_S
+        return min(CLAIM_LEAD_MAX_S, max(CLAIM_LEAD_MIN_S, 4 * typical))
 
 
 class BatchSupervisor(Supervisor):
@@ -91,11 +136,21 @@ class BatchSupervisor(Supervisor):
         self.claims = Claims(dict(spec.get("claim_urls") or {}), index, attempt, self.log.say)
         self.claimed: list[int] = []
         self.pending: list[int] = []  # claimed by a lost attempt of this machine, not uploaded
-        self.order = order_frames(spec["frames"], spec.get("frame_order", "sequential"))
+        self.hints = {int(f): float(s) for f, s in (spec.get("frame_seconds") or {}).items()}
+        self.order = order_frames(spec["frames"], spec.get("frame_order", "sequential"), self.hints)
         self.cursor = 0  # frames before it are claimed (by someone): never asked again
         self.marked: set[int] = set()
         self.marking_done = threading.Event()
         self.claims_frames = True
+        # Claiming ahead: the lock keeps one claim in flight; `ready` is the frame claimed for
+        # Blender's next ask, claimed shortly before the current frame is expected to end.
+        self.lock = threading.Lock()
+        self.ready: int | None = None
+        self.exhausted = False  # every frame in the order is claimed (by someone)
+        self.frame_started: tuple[int, float] | None = None  # (frame, monotonic start)
+        self.rendered_here: dict[int, float] = {}  # frame -> seconds it took here
+        self.kick = threading.Event()
+        self.claiming_done = threading.Event()
 
     @classmethod
     def from_environment(cls, spec: dict[str, Any], work: str) -> BatchSupervisor:
@@ -123,7 +178,7 @@ class BatchSupervisor(Supervisor):
         return [f for f in self.claimed if f not in self.done]
 
     def mark(self, what: str, frame: int) -> None:
-        """claimed-<f> / rendered-<f> under this machine's marks/ (what a retried attempt reads)."""
+        """rendered-<f> under this machine's marks/ (what a retried attempt reads)."""
         with_retries(
             f"mark {what} {frame}",
             lambda: self.machine_poster.put(f"marks/{what}-{frame}", b""),
@@ -131,34 +186,54 @@ class BatchSupervisor(Supervisor):
         )
 
     def lost_claims(self) -> list[int]:
-        """Frames an earlier attempt of this machine claimed and never uploaded, in job order."""
-        url = (self.spec.get("machine_list_urls") or {}).get(str(self.index), "")
-        if not url:
+        """Frames an earlier attempt of this machine claimed and never marked uploaded, in job
+        order: the claims whose ETag is the MD5 of an earlier attempt's claim body."""
+        claim_pages = list(self.spec.get("claim_list_urls") or [])
+        mark_pages = (self.spec.get("machine_list_urls") or {}).get(str(self.index)) or []
+        if not claim_pages:
             return []
+        ours = {
+            hashlib.md5(contract.claim_body(self.index, a), usedforsecurity=False).hexdigest()
+            for a in range(1, self.attempt)
+        }
         try:
-            body = with_retries(
-                "listing of this machine's claims", lambda: http_request("GET", url), self.log.say
-            )
-        except (OSError, http.client.HTTPException) as exc:
+            claims = list_pages(claim_pages, "listing of the claims", self.log.say)
+            marks = list_pages(list(mark_pages), "listing of this machine's marks", self.log.say)
+        except (OSError, http.client.HTTPException, ElementTree.ParseError) as exc:
             self.log.say(f"could not list the earlier attempt's claims ({exc})")
             return []
-        names = [
-            (el.text or "").rsplit("/", 1)[-1]
-            for el in ElementTree.fromstring(body).iter()
-            if el.tag.endswith("}Key") or el.tag == "Key"
-        ]
-        claimed = {int(n[8:]) for n in names if n.startswith("claimed-") and n[8:].lstrip("-").isdigit()}
-        rendered = {int(n[9:]) for n in names if n.startswith("rendered-") and n[9:].lstrip("-").isdigit()}
-        order = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
-        return [f for f in order if f in claimed and f not in rendered]
+        mine = {int(k) for k, etag in claims.items() if etag in ours and k.lstrip("-").isdigit()}
+        rendered = {int(n[9:]) for n in marks if n.startswith("rendered-") and n[9:].lstrip("-").isdigit()}
+        return [f for f in self.order if f in mine and f not in rendered]
 
     # -- claiming, as Blender asks for each next frame
 
     def handle_event(self, event: dict[str, Any]) -> None:
-        if event.get("event") != "next":
+        kind = event.get("event")
+        if kind == "frame":
+            super().handle_event(event)
+            with self.lock:
+                self.frame_started = (int(event["frame"]), time.monotonic())
+            self.status.update(soon=True)
+            self.kick.set()  # the claimer plans this frame's successor
+            return
+        if kind == "frame_done":
+            with self.lock:
+                if self.frame_started is not None:
+                    started, began = self.frame_started
+                    self.rendered_here[started] = time.monotonic() - began
             super().handle_event(event)
             return
-        frame = None if self.stop_reason else self.next_claim()
+        if kind != "next":
+            super().handle_event(event)
+            return
+        with self.lock:
+            self.frame_started = None
+            frame, self.ready = self.ready, None
+            if self.stop_reason:
+                frame = None  # a frame claimed ahead stays in frames_left: a retry finishes it
+            elif frame is None:
+                frame = self.next_claim()
         proc = self.blender_proc
         if proc is None or proc.stdin is None:
             return
@@ -170,10 +245,11 @@ class BatchSupervisor(Supervisor):
             self.log.say(f"could not hand frame {frame} to Blender: {exc}")
 
     def next_claim(self) -> int | None:
-        """The next frame for this machine: first what a lost attempt claimed, then the next one
-        in the job's order that no machine has claimed yet (a conditional write wins it)."""
+        """The next frame for this machine (call with the lock held): first what a lost attempt
+        claimed, then the next one in the job's order that no machine has claimed yet (a
+        conditional write wins it)."""
         if self.pending:
-            frame = self.pending.pop(0)
+            frame: int | None = self.pending.pop(0)
         else:
             frame = None
             while self.cursor < len(self.order):
@@ -181,13 +257,53 @@ class BatchSupervisor(Supervisor):
                 self.cursor += 1
                 if candidate not in self.claimed and self.claims.claim(candidate):
                     frame = candidate
-                    self.mark("claimed", frame)
                     break
+            else:
+                self.exhausted = True
         if frame is not None:
             self.claimed.append(frame)
             self.log.say(f"claimed frame {frame}")
-            self.status.update(frame=frame, push=True)
         return frame
+
+    def expected_seconds(self, frame: int) -> float | None:
+        """How long `frame` should take here: the spec's hint scaled by what this machine
+        measured, or this machine's mean; None before any frame ended here."""
+        done = self.rendered_here
+        if not done:
+            return None
+        measured = sum(done.values())
+        if self.hints and all(f in self.hints for f in done) and frame in self.hints:
+            hinted = sum(self.hints[f] for f in done)
+            if hinted > 0:
+                return self.hints[frame] * measured / hinted
+        return measured / len(done)
+
+    def _claim_ahead(self) -> None:
+        """Claim the next frame a claim lead before the current one should end, so Blender gets
+        it at once; until a frame has ended here nothing is known, and nothing is claimed ahead."""
+        while not self.claiming_done.is_set():
+            self.kick.wait(0.5)
+            self.kick.clear()
+            while not self.claiming_done.is_set():
+                with self.lock:
+                    current = self.frame_started
+                    if current is None or self.ready is not None or self.exhausted or self.stop_reason:
+                        break
+                    expected = self.expected_seconds(current[0])
+                if expected is None:
+                    break
+                wait = current[1] + expected - self.claims.lead() - time.monotonic()
+                if wait > 0:
+                    if self.claiming_done.wait(min(wait, 0.5)) or self.kick.is_set():
+                        break
+                    continue
+                try:
+                    with self.lock:
+                        if self.frame_started == current and self.ready is None and not self.stop_reason:
+                            self.ready = self.next_claim()
+                except Exception as exc:
+                    self.log.say(f"could not claim ahead: {exc!r}")
+                break
 
     def mark_rendered(self) -> None:
         """rendered-<f> for every frame uploaded since the last call (what a retry skips)."""
@@ -229,7 +345,14 @@ class BatchSupervisor(Supervisor):
                     )
             marker = threading.Thread(target=self._marker, name="marks", daemon=True)
             marker.start()
-            code = self.render(command, self.order)  # Blender asks for each frame in turn
+            claimer = threading.Thread(target=self._claim_ahead, name="claim-ahead", daemon=True)
+            claimer.start()
+            try:
+                code = self.render(command, self.order)  # Blender asks for each frame in turn
+            finally:
+                self.claiming_done.set()
+                self.kick.set()
+            claimer.join(timeout=30)
             self.wait_uploads()
             self.marking_done.set()
             marker.join(timeout=10)

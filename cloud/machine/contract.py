@@ -30,10 +30,11 @@ Many machines (an AWS Batch array job; contract 3): frames still land in out/fra
 machine <index> (its array index) writes its own documents under its own folder:
 
     jobs/<id>/out/claims/<frame>                 the claim on a frame: a conditional PUT (If-None-Match: *)
+                                                 of claim_body(index, attempt), so its ETag says who
     jobs/<id>/out/machines/<index>/status.json   that machine's status (same fields as status.json)
     jobs/<id>/out/machines/<index>/logs/<seq>    its log chunks
     jobs/<id>/out/machines/<index>/plan.json     its frame files -> frame numbers
-    jobs/<id>/out/machines/<index>/marks/<m>     claimed-<f>: frames it claimed; rendered-<f>: uploaded
+    jobs/<id>/out/machines/<index>/marks/<m>     rendered-<f>: frames it uploaded
     jobs/<id>/out/machines/<index>/done.json     it found no frame left to claim (or error.json, interrupted.json)
 
 Written by the add-on, read by the worker through a presigned GET:
@@ -144,6 +145,21 @@ def plan_key(job_id: str) -> str:
 
 def claim_key(job_id: str, frame: int) -> str:
     return f"jobs/{job_id}/out/claims/{int(frame)}"
+
+
+def claims_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/out/claims/"
+
+
+def claim_body(index: int, attempt: int) -> bytes:
+    """What a machine writes as its claim: the same bytes for the same machine and attempt, so
+    the claim's ETag in a listing (the MD5 of these bytes, in a bucket encrypted with SSE-S3)
+    says which machine and attempt holds it, with no read of the claim itself."""
+    return json.dumps({"attempt": int(attempt), "machine": int(index)}, sort_keys=True).encode()
+
+
+def rendered_mark(frame: int) -> str:
+    return f"rendered-{int(frame)}"
 
 
 def machines_prefix(job_id: str) -> str:
@@ -281,11 +297,17 @@ class WorkerSpec:
     scout_frames: list[int] = field(default_factory=list)  # "quote first": render these, then wait
     go_url: str = ""  # presigned GET of control/go.json, the answer to the quote
     # Many machines: frame (as text) -> presigned PUT of its claim, sent with If-None-Match: *;
-    # machine index (as text) -> presigned ListObjectsV2 of its marks/ (a retried machine finds
-    # what its lost attempt claimed and never uploaded).
+    # the pages of a listing of every claim (their ETags say who holds each); machine index (as
+    # text) -> the pages of a listing of its marks/. A retried machine reads both to find what
+    # its lost attempt claimed and never uploaded. Pages: see presign.presign_list_pages.
     claim_urls: dict[str, str] = field(default_factory=dict)
-    machine_list_urls: dict[str, str] = field(default_factory=dict)
+    claim_list_urls: list[str] = field(default_factory=list)
+    machine_list_urls: dict[str, list[str]] = field(default_factory=dict)
     machine_count: int = 1
+    # Frame (as text) -> the seconds it is expected to take, where the estimate knows them
+    # (relative weights do as well): with many machines the longest are handed out first, so a
+    # long frame does not start last and keep one machine busy while the others idle.
+    frame_seconds: dict[str, float] = field(default_factory=dict)
     # Farm equals local: add-ons that travelled (their files are inputs under ADDONS_DIR), the
     # artist's Auto Run setting and environment fingerprint, and whether to render on although
     # the machine's differs in ways that change pixels.

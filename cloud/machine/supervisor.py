@@ -63,21 +63,26 @@ QUOTE_POLL_S = 3.0
 # ---------------------------------------------------------------- frames and versions
 
 
-def order_frames(frames: list[int], order: str) -> list[int]:
-    """ "preview_first": every 8th frame, then every 4th, 2nd, then the rest; else ascending."""
+def order_frames(frames: list[int], order: str, seconds: dict[int, float] | None = None) -> list[int]:
+    """ "preview_first": every 8th frame, then every 4th, 2nd, then the rest; else ascending.
+
+    With `seconds` (the expected time of each frame; many machines), the longest go first within
+    each of those runs, so preview-first still holds and no long frame starts last while the
+    other machines run out of work; equal ones stay in order, unknown ones count as average."""
     ordered = sorted(set(frames))
-    if order != "preview_first":
-        return ordered
-    out: list[int] = []
-    seen: set[int] = set()
-    step = 8
-    while step >= 1:
-        for frame in ordered[::step]:
-            if frame not in seen:
-                seen.add(frame)
-                out.append(frame)
-        step //= 2
-    return out
+    runs = [ordered]
+    if order == "preview_first":
+        runs = []
+        seen: set[int] = set()
+        step = 8
+        while step >= 1:
+            runs.append([f for f in ordered[::step] if f not in seen])
+            seen.update(runs[-1])
+            step //= 2
+    if seconds:
+        average = sum(seconds.values()) / len(seconds)
+        runs = [sorted(run, key=lambda f: -seconds.get(f, average)) for run in runs]
+    return [frame for run in runs for frame in run]
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

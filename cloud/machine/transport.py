@@ -269,16 +269,21 @@ class StatusWriter:
         self.fields["seq"] = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="status", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def update(self, push: bool = False, **fields: Any) -> None:
+    def update(self, push: bool = False, soon: bool = False, **fields: Any) -> None:
+        """`push`: write status.json now (this thread waits); `soon`: the heartbeat thread
+        writes it at once, and this thread goes on (a machine handing out its next frame)."""
         with self.lock:
             self.fields.update(fields)
         if push:
             self.push()
+        elif soon:
+            self.wake.set()
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -296,11 +301,16 @@ class StatusWriter:
             return False
 
     def _run(self) -> None:
-        while not self.stopping.wait(self.interval_s):
+        while not self.stopping.is_set():
+            self.wake.wait(self.interval_s)
+            self.wake.clear()
+            if self.stopping.is_set():
+                return
             self.push()
 
     def stop(self) -> None:
         self.stopping.set()
+        self.wake.set()
         self.thread.join(timeout=20)
 
 
