@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 
 from cloud.aws import batch
 from cloud.aws.fleet import machines_that_fit
+from cloud.aws.presign import presign_list_pages
 from cloud.aws.quotas import CapacityReport
 from cloud.aws.session import client
 from cloud.machine import contract
-from cloud.machine.batch_worker import Claims
+from cloud.machine.batch_worker import BatchSupervisor, Claims, list_pages
 from dev.batch_simulator import BatchSimulator
 
 
@@ -136,3 +139,72 @@ def test_a_machine_index_from_a_key_is_checked(text):
 
 def test_a_machine_index_in_range():
     assert contract.machine_index("7") == 7
+
+
+def test_a_retry_finds_its_lost_claims_over_several_listing_pages(sim, tmp_path):
+    """A machine lost right after claiming (or mid-frame, or before its upload) leaves claims and
+    no rendered mark; its retry finds them from the claims' ETags (the claim body names machine
+    and attempt), reading both listings page by page: pages of 4 here (moto honours MaxKeys and
+    StartAfter), 13 frames, more claims and more marks than a page."""
+    settings = sim.settings
+    s3 = client(settings, "s3")
+    bucket, job = "cloud-render-pages-test", "j2"
+    s3.create_bucket(Bucket=bucket)
+    frames = list(range(1, 14))
+    urls = {
+        str(f): s3.generate_presigned_url(
+            "put_object", Params={"Bucket": bucket, "Key": contract.claim_key(job, f)}, ExpiresIn=600
+        )
+        for f in frames
+    }
+    lost = Claims(urls, index=1, attempt=1, say=print)
+    other = Claims(urls, index=0, attempt=1, say=print)
+    ones = [2, 3, 5, 7, 8, 10, 11, 13]  # machine 1's first attempt claimed these...
+    assert all(lost.claim(f) for f in ones)
+    assert all(other.claim(f) for f in frames if f not in ones)
+    for f in (3, 5, 7, 8, 10):  # ...and uploaded these (five marks: more than a page)
+        s3.put_object(Bucket=bucket, Key=contract.marks_prefix(job, 1) + contract.rendered_mark(f), Body=b"")
+    names = [str(f) for f in frames]
+    claim_pages = presign_list_pages(s3, bucket, contract.claims_prefix(job), names, 600, page=4)
+    marks = [contract.rendered_mark(f) for f in frames]
+    mark_pages = {
+        str(i): presign_list_pages(s3, bucket, contract.marks_prefix(job, i), marks, 600, page=4)
+        for i in (0, 1)
+    }
+    assert len(claim_pages) == 4 and len(mark_pages["1"]) == 4
+    first_page = list_pages(claim_pages[:1], "one page", print)
+    assert len(first_page) == 4  # one page alone misses claims: the pages are what covers them
+    post = {"url": "http://127.0.0.1:9/", "fields": {}}
+    spec = {
+        "job_id": job,
+        "frames": frames,
+        "upload_url": post["url"],
+        "upload_fields": post["fields"],
+        "upload_prefix": contract.out_prefix(job),
+        "claim_urls": urls,
+        "claim_list_urls": claim_pages,
+        "machine_list_urls": mark_pages,
+    }
+    retry = BatchSupervisor(spec, str(tmp_path / "m1"), index=1, attempt=2)
+    assert retry.lost_claims() == [2, 11, 13]  # claimed by attempt 1, never marked uploaded
+    third = BatchSupervisor(spec, str(tmp_path / "m1b"), index=1, attempt=3)
+    assert third.lost_claims() == [2, 11, 13]  # every earlier attempt's claims count
+    assert BatchSupervisor(spec, str(tmp_path / "m1c"), index=1, attempt=1).lost_claims() == []
+    assert BatchSupervisor(spec, str(tmp_path / "m0"), index=0, attempt=2).lost_claims() == [
+        f for f in frames if f not in ones
+    ]
+
+
+def test_a_job_of_many_frames_lists_every_claim():
+    """More frames than S3 lists at once: the pages start just after one another's last key in
+    S3's order (names sort as text: "10" before "2"), each at most a page long."""
+    s3 = boto3.session.Session().client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    names = [str(f) for f in range(1, 2501)]
+    pages = presign_list_pages(s3, "b", "jobs/j/out/claims/", names, 600)
+    assert len(pages) == 3
+    starts = [parse_qs(urlsplit(url).query).get("start-after", [""])[0] for url in pages]
+    keys = sorted(f"jobs/j/out/claims/{n}" for n in names)
+    assert starts == ["", keys[999], keys[1999]]
+    assert all(parse_qs(urlsplit(url).query)["max-keys"] == ["1000"] for url in pages)
