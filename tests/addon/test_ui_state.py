@@ -13,6 +13,8 @@ import time
 
 import bpy
 
+from tests.factories import job_fields
+
 from . import harness
 
 MARKER = "20991231-235959-c0ffee"
@@ -20,20 +22,8 @@ MARKER = "20991231-235959-c0ffee"
 
 def job_record(module, blend, tmp_path, **fields):  # type: ignore[no-untyped-def]
     """A two-frame job of `blend` as the installed add-on records it."""
-    records = module.cloud.job.records
-    return records.JobRecord(
-        job_id=records.new_job_id(),
-        blend_name=str(blend),
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="c5.2xlarge",
-        spot=False,
-        frames=[1, 2],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=0.34,
-        max_cost=1.0,
-        max_hours=1.0,
-        **fields,
+    return module.cloud.job.records.JobRecord(
+        **job_fields(tmp_path / "out", blend_name=str(blend), frames=[1, 2], **fields)
     )
 
 

@@ -9,26 +9,26 @@ reaches none of its children) the test plays AWS's part and says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
 
 from dev.docker_standin import DockerStandin
+from tests import waiting
 from tests.aws_emulator import moto_server, reset
 
 # Process groups and /proc: the emulation is Linux-only.
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runs processes the Linux way")
 
 DEADLINE_S = 25.0
-T = TypeVar("T")
 
 # A child of the array job: one "frame" per index, written where the test can see it, plus what
 # it was given (its folder, the Batch variables) and a marker in its own machine folder.
@@ -96,16 +96,7 @@ def world(batch_world: BatchWorld) -> BatchWorld:
     return batch_world
 
 
-def wait_for(what: str, probe: Callable[[], T | None], deadline_s: float = DEADLINE_S) -> T:
-    """Poll `probe` until it returns something truthy; fail saying `what` if it never does."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {deadline_s:.0f} s for {what}")
-        time.sleep(0.1)
+wait_for = functools.partial(waiting.wait_for, deadline_s=DEADLINE_S)
 
 
 def make_queue(world: BatchWorld, script: str, results: Path) -> tuple[Any, str, str]:

@@ -23,6 +23,7 @@ from cloud.job.cloud_steps import TRUSTED_SUFFIX, CloudSteps
 from cloud.job.records import JobRecord
 from cloud.machine.contract import blender_cache_key, out_prefix
 from cloud.machine.transport import Poster
+from tests.factories import job_record
 
 VERSION = "9.9.1"
 NAME = f"blender-{VERSION}-linux-x64.tar.xz"
@@ -80,20 +81,7 @@ def steps(tmp_path: Path, site: ReleaseSite) -> CloudSteps:
 
 
 def record(bucket: str, job_id: str, tmp_path: Path) -> JobRecord:
-    return JobRecord(
-        job_id=job_id,
-        blend_name="shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="g5.xlarge",
-        spot=False,
-        frames=[1],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=1.0,
-        max_cost=5.0,
-        max_hours=1.0,
-        bucket=bucket,
-    )
+    return job_record(tmp_path / "out", job_id=job_id, instance_type="g5.xlarge", bucket=bucket)
 
 
 def machine_hands_back(aws: Any, bucket: str, job_id: str, build: bytes, checksum: str) -> None:

@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from cloud.aws.session import AwsSettings
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue
 from cloud.job.job_thread import JobRunner
 from cloud.job.manager import JobManager
-from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
+from cloud.job.records import JobRecord, RecordStore, Stage
+from tests.factories import job_record
 
 
-def record(**changes: object) -> JobRecord:
-    base = JobRecord(
-        job_id=new_job_id(),
-        blend_name="/projects/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="g4dn.xlarge",
-        spot=False,
-        frames=list(range(1, 11)),
-        output_dir="/tmp/out",
-        price_per_hour=0.36,
-        max_cost=1.0,
-        max_hours=2.0,
-    )
-    for key, value in changes.items():
-        setattr(base, key, value)
-    return base
+def record(**changes: Any) -> JobRecord:
+    """Ten frames at $0.36/h: the figures the arithmetic below works with."""
+    return job_record("/tmp/out", frames=list(range(1, 11)), price_per_hour=0.36, **changes)
 
 
 def test_records_round_trip_and_a_damaged_file_is_skipped(tmp_path: Path):

@@ -28,6 +28,7 @@ from cloud.machine import contract
 from cloud.machine import kernel_cache as kc
 from cloud.machine.contract import WorkerSpec
 from dev.simulator import StandInGpu
+from tests.factories import job_record
 
 BUCKET = "cloud-render-kcache"
 GPU = StandInGpu("NVIDIA A10G", "550.54.15")
@@ -254,20 +255,7 @@ def test_the_job_spec_offers_the_cache_for_gpu_jobs_only(aws, tmp_path):
     steps = CloudSteps(tmp_path / "state")
 
     def job(instance_type: str, bucket: str = BUCKET) -> JobRecord:
-        return JobRecord(
-            job_id="j1",
-            blend_name="shot.blend",
-            scene_name="Scene",
-            region="us-east-1",
-            instance_type=instance_type,
-            spot=False,
-            frames=[1],
-            output_dir=str(tmp_path / "out"),
-            price_per_hour=1.0,
-            max_cost=5.0,
-            max_hours=1.0,
-            bucket=bucket,
-        )
+        return job_record(tmp_path / "out", job_id="j1", instance_type=instance_type, bucket=bucket)
 
     gpu_job = SimpleNamespace(device="GPU", blender_version="5.0.1")
     got = steps.kernel_cache(aws.settings, job("g5.xlarge"), gpu_job, 3600)  # type: ignore[arg-type]

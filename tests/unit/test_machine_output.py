@@ -20,9 +20,10 @@ from cloud.aws.session import client
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue, FrameArrived, LogLines, MachineStatus
 from cloud.job.job_thread import JobRunner
-from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
+from cloud.job.records import RecordStore, Stage, new_job_id
 from cloud.machine import contract
 from cloud.machine.transport import Poster
+from tests.factories import job_record
 
 BUCKET = "cloud-render-hostile-test"
 
@@ -44,22 +45,7 @@ class Machine:
 def followed_job(aws, tmp_path: Path, frames: list[int], output_dir: Path, **fields):  # type: ignore[no-untyped-def]
     """A launched job in the emulated bucket, with the thread that follows it (not started)."""
     client(aws.settings, "s3").create_bucket(Bucket=BUCKET)
-    record = JobRecord(
-        job_id=new_job_id(),
-        blend_name="/p/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="c5.2xlarge",
-        spot=False,
-        frames=frames,
-        output_dir=str(output_dir),
-        price_per_hour=0.34,
-        max_cost=5.0,
-        max_hours=2.0,
-        bucket=BUCKET,
-        launched_at=time.time(),
-        **fields,
-    )
+    record = job_record(output_dir, frames=frames, bucket=BUCKET, launched_at=time.time(), **fields)
     store = RecordStore(tmp_path / "jobs")
     store.save(record)
     events = EventQueue()

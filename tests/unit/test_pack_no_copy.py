@@ -13,24 +13,12 @@ import pytest
 
 from cloud.pack.hash_cache import RACY_S, HashCache
 from cloud.pack.packer import pack
+from tests.factories import SCENE_SCRIPT_START
 
-SCENE = r"""
-import sys
-from pathlib import Path
-import bpy
-
+SCENE = (
+    SCENE_SCRIPT_START
+    + r"""
 project, outside = Path(sys.argv[-2]), Path(sys.argv[-1])
-bpy.ops.wm.read_factory_settings(use_empty=True)
-
-def write_png(path, color):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = bpy.data.images.new(path.stem, 4, 4)
-    img.pixels[:] = list(color) * 16
-    img.filepath_raw = str(path)
-    img.file_format = "PNG"
-    img.save()
-    bpy.data.images.remove(img)
-
 write_png(project / "textures" / "inside.png", (1, 0, 0, 1))
 write_png(outside / "shared" / "outside.png", (0, 1, 0, 1))
 bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
@@ -38,6 +26,7 @@ bpy.data.images.load("//textures/inside.png").use_fake_user = True
 bpy.data.images.load(str(outside / "shared" / "outside.png")).use_fake_user = True  # absolute: rewritten
 bpy.ops.wm.save_mainfile()
 """
+)
 
 
 def test_unchanged_files_are_linked_not_copied_and_uploaded_from_where_they_lie(tmp_path):

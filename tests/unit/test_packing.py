@@ -19,6 +19,7 @@ import pytest
 
 from cloud.errors import Cancelled, CloudError
 from cloud.pack.packer import PackProgress, PackResult, pack
+from tests.factories import SCENE_SCRIPT_START
 
 CHECK = Path(__file__).resolve().parents[1] / "pack_check.py"
 # Fluid domains from Blender 2.7x can abort Blender 5.0 when freed: each gets its own process.
@@ -155,26 +156,15 @@ def test_packed_files_resolve_from_another_directory(corpus):
                 assert Path(dep["abs"]).name in before or is_blender_temp(dep["abs"]), (blend.name, dep)
 
 
-MAKE_SCENE = r"""
+MAKE_SCENE = (
+    SCENE_SCRIPT_START
+    + r"""
 import shutil
-import sys
 import wave
-from pathlib import Path
-import bpy
 
 project, outside = Path(sys.argv[-2]), Path(sys.argv[-1])
-bpy.ops.wm.read_factory_settings(use_empty=True)
 (project / "textures").mkdir(parents=True)
 outside.mkdir(parents=True)
-
-def write_png(path, color):
-    img = bpy.data.images.new(path.stem, 4, 4)
-    img.pixels[:] = list(color) * 16
-    img.filepath_raw = str(path)
-    img.file_format = "PNG"
-    img.save()
-    bpy.data.images.remove(img)
-
 for tile, color in ((1001, (1, 0, 0, 1)), (1002, (0, 1, 0, 1)), (1011, (0, 0, 1, 1))):
     write_png(project / "textures" / f"wood.{tile}.png", color)
 for u in (1, 2):
@@ -210,6 +200,7 @@ emb.pack()
 emb.use_fake_user = True
 bpy.ops.wm.save_mainfile()
 """
+)
 
 
 @pytest.fixture
@@ -505,23 +496,10 @@ def test_library_outside_the_project_keeps_its_own_relative_textures(version, tm
     assert {d["path"]: d["exists"] for d in view["paths"]} == {f"//{lib}": True, "//tex/lib.png": True}
 
 
-FRAMES_VIEW_SCENE = r"""
-import sys
-from pathlib import Path
-import bpy
-
+FRAMES_VIEW_SCENE = (
+    SCENE_SCRIPT_START
+    + r"""
 project = Path(sys.argv[-1])
-bpy.ops.wm.read_factory_settings(use_empty=True)
-
-def write_png(path, color):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = bpy.data.images.new(path.stem, 4, 4)
-    img.pixels[:] = list(color) * 16
-    img.filepath_raw = str(path)
-    img.file_format = "PNG"
-    img.save()
-    bpy.data.images.remove(img)
-
 write_png(project / "textures" / "paint.png", (1, 0, 0, 1))
 for frame in (1, 2, 3):
     write_png(project / "cloud_renders" / "job-1" / "render" / f"frame_{frame:04d}.png", (0, frame / 3, 0, 1))
@@ -534,6 +512,7 @@ frames.source = "SEQUENCE"
 frames.use_fake_user = True
 bpy.ops.wm.save_mainfile()
 """
+)
 
 
 def test_the_add_ons_frames_view_is_not_packed_and_the_submit_folder_goes(tmp_path):

@@ -13,8 +13,9 @@ from cloud.aws.session import client
 from cloud.job.cloud_steps import CloudSteps, scout_frames
 from cloud.job.events import EventQueue, StageChanged
 from cloud.job.job_thread import JobRunner
-from cloud.job.records import JobRecord, RecordStore, new_job_id
+from cloud.job.records import RecordStore
 from cloud.machine import contract
+from tests.factories import job_record
 
 BUCKET = "cloud-render-quote-test"
 
@@ -22,18 +23,11 @@ BUCKET = "cloud-render-quote-test"
 def runner_for(aws, tmp_path: Path, price: float, max_cost: float) -> tuple[JobRunner, EventQueue]:
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=BUCKET)
-    record = JobRecord(
-        job_id=new_job_id(),
-        blend_name="/p/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="c5.2xlarge",
-        spot=False,
+    record = job_record(
+        tmp_path / "out",
         frames=list(range(1, 11)),
-        output_dir=str(tmp_path / "out"),
         price_per_hour=price,
         max_cost=max_cost,
-        max_hours=2.0,
         bucket=BUCKET,
         launched_at=time.time() - 10,
         quote_first=True,

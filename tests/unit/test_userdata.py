@@ -9,6 +9,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,20 +95,19 @@ def test_user_data_checks_its_inputs():
     assert caught.value.action.startswith("Use a shorter bucket name")
 
 
-def test_boot_failure_reports_and_powers_off(aws, tmp_path):
-    """A spec that cannot be downloaded ends in error.json, the boot log in the bucket, and termination."""
+def boot_bucket(aws: Any) -> tuple[Any, Any, dict[str, str]]:
+    """The boot tests' bucket with the worker files in it: S3 and EC2 clients, and the links."""
     s3, ec2 = client(aws.settings, "s3"), client(aws.settings, "ec2")
     s3.create_bucket(Bucket="boot-test")
-    worker = {name: presign_get(s3, "boot-test", f"worker/{name}", 600) for name in WORKER_FILES}
     for name in WORKER_FILES:
         s3.put_object(Bucket="boot-test", Key=f"worker/{name}", Body=b"# worker file\n")
-    script = build_user_data(
-        presign_get(s3, "boot-test", "jobs/j1/missing-spec.json", 600),
-        worker,
-        5,
-        presign_post(s3, "boot-test", out_prefix("j1"), 600, 1 << 20),
-    )
-    with InstanceSimulator(aws.url, work_root=tmp_path) as sim:
+    return s3, ec2, {name: presign_get(s3, "boot-test", f"worker/{name}", 600) for name in WORKER_FILES}
+
+
+def boot(aws: Any, ec2: Any, script: str, work_root: Path) -> tuple[str, Any]:
+    """Launch a machine of job j1 with `script` as its user-data; its id and what the simulator
+    made of it, once it has terminated."""
+    with InstanceSimulator(aws.url, work_root=work_root) as sim:
         instance = ec2.run_instances(
             ImageId=ec2.describe_images()["Images"][0]["ImageId"],
             MinCount=1,
@@ -116,7 +117,19 @@ def test_boot_failure_reports_and_powers_off(aws, tmp_path):
                 {"ResourceType": "instance", "Tags": [{"Key": "cloud-render:job", "Value": "j1"}]}
             ],
         )["Instances"][0]["InstanceId"]
-        machine = sim.wait_terminated(instance, timeout=60)
+        return instance, sim.wait_terminated(instance, timeout=60)
+
+
+def test_boot_failure_reports_and_powers_off(aws, tmp_path):
+    """A spec that cannot be downloaded ends in error.json, the boot log in the bucket, and termination."""
+    s3, ec2, worker = boot_bucket(aws)
+    script = build_user_data(
+        presign_get(s3, "boot-test", "jobs/j1/missing-spec.json", 600),
+        worker,
+        5,
+        presign_post(s3, "boot-test", out_prefix("j1"), 600, 1 << 20),
+    )
+    instance, machine = boot(aws, ec2, script, tmp_path)
     assert (machine.dir / "power-off").exists() and (machine.dir / "deadman").read_text().strip() == "5"
     error = json.loads(s3.get_object(Bucket="boot-test", Key="jobs/j1/out/error.json")["Body"].read())
     assert error["kind"] == "download" and error["cause"] == "The job spec could not be downloaded."
@@ -130,11 +143,7 @@ def test_boot_failure_reports_and_powers_off(aws, tmp_path):
 def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
     """The sign-in behind the job's links expired before the machine booted: the boot script's
     first upload is refused, so it downloads nothing, keeps its error on disk and powers off."""
-    s3, ec2 = client(aws.settings, "s3"), client(aws.settings, "ec2")
-    s3.create_bucket(Bucket="boot-test")
-    for name in WORKER_FILES:
-        s3.put_object(Bucket="boot-test", Key=f"worker/{name}", Body=b"# worker file\n")
-    worker = {name: presign_get(s3, "boot-test", f"worker/{name}", 600) for name in WORKER_FILES}
+    s3, ec2, worker = boot_bucket(aws)
     post = presign_post(s3, "boot-test", out_prefix("j1"), 1, 1 << 20)
     proxy = CuttableProxy()  # the simulator's S3 front, as every machine meets it
     with proxy.serving() as proxy_url:
@@ -146,17 +155,7 @@ def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
             with contextlib.suppress(urllib.error.HTTPError):
                 poster.put("probe", b"")
     script = build_user_data(presign_get(s3, "boot-test", "jobs/j1/worker-spec.json", 600), worker, 5, post)
-    with InstanceSimulator(aws.url, work_root=tmp_path) as sim:
-        instance = ec2.run_instances(
-            ImageId=ec2.describe_images()["Images"][0]["ImageId"],
-            MinCount=1,
-            MaxCount=1,
-            UserData=script,
-            TagSpecifications=[
-                {"ResourceType": "instance", "Tags": [{"Key": "cloud-render:job", "Value": "j1"}]}
-            ],
-        )["Instances"][0]["InstanceId"]
-        machine = sim.wait_terminated(instance, timeout=60)
+    _, machine = boot(aws, ec2, script, tmp_path)
     assert (machine.dir / "power-off").exists()
     error = json.loads((machine.root / "error.json").read_text())
     assert error["kind"] == "credentials_expired" and "has probably expired" in error["cause"]
