@@ -58,11 +58,18 @@ def price_per_hour(region: str, instance_type: str, spot: bool) -> float:
 
 
 def confirmation_text(context: bpy.types.Context) -> str:
+    """The Render in Cloud dialog: what runs where, the estimate, and the caps as enforced.
+
+    With N machines the caps are the whole job's: "At most" is min(Max Cost, N x price x
+    Max Hours) (cloud/cost/caps.worst_case), and a test render's estimate is one machine's,
+    followed by the 1, N/2, N trade-off.
+    """
     scene = context.scene
     settings = scene.cloud_render
     frames = frames_for(scene)
+    machines = machines_for(context, len(frames))
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
-    estimate = machine_facts.job_estimate_text(price, len(frames), settings.max_hours)
+    estimate = worst_case_text(context, len(frames), machines)
     # Estimate lines read "<price>, <time>: <machine> [marks], ..." (machine_facts.estimate_lines).
     measured = [
         line.partition(": ")
@@ -71,16 +78,35 @@ def confirmation_text(context: bpy.types.Context) -> str:
     ]
     if measured:
         cost_time, _, rest = measured[0]
-        estimate = f"Estimate from a test render: {rest}: {cost_time} for the job\n{estimate}"
+        whole = "for the job on one machine" if machines > 1 else "for the job"
+        estimate = f"Estimate from a test render: {rest}: {cost_time} {whole}\n{estimate}"
     fleet = fleet_line(context, len(frames), price.usd or 0.0)
-    machines = machines_for(context, len(frames))
     return (
         f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames"
         + (f" on {machines} machines (AWS Batch)" if machines > 1 else "")
         + f".\n{estimate}\n"
         + (f"{fleet}\n" if fleet else "")
-        + f"Hard cap: ${settings.max_cost:.2f} or {settings.max_hours:g} h, whichever comes first"
-        + (", for all machines together." if machines > 1 else ".")
+        + caps_text(settings.max_cost, settings.max_hours, machines)
+    )
+
+
+def worst_case_text(context: bpy.types.Context, frames: int, machines: int) -> str:
+    """ "At most $X (...)": the most the job can cost as its caps are enforced, on N machines."""
+    settings = context.scene.cloud_render
+    price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
+    return machine_facts.job_estimate_text(price, frames, settings.max_hours, settings.max_cost, machines)
+
+
+def caps_text(max_cost: float, max_hours: float, machines: int) -> str:
+    """How the caps hold: on one machine either stops it; on N, Max Cost is for all of them
+    together (each stops itself at its 1/N share when Blender is closed) and Max Hours is
+    each machine's, counted from launch (they run side by side)."""
+    if machines <= 1:
+        return f"Hard cap: ${max_cost:.2f} or {max_hours:g} h, whichever comes first."
+    return (
+        f"Hard caps: ${max_cost:.2f} for all {machines} machines together (each stops itself at "
+        f"${max_cost / machines:.2f} if Blender is closed), and {max_hours:g} h from launch on each "
+        "machine; whichever comes first stops every machine."
     )
 
 

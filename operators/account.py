@@ -124,8 +124,9 @@ class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
 
 
 class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
-    """Check the keys, pick the nearest region with GPU machines, create the bucket and firewall,
-    check the quota, and say "Ready to render" or exactly what AWS still needs"""
+    """Check the keys, pick the nearest region with GPU machines, create the bucket, firewall and
+    the AWS Batch engine for many machines, check the quota, and say "Ready to render" or exactly
+    what AWS still needs"""
 
     bl_idname = "cloud_render.setup"
     bl_label = "Set Up"
@@ -141,7 +142,11 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
             return {"CANCELLED"}
         state_dir = pump.user_dir("state")
         budget = (prefs.budget_amount, prefs.budget_email.strip()) if prefs.budget_email.strip() else None
-        instance_type = context.scene.cloud_render.instance_type if context.scene else "g4dn.xlarge"
+        scene = context.scene.cloud_render if context.scene else None
+        # The scene's machine type, pricing and machines shape the Batch engine Set Up makes.
+        instance_type = scene.instance_type if scene is not None else "g4dn.xlarge"
+        spot = bool(scene.use_spot) if scene is not None else False
+        machines = int(scene.machines) if scene is not None else 1
 
         def progress(line: str) -> None:  # from the setup thread: queue it for the main thread
             pump.call_soon(_status, line)
@@ -162,7 +167,14 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
         region = prefs.default_region if prefs.endpoint_url.strip() else None
         pump.in_background(
             lambda: account_setup.run_setup(
-                aws, state_dir, region=region, instance_type=instance_type, budget=budget, progress=progress
+                aws,
+                state_dir,
+                region=region,
+                instance_type=instance_type,
+                spot=spot,
+                machines=machines,
+                budget=budget,
+                progress=progress,
             ),
             done,
         )

@@ -141,6 +141,13 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         col = layout.column(align=True)
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
+        try:  # what the caps allow at most, on as many machines as the job will use
+            frames = len(submit.frames_for(context.scene))
+            bound = submit.worst_case_text(context, frames, submit.machines_for(context, frames))
+        except CloudError:
+            bound = ""
+        if bound:
+            text_wrap.labels(_form_column(layout), context, bound, factor=FORM_VALUES)
 
 
 class CLOUDRENDER_MT_instance_types(bpy.types.Menu):

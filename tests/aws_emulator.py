@@ -50,7 +50,8 @@ def moto_server(log_path: Path | None = None) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
-    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false"}
+    # AWS's managed policies known: Set Up attaches the managed ECS policy to the Batch machines' role.
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log if log is not None else subprocess.DEVNULL,

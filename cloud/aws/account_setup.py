@@ -2,7 +2,9 @@
 
 One call walks a new account through everything a render needs, in the order an artist would
 be asked: keys (root keys refused), region (the nearest that offers GPU machines), bucket,
-firewall, machine image, the GPU quota (0 on new accounts), and the optional monthly budget.
+firewall, machine image, the GPU quota (0 on new accounts), the AWS Batch engine that jobs on
+many machines run on (so the first such job does not pay for making it), and the optional
+monthly budget.
 Each step ends as a `SetupStep` with plain words, never a traceback, so the preferences panel
 can show a green "Ready to render" or one line and one button per thing AWS still needs.
 Everything here blocks on the network: the add-on runs it in a worker thread.
@@ -17,6 +19,7 @@ from typing import Literal
 
 from ..cost.catalog import Catalog, InstanceType, load_catalog
 from ..errors import CloudError
+from . import batch
 from .budget import ensure_monthly_budget
 from .compute import ensure_security_group, find_ami
 from .credentials import verify
@@ -41,13 +44,14 @@ LATENCY_ATTEMPTS = 3
 LATENCY_TIMEOUT_S = 2.0
 
 # Step names, shown as the first words of each line in the setup panel.
-KEYS, REGION, BUCKET, FIREWALL, IMAGE, QUOTA, BUDGET = (
+KEYS, REGION, BUCKET, FIREWALL, IMAGE, QUOTA, BATCH, BUDGET = (
     "AWS keys",
     "Region",
     "Storage bucket",
     "Firewall",
     "Render machine image",
     "Machine limit (quota)",
+    "Many machines (AWS Batch)",
     "Monthly budget",
 )
 
@@ -235,6 +239,8 @@ def run_setup(
     *,
     region: str | None = None,
     instance_type: str = "g4dn.xlarge",
+    spot: bool = False,
+    machines: int = 1,
     latency_urls: dict[str, str] | None = None,
     budget: tuple[float, str] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -248,12 +254,16 @@ def run_setup(
     bucket made here goes into the registry there, the one every job reads.
     `region`: use this one instead of measuring; `latency_urls` (region -> URL) replaces the
     regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,
-    otherwise it is only offered. Steps after keys and region go on after a failure, so the
-    report lists everything that is left at once.
+    otherwise it is only offered. `instance_type`, `spot` and `machines` (the scene's) shape the
+    Batch compute environment; a job of another shape brings it up to date when submitted.
+    Steps after keys and region go on after a failure, so the report lists everything that is
+    left at once.
     """
     flow = _Flow(progress)
     report = SetupReport(region=region or "", bucket="", steps=flow.steps, ready=False)
-    _walk(flow, report, settings, Path(state_dir), region, instance_type, latency_urls, budget)
+    _walk(
+        flow, report, settings, Path(state_dir), region, (instance_type, spot, machines), latency_urls, budget
+    )
     report.ready = bool(flow.steps) and all(s.ok for s in flow.steps)
     flow.say(report.summary().splitlines()[0])
     return report
@@ -265,11 +275,12 @@ def _walk(
     settings: AwsSettings,
     state_dir: Path,
     region: str | None,
-    instance_type: str,
+    shape: tuple[str, bool, int],
     latency_urls: dict[str, str] | None,
     budget: tuple[float, str] | None,
 ) -> None:
     """The steps in order; returns early only when keys or region fail (nothing else can work)."""
+    instance_type, spot, machines = shape
     catalog = load_catalog()
     flow.say("Checking your AWS keys…")
     try:
@@ -320,6 +331,7 @@ def _walk(
         flow.failed(IMAGE, exc, "looking for the render machine image", region)
 
     flow.say(f"Checking whether your account may start a {instance_type}…")
+    capacity: CapacityReport | None = None
     try:
         capacity = check_capacity(here, instance_type, spot=False)
         step = flow.add(_quota_step(here, capacity))
@@ -329,6 +341,8 @@ def _walk(
                 flow.say("Your account can render now on: " + ", ".join(report.alternatives) + ".")
     except Exception as exc:
         flow.failed(QUOTA, exc, "checking what your account may run", region)
+
+    _batch_step(flow, here, catalog, instance_type, spot, machines, None if spot else capacity)
 
     if budget is not None:
         amount, email = budget
@@ -356,6 +370,55 @@ def _walk(
                 required=False,
             )
         )
+
+
+def _batch_step(
+    flow: _Flow,
+    settings: AwsSettings,
+    catalog: Catalog,
+    instance_type: str,
+    spot: bool,
+    machines: int,
+    capacity: CapacityReport | None,
+) -> None:
+    """Make (or bring up to date) the Batch engine for the scene's machine type and pricing.
+
+    Its vCPU ceiling is the larger of the scene's machines and what the quota allows, so a
+    later job of up to that many machines finds nothing to change. Every piece is read before
+    it is made (batch.ensure_engine), so a run that failed half-way is finished by the next.
+    """
+    flow.say("Preparing AWS Batch for jobs on many machines…")
+    facts = catalog.types.get(instance_type)
+    vcpus = facts.vcpu if facts is not None else 4
+    ceiling = batch.vcpus_for(vcpus, machines)
+    if capacity is not None and capacity.quota_vcpus:
+        ceiling = max(ceiling, int(capacity.quota_vcpus) // max(vcpus, 1) * max(vcpus, 1))
+    changes: list[str] = []
+    try:
+        engine = batch.ensure_engine(
+            settings,
+            instance_type,
+            spot,
+            ceiling,
+            pack_bytes=batch.SETUP_PACK_BYTES,
+            gpu=bool(facts.gpu_count) if facts is not None else True,
+            changes=changes,
+            say=flow.say,
+        )
+    except Exception as exc:
+        err = translate(exc, "preparing AWS Batch for many machines", region=settings.region)
+        action = f"{err.action} Rendering on one machine does not need this.".strip()
+        flow.add(SetupStep(BATCH, "failed", err.message, action, BUTTON_RETRY))
+        return
+    where = (
+        f"{engine.compute_environment} in {settings.region} ({instance_type}, "
+        f"{'spot' if spot else 'on-demand'}, up to {ceiling} vCPUs; no machine runs while no job does)"
+    )
+    if changes:
+        message = f"Ready for jobs on many machines: {where}. Made now: {'; '.join(changes)}."
+    else:
+        message = f"Ready for jobs on many machines: {where}. Nothing needed changing."
+    flow.add(SetupStep(BATCH, "done", message))
 
 
 def request_quota(settings: AwsSettings, region: str, instance_type: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,11 @@ ROLE_TRUST = {
 }
 LIVE_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 ROOT_GIB_MIN = 30
+# Set Up makes the disk for packs up to this size, so most jobs find it large enough; a larger
+# pack makes a new launch template version when it is submitted.
+SETUP_PACK_BYTES = 10 * 1024**3
+# The definition's own limit, only a backstop: every job is submitted with its own (see submit).
+FALLBACK_TIMEOUT_S = 12 * 3600
 
 
 @dataclass(frozen=True)
@@ -106,48 +112,75 @@ def vcpus_for(instance_vcpus: int, machines: int) -> int:
     return max(1, instance_vcpus) * max(1, machines)
 
 
-def ensure_roles(settings: AwsSettings) -> tuple[str, str]:
+def ensure_roles(settings: AwsSettings, changes: list[str] | None = None) -> tuple[str, str]:
     """Batch's service-linked role and the ECS instance role + profile; returns their ARNs
-    (the service-linked role's, the instance profile's)."""
+    (the service-linked role's, the instance profile's).
+
+    Each piece is read first and made only when missing, so a second run writes nothing and a
+    run that stopped half-way (a permission missing) is finished by the next one. What was made
+    is appended to `changes`, in words.
+    """
     iam = client(settings, "iam")
+    said = changes if changes is not None else []
+    # Found by its path: AWS names it AWSServiceRoleForBatch (moto spells it otherwise).
+    roles = iam.list_roles(PathPrefix=SERVICE_LINKED_PATH)["Roles"]
+    if roles:
+        service_role = str(roles[0]["Arn"])
+    else:
+        try:
+            service_role = str(
+                iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"]
+            )
+            said.append("AWS Batch's service-linked role")
+        except ClientError as exc:
+            if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):  # made meanwhile
+                raise
+            roles = iam.list_roles(PathPrefix=SERVICE_LINKED_PATH)["Roles"]
+            if not roles:
+                raise
+            service_role = str(roles[0]["Arn"])
     try:
-        service_role = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"]
+        iam.get_role(RoleName=INSTANCE_ROLE)
     except ClientError as exc:
-        if error_code(exc) not in ("InvalidInput", "EntityAlreadyExists"):  # it exists already
+        if error_code(exc) != "NoSuchEntity":
             raise
-        # Found by its path: AWS names it AWSServiceRoleForBatch (moto spells it otherwise).
-        roles = iam.list_roles(PathPrefix=SERVICE_LINKED_PATH)["Roles"]
-        if not roles:
-            raise
-        service_role = roles[0]["Arn"]
+        try:
+            iam.create_role(
+                RoleName=INSTANCE_ROLE,
+                AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
+                Description="Cloud Render: ECS agent on Batch render machines (AWS managed policy only)",
+                Tags=[{"Key": k, "Value": v} for k, v in _tags().items()],
+            )
+            said.append(f"the machines' role {INSTANCE_ROLE}")
+        except ClientError as again:
+            if error_code(again) != "EntityAlreadyExists":
+                raise
+    attached = iam.list_attached_role_policies(RoleName=INSTANCE_ROLE)["AttachedPolicies"]
+    if not any(p["PolicyArn"] == ECS_FOR_EC2_POLICY for p in attached):
+        iam.attach_role_policy(RoleName=INSTANCE_ROLE, PolicyArn=ECS_FOR_EC2_POLICY)
+        said.append("AWS's managed ECS policy on that role")
     try:
-        iam.create_role(
-            RoleName=INSTANCE_ROLE,
-            AssumeRolePolicyDocument=json.dumps(ROLE_TRUST),
-            Description="Cloud Render: ECS agent on Batch render machines (AWS managed policy only)",
-            Tags=[{"Key": k, "Value": v} for k, v in _tags().items()],
-        )
+        profile = iam.get_instance_profile(InstanceProfileName=INSTANCE_ROLE)["InstanceProfile"]
     except ClientError as exc:
-        if error_code(exc) != "EntityAlreadyExists":
+        if error_code(exc) != "NoSuchEntity":
             raise
-    iam.attach_role_policy(RoleName=INSTANCE_ROLE, PolicyArn=ECS_FOR_EC2_POLICY)
-    try:
-        iam.create_instance_profile(
-            InstanceProfileName=INSTANCE_ROLE, Tags=[{"Key": k, "Value": v} for k, v in _tags().items()]
-        )
-    except ClientError as exc:
-        if error_code(exc) != "EntityAlreadyExists":
-            raise
-    profile = iam.get_instance_profile(InstanceProfileName=INSTANCE_ROLE)["InstanceProfile"]
+        try:
+            iam.create_instance_profile(
+                InstanceProfileName=INSTANCE_ROLE, Tags=[{"Key": k, "Value": v} for k, v in _tags().items()]
+            )
+            said.append(f"the instance profile {INSTANCE_ROLE}")
+        except ClientError as again:
+            if error_code(again) != "EntityAlreadyExists":
+                raise
+        profile = iam.get_instance_profile(InstanceProfileName=INSTANCE_ROLE)["InstanceProfile"]
     if not any(r["RoleName"] == INSTANCE_ROLE for r in profile.get("Roles", [])):
         iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_ROLE, RoleName=INSTANCE_ROLE)
-    return str(service_role), str(profile["Arn"])
+        said.append("the role in its instance profile")
+    return service_role, str(profile["Arn"])
 
 
-def ensure_launch_template(settings: AwsSettings, group_id: str, volume_gib: int) -> str:
-    """IMDSv2 only, hop limit 1, an encrypted root volume; a new version when the size grows."""
-    ec2 = client(settings, "ec2")
-    data = {
+def _template_data(group_id: str, volume_gib: int) -> dict[str, Any]:
+    return {
         "MetadataOptions": {
             "HttpTokens": "required",
             "HttpPutResponseHopLimit": 1,
@@ -170,20 +203,54 @@ def ensure_launch_template(settings: AwsSettings, group_id: str, volume_gib: int
             {"ResourceType": "volume", "Tags": [{"Key": TAG_MANAGED, "Value": "true"}]},
         ],
     }
+
+
+def _template_fits(data: dict[str, Any], group_id: str, volume_gib: int) -> int:
+    """The root volume size of a template version that is still right for us, else 0: IMDSv2
+    with hop limit 1, our group, an encrypted root volume at least `volume_gib` large."""
+    meta = data.get("MetadataOptions", {})
+    if meta.get("HttpTokens") != "required" or int(meta.get("HttpPutResponseHopLimit", 0)) != 1:
+        return 0
+    if list(data.get("SecurityGroupIds", [])) != [group_id]:
+        return 0
+    disks = [
+        d.get("Ebs", {}) for d in data.get("BlockDeviceMappings", []) if d.get("DeviceName") == "/dev/xvda"
+    ]
+    if not disks or not disks[0].get("Encrypted") or int(disks[0].get("VolumeSize", 0)) < volume_gib:
+        return 0
+    return int(disks[0]["VolumeSize"])
+
+
+def ensure_launch_template(
+    settings: AwsSettings, group_id: str, volume_gib: int, changes: list[str] | None = None
+) -> str:
+    """IMDSv2 only, hop limit 1, an encrypted root volume; a new version only when the latest
+    one is not right (a larger pack needs a larger disk; a smaller one keeps the disk it has)."""
+    ec2 = client(settings, "ec2")
+    said = changes if changes is not None else []
     found = ec2.describe_launch_templates(
         Filters=[{"Name": "launch-template-name", "Values": [LAUNCH_TEMPLATE]}]
     ).get("LaunchTemplates", [])
     if not found:
         made = ec2.create_launch_template(
             LaunchTemplateName=LAUNCH_TEMPLATE,
-            LaunchTemplateData=data,
+            LaunchTemplateData=_template_data(group_id, volume_gib),
             TagSpecifications=[
                 {"ResourceType": "launch-template", "Tags": [{"Key": TAG_MANAGED, "Value": "true"}]}
             ],
         )
+        said.append(f"the launch template {LAUNCH_TEMPLATE}")
         return str(made["LaunchTemplate"]["LaunchTemplateId"])
     template_id = str(found[0]["LaunchTemplateId"])
-    ec2.create_launch_template_version(LaunchTemplateId=template_id, LaunchTemplateData=data)
+    latest = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["$Latest"])[
+        "LaunchTemplateVersions"
+    ]
+    if latest and _template_fits(latest[0].get("LaunchTemplateData", {}), group_id, volume_gib):
+        return template_id
+    ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData=_template_data(group_id, volume_gib)
+    )
+    said.append(f"a new version of the launch template ({volume_gib} GiB root volume)")
     return template_id
 
 
@@ -192,13 +259,30 @@ def ensure_engine(
     instance_type: str,
     spot: bool,
     max_vcpus: int,
-    max_hours: float,
+    *,
     pack_bytes: int = 0,
     gpu: bool = True,
+    changes: list[str] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Engine:
-    """The compute environment, queue and job definition for this type and pricing, made once."""
+    """The compute environment, queue and job definition for this type and pricing.
+
+    Made once (by Set Up, or by the first many-machine job in a region); afterwards every piece
+    is described and compared, and only what differs is written: a submit after Set Up with
+    the same type, pricing, a vCPU ceiling no higher and a pack that fits the disk writes
+    nothing. What was made or changed is appended to `changes`; `say` hears each step.
+    """
     try:
-        return _ensure_engine(settings, instance_type, spot, max_vcpus, max_hours, pack_bytes, gpu)
+        return _ensure_engine(
+            settings,
+            instance_type,
+            spot,
+            max_vcpus,
+            pack_bytes,
+            gpu,
+            changes if changes is not None else [],
+            say,
+        )
     except CloudError:
         raise
     except Exception as exc:
@@ -210,52 +294,46 @@ def _ensure_engine(
     instance_type: str,
     spot: bool,
     max_vcpus: int,
-    max_hours: float,
     pack_bytes: int,
     gpu: bool,
+    changes: list[str],
+    say: Callable[[str], None] | None,
 ) -> Engine:
+    def step(text: str) -> None:
+        if say is not None:
+            say(text)
+
     batch = client(settings, "batch")
-    ec2 = client(settings, "ec2")
-    service_role, profile = ensure_roles(settings)
+    step("Preparing the roles AWS Batch needs…")
+    service_role, profile = ensure_roles(settings, changes)
     group = ensure_security_group(settings)
-    template = ensure_launch_template(settings, group, root_volume_gib(pack_bytes))
-    subnets = [
-        s["SubnetId"]
-        for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-    ]
-    if not subnets:
-        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]]
+    step("Preparing the launch template for many machines…")
+    template = ensure_launch_template(settings, group, root_volume_gib(pack_bytes), changes)
+    template_changed = any(c.startswith("a new version of the launch template") for c in changes)
     env_name, queue_name = names(instance_type, spot)
+    step(f"Preparing the compute environment {env_name}…")
     envs = batch.describe_compute_environments(computeEnvironments=[env_name])["computeEnvironments"]
     if not envs:
-        resources: dict[str, Any] = {
-            "type": "SPOT" if spot else "EC2",
-            "allocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
-            "minvCpus": 0,
-            "maxvCpus": max_vcpus,
-            "desiredvCpus": 0,
-            "instanceTypes": [instance_type],
-            "subnets": subnets,
-            "securityGroupIds": [group],
-            "instanceRole": profile,
-            "launchTemplate": {"launchTemplateId": template, "version": "$Latest"},
-            # GPU types get Batch's ECS GPU AMI (Amazon Linux 2023 with the NVIDIA driver).
-            "ec2Configuration": [{"imageType": "ECS_AL2023_NVIDIA" if gpu else "ECS_AL2023"}],
-            "tags": _tags(Name=env_name),
-        }
-        batch.create_compute_environment(
-            computeEnvironmentName=env_name,
-            type="MANAGED",
-            state="ENABLED",
-            serviceRole=service_role,
-            computeResources=resources,
-            tags=_tags(),
+        _create_environment(
+            settings,
+            batch,
+            env_name,
+            instance_type,
+            spot,
+            max_vcpus,
+            gpu,
+            service_role,
+            profile,
+            group,
+            template,
         )
+        changes.append(f"the compute environment {env_name} (scales to zero when idle)")
         _wait_valid(batch, env_name)
-    elif envs[0].get("computeResources", {}).get("maxvCpus", 0) < max_vcpus:
-        batch.update_compute_environment(
-            computeEnvironment=env_name, computeResources={"maxvCpus": max_vcpus}
+    else:
+        _update_environment(
+            batch, envs[0], env_name, max_vcpus, service_role, template, template_changed, changes
         )
+    step("Preparing the job queue and job definition…")
     queues = batch.describe_job_queues(jobQueues=[queue_name])["jobQueues"]
     if queues:
         queue_arn = str(queues[0]["jobQueueArn"])
@@ -269,8 +347,100 @@ def _ensure_engine(
                 tags=_tags(),
             )["jobQueueArn"]
         )
-    definition = register_definition(settings, max_hours, gpu)
+        changes.append(f"the job queue {queue_name}")
+    definition = register_definition(settings, gpu, changes)
     return Engine(queue_arn=queue_arn, definition_arn=definition, compute_environment=env_name)
+
+
+def _create_environment(
+    settings: AwsSettings,
+    batch: Any,
+    env_name: str,
+    instance_type: str,
+    spot: bool,
+    max_vcpus: int,
+    gpu: bool,
+    service_role: str,
+    profile: str,
+    group: str,
+    template: str,
+) -> None:
+    ec2 = client(settings, "ec2")
+    subnets = [
+        s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    ]
+    if not subnets:
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]]
+    resources: dict[str, Any] = {
+        "type": "SPOT" if spot else "EC2",
+        "allocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
+        "minvCpus": 0,
+        "maxvCpus": max_vcpus,
+        "desiredvCpus": 0,
+        "instanceTypes": [instance_type],
+        "subnets": subnets,
+        "securityGroupIds": [group],
+        "instanceRole": profile,
+        "launchTemplate": {"launchTemplateId": template, "version": "$Latest"},
+        # GPU types get Batch's ECS GPU AMI (Amazon Linux 2023 with the NVIDIA driver).
+        "ec2Configuration": [{"imageType": "ECS_AL2023_NVIDIA" if gpu else "ECS_AL2023"}],
+        "tags": _tags(Name=env_name),
+    }
+    batch.create_compute_environment(
+        computeEnvironmentName=env_name,
+        type="MANAGED",
+        state="ENABLED",
+        serviceRole=service_role,
+        computeResources=resources,
+        tags=_tags(),
+    )
+
+
+def _update_environment(
+    batch: Any,
+    env: dict[str, Any],
+    env_name: str,
+    max_vcpus: int,
+    service_role: str,
+    template: str,
+    template_changed: bool,
+    changes: list[str],
+) -> None:
+    """One UpdateComputeEnvironment with only what differs, or none at all.
+
+    A ceiling too low for this job's machines grows (never shrinks: the quota bounds it anyway);
+    a new launch template version is taken up (Batch resolves `$Latest` when the environment is
+    created or updated); one left INVALID or DISABLED by an earlier try (the service-linked role
+    not yet usable) is enabled again with the role, so that try's leftover never blocks this one.
+    moto 5.2.5 accepts the update but applies none of `computeResources` (its TODO), so there the
+    call is seen, not its effect.
+    """
+    resources: dict[str, Any] = {}
+    if int(env.get("computeResources", {}).get("maxvCpus", 0)) < max_vcpus:
+        resources["maxvCpus"] = max_vcpus
+    if template_changed:
+        resources["launchTemplate"] = {"launchTemplateId": template, "version": "$Latest"}
+    broken = env.get("status") == "INVALID" or env.get("state") == "DISABLED"
+    if not resources and not broken:
+        return
+    update: dict[str, Any] = {"computeEnvironment": env_name}
+    if resources:
+        update["computeResources"] = resources
+    if broken:
+        update.update(state="ENABLED", serviceRole=service_role)
+    batch.update_compute_environment(**update)
+    changes.append(
+        f"the compute environment {env_name} ("
+        + ", ".join(
+            [f"up to {max_vcpus} vCPUs"] * ("maxvCpus" in resources)
+            + ["the new launch template"] * template_changed
+            + ["enabled again"] * broken
+        )
+        + ")"
+    )
+    if broken:
+        _wait_valid(batch, env_name)
 
 
 def _wait_valid(batch: Any, env_name: str, timeout_s: float = 120) -> None:
@@ -282,33 +452,38 @@ def _wait_valid(batch: Any, env_name: str, timeout_s: float = 120) -> None:
         if env and env[0].get("status") == "INVALID":
             raise CloudError(
                 f"AWS Batch could not set up machines of this type: {env[0].get('statusReason', 'no reason given')}.",
-                "Pick another machine type or region, or render on one machine.",
+                "Run Set Up again in a few minutes (new roles take a moment to reach AWS Batch); "
+                "meanwhile render on one machine.",
                 code="BatchInvalid",
             )
         time.sleep(1)
 
 
-def register_definition(settings: AwsSettings, max_hours: float, gpu: bool) -> str:
-    """The job definition (a new revision only when it differs from the active one)."""
+def register_definition(settings: AwsSettings, gpu: bool, changes: list[str] | None = None) -> str:
+    """The job definition (a new revision only when it differs from the active one).
+
+    It holds nothing of one job: each job gives its own time limit when it is submitted, so a
+    job with other caps reuses the definition Set Up registered.
+    """
     batch = client(settings, "batch")
     requirements = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
     if gpu:
         requirements.append({"type": "GPU", "value": "1"})
+    environment = [{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": NVIDIA_CAPABILITIES}]
     properties = {
         "image": IMAGE,
         "command": COMMAND,
         "resourceRequirements": requirements,
-        "environment": [{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": NVIDIA_CAPABILITIES}],
+        "environment": environment,
     }
-    timeout = {"attemptDurationSeconds": max(60, int(max_hours * 3600))}
+    timeout = {"attemptDurationSeconds": FALLBACK_TIMEOUT_S}
     active = batch.describe_job_definitions(jobDefinitionName=JOB_DEFINITION, status="ACTIVE")[
         "jobDefinitions"
     ]
     for found in sorted(active, key=lambda d: -int(d.get("revision", 0)))[:1]:
-        same = (
-            found.get("containerProperties", {}).get("command") == COMMAND and found.get("timeout") == timeout
-        )
-        if same and found.get("containerProperties", {}).get("resourceRequirements") == requirements:
+        container = found.get("containerProperties", {})
+        same = all(container.get(k) == v for k, v in properties.items()) and found.get("timeout") == timeout
+        if same:
             return str(found["jobDefinitionArn"])
     made = batch.register_job_definition(
         jobDefinitionName=JOB_DEFINITION,
@@ -319,16 +494,25 @@ def register_definition(settings: AwsSettings, max_hours: float, gpu: bool) -> s
         propagateTags=True,
         tags=_tags(),
     )
+    if changes is not None:
+        changes.append(f"the job definition {JOB_DEFINITION}")
     return str(made["jobDefinitionArn"])
 
 
-def submit(settings: AwsSettings, engine: Engine, job_id: str, machines: int, boot_url: str) -> str:
-    """One array job of `machines` children (a plain job for one); returns Batch's job id."""
+def submit(
+    settings: AwsSettings, engine: Engine, job_id: str, machines: int, boot_url: str, *, attempt_seconds: int
+) -> str:
+    """One array job of `machines` children (a plain job for one); returns Batch's job id.
+
+    `attempt_seconds` is each child's time limit (its share of the job's caps, boot included):
+    Batch stops a child that outlives it, whether or not Blender still follows the job.
+    """
     batch = client(settings, "batch")
     params: dict[str, Any] = {
         "jobName": f"{PREFIX}-{job_id}",
         "jobQueue": engine.queue_arn,
         "jobDefinition": engine.definition_arn,
+        "timeout": {"attemptDurationSeconds": max(60, int(attempt_seconds))},
         "containerOverrides": {"environment": [{"name": BOOT_URL_VARIABLE, "value": boot_url}]},
         "tags": _tags(**{TAG_JOB: job_id}),
         "propagateTags": True,

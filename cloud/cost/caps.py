@@ -53,6 +53,56 @@ def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhe
     return seconds
 
 
+def machine_share_seconds(
+    max_cost: float, max_hours: float, price_per_hour: float, overhead_s: float, machines: int
+) -> int:
+    """One of N machines' own limit, in seconds after its boot: Max Cost split evenly over the
+    machines, Max Hours as it is (they run side by side).
+
+    The add-on stops every machine once their summed cost reaches Max Cost; this share is what
+    holds when Blender is closed: N machines that each run to their own limit spend at most
+    Max Cost together.
+    """
+    machines = max(1, machines)
+    share = max_cost / machines if max_cost > 0 else max_cost
+    try:
+        return cap_seconds(share, max_hours, price_per_hour, overhead_s)
+    except CloudError as error:
+        if error.code != "CapTooLow" or machines == 1:
+            raise
+        least = machines * (MIN_MACHINE_S + overhead_s) * price_per_hour / 3600
+        raise CloudError(
+            f"The cost cap is too low to start {machines} machines of this type.",
+            f"Raise the maximum cost to at least ${least:.2f}, use fewer machines or pick a cheaper machine type.",
+            code="CapTooLow",
+        ) from error
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """The most a job can be billed, as its caps are enforced, and which cap sets it."""
+
+    usd: float
+    by_cost_cap: bool
+
+
+def worst_case(max_cost: float, max_hours: float, price_per_hour: float, machines: int = 1) -> WorstCase:
+    """min(Max Cost, N x price x Max Hours).
+
+    Max Hours bounds each machine's billed time, boot included (the dead-man timer is set to
+    the cap less the boot overhead, and the add-on stops every machine that long after launch),
+    and N machines run side by side: N x price x Max Hours. Max Cost bounds all of them
+    together (the add-on's sum over every machine, and each machine's 1/N share of it when
+    Blender is closed). Not counted, as on one machine: the minute or so a stop takes to end
+    the bill; and a spot machine that AWS takes back, which Batch starts again with a fresh
+    share while Blender is closed.
+    """
+    by_time = max(1, machines) * max(price_per_hour, 0.0) * max_hours if max_hours > 0 else math.inf
+    if max_cost > 0 and max_cost <= by_time:
+        return WorstCase(max_cost, True)
+    return WorstCase(by_time, False)
+
+
 def dead_man_minutes(seconds: int) -> int:
     """`shutdown -h +N` takes whole minutes: round down so the machine stops before the cap."""
     return max(1, seconds // 60)

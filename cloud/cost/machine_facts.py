@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from ..errors import CloudError
+from .caps import worst_case
 from .catalog import Catalog, InstanceType, load_catalog
 from .estimate import Estimate
 from .price_refresh import PriceTable, SpotTable
@@ -156,11 +157,19 @@ def menu(
     return [(t.name, label(t, region, price(t))) for t in offered]
 
 
-def job_estimate_text(price: HourlyPrice, frames: int, max_hours: float) -> str:
-    """Before a probe has measured the scene: the honest upper bound, the time cap at full price."""
-    bound = price.usd * max_hours
+def job_estimate_text(
+    price: HourlyPrice, frames: int, max_hours: float, max_cost: float = 0.0, machines: int = 1
+) -> str:
+    """Before a probe has measured the scene: the honest upper bound, as the caps enforce it:
+    the time cap at full price on every machine, or the cost cap when that is lower
+    (`caps.worst_case`)."""
+    bound = worst_case(max_cost, max_hours, price.usd, machines)
+    if bound.by_cost_cap:
+        together = f", for all {machines} machines together" if machines > 1 else ""
+        return f"At most ${bound.usd:.2f} (the cost cap{together}), for {frames} frames."
+    each = f"{machines} machines x " if machines > 1 else ""
     return (
-        f"At most ${bound:.2f} ({price.kind} {usd(price.usd)}/h x {max_hours:g} h time cap), "
+        f"At most ${bound.usd:.2f} ({each}{price.kind} {usd(price.usd)}/h x {max_hours:g} h time cap), "
         f"for {frames} frames."
     )
 

@@ -21,10 +21,11 @@ from ..aws import batch, fleet, storage
 from ..aws.presign import presign_get, presign_list_pages
 from ..aws.session import AwsSettings, client
 from ..aws.storage import TooLarge
+from ..cost import caps, fleet_plan
 from ..cost.catalog import load_catalog
 from ..errors import CloudError
 from ..machine import contract
-from .cloud_steps import CloudSteps, PackedScene
+from .cloud_steps import BOOT_OVERHEAD_S, CloudSteps, PackedScene
 from .events import CostUpdate, LogLines, MachinesUpdate
 from .job_thread import FRAME_DUE_MARGIN_S, JobRunner
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, Stage
@@ -34,6 +35,12 @@ POLL_THREADS = 8  # machines read at once in one poll
 END_DOCUMENTS = ("done.json", "error.json", "interrupted.json")
 FORWARD = (Stage.STARTING, Stage.INSTALLING, Stage.RENDERING)  # the stages machines move a job through
 FORWARD_VALUES = tuple(stage.value for stage in FORWARD)
+# Billed time around a child's own limit: the instance's boot and the job's start (as for one
+# machine) plus Batch's scale-up and scale-down (on paper, fleet_plan.BATCH_EXTRA_S).
+BATCH_OVERHEAD_S = BOOT_OVERHEAD_S + fleet_plan.BATCH_EXTRA_S
+# A container's start before its supervisor's own deadline runs (the boot script, Blender's
+# download): Batch's per-child timeout is that deadline plus this, a backstop behind it.
+CONTAINER_START_S = 10 * 60
 
 
 class BatchSteps(CloudSteps):
@@ -44,6 +51,13 @@ class BatchSteps(CloudSteps):
     def __init__(self, state_dir: Path, machines: int = 1) -> None:
         super().__init__(state_dir)
         self.machines = max(1, machines)
+
+    def machine_cap_seconds(self, record: JobRecord) -> int:
+        """Each machine's own limit: its 1/N share of Max Cost, Max Hours as it is, less the boot
+        and Batch's scaling (so N machines that each run to it stay within the job's caps)."""
+        return caps.machine_share_seconds(
+            record.max_cost, record.max_hours, record.price_per_hour, BATCH_OVERHEAD_S, record.machines
+        )
 
     def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
         """N machines must fit the family's vCPU quota; if not, say how many do."""
@@ -94,18 +108,27 @@ class BatchSteps(CloudSteps):
         facts = load_catalog().types.get(record.instance_type)
         vcpus = facts.vcpu if facts else 4
         gpu = bool(facts.gpu_count) if facts else True
+        # After Set Up this only describes and compares (no write) unless the scene's shape
+        # (type, pricing, more vCPUs, a larger pack) differs from what is there.
         engine = batch.ensure_engine(
             settings,
             record.instance_type,
             record.spot,
             batch.vcpus_for(vcpus, record.machines),
-            record.max_hours,
-            sum(size for _sha, size in packed.files.values()),
+            pack_bytes=sum(size for _sha, size in packed.files.values()),
             gpu=gpu,
         )
-        expires = storage.presign_expiry(int(record.max_hours * 3600) + 3600)
+        cap_s = self.machine_cap_seconds(record)
+        expires = storage.presign_expiry(cap_s + BATCH_OVERHEAD_S + 3600)
         boot_url = presign_get(client(settings, "s3"), record.bucket, key, expires)
-        job = batch.submit(settings, engine, record.job_id, record.machines, boot_url)
+        job = batch.submit(
+            settings,
+            engine,
+            record.job_id,
+            record.machines,
+            boot_url,
+            attempt_seconds=cap_s + CONTAINER_START_S,
+        )
         return _Launched(instance_id=job, spot=record.spot)
 
     def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
@@ -115,6 +138,18 @@ class BatchSteps(CloudSteps):
         """'running' while any child may still render, else 'terminated'."""
         kids = self.children(settings, record)
         return "running" if not kids or any(c.live for c in kids) else "terminated"
+
+    def machines_left(self, settings: AwsSettings, record: JobRecord) -> list[str]:
+        """The array job's children that Batch still counts as live. (The EC2 instances under
+        them belong to the compute environment, shared by every job of its type, and carry no
+        job tag: with minvCpus 0 Batch ends them once no job needs them; the forgotten-machine
+        search counts a live Batch job as its machines.)"""
+        return [f"machine {c.index} ({c.status.lower()})" for c in self.children(settings, record) if c.live]
+
+    def end_machines_left(self, settings: AwsSettings, record: JobRecord, left: list[str]) -> None:
+        batch.terminate_all(
+            settings, record.instance_id, record.machines, "still running after the job ended"
+        )
 
     def terminate_job(self, settings: AwsSettings, record: JobRecord, reason: str) -> None:
         batch.terminate_all(settings, record.instance_id, record.machines, reason)

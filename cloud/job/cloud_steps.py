@@ -340,10 +340,15 @@ class CloudSteps:
         series = ".".join(version.split(".")[:2])
         return self.blender_checksums_url.format(series=series, version=version)
 
+    def machine_cap_seconds(self, record: JobRecord) -> int:
+        """Seconds one machine may render (its dead-man timer, counted after boot): one machine
+        may spend the whole job's caps."""
+        return caps.cap_seconds(record.max_cost, record.max_hours, record.price_per_hour, BOOT_OVERHEAD_S)
+
     def credential_warning(self, settings: AwsSettings, record: JobRecord) -> str | None:
         """Before launch: a sentence when the credentials that sign the machine's links expire
         before the machine may be done (booting plus its time cap), else None."""
-        cap_s = caps.cap_seconds(record.max_cost, record.max_hours, record.price_per_hour, BOOT_OVERHEAD_S)
+        cap_s = self.machine_cap_seconds(record)
         return storage.credential_lifetime_warning(settings, cap_s + BOOT_OVERHEAD_S)
 
     def launch(
@@ -367,7 +372,7 @@ class CloudSteps:
     ) -> str:
         """Write the job spec and record to the bucket; return the boot script (EC2 user-data)."""
         bucket, job_id = record.bucket, record.job_id
-        cap_s = caps.cap_seconds(record.max_cost, record.max_hours, record.price_per_hour, BOOT_OVERHEAD_S)
+        cap_s = self.machine_cap_seconds(record)
         expires = storage.presign_expiry(cap_s)
         s3 = client(settings, "s3")
         inputs = storage.presign_inputs(
@@ -451,6 +456,15 @@ class CloudSteps:
 
     def terminate(self, settings: AwsSettings, instance_id: str) -> None:
         compute.terminate(settings, instance_id)
+
+    def machines_left(self, settings: AwsSettings, record: JobRecord) -> list[str]:
+        """The job's machines not yet ended (found by its tag, whatever the record says): none,
+        once a job has ended."""
+        return compute.find_job_instances(settings, record.job_id)
+
+    def end_machines_left(self, settings: AwsSettings, record: JobRecord, left: list[str]) -> None:
+        for instance_id in left:
+            compute.terminate(settings, instance_id)
 
     def get_bytes(self, settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
         """An object the machine wrote, or None when absent; one over `max_bytes` is not read."""

@@ -45,6 +45,9 @@ IDLE_AFTER_S = 30.0  # in one stage this long with no frame: poll less often
 IDLE_FACTOR = 4.0
 FOLLOW_ATTEMPTS = 2  # tries per request while following (the follow loop itself retries)
 DOWNLOAD_THREADS = 4
+# As a job ends, a machine told to stop may read as running this long before it counts as left.
+LEFT_RUNNING_GRACE_S = 30.0
+LEFT_RUNNING_POLL_S = 1.0
 # Errors that mean "cannot reach AWS right now" (cloud/aws_errors.py codes): keep following.
 TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
 
@@ -70,6 +73,7 @@ class JobRunner(threading.Thread):
         self.steps = steps
         self.request = request
         self.poll_seconds = poll_seconds
+        self.left_running_grace_s = LEFT_RUNNING_GRACE_S  # see _check_nothing_left
         self.cancel_event = threading.Event()
         self.stop_event = threading.Event()  # stop following only; the machine keeps rendering
         self._seen_frames: set[str] = set()
@@ -651,12 +655,44 @@ class JobRunner(threading.Thread):
 
     def _end(self, stage: Stage, message: str, action: str, code: str = "") -> None:
         rec = self.record
+        self._check_nothing_left()
         rec.stage, rec.message, rec.action = stage.value, message, action
         rec.ended_at = time.time()
         self._save()
         self.events.post(
             JobEnded(rec.job_id, stage.value, message, action, len(rec.frames_done), len(rec.frames), code)
         )
+
+    def _check_nothing_left(self) -> None:
+        """As a job ends, whatever the ending: no machine with its tag (no live Batch child) may
+        still run. One told to stop a moment ago can still read as running, so it gets a grace
+        period; one still there after it is stopped again and the log says so."""
+        rec = self.record
+        if not rec.instance_id:
+            return
+        try:
+            left = self._machines_left_after(self.left_running_grace_s)
+            if left:
+                self._log(f"Still running after the job ended: {', '.join(left)}. Stopping them.")
+                self.steps.end_machines_left(self.settings, rec, left)
+                left = self._machines_left_after(self.left_running_grace_s)
+            if left:
+                self._log(
+                    f"Could not confirm that {', '.join(left)} stopped: use Find Forgotten Machines "
+                    "in the Cloud Render panel, or stop them in the AWS console."
+                )
+            else:
+                self._log("Checked: no machine of this job is still running.")
+        except CloudError as error:
+            self._log(f"Could not check for machines left running: {error.message} {error.action}")
+
+    def _machines_left_after(self, grace_s: float) -> list[str]:
+        deadline = time.monotonic() + grace_s
+        while True:
+            left = self.steps.machines_left(self.settings, self.record)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(LEFT_RUNNING_POLL_S)
 
     # --- small helpers ---------------------------------------------------------------------------
     def _stage(self, stage: Stage, message: str) -> None:

@@ -24,7 +24,7 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         text = submit.confirmation_text(bpy.context)
         assert "250 frames on 8 machines (AWS Batch)" in text
         assert "8 machines proposed. 1 machine: 4 h" in text and " \u00b7 4: " in text
-        assert text.endswith("whichever comes first, for all machines together.")
+        assert text.endswith("whichever comes first stops every machine.")
 
         settings.finish_within_minutes = 60
         fleet_plan = module.cloud.cost.fleet_plan
@@ -39,6 +39,62 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         view.estimate = ""
         settings.machines = 1
         settings.finish_within_minutes = 0
+
+
+def test_at_most_is_the_whole_jobs_worst_case_on_one_and_on_four_machines(installed, tmp_path):
+    """The dialog's "At most" and caps, and the panel's line under Hard Caps, say what the caps
+    enforce: min(Max Cost, N x price x Max Hours); Max Cost for all machines together."""
+    from .test_panels_draw import all_drawn
+
+    module = harness.addon()
+    submit = module.addon.submit
+    usd = module.cloud.cost.machine_facts.usd
+    harness.make_scene(tmp_path / "caps.blend", frames=12, size=16, samples=1)
+    settings = bpy.context.scene.cloud_render
+    settings.instance_type, settings.use_spot = "g4dn.xlarge", False
+    settings.max_cost, settings.max_hours = 10.0, 2.0
+    price = module.addon.prices.hourly(settings.region, "g4dn.xlarge", False).usd
+    try:
+        settings.machines = 1
+        text = submit.confirmation_text(bpy.context)
+        one = f"At most ${price * 2:.2f} (on-demand {usd(price)}/h x 2 h time cap), for 12 frames."
+        assert one in text
+        assert text.endswith("Hard cap: $10.00 or 2 h, whichever comes first.")
+
+        settings.machines = 4
+        text = submit.confirmation_text(bpy.context)
+        four = f"At most ${4 * price * 2:.2f} (4 machines x on-demand {usd(price)}/h x 2 h time cap), for 12 frames."
+        assert four in text and one not in text
+        assert text.endswith(
+            "Hard caps: $10.00 for all 4 machines together (each stops itself at $2.50 if Blender is "
+            "closed), and 2 h from launch on each machine; whichever comes first stops every machine."
+        )
+        labels, _ = all_drawn(module)
+        assert four in " ".join(labels)  # the panel shows the same bound (wrapped at spaces)
+
+        # A cost cap under four machines' time cap is the bound: for all of them together.
+        settings.max_cost = 3.0
+        assert 4 * price * 2 > 3.0
+        text = submit.confirmation_text(bpy.context)
+        assert "At most $3.00 (the cost cap, for all 4 machines together), for 12 frames." in text
+        assert "each stops itself at $0.75 if Blender is closed" in text
+        settings.machines = 1  # one machine's time cap stays under it
+        assert one in submit.confirmation_text(bpy.context)
+        settings.max_cost = 0.5  # and a cost cap under one machine's time cap
+        assert "At most $0.50 (the cost cap), for 12 frames." in submit.confirmation_text(bpy.context)
+
+        # A test render's estimate is one machine's; the trade-off line gives N's.
+        settings.max_cost, settings.machines = 10.0, 4
+        view = module.addon.job_view.view()
+        view.estimate = "$0.11, 12 min: g4dn.xlarge [chosen], ~58 s/frame ($0.10-$0.13)"
+        text = submit.confirmation_text(bpy.context)
+        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.10-$0.13): " in text
+        assert "$0.11, 12 min for the job on one machine" in text
+        assert "4 machines proposed. 1 machine: " in text
+    finally:
+        module.addon.job_view.view().estimate = ""
+        settings.machines = 1
+        settings.max_cost, settings.max_hours = 5.0, 2.0  # the defaults
 
 
 def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, tmp_path, aws):

@@ -5,8 +5,10 @@ many machines fit a vCPU quota."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -17,6 +19,9 @@ from cloud.aws.fleet import machines_that_fit
 from cloud.aws.presign import presign_list_pages
 from cloud.aws.quotas import CapacityReport
 from cloud.aws.session import client
+from cloud.job.batch_engine import BatchJobRunner, BatchSteps
+from cloud.job.events import EventQueue, LogLines
+from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
 from cloud.machine import contract
 from cloud.machine.batch_worker import BatchSupervisor, Claims, list_pages
 from dev.batch_simulator import BatchSimulator
@@ -31,8 +36,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchSimulator]:
 
 def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim):
     settings = sim.settings
-    first = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, 2.0, pack_bytes=3 * 1024**3)
-    again = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, 2.0, pack_bytes=3 * 1024**3)
+    first = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
+    again = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
     assert again == first  # idempotent: same queue, same job definition revision
 
     b = client(settings, "batch")
@@ -53,7 +58,8 @@ def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim):
     assert {"type": "GPU", "value": "1"} in container["resourceRequirements"]
     capabilities = {e["name"]: e["value"] for e in container["environment"]}["NVIDIA_DRIVER_CAPABILITIES"]
     assert "graphics" in capabilities.split(",")  # OptiX and EGL reach the container only then
-    assert definition["timeout"]["attemptDurationSeconds"] == 7200
+    # Nothing of one job in the definition: each job brings its own limit (see the next test).
+    assert definition["timeout"]["attemptDurationSeconds"] == batch.FALLBACK_TIMEOUT_S
     rules = definition["retryStrategy"]["evaluateOnExit"]  # moto answers the actions in lower case
     assert (rules[0]["onStatusReason"], rules[0]["action"].upper()) == ("Host EC2*", "RETRY")
     assert rules[-1]["action"].upper() == "EXIT"
@@ -208,3 +214,123 @@ def test_a_job_of_many_frames_lists_every_claim():
     keys = sorted(f"jobs/j/out/claims/{n}" for n in names)
     assert starts == ["", keys[999], keys[1999]]
     assert all(parse_qs(urlsplit(url).query)["max-keys"] == ["1000"] for url in pages)
+
+
+def wait_for(what: str, probe: Callable[[], Any], deadline_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {deadline_s:.0f} s for {what}")
+        time.sleep(0.1)
+
+
+def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_to_zero(sim, tmp_path):
+    settings = sim.settings
+    engine = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
+    s3 = client(settings, "s3")
+    s3.create_bucket(Bucket="cloud-render-cancel-test")
+    s3.put_object(Bucket="cloud-render-cancel-test", Key="boot.sh", Body=b"sleep 300\n")  # a machine at work
+    boot_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "cloud-render-cancel-test", "Key": "boot.sh"}, ExpiresIn=600
+    )
+    job_id = new_job_id()
+    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=1234)
+    for index in (0, 1):
+        assert sim.machine(batch_id, index, timeout=120).running
+    # Each child carries the job's own limit (its share of the caps), not the definition's backstop.
+    kids = client(settings, "batch").describe_jobs(jobs=[f"{batch_id}:0", f"{batch_id}:1"])["jobs"]
+    assert [k["timeout"]["attemptDurationSeconds"] for k in kids] == [1234, 1234]
+
+    record = JobRecord(
+        job_id=job_id,
+        blend_name="/p/shot.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="g4dn.xlarge",
+        spot=True,
+        frames=[1, 2, 3, 4],
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=0.2,
+        max_cost=5.0,
+        max_hours=1.0,
+        bucket="cloud-render-cancel-test",
+        instance_id=batch_id,
+        launched_at=time.time(),
+        machines=2,
+        stage=Stage.RENDERING.value,
+    )
+    events = EventQueue()
+    runner = BatchJobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), BatchSteps(tmp_path, 2))
+    runner._finish_cancelled()  # what Cancel ends in: every child told, then the end-of-job check
+
+    assert record.stage == Stage.CANCELLED.value
+    log = [
+        line for e in events.drain(budget_s=1.0, limit=10_000) if isinstance(e, LogLines) for line in e.lines
+    ]
+    assert "[cloud-render] Checked: no machine of this job is still running." in log
+    assert not any("Still running" in line for line in log)
+    assert not any(c.live for c in batch.children(settings, batch_id, 2))
+    wait_for("both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)))
+    assert batch.live_jobs(settings) == []  # the forgotten-machine search finds nothing either
+
+    # The compute environment scales to zero by itself once no job is live: minvCpus 0. moto gap:
+    # it starts no instance for a managed environment and never changes desiredvCpus, so 0 here
+    # is what the engine set, not Batch scaling down; on AWS the instances end minutes later.
+    [env] = client(settings, "batch").describe_compute_environments(
+        computeEnvironments=[engine.compute_environment]
+    )["computeEnvironments"]
+    assert (env["computeResources"]["minvCpus"], env["computeResources"]["desiredvCpus"]) == (0, 0)
+
+
+def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path):
+    settings = sim.settings
+    engine = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
+    s3 = client(settings, "s3")
+    s3.create_bucket(Bucket="cloud-render-left-test")
+    s3.put_object(Bucket="cloud-render-left-test", Key="boot.sh", Body=b"sleep 300\n")
+    boot_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "cloud-render-left-test", "Key": "boot.sh"}, ExpiresIn=600
+    )
+    job_id = new_job_id()
+    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=900)
+    for index in (0, 1):
+        assert sim.machine(batch_id, index, timeout=120).running
+    record = JobRecord(
+        job_id=job_id,
+        blend_name="/p/shot.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="g4dn.xlarge",
+        spot=True,
+        frames=[1, 2],
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=0.2,
+        max_cost=5.0,
+        max_hours=1.0,
+        bucket="cloud-render-left-test",
+        instance_id=batch_id,
+        launched_at=time.time(),
+        machines=2,
+        stage=Stage.RENDERING.value,
+    )
+    events = EventQueue()
+    runner = BatchJobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), BatchSteps(tmp_path, 2))
+    runner.left_running_grace_s = 1.0  # nothing told them to stop: no need to wait the full grace
+    # An ending that did not stop the machines (as if their termination had been lost): the
+    # end-of-job check finds both children live, stops them and says so.
+    runner._end(Stage.FAILED, "Something went wrong.", "Relaunch the missing frames.")
+
+    log = [
+        line for e in events.drain(budget_s=1.0, limit=10_000) if isinstance(e, LogLines) for line in e.lines
+    ]
+    assert (
+        "[cloud-render] Still running after the job ended: machine 0 (running), machine 1 (running). "
+        "Stopping them."
+    ) in log
+    wait_for(
+        "Batch to show no live child", lambda: not any(c.live for c in batch.children(settings, batch_id, 2))
+    )
+    wait_for("both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)))

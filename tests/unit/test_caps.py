@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.cost.caps import CostTracker, cap_limits, cap_seconds, dead_man_minutes, url_expiry_seconds
+from cloud.cost.caps import (
+    CostTracker,
+    WorstCase,
+    cap_limits,
+    cap_seconds,
+    dead_man_minutes,
+    machine_share_seconds,
+    url_expiry_seconds,
+    worst_case,
+)
 from cloud.errors import CloudError
 
 
@@ -66,3 +75,49 @@ def test_cost_tracker() -> None:
     done = tracker.status(now=1000.0 + 2000, seconds_per_frame=30, frames_left=5)
     assert done.cap_reached and done.projection_over_cap
     assert done.elapsed_s == 2000
+
+
+def test_n_machines_share_the_cost_cap_and_each_keeps_the_hours_cap() -> None:
+    # $2 over 4 machines at $0.50/h: $0.50 each is 1 h of machine, boot included.
+    assert machine_share_seconds(2.0, 10.0, 0.5, 1080, 4) == 3600 - 1080
+    # Four machines that each run to their own limit (boot included) spend the cap, not 4x it.
+    assert 4 * (machine_share_seconds(2.0, 10.0, 0.5, 1080, 4) + 1080) * 0.5 / 3600 == pytest.approx(2.0)
+    # The hours cap holds for each machine as it is: they run side by side.
+    assert machine_share_seconds(10.0, 2.0, 0.5, 1080, 4) == 7200 - 1080
+    # One machine: the whole cap, as before.
+    assert machine_share_seconds(2.0, 10.0, 0.5, 1080, 1) == cap_seconds(2.0, 10.0, 0.5, 1080)
+    with pytest.raises(CloudError) as low:
+        machine_share_seconds(0.5, 2.0, 0.5, 1080, 8)
+    assert low.value.message == "The cost cap is too low to start 8 machines of this type."
+    assert low.value.action.startswith("Raise the maximum cost to at least $1.53, use fewer machines")
+
+
+def test_the_worst_case_is_the_lower_of_the_cost_cap_and_n_machines_time_cap() -> None:
+    assert worst_case(10.0, 2.0, 0.5, 1) == WorstCase(1.0, by_cost_cap=False)
+    assert worst_case(10.0, 2.0, 0.5, 4) == WorstCase(4.0, by_cost_cap=False)
+    assert worst_case(3.0, 2.0, 0.5, 4) == WorstCase(3.0, by_cost_cap=True)
+    assert worst_case(0.0, 2.0, 0.5, 4) == WorstCase(4.0, by_cost_cap=False)  # no cost cap set
+
+
+def test_each_batch_machine_gets_its_share_and_one_machine_the_whole_cap(tmp_path) -> None:
+    from cloud.job.batch_engine import BATCH_OVERHEAD_S, BatchSteps
+    from cloud.job.cloud_steps import BOOT_OVERHEAD_S, CloudSteps
+    from cloud.job.records import JobRecord
+
+    record = JobRecord(
+        job_id="j",
+        blend_name="/p/a.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="g4dn.xlarge",
+        spot=False,
+        frames=list(range(1, 101)),
+        output_dir=str(tmp_path),
+        price_per_hour=0.5,
+        max_cost=4.0,
+        max_hours=6.0,
+        machines=4,
+    )
+    # $1 each at $0.50/h: 2 h of machine each, Batch's scaling and the boot included.
+    assert BatchSteps(tmp_path, 4).machine_cap_seconds(record) == 7200 - BATCH_OVERHEAD_S
+    assert CloudSteps(tmp_path).machine_cap_seconds(record) == 6 * 3600 - BOOT_OVERHEAD_S

@@ -7,12 +7,17 @@ from __future__ import annotations
 import base64
 import gzip
 import secrets
+import time
 
 import pytest
 
 from cloud.aws import compute
 from cloud.aws.session import client
 from cloud.errors import CloudError
+from cloud.job.cloud_steps import CloudSteps
+from cloud.job.events import EventQueue, LogLines
+from cloud.job.job_thread import JobRunner
+from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
 from tests import quota_fixtures
 from tests.quota_server import AmazonImage
 from tests.ssm_seed import DLAMI_PARAMETERS, seed_deep_learning_amis
@@ -397,3 +402,53 @@ def test_a_launch_whose_reply_is_lost_still_follows_its_machine_and_leaves_no_ot
     others = [state for iid, state in states.items() if iid != result.instance_id]
     assert all(state in {"shutting-down", "terminated"} for state in others)
     assert compute.find_job_instances(account.settings, "job-lost") == [result.instance_id]
+
+
+def test_a_machine_of_the_job_still_running_when_it_ends_is_stopped_and_said(account, tmp_path):
+    """As any job ends, the machines with its tag are looked up: one still running (a second
+    machine from a launch whose reply was lost, say) is terminated and the log says so."""
+    settings = account.settings
+    job_id = new_job_id()
+    followed = compute.launch(
+        settings, job_id=job_id, instance_type="g4dn.xlarge", user_data="#!/bin/bash\n", spot=False
+    )
+    extra = compute.launch(
+        settings, job_id=job_id, instance_type="g4dn.xlarge", user_data="#!/bin/bash\n", spot=False
+    )
+    record = JobRecord(
+        job_id=job_id,
+        blend_name="/p/shot.blend",
+        scene_name="Scene",
+        region="us-east-1",
+        instance_type="g4dn.xlarge",
+        spot=False,
+        frames=[1],
+        output_dir=str(tmp_path / "out"),
+        price_per_hour=0.53,
+        max_cost=5.0,
+        max_hours=1.0,
+        instance_id=followed.instance_id,
+        launched_at=time.time(),
+        stage=Stage.RENDERING.value,
+    )
+    events = EventQueue()
+    runner = JobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path))
+    runner.left_running_grace_s = 1.0
+    compute.terminate(settings, followed.instance_id)  # the followed one ended, as on any ending
+    runner._end(Stage.DONE, "1 frame rendered.", "")
+
+    log = [
+        line for e in events.drain(budget_s=1.0, limit=1000) if isinstance(e, LogLines) for line in e.lines
+    ]
+    assert f"[cloud-render] Still running after the job ended: {extra.instance_id}. Stopping them." in log
+    assert "[cloud-render] Checked: no machine of this job is still running." in log
+    assert compute.find_job_instances(settings, job_id) == []
+    assert record.stage == Stage.DONE.value
+
+    # A job that ends with nothing left says so, and nothing more.
+    again = JobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path))
+    again._end(Stage.DONE, "1 frame rendered.", "")
+    log = [
+        line for e in events.drain(budget_s=1.0, limit=1000) if isinstance(e, LogLines) for line in e.lines
+    ]
+    assert log == ["[cloud-render] Checked: no machine of this job is still running."]

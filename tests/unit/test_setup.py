@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from cloud.aws import account_setup
+from cloud.aws import account_setup, batch
 from cloud.aws.budget import BUDGET_NAME
 from cloud.aws.compute import SECURITY_GROUP_NAME
 from cloud.aws.session import client
 from tests import quota_fixtures
 from tests.aws_emulator import free_port
+from tests.aws_recorder import RecordingProxy, operations
 from tests.error_server import AwsReplyServer, caller_identity, s3_error
 from tests.ping_server import ping_server
 from tests.quota_server import Ec2Proxy
@@ -84,6 +85,7 @@ def test_fresh_account_with_gpu_quota_is_ready_to_render(account, tmp_path: Path
         account_setup.FIREWALL: "done",
         account_setup.IMAGE: "done",
         account_setup.QUOTA: "done",
+        account_setup.BATCH: "done",
         account_setup.BUDGET: "offered",
     }
     assert report.region == "us-east-1"
@@ -307,3 +309,138 @@ def test_budget_is_created_when_asked(account, tmp_path: Path) -> None:
     assert report.ready is True
     found = client(account.moto_settings, "budgets").describe_budgets(AccountId="123456789012")["Budgets"]
     assert [(b["BudgetName"], b["BudgetLimit"]["Amount"]) for b in found] == [(BUDGET_NAME, "10.00")]
+
+
+@pytest.fixture
+def recorder(account) -> Iterator[RecordingProxy]:
+    """IAM, EC2 and Batch through a proxy that writes down each call (and can refuse some)."""
+    with RecordingProxy(account.moto_url) as proxy:
+        assert isinstance(proxy, RecordingProxy)
+        yield proxy
+
+
+def test_set_up_makes_the_batch_engine_once_and_a_submit_after_it_writes_nothing(
+    account, recorder: RecordingProxy, tmp_path: Path
+) -> None:
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    settings = recorder.route(account.settings)
+    lines: list[str] = []
+    report = account_setup.run_setup(
+        settings, tmp_path, region="us-east-1", machines=2, progress=lines.append
+    )
+
+    assert report.ready is True
+    step = report.step(account_setup.BATCH)
+    assert step is not None and step.status == "done"
+    env_name, queue_name = batch.names("g4dn.xlarge", False)
+    assert step.message.startswith(
+        f"Ready for jobs on many machines: {env_name} in us-east-1 (g4dn.xlarge, on-demand, up to 8 vCPUs; "
+        "no machine runs while no job does). Made now: AWS Batch's service-linked role; the machines' role"
+    )
+    # Each part was said as it was being made, as Set Up says its other steps.
+    for said in ("Preparing AWS Batch for jobs on many machines…", "Preparing the roles AWS Batch needs…"):
+        assert said in lines
+    assert any(line.startswith(f"{account_setup.BATCH}: done. ") for line in lines)
+
+    # Every piece is in the account: nothing left to make by hand, nothing for a first job to pay.
+    iam = client(account.moto_settings, "iam")
+    assert iam.list_roles(PathPrefix=batch.SERVICE_LINKED_PATH)["Roles"]
+    attached = iam.list_attached_role_policies(RoleName=batch.INSTANCE_ROLE)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [batch.ECS_FOR_EC2_POLICY]
+    profile = iam.get_instance_profile(InstanceProfileName=batch.INSTANCE_ROLE)["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [batch.INSTANCE_ROLE]
+    ec2 = client(account.moto_settings, "ec2")
+    [template] = ec2.describe_launch_templates(LaunchTemplateNames=[batch.LAUNCH_TEMPLATE])["LaunchTemplates"]
+    b = client(account.moto_settings, "batch")
+    [env] = b.describe_compute_environments(computeEnvironments=[env_name])["computeEnvironments"]
+    resources = env["computeResources"]
+    # The quota (8 vCPUs) allows two g4dn.xlarge: the ceiling a later job of two finds in place.
+    assert (resources["minvCpus"], resources["maxvCpus"], resources["instanceTypes"]) == (
+        0,
+        8,
+        ["g4dn.xlarge"],
+    )
+    assert resources["launchTemplate"]["launchTemplateId"] == template["LaunchTemplateId"]
+    assert [q["jobQueueName"] for q in b.describe_job_queues(jobQueues=[queue_name])["jobQueues"]] == [
+        queue_name
+    ]
+    [definition] = b.describe_job_definitions(jobDefinitionName=batch.JOB_DEFINITION, status="ACTIVE")[
+        "jobDefinitions"
+    ]
+
+    # A second Set Up reads and compares: not one write to IAM, EC2 or Batch.
+    mark = recorder.mark()
+    again = account_setup.run_setup(settings, tmp_path, region="us-east-1", machines=2)
+    assert again.ready is True
+    assert operations(recorder.writes(mark)) == []
+    step = again.step(account_setup.BATCH)
+    assert step is not None and step.message.endswith("Nothing needed changing.")
+
+    # The first job on two machines after Set Up (the shape BatchSteps.launch asks for) creates
+    # nothing either: the same queue, the same definition revision.
+    mark = recorder.mark()
+    engine = batch.ensure_engine(
+        settings, "g4dn.xlarge", False, batch.vcpus_for(4, 2), pack_bytes=2 * 1024**3
+    )
+    assert operations(recorder.writes(mark)) == []
+    assert (engine.compute_environment, engine.definition_arn) == (env_name, definition["jobDefinitionArn"])
+    reads = len(recorder.calls) - mark
+    assert reads <= 12, operations(recorder.calls[mark:])  # describe and compare: a dozen reads at most
+
+    # A job of another shape changes only what differs: more machines than the ceiling, a pack
+    # larger than the disk. (moto 5.2.5 accepts UpdateComputeEnvironment but applies none of
+    # its computeResources, so the call is what can be seen here, not its effect.)
+    mark = recorder.mark()
+    batch.ensure_engine(settings, "g4dn.xlarge", False, batch.vcpus_for(4, 4), pack_bytes=40 * 1024**3)
+    assert operations(recorder.writes(mark)) == [
+        "ec2:CreateLaunchTemplateVersion",
+        "batch:UpdateComputeEnvironment",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("refused", "action"),
+    [
+        ("CreateServiceLinkedRole", "iam:CreateServiceLinkedRole"),
+        ("AttachRolePolicy", "iam:AttachRolePolicy"),
+        ("CreateJobQueue", "batch:CreateJobQueue"),
+    ],
+)
+def test_a_refused_batch_permission_is_plain_words_and_the_next_set_up_finishes(
+    account, recorder: RecordingProxy, tmp_path: Path, refused: str, action: str
+) -> None:
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    settings = recorder.route(account.settings)
+    recorder.refuse = {refused}
+    report = account_setup.run_setup(settings, tmp_path, region="us-east-1")
+
+    step = report.step(account_setup.BATCH)
+    assert step is not None
+    assert (step.status, step.button) == ("failed", account_setup.BUTTON_RETRY)
+    assert (
+        step.message
+        == f"Your AWS user is not allowed to use {action} while preparing AWS Batch for many machines."
+    )
+    assert step.action.startswith("Attach the Cloud Render policy (Preferences > Copy policy)")
+    assert step.action.endswith("Rendering on one machine does not need this.")
+    statuses = _statuses(report)
+    assert [statuses[n] for n in (account_setup.BUCKET, account_setup.FIREWALL, account_setup.QUOTA)] == [
+        "done",
+        "done",
+        "done",
+    ]
+    assert report.summary().splitlines()[1:] == [f"- {account_setup.BATCH}: {step.message} {step.action}"]
+
+    # Once the permission is there, the next Set Up finishes what the first left: one of each.
+    recorder.refuse = set()
+    again = account_setup.run_setup(settings, tmp_path, region="us-east-1")
+    assert again.summary() == "Ready to render"
+    b = client(account.moto_settings, "batch")
+    _env, queue_name = batch.names("g4dn.xlarge", False)
+    assert len(b.describe_compute_environments()["computeEnvironments"]) == 1
+    assert [q["jobQueueName"] for q in b.describe_job_queues()["jobQueues"]] == [queue_name]
+    iam = client(account.moto_settings, "iam")
+    attached = iam.list_attached_role_policies(RoleName=batch.INSTANCE_ROLE)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [batch.ECS_FOR_EC2_POLICY]
+    assert len(iam.list_roles(PathPrefix=batch.SERVICE_LINKED_PATH)["Roles"]) == 1
+    assert len(client(account.moto_settings, "ec2").describe_launch_templates()["LaunchTemplates"]) == 1
