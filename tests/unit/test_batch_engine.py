@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -21,10 +20,12 @@ from cloud.aws.quotas import CapacityReport
 from cloud.aws.session import client
 from cloud.job.batch_engine import BatchJobRunner, BatchSteps
 from cloud.job.events import EventQueue, LogLines
-from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
+from cloud.job.records import RecordStore, Stage, new_job_id
 from cloud.machine import contract
 from cloud.machine.batch_worker import BatchSupervisor, Claims, list_pages
 from dev.batch_simulator import BatchSimulator
+from tests.factories import job_record
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -216,17 +217,6 @@ def test_a_job_of_many_frames_lists_every_claim():
     assert all(parse_qs(urlsplit(url).query)["max-keys"] == ["1000"] for url in pages)
 
 
-def wait_for(what: str, probe: Callable[[], Any], deadline_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {deadline_s:.0f} s for {what}")
-        time.sleep(0.1)
-
-
 def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_to_zero(sim, tmp_path):
     settings = sim.settings
     engine = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
@@ -244,18 +234,12 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
     kids = client(settings, "batch").describe_jobs(jobs=[f"{batch_id}:0", f"{batch_id}:1"])["jobs"]
     assert [k["timeout"]["attemptDurationSeconds"] for k in kids] == [1234, 1234]
 
-    record = JobRecord(
+    record = job_record(
+        tmp_path / "out",
         job_id=job_id,
-        blend_name="/p/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
         instance_type="g4dn.xlarge",
         spot=True,
         frames=[1, 2, 3, 4],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=0.2,
-        max_cost=5.0,
-        max_hours=1.0,
         bucket="cloud-render-cancel-test",
         instance_id=batch_id,
         launched_at=time.time(),
@@ -273,7 +257,9 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
     assert "[cloud-render] Checked: no machine of this job is still running." in log
     assert not any("Still running" in line for line in log)
     assert not any(c.live for c in batch.children(settings, batch_id, 2))
-    wait_for("both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)))
+    wait_for(
+        "both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)), 120
+    )
     assert batch.live_jobs(settings) == []  # the forgotten-machine search finds nothing either
 
     # The compute environment scales to zero by itself once no job is live: minvCpus 0. moto gap:
@@ -298,18 +284,12 @@ def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path)
     batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=900)
     for index in (0, 1):
         assert sim.machine(batch_id, index, timeout=120).running
-    record = JobRecord(
+    record = job_record(
+        tmp_path / "out",
         job_id=job_id,
-        blend_name="/p/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
         instance_type="g4dn.xlarge",
         spot=True,
         frames=[1, 2],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=0.2,
-        max_cost=5.0,
-        max_hours=1.0,
         bucket="cloud-render-left-test",
         instance_id=batch_id,
         launched_at=time.time(),
@@ -331,6 +311,10 @@ def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path)
         "Stopping them."
     ) in log
     wait_for(
-        "Batch to show no live child", lambda: not any(c.live for c in batch.children(settings, batch_id, 2))
+        "Batch to show no live child",
+        lambda: not any(c.live for c in batch.children(settings, batch_id, 2)),
+        120,
     )
-    wait_for("both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)))
+    wait_for(
+        "both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)), 120
+    )

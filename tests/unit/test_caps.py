@@ -15,6 +15,9 @@ from cloud.cost.caps import (
     worst_case,
 )
 from cloud.errors import CloudError
+from cloud.job.batch_engine import BATCH_OVERHEAD_S, BatchSteps
+from cloud.job.cloud_steps import BOOT_OVERHEAD_S, CloudSteps
+from tests.factories import job_record
 
 
 def test_cost_cap_converts_to_seconds() -> None:
@@ -100,19 +103,9 @@ def test_the_worst_case_is_the_lower_of_the_cost_cap_and_n_machines_time_cap() -
 
 
 def test_each_batch_machine_gets_its_share_and_one_machine_the_whole_cap(tmp_path) -> None:
-    from cloud.job.batch_engine import BATCH_OVERHEAD_S, BatchSteps
-    from cloud.job.cloud_steps import BOOT_OVERHEAD_S, CloudSteps
-    from cloud.job.records import JobRecord
-
-    record = JobRecord(
-        job_id="j",
-        blend_name="/p/a.blend",
-        scene_name="Scene",
-        region="us-east-1",
-        instance_type="g4dn.xlarge",
-        spot=False,
+    record = job_record(
+        tmp_path,
         frames=list(range(1, 101)),
-        output_dir=str(tmp_path),
         price_per_hour=0.5,
         max_cost=4.0,
         max_hours=6.0,

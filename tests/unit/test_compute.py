@@ -17,8 +17,9 @@ from cloud.errors import CloudError
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue, LogLines
 from cloud.job.job_thread import JobRunner
-from cloud.job.records import JobRecord, RecordStore, Stage, new_job_id
+from cloud.job.records import RecordStore, Stage, new_job_id
 from tests import quota_fixtures
+from tests.factories import job_record
 from tests.quota_server import AmazonImage
 from tests.ssm_seed import DLAMI_PARAMETERS, seed_deep_learning_amis
 
@@ -415,18 +416,10 @@ def test_a_machine_of_the_job_still_running_when_it_ends_is_stopped_and_said(acc
     extra = compute.launch(
         settings, job_id=job_id, instance_type="g4dn.xlarge", user_data="#!/bin/bash\n", spot=False
     )
-    record = JobRecord(
+    record = job_record(
+        tmp_path / "out",
         job_id=job_id,
-        blend_name="/p/shot.blend",
-        scene_name="Scene",
-        region="us-east-1",
         instance_type="g4dn.xlarge",
-        spot=False,
-        frames=[1],
-        output_dir=str(tmp_path / "out"),
-        price_per_hour=0.53,
-        max_cost=5.0,
-        max_hours=1.0,
         instance_id=followed.instance_id,
         launched_at=time.time(),
         stage=Stage.RENDERING.value,
