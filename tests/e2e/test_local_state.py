@@ -47,9 +47,18 @@ def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(clo
 def test_set_up_uses_the_bucket_jobs_use(cloud):
     """One bucket registry: Set Up finds the bucket the fixture's job steps made, and makes none."""
     cloud.quotas.set_quota("L-DB2E81BA", 16)
-    bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+    settings = bpy.context.scene.cloud_render
+    settings.instance_type, settings.use_spot, settings.machines = "g4dn.xlarge", True, 2
     view().setup_summary = ""
-    assert bpy.ops.cloud_render.setup() == {"FINISHED"}
-    harness.drain_until(lambda: bool(view().setup_summary), 60)
+    try:
+        assert bpy.ops.cloud_render.setup() == {"FINISHED"}
+        harness.drain_until(lambda: bool(view().setup_summary), 60)
+    finally:
+        settings.use_spot, settings.machines = False, 1
     assert view().setup_summary == "Ready to render"
     assert [b["Name"] for b in client(cloud.settings, "s3").list_buckets()["Buckets"]] == [cloud.bucket]
+    # Set Up also made the Batch engine for the scene's machines: its type, spot, two of them.
+    [env] = client(cloud.settings, "batch").describe_compute_environments(
+        computeEnvironments=["cloud-render-g4dn-xlarge-spot"]
+    )["computeEnvironments"]
+    assert (env["computeResources"]["type"], env["computeResources"]["maxvCpus"]) == ("SPOT", 8)
