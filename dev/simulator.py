@@ -581,7 +581,8 @@ class InstanceSimulator:
             spec = json.loads(response.read())
         for item in spec["inputs"]:
             if item["path"] == path:
-                url_path = urllib.parse.unquote(urllib.parse.urlsplit(item["url"]).path).lstrip("/")
+                url = item["url"] or item["chunks"][0]["url"]  # a chunked .blend: its first chunk
+                url_path = urllib.parse.unquote(urllib.parse.urlsplit(url).path).lstrip("/")
                 bucket, key = url_path.split("/", 1)
                 self.s3.delete_object(Bucket=bucket, Key=key)
                 return

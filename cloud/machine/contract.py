@@ -82,7 +82,7 @@ MAX_EXTRA_OUTPUT_OBJECTS = 10_000
 MAX_SAMPLES = 1 << 24
 MAX_SECONDS = 10 * 365 * 24 * 3600.0
 MAX_INPUT_BYTES = 5 * 1024**4  # one input file: S3's largest object
-MAX_CHUNK_BYTES = 64 * 1024 * 1024  # one chunk of a chunked input (the add-on cuts at most 16 MiB)
+MAX_CHUNK_BYTES = 64 * 1024 * 1024  # one chunk of a chunked input (the add-on cuts 4 MiB at most)
 MAX_CHUNKS = 200_000  # chunks of one input (a 200 GB .blend at 1 MiB each)
 FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
 
