@@ -36,8 +36,21 @@ def run_cli(*args: str) -> str:
     return proc.stdout
 
 
+def ensure_wheels() -> None:
+    """Fetch the pinned wheels vendor/ lacks (dev/fetch_wheels.py, hashes checked), so a build
+    after a change of dev/vendor.lock does not fail where `make wheels` was not run again."""
+    sys.path.insert(0, str(ROOT / "dev"))
+    try:
+        import fetch_wheels
+    finally:
+        sys.path.pop(0)
+    if any(not (fetch_wheels.VENDOR / name).is_file() for name in fetch_wheels.read_lock()):
+        fetch_wheels.main()
+
+
 def build(out_dir: Path = DIST) -> list[Path]:
     """Build one zip per platform into out_dir, validate each, and return their paths."""
+    ensure_wheels()
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("cloud_render-*.zip"):
         old.unlink()
