@@ -416,6 +416,8 @@ def _update_environment(
     moto 5.2.5 accepts the update but applies none of `computeResources` (its TODO), so there the
     call is seen, not its effect.
     """
+    if env.get("status") in ("CREATING", "UPDATING"):  # an earlier try's, still being made
+        _wait_valid(batch, env_name)
     resources: dict[str, Any] = {}
     if int(env.get("computeResources", {}).get("maxvCpus", 0)) < max_vcpus:
         resources["maxvCpus"] = max_vcpus
@@ -457,6 +459,11 @@ def _wait_valid(batch: Any, env_name: str, timeout_s: float = 120) -> None:
                 code="BatchInvalid",
             )
         time.sleep(1)
+    raise CloudError(
+        f"AWS Batch is still preparing the compute environment {env_name}.",
+        "Run Set Up again in a few minutes; meanwhile render on one machine.",
+        code="BatchNotReady",
+    )
 
 
 def register_definition(settings: AwsSettings, gpu: bool, changes: list[str] | None = None) -> str:
