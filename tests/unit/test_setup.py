@@ -384,8 +384,19 @@ def test_set_up_makes_the_batch_engine_once_and_a_submit_after_it_writes_nothing
     )
     assert operations(recorder.writes(mark)) == []
     assert (engine.compute_environment, engine.definition_arn) == (env_name, definition["jobDefinitionArn"])
-    reads = len(recorder.calls) - mark
-    assert reads <= 12, operations(recorder.calls[mark:])  # describe and compare: a dozen reads at most
+    # Describe and compare only: ten reads, one per piece.
+    assert operations(recorder.calls[mark:]) == [
+        "iam:ListRoles",
+        "iam:GetRole",
+        "iam:ListAttachedRolePolicies",
+        "iam:GetInstanceProfile",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+        "batch:DescribeComputeEnvironments",
+        "batch:DescribeJobQueues",
+        "batch:DescribeJobDefinitions",
+    ]
 
     # A job of another shape changes only what differs: more machines than the ceiling, a pack
     # larger than the disk. (moto 5.2.5 accepts UpdateComputeEnvironment but applies none of
