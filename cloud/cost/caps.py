@@ -126,6 +126,19 @@ def cap_limits(max_cost: float, max_hours: float, price_per_hour: float, overhea
     return CapLimits(seconds, dead_man_minutes(seconds), url_expiry_seconds(seconds, overhead_s))
 
 
+def fleet_cap_reached(
+    cost_so_far: float,
+    live_machines: int,
+    price_per_hour: float,
+    max_cost: float,
+    stop_margin_s: float = 60.0,
+) -> bool:
+    """Many machines: stop them all now? Each live machine still bills while it stops, so the
+    cap counts as reached that much earlier per machine (as `CostTracker` does for one)."""
+    margin = max(live_machines, 0) * stop_margin_s * max(price_per_hour, 0.0) / 3600.0
+    return max_cost > 0 and cost_so_far + margin >= max_cost
+
+
 @dataclass(frozen=True)
 class CostStatus:
     elapsed_s: float

@@ -449,7 +449,11 @@ class BatchJobRunner(JobRunner):
         projected = rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
         self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected if rec.seconds_per_frame else 0.0))
         hours = (now - rec.launched_at) / 3600
-        if rec.cost_so_far >= rec.max_cost or hours >= rec.max_hours:
+        live = sum(1 for c in self._children if c.live)
+        if (
+            caps.fleet_cap_reached(rec.cost_so_far, live, rec.price_per_hour, rec.max_cost)
+            or hours >= rec.max_hours
+        ):
             self._log(
                 f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f} over {rec.machines} machines, "
                 f"{hours:.2f} h): stopping every machine."

@@ -10,6 +10,7 @@ from cloud.cost.caps import (
     cap_limits,
     cap_seconds,
     dead_man_minutes,
+    fleet_cap_reached,
     machine_share_seconds,
     url_expiry_seconds,
     worst_case,
@@ -114,3 +115,12 @@ def test_each_batch_machine_gets_its_share_and_one_machine_the_whole_cap(tmp_pat
     # $1 each at $0.50/h: 2 h of machine each, Batch's scaling and the boot included.
     assert BatchSteps(tmp_path, 4).machine_cap_seconds(record) == 7200 - BATCH_OVERHEAD_S
     assert CloudSteps(tmp_path).machine_cap_seconds(record) == 6 * 3600 - BOOT_OVERHEAD_S
+
+
+def test_many_machines_reach_the_cost_cap_a_stop_earlier_each() -> None:
+    # $0.50/h: a minute of stopping is $0.0083 a machine; eight of them, $0.067.
+    assert not fleet_cap_reached(0.90, 8, 0.5, 1.0)
+    assert fleet_cap_reached(0.94, 8, 0.5, 1.0)
+    assert not fleet_cap_reached(0.94, 1, 0.5, 1.0)  # one machine still has its minute
+    assert fleet_cap_reached(1.0, 0, 0.5, 1.0)  # none live: the cap itself
+    assert not fleet_cap_reached(100.0, 8, 0.5, 0.0)  # no cost cap set
