@@ -308,6 +308,7 @@ def preflight(context: bpy.types.Context):  # type: ignore[no-untyped-def]
 
 def checked_facts(context: bpy.types.Context):  # type: ignore[no-untyped-def]
     """The scene facts and the preflight's findings on them: a submit reads the scene once."""
+    pump.job_side_imported()
     from ..cloud.pack import preflight
     from . import scene_facts
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 MODULE = "bl_ext.user_default.cloud_render"
 
@@ -50,6 +51,13 @@ def main(zip_path: str) -> dict[str, object]:
     report["prefs_found"] = MODULE in bpy.context.preferences.addons and (
         bpy.context.preferences.addons[MODULE].preferences is not None
     )
+    # The job side is imported ahead in a worker (not by a press, nor by creating the manager).
+    wanted = [MODULE + ".cloud.job.manager", MODULE + ".cloud.pack.preflight"]
+    deadline = time.monotonic() + 120
+    while not all(name in sys.modules for name in wanted) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report["job_side_imported_ahead"] = all(name in sys.modules for name in wanted)
+    report["manager_created"] = module.addon.pump.manager_exists()
     drain = module.addon.pump.drain_events
     imports = {}
     for name in (

@@ -69,6 +69,8 @@ def test_install_enable_disable(version, built_zips, tmp_path):
     assert report["scene_prop"] and report["wm_prop"] and report["timer_after_enable"]
     assert report["prefs_found"]
     assert report["scene_setting"] == 7
+    # The first Render in Cloud finds the job side imported: a worker did it after enabling.
+    assert report["job_side_imported_ahead"] and not report["manager_created"]
     # The bundled wheels were installed into the user's extension site-packages and import.
     # (The suite's own venv has boto3 etc. already, so only the bare compat venvs prove it.)
     for name, where in report["imports"].items():
