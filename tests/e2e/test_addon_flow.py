@@ -17,6 +17,7 @@ from cloud.pack.chunking import ChunkPolicy
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, make_blender_tarball
 from tests.addon import harness
+from tests.factories import job_fields
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +62,21 @@ def view():
 
 def wait_final(timeout: float = 240) -> float:
     return harness.drain_until(lambda: view().state in FINAL, timeout)
+
+
+def render_to_the_end():  # type: ignore[no-untyped-def]
+    """Render in Cloud and drain the pump until the job ends: its id and its record."""
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    wait_final()
+    return job_id, harness.addon().addon.pump.manager().store.load(job_id)
+
+
+def measured_and_went_on(job_id: str) -> None:
+    """The job log says the job was priced from the machine's scout frames, then went on."""
+    log = harness.addon().addon.job_view.log_lines(job_id)
+    assert any("Measured on the machine" in line for line in log)
+    assert any("Going on with every frame" in line for line in log)
 
 
 def instance_states(account) -> list[str]:
@@ -344,18 +360,14 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
     bpy.context.scene.cloud_render.region = "us-east-1"
     records = harness.addon().cloud.job.records
     earlier = records.JobRecord(
-        job_id="20250101-000000-west00",
-        blend_name="/elsewhere/old.blend",
-        scene_name="Scene",
-        region="us-west-2",
-        instance_type="g4dn.xlarge",
-        spot=False,
-        frames=[1],
-        output_dir=str(tmp_path / "old"),
-        price_per_hour=0.5,
-        max_cost=1.0,
-        max_hours=1.0,
-        stage="Done",
+        **job_fields(
+            tmp_path / "old",
+            job_id="20250101-000000-west00",
+            blend_name="/elsewhere/old.blend",
+            region="us-west-2",
+            instance_type="g4dn.xlarge",
+            stage="Done",
+        )
     )
     harness.addon().addon.pump.manager().store.save(earlier)
     forgotten = ec2.run_instances(
@@ -392,16 +404,11 @@ def test_quote_first_measures_on_the_machine_and_goes_on_under_the_cap(cloud, tm
     settings.quote_first = True
     settings.max_cost = 5.0
     bpy.ops.wm.save_mainfile()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
-    wait_final()
-    record = harness.addon().addon.pump.manager().store.load(job_id)
+    job_id, record = render_to_the_end()
     assert record.stage == "Done", record.message
     assert sorted(record.frames_done) == [1, 2, 3, 4, 5]
     assert record.quote["under_cap"] is True and record.quote["seconds_per_frame"] > 0
-    log = harness.addon().addon.job_view.log_lines(job_id)
-    assert any("Measured on the machine" in line for line in log)
-    assert any("Going on with every frame" in line for line in log)
+    measured_and_went_on(job_id)
 
 
 def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path):
@@ -449,10 +456,7 @@ def test_camera_switching_colour_management_and_file_names_come_back_as_set(clou
     scene.view_settings.gamma = 0.8
     scene.cloud_render.instance_type = CPU_TYPE
     bpy.ops.wm.save_mainfile()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
-    wait_final()
-    record = harness.addon().addon.pump.manager().store.load(job_id)
+    _, record = render_to_the_end()
     assert record.stage == "Done", record.message
     names = sorted(Path(p).name for p in record.frame_files)
     assert names == ["shot_v2_0001.png", "shot_v2_0002.png"]
@@ -483,10 +487,7 @@ def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_
     scene.cloud_render.instance_type = CPU_TYPE
     scene.cloud_render.movie_frames = "OPEN_EXR"  # the artist's choice of frames for grading later
     bpy.ops.wm.save_mainfile()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
-    wait_final()
-    record = harness.addon().addon.pump.manager().store.load(job_id)
+    job_id, record = render_to_the_end()
     assert view().state == "Done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
     assert sorted(record.frames_done) == list(range(1, 13))
     assert all(path.endswith(".exr") for path in record.frame_paths.values())

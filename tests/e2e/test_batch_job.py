@@ -8,12 +8,12 @@ reaches no child (the engine terminates every child itself, as it does on AWS to
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +28,7 @@ from cloud.machine import contract
 from dev.batch_job import BatchJob, make_scene, render_history, start_job, twice
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import EmulatedAccount, emulated_account
+from tests import waiting
 
 pytestmark = pytest.mark.slow
 
@@ -62,15 +63,7 @@ def slow_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_scene(tmp_path_factory.mktemp("slow") / "slow.blend", frames=12, size=24, samples=1, heavy=8)
 
 
-def wait_for(what: str, probe: Callable[[], Any], deadline_s: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {deadline_s:.0f} s for {what}")
-        time.sleep(0.1)
+wait_for = functools.partial(waiting.wait_for, deadline_s=DEADLINE_S)
 
 
 def submitted(job: BatchJob) -> None:

@@ -19,6 +19,8 @@ from tests.e2e.test_addon_flow import (  # noqa: F401 (cloud and tarball are fix
     CPU_TYPE,
     cloud,
     mean_colour,
+    measured_and_went_on,
+    render_to_the_end,
     tarball,
     textured_scene,
     view,
@@ -121,17 +123,12 @@ def test_proof_frame_first_goes_on_when_it_matches_and_stops_when_it_does_not(cl
     settings.proof_first = True
     settings.max_cost = 5.0
     bpy.ops.wm.save_mainfile()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
-    wait_final()
-    record = harness.addon().addon.pump.manager().store.load(job_id)
+    job_id, record = render_to_the_end()
     assert record.stage == "Done", record.message
     assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
     assert proof_image(job_id)["cloud_render_proof_match"]
-    log = harness.addon().addon.job_view.log_lines(job_id)
     # The job thread left the answer to the proof, which said go once the frames matched.
-    assert any("Measured on the machine" in line for line in log)
-    assert any("Going on with every frame" in line for line in log)
+    measured_and_went_on(job_id)
 
     # Once the scene is uploaded the texture goes missing here: the proof differs, the job waits.
     bpy.ops.wm.save_mainfile()
