@@ -5,9 +5,10 @@ Every child runs the same spec. Before rendering a frame it claims it with a con
 writer create the object and answers 412 to the others, so no frame is rendered twice except
 after a loss, and a slow frame never leaves the other machines idle. Children walk the job's
 frames in the same order (preview first when asked; the longest first where the spec knows
-each frame's expected time), so that order holds across machines. A child claims its next frame
-shortly before the current one is expected to end, so Blender never waits on the bucket between
-frames, yet no frame sits claimed by a busy machine for long.
+each frame's expected time), so that order holds across machines. Where the current frame's
+end can be foreseen (hints, or frames of steady cost), a child claims its next frame shortly
+before it, so Blender does not wait on the bucket between frames, yet no frame sits claimed by
+a busy machine for long; otherwise it claims when Blender asks.
 
 The claim's bytes say who wrote it (`contract.claim_body(index, attempt)`), so its ETag in a
 listing of the claims names the machine and attempt holding each frame: the claim is its own
@@ -45,6 +46,7 @@ MAX_CLAIM_TRIES = 4
 # and at most for this long while nothing is known of the frames' times (before the first one).
 CLAIM_LEAD_MIN_S = 0.1
 CLAIM_LEAD_MAX_S = 1.0
+CLAIM_AHEAD_SPREAD = 1.2  # without hints: frames this close in time count as predictable
 
 
 def list_pages(urls: list[str], what: str, say: Callable[[str], None]) -> dict[str, str]:
@@ -266,8 +268,11 @@ class BatchSupervisor(Supervisor):
         return frame
 
     def expected_seconds(self, frame: int) -> float | None:
-        """How long `frame` should take here: the spec's hint scaled by what this machine
-        measured, or this machine's mean; None before any frame ended here."""
+        """How long `frame` should take here, or None where that is not known well enough to
+        claim ahead: the spec's hint scaled by what this machine measured; else, once two frames
+        ended here within CLAIM_AHEAD_SPREAD of each other, the longest of them. Frames of
+        unknown and uneven cost are claimed when Blender asks: a guess from a short frame would
+        hold the next one while a long frame renders, and leave other machines idle at the end."""
         done = self.rendered_here
         if not done:
             return None
@@ -276,7 +281,10 @@ class BatchSupervisor(Supervisor):
             hinted = sum(self.hints[f] for f in done)
             if hinted > 0:
                 return self.hints[frame] * measured / hinted
-        return measured / len(done)
+        times = list(done.values())
+        if len(times) < 2 or max(times) > CLAIM_AHEAD_SPREAD * min(times):
+            return None
+        return max(times)
 
     def _claim_ahead(self) -> None:
         """Claim the next frame a claim lead before the current one should end, so Blender gets
