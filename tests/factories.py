@@ -52,3 +52,21 @@ def write_png(path, color):
     img.save()
     bpy.data.images.remove(img)
 """
+
+
+# For a scene script: checker_texture(folder), a 16x16 colour grid saved as
+# folder/textures/checker.png and referenced relative to a .blend saved in folder.
+CHECKER_TEXTURE = r"""
+import os
+import bpy
+
+def checker_texture(folder):
+    os.makedirs(os.path.join(folder, "textures"), exist_ok=True)
+    image = bpy.data.images.new("checker", 16, 16)
+    image.generated_type = "COLOR_GRID"
+    image.filepath_raw = os.path.join(folder, "textures", "checker.png")
+    image.file_format = "PNG"
+    image.save()
+    image.filepath = "//textures/checker.png"
+    return image
+"""

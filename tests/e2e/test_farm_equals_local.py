@@ -22,7 +22,8 @@ from cloud.machine import fingerprint
 from cloud.machine.contract import parse_environment, parse_error
 from cloud.pack.addons import EnabledAddon, plan_addons
 from dev.simulator import InstanceSimulator
-from tests.e2e.test_worker import run_job, stage, tarball  # noqa: F401 (tarball is a fixture)
+from tests.e2e.test_worker import Staged, run_job, stage, tarball  # noqa: F401 (tarball is a fixture)
+from tests.factories import CHECKER_TEXTURE
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +66,9 @@ def unregister():
     bpy.app.handlers.load_post.remove(install)
 """
 
-SCENE = r"""
+SCENE = (
+    CHECKER_TEXTURE
+    + r"""
 import os, sys
 import bpy
 out, texture = sys.argv[-2], sys.argv[-1] == "texture"
@@ -80,15 +83,8 @@ nodes.remove(nodes["Principled BSDF"])
 emit = nodes.new("ShaderNodeEmission")
 mat.node_tree.links.new(emit.outputs[0], nodes["Material Output"].inputs["Surface"])
 if texture:  # a checker texture beside the file
-    os.makedirs(os.path.join(out, "textures"), exist_ok=True)
-    image = bpy.data.images.new("checker", 16, 16)
-    image.generated_type = "COLOR_GRID"
-    image.filepath_raw = os.path.join(out, "textures", "checker.png")
-    image.file_format = "PNG"
-    image.save()
-    image.filepath = "//textures/checker.png"
     tex = nodes.new("ShaderNodeTexImage")
-    tex.image = image
+    tex.image = checker_texture(out)
     mat.node_tree.links.new(tex.outputs["Color"], emit.inputs["Color"])
 else:  # green and blue from the test add-on's function: white with it, red where it is missing
     emit.inputs["Color"].default_value = (1, 1, 1, 1)
@@ -117,6 +113,7 @@ scene.render.filepath = "//render/shot_"
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_remap=True)
 bpy.app.driver_namespace.clear()  # see EXIT below
 """
+)
 
 # EXIT: the bpy module of Blender 4.2 crashes (SIGSEGV) at interpreter exit once a Python
 # driver has been evaluated, unless the driver namespace is emptied first (bpy 5.0 exits
@@ -208,6 +205,31 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def one_frame_job(aws, files: dict[str, Path], blender, tmp_path: Path, **spec) -> Staged:  # type: ignore[no-untyped-def]
+    """Frame 1 of `files` staged (with `blender`, the tarball fixture) and rendered on a
+    simulated machine, to the machine's end."""
+    job = stage(aws, files, blender, frames=[1], **spec)
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    return job
+
+
+def rendered_with_addons(aws, local, plan, blender, tmp_path: Path) -> Staged:  # type: ignore[no-untyped-def]
+    """The local scene with the plan's add-ons travelling, the artist's fingerprint and scripts
+    allowed to run: rendered without an error."""
+    job = one_frame_job(
+        aws,
+        {**local["scene"], **plan.files},
+        blender,
+        tmp_path,
+        addons=[a.spec_entry() for a in plan.travel],
+        auto_run=True,
+        fingerprint=local["fingerprint"],
+    )
+    assert job.get("error.json") is None, job.log_text()[-3000:]
+    return job
+
+
 def test_addon_travels_and_the_frame_equals_the_local_one(aws, local, tarball, tmp_path):  # noqa: F811
     plan = plan_addons(
         [EnabledAddon("cr_tint", str(local["folder"]), "1.2.0", {"scale": SCALE})],
@@ -215,19 +237,7 @@ def test_addon_travels_and_the_frame_equals_the_local_one(aws, local, tarball, t
         "bl_ext.user_default.cloud_render",
     )
     assert plan.refused == {} and [a.module for a in plan.travel] == ["cr_tint"]
-    files = {**local["scene"], **plan.files}
-    job = stage(
-        aws,
-        files,
-        tarball,
-        frames=[1],
-        addons=[a.spec_entry() for a in plan.travel],
-        auto_run=True,
-        fingerprint=local["fingerprint"],
-    )
-    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
-        run_job(sim, job)
-    assert job.get("error.json") is None, job.log_text()[-3000:]
+    job = rendered_with_addons(aws, local, plan, tarball, tmp_path)
     assert job.frames(), job.log_text()[-4000:]
     cloud = image(job.get("frames/" + FRAME))
     mine = proof_frame.read_png(local["png"].read_bytes())
@@ -249,9 +259,9 @@ def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tm
     folder = write_addon(root, compiled="_native.cpython-311-darwin.so")
     plan = plan_addons([EnabledAddon("cr_tint", str(folder), "1.2.0")], {"cr_tint"}, "")
     assert plan.travel == [] and "another system" in plan.refused["cr_tint"]
-    job = stage(aws, local["scene"], tarball, frames=[1], auto_run=True, fingerprint=local["fingerprint"])
-    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
-        run_job(sim, job)
+    job = one_frame_job(
+        aws, local["scene"], tarball, tmp_path, auto_run=True, fingerprint=local["fingerprint"]
+    )
     error = parse_error(job.get_json("error.json") or {}, [1])
     assert error.kind == "environment", error
     assert "The add-on cr_tint, which the scene uses, is not on the machine." in error.cause
@@ -263,9 +273,7 @@ def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tm
 def test_colour_management_difference_is_reported_and_stops(aws, local, tarball, tmp_path):  # noqa: F811
     """The artist's Blender reads a studio OCIO config; the machine has Blender's own."""
     artist = dict(local["fingerprint"], ocio_config="studio.ocio (0123456789ab)", addons_used=[], addons={})
-    job = stage(aws, local["scene"], tarball, frames=[1], fingerprint=artist)
-    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
-        run_job(sim, job)
+    job = one_frame_job(aws, local["scene"], tarball, tmp_path, fingerprint=artist)
     error = parse_error(job.get_json("error.json") or {}, [1])
     assert error.kind == "environment" and "OCIO colour config is builtin on the machine" in error.cause
     report = parse_environment(job.get_json("environment.json") or {})
@@ -292,9 +300,7 @@ def test_proof_frame_matches_through_noise_and_not_without_a_texture(tmp_path):
 def test_render_despite_differences_renders_and_reports_them(aws, local, tarball, tmp_path):  # noqa: F811
     """The artist chose to go on: the difference is in environment.json and the log, frames render."""
     artist = dict(local["fingerprint"], look="AgX - Punchy", addons_used=[], addons={})
-    job = stage(aws, local["scene"], tarball, frames=[1], fingerprint=artist, accept_differences=True)
-    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
-        run_job(sim, job)
+    job = one_frame_job(aws, local["scene"], tarball, tmp_path, fingerprint=artist, accept_differences=True)
     assert job.get("error.json") is None, job.log_text()[-3000:]
     assert sorted(job.frames()) == [FRAME]
     report = parse_environment(job.get_json("environment.json") or {})
@@ -327,18 +333,7 @@ def test_an_extension_travels_into_the_machines_user_repository(aws, local, tarb
     enabled = EnabledAddon("bl_ext.blender_org.cr_tint", str(folder), "1.2.0", {"scale": SCALE})
     plan = plan_addons([enabled], {"bl_ext.blender_org.cr_tint"}, "")
     assert [a.module for a in plan.travel] == ["bl_ext.user_default.cr_tint"]
-    job = stage(
-        aws,
-        {**local["scene"], **plan.files},
-        tarball,
-        frames=[1],
-        addons=[a.spec_entry() for a in plan.travel],
-        auto_run=True,
-        fingerprint=local["fingerprint"],
-    )
-    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
-        run_job(sim, job)
-    assert job.get("error.json") is None, job.log_text()[-3000:]
+    job = rendered_with_addons(aws, local, plan, tarball, tmp_path)
     result = proof_frame.compare(
         proof_frame.read_png(local["png"].read_bytes()), image(job.get("frames/" + FRAME))
     )

@@ -41,6 +41,7 @@ from cloud.machine.contract import (
     spec_key,
 )
 from dev.simulator import Faults, InstanceSimulator, make_blender_tarball
+from tests.factories import CHECKER_TEXTURE
 
 pytestmark = pytest.mark.slow
 
@@ -49,19 +50,15 @@ BUCKET = "cloud-render-e2e"
 SIZE = 64
 FRAMES = [1, 2, 3]
 
-SCENE_SCRIPT = r"""
+SCENE_SCRIPT = (
+    CHECKER_TEXTURE
+    + r"""
 import sys, os
 import bpy
 out, heavy = sys.argv[-2], int(sys.argv[-1])
 bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene
-os.makedirs(os.path.join(out, "textures"), exist_ok=True)
-image = bpy.data.images.new("checker", 16, 16)
-image.generated_type = "COLOR_GRID"
-image.filepath_raw = os.path.join(out, "textures", "checker.png")
-image.file_format = "PNG"
-image.save()
-image.filepath = "//textures/checker.png"
+image = checker_texture(out)
 bpy.ops.mesh.primitive_cube_add()
 obj = bpy.context.active_object
 if heavy:  # evaluated again for every frame: slower frames without a bigger file
@@ -119,6 +116,7 @@ else:  # Blender 4.x
 tree.links.new(layers.outputs["Image"], file_output.inputs[0])
 bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_remap=True)
 """
+)
 
 
 def png_size(data: bytes) -> tuple[int, int]:

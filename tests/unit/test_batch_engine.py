@@ -8,6 +8,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -217,30 +218,30 @@ def test_a_job_of_many_frames_lists_every_claim():
     assert all(parse_qs(urlsplit(url).query)["max-keys"] == ["1000"] for url in pages)
 
 
-def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_to_zero(sim, tmp_path):
+def two_machines_at_work(
+    sim: BatchSimulator, tmp_path: Path, bucket: str, frames: list[int], attempt_seconds: int
+) -> tuple[batch.Engine, BatchJobRunner, EventQueue]:
+    """A two-machine Batch job whose children are both running (a boot script that sleeps), and
+    the job thread that follows it, not started: the engine, the runner and its events."""
     settings = sim.settings
     engine = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
     s3 = client(settings, "s3")
-    s3.create_bucket(Bucket="cloud-render-cancel-test")
-    s3.put_object(Bucket="cloud-render-cancel-test", Key="boot.sh", Body=b"sleep 300\n")  # a machine at work
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="boot.sh", Body=b"sleep 300\n")  # a machine at work
     boot_url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "cloud-render-cancel-test", "Key": "boot.sh"}, ExpiresIn=600
+        "get_object", Params={"Bucket": bucket, "Key": "boot.sh"}, ExpiresIn=600
     )
     job_id = new_job_id()
-    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=1234)
+    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=attempt_seconds)
     for index in (0, 1):
         assert sim.machine(batch_id, index, timeout=120).running
-    # Each child carries the job's own limit (its share of the caps), not the definition's backstop.
-    kids = client(settings, "batch").describe_jobs(jobs=[f"{batch_id}:0", f"{batch_id}:1"])["jobs"]
-    assert [k["timeout"]["attemptDurationSeconds"] for k in kids] == [1234, 1234]
-
     record = job_record(
         tmp_path / "out",
         job_id=job_id,
         instance_type="g4dn.xlarge",
         spot=True,
-        frames=[1, 2, 3, 4],
-        bucket="cloud-render-cancel-test",
+        frames=frames,
+        bucket=bucket,
         instance_id=batch_id,
         launched_at=time.time(),
         machines=2,
@@ -248,12 +249,31 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
     )
     events = EventQueue()
     runner = BatchJobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), BatchSteps(tmp_path, 2))
+    return engine, runner, events
+
+
+def logged(events: EventQueue) -> list[str]:
+    """Every job-log line among the events queued so far."""
+    return [
+        line for e in events.drain(budget_s=1.0, limit=10_000) if isinstance(e, LogLines) for line in e.lines
+    ]
+
+
+def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_to_zero(sim, tmp_path):
+    settings = sim.settings
+    engine, runner, events = two_machines_at_work(
+        sim, tmp_path, "cloud-render-cancel-test", [1, 2, 3, 4], 1234
+    )
+    record = runner.record
+    batch_id = record.instance_id
+    # Each child carries the job's own limit (its share of the caps), not the definition's backstop.
+    kids = client(settings, "batch").describe_jobs(jobs=[f"{batch_id}:0", f"{batch_id}:1"])["jobs"]
+    assert [k["timeout"]["attemptDurationSeconds"] for k in kids] == [1234, 1234]
+
     runner._finish_cancelled()  # what Cancel ends in: every child told, then the end-of-job check
 
     assert record.stage == Stage.CANCELLED.value
-    log = [
-        line for e in events.drain(budget_s=1.0, limit=10_000) if isinstance(e, LogLines) for line in e.lines
-    ]
+    log = logged(events)
     assert "[cloud-render] Checked: no machine of this job is still running." in log
     assert not any("Still running" in line for line in log)
     assert not any(c.live for c in batch.children(settings, batch_id, 2))
@@ -273,39 +293,14 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
 
 def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path):
     settings = sim.settings
-    engine = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
-    s3 = client(settings, "s3")
-    s3.create_bucket(Bucket="cloud-render-left-test")
-    s3.put_object(Bucket="cloud-render-left-test", Key="boot.sh", Body=b"sleep 300\n")
-    boot_url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "cloud-render-left-test", "Key": "boot.sh"}, ExpiresIn=600
-    )
-    job_id = new_job_id()
-    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=900)
-    for index in (0, 1):
-        assert sim.machine(batch_id, index, timeout=120).running
-    record = job_record(
-        tmp_path / "out",
-        job_id=job_id,
-        instance_type="g4dn.xlarge",
-        spot=True,
-        frames=[1, 2],
-        bucket="cloud-render-left-test",
-        instance_id=batch_id,
-        launched_at=time.time(),
-        machines=2,
-        stage=Stage.RENDERING.value,
-    )
-    events = EventQueue()
-    runner = BatchJobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), BatchSteps(tmp_path, 2))
+    _, runner, events = two_machines_at_work(sim, tmp_path, "cloud-render-left-test", [1, 2], 900)
+    batch_id = runner.record.instance_id
     runner.left_running_grace_s = 1.0  # nothing told them to stop: no need to wait the full grace
     # An ending that did not stop the machines (as if their termination had been lost): the
     # end-of-job check finds both children live, stops them and says so.
     runner._end(Stage.FAILED, "Something went wrong.", "Relaunch the missing frames.")
 
-    log = [
-        line for e in events.drain(budget_s=1.0, limit=10_000) if isinstance(e, LogLines) for line in e.lines
-    ]
+    log = logged(events)
     assert (
         "[cloud-render] Still running after the job ended: machine 0 (running), machine 1 (running). "
         "Stopping them."
