@@ -20,7 +20,6 @@ import os
 import shutil
 import struct
 import sys
-import tempfile
 import time
 import wave
 from pathlib import Path
@@ -29,16 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
-# A throwaway Blender user directory and an emulated account's keys, before bpy is imported.
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="cloud-render-demo-user-")
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulatedSecretKeyForTestsOnly0123456789ab")
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+from dev.demo_common import cache_blender, isolate  # noqa: E402
+
+isolate()  # before bpy is imported
 
 from dev.build import build, zip_for_this_platform  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
-from dev.simulator import InstanceSimulator, make_blender_tarball  # noqa: E402
+from dev.simulator import InstanceSimulator  # noqa: E402
 from tests.addon import harness  # noqa: E402
 
 FRAMES = 4
@@ -155,12 +151,7 @@ def main() -> int:
         )
 
         # What the first boot of a real machine leaves behind: a Blender build in the bucket's cache.
-        bucket = manager.steps.ensure_bucket(settings, 14)
-        version = bpy.app.version_string.split()[0]
-        tarball, digest = make_blender_tarball(
-            version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-"))
-        )
-        manager.steps.stage_blender(settings, bucket, version, tarball, digest)
+        bucket, version = cache_blender(manager, settings)
         clock.stage(f"bucket {bucket} ready, Blender {version} cached in it")
 
         print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n")

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,18 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
-# A throwaway Blender user directory and an emulated account's keys, before bpy is imported.
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="cloud-render-demo-user-")
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "emulatedSecretKeyForTestsOnly0123456789ab")
-os.environ["AWS_CONFIG_FILE"] = os.devnull
-os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+from dev.demo_common import cache_blender, isolate  # noqa: E402
+
+isolate()  # before bpy is imported
 
 from dev.batch_job import render_history, twice  # noqa: E402
 from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.build import build, zip_for_this_platform  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
-from dev.simulator import make_blender_tarball  # noqa: E402
 from tests.addon import harness  # noqa: E402
 
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
@@ -78,12 +72,7 @@ def main() -> int:
         bpy.ops.wm.save_mainfile()
         manager = module.addon.pump.manager()
         aws = manager.settings_for()
-        bucket = manager.steps.ensure_bucket(aws, 14)
-        version = bpy.app.version_string.split()[0]
-        tarball, digest = make_blender_tarball(
-            version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-"))
-        )
-        manager.steps.stage_blender(aws, bucket, version, tarball, digest)
+        bucket, version = cache_blender(manager, aws)
         say(f"scene: {args.frames} frames, Machines = {args.machines}; Blender {version} cached in {bucket}")
         print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
 
