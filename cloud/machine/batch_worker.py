@@ -46,6 +46,7 @@ MAX_CLAIM_TRIES = 4
 # and at most for this long while nothing is known of the frames' times (before the first one).
 CLAIM_LEAD_MIN_S = 0.1
 CLAIM_LEAD_MAX_S = 1.0
+SKIP_AFTER_REFUSED = 2  # claims lost in a row before one listing shows what others hold
 CLAIM_AHEAD_SPREAD = 1.2  # without hints: frames this close in time count as predictable
 
 
@@ -141,6 +142,7 @@ class BatchSupervisor(Supervisor):
         self.hints = {int(f): float(s) for f, s in (spec.get("frame_seconds") or {}).items()}
         self.order = order_frames(spec["frames"], spec.get("frame_order", "sequential"), self.hints)
         self.cursor = 0  # frames before it are claimed (by someone): never asked again
+        self.taken: set[int] = set()  # frames a listing showed claimed (by any machine)
         self.marked: set[int] = set()
         self.marking_done = threading.Event()
         self.claims_frames = True
@@ -254,18 +256,38 @@ class BatchSupervisor(Supervisor):
             frame: int | None = self.pending.pop(0)
         else:
             frame = None
+            refused = 0  # claims lost in a row to other machines
             while self.cursor < len(self.order):
                 candidate = self.order[self.cursor]
                 self.cursor += 1
-                if candidate not in self.claimed and self.claims.claim(candidate):
+                if candidate in self.claimed or candidate in self.taken:
+                    continue
+                if self.claims.claim(candidate):
                     frame = candidate
                     break
+                refused += 1
+                if refused == SKIP_AFTER_REFUSED:
+                    self.learn_taken()
             else:
                 self.exhausted = True
         if frame is not None:
             self.claimed.append(frame)
             self.log.say(f"claimed frame {frame}")
         return frame
+
+    def learn_taken(self) -> None:
+        """Other machines are ahead: one listing of the claims says which frames they hold, so
+        the walk skips them instead of losing a conditional write on each (one request, or one a
+        page, instead of one per frame)."""
+        pages = list(self.spec.get("claim_list_urls") or [])
+        if not pages:
+            return
+        try:
+            listed = list_pages(pages, "listing of the claims", self.log.say)
+        except (OSError, http.client.HTTPException, ElementTree.ParseError) as exc:
+            self.log.say(f"could not list the claims ({exc}); claiming frame by frame")
+            return
+        self.taken.update(int(k) for k in listed if k.lstrip("-").isdigit())
 
     def expected_seconds(self, frame: int) -> float | None:
         """How long `frame` should take here, or None where that is not known well enough to

@@ -313,3 +313,37 @@ def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path)
     wait_for(
         "both machine processes to end", lambda: not any(m.running for m in sim.children_of(batch_id)), 120
     )
+
+
+def test_a_machine_behind_the_others_skips_their_claims_after_one_listing(sim, tmp_path):
+    """Two lost claims in a row, then one listing of the claims: the walk skips every frame the
+    others hold instead of losing a conditional write on each, and still takes the first free
+    one in the job's order."""
+    s3 = client(sim.settings, "s3")
+    bucket, job = "cloud-render-skip-test", "j3"
+    s3.create_bucket(Bucket=bucket)
+    frames = list(range(1, 21))
+    urls = {
+        str(f): s3.generate_presigned_url(
+            "put_object", Params={"Bucket": bucket, "Key": contract.claim_key(job, f)}, ExpiresIn=600
+        )
+        for f in frames
+    }
+    ahead = Claims(urls, index=0, attempt=1, say=print)
+    assert all(ahead.claim(f) for f in range(1, 13) if f != 9)  # frame 9 is still free
+    spec = {
+        "job_id": job,
+        "frames": frames,
+        "upload_url": "http://127.0.0.1:9/",
+        "upload_fields": {},
+        "upload_prefix": contract.out_prefix(job),
+        "claim_urls": urls,
+        "claim_list_urls": presign_list_pages(
+            s3, bucket, contract.claims_prefix(job), [str(f) for f in frames], 600, page=4
+        ),
+    }
+    behind = BatchSupervisor(spec, str(tmp_path / "m1"), index=1, attempt=1)
+    assert behind.next_claim() == 9  # the first free frame in order
+    assert len(behind.claims.seconds) == 3  # frames 1 and 2 refused, then the listing, then 9
+    assert behind.next_claim() == 13
+    assert len(behind.claims.seconds) == 4  # 10 to 12 skipped without a request
