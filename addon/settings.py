@@ -136,9 +136,9 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
         max=256,
     )
     finish_within_minutes: IntProperty(  # type: ignore[valid-type]
-        name="Finish Within (min)",
-        description="Instead of Machines: use the fewest machines that finish within this many minutes, "
-        "from the estimate (0: use Machines)",
+        name="Finish In (min)",
+        description="Finish within this many minutes: instead of Machines, use the fewest machines "
+        "that finish in time, from the estimate (0: use Machines)",
         default=0,
         min=0,
     )

@@ -123,7 +123,9 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         layout.prop(settings, "frame_order")
         layout.prop(settings, "quote_first")
         layout.prop(settings, "proof_first")
-        layout.prop(settings, "render_despite_differences")
+        # "Render Despite Differences" is cut at the default width: the heading says what it is
+        # about, the tick box what it does, the tooltip the whole of it.
+        layout.row(heading="Differences").prop(settings, "render_despite_differences", text="Render Anyway")
         _override(layout, settings, "use_samples", "samples", f"Scene's: {scene_samples(context.scene)}")
         _override(
             layout,
@@ -174,7 +176,9 @@ def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
     layout.progress(
         factor=v.progress if staging else v.frames_done / total,
         type="BAR",
-        text=f"{state} {v.progress * 100:.0f}%" if staging else f"{v.frames_done}/{v.frames_total} frames",
+        text=(f"{state} {v.progress * 100:.0f}%" if v.progress else state)  # tracing: no share known
+        if staging
+        else f"{v.frames_done}/{v.frames_total} frames",
     )
     grid = layout.grid_flow(columns=2, even_columns=True)
     if v.current_frame:
@@ -214,8 +218,10 @@ def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: A
     """When the job has ended: the frames, where they are, what it cost, and the buttons."""
     v = view
     box = layout.box()
-    box.label(
-        text=f"{v.frames_done}/{v.frames_total} frames in {_elapsed(v.job_id)}, cost {_cost(v.cost_so_far)}",
+    text_wrap.labels(  # "3/12000 frames in 0:00:38, cost under $0.01" is cut in one line
+        box,
+        context,
+        f"{v.frames_done}/{v.frames_total} frames in {_elapsed(v.job_id)}, cost {_cost(v.cost_so_far)}",
         icon="RENDER_RESULT",
     )
     folder = job_view.output_folder(v.job_id)
@@ -255,6 +261,11 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
             text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS")
+        if view.state == "Waiting for you":  # the answer right under the question, above the log
+            row = layout.row()
+            row.scale_y = 1.3
+            row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
+            row.operator("cloud_render.answer_quote", text="Stop Here", icon="PAUSE").go = False
         if not final:
             _draw_live(layout, view)
         elif view.frames_done:  # a job that ended with nothing to show has no result box
@@ -267,10 +278,6 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         row.operator("cloud_render.open_log", icon="TEXT").job_id = view.job_id
         if not final:
             row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = view.job_id
-        if view.state == "Waiting for you":
-            row = layout.row()
-            row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
-            row.operator("cloud_render.answer_quote", text="Stop Here", icon="PAUSE").go = False
         if not final:
             layout.operator("cloud_render.cancel", icon="CANCEL").job_id = view.job_id
 

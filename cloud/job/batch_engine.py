@@ -27,7 +27,7 @@ from ..errors import CloudError
 from ..machine import contract
 from .cloud_steps import BOOT_OVERHEAD_S, CloudSteps, PackedScene
 from .events import CostUpdate, LogLines, MachinesUpdate
-from .job_thread import FRAME_DUE_MARGIN_S, JobRunner
+from .job_thread import FAILURE_ACTIONS, FRAME_DUE_MARGIN_S, JobRunner
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, Stage
 
 CHILDREN_EVERY_S = 5.0  # how often Batch is asked about the children (cost, endings)
@@ -183,6 +183,7 @@ class BatchJobRunner(JobRunner):
         self._machine_raw: dict[int, dict[str, Any]] = {}  # as read, to notice a change
         self._machine_status: dict[int, dict[str, Any]] = {}  # parsed through the contract
         self._machine_ends: dict[int, str] = {}
+        self._machine_errors: dict[int, contract.ErrorReport] = {}  # what a failed machine said
         self._children: list[batch.Child] = []
         self._children_at = 0.0
         self._posted_rows: tuple[tuple[str, ...], int] = ((), -1)
@@ -357,9 +358,24 @@ class BatchJobRunner(JobRunner):
             self.events.post(LogLines(rec.job_id, lines))
         if reading.end is not None and index not in self._machine_ends:
             name, end = reading.end
-            if self._document(folder + name, end, contract.MAX_JSON_BYTES) is not None:
+            data = self._document(folder + name, end, contract.MAX_JSON_BYTES)
+            if data is not None:
                 self._machine_ends[index] = name.split(".")[0]
                 self._log(f"Machine {index} ended: {self._machine_ends[index]}.")
+                if name == "error.json":
+                    self._note_error(index, data)
+
+    def _note_error(self, index: int, data: dict[str, Any]) -> None:
+        """A failed machine's cause, kept for the job's message if the frames never arrive."""
+        try:
+            error = contract.parse_error(data, self.record.frames)
+        except contract.ContractError as problem:
+            self._refuse(f"machine {index} error.json", str(problem))
+            return
+        self._machine_errors[index] = error
+        if error.last_lines:
+            lines = (f"[cloud-render] Machine {index}'s last lines:", *error.last_lines)
+            self.events.post(LogLines(self.record.job_id, lines))
 
     def _advance_stage(self, state: str) -> None:
         """The job's stage follows the furthest machine (installing, then rendering), never back."""
@@ -420,6 +436,15 @@ class BatchJobRunner(JobRunner):
             self._finish((Stage.DONE, {}))
             return True
         missing = rec.frames_missing
+        if self._machine_errors:  # say why, as a single machine's failure does
+            index, error = min(self._machine_errors.items())
+            raise CloudError(
+                f"Machine {index} failed: {error.cause or 'the render failed.'} "
+                f"{len(missing)} frames did not arrive.",
+                FAILURE_ACTIONS.get(error.kind, FAILURE_ACTIONS["unknown"]),
+                code="MachineFailed",
+                detail=f"Batch job {rec.instance_id}: {[(c.index, c.status, c.reason) for c in self._children]}",
+            )
         raise CloudError(
             f"Every machine has stopped, but {len(missing)} frames did not arrive.",
             "Relaunch the missing frames; the frames already rendered are kept.",

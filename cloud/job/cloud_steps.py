@@ -235,6 +235,9 @@ class CloudSteps:
             )
 
         _check_unchanged(packed)
+        # Asking S3 which files it holds already takes a while for a project of many files:
+        # said, so the panel does not sit at "0%" with no word.
+        progress(0, 1, f"Checking which of {len(triples)} files are uploaded already")
         result = storage.upload_files(settings, bucket, triples, report, cancel, chunks=pieces)
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
         return Sent(

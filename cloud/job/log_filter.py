@@ -14,6 +14,9 @@ _OWN = re.compile(r"^\[cloud-render(?: (\d\d:\d\d:\d\d))?\] ")  # the add-on's; 
 _BLENDER_PREFIX = re.compile(r"^\d\d:\d\d\.\d+\s+\S+\s+\| ")  # Blender 4.4+ log lines
 _ERROR = re.compile(r"error|fail|refus|cannot|could not|out of memory|killed", re.IGNORECASE)
 _NOISE = re.compile(r"^\s*[{\[\"]|^CLOUDRENDER |Fra:\s*\d+|\| Sample|^\s*File \"|^\s")
+# A line longer than this (a machine listing thousands of frame numbers) fills the panel;
+# the panel shows its start, the full log all of it.
+PANEL_LINE_CHARS = 240
 
 
 def for_people(lines: Iterable[str], keep: int = 6) -> list[str]:
@@ -28,4 +31,7 @@ def for_people(lines: Iterable[str], keep: int = 6) -> list[str]:
         line = _BLENDER_PREFIX.sub("", line)
         if _ERROR.search(line) and not _NOISE.search(line):
             chosen.append(line.strip())
+    chosen = [
+        line if len(line) <= PANEL_LINE_CHARS else line[: PANEL_LINE_CHARS - 1] + "\u2026" for line in chosen
+    ]
     return chosen[-keep:] if keep else chosen

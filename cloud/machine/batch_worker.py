@@ -387,7 +387,9 @@ class BatchSupervisor(Supervisor):
             self.marking_done.set()
             marker.join(timeout=10)
             self.mark_rendered()
-            if not self.stop_reason and self.frames_left():
+            # A Blender that failed before its first frame claimed nothing, so nothing is "left"
+            # here; the machine still failed (it must not read as done while frames remain).
+            if not self.stop_reason and (self.frames_left() or (code != 0 and not self.done)):
                 kind, cause = self.failure(code)
                 raise JobFailed(kind, cause)
         except JobFailed as exc:

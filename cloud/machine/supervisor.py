@@ -693,6 +693,8 @@ class Supervisor:
         if self.render_error:
             return self.render_error
         frame = f" while rendering frame {self.current_frame}" if self.current_frame is not None else ""
+        if code in (126, 127) and not self.done:  # the shell's "cannot run" / "not found"
+            return "blender_install", f"Blender could not start on the machine (exit code {code})."
         kind, cause = blender_logs.classify_failure(list(self.log.tail))
         if kind == "gpu_memory":
             return kind, cause
@@ -709,6 +711,8 @@ class Supervisor:
         if self.upload_error:
             return "upload", f"Frames could not be uploaded to the bucket ({self.upload_error})."
         missing = self.frames_left()
+        if not missing:
+            return "render_failed", f"Blender exited (code {code}) before rendering a frame."
         return "render_failed", f"Blender exited (code {code}) without saving frames {missing[:10]}."
 
     def run(self) -> str:
@@ -754,15 +758,16 @@ class Supervisor:
             return self.finish_failed("credentials_expired", self.refused_cause(), code)
         if self.stop_reason:
             state = "capped" if self.stop_reason == "time_cap" else "interrupted"
+            left = self.frames_left()
             data = {
                 "reason": self.stop_reason,
                 "notice": self.spot.notice,
                 "frames_done": sorted(self.done),
                 "frames_skipped": self.skipped,
-                "frames_left": self.frames_left(),
+                "frames_left": left,
                 "seconds": elapsed,
             }
-            self.log.say(f"job {state}: {len(self.done)} frames done, frames left {data['frames_left']}")
+            self.log.say(f"job {state}: {len(self.done)} frames done, {few_frames(left)} left")
             self.put_json("interrupted.json", data)
             return self.finish(state)
         if self.rendered_all():
@@ -946,6 +951,13 @@ class Supervisor:
         self.log.say(f"final state: {state}; powering off")
         self.log.close()
         return state
+
+
+def few_frames(frames: list[int], shown: int = 8) -> str:
+    """'5997 frames (2, 3, 4, ... 6000)': a log line stays a line however many frames are left."""
+    if len(frames) <= shown:
+        return f"{len(frames)} frames {frames}"
+    return f"{len(frames)} frames ({', '.join(map(str, frames[: shown - 1]))}, ... {frames[-1]})"
 
 
 def power_off() -> None:

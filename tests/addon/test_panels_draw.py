@@ -28,9 +28,12 @@ class Unwrap:
 
 
 class Recording:
-    def __init__(self, labels: list[str], operators: list[str]) -> None:
+    def __init__(self, labels: list[str], operators: list[str], props: list | None = None) -> None:
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "operators", operators)
+        # (text, where): a property's label as drawn, "label" for the form's label column
+        # (names, headings), "tick" for a tick box's text beside it
+        object.__setattr__(self, "props", PROPS if props is None else props)
 
     def __setattr__(self, name: str, value: Any) -> None:
         assert name in {
@@ -42,14 +45,20 @@ class Recording:
             "active",
         }, name
 
-    def _child(self, *_args: Any, **_kwargs: Any) -> Recording:
-        return Recording(self.labels, self.operators)
+    def _child(self, *_args: Any, heading: str = "", **_kwargs: Any) -> Recording:
+        if heading:
+            self.props.append((heading, "label"))
+        return Recording(self.labels, self.operators, self.props)
 
     row = column = box = split = grid_flow = _child
 
-    def prop(self, data: Any, name: str, **_kwargs: Any) -> None:
+    def prop(self, data: Any, name: str, text: str | None = None, **_kwargs: Any) -> None:
         real = data._real if isinstance(data, Unwrap) else data
         assert name in real.bl_rna.properties, f"{type(real).__name__} has no property {name!r}"
+        rna = real.bl_rna.properties[name]
+        shown = rna.name if text is None else text
+        if shown:
+            self.props.append((shown, "tick" if rna.type == "BOOLEAN" else "label"))
 
     def label(self, text: str = "", **_kwargs: Any) -> None:
         self.labels.append(text)
@@ -77,9 +86,13 @@ class Recording:
         return None
 
 
+PROPS: list[tuple[str, str]] = []  # what the last draw() put in its forms
+
+
 def draw(cls: type, real: Any = None) -> tuple[list[str], list[str]]:
     labels: list[str] = []
     operators: list[str] = []
+    PROPS.clear()
     layout = Recording(labels, operators)
     panel_self = Unwrap(real, layout) if real is not None else SimpleNamespace(layout=layout)
     if hasattr(cls, "poll") and real is None and not cls.poll(bpy.context):
@@ -191,6 +204,28 @@ def test_overrides_read_as_overrides(module):
     assert settings.samples == 0
 
 
+def test_settings_labels_keep_their_words_at_the_default_width(module):
+    """In the default Properties editor (about 330 px) a form's label column holds about 15
+    characters and a tick box's text about 19; longer ones are cut ("Finish Within (...",
+    "Render Despite Diff..."), as the real window showed."""
+    text_wrap = module.panels.text_wrap
+    inner = text_wrap.DEFAULT_WIDTH_PX - text_wrap.MARGIN_PX
+    room = {
+        "label": int(0.4 * inner / text_wrap.CHAR_PX) - 1,
+        "tick": int((0.6 * inner - 24) / text_wrap.CHAR_PX),
+    }
+    bpy.context.scene.cloud_render.use_custom_frames = True  # draw the frame list too
+    try:
+        draw(module.panels.render_panel.CLOUDRENDER_PT_settings)
+    finally:
+        bpy.context.scene.cloud_render.use_custom_frames = False
+    drawn = list(PROPS)
+    assert len(drawn) > 15
+    cut = [(text, where) for text, where in drawn if len(text) > room[where]]
+    assert not cut, f"cut at the default width: {cut} (room {room})"
+    assert ("Differences", "label") in drawn and ("Render Anyway", "tick") in drawn
+
+
 def test_render_in_cloud_is_in_the_render_menu(module):
     _labels, operators = draw(SimpleNamespace(draw=module.panels.render_panel.draw_render_menu))
     assert operators == ["cloud_render.render"]
@@ -243,3 +278,19 @@ def test_estimate_lines_price_first_still_feed_the_confirmation(module):
         assert "$0.04, 4 min for the job" in text
     finally:
         view.estimate = ""
+
+
+def test_waiting_for_you_puts_the_answer_under_the_question(module):
+    """The real window showed Go On / Stop Here below six log lines, off the default editor."""
+    view = module.addon.job_view.view()
+    view.job_id, view.state = "20261125-000000-abcdef", "Waiting for you"
+    view.message, view.action = "The whole job would cost about $2.53 (cap $0.25). Go on?", ""
+    view.frames_total, view.frames_done = 12000, 3
+    view.log_tail = "\n".join(f"log line {n}" for n in range(6))
+    try:
+        labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    finally:
+        view.log_tail = ""
+    assert operators.count("cloud_render.answer_quote") == 2
+    assert operators.index("cloud_render.answer_quote") < operators.index("cloud_render.open_log")
+    assert labels[0].startswith("Waiting for you: The whole job")

@@ -259,3 +259,33 @@ def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, slow_sc
     # moto gap: the parent's termination reaches no child; the engine terminates each one.
     nothing_left(sim, job)
     assert manager.batch_orphans("us-east-1") == [] and manager.orphans("us-east-1") == []
+
+
+def test_a_machine_whose_blender_cannot_start_fails_with_the_cause(sim, scene, tmp_path):
+    """The real window's first many-machine job: each machine's Blender could not start
+    ("exec: chroot: not found"), and every machine still said "done" with 0 frames rendered,
+    so the job read "Every machine has stopped, but 12 frames did not arrive"."""
+    import hashlib
+    import io
+    import tarfile
+
+    from dev.batch_job import blender_version
+
+    version = blender_version()
+    top = f"blender-{version}-linux-x64"
+    tarball = tmp_path / f"{top}.tar.xz"
+    script = b'#!/bin/sh\necho "chroot: not found" >&2\nexit 127\n'
+    with tarfile.open(tarball, "w:xz") as archive:
+        info = tarfile.TarInfo(f"{top}/blender")
+        info.size, info.mode = len(script), 0o755
+        archive.addfile(info, io.BytesIO(script))
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    job = start_job(sim, scene, [1, 2], 1, tmp_path, blender=(tarball, digest))
+    finished(job)
+    rec = job.record
+    assert rec.stage == "Failed", (rec.stage, rec.message)
+    assert rec.message.startswith(
+        "Machine 0 failed: Blender could not start on the machine (exit code 127)."
+    ), rec.message
+    assert "2 frames did not arrive" in rec.message
+    nothing_left(sim, job)

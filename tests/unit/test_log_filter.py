@@ -29,3 +29,14 @@ def test_people_see_stages_errors_and_frames_not_noise():
 
 def test_only_the_last_lines_are_kept():
     assert for_people(RAW, keep=2) == ["RuntimeError: Error: Cannot read file", "Done: 6 frames rendered."]
+
+
+def test_a_line_listing_thousands_of_frames_is_cut_for_the_panel():
+    """The real window showed a stopped 6000-frame job's panel filled by one line of frame numbers."""
+    from cloud.job.log_filter import PANEL_LINE_CHARS
+
+    left = ", ".join(str(frame) for frame in range(2, 6000))
+    line = f"[cloud-render 10:27:17] job interrupted: 3 frames done, frames left [{left}]"
+    (shown,) = for_people([line], keep=0)
+    assert shown.startswith("10:27:17 job interrupted: 3 frames done") and shown.endswith("\u2026")
+    assert len(shown) == PANEL_LINE_CHARS
