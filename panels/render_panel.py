@@ -15,6 +15,7 @@ from ..cloud.job.records import FINAL_STAGES
 from . import text_wrap
 
 FORM_VALUES = 0.6  # the share of a property-split form's width that holds the values
+MACHINE_ROW = 0.86  # the share of the width a machine's row leaves beside its log button
 STATE_ICONS = {"Done": "CHECKMARK", "Failed": "ERROR", "Capped": "ERROR", "Interrupted": "ERROR"}
 
 
@@ -167,7 +168,7 @@ def _cost(usd: float) -> str:
     return "under $0.01" if 0 < usd < 0.005 else f"${usd:.2f}"
 
 
-def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
+def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any) -> None:
     """While the job runs: progress, the frame and sample on the machine, time and cost."""
     v = view
     state = v.state
@@ -198,7 +199,8 @@ def _draw_live(layout: bpy.types.UILayout, view: Any) -> None:
         grid.label(text=f"About {max(1, round(v.eta_s / 60))} min left")
     for index, line in enumerate(v.machines_text.splitlines()):  # many machines: one row each
         row = layout.row()
-        row.label(text=line, icon="DESKTOP")
+        # wrapped beside its log button ("Machine 0: render...rame (on-demand)" when cut)
+        text_wrap.labels(row.column(), context, line, icon="DESKTOP", factor=MACHINE_ROW)
         button = row.operator("cloud_render.open_log", text="", icon="TEXT")
         button.job_id, button.machine = v.job_id, index
 
@@ -267,7 +269,7 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
             row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
             row.operator("cloud_render.answer_quote", text="Stop Here", icon="PAUSE").go = False
         if not final:
-            _draw_live(layout, view)
+            _draw_live(layout, context, view)
         elif view.frames_done:  # a job that ended with nothing to show has no result box
             _draw_result(layout, context, view)
         if view.log_tail:

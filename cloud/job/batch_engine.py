@@ -383,7 +383,9 @@ class BatchJobRunner(JobRunner):
         if stage not in FORWARD or self.record.stage not in FORWARD_VALUES:
             return
         if FORWARD.index(stage) > FORWARD_VALUES.index(self.record.stage):
-            self._stage(stage, f"{stage.value} on {self.record.machines} machines")
+            self._stage(
+                stage, f"on {self.record.machines} machines"
+            )  # the panel reads "Rendering: on 3 machines"
 
     def _until_frame_due(self) -> float | None:
         """As for one machine, but with N machines rendering a frame is due N times as often."""

@@ -294,3 +294,28 @@ def test_waiting_for_you_puts_the_answer_under_the_question(module):
     assert operators.count("cloud_render.answer_quote") == 2
     assert operators.index("cloud_render.answer_quote") < operators.index("cloud_render.open_log")
     assert labels[0].startswith("Waiting for you: The whole job")
+
+
+def test_machine_rows_wrap_beside_their_log_buttons(module):
+    """Three machines in the real window read "Machine 0: render...rame (on-demand)"."""
+    text_wrap = module.panels.text_wrap
+    view = module.addon.job_view.view()
+    view.job_id, view.state, view.message, view.action = "20261125-000000-abcdef", "Rendering", "", ""
+    view.frames_total, view.frames_done = 12, 3
+    view.machines_text = "\n".join(
+        f"Machine {n}: rendering, frame {n + 4}, 1.5 s/frame (on-demand)" for n in range(3)
+    )
+    try:
+        labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    finally:
+        view.machines_text = ""
+    shown = " ".join(labels)
+    assert all(f"Machine {n}: rendering, frame {n + 4}," in shown for n in range(3))
+    assert shown.count("(on-demand)") == 3
+    room = int(
+        (text_wrap.DEFAULT_WIDTH_PX - text_wrap.MARGIN_PX)
+        * module.panels.render_panel.MACHINE_ROW
+        / text_wrap.CHAR_PX
+    )
+    assert all(len(text) <= room for text in labels if "Machine" in text or "on-demand" in text)
+    assert operators.count("cloud_render.open_log") == 4  # one per machine, and the job's

@@ -21,7 +21,7 @@ from cloud.aws import batch
 from cloud.aws.quotas import QUOTA_ERROR_CODES
 from cloud.aws.session import client
 from cloud.job.batch_engine import BatchJobRunner
-from cloud.job.events import EventQueue, JobEnded, LogLines, MachinesUpdate
+from cloud.job.events import EventQueue, JobEnded, LogLines, MachinesUpdate, StageChanged
 from cloud.job.manager import JobManager
 from cloud.job.records import RecordStore
 from cloud.machine import contract
@@ -110,6 +110,8 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     events = job.events.drain(budget_s=2.0, limit=100_000)
     updates = [e for e in events if isinstance(e, MachinesUpdate)]
     assert updates and all(len(u.rows) == 3 for u in updates)
+    # The job reads Rendering once its machines render (not "Starting machine" to the end).
+    assert [e.stage for e in events if isinstance(e, StageChanged)].count("Rendering") == 1
     assert any("rendering, frame" in row and "(spot)" in row for u in updates for row in u.rows)
     lines = [line for e in events if isinstance(e, LogLines) for line in e.lines]
     assert {line.split("]")[0] for line in lines if line.startswith("[machine ")} == {
