@@ -524,7 +524,12 @@ class BatchJobRunner(JobRunner):
                     error.detail,
                 )
                 return
-        self._end(Stage.CANCELLED, f"Cancelled; {len(rec.frames_done)} frames kept.", "")
+        kept = len(rec.frames_done)  # the state already says "Cancelled"
+        self._end(
+            Stage.CANCELLED,
+            f"{kept} frame{'s' * (kept != 1)} kept." if kept else "No frame was rendered.",
+            "",
+        )
 
     def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
         rec = self.record

@@ -180,7 +180,11 @@ class JobRunner(threading.Thread):
                 "the cost cap counts that price."
             )
         self._save()
-        self._log(f"Machine {launched.instance_id} requested ({'spot' if launched.spot else 'on-demand'}).")
+        pricing = "spot" if launched.spot else "on-demand"
+        if rec.machines > 1:  # the id is the AWS Batch array job's, not a machine's
+            self._log(f"{rec.machines} machines requested ({pricing}): AWS Batch job {launched.instance_id}.")
+        else:
+            self._log(f"Machine {launched.instance_id} requested ({pricing}).")
 
     # --- follow ----------------------------------------------------------------------------
     def _follow(self) -> None:
@@ -640,7 +644,12 @@ class JobRunner(threading.Thread):
                 return
             with contextlib.suppress(CloudError):
                 self._poll_outputs()
-        self._end(Stage.CANCELLED, f"Cancelled; {len(rec.frames_done)} frames kept.", "")
+        kept = len(rec.frames_done)  # the state already says "Cancelled"
+        self._end(
+            Stage.CANCELLED,
+            f"{kept} frame{'s' * (kept != 1)} kept." if kept else "No frame was rendered.",
+            "",
+        )
 
     def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
         rec = self.record

@@ -9,6 +9,7 @@ the Image Editor shows the job's sequence and the panel says Done with the frame
 Timers, not waits: Blender's loop must keep drawing between stages.
 """
 
+import importlib
 import json
 import os
 import subprocess
@@ -29,6 +30,10 @@ KEY_ID = "AKIAEMULATEDTEST0001"  # valid only for the emulator
 SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
 INSTANCE_TYPE = "c5.2xlarge"  # the simulator's machines render on the CPU
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+# Quote First asks only when the measured projection is over Max Cost (under it, it goes on by
+# itself, as documented). 2000 frames at 32 samples measured 0.288 s/frame here, about $0.06 of
+# a $0.25 cap: it went on. 256 samples measured 0.77 s/frame: 12000 frames project about $0.9.
+QUOTE_FRAMES, QUOTE_SAMPLES, QUOTE_MAX_COST = 12000, 256, 0.25
 S: dict[str, Any] = {"t0": time.monotonic(), "job": "", "seen": set(), "deadline": 0.0, "result": {}}
 
 
@@ -38,6 +43,10 @@ def context() -> Any:
 
 def ops() -> Any:
     return bpy.ops  # the add-on's operators are unknown to the type stubs
+
+
+def blend_data() -> Any:
+    return bpy.data  # libraries.load's context manager is unknown to the type stubs
 
 
 def wm() -> Any:
@@ -77,6 +86,8 @@ def redraw_all():
 
 def shot(label, area=None, box=None):
     """Screenshot of the X screen, cropped to an area (or box x, y, w, h) when given."""
+    if MODE == "shots" and not shoots(S.get("part", "")):
+        return  # a part not asked for in a partial run: its PNG in docs/screenshots/ stays
     path = SHOTS / f"{label}.png"  # stable names: the README links them
     subprocess.run(["import", "-window", "root", str(path)], check=False)
     if area is not None:
@@ -302,8 +313,15 @@ def wide_open():
 def st_wide_context():
     if "wide_area" in S:
         S["wide_area"].spaces.active.context = "OUTPUT"
+        S["wide_area"].tag_redraw()
+    return 1.0
+
+
+def st_wide_scroll():
+    """In the tick after the Output tab was drawn: scrolling before that has nothing to scroll."""
+    if "wide_area" in S:
         scroll(S["wide_area"])
-    return 2.0
+    return 1.5
 
 
 def st_wide_shot():
@@ -312,6 +330,151 @@ def st_wide_shot():
         shot(S["wide_label"], area)
         area.type = S["wide_was"]
         redraw_all()
+    return 1.0
+
+
+def st_settings_wide():
+    """The settings at a wide Properties editor, beside panel_ready at the default width."""
+    if MODE != "shots":
+        return 0.1
+    S["wide_label"] = "panel_ready_wide"
+    return wide_open()
+
+
+# Packing and Uploading of the small scene last under 2 s: too short to be seen. This part
+# renders a larger project, as a shot built from an asset library is: the scene links
+# STAGING_ASSETS objects, each from a .blend of its own with its own texture, so packing traces
+# and rewrites every library and uploading sends every file.
+STAGING_ASSETS, STAGING_TEXTURE_PX = 90, 384
+
+
+def make_asset_library(folder):
+    """STAGING_ASSETS .blend files, one object with one textured material each (written with
+    bpy.data.libraries.write, so the artist's open session stays as it is)."""
+    import numpy  # Blender's own builds bundle it; the chroot installs it
+
+    (folder / "lib").mkdir(parents=True, exist_ok=True)
+    (folder / "tex").mkdir(exist_ok=True)
+    rng = numpy.random.default_rng(13)
+    size = STAGING_TEXTURE_PX
+    for index in range(STAGING_ASSETS):
+        image: Any = bpy.data.images.new(f"asset_tex_{index}", size, size)
+        image.pixels.foreach_set(rng.random(size * size * 4, dtype=numpy.float32))
+        image.filepath_raw = str(folder / "tex" / f"asset_{index:03d}.png")
+        image.file_format = "PNG"
+        image.save()
+        material: Any = bpy.data.materials.new(f"asset_mat_{index}")
+        material.use_nodes = True
+        node = material.node_tree.nodes.new("ShaderNodeTexImage")
+        node.image = image
+        mesh = bpy.data.meshes.new(f"asset_mesh_{index}")
+        mesh.from_pydata([(0, 0, 0), (0.2, 0, 0), (0.2, 0.2, 0), (0, 0.2, 0)], [], [(0, 1, 2, 3)])
+        mesh.materials.append(material)
+        obj = bpy.data.objects.new(f"asset_{index:03d}", mesh)
+        obj.location = (index % 10 * 0.3 - 1.5, 2.0, index // 10 * 0.3 - 1.0)
+        bpy.data.libraries.write(str(folder / "lib" / f"asset_{index:03d}.blend"), {obj}, fake_user=True)
+        bpy.data.objects.remove(obj)
+        bpy.data.meshes.remove(mesh)
+        bpy.data.materials.remove(material)
+        bpy.data.images.remove(image)
+
+
+def st_staging_job():
+    """The larger project: the library made, linked into the scene, saved as a shot of its own."""
+    started = time.monotonic()
+    folder = WORK / "library_project"
+    S["staging_back_to"] = bpy.data.filepath
+    make_asset_library(folder)
+    for index in range(STAGING_ASSETS):
+        path = folder / "lib" / f"asset_{index:03d}.blend"
+        with blend_data().libraries.load(str(path), link=True, relative=True) as (_src, dst):
+            dst.objects = [f"asset_{index:03d}"]
+        for obj in dst.objects:
+            context().scene.collection.objects.link(obj)
+    with context().temp_override(window=win()):
+        bpy.ops.wm.save_as_mainfile(filepath=str(folder / "library_shot.blend"))
+    log(f"library project: {STAGING_ASSETS} linked assets made in {time.monotonic() - started:.1f} s")
+    start_job("c5.2xlarge", 2)
+    S["staging_t0"] = time.monotonic()
+    S["staging_seen"] = {}
+    return 0.05
+
+
+def st_staging_watch():
+    """Shoot Packing and Uploading as they come (scrolled in one tick, shot the next); then
+    cancel: the machine's part is shot with the first job."""
+    v, seen = view(), S["staging_seen"]
+    now = time.monotonic() - S["staging_t0"]
+    if v.state not in seen:
+        seen[v.state] = now
+        log(f"staging: {v.state} at {now:.1f} s ({v.progress * 100:.0f}%)")
+    if S.get("pending"):
+        if S.pop("rescroll", False):  # the Current Job panel has grown since the first scroll
+            scroll(props_area())
+            return ("again", 0.3)
+        shot(S.pop("pending"), props_area())
+        return ("again", 0.1)
+    label = {"Packing": "job_packing", "Uploading": "job_uploading"}.get(v.state)
+    if label and label not in S["seen"]:
+        S["seen"].add(label)
+        scroll(props_area())
+        S["pending"], S["rescroll"] = label, True
+        return ("again", 0.3)
+    if v.state in {"Packing", "Uploading"} and time.monotonic() < S["deadline"]:
+        return ("again", 0.2)
+    log("staging times (s from Render):", json.dumps({k: round(t, 1) for k, t in seen.items()}))
+    if v.state not in FINAL:
+        log("cancel", in_props(ops().cloud_render.cancel))
+    back_to_the_shot()
+    return 2.0
+
+
+def back_to_the_shot():
+    """The library linked out again and the first shot saved back: later parts render it."""
+    for library in list(bpy.data.libraries):
+        bpy.data.libraries.remove(library)
+    with context().temp_override(window=win()):
+        bpy.ops.wm.save_as_mainfile(filepath=S.pop("staging_back_to"))
+
+
+BATCH_MACHINES, BATCH_FRAMES = 3, 12
+
+
+def st_batch_job():
+    """Machines = 3: the job goes to AWS Batch (moto's Batch runs each child as a machine here)."""
+    context().scene.cloud_render.machines = BATCH_MACHINES
+    start_job("c5.2xlarge", BATCH_FRAMES)
+    S["deadline"] = time.monotonic() + 420
+    return 1.0
+
+
+def st_batch_watch():
+    """Shoot the Current Job panel once every machine has its row and frames are coming in."""
+    v = view()
+    rows = [line for line in v.machines_text.splitlines() if line.strip()]
+    if S.get("pending"):
+        shot(S.pop("pending"), props_area())
+        S["batch_shot"] = True
+    if (
+        not S.get("batch_shot")
+        and len(rows) >= BATCH_MACHINES
+        and v.frames_done >= 2
+        and v.state not in FINAL
+    ):
+        log("batch rows:", " | ".join(rows))
+        scroll(props_area())
+        S["pending"] = "job_batch_machines"
+        return ("again", 0.7)
+    if v.state not in FINAL and time.monotonic() < S["deadline"]:
+        return ("again", 0.5)
+    log("batch job:", v.state, "|", v.message, "| rows:", " | ".join(rows))
+    if v.state != "Done":
+        for line in mod().addon.job_view.log_lines(v.job_id)[-60:]:
+            log("  batch log:", line)
+        S["result"].setdefault("errors", []).append(f"the many-machine job ended {v.state}: {v.message}")
+    if v.state not in FINAL:
+        log("cancel", in_props(ops().cloud_render.cancel))
+    context().scene.cloud_render.machines = 1
     return 1.0
 
 
@@ -447,9 +610,10 @@ def wait_for(states, label):
     def stage():
         if view().state not in states and time.monotonic() < S["deadline"]:
             return ("again", 0.5)
-        if not S.get("scrolled"):
-            S["scrolled"] = True
-            log("STATE", view().state, "|", view().message, "|", view().action)
+        if S.get("scrolled", 0) < 2:  # twice: the Current Job panel grows after the first
+            S["scrolled"] = S.get("scrolled", 0) + 1
+            if S["scrolled"] == 1:
+                log("STATE", view().state, "|", view().message, "|", view().action)
             scroll(props_area())
             return ("again", 1.0)
         S.pop("scrolled")
@@ -460,36 +624,83 @@ def wait_for(states, label):
     return stage
 
 
+def st_settle():
+    """Until the last job's thread has ended (a cancel takes a moment): Render in Cloud refuses
+    while a job runs, and the next part would shoot the last job's panel."""
+    manager = mod().addon.pump.manager()
+    job_id = view().job_id
+    if job_id and manager.is_running(job_id) and time.monotonic() < S.get("settle_until", 0.0):
+        return ("again", 0.5)
+    if job_id and manager.is_running(job_id):
+        log("job", job_id, "still running after the wait; going on")
+    S.pop("settle_until", None)
+    return 0.5
+
+
+def settle():
+    """A stage that waits for the last job to end (up to 120 s)."""
+
+    def stage():
+        S.setdefault("settle_until", time.monotonic() + 120)
+        return st_settle()
+
+    stage.__name__ = "settle"
+    return stage
+
+
+def st_quote_job():
+    """Quote First on a job that cannot stay under its cap: it stops after the scout frames
+    and asks (see QUOTE_* for why these figures)."""
+    start_job("c5.2xlarge", QUOTE_FRAMES, quote_first=True, max_cost=QUOTE_MAX_COST, samples=QUOTE_SAMPLES)
+    S["deadline"] = time.monotonic() + 400
+    return 1.0
+
+
+def log_spec():
+    """What the machine was told: the scout frames in the job's spec, as stored in the bucket."""
+    manager = mod().addon.pump.manager()
+    record = manager.store.load(view().job_id)
+    key = importlib.import_module(f"{MOD}.cloud.machine.contract").spec_key(record.job_id)
+    raw = manager.steps.get_bytes(manager.settings_for(), record.bucket, key, 1 << 22)
+    spec = json.loads(raw) if raw else {}
+    log("spec scout_frames", spec.get("scout_frames"), "go_url set", bool(spec.get("go_url")),
+        "record quote_first", record.quote_first, "quote", record.quote)  # fmt: skip
+
+
+def st_quote_answer():
+    log_spec()
+    for line in mod().addon.job_view.log_lines(view().job_id)[-12:]:
+        log("  job log:", line)
+    if view().state == "Waiting for you":
+        log("answer Stop Here", in_props(ops().cloud_render.answer_quote, go=False))
+    S["deadline"] = time.monotonic() + 120
+    return 1.0
+
+
 def st_cancel_job():
-    if MODE == "shots":
-        start_job("c5.2xlarge", 12)
+    start_job("c5.2xlarge", 12)
     return 0.3
 
 
 def st_cancel_press():
-    if MODE == "shots":
-        log("cancel", in_props(ops().cloud_render.cancel))
+    log("cancel", in_props(ops().cloud_render.cancel))
     return 1.0
 
 
 def st_quota_job():
-    if MODE == "shots":  # 192 vCPUs against the emulated account's GPU quota of 16
-        start_job("p5.48xlarge", 6)
+    start_job("p5.48xlarge", 6)  # 192 vCPUs against the emulated account's GPU quota of 0
     return 1.0
 
 
 def st_find_orphans():
-    if MODE == "shots":
-        log("find_orphans", in_props(ops().cloud_render.find_orphans))
-        S["deadline"] = time.monotonic() + 60
+    log("find_orphans", in_props(ops().cloud_render.find_orphans))
+    S["deadline"] = time.monotonic() + 60
     return 1.0
 
 
 def st_open_jobs():
     """Wait for the forgotten machine, then a real click on the closed "Jobs" sub-panel's header
     (the last line of the editor, scrolled to the bottom)."""
-    if MODE != "shots":
-        return 0.1
     if not view().orphans and time.monotonic() < S["deadline"]:
         return ("again", 0.5)
     log("orphans", view().orphans)
@@ -504,10 +715,9 @@ def st_open_jobs():
 
 
 def st_jobs_shot():
-    if MODE == "shots":
-        scroll(props_area())
-        subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
-        S["jobs_shot"] = True
+    scroll(props_area())
+    subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
+    S["jobs_shot"] = True
     return 1.0
 
 
@@ -519,11 +729,10 @@ def st_jobs_shot2():
 
 def st_render_menu():
     """Render > Render in Cloud, opened as a click on the top bar's Render menu opens it."""
-    if MODE == "shots":
-        subprocess.run(["xdotool", "mousemove", "100", "14"], check=False)
-        with context().temp_override(window=win()):
-            ops().wm.call_menu(name="TOPBAR_MT_render")
-        S["menu_open"] = True
+    subprocess.run(["xdotool", "mousemove", "100", "14"], check=False)
+    with context().temp_override(window=win()):
+        ops().wm.call_menu(name="TOPBAR_MT_render")
+    S["menu_open"] = True
     return 1.5
 
 
@@ -534,14 +743,6 @@ def st_render_menu_shot():
     return 1.0
 
 
-def shots_only(stage):
-    def wrapped():
-        return stage() if MODE == "shots" else 0.1
-
-    wrapped.__name__ = stage.__name__
-    return wrapped
-
-
 def st_quit():
     (WORK / "result.json").write_text(json.dumps(S["result"], indent=1))
     log("result", json.dumps(S["result"]))
@@ -549,56 +750,97 @@ def st_quit():
     return None
 
 
+# (part, stage): `run.py shots quote,settings` runs only those parts (GUI_ONLY) and shoots only
+# theirs; the keys, Set Up and the scene ("prefs", "scene") always run, the job before Show
+# Frames too where a later part needs a finished job.
 STAGES = [
-    st_close_splash,
-    st_panel_no_account,
-    st_panel_no_account_scroll,
-    st_panel_no_account_shot,
-    st_prefs_open,
-    st_prefs_expand,
-    st_prefs_no_keys,
-    st_prefs_connected,
-    st_prefs_connected_shot,
-    st_prefs_setup,
-    st_prefs_setup_shot,
-    st_scene,
-    st_panel_ready,
-    st_panel_ready_shot,
-    st_check_scene_shot,
-    st_estimate,
-    st_estimate_shot,
-    st_wide_context,
-    st_wide_shot,
-    st_render_invoke,
-    st_render_confirm,
-    st_render_started,
-    st_watch,
-    st_done_wide,
-    st_wide_context,
-    st_wide_shot,
-    st_show_frames,
-    st_frames_shot,
-    st_open_log,
-    st_log_shot,
-    st_close_windows,
-    st_cancel_job,
-    st_cancel_press,
-    shots_only(wait_for(FINAL, "job_cancelled")),
-    st_quota_job,
-    shots_only(wait_for(FINAL, "job_failed_quota")),
-    st_find_orphans,
-    st_open_jobs,
-    st_jobs_shot,
-    st_jobs_shot2,
-    st_render_menu,
-    st_render_menu_shot,
-    st_quit,
+    ("prefs", st_close_splash),
+    ("panel0", st_panel_no_account),
+    ("panel0", st_panel_no_account_scroll),
+    ("panel0", st_panel_no_account_shot),
+    ("prefs", st_prefs_open),
+    ("prefs", st_prefs_expand),
+    ("prefs", st_prefs_no_keys),
+    ("prefs", st_prefs_connected),
+    ("prefs", st_prefs_connected_shot),
+    ("prefs", st_prefs_setup),
+    ("prefs", st_prefs_setup_shot),
+    ("scene", st_scene),
+    ("panel", st_panel_ready),
+    ("panel", st_panel_ready_shot),
+    ("panel", st_settings_wide),
+    ("panel", st_wide_context),
+    ("panel", st_wide_scroll),
+    ("panel", st_wide_shot),
+    ("panel", st_check_scene_shot),
+    ("panel", st_estimate),
+    ("panel", st_estimate_shot),
+    ("panel", st_wide_context),
+    ("panel", st_wide_scroll),
+    ("panel", st_wide_shot),
+    ("job", st_render_invoke),
+    ("job", st_render_confirm),
+    ("job", st_render_started),
+    ("job", st_watch),
+    ("job", st_done_wide),
+    ("job", st_wide_context),
+    ("job", st_wide_scroll),
+    ("job", st_wide_shot),
+    ("job", st_show_frames),
+    ("job", st_frames_shot),
+    ("job", st_open_log),
+    ("job", st_log_shot),
+    ("job", st_close_windows),
+    ("job", settle()),
+    ("staging", st_staging_job),
+    ("staging", st_staging_watch),
+    ("staging", settle()),
+    ("quote", st_quote_job),
+    ("quote", wait_for({"Waiting for you", *FINAL}, "job_waiting_for_you")),
+    ("quote", st_quote_answer),
+    ("quote", wait_for(FINAL, "job_stopped_after_quote")),
+    ("quote", settle()),
+    ("batch", st_batch_job),
+    ("batch", st_batch_watch),
+    ("batch", settle()),
+    ("cancel", st_cancel_job),
+    ("cancel", st_cancel_press),
+    ("cancel", wait_for(FINAL, "job_cancelled")),
+    ("cancel", settle()),
+    ("quota", st_quota_job),
+    ("quota", wait_for(FINAL, "job_failed_quota")),
+    ("jobs", st_find_orphans),
+    ("jobs", st_open_jobs),
+    ("jobs", st_jobs_shot),
+    ("jobs", st_jobs_shot2),
+    ("menu", st_render_menu),
+    ("menu", st_render_menu_shot),
+    ("end", st_quit),
 ]
+ALWAYS = {"prefs", "scene", "end"}
+ONLY = set(filter(None, os.environ.get("GUI_ONLY", "").split(",")))
+TEST_PARTS = {"panel0", "prefs", "scene", "panel", "job", "end"}  # the click-through
+
+
+def runs(part: str) -> bool:
+    if MODE != "shots":
+        return part in TEST_PARTS
+    return not ONLY or part in ONLY or part in ALWAYS
+
+
+def shoots(part: str) -> bool:
+    return MODE == "shots" and (not ONLY or part in ONLY)
+
+
 S["stage"] = 0
 
 
 def tick():
-    stage = STAGES[S["stage"]]
+    part, stage = STAGES[S["stage"]]
+    if not runs(part):
+        S["stage"] += 1
+        return 0.01
+    S["part"] = part
     try:
         wait = stage()
     except Exception:

@@ -114,6 +114,10 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     assert [e.stage for e in events if isinstance(e, StageChanged)].count("Rendering") == 1
     assert any("rendering, frame" in row and "(spot)" in row for u in updates for row in u.rows)
     lines = [line for e in events if isinstance(e, LogLines) for line in e.lines]
+    # The Batch job's id is not called a machine's.
+    assert any(
+        line.startswith("[cloud-render] 3 machines requested (spot): AWS Batch job ") for line in lines
+    )
     assert {line.split("]")[0] for line in lines if line.startswith("[machine ")} == {
         "[machine 0",
         "[machine 1",
@@ -188,6 +192,9 @@ def test_cancel_mid_job_ends_every_machine(sim, slow_scene, tmp_path):
     job.runner.cancel()
     finished(job)
     assert job.record.stage == "Cancelled"
+    # The panel reads "Cancelled: 2 frames kept.", not "Cancelled: Cancelled; 2 frames kept."
+    kept = len(job.record.frames_done)
+    assert job.record.message == f"{kept} frame{'s' * (kept != 1)} kept.", job.record.message
     # moto gap: terminating the parent reaches no child; the engine terminates each child itself.
     nothing_left(sim, job)
     assert len(job.record.frames_done) < 12
