@@ -297,6 +297,10 @@ def track(context: bpy.types.Context, record: JobRecord) -> None:
     view.sample = view.samples_total = 0
     view.cost_so_far = view.projected_cost = 0.0
     view.log_tail = ""
+    # The last job's machine facts would read as this one's ("0.7 s/frame, Device CPU" while
+    # packing, in the real window).
+    view.seconds_per_frame = view.eta_s = view.progress = 0.0
+    view.device = view.machines_text = ""
     view.price_per_hour = record.price_per_hour
     job_view.start_clock(record.job_id, record.created)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import bpy
 
@@ -164,11 +165,18 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         also = (context.scene.cloud_render.region, account.preferences().default_region)
 
-        def found(orphans: list) -> str:  # type: ignore[type-arg]
-            job_view.view().orphans = ",".join(f"{o.instance_id}:{o.job_id}:{o.region}" for o in orphans)
-            return f"{len(orphans)} forgotten machines found." if orphans else "No forgotten machines."
+        def found(orphans: Any, error: Any) -> None:
+            view = job_view.view()
+            if error is not None:
+                view.message, view.action = error.message, error.action
+            else:
+                # Said by the red line at the top of the panel and the rows in Jobs; the current
+                # job's own message and action stay (the real window showed a failed job's
+                # quota message replaced by "1 forgotten machines found.").
+                view.orphans = ",".join(f"{o.instance_id}:{o.job_id}:{o.region}" for o in orphans)
+            job_view.redraw()
 
-        in_background(lambda: pump.manager().orphans(*also), found)
+        pump.in_background(lambda: pump.manager().orphans(*also), found)
         return {"FINISHED"}
 
 

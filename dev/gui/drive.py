@@ -270,9 +270,18 @@ def st_panel_ready():
 
 def st_panel_ready_shot():
     shot("panel_ready", props_area())
+    return 0.5
+
+
+def st_check_scene():
     log("check_scene", in_props(ops().cloud_render.check_scene))
-    top_of_panel()
     return 2.0
+
+
+def st_check_scene_scroll():
+    """After the findings are drawn: the top of the panel, where they are."""
+    top_of_panel()
+    return 1.5
 
 
 def st_check_scene_shot():
@@ -704,8 +713,13 @@ def st_open_jobs():
     if not view().orphans and time.monotonic() < S["deadline"]:
         return ("again", 0.5)
     log("orphans", view().orphans)
+    scroll(props_area())
+    return 1.5
+
+
+def st_click_jobs():
+    """The click in a tick of its own, once the scrolled editor has been drawn."""
     area = props_area()
-    scroll(area)
     focus_main()
     bottom = win().height - area.y
     subprocess.Popen(
@@ -772,6 +786,8 @@ STAGES = [
     ("panel", st_wide_context),
     ("panel", st_wide_scroll),
     ("panel", st_wide_shot),
+    ("panel", st_check_scene),
+    ("panel", st_check_scene_scroll),
     ("panel", st_check_scene_shot),
     ("panel", st_estimate),
     ("panel", st_estimate_shot),
@@ -811,6 +827,7 @@ STAGES = [
     ("quota", wait_for(FINAL, "job_failed_quota")),
     ("jobs", st_find_orphans),
     ("jobs", st_open_jobs),
+    ("jobs", st_click_jobs),
     ("jobs", st_jobs_shot),
     ("jobs", st_jobs_shot2),
     ("menu", st_render_menu),

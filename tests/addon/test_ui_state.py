@@ -158,3 +158,20 @@ def test_after_save_as_a_running_job_is_still_followed_and_listed(installed, aws
         manager.stop_all()
         manager.store.delete(record.job_id)
         harness.disconnect()
+
+
+def test_a_new_job_shows_none_of_the_last_jobs_machine_facts(installed, tmp_path):
+    """The real window showed "0.7 s/frame, Device CPU" from the last job while the next packed."""
+    module = harness.addon()
+    path = harness.make_scene(tmp_path / "again.blend", frames=2, size=16, samples=1)
+    view = module.addon.job_view.view()
+    view.seconds_per_frame, view.device, view.eta_s, view.progress = 0.7, "CPU", 30.0, 1.0
+    view.machines_text = "Machine 0: done (on-demand)"
+    record = job_record(module, path, tmp_path)
+    try:
+        module.addon.submit.track(bpy.context, record)
+        assert (view.seconds_per_frame, view.device, view.eta_s, view.progress) == (0.0, "", 0.0, 0.0)
+        assert view.machines_text == "" and view.state == record.stage and view.frames_total == 2
+    finally:
+        module.addon.jobs_list.remove(record.job_id)
+        view.job_id = ""

@@ -386,9 +386,12 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
         ],
     )["Instances"][0]["InstanceId"]
     view().orphans = ""
+    view().message, view().action = "The last job's message.", "Its action."
     assert bpy.ops.cloud_render.find_orphans() == {"FINISHED"}
     harness.drain_until(lambda: bool(view().orphans), 30)
     assert view().orphans == f"{forgotten}:20250101-000000-lost00:us-west-2"
+    # The search is said by the panel's red line and Jobs; the job's own words stay.
+    assert (view().message, view().action) == ("The last job's message.", "Its action.")
     assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten, region="us-west-2") == {"FINISHED"}
     harness.drain_until(lambda: not view().orphans, 30)
     state = ec2.describe_instances(InstanceIds=[forgotten])["Reservations"][0]["Instances"][0]["State"][
