@@ -279,8 +279,11 @@ def st_check_scene():
 
 
 def st_check_scene_scroll():
-    """After the findings are drawn: the top of the panel, where they are."""
-    top_of_panel()
+    """After the findings are drawn: the top of the panel, where they are. With only a finding
+    or two the panel is short, and a page up from the bottom overshoots into Output's own
+    panels; a page down from the top of the Output tab lands on it instead."""
+    scroll(props_area(), down=False)
+    scroll(props_area(), pages=1)
     return 1.5
 
 
@@ -525,7 +528,8 @@ def st_watch():
     v = view()
     if S.get("pending"):  # the state seen last tick, scrolled into view and drawn since
         shot("job_" + S.pop("pending").lower().replace(" ", "_").replace("+", "_"), props_area())
-    key = v.state + ("+frame" if v.state == "Rendering" and v.frames_done else "")
+    # "+frame": a frame is back and the machine says which one it renders now
+    key = v.state + ("+frame" if v.state == "Rendering" and v.frames_done and v.current_frame else "")
     if key not in S["seen"] and v.state:
         S["seen"].add(key)
         log("STATE", v.state, "|", v.message, "|", v.action, "| frame", v.current_frame, v.frames_done)
