@@ -282,7 +282,7 @@ class BatchJobRunner(JobRunner):
             reading.logs.append((obj.key, body))
         if index not in self._machine_ends and self._may_have_ended(index, reading.status):
             for name in END_DOCUMENTS:
-                found = self._get(folder + name, contract.MAX_JSON_BYTES)
+                found = self._get(folder + name, contract.MAX_PLAN_BYTES)
                 if found is not None:
                     reading.end = (name, found)
                     break
@@ -358,7 +358,7 @@ class BatchJobRunner(JobRunner):
             self.events.post(LogLines(rec.job_id, lines))
         if reading.end is not None and index not in self._machine_ends:
             name, end = reading.end
-            data = self._document(folder + name, end, contract.MAX_JSON_BYTES)
+            data = self._document(folder + name, end, contract.MAX_PLAN_BYTES)  # they list frames
             if data is not None:
                 self._machine_ends[index] = name.split(".")[0]
                 self._log(f"Machine {index} ended: {self._machine_ends[index]}.")

@@ -374,7 +374,8 @@ class JobRunner(threading.Thread):
     def _check_quote(self) -> None:
         """Quote first: the scouts are done; go on by ourselves only if the projection fits the cap."""
         rec = self.record
-        document = self._read("quote.json")
+        # quote.json lists every frame left, as plan.json lists every frame: the same bound
+        document = self._read("quote.json", contract.MAX_PLAN_BYTES)
         if not document:
             return
         try:
@@ -523,7 +524,7 @@ class JobRunner(threading.Thread):
             ("error.json", Stage.FAILED),
             ("interrupted.json", Stage.INTERRUPTED),
         ):
-            data = self._read(name)
+            data = self._read(name, contract.MAX_PLAN_BYTES)  # they list frames, as plan.json does
             if data is not None:
                 return stage, data
         return None

@@ -69,8 +69,8 @@ CONTRACT_VERSION = 4  # 3: many machines (claims, out/machines/<index>/); 4: chu
 SPEC_VERSION = CONTRACT_VERSION
 
 # Bounds on what the machine may hand back; anything larger is refused, never read or drawn.
-MAX_JSON_BYTES = 256 * 1024  # status, done, error, interrupted, quote
-MAX_PLAN_BYTES = 16 * 1024 * 1024  # plan.json: up to ~100,000 frames
+MAX_JSON_BYTES = 256 * 1024  # status, environment, and what lists no frames
+MAX_PLAN_BYTES = 16 * 1024 * 1024  # what lists frames (plan, quote, done, error, interrupted): ~100,000
 MAX_LOG_CHUNK_BYTES = 2 * 1024 * 1024
 MAX_LOG_LINE_CHARS = 2000
 MAX_LOG_LINES = 400  # the last lines an error report may carry

@@ -266,3 +266,14 @@ def test_the_machine_refuses_a_spec_of_another_contract_version(aws, tmp_path):
     assert error.kind == "contract"
     assert "do not match" in error.cause
     assert not (tmp_path / "run" / "job").exists()  # nothing was downloaded or rendered
+
+
+def test_the_end_of_a_long_job_is_read(aws, tmp_path):
+    """done.json lists every frame done (as the machine writes it, indented): for 40000 frames
+    that is over the 256 kB allowed a status, and the end of the job was refused."""
+    frames = list(range(1, 40_001))
+    runner, _events, machine = followed_job(aws, tmp_path, frames, tmp_path / "out")
+    machine.put("done.json", json.dumps({"frames_done": frames, "seconds": 9.0}, indent=1))
+    assert len(json.dumps({"frames_done": frames}, indent=1)) > contract.MAX_JSON_BYTES
+    final = runner._final_state()
+    assert final is not None and final[0].value == "Done"

@@ -20,26 +20,31 @@ from tests.factories import job_record
 BUCKET = "cloud-render-quote-test"
 
 
-def runner_for(aws, tmp_path: Path, price: float, max_cost: float) -> tuple[JobRunner, EventQueue]:
+def runner_for(
+    aws, tmp_path: Path, price: float, max_cost: float, frames: int = 10
+) -> tuple[JobRunner, EventQueue]:
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=BUCKET)
     record = job_record(
         tmp_path / "out",
-        frames=list(range(1, 11)),
+        frames=list(range(1, frames + 1)),
         price_per_hour=price,
         max_cost=max_cost,
         bucket=BUCKET,
         launched_at=time.time() - 10,
         quote_first=True,
     )
+    scouts = scout_frames(record.frames)
     quote = {
-        "scout_frames": [1, 5, 10],
+        "scout_frames": scouts,
         "seconds_per_frame": 1.0,
-        "frames_total": 10,
-        "frames_left": [2, 3, 4],
+        "frames_total": frames,
+        "frames_left": [f for f in record.frames if f not in scouts],  # as the machine writes it
     }
     s3.put_object(
-        Bucket=BUCKET, Key=contract.out_prefix(record.job_id) + "quote.json", Body=json.dumps(quote)
+        Bucket=BUCKET,
+        Key=contract.out_prefix(record.job_id) + "quote.json",
+        Body=json.dumps(quote, indent=1, sort_keys=True),
     )
     events = EventQueue()
     return JobRunner(
@@ -79,3 +84,12 @@ def test_over_the_cap_it_waits_for_the_artist_and_passes_on_the_answer(aws, tmp_
 def test_scouts_are_first_middle_and_last():
     assert scout_frames(list(range(1, 101))) == [1, 51, 100]
     assert scout_frames([1, 2, 3]) == []
+
+
+def test_the_quote_of_a_long_job_is_read(aws, tmp_path):
+    """quote.json lists every frame left: 40000 frames is over the 256 kB allowed most machine
+    documents, and the quote was refused, so the job could never go on or ask."""
+    runner, _ = runner_for(aws, tmp_path, price=0.34, max_cost=5000.0, frames=40_000)
+    runner._check_quote()
+    assert runner.record.quote["under_cap"] is True
+    assert go_answer(aws, runner.record.job_id) == {"go": True}
