@@ -183,8 +183,24 @@ def build_request(
         retention_days=prefs.retention_days if prefs is not None else 14,
         quote_first=settings.quote_first or settings.proof_first,
         proof_first=settings.proof_first,
+        **render_load(scene),
         **farm_equals_local(scene, settings.render_despite_differences, facts),
     )
+
+
+def render_load(scene: bpy.types.Scene) -> dict[str, Any]:
+    """Engine, samples and pixels of a frame as the job renders it (the overrides applied): what
+    an earlier job's frame times are matched and scaled by (cloud/job/frame_history.py)."""
+    render, settings = scene.render, scene.cloud_render
+    if render.engine.startswith("BLENDER_EEVEE"):
+        samples = settings.samples or scene.eevee.taa_render_samples
+    elif render.engine == "BLENDER_WORKBENCH":
+        samples = 1
+    else:
+        samples = settings.samples or scene.cycles.samples
+    scale = (settings.resolution_percentage or render.resolution_percentage) / 100
+    pixels = int(render.resolution_x * scale) * int(render.resolution_y * scale)
+    return {"engine": str(render.engine), "render_samples": int(samples), "render_pixels": pixels}
 
 
 def farm_equals_local(

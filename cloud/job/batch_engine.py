@@ -346,6 +346,7 @@ class BatchJobRunner(JobRunner):
                 rec.device = report.device or rec.device
                 if report.seconds_per_frame:
                     rec.seconds_per_frame = report.seconds_per_frame
+                self._note_frame_seconds(report.frame_seconds)
         for key, body in reading.logs:
             self._machine_logs[index] = key
             if body is None:
@@ -362,6 +363,7 @@ class BatchJobRunner(JobRunner):
             if data is not None:
                 self._machine_ends[index] = name.split(".")[0]
                 self._log(f"Machine {index} ended: {self._machine_ends[index]}.")
+                self._note_end_frame_seconds(data, f"{folder}{name}")
                 if name == "error.json":
                     self._note_error(index, data)
 

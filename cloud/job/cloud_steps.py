@@ -414,7 +414,7 @@ class CloudSteps:
             fingerprint=dict(request.fingerprint),
             accept_differences=request.accept_differences,
             kernel_cache=self.kernel_cache(settings, record, request, expires),
-            frame_seconds={str(f): float(s) for f, s in request.frame_seconds.items() if f in record.frames},
+            frame_seconds=contract.spec_frame_seconds(request.frame_seconds, record.frames),
             **self.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))

@@ -20,6 +20,7 @@ from ..aws.storage import TooLarge
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError
 from ..machine import contract
+from . import frame_history
 from .cloud_steps import CloudSteps
 from .events import (
     CostUpdate,
@@ -167,6 +168,7 @@ class JobRunner(threading.Thread):
         expiring = self.steps.credential_warning(self.settings, rec)
         if expiring:
             self._log(expiring)
+        self._expect_frame_seconds(request)
         launched = self.steps.launch(self.settings, rec, request, packed)
         rec.instance_id = launched.instance_id
         rec.launched_at = time.time()
@@ -185,6 +187,35 @@ class JobRunner(threading.Thread):
             self._log(f"{rec.machines} machines requested ({pricing}): AWS Batch job {launched.instance_id}.")
         else:
             self._log(f"Machine {launched.instance_id} requested ({pricing}).")
+
+    def _expect_frame_seconds(self, request: JobRequest) -> None:
+        """Each frame's time as the machines measured it in the last job of this scene (scaled to
+        this one's samples and size), so that many machines hand out the longest frames first."""
+        if request.frame_seconds:
+            return
+        source, seconds = frame_history.expected_frame_seconds(request, self.store.all())
+        if seconds:
+            request.frame_seconds = seconds
+            self._log(
+                f"Frame times from job {source}: {min(seconds.values()):.1f} to "
+                f"{max(seconds.values()):.1f} s expected; the longest frames start first."
+            )
+
+    def _note_frame_seconds(self, measured: dict[int, float]) -> None:
+        """Frame times the machine measured (validated by the contract), kept in the record."""
+        self.record.frame_seconds.update({str(frame): seconds for frame, seconds in measured.items()})
+
+    def _note_end_frame_seconds(self, data: dict[str, Any], where: str) -> None:
+        """An end document's frame_seconds (every frame that machine rendered), or refused."""
+        rec = self.record
+        try:
+            measured = contract.parse_frame_seconds(
+                data.get("frame_seconds"), f"{where} frame_seconds", set(rec.frames), len(rec.frames)
+            )
+        except contract.ContractError as error:
+            self._refuse(f"{where} frame_seconds", str(error))
+            return
+        self._note_frame_seconds(measured)
 
     # --- follow ----------------------------------------------------------------------------
     def _follow(self) -> None:
@@ -426,6 +457,7 @@ class JobRunner(threading.Thread):
         rec.device = status.device or rec.device
         rec.blender_build = status.blender_build or rec.blender_build
         rec.seconds_per_frame = status.seconds_per_frame or rec.seconds_per_frame or 0.0
+        self._note_frame_seconds(status.frame_seconds)
         self.events.post(
             MachineStatus(
                 rec.job_id,
@@ -567,6 +599,8 @@ class JobRunner(threading.Thread):
     def _finish(self, final: tuple[Stage, dict[str, Any]]) -> None:
         stage, data = final
         rec = self.record
+        ended = {Stage.DONE: "done.json", Stage.FAILED: "error.json"}.get(stage, "interrupted.json")
+        self._note_end_frame_seconds(data, contract.out_prefix(rec.job_id) + ended)
         self._stage(Stage.DOWNLOADING, "Fetching the last frames")
         self._poll_outputs()
         if rec.instance_id:

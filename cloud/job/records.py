@@ -95,6 +95,11 @@ class JobRequest:
     # Frame -> its expected seconds, where an estimate knows them (relative weights do): with
     # many machines the longest are handed out first. Empty: nothing is known per frame.
     frame_seconds: dict[int, float] = field(default_factory=dict)
+    # What the frame times of an earlier job of this scene are compared by (cloud/job/frame_history):
+    # the render engine, and the samples and pixels each frame renders as sent (0: not known).
+    engine: str = ""
+    render_samples: int = 0
+    render_pixels: int = 0
     # Farm equals local: the add-ons that travel (spec entries, and job path -> local file), disk
     # bakes to carry (folder and path relative to the .blend), the artist's Auto Run setting and
     # environment fingerprint, and whether the job renders on although the machine differs.
@@ -150,6 +155,13 @@ class JobRecord:
     movie: bool = False  # the scene's output is a movie
     movie_path: str = ""  # a movie job's movie, once downloaded next to the frames
     movie_error: str = ""  # why the machine could not make the movie (the frames are here)
+    # Measured by the machines (validated by contract.parse_frame_seconds): frame (as text) ->
+    # the seconds Blender took for it; with the settings it rendered under, so that the next job
+    # of this scene knows its long frames (cloud/job/frame_history).
+    frame_seconds: dict[str, float] = field(default_factory=dict)
+    engine: str = ""
+    render_samples: int = 0
+    render_pixels: int = 0
 
     @property
     def stage_enum(self) -> Stage:
@@ -195,6 +207,9 @@ class JobRecord:
             proof_first=request.proof_first,
             machines=max(1, int(request.machines)),
             movie=request.movie,
+            engine=request.engine,
+            render_samples=request.render_samples,
+            render_pixels=request.render_pixels,
         )
 
 

@@ -411,6 +411,7 @@ class BatchSupervisor(Supervisor):
                 "frames_done": sorted(self.done),
                 "frames_left": self.frames_left(),
                 "seconds": elapsed,
+                "frame_seconds": self.measured_seconds(),
             }
             self.put_json("interrupted.json", data)
             return self.finish(state)
@@ -422,6 +423,7 @@ class BatchSupervisor(Supervisor):
                 "seconds": elapsed,
                 "seconds_per_frame": self.status.fields.get("seconds_per_frame"),
                 "device": self.status.fields.get("device"),
+                "frame_seconds": self.measured_seconds(),
             },
         )
         return self.finish("done")

@@ -16,8 +16,11 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/frames/<path>      rendered frames, as the scene names them (relative to the output dir)
     jobs/<id>/out/files/<path>       files written by File Output nodes
     jobs/<id>/out/logs/<seq:06d>.log the render log, in numbered chunks
-    jobs/<id>/out/status.json        state, progress and heartbeat, rewritten every few seconds
-    jobs/<id>/out/done.json          written once on success (a movie job: the movie's name, or why not)
+    jobs/<id>/out/status.json        state, progress and heartbeat, rewritten every few seconds;
+                                     frame_seconds: the most recent frames' render seconds
+    jobs/<id>/out/done.json          written once on success (a movie job: the movie's name, or why not);
+                                     done, error and interrupted.json carry frame_seconds: each
+                                     frame rendered (as text) -> the seconds Blender took for it
     jobs/<id>/out/movie/<name>       a movie job's movie, encoded once every frame is in
     jobs/<id>/out/error.json         written once on failure: cause, kind, last log lines
     jobs/<id>/out/interrupted.json   written on a spot interruption or cap: frames done and left
@@ -85,6 +88,10 @@ MAX_INPUT_BYTES = 5 * 1024**4  # one input file: S3's largest object
 MAX_CHUNK_BYTES = 64 * 1024 * 1024  # one chunk of a chunked input (the add-on cuts 4 MiB at most)
 MAX_CHUNKS = 200_000  # chunks of one input (a 200 GB .blend at 1 MiB each)
 FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
+# Per-frame render times: status.json carries the most recent ones only (it is rewritten every
+# few seconds and read within MAX_JSON_BYTES); done/error/interrupted.json carry all of them.
+MAX_STATUS_FRAME_SECONDS = 100
+MIN_FRAME_SECONDS = 0.001  # a frame that took no time is a measuring fault, not a figure
 
 # Worker states, in the order a healthy job passes through them, then the other ones.
 STATES = ("booting", "installing", "downloading", "rendering", "done")
@@ -462,6 +469,42 @@ def _frames(value: Any, what: str, allowed: set[int] | None) -> list[int]:
     return frames
 
 
+def parse_frame_seconds(value: Any, what: str, allowed: set[int], limit: int) -> dict[int, float]:
+    """A document's `frame_seconds` (frame as text -> seconds Blender took for it), checked: an
+    object of at most `limit` entries, each a frame of the job and a finite time within
+    MIN_FRAME_SECONDS..MAX_SECONDS. Absent reads as nothing known; anything else is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > limit:
+        raise ContractError(f"{what} must be an object of at most {limit} frames")
+    seconds: dict[int, float] = {}
+    for key, number in value.items():
+        if not isinstance(key, str) or len(key) > 8 or not re.fullmatch(r"-?[0-9]+", key):
+            raise ContractError(f"{what} names {clean_text(key, 20)!r}, which is not a frame number")
+        frame = int(key)
+        if frame not in allowed:
+            raise ContractError(f"{what} names frame {frame}, which the job does not have")
+        seconds[frame] = float(
+            _float(number, f"{what} of frame {frame}", MIN_FRAME_SECONDS, MAX_SECONDS) or 0.0
+        )
+    return seconds
+
+
+def spec_frame_seconds(seconds: dict[int, float], frames: list[int]) -> dict[str, float]:
+    """The spec's `frame_seconds`, bounded as the machine's reports are: the job's frames only,
+    finite times within MIN_FRAME_SECONDS..MAX_SECONDS (others dropped: it is a hint), rounded."""
+    allowed = set(frames)
+    return {
+        str(frame): round(float(value), 3)
+        for frame, value in seconds.items()
+        if frame in allowed
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and MIN_FRAME_SECONDS <= value <= MAX_SECONDS
+    }
+
+
 def _choice(value: Any, what: str, choices: tuple[str, ...], default: str) -> str:
     return value if isinstance(value, str) and value in choices else default
 
@@ -479,6 +522,7 @@ class StatusReport:
     device: str
     blender_build: str
     message: str
+    frame_seconds: dict[int, float] = field(default_factory=dict)  # the most recent frames only
 
 
 def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
@@ -504,6 +548,9 @@ def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
         device=clean_text(data.get("device"), 64),
         blender_build=clean_text(data.get("blender_build"), 200),
         message=clean_text(data.get("message")),
+        frame_seconds=parse_frame_seconds(
+            data.get("frame_seconds"), "status frame_seconds", allowed, MAX_STATUS_FRAME_SECONDS
+        ),
     )
 
 

@@ -258,6 +258,9 @@ class Supervisor:
         self.skipped: list[int] = []
         self.done: dict[int, str] = {}
         self.frame_seconds: list[float] = []
+        self.seconds_by_frame: dict[
+            int, float
+        ] = {}  # frame -> seconds Blender took (contract: frame_seconds)
         self.render_error: tuple[str, str] | None = None
         self.upload_error = ""
         self.uploads: queue.Queue[tuple[str, str] | None] = queue.Queue()
@@ -511,8 +514,13 @@ class Supervisor:
             self.status.update(frame=self.current_frame, sample=None, samples=None)
         elif kind == "frame_done":
             self.frame_seconds.append(float(event.get("seconds", 0)))
+            if isinstance(event.get("frame"), int):
+                self.seconds_by_frame[event["frame"]] = round(float(event.get("seconds", 0)), 3)
             self.queue_new_files()  # File Output nodes that do not print "Saved:" (Blender 4.x)
-            self.status.update(seconds_per_frame=round(sum(self.frame_seconds) / len(self.frame_seconds), 2))
+            self.status.update(
+                seconds_per_frame=round(sum(self.frame_seconds) / len(self.frame_seconds), 2),
+                frame_seconds=self.measured_seconds(contract.MAX_STATUS_FRAME_SECONDS),
+            )
         elif kind == "environment":
             self.report_environment(event)
         elif kind == "movie":
@@ -523,6 +531,13 @@ class Supervisor:
             )
         elif kind == "error":
             self.render_error = (str(event.get("kind", "render_failed")), str(event.get("message", "")))
+
+    def measured_seconds(self, last: int | None = None) -> dict[str, float]:
+        """frame_seconds of the end documents (every frame rendered) or of status.json (the last few)."""
+        items = list(self.seconds_by_frame.items())
+        if last is not None:
+            items = items[-last:]
+        return {str(frame): seconds for frame, seconds in items if seconds >= contract.MIN_FRAME_SECONDS}
 
     def report_environment(self, event: dict[str, Any]) -> None:
         """The add-ons installed and every difference from the artist's Blender: the log and environment.json."""
@@ -766,6 +781,7 @@ class Supervisor:
                 "frames_skipped": self.skipped,
                 "frames_left": left,
                 "seconds": elapsed,
+                "frame_seconds": self.measured_seconds(),
             }
             self.log.say(f"job {state}: {len(self.done)} frames done, {few_frames(left)} left")
             self.put_json("interrupted.json", data)
@@ -778,6 +794,7 @@ class Supervisor:
                 "seconds_per_frame": self.status.fields.get("seconds_per_frame"),
                 "device": self.status.fields.get("device"),
                 "blender_build": self.status.fields.get("blender_build"),
+                "frame_seconds": self.measured_seconds(),
             }
             self.log.say(
                 f"all {len(self.done)} frames rendered and uploaded in {elapsed} s (Blender exit code {code})"
@@ -935,6 +952,7 @@ class Supervisor:
                 "frames_left": self.frames_left(),
                 "last_lines": list(self.log.tail),
                 "time": now_iso(),
+                "frame_seconds": self.measured_seconds(),
             },
         )
         self.status.update(message=cause)

@@ -27,7 +27,7 @@ import pytest
 from cloud.aws.presign import presign_get, presign_list, presign_post
 from cloud.aws.session import client
 from cloud.job.user_data import build_user_data
-from cloud.machine import WORKER_FILES
+from cloud.machine import WORKER_FILES, contract
 from cloud.machine.contract import (
     BlenderSource,
     InputFile,
@@ -332,6 +332,9 @@ def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
     assert done is not None and done["frames_done"] == FRAMES
     assert done["device"] == "CPU" and done["blender_build"].startswith(tarball[0].name.split("-")[1])
     assert job.get("error.json") is None
+    # Each frame's render time, as the add-on reads it (through the contract) for the next job.
+    seconds = contract.parse_frame_seconds(done["frame_seconds"], "done", set(FRAMES), len(FRAMES))
+    assert sorted(seconds) == FRAMES and all(0.001 <= s < 600 for s in seconds.values())
     passes = job.keys(out_prefix(job.job_id) + "files/")
     assert [k.rsplit("/", 1)[-1] for k in passes] == [f"pass_Image{f:04d}.png" for f in FRAMES]
     assert all("/files/File Output/passes/" in k for k in passes)
@@ -345,6 +348,7 @@ def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
     seqs = [s["seq"] for s in seen if "seq" in s]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert seen[-1]["frames_done"] == FRAMES and seen[-1]["device"] == "CPU"
+    assert contract.parse_status(seen[-1], FRAMES).frame_seconds == seconds
 
     # Log: numbered chunks from 000000 without gaps, boot script first, frames in order.
     keys = job.keys(logs_prefix(job.job_id))
@@ -439,6 +443,7 @@ def test_spot_interruption_uploads_what_is_done(aws, heavy_scene, tarball, tmp_p
         assert interrupted is not None, job.get_json("error.json")
         assert interrupted["reason"] == "spot" and interrupted["notice"]["action"] == "terminate"
         kept = sorted(interrupted["frames_done"])
+        assert set(kept) <= {int(f) for f in interrupted["frame_seconds"]}  # each frame it rendered
         assert 1 <= len(kept) < len(LONG)
         assert sorted(kept + interrupted["frames_left"]) == LONG
         # Preview first: every 8th frame, then every 4th, every 2nd, then the rest.

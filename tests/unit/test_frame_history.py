@@ -1,0 +1,170 @@
+"""A resubmitted shot knows its long frames: the machines' per-frame times, kept in the job's
+record, become the next job's `frame_seconds` (cloud/job/frame_history.py).
+
+The machine writes through the job's presigned POST to the emulated S3 (moto over HTTP), as in
+test_machine_output.py; the job thread reads it through the contract and keeps it in the record.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cloud.job import frame_history
+from cloud.job.events import EventQueue, LogLines
+from cloud.job.job_thread import JobRunner
+from cloud.job.records import JobRequest, RecordStore, Stage, new_job_id
+from cloud.machine import contract
+from tests.unit.test_machine_output import followed_job
+
+FRAMES = [1, 2, 3, 4]
+SETTINGS = {"engine": "CYCLES", "render_samples": 16, "render_pixels": 64 * 64}
+
+
+def request_for(record_dir: Path, **changes) -> JobRequest:  # type: ignore[no-untyped-def]
+    """A new job of the scene test_machine_output's records are of (tests.factories.job_fields)."""
+    fields = {
+        "job_id": new_job_id(),
+        "blend_copy": record_dir / "copy.blend",
+        "blend_name": "/p/shot.blend",
+        "scene_name": "Scene",
+        "frames": [1, 2, 3, 4, 5],
+        "output_dir": record_dir / "out",
+        "region": "us-east-1",
+        "instance_type": "c5.2xlarge",
+        "spot": False,
+        "max_cost": 5.0,
+        "max_hours": 2.0,
+        "price_per_hour": 0.34,
+        "blender_version": "5.0.1",
+        **SETTINGS,
+        **changes,
+    }
+    return JobRequest(**fields)
+
+
+def logged(events: EventQueue) -> str:
+    taken = events.drain(budget_s=1.0, limit=100_000)
+    return "\n".join(line for e in taken if isinstance(e, LogLines) for line in e.lines)
+
+
+def finished_job(aws, tmp_path: Path, status_seconds: object, done_seconds: object):  # type: ignore[no-untyped-def]
+    """A job whose machine posts a status and then done.json with these frame_seconds, followed to its end."""
+    runner, events, machine = followed_job(
+        aws,
+        tmp_path,
+        FRAMES,
+        tmp_path / "renders",
+        stage=Stage.RENDERING.value,
+        frames_done=FRAMES,
+        **SETTINGS,
+    )
+    machine.put_json(
+        "status.json", {"state": "rendering", "frame": 3, "seq": 1, "frame_seconds": status_seconds}
+    )
+    runner._poll_outputs()
+    machine.put_json("done.json", {"frames_done": FRAMES, "seconds": 9.0, "frame_seconds": done_seconds})
+    final = runner._final_state()
+    assert final is not None and final[0] is Stage.DONE
+    runner._finish(final)
+    return runner, events
+
+
+def test_a_second_job_of_the_scene_gets_the_times_the_machine_reported(aws, tmp_path):
+    """Status (the last frames) and done.json (all) land in the record; the next job of the same
+    scene and settings gets them as they were, scaled by samples and pixels when those changed,
+    and a frame the first job did not render gets the median of the known ones."""
+    reported = {"1": 2.5, "2": 10.0, "3": 4.0, "4": 3.0}
+    runner, events = finished_job(aws, tmp_path, {"1": 2.5, "2": 10.0}, reported)
+    saved = RecordStore(tmp_path / "jobs").load(runner.record.job_id)
+    assert saved.stage == Stage.DONE.value and saved.frame_seconds == reported
+
+    second = request_for(tmp_path)
+    source, seconds = frame_history.expected_frame_seconds(second, [saved])
+    assert source == saved.job_id
+    assert seconds == {1: 2.5, 2: 10.0, 3: 4.0, 4: 3.0, 5: 3.5}  # 5: median of the four
+
+    doubled = request_for(tmp_path, render_samples=32, render_pixels=32 * 64)  # 2x samples, half the pixels
+    assert frame_history.expected_frame_seconds(doubled, [saved])[1] == seconds
+    more = request_for(tmp_path, render_samples=64)
+    assert frame_history.expected_frame_seconds(more, [saved])[1][2] == pytest.approx(40.0)
+
+    # The job thread fills the request from its store before launch and says so; the spec gets it.
+    thread = JobRunner(saved, aws.settings, events, runner.store, runner.steps)
+    thread._expect_frame_seconds(second)
+    assert second.frame_seconds == seconds
+    assert f"Frame times from job {saved.job_id}" in logged(events)
+    spec = contract.spec_frame_seconds(second.frame_seconds, second.frames)
+    assert spec == {"1": 2.5, "2": 10.0, "3": 4.0, "4": 3.0, "5": 3.5}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"blend_name": "/p/other_shot.blend"},
+        {"scene_name": "Scene.001"},
+        {"instance_type": "g4dn.xlarge"},
+        {"engine": "BLENDER_EEVEE_NEXT"},
+    ],
+)
+def test_another_scene_machine_type_or_engine_gets_none(aws, tmp_path, change):
+    runner, _ = finished_job(aws, tmp_path, None, {"1": 2.0, "2": 3.0})
+    saved = RecordStore(tmp_path / "jobs").load(runner.record.job_id)
+    assert frame_history.expected_frame_seconds(request_for(tmp_path, **change), [saved]) == ("", {})
+    assert frame_history.expected_frame_seconds(request_for(tmp_path), [saved])[1]  # the control
+
+
+def test_the_most_recent_matching_job_wins(tmp_path):
+    from tests.factories import job_record
+
+    old = job_record(tmp_path, frames=FRAMES, created=100.0, frame_seconds={"1": 1.0}, **SETTINGS)
+    new = job_record(tmp_path, frames=FRAMES, created=200.0, frame_seconds={"1": 7.0}, **SETTINGS)
+    other = job_record(
+        tmp_path, frames=FRAMES, created=300.0, frame_seconds={"1": 9.0}, **{**SETTINGS, "engine": "X"}
+    )
+    source, seconds = frame_history.expected_frame_seconds(request_for(tmp_path), [old, other, new])
+    assert source == new.job_id and set(seconds.values()) == {7.0}
+    # A damaged local record (a time out of bounds) is passed over for the next one.
+    new.frame_seconds = {"1": -5.0}
+    assert frame_history.expected_frame_seconds(request_for(tmp_path), [old, new])[0] == old.job_id
+
+
+HOSTILE = [
+    {"1": -1.0},
+    {"1": 0.0},
+    {"1": float("nan")},
+    {"1": float("inf")},
+    {"1": 1e300},
+    {"1": "2.0"},
+    {"1": True},
+    {"9": 1.0},  # a frame the job does not have
+    {"x": 1.0},
+    {"1.5": 1.0},
+    {"0001000000000": 1.0},
+    [1.0, 2.0],
+    "1:2.0",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=[json.dumps(h)[:30] for h in HOSTILE])
+def test_hostile_frame_times_are_refused_and_the_job_still_ends(aws, tmp_path, hostile):
+    runner, events = finished_job(aws, tmp_path, hostile, hostile)
+    text = logged(events)
+    assert "Ignored what the machine wrote" in text and "frame_seconds" in text
+    saved = RecordStore(tmp_path / "jobs").load(runner.record.job_id)
+    assert saved.stage == Stage.DONE.value and saved.frame_seconds == {}
+
+
+def test_more_frame_times_than_the_job_has_frames_are_refused(aws, tmp_path):
+    too_many = {str(f): 1.0 for f in range(1, contract.MAX_STATUS_FRAME_SECONDS + 2)}
+    with pytest.raises(contract.ContractError):
+        contract.parse_status({"state": "rendering", "frame_seconds": too_many}, list(range(1, 1000)))
+    with pytest.raises(contract.ContractError):
+        contract.parse_frame_seconds({"1": 1.0, "2": 1.0}, "done", {1, 2}, 1)
+
+
+def test_the_spec_takes_only_bounded_times_of_the_jobs_frames():
+    given = {1: 2.0, 2: float("nan"), 3: -1.0, 4: 1e300, 5: 0.0, 99: 3.0, 6: 1.23456}
+    assert contract.spec_frame_seconds(given, [1, 2, 3, 4, 5, 6]) == {"1": 2.0, "6": 1.235}
