@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..aws import compute, kernel_cache, quotas, storage
-from ..aws.presign import presign_get, presign_list
+from ..aws.presign import LIST_PAGE, presign_get, presign_list, presign_list_pages
 from ..aws.session import AwsSettings, client
 from ..cost import caps
 from ..cost.catalog import load_catalog
@@ -366,9 +366,16 @@ class CloudSteps:
             spot=record.spot,
         )
 
+    list_page = LIST_PAGE  # keys per listing page (tests make it small)
+
     def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
-        """Spec fields an engine adds (many machines: the claim links); none for one machine."""
-        return {}
+        """Spec fields an engine adds (many machines: the claim links); one machine: the pages of
+        the listing of its upload marks, so a re-run skips every frame already uploaded."""
+        marks = [contract.rendered_mark(f) for f in record.frames]
+        prefix = contract.frame_marks_prefix(record.job_id)
+        s3 = client(settings, "s3")
+        pages = presign_list_pages(s3, record.bucket, prefix, marks, expires, page=self.list_page)
+        return {"mark_list_urls": pages}
 
     def boot_script(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene

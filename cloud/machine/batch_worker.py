@@ -33,13 +33,12 @@ import os
 import threading
 import time
 import urllib.error
-from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
 from . import contract
 from .supervisor import JobFailed, Supervisor, order_frames
-from .transport import Poster, http_request, with_retries
+from .transport import Poster, http_request, list_pages, with_retries
 
 MAX_CLAIM_TRIES = 4
 # A frame is claimed this long (seconds, at least) before the current one is expected to end;
@@ -48,28 +47,6 @@ CLAIM_LEAD_MIN_S = 0.1
 CLAIM_LEAD_MAX_S = 1.0
 SKIP_AFTER_REFUSED = 2  # claims lost in a row before one listing shows what others hold
 CLAIM_AHEAD_SPREAD = 1.2  # without hints: frames this close in time count as predictable
-
-
-def list_pages(urls: list[str], what: str, say: Callable[[str], None]) -> dict[str, str]:
-    """Every key (its last path part) -> its ETag (no quotes), over the pages of a listing."""
-    found: dict[str, str] = {}
-    for url in urls:
-
-        def get(url: str = url) -> bytes:
-            return http_request("GET", url)
-
-        body = with_retries(what, get, say)
-        key = ""
-        for el in ElementTree.fromstring(body).iter():
-            tag = el.tag.rsplit("}", 1)[-1]
-            if tag == "Key":
-                key = (el.text or "").rsplit("/", 1)[-1]
-            elif tag == "ETag" and key:
-                found[key] = (el.text or "").strip('"')
-                key = ""
-        if key:  # a listing without ETags still names the key
-            found[key] = ""
-    return found
 
 
 class Claims:

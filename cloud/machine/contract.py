@@ -28,6 +28,7 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/plan.json          frame file (relative to out/frames/) -> frame number, per render pass
     jobs/<id>/out/blender-cache/<f>  a Blender build the worker fetched, for the add-on to keep
     jobs/<id>/out/environment.json   add-ons installed, the machine's fingerprint, differences from the artist's
+    jobs/<id>/out/marks/rendered-<f> one machine: frame f is uploaded (empty), for a re-run to skip it
 
 Many machines (an AWS Batch array job; contract 3): frames still land in out/frames/, and each
 machine <index> (its array index) writes its own documents under its own folder:
@@ -169,6 +170,11 @@ def rendered_mark(frame: int) -> str:
     return f"rendered-{int(frame)}"
 
 
+def frame_marks_prefix(job_id: str) -> str:
+    """One machine's marks of frames uploaded (rendered-<f>): what a re-run lists to skip them."""
+    return f"jobs/{job_id}/out/marks/"
+
+
 def machines_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/out/machines/"
 
@@ -288,6 +294,10 @@ class WorkerSpec:
     upload_fields: dict[str, str]  # presigned POST form fields; "key" is set per file by the worker
     upload_prefix: str  # jobs/<id>/out/
     list_url: str = ""  # presigned ListObjectsV2 of out/frames/, to skip frames that exist
+    # One machine: the pages of a listing of out/marks/ (rendered-<f>, written after each frame's
+    # upload), so a re-run skips every frame already uploaded however many there are (one
+    # listing answers 1000 keys at most). Pages: see presign.presign_list_pages.
+    mark_list_urls: list[str] = field(default_factory=list)
     blender_sources: list[BlenderSource] = field(default_factory=list)
     frame_order: str = "sequential"  # or "preview_first"
     device: str = "GPU"  # "GPU": OptiX, else CUDA, and fail if neither works; "CPU"

@@ -243,12 +243,13 @@ def main() -> None:
     scene.render.use_placeholder = False
     redirect_file_outputs(scene, cfg["files_dir"])
 
-    existing = set(cfg.get("existing", []))
+    existing = set(cfg.get("existing", []))  # frame files listed in the bucket (one page)
+    uploaded = set(cfg.get("existing_frames", []))  # frames marked uploaded (every page)
     plan: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for frame in cfg["frames"]:
         name = os.path.relpath(scene.render.frame_path(frame=frame), frames_dir).replace(os.sep, "/")
-        (skipped if name in existing else plan).append({"frame": frame, "name": name})
+        (skipped if name in existing or frame in uploaded else plan).append({"frame": frame, "name": name})
     emit("plan", frames=plan, skipped=skipped)
 
     # Blender 5.x prints no stats lines at its default log level; print them as 4.x did.

@@ -45,6 +45,7 @@ from .transport import (
     download_chunks,
     fetch_control,
     http_request,
+    list_pages,
     now_iso,
     sha256_file,
     with_retries,
@@ -460,6 +461,34 @@ class Supervisor:
         ]
         return [k[len(prefix) :] for k in keys if k.startswith(prefix)]
 
+    def mark_uploaded(self, frame: int) -> None:
+        """marks/rendered-<f> once frame f is uploaded, where the spec lists marks (one machine):
+        a re-run skips it. A mark that cannot be written costs a re-render on a re-run, no more."""
+        if not self.spec.get("mark_list_urls"):
+            return
+        try:
+            with_retries(
+                f"mark of frame {frame}",
+                lambda: self.poster.put(f"marks/{contract.rendered_mark(frame)}", b""),
+                self.log.say,
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"could not mark frame {frame} uploaded ({exc})")
+
+    def marked_frames(self) -> list[int]:
+        """Frames an earlier run of this job marked uploaded, over every page of the listing."""
+        pages = list(self.spec.get("mark_list_urls") or [])
+        if not pages:
+            return []
+        try:
+            names = list_pages(pages, "listing of frames already uploaded", self.log.say)
+        except (OSError, http.client.HTTPException, ElementTree.ParseError) as exc:
+            self.log.say(f"could not list the frames already uploaded ({exc}); rendering all")
+            return []
+        frames = set(self.spec["frames"])
+        marked = {int(n[9:]) for n in names if n.startswith("rendered-") and n[9:].lstrip("-").isdigit()}
+        return sorted(marked & frames)
+
     # -- rendering
 
     def handle_line(self, line: str) -> None:
@@ -588,6 +617,7 @@ class Supervisor:
                 if area == "frames" and self.plan is not None and relative in self.plan:
                     frame = self.plan[relative]
                     self.done[frame] = relative
+                    self.mark_uploaded(frame)
                     self.log.say(f"frame {frame} uploaded ({len(body) / 1e3:.1f} kB) as frames/{relative}")
                     self.status.update(frames_done=sorted(self.done), push=True)
                 else:
@@ -607,6 +637,7 @@ class Supervisor:
             "frames_dir": self.frames_dir,
             "files_dir": self.files_dir,
             "existing": self.existing_frames(),
+            "existing_frames": self.marked_frames(),
             "addons": self.spec.get("addons") or [],
             "auto_run": bool(self.spec.get("auto_run")),
             "fingerprint": self.spec.get("fingerprint") or {},

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from xml.etree import ElementTree
 
 LOG_CHUNK_BYTES = 64 * 1024
 TAIL_LINES = 50
@@ -85,6 +86,29 @@ def with_retries(
         time.sleep(delay)
         delay = min(delay * 2, 20.0)
     raise AssertionError("unreachable")
+
+
+def list_pages(urls: list[str], what: str, say: Callable[[str], None]) -> dict[str, str]:
+    """Every key (its last path part) -> its ETag (no quotes), over the pages of a listing
+    (presign.presign_list_pages: a presigned URL cannot ask for a next page by itself)."""
+    found: dict[str, str] = {}
+    for url in urls:
+
+        def get(url: str = url) -> bytes:
+            return http_request("GET", url)
+
+        body = with_retries(what, get, say)
+        key = ""
+        for el in ElementTree.fromstring(body).iter():
+            tag = el.tag.rsplit("}", 1)[-1]
+            if tag == "Key":
+                key = (el.text or "").rsplit("/", 1)[-1]
+            elif tag == "ETag" and key:
+                found[key] = (el.text or "").strip('"')
+                key = ""
+        if key:  # a listing without ETags still names the key
+            found[key] = ""
+    return found
 
 
 def fetch_control(url: str) -> dict[str, Any] | None:

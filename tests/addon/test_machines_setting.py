@@ -131,3 +131,30 @@ def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, 
         view.job_id = view.state = view.message = view.machines_text = ""
         view.eta_s = 0.0
         harness.disconnect()
+
+
+def test_the_request_says_engine_samples_and_pixels_as_rendered(installed, tmp_path):
+    """What the next job's frame times are matched and scaled by (cloud/job/frame_history.py):
+    the engine, and samples and pixels with the Cloud Render overrides applied."""
+    submit = harness.addon().addon.submit
+    harness.make_scene(tmp_path / "shot.blend", frames=2, size=16, samples=1)
+    scene = bpy.context.scene
+    settings = scene.cloud_render
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 32, 100
+    scene.cycles.samples = 8
+    try:
+        settings.samples, settings.resolution_percentage = 0, 0
+        assert submit.render_load(scene) == {
+            "engine": "CYCLES",
+            "render_samples": 8,
+            "render_pixels": 64 * 32,
+        }
+        settings.samples, settings.resolution_percentage = 24, 50
+        assert submit.render_load(scene) == {
+            "engine": "CYCLES",
+            "render_samples": 24,
+            "render_pixels": 32 * 16,
+        }
+    finally:
+        settings.samples, settings.resolution_percentage = 0, 0

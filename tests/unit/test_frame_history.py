@@ -3,6 +3,7 @@ record, become the next job's `frame_seconds` (cloud/job/frame_history.py).
 
 The machine writes through the job's presigned POST to the emulated S3 (moto over HTTP), as in
 test_machine_output.py; the job thread reads it through the contract and keeps it in the record.
+And a re-run of one machine's job skips every frame already uploaded, over several listing pages.
 """
 
 from __future__ import annotations
@@ -168,3 +169,43 @@ def test_more_frame_times_than_the_job_has_frames_are_refused(aws, tmp_path):
 def test_the_spec_takes_only_bounded_times_of_the_jobs_frames():
     given = {1: 2.0, 2: float("nan"), 3: -1.0, 4: 1e300, 5: 0.0, 99: 3.0, 6: 1.23456}
     assert contract.spec_frame_seconds(given, [1, 2, 3, 4, 5, 6]) == {"1": 2.0, "6": 1.235}
+
+
+def test_a_rerun_of_one_machine_skips_every_frame_marked_over_several_pages(aws, tmp_path):
+    """One machine marks each frame it uploaded (marks/rendered-<f>); the spec lists the marks in
+    pages (CloudSteps.spec_extras, pages of 4 here as a stand-in for S3's 1000: moto honours
+    MaxKeys and StartAfter), so a re-run finds all 9 of 13 frames, more than one page holds."""
+    from cloud.aws import storage
+    from cloud.aws.session import client
+    from cloud.job.cloud_steps import CloudSteps
+    from cloud.machine.supervisor import Supervisor
+    from cloud.machine.transport import list_pages
+    from tests.factories import job_record
+
+    bucket, frames = "cloud-render-marks-test", list(range(1, 14))
+    client(aws.settings, "s3").create_bucket(Bucket=bucket)
+    record = job_record(tmp_path, frames=frames, bucket=bucket)
+    steps = CloudSteps(tmp_path / "state")
+    steps.list_page = 4
+    pages = steps.spec_extras(aws.settings, record, 600)["mark_list_urls"]
+    assert len(pages) == 4
+    post = storage.presign_outputs(aws.settings, bucket, record.job_id, 600)
+    spec = {
+        "job_id": record.job_id,
+        "frames": frames,
+        "upload_url": post["url"],
+        "upload_fields": post["fields"],
+        "upload_prefix": contract.out_prefix(record.job_id),
+        "mark_list_urls": pages,
+    }
+    first = Supervisor(spec, str(tmp_path / "run1"))
+    uploaded = [1, 2, 3, 5, 8, 10, 11, 12, 13]
+    for frame in uploaded:  # as the upload worker does after each frame's upload
+        first.mark_uploaded(frame)
+    assert len(list_pages(pages[:1], "one page", print)) == 4  # one page alone would miss five
+    again = Supervisor(spec, str(tmp_path / "run2"))
+    assert again.marked_frames() == uploaded
+    # A spec without mark pages (many machines: claims do this) writes and reads no marks.
+    quiet = Supervisor({**spec, "mark_list_urls": []}, str(tmp_path / "run3"))
+    quiet.mark_uploaded(4)
+    assert quiet.marked_frames() == [] and again.marked_frames() == uploaded
