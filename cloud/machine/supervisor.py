@@ -549,6 +549,7 @@ class Supervisor:
             self.status.update(
                 seconds_per_frame=round(sum(self.frame_seconds) / len(self.frame_seconds), 2),
                 frame_seconds=self.measured_seconds(contract.MAX_STATUS_FRAME_SECONDS),
+                soon=True,  # written beside the frame's upload: the add-on reads it with the frame
             )
         elif kind == "environment":
             self.report_environment(event)

@@ -124,6 +124,19 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
         "[machine 2",
     }
     nothing_left(sim, job)
+    # The machines' frame times reached the record as they reported them (read through the
+    # contract): the next job of this scene hands out its longest frames first
+    # (cloud/job/frame_history.py). The job ends when the last frame arrives, so a machine's
+    # last frame may be known only from its done.json, written after: at most one per machine.
+    s3 = client(sim.settings, "s3")
+    reported: dict[str, float] = {}
+    for index in range(3):
+        key = contract.machines_prefix(rec.job_id) + f"{index}/done.json"
+        body = s3.get_object(Bucket=rec.bucket, Key=key)["Body"].read()
+        reported.update(contract.load_document(body, "done.json").get("frame_seconds") or {})
+    assert sorted(int(f) for f in reported) == list(range(1, 13))
+    assert rec.frame_seconds and all(reported[f] == s for f, s in rec.frame_seconds.items())
+    assert len(rec.frame_seconds) >= 12 - 3, rec.frame_seconds
 
 
 def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, slow_scene, tmp_path):
