@@ -10,7 +10,10 @@ computer's two cores (eight Cycles renders at once would measure those).
 Frame sets: even (every frame EVEN_S) and uneven (1x to 4x of UNEVEN_BASE_S, repeating), the
 uneven one twice: "uneven" as today's estimate knows it (one probe frame: nothing per frame, so
 frames go out in the job's order) and "uneven_known" with each frame's expected time in the job
-(`JobRequest.frame_seconds`, as an estimate that knew it would give: the longest go out first).
+(`JobRequest.frame_seconds`, as an estimate that knew it would give: the longest go out first),
+and "uneven_history": the same shot submitted again after "uneven", nothing given: the job
+thread takes each frame's time from the first job's record, as its machines measured them
+(cloud/job/frame_history.py), the product's own path for `frame_seconds`.
 
 ideal = total frame time / N + boot, where boot is the run's own time from submitting the
 array job to the first frame starting on any machine. efficiency = ideal / makespan, makespan =
@@ -152,6 +155,7 @@ def run(
     take(job.events.drain(1.0, limit=100000))
     rec = job.record
     assert rec.stage == "Done", (rec.stage, rec.message, log[-20:])
+    from_history = any("Frame times from job" in line for line in log)
     assert len(arrived) == len(frames), (len(arrived), len(frames))
     started, finished = render_history(sim, rec.instance_id)
     t0 = rec.launched_at
@@ -178,6 +182,7 @@ def run(
         "twice": len(twice(finished)),
         "started_twice": len(twice(started)),
         "machines_used": len({labels[0] for labels in finished.values()}),
+        "from_history": from_history,
     }
 
 
@@ -214,7 +219,14 @@ def main() -> int:
     uneven = {f: UNEVEN_BASE_S * (1 + (f - 1) % 4) for f in range(1, FRAMES + 1)}
     # "uneven": nothing is known per frame (today's estimate: one probe frame), frames go out in
     # order; "uneven_known": the job carries each frame's expected time, the longest go first.
-    sets = {"even": (even, False), "uneven": (uneven, False), "uneven_known": (uneven, True)}
+    # "uneven_history": the shot again, after "uneven" and in its records: nothing given, the
+    # job thread finds each frame's time in the first job's record.
+    sets = {
+        "even": (even, False),
+        "uneven": (uneven, False),
+        "uneven_known": (uneven, True),
+        "uneven_history": (uneven, False),
+    }
     if "--sets" in sys.argv:  # e.g. --sets uneven
         wanted = sys.argv[sys.argv.index("--sets") + 1].split(",")
         sets = {name: frames for name, frames in sets.items() if name in wanted}
@@ -226,7 +238,10 @@ def main() -> int:
     with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
         for name, (seconds, known) in sets.items():
             for machines in MACHINES:
-                result = run(sim, account, scene, version, machines, seconds, work / name, known)
+                records = work / ("uneven" if name == "uneven_history" else name)
+                result = run(sim, account, scene, version, machines, seconds, records, known)
+                if name == "uneven_history" and not result["from_history"]:
+                    print(f"{name} N={machines}: no frame times came from the earlier job", flush=True)
                 print(
                     f"{name:12} N={machines}: makespan {result['makespan']:6.1f} s, ideal {result['ideal']:6.1f} s "
                     f"(boot {result['boot']:.1f} s, last machine's first frame at {result['last_boot']:.1f} s), "
