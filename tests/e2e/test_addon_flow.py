@@ -15,7 +15,7 @@ import pytest
 from cloud.aws.session import client
 from cloud.pack.chunking import ChunkPolicy
 from dev.emulator import emulated_account
-from dev.simulator import InstanceSimulator, make_blender_tarball
+from dev.simulator import InstanceSimulator
 from tests.addon import harness
 from tests.factories import job_fields
 
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.slow
 
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 CPU_TYPE = "c5.2xlarge"  # the simulator renders on the CPU
-
-
-@pytest.fixture(scope="module")
-def tarball(tmp_path_factory):
-    return make_blender_tarball(bpy.app.version_string.split()[0], tmp_path_factory.mktemp("blender"))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cloud.machine.contract import out_prefix
-from dev.simulator import InstanceSimulator, make_blender_tarball
+from dev.simulator import InstanceSimulator
 from tests.e2e.test_worker import png_size, run_job, stage
 
 pytestmark = pytest.mark.slow
@@ -74,13 +74,6 @@ scene.render.image_settings.file_format = "PNG"
 scene.frame_set(1)
 bpy.ops.render.render(write_still=True)
 """
-
-
-@pytest.fixture(scope="module")
-def tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    import bpy
-
-    return make_blender_tarball(bpy.app.version_string.split()[0], tmp_path_factory.mktemp("blender"))
 
 
 def make_scene(dest: Path, engine: str, movie: bool) -> dict[str, Path]:

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 
 from tests.addon import harness
-from tests.e2e.test_addon_flow import (  # noqa: F401 (cloud and tarball are fixtures)
+from tests.e2e.test_addon_flow import (  # noqa: F401 (cloud is a fixture)
     CPU_TYPE,
     cloud,
     mean_colour,
     measured_and_went_on,
     render_to_the_end,
-    tarball,
     textured_scene,
     view,
     wait_final,

@@ -22,7 +22,7 @@ from cloud.machine import fingerprint
 from cloud.machine.contract import parse_environment, parse_error
 from cloud.pack.addons import EnabledAddon, plan_addons
 from dev.simulator import InstanceSimulator
-from tests.e2e.test_worker import Staged, run_job, stage, tarball  # noqa: F401 (tarball is a fixture)
+from tests.e2e.test_worker import Staged, run_job, stage
 from tests.factories import CHECKER_TEXTURE
 
 pytestmark = pytest.mark.slow
@@ -230,7 +230,7 @@ def rendered_with_addons(aws, local, plan, blender, tmp_path: Path) -> Staged:  
     return job
 
 
-def test_addon_travels_and_the_frame_equals_the_local_one(aws, local, tarball, tmp_path):  # noqa: F811
+def test_addon_travels_and_the_frame_equals_the_local_one(aws, local, tarball, tmp_path):
     plan = plan_addons(
         [EnabledAddon("cr_tint", str(local["folder"]), "1.2.0", {"scale": SCALE})],
         {"cr_tint"},
@@ -254,7 +254,7 @@ def test_addon_travels_and_the_frame_equals_the_local_one(aws, local, tarball, t
     assert not fingerprint.stops(report.differences), report.differences
 
 
-def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tmp_path):  # noqa: F811
+def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tmp_path):
     root = tmp_path / "artist"
     folder = write_addon(root, compiled="_native.cpython-311-darwin.so")
     plan = plan_addons([EnabledAddon("cr_tint", str(folder), "1.2.0")], {"cr_tint"}, "")
@@ -270,7 +270,7 @@ def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tm
     assert [d["what"] for d in fingerprint.stops(report.differences)] == ["addon"]
 
 
-def test_colour_management_difference_is_reported_and_stops(aws, local, tarball, tmp_path):  # noqa: F811
+def test_colour_management_difference_is_reported_and_stops(aws, local, tarball, tmp_path):
     """The artist's Blender reads a studio OCIO config; the machine has Blender's own."""
     artist = dict(local["fingerprint"], ocio_config="studio.ocio (0123456789ab)", addons_used=[], addons={})
     job = one_frame_job(aws, local["scene"], tarball, tmp_path, fingerprint=artist)
@@ -297,7 +297,7 @@ def test_proof_frame_matches_through_noise_and_not_without_a_texture(tmp_path):
     assert not missing.match and missing.metric > 3 * same.metric, (same, missing)
 
 
-def test_render_despite_differences_renders_and_reports_them(aws, local, tarball, tmp_path):  # noqa: F811
+def test_render_despite_differences_renders_and_reports_them(aws, local, tarball, tmp_path):
     """The artist chose to go on: the difference is in environment.json and the log, frames render."""
     artist = dict(local["fingerprint"], look="AgX - Punchy", addons_used=[], addons={})
     job = one_frame_job(aws, local["scene"], tarball, tmp_path, fingerprint=artist, accept_differences=True)
@@ -324,7 +324,7 @@ license = ["SPDX:GPL-3.0-or-later"]
 """
 
 
-def test_an_extension_travels_into_the_machines_user_repository(aws, local, tarball, tmp_path):  # noqa: F811
+def test_an_extension_travels_into_the_machines_user_repository(aws, local, tarball, tmp_path):
     """The same add-on installed as an extension from another repository here (blender_org)."""
     folder = tmp_path / "extensions" / "blender_org" / "cr_tint"
     folder.mkdir(parents=True)

@@ -21,7 +21,7 @@ from dev.batch_simulator import BatchSimulator
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, StandInGpu
 from tests.e2e.test_batch_job import SPOT_STANDARD
-from tests.e2e.test_worker import BUCKET, run_job, scene, stage, tarball  # noqa: F401 (fixtures)
+from tests.e2e.test_worker import BUCKET, run_job, scene, stage  # noqa: F401 (scene is a fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import pytest
 
 from cloud.aws.session import client
 from tests.addon import harness
-from tests.e2e.test_addon_flow import cloud, tarball, textured_scene, view, wait_final
+from tests.e2e.test_addon_flow import cloud, textured_scene, view, wait_final
 
 pytestmark = pytest.mark.slow
-__all__ = ["cloud", "tarball"]  # fixtures, shared with the main flow test
+__all__ = ["cloud"]  # a fixture, shared with the main flow test
 
 
 def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(cloud, tmp_path):

@@ -228,13 +228,6 @@ def heavy_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_scene(tmp_path_factory.mktemp("heavy"), heavy=7)
 
 
-@pytest.fixture(scope="module")
-def tarball(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    import bpy
-
-    return make_blender_tarball(bpy.app.version_string.split()[0], tmp_path_factory.mktemp("blender"))
-
-
 def stage(
     aws, files: dict[str, Path], tarball: tuple[Path, str], job_id: str = "job-1", **overrides
 ) -> Staged:
