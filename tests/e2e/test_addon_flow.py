@@ -5,6 +5,7 @@ account, the instance simulator rendering for real, and the frames back in Blend
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from cloud.aws.session import client
+from cloud.machine.contract import spec_key
 from cloud.pack.chunking import ChunkPolicy
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator
@@ -207,6 +209,14 @@ def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_p
     assert uploaded and " in 1 files " in uploaded[0], uploaded
     sent, total, mb = chunk_line(log)
     assert 1 <= sent < total / 4 and mb < 0.1 * blend_mb, (uploaded, blend_mb)
+    # The same shot again: the second job's machine was told each frame's time as the first
+    # job's machine measured it (kept in the first job's record; same samples and size: unscaled).
+    measured = harness.addon().addon.pump.manager().store.load(first).frame_seconds
+    assert list(measured) == ["1"] and measured["1"] > 0, measured
+    assert any(f"Frame times from job {first}" in line for line in log), log[-30:]
+    s3 = client(cloud.settings, "s3")
+    spec = json.loads(s3.get_object(Bucket=cloud.bucket, Key=spec_key(second))["Body"].read())
+    assert spec["frame_seconds"] == measured
 
 
 def test_cancel_mid_render_stops_the_machine_and_keeps_frames(cloud, tmp_path):
