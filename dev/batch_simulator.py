@@ -98,13 +98,14 @@ class BatchSimulator:
                 self.work_root / "machines", keep_folders=True, credentials=(KEY_ID, SECRET), extra_env=extra
             )
         )
-        # moto reads both when it starts: the Docker API to run containers on, and whether to know
-        # AWS's managed policies (the ECS instance role attaches one of them).
-        wanted = {"DOCKER_HOST": self.standin.docker_host, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+        # moto reads it when it starts: the Docker API to run containers on.
+        wanted = {"DOCKER_HOST": self.standin.docker_host}
         saved = {name: os.environ.get(name) for name in wanted}
         os.environ.update(wanted)
         try:
-            self.url = self._stack.enter_context(moto_server(self.work_root / "moto.log"))
+            self.url = self._stack.enter_context(
+                moto_server(self.work_root / "moto.log", managed_policies=True)  # the ECS instance role
+            )
         finally:
             for name, value in saved.items():
                 if value is None:

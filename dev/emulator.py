@@ -60,7 +60,7 @@ def emulated_account(
 ) -> Iterator[EmulatedAccount]:
     """The whole emulated account; starts its own moto server unless `moto_url` is given."""
     with contextlib.ExitStack() as stack:
-        url = moto_url or stack.enter_context(moto_server(log_path))
+        url = moto_url or stack.enter_context(moto_server(log_path, managed_policies=True))
         yield stack.enter_context(_account_on(url, region))
 
 

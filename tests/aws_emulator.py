@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import requests
 
@@ -45,13 +45,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(log_path: Path | None = None) -> Iterator[str]:
-    """Run `moto.server` on a free loopback port; yields its base URL."""
+def moto_server(log_path: Path | None = None, *, managed_policies: bool = False) -> Iterator[str]:
+    """Run `moto.server` on a free loopback port; yields its base URL.
+
+    `managed_policies`: moto knows AWS's managed policies (Set Up attaches the managed ECS policy
+    to the Batch machines' role). Off by default: moto then loads about a thousand policies on
+    every reset that touches IAM (GetCallerIdentity does), which made the suite twice as slow."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
-    # AWS's managed policies known: Set Up attaches the managed ECS policy to the Batch machines' role.
-    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "false", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    env = {
+        **os.environ,
+        "MOTO_ALLOW_NONEXISTENT_REGION": "false",
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true" if managed_policies else "false",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log if log is not None else subprocess.DEVNULL,
@@ -84,3 +91,10 @@ def moto_server(log_path: Path | None = None) -> Iterator[str]:
 def reset(url: str) -> None:
     """Forget every bucket, instance and key: each test starts with an empty account."""
     requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+
+
+def emulator_url(request: Any) -> str:
+    """The session's moto server for this test (a pytest request): the one that knows AWS's
+    managed policies when the test is marked `iam_managed_policies`, else the plain one."""
+    marked = request.node.get_closest_marker("iam_managed_policies") is not None
+    return str(request.getfixturevalue("moto_url_managed" if marked else "moto_url"))

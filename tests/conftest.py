@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloud.aws.session import AwsSettings
-from tests.aws_emulator import endpoint_variables, moto_server, reset
+from tests.aws_emulator import emulator_url, endpoint_variables, moto_server, reset
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
 # the developer's own Blender configuration.
@@ -53,6 +53,15 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def moto_url_managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second server that knows AWS's managed policies, for the tests marked
+    `iam_managed_policies` (Set Up's Batch step): loading them costs every reset."""
+    log = tmp_path_factory.mktemp("moto-managed") / "moto.log"
+    with moto_server(log, managed_policies=True) as url:
+        yield url
+
+
 @dataclass(frozen=True)
 class EmulatedAws:
     """The emulator's address and settings that point the product's session factory at it:
@@ -64,8 +73,9 @@ class EmulatedAws:
 
 
 @pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> EmulatedAws:
+def aws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> EmulatedAws:
     """A fresh, empty emulated account for each test."""
+    moto_url = emulator_url(request)
     reset(moto_url)
     for name, value in endpoint_variables(moto_url).items():
         monkeypatch.setenv(name, value)

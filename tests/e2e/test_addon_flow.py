@@ -19,6 +19,7 @@ from cloud.pack.chunking import ChunkPolicy
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator
 from tests.addon import harness
+from tests.aws_emulator import emulator_url
 from tests.factories import job_fields
 
 pytestmark = pytest.mark.slow
@@ -28,9 +29,9 @@ CPU_TYPE = "c5.2xlarge"  # the simulator renders on the CPU
 
 
 @pytest.fixture
-def cloud(installed, moto_url, tarball, tmp_path):
+def cloud(installed, request, tarball, tmp_path):
     """An empty emulated account, connected in the add-on's preferences, Blender cached in its bucket."""
-    with emulated_account(moto_url=moto_url) as account:
+    with emulated_account(moto_url=emulator_url(request)) as account:
         harness.connect(account.url)
         module = harness.addon()
         manager = module.addon.pump.manager()
@@ -337,10 +338,12 @@ def test_no_secret_lands_in_any_file_blender_or_the_add_on_wrote(cloud, tmp_path
     assert secret not in record
 
 
+@pytest.mark.iam_managed_policies  # Set Up's Batch step attaches AWS's managed ECS policy
 def test_setup_walks_a_new_account_to_ready_or_to_what_is_missing(cloud):
     prefs = harness.preferences()
     cloud.quotas.set_quota("L-DB2E81BA", 0)
     bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
+    view().setup_summary = ""  # an earlier test's summary must not pass for this one's
     assert bpy.ops.cloud_render.setup() == {"FINISHED"}
     harness.drain_until(lambda: bool(view().setup_summary), 60)
     summary = view().setup_summary

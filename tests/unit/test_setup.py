@@ -27,6 +27,9 @@ public_params = quota_fixtures.public_params
 
 G_ON_DEMAND = "L-DB2E81BA"
 
+# Set Up ends with the Batch engine, whose role gets AWS's managed ECS policy: moto must know it.
+pytestmark = pytest.mark.iam_managed_policies
+
 
 @pytest.fixture
 def latency_urls() -> Iterator[dict[str, str]]:
