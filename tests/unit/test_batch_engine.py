@@ -149,6 +149,17 @@ def test_a_machine_index_in_range():
     assert contract.machine_index("7") == 7
 
 
+def claim_urls(s3, bucket: str, job: str, frames: list[int]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A new bucket and each frame's presigned claim PUT, as the add-on hands them to machines."""
+    s3.create_bucket(Bucket=bucket)
+    return {
+        str(f): s3.generate_presigned_url(
+            "put_object", Params={"Bucket": bucket, "Key": contract.claim_key(job, f)}, ExpiresIn=600
+        )
+        for f in frames
+    }
+
+
 def test_a_retry_finds_its_lost_claims_over_several_listing_pages(sim, tmp_path):
     """A machine lost right after claiming (or mid-frame, or before its upload) leaves claims and
     no rendered mark; its retry finds them from the claims' ETags (the claim body names machine
@@ -157,14 +168,8 @@ def test_a_retry_finds_its_lost_claims_over_several_listing_pages(sim, tmp_path)
     settings = sim.settings
     s3 = client(settings, "s3")
     bucket, job = "cloud-render-pages-test", "j2"
-    s3.create_bucket(Bucket=bucket)
     frames = list(range(1, 14))
-    urls = {
-        str(f): s3.generate_presigned_url(
-            "put_object", Params={"Bucket": bucket, "Key": contract.claim_key(job, f)}, ExpiresIn=600
-        )
-        for f in frames
-    }
+    urls = claim_urls(s3, bucket, job, frames)
     lost = Claims(urls, index=1, attempt=1, say=print)
     other = Claims(urls, index=0, attempt=1, say=print)
     ones = [2, 3, 5, 7, 8, 10, 11, 13]  # machine 1's first attempt claimed these...
@@ -321,14 +326,8 @@ def test_a_machine_behind_the_others_skips_their_claims_after_one_listing(sim, t
     one in the job's order."""
     s3 = client(sim.settings, "s3")
     bucket, job = "cloud-render-skip-test", "j3"
-    s3.create_bucket(Bucket=bucket)
     frames = list(range(1, 21))
-    urls = {
-        str(f): s3.generate_presigned_url(
-            "put_object", Params={"Bucket": bucket, "Key": contract.claim_key(job, f)}, ExpiresIn=600
-        )
-        for f in frames
-    }
+    urls = claim_urls(s3, bucket, job, frames)
     ahead = Claims(urls, index=0, attempt=1, say=print)
     assert all(ahead.claim(f) for f in range(1, 13) if f != 9)  # frame 9 is still free
     spec = {
