@@ -616,6 +616,8 @@ def hash_and_upload(
     lock = threading.Lock()
     tracker = _Tracker(total, progress, cancel)
     manager = TransferManager(s3, _transfer_config(part_size, max_concurrency))
+    checker = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="cloud-render-check")
+    checks: list[Any] = []
 
     def one(path: str) -> None:
         if cancel is not None and cancel.is_set():
@@ -631,6 +633,15 @@ def hash_and_upload(
         if tracker_skip >= 0:  # the same bytes under another name: sent once
             tracker.add(path, sha, size, tracker_skip)
             return
+        # Asking S3 waits on the network: it runs in a pool of its own, so the hash threads go
+        # on to the next file (a resubmit answered by the hash cache asks for all files at once).
+        check = checker.submit(check_and_send, path, sha, size)
+        with lock:
+            checks.append(check)
+
+    def check_and_send(path: str, sha: str, size: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Upload cancelled.")
         when = _existing(s3, bucket, [sha], 1).get(sha)
         if when is not None:
             if (datetime.now(UTC) - when).total_seconds() > refresh_after_days * 86400:
@@ -655,22 +666,32 @@ def hash_and_upload(
     with translating("uploading your scene", region=settings.region):
         try:
             with ThreadPoolExecutor(max_workers=hash_threads, thread_name_prefix="cloud-render-hash") as pool:
-                for done in [pool.submit(one, path) for path in ordered]:
-                    while True:
-                        try:
-                            done.result(timeout=0.1)
-                            break
-                        except TimeoutError:
-                            if cancel is not None and cancel.is_set():
-                                raise Cancelled("Upload cancelled.") from None
+                _settle([pool.submit(one, path) for path in ordered], cancel)
+            with lock:
+                asked = list(checks)  # every hash thread is done: no check is added after this
+            _settle(asked, cancel)
             _wait(futures, cancel)
         except BaseException:
+            checker.shutdown(wait=False, cancel_futures=True)
             for future in futures.values():
                 future.cancel()
             manager.shutdown(cancel=True)
             raise
+        checker.shutdown()
         manager.shutdown()
     return result, hashes
+
+
+def _settle(pending: Sequence[Any], cancel: threading.Event | None) -> None:
+    """Wait for each future in turn (re-raising its error), checking `cancel` every 0.1 s."""
+    for done in pending:
+        while True:
+            try:
+                done.result(timeout=0.1)
+                break
+            except TimeoutError:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("Upload cancelled.") from None
 
 
 _transfer_clients: dict[AwsSettings, Any] = {}
