@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/ and test
 import requests  # noqa: E402
 
 from cloud.aws import storage  # noqa: E402
+from cloud.aws.known_objects import KnownObjects  # noqa: E402
 from cloud.aws.session import AwsSettings, client  # noqa: E402
 from cloud.pack.hash_cache import HashCache  # noqa: E402
 from tests.aws_emulator import moto_server  # noqa: E402
@@ -239,8 +240,10 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings) -> None:
     for path in paths:
         os.utime(path, (old, old))
     cache = HashCache(work / "state" / "hashes.sqlite")
+    # What the bucket holds, as this computer saw it (Deadline keeps the like: its S3 check cache).
+    known = KnownObjects(work / "state" / "bucket-objects.sqlite")
     bucket = fresh_bucket(settings, url)
-    storage.hash_and_upload(settings, bucket, paths, cache.hash)  # the first submit fills the cache
+    storage.hash_and_upload(settings, bucket, paths, cache.hash, known=known)  # fills both caches
     deadline_cache = work / "state" / "deadline-cache"
     if with_deadline:  # Deadline's first submit fills its caches (hashes, what S3 holds)
         deadline_submit(job, bucket, url, deadline_cache)
@@ -248,7 +251,7 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings) -> None:
     write_random(changed, 5 * MB, random.Random(3))
     os.utime(changed, (old + 1, old + 1))
     cache.hits = cache.misses = 0
-    cached_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths, cache.hash))
+    cached_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths, cache.hash, known=known))
     hits, misses = cache.hits, cache.misses
     if with_deadline:  # the same change, through Deadline's hash cache
         run = deadline_submit(job, bucket, url, deadline_cache)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import threading
@@ -33,6 +34,7 @@ from s3transfer.subscribers import BaseSubscriber
 from ..errors import Cancelled, CloudError
 from ..machine.contract import InputChunk, InputFile, cas_key, chunk_key, job_prefix, out_prefix
 from .error_rules import is_code, translating
+from .known_objects import KnownObjects
 from .presign import presign_get, presign_post
 from .session import AwsSettings, _is_loopback, client, client_config, make_session
 
@@ -431,9 +433,18 @@ class _Subscriber(BaseSubscriber):
 
 
 def _existing(
-    s3: Any, bucket: str, shas: Sequence[str], workers: int, key: Callable[[str], str] = cas_key
+    s3: Any,
+    bucket: str,
+    shas: Sequence[str],
+    workers: int,
+    key: Callable[[str], str] = cas_key,
+    known: KnownObjects | None = None,
+    refresh_after_s: float = math.inf,
 ) -> dict[str, datetime]:
-    """Which cas/ objects exist already, with when they were written (HEAD in parallel)."""
+    """Which cas/ objects exist already, with when they were written (HEAD in parallel; what
+    `known` saw lately is not asked again, see cloud/aws/known_objects.py)."""
+    trusted = known.trusted(bucket, [key(sha) for sha in shas], refresh_after_s) if known else {}
+    ask = [sha for sha in shas if key(sha) not in trusted]
 
     def head(sha: str) -> tuple[str, datetime | None]:
         try:
@@ -445,7 +456,17 @@ def _existing(
         return sha, reply["LastModified"]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return {sha: when for sha, when in pool.map(head, shas) if when is not None}
+        found = {sha: when for sha, when in pool.map(head, ask) if when is not None}
+    if known is not None:
+        known.remember(bucket, {key(sha): when for sha, when in found.items()})
+    return {**{sha: trusted[key(sha)] for sha in shas if key(sha) in trusted}, **found}
+
+
+def _remember_written(known: KnownObjects | None, bucket: str, keys: Iterable[str]) -> None:
+    """Objects this computer just wrote (uploaded or refreshed): there as of now."""
+    if known is not None:
+        now = datetime.now(UTC)
+        known.remember(bucket, dict.fromkeys(keys, now))
 
 
 def _refresh(s3: Any, bucket: str, sha: str, key: Callable[[str], str] = cas_key) -> None:
@@ -469,6 +490,7 @@ def upload_files(
     part_size: int = UPLOAD_PART_SIZE,
     refresh_after_days: float = DEFAULT_EXPIRE_DAYS / 2,
     chunks: Iterable[ChunkSource] = (),
+    known: KnownObjects | None = None,
 ) -> UploadResult:
     """Upload (local path, sha256, size) triples to cas/<sha256>, and the chunks of chunked
     files to cas/chunks/<sha256>, skipping what is there.
@@ -485,16 +507,19 @@ def upload_files(
     result = UploadResult()
     s3 = transfer_client(settings)
     with translating("uploading your scene", region=settings.region):
-        existing = _existing(s3, bucket, list(wanted), max_concurrency)
+        refresh_s = refresh_after_days * 86400
+        existing = _existing(s3, bucket, list(wanted), max_concurrency, cas_key, known, refresh_s)
         # Chunks are small and many: more HEADs in flight than parts of large files.
-        have = _existing(s3, bucket, list(pieces), max_concurrency * 4, chunk_key)
+        have = _existing(s3, bucket, list(pieces), max_concurrency * 4, chunk_key, known, refresh_s)
         now = datetime.now(UTC)
         for sha, when in existing.items():
-            if (now - when).total_seconds() > refresh_after_days * 86400:
+            if (now - when).total_seconds() > refresh_s:
                 _refresh(s3, bucket, sha)
+                _remember_written(known, bucket, [cas_key(sha)])
         for sha, when in have.items():
-            if (now - when).total_seconds() > refresh_after_days * 86400:
+            if (now - when).total_seconds() > refresh_s:
                 _refresh(s3, bucket, sha, chunk_key)
+                _remember_written(known, bucket, [chunk_key(sha)])
         todo = {sha: entry for sha, entry in wanted.items() if sha not in existing}
         result.skipped = [sha for sha in wanted if sha in existing]
         result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
@@ -526,6 +551,8 @@ def upload_files(
         manager.shutdown()
         result.uploaded = list(futures)
         result.chunks_uploaded = [piece.sha256 for piece in new_pieces]
+        _remember_written(known, bucket, [cas_key(sha) for sha in result.uploaded])
+        _remember_written(known, bucket, [chunk_key(sha) for sha in result.chunks_uploaded])
         result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
         result.bytes_sent = tracker.total
     return result
@@ -598,6 +625,7 @@ def hash_and_upload(
     max_concurrency: int = UPLOAD_CONCURRENCY,
     part_size: int = UPLOAD_PART_SIZE,
     refresh_after_days: float = DEFAULT_EXPIRE_DAYS / 2,
+    known: KnownObjects | None = None,
 ) -> tuple[UploadResult, dict[str, tuple[str, int]]]:
     """Hash files and upload each to cas/<sha256> as soon as its hash is known.
 
@@ -642,10 +670,11 @@ def hash_and_upload(
     def check_and_send(path: str, sha: str, size: int) -> None:
         if cancel is not None and cancel.is_set():
             raise Cancelled("Upload cancelled.")
-        when = _existing(s3, bucket, [sha], 1).get(sha)
+        when = _existing(s3, bucket, [sha], 1, cas_key, known, refresh_after_days * 86400).get(sha)
         if when is not None:
             if (datetime.now(UTC) - when).total_seconds() > refresh_after_days * 86400:
                 _refresh(s3, bucket, sha)
+                _remember_written(known, bucket, [cas_key(sha)])
             with lock:
                 result.skipped.append(sha)
                 result.bytes_skipped += size
@@ -671,6 +700,7 @@ def hash_and_upload(
                 asked = list(checks)  # every hash thread is done: no check is added after this
             _settle(asked, cancel)
             _wait(futures, cancel)
+            _remember_written(known, bucket, [cas_key(sha) for sha in futures])
         except BaseException:
             checker.shutdown(wait=False, cancel_futures=True)
             for future in futures.values():

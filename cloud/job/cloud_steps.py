@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..aws import compute, kernel_cache, quotas, storage
+from ..aws.known_objects import FILE_NAME as KNOWN_OBJECTS_FILE
+from ..aws.known_objects import KnownObjects
 from ..aws.presign import LIST_PAGE, presign_get, presign_list, presign_list_pages
 from ..aws.session import AwsSettings, client
 from ..cost import caps
@@ -168,6 +170,12 @@ class CloudSteps:
         the files that changed."""
         return HashCache(self.state_dir / storage.STATE_FOLDER / HASH_CACHE_FILE)
 
+    @property
+    def known_objects(self) -> KnownObjects:
+        """What this computer saw in its buckets lately (`<user folder>/state/`): a resubmit asks
+        S3 only about the files it has not seen there (cloud/aws/known_objects.py)."""
+        return KnownObjects(self.state_dir / storage.STATE_FOLDER / KNOWN_OBJECTS_FILE)
+
     def discard_pack(self, request: JobRequest) -> None:
         """Remove the scene copy and its pack (a copy of every texture) from the artist's disk.
 
@@ -238,7 +246,9 @@ class CloudSteps:
         # Asking S3 which files it holds already takes a while for a project of many files:
         # said, so the panel does not sit at "0%" with no word.
         progress(0, 1, f"Checking which of {len(triples)} files are uploaded already")
-        result = storage.upload_files(settings, bucket, triples, report, cancel, chunks=pieces)
+        result = storage.upload_files(
+            settings, bucket, triples, report, cancel, chunks=pieces, known=self.known_objects
+        )
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
         return Sent(
             result.bytes_sent,

@@ -620,6 +620,10 @@ class JobRunner(threading.Thread):
                 self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{movie[0]}", movie[1])
         elif stage is Stage.FAILED:
             error = contract.parse_error(data, rec.frames)
+            if error.kind in ("download", "missing_file") and rec.bucket:
+                # An input may be gone from the bucket (deleted by hand): the next submit asks
+                # S3 about every file again instead of trusting what this computer saw there.
+                self.steps.known_objects.forget(rec.bucket)
             if error.last_lines:
                 self.events.post(
                     LogLines(rec.job_id, ("[cloud-render] The machine's last lines:", *error.last_lines))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,27 @@ def test_the_failures_last_lines_reach_the_log_and_the_kind_chooses_the_action(j
     assert runner.record.stage == "Failed"
     assert runner.record.message == "The GPU ran out of memory while rendering."
     assert "more GPU memory" in runner.record.action
+
+
+def test_an_input_missing_from_the_bucket_makes_the_next_submit_ask_s3_again(job):
+    """What this computer saw in the bucket spares a resubmit its HEADs; a job that found an input
+    missing there (deleted by hand) makes it forget that bucket, so the next submit sends it."""
+    runner, _events, machine, _ = job
+    known = runner.steps.known_objects
+    seen = {"cas/" + "a" * 64: datetime.now(UTC)}
+    known.remember(BUCKET, seen)
+    known.remember("cloud-render-another-bucket", seen)
+    assert known.trusted(BUCKET, list(seen), refresh_after_s=86400) != {}
+    machine.put_json(
+        "error.json",
+        {"kind": "missing_file", "cause": "The file textures/checker.png is missing from the bucket."},
+    )
+    final = runner._final_state()
+    assert final is not None
+    runner._finish(final)
+    assert runner.record.stage == "Failed"
+    assert known.trusted(BUCKET, list(seen), refresh_after_s=86400) == {}
+    assert known.trusted("cloud-render-another-bucket", list(seen), refresh_after_s=86400) != {}
 
 
 def test_reattaching_does_not_download_frames_already_on_disk(job, aws):
