@@ -235,18 +235,20 @@ class JobRunner(threading.Thread):
             except CloudError as error:
                 if error.code not in TRANSIENT_CODES:
                     raise
-                if not self._lost_since:
-                    self._lost_since = time.monotonic()
-                    self._log(
-                        f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying."
-                    )
-                    self.events.post(Progress(self.record.job_id, 0.0, "Connection lost; retrying"))
+                self._lost_contact(error)
                 self._track_cost()  # the cap still counts while we cannot see the machine
                 if self.record.is_final:
                     return
                 self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
                 continue
             self._pause(self._poll_interval())
+
+    def _lost_contact(self, error: CloudError) -> None:
+        """Said once per outage, whichever request met it first (a full poll or a frame watch)."""
+        if not self._lost_since:
+            self._lost_since = time.monotonic()
+            self._log(f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying.")
+            self.events.post(Progress(self.record.job_id, 0.0, "Connection lost; retrying"))
 
     def _poll_interval(self) -> float:
         """`poll_seconds` while something moves; once the job has sat in one stage with no frame
@@ -278,8 +280,11 @@ class JobRunner(threading.Thread):
                 self._download_new(
                     contract.frames_prefix(self.record.job_id), self._seen_frames, is_frame=True
                 )
-            except CloudError:
-                return  # the full poll says what went wrong
+            except CloudError as error:
+                # A cut met here is said here: the full poll that follows may already get through.
+                if error.code in TRANSIENT_CODES:
+                    self._lost_contact(error)
+                return
 
     def _until_frame_due(self) -> float | None:
         """Seconds until the next frame is due (0: due now), by the measured seconds per frame;
