@@ -224,7 +224,8 @@ class RecordStore:
         return self.directory / f"{job_id}.json"
 
     def save(self, record: JobRecord) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        # The half-written file must never look like a record to all(), read from other threads.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".partial")
         with os.fdopen(fd, "w") as handle:
             handle.write(record.to_json())
         os.replace(tmp, self.path(record.job_id))
@@ -236,6 +237,8 @@ class RecordStore:
         """Every readable record, newest first; a damaged file is skipped, not fatal."""
         records = []
         for path in self.directory.glob("*.json"):
+            if path.name.startswith("."):
+                continue  # pathlib's glob matches dotfiles: an older save's leftover temp file
             try:
                 records.append(JobRecord.from_json(path.read_text()))
             except (OSError, ValueError, TypeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,29 @@ def test_records_round_trip_and_a_damaged_file_is_skipped(tmp_path: Path):
     (tmp_path / "broken.json").write_text("{not json")
     assert [r.job_id for r in store.all()] == [second.job_id, first.job_id]
     assert store.load(first.job_id) == first
+
+
+def test_a_record_being_saved_is_never_listed_twice(tmp_path: Path):
+    """The runner saves its record from its own thread while the panel lists the jobs: a
+    listing must never show the half-written copy beside the record (CI once read two)."""
+    store = RecordStore(tmp_path)
+    rec = record()
+    store.save(rec)
+    (tmp_path / ".tmp-left-by-a-crash.json").write_text(rec.to_json())
+    stop = threading.Event()
+
+    def keep_saving() -> None:
+        while not stop.is_set():
+            store.save(rec)
+
+    saver = threading.Thread(target=keep_saving)
+    saver.start()
+    try:
+        listings = [[r.job_id for r in store.all()] for _ in range(300)]
+    finally:
+        stop.set()
+        saver.join()
+    assert all(ids == [rec.job_id] for ids in listings)
 
 
 def test_frames_missing_and_final_stages():
