@@ -411,6 +411,9 @@ class _Tracker:
         self.progress = progress
         self.cancel = cancel
         self.lock = threading.Lock()
+        # Set whenever a transfer ends: the waiter wakes then, not on its next tick (a resubmit
+        # of one changed file is over in tens of milliseconds).
+        self.transfer_ended = threading.Event()
 
     def add(self, path: str, sha: str, size: int, amount: int) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -430,6 +433,9 @@ class _Subscriber(BaseSubscriber):
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
         self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        self.tracker.transfer_ended.set()
 
 
 def _existing(
@@ -542,7 +548,7 @@ def upload_files(
                     subscribers=[_Subscriber(tracker, path, sha, size)],
                 )
             _put_chunks(s3, bucket, new_pieces, tracker, cancel, max_concurrency)
-            _wait(futures, cancel)
+            _wait(futures, cancel, tracker.transfer_ended)
         except BaseException:
             for future in futures.values():
                 future.cancel()
@@ -699,7 +705,7 @@ def hash_and_upload(
             with lock:
                 asked = list(checks)  # every hash thread is done: no check is added after this
             _settle(asked, cancel)
-            _wait(futures, cancel)
+            _wait(futures, cancel, tracker.transfer_ended)
             _remember_written(known, bucket, [cas_key(sha) for sha in futures])
         except BaseException:
             checker.shutdown(wait=False, cancel_futures=True)
@@ -763,12 +769,14 @@ def _transfer_config(part_size: int, max_concurrency: int) -> TransferConfig:
     )
 
 
-def _wait(futures: dict[str, Any], cancel: threading.Event | None) -> None:
-    """Wait for every transfer, checking `cancel` ten times a second."""
+def _wait(futures: dict[str, Any], cancel: threading.Event | None, ended: threading.Event) -> None:
+    """Wait for every transfer: woken by `ended` (set by each transfer's end), checking `cancel`
+    at least ten times a second."""
     pending = list(futures.values())
     while pending:
         if cancel is not None and cancel.is_set():
             raise Cancelled("Upload cancelled.")
+        ended.clear()  # before looking: a transfer that ends after the look sets it again
         still = []
         for future in pending:
             if future.done():
@@ -777,7 +785,7 @@ def _wait(futures: dict[str, Any], cancel: threading.Event | None) -> None:
                 still.append(future)
         pending = still
         if pending:
-            time.sleep(0.1)
+            ended.wait(0.1)
 
 
 # --- Small JSON objects -------------------------------------------------------------------
