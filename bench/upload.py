@@ -231,7 +231,7 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def resubmit_with_cache(work: Path, url: str, settings: AwsSettings) -> None:
+def resubmit_with_cache(work: Path, url: str, settings: AwsSettings, rounds: int) -> None:
     """One 5 MB file changed in the job: our resubmit with the hash cache against the same
     resubmit hashing everything again (what every submit did before the cache), same run."""
     job = work / "job"
@@ -248,24 +248,33 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings) -> None:
     if with_deadline:  # Deadline's first submit fills its caches (hashes, what S3 holds)
         deadline_submit(job, bucket, url, deadline_cache)
     changed = min((p for p in paths if p.stat().st_size >= 5 * MB), key=lambda p: p.stat().st_size)
-    write_random(changed, 5 * MB, random.Random(3))
-    os.utime(changed, (old + 1, old + 1))
-    cache.hits = cache.misses = 0
-    cached_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths, cache.hash, known=known))
-    hits, misses = cache.hits, cache.misses
-    if with_deadline:  # the same change, through Deadline's hash cache
-        run = deadline_submit(job, bucket, url, deadline_cache)
-        assert run["hashed_files"] == 1 and run["uploaded_files"] == 1, run
+    ours: list[float] = []
+    theirs: list[dict] = []
+    for round_ in range(rounds):  # tens of milliseconds each: best of `rounds`, new bytes each time
+        write_random(changed, 5 * MB, random.Random(3 + round_))
+        os.utime(changed, (old + 1 + round_, old + 1 + round_))
+        cache.hits = cache.misses = 0
+        ours.append(timed(lambda: storage.hash_and_upload(settings, bucket, paths, cache.hash, known=known)))
+        hits, misses = cache.hits, cache.misses
+        assert (hits, misses) == (len(paths) - 1, 1), (hits, misses)
+        if with_deadline:  # the same change, through Deadline's hash cache
+            run = deadline_submit(job, bucket, url, deadline_cache)
+            assert run["hashed_files"] == 1 and run["uploaded_files"] == 1, run
+            theirs.append(run)
+    cached_s = min(ours)
+    if theirs:
+        run = min(theirs, key=lambda r: r["seconds"])
         print(
             f"resubmit, one 5 MB file changed, Deadline Cloud with its hash cache: {run['seconds']:.2f} s "
-            f"({run['hash_cache_hits']} hits, {run['hashed_files']} re-hashed, {run['uploaded_files']} uploaded)"
+            f"({run['hash_cache_hits']} hits, {run['hashed_files']} re-hashed, {run['uploaded_files']} uploaded; "
+            f"best of {len(theirs)})"
         )
         figures.update(deadline_resubmit_s=run["seconds"], resubmit_vs_deadline=cached_s / run["seconds"])
-    write_random(changed, 5 * MB, random.Random(4))
+    write_random(changed, 5 * MB, random.Random(100))
     full_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths))
     print(
-        f"resubmit, one 5 MB file changed: {cached_s:.2f} s with the hash cache ({hits} hits, {misses} "
-        f"re-hashed) | {full_s:.2f} s hashing everything again"
+        f"resubmit, one 5 MB file changed: {cached_s:.3f} s with the hash cache ({hits} hits, {misses} "
+        f"re-hashed; best of {len(ours)}) | {full_s:.2f} s hashing everything again"
     )
     figures.update(resubmit_s=cached_s, resubmit_ratio=full_s / cached_s)
 
@@ -335,7 +344,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--small", action="store_true", help="100 MB instead of 1 GB")
-    parser.add_argument("--rounds", type=int, default=2, help="throughput runs per tool (best is kept)")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput runs per tool (best is kept)")
     parser.add_argument(
         "--no-deadline", action="store_true", help="leave out Deadline Cloud's job attachments"
     )
@@ -347,7 +356,7 @@ def main() -> None:
         with moto_server(work / "moto.log") as url:
             settings = AwsSettings(access_key_id=KEY_ID, secret_access_key=SECRET, endpoint_url=url)
             throughput(work, url, settings, args.rounds)
-            resubmit_with_cache(work, url, settings)
+            resubmit_with_cache(work, url, settings, args.rounds)
             print()
             resubmits(work, url, settings)
     finally:
