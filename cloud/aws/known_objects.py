@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ..local_db import LocalDb
 
 FILE_NAME = "bucket-objects-v1.sqlite"
 TRUST_S = 86400.0
@@ -34,24 +35,13 @@ class KnownObjects:
     def __init__(self, path: Path | None, trust_s: float = TRUST_S) -> None:
         self.path = Path(path) if path is not None else None
         self.trust_s = trust_s
-        self._local = threading.local()
-
-    def _db(self) -> sqlite3.Connection | None:
-        if self.path is None:
-            return None
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS seen (bucket TEXT, key TEXT, modified REAL, "
-                    "confirmed REAL, PRIMARY KEY (bucket, key))"
-                )
-            except (OSError, sqlite3.Error):
-                return None
-            self._local.db = db
-        return db
+        self._db = LocalDb(
+            self.path,
+            [
+                "CREATE TABLE IF NOT EXISTS seen (bucket TEXT, key TEXT, modified REAL, "
+                "confirmed REAL, PRIMARY KEY (bucket, key))"
+            ],
+        ).connection
 
     def trusted(
         self, bucket: str, keys: Sequence[str], refresh_after_s: float, now: float | None = None

@@ -22,11 +22,11 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..local_db import LocalDb
 from .chunking import Chunk, Chunked, ChunkPolicy, chunk_file
 
 READ_SIZE = 1 << 20
@@ -61,34 +61,21 @@ class HashCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = Path(path) if path is not None else None
-        self._local = threading.local()
         self.hits = 0
         self.misses = 0
-
-    def _db(self) -> sqlite3.Connection | None:
-        if self.path is None:
-            return None
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS hashes (dev INTEGER, ino INTEGER, size INTEGER, "
-                    "mtime_ns INTEGER, sha256 TEXT NOT NULL, used REAL, "
-                    "PRIMARY KEY (dev, ino, size, mtime_ns))"
-                )
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS chunks (dev INTEGER, ino INTEGER, size INTEGER, "
-                    "mtime_ns INTEGER, policy TEXT NOT NULL, sha256 TEXT NOT NULL, chunks TEXT NOT NULL, "
-                    "used REAL, PRIMARY KEY (dev, ino, size, mtime_ns, policy))"
-                )
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")  # a lost entry only costs a re-hash
-            except sqlite3.Error:
-                return None
-            self._local.db = db
-        return db
+        self._db = LocalDb(
+            self.path,
+            [
+                "CREATE TABLE IF NOT EXISTS hashes (dev INTEGER, ino INTEGER, size INTEGER, "
+                "mtime_ns INTEGER, sha256 TEXT NOT NULL, used REAL, "
+                "PRIMARY KEY (dev, ino, size, mtime_ns))",
+                "CREATE TABLE IF NOT EXISTS chunks (dev INTEGER, ino INTEGER, size INTEGER, "
+                "mtime_ns INTEGER, policy TEXT NOT NULL, sha256 TEXT NOT NULL, chunks TEXT NOT NULL, "
+                "used REAL, PRIMARY KEY (dev, ino, size, mtime_ns, policy))",
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",  # a lost entry only costs a re-hash
+            ],
+        ).connection
 
     def lookup(self, key: Key) -> str | None:
         db = self._db()

@@ -71,3 +71,14 @@ def test_a_broken_cache_file_only_costs_hashing(tmp_path):
     path = settled(tmp_path / "a.bin", b"x" * 100)
     assert HashCache(db).hash(path) == (sha(b"x" * 100), 100)
     assert HashCache(None).hash(path) == (sha(b"x" * 100), 100)
+
+
+def test_a_cache_folder_that_cannot_be_made_only_costs_hashing(tmp_path):
+    """The artist's config folder blocked (here a file where the folder should be): the submit
+    hashes as if there were no cache instead of failing."""
+    (tmp_path / "blocked").write_bytes(b"a file, not a folder")
+    cache = HashCache(tmp_path / "blocked" / "hashes.sqlite")
+    path = settled(tmp_path / "a.bin", b"y" * 100)
+    assert cache.hash(path) == (sha(b"y" * 100), 100)
+    assert cache.hash(path) == (sha(b"y" * 100), 100)
+    assert (cache.hits, cache.misses) == (0, 2)
