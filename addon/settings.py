@@ -204,6 +204,7 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     findings: StringProperty(default="")  # type: ignore[valid-type]
     orphans: StringProperty(default="")  # type: ignore[valid-type]
     account_status: StringProperty(default="")  # type: ignore[valid-type]
+    jobs_status: StringProperty(default="")  # type: ignore[valid-type]  # under the Jobs list
     setup_summary: StringProperty(default="")  # type: ignore[valid-type]
     estimate: StringProperty(default="")  # type: ignore[valid-type]
 

@@ -100,6 +100,8 @@ class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
 
     bl_idname = "cloud_render.request_quota"
     bl_label = "Request Quota Increase"
+    # Pressed under a job that failed for want of quota: the answer goes under that job's words.
+    from_job: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..cloud.aws import quotas
@@ -119,7 +121,11 @@ class CLOUDRENDER_OT_request_quota(NeedsOnlineAccess, bpy.types.Operator):
             )
 
         machines = int(settings.machines)  # many machines need that many times the vCPUs
-        in_background(lambda: quotas.request_quota_increase(aws, instance_type, spot, machines), requested)
+        in_background(
+            lambda: quotas.request_quota_increase(aws, instance_type, spot, machines),
+            requested,
+            "job_action" if self.from_job else "account",
+        )
         return {"FINISHED"}
 
 

@@ -28,16 +28,34 @@ class NeedsOnlineAccess:
         return True
 
 
-def in_background(work: Callable[[], Any], on_success: Callable[[Any], str]) -> None:
-    """Run `work` in a thread; back on the main thread, `on_success(result)` gives the panel's
-    message, or the CloudError's message and action are shown."""
+# Where an operator's outcome is said: the current job's message and action ("job"), only its
+# action, under what happened ("job_action"), the line under the Jobs list ("jobs"), or the
+# account's status line in Preferences ("account").
+SaidIn: TypeAlias = Literal["job", "job_action", "jobs", "account"]
+
+
+def in_background(work: Callable[[], Any], on_success: Callable[[Any], str], said_in: SaidIn = "job") -> None:
+    """Run `work` in a thread; back on the main thread, `on_success(result)` gives the words, or
+    the CloudError's message and action are the words, said where the button was pressed: an
+    outcome about another job or the account written into the current job's message hid that
+    job's own words, or was never seen (no current job: no Current Job panel)."""
 
     def done(result: Any, error: Any) -> None:
         view = job_view.view()
-        if error is not None:
-            view.message, view.action = error.message, error.action
+        message, action = (error.message, error.action) if error is not None else (on_success(result), "")
+        if said_in == "job":
+            view.message, view.action = message, action
+        elif said_in == "job_action":
+            view.action = f"{message} {action}".strip()
+        elif said_in == "jobs":
+            view.jobs_status = f"{message} {action}".strip()
         else:
-            view.message, view.action = on_success(result), ""
+            view.account_status = f"{message} {action}".strip()
         job_view.redraw()
 
     pump.in_background(work, done)
+
+
+def said_in_for(job_id: str) -> SaidIn:
+    """The current job's own panel for the current job; the Jobs list's line for any other."""
+    return "job" if job_id and job_id == job_view.view().job_id else "jobs"

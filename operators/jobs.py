@@ -8,7 +8,7 @@ from typing import Any
 import bpy
 
 from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, pump, submit
-from .common import NeedsOnlineAccess, OperatorReturn, in_background
+from .common import NeedsOnlineAccess, OperatorReturn, in_background, said_in_for
 
 
 def _selected_job(context: bpy.types.Context, job_id: str) -> str:
@@ -81,7 +81,9 @@ class CLOUDRENDER_OT_make_movie(NeedsOnlineAccess, bpy.types.Operator):
             movie_view.forget(job_id)
             return path, seconds
 
-        in_background(work, lambda made: f"Movie made here in {made[1]:.1f} s: {made[0].name}")
+        in_background(
+            work, lambda made: f"Movie made here in {made[1]:.1f} s: {made[0].name}", said_in_for(job_id)
+        )
         self.report({"INFO"}, "Making the movie from the frames in a background Blender.")
         return {"FINISHED"}
 
@@ -152,7 +154,7 @@ class CLOUDRENDER_OT_delete_cloud_data(NeedsOnlineAccess, bpy.types.Operator):
             jobs_list.remove(job_id)
             return f"Deleted {count} cloud files of {job_id}."
 
-        in_background(lambda: pump.manager().delete_cloud_data(job_id), deleted)
+        in_background(lambda: pump.manager().delete_cloud_data(job_id), deleted, said_in_for(job_id))
         return {"FINISHED"}
 
 
@@ -168,7 +170,7 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
         def found(orphans: Any, error: Any) -> None:
             view = job_view.view()
             if error is not None:
-                view.message, view.action = error.message, error.action
+                view.jobs_status = f"{error.message} {error.action}".strip()
             else:
                 # Said by the red line at the top of the panel and the rows in Jobs; the current
                 # job's own message and action stay (the real window showed a failed job's
@@ -199,7 +201,7 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
             )
             return f"Terminated {instance_id}."
 
-        in_background(lambda: pump.manager().terminate_instance(region, instance_id), terminated)
+        in_background(lambda: pump.manager().terminate_instance(region, instance_id), terminated, "jobs")
         return {"FINISHED"}
 
 
@@ -228,7 +230,7 @@ class CLOUDRENDER_OT_proof_frame(bpy.types.Operator):
             return proof.result.words() + (f" Likely cause: {proof.cause}" if proof.cause else "")
 
         proof_frame.open_editor()  # here, where the operator's context can open a window
-        in_background(lambda: proof_frame.render_and_compare(plan), shown)
+        in_background(lambda: proof_frame.render_and_compare(plan), shown, said_in_for(job_id))
         self.report({"INFO"}, f"Rendering frame {plan.frame} here to compare with the cloud's.")
         return {"FINISHED"}
 

@@ -262,7 +262,7 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         if view.action:
             text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
-                layout.operator("cloud_render.request_quota", icon="PLUS")
+                layout.operator("cloud_render.request_quota", icon="PLUS").from_job = True
         if view.state == "Waiting for you":  # the answer right under the question, above the log
             row = layout.row()
             row.scale_y = 1.3
@@ -333,6 +333,8 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
+        if view.jobs_status:  # what the last button here did (Delete Cloud Data, Terminate, ...)
+            text_wrap.labels(layout, context, view.jobs_status, icon="INFO")
 
 
 def draw_render_menu(self: Any, context: bpy.types.Context) -> None:

@@ -619,9 +619,14 @@ def start_job(instance_type, frames, quote_first=False, max_cost=5.0, samples=0)
 
 def wait_for(states, label):
     """A stage: wait until the current job is in one of `states`, then shoot the panel."""
+    return wait_until(lambda: view().state in states, label)
+
+
+def wait_until(ready, label):
+    """A stage: wait until `ready()` (or the deadline), then shoot the panel scrolled down."""
 
     def stage():
-        if view().state not in states and time.monotonic() < S["deadline"]:
+        if not ready() and time.monotonic() < S["deadline"]:
             return ("again", 0.5)
         if S.get("scrolled", 0) < 2:  # twice: the Current Job panel grows after the first
             S["scrolled"] = S.get("scrolled", 0) + 1
@@ -702,6 +707,21 @@ def st_cancel_press():
 
 def st_quota_job():
     start_job("p5.48xlarge", 6)  # 192 vCPUs against the emulated account's GPU quota of 0
+    return 1.0
+
+
+def st_quota_request():
+    """Request Quota Increase, pressed under the failed job (its button there sets from_job)."""
+    log("request_quota", in_props(ops().cloud_render.request_quota, from_job=True))
+    S["deadline"] = time.monotonic() + 60
+    return 1.0
+
+
+def st_terminate_orphan():
+    """Terminate the forgotten machine from the Jobs list: the outcome is said under the list."""
+    instance_id, _job, region = ([*view().orphans.split(",")[0].split(":"), "", ""])[:3]
+    log("terminate", in_props(ops().cloud_render.terminate_orphan, instance_id=instance_id, region=region))
+    S["deadline"] = time.monotonic() + 60
     return 1.0
 
 
@@ -829,11 +849,15 @@ STAGES = [
     ("cancel", settle()),
     ("quota", st_quota_job),
     ("quota", wait_for(FINAL, "job_failed_quota")),
+    ("quota", st_quota_request),
+    ("quota", wait_until(lambda: view().action.startswith("Quota request"), "job_failed_quota_requested")),
     ("jobs", st_find_orphans),
     ("jobs", st_open_jobs),
     ("jobs", st_click_jobs),
     ("jobs", st_jobs_shot),
     ("jobs", st_jobs_shot2),
+    ("jobs", st_terminate_orphan),
+    ("jobs", wait_until(lambda: view().jobs_status.startswith("Terminated"), "jobs_machine_terminated")),
     ("menu", st_render_menu),
     ("menu", st_render_menu_shot),
     ("end", st_quit),

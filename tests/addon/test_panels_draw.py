@@ -140,6 +140,7 @@ def test_panels_draw_in_each_job_state(module, state):
     view.log_tail = "line one\nline two"
     view.orphans = "i-0123456789abcdef0:old-job"
     view.action, view.error_code = "", ""
+    view.jobs_status = "Deleted 12 cloud files of 20261124-000000-fedcba."
     if state == "Failed":
         # The button follows the error's code, whatever the words: the launch-time quota error
         # ("Press 'Request quota increase'...") and the pre-launch check read differently.
@@ -151,6 +152,8 @@ def test_panels_draw_in_each_job_state(module, state):
     assert any(text.startswith("1 machine still running with no job") for text in labels)
     assert ("cloud_render.cancel" in operators) == (state in {"Uploading", "Rendering"})
     assert ("cloud_render.request_quota" in operators) == (state == "Failed")
+    # What the last button under the Jobs list did is said there, not in the job's own words.
+    assert "Deleted 12 cloud files of 20261124-000000-fedcba." in " ".join(labels)
 
 
 def test_online_access_off_is_explained_in_preferences(module):

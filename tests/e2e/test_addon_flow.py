@@ -349,6 +349,16 @@ def test_setup_walks_a_new_account_to_ready_or_to_what_is_missing(cloud):
     summary = view().setup_summary
     assert summary.startswith("Not ready to render yet")
     assert "quota" in summary.lower() and "(CPU, " in summary  # a CPU machine it can run meanwhile
+    # Request Quota Increase in Preferences answers there: the current job's words stay.
+    view().message, view().action = "The last job's message.", "Its action."
+    view().account_status = ""
+    assert bpy.ops.cloud_render.request_quota() == {"FINISHED"}
+    harness.drain_until(lambda: view().account_status.startswith("Quota request for "), 60)
+    assert (view().message, view().action) == ("The last job's message.", "Its action.")
+    # Pressed under a job that failed for want of quota, the answer goes under what happened.
+    assert bpy.ops.cloud_render.request_quota(from_job=True) == {"FINISHED"}
+    harness.drain_until(lambda: view().action.startswith("Quota request for "), 60)
+    assert view().message == "The last job's message."
 
     cloud.quotas.set_quota("L-DB2E81BA", 16)
     view().setup_summary = ""
@@ -402,6 +412,9 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
     assert (view().message, view().action) == ("The last job's message.", "Its action.")
     assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten, region="us-west-2") == {"FINISHED"}
     harness.drain_until(lambda: not view().orphans, 30)
+    # Said under the Jobs list, where the button is; the current job's words stay.
+    assert view().jobs_status == f"Terminated {forgotten}."
+    assert (view().message, view().action) == ("The last job's message.", "Its action.")
     state = ec2.describe_instances(InstanceIds=[forgotten])["Reservations"][0]["Instances"][0]["State"][
         "Name"
     ]
