@@ -217,6 +217,28 @@ def st_prefs_setup():
 def st_prefs_setup_shot():
     ready = view().setup_summary.startswith("Ready")
     shot("prefs_after_set_up" if ready else "prefs_after_set_up_quota_0", box=(0, 0, 900, 700))
+    if not ready and MODE == "shots":  # Request Quota Increase, pressed here in Preferences
+        view().account_status = ""
+        log("request_quota", ops().cloud_render.request_quota())
+        S["deadline"] = time.monotonic() + 60
+    return 1.0
+
+
+def st_prefs_quota_requested():
+    """The answer to a request pressed in Preferences is said there."""
+    asked = not view().setup_summary.startswith("Ready") and MODE == "shots"
+    if asked and not view().account_status.startswith("Quota request") and time.monotonic() < S["deadline"]:
+        return ("again", 0.5)
+    if asked:
+        log("account status:", view().account_status)
+        redraw_all()
+        S["prefs_quota_shot"] = True
+    return 1.0
+
+
+def st_prefs_close():
+    if S.pop("prefs_quota_shot", False):
+        shot("prefs_quota_requested", box=(0, 0, 900, 700))
     for window in list(wm().windows)[1:]:
         with context().temp_override(window=window):
             bpy.ops.wm.window_close()
@@ -803,6 +825,8 @@ STAGES = [
     ("prefs", st_prefs_connected_shot),
     ("prefs", st_prefs_setup),
     ("prefs", st_prefs_setup_shot),
+    ("prefs", st_prefs_quota_requested),
+    ("prefs", st_prefs_close),
     ("scene", st_scene),
     ("panel", st_panel_ready),
     ("panel", st_panel_ready_shot),
