@@ -308,8 +308,11 @@ def test_quota_zero_is_explained_before_anything_is_launched(cloud, tmp_path):
     assert view().action.startswith("Request quota increase")
     assert instance_states(cloud) == []
 
-    assert bpy.ops.cloud_render.request_quota() == {"FINISHED"}
-    harness.drain_until(lambda: view().message.startswith("Quota request"), 30)
+    failure = view().message
+    # The button under the failed job (the panel sets from_job): the answer goes under what happened.
+    assert bpy.ops.cloud_render.request_quota(from_job=True) == {"FINISHED"}
+    harness.drain_until(lambda: view().action.startswith("Quota request"), 30)
+    assert view().message == failure
     requested = [r for r in cloud.quotas.seen if r.target.endswith("RequestServiceQuotaIncrease")]
     assert requested and requested[0].body["QuotaCode"] == "L-DB2E81BA"
     assert requested[0].body["DesiredValue"] >= 4
