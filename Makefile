@@ -8,7 +8,7 @@ VENV_BPY42 := .venv-bpy42
 VENV_BPY5X := .venv-bpy5x
 PIP_QUIET := -q --disable-pip-version-check
 
-.PHONY: all venv venv-compat wheels build test test-bpy42 test-fast test-gui screenshots lint demo bench clean
+.PHONY: all venv venv-compat wheels build test test-bpy42 test-fast test-gui screenshots lint demo aws-check bench clean
 
 all: build
 
@@ -78,6 +78,11 @@ screenshots: venv wheels
 demo: venv wheels
 	$(PY) dev/demo.py $(if $(SCENE),--scene $(SCENE))
 	$(PY) dev/demo_batch.py --machines $(or $(MACHINES),3)
+
+# One tiny frame on a real AWS account, each step timed, under a hard cost cap (dev/aws_check.py):
+# make aws-check ARGS="--profile NAME --yes". Without --yes it only says what it would do.
+aws-check: venv wheels
+	$(PY) dev/aws_check.py $(ARGS)
 
 bench: venv wheels
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

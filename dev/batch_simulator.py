@@ -14,6 +14,12 @@ moto's gaps (see docker_standin's docstring): no EC2 instances for a managed com
 environment, no retries, terminating a parent reaches no child. Where a gap bites the harness
 plays AWS's part: `rerun()` starts a child again with the next attempt number, as Batch's retry
 strategy does after a lost host; the engine itself terminates every child (as AWS would).
+moto 5.2 keeps a job's `containerOverrides.resourceRequirements` but shows them nowhere (its
+`describe_jobs` gives the definition's vCPUs and memory) and passes no resources to Docker:
+`BatchFront`, in front of moto for Batch only, adds to each described job the requirements its
+definition and overrides make, as AWS shows them, so the product's calls and the stand-in (which
+records them as `Machine.resources`) see a child's size. Nothing enforces it: a machine here is a
+local process with no memory limit.
 
     with BatchSimulator(work_root) as sim:
         settings = sim.settings        # AwsSettings for the product, pointed at moto
@@ -25,6 +31,9 @@ strategy does after a lost host; the engine itself terminates every child (as AW
 from __future__ import annotations
 
 import contextlib
+import http.client
+import http.server
+import json
 import os
 import re
 import signal
@@ -35,6 +44,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cloud.aws.session import AwsSettings
 from dev.docker_standin import DockerStandin, Machine
@@ -49,6 +59,101 @@ SHIMS = {
     "shutdown": '#!/bin/sh\necho "(container) no shutdown here"\nexit 1\n',
     "poweroff": "#!/bin/sh\nexit 1\n",
 }
+
+
+class BatchFront:
+    """Batch's calls forwarded to moto, with AWS's answer where moto's falls short: each job in a
+    DescribeJobs answer gets `container.resourceRequirements`, the vCPUs and memory moto reports
+    for its definition overridden by what its SubmitJob's `containerOverrides` asked (an array's
+    children take their parent's). A GPU requirement shows only where the overrides give one."""
+
+    def __init__(self, moto_url: str) -> None:
+        self.moto = urlsplit(moto_url)
+        self.overrides: dict[str, list[dict[str, str]]] = {}  # job id -> its override requirements
+        self._lock = threading.Lock()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="batch-front", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> BatchFront:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """moto's (status, headers, body) for one request."""
+        conn = http.client.HTTPConnection(self.moto.hostname or "127.0.0.1", self.moto.port or 80, timeout=60)
+        try:
+            conn.request(method, path, body, headers)
+            response = conn.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            conn.close()
+
+    def amend(self, path: str, request: bytes | None, status: int, answer: bytes) -> bytes:
+        """What AWS would have answered: SubmitJob's overrides noted, DescribeJobs' filled in."""
+        if status != 200:
+            return answer
+        operation = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+        if operation == "submitjob":
+            asked = json.loads(request or b"{}").get("containerOverrides", {}).get("resourceRequirements")
+            if asked:
+                with self._lock:
+                    self.overrides[str(json.loads(answer)["jobId"])] = list(asked)
+            return answer
+        if operation != "describejobs":
+            return answer
+        document = json.loads(answer)
+        for job in document.get("jobs", []):
+            with self._lock:
+                asked = self.overrides.get(str(job.get("jobId", "")).split(":", 1)[0])
+            container = job.get("container")
+            if asked is None or container is None:
+                continue
+            merged = {
+                "VCPU": str(int(float(container.get("vcpus", 1)))),
+                "MEMORY": str(container.get("memory", 512)),
+            }
+            merged.update({str(r["type"]): str(r["value"]) for r in asked})
+            container["resourceRequirements"] = [{"type": k, "value": v} for k, v in merged.items()]
+        return json.dumps(document).encode()
+
+    def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # botocore keeps its connections open
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
+                status, answer_headers, answer = front.forward(self.command, self.path, headers, body)
+                answer = front.amend(self.path, body, status, answer)
+                self.send_response(status)
+                for key, value in answer_headers:
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        return Handler
 
 
 class BatchSimulator:
@@ -66,6 +171,7 @@ class BatchSimulator:
         self.system_python = system_python or os.environ.get("CLOUD_RENDER_SIM_PYTHON") or sys.executable
         self._stack = contextlib.ExitStack()
         self.url = ""
+        self.front: BatchFront | None = None
         self.standin: DockerStandin | None = None
         self.reruns: list[subprocess.Popen[bytes]] = []
         self.reran: dict[int, subprocess.Popen[bytes]] = {}  # array index -> its latest re-run
@@ -112,7 +218,8 @@ class BatchSimulator:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        self.standin.moto_url = self.url
+        self.front = self._stack.enter_context(BatchFront(self.url))
+        self.standin.moto_url = self.front.url  # Batch's answers as AWS gives them (a child's size)
         self._stack.callback(self._end_reruns)
         return self
 
@@ -127,12 +234,15 @@ class BatchSimulator:
     @property
     def settings(self) -> AwsSettings:
         """The product's settings for this emulated account (S3 by endpoint URL, the rest per service)."""
+        batch_url = self.front.url if self.front is not None else self.url
         return AwsSettings(
             region="us-east-1",
             access_key_id=KEY_ID,
             secret_access_key=SECRET,
             endpoint_url=self.url,
-            service_endpoints=tuple((service, self.url) for service in MOTO_SERVICES),
+            service_endpoints=tuple(
+                (service, batch_url if service == "batch" else self.url) for service in MOTO_SERVICES
+            ),
         )
 
     # --- the machines -------------------------------------------------------------------------

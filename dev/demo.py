@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
-from dev.demo_common import cache_blender, isolate  # noqa: E402
+from dev.demo_common import cache_blender, isolate, set_up_as_artist  # noqa: E402
 
 isolate()  # before bpy is imported
 
@@ -128,14 +128,6 @@ def main() -> int:
 
     with emulated_account(log_path=OUT / "emulator.log") as account:
         clock.stage(f"emulated AWS account is up at {account.url}")
-        harness.connect(account.url)
-        manager = module.addon.pump.manager()
-        settings = manager.settings_for()
-        identity = module.cloud.aws.credentials.verify(settings)
-        clock.stage(
-            f"keys stored encrypted and verified: account {identity.account}, user {identity.user_name}"
-        )
-
         project = OUT / "project"
         scene_path = harness.make_scene(
             project / "demo_shot.blend", frames=frames_wanted, size=SIZE, samples=SAMPLES
@@ -148,6 +140,14 @@ def main() -> int:
         clock.stage(
             f"sample scene ({kind}, {scene.render.engine}): {scene_path.relative_to(ROOT)} ({frames_wanted} frames, "
             f"{scene.render.resolution_x}x{scene.render.resolution_y}, {SAMPLES} samples)"
+        )
+        summary = set_up_as_artist(account, module)
+        manager = module.addon.pump.manager()
+        settings = manager.settings_for()
+        identity = module.cloud.aws.credentials.verify(settings)
+        clock.stage(
+            f"IAM user {identity.user_name} of account {identity.account}, keys stored encrypted; Set Up: "
+            f"{summary.splitlines()[0]}; Set Up policy detached, the daily Render policy alone from here"
         )
 
         # What the first boot of a real machine leaves behind: a Blender build in the bucket's cache.

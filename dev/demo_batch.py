@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
-from dev.demo_common import cache_blender, isolate  # noqa: E402
+from dev.demo_common import cache_blender, isolate, set_up_as_artist  # noqa: E402
 
 isolate()  # before bpy is imported
 
@@ -60,7 +60,6 @@ def main() -> int:
     say(f"extension installed in Blender {bpy.app.version_string} (bpy module)")
     with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
         account.quotas.set_quota("L-1216C47A", 8.0 * max(args.machines, 4))  # standard on-demand vCPUs
-        harness.connect(account.url)
         say(f"emulated AWS with Batch at {sim.url}")
         harness.make_scene(work / "project" / "batch_shot.blend", frames=args.frames, size=48, samples=4)
         scene: Any = bpy.context.scene
@@ -70,6 +69,8 @@ def main() -> int:
         settings.frame_order = "PREVIEW_FIRST"
         settings.max_cost, settings.max_hours = 2.0, 1.0
         bpy.ops.wm.save_mainfile()
+        set_up = set_up_as_artist(account, module)
+        say(f"Set Up as the artist's IAM user: {set_up.splitlines()[0]}; Set Up policy detached")
         manager = module.addon.pump.manager()
         aws = manager.settings_for()
         bucket, version = cache_blender(manager, aws)

@@ -1,6 +1,7 @@
 """What both demos (demo.py, demo_batch.py) set up the same way: a Blender that is not the
-developer's own, keys of the emulated account only, and the Blender build a machine's first
-boot would have left in the bucket's cache."""
+developer's own, keys of the emulated account only, an artist's IAM user set up as the README
+says (Set Up with both policies, then the Set Up policy detached), and the Blender build a
+machine's first boot would have left in the bucket's cache."""
 
 from __future__ import annotations
 
@@ -32,3 +33,26 @@ def cache_blender(manager: Any, settings: Any) -> tuple[str, str]:
     tarball, digest = make_blender_tarball(version, Path(tempfile.mkdtemp(prefix="cloud-render-blender-")))
     manager.steps.stage_blender(settings, bucket, version, tarball, digest)
     return bucket, version
+
+
+def set_up_as_artist(account: Any, module: Any) -> str:
+    """What an artist does first, as the README tells it: an IAM user holding Cloud Render's two
+    managed policies, its key entered in the preferences, Set Up pressed (for the open scene's
+    machine type); then the Set Up policy detached. Everything after this runs with the daily
+    Render policy alone, every request authorised by the emulated account's strict layer.
+    Returns Set Up's summary; exits when Set Up is not ready."""
+    import bpy
+
+    from tests.addon import harness
+
+    harness.connect(account.url, keys=account.create_artist(("render", "setup")))
+    view = module.addon.job_view.view()
+    view.setup_summary = ""
+    ops: Any = bpy.ops
+    assert ops.cloud_render.setup() == {"FINISHED"}
+    harness.drain_until(lambda: bool(view.setup_summary), 300)
+    summary = str(view.setup_summary)
+    if not summary.startswith("Ready to render"):
+        raise SystemExit(f"Set Up did not get the emulated account ready:\n{summary}")
+    account.detach("setup")
+    return summary

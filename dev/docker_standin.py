@@ -38,6 +38,9 @@ What the stand-in cannot cover, moto's own gaps that a harness must play AWS's p
   per append, and a child's container may get a sibling's id. The stand-in takes the job id
   from the container's name instead (`<job name>-<parent id>-<index>`), which is per child;
 - `describe_jobs` shows no `container.exitCode` (`list_jobs` summaries do);
+- `containerOverrides.resourceRequirements` are kept but shown nowhere (`describe_jobs` gives the
+  definition's vCPUs and memory) and no resource reaches Docker: a container's size is what a
+  front before moto adds to `describe_jobs` (`Machine.resources`), recorded, never enforced;
 - an array job's parent gets its size only once moto has started every child, so a child that
   starts early waits for it (the stand-in asks again) before `AWS_BATCH_JOB_ARRAY_SIZE` is known.
 
@@ -106,6 +109,9 @@ class Machine:
     created_at: float
     host_config: dict[str, Any] = field(default_factory=dict)
     process_env: dict[str, str] = field(default_factory=dict)  # what the process was given
+    # What Batch gave the job (type -> value: VCPU, MEMORY in MiB, GPU), where `describe_jobs`
+    # says (a front such as batch_simulator.BatchFront; moto alone does not); not enforced.
+    resources: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -293,7 +299,7 @@ class DockerStandin:
                 raise _ApiError(304, "container already started")
             machine._claimed = True
         try:
-            batch_env = self._batch_variables(machine.name, machine.env)
+            batch_env, machine.resources = self._batch_variables(machine.name, machine.env)
         except Exception as err:
             machine._claimed = False
             machine.error = f"cannot set the Batch variables: {err}"
@@ -364,11 +370,12 @@ class DockerStandin:
         port = str(url.port or (443 if url.scheme == "https" else 80))
         return {"MOTO_HOST": host, "MOTO_PORT": port, "MOTO_HTTP_ENDPOINT": f"{host}:{port}"}
 
-    def _batch_variables(self, name: str, env: dict[str, str]) -> dict[str, str]:
-        """What AWS Batch sets in a job's container and moto does not, asked of moto itself."""
+    def _batch_variables(self, name: str, env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """What AWS Batch sets in a job's container and moto does not, asked of moto itself; and
+        the job's resources as `describe_jobs` gives them (type -> value, empty where it does not)."""
         job_id = env.get("AWS_BATCH_JOB_ID")
         if not job_id:
-            return {}  # not a Batch container job (or a multi-node one): nothing to add
+            return {}, {}  # not a Batch container job (or a multi-node one): nothing to add
         # With containerOverrides.environment, moto's children share one list that every child
         # (and every describe) appends its AWS_BATCH_JOB_ID to: the container's name is the
         # reliable source of which child this is.
@@ -382,7 +389,7 @@ class DockerStandin:
         if not self.moto_url:
             if array:
                 raise RuntimeError("no moto_url: the array size can only be asked of moto")
-            return {**found, "AWS_BATCH_JOB_ATTEMPT": "1"}
+            return {**found, "AWS_BATCH_JOB_ATTEMPT": "1"}, {}
         batch = self._batch()
         ids = [job_id] + ([array["parent"]] if array else [])
         # moto gives the parent its children (and so its size) only once it has created and
@@ -416,7 +423,8 @@ class DockerStandin:
             order = sorted(queues[0]["computeEnvironmentOrder"], key=lambda e: e["order"]) if queues else []
             if order:
                 found["AWS_BATCH_CE_NAME"] = order[0]["computeEnvironment"].rsplit("/", 1)[-1]
-        return found
+        asked = job.get("container", {}).get("resourceRequirements") or []
+        return found, {str(r["type"]): str(r["value"]) for r in asked}
 
     def _batch(self) -> Any:
         with self._lock:

@@ -15,8 +15,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cloud.aws.session import AwsSettings
+from botocore.exceptions import ClientError
+
+from cloud.aws.iam_policy import POLICY_NAMES, POLICY_TITLES, PolicyName, policy_text
+from cloud.aws.session import AwsSettings, client
 from cloud.cost.catalog import load_catalog
 from tests.aws_emulator import MOTO_SERVICES, SERVICES, endpoint_variables, moto_server, reset
 from tests.pricing_server import pricing_server
@@ -25,6 +29,7 @@ from tests.ssm_seed import PublicParameterServer, seed_deep_learning_amis
 
 # The vCPU quota the emulated account has: enough for a g4dn.xlarge and a c5.2xlarge.
 GPU_QUOTA_VCPUS = 16
+ACCOUNT_ID = "123456789012"  # moto's default account
 QUOTA_CODES = ("L-1216C47A", "L-DB2E81BA", "L-417A185B", "L-34B43A08", "L-3819A6DF", "L-7212CCBC")
 
 
@@ -35,12 +40,75 @@ class EmulatedAccount:
     quotas: QuotaServer
     params: PublicParameterServer
 
+    def create_artist(
+        self, policies: tuple[PolicyName, ...] = ("render", "setup"), name: str = "artist"
+    ) -> tuple[str, str]:
+        """An IAM user holding `policies` (see `create_artist`): (key id, secret)."""
+        return create_artist(self.settings, policies, name)
+
+    def detach(self, policy: PolicyName, name: str = "artist") -> None:
+        """Take one policy off the artist (as after Set Up: the Set Up policy)."""
+        detach(self.settings, policy, name)
+
+    def attach(self, policy: PolicyName, name: str = "artist") -> None:
+        """Put one policy on the artist again (Set Up's, for another Set Up)."""
+        attach(self.settings, policy, name)
+
     def reset(self, region: str = "us-east-1") -> None:
         """An empty account again, with its AMI parameters and quotas."""
         reset(self.url)
         seed_deep_learning_amis(self.params, self.settings, region)
         for code in QUOTA_CODES:
             self.quotas.set_quota(code, GPU_QUOTA_VCPUS, region)
+
+
+def create_artist(
+    admin: AwsSettings, policies: tuple[PolicyName, ...] = ("render", "setup"), name: str = "artist"
+) -> tuple[str, str]:
+    """An IAM user as the README tells an artist to make one: Cloud Render's two managed
+    policies created from the add-on's own files, `policies` attached, one access key.
+    Returns (key id, secret); every request signed with it is authorised by the strict layer
+    (dev/strict_aws/) against exactly these policies. `admin`: the account's own settings."""
+    iam = client(admin, "iam")
+    try:
+        iam.create_user(UserName=name)
+    except ClientError as exc:  # made earlier in this account: its old key goes, as in a rotation
+        if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
+            raise
+        for old in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=name, AccessKeyId=old["AccessKeyId"])
+    held = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]}
+    for policy in POLICY_NAMES:
+        arn = _managed_policy(iam, policy)
+        if policy in policies and arn not in held:
+            iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        elif policy not in policies and arn in held:
+            iam.detach_user_policy(UserName=name, PolicyArn=arn)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+def attach(admin: AwsSettings, policy: PolicyName, name: str = "artist") -> None:
+    """Put one of Cloud Render's policies on the user (as before Set Up: the Set Up policy)."""
+    iam = client(admin, "iam")
+    iam.attach_user_policy(UserName=name, PolicyArn=_managed_policy(iam, policy))
+
+
+def detach(admin: AwsSettings, policy: PolicyName, name: str = "artist") -> None:
+    """Take one of Cloud Render's policies off the user (as after Set Up: the Set Up policy)."""
+    iam = client(admin, "iam")
+    iam.detach_user_policy(UserName=name, PolicyArn=_managed_policy(iam, policy))
+
+
+def _managed_policy(iam: Any, policy: PolicyName) -> str:
+    """The account's managed policy made from the add-on's file (made once)."""
+    title = POLICY_TITLES[policy]
+    arn = f"arn:aws:iam::{ACCOUNT_ID}:policy/{title}"
+    try:
+        iam.get_policy(PolicyArn=arn)
+    except ClientError:
+        arn = str(iam.create_policy(PolicyName=title, PolicyDocument=policy_text(policy))["Policy"]["Arn"])
+    return arn
 
 
 def price_list() -> dict[tuple[str, str], float]:

@@ -84,14 +84,23 @@ class CLOUDRENDER_OT_test_connection(NeedsOnlineAccess, bpy.types.Operator):
 
 
 class CLOUDRENDER_OT_copy_policy(bpy.types.Operator):
-    """Copy the least-privilege IAM policy Cloud Render needs, to paste in the AWS console"""
+    """Copy one of Cloud Render's two IAM policies, to paste in the AWS console (Create policy > JSON)"""
 
     bl_idname = "cloud_render.copy_policy"
     bl_label = "Copy IAM Policy"
+    policy: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        items=(
+            ("render", "Render", "The daily policy: render into your own bucket, nothing more"),
+            ("setup", "Set Up", "Attached for Set Up only: makes the bucket, firewall and AWS Batch"),
+        ),
+        default="render",
+        options={"SKIP_SAVE"},
+    )
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        context.window_manager.clipboard = iam_policy.policy_text()
-        self.report({"INFO"}, "IAM policy copied to the clipboard.")
+        context.window_manager.clipboard = iam_policy.policy_text(self.policy)
+        title = iam_policy.POLICY_TITLES[self.policy]
+        self.report({"INFO"}, f"The {title} policy is copied: paste it in Create policy > JSON.")
         return {"FINISHED"}
 
 
@@ -181,6 +190,7 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
                 machines=machines,
                 budget=budget,
                 progress=progress,
+                retention_days=int(prefs.retention_days),
             ),
             done,
         )

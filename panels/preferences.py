@@ -87,19 +87,34 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         status = job_view.view().account_status
         if status and status not in summary.splitlines():  # Set Up's first line, said once
             text_wrap.labels(layout, context, status)
-        box = layout.box()
-        if not account.has_credentials():  # the steps to make keys, until there are some
-            box.label(text="No keys yet? In the AWS console:")
-            box.label(text="1. IAM > Users > Create user (never use the account's root keys).")
-            box.label(text="2. Permissions > Create inline policy > JSON: paste the Cloud Render policy.")
-            box.label(text="3. Security credentials > Create access key, then 'Enter Access Key...' here.")
-        box.operator("cloud_render.copy_policy", icon="COPYDOWN")
+        _policy_steps(layout.box(), context, first_time=not account.has_credentials())
         layout.prop(self, "default_region")
         layout.prop(self, "retention_days")
         row = layout.row()
         row.prop(self, "budget_amount")
         row.prop(self, "budget_email")
         layout.prop(self, "endpoint_url")
+
+
+def _policy_steps(box: bpy.types.UILayout, context: bpy.types.Context, *, first_time: bool) -> None:
+    """The two managed policies: Render kept on the user, Set Up attached for Set Up only."""
+    from ..cloud.aws.iam_policy import POLICY_TITLES
+
+    render, setup = POLICY_TITLES["render"], POLICY_TITLES["setup"]
+    if first_time:  # the steps to make keys, until there are some
+        box.label(text="No keys yet? In the AWS console, IAM:")
+        steps = (
+            f"1. Policies > Create policy > JSON: paste Render, name it {render}. "
+            f"Again with Set Up, named {setup}.",
+            f"2. Users > Create user (never the root user) and attach {render} and {setup}.",
+            "3. Security credentials > Create access key, then 'Enter Access Key...' here.",
+            f"After Set Up says Ready, {setup} may be detached: rendering needs only {render}.",
+        )
+        for step in steps:
+            text_wrap.labels(box, context, step)
+    row = box.row()
+    row.operator("cloud_render.copy_policy", text="Copy Render Policy", icon="COPYDOWN").policy = "render"
+    row.operator("cloud_render.copy_policy", text="Copy Set Up Policy", icon="COPYDOWN").policy = "setup"
 
 
 classes = (CloudRenderPreferences,)

@@ -46,13 +46,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def moto_server(log_path: Path | None = None, *, managed_policies: bool = False) -> Iterator[str]:
-    """Run `moto.server` on a free loopback port; yields its base URL.
+    """Run moto behind the strict layer (`dev.strict_aws.server`, which takes `moto.server`'s
+    arguments and answers as AWS would for the principal that signed each request) on a free
+    loopback port; yields its base URL.
 
     `managed_policies`: moto knows AWS's managed policies (Set Up attaches the managed ECS policy
     to the Batch machines' role). Off by default: moto then loads about a thousand policies on
     every reset that touches IAM (GetCallerIdentity does), which made the suite twice as slow."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # Always behind the strict layer: what AWS refuses is refused here too (dev/README.md).
+    module = "dev.strict_aws.server"
     log: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
     env = {
         **os.environ,
@@ -60,10 +64,11 @@ def moto_server(log_path: Path | None = None, *, managed_policies: bool = False)
         "MOTO_IAM_LOAD_MANAGED_POLICIES": "true" if managed_policies else "false",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
         stdout=log if log is not None else subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     try:
         deadline = time.monotonic() + 30

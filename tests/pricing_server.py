@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .quota_server import strict_refusal
+
 TARGET = "AWSPriceListService.GetProducts"
 
 
@@ -63,7 +65,11 @@ def product_document(region: str, instance_type: str, price: float, os_name: str
 class PricingState:
     """What the server answers, and what it was asked (for the tests to check)."""
 
-    def __init__(self, prices: dict[tuple[str, str], float], page_size: int = 2) -> None:
+    def __init__(
+        self, prices: dict[tuple[str, str], float], page_size: int = 2, authorizer: str | None = None
+    ) -> None:
+        # The strict layer to ask whether the signer may call pricing:GetProducts (None: allow all).
+        self.authorizer = authorizer
         self.documents = [product_document(r, t, p) for (r, t), p in prices.items()]
         # A Windows price for every type, which the product's filters must leave out.
         self.documents += [product_document(r, t, p * 2, "Windows") for (r, t), p in prices.items()]
@@ -102,7 +108,13 @@ def _handler(state: PricingState) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            refusal = strict_refusal(state.authorizer, "POST", self.path, dict(self.headers), raw, "pricing")
+            if refusal is not None:
+                status, code, message = refusal
+                self._reply(status, {"__type": code, "message": message})
+                return
+            body = json.loads(raw or b"{}")
             with state.lock:
                 state.requests.append({"target": self.headers.get("X-Amz-Target"), "body": body})
             if self.headers.get("X-Amz-Target") != TARGET:
@@ -123,10 +135,12 @@ def _handler(state: PricingState) -> type[BaseHTTPRequestHandler]:
 
 @contextlib.contextmanager
 def pricing_server(
-    prices: dict[tuple[str, str], float], page_size: int = 2
+    prices: dict[tuple[str, str], float], page_size: int = 2, authorizer: str | None = None
 ) -> Iterator[tuple[str, PricingState]]:
-    """Serve `prices` ((region, type) -> USD/h) on a free loopback port; yields (url, state)."""
-    state = PricingState(prices, page_size)
+    """Serve `prices` ((region, type) -> USD/h) on a free loopback port; yields (url, state).
+
+    `authorizer`: the strict layer's URL, to refuse what the signer's IAM policy does not allow."""
+    state = PricingState(prices, page_size, authorizer)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -56,9 +56,10 @@ class Account:
 
 
 @pytest.fixture
-def quotas() -> Iterator[QuotaServer]:
-    """Service Quotas for EC2 as a new account has them (G and P at 0 vCPUs)."""
-    with QuotaServer() as server:
+def quotas(aws) -> Iterator[QuotaServer]:  # type: ignore[no-untyped-def]
+    """Service Quotas for EC2 as a new account has them (G and P at 0 vCPUs); an IAM user's
+    requests are authorised by the emulator's strict layer, as AWS would."""
+    with QuotaServer(authorizer=aws.url) as server:
         assert isinstance(server, QuotaServer)
         yield server
 

@@ -16,6 +16,7 @@ protocol, same error bodies) and the product reaches them through
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -42,6 +43,34 @@ class SeenRequest:
     body: dict[str, Any]
 
 
+def strict_refusal(
+    authorizer: str | None,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    raw: bytes,
+    service: str | None = None,
+) -> tuple[int, str, str] | None:
+    """Ask the strict layer in front of moto (`dev.strict_aws.server`) whether AWS would let the
+    request's signer make it: None if so (or when there is no strict layer to ask), else the
+    refusal as (status, code, message) for the caller to write in its own protocol."""
+    if not authorizer:
+        return None
+    payload = {
+        "service": service,
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "body": base64.b64encode(raw).decode(),
+    }
+    resp = requests.post(f"{authorizer}/strict-api/authorize", json=payload, timeout=30)
+    answer = resp.json() if resp.status_code == 200 and resp.text.startswith("{") else {}
+    if "allowed" not in answer or answer["allowed"]:  # plain moto (nothing enforces IAM), or allowed
+        return None
+    refusal = answer["refusal"]
+    return int(refusal["status"]), str(refusal["code"]), str(refusal["message"])
+
+
 class ReplyLost(Exception):
     """Raised by `answer` after serving a request, to drop the connection without a reply."""
 
@@ -49,8 +78,14 @@ class ReplyLost(Exception):
 class LocalAwsServer:
     """A threaded HTTP server on a free loopback port; subclasses implement `answer`."""
 
-    def __init__(self, upstream: str | None = None) -> None:
+    # The service's botocore name for the strict layer; None: read from the signature's scope.
+    service: str | None = None
+
+    def __init__(self, upstream: str | None = None, authorizer: str | None = None) -> None:
         self.upstream = upstream
+        # Where to ask whether the signer may make a request (the strict layer): the upstream
+        # emulator by default; without either, every request is answered as before.
+        self.authorizer = authorizer or upstream
         self.seen: list[SeenRequest] = []
         self._lock = threading.Lock()
         outer = self
@@ -110,10 +145,17 @@ class LocalAwsServer:
     def dispatch(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        refusal = strict_refusal(self.authorizer, method, path, headers, raw, self.service)
+        if refusal is not None:
+            return self.refuse(*refusal)
         answered = self.answer(method, path, headers, raw)
         if answered is not None:
             return answered
         return self.forward(method, path, headers, raw)
+
+    def refuse(self, status: int, code: str, message: str) -> tuple[int, dict[str, str], bytes]:
+        """A refusal in the server's protocol (JSON by default)."""
+        return _json_error(status, code, message)
 
     def answer(
         self, method: str, path: str, headers: dict[str, str], raw: bytes
@@ -126,7 +168,8 @@ class LocalAwsServer:
     ) -> tuple[int, dict[str, str], bytes]:
         if not self.upstream:
             return 404, {"Content-Type": "text/plain"}, b"not served here"
-        skip = {"host", "content-length", "connection", "accept-encoding"}
+        # The Host header travels as signed, so that the signature still verifies upstream.
+        skip = {"content-length", "connection", "accept-encoding"}
         out = {k: v for k, v in headers.items() if k.lower() not in skip}
         resp = requests.request(method, self.upstream + path, headers=out, data=raw, timeout=30)
         keep = {"content-type", "x-amzn-requestid", "x-amz-request-id"}
@@ -169,8 +212,10 @@ class QuotaRequestRecord:
 class QuotaServer(LocalAwsServer):
     """Service Quotas for EC2 vCPUs, per region and code. Set `values` before the test calls."""
 
-    def __init__(self, defaults: dict[str, float] | None = None) -> None:
-        super().__init__(upstream=None)
+    service = "service-quotas"
+
+    def __init__(self, defaults: dict[str, float] | None = None, authorizer: str | None = None) -> None:
+        super().__init__(upstream=None, authorizer=authorizer)
         self.defaults: dict[str, float] = dict(NEW_ACCOUNT_QUOTAS if defaults is None else defaults)
         self.values: dict[tuple[str, str], float] = {}
         self.requests: list[QuotaRequestRecord] = []
@@ -327,6 +372,11 @@ class Ec2Proxy(LocalAwsServer):
         self.on_demand_error = on_demand_error
         self.lose_run_replies = lose_run_replies
         self.amazon_images = amazon_images
+
+    service = "ec2"
+
+    def refuse(self, status: int, code: str, message: str) -> tuple[int, dict[str, str], bytes]:
+        return _xml_error(status, code, message)
 
     def actions(self) -> list[str]:
         return [r.target for r in self.seen]

@@ -14,6 +14,8 @@ import json
 import time
 from typing import Any
 
+import requests
+
 from cloud.aws.session import AwsSettings, client
 
 from .quota_server import LocalAwsServer, _json_error, _json_ok
@@ -33,6 +35,8 @@ DLAMI_NAMES = {
 
 class PublicParameterServer(LocalAwsServer):
     """SSM for the public /aws/service/ names, per region; everything else goes to moto."""
+
+    service = "ssm"
 
     def __init__(self, upstream: str) -> None:
         super().__init__(upstream=upstream)
@@ -98,4 +102,9 @@ def seed_deep_learning_amis(
         )
         ids[flavour] = image["ImageId"]
         server.put(region, DLAMI_PARAMETERS[flavour], image["ImageId"])
+    # On AWS these images are Amazon's (ec2:Owner "amazon", which the Render policy requires).
+    if settings.endpoint_url:
+        requests.post(
+            f"{settings.endpoint_url}/strict-api/amazon-images", json=list(ids.values()), timeout=10
+        ).raise_for_status()
     return ids

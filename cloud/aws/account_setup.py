@@ -24,6 +24,7 @@ from .budget import ensure_monthly_budget
 from .compute import ensure_security_group, find_ami
 from .credentials import verify
 from .error_rules import translate
+from .iam_policy import POLICY_TITLES
 from .quotas import (
     CapacityReport,
     check_capacity,
@@ -34,11 +35,16 @@ from .quotas import (
 )
 from .region_latency import default_urls, probe_latency, rank_regions
 from .session import AwsSettings, client
-from .storage import bucket_registry, ensure_bucket
+from .storage import DEFAULT_EXPIRE_DAYS, bucket_registry, ensure_bucket
 
 Status = Literal["done", "needs_action", "failed", "offered"]
 
 READY = "Ready to render"
+# Set Up is the only time the Set Up policy is needed (cloud/aws/iam_policy.py says why).
+DETACH_SETUP_POLICY = (
+    f"Daily rendering needs only the {POLICY_TITLES['render']} policy: "
+    f"{POLICY_TITLES['setup']} may be detached from your IAM user now."
+)
 MAX_ALTERNATIVES = 4
 LATENCY_ATTEMPTS = 3
 LATENCY_TIMEOUT_S = 2.0
@@ -97,7 +103,7 @@ class SetupReport:
     def summary(self) -> str:
         """READY, or one line per step that still needs something (and what runs meanwhile)."""
         if self.ready:
-            return READY
+            return f"{READY}\n{DETACH_SETUP_POLICY}"
         lines = ["Not ready to render yet. AWS still needs:"]
         for s in self.steps:
             if not s.ok:
@@ -244,6 +250,7 @@ def run_setup(
     latency_urls: dict[str, str] | None = None,
     budget: tuple[float, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    retention_days: int = DEFAULT_EXPIRE_DAYS,
 ) -> SetupReport:
     """Walk the account to "Ready to render"; every problem becomes a step, never an exception.
 
@@ -254,7 +261,9 @@ def run_setup(
     bucket made here goes into the registry there, the one every job reads.
     `region`: use this one instead of measuring; `latency_urls` (region -> URL) replaces the
     regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,
-    otherwise it is only offered. `instance_type`, `spot` and `machines` (the scene's) shape the
+    otherwise it is only offered. `retention_days` (the preferences') is how long job data stays
+    in the bucket: set here, so a job (with only the daily Render policy, which may not configure
+    a bucket) finds the bucket as it wants it. `instance_type`, `spot` and `machines` (the scene's) shape the
     Batch compute environment; a job of another shape brings it up to date when submitted.
     Steps after keys and region go on after a failure, so the report lists everything that is
     left at once.
@@ -262,7 +271,15 @@ def run_setup(
     flow = _Flow(progress)
     report = SetupReport(region=region or "", bucket="", steps=flow.steps, ready=False)
     _walk(
-        flow, report, settings, Path(state_dir), region, (instance_type, spot, machines), latency_urls, budget
+        flow,
+        report,
+        settings,
+        Path(state_dir),
+        region,
+        (instance_type, spot, machines),
+        latency_urls,
+        budget,
+        retention_days,
     )
     report.ready = bool(flow.steps) and all(s.ok for s in flow.steps)
     flow.say(report.summary().splitlines()[0])
@@ -278,6 +295,7 @@ def _walk(
     shape: tuple[str, bool, int],
     latency_urls: dict[str, str] | None,
     budget: tuple[float, str] | None,
+    retention_days: int,
 ) -> None:
     """The steps in order; returns early only when keys or region fail (nothing else can work)."""
     instance_type, spot, machines = shape
@@ -306,7 +324,7 @@ def _walk(
 
     flow.say("Preparing your storage bucket…")
     try:
-        report.bucket = ensure_bucket(here, bucket_registry(state_dir))
+        report.bucket = ensure_bucket(here, bucket_registry(state_dir), expire_days=retention_days)
         flow.add(SetupStep(BUCKET, "done", f"Your files go to the private bucket {report.bucket}."))
     except Exception as exc:
         flow.failed(BUCKET, exc, "preparing your storage bucket", region)
@@ -394,17 +412,37 @@ def _batch_step(
     if capacity is not None and capacity.quota_vcpus:
         ceiling = max(ceiling, int(capacity.quota_vcpus) // max(vcpus, 1) * max(vcpus, 1))
     changes: list[str] = []
+    gpu = bool(facts.gpu_count) if facts is not None else True
+    roles_note = ""
     try:
-        engine = batch.ensure_engine(
-            settings,
-            instance_type,
-            spot,
-            ceiling,
-            pack_bytes=batch.SETUP_PACK_BYTES,
-            gpu=bool(facts.gpu_count) if facts is not None else True,
-            changes=changes,
-            say=flow.say,
-        )
+        try:
+            engine = batch.ensure_engine(
+                settings,
+                instance_type,
+                spot,
+                ceiling,
+                pack_bytes=batch.SETUP_PACK_BYTES,
+                gpu=gpu,
+                changes=changes,
+                say=flow.say,
+                check_roles=True,
+            )
+        except CloudError as denied:
+            # Only the daily Render policy (no IAM read): what is there may still be all a job
+            # needs. Look without the roles; what must be made still asks for Set Up's policy.
+            if denied.code != "access_denied" or "iam:" not in denied.message:
+                raise
+            engine = batch.ensure_engine(
+                settings,
+                instance_type,
+                spot,
+                ceiling,
+                pack_bytes=batch.SETUP_PACK_BYTES,
+                gpu=gpu,
+                changes=changes,
+                say=flow.say,
+            )
+            roles_note = " (its roles were not re-read: that needs the Set Up policy)"
     except Exception as exc:
         err = translate(exc, "preparing AWS Batch for many machines", region=settings.region)
         action = f"{err.action} Rendering on one machine does not need this.".strip()
@@ -417,7 +455,7 @@ def _batch_step(
     if changes:
         message = f"Ready for jobs on many machines: {where}. Made now: {'; '.join(changes)}."
     else:
-        message = f"Ready for jobs on many machines: {where}. Nothing needed changing."
+        message = f"Ready for jobs on many machines: {where}. Nothing needed changing{roles_note}."
     flow.add(SetupStep(BATCH, "done", message))
 
 

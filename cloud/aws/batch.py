@@ -65,6 +65,19 @@ ROOT_GIB_MIN = 30
 SETUP_PACK_BYTES = 10 * 1024**3
 # The definition's own limit, only a backstop: every job is submitted with its own (see submit).
 FALLBACK_TIMEOUT_S = 12 * 3600
+# The definition's vCPUs and memory are placeholders, the same for every machine type, so that a
+# larger or smaller type never registers it again: each job sizes its children when submitted.
+DEFINITION_VCPUS = 1
+DEFINITION_MEMORY_MIB = 2048
+# Of an instance's nominal memory, the share a child does not ask for. In Batch, MEMORY is both
+# what a child is placed by and its hard limit. The ECS agent registers the memory the OS reports,
+# which is less than the nominal size (AWS Batch User Guide, "Compute resource memory
+# management": an m4.large's 8 GiB registers as 7985 MiB, 2.5% less; on large types up to about
+# 5% less, as reported for c5.18xlarge and trn1.32xlarge), less 32 MiB the Batch AMI keeps
+# for the agent; AWS recommends keeping a further 5% for the agent and system processes ("Reserve
+# system memory"). A child that asks for more than its instance registers is never placed (its
+# compute environment has that one type): 5% + 5% keeps it placeable on every type.
+HOST_MEMORY_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,38 @@ class Engine:
     queue_arn: str
     definition_arn: str
     compute_environment: str
+
+
+@dataclass(frozen=True)
+class ChildSize:
+    """What each child of a job asks Batch for: one whole instance of the job's type, so Batch
+    places one child per instance (the estimates count one frame stream per machine) and Blender
+    may use the instance's memory, not a small default it would be killed above."""
+
+    vcpus: int
+    memory_mib: int
+    gpus: int
+
+    def requirements(self) -> list[dict[str, str]]:
+        """As `containerOverrides.resourceRequirements` (AWS's spelling: values are strings)."""
+        found = [
+            {"type": "VCPU", "value": str(self.vcpus)},
+            {"type": "MEMORY", "value": str(self.memory_mib)},
+        ]
+        if self.gpus:
+            found.append({"type": "GPU", "value": str(self.gpus)})
+        return found
+
+
+def child_size(vcpus: int, memory_gib: float, gpus: int) -> ChildSize:
+    """One instance's worth: every vCPU and GPU, and the memory the host leaves to jobs (nominal
+    memory less HOST_MEMORY_SHARE, rounded down to whole MiB)."""
+    nominal_mib = memory_gib * 1024
+    return ChildSize(
+        vcpus=max(1, int(vcpus)),
+        memory_mib=int(nominal_mib * (1 - HOST_MEMORY_SHARE)),
+        gpus=max(0, int(gpus)),
+    )
 
 
 @dataclass(frozen=True)
@@ -264,8 +309,13 @@ def ensure_engine(
     gpu: bool = True,
     changes: list[str] | None = None,
     say: Callable[[str], None] | None = None,
+    check_roles: bool = False,
 ) -> Engine:
     """The compute environment, queue and job definition for this type and pricing.
+
+    `check_roles` (Set Up): read the roles and instance profile first, and mend them. A job
+    leaves them alone unless an environment must be made or mended, so a job after Set Up
+    makes no IAM call at all (the daily Render policy allows none).
 
     Made once (by Set Up, or by the first many-machine job in a region); afterwards every piece
     is described and compared, and only what differs is written: a submit after Set Up with
@@ -282,6 +332,7 @@ def ensure_engine(
             gpu,
             changes if changes is not None else [],
             say,
+            check_roles,
         )
     except CloudError:
         raise
@@ -298,14 +349,25 @@ def _ensure_engine(
     gpu: bool,
     changes: list[str],
     say: Callable[[str], None] | None,
+    check_roles: bool,
 ) -> Engine:
     def step(text: str) -> None:
         if say is not None:
             say(text)
 
     batch = client(settings, "batch")
-    step("Preparing the roles AWS Batch needs…")
-    service_role, profile = ensure_roles(settings, changes)
+    roles: list[tuple[str, str]] = []
+
+    def needed_roles() -> tuple[str, str]:
+        """The roles, read (and made if missing) only when an environment is made or mended:
+        a job after Set Up reads no IAM at all, and needs no IAM permission (the daily policy)."""
+        if not roles:
+            step("Preparing the roles AWS Batch needs…")
+            roles.append(ensure_roles(settings, changes))
+        return roles[0]
+
+    if check_roles:
+        needed_roles()
     group = ensure_security_group(settings)
     step("Preparing the launch template for many machines…")
     template = ensure_launch_template(settings, group, root_volume_gib(pack_bytes), changes)
@@ -314,6 +376,7 @@ def _ensure_engine(
     step(f"Preparing the compute environment {env_name}…")
     envs = batch.describe_compute_environments(computeEnvironments=[env_name])["computeEnvironments"]
     if not envs:
+        service_role, profile = needed_roles()
         _create_environment(
             settings,
             batch,
@@ -331,7 +394,14 @@ def _ensure_engine(
         _wait_valid(batch, env_name)
     else:
         _update_environment(
-            batch, envs[0], env_name, max_vcpus, service_role, template, template_changed, changes
+            batch,
+            envs[0],
+            env_name,
+            max_vcpus,
+            lambda: needed_roles()[0],
+            template,
+            template_changed,
+            changes,
         )
     step("Preparing the job queue and job definition…")
     queues = batch.describe_job_queues(jobQueues=[queue_name])["jobQueues"]
@@ -402,7 +472,7 @@ def _update_environment(
     env: dict[str, Any],
     env_name: str,
     max_vcpus: int,
-    service_role: str,
+    service_role: Callable[[], str],
     template: str,
     template_changed: bool,
     changes: list[str],
@@ -430,7 +500,7 @@ def _update_environment(
     if resources:
         update["computeResources"] = resources
     if broken:
-        update.update(state="ENABLED", serviceRole=service_role)
+        update.update(state="ENABLED", serviceRole=service_role())
     batch.update_compute_environment(**update)
     changes.append(
         f"the compute environment {env_name} ("
@@ -469,11 +539,15 @@ def _wait_valid(batch: Any, env_name: str, timeout_s: float = 120) -> None:
 def register_definition(settings: AwsSettings, gpu: bool, changes: list[str] | None = None) -> str:
     """The job definition (a new revision only when it differs from the active one).
 
-    It holds nothing of one job: each job gives its own time limit when it is submitted, so a
-    job with other caps reuses the definition Set Up registered.
+    It holds nothing of one job: each job gives its own time limit and its children's size (one
+    instance of its type) when it is submitted, so a job with other caps or another machine type
+    reuses the definition Set Up registered. Its vCPU and memory are small placeholders.
     """
     batch = client(settings, "batch")
-    requirements = [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}]
+    requirements = [
+        {"type": "VCPU", "value": str(DEFINITION_VCPUS)},
+        {"type": "MEMORY", "value": str(DEFINITION_MEMORY_MIB)},
+    ]
     if gpu:
         requirements.append({"type": "GPU", "value": "1"})
     environment = [{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": NVIDIA_CAPABILITIES}]
@@ -507,12 +581,21 @@ def register_definition(settings: AwsSettings, gpu: bool, changes: list[str] | N
 
 
 def submit(
-    settings: AwsSettings, engine: Engine, job_id: str, machines: int, boot_url: str, *, attempt_seconds: int
+    settings: AwsSettings,
+    engine: Engine,
+    job_id: str,
+    machines: int,
+    boot_url: str,
+    *,
+    attempt_seconds: int,
+    size: ChildSize,
 ) -> str:
     """One array job of `machines` children (a plain job for one); returns Batch's job id.
 
     `attempt_seconds` is each child's time limit (its share of the job's caps, boot included):
     Batch stops a child that outlives it, whether or not Blender still follows the job.
+    `size` is each child's vCPUs, memory and GPUs (`child_size`: one instance of the job's type),
+    given as overrides so that the job definition stays the same for every type.
     """
     batch = client(settings, "batch")
     params: dict[str, Any] = {
@@ -520,7 +603,10 @@ def submit(
         "jobQueue": engine.queue_arn,
         "jobDefinition": engine.definition_arn,
         "timeout": {"attemptDurationSeconds": max(60, int(attempt_seconds))},
-        "containerOverrides": {"environment": [{"name": BOOT_URL_VARIABLE, "value": boot_url}]},
+        "containerOverrides": {
+            "environment": [{"name": BOOT_URL_VARIABLE, "value": boot_url}],
+            "resourceRequirements": size.requirements(),
+        },
         "tags": _tags(**{TAG_JOB: job_id}),
         "propagateTags": True,
     }

@@ -171,8 +171,9 @@ def verify(settings: AwsSettings) -> Identity:
     if _ROOT_ARN.match(arn):
         raise CloudError(
             "These are your AWS account's root keys, which can do anything in the account (even close it), so Cloud Render will not use them.",
-            "In the AWS console open IAM > Users > Create user, attach the Cloud Render policy "
-            "(Preferences > Copy policy), create an access key for that user, paste it here, and delete the root key.",
+            "In the AWS console open IAM > Users > Create user, attach Cloud Render's two policies "
+            "(Preferences > Copy Render Policy, Copy Set Up Policy), create an access key for that user, "
+            "paste it here, and delete the root key.",
             code="root_credentials",
             detail=f"caller is the root user of account {account}",
         )

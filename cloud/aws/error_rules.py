@@ -20,7 +20,7 @@ from botocore import exceptions as bce
 from s3transfer.exceptions import RetriesExceededError
 
 from ..errors import CloudError
-from .iam_policy import action_for_operation
+from .iam_policy import POLICY_TITLES, action_for_operation, setup_only_actions
 
 BAD_KEYS = frozenset(
     {
@@ -144,7 +144,24 @@ class _Words(dict[str, str]):
         if key == "missing_action":
             value = self[key] = _missing_action(self._facts.exc)
             return value
+        if key == "which_policy":
+            value = self[key] = _which_policy(self["missing_action"])
+            return value
         raise KeyError(key)
+
+
+def _which_policy(action: str) -> str:
+    """Which of the two policies grants `action`, as the step to take: Set Up's writes are
+    attached once for Set Up; everything else belongs on the user for good."""
+    if action.lower() in {a.lower() for a in setup_only_actions()}:
+        return (
+            f"This is Set Up's work: attach the {POLICY_TITLES['setup']} policy (Preferences > Copy Set Up "
+            "Policy) to your IAM user, press Set Up, then it may be detached again."
+        )
+    return (
+        f"Attach the {POLICY_TITLES['render']} policy (Preferences > Copy Render Policy) to your IAM user "
+        "in the AWS console, then try again."
+    )
 
 
 @dataclass(frozen=True)
@@ -237,7 +254,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "access_denied",
         "Your AWS user is not allowed to use {missing_action}{during}.",
-        "Attach the Cloud Render policy (Preferences > Copy policy) to your IAM user in the AWS console, then try again.",
+        "{which_policy}",
         codes=DENIED,
     ),
     Rule(

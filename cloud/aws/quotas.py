@@ -222,7 +222,8 @@ def _report(
             True,
             f"Cloud Render could not read your account's limit for {label} in {region}, "
             f"so a {instance_type} may still be refused at launch.",
-            "Attach the Cloud Render policy (it lets Cloud Render read quotas) to your IAM user for a check before launch.",
+            "Attach the CloudRenderRender policy (Preferences > Copy Render Policy; it lets Cloud Render read quotas) "
+            "to your IAM user for a check before launch.",
             "quota_unknown",
         )
     if quota <= 0:

@@ -18,6 +18,11 @@ MIN_MACHINE_S = 300  # below this no job can even boot; refuse rather than launc
 URL_MARGIN_S = 600  # signing happens before launch; leave room for the upload and launch
 
 
+def cents_up(usd: float) -> float:
+    """A floor said in dollars and cents, rounded up: "at least $0.11" must itself be enough."""
+    return math.ceil(round(usd * 100, 6)) / 100
+
+
 def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhead_s: float) -> int:
     """Seconds the dead-man timer may allow, counted from when it is set at boot.
 
@@ -46,7 +51,7 @@ def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhe
     if seconds < MIN_MACHINE_S:
         raise CloudError(
             "The cap is too low to start a machine of this type.",
-            f"Raise the maximum cost to at least ${(MIN_MACHINE_S + overhead_s) * price_per_hour / 3600:.2f} "
+            f"Raise the maximum cost to at least ${cents_up((MIN_MACHINE_S + overhead_s) * price_per_hour / 3600):.2f} "
             "or pick a cheaper machine type.",
             code="CapTooLow",
         )
@@ -73,7 +78,7 @@ def machine_share_seconds(
         least = machines * (MIN_MACHINE_S + overhead_s) * price_per_hour / 3600
         raise CloudError(
             f"The cost cap is too low to start {machines} machines of this type.",
-            f"Raise the maximum cost to at least ${least:.2f}, use fewer machines or pick a cheaper machine type.",
+            f"Raise the maximum cost to at least ${cents_up(least):.2f}, use fewer machines or pick a cheaper machine type.",
             code="CapTooLow",
         ) from error
 

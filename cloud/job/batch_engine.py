@@ -22,9 +22,10 @@ from ..aws.presign import presign_get, presign_list_pages
 from ..aws.session import AwsSettings, client
 from ..aws.storage import TooLarge
 from ..cost import caps, fleet_plan
-from ..cost.catalog import load_catalog
+from ..cost.catalog import InstanceType, load_catalog
 from ..errors import CloudError
 from ..machine import contract
+from ..pack.preflight import BYTES_PER_PIXEL
 from .cloud_steps import BOOT_OVERHEAD_S, CloudSteps, PackedScene
 from .events import CostUpdate, LogLines, MachinesUpdate
 from .job_thread import FAILURE_ACTIONS, FRAME_DUE_MARGIN_S, JobRunner
@@ -41,6 +42,40 @@ BATCH_OVERHEAD_S = BOOT_OVERHEAD_S + fleet_plan.BATCH_EXTRA_S
 # A container's start before its supervisor's own deadline runs (the boot script, Blender's
 # download): Batch's per-child timeout is that deadline plus this, a backstop behind it.
 CONTAINER_START_S = 10 * 60
+
+
+def child_size_for(instance_type: str, facts: InstanceType | None) -> batch.ChildSize:
+    """Each child sized to one instance of the job's type, from the machine catalog. A type the
+    catalog does not know cannot be sized: Batch would keep its children waiting for ever if they
+    asked for more than the instance has, or kill Blender if they asked for too little."""
+    if facts is None:
+        raise CloudError(
+            f"The machine type {instance_type} is not one this add-on knows the size of, so it "
+            "cannot render on many machines.",
+            "Choose a machine type from the list in the Render in Cloud panel.",
+            code="unknown_instance_type",
+        )
+    return batch.child_size(facts.vcpu, facts.ram_gib, facts.gpu_count)
+
+
+def scene_memory_mib(render_pixels: int) -> int:
+    """The least memory a frame of this size takes (the render buffers, as preflight counts them
+    for the GPU), 0 when the size is not known. The scene's own data comes on top of it."""
+    return int(max(0, render_pixels) * BYTES_PER_PIXEL / 1024**2)
+
+
+def check_scene_fits(render_pixels: int, instance_type: str, size: batch.ChildSize) -> None:
+    """Refuse a job whose frames cannot fit in one child's memory: Batch would kill Blender at the
+    limit on every machine, after each had booted and been paid for."""
+    need = scene_memory_mib(render_pixels)
+    if need <= size.memory_mib:
+        return
+    raise CloudError(
+        f"Each frame needs about {need / 1024:.0f} GB of memory at this resolution, more than the "
+        f"{size.memory_mib / 1024:.0f} GB a {instance_type} machine leaves for rendering.",
+        "Lower Output Properties > Resolution %, or choose a machine type with more memory.",
+        code="scene_too_large",
+    )
 
 
 class BatchSteps(CloudSteps):
@@ -102,12 +137,14 @@ class BatchSteps(CloudSteps):
     def launch(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
     ) -> Any:
+        facts = load_catalog().types.get(record.instance_type)
+        size = child_size_for(record.instance_type, facts)
+        check_scene_fits(request.render_pixels, record.instance_type, size)
         script = self.boot_script(settings, record, request, packed)
         key = contract.job_prefix(record.job_id) + "boot.sh"
         client(settings, "s3").put_object(Bucket=record.bucket, Key=key, Body=script.encode())
-        facts = load_catalog().types.get(record.instance_type)
-        vcpus = facts.vcpu if facts else 4
-        gpu = bool(facts.gpu_count) if facts else True
+        vcpus = size.vcpus
+        gpu = size.gpus > 0
         # After Set Up this only describes and compares (no write) unless the scene's shape
         # (type, pricing, more vCPUs, a larger pack) differs from what is there.
         engine = batch.ensure_engine(
@@ -128,6 +165,7 @@ class BatchSteps(CloudSteps):
             record.machines,
             boot_url,
             attempt_seconds=cap_s + CONTAINER_START_S,
+            size=size,
         )
         return _Launched(instance_id=job, spot=record.spot)
 

@@ -3,12 +3,14 @@
 Every child runs the same spec. Before rendering a frame it claims it with a conditional write
 (a presigned PUT of `out/claims/<frame>` sent with `If-None-Match: *`): S3 lets exactly one
 writer create the object and answers 412 to the others, so no frame is rendered twice except
-after a loss, and a slow frame never leaves the other machines idle. Children walk the job's
-frames in the same order (preview first when asked; the longest first where the spec knows
-each frame's expected time), so that order holds across machines. Where the current frame's
-end can be foreseen (hints, or frames of steady cost), a child claims its next frame shortly
-before it, so Blender does not wait on the bucket between frames, yet no frame sits claimed by
-a busy machine for long; otherwise it claims when Blender asks.
+after a loss, and a slow frame never leaves the other machines idle. A 409 (a concurrent
+conditional write to the same key was in flight) applied nothing: the claim is tried again, as
+AWS advises, since the other write may itself have failed and left the frame to nobody.
+Children walk the job's frames in the same order (preview first when asked; the longest first
+where the spec knows each frame's expected time), so that order holds across machines. Where
+the current frame's end can be foreseen (hints, or frames of steady cost), a child claims its
+next frame shortly before it, so Blender does not wait on the bucket between frames, yet no
+frame sits claimed by a busy machine for long; otherwise it claims when Blender asks.
 
 The claim's bytes say who wrote it (`contract.claim_body(index, attempt)`), so its ETag in a
 listing of the claims names the machine and attempt holding each frame: the claim is its own
@@ -30,6 +32,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import threading
 import time
 import urllib.error
@@ -40,13 +43,26 @@ from . import contract
 from .supervisor import JobFailed, Supervisor, order_frames
 from .transport import Poster, http_request, list_pages, with_retries
 
-MAX_CLAIM_TRIES = 4
+MAX_CLAIM_TRIES = 4  # tries whose answer was lost (network error, 5xx, 429)
+# 409 ConditionalRequestConflict: retried this many times, after a short backoff that doubles
+# from CONFLICT_BACKOFF_S up to CONFLICT_BACKOFF_MAX_S (with jitter, so two machines that
+# collided do not collide again in step); at most about 11 s in all before the machine gives up.
+MAX_CONFLICT_TRIES = 10
+CONFLICT_BACKOFF_S = 0.05
+CONFLICT_BACKOFF_MAX_S = 2.0
 # A frame is claimed this long (seconds, at least) before the current one is expected to end;
 # and at most for this long while nothing is known of the frames' times (before the first one).
 CLAIM_LEAD_MIN_S = 0.1
 CLAIM_LEAD_MAX_S = 1.0
 SKIP_AFTER_REFUSED = 2  # claims lost in a row before one listing shows what others hold
 CLAIM_AHEAD_SPREAD = 1.2  # without hints: frames this close in time count as predictable
+
+
+def conflict_backoff(conflicts: int) -> float:
+    """Seconds to wait after the `conflicts`-th 409: short (the other write is one request in
+    flight), doubling, with jitter so machines that collided once do not collide in step."""
+    ceiling = min(CONFLICT_BACKOFF_MAX_S, CONFLICT_BACKOFF_S * 2 ** (conflicts - 1))
+    return ceiling * (0.5 + random.random() / 2)
 
 
 class Claims:
@@ -62,14 +78,19 @@ class Claims:
     def claim(self, frame: int) -> bool:
         """True when this machine now owns `frame`; False when another one got it first.
 
-        A 412 after a try whose answer was lost may be our own write: the frame is taken as ours
-        then (rendered twice at worst, never not at all)."""
+        412 says the claim exists. It is ours only if an earlier try's answer was lost (a network
+        error or 5xx: that write may have landed), and then the frame is taken as ours (rendered
+        twice at worst, never not at all). 409 says a concurrent conditional write was in flight
+        and ours was not applied: the other write may fail too, so the claim is tried again after
+        a short backoff rather than left to a machine that may never hold it."""
         url = self.urls.get(str(frame))
         if not url:
             return False
         body = contract.claim_body(self.index, self.attempt)
         headers = {"If-None-Match": "*", "Content-Type": "application/json"}
-        for attempt in range(1, MAX_CLAIM_TRIES + 1):
+        lost = 0  # tries whose answer never came: our write may have been applied
+        conflicts = 0  # tries answered 409: our write was not applied
+        while True:
             started = time.monotonic()
             try:
                 http_request("PUT", url, body, headers, timeout=20)
@@ -78,18 +99,29 @@ class Claims:
             except urllib.error.HTTPError as exc:
                 self.seconds.append(time.monotonic() - started)
                 if exc.code == 412:  # PreconditionFailed: the claim exists
-                    if attempt > 1:
+                    if lost:
                         self.say(f"claim on frame {frame} exists after a lost answer; taking it as ours")
-                    return attempt > 1
-                if exc.code == 409:  # ConditionalRequestConflict: a concurrent claim is in flight
-                    return False
+                    return lost > 0
+                if exc.code == 409:  # ConditionalRequestConflict: nothing written, try again
+                    conflicts += 1
+                    if conflicts > MAX_CONFLICT_TRIES:
+                        raise JobFailed(
+                            "upload",
+                            f"Frame {frame} could not be claimed: the bucket kept answering that "
+                            "another claim on it was in flight.",
+                        ) from exc
+                    self.say(f"claim on frame {frame} met a concurrent claim (HTTP 409); trying again")
+                    time.sleep(conflict_backoff(conflicts))
+                    continue
                 if exc.code < 500 and exc.code != 429:
                     raise
                 self.say(f"claim on frame {frame} failed (HTTP {exc.code}); retrying")
             except (OSError, http.client.HTTPException) as exc:
                 self.say(f"claim on frame {frame} failed ({exc}); retrying")
-            time.sleep(min(2.0 * attempt, 8.0))
-        raise JobFailed("upload", f"Frame {frame} could not be claimed: the bucket does not answer.")
+            lost += 1
+            if lost >= MAX_CLAIM_TRIES:
+                raise JobFailed("upload", f"Frame {frame} could not be claimed: the bucket does not answer.")
+            time.sleep(min(2.0 * lost, 8.0))
 
     def lead(self) -> float:
         """How long before a frame's expected end to claim the next: a few claim round trips."""

@@ -45,8 +45,18 @@ def preferences() -> Any:
     return bpy.context.preferences.addons[MODULE].preferences
 
 
-def connect(endpoint_url: str, region: str = "us-east-1") -> None:
+def connect(
+    endpoint_url: str,
+    region: str = "us-east-1",
+    keys: tuple[str, str] | None = None,
+    policies: tuple[str, ...] = ("render", "setup"),
+) -> None:
     """What an artist does in the preferences: keys (encrypted store) and, here, the emulator.
+
+    The keys are an IAM user's, as the README tells an artist to make one: `keys` if given,
+    else those of the account's user "artist" holding Cloud Render's `policies` (both, as
+    before and during Set Up; a fixture detaches Set Up's when the account is ready). The
+    emulator's strict layer authorises every request the add-on makes against them.
 
     The preference's Endpoint URL reaches S3 only; the other services moto serves reach the
     same address through botocore's per-service variables, as a developer's shell would set
@@ -59,8 +69,18 @@ def connect(endpoint_url: str, region: str = "us-east-1") -> None:
     for name, url in endpoint_variables(endpoint_url, MOTO_SERVICES).items():
         os.environ.setdefault(name, url)  # a test that serves one service itself keeps its own
     prefs.default_region = region
-    keys = mod.cloud.aws.credentials.validate(TEST_KEY_ID, TEST_SECRET)
-    mod.cloud.aws.credentials.save_keys(mod.addon.account.key_dir(), keys)
+    if keys is None:
+        from cloud.aws.session import AwsSettings
+        from dev.emulator import create_artist
+
+        admin = AwsSettings(
+            region=region, access_key_id=TEST_KEY_ID, secret_access_key=TEST_SECRET, endpoint_url=endpoint_url
+        )
+        keys = create_artist(admin, policies)  # type: ignore[arg-type]
+    key_id, secret = keys
+    mod.cloud.aws.credentials.save_keys(
+        mod.addon.account.key_dir(), mod.cloud.aws.credentials.validate(key_id, secret)
+    )
 
 
 def disconnect() -> None:

@@ -19,9 +19,12 @@ from cloud.aws.fleet import machines_that_fit
 from cloud.aws.presign import presign_list_pages
 from cloud.aws.quotas import CapacityReport
 from cloud.aws.session import client
-from cloud.job.batch_engine import BatchJobRunner, BatchSteps
+from cloud.cost.catalog import load_catalog
+from cloud.errors import CloudError
+from cloud.job.batch_engine import BatchJobRunner, BatchSteps, check_scene_fits, child_size_for
+from cloud.job.cloud_steps import PackedScene
 from cloud.job.events import EventQueue, LogLines
-from cloud.job.records import RecordStore, Stage, new_job_id
+from cloud.job.records import JobRecord, JobRequest, RecordStore, Stage, new_job_id
 from cloud.machine import contract
 from cloud.machine.batch_worker import BatchSupervisor, Claims, list_pages
 from dev.batch_simulator import BatchSimulator
@@ -237,7 +240,8 @@ def two_machines_at_work(
         "get_object", Params={"Bucket": bucket, "Key": "boot.sh"}, ExpiresIn=600
     )
     job_id = new_job_id()
-    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=attempt_seconds)
+    size = batch.child_size(4, 16, 1)
+    batch_id = batch.submit(settings, engine, job_id, 2, boot_url, attempt_seconds=attempt_seconds, size=size)
     for index in (0, 1):
         assert sim.machine(batch_id, index, timeout=120).running
     record = job_record(
@@ -346,3 +350,112 @@ def test_a_machine_behind_the_others_skips_their_claims_after_one_listing(sim, t
     assert len(behind.claims.seconds) == 3  # frames 1 and 2 refused, then the listing, then 9
     assert behind.next_claim() == 13
     assert len(behind.claims.seconds) == 4  # 10 to 12 skipped without a request
+
+
+class TinyBootSteps(BatchSteps):
+    """The product's launch with a boot script that only ends: what is checked is what Batch is
+    asked for, not the render."""
+
+    def boot_script(self, settings, record, request, packed) -> str:  # type: ignore[no-untyped-def]
+        return "exit 0\n"
+
+
+def launch_request(tmp_path: Path, instance_type: str, render_pixels: int) -> tuple[JobRecord, JobRequest]:
+    """A two-machine job of `instance_type` rendering `render_pixels` a frame, its bucket made."""
+    job_id = new_job_id()
+    request = JobRequest(
+        job_id=job_id,
+        blend_copy=tmp_path / "shot.blend",
+        blend_name="/p/shot.blend",
+        scene_name="Scene",
+        frames=[1, 2],
+        output_dir=tmp_path / "out",
+        region="us-east-1",
+        instance_type=instance_type,
+        spot=True,
+        max_cost=5.0,
+        max_hours=1.0,
+        price_per_hour=0.5,
+        blender_version="4.2.0",
+        machines=2,
+        render_pixels=render_pixels,
+    )
+    record = JobRecord.from_request(request)
+    record.bucket = f"cloud-render-size-{job_id[-8:].lower()}"
+    return record, request
+
+
+# One instance's worth (AWS's published sizes, as the catalog holds them), memory less 10%.
+ONE_INSTANCE = {
+    "g4dn.xlarge": {"VCPU": "4", "MEMORY": str(int(16 * 1024 * 0.9)), "GPU": "1"},  # 14745 MiB
+    "g5.12xlarge": {"VCPU": "48", "MEMORY": str(int(192 * 1024 * 0.9)), "GPU": "4"},  # 176947 MiB
+    "m5.2xlarge": {"VCPU": "8", "MEMORY": str(int(32 * 1024 * 0.9))},  # 29491 MiB, no GPU
+}
+
+
+@pytest.mark.parametrize("instance_type", sorted(ONE_INSTANCE))
+def test_each_child_is_sized_to_fill_one_instance_of_the_jobs_type(sim, tmp_path, instance_type):
+    """Batch's MEMORY is a hard limit and its placement unit: children ask for one instance's
+    vCPUs, GPUs and memory (less what the host keeps), so one child runs per instance and Blender
+    may use that memory. The job definition keeps its small placeholders for every type."""
+    settings = sim.settings
+    record, request = launch_request(tmp_path, instance_type, render_pixels=1920 * 1080)
+    client(settings, "s3").create_bucket(Bucket=record.bucket)
+    packed = PackedScene(blend_path="shot.blend", files={"shot.blend": ("0" * 64, 1000)}, root=None)
+
+    launched = TinyBootSteps(tmp_path, 2).launch(settings, record, request, packed)
+
+    b = client(settings, "batch")
+    [parent] = b.describe_jobs(jobs=[launched.instance_id])["jobs"]
+    overrides = {r["type"]: r["value"] for r in parent["container"]["resourceRequirements"]}
+    assert overrides == ONE_INSTANCE[instance_type]
+    # Every child carries it, and the emulated machines were started with it.
+    kids = b.describe_jobs(jobs=[f"{launched.instance_id}:{i}" for i in (0, 1)])["jobs"]
+    assert [{r["type"]: r["value"] for r in k["container"]["resourceRequirements"]} for k in kids] == [
+        ONE_INSTANCE[instance_type]
+    ] * 2
+    assert sim.machine(launched.instance_id, 0, timeout=120).resources == ONE_INSTANCE[instance_type]
+    [definition] = b.describe_job_definitions(jobDefinitions=[parent["jobDefinition"]])["jobDefinitions"]
+    placeholders = {r["type"]: r["value"] for r in definition["containerProperties"]["resourceRequirements"]}
+    assert (placeholders["VCPU"], placeholders["MEMORY"]) == ("1", "2048")
+
+
+def test_a_frame_too_large_for_one_machine_is_refused_before_anything_starts(sim, tmp_path):
+    """16384 x 16384 pixels need about 64 GB of render buffers alone: more than a g4dn.xlarge
+    leaves (14 GB), so the job is refused in words before a boot script or a Batch job exists."""
+    settings = sim.settings
+    record, request = launch_request(tmp_path, "g4dn.xlarge", render_pixels=16384 * 16384)
+    client(settings, "s3").create_bucket(Bucket=record.bucket)
+    packed = PackedScene(blend_path="shot.blend", files={"shot.blend": ("0" * 64, 1000)}, root=None)
+
+    with pytest.raises(CloudError) as refused:
+        TinyBootSteps(tmp_path, 2).launch(settings, record, request, packed)
+
+    assert refused.value.message == (
+        "Each frame needs about 64 GB of memory at this resolution, more than the 14 GB a "
+        "g4dn.xlarge machine leaves for rendering."
+    )
+    assert refused.value.action == (
+        "Lower Output Properties > Resolution %, or choose a machine type with more memory."
+    )
+    assert client(settings, "s3").list_objects_v2(Bucket=record.bucket).get("KeyCount", 0) == 0
+    # The same frame fits a g6e.12xlarge (384 GB): nothing is refused there.
+    check_scene_fits(
+        16384 * 16384, "g6e.12xlarge", child_size_for("g6e.12xlarge", load_catalog().get("g6e.12xlarge"))
+    )
+
+
+def test_a_job_on_a_type_the_catalog_does_not_know_is_refused_in_words():
+    with pytest.raises(CloudError) as refused:
+        child_size_for("x9.huge", None)
+    assert "x9.huge" in refused.value.message and refused.value.action
+
+
+def test_every_catalog_type_sizes_a_child_within_its_instance():
+    """No type asks for more than it registers with Batch (nominal memory less ~5%), and none
+    leaves Blender less than 85% of it."""
+    for facts in load_catalog().types.values():
+        size = child_size_for(facts.name, facts)
+        nominal = facts.ram_gib * 1024
+        assert 0.85 * nominal < size.memory_mib <= 0.95 * nominal - 32, facts.name
+        assert (size.vcpus, size.gpus) == (facts.vcpu, facts.gpu_count)

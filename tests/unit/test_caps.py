@@ -93,7 +93,7 @@ def test_n_machines_share_the_cost_cap_and_each_keeps_the_hours_cap() -> None:
     with pytest.raises(CloudError) as low:
         machine_share_seconds(0.5, 2.0, 0.5, 1080, 8)
     assert low.value.message == "The cost cap is too low to start 8 machines of this type."
-    assert low.value.action.startswith("Raise the maximum cost to at least $1.53, use fewer machines")
+    assert low.value.action.startswith("Raise the maximum cost to at least $1.54, use fewer machines")
 
 
 def test_the_worst_case_is_the_lower_of_the_cost_cap_and_n_machines_time_cap() -> None:
@@ -124,3 +124,15 @@ def test_many_machines_reach_the_cost_cap_a_stop_earlier_each() -> None:
     assert not fleet_cap_reached(0.94, 1, 0.5, 1.0)  # one machine still has its minute
     assert fleet_cap_reached(1.0, 0, 0.5, 1.0)  # none live: the cap itself
     assert not fleet_cap_reached(100.0, 8, 0.5, 0.0)  # no cost cap set
+
+
+def test_the_lowest_cap_said_is_itself_enough():
+    """ "At least $X" is rounded up to the cent: the sum it names launches."""
+    price, overhead = 0.34, 900.0
+    with pytest.raises(CloudError) as caught:
+        cap_seconds(0.05, 0, price, overhead)
+    said = float(caught.value.action.split("$", 1)[1].split(" ", 1)[0])
+    assert said == 0.12
+    assert cap_seconds(said, 0, price, overhead) >= 300
+    with pytest.raises(CloudError):
+        cap_seconds(said - 0.01, 0, price, overhead)

@@ -274,7 +274,9 @@ def test_spot_refused_for_another_reason_does_not_fall_back(account):
             spot=True,
         )
     assert caught.value.message.startswith("Your AWS user is not allowed to use ec2:RunInstances")
-    assert caught.value.action.startswith("Attach the Cloud Render policy")
+    assert caught.value.action.startswith(
+        "Attach the CloudRenderRender policy (Preferences > Copy Render Policy)"
+    )
     assert [r.target for r in proxy.seen].count("RunInstances") == 1
     assert compute.find_job_instances(account.settings, "job-x") == []
 

