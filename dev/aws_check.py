@@ -7,7 +7,8 @@ keys are entered as the add-on's keys (or its AWS Profile source), and then, by 
 artist does: Set Up, a machine type, a scene, Render in Cloud. It renders ONE frame (32x32, 4
 samples, Cycles) on the cheapest machine type of the catalog that the account's quota allows,
 with Max Cost and Max Hours set so that the worst case the confirmation shows stays within
-`--max-cost` (default $0.05); it refuses to press Render otherwise. It prints each step as
+`--max-cost` (default: the least Cloud Render launches that type with, $0.12 on the cheapest);
+it refuses to press Render otherwise. It prints each step as
 `step: seconds  what`, the cost, every line of the job log in which AWS refused something, and
 one closing `RESULT ok=... seconds=... cost_usd=... instance_type=... region=...` line: plain
 text to paste into an issue. It prints no secret (keys are never echoed; the account id and
@@ -32,9 +33,9 @@ which only a run with `--yes` on a real account shows.
 
 The launch has a floor of its own: Cloud Render allows 15 minutes of boot before a machine's
 dead-man timer starts and refuses a cap that leaves under 5 minutes of rendering after it, so
-the cheapest catalog type ($0.34/h) launches only with a cap of $0.12 or more. Below that the
-check refuses before pressing Render and names the cap to pass (`--max-cost 0.12`); what a
-tiny frame really costs (cost_usd) stays far under either.
+the cheapest catalog type ($0.34/h) launches only with a cap of $0.12 or more, and that floor
+is the check's default cap. A lower `--max-cost` is refused before pressing Render, naming the
+cap that would launch; what a tiny frame really costs (cost_usd) stays far under either.
 
 Exit codes: 0 the frame came back; 1 something failed (the output says what); 2 refused to
 start (no `--yes`, no keys, or a cap that cannot be kept); nothing was launched.
@@ -60,7 +61,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
-DEFAULT_MAX_COST = 0.05
+DEFAULT_MAX_COST = 0.0  # the launch floor of the machine chosen (see the module docstring)
 FRAME_SIZE = 32
 SAMPLES = 4
 EMULATED_TIMEOUT_S = 600.0  # the simulator renders in seconds; anything near this is a hang
@@ -142,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-cost",
         type=float,
         default=DEFAULT_MAX_COST,
-        help=f"the most the check may cost, in USD (default {DEFAULT_MAX_COST})",
+        help="the most the check may cost, in USD (default: the least Cloud Render launches the machine with)",
     )
     parser.add_argument(
         "--moto-url",
@@ -168,7 +169,8 @@ def plan_text(args: argparse.Namespace) -> str:
         f"Cloud Render account check on {account} ({keys}, region {args.region or 'the add-on default'}):\n"
         "  checks the keys and Set Up, picks the cheapest machine type your quota allows, and renders\n"
         f"  one {FRAME_SIZE}x{FRAME_SIZE} frame ({SAMPLES} samples, Cycles) on it with Render in Cloud.\n"
-        f"  It costs at most ${args.max_cost:g}: Max Cost and Max Hours are set so, and it refuses to\n"
+        f"  It costs at most {f'${args.max_cost:g}' if args.max_cost > 0 else 'the least Cloud Render launches that machine with ($0.12 on a c5.2xlarge)'}:\n"
+        "  Max Cost and Max Hours are set so, and it refuses to\n"
         "  start if the confirmation's worst case is higher. The machine ends itself when done."
     )
 
@@ -190,7 +192,7 @@ def refuse_to_start(args: argparse.Namespace) -> str:
             "Not started: no AWS keys. Pass --profile NAME, or set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (an IAM user's key with Cloud Render's policies, never the root's)."
         )
-    if not math.isfinite(args.max_cost) or args.max_cost <= 0:
+    if not math.isfinite(args.max_cost) or args.max_cost < 0:
         return "Not started: --max-cost must be a positive number of US dollars."
     return ""
 
@@ -312,6 +314,9 @@ def choose_machine(check: Check, clock: Clock, settings: Any) -> None:
         raise Failed(f"Could not read which machines the account may start: {words(exc)}") from exc
     check.instance_type = names[0]
     check.price = float(module.addon.prices.hourly(check.region, check.instance_type, False).usd or 0.0)
+    if check.max_cost <= 0:  # no --max-cost: the least this type is launched with
+        overhead = module.cloud.job.cloud_steps.BOOT_OVERHEAD_S
+        check.max_cost = launch_floor(check.price, overhead, module.cloud.cost.caps.MIN_MACHINE_S)
     facts = module.addon.prices.catalog().get(check.instance_type)
     kind = f"{facts.gpu_model or 'GPU'} GPU" if facts.is_gpu else f"CPU, {facts.vcpu} vCPUs"
     clock.step(
@@ -617,7 +622,7 @@ def run(args: argparse.Namespace, check: Check, clock: Clock) -> None:
         timeout = (
             EMULATED_TIMEOUT_S
             if args.emulated
-            else max_hours_for(args.max_cost, check.price) * 3600 + FOLLOW_MARGIN_S
+            else max_hours_for(check.max_cost, check.price) * 3600 + FOLLOW_MARGIN_S
         )
         with around_render():
             render_and_report(check, settings, timeout)

@@ -22,6 +22,7 @@ from cloud.job.batch_engine import BatchJobRunner, BatchSteps
 from cloud.job.events import EventQueue
 from cloud.job.records import JobRecord, JobRequest, RecordStore, new_job_id
 from dev.batch_simulator import BatchSimulator
+from dev.emulator import create_artist
 from dev.simulator import make_blender_tarball
 
 SCENE = r"""
@@ -119,8 +120,11 @@ def start_job(
     blender: tuple[Path, str] | None = None,
     frame_seconds: dict[int, float] | None = None,
 ) -> BatchJob:
-    """Stage Blender in the bucket, then start the product's runner on a many-machine job."""
-    settings = sim.settings
+    """Stage Blender in the bucket, then start the product's runner on a many-machine job,
+    signed as the account's IAM user "artist" holding Cloud Render's two policies (made again
+    after each reset of the account): the strict layer authorises every call the job makes."""
+    key_id, secret = create_artist(sim.settings, ("render", "setup"))
+    settings = replace(sim.settings, access_key_id=key_id, secret_access_key=secret)
     steps = steps_class(work / "state", machines)
     steps.sim = sim
     bucket = steps.ensure_bucket(settings, 14)

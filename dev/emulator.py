@@ -72,11 +72,12 @@ def create_artist(
     iam = client(admin, "iam")
     try:
         iam.create_user(UserName=name)
-    except ClientError as exc:  # made earlier in this account: its old key goes, as in a rotation
+    except ClientError as exc:  # made earlier in this account: a second key, as in a rotation
         if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
             raise
-        for old in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
-            iam.delete_access_key(UserName=name, AccessKeyId=old["AccessKeyId"])
+        keys = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+        for old in sorted(keys, key=lambda k: k["CreateDate"])[: max(0, len(keys) - 1)]:
+            iam.delete_access_key(UserName=name, AccessKeyId=old["AccessKeyId"])  # AWS allows two
     held = {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]}
     for policy in POLICY_NAMES:
         arn = _managed_policy(iam, policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -20,6 +21,39 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="cloud-r
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT.parent / "shared" / "testdata" / "blendfiles"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every emulator this session starts logs the policy grants that allowed a request."""
+    handle, path = tempfile.mkstemp(prefix="cloud-render-grants-", suffix=".jsonl")
+    os.close(handle)
+    os.environ["STRICT_AWS_GRANTS_LOG"] = path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Each permission Cloud Render's policies grant that no request of this run used: on a full
+    run, a grant listed here is one no code path of the tests needs (DESIGN.md rule 10)."""
+    from cloud.aws.iam_policy import POLICY_NAMES, POLICY_TITLES, load_policy
+
+    path = Path(os.environ.get("STRICT_AWS_GRANTS_LOG", ""))
+    if not path.is_file():
+        return
+    used = {tuple(json.loads(line).values()) for line in path.read_text().splitlines() if line.strip()}
+    path.unlink()
+    if not used:
+        return
+    lines = []
+    for name in POLICY_NAMES:
+        title = POLICY_TITLES[name]
+        for statement in load_policy(name)["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for action in actions:
+                key = (f"managed:arn:aws:iam::123456789012:policy/{title}", statement["Sid"], action.lower())
+                if key not in used:
+                    lines.append(f"{title} / {statement['Sid']}: {action}")
+    terminalreporter.section("IAM grants no request of this run used")
+    for line in lines or ["none: every grant of both policies allowed a request"]:
+        terminalreporter.write_line(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

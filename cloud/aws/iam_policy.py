@@ -64,7 +64,6 @@ RENDER_STATEMENTS: list[dict[str, Any]] = [
     _statement(
         "Reads",
         [
-            "sts:GetCallerIdentity",
             "ec2:DescribeImages",
             "ec2:DescribeInstanceTypeOfferings",
             "ec2:DescribeInstanceTypes",
@@ -255,6 +254,10 @@ SETUP_STATEMENTS: list[dict[str, Any]] = [
 ]
 
 STATEMENTS: dict[PolicyName, list[dict[str, Any]]] = {"render": RENDER_STATEMENTS, "setup": SETUP_STATEMENTS}
+
+# Calls AWS answers for any signed request, whatever the caller's policies (STS API Reference,
+# GetCallerIdentity: "No permissions are required to perform this operation").
+NO_PERMISSION_NEEDED = frozenset({"sts:GetCallerIdentity"})
 
 # IAM action prefix per boto3 service name, where they differ.
 IAM_PREFIX = {"service-quotas": "servicequotas"}

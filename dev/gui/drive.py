@@ -26,8 +26,10 @@ SHOTS = WORK / "shots"
 MODE = os.environ.get("GUI_MODE", "test")  # "test": the click-through; "shots": every state
 MOD = "bl_ext.user_default.cloud_render"
 EMU = json.loads((WORK / "emulator.json").read_text())
-KEY_ID = "AKIAEMULATEDTEST0001"  # valid only for the emulator
-SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
+# The emulated account's IAM user "artist" (run.py makes it): Cloud Render's two policies, and
+# after Set Up the Render policy alone; the emulator's strict layer authorises as AWS would.
+KEY_ID = EMU["key_id"]
+SECRET = EMU["secret"]
 INSTANCE_TYPE = "c5.2xlarge"  # the simulator's machines render on the CPU
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 # Quote First asks only when the measured projection is over Max Cost (under it, it goes on by
@@ -234,6 +236,20 @@ def st_prefs_quota_requested():
         redraw_all()
         S["prefs_quota_shot"] = True
     return 1.0
+
+
+def st_prefs_detach_set_up():
+    """Set Up is done: the artist takes the Set Up policy off (run.py plays the AWS console)."""
+    (WORK / "set-up-done").write_text(view().setup_summary)
+    S["deadline"] = time.monotonic() + 60
+    return 0.5
+
+
+def st_prefs_set_up_detached():
+    if not (WORK / "set-up-policy-detached").exists() and time.monotonic() < S["deadline"]:
+        return ("again", 0.5)
+    log("Set Up policy detached:", (WORK / "set-up-policy-detached").exists())
+    return 0.5
 
 
 def st_prefs_close():
@@ -826,6 +842,8 @@ STAGES = [
     ("prefs", st_prefs_setup),
     ("prefs", st_prefs_setup_shot),
     ("prefs", st_prefs_quota_requested),
+    ("prefs", st_prefs_detach_set_up),
+    ("prefs", st_prefs_set_up_detached),
     ("prefs", st_prefs_close),
     ("scene", st_scene),
     ("panel", st_panel_ready),

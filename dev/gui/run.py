@@ -27,9 +27,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -163,7 +165,10 @@ def run_gui(mode: str, only: str = "") -> dict:
 
             gui_url = stack.enter_context(SlowLink(account.url, UPLINK_BYTES_PER_S)).url
             endpoints = {k: gui_url if v == account.url else v for k, v in endpoints.items()}
-        (WORK / "emulator.json").write_text(json.dumps({"s3": gui_url}))
+        # The artist's IAM user, as the README has it: both policies for Set Up, then Render alone.
+        key_id, secret = account.create_artist(("render", "setup"))
+        (WORK / "emulator.json").write_text(json.dumps({"s3": gui_url, "key_id": key_id, "secret": secret}))
+        stack.enter_context(detach_after_set_up(account))
         if moto_url:
             account.quotas.set_quota(STANDARD_QUOTA_CODE, 64.0, "us-east-1")  # 3 machines of 8 vCPUs
         if mode == "shots":
@@ -178,6 +183,30 @@ def run_gui(mode: str, only: str = "") -> dict:
         say(f"GUI session ended ({code}) after {time.monotonic() - started:.0f} s")
     result_path = WORK / "result.json"
     return json.loads(result_path.read_text()) if result_path.exists() else {}
+
+
+@contextlib.contextmanager
+def detach_after_set_up(account: Any) -> Iterator[None]:
+    """Plays the artist in the AWS console: once the GUI says Set Up is done (drive.py writes
+    `set-up-done`), the Set Up policy is detached; the rest of the session renders with the daily
+    Render policy alone."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            if (WORK / "set-up-done").exists():
+                account.detach("setup")
+                (WORK / "set-up-policy-detached").write_text("detached")
+                say("Set Up done in the GUI: the Set Up policy is detached, Render alone from here")
+                return
+
+    watcher = threading.Thread(target=watch, name="detach-set-up", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(5)
 
 
 def forget_a_machine(url: str) -> None:

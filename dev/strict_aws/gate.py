@@ -10,6 +10,8 @@ the administrator (the harness's own keys) may do anything; any other key is ref
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from typing import Any
 
@@ -34,10 +36,23 @@ def clear() -> None:
         _decisions.clear()
 
 
+# Which grants were used, across resets and servers: each (policy, statement, action) that
+# allowed a request is appended once per server process to the file named by
+# STRICT_AWS_GRANTS_LOG (JSON lines), so a test session can list the grants no test used.
+_grants_seen: set[tuple[str, str, str]] = set()
+
+
 def _record(decision: Decision, parsed: Parsed) -> None:
     entry = {**decision.as_json(), "operation": f"{parsed.request.service}:{parsed.request.operation}"}
     with _lock:
         _decisions.append(entry)
+        grant = (str(decision.policy), str(decision.sid), decision.action.lower())
+        log = os.environ.get("STRICT_AWS_GRANTS_LOG")
+        if not (decision.allowed and decision.policy and log) or grant in _grants_seen:
+            return
+        _grants_seen.add(grant)
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"policy": grant[0], "sid": grant[1], "action": grant[2]}) + "\n")
 
 
 def anonymous_refusal(protocol: str) -> Refusal:

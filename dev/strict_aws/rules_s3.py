@@ -299,6 +299,11 @@ class ConditionalConflicts:
     def reset(self) -> None:
         self.set_conflicts(0)
 
+    def seen(self) -> int:
+        """Conditional writes counted since the switch was last set (every N-th was a 409)."""
+        with self._lock:
+            return self._seen
+
     def check(self, request: AwsRequest) -> Refusal | None:
         if request.service != "s3" or request.operation not in ("PutObject", "CompleteMultipartUpload"):
             return None

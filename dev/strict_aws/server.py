@@ -183,6 +183,9 @@ class StrictLayer:
             every = int(parse_qs(str(environ.get("QUERY_STRING", ""))).get("every", ["0"])[0])
             rules.conflicts().set_conflicts(every)
             return _json(start_response, 200, {"every": every})
+        if path == "/strict-api/conflicts" and method == "GET":
+            rule = rules.conflicts()
+            return _json(start_response, 200, {"every": rule.conflict_every_n, "seen": rule.seen()})
         if path == "/strict-api/authorize" and method == "POST":
             return _json(start_response, 200, authorize_raw(json.loads(read_body(environ) or b"{}")))
         if path.rstrip("/") == "/strict-api" or path == "/strict-api/":

@@ -33,7 +33,7 @@ STEPS = (
     "frame back",
 )
 # The least cap Cloud Render launches the cheapest catalog type with ($0.34/h: 15 minutes of boot
-# allowance plus 5 of rendering); the check's default of $0.05 is refused for that reason.
+# allowance plus 5 of rendering): the check's default cap.
 LAUNCHABLE_CAP = "0.12"
 RESULT = re.compile(
     r"^RESULT ok=(true|false) seconds=([\d.]+) cost_usd=([\d.]+) instance_type=(\S+) region=(\S+)$",
@@ -87,9 +87,10 @@ def assert_no_secret(out: str) -> None:
 
 
 def test_one_frame_comes_back_timed_and_within_the_cap(tmp_path: Path, moto_url_managed: str) -> None:
-    done = run_check(tmp_path, moto_url_managed, "--max-cost", LAUNCHABLE_CAP)
+    done = run_check(tmp_path, moto_url_managed)  # the default cap: the least the machine launches with
     out = output_of(done)
     assert done.returncode == 0, out
+    assert f"Max Cost ${LAUNCHABLE_CAP}" in out, out
     for step in STEPS:
         assert re.search(rf"^{re.escape(step)}: \d+\.\d+  \S", out, re.MULTILINE), f"{step!r} missing:\n{out}"
     result = RESULT.search(out)
@@ -117,10 +118,13 @@ def test_a_cap_that_cannot_be_met_is_refused_before_launch(tmp_path: Path, moto_
     assert_no_secret(out)
 
 
-def test_the_default_cap_is_refused_with_the_cap_that_launches(tmp_path: Path, moto_url_managed: str) -> None:
-    """$0.05 is below what Cloud Render launches the cheapest type with: the check says so, and
-    which --max-cost would run, before anything is launched."""
-    done = run_check(tmp_path, moto_url_managed)
+def test_a_cap_under_the_launch_floor_is_refused_naming_the_cap_that_launches(
+    tmp_path: Path, moto_url_managed: str
+) -> None:
+    """$0.05 is below what Cloud Render launches the cheapest type with (15 minutes of boot
+    allowance and 5 of rendering): the check says so, and which --max-cost would run, before
+    anything is launched."""
+    done = run_check(tmp_path, moto_url_managed, "--max-cost", "0.05")
     out = output_of(done)
     assert done.returncode == 2, out
     assert f"Run again with --max-cost {LAUNCHABLE_CAP}" in out and "Nothing was launched." in out
@@ -140,5 +144,8 @@ def test_a_real_account_is_not_touched_without_yes(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "It costs at most $0.05" in done.stdout and "Run again with --yes" in done.stdout
+    assert (
+        "It costs at most the least Cloud Render launches" in done.stdout
+        and "Run again with --yes" in done.stdout
+    )
     assert "RESULT" not in done.stdout and not (tmp_path / "blender-user").exists()

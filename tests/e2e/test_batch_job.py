@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from cloud.aws import batch
 from cloud.aws.quotas import QUOTA_ERROR_CODES
@@ -89,6 +90,27 @@ def nothing_left(sim: BatchSimulator, job: BatchJob) -> None:
         return bool(kids) and not any(c.live for c in kids)
 
     wait_for("Batch to show no live child", settled)
+
+
+def test_claims_answered_409_now_and_then_still_render_every_frame_once(sim, scene, tmp_path):
+    """S3 answers a conditional write 409 ConditionalRequestConflict when another is in flight;
+    the strict layer answers every third one so (without writing), and the machines retry: no
+    frame is left unclaimed and none is rendered twice (S3 User Guide, conditional requests)."""
+    answer = requests.post(f"{sim.url}/strict-api/conflicts?every=3", timeout=10)
+    assert answer.status_code == 200, answer.text
+    try:
+        job = start_job(sim, scene, list(range(1, 9)), 2, tmp_path)
+        finished(job)
+        counted = requests.get(f"{sim.url}/strict-api/conflicts", timeout=10).json()
+        assert counted["seen"] >= 8, counted  # a claim per frame at least: two or more were 409s
+    finally:
+        requests.post(f"{sim.url}/strict-api/conflicts?every=0", timeout=10)
+    rec = job.record
+    assert rec.stage == "Done", (rec.message, rec.action)
+    assert sorted(rec.frames_done) == list(range(1, 9))
+    started, done = render_history(sim, rec.instance_id)
+    assert twice(started) == [] and twice(done) == []
+    nothing_left(sim, job)
 
 
 def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_path):

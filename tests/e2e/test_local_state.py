@@ -47,6 +47,7 @@ def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(clo
 @pytest.mark.iam_managed_policies  # Set Up's Batch step attaches AWS's managed ECS policy
 def test_set_up_uses_the_bucket_jobs_use(cloud):
     """One bucket registry: Set Up finds the bucket the fixture's job steps made, and makes none."""
+    cloud.attach("setup")  # as the README says: the Set Up policy is attached for Set Up
     cloud.quotas.set_quota("L-DB2E81BA", 16)
     settings = bpy.context.scene.cloud_render
     settings.instance_type, settings.use_spot, settings.machines = "g4dn.xlarge", True, 2
