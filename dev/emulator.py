@@ -137,8 +137,8 @@ def emulated_account(
 def _account_on(url: str, region: str) -> Iterator[EmulatedAccount]:
     with (
         PublicParameterServer(upstream=url) as params,
-        QuotaServer() as quotas,
-        pricing_server(price_list(), page_size=50) as (pricing_url, _pricing),
+        QuotaServer(authorizer=url) as quotas,  # an IAM user's requests: authorised as on AWS
+        pricing_server(price_list(), page_size=50, authorizer=url) as (pricing_url, _pricing),
     ):
         assert isinstance(params, PublicParameterServer) and isinstance(quotas, QuotaServer)
         endpoints = {

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from ..errors import CloudError
 from .error_rules import error_code, translate
+from .iam_policy import POLICY_TITLES
 from .session import AwsSettings, client, make_session
 
 # Service Quotas codes of the EC2 vCPU quotas: family -> (on-demand, spot, label).
@@ -374,7 +375,9 @@ def request_quota_increase(
         if error_code(exc) in ("AccessDeniedException", "DependencyAccessDeniedException"):
             raise CloudError(
                 "Your AWS user may not ask AWS for a higher limit (quota).",
-                f"Ask the account owner to request it in the AWS console: Service Quotas > Amazon EC2 > {label}.",
+                f"Attach the {POLICY_TITLES['setup']} policy (Preferences > Copy Set Up Policy) to your IAM user "
+                "and press the button again, or ask the account owner to request it in the AWS console: "
+                f"Service Quotas > Amazon EC2 > {label}.",
                 code="QuotaRequestDenied",
                 detail=f"{error_code(exc)}: {exc}",
             ) from exc

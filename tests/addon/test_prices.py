@@ -28,8 +28,9 @@ LIVE = {
 
 
 @pytest.fixture
-def pricing(monkeypatch):
-    with pricing_server(LIVE, page_size=50) as (url, state):
+def pricing(monkeypatch, aws):
+    # The artist's requests are authorised by the emulator's strict layer, as AWS would.
+    with pricing_server(LIVE, page_size=50, authorizer=aws.url) as (url, state):
         monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", url)
         yield state
 

@@ -16,6 +16,7 @@ from cloud.aws import account_setup, batch, compute, storage
 from cloud.aws.iam_policy import POLICY_TITLES, PolicyName
 from cloud.aws.presign import presign_get
 from cloud.aws.session import AwsSettings, client
+from cloud.errors import CloudError
 from dev.emulator import create_artist, detach
 from tests import quota_fixtures
 
@@ -125,3 +126,46 @@ def test_a_job_runs_its_aws_steps_with_the_render_policy_alone(account, tmp_path
     batch.terminate_all(settings, job, 2, "checked")
     storage.delete_job_data(settings, bucket, "j1")
     assert refused(account) == []
+
+
+def test_set_ups_other_writes_need_the_set_up_policy_and_nothing_more(account, tmp_path: Path) -> None:
+    """What Set Up changes later (a budget, a quota request, a Batch engine for a larger job, an
+    inbound rule someone added by hand) works with both policies and is refused with the Render
+    policy alone, in words that name the Set Up policy."""
+    account.quotas.set_quota(G_ON_DEMAND, 8)
+    settings = artist(account, ("render", "setup"))
+    report = account_setup.run_setup(
+        settings, tmp_path, region="us-east-1", machines=2, budget=(25.0, "artist@example.com")
+    )
+    assert report.ready is True, report.summary()
+    budget_step = report.step(account_setup.BUDGET)
+    assert budget_step is not None and budget_step.status == "done"
+    assert "Monthly budget created" in budget_step.message
+    asked = account_setup.request_quota(settings, "us-east-1", "g5.12xlarge")
+    assert asked.startswith("Asked AWS to raise"), asked
+    # A job larger than Set Up prepared for: a new template version and a higher ceiling.
+    batch.ensure_engine(settings, "g4dn.xlarge", False, batch.vcpus_for(4, 4), pack_bytes=40 * 1024**3)
+    # An inbound rule added by hand is revoked before any machine uses the group.
+    ec2 = client(account.moto_settings, "ec2")
+    ec2.authorize_security_group_ingress(
+        GroupId=report.security_group, IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="0.0.0.0/0"
+    )
+    assert compute.ensure_security_group(settings) == report.security_group
+    [group] = ec2.describe_security_groups(GroupIds=[report.security_group])["SecurityGroups"]
+    assert group["IpPermissions"] == []
+    assert batch.live_jobs(settings) == []
+    assert refused(account) == []
+
+    detach(account.moto_settings, "setup")
+    attempts = (
+        # Another quota than the one asked above (an open request is found, not filed again).
+        lambda: account_setup.request_quota(settings, "us-east-1", "p4d.24xlarge"),
+        lambda: batch.ensure_engine(
+            settings, "g4dn.xlarge", False, batch.vcpus_for(4, 8), pack_bytes=40 * 1024**3
+        ),
+    )
+    for attempt in attempts:
+        with pytest.raises(CloudError) as caught:
+            attempt()
+        assert caught.value.code in ("access_denied", "QuotaRequestDenied"), caught.value
+        assert f"ttach the {POLICY_TITLES['setup']} policy" in caught.value.action
