@@ -414,34 +414,29 @@ def _batch_step(
     changes: list[str] = []
     gpu = bool(facts.gpu_count) if facts is not None else True
     roles_note = ""
+
+    def engine_for(check_roles: bool) -> batch.Engine:
+        return batch.ensure_engine(
+            settings,
+            instance_type,
+            spot,
+            ceiling,
+            pack_bytes=batch.SETUP_PACK_BYTES,
+            gpu=gpu,
+            changes=changes,
+            say=flow.say,
+            check_roles=check_roles,
+        )
+
     try:
         try:
-            engine = batch.ensure_engine(
-                settings,
-                instance_type,
-                spot,
-                ceiling,
-                pack_bytes=batch.SETUP_PACK_BYTES,
-                gpu=gpu,
-                changes=changes,
-                say=flow.say,
-                check_roles=True,
-            )
+            engine = engine_for(check_roles=True)
         except CloudError as denied:
             # Only the daily Render policy (no IAM read): what is there may still be all a job
             # needs. Look without the roles; what must be made still asks for Set Up's policy.
             if denied.code != "access_denied" or "iam:" not in denied.message:
                 raise
-            engine = batch.ensure_engine(
-                settings,
-                instance_type,
-                spot,
-                ceiling,
-                pack_bytes=batch.SETUP_PACK_BYTES,
-                gpu=gpu,
-                changes=changes,
-                say=flow.say,
-            )
+            engine = engine_for(check_roles=False)
             roles_note = " (its roles were not re-read: that needs the Set Up policy)"
     except Exception as exc:
         err = translate(exc, "preparing AWS Batch for many machines", region=settings.region)

@@ -16,22 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from dev.aws_check import STEPS  # the step lines the check prints, in order
+
 # The runs use the session's emulated account (through --moto-url) rather than a server of their
 # own; Set Up's Batch step needs it to know AWS's managed policies.
 pytestmark = [pytest.mark.slow, pytest.mark.iam_managed_policies]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "dev" / "aws_check.py"
-STEPS = (
-    "keys verified",
-    "Set Up found",
-    "machine chosen",
-    "scene made",
-    "upload",
-    "launch",
-    "boot to first frame",
-    "frame back",
-)
 # The least cap Cloud Render launches the cheapest catalog type with ($0.34/h: 15 minutes of boot
 # allowance plus 5 of rendering): the check's default cap.
 LAUNCHABLE_CAP = "0.12"
