@@ -313,7 +313,14 @@ def test_quota_zero_is_explained_before_anything_is_launched(cloud, tmp_path):
     assert instance_states(cloud) == []
 
     failure = view().message
-    # The button under the failed job (the panel sets from_job): the answer goes under what happened.
+    # The button under the failed job (the panel sets from_job): the answer goes under what
+    # happened. A quota request is Set Up's work: with the daily Render policy alone the answer
+    # says which policy to attach (a stolen daily key cannot raise the account's limits).
+    assert bpy.ops.cloud_render.request_quota(from_job=True) == {"FINISHED"}
+    harness.drain_until(lambda: "CloudRenderSetUp" in view().action, 30)
+    assert view().message == failure
+    assert not [r for r in cloud.quotas.seen if r.target.endswith("RequestServiceQuotaIncrease")]
+    cloud.attach("setup")
     assert bpy.ops.cloud_render.request_quota(from_job=True) == {"FINISHED"}
     harness.drain_until(lambda: view().action.startswith("Quota request"), 30)
     assert view().message == failure
