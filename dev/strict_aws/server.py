@@ -108,9 +108,14 @@ class StrictLayer:
             return self.control(path, method, environ, start_response)
         body = read_body(environ)
         if len(body) < int(environ.get("CONTENT_LENGTH") or 0):
-            # The client went away mid-body: AWS keeps nothing of it (and nobody reads this).
-            message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
-            incomplete = Refusal(400, "IncompleteBody", message)
+            # The body stopped short (a connection cut mid-request): AWS keeps nothing of it, and
+            # a client still listening hears what S3 says of a body that never arrives in full,
+            # which botocore retries as transient.
+            message = (
+                "Your socket connection to the server was not read from or written to within the "
+                "timeout period. Idle connections will be closed."
+            )
+            incomplete = Refusal(400, "RequestTimeout", message)
             return _send(start_response, render(incomplete, "rest-xml", "s3", method))
         raw_path, raw_query = raw_target(environ)
         try:
