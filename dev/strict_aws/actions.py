@@ -13,8 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-# boto3 service name -> IAM action prefix, where they differ.
-PREFIX = {"service-quotas": "servicequotas"}
+from cloud.aws.iam_policy import IAM_PREFIX as PREFIX  # boto3 service name -> IAM action prefix
 
 _S3 = {
     "HeadBucket": ("s3:ListBucket",),

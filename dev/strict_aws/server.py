@@ -38,12 +38,6 @@ from .parse import Parsed, parse
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def _rules() -> list[Any]:
-    from . import rules
-
-    return list(getattr(rules, "RULES", []) or [])
-
-
 def read_body(environ: dict[str, Any]) -> bytes:
     stream = environ.get("wsgi.input")
     if stream is None:
@@ -126,7 +120,7 @@ class StrictLayer:
             return _send(start_response, (500, [("Content-Type", "text/plain")], text.encode()))
         if refusal is not None:
             return _send(start_response, render(refusal, parsed.protocol, parsed.request.service, method))
-        responders = [r for r in _rules() if hasattr(r, "respond")]
+        responders = [r for r in rules.RULES if hasattr(r, "respond")]
         for rule in responders:
             answer = rule.respond(parsed.request)
             if answer is not None:
@@ -136,14 +130,14 @@ class StrictLayer:
         if parsed.request.query != before:
             environ = _with_query(environ, parsed.request.query)
         answer = self.call_moto(environ, body)
-        for rule in _rules():
+        for rule in rules.RULES:
             if hasattr(rule, "record"):
                 rule.record(parsed.request, *answer)
         return _send(start_response, answer)
 
     @staticmethod
     def rule_refusal(request: AwsRequest) -> Refusal | None:
-        for rule in _rules():
+        for rule in rules.RULES:
             refusal = rule.check(request)
             if refusal is not None:
                 return refusal

