@@ -47,15 +47,20 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	dev/typecheck.sh
 
+# TEST_JOBS: test files run in this many processes at once (pytest-xdist, one file per process,
+# so a module's fixtures are made once). Most tests wait on machines, moto and subprocesses, so
+# two processes on two cores take about half the time of one. TEST_JOBS=0: in this process only.
 # STRESS=1: the same suite with every core kept busy by a bounded CPU load (dev/cpu_load.py:
 # at most 30 minutes, gone with this recipe), as on an artist's machine or a shared CI runner.
+TEST_JOBS ?= 2
+PYTEST := $(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 test: venv venv-compat wheels
 ifeq ($(STRESS),1)
 	@echo "STRESS=1: a CPU load keeps every core busy while the suite runs"
 	$(PY) dev/cpu_load.py --seconds 1800 --parent $$$$ & load=$$!; \
-	$(PY) -m pytest; rc=$$?; kill $$load; wait $$load; exit $$rc
+	$(PYTEST); rc=$$?; kill $$load; wait $$load; exit $$rc
 else
-	$(PY) -m pytest
+	$(PYTEST)
 endif
 
 # The add-on and end-to-end tests on Blender 4.2 LTS: its bpy module ahead of the suite's 5.0.

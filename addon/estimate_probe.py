@@ -1,6 +1,6 @@
 """The local probe behind the price estimate: a test tile rendered in a separate Blender process.
 
-The tile is planned by cloud/estimate.py; the render runs on a saved copy of the scene in its
+The tile is planned by cloud/cost/estimate.py; the render runs on a saved copy of the scene in its
 own process (Blender's binary, or the bpy module through the launcher), so the artist's
 Blender stays responsive and their scene is never changed.
 """

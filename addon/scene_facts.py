@@ -1,6 +1,6 @@
 """Collect what the preflight needs from the open scene, as plain values (add-on side, imports bpy).
 
-`cloud/preflight.py` never sees bpy: it judges the dict built here, so every check can be
+`cloud/pack/preflight.py` never sees bpy: it judges the dict built here, so every check can be
 tested without Blender and the UI thread only pays for a quick walk over the data.
 """
 

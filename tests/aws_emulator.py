@@ -45,18 +45,23 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server(log_path: Path | None = None, *, managed_policies: bool = False) -> Iterator[str]:
+def moto_server(
+    log_path: Path | None = None, *, managed_policies: bool = False, strict: bool = True
+) -> Iterator[str]:
     """Run moto behind the strict layer (`dev.strict_aws.server`, which takes `moto.server`'s
     arguments and answers as AWS would for the principal that signed each request) on a free
     loopback port; yields its base URL.
 
     `managed_policies`: moto knows AWS's managed policies (Set Up attaches the managed ECS policy
     to the Batch machines' role). Off by default: moto then loads about a thousand policies on
-    every reset that touches IAM (GetCallerIdentity does), which made the suite twice as slow."""
+    every reset that touches IAM (GetCallerIdentity does), which made the suite twice as slow.
+
+    `strict=False`: plain `moto.server`, for the tests that show what moto alone lets through
+    (tests/unit/test_strict_rules.py, `test_moto_itself_*`); nothing else runs without the layer."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # Always behind the strict layer: what AWS refuses is refused here too (dev/README.md).
-    module = "dev.strict_aws.server"
+    # Behind the strict layer: what AWS refuses is refused here too (dev/README.md).
+    module = "dev.strict_aws.server" if strict else "moto.server"
     log: IO[bytes] | None = open(log_path, "wb") if log_path else None  # noqa: SIM115
     env = {
         **os.environ,

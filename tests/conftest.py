@@ -7,12 +7,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from cloud.aws.session import AwsSettings
+from dev.emulator import create_artist
 from tests.aws_emulator import emulator_url, endpoint_variables, moto_server, reset
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
@@ -24,7 +25,11 @@ TESTDATA = ROOT.parent / "shared" / "testdata" / "blendfiles"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Every emulator this session starts logs the policy grants that allowed a request."""
+    """Every emulator this session starts logs the policy grants that allowed a request. Under
+    pytest-xdist the workers inherit the controller's log (they start after this runs there),
+    and only the controller reads it back, at the end."""
+    if hasattr(config, "workerinput"):
+        return
     handle, path = tempfile.mkstemp(prefix="cloud-render-grants-", suffix=".jsonl")
     os.close(handle)
     os.environ["STRICT_AWS_GRANTS_LOG"] = path
@@ -35,6 +40,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     run, a grant listed here is one no code path of the tests needs (DESIGN.md rule 10)."""
     from cloud.aws.iam_policy import POLICY_NAMES, POLICY_TITLES, load_policy
 
+    if hasattr(terminalreporter.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller reads the log once every worker is done
     path = Path(os.environ.get("STRICT_AWS_GRANTS_LOG", ""))
     if not path.is_file():
         return
@@ -98,28 +105,34 @@ def moto_url_managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class EmulatedAws:
-    """The emulator's address and settings that point the product's session factory at it:
-    S3 through the artist's endpoint URL, the other services through botocore's per-service
-    variables, which the `aws` fixture sets for the test."""
+    """The emulator's address and two ways in. `settings`: the artist's IAM user, holding
+    Cloud Render's two policies (README: as during Set Up), which is what every product call
+    signs with; the strict layer authorises each request against them as AWS would. `admin`:
+    the account's root, for the harness's own steps (what a test arranges or reads back) and
+    nothing the product does. S3 goes through the Endpoint URL, the other services through
+    botocore's per-service variables, which the `aws` fixture sets for the test."""
 
     url: str
     settings: AwsSettings
+    admin: AwsSettings
 
 
 @pytest.fixture
 def aws(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> EmulatedAws:
-    """A fresh, empty emulated account for each test."""
+    """A fresh, empty emulated account for each test, with the artist's IAM user in it."""
     moto_url = emulator_url(request)
     reset(moto_url)
     for name, value in endpoint_variables(moto_url).items():
         monkeypatch.setenv(name, value)
-    settings = AwsSettings(
+    admin = AwsSettings(
         region="us-east-1",
         access_key_id="AKIAEXAMPLETESTKEY00",
         secret_access_key="test-secret-not-real",
         endpoint_url=moto_url,
     )
-    return EmulatedAws(url=moto_url, settings=settings)
+    key_id, secret = create_artist(admin)
+    settings = replace(admin, access_key_id=key_id, secret_access_key=secret)
+    return EmulatedAws(url=moto_url, settings=settings, admin=admin)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,10 @@ class FlakyLink:
                     sock.close()
             self._live.clear()
 
+    def restore(self) -> None:
+        """End the cut now: new connections go through again."""
+        self.cut_until = 0.0
+
     def close(self) -> None:
         self.listener.close()
 

@@ -74,12 +74,12 @@ def public_params(aws) -> Iterator[PublicParameterServer]:  # type: ignore[no-un
 @pytest.fixture
 def account(aws, quotas: QuotaServer, public_params: PublicParameterServer) -> Iterator[Account]:  # type: ignore[no-untyped-def]
     """A fresh emulated account whose us-east-1 has the Deep Learning AMI parameters seeded."""
-    images = seed_deep_learning_amis(public_params, aws.settings)
+    images = seed_deep_learning_amis(public_params, aws.admin)
     settings = replace(
         aws.settings,
         service_endpoints=(("service-quotas", quotas.url), ("ssm", public_params.url)),
     )
-    acct = Account(aws.url, aws.settings, settings, quotas, public_params, images)
+    acct = Account(aws.url, aws.admin, settings, quotas, public_params, images)
     try:
         yield acct
     finally:

@@ -468,12 +468,21 @@ def describe(
 def terminate(
     settings: AwsSettings, instance_id: str, *, session: boto3.session.Session | None = None
 ) -> None:
-    """Terminate the machine; one that is already gone or terminated is fine."""
+    """Terminate the machine; one that is already gone or terminated is fine.
+
+    Under the Render policy, TerminateInstances is allowed only on instances carrying our tag, so
+    for an id EC2 no longer knows (gone an hour after it ended) AWS answers UnauthorizedOperation,
+    not NotFound: the tag condition has nothing to match. That is only an error while the
+    instance still runs."""
     ec2 = client(settings, "ec2", session)
     try:
         ec2.terminate_instances(InstanceIds=[instance_id])
     except ClientError as exc:
         if error_code(exc) == "InvalidInstanceID.NotFound":
+            return
+        if error_code(exc) == "UnauthorizedOperation" and describe(
+            settings, instance_id, session=session
+        ).state in ("not-found", "terminated", "shutting-down"):
             return
         raise translate(exc, "stopping the render machine", region=settings.region) from exc
     except Exception as exc:

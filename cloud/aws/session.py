@@ -14,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,24 +132,42 @@ def _custom_s3(settings: AwsSettings) -> bool:
     return bool(settings.endpoint_url or settings.override_for("s3") or os.environ.get("AWS_ENDPOINT_URL"))
 
 
-_clients: dict[tuple[AwsSettings, str, str | None], Any] = {}
-_clients_lock = threading.Lock()
+class ClientCache:
+    """The most recently used clients, at most `size`. Each holds a session with its own parsed
+    service models (several MB for EC2): kept per settings without a bound, every key rotation,
+    region or endpoint change would keep the old ones for the life of Blender (and a test suite,
+    whose every test has keys of its own, grew by gigabytes and slowed as the collector walked
+    them). boto3 clients are thread-safe; sessions are not, hence the lock around creation."""
+
+    def __init__(self, size: int = 24) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            cached = self._items.get(key)
+            if cached is None:
+                cached = self._items[key] = make()
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+            else:
+                self._items.move_to_end(key)
+            return cached
+
+
+_clients = ClientCache()
 
 
 def client(settings: AwsSettings, service: str, session: boto3.session.Session | None = None) -> Any:
     """A boto3 client for `service` honouring the endpoint override.
 
     Without an explicit session the client is cached per (settings, service, endpoint): making
-    one costs ~0.1 s, and the job's polling loop asks for several a second. boto3 clients are
-    thread-safe (sessions are not, hence the lock around creation).
+    one costs ~0.1 s, and the job's polling loop asks for several a second.
     """
     if session is None:
         key = (settings, service, settings.endpoint_for(service))
-        with _clients_lock:
-            cached = _clients.get(key)
-            if cached is None:
-                cached = _clients[key] = _new_client(settings, service, make_session(settings))
-        return cached
+        return _clients.get(key, lambda: _new_client(settings, service, make_session(settings)))
     return _new_client(settings, service, session)
 
 

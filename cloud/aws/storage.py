@@ -36,7 +36,7 @@ from ..machine.contract import InputChunk, InputFile, cas_key, chunk_key, job_pr
 from .error_rules import is_code, translating
 from .known_objects import KnownObjects
 from .presign import presign_get, presign_post
-from .session import AwsSettings, _is_loopback, client, client_config, make_session
+from .session import AwsSettings, ClientCache, _is_loopback, client, client_config, make_session
 
 BUCKET_PREFIX = "cloud-render-"
 DEFAULT_EXPIRE_DAYS = 14
@@ -738,8 +738,7 @@ def _settle(pending: Sequence[Any], cancel: threading.Event | None) -> None:
                     raise Cancelled("Upload cancelled.") from None
 
 
-_transfer_clients: dict[AwsSettings, Any] = {}
-_transfer_lock = threading.Lock()
+_transfer_clients = ClientCache(size=4)
 
 
 def transfer_client(settings: AwsSettings) -> Any:
@@ -755,18 +754,18 @@ def transfer_client(settings: AwsSettings) -> Any:
     host = urlsplit(endpoint).hostname or ""
     if endpoint and not (endpoint.lower().startswith("https://") or _is_loopback(host)):
         return client(settings, "s3")  # anything else keeps botocore's own rule
-    with _transfer_lock:
-        cached = _transfer_clients.get(settings)
-        if cached is None:
-            config = client_config(settings, "s3")
-            s3_options = {**(config.s3 or {}), "payload_signing_enabled": False}
-            cached = _transfer_clients[settings] = make_session(settings).client(
-                "s3",
-                region_name=settings.region,
-                endpoint_url=settings.endpoint_for("s3"),
-                config=config.merge(Config(s3=s3_options, request_checksum_calculation="when_required")),
-            )
-        return cached
+
+    def make() -> Any:
+        config = client_config(settings, "s3")
+        s3_options = {**(config.s3 or {}), "payload_signing_enabled": False}
+        return make_session(settings).client(
+            "s3",
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_for("s3"),
+            config=config.merge(Config(s3=s3_options, request_checksum_calculation="when_required")),
+        )
+
+    return _transfer_clients.get(settings, make)
 
 
 def _transfer_config(part_size: int, max_concurrency: int) -> TransferConfig:

@@ -1,7 +1,7 @@
 """Hard caps: a job's max cost and max hours turned into limits the machine cannot outlive.
 
-The cap is enforced twice: the add-on terminates the instance when `CostTracker` says the cap
-is reached, and, if the add-on is gone, the dead-man timer (`shutdown -h +N`, shutdown
+The cap is enforced twice: the add-on stops every machine of the job when `cap_reached` says
+so (one rule for one machine and for N), and, if the add-on is gone, the dead-man timer (`shutdown -h +N`, shutdown
 behaviour terminate) powers the machine off. The presigned URLs expire shortly after, so a
 machine that somehow kept running could not write anything more.
 """
@@ -9,6 +9,7 @@ machine that somehow kept running could not write anything more.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import CloudError
@@ -131,54 +132,36 @@ def cap_limits(max_cost: float, max_hours: float, price_per_hour: float, overhea
     return CapLimits(seconds, dead_man_minutes(seconds), url_expiry_seconds(seconds, overhead_s))
 
 
-def fleet_cap_reached(
+# A stop (TerminateInstances, TerminateJob) ends the bill within about a minute: the cap counts
+# as reached that much earlier for every machine still live, so the stop lands before it.
+STOP_MARGIN_S = 60.0
+# EC2 bills Linux instances per second with a minimum of 60 seconds for each run (EC2 pricing,
+# "Per Second Billing"): a machine that ran ten seconds costs a minute.
+MIN_BILLED_S = 60.0
+
+
+def billed_usd(running_seconds: Iterable[float], price_per_hour: float) -> float:
+    """What machines cost that have run these many seconds each, at least a minute each."""
+    return sum(max(s, MIN_BILLED_S) for s in running_seconds) * max(price_per_hour, 0.0) / 3600.0
+
+
+def cap_reached(
     cost_so_far: float,
+    elapsed_s: float,
     live_machines: int,
     price_per_hour: float,
     max_cost: float,
-    stop_margin_s: float = 60.0,
+    max_hours: float,
+    stop_margin_s: float = STOP_MARGIN_S,
 ) -> bool:
-    """Many machines: stop them all now? Each live machine still bills while it stops, so the
-    cap counts as reached that much earlier per machine (as `CostTracker` does for one)."""
-    margin = max(live_machines, 0) * stop_margin_s * max(price_per_hour, 0.0) / 3600.0
-    return max_cost > 0 and cost_so_far + margin >= max_cost
+    """Stop every machine of the job now? The one rule for one machine and for N.
 
-
-@dataclass(frozen=True)
-class CostStatus:
-    elapsed_s: float
-    cost_so_far: float
-    projected_total: float
-    cap_reached: bool  # terminate now
-    projection_over_cap: bool  # warn the artist
-
-
-@dataclass(frozen=True)
-class CostTracker:
-    """Cost of a running instance from its launch time (epoch seconds) and hourly price."""
-
-    start_time: float
-    price_per_hour: float
-    max_cost: float
-    # Terminating takes a little while and is billed: call the cap reached this much earlier.
-    stop_margin_s: float = 60.0
-
-    def cost_so_far(self, now: float) -> float:
-        elapsed = max(now - self.start_time, 0.0)
-        return max(elapsed, 60.0) * self.price_per_hour / 3600.0
-
-    def projected_total(self, now: float, seconds_per_frame: float, frames_left: int) -> float:
-        remaining = max(seconds_per_frame, 0.0) * max(frames_left, 0)
-        return self.cost_so_far(now) + remaining * self.price_per_hour / 3600.0
-
-    def status(self, now: float, seconds_per_frame: float, frames_left: int) -> CostStatus:
-        cost = self.cost_so_far(now)
-        projected = self.projected_total(now, seconds_per_frame, frames_left)
-        return CostStatus(
-            elapsed_s=max(now - self.start_time, 0.0),
-            cost_so_far=cost,
-            projected_total=projected,
-            cap_reached=self.max_cost > 0
-            and cost + self.stop_margin_s * self.price_per_hour / 3600.0 >= self.max_cost,
-            projection_over_cap=self.max_cost > 0 and projected > self.max_cost,
-        )
+    Max Cost bounds what they cost together (`cost_so_far`, from `billed_usd`); each live machine
+    still bills while it stops, so the cost cap counts as reached `stop_margin_s` of billing per
+    live machine earlier. Max Hours bounds the job's time since launch, also a stop earlier.
+    0 or less means "no limit" for that one."""
+    live = max(live_machines, 0)
+    margin_usd = live * stop_margin_s * max(price_per_hour, 0.0) / 3600.0
+    by_cost = max_cost > 0 and cost_so_far + margin_usd >= max_cost
+    by_time = max_hours > 0 and elapsed_s + (stop_margin_s if live else 0.0) >= max_hours * 3600.0
+    return by_cost or by_time

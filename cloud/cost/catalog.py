@@ -142,7 +142,3 @@ def load_catalog(path: Path | None = None) -> Catalog:
         reference_samples=int(ref_doc.get("samples", 0)),
         bundled_date=str(doc["prices_date"]),
     )
-
-
-def family_of(instance_type: str) -> str:
-    return instance_type.split(".", 1)[0]

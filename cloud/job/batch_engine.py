@@ -42,6 +42,10 @@ BATCH_OVERHEAD_S = BOOT_OVERHEAD_S + fleet_plan.BATCH_EXTRA_S
 # A container's start before its supervisor's own deadline runs (the boot script, Blender's
 # download): Batch's per-child timeout is that deadline plus this, a backstop behind it.
 CONTAINER_START_S = 10 * 60
+# Every frame is here: the machines have nothing left to claim and end on their own within
+# seconds, each writing its done.json (its last frame's time, which orders the scene's next job).
+# Terminating at once would cut that short; they get this long before the job is terminated.
+MACHINES_END_GRACE_S = 20.0
 
 
 def child_size_for(instance_type: str, facts: InstanceType | None) -> batch.ChildSize:
@@ -171,11 +175,6 @@ class BatchSteps(CloudSteps):
 
     def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
         return batch.children(settings, record.instance_id, record.machines)
-
-    def batch_state(self, settings: AwsSettings, record: JobRecord) -> str:
-        """'running' while any child may still render, else 'terminated'."""
-        kids = self.children(settings, record)
-        return "running" if not kids or any(c.live for c in kids) else "terminated"
 
     def machines_left(self, settings: AwsSettings, record: JobRecord) -> list[str]:
         """The array job's children that Batch still counts as live. (The EC2 instances under
@@ -510,17 +509,16 @@ class BatchJobRunner(JobRunner):
             return
         self._refresh_children()
         now = time.time()
-        seconds = sum((c.stopped_at or now) - c.started_at for c in self._children if c.started_at)
-        rec.cost_so_far = seconds / 3600 * rec.price_per_hour
+        rec.cost_so_far = caps.billed_usd(
+            [(c.stopped_at or now) - c.started_at for c in self._children if c.started_at], rec.price_per_hour
+        )
         left = len(rec.frames_missing)
         projected = rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
         self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected if rec.seconds_per_frame else 0.0))
-        hours = (now - rec.launched_at) / 3600
+        elapsed = now - rec.launched_at
+        hours = elapsed / 3600
         live = sum(1 for c in self._children if c.live)
-        if (
-            caps.fleet_cap_reached(rec.cost_so_far, live, rec.price_per_hour, rec.max_cost)
-            or hours >= rec.max_hours
-        ):
+        if caps.cap_reached(rec.cost_so_far, elapsed, live, rec.price_per_hour, rec.max_cost, rec.max_hours):
             self._log(
                 f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f} over {rec.machines} machines, "
                 f"{hours:.2f} h): stopping every machine."
@@ -538,6 +536,8 @@ class BatchJobRunner(JobRunner):
         self._stage(Stage.DOWNLOADING, "Fetching the last frames")
         self._poll_outputs()
         try:
+            if final[0] is Stage.DONE:
+                self._let_machines_end(MACHINES_END_GRACE_S)
             self.steps.terminate_job(self.settings, rec, "job done")  # belt and braces: none should be left
         except CloudError as error:
             self._log(f"Could not end the Batch job: {error.message}")
@@ -551,6 +551,14 @@ class BatchJobRunner(JobRunner):
             )
         else:
             self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered on {rec.machines} machines.", "")
+
+    def _let_machines_end(self, grace_s: float) -> None:
+        """Wait (at most grace_s) for the children to end on their own, then read what they
+        wrote as they ended."""
+        deadline = time.monotonic() + grace_s
+        while self._live_children() and time.monotonic() < deadline:
+            time.sleep(1.0)
+        self._poll_outputs()
 
     def _finish_cancelled(self) -> None:
         rec = self.record

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
+from ..cost import caps
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError
 from ..machine import contract
@@ -49,7 +50,7 @@ DOWNLOAD_THREADS = 4
 # As a job ends, a machine told to stop may read as running this long before it counts as left.
 LEFT_RUNNING_GRACE_S = 30.0
 LEFT_RUNNING_POLL_S = 1.0
-# Errors that mean "cannot reach AWS right now" (cloud/aws_errors.py codes): keep following.
+# Errors that mean "cannot reach AWS right now" (the codes of cloud/aws/error_rules.py): keep following.
 TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
 
 
@@ -294,9 +295,6 @@ class JobRunner(threading.Thread):
             return None
         since = time.monotonic() - self._last_frame_at
         return max(0.0, (rec.seconds_per_frame or 0.0) - FRAME_DUE_MARGIN_S - since)
-
-    def _frames_due(self) -> bool:
-        return self._until_frame_due() == 0.0
 
     def _follow_once(self) -> bool:
         """One poll: outputs, endings, cost, machine state. True when the job has ended."""
@@ -578,17 +576,18 @@ class JobRunner(threading.Thread):
         rec = self.record
         if not rec.launched_at:
             return
-        hours = (time.time() - rec.launched_at) / 3600
-        rec.cost_so_far = hours * rec.price_per_hour
+        elapsed = time.time() - rec.launched_at
+        hours = elapsed / 3600
+        rec.cost_so_far = caps.billed_usd([elapsed], rec.price_per_hour)
         projected = self._projected_total()
         self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected))
-        if projected > rec.max_cost and not self._warned_projection:
+        if rec.max_cost > 0 and projected > rec.max_cost and not self._warned_projection:
             self._warned_projection = True
             self._log(
                 f"At {rec.seconds_per_frame:.0f} s per frame this job would cost about ${projected:.2f}, "
                 f"over its ${rec.max_cost:.2f} cap: it will be stopped at the cap. Raise Max Cost or cancel."
             )
-        if rec.cost_so_far >= rec.max_cost or hours >= rec.max_hours:
+        if caps.cap_reached(rec.cost_so_far, elapsed, 1, rec.price_per_hour, rec.max_cost, rec.max_hours):
             self._log(
                 f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}, {hours:.2f} h): stopping the machine."
             )

@@ -94,8 +94,7 @@ FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
 MAX_STATUS_FRAME_SECONDS = 100
 MIN_FRAME_SECONDS = 0.001  # a frame that took no time is a measuring fault, not a figure
 
-# Worker states, in the order a healthy job passes through them, then the other ones.
-STATES = ("booting", "installing", "downloading", "rendering", "done")
+# Worker states: the final ones, then every one, in the order a healthy job passes through them.
 FINAL_STATES = ("done", "failed", "interrupted", "capped", "cancelled")
 ALL_STATES = (
     "booting",
@@ -145,10 +144,6 @@ def logs_prefix(job_id: str) -> str:
 
 def control_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/control/{name}"
-
-
-def plan_key(job_id: str) -> str:
-    return f"jobs/{job_id}/out/plan.json"
 
 
 def claim_key(job_id: str, frame: int) -> str:

@@ -22,7 +22,6 @@ computed from the same mapped pages (the whole one on a second thread).
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import mmap
 import os
@@ -196,9 +195,3 @@ def chunk_file(path: Path, policy: ChunkPolicy, on_bytes: Callable[[int], None] 
             hasher.join()
             data.release()
     return Chunked(whole.hexdigest(), size, tuple(chunks))
-
-
-def read_chunk(handle: io.BufferedReader, offset: int, size: int) -> bytes:
-    """One chunk's bytes from an open file."""
-    handle.seek(offset)
-    return handle.read(size)

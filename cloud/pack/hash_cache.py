@@ -166,11 +166,3 @@ class HashCache:
                 "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (*key, policy, result.sha256, listing, time.time()),
             )
-
-    def forget_older_than(self, days: float) -> None:
-        """Drop entries not used for `days` (files long gone or changed)."""
-        db = self._db()
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("DELETE FROM hashes WHERE used < ?", (time.time() - days * 86400,))
-                db.execute("DELETE FROM chunks WHERE used < ?", (time.time() - days * 86400,))

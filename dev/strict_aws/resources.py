@@ -313,7 +313,12 @@ def _bucket_owner(request: AwsRequest, bucket: str) -> str:
 def s3_bucket(request: AwsRequest) -> list[Item]:
     if not request.bucket:
         return []
-    owner = _bucket_owner(request, request.bucket)
+    # CreateBucket makes the bucket in the caller's account: its s3:ResourceAccount is the
+    # caller's, and a name another account holds is then S3's BucketAlreadyExists, not a denial.
+    if request.operation == "CreateBucket":
+        owner = request.account_id
+    else:
+        owner = _bucket_owner(request, request.bucket)
     return [(f"arn:aws:s3:::{request.bucket}", {"s3:resourceaccount": [owner]})]
 
 

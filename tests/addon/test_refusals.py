@@ -32,8 +32,8 @@ def test_online_access_off_is_refused_with_how_to_turn_it_on(saved_scene, aws):
     # No request was made: the emulator saw no bucket and no instance.
     from cloud.aws.session import client
 
-    assert client(aws.settings, "s3").list_buckets()["Buckets"] == []
-    assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
+    assert client(aws.admin, "s3").list_buckets()["Buckets"] == []
+    assert client(aws.admin, "ec2").describe_instances()["Reservations"] == []
 
 
 def test_missing_keys_are_refused_with_where_to_add_them(saved_scene):
@@ -97,7 +97,7 @@ def test_preflight_blocks_a_scene_the_machine_cannot_render(saved_scene, aws):
     assert "EEVEE" in message and "GPU machine" in message
     from cloud.aws.session import client
 
-    assert client(aws.settings, "ec2").describe_instances()["Reservations"] == []
+    assert client(aws.admin, "ec2").describe_instances()["Reservations"] == []
 
 
 @pytest.mark.parametrize(

@@ -131,14 +131,14 @@ def test_after_save_as_a_running_job_is_still_followed_and_listed(installed, aws
     module = harness.addon()
     harness.connect(aws.url)
     first = harness.make_scene(tmp_path / "a" / "shot.blend", frames=2, size=16, samples=1)
-    module.cloud.aws.session.client(aws.settings, "s3").create_bucket(Bucket="save-as-test")
+    module.cloud.aws.session.client(aws.admin, "s3").create_bucket(Bucket="cloud-render-save-as-test")
     manager = module.addon.pump.manager()
     record = job_record(
         module,
         first,
         tmp_path,
         stage="Rendering",
-        bucket="save-as-test",
+        bucket="cloud-render-save-as-test",
         instance_id="i-0123456789abcdef0",  # EC2 lags a fresh launch: followed as pending
         launched_at=time.time(),
     )

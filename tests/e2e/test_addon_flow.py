@@ -462,7 +462,15 @@ def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path
         assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
         job_id = view().job_id
         harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL, 240)
-        link.cut(12)
+        # Cut until the add-on says it lost contact (however long its retries take on a busy
+        # machine), then the network comes back.
+        link.cut(600)
+
+        def lines() -> list[str]:
+            return list(harness.addon().addon.job_view.log_lines(job_id))
+
+        harness.drain_until(lambda: any("Lost contact with AWS" in line for line in lines()), 240)
+        link.restore()
         wait_final()
         record = harness.addon().addon.pump.manager().store.load(job_id)
         log = harness.addon().addon.job_view.log_lines(job_id)

@@ -256,7 +256,8 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, slow_scene, 
     again = store.load(job.record.job_id)
     assert again.machines == 3 and again.instance_id == job.record.instance_id
     # Blender opens again: the manager re-attaches, with the many-machines runner.
-    manager = JobManager(tmp_path / "records", EventQueue(), lambda: sim.settings, poll_seconds=0.5)
+    artist = job.runner.settings  # the same IAM user's keys, as the add-on keeps them
+    manager = JobManager(tmp_path / "records", EventQueue(), lambda: artist, poll_seconds=0.5)
     assert manager.attach_unfinished() == [again.job_id]
     runner = manager.runner(again.job_id)
     assert isinstance(runner, BatchJobRunner)
@@ -293,7 +294,8 @@ def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, slow_sc
     record = store.load(job.record.job_id)
     record.stage = "Failed"
     store.save(record)
-    manager = JobManager(tmp_path / "records", EventQueue(), lambda: sim.settings)
+    artist = job.runner.settings  # the artist's keys, as the add-on keeps them
+    manager = JobManager(tmp_path / "records", EventQueue(), lambda: artist)
     found = manager.batch_orphans("us-east-1")
     assert [(region, job_id) for region, _batch, job_id in found] == [("us-east-1", record.job_id)]
     # The panel's forgotten-machine list shows it like a machine, and its Terminate ends it.

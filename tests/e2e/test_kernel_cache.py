@@ -30,7 +30,7 @@ GPU = StandInGpu("NVIDIA A10G", "550.54.15")
 
 def offer_for(aws, version: str) -> contract.KernelCacheOffer | None:
     s3 = client(aws.settings, "s3")
-    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+    if BUCKET not in [b["Name"] for b in client(aws.admin, "s3").list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
     return offers.offer(aws.settings, BUCKET, version, GPU.name, 3600)
 

@@ -231,8 +231,9 @@ def heavy_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def stage(
     aws, files: dict[str, Path], tarball: tuple[Path, str], job_id: str = "job-1", **overrides
 ) -> Staged:
-    s3, ec2 = client(aws.settings, "s3"), client(aws.settings, "ec2")
-    if BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+    # S3 as the artist (the links are signed as the product signs them); EC2 the harness's own.
+    s3, ec2 = client(aws.settings, "s3"), client(aws.admin, "ec2")
+    if BUCKET not in [b["Name"] for b in client(aws.admin, "s3").list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
     inputs = []
     for path, local in files.items():

@@ -8,6 +8,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +19,7 @@ from cloud.aws import batch
 from cloud.aws.fleet import machines_that_fit
 from cloud.aws.presign import presign_list_pages
 from cloud.aws.quotas import CapacityReport
-from cloud.aws.session import client
+from cloud.aws.session import AwsSettings, client
 from cloud.cost.catalog import load_catalog
 from cloud.errors import CloudError
 from cloud.job.batch_engine import BatchJobRunner, BatchSteps, check_scene_fits, child_size_for
@@ -28,6 +29,7 @@ from cloud.job.records import JobRecord, JobRequest, RecordStore, Stage, new_job
 from cloud.machine import contract
 from cloud.machine.batch_worker import BatchSupervisor, Claims, list_pages
 from dev.batch_simulator import BatchSimulator
+from dev.emulator import create_artist
 from tests.factories import job_record
 from tests.waiting import wait_for
 
@@ -39,8 +41,16 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchSimulator]:
         yield simulator
 
 
-def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim):
-    settings = sim.settings
+@pytest.fixture(scope="module")
+def artist(sim: BatchSimulator) -> AwsSettings:
+    """What the product signs with: the artist's IAM user with Cloud Render's two policies (as
+    during Set Up). `sim.settings` (the account's root) is for the harness's own steps."""
+    key_id, secret = create_artist(sim.settings)
+    return replace(sim.settings, access_key_id=key_id, secret_access_key=secret)
+
+
+def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim, artist):
+    settings = artist
     first = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
     again = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
     assert again == first  # idempotent: same queue, same job definition revision
@@ -79,14 +89,14 @@ def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim):
     volume = data["BlockDeviceMappings"][0]["Ebs"]
     assert volume["Encrypted"] is True and volume["VolumeSize"] >= 46  # a 3 GB pack, twice, + 40
 
-    iam = client(settings, "iam")
+    iam = client(sim.settings, "iam")  # read back as the account
     attached = iam.list_attached_role_policies(RoleName=batch.INSTANCE_ROLE)["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [batch.ECS_FOR_EC2_POLICY]
     assert iam.list_role_policies(RoleName=batch.INSTANCE_ROLE)["PolicyNames"] == []  # no inline policy
 
 
-def test_a_frame_is_claimed_by_one_machine_only(sim):
-    settings = sim.settings
+def test_a_frame_is_claimed_by_one_machine_only(sim, artist):
+    settings = artist
     s3 = client(settings, "s3")
     s3.create_bucket(Bucket="cloud-render-claims-test")
     url = s3.generate_presigned_url(
@@ -163,12 +173,12 @@ def claim_urls(s3, bucket: str, job: str, frames: list[int]) -> dict[str, str]: 
     }
 
 
-def test_a_retry_finds_its_lost_claims_over_several_listing_pages(sim, tmp_path):
+def test_a_retry_finds_its_lost_claims_over_several_listing_pages(sim, artist, tmp_path):
     """A machine lost right after claiming (or mid-frame, or before its upload) leaves claims and
     no rendered mark; its retry finds them from the claims' ETags (the claim body names machine
     and attempt), reading both listings page by page: pages of 4 here (moto honours MaxKeys and
     StartAfter), 13 frames, more claims and more marks than a page."""
-    settings = sim.settings
+    settings = artist
     s3 = client(settings, "s3")
     bucket, job = "cloud-render-pages-test", "j2"
     frames = list(range(1, 14))
@@ -227,11 +237,16 @@ def test_a_job_of_many_frames_lists_every_claim():
 
 
 def two_machines_at_work(
-    sim: BatchSimulator, tmp_path: Path, bucket: str, frames: list[int], attempt_seconds: int
+    sim: BatchSimulator,
+    artist: AwsSettings,
+    tmp_path: Path,
+    bucket: str,
+    frames: list[int],
+    attempt_seconds: int,
 ) -> tuple[batch.Engine, BatchJobRunner, EventQueue]:
     """A two-machine Batch job whose children are both running (a boot script that sleeps), and
     the job thread that follows it, not started: the engine, the runner and its events."""
-    settings = sim.settings
+    settings = artist
     engine = batch.ensure_engine(settings, "g4dn.xlarge", True, 16, pack_bytes=3 * 1024**3)
     s3 = client(settings, "s3")
     s3.create_bucket(Bucket=bucket)
@@ -268,10 +283,12 @@ def logged(events: EventQueue) -> list[str]:
     ]
 
 
-def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_to_zero(sim, tmp_path):
-    settings = sim.settings
+def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_to_zero(
+    sim, artist, tmp_path
+):
+    settings = artist
     engine, runner, events = two_machines_at_work(
-        sim, tmp_path, "cloud-render-cancel-test", [1, 2, 3, 4], 1234
+        sim, artist, tmp_path, "cloud-render-cancel-test", [1, 2, 3, 4], 1234
     )
     record = runner.record
     batch_id = record.instance_id
@@ -300,9 +317,9 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
     assert (env["computeResources"]["minvCpus"], env["computeResources"]["desiredvCpus"]) == (0, 0)
 
 
-def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path):
-    settings = sim.settings
-    _, runner, events = two_machines_at_work(sim, tmp_path, "cloud-render-left-test", [1, 2], 900)
+def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, artist, tmp_path):
+    settings = artist
+    _, runner, events = two_machines_at_work(sim, artist, tmp_path, "cloud-render-left-test", [1, 2], 900)
     batch_id = runner.record.instance_id
     runner.left_running_grace_s = 1.0  # nothing told them to stop: no need to wait the full grace
     # An ending that did not stop the machines (as if their termination had been lost): the
@@ -324,11 +341,11 @@ def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, tmp_path)
     )
 
 
-def test_a_machine_behind_the_others_skips_their_claims_after_one_listing(sim, tmp_path):
+def test_a_machine_behind_the_others_skips_their_claims_after_one_listing(sim, artist, tmp_path):
     """Two lost claims in a row, then one listing of the claims: the walk skips every frame the
     others hold instead of losing a conditional write on each, and still takes the first free
     one in the job's order."""
-    s3 = client(sim.settings, "s3")
+    s3 = client(artist, "s3")
     bucket, job = "cloud-render-skip-test", "j3"
     frames = list(range(1, 21))
     urls = claim_urls(s3, bucket, job, frames)
@@ -394,11 +411,11 @@ ONE_INSTANCE = {
 
 
 @pytest.mark.parametrize("instance_type", sorted(ONE_INSTANCE))
-def test_each_child_is_sized_to_fill_one_instance_of_the_jobs_type(sim, tmp_path, instance_type):
+def test_each_child_is_sized_to_fill_one_instance_of_the_jobs_type(sim, artist, tmp_path, instance_type):
     """Batch's MEMORY is a hard limit and its placement unit: children ask for one instance's
     vCPUs, GPUs and memory (less what the host keeps), so one child runs per instance and Blender
     may use that memory. The job definition keeps its small placeholders for every type."""
-    settings = sim.settings
+    settings = artist
     record, request = launch_request(tmp_path, instance_type, render_pixels=1920 * 1080)
     client(settings, "s3").create_bucket(Bucket=record.bucket)
     packed = PackedScene(blend_path="shot.blend", files={"shot.blend": ("0" * 64, 1000)}, root=None)
@@ -420,10 +437,10 @@ def test_each_child_is_sized_to_fill_one_instance_of_the_jobs_type(sim, tmp_path
     assert (placeholders["VCPU"], placeholders["MEMORY"]) == ("1", "2048")
 
 
-def test_a_frame_too_large_for_one_machine_is_refused_before_anything_starts(sim, tmp_path):
+def test_a_frame_too_large_for_one_machine_is_refused_before_anything_starts(sim, artist, tmp_path):
     """16384 x 16384 pixels need about 64 GB of render buffers alone: more than a g4dn.xlarge
     leaves (14 GB), so the job is refused in words before a boot script or a Batch job exists."""
-    settings = sim.settings
+    settings = artist
     record, request = launch_request(tmp_path, "g4dn.xlarge", render_pixels=16384 * 16384)
     client(settings, "s3").create_bucket(Bucket=record.bucket)
     packed = PackedScene(blend_path="shot.blend", files={"shot.blend": ("0" * 64, 1000)}, root=None)

@@ -15,7 +15,7 @@ def test_budget_is_created_once_with_email_alert(aws: EmulatedAws) -> None:
     assert ensure_monthly_budget(aws.settings, 10, "artist@example.com") is True
     assert ensure_monthly_budget(aws.settings, 10, "artist@example.com") is False
 
-    budgets = client(aws.settings, "budgets")
+    budgets = client(aws.admin, "budgets")  # read back as the account
     found = budgets.describe_budgets(AccountId="123456789012")["Budgets"]
     assert [b["BudgetName"] for b in found] == [BUDGET_NAME]
     assert found[0]["BudgetLimit"] == {"Amount": "10.00", "Unit": "USD"}
@@ -43,7 +43,7 @@ def test_bad_input_is_explained(aws: EmulatedAws, amount: float, email: str, mes
         ensure_monthly_budget(aws.settings, amount, email)
     assert info.value.message == message
     assert info.value.action
-    assert client(aws.settings, "budgets").describe_budgets(AccountId="123456789012").get("Budgets", []) == []
+    assert client(aws.admin, "budgets").describe_budgets(AccountId="123456789012").get("Budgets", []) == []
 
 
 def test_unreachable_aws_is_explained() -> None:

@@ -1,16 +1,18 @@
-"""Caps: max cost and max hours become the dead-man timer and URL expiry; the tracker's verdicts."""
+"""Caps: max cost and max hours become the dead-man timer and URL expiry; what is billed, and the
+one rule (`cap_reached`) both engines stop their machines by."""
 
 from __future__ import annotations
 
 import pytest
 
 from cloud.cost.caps import (
-    CostTracker,
+    STOP_MARGIN_S,
     WorstCase,
+    billed_usd,
     cap_limits,
+    cap_reached,
     cap_seconds,
     dead_man_minutes,
-    fleet_cap_reached,
     machine_share_seconds,
     url_expiry_seconds,
     worst_case,
@@ -60,25 +62,28 @@ def test_too_low_cap_names_the_minimum() -> None:
     assert info.value.action == "Raise the maximum cost to at least $0.30 or pick a cheaper machine type."
 
 
-def test_cost_tracker() -> None:
-    tracker = CostTracker(start_time=1000.0, price_per_hour=3.6, max_cost=2.0)  # $0.001 per second
-    # The first minute is billed in full.
-    assert tracker.cost_so_far(1010.0) == pytest.approx(0.06)
-    early = tracker.status(now=1000.0 + 600, seconds_per_frame=30, frames_left=20)
-    assert early.cost_so_far == pytest.approx(0.6)
-    assert early.projected_total == pytest.approx(1.2)
-    assert not early.cap_reached and not early.projection_over_cap
+def test_billing_counts_every_machine_at_least_a_minute() -> None:
+    # $3.60/h is $0.001 a second.
+    assert billed_usd([10.0], 3.6) == pytest.approx(0.06)  # the first minute is billed in full
+    assert billed_usd([600.0], 3.6) == pytest.approx(0.6)
+    assert billed_usd([600.0, 5.0, 0.0], 3.6) == pytest.approx(0.72)  # three machines, two short
+    assert billed_usd([], 3.6) == 0.0
 
-    warn = tracker.status(now=1000.0 + 600, seconds_per_frame=30, frames_left=60)
-    assert warn.projected_total == pytest.approx(2.4)
-    assert warn.projection_over_cap and not warn.cap_reached
 
-    # The cap is called reached a minute early, so the terminate call lands before it.
-    assert not tracker.status(now=1000.0 + 1930, seconds_per_frame=30, frames_left=5).cap_reached
-    assert tracker.status(now=1000.0 + 1940, seconds_per_frame=30, frames_left=5).cap_reached
-    done = tracker.status(now=1000.0 + 2000, seconds_per_frame=30, frames_left=5)
-    assert done.cap_reached and done.projection_over_cap
-    assert done.elapsed_s == 2000
+def test_one_machine_is_stopped_a_stop_before_its_cost_cap() -> None:
+    """$2 at $0.001 a second is 2,000 s of machine. The stop bills up to STOP_MARGIN_S more, so
+    the cap counts as reached that long before: the machine's bill stays within Max Cost."""
+    price, cap = 3.6, 2.0
+    stop_at = 2000 - STOP_MARGIN_S
+    assert not cap_reached(billed_usd([stop_at - 1], price), stop_at - 1, 1, price, cap, 0)
+    assert cap_reached(billed_usd([stop_at], price), stop_at, 1, price, cap, 0)
+    assert billed_usd([stop_at + STOP_MARGIN_S], price) <= cap
+    # Max Hours the same way: a stop before the hour, not an hour and a stop.
+    assert not cap_reached(0.0, 3600 - STOP_MARGIN_S - 1, 1, price, 0, 1.0)
+    assert cap_reached(0.0, 3600 - STOP_MARGIN_S, 1, price, 0, 1.0)
+    # A cap of 0 is no cap of that kind (the other holds): never reached by it.
+    assert not cap_reached(100.0, 10.0, 1, price, 0.0, 2.0)
+    assert not cap_reached(0.01, 10 * 3600.0, 1, price, 5.0, 0.0)
 
 
 def test_n_machines_share_the_cost_cap_and_each_keeps_the_hours_cap() -> None:
@@ -119,11 +124,11 @@ def test_each_batch_machine_gets_its_share_and_one_machine_the_whole_cap(tmp_pat
 
 def test_many_machines_reach_the_cost_cap_a_stop_earlier_each() -> None:
     # $0.50/h: a minute of stopping is $0.0083 a machine; eight of them, $0.067.
-    assert not fleet_cap_reached(0.90, 8, 0.5, 1.0)
-    assert fleet_cap_reached(0.94, 8, 0.5, 1.0)
-    assert not fleet_cap_reached(0.94, 1, 0.5, 1.0)  # one machine still has its minute
-    assert fleet_cap_reached(1.0, 0, 0.5, 1.0)  # none live: the cap itself
-    assert not fleet_cap_reached(100.0, 8, 0.5, 0.0)  # no cost cap set
+    assert not cap_reached(0.90, 60.0, 8, 0.5, 1.0, 0)
+    assert cap_reached(0.94, 60.0, 8, 0.5, 1.0, 0)
+    assert not cap_reached(0.94, 60.0, 1, 0.5, 1.0, 0)  # one machine still has its minute
+    assert cap_reached(1.0, 60.0, 0, 0.5, 1.0, 0)  # none live: the cap itself
+    assert not cap_reached(100.0, 60.0, 8, 0.5, 0.0, 0)  # no cost cap set
 
 
 def test_the_lowest_cap_said_is_itself_enough():

@@ -13,6 +13,7 @@ import pytest
 
 from cloud.aws import compute
 from cloud.aws.session import client
+from cloud.cost.caps import STOP_MARGIN_S
 from cloud.errors import CloudError
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue, LogLines
@@ -447,3 +448,40 @@ def test_a_machine_of_the_job_still_running_when_it_ends_is_stopped_and_said(acc
         line for e in events.drain(budget_s=1.0, limit=1000) if isinstance(e, LogLines) for line in e.lines
     ]
     assert log == ["[cloud-render] Checked: no machine of this job is still running."]
+
+
+def test_one_machine_is_stopped_before_the_stop_could_take_it_past_its_cap(account, tmp_path):
+    """The job thread stops its machine by the one cap rule (`caps.cap_reached`): half a stop
+    before Max Cost is already too close, since terminating bills up to a minute more. Before,
+    one machine was stopped only once its cost had reached the cap, and overran it by the
+    time the stop took."""
+    settings = account.settings
+    job_id = new_job_id()
+    launched = compute.launch(
+        settings, job_id=job_id, instance_type="g4dn.xlarge", user_data="#!/bin/bash\n", spot=False
+    )
+    bucket = "cloud-render-cap-test"
+    client(settings, "s3").create_bucket(Bucket=bucket)
+    price, cap = 3.6, 2.0  # $0.001 a second: the cap is 2,000 s of machine
+    running = 2000 - STOP_MARGIN_S / 2
+    record = job_record(
+        tmp_path / "out",
+        job_id=job_id,
+        instance_type="g4dn.xlarge",
+        instance_id=launched.instance_id,
+        bucket=bucket,
+        launched_at=time.time() - running,
+        price_per_hour=price,
+        max_cost=cap,
+        max_hours=10.0,
+        stage=Stage.RENDERING.value,
+    )
+    runner = JobRunner(record, settings, EventQueue(), RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path))
+    runner.left_running_grace_s = 5.0
+    runner.start()
+    runner.join(120)
+    assert not runner.is_alive()
+    assert record.stage == Stage.CAPPED.value, record.message
+    assert record.cost_so_far < cap  # stopped before the cap was passed...
+    assert record.cost_so_far + STOP_MARGIN_S * price / 3600 > cap  # ...because the stop would pass it
+    assert compute.describe(settings, launched.instance_id).state in ("shutting-down", "terminated")

@@ -22,7 +22,7 @@ from tests.error_server import AwsReplyServer, caller_identity
 def iam_user(aws):
     """An IAM user in the emulator holding Cloud Render's daily Render policy; the emulator's
     strict layer checks its signatures and authorises its requests as AWS would."""
-    return AccessKeys(*create_artist(aws.settings, ("render", "setup")))
+    return AccessKeys(*create_artist(aws.admin, ("render", "setup")))
 
 
 def test_keys_are_encrypted_private_and_apart_from_their_key(tmp_path):

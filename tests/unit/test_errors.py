@@ -44,11 +44,11 @@ def assert_plain(err: CloudError) -> None:
 @pytest.fixture
 def moto_auth(aws):
     """A user with only sts:GetCallerIdentity; the emulator's strict layer authorises as AWS."""
-    iam = client(aws.settings, "iam")
-    iam.create_user(UserName="artist")
-    key = iam.create_access_key(UserName="artist")["AccessKey"]
+    iam = client(aws.admin, "iam")
+    iam.create_user(UserName="whoami")
+    key = iam.create_access_key(UserName="whoami")["AccessKey"]
     iam.put_user_policy(
-        UserName="artist",
+        UserName="whoami",
         PolicyName="whoami-only",
         PolicyDocument=json.dumps(
             {
@@ -96,7 +96,7 @@ def test_s3_access_denied_names_the_action_from_the_operation(moto_auth):
 
 
 def test_bucket_name_owned_by_another_account(aws):
-    sts = client(aws.settings, "sts")
+    sts = client(aws.admin, "sts")  # another account's artist, made by the harness
     creds = sts.assume_role(RoleArn="arn:aws:iam::111111111111:role/other", RoleSessionName="other-artist")[
         "Credentials"
     ]

@@ -688,7 +688,7 @@ def arn(region: str, kind: str, resource_id: str) -> str:
 def test_the_add_on_tags_what_it_later_changes(aws):
     """Launch through the product, then read back from EC2 what AWS would put in each request's
     context: every later change (revoke, terminate) is allowed by the tags the add-on set."""
-    ec2 = client(aws.settings, "ec2")
+    ec2 = client(aws.admin, "ec2")  # the harness's reads; the launch is the artist's
     image = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])[
         "Images"
     ][0]

@@ -34,6 +34,8 @@ MODES = [
 ]
 TOP = "blender-9.9.1-linux-x64"
 
+TRUST_BUCKET = "cloud-render-trust-test"  # a name the artist's policies reach
+
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "", mode: int = 0o644):
     info = tarfile.TarInfo(name)
@@ -162,13 +164,13 @@ def test_what_counts_as_a_refusal():
 
 def test_an_expired_upload_policy_is_noticed_after_a_few_refusals(aws):
     s3 = client(aws.settings, "s3")
-    s3.create_bucket(Bucket="trust-test")
+    s3.create_bucket(Bucket=TRUST_BUCKET)
     proxy = CuttableProxy()  # S3's part: the policy's expiration is enforced
     with proxy.serving() as proxy_url:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy_url}))
 
         # A policy that lives one second: wait until S3 refuses it, as it will mid-job.
-        short = presign_post(s3, "trust-test", out_prefix("j1"), 1, 1 << 20)
+        short = presign_post(s3, TRUST_BUCKET, out_prefix("j1"), 1, 1 << 20)
         poster = Poster(short["url"], short["fields"], out_prefix("j1"), opener=opener)
         deadline = time.monotonic() + 30
         while True:
@@ -185,7 +187,7 @@ def test_an_expired_upload_policy_is_noticed_after_a_few_refusals(aws):
         assert poster.denied.is_set()
 
         # Refusals must come in a row: one upload that goes through starts the count again.
-        fresh = presign_post(s3, "trust-test", out_prefix("j2"), 3600, 1 << 20)
+        fresh = presign_post(s3, TRUST_BUCKET, out_prefix("j2"), 3600, 1 << 20)
         poster = Poster(fresh["url"], fresh["fields"], out_prefix("j2"), opener=opener)
         poster.put("status.json", b"{}")
         proxy.jump(2 * 3600)
@@ -195,5 +197,5 @@ def test_an_expired_upload_policy_is_noticed_after_a_few_refusals(aws):
         proxy.jump(-2 * 3600)
         poster.put("status.json", b"{}")
         assert poster.refusals == 0 and not poster.denied.is_set()
-    assert s3.get_object(Bucket="trust-test", Key="jobs/j2/out/status.json")["Body"].read() == b"{}"
+    assert s3.get_object(Bucket=TRUST_BUCKET, Key="jobs/j2/out/status.json")["Body"].read() == b"{}"
     assert "Invalid according to Policy: Policy expired." in proxy.denied

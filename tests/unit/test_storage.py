@@ -49,7 +49,7 @@ def test_bucket_is_created_in_its_region_and_locked_down(aws, tmp_path):
     bucket = storage.ensure_bucket(settings, tmp_path / "buckets.json")
 
     assert bucket.startswith("cloud-render-") and len(bucket) == len("cloud-render-") + 32
-    s3 = client(settings, "s3")
+    s3 = client(aws.admin.in_region("eu-west-1"), "s3")  # read back as the account
     assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert all(
@@ -85,7 +85,7 @@ def test_tls_only_policy_refuses_plain_http(aws):
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket="cloud-render-tls")
     storage.configure_bucket(s3, "cloud-render-tls", 14, tls_only=True)
-    policy = json.loads(s3.get_bucket_policy(Bucket="cloud-render-tls")["Policy"])
+    policy = json.loads(client(aws.admin, "s3").get_bucket_policy(Bucket="cloud-render-tls")["Policy"])
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == "s3:*"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -100,24 +100,24 @@ def test_bucket_is_reused_per_region_and_follows_settings(aws, tmp_path):
     registry = storage.BucketRegistry(tmp_path / "buckets.json")
     first = storage.ensure_bucket(aws.settings, registry)
     assert storage.ensure_bucket(aws.settings, registry) == first
-    assert len(client(aws.settings, "s3").list_buckets()["Buckets"]) == 1
+    assert len(client(aws.admin, "s3").list_buckets()["Buckets"]) == 1
 
     other = storage.ensure_bucket(aws.settings.in_region("ap-northeast-1"), registry)
     assert other != first
 
     # A shorter retention is applied to the same bucket.
     assert storage.ensure_bucket(aws.settings, registry, expire_days=3) == first
-    rules = client(aws.settings, "s3").get_bucket_lifecycle_configuration(Bucket=first)["Rules"]
+    rules = client(aws.admin, "s3").get_bucket_lifecycle_configuration(Bucket=first)["Rules"]
     assert {r["ID"]: r for r in rules}["expire-job-data"]["Expiration"]["Days"] == 3
 
 
 def test_bucket_deleted_by_hand_is_replaced(aws, tmp_path):
     registry = storage.BucketRegistry(tmp_path / "buckets.json")
     first = storage.ensure_bucket(aws.settings, registry)
-    client(aws.settings, "s3").delete_bucket(Bucket=first)
+    client(aws.admin, "s3").delete_bucket(Bucket=first)
     second = storage.ensure_bucket(aws.settings, registry)
     assert second != first
-    client(aws.settings, "s3").head_bucket(Bucket=second)
+    client(aws.admin, "s3").head_bucket(Bucket=second)
     assert registry.get("us-east-1")["bucket"] == second
 
 
@@ -217,7 +217,7 @@ def test_cancel_from_another_thread_stops_within_a_second(aws, tmp_path):
     assert float(outcome["ended"]) - cancelled_at < 1.0  # type: ignore[arg-type]
     assert cas_objects(aws.settings, bucket) == set()
     # The half-sent multipart upload was aborted too (the lifecycle rule is only the backstop).
-    assert client(aws.settings, "s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert client(aws.admin, "s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_retry_after_a_cut_connection_sends_only_what_was_missing(aws, tmp_path):
@@ -458,7 +458,7 @@ def test_two_submits_at_once_in_one_region_make_one_bucket(aws, tmp_path):
     for thread in threads:
         thread.join(60)
     assert len(found) == 2 and found[0] == found[1]
-    assert [b["Name"] for b in client(aws.settings, "s3").list_buckets()["Buckets"]] == [found[0]]
+    assert [b["Name"] for b in client(aws.admin, "s3").list_buckets()["Buckets"]] == [found[0]]
     assert registry.get("us-east-1")["bucket"] == found[0]
 
 
@@ -472,14 +472,14 @@ def test_an_older_registry_is_adopted_without_losing_regions(aws, tmp_path):
     assert steps.ensure_bucket(aws.settings, storage.DEFAULT_EXPIRE_DAYS) == east
     assert steps.ensure_bucket(aws.settings.in_region("us-west-2"), storage.DEFAULT_EXPIRE_DAYS) == west
     assert not older.exists()
-    assert {b["Name"] for b in client(aws.settings, "s3").list_buckets()["Buckets"]} == {east, west}
+    assert {b["Name"] for b in client(aws.admin, "s3").list_buckets()["Buckets"]} == {east, west}
 
 
 def test_a_bucket_set_up_by_an_older_version_gets_todays_rules_on_its_next_use(aws, tmp_path):
     """Buckets made before the Blender cache expired had no rule for it: nothing may bill forever,
     so a bucket the registry knows from an older set-up is set up again."""
     settings = aws.settings.in_region("eu-west-1")
-    s3 = client(settings, "s3")
+    s3 = client(aws.admin.in_region("eu-west-1"), "s3")  # as an older version left it
     s3.create_bucket(Bucket="cloud-render-old", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     registry = tmp_path / "buckets.json"
     registry.write_text(

@@ -18,7 +18,7 @@ ACCOUNT = "123456789012"
 
 def make_user(aws: Any, name: str, statements: list[dict[str, Any]]) -> AwsSettings:
     """An IAM user (created by the administrator) holding one managed policy; its settings."""
-    admin = client(aws.settings, "iam")
+    admin = client(aws.admin, "iam")
     admin.create_user(UserName=name)
     document = {"Version": "2012-10-17", "Statement": statements}
     arn = admin.create_policy(PolicyName=f"{name}-policy", PolicyDocument=json.dumps(document))["Policy"][
@@ -26,7 +26,7 @@ def make_user(aws: Any, name: str, statements: list[dict[str, Any]]) -> AwsSetti
     ]
     admin.attach_user_policy(UserName=name, PolicyArn=arn)
     key = admin.create_access_key(UserName=name)["AccessKey"]
-    return replace(aws.settings, access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"])
+    return replace(aws.admin, access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"])
 
 
 def refused(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -36,10 +36,10 @@ def refused(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def test_s3_allowed_call_succeeds_and_missing_permission_is_refused(aws):
-    client(aws.settings, "s3").create_bucket(Bucket="cloud-render-a")
+    client(aws.admin, "s3").create_bucket(Bucket="cloud-render-a")
     user = make_user(
         aws,
-        "artist",
+        "putter",
         [
             {
                 "Sid": "Objects",
@@ -55,20 +55,20 @@ def test_s3_allowed_call_succeeds_and_missing_permission_is_refused(aws):
     assert error["Error"]["Code"] == "AccessDenied"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
     assert "s3:GetObject" in error["Error"]["Message"]
-    assert f"arn:aws:iam::{ACCOUNT}:user/artist" in error["Error"]["Message"]
+    assert f"arn:aws:iam::{ACCOUNT}:user/putter" in error["Error"]["Message"]
     decisions = requests.get(f"{aws.url}/strict-api/decisions", timeout=10).json()
     assert {"action": "s3:PutObject", "allowed": True, "sid": "Objects"}.items() <= decisions[0].items()
 
 
 def amazon_image(aws: Any) -> str:
     """An image to launch (registered by the administrator: listing Amazon's is slow in moto)."""
-    image = client(aws.settings, "ec2").register_image(Name="render", RootDeviceName="/dev/xvda")
+    image = client(aws.admin, "ec2").register_image(Name="render", RootDeviceName="/dev/xvda")
     return str(image["ImageId"])
 
 
 def run_instance(aws: Any, tags: dict[str, str]) -> str:
     spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-    reply = client(aws.settings, "ec2").run_instances(
+    reply = client(aws.admin, "ec2").run_instances(
         ImageId=amazon_image(aws),
         InstanceType="t3.micro",
         MinCount=1,
@@ -126,7 +126,7 @@ def test_action_without_resource_types_needs_star(aws):
 
 
 def test_explicit_deny_wins_and_not_action(aws):
-    client(aws.settings, "s3").create_bucket(Bucket="cloud-render-b")
+    client(aws.admin, "s3").create_bucket(Bucket="cloud-render-b")
     user = make_user(
         aws,
         "denied",
@@ -150,8 +150,8 @@ def test_explicit_deny_wins_and_not_action(aws):
 
 
 def test_s3_resource_account_bound_to_principal_account(aws):
-    client(aws.settings, "s3").create_bucket(Bucket="cloud-render-c")
-    client(aws.settings, "s3").put_object(Bucket="cloud-render-c", Key="k", Body=b"v")
+    client(aws.admin, "s3").create_bucket(Bucket="cloud-render-c")
+    client(aws.admin, "s3").put_object(Bucket="cloud-render-c", Key="k", Body=b"v")
     user = make_user(
         aws,
         "reader",
@@ -168,9 +168,9 @@ def test_s3_resource_account_bound_to_principal_account(aws):
 
 
 def make_batch(aws: Any) -> tuple[str, str]:
-    batch = client(aws.settings, "batch")
+    batch = client(aws.admin, "batch")
     trust = {"Version": "2012-10-17", "Statement": []}
-    iam = client(aws.settings, "iam")
+    iam = client(aws.admin, "iam")
     role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
     env = batch.create_compute_environment(
         computeEnvironmentName="render-ce", type="UNMANAGED", state="ENABLED", serviceRole=role["Arn"]
@@ -191,7 +191,7 @@ def make_batch(aws: Any) -> tuple[str, str]:
 
 def test_batch_refusal_shape_and_array_children_carry_no_tags(aws):
     queue, definition = make_batch(aws)
-    job = client(aws.settings, "batch").submit_job(
+    job = client(aws.admin, "batch").submit_job(
         jobName="render-array",
         jobQueue=queue,
         jobDefinition=definition,
@@ -236,7 +236,7 @@ def test_batch_submit_checks_queue_definition_and_tagging(aws):
 
 
 def test_presigned_get_by_the_user(aws, monkeypatch):
-    admin = client(aws.settings, "s3")
+    admin = client(aws.admin, "s3")
     admin.create_bucket(Bucket="cloud-render-d")
     admin.put_object(Bucket="cloud-render-d", Key="frames/1.png", Body=b"png")
     user = make_user(
@@ -278,7 +278,7 @@ def test_presigned_get_by_the_user(aws, monkeypatch):
 
 
 def test_presigned_post_by_the_user(aws):
-    client(aws.settings, "s3").create_bucket(Bucket="cloud-render-e")
+    client(aws.admin, "s3").create_bucket(Bucket="cloud-render-e")
     user = make_user(
         aws,
         "poster",
@@ -288,7 +288,7 @@ def test_presigned_post_by_the_user(aws):
     post = s3.generate_presigned_post("cloud-render-e", "in/a.blend", ExpiresIn=600)
     reply = requests.post(post["url"], data=post["fields"], files={"file": b"scene"}, timeout=10)
     assert reply.status_code in (200, 204), reply.text
-    stored = client(aws.settings, "s3").get_object(Bucket="cloud-render-e", Key="in/a.blend")
+    stored = client(aws.admin, "s3").get_object(Bucket="cloud-render-e", Key="in/a.blend")
     assert stored["Body"].read() == b"scene"
 
     outside = s3.generate_presigned_post("cloud-render-e", "out/a.blend", ExpiresIn=600)

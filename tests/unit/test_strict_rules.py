@@ -2,12 +2,17 @@
 and moto lets through, and lets the valid request pass; what moto already refuses is shown here
 too, against moto itself, so no rule repeats it.
 
-Requests are the real thing: botocore serialises each call (stopped before it is sent) and the
-strict layer's own parser (`dev/strict_aws/parse.py`) turns it into an `AwsRequest`; presigned
-POSTs are the product's own (`cloud/aws/presign.py`) as `requests` encodes the form. Rules that
-read moto's state run against moto in this process (`mock_aws`), the same backends the server
-process reads. The end-to-end tests at the bottom go through the `aws` fixture's server, and
-run only when that server is the strict one.
+Requests are the real thing. A rule that needs no state is called directly: botocore serialises
+each call (stopped before it is sent) and the strict layer's own parser (`dev/strict_aws/parse.py`)
+turns it into an `AwsRequest`; presigned POSTs are the product's own (`cloud/aws/presign.py`) as
+`requests` encodes the form. A rule that reads moto's state (what a user, role or job queue
+already has) is tested through the `aws` fixture's server, the strict layer in front of moto in
+its own process: the test arranges the state with real requests signed by the account's root
+(`aws.admin`) and asserts the status, code and message the server answers, and that the valid
+request is stored. The `test_moto_itself_*` tests send real requests to a plain `moto.server`
+(no strict layer, `plain_moto`) to show what moto alone accepts or refuses. The end-to-end tests
+at the bottom send the product's kind of calls through the strict server. Nothing here patches
+boto3 or runs moto in this process.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import json
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -29,16 +35,16 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
+from cloud.aws import session
 from cloud.aws.presign import presign_post
 from dev.strict_aws import rules
 from dev.strict_aws.model import AwsRequest, Refusal
 from dev.strict_aws.parse import parse
-from dev.strict_aws.rules_batch import ArraySize, AttemptTimeout, BatchTags, JobFitsQueue
+from dev.strict_aws.rules_batch import ArraySize, AttemptTimeout
 from dev.strict_aws.rules_common import members, non_whitespace_length
 from dev.strict_aws.rules_ec2 import ClientTokenIdempotency, Ec2Tags, UserDataSize
-from dev.strict_aws.rules_iam import AttachedPolicyCount, IamTags, InlinePolicySize, ManagedPolicySize
+from dev.strict_aws.rules_iam import ManagedPolicySize
 from dev.strict_aws.rules_post import PostPolicy
 from dev.strict_aws.rules_s3 import (
     Checksums,
@@ -49,6 +55,7 @@ from dev.strict_aws.rules_s3 import (
     SinglePutSize,
     decode_aws_chunked,
 )
+from tests.aws_emulator import moto_server, reset
 
 NOWHERE = "http://127.0.0.1:9"  # never contacted: the request is stopped before it is sent
 BUCKET = "strict-bucket"
@@ -80,8 +87,8 @@ def _stop(request: Any, **_: Any) -> None:
 
 @cache
 def _stopping(service: str) -> Any:
-    """A client whose requests stop just before they would be sent: first of all handlers, so
-    that not even moto's own stub (inside mock_aws) answers them."""
+    """A client whose requests stop just before they would be sent: first of all `before-send`
+    handlers, so that no other handler can answer them in a server's place."""
     client = _client(service)
     client.meta.events.register_first("before-send", _stop)
     return client
@@ -124,16 +131,67 @@ def refused(refusal: Refusal | None, status: int, code: str, text: str = "") -> 
     assert text in refusal.message, refusal.message
 
 
+# --- through the strict server: rules that read moto's state -------------------------------------
+
+
 @pytest.fixture
-def moto() -> Iterator[None]:
-    """moto in this process: the backends the rules read, as the server process's would be."""
-    with mock_aws():
-        yield
+def strict(aws: Any) -> Any:
+    """The `aws` fixture's emulated account, when its server is the strict layer."""
+    answer = requests.get(f"{aws.url}/strict-api/", timeout=10)
+    assert answer.status_code == 200 and answer.json().get("strict"), "the emulator must be the strict layer"
+    return aws
 
 
-def _real(service: str) -> Any:
-    """A client that talks to the in-process moto (inside `moto`)."""
-    return boto3.client(service, region_name=REGION)
+def _admin(strict: Any, service: str) -> Any:
+    """A client of the strict server signed with the account's root key (no IAM policy in the
+    way: what answers is the rules, then moto)."""
+    return session.client(strict.admin, service)
+
+
+def server_refuses(call: Callable[..., Any], status: int, code: str, text: str = "", **kwargs: Any) -> str:
+    """`call(**kwargs)` is answered with this HTTP status, error code and (part of a) message; the
+    message."""
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    response = caught.value.response
+    answered = (response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"])
+    assert answered == (status, code), response["Error"]
+    message = str(response["Error"].get("Message", ""))
+    assert text in message, message
+    return message
+
+
+def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
+    """The HTTP status and error code of a refusal."""
+    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"], exc.value.response["Error"]["Code"]
+
+
+# --- plain moto: what moto accepts or refuses without the strict layer -------------------------
+
+
+@pytest.fixture(scope="session")
+def plain_moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_server(tmp_path_factory.mktemp("plain-moto") / "moto.log", strict=False) as url:
+        yield url
+
+
+@pytest.fixture
+def plain_moto(plain_moto_url: str) -> str:
+    """The plain moto server, emptied for this test; its URL."""
+    reset(plain_moto_url)
+    return plain_moto_url
+
+
+def _plain(url: str, service: str, **config: Any) -> Any:
+    """A client of the plain moto server at `url` (path-style S3, dummy keys)."""
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=url,
+        aws_access_key_id="AKIAEXAMPLETESTKEY00",
+        aws_secret_access_key="test-secret-not-real",
+        config=Config(s3={"addressing_style": "path"}, **config),
+    )
 
 
 # --- the rule list itself ----------------------------------------------------------------------
@@ -183,52 +241,85 @@ def test_managed_policy_over_6144_characters_is_refused_white_space_not_counted(
     refused(rule.check(version), 409, "LimitExceeded", "PolicySize")
 
 
-def test_user_inline_policies_together_over_2048_are_refused(moto: None) -> None:
-    iam = _real("iam")
+def _inline_names(iam: Any, kind: str, name: str) -> list[str]:
+    listed = getattr(iam, f"list_{kind}_policies")(**{f"{kind.title()}Name": name})
+    return sorted(listed["PolicyNames"])
+
+
+def _inline_size(iam: Any, kind: str, name: str, policy: str) -> int:
+    """The size, white space not counted, of the inline policy moto stored."""
+    stored = getattr(iam, f"get_{kind}_policy")(**{f"{kind.title()}Name": name, "PolicyName": policy})
+    document = stored["PolicyDocument"]  # botocore decodes it into a dict
+    return non_whitespace_length(json.dumps(document) if isinstance(document, dict) else str(document))
+
+
+def test_user_inline_policies_together_over_2048_are_refused(strict: Any) -> None:
+    iam = _admin(strict, "iam")
     iam.create_user(UserName="render")
     iam.put_user_policy(UserName="render", PolicyName="first", PolicyDocument=_policy(1500))
-    rule = InlinePolicySize()
-    second = captured(
-        "iam", "put_user_policy", UserName="render", PolicyName="second", PolicyDocument=_policy(600)
+    server_refuses(
+        iam.put_user_policy,
+        409,
+        "LimitExceeded",
+        "Cannot exceed quota for UserPolicySize: 2048",
+        UserName="render",
+        PolicyName="second",
+        PolicyDocument=_policy(600),
     )
-    refused(rule.check(second), 409, "LimitExceeded", "Cannot exceed quota for UserPolicySize: 2048")
-    fits = captured(
-        "iam", "put_user_policy", UserName="render", PolicyName="second", PolicyDocument=_policy(500)
+    assert _inline_names(iam, "user", "render") == ["first"]  # the refused one was not stored
+    # A policy of the same name replaces the old one: only the new document counts (1,500 + 2,000
+    # would not fit).
+    iam.put_user_policy(UserName="render", PolicyName="first", PolicyDocument=_policy(2000))
+    assert _inline_size(iam, "user", "render", "first") == 2000
+    iam.put_user_policy(UserName="render", PolicyName="first", PolicyDocument=_policy(1500))
+    iam.put_user_policy(UserName="render", PolicyName="second", PolicyDocument=_policy(500))  # fits
+    assert _inline_names(iam, "user", "render") == ["first", "second"]
+    assert _inline_size(iam, "user", "render", "second") == 500
+    # Replacing one of two: the other still counts, the replaced one does not (500 + 1,548 fit).
+    server_refuses(
+        iam.put_user_policy,
+        409,
+        "LimitExceeded",
+        "UserPolicySize: 2048",
+        UserName="render",
+        PolicyName="first",
+        PolicyDocument=_policy(1549),
     )
-    assert rule.check(fits) is None
-    # A policy of the same name replaces the old one: only the new document counts.
-    replacing = captured(
-        "iam", "put_user_policy", UserName="render", PolicyName="first", PolicyDocument=_policy(2000)
-    )
-    assert rule.check(replacing) is None
+    iam.put_user_policy(UserName="render", PolicyName="first", PolicyDocument=_policy(1548))
+    assert _inline_size(iam, "user", "render", "first") == 1548
 
 
-def test_role_inline_policies_together_over_10240_are_refused(moto: None) -> None:
-    iam = _real("iam")
+def test_role_inline_policies_together_over_10240_are_refused(strict: Any) -> None:
+    iam = _admin(strict, "iam")
     iam.create_role(RoleName="machine", AssumeRolePolicyDocument=_policy(200))
     iam.put_role_policy(RoleName="machine", PolicyName="a", PolicyDocument=_policy(6000))
-    rule = InlinePolicySize()
-    more = captured(
-        "iam", "put_role_policy", RoleName="machine", PolicyName="b", PolicyDocument=_policy(4300)
+    server_refuses(
+        iam.put_role_policy,
+        409,
+        "LimitExceeded",
+        "RolePolicySize: 10240",
+        RoleName="machine",
+        PolicyName="b",
+        PolicyDocument=_policy(4300),
     )
-    refused(rule.check(more), 409, "LimitExceeded", "RolePolicySize: 10240")
-    fits = captured(
-        "iam", "put_role_policy", RoleName="machine", PolicyName="b", PolicyDocument=_policy(4200)
-    )
-    assert rule.check(fits) is None
+    assert _inline_names(iam, "role", "machine") == ["a"]
+    iam.put_role_policy(RoleName="machine", PolicyName="b", PolicyDocument=_policy(4200))  # fits
+    assert _inline_names(iam, "role", "machine") == ["a", "b"]
+    assert _inline_size(iam, "role", "machine", "b") == 4200
 
 
-def test_moto_itself_accepts_oversized_policies(moto: None) -> None:
+def test_moto_itself_accepts_oversized_policies(plain_moto: str) -> None:
     """Why the size rules exist: moto keeps none of these quotas."""
-    iam = _real("iam")
+    iam = _plain(plain_moto, "iam")
     iam.create_policy(PolicyName="big", PolicyDocument=_policy(7000))
     iam.create_user(UserName="u")
     iam.put_user_policy(UserName="u", PolicyName="big", PolicyDocument=_policy(3000))
+    assert _inline_size(iam, "user", "u", "big") == 3000
 
 
 @pytest.mark.parametrize(("kind", "quota"), [("user", "PoliciesPerUser"), ("role", "PoliciesPerRole")])
-def test_an_eleventh_managed_policy_is_refused(moto: None, kind: str, quota: str) -> None:
-    iam = _real("iam")
+def test_an_eleventh_managed_policy_is_refused(strict: Any, kind: str, quota: str) -> None:
+    iam = _admin(strict, "iam")
     if kind == "user":
         iam.create_user(UserName="who")
     else:
@@ -236,15 +327,21 @@ def test_an_eleventh_managed_policy_is_refused(moto: None, kind: str, quota: str
     arns = [
         iam.create_policy(PolicyName=f"p{i}", PolicyDocument=_policy(200))["Policy"]["Arn"] for i in range(11)
     ]
+    attach = getattr(iam, f"attach_{kind}_policy")
+    who = {f"{kind.title()}Name": "who"}
     for arn in arns[:10]:
-        getattr(iam, f"attach_{kind}_policy")(**{f"{kind.title()}Name": "who", "PolicyArn": arn})
-    rule = AttachedPolicyCount()
-    eleventh = captured(
-        "iam", f"attach_{kind}_policy", **{f"{kind.title()}Name": "who", "PolicyArn": arns[10]}
+        attach(**who, PolicyArn=arn)
+
+    def attached() -> list[str]:
+        listed = getattr(iam, f"list_attached_{kind}_policies")(**who)["AttachedPolicies"]
+        return sorted(policy["PolicyArn"] for policy in listed)
+
+    server_refuses(
+        attach, 409, "LimitExceeded", f"Cannot exceed quota for {quota}: 10", **who, PolicyArn=arns[10]
     )
-    refused(rule.check(eleventh), 409, "LimitExceeded", f"Cannot exceed quota for {quota}: 10")
-    again = captured("iam", f"attach_{kind}_policy", **{f"{kind.title()}Name": "who", "PolicyArn": arns[3]})
-    assert rule.check(again) is None  # already attached: nothing changes
+    assert attached() == sorted(arns[:10])
+    attach(**who, PolicyArn=arns[3])  # already attached: nothing changes
+    assert attached() == sorted(arns[:10])
 
 
 # --- 2. Presigned POST -------------------------------------------------------------------------
@@ -346,15 +443,15 @@ def test_a_post_field_no_condition_names_is_refused_ignored_fields_pass(post: di
     assert PostPolicy().check(posted(post, "f", b"x", **{"x-ignore-tracker": "1"})) is None
 
 
-def test_moto_itself_stores_a_post_outside_its_policy(moto: None) -> None:
+def test_moto_itself_stores_a_post_outside_its_policy(plain_moto: str) -> None:
     """Why the POST rule exists: moto never reads the policy's conditions."""
-    s3 = _real("s3")
+    s3 = _plain(plain_moto, "s3")
     s3.create_bucket(Bucket=BUCKET)
     post = presign_post(s3, BUCKET, "jobs/j1/frames/", 600, 10)
     fields = {**post["fields"], "key": "elsewhere/${filename}"}
-    # Through moto's own HTTP stub: requests is patched by mock_aws's responses mock.
+    # A real HTTP POST to the plain server, as a browser (or the render machine) sends it.
     answer = requests.post(post["url"], data=fields, files={"file": ("f", b"x" * 100)}, timeout=10)
-    assert answer.status_code in (200, 201, 204)
+    assert answer.status_code in (200, 201, 204), answer.text
     assert s3.get_object(Bucket=BUCKET, Key="elsewhere/f")["Body"].read() == b"x" * 100
 
 
@@ -433,8 +530,8 @@ def test_ec2_launch_template_instance_tags_over_50_are_refused_valid_tags_pass()
     assert rule.check(fine) is None
 
 
-def test_moto_itself_counts_ec2_tags_but_not_their_length_or_prefix(moto: None) -> None:
-    ec2 = _real("ec2")
+def test_moto_itself_counts_ec2_tags_but_not_their_length_or_prefix(plain_moto: str) -> None:
+    ec2 = _plain(plain_moto, "ec2")
     image = MOTO_AMI
     with pytest.raises(ClientError) as error:
         ec2.run_instances(
@@ -444,62 +541,64 @@ def test_moto_itself_counts_ec2_tags_but_not_their_length_or_prefix(moto: None) 
             TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(51)}],
         )
     assert error.value.response["Error"]["Code"] == "TagLimitExceeded"
-    ec2.run_instances(
+    launched = ec2.run_instances(
         ImageId=image,
         MinCount=1,
         MaxCount=1,
         TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(1, "aws:x")}],
     )
+    assert launched["Instances"][0]["Tags"] == _tags(1, "aws:x")
 
 
-def test_iam_tags_beyond_the_limits_are_refused_where_moto_does_not(moto: None) -> None:
-    rule = IamTags()
-    refused(
-        rule.check(captured("iam", "create_user", UserName="u", Tags=_tags(51))), 400, "ValidationError", "50"
-    )
-    refused(
-        rule.check(
-            captured("iam", "create_instance_profile", InstanceProfileName="p", Tags=_tags(1, "k" * 129))
-        ),
+def test_iam_tags_beyond_the_limits_are_refused_where_moto_does_not(strict: Any) -> None:
+    iam = _admin(strict, "iam")
+    server_refuses(iam.create_user, 400, "ValidationError", "50", UserName="u", Tags=_tags(51))
+    server_refuses(
+        iam.create_instance_profile,
         400,
         "ValidationError",
         "128",
+        InstanceProfileName="p",
+        Tags=_tags(1, "k" * 129),
     )
-    refused(
-        rule.check(
-            captured(
-                "iam", "create_role", RoleName="r", AssumeRolePolicyDocument="{}", Tags=_tags(1, "aws:x")
-            )
-        ),
+    server_refuses(
+        iam.create_role,
         400,
         "InvalidInput",
         "aws:",
+        RoleName="r",
+        AssumeRolePolicyDocument="{}",
+        Tags=_tags(1, "aws:x"),
     )
-    assert rule.check(captured("iam", "create_user", UserName="u", Tags=_tags(50))) is None
+    # None of the refused ones was made.
+    assert "u" not in [user["UserName"] for user in iam.list_users()["Users"]]
+    assert "p" not in [
+        profile["InstanceProfileName"] for profile in iam.list_instance_profiles()["InstanceProfiles"]
+    ]
+    assert "r" not in [role["RoleName"] for role in iam.list_roles()["Roles"]]
+    iam.create_user(UserName="u", Tags=_tags(50))
+    assert len(iam.list_user_tags(UserName="u")["Tags"]) == 50
     # Across calls: a role with 40 tags cannot take 20 more.
-    iam = _real("iam")
     iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}", Tags=_tags(40, key="a"))
-    refused(
-        rule.check(captured("iam", "tag_role", RoleName="r", Tags=_tags(20, key="b"))),
-        409,
-        "LimitExceeded",
-        "TagsPerRole: 50",
+    server_refuses(
+        iam.tag_role, 409, "LimitExceeded", "TagsPerRole: 50", RoleName="r", Tags=_tags(20, key="b")
     )
-    assert rule.check(captured("iam", "tag_role", RoleName="r", Tags=_tags(10, key="b"))) is None
+    assert len(iam.list_role_tags(RoleName="r")["Tags"]) == 40
+    iam.tag_role(RoleName="r", Tags=_tags(10, key="b"))
+    assert len(iam.list_role_tags(RoleName="r")["Tags"]) == 50
     iam.create_user(UserName="v", Tags=_tags(45, key="a"))
-    refused(
-        rule.check(captured("iam", "tag_user", UserName="v", Tags=_tags(6, key="b"))), 409, "LimitExceeded"
-    )
+    server_refuses(iam.tag_user, 409, "LimitExceeded", UserName="v", Tags=_tags(6, key="b"))
     # Retagging keys it has already does not add to the count.
-    assert rule.check(captured("iam", "tag_user", UserName="v", Tags=_tags(6, key="a"))) is None
+    iam.tag_user(UserName="v", Tags=_tags(6, key="a"))
+    assert len(iam.list_user_tags(UserName="v")["Tags"]) == 45
 
 
-def test_moto_itself_refuses_too_many_role_tags_and_object_tags(moto: None) -> None:
-    iam = _real("iam")
+def test_moto_itself_refuses_too_many_role_tags_and_object_tags(plain_moto: str) -> None:
+    iam = _plain(plain_moto, "iam")
     with pytest.raises(ClientError) as error:
         iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}", Tags=_tags(51))
     assert error.value.response["Error"]["Code"] == "ValidationError"
-    s3 = _real("s3")
+    s3 = _plain(plain_moto, "s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
     for tags in (_tags(11), _tags(1, "aws:x")):
@@ -507,50 +606,49 @@ def test_moto_itself_refuses_too_many_role_tags_and_object_tags(moto: None) -> N
             s3.put_object_tagging(Bucket=BUCKET, Key="k", Tagging={"TagSet": tags})
 
 
-def test_batch_tags_beyond_the_limits_are_refused(moto: None) -> None:
-    rule = BatchTags()
+def test_batch_tags_beyond_the_limits_are_refused(strict: Any) -> None:
+    ec2, iam, batch = _admin(strict, "ec2"), _admin(strict, "iam"), _admin(strict, "batch")
+    made = _make_gpu_queue(ec2, iam, batch)  # each refused call below is otherwise valid
     many = {f"k{i}": "v" for i in range(51)}
-    queue = captured(
-        "batch",
-        "create_job_queue",
-        jobQueueName="q",
+    server_refuses(
+        batch.create_job_queue,
+        400,
+        "ClientException",
+        "at most 50",
+        jobQueueName="q2",
         priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "e"}],
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "gpu"}],
         tags=many,
     )
-    refused(rule.check(queue), 400, "ClientException", "at most 50")
-    environment = captured(
-        "batch",
-        "create_compute_environment",
+    server_refuses(
+        batch.create_compute_environment,
+        400,
+        "ClientException",
+        "aws:",
         computeEnvironmentName="e",
         type="MANAGED",
-        computeResources={
-            "type": "EC2",
-            "maxvCpus": 4,
-            "instanceTypes": ["g5.xlarge"],
-            "subnets": ["s"],
-            "instanceRole": "r",
-            "tags": {"aws:owner": "me"},
-        },
+        serviceRole=made["service_role"],
+        computeResources={**made["compute_resources"], "tags": {"aws:owner": "me"}},
         tags={"a": "b"},
     )
-    refused(rule.check(environment), 400, "ClientException", "aws:")
-    definition = captured(
-        "batch",
-        "register_job_definition",
-        jobDefinitionName="d",
+    server_refuses(
+        batch.register_job_definition,
+        400,
+        "ClientException",
+        jobDefinitionName="d2",
         type="container",
         containerProperties={"image": "i"},
         tags=many,
     )
-    refused(rule.check(definition), 400, "ClientException")
-    arn = "arn:aws:batch:us-east-1:123456789012:job-queue/q"
-    refused(
-        rule.check(captured("batch", "tag_resource", resourceArn=arn, tags={"k": "v" * 257})),
-        400,
-        "ClientException",
-    )
-    assert rule.check(captured("batch", "tag_resource", resourceArn=arn, tags={"k": "v" * 256})) is None
+    assert [q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]] == ["q"]
+    environments = batch.describe_compute_environments()["computeEnvironments"]
+    assert [e["computeEnvironmentName"] for e in environments] == ["gpu"]
+    assert batch.describe_job_definitions(jobDefinitionName="d2")["jobDefinitions"] == []
+    arn = made["queue_arn"]
+    server_refuses(batch.tag_resource, 400, "ClientException", resourceArn=arn, tags={"k": "v" * 257})
+    assert batch.list_tags_for_resource(resourceArn=arn)["tags"] == {}
+    batch.tag_resource(resourceArn=arn, tags={"k": "v" * 256})
+    assert batch.list_tags_for_resource(resourceArn=arn)["tags"] == {"k": "v" * 256}
 
 
 # --- 5. ClientToken idempotency ----------------------------------------------------------------
@@ -614,8 +712,8 @@ def test_reset_forgets_client_tokens() -> None:
     rules.reset()
 
 
-def test_moto_itself_starts_a_new_machine_for_a_repeated_token(moto: None) -> None:
-    ec2 = _real("ec2")
+def test_moto_itself_starts_a_new_machine_for_a_repeated_token(plain_moto: str) -> None:
+    ec2 = _plain(plain_moto, "ec2")
     image = MOTO_AMI
     ids = {
         ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, ClientToken="same")["Instances"][0][
@@ -654,10 +752,11 @@ def test_keys_over_1024_utf8_bytes_are_refused() -> None:
     assert rule.check(posted(post, "f" * 1022, b"x")) is None
 
 
-def test_moto_itself_stores_a_key_over_1024_bytes(moto: None) -> None:
-    s3 = _real("s3")
+def test_moto_itself_stores_a_key_over_1024_bytes(plain_moto: str) -> None:
+    s3 = _plain(plain_moto, "s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="k" * 1100, Body=b"x")
+    assert s3.get_object(Bucket=BUCKET, Key="k" * 1100)["Body"].read() == b"x"
 
 
 # --- 7. List pages -----------------------------------------------------------------------------
@@ -682,14 +781,12 @@ def test_list_max_keys_over_1000_is_lowered_to_1000() -> None:
     assert presigned.query["max-keys"] == ["1000"]
 
 
-def test_moto_itself_answers_more_than_1000_keys_when_asked(moto: None) -> None:
-    from moto.s3.models import s3_backends
-
-    s3 = _real("s3")
+def test_moto_itself_answers_more_than_1000_keys_when_asked(plain_moto: str) -> None:
+    s3 = _plain(plain_moto, "s3", max_pool_connections=4)
     s3.create_bucket(Bucket=BUCKET)
-    backend = s3_backends["123456789012"]["aws"]
-    for i in range(1001):  # straight into moto: a thousand PutObjects would take seconds
-        backend.put_object(BUCKET, f"p/{i:05}", b"")
+    keys = [f"p/{i:05}" for i in range(1001)]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # a thousand PutObjects, a few at a time
+        list(pool.map(lambda key: s3.put_object(Bucket=BUCKET, Key=key, Body=b""), keys))
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="p/", MaxKeys=5000)["KeyCount"] == 1001
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="p/")["KeyCount"] == 1000  # moto's default is right
 
@@ -729,31 +826,31 @@ def test_attempt_timeout_under_60_seconds_is_refused() -> None:
     assert rule.check(_submit(timeout={"attemptDurationSeconds": 60})) is None
 
 
-@pytest.fixture
-def gpu_queue(moto: None) -> str:
-    """A job queue whose only compute environment launches g5.xlarge (4 vCPUs, 16 GiB, 1 GPU),
-    and a job definition asking 1 vCPU, 2 GiB and 1 GPU, as Set Up makes them."""
-    ec2, iam, batch = _real("ec2"), _real("iam"), _real("batch")
+def _make_gpu_queue(ec2: Any, iam: Any, batch: Any) -> dict[str, Any]:
+    """A job queue `q` whose only compute environment `gpu` launches g5.xlarge (4 vCPUs, 16 GiB,
+    1 GPU), and a job definition `d` asking 1 vCPU, 2 GiB and 1 GPU, as Set Up makes them, made
+    with these clients; the queue's ARN and what the environment was made of."""
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:1]
     group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
     role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     profile = iam.create_instance_profile(InstanceProfileName="machines")["InstanceProfile"]["Arn"]
+    resources = {
+        "type": "EC2",
+        "minvCpus": 0,
+        "maxvCpus": 8,
+        "instanceTypes": ["g5.xlarge"],
+        "subnets": subnets,
+        "securityGroupIds": [group],
+        "instanceRole": profile,
+    }
     batch.create_compute_environment(
         computeEnvironmentName="gpu",
         type="MANAGED",
         state="ENABLED",
         serviceRole=role,
-        computeResources={
-            "type": "EC2",
-            "minvCpus": 0,
-            "maxvCpus": 8,
-            "instanceTypes": ["g5.xlarge"],
-            "subnets": subnets,
-            "securityGroupIds": [group],
-            "instanceRole": profile,
-        },
+        computeResources=resources,
     )
-    batch.create_job_queue(
+    queue = batch.create_job_queue(
         jobQueueName="q",
         state="ENABLED",
         priority=1,
@@ -769,38 +866,62 @@ def gpu_queue(moto: None) -> str:
         type="container",
         containerProperties={"image": "i", "resourceRequirements": requirements},
     )
-    return "q"
+    return {"queue_arn": queue["jobQueueArn"], "service_role": role, "compute_resources": resources}
 
 
-def test_a_job_no_machine_of_its_queue_can_run_is_refused(gpu_queue: str) -> None:
-    rule = JobFitsQueue()
-    assert rule.check(_submit()) is None
+def _jobs(batch: Any) -> list[str]:
+    """The ids of every job of queue `q`, whatever its status (a filter lists every status)."""
+    listed = batch.list_jobs(jobQueue="q", filters=[{"name": "JOB_NAME", "values": ["*"]}])
+    return sorted(job["jobId"] for job in listed["jobSummaryList"])
+
+
+def test_a_job_no_machine_of_its_queue_can_run_is_refused(strict: Any) -> None:
+    batch = _admin(strict, "batch")
+    _make_gpu_queue(_admin(strict, "ec2"), _admin(strict, "iam"), batch)
+    # "render", not "j": moto refuses a one-character job name, which AWS allows (1 to 128).
+    submit = {"jobName": "render", "jobQueue": "q", "jobDefinition": "d"}
+    first = batch.submit_job(**submit)["jobId"]
     for need, what in (
         (("VCPU", "5"), "5 vCPU"),
         (("MEMORY", "16385"), "16385 MiB"),
         (("GPU", "2"), "2 GPU"),
     ):
         overrides = {"resourceRequirements": [{"type": need[0], "value": need[1]}]}
-        refusal = rule.check(_submit(containerOverrides=overrides))
-        refused(refusal, 400, "ClientException", "RUNNABLE forever")
-        assert what in (refusal.message if refusal else "")
-    fits = {"resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "16384"}]}
-    assert rule.check(_submit(containerOverrides=fits)) is None
-    assert rule.check(_submit(jobQueue="no-such-queue")) is None  # moto answers that itself
-
-
-def test_moto_itself_validates_submit_job_tags(gpu_queue: str) -> None:
-    with pytest.raises(ClientError):
-        _real("batch").submit_job(
-            jobName="j", jobQueue="q", jobDefinition="d", tags={f"k{i}": "v" for i in range(51)}
+        message = server_refuses(
+            batch.submit_job,
+            400,
+            "ClientException",
+            "RUNNABLE forever",
+            **submit,
+            containerOverrides=overrides,
         )
+        assert what in message
+    assert _jobs(batch) == [first]  # none of the refused ones was submitted
+    fits = {"resourceRequirements": [{"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "16384"}]}
+    second = batch.submit_job(**submit, containerOverrides=fits)["jobId"]
+    assert _jobs(batch) == sorted([first, second])
+    # An unknown queue: the rule lets it through and moto answers that itself.
+    message = server_refuses(
+        batch.submit_job, 400, "ClientException", "does not exist", **{**submit, "jobQueue": "no-such-queue"}
+    )
+    assert "RUNNABLE" not in message
+
+
+def test_moto_itself_validates_submit_job_tags(plain_moto: str) -> None:
+    batch = _plain(plain_moto, "batch")
+    _make_gpu_queue(_plain(plain_moto, "ec2"), _plain(plain_moto, "iam"), batch)
+    submit = {"jobName": "render", "jobQueue": "q", "jobDefinition": "d"}
+    with pytest.raises(ClientError) as error:
+        batch.submit_job(**submit, tags={f"k{i}": "v" for i in range(51)})
+    assert _error(error) == (400, "ValidationError")
+    assert "at 'tags' failed to satisfy constraint" in error.value.response["Error"]["Message"]
 
 
 # --- 9. Conditional writes ---------------------------------------------------------------------
 
 
-def test_moto_itself_answers_412_to_if_none_match_on_an_existing_key(moto: None) -> None:
-    s3 = _real("s3")
+def test_moto_itself_answers_412_to_if_none_match_on_an_existing_key(plain_moto: str) -> None:
+    s3 = _plain(plain_moto, "s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="job.json", Body=b"{}", IfNoneMatch="*")
     with pytest.raises(ClientError) as error:
@@ -913,10 +1034,11 @@ def test_a_post_checksum_field_must_match_its_file() -> None:
     refused(Checksums().check(posted(post, "f", b"other")), 400, "BadDigest")
 
 
-def test_moto_itself_stores_a_body_with_a_wrong_checksum(moto: None) -> None:
-    s3 = _real("s3")
+def test_moto_itself_stores_a_body_with_a_wrong_checksum(plain_moto: str) -> None:
+    s3 = _plain(plain_moto, "s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="k", Body=b"x", ChecksumSHA256=_b64(b"\0" * 32))
+    assert s3.get_object(Bucket=BUCKET, Key="k")["Body"].read() == b"x"
 
 
 # --- 11. Found reading moto: metadata and single PUT size; what moto already refuses ----------
@@ -938,8 +1060,8 @@ def test_a_single_put_over_5_gb_is_refused() -> None:
     refused(rule.check(request), 400, "EntityTooLarge")
 
 
-def test_moto_itself_refuses_part_numbers_over_10000_and_parts_under_5_mib(moto: None) -> None:
-    s3 = _real("s3")
+def test_moto_itself_refuses_part_numbers_over_10000_and_parts_under_5_mib(plain_moto: str) -> None:
+    s3 = _plain(plain_moto, "s3")
     s3.create_bucket(Bucket=BUCKET)
     upload = s3.create_multipart_upload(Bucket=BUCKET, Key="k")["UploadId"]
     with pytest.raises(ClientError):
@@ -959,24 +1081,12 @@ def test_moto_itself_refuses_part_numbers_over_10000_and_parts_under_5_mib(moto:
 
 
 # --- End to end: through the `aws` fixture's server (the strict layer in front of moto) ---------
-
-
-@pytest.fixture
-def strict(aws: Any) -> Any:
-    """The `aws` fixture's emulated account, when its server is the strict layer."""
-    answer = requests.get(f"{aws.url}/strict-api/", timeout=10)
-    assert answer.status_code == 200 and answer.json().get("strict"), "the emulator must be the strict layer"
-    return aws
-
-
-def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    return exc.value.response["ResponseMetadata"]["HTTPStatusCode"], exc.value.response["Error"]["Code"]
+# Signed with the account's root (`strict.admin`): these show the rules, not the add-on's IAM
+# policies (tests/unit/test_strict_iam.py shows those).
 
 
 def test_e2e_presigned_post_outside_its_prefix_or_size_is_refused(strict: Any) -> None:
-    from cloud.aws.session import client
-
-    s3 = client(strict.settings, "s3")
+    s3 = session.client(strict.admin, "s3")
     s3.create_bucket(Bucket=BUCKET)
     post = presign_post(s3, BUCKET, "jobs/j1/frames/", 600, 100)
 
@@ -995,9 +1105,7 @@ def test_e2e_presigned_post_outside_its_prefix_or_size_is_refused(strict: Any) -
 
 
 def test_e2e_user_data_and_tags_beyond_the_limits_are_refused(strict: Any) -> None:
-    from cloud.aws.session import client
-
-    ec2 = client(strict.settings, "ec2")
+    ec2 = session.client(strict.admin, "ec2")
     launch = {"ImageId": MOTO_AMI, "MinCount": 1, "MaxCount": 1}
     with pytest.raises(ClientError) as error:
         ec2.run_instances(**launch, UserData="x" * 16385)
@@ -1010,11 +1118,11 @@ def test_e2e_user_data_and_tags_beyond_the_limits_are_refused(strict: Any) -> No
     ec2.run_instances(
         **launch, UserData="x" * 16384, TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(50)}]
     )
-    iam = client(strict.settings, "iam")
+    iam = session.client(strict.admin, "iam")
     with pytest.raises(ClientError) as error:
         iam.create_user(UserName="u", Tags=_tags(51))
     assert _error(error)[0] == 400
-    batch = client(strict.settings, "batch")
+    batch = session.client(strict.admin, "batch")
     with pytest.raises(ClientError) as error:
         batch.create_job_queue(
             jobQueueName="q",
@@ -1026,9 +1134,7 @@ def test_e2e_user_data_and_tags_beyond_the_limits_are_refused(strict: Any) -> No
 
 
 def test_e2e_a_repeated_client_token_launches_one_machine(strict: Any) -> None:
-    from cloud.aws.session import client
-
-    ec2 = client(strict.settings, "ec2")
+    ec2 = session.client(strict.admin, "ec2")
     launch = {"ImageId": MOTO_AMI, "MinCount": 1, "MaxCount": 1, "InstanceType": "t3.micro"}
     token = uuid.uuid4().hex  # the server forgets tokens on reset only once it calls rules.reset()
     first = ec2.run_instances(**launch, ClientToken=token)
@@ -1042,9 +1148,7 @@ def test_e2e_a_repeated_client_token_launches_one_machine(strict: Any) -> None:
 
 
 def test_e2e_conditional_writes(strict: Any) -> None:
-    from cloud.aws.session import client
-
-    s3 = client(strict.settings, "s3")
+    s3 = session.client(strict.admin, "s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_object(Bucket=BUCKET, Key="job.json", Body=b"{}", IfNoneMatch="*")
     with pytest.raises(ClientError) as error:
@@ -1053,7 +1157,7 @@ def test_e2e_conditional_writes(strict: Any) -> None:
     switched = requests.post(f"{strict.url}/strict-api/conflicts?every=2", timeout=10)
     assert switched.status_code == 200, switched.text
     try:
-        quiet = client(replace(strict.settings, max_attempts=1), "s3")  # a 409 is not tried again
+        quiet = session.client(replace(strict.admin, max_attempts=1), "s3")  # a 409 is not tried again
         quiet.put_object(Bucket=BUCKET, Key="a.json", Body=b"{}", IfNoneMatch="*")
         with pytest.raises(ClientError) as error:
             quiet.put_object(Bucket=BUCKET, Key="b.json", Body=b"{}", IfNoneMatch="*")
@@ -1065,9 +1169,7 @@ def test_e2e_conditional_writes(strict: Any) -> None:
 
 
 def test_e2e_a_checksum_that_does_not_match_is_refused(strict: Any) -> None:
-    from cloud.aws.session import client
-
-    s3 = client(strict.settings, "s3")
+    s3 = session.client(strict.admin, "s3")
     s3.create_bucket(Bucket=BUCKET)
     with pytest.raises(ClientError) as error:
         s3.put_object(

@@ -35,6 +35,8 @@ POST = {
 }
 LONG_URL = "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=" + "a" * 64 + "&X-Amz-Credential=" + "b" * 400
 
+BOOT_BUCKET = "cloud-render-boot-test"  # a name the artist's policies reach
+
 
 def urls() -> dict[str, str]:
     return {name: f"{LONG_URL}&f={name}" for name in WORKER_FILES}
@@ -96,12 +98,13 @@ def test_user_data_checks_its_inputs():
 
 
 def boot_bucket(aws: Any) -> tuple[Any, Any, dict[str, str]]:
-    """The boot tests' bucket with the worker files in it: S3 and EC2 clients, and the links."""
-    s3, ec2 = client(aws.settings, "s3"), client(aws.settings, "ec2")
-    s3.create_bucket(Bucket="boot-test")
+    """The boot tests' bucket with the worker files in it: S3 and EC2 clients, and the links.
+    The links are signed by the artist, as the product signs them; EC2 is the harness's own."""
+    s3, ec2 = client(aws.settings, "s3"), client(aws.admin, "ec2")
+    s3.create_bucket(Bucket=BOOT_BUCKET)
     for name in WORKER_FILES:
-        s3.put_object(Bucket="boot-test", Key=f"worker/{name}", Body=b"# worker file\n")
-    return s3, ec2, {name: presign_get(s3, "boot-test", f"worker/{name}", 600) for name in WORKER_FILES}
+        s3.put_object(Bucket=BOOT_BUCKET, Key=f"worker/{name}", Body=b"# worker file\n")
+    return s3, ec2, {name: presign_get(s3, BOOT_BUCKET, f"worker/{name}", 600) for name in WORKER_FILES}
 
 
 def boot(aws: Any, ec2: Any, script: str, work_root: Path) -> tuple[str, Any]:
@@ -124,16 +127,16 @@ def test_boot_failure_reports_and_powers_off(aws, tmp_path):
     """A spec that cannot be downloaded ends in error.json, the boot log in the bucket, and termination."""
     s3, ec2, worker = boot_bucket(aws)
     script = build_user_data(
-        presign_get(s3, "boot-test", "jobs/j1/missing-spec.json", 600),
+        presign_get(s3, BOOT_BUCKET, "jobs/j1/missing-spec.json", 600),
         worker,
         5,
-        presign_post(s3, "boot-test", out_prefix("j1"), 600, 1 << 20),
+        presign_post(s3, BOOT_BUCKET, out_prefix("j1"), 600, 1 << 20),
     )
     instance, machine = boot(aws, ec2, script, tmp_path)
     assert (machine.dir / "power-off").exists() and (machine.dir / "deadman").read_text().strip() == "5"
-    error = json.loads(s3.get_object(Bucket="boot-test", Key="jobs/j1/out/error.json")["Body"].read())
+    error = json.loads(s3.get_object(Bucket=BOOT_BUCKET, Key="jobs/j1/out/error.json")["Body"].read())
     assert error["kind"] == "download" and error["cause"] == "The job spec could not be downloaded."
-    log = s3.get_object(Bucket="boot-test", Key="jobs/j1/out/logs/000000.log")["Body"].read().decode()
+    log = s3.get_object(Bucket=BOOT_BUCKET, Key="jobs/j1/out/logs/000000.log")["Body"].read().decode()
     assert "dead-man in 5 min" in log and "HTTP 404" in log
     assert "(simulated) dnf install" in log or "(simulated) apt-get" in log
     found = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
@@ -144,7 +147,7 @@ def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
     """The sign-in behind the job's links expired before the machine booted: the boot script's
     first upload is refused, so it downloads nothing, keeps its error on disk and powers off."""
     s3, ec2, worker = boot_bucket(aws)
-    post = presign_post(s3, "boot-test", out_prefix("j1"), 1, 1 << 20)
+    post = presign_post(s3, BOOT_BUCKET, out_prefix("j1"), 1, 1 << 20)
     proxy = CuttableProxy()  # the simulator's S3 front, as every machine meets it
     with proxy.serving() as proxy_url:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy_url}))
@@ -154,7 +157,7 @@ def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
             assert time.monotonic() < deadline, "the one-second policy never expired"
             with contextlib.suppress(urllib.error.HTTPError):
                 poster.put("probe", b"")
-    script = build_user_data(presign_get(s3, "boot-test", "jobs/j1/worker-spec.json", 600), worker, 5, post)
+    script = build_user_data(presign_get(s3, BOOT_BUCKET, "jobs/j1/worker-spec.json", 600), worker, 5, post)
     _, machine = boot(aws, ec2, script, tmp_path)
     assert (machine.dir / "power-off").exists()
     error = json.loads((machine.root / "error.json").read_text())
@@ -163,7 +166,7 @@ def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
     assert "upload of status.json refused: HTTP 403 Invalid according to Policy: Policy expired." in log
     assert "downloading the worker" not in log and "starting the supervisor" not in log
     assert not (machine.root / "job-spec.json").exists()
-    stored = {o["Key"] for o in s3.list_objects_v2(Bucket="boot-test", Prefix="jobs/").get("Contents", [])}
+    stored = {o["Key"] for o in s3.list_objects_v2(Bucket=BOOT_BUCKET, Prefix="jobs/").get("Contents", [])}
     assert stored <= {"jobs/j1/out/probe"}  # the test's own probe, while the policy still lived
 
 
@@ -190,14 +193,14 @@ def test_presigned_post_body_is_accepted(aws):
     import urllib.request
 
     s3 = client(aws.settings, "s3")
-    s3.create_bucket(Bucket="boot-test")
-    post = presign_post(s3, "boot-test", out_prefix("j1"), 600, 1 << 20)
+    s3.create_bucket(Bucket=BOOT_BUCKET)
+    post = presign_post(s3, BOOT_BUCKET, out_prefix("j1"), 600, 1 << 20)
     fields = dict(post["fields"], key=out_prefix("j1") + "frames/a b/f_0001.png")
     body, content_type = multipart(fields, "f_0001.png", b"\x89PNG data")
     urllib.request.urlopen(
         urllib.request.Request(post["url"], body, {"Content-Type": content_type}), timeout=10
     ).read()
     assert (
-        s3.get_object(Bucket="boot-test", Key="jobs/j1/out/frames/a b/f_0001.png")["Body"].read()
+        s3.get_object(Bucket=BOOT_BUCKET, Key="jobs/j1/out/frames/a b/f_0001.png")["Body"].read()
         == b"\x89PNG data"
     )
