@@ -552,9 +552,9 @@ def bench(size: Size, work: Path, load: bool = True) -> int:
     zip_path = zip_for_this_platform(build(work / "dist"))
     import bpy
 
+    from dev import addon_harness as harness
     from dev.emulator import emulated_account
     from dev.simulator import make_blender_tarball
-    from tests.addon import harness
 
     addon = harness.install(zip_path)
     print(

@@ -43,8 +43,8 @@ from cloud.aws import storage  # noqa: E402
 from cloud.aws.known_objects import KnownObjects  # noqa: E402
 from cloud.aws.session import AwsSettings, client  # noqa: E402
 from cloud.pack.hash_cache import HashCache  # noqa: E402
-from tests.aws_emulator import moto_server  # noqa: E402
-from tests.error_server import CountingProxy  # noqa: E402
+from dev.aws_emulator import moto_server  # noqa: E402
+from dev.error_server import CountingProxy  # noqa: E402
 
 MB = 1_000_000
 DEADLINE_VENV = ROOT / ".venv-bench-deadline"

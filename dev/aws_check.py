@@ -233,7 +233,7 @@ class Check:
 
 def connect_real(module: Any, args: argparse.Namespace) -> None:
     """The preferences as an artist fills them: AWS Profile, or the keys entered (encrypted)."""
-    from tests.addon import harness
+    from dev import addon_harness as harness
 
     prefs = harness.preferences()
     prefs.endpoint_url = ""
@@ -336,7 +336,7 @@ def make_scene(check: Check, clock: Clock) -> None:
     """One small Cycles frame, saved, with the machine and the caps set on its Cloud Render panel."""
     import bpy
 
-    from tests.addon import harness
+    from dev import addon_harness as harness
 
     path = harness.make_scene(
         check.out / "scene" / "aws_check.blend", frames=1, size=FRAME_SIZE, samples=SAMPLES
@@ -473,7 +473,7 @@ def press_render(check: Check, timeout: float) -> tuple[StageWatch, Any]:
     cancelled (and followed to its end) if it does not end in time or the check is stopped."""
     import bpy
 
-    from tests.addon import harness
+    from dev import addon_harness as harness
 
     module = check.module
     ops: Any = bpy.ops  # the add-on's operators are registered at run time
@@ -599,8 +599,8 @@ def install(clock: Clock, out: Path) -> Any:
     """The extension built with Blender's tool and installed from its zip, as "Install from Disk"."""
     import bpy
 
+    from dev import addon_harness as harness
     from dev.build import build, zip_for_this_platform
-    from tests.addon import harness
 
     zip_path = zip_for_this_platform(build(out / "dist"))
     module = harness.install(zip_path)

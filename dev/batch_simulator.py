@@ -47,9 +47,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloud.aws.session import AwsSettings
+from dev.aws_emulator import MOTO_SERVICES, moto_server
 from dev.docker_standin import DockerStandin, Machine
 from dev.simulator import StandInGpu, nvidia_smi
-from tests.aws_emulator import MOTO_SERVICES, moto_server
 
 KEY_ID = "AKIAEMULATEDTEST0001"
 SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"

@@ -32,10 +32,10 @@ from dev.demo_common import cache_blender, isolate, set_up_as_artist  # noqa: E4
 
 isolate()  # before bpy is imported
 
+from dev import addon_harness as harness  # noqa: E402
 from dev.build import build, zip_for_this_platform  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
 from dev.simulator import InstanceSimulator  # noqa: E402
-from tests.addon import harness  # noqa: E402
 
 FRAMES = 4
 SIZE = 96

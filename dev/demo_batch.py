@@ -31,11 +31,11 @@ from dev.demo_common import cache_blender, isolate, set_up_as_artist  # noqa: E4
 
 isolate()  # before bpy is imported
 
+from dev import addon_harness as harness  # noqa: E402
 from dev.batch_job import render_history, twice  # noqa: E402
 from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.build import build, zip_for_this_platform  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
-from tests.addon import harness  # noqa: E402
 
 FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 

@@ -43,7 +43,7 @@ def set_up_as_artist(account: Any, module: Any) -> str:
     Returns Set Up's summary; exits when Set Up is not ready."""
     import bpy
 
-    from tests.addon import harness
+    from dev import addon_harness as harness
 
     harness.connect(account.url, keys=account.create_artist(("render", "setup")))
     view = module.addon.job_view.view()

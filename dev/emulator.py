@@ -22,10 +22,10 @@ from botocore.exceptions import ClientError
 from cloud.aws.iam_policy import POLICY_NAMES, POLICY_TITLES, PolicyName, policy_text
 from cloud.aws.session import AwsSettings, client
 from cloud.cost.catalog import load_catalog
-from tests.aws_emulator import MOTO_SERVICES, SERVICES, endpoint_variables, moto_server, reset
-from tests.pricing_server import pricing_server
-from tests.quota_server import QuotaServer
-from tests.ssm_seed import PublicParameterServer, seed_deep_learning_amis
+from dev.aws_emulator import MOTO_SERVICES, SERVICES, endpoint_variables, moto_server, reset
+from dev.pricing_server import pricing_server
+from dev.quota_server import QuotaServer
+from dev.ssm_seed import PublicParameterServer, seed_deep_learning_amis
 
 # The vCPU quota the emulated account has: enough for a g4dn.xlarge and a c5.2xlarge.
 GPU_QUOTA_VCPUS = 16

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 import botocore.session
 
 from cloud.aws.session import AwsSettings
-from tests.error_server import ec2_error, query_error
-from tests.quota_server import LocalAwsServer
+from dev.error_server import ec2_error, query_error
+from dev.quota_server import LocalAwsServer
 
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[a-z0-9-]+/([a-z0-9-]+)/")
 # Batch's REST paths, lower case, as botocore sends them -> the operation's name.

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from cloud.aws.session import AwsSettings
+from dev.aws_emulator import emulator_url, endpoint_variables, moto_server, reset
 from dev.emulator import create_artist
-from tests.aws_emulator import emulator_url, endpoint_variables, moto_server, reset
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
 # the developer's own Blender configuration.
@@ -154,6 +154,6 @@ def extension_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(extension_zip: Path):  # type: ignore[no-untyped-def]
     """The extension installed from its zip into this process's bpy and enabled (again, if a
     test in between loaded factory settings, which disables add-ons)."""
-    from tests.addon import harness
+    from dev import addon_harness as harness
 
     return harness.install(extension_zip)

@@ -13,9 +13,8 @@ from dataclasses import dataclass, replace
 import pytest
 
 from cloud.aws.session import AwsSettings
-
-from .quota_server import AmazonImage, Ec2Proxy, QuotaServer
-from .ssm_seed import PublicParameterServer, seed_deep_learning_amis
+from dev.quota_server import AmazonImage, Ec2Proxy, QuotaServer
+from dev.ssm_seed import PublicParameterServer, seed_deep_learning_amis
 
 
 @dataclass

@@ -10,8 +10,7 @@ import subprocess
 import bpy
 
 from cloud.machine.assemble_movie import egl_environment
-
-from . import harness
+from dev import addon_harness as harness
 
 
 def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, aws):

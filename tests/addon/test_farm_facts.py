@@ -14,8 +14,7 @@ import pytest
 from cloud.pack.bakes import disk_bake_inputs
 from cloud.pack.packer import pack
 from cloud.pack.preflight import BLOCK, addon_plan, run_preflight
-
-from . import harness
+from dev import addon_harness as harness
 
 # Packed Geometry Nodes bakes came after Blender 4.2 LTS; there every bake is on disk.
 PACKED_BAKES = "bake_target" in bpy.types.NodesModifier.bl_rna.properties

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import harness
+from dev import addon_harness as harness
 
 
 def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installed, tmp_path):

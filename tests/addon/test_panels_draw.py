@@ -13,7 +13,7 @@ from typing import Any
 import bpy
 import pytest
 
-from . import harness
+from dev import addon_harness as harness
 
 
 class Unwrap:

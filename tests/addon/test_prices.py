@@ -16,8 +16,9 @@ from typing import Any
 import bpy
 import pytest
 
-from ..pricing_server import pricing_server
-from . import harness
+from dev import addon_harness as harness
+from dev.pricing_server import pricing_server
+
 from .test_panels_draw import draw
 
 LIVE = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import pytest
 
-from . import harness
+from dev import addon_harness as harness
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ import bpy
 import pytest
 
 from cloud.pack.preflight import run_preflight
-
-from . import harness
+from dev import addon_harness as harness
 
 
 class _InstalledSceneFacts:

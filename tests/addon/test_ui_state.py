@@ -13,9 +13,8 @@ import time
 
 import bpy
 
+from dev import addon_harness as harness
 from tests.factories import job_fields
-
-from . import harness
 
 MARKER = "20991231-235959-c0ffee"
 

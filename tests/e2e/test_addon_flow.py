@@ -16,10 +16,10 @@ import pytest
 from cloud.aws.session import client
 from cloud.machine.contract import spec_key
 from cloud.pack.chunking import ChunkPolicy
+from dev import addon_harness as harness
+from dev.aws_emulator import emulator_url
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator
-from tests.addon import harness
-from tests.aws_emulator import emulator_url
 from tests.factories import job_fields
 
 pytestmark = pytest.mark.slow
@@ -247,9 +247,11 @@ def test_reattach_after_blender_restarts(cloud, tmp_path):
     bpy.ops.wm.save_mainfile()
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
-    harness.drain_until(lambda: view().state in {"Starting machine", "Installing Blender", "Rendering"}, 120)
     module = harness.addon()
-    # Blender is closed: the add-on stops following, nothing in the cloud stops.
+    # The machine is launched (its id saved in the job's record; "Starting machine" shows just
+    # before the launch request, which on a busy computer can still be on its way) ...
+    harness.drain_until(lambda: module.addon.pump.manager().store.load(job_id).instance_id, 120)
+    # ... then Blender is closed: the add-on stops following, nothing in the cloud stops.
     module.addon.pump.manager().stop_all()
     module.addon.pump._manager = None
     module.addon.job_view.forget()

@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 import pytest
 
-from tests.addon import harness
+from dev import addon_harness as harness
 from tests.e2e.test_addon_flow import (  # noqa: F401 (cloud is a fixture)
     CPU_TYPE,
     cloud,

@@ -7,7 +7,7 @@ import bpy
 import pytest
 
 from cloud.aws.session import client
-from tests.addon import harness
+from dev import addon_harness as harness
 from tests.e2e.test_addon_flow import cloud, textured_scene, view, wait_final
 
 pytestmark = pytest.mark.slow

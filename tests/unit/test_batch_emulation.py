@@ -21,9 +21,9 @@ from typing import Any
 import boto3
 import pytest
 
+from dev.aws_emulator import moto_server, reset
 from dev.docker_standin import DockerStandin
 from tests import waiting
-from tests.aws_emulator import moto_server, reset
 
 # Process groups and /proc: the emulation is Linux-only.
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runs processes the Linux way")

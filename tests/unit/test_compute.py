@@ -1,6 +1,6 @@
 """cloud.compute against moto over HTTP: image lookup, firewall, launch parameters, spot fallback,
 terminate and orphans. What moto lacks (public DLAMI parameters, spot shortages, Amazon-owned
-images) comes from the local servers in tests/quota_server.py and tests/ssm_seed.py."""
+images) comes from the local servers in dev/quota_server.py and dev/ssm_seed.py."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue, LogLines
 from cloud.job.job_thread import JobRunner
 from cloud.job.records import RecordStore, Stage, new_job_id
+from dev.quota_server import AmazonImage
+from dev.ssm_seed import DLAMI_PARAMETERS, seed_deep_learning_amis
 from tests import quota_fixtures
 from tests.factories import job_record
-from tests.quota_server import AmazonImage
-from tests.ssm_seed import DLAMI_PARAMETERS, seed_deep_learning_amis
 
 # A user-data script the size of the worker's bootstrap: over 14 KB plain, well under after gzip.
 BIG_SCRIPT = "#!/bin/bash\nset -euo pipefail\n" + "".join(

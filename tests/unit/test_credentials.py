@@ -15,7 +15,7 @@ from cloud.aws.credentials import AccessKeys, Identity
 from cloud.aws.session import AwsSettings
 from cloud.errors import CloudError
 from dev.emulator import create_artist
-from tests.error_server import AwsReplyServer, caller_identity
+from dev.error_server import AwsReplyServer, caller_identity
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Provoked for real against moto where moto can (bad keys with its IAM auth switched on,
 access denied, a bucket name another account owns, a missing profile, a closed port), and
-through tests/error_server.py where it cannot (throttling, clock skew, capacity, quotas).
+through dev/error_server.py where it cannot (throttling, clock skew, capacity, quotas).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from cloud.aws.error_rules import RULES, translate, translating
 from cloud.aws.session import AwsSettings, client
 from cloud.errors import CloudError
-from tests.aws_emulator import SERVICES
-from tests.error_server import (
+from dev.aws_emulator import SERVICES
+from dev.error_server import (
     AwsReplyServer,
     SilentServer,
     closed_port_url,

@@ -9,7 +9,7 @@ import pytest
 
 from cloud.aws.region_latency import default_urls, probe_latency, rank_regions
 from cloud.cost.catalog import load_catalog
-from tests.aws_emulator import free_port
+from dev.aws_emulator import free_port
 from tests.ping_server import ping_server
 
 

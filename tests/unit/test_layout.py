@@ -120,6 +120,18 @@ def test_what_ships_to_the_machine_parses_as_python_3_9():
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
 
 
+def test_dev_never_imports_tests():
+    """dev/ (the emulated account, the simulators, the demos) is what tests build on, never the
+    other way round: the stand-in servers and the add-on harness live in dev/."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in python_files("dev")
+        for name, level in imported_modules(path)
+        if level == 0 and (name == "tests" or name.startswith("tests."))
+    ]
+    assert offenders == []
+
+
 def test_only_the_add_on_side_talks_to_aws():
     """operators/ and panels/ hold no AWS logic: they reach cloud/ through addon/ or for plain data."""
     offenders = []

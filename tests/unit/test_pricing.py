@@ -22,9 +22,9 @@ from cloud.cost.price_refresh import (
     spot_prices,
 )
 from cloud.errors import CloudError
+from dev.pricing_server import PricingState, pricing_server
 
 from ..conftest import EmulatedAws
-from ..pricing_server import PricingState, pricing_server
 
 LIVE = {
     ("us-east-1", "g4dn.xlarge"): 0.5,

@@ -10,7 +10,7 @@ import requests
 
 from cloud.aws.session import AwsSettings, client
 from cloud.errors import CloudError
-from tests.aws_emulator import SERVICES
+from dev.aws_emulator import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_plain_http_is_refused_unless_the_server_is_on_this_computer():
 
 
 def test_the_emulator_serves_every_service_the_code_calls():
-    """Tests and the demo send every service but S3 to the emulator by name (tests/aws_emulator.py);
+    """Tests and the demo send every service but S3 to the emulator by name (dev/aws_emulator.py);
     one missing from the list would reach for real AWS."""
     called = {
         match

@@ -13,13 +13,13 @@ from cloud.aws import account_setup, batch
 from cloud.aws.budget import BUDGET_NAME
 from cloud.aws.compute import SECURITY_GROUP_NAME
 from cloud.aws.session import client
+from dev.aws_emulator import free_port
+from dev.error_server import AwsReplyServer, caller_identity, s3_error
+from dev.quota_server import Ec2Proxy
+from dev.ssm_seed import seed_deep_learning_amis
 from tests import quota_fixtures
-from tests.aws_emulator import free_port
 from tests.aws_recorder import RecordingProxy, operations
-from tests.error_server import AwsReplyServer, caller_identity, s3_error
 from tests.ping_server import ping_server
-from tests.quota_server import Ec2Proxy
-from tests.ssm_seed import seed_deep_learning_amis
 
 account = quota_fixtures.account
 quotas = quota_fixtures.quotas

@@ -20,7 +20,7 @@ from cloud.aws import storage
 from cloud.aws.session import AwsSettings, client
 from cloud.errors import Cancelled, CloudError
 from cloud.machine.contract import cas_key, frames_prefix, out_prefix
-from tests.error_server import CountingProxy
+from dev.error_server import CountingProxy
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -316,7 +316,7 @@ def test_header_signature_with_wrong_secret_is_refused(aws):
 
 
 def test_quota_server_asks_the_strict_layer(aws):
-    from tests.quota_server import QuotaServer
+    from dev.quota_server import QuotaServer
 
     user = make_user(
         aws,

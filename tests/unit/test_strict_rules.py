@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 
 from cloud.aws import session
 from cloud.aws.presign import presign_post
+from dev.aws_emulator import moto_server, reset
 from dev.strict_aws import rules
 from dev.strict_aws.model import AwsRequest, Refusal
 from dev.strict_aws.parse import parse
@@ -55,7 +56,6 @@ from dev.strict_aws.rules_s3 import (
     SinglePutSize,
     decode_aws_chunked,
 )
-from tests.aws_emulator import moto_server, reset
 
 NOWHERE = "http://127.0.0.1:9"  # never contacted: the request is stopped before it is sent
 BUCKET = "strict-bucket"

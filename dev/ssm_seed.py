@@ -17,8 +17,7 @@ from typing import Any
 import requests
 
 from cloud.aws.session import AwsSettings, client
-
-from .quota_server import LocalAwsServer, _json_error, _json_ok
+from dev.quota_server import LocalAwsServer, _json_error, _json_ok
 
 # The names as AWS publishes them (x86_64); checked against public documentation and code.
 DLAMI_PARAMETERS = {

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from tests.aws_emulator import MOTO_SERVICES, endpoint_variables
+from dev.aws_emulator import MOTO_SERVICES, endpoint_variables
 
 MODULE = "bl_ext.user_default.cloud_render"
 # Shaped like real keys (the add-on checks the shape) but valid only for the emulator.
@@ -25,9 +25,10 @@ def install(zip_path: Path) -> ModuleType:
     """Install and enable the zip once per process; later calls return the module."""
     import bpy
 
-    if MODULE in sys.modules and MODULE in bpy.context.preferences.addons:
+    context: Any = bpy.context  # the stubs make every context member optional
+    if MODULE in sys.modules and MODULE in context.preferences.addons:
         return sys.modules[MODULE]
-    bpy.context.preferences.system.use_online_access = True
+    context.preferences.system.use_online_access = True
     result = bpy.ops.extensions.package_install_files(
         filepath=str(zip_path), repo="user_default", enable_on_install=True
     )
@@ -42,7 +43,8 @@ def addon() -> ModuleType:
 def preferences() -> Any:
     import bpy
 
-    return bpy.context.preferences.addons[MODULE].preferences
+    context: Any = bpy.context
+    return context.preferences.addons[MODULE].preferences
 
 
 def connect(
@@ -115,8 +117,9 @@ def make_scene(
     import bpy
 
     bpy.ops.wm.read_homefile(use_factory_startup=True)
-    bpy.context.preferences.system.use_online_access = True
-    scene = bpy.context.scene
+    context: Any = bpy.context
+    context.preferences.system.use_online_access = True
+    scene = context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
@@ -138,13 +141,14 @@ def make_scene(
     if texture is not None:
         material = bpy.data.materials.new("Textured")
         material.use_nodes = True
-        nodes = material.node_tree.nodes
+        tree: Any = material.node_tree
+        nodes = tree.nodes
         image_node = nodes.new("ShaderNodeTexImage")
         image_node.image = bpy.data.images.load(str(texture))
         emission = nodes.new("ShaderNodeEmission")
-        material.node_tree.links.new(image_node.outputs["Color"], emission.inputs["Color"])
+        tree.links.new(image_node.outputs["Color"], emission.inputs["Color"])
         output = nodes["Material Output"]
-        material.node_tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
+        tree.links.new(emission.outputs["Emission"], output.inputs["Surface"])
         if cube is not None:
             cube.data.materials.clear()
             cube.data.materials.append(material)

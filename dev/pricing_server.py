@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .quota_server import strict_refusal
+from dev.quota_server import strict_refusal
 
 TARGET = "AWSPriceListService.GetProducts"
 
