@@ -51,7 +51,7 @@ GPU_QUOTA_CODES = (
     "L-3819A6DF",
     "L-7212CCBC",
 )
-UPLINK_BYTES_PER_S = 4e6  # `make screenshots` only: the GUI's uploads pass at 4 MB/s (slow_link.py)
+UPLINK_BYTES_PER_S = 4e6  # `make screenshots` only: the GUI's uploads pass at 4 MB/s (dev/relay.py SlowLink)
 STANDARD_QUOTA_CODE = "L-1216C47A"  # on-demand standard (A, C, D, H, I, M, R, T, Z) vCPUs
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATEDTEST0001")
@@ -161,7 +161,7 @@ def run_gui(mode: str, only: str = "") -> dict:
         endpoints = {k: v for k, v in os.environ.items() if k.startswith("AWS_ENDPOINT_URL")}
         gui_url = account.url
         if mode == "shots":  # uploads at a home uplink's pace, so Uploading can be seen
-            from dev.gui.slow_link import SlowLink
+            from dev.relay import SlowLink
 
             gui_url = stack.enter_context(SlowLink(account.url, UPLINK_BYTES_PER_S)).url
             endpoints = {k: gui_url if v == account.url else v for k, v in endpoints.items()}

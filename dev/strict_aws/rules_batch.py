@@ -179,8 +179,15 @@ def _describe(amounts: dict[str, float]) -> str:
 
 
 # Where each call carries tags, and whether moto already checks them (RegisterJobDefinition:
-# everything but the count; SubmitJob: everything, so it is left to moto).
-_TAG_CALLS = ("CreateComputeEnvironment", "CreateJobQueue", "TagResource", "RegisterJobDefinition")
+# everything but the count). SubmitJob: moto refuses bad tags, but only after it has queued the
+# job, which then lists as SUBMITTED for ever; so it is refused here, before moto sees it.
+_TAG_CALLS = (
+    "CreateComputeEnvironment",
+    "CreateJobQueue",
+    "TagResource",
+    "RegisterJobDefinition",
+    "SubmitJob",
+)
 
 
 class BatchTags:

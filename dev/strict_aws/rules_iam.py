@@ -21,6 +21,7 @@ IAM_TAGS_DOC = (
 MANAGED_POLICY_SIZE = 6144
 USER_INLINE_SIZE = 2048
 ROLE_INLINE_SIZE = 10240
+GROUP_INLINE_SIZE = 5120
 ATTACHED_PER_IDENTITY = 10
 
 
@@ -44,7 +45,8 @@ class ManagedPolicySize:
 
 
 class InlinePolicySize:
-    """A user's (2,048) or role's (10,240) inline policies together, white space not counted.
+    """A user's (2,048), group's (5,120) or role's (10,240) inline policies together, white space
+    not counted.
 
     The other inline policies come from moto's backend; one of the same name is replaced by the
     new document, so it does not count."""
@@ -59,6 +61,8 @@ class InlinePolicySize:
             kind, quota, limit, who = "users", "UserPolicySize", USER_INLINE_SIZE, "UserName"
         elif request.operation == "PutRolePolicy":
             kind, quota, limit, who = "roles", "RolePolicySize", ROLE_INLINE_SIZE, "RoleName"
+        elif request.operation == "PutGroupPolicy":
+            kind, quota, limit, who = "groups", "GroupPolicySize", GROUP_INLINE_SIZE, "GroupName"
         else:
             return None
         name = str(request.params.get("PolicyName", ""))
@@ -72,13 +76,19 @@ class InlinePolicySize:
 
 
 def _identity(request: AwsRequest, kind: str, name: str) -> Any:
-    """moto's user or role object of that name, or None (moto then answers NoSuchEntity)."""
+    """moto's user, group, role, instance profile or managed policy (by ARN) of that name, or
+    None (moto then answers NoSuchEntity)."""
     backend = moto_backend("iam", request)
     if backend is None:
         return None
     if kind == "users":
         return backend.users.get(name)
-    return next((role for role in backend.roles.values() if role.name == name), None)
+    if kind == "groups":
+        return backend.groups.get(name)
+    if kind == "policies":
+        return backend.managed_policies.get(name)
+    found = backend.instance_profiles.values() if kind == "instance_profiles" else backend.roles.values()
+    return next((item for item in found if item.name == name), None)
 
 
 def _inline_policies(request: AwsRequest, kind: str, name: str) -> dict[str, str]:
@@ -119,9 +129,10 @@ _TAGGING = {
     "CreatePolicy": None,
     "TagRole": ("roles", "RoleName"),
     "TagUser": ("users", "UserName"),
-    "TagInstanceProfile": None,
+    "TagInstanceProfile": ("instance_profiles", "InstanceProfileName"),
+    "TagPolicy": ("policies", "PolicyArn"),
 }
-_MOTO_VALIDATES = ("CreateRole", "TagRole", "CreatePolicy")
+_MOTO_VALIDATES = ("CreateRole", "TagRole", "CreatePolicy", "TagPolicy")
 
 
 class IamTags:
@@ -161,7 +172,8 @@ def _existing_tag_keys(request: AwsRequest, kind: str, who: str) -> list[str]:
     identity = _identity(request, kind, name)
     if identity is None:
         return []
-    if kind == "roles":  # moto keeps a role's tags as a dict when created, a list once retagged
+    if kind in ("roles", "instance_profiles", "policies"):
+        # moto keeps these tags as a dict (key -> tag) or a list of tags, depending on the call
         tags = identity.tags.values() if isinstance(identity.tags, dict) else identity.tags
         return [str(tag.get("Key", "")) for tag in tags]
     backend = moto_backend("iam", request)

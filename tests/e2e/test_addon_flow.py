@@ -453,7 +453,7 @@ def test_quote_first_measures_on_the_machine_and_goes_on_under_the_cap(cloud, tm
 
 
 def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path):
-    from tests.flaky_link import FlakyLink
+    from dev.relay import FlakyLink
 
     link = FlakyLink(cloud.url)
     harness.connect(link.url)  # the add-on reaches AWS through the artist's flaky network

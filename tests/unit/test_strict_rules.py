@@ -649,6 +649,65 @@ def test_batch_tags_beyond_the_limits_are_refused(strict: Any) -> None:
     assert batch.list_tags_for_resource(resourceArn=arn)["tags"] == {}
     batch.tag_resource(resourceArn=arn, tags={"k": "v" * 256})
     assert batch.list_tags_for_resource(resourceArn=arn)["tags"] == {"k": "v" * 256}
+    # SubmitJob: moto refuses 51 tags too, but only after queueing the job, which then lists as
+    # SUBMITTED for ever; the layer refuses it before moto, so no such job exists.
+    server_refuses(
+        batch.submit_job,
+        400,
+        "ClientException",
+        "at most 50",
+        jobName="render",
+        jobQueue="q",
+        jobDefinition="d",
+        tags=many,
+    )
+    assert batch.list_jobs(jobQueue="q", jobStatus="SUBMITTED")["jobSummaryList"] == []
+    batch.submit_job(jobName="render", jobQueue="q", jobDefinition="d", tags={"k": "v"})
+
+
+def test_group_inline_policies_together_over_5120_are_refused(strict: Any) -> None:
+    iam = _admin(strict, "iam")
+    iam.create_group(GroupName="artists")
+    iam.put_group_policy(GroupName="artists", PolicyName="a", PolicyDocument=_policy(3000))
+    server_refuses(
+        iam.put_group_policy,
+        409,
+        "LimitExceeded",
+        "GroupPolicySize: 5120",
+        GroupName="artists",
+        PolicyName="b",
+        PolicyDocument=_policy(2200),
+    )
+    assert iam.list_group_policies(GroupName="artists")["PolicyNames"] == ["a"]
+    iam.put_group_policy(GroupName="artists", PolicyName="b", PolicyDocument=_policy(2100))  # fits
+    assert iam.list_group_policies(GroupName="artists")["PolicyNames"] == ["a", "b"]
+
+
+def _profile_tags(iam: Any, name: str) -> list[dict[str, str]]:
+    """An instance profile's tags (moto has no ListInstanceProfileTags; GetInstanceProfile has them)."""
+    return list(iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"].get("Tags", []))
+
+
+def test_instance_profile_and_policy_tags_count_what_they_have(strict: Any) -> None:
+    """TagInstanceProfile and TagPolicy: the 50 count the tags already there, as for users and
+    roles; `aws:` keys are refused on both (moto counts neither across calls nor the prefix)."""
+    iam = _admin(strict, "iam")
+    iam.create_instance_profile(InstanceProfileName="p", Tags=_tags(45, key="a"))
+    server_refuses(
+        iam.tag_instance_profile, 409, "LimitExceeded", "50", InstanceProfileName="p", Tags=_tags(6, key="b")
+    )
+    assert len(_profile_tags(iam, "p")) == 45
+    iam.tag_instance_profile(InstanceProfileName="p", Tags=_tags(6, key="a"))  # the same keys again
+    iam.tag_instance_profile(InstanceProfileName="p", Tags=_tags(5, key="b"))
+    assert len(_profile_tags(iam, "p")) == 50
+    arn = iam.create_policy(PolicyName="pol", PolicyDocument=_policy(200), Tags=_tags(45, key="a"))["Policy"][
+        "Arn"
+    ]
+    server_refuses(iam.tag_policy, 409, "LimitExceeded", "50", PolicyArn=arn, Tags=_tags(6, key="b"))
+    server_refuses(iam.tag_policy, 400, "InvalidInput", "aws:", PolicyArn=arn, Tags=_tags(1, "aws:x"))
+    assert len(iam.list_policy_tags(PolicyArn=arn)["Tags"]) == 45
+    iam.tag_policy(PolicyArn=arn, Tags=_tags(5, key="b"))
+    assert len(iam.list_policy_tags(PolicyArn=arn)["Tags"]) == 50
 
 
 # --- 5. ClientToken idempotency ----------------------------------------------------------------
