@@ -1,9 +1,10 @@
 """Hard caps: a job's max cost and max hours turned into limits the machine cannot outlive.
 
 The cap is enforced twice: the add-on stops every machine of the job when `cap_reached` says
-so (one rule for one machine and for N), and, if the add-on is gone, the dead-man timer (`shutdown -h +N`, shutdown
-behaviour terminate) powers the machine off. The presigned URLs expire shortly after, so a
-machine that somehow kept running could not write anything more.
+so (one rule for one machine and for N), and, if the add-on is gone, the dead-man timer
+(`shutdown -h +N`, shutdown behaviour terminate; on Batch, each child's own limit) powers the
+machine off. The presigned URLs expire shortly after, so a machine that somehow kept running
+could not write anything more.
 """
 
 from __future__ import annotations
