@@ -49,7 +49,7 @@ class ScriptedBucket:
                 self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
-                pass
+                """Quiet: the test reads the answers, not the server's request log."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
