@@ -157,9 +157,9 @@ def run(
     assert rec.stage == "Done", (rec.stage, rec.message, log[-20:])
     from_history = any("Frame times from job" in line for line in log)
     assert len(arrived) == len(frames), (len(arrived), len(frames))
-    started, finished = render_history(sim, rec.instance_id)
+    started, finished = render_history(sim, rec.launch_id)
     t0 = rec.launched_at
-    lines = _timeline(sim, rec.instance_id)
+    lines = _timeline(sim, rec.launch_id)
     firsts = [spans[0][1] - t0 for spans in lines.values() if spans]
     lasts = [spans[-1][2] - t0 for spans in lines.values() if spans]
     gaps = [b[1] - a[2] for spans in lines.values() for a, b in itertools.pairwise(spans)]

@@ -422,7 +422,7 @@ class StageWatch:
             return False
         self._next_record_read = now + 0.5
         record = self.check.module.addon.pump.manager().store.load(self.check.job_id)
-        return bool(record.instance_id)
+        return bool(record.launch_id)
 
     def frame_file(self) -> Path | None:
         output = self.check.module.addon.job_view.output_folder(self.check.job_id)
@@ -511,14 +511,14 @@ def machines_left(check: Check, settings: Any) -> list[str]:
         left = list(module.cloud.aws.compute.find_job_instances(here, check.job_id))
     for instance_id in left:
         print(f"Terminating {instance_id}: it was still running after the job ended.", flush=True)
-        module.addon.pump.manager().terminate_instance(check.region, instance_id)
+        module.cloud.aws.compute.terminate(here, instance_id)
     return left
 
 
 def render_and_report(check: Check, settings: Any, timeout: float) -> None:
     """Press Render in Cloud and print the four stage steps, the cost, and what AWS refused."""
     watch, record = press_render(check, timeout)
-    print_stage_steps(watch, check, record.instance_id)
+    print_stage_steps(watch, check, record.launch_id)
     check.cost = float(record.cost_so_far)
     print(
         f"cost: ${record.cost_so_far:.4f} so far at ${record.price_per_hour:.3f}/h "

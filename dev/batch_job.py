@@ -2,8 +2,8 @@
 
 Shared by the Batch e2e tests, `make demo MACHINES=3` and bench/scaleout.py: a small scene made
 with bpy in a separate process, a JobRequest for it, the Blender tarball staged in the bucket's
-cache, and a `BatchJobRunner` (the product's) that packs, uploads, submits the array job to the
-emulated Batch and follows it.
+cache, and the product's job thread (`JobRunner` with a `BatchEngine`) that packs, uploads,
+submits the array job to the emulated Batch and follows it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 
 from cloud.aws import batch
 from cloud.aws.session import AwsSettings
-from cloud.job.batch_engine import BatchJobRunner, BatchSteps
+from cloud.job.batch_engine import BatchEngine
+from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue
+from cloud.job.job_thread import JobRunner
 from cloud.job.records import JobRecord, JobRequest, RecordStore, new_job_id
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import create_artist
@@ -78,12 +80,14 @@ def blender_version(python: str = sys.executable) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-class EmulatedBatchSteps(BatchSteps):
-    """The product's Batch steps, with the harness playing AWS's retry: moto never retries a
+class EmulatedBatchEngine(BatchEngine):
+    """The product's Batch engine, with the harness playing AWS's retry: moto never retries a
     child, so a child the simulator re-runs (`BatchSimulator.rerun`) reads as RUNNING again,
     with one more attempt, while that re-run lives (as the retried child would on AWS)."""
 
-    sim: BatchSimulator | None = None
+    def __init__(self, sim: BatchSimulator | None = None) -> None:
+        super().__init__()
+        self.sim = sim
 
     def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
         kids = super().children(settings, record)
@@ -98,10 +102,11 @@ class EmulatedBatchSteps(BatchSteps):
 
 @dataclass
 class BatchJob:
-    runner: BatchJobRunner
+    runner: JobRunner
     record: JobRecord
     events: EventQueue
-    steps: BatchSteps
+    steps: CloudSteps
+    engine: EmulatedBatchEngine
 
 
 def start_job(
@@ -116,7 +121,7 @@ def start_job(
     price_per_hour: float = 0.34,
     frame_order: str = "sequential",
     version: str | None = None,
-    steps_class: type[EmulatedBatchSteps] = EmulatedBatchSteps,
+    steps_class: type[CloudSteps] = CloudSteps,
     blender: tuple[Path, str] | None = None,
     frame_seconds: dict[int, float] | None = None,
 ) -> BatchJob:
@@ -125,8 +130,8 @@ def start_job(
     after each reset of the account): the strict layer authorises every call the job makes."""
     key_id, secret = create_artist(sim.settings, ("render", "setup"))
     settings = replace(sim.settings, access_key_id=key_id, secret_access_key=secret)
-    steps = steps_class(work / "state", machines)
-    steps.sim = sim
+    steps = steps_class(work / "state")
+    engine = EmulatedBatchEngine(sim)
     bucket = steps.ensure_bucket(settings, 14)
     version = version or blender_version()
     # `blender`: (tarball, sha256) of another stand-in build (a benchmark's fixed-time fake).
@@ -161,9 +166,9 @@ def start_job(
     store = RecordStore(work / "records")
     store.save(record)
     events = EventQueue()
-    runner = BatchJobRunner(record, settings, events, store, steps, request, poll_seconds=0.5)
+    runner = JobRunner(record, settings, events, store, steps, request, poll_seconds=0.5, engine=engine)
     runner.start()
-    return BatchJob(runner, record, events, steps)
+    return BatchJob(runner, record, events, steps, engine)
 
 
 FRAME_EVENT = re.compile(r'"event": "(frame|frame_done)", "frame": (-?\d+)')

@@ -94,11 +94,11 @@ def main() -> int:
 
         longest = harness.drain_until(finished, timeout=600)
         record = manager.store.load(job_id)
-        started_by, done_by = render_history(sim, record.instance_id)
+        started_by, done_by = render_history(sim, record.launch_id)
         summary = {
             "engine": "aws-batch",
             "machines": record.machines,
-            "batch_job": record.instance_id,
+            "batch_job": record.launch_id,
             "frames": {str(frame): done_by[frame][0] for frame in sorted(done_by)},
             "rendered_twice": twice(done_by),
             "started_twice": twice(started_by),

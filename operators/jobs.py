@@ -8,6 +8,8 @@ from typing import Any
 import bpy
 
 from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, pump, submit
+from ..cloud.job.engine import ForgottenMachine
+from ..cloud.job.records import EngineName
 from .common import NeedsOnlineAccess, OperatorReturn, in_background, said_in_for
 
 
@@ -175,10 +177,10 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
                 # Said by the red line at the top of the panel and the rows in Jobs; the current
                 # job's own message and action stay (the real window showed a failed job's
                 # quota message replaced by "1 forgotten machines found.").
-                view.orphans = ",".join(f"{o.instance_id}:{o.job_id}:{o.region}" for o in orphans)
+                view.orphans = ",".join(f"{o.launch_id}:{o.job_id}:{o.region}:{o.engine}" for o in orphans)
             job_view.redraw()
 
-        pump.in_background(lambda: pump.manager().orphans(*also), found)
+        pump.in_background(lambda: pump.manager().forgotten_machines(*also), found)
         return {"FINISHED"}
 
 
@@ -189,10 +191,12 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
     bl_label = "Terminate"
     instance_id: bpy.props.StringProperty()  # type: ignore[valid-type]
     region: bpy.props.StringProperty()  # type: ignore[valid-type]
+    engine: bpy.props.StringProperty(default="ec2")  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         region = self.region or context.scene.cloud_render.region
         instance_id = self.instance_id
+        machine = ForgottenMachine(EngineName(self.engine or "ec2"), region, instance_id, "")
 
         def terminated(_result: None) -> str:
             view = job_view.view()
@@ -201,7 +205,7 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
             )
             return f"Terminated {instance_id}."
 
-        in_background(lambda: pump.manager().terminate_instance(region, instance_id), terminated, "jobs")
+        in_background(lambda: pump.manager().stop_forgotten(machine), terminated, "jobs")
         return {"FINISHED"}
 
 

@@ -308,7 +308,7 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
         wm = context.window_manager
         view = job_view.view()
         for orphan in filter(None, view.orphans.split(",")):
-            instance_id, job_id, region = ([*orphan.split(":"), "", ""])[:3]
+            instance_id, job_id, region, engine = ([*orphan.split(":"), "", "", ""])[:4]
             col = layout.column()
             col.alert = True
             text_wrap.labels(
@@ -318,7 +318,7 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
                 icon="ERROR",
             )
             terminate = col.operator("cloud_render.terminate_orphan", text="Terminate", icon="CANCEL")
-            terminate.instance_id, terminate.region = instance_id, region
+            terminate.instance_id, terminate.region, terminate.engine = instance_id, region, engine
         layout.template_list(
             "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
         )

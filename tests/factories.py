@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cloud.job.records import JobRecord, new_job_id
+from cloud.job.records import JobRecord, engine_name_for, new_job_id
 
 
 def job_fields(output_dir: Path | str, **changes: Any) -> dict[str, Any]:
@@ -25,6 +25,8 @@ def job_fields(output_dir: Path | str, **changes: Any) -> dict[str, Any]:
         "price_per_hour": 0.34,
         "max_cost": 5.0,
         "max_hours": 2.0,
+        # where its machines run, as a submit chooses it for that many machines
+        "cloud_engine": engine_name_for(int(changes.get("machines", 1))).value,
         **changes,
     }
 

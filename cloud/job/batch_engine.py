@@ -1,20 +1,20 @@
 """The many-machines engine: a job's frames over N machines, an AWS Batch array job.
 
-`BatchSteps` launches, follows and ends the array job where `CloudSteps` does one EC2
-instance: the record's `instance_id` holds Batch's job id, and "the machine" is every child.
-`BatchJobRunner` reads what each machine writes under `out/machines/<index>/` (status, log,
-plan) through the contract, sums every child's running time for the cost and the cap, and
-calls the job done when every frame has arrived. The job's logic (stages, caps, endings,
-downloads) stays the one-machine runner's.
+`BatchEngine` launches, watches and stops the array job: the launch id is Batch's job id, and
+"the machine" is every child; the cost sums every child's running time. `MachineFolders` reads
+what each machine writes under `out/machines/<index>/` (status, log, plan, end document)
+through the contract, and calls the job done when every frame has arrived. The job's logic
+(stages, caps, endings, downloads) is the job thread's, the same for one machine.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..aws import batch, fleet, storage
@@ -26,9 +26,10 @@ from ..cost.catalog import InstanceType, load_catalog
 from ..errors import CloudError
 from ..machine import contract
 from ..pack.preflight import BYTES_PER_PIXEL
-from .cloud_steps import BOOT_OVERHEAD_S, CloudSteps, PackedScene
-from .events import CostUpdate, LogLines, MachinesUpdate
-from .job_thread import FAILURE_ACTIONS, FRAME_DUE_MARGIN_S, JobRunner
+from .cloud_steps import BOOT_OVERHEAD_S, PackedScene
+from .endings import failure_action
+from .engine import EngineName, Fleet, ForgottenMachine, JobHost, Launched
+from .events import MachinesUpdate
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, Stage
 
 CHILDREN_EVERY_S = 5.0  # how often Batch is asked about the children (cost, endings)
@@ -82,15 +83,21 @@ def check_scene_fits(render_pixels: int, instance_type: str, size: batch.ChildSi
     )
 
 
-class BatchSteps(CloudSteps):
-    """Launch, state and termination of an array job; everything else as for one machine.
+class BatchEngine:
+    """N machines as one AWS Batch array job: the launch id is the array job's id, and "the
+    machine" is every child. One per job."""
 
-    One per job: `machines` is how many the capacity check must fit."""
+    name = EngineName.BATCH
+    end_grace_s = MACHINES_END_GRACE_S
+    encodes_movie = False  # no machine holds every frame: the movie is made where they all are
+    every_machine = "every machine"
+    stop_help = "Stop the job in the AWS Batch console."
 
-    def __init__(self, state_dir: Path, machines: int = 1) -> None:
-        super().__init__(state_dir)
-        self.machines = max(1, machines)
+    def __init__(self) -> None:
+        self.children_seen: list[batch.Child] = []
+        self._children_at = 0.0
 
+    # --- launch ----------------------------------------------------------------------------
     def machine_cap_seconds(self, record: JobRecord) -> int:
         """Each machine's own limit: its 1/N share of Max Cost, Max Hours as it is, less the boot
         and Batch's scaling (so N machines that each run to it stay within the job's caps)."""
@@ -98,9 +105,14 @@ class BatchSteps(CloudSteps):
             record.max_cost, record.max_hours, record.price_per_hour, BATCH_OVERHEAD_S, record.machines
         )
 
-    def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
-        """N machines must fit the family's vCPU quota; if not, say how many do."""
-        fit = fleet.check_fleet(settings, instance_type, spot, self.machines)
+    def check_capacity(self, settings: AwsSettings, record: JobRecord, request: JobRequest) -> None:
+        """A frame must fit in one child's memory (checked first: no request needed), and N
+        machines must fit the family's vCPU quota (if not, say how many do)."""
+        facts = load_catalog().types.get(record.instance_type)
+        check_scene_fits(
+            request.render_pixels, record.instance_type, child_size_for(record.instance_type, facts)
+        )
+        fit = fleet.check_fleet(settings, record.instance_type, record.spot, record.machines)
         if not fit.ok:  # with a quota code the panel offers the increase request
             if not fit.report.offered:
                 code = "not_offered"
@@ -139,42 +151,90 @@ class BatchSteps(CloudSteps):
         }
 
     def launch(
-        self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
-    ) -> Any:
+        self,
+        settings: AwsSettings,
+        record: JobRecord,
+        request: JobRequest,
+        packed: PackedScene,
+        boot_script: str,
+    ) -> Launched:
         facts = load_catalog().types.get(record.instance_type)
         size = child_size_for(record.instance_type, facts)
-        check_scene_fits(request.render_pixels, record.instance_type, size)
-        script = self.boot_script(settings, record, request, packed)
         key = contract.job_prefix(record.job_id) + "boot.sh"
-        client(settings, "s3").put_object(Bucket=record.bucket, Key=key, Body=script.encode())
-        vcpus = size.vcpus
-        gpu = size.gpus > 0
+        client(settings, "s3").put_object(Bucket=record.bucket, Key=key, Body=boot_script.encode())
         # After Set Up this only describes and compares (no write) unless the scene's shape
         # (type, pricing, more vCPUs, a larger pack) differs from what is there.
-        engine = batch.ensure_engine(
+        environment = batch.ensure_engine(
             settings,
             record.instance_type,
             record.spot,
-            batch.vcpus_for(vcpus, record.machines),
+            batch.vcpus_for(size.vcpus, record.machines),
             pack_bytes=sum(size for _sha, size in packed.files.values()),
-            gpu=gpu,
+            gpu=size.gpus > 0,
         )
         cap_s = self.machine_cap_seconds(record)
         expires = storage.presign_expiry(cap_s + BATCH_OVERHEAD_S + 3600)
         boot_url = presign_get(client(settings, "s3"), record.bucket, key, expires)
         job = batch.submit(
             settings,
-            engine,
+            environment,
             record.job_id,
             record.machines,
             boot_url,
             attempt_seconds=cap_s + CONTAINER_START_S,
             size=size,
         )
-        return _Launched(instance_id=job, spot=record.spot)
+        pricing = "spot" if record.spot else "on-demand"
+        return Launched(
+            job, record.spot, f"{record.machines} machines requested ({pricing}): AWS Batch job {job}."
+        )
+
+    # --- follow ----------------------------------------------------------------------------
+    def outputs(self, job: JobHost) -> MachineFolders:
+        return MachineFolders(job, self)
 
     def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
-        return batch.children(settings, record.instance_id, record.machines)
+        return batch.children(settings, record.launch_id, record.machines)
+
+    def refresh_children(
+        self, settings: AwsSettings, record: JobRecord, force: bool = False
+    ) -> list[batch.Child]:
+        """Batch is asked about the children at most every CHILDREN_EVERY_S unless forced."""
+        if force or time.monotonic() - self._children_at > CHILDREN_EVERY_S:
+            self.children_seen = self.children(settings, record)
+            self._children_at = time.monotonic()
+        return self.children_seen
+
+    def fleet(self, settings: AwsSettings, record: JobRecord) -> Fleet:
+        """Every child's running time so far; the live ones may each bill the stop margin."""
+        kids = self.refresh_children(settings, record)
+        now = time.time()
+        return Fleet(
+            tuple((c.stopped_at or now) - c.started_at for c in kids if c.started_at),
+            sum(1 for c in kids if c.live),
+        )
+
+    def live(self, settings: AwsSettings, record: JobRecord) -> bool:
+        """Any child live (none listed yet: the array job is still starting)."""
+        kids = self.refresh_children(settings, record, force=True)
+        return not kids or any(c.live for c in kids)
+
+    def all_gone(self, settings: AwsSettings, record: JobRecord) -> bool:
+        return not self.live(settings, record)
+
+    # --- stop ------------------------------------------------------------------------------
+    def stop(self, settings: AwsSettings, record: JobRecord, reason: str) -> None:
+        if record.launch_id:
+            batch.terminate_all(settings, record.launch_id, record.machines, reason)
+
+    def wait_until_ended(self, settings: AwsSettings, record: JobRecord, cancel: threading.Event) -> None:
+        """Every frame is here: the machines have nothing left to claim and end on their own
+        within seconds, each writing its done.json (its last frame's time). Wait at most
+        `end_grace_s` for that before they are stopped."""
+        deadline = time.monotonic() + self.end_grace_s
+        while self.live(settings, record) and time.monotonic() < deadline:
+            if cancel.wait(1.0):
+                return
 
     def machines_left(self, settings: AwsSettings, record: JobRecord) -> list[str]:
         """The array job's children that Batch still counts as live. (The EC2 instances under
@@ -184,12 +244,25 @@ class BatchSteps(CloudSteps):
         return [f"machine {c.index} ({c.status.lower()})" for c in self.children(settings, record) if c.live]
 
     def end_machines_left(self, settings: AwsSettings, record: JobRecord, left: list[str]) -> None:
-        batch.terminate_all(
-            settings, record.instance_id, record.machines, "still running after the job ended"
-        )
+        batch.terminate_all(settings, record.launch_id, record.machines, "still running after the job ended")
 
-    def terminate_job(self, settings: AwsSettings, record: JobRecord, reason: str) -> None:
-        batch.terminate_all(settings, record.instance_id, record.machines, reason)
+
+def find_forgotten(
+    settings: AwsSettings, regions: list[str], is_job_live: Callable[[str], bool]
+) -> list[ForgottenMachine]:
+    """Every live Batch job of ours, in every region given, whose job is not live here: a live
+    Batch job stands for its machines (ended as one)."""
+    found = []
+    for region in regions:
+        for batch_id, job_id in batch.live_jobs(settings.in_region(region)):
+            if not is_job_live(job_id):
+                found.append(ForgottenMachine(EngineName.BATCH, region, batch_id, job_id))
+    return found
+
+
+def stop_forgotten(settings: AwsSettings, machine: ForgottenMachine) -> None:
+    """End a forgotten Batch job and every child it still has."""
+    batch.terminate_all(settings.in_region(machine.region), machine.launch_id, 0, "forgotten machines")
 
 
 @dataclass
@@ -203,36 +276,31 @@ class _Reading:
     end: tuple[str, bytes | TooLarge | None] | None = None
 
 
-class _Launched:
-    def __init__(self, instance_id: str, spot: bool) -> None:
-        self.instance_id = instance_id
-        self.spot = spot
+class MachineFolders:
+    """What each machine writes under `out/machines/<index>/` (status, log, plan, end
+    document), read through the contract, plus the boot script's writes at the top of `out/`.
+    The job is done when every frame has arrived."""
 
-
-class BatchJobRunner(JobRunner):
-    """One job over many machines; `steps` must be a BatchSteps."""
-
-    steps: BatchSteps
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, job: JobHost, engine: BatchEngine) -> None:
+        self.job = job
+        self.engine = engine
+        self._log_marker = ""
+        self._last_status: dict[str, Any] = {}
         self._machine_logs: dict[int, str] = {}
         self._machine_raw: dict[int, dict[str, Any]] = {}  # as read, to notice a change
         self._machine_status: dict[int, dict[str, Any]] = {}  # parsed through the contract
         self._machine_ends: dict[int, str] = {}
         self._machine_errors: dict[int, contract.ErrorReport] = {}  # what a failed machine said
-        self._children: list[batch.Child] = []
-        self._children_at = 0.0
         self._posted_rows: tuple[tuple[str, ...], int] = ((), -1)
         self._plans_read: set[int] = set()
         self._polls = 0
 
     # --- what each machine writes -----------------------------------------------------------
-    def _poll_outputs(self) -> None:
+    def poll(self) -> None:
         """One look at every machine, all at once: with N machines a poll that asked them one
         after another (six requests each) would itself become the delay before the last frame
         is seen. The reads run in threads; what they found is applied here, in order."""
-        rec = self.record
+        rec = self.job.record
         workers = min(POLL_THREADS, rec.machines + 1)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-render-poll") as pool:
             shared = pool.submit(self._fetch_shared)
@@ -242,16 +310,15 @@ class BatchJobRunner(JobRunner):
         for reading in readings:
             self._apply_machine(reading)
         self._polls += 1
-        self._download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
-        self._download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
+        self.job.download_outputs()
         rows = tuple(self._row_text(row) for row in self.machine_rows())
         eta = self._eta_seconds()
         if (rows, round(eta)) != self._posted_rows:
             self._posted_rows = (rows, round(eta))
-            self.events.post(MachinesUpdate(rec.job_id, rows, eta))
+            self.job.events.post(MachinesUpdate(rec.job_id, rows, eta))
 
     def _row_text(self, row: dict[str, Any]) -> str:
-        pricing = "spot" if self.record.spot else "on-demand"
+        pricing = "spot" if self.job.record.spot else "on-demand"
         frame = f", frame {row['frame']}" if row["frame"] is not None and row["state"] == "rendering" else ""
         pace = f", {row['seconds_per_frame']:.1f} s/frame" if row["seconds_per_frame"] else ""
         return f"Machine {row['machine']}: {row['state']}{frame}{pace} ({pricing})"
@@ -265,21 +332,21 @@ class BatchJobRunner(JobRunner):
         ]
         if not paces:
             return 0.0
-        return len(self.record.frames_missing) * (sum(paces) / len(paces)) / len(paces)
+        return len(self.job.record.frames_missing) * (sum(paces) / len(paces)) / len(paces)
 
     def _get(self, key: str, max_bytes: int) -> bytes | TooLarge | None:
         try:
-            return self.steps.get_bytes(self.settings, self.record.bucket, key, max_bytes)
+            return self.job.steps.get_bytes(self.job.settings, self.job.record.bucket, key, max_bytes)
         except TooLarge as error:
             return error
 
     def _fetch_shared(self) -> tuple[bytes | TooLarge | None, list[tuple[str, str | None]]]:
         """What the boot script writes at the job's top level (every child's "booting" status,
         a boot log when the boot failed), as for one machine."""
-        rec = self.record
+        rec = self.job.record
         status = self._get(contract.out_prefix(rec.job_id) + "status.json", contract.MAX_JSON_BYTES)
-        logs = self.steps.new_log_chunks(
-            self.settings, rec.bucket, rec.job_id, self._log_marker, contract.MAX_LOG_CHUNK_BYTES
+        logs = self.job.steps.new_log_chunks(
+            self.job.settings, rec.bucket, rec.job_id, self._log_marker, contract.MAX_LOG_CHUNK_BYTES
         )
         return status, logs
 
@@ -290,32 +357,34 @@ class BatchJobRunner(JobRunner):
         if document and document != self._last_status and not self._machine_status:
             self._last_status = document
             try:
-                self._apply_status(contract.parse_status(document, self.record.frames))
+                self.job.apply_status(contract.parse_status(document, self.job.record.frames))
             except contract.ContractError as error:
-                self._refuse(f"status.json #{document.get('seq')}", str(error))
+                self.job.refuse(f"status.json #{document.get('seq')}", str(error))
         for key, text in logs:
             self._log_marker = key
             if text is None:
-                self._refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
+                self.job.refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
                 continue
             lines = tuple(contract.clean_log_line(line) for line in text.splitlines())
-            self.events.post(LogLines(self.record.job_id, lines))
+            self.job.post_log(lines)
 
     def _fetch_machine(self, index: int) -> _Reading:
         """Network only (a worker thread): this machine's status, new log chunks, its plan until
         read once, and its end documents once its status or Batch says it may have ended."""
-        rec = self.record
+        rec = self.job.record
         folder = contract.out_prefix(rec.job_id) + contract.machine_folder(index)
         reading = _Reading(index)
         if index not in self._plans_read:
             reading.plan = self._get(folder + "plan.json", contract.MAX_PLAN_BYTES)
         reading.status = self._get(folder + "status.json", contract.MAX_JSON_BYTES)
         marker = self._machine_logs.get(index, "")
-        for obj in storage.list_objects(self.settings, rec.bucket, folder + "logs/", start_after=marker):
+        for obj in storage.list_objects(self.job.settings, rec.bucket, folder + "logs/", start_after=marker):
             if obj.size > contract.MAX_LOG_CHUNK_BYTES:
                 reading.logs.append((obj.key, None))
                 continue
-            body = self.steps.get_bytes(self.settings, rec.bucket, obj.key, contract.MAX_LOG_CHUNK_BYTES)
+            body = self.job.steps.get_bytes(
+                self.job.settings, rec.bucket, obj.key, contract.MAX_LOG_CHUNK_BYTES
+            )
             reading.logs.append((obj.key, body))
         if index not in self._machine_ends and self._may_have_ended(index, reading.status):
             for name in END_DOCUMENTS:
@@ -331,7 +400,7 @@ class BatchJobRunner(JobRunner):
         every tenth poll (a status push lost before the machine went away)."""
         if self._polls % 10 == 0:
             return True
-        if any(c.index == index and not c.live for c in self._children):
+        if any(c.index == index and not c.live for c in self.engine.children_seen):
             return True
         if isinstance(status, bytes):
             try:
@@ -343,36 +412,36 @@ class BatchJobRunner(JobRunner):
 
     def _document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None:
         """A fetched document through the contract, as `_read` does; a broken one is refused."""
-        key = contract.out_prefix(self.record.job_id) + name
+        key = contract.out_prefix(self.job.record.job_id) + name
         if isinstance(body, TooLarge):
-            self._refuse(key, f"{name} is over the {max_bytes} bytes allowed")
+            self.job.refuse(key, f"{name} is over the {max_bytes} bytes allowed")
             return None
         if body is None:
             return None
         try:
             return contract.load_document(body, name, max_bytes)
         except contract.ContractError as error:
-            self._refuse(key, str(error))
+            self.job.refuse(key, str(error))
             return None
 
     def _apply_machine(self, reading: _Reading) -> None:
-        rec = self.record
+        rec = self.job.record
         index = reading.index
         folder = contract.machine_folder(index)
         plan = self._document(folder + "plan.json", reading.plan, contract.MAX_PLAN_BYTES)
         if plan:
             try:
-                self._plan.update(contract.parse_plan(plan, rec.frames))
+                self.job.plan.update(contract.parse_plan(plan, rec.frames))
                 self._plans_read.add(index)
             except contract.ContractError as error:
-                self._refuse(f"{folder}plan.json", str(error))
+                self.job.refuse(f"{folder}plan.json", str(error))
         status = self._document(folder + "status.json", reading.status, contract.MAX_JSON_BYTES)
         if status and status != self._machine_raw.get(index):
             self._machine_raw[index] = status
             try:
                 report = contract.parse_status(status, rec.frames)
             except contract.ContractError as error:
-                self._refuse(f"{folder}status.json #{status.get('seq')}", str(error))
+                self.job.refuse(f"{folder}status.json #{status.get('seq')}", str(error))
             else:  # only validated values reach the panel
                 self._machine_status[index] = {
                     "state": report.state,
@@ -383,62 +452,53 @@ class BatchJobRunner(JobRunner):
                 rec.device = report.device or rec.device
                 if report.seconds_per_frame:
                     rec.seconds_per_frame = report.seconds_per_frame
-                self._note_frame_seconds(report.frame_seconds)
+                self.job.note_frame_seconds(report.frame_seconds)
         for key, body in reading.logs:
             self._machine_logs[index] = key
             if body is None:
-                self._refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
+                self.job.refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
                 continue
             lines = tuple(
                 f"[machine {index}] {contract.clean_log_line(line)}"
                 for line in body.decode("utf-8", "replace").splitlines()
             )
-            self.events.post(LogLines(rec.job_id, lines))
+            self.job.post_log(lines)
         if reading.end is not None and index not in self._machine_ends:
             name, end = reading.end
             data = self._document(folder + name, end, contract.MAX_PLAN_BYTES)  # they list frames
             if data is not None:
                 self._machine_ends[index] = name.split(".")[0]
-                self._log(f"Machine {index} ended: {self._machine_ends[index]}.")
-                self._note_end_frame_seconds(data, f"{folder}{name}")
+                self.job.log(f"Machine {index} ended: {self._machine_ends[index]}.")
+                self.job.note_end_frame_seconds(data, f"{folder}{name}")
                 if name == "error.json":
                     self._note_error(index, data)
 
     def _note_error(self, index: int, data: dict[str, Any]) -> None:
         """A failed machine's cause, kept for the job's message if the frames never arrive."""
         try:
-            error = contract.parse_error(data, self.record.frames)
+            error = contract.parse_error(data, self.job.record.frames)
         except contract.ContractError as problem:
-            self._refuse(f"machine {index} error.json", str(problem))
+            self.job.refuse(f"machine {index} error.json", str(problem))
             return
         self._machine_errors[index] = error
         if error.last_lines:
             lines = (f"[cloud-render] Machine {index}'s last lines:", *error.last_lines)
-            self.events.post(LogLines(self.record.job_id, lines))
+            self.job.post_log(lines)
 
     def _advance_stage(self, state: str) -> None:
         """The job's stage follows the furthest machine (installing, then rendering), never back."""
         stage = WORKER_STATE_STAGE.get(state)
-        if stage not in FORWARD or self.record.stage not in FORWARD_VALUES:
+        if stage not in FORWARD or self.job.record.stage not in FORWARD_VALUES:
             return
-        if FORWARD.index(stage) > FORWARD_VALUES.index(self.record.stage):
-            self._stage(
-                stage, f"on {self.record.machines} machines"
+        if FORWARD.index(stage) > FORWARD_VALUES.index(self.job.record.stage):
+            self.job.set_stage(
+                stage, f"on {self.job.record.machines} machines"
             )  # the panel reads "Rendering: on 3 machines"
-
-    def _until_frame_due(self) -> float | None:
-        """As for one machine, but with N machines rendering a frame is due N times as often."""
-        rec = self.record
-        if rec.stage != Stage.RENDERING.value or not self._plan or len(rec.frames_done) >= len(rec.frames):
-            return None
-        working = max(1, rec.machines - len(self._machine_ends))
-        since = time.monotonic() - self._last_frame_at
-        return max(0.0, (rec.seconds_per_frame or 0.0) / working - FRAME_DUE_MARGIN_S - since)
 
     def machine_rows(self) -> list[dict[str, Any]]:
         """One row per machine for the panel: state, frame, s/frame."""
         rows = []
-        for index in range(self.record.machines):
+        for index in range(self.job.record.machines):
             status = self._machine_status.get(index, {})
             rows.append(
                 {
@@ -451,141 +511,32 @@ class BatchJobRunner(JobRunner):
         return rows
 
     # --- endings ------------------------------------------------------------------------------
-    def _final_state(self) -> tuple[Stage, dict[str, Any]] | None:
-        if not self.record.frames_missing:
+    def final_state(self) -> tuple[Stage, dict[str, Any]] | None:
+        if not self.job.record.frames_missing:
             return Stage.DONE, {}
         return None
 
-    def _follow_once(self) -> bool:
-        rec = self.record
-        self._poll_outputs()
-        final = self._final_state()
-        if final is not None:
-            self._finish(final)
-            return True
-        self._track_cost()
-        if rec.is_final:
-            return True
-        if self._live_children():
-            self._gone_since = 0.0
-            return False
-        self._gone_since = self._gone_since or time.monotonic()
-        if time.monotonic() - self._gone_since <= 10.0:
-            return False
-        self._poll_outputs()
-        if self._final_state() is not None:
-            self._finish((Stage.DONE, {}))
-            return True
+    def working(self) -> int:
+        return max(1, self.job.record.machines - len(self._machine_ends))
+
+    def gone_error(self) -> CloudError:
+        rec = self.job.record
         missing = rec.frames_missing
+        detail = (
+            f"Batch job {rec.launch_id}: {[(c.index, c.status, c.reason) for c in self.engine.children_seen]}"
+        )
         if self._machine_errors:  # say why, as a single machine's failure does
             index, error = min(self._machine_errors.items())
-            raise CloudError(
+            return CloudError(
                 f"Machine {index} failed: {error.cause or 'the render failed.'} "
                 f"{len(missing)} frames did not arrive.",
-                FAILURE_ACTIONS.get(error.kind, FAILURE_ACTIONS["unknown"]),
+                failure_action(error.kind),
                 code="MachineFailed",
-                detail=f"Batch job {rec.instance_id}: {[(c.index, c.status, c.reason) for c in self._children]}",
+                detail=detail,
             )
-        raise CloudError(
+        return CloudError(
             f"Every machine has stopped, but {len(missing)} frames did not arrive.",
             "Relaunch the missing frames; the frames already rendered are kept.",
             code="MachinesGone",
-            detail=f"Batch job {rec.instance_id}: {[(c.index, c.status, c.reason) for c in self._children]}",
+            detail=detail,
         )
-
-    def _live_children(self) -> bool:
-        self._refresh_children(force=True)
-        return not self._children or any(c.live for c in self._children)
-
-    def _refresh_children(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._children_at > CHILDREN_EVERY_S:
-            self._children = self.steps.children(self.settings, self.record)
-            self._children_at = time.monotonic()
-
-    def _track_cost(self) -> None:
-        """Cost so far: every child's running time at the job's price; the cap ends them all."""
-        rec = self.record
-        if not rec.launched_at:
-            return
-        self._refresh_children()
-        now = time.time()
-        rec.cost_so_far = caps.billed_usd(
-            [(c.stopped_at or now) - c.started_at for c in self._children if c.started_at], rec.price_per_hour
-        )
-        left = len(rec.frames_missing)
-        projected = rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
-        self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected if rec.seconds_per_frame else 0.0))
-        elapsed = now - rec.launched_at
-        hours = elapsed / 3600
-        live = sum(1 for c in self._children if c.live)
-        if caps.cap_reached(rec.cost_so_far, elapsed, live, rec.price_per_hour, rec.max_cost, rec.max_hours):
-            self._log(
-                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f} over {rec.machines} machines, "
-                f"{hours:.2f} h): stopping every machine."
-            )
-            self.steps.terminate_job(self.settings, rec, "cost or time cap reached")
-            self._poll_outputs()
-            self._end(
-                Stage.CAPPED,
-                "The job reached its cost or time cap and every machine was stopped.",
-                "Raise Max Cost or Max Hours, then relaunch the missing frames.",
-            )
-
-    def _finish(self, final: tuple[Stage, dict[str, Any]]) -> None:
-        rec = self.record
-        self._stage(Stage.DOWNLOADING, "Fetching the last frames")
-        self._poll_outputs()
-        try:
-            if final[0] is Stage.DONE:
-                self._let_machines_end(MACHINES_END_GRACE_S)
-            self.steps.terminate_job(self.settings, rec, "job done")  # belt and braces: none should be left
-        except CloudError as error:
-            self._log(f"Could not end the Batch job: {error.message}")
-        for line in self.steps.after_job(self.settings, rec):
-            self._log(line)
-        if rec.frames_missing:
-            self._end(
-                Stage.FAILED,
-                f"{len(rec.frames_missing)} frames did not arrive.",
-                "Relaunch the missing frames.",
-            )
-        else:
-            self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered on {rec.machines} machines.", "")
-
-    def _let_machines_end(self, grace_s: float) -> None:
-        """Wait (at most grace_s) for the children to end on their own, then read what they
-        wrote as they ended."""
-        deadline = time.monotonic() + grace_s
-        while self._live_children() and time.monotonic() < deadline:
-            time.sleep(1.0)
-        self._poll_outputs()
-
-    def _finish_cancelled(self) -> None:
-        rec = self.record
-        if rec.instance_id:
-            try:
-                self.steps.terminate_job(self.settings, rec, "cancelled by the artist")
-            except CloudError as error:
-                self._fail(
-                    "Cancelling could not stop the machines.",
-                    error.action or "Stop the job in the AWS Batch console.",
-                    error.detail,
-                )
-                return
-        kept = len(rec.frames_done)  # the state already says "Cancelled"
-        self._end(
-            Stage.CANCELLED,
-            f"{kept} frame{'s' * (kept != 1)} kept." if kept else "No frame was rendered.",
-            "",
-        )
-
-    def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
-        rec = self.record
-        if detail:
-            self._log(f"Error detail: {detail}")
-        if rec.instance_id:
-            try:
-                self.steps.terminate_job(self.settings, rec, "job failed")
-            except Exception as error:  # still report the first failure
-                self._log(f"Could not end Batch job {rec.instance_id}: {error}")
-        self._end(Stage.FAILED, message, action, code)

@@ -1,8 +1,9 @@
-"""The AWS and disk steps a job runs, bound to the backend modules.
+"""The AWS and disk steps a job runs whatever its engine, bound to the backend modules.
 
-`JobRunner` holds the job's logic (order, states, caps, endings); this class does each step.
-Keeping them apart keeps the runner readable and lets a test swap one step for a faulty one
-(through a subclass) without patching boto3.
+`JobRunner` holds the job's logic (order, states, caps, endings); this class does each step
+(pack, upload, the spec and boot script, reads of what the machines wrote); where the machines
+run is the job's engine (engine.py). Keeping them apart keeps the runner readable and lets a
+test swap one step for a faulty one (through a subclass) without patching boto3.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..aws import compute, kernel_cache, quotas, storage
+from ..aws import kernel_cache, storage
 from ..aws.known_objects import FILE_NAME as KNOWN_OBJECTS_FILE
 from ..aws.known_objects import KnownObjects
-from ..aws.presign import LIST_PAGE, presign_get, presign_list, presign_list_pages
+from ..aws.presign import presign_get, presign_list
 from ..aws.session import AwsSettings, client
 from ..cost import caps
 from ..cost.catalog import load_catalog
@@ -36,6 +37,9 @@ from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
 from ..pack.hash_cache import HashCache
 from .records import JobRecord, JobRequest
 from .user_data import build_user_data
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 BOOT_OVERHEAD_S = 15 * 60  # boot, Blender install and downloads, added to the dead-man timer
 
@@ -353,46 +357,23 @@ class CloudSteps:
         series = ".".join(version.split(".")[:2])
         return self.blender_checksums_url.format(series=series, version=version)
 
-    def machine_cap_seconds(self, record: JobRecord) -> int:
-        """Seconds one machine may render (its dead-man timer, counted after boot): one machine
-        may spend the whole job's caps."""
-        return caps.cap_seconds(record.max_cost, record.max_hours, record.price_per_hour, BOOT_OVERHEAD_S)
-
-    def credential_warning(self, settings: AwsSettings, record: JobRecord) -> str | None:
+    def credential_warning(self, settings: AwsSettings, machine_cap_s: int) -> str | None:
         """Before launch: a sentence when the credentials that sign the machine's links expire
         before the machine may be done (booting plus its time cap), else None."""
-        cap_s = self.machine_cap_seconds(record)
-        return storage.credential_lifetime_warning(settings, cap_s + BOOT_OVERHEAD_S)
-
-    def launch(
-        self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
-    ) -> Any:
-        user_data = self.boot_script(settings, record, request, packed)
-        return compute.launch(
-            settings,
-            job_id=record.job_id,
-            instance_type=record.instance_type,
-            user_data=user_data,
-            spot=record.spot,
-        )
-
-    list_page = LIST_PAGE  # keys per listing page (tests make it small)
-
-    def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
-        """Spec fields an engine adds (many machines: the claim links); one machine: the pages of
-        the listing of its upload marks, so a re-run skips every frame already uploaded."""
-        marks = [contract.rendered_mark(f) for f in record.frames]
-        prefix = contract.frame_marks_prefix(record.job_id)
-        s3 = client(settings, "s3")
-        pages = presign_list_pages(s3, record.bucket, prefix, marks, expires, page=self.list_page)
-        return {"mark_list_urls": pages}
+        return storage.credential_lifetime_warning(settings, machine_cap_s + BOOT_OVERHEAD_S)
 
     def boot_script(
-        self, settings: AwsSettings, record: JobRecord, request: JobRequest, packed: PackedScene
+        self,
+        settings: AwsSettings,
+        record: JobRecord,
+        request: JobRequest,
+        packed: PackedScene,
+        engine: Engine,
     ) -> str:
-        """Write the job spec and record to the bucket; return the boot script (EC2 user-data)."""
+        """Write the job spec and record to the bucket; return the boot script (EC2 user-data,
+        or what each Batch child fetches and runs)."""
         bucket, job_id = record.bucket, record.job_id
-        cap_s = self.machine_cap_seconds(record)
+        cap_s = engine.machine_cap_seconds(record)
         expires = storage.presign_expiry(cap_s)
         s3 = client(settings, "s3")
         inputs = storage.presign_inputs(
@@ -420,7 +401,7 @@ class CloudSteps:
             resolution_percentage=request.resolution_percentage,
             file_format=request.file_format,
             movie_frames_format=request.movie_frames_format,
-            encode_movie=not request.reuse_inputs_from and request.machines <= 1,
+            encode_movie=not request.reuse_inputs_from and engine.encodes_movie,
             max_seconds=cap_s,
             scout_frames=scout_frames(request.frames) if request.quote_first else [],
             go_url=presign_get(s3, bucket, contract.control_key(job_id, "go.json"), expires)
@@ -432,7 +413,7 @@ class CloudSteps:
             accept_differences=request.accept_differences,
             kernel_cache=self.kernel_cache(settings, record, request, expires),
             frame_seconds=contract.spec_frame_seconds(request.frame_seconds, record.frames),
-            **self.spec_extras(settings, record, expires),
+            **engine.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))
         worker_urls = {
@@ -464,28 +445,7 @@ class CloudSteps:
         except CloudError:
             return None
 
-    def check_capacity(self, settings: AwsSettings, instance_type: str, spot: bool) -> None:
-        """Refuse before launching what AWS would refuse: a type not offered, a vCPU quota too low."""
-        report = quotas.check_capacity(settings, instance_type, spot)
-        if not report.fits:
-            raise CloudError(report.message, report.action, code=report.code or "NoCapacity")
-
     # --- follow ---------------------------------------------------------------------------------
-    def instance_state(self, settings: AwsSettings, instance_id: str) -> str:
-        return str(compute.describe(settings, instance_id).state)
-
-    def terminate(self, settings: AwsSettings, instance_id: str) -> None:
-        compute.terminate(settings, instance_id)
-
-    def machines_left(self, settings: AwsSettings, record: JobRecord) -> list[str]:
-        """The job's machines not yet ended (found by its tag, whatever the record says): none,
-        once a job has ended."""
-        return compute.find_job_instances(settings, record.job_id)
-
-    def end_machines_left(self, settings: AwsSettings, record: JobRecord, left: list[str]) -> None:
-        for instance_id in left:
-            compute.terminate(settings, instance_id)
-
     def get_bytes(self, settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
         """An object the machine wrote, or None when absent; one over `max_bytes` is not read."""
         return storage.get_bytes(settings, bucket, key, max_bytes)

@@ -1,7 +1,9 @@
 """Runs one job in a background thread: pack, upload, launch, then follow until it ends.
 
 Blender's main thread only starts and cancels jobs; everything that touches the network or
-the disk happens here, and what the panel should show is posted to the event queue.
+the disk happens here, and what the panel should show is posted to the event queue. Where the
+machines run (one EC2 instance, or N as an AWS Batch array job) is the job's `Engine`
+(engine.py), named in its record: this thread is the same for both.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from ..errors import Cancelled, CloudError
 from ..machine import contract
 from . import frame_history
 from .cloud_steps import CloudSteps
+from .endings import INTERRUPTION_WORDS, failure_action
+from .engine import Engine
+from .engines import make_engine
 from .events import (
     CostUpdate,
     EventQueue,
@@ -39,7 +44,6 @@ from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Sta
 POLL_SECONDS = 1.0
 # After the machine is gone, how long to wait for its last uploads to become visible.
 FINAL_GRACE_SECONDS = 10.0
-NOT_FOUND_GRACE_SECONDS = 120.0
 # While a frame is due, the frames are listed this often between polls (one LIST each).
 FRAME_WATCH_S = 0.2
 FRAME_DUE_MARGIN_S = 2.0  # a frame counts as due this long before its measured time is up
@@ -66,6 +70,7 @@ class JobRunner(threading.Thread):
         steps: CloudSteps,
         request: JobRequest | None = None,
         poll_seconds: float = POLL_SECONDS,
+        engine: Engine | None = None,
     ) -> None:
         super().__init__(name=f"cloud-render-{record.job_id}", daemon=True)
         self.record = record
@@ -73,6 +78,7 @@ class JobRunner(threading.Thread):
         self.events = events
         self.store = store
         self.steps = steps
+        self.engine = engine or make_engine(record)  # as the record names it (chosen at submit)
         self.request = request
         self.poll_seconds = poll_seconds
         self.left_running_grace_s = LEFT_RUNNING_GRACE_S  # see _check_nothing_left
@@ -81,15 +87,14 @@ class JobRunner(threading.Thread):
         self._seen_frames: set[str] = set()
         self._seen_files: set[str] = set()
         self._refused: set[str] = set()  # keys the contract refused, said once each
-        self._plan: dict[str, int] = {}  # frame file -> frame number, from the machine's plan.json
+        self.plan: dict[str, int] = {}  # frame file -> frame number, from the machines' plan.json
         self._environment_seen = False  # environment.json: said once in the job log
-        self._log_marker = ""
-        self._last_status: dict[str, Any] = {}
         self._warned_projection = False
         self._gone_since = 0.0
         self._lost_since = 0.0  # when following lost contact with AWS (0: in contact)
         self._last_frame_at = 0.0  # monotonic time the newest frame arrived
         self._stage_since = 0.0  # monotonic time the stage last changed
+        self.outputs = self.engine.outputs(self)
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -105,10 +110,10 @@ class JobRunner(threading.Thread):
         try:
             if self.request is not None:
                 self._submit(self.request)
-            self._follow()
+            self.follow()
         except Cancelled:
             if not self.stop_event.is_set():
-                self._finish_cancelled()
+                self.finish_cancelled()
         except CloudError as error:
             self._fail(error.message, error.action, error.detail, error.code)
         except Exception as error:  # an unknown failure still ends the job cleanly
@@ -128,18 +133,18 @@ class JobRunner(threading.Thread):
     def _pack_upload_launch(self, request: JobRequest) -> None:
         rec = self.record
         for warning in request.warnings:
-            self._log(f"Check: {warning}")
+            self.log(f"Check: {warning}")
         if request.reuse_inputs_from:
             packed = self.steps.reuse(self.store.load(request.reuse_inputs_from))
-            self._log(f"Reusing the scene uploaded for {request.reuse_inputs_from}.")
+            self.log(f"Reusing the scene uploaded for {request.reuse_inputs_from}.")
         else:
-            self._stage(Stage.PACKING, "Collecting the scene's files")
+            self.set_stage(Stage.PACKING, "Collecting the scene's files")
             pack_dir = Path(request.blend_copy).parent / "pack"
             packed = self.steps.pack(request, pack_dir, self._progress, self.cancel_event)
             for missing in packed.missing:
-                self._log(f"Missing, not uploaded: {missing}")
+                self.log(f"Missing, not uploaded: {missing}")
             for note in packed.notes:
-                self._log(note)
+                self.log(note)
         rec.blend_in_pack = packed.blend_path
         rec.pack_manifest = {path: [sha, size] for path, (sha, size) in packed.files.items()}
         rec.pack_chunks = {
@@ -148,11 +153,11 @@ class JobRunner(threading.Thread):
         self._save()
         self._check_cancel()
 
-        self._stage(Stage.UPLOADING, "Uploading the scene")
+        self.set_stage(Stage.UPLOADING, "Uploading the scene")
         rec.bucket = self.steps.ensure_bucket(self.settings, request.retention_days)
         self._save()
         sent = self.steps.upload(self.settings, rec.bucket, packed, self._progress, self.cancel_event)
-        self._log(
+        self.log(
             f"Uploaded {sent.bytes_sent / 1e6:.1f} MB in {sent.files_sent} files "
             f"({sent.files_skipped} already in the cloud)."
             + (
@@ -164,32 +169,29 @@ class JobRunner(threading.Thread):
         )
         self._check_cancel()
 
-        self._stage(Stage.STARTING, f"Starting a {rec.instance_type} in {rec.region}")
-        self.steps.check_capacity(self.settings, rec.instance_type, rec.spot)
-        expiring = self.steps.credential_warning(self.settings, rec)
+        self.set_stage(Stage.STARTING, f"Starting a {rec.instance_type} in {rec.region}")
+        self.engine.check_capacity(self.settings, rec, request)
+        expiring = self.steps.credential_warning(self.settings, self.engine.machine_cap_seconds(rec))
         if expiring:
-            self._log(expiring)
-        self._expect_frame_seconds(request)
-        launched = self.steps.launch(self.settings, rec, request, packed)
-        rec.instance_id = launched.instance_id
+            self.log(expiring)
+        self.expect_frame_seconds(request)
+        boot_script = self.steps.boot_script(self.settings, rec, request, packed, self.engine)
+        launched = self.engine.launch(self.settings, rec, request, packed, boot_script)
+        rec.launch_id = launched.launch_id
         rec.launched_at = time.time()
         if rec.spot and not launched.spot:
             # No spot capacity: AWS runs it on-demand, so cost so far and the cap count that price.
             rec.spot = False
             if request.on_demand_price_per_hour > rec.price_per_hour:
                 rec.price_per_hour = request.on_demand_price_per_hour
-            self._log(
+            self.log(
                 f"No spot capacity: running on-demand at ${rec.price_per_hour:.3f}/h; "
                 "the cost cap counts that price."
             )
         self._save()
-        pricing = "spot" if launched.spot else "on-demand"
-        if rec.machines > 1:  # the id is the AWS Batch array job's, not a machine's
-            self._log(f"{rec.machines} machines requested ({pricing}): AWS Batch job {launched.instance_id}.")
-        else:
-            self._log(f"Machine {launched.instance_id} requested ({pricing}).")
+        self.log(launched.said)
 
-    def _expect_frame_seconds(self, request: JobRequest) -> None:
+    def expect_frame_seconds(self, request: JobRequest) -> None:
         """Each frame's time as the machines measured it in the last job of this scene (scaled to
         this one's samples and size), so that many machines hand out the longest frames first."""
         if request.frame_seconds:
@@ -197,16 +199,16 @@ class JobRunner(threading.Thread):
         source, seconds = frame_history.expected_frame_seconds(request, self.store.all())
         if seconds:
             request.frame_seconds = seconds
-            self._log(
+            self.log(
                 f"Frame times from job {source}: {min(seconds.values()):.1f} to "
                 f"{max(seconds.values()):.1f} s expected; the longest frames start first."
             )
 
-    def _note_frame_seconds(self, measured: dict[int, float]) -> None:
+    def note_frame_seconds(self, measured: dict[int, float]) -> None:
         """Frame times the machine measured (validated by the contract), kept in the record."""
         self.record.frame_seconds.update({str(frame): seconds for frame, seconds in measured.items()})
 
-    def _note_end_frame_seconds(self, data: dict[str, Any], where: str) -> None:
+    def note_end_frame_seconds(self, data: dict[str, Any], where: str) -> None:
         """An end document's frame_seconds (every frame that machine rendered), or refused."""
         rec = self.record
         try:
@@ -214,12 +216,12 @@ class JobRunner(threading.Thread):
                 data.get("frame_seconds"), f"{where} frame_seconds", set(rec.frames), len(rec.frames)
             )
         except contract.ContractError as error:
-            self._refuse(f"{where} frame_seconds", str(error))
+            self.refuse(f"{where} frame_seconds", str(error))
             return
-        self._note_frame_seconds(measured)
+        self.note_frame_seconds(measured)
 
     # --- follow ----------------------------------------------------------------------------
-    def _follow(self) -> None:
+    def follow(self) -> None:
         """Poll until the job ends. A network hiccup on the artist's side only pauses following:
         the machine renders on, protected by its own dead-man timer."""
         self._lost_since = 0.0
@@ -231,7 +233,7 @@ class JobRunner(threading.Thread):
             if self.cancel_event.is_set():
                 raise Cancelled()
             try:
-                if self._follow_once():
+                if self.follow_once():
                     return
             except CloudError as error:
                 if error.code not in TRANSIENT_CODES:
@@ -242,24 +244,24 @@ class JobRunner(threading.Thread):
                     return
                 self.cancel_event.wait(min(self.poll_seconds * 5, 10.0))
                 continue
-            self._pause(self._poll_interval())
+            self.pause(self.poll_interval())
 
     def _lost_contact(self, error: CloudError) -> None:
         """Said once per outage, whichever request met it first (a full poll or a frame watch)."""
         if not self._lost_since:
             self._lost_since = time.monotonic()
-            self._log(f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying.")
+            self.log(f"Lost contact with AWS ({error.message}); the machine keeps rendering. Retrying.")
             self.events.post(Progress(self.record.job_id, 0.0, "Connection lost; retrying"))
 
-    def _poll_interval(self) -> float:
+    def poll_interval(self) -> float:
         """`poll_seconds` while something moves; once the job has sat in one stage with no frame
         for IDLE_AFTER_S (a machine booting, a long frame far from done), IDLE_FACTOR times that."""
         quiet_since = max(self._stage_since, self._last_frame_at)
-        if quiet_since and time.monotonic() - quiet_since > IDLE_AFTER_S and self._until_frame_due() != 0.0:
+        if quiet_since and time.monotonic() - quiet_since > IDLE_AFTER_S and self.until_frame_due() != 0.0:
             return self.poll_seconds * IDLE_FACTOR
         return self.poll_seconds
 
-    def _pause(self, seconds: float) -> None:
+    def pause(self, seconds: float) -> None:
         """Wait until the next full poll; while a frame is due, list the frames every
         FRAME_WATCH_S meanwhile, so a frame is fetched well within a second of landing.
 
@@ -267,7 +269,7 @@ class JobRunner(threading.Thread):
         is not due yet (by the measured seconds per frame), or has nothing left to render."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
-            until_due = self._until_frame_due()
+            until_due = self.until_frame_due()
             if until_due is None:
                 self.cancel_event.wait(left)
                 return
@@ -278,7 +280,7 @@ class JobRunner(threading.Thread):
             if self.cancel_event.wait(min(FRAME_WATCH_S, left)):
                 return
             try:
-                self._download_new(
+                self.download_new(
                     contract.frames_prefix(self.record.job_id), self._seen_frames, is_frame=True
                 )
             except CloudError as error:
@@ -287,54 +289,52 @@ class JobRunner(threading.Thread):
                     self._lost_contact(error)
                 return
 
-    def _until_frame_due(self) -> float | None:
-        """Seconds until the next frame is due (0: due now), by the measured seconds per frame;
-        None while no frame can come (not rendering, no plan yet, every frame in)."""
+    def until_frame_due(self) -> float | None:
+        """Seconds until the next frame is due (0: due now), by the measured seconds per frame
+        over the machines still working; None while no frame can come (not rendering, no plan
+        yet, every frame in)."""
         rec = self.record
-        if rec.stage != Stage.RENDERING.value or not self._plan or len(rec.frames_done) >= len(rec.frames):
+        if rec.stage != Stage.RENDERING.value or not self.plan or len(rec.frames_done) >= len(rec.frames):
             return None
         since = time.monotonic() - self._last_frame_at
-        return max(0.0, (rec.seconds_per_frame or 0.0) - FRAME_DUE_MARGIN_S - since)
+        return max(0.0, (rec.seconds_per_frame or 0.0) / self.outputs.working() - FRAME_DUE_MARGIN_S - since)
 
-    def _follow_once(self) -> bool:
+    def final_state(self) -> tuple[Stage, dict[str, Any]] | None:
+        """How the job ended by what the machines wrote, or None while it goes on."""
+        return self.outputs.final_state()
+
+    def follow_once(self) -> bool:
         """One poll: outputs, endings, cost, machine state. True when the job has ended."""
         rec = self.record
-        self._poll_outputs()
+        self.poll_outputs()
         self._back_in_contact()
-        final = self._final_state()
+        final = self.final_state()
         if final is not None:
-            self._finish(final)
+            self.finish(final)
             return True
         self._track_cost()
         if rec.is_final:  # capped inside _track_cost
             return True
-        state = self.steps.instance_state(self.settings, rec.instance_id) if rec.instance_id else "unknown"
-        if state == "not-found" and time.time() - rec.launched_at < NOT_FOUND_GRACE_SECONDS:
-            state = "pending"  # EC2's listing lags a fresh launch by a little
-        if state not in ("shutting-down", "terminated", "stopped", "not-found"):
+        if not self.engine.all_gone(self.settings, rec):
+            self._gone_since = 0.0
             return False
         self._gone_since = self._gone_since or time.monotonic()
         if time.monotonic() - self._gone_since <= FINAL_GRACE_SECONDS:
             return False
-        self._poll_outputs()
-        final = self._final_state()
+        self.poll_outputs()  # the machines' last uploads may have landed meanwhile
+        final = self.final_state()
         if final is not None:
-            self._finish(final)
+            self.finish(final)
             return True
-        raise CloudError(
-            "The render machine stopped before it finished, without saying why.",
-            "Relaunch the missing frames; the frames already rendered are kept.",
-            code="InstanceGone",
-            detail=f"instance {rec.instance_id} is {state}",
-        )
+        raise self.outputs.gone_error()
 
     def _back_in_contact(self) -> None:
         """Said as soon as a poll gets through, before any ending, so the log reads in order."""
         if self._lost_since:
-            self._log(f"Back in contact after {time.monotonic() - self._lost_since:.0f} s.")
+            self.log(f"Back in contact after {time.monotonic() - self._lost_since:.0f} s.")
             self._lost_since = 0.0
 
-    def _read(self, name: str, max_bytes: int = contract.MAX_JSON_BYTES) -> dict[str, Any] | None:
+    def read_document(self, name: str, max_bytes: int = contract.MAX_JSON_BYTES) -> dict[str, Any] | None:
         """A document the machine wrote under out/, bounded and version-checked; a broken one is
         logged (once) and read as absent, so a hostile machine cannot stop the following."""
         rec = self.record
@@ -345,77 +345,60 @@ class JobRunner(threading.Thread):
                 return None
             return contract.load_document(body, name, max_bytes)
         except TooLarge:
-            self._refuse(key, f"{name} is over the {max_bytes} bytes allowed")
+            self.refuse(key, f"{name} is over the {max_bytes} bytes allowed")
         except contract.ContractError as error:
-            self._refuse(key, str(error))
+            self.refuse(key, str(error))
         return None
 
-    def _refuse(self, key: str, reason: str) -> None:
+    def refuse(self, key: str, reason: str) -> None:
         if key not in self._refused:
             self._refused.add(key)
-            self._log(f"Ignored what the machine wrote at {contract.clean_text(key, 300)}: {reason}.")
+            self.log(f"Ignored what the machine wrote at {contract.clean_text(key, 300)}: {reason}.")
 
-    def _poll_outputs(self) -> None:
+    def poll_outputs(self) -> None:
+        """One look at everything the machines wrote (the engine's reader: status, logs, plan,
+        end documents), frames and files included."""
+        self.outputs.poll()
+
+    def download_outputs(self) -> None:
+        """Frames and the other files the machines uploaded, new since the last look."""
         rec = self.record
-        status = self._read("status.json")
-        if status and status != self._last_status:
-            self._last_status = status
-            try:
-                self._apply_status(contract.parse_status(status, rec.frames))
-            except contract.ContractError as error:
-                self._refuse(f"status.json #{status.get('seq')}", str(error))
-        for key, text in self.steps.new_log_chunks(
-            self.settings, rec.bucket, rec.job_id, self._log_marker, contract.MAX_LOG_CHUNK_BYTES
-        ):
-            self._log_marker = key
-            if text is None:
-                self._refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
-                continue
-            lines = tuple(contract.clean_log_line(line) for line in text.splitlines())
-            self.events.post(LogLines(rec.job_id, lines))
-        plan = self._read("plan.json", contract.MAX_PLAN_BYTES)
-        if plan:
-            try:
-                self._plan.update(contract.parse_plan(plan, rec.frames))
-            except contract.ContractError as error:
-                self._refuse("plan.json", str(error))
-        self._download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
-        self._download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
-        if not self._environment_seen:
-            self._check_environment()
-        if rec.quote_first and not rec.quote:
-            self._check_quote()
+        self.download_new(contract.frames_prefix(rec.job_id), self._seen_frames, is_frame=True)
+        self.download_new(contract.out_prefix(rec.job_id) + "files/", self._seen_files, is_frame=False)
 
-    def _check_environment(self) -> None:
-        """Farm equals local: the add-ons the machine installed and how its Blender differs, in the log."""
-        document = self._read("environment.json")
+    def check_environment(self) -> None:
+        """Farm equals local: the add-ons the machine installed and how its Blender differs, in
+        the log (once)."""
+        if self._environment_seen:
+            return
+        document = self.read_document("environment.json")
         if not document:
             return
         self._environment_seen = True
         try:
             report = contract.parse_environment(document)
         except contract.ContractError as error:
-            self._refuse("environment.json", str(error))
+            self.refuse("environment.json", str(error))
             return
         if report.installed:
-            self._log("Add-ons installed on the machine: " + ", ".join(report.installed) + ".")
+            self.log("Add-ons installed on the machine: " + ", ".join(report.installed) + ".")
         for diff in report.differences:
             changes = "changes the pixels" if diff["level"] == "stop" else "noted"
-            self._log(f"The machine's Blender differs ({changes}): {diff['message']}")
+            self.log(f"The machine's Blender differs ({changes}): {diff['message']}")
         if not report.differences:
-            self._log("The machine's Blender, add-ons and colour settings match this one.")
+            self.log("The machine's Blender, add-ons and colour settings match this one.")
 
-    def _check_quote(self) -> None:
+    def check_quote(self) -> None:
         """Quote first: the scouts are done; go on by ourselves only if the projection fits the cap."""
         rec = self.record
         # quote.json lists every frame left, as plan.json lists every frame: the same bound
-        document = self._read("quote.json", contract.MAX_PLAN_BYTES)
+        document = self.read_document("quote.json", contract.MAX_PLAN_BYTES)
         if not document:
             return
         try:
             quote = contract.parse_quote(document, rec.frames)
         except contract.ContractError as error:
-            self._refuse("quote.json", str(error))
+            self.refuse("quote.json", str(error))
             return
         spf = quote.seconds_per_frame
         scouts = quote.scout_frames
@@ -436,13 +419,13 @@ class JobRunner(threading.Thread):
             f"Measured on the machine: {spf:.1f} s and ${rec.quote['cost_per_frame']:.4f} per frame; "
             f"the whole job would cost about ${projected:.2f} (cap ${rec.max_cost:.2f})."
         )
-        self._log(text)
+        self.log(text)
         if rec.proof_first:  # the add-on compares a scout frame with a local render, then answers
-            self._stage(Stage.QUOTED, text + " Checking a proof frame against a local render first.")
+            self.set_stage(Stage.QUOTED, text + " Checking a proof frame against a local render first.")
         elif rec.quote["under_cap"]:
             self.answer_quote(True)
         else:
-            self._stage(Stage.QUOTED, text + " Go on, or stop and keep the scout frames?")
+            self.set_stage(Stage.QUOTED, text + " Go on, or stop and keep the scout frames?")
 
     def answer_quote(self, go: bool) -> None:
         """Tell the machine to render the rest (or to stop); safe from any thread."""
@@ -450,17 +433,17 @@ class JobRunner(threading.Thread):
         self.steps.put_json(
             self.settings, rec.bucket, contract.control_key(rec.job_id, "go.json"), {"go": go}
         )
-        self._log("Going on with every frame." if go else "Stopping after the scout frames.")
+        self.log("Going on with every frame." if go else "Stopping after the scout frames.")
 
-    def _apply_status(self, status: contract.StatusReport) -> None:
+    def apply_status(self, status: contract.StatusReport) -> None:
         rec = self.record
         stage = WORKER_STATE_STAGE.get(status.state)
         if stage is not None and not stage.is_final and stage.value != rec.stage:
-            self._stage(stage, status.message)
+            self.set_stage(stage, status.message)
         rec.device = status.device or rec.device
         rec.blender_build = status.blender_build or rec.blender_build
         rec.seconds_per_frame = status.seconds_per_frame or rec.seconds_per_frame or 0.0
-        self._note_frame_seconds(status.frame_seconds)
+        self.note_frame_seconds(status.frame_seconds)
         self.events.post(
             MachineStatus(
                 rec.job_id,
@@ -473,7 +456,7 @@ class JobRunner(threading.Thread):
             )
         )
 
-    def _download_new(self, prefix: str, seen: set[str], is_frame: bool) -> None:
+    def download_new(self, prefix: str, seen: set[str], is_frame: bool) -> None:
         """Fetch what is new under `prefix`, a few files at a time; record each as it lands.
 
         Keys are the machine's words: each must map inside the job's output folder, fit the size
@@ -484,23 +467,23 @@ class JobRunner(threading.Thread):
         objects = self.steps.list_objects(self.settings, rec.bucket, prefix)
         limit = len(rec.frames) * contract.MAX_OUTPUT_OBJECTS_PER_FRAME + contract.MAX_EXTRA_OUTPUT_OBJECTS
         if len(objects) > limit:
-            self._refuse(prefix, f"{len(objects)} objects, over the {limit} this job may have")
+            self.refuse(prefix, f"{len(objects)} objects, over the {limit} this job may have")
             objects = objects[:limit]
         wanted: list[tuple[str, Path, int | None]] = []
         for obj in objects:
             if obj.key in seen or obj.key in self._refused:
                 continue
             relative = obj.key[len(prefix) :]
-            frame = self._plan.get(relative) if is_frame else None
+            frame = self.plan.get(relative) if is_frame else None
             if is_frame and frame is None:
                 continue  # not (yet) in the plan: wait for plan.json, or it is no frame of ours
             try:
                 dest = self._local_path(relative)
             except contract.ContractError as error:
-                self._refuse(obj.key, str(error))
+                self.refuse(obj.key, str(error))
                 continue
             if obj.size > contract.MAX_FRAME_BYTES:
-                self._refuse(obj.key, f"{obj.size} bytes, over the {contract.MAX_FRAME_BYTES} allowed")
+                self.refuse(obj.key, f"{obj.size} bytes, over the {contract.MAX_FRAME_BYTES} allowed")
                 continue
             known = rec.frame_paths.get(str(frame)) if frame is not None else None
             if known == str(dest) and dest.is_file() and dest.stat().st_size == obj.size:
@@ -522,7 +505,7 @@ class JobRunner(threading.Thread):
             for done in as_completed([pool.submit(fetch, item) for item in wanted]):
                 key, dest, frame, refused = done.result()
                 if refused:
-                    self._refuse(key, refused)
+                    self.refuse(key, refused)
                     continue
                 seen.add(key)
                 if frame is not None:
@@ -553,18 +536,7 @@ class JobRunner(threading.Thread):
         self._save()
         self.events.post(FrameArrived(rec.job_id, frame, str(dest), len(rec.frames_done), len(rec.frames)))
 
-    def _final_state(self) -> tuple[Stage, dict[str, Any]] | None:
-        for name, stage in (
-            ("done.json", Stage.DONE),
-            ("error.json", Stage.FAILED),
-            ("interrupted.json", Stage.INTERRUPTED),
-        ):
-            data = self._read(name, contract.MAX_PLAN_BYTES)  # they list frames, as plan.json does
-            if data is not None:
-                return stage, data
-        return None
-
-    def _projected_total(self) -> float:
+    def projected_total(self) -> float:
         """Cost so far plus the frames left at the measured pace (0 until a frame was timed)."""
         rec = self.record
         if not rec.seconds_per_frame:
@@ -573,75 +545,85 @@ class JobRunner(threading.Thread):
         return rec.cost_so_far + left * rec.seconds_per_frame * rec.price_per_hour / 3600
 
     def _track_cost(self) -> None:
+        """Cost so far (every machine's running time at the job's price) and the one cap rule
+        (cloud/cost/caps.py): stop with the margin terminating takes still under the cap."""
         rec = self.record
         if not rec.launched_at:
             return
+        fleet = self.engine.fleet(self.settings, rec)
         elapsed = time.time() - rec.launched_at
         hours = elapsed / 3600
-        rec.cost_so_far = caps.billed_usd([elapsed], rec.price_per_hour)
-        projected = self._projected_total()
+        rec.cost_so_far = caps.billed_usd(fleet.running_s, rec.price_per_hour)
+        projected = self.projected_total()
         self.events.post(CostUpdate(rec.job_id, rec.cost_so_far, projected))
         if rec.max_cost > 0 and projected > rec.max_cost and not self._warned_projection:
             self._warned_projection = True
-            self._log(
+            self.log(
                 f"At {rec.seconds_per_frame:.0f} s per frame this job would cost about ${projected:.2f}, "
                 f"over its ${rec.max_cost:.2f} cap: it will be stopped at the cap. Raise Max Cost or cancel."
             )
-        if caps.cap_reached(rec.cost_so_far, elapsed, 1, rec.price_per_hour, rec.max_cost, rec.max_hours):
-            self._log(
-                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}, {hours:.2f} h): stopping the machine."
+        if caps.cap_reached(
+            rec.cost_so_far, elapsed, fleet.live, rec.price_per_hour, rec.max_cost, rec.max_hours
+        ):
+            over = f" over {rec.machines} machines" if rec.machines > 1 else ""
+            self.log(
+                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}{over}, {hours:.2f} h): "
+                f"stopping {self.engine.every_machine}."
             )
-            self.steps.terminate(self.settings, rec.instance_id)
-            self._poll_outputs()
-            self._end(
+            self.engine.stop(self.settings, rec, "cost or time cap reached")
+            self.poll_outputs()
+            self.end(
                 Stage.CAPPED,
-                "The job reached its cost or time cap and was stopped.",
+                f"The job reached its cost or time cap and {self.engine.every_machine} was stopped.",
                 "Raise Max Cost or Max Hours, then relaunch the missing frames.",
             )
 
     # --- endings -----------------------------------------------------------------------------
-    def _finish(self, final: tuple[Stage, dict[str, Any]]) -> None:
+    def finish(self, final: tuple[Stage, dict[str, Any]]) -> None:
         stage, data = final
         rec = self.record
-        ended = {Stage.DONE: "done.json", Stage.FAILED: "error.json"}.get(stage, "interrupted.json")
-        self._note_end_frame_seconds(data, contract.out_prefix(rec.job_id) + ended)
-        self._stage(Stage.DOWNLOADING, "Fetching the last frames")
-        self._poll_outputs()
-        if rec.instance_id:
-            self.steps.terminate(self.settings, rec.instance_id)  # normally already gone: belt and braces
+        if data:
+            ended = {Stage.DONE: "done.json", Stage.FAILED: "error.json"}.get(stage, "interrupted.json")
+            self.note_end_frame_seconds(data, contract.out_prefix(rec.job_id) + ended)
+        self.set_stage(Stage.DOWNLOADING, "Fetching the last frames")
+        self.poll_outputs()
+        if stage is Stage.DONE and self.engine.end_grace_s:
+            self.engine.wait_until_ended(self.settings, rec, self.cancel_event)
+            self.poll_outputs()  # what they wrote as they ended
+        try:
+            self.engine.stop(self.settings, rec, "job done")  # normally already gone: belt and braces
+        except CloudError as error:
+            self.log(f"Could not stop {self.engine.every_machine}: {error.message}")
         for line in self.steps.after_job(self.settings, rec):
-            self._log(line)
+            self.log(line)
         if stage is Stage.DONE:
             missing = rec.frames_missing
             if missing:
-                self._end(
+                self.end(
                     Stage.FAILED,
-                    f"The machine finished but {len(missing)} frames did not arrive.",
+                    f"The machines finished but {len(missing)} frames did not arrive."
+                    if rec.machines > 1
+                    else f"The machine finished but {len(missing)} frames did not arrive.",
                     "Relaunch the missing frames.",
                 )
             else:
-                movie = self._fetch_movie(data)
-                self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{movie[0]}", movie[1])
+                movie = self._fetch_movie(data) if data else (".", "")
+                where = f" on {rec.machines} machines" if rec.machines > 1 else ""
+                self.end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{where}{movie[0]}", movie[1])
         elif stage is Stage.FAILED:
-            error = contract.parse_error(data, rec.frames)
-            if error.kind in ("download", "missing_file") and rec.bucket:
+            report = contract.parse_error(data, rec.frames)
+            if report.kind in ("download", "missing_file") and rec.bucket:
                 # An input may be gone from the bucket (deleted by hand): the next submit asks
                 # S3 about every file again instead of trusting what this computer saw there.
                 self.steps.known_objects.forget(rec.bucket)
-            if error.last_lines:
-                self.events.post(
-                    LogLines(rec.job_id, ("[cloud-render] The machine's last lines:", *error.last_lines))
-                )
-            self._end(
-                Stage.FAILED,
-                error.cause or "The render failed.",
-                FAILURE_ACTIONS.get(error.kind, FAILURE_ACTIONS["unknown"]),
-            )
+            if report.last_lines:
+                self.post_log(("[cloud-render] The machine's last lines:", *report.last_lines))
+            self.end(Stage.FAILED, report.cause or "The render failed.", failure_action(report.kind))
         else:
             interrupted = contract.parse_interrupted(data, rec.frames)
             left = interrupted.frames_left or rec.frames_missing
             stage, message, action = INTERRUPTION_WORDS[interrupted.reason]
-            self._end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
+            self.end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
 
     def _fetch_movie(self, data: dict[str, Any]) -> tuple[str, str]:
         """A movie job's movie, downloaded to <output>/movie/; (the rest of the message, an action)."""
@@ -649,11 +631,11 @@ class JobRunner(threading.Thread):
         try:
             done = contract.parse_done(data, rec.frames)
         except contract.ContractError as error:
-            self._refuse("done.json", str(error))
+            self.refuse("done.json", str(error))
             return ".", ""
         if done.movie_error:
             rec.movie_error = done.movie_error
-            self._log(f"The movie could not be made on the machine: {done.movie_error}")
+            self.log(f"The movie could not be made on the machine: {done.movie_error}")
             return (
                 f"; the movie could not be made ({done.movie_error[:200]}), the frames are all here.",
                 "Fix the scene's output settings for the next job; these frames can be made into a movie "
@@ -666,29 +648,29 @@ class JobRunner(threading.Thread):
             dest = self._local_path(f"movie/{done.movie}")
             self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
         except (contract.ContractError, TooLarge) as error:
-            self._refuse(key, str(error))
+            self.refuse(key, str(error))
             return "; the movie was refused (see the log).", "Use the frames, or relaunch the job."
         rec.movie_path = str(dest)
         self._save()
-        self._log(f"Movie encoded in {done.movie_seconds:.1f} s on the machine: {dest}")
+        self.log(f"Movie encoded in {done.movie_seconds:.1f} s on the machine: {dest}")
         return ", and the movie is here.", ""
 
-    def _finish_cancelled(self) -> None:
+    def finish_cancelled(self) -> None:
         rec = self.record
-        if rec.instance_id:
+        if rec.launch_id:
             try:
-                self.steps.terminate(self.settings, rec.instance_id)
+                self.engine.stop(self.settings, rec, "cancelled by the artist")
             except CloudError as error:
                 self._fail(
-                    "Cancelling could not stop the machine.",
-                    error.action or "Use Terminate in the jobs list, or stop it in the AWS console.",
+                    f"Cancelling could not stop {self.engine.every_machine}.",
+                    error.action or self.engine.stop_help,
                     error.detail,
                 )
                 return
             with contextlib.suppress(CloudError):
-                self._poll_outputs()
+                self.poll_outputs()
         kept = len(rec.frames_done)  # the state already says "Cancelled"
-        self._end(
+        self.end(
             Stage.CANCELLED,
             f"{kept} frame{'s' * (kept != 1)} kept." if kept else "No frame was rendered.",
             "",
@@ -697,15 +679,15 @@ class JobRunner(threading.Thread):
     def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
         rec = self.record
         if detail:
-            self._log(f"Error detail: {detail}")
-        if rec.instance_id:
+            self.log(f"Error detail: {detail}")
+        if rec.launch_id:
             try:
-                self.steps.terminate(self.settings, rec.instance_id)
+                self.engine.stop(self.settings, rec, "job failed")
             except Exception as error:  # still report the first failure
-                self._log(f"Could not terminate {rec.instance_id}: {error}")
-        self._end(Stage.FAILED, message, action, code)
+                self.log(f"Could not stop {rec.launch_id}: {error}")
+        self.end(Stage.FAILED, message, action, code)
 
-    def _end(self, stage: Stage, message: str, action: str, code: str = "") -> None:
+    def end(self, stage: Stage, message: str, action: str, code: str = "") -> None:
         rec = self.record
         self._check_nothing_left()
         rec.stage, rec.message, rec.action = stage.value, message, action
@@ -720,34 +702,34 @@ class JobRunner(threading.Thread):
         still run. One told to stop a moment ago can still read as running, so it gets a grace
         period; one still there after it is stopped again and the log says so."""
         rec = self.record
-        if not rec.instance_id:
+        if not rec.launch_id:
             return
         try:
             left = self._machines_left_after(self.left_running_grace_s)
             if left:
-                self._log(f"Still running after the job ended: {', '.join(left)}. Stopping them.")
-                self.steps.end_machines_left(self.settings, rec, left)
+                self.log(f"Still running after the job ended: {', '.join(left)}. Stopping them.")
+                self.engine.end_machines_left(self.settings, rec, left)
                 left = self._machines_left_after(self.left_running_grace_s)
             if left:
-                self._log(
+                self.log(
                     f"Could not confirm that {', '.join(left)} stopped: use Find Forgotten Machines "
                     "in the Cloud Render panel, or stop them in the AWS console."
                 )
             else:
-                self._log("Checked: no machine of this job is still running.")
+                self.log("Checked: no machine of this job is still running.")
         except CloudError as error:
-            self._log(f"Could not check for machines left running: {error.message} {error.action}")
+            self.log(f"Could not check for machines left running: {error.message} {error.action}")
 
     def _machines_left_after(self, grace_s: float) -> list[str]:
         deadline = time.monotonic() + grace_s
         while True:
-            left = self.steps.machines_left(self.settings, self.record)
+            left = self.engine.machines_left(self.settings, self.record)
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(LEFT_RUNNING_POLL_S)
 
     # --- small helpers ---------------------------------------------------------------------------
-    def _stage(self, stage: Stage, message: str) -> None:
+    def set_stage(self, stage: Stage, message: str) -> None:
         rec = self.record
         self._stage_since = time.monotonic()
         rec.stage, rec.message = stage.value, message
@@ -757,8 +739,13 @@ class JobRunner(threading.Thread):
     def _progress(self, done: float, total: float, text: str = "") -> None:
         self.events.post(Progress(self.record.job_id, (done / total) if total else 0.0, text))
 
-    def _log(self, line: str) -> None:
-        self.events.post(LogLines(self.record.job_id, (f"[cloud-render] {line}",)))
+    def log(self, line: str) -> None:
+        """A line of the add-on's own in the job log."""
+        self.post_log((f"[cloud-render] {line}",))
+
+    def post_log(self, lines: tuple[str, ...]) -> None:
+        """Lines for the job log as they are (the machines' lines, already cleaned)."""
+        self.events.post(LogLines(self.record.job_id, lines))
 
     def _save(self) -> None:
         self.store.save(self.record)
@@ -766,42 +753,3 @@ class JobRunner(threading.Thread):
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():
             raise Cancelled()
-
-
-# interrupted.json "reason" -> (stage, message, action) for the panel.
-INTERRUPTION_WORDS = {
-    "spot": (
-        Stage.INTERRUPTED,
-        "AWS took the spot machine back; {left} frames are left.",
-        "Relaunch the missing frames (untick Spot: on-demand machines are not taken back).",
-    ),
-    "time_cap": (
-        Stage.CAPPED,
-        "The job reached its time cap and the machine stopped; {left} frames are left.",
-        "Raise Max Hours or Max Cost, then relaunch the missing frames.",
-    ),
-    "stopped_after_quote": (
-        Stage.CANCELLED,
-        "Stopped after the quote; the {done} scout frames are kept.",
-        "Relaunch the missing frames when you want the rest.",
-    ),
-    "no_answer_to_quote": (
-        Stage.INTERRUPTED,
-        "Nobody answered the quote in time, so the machine stopped; {done} scout frames are kept.",
-        "Relaunch the missing frames to render the rest.",
-    ),
-}
-
-
-# error.json "kind" -> what the artist can do about it (the cause itself comes from the machine).
-FAILURE_ACTIONS = {
-    "no_gpu": "Pick another GPU machine type or region (a Cycles scene can also render on a CPU machine).",
-    "no_opengl": "Pick another GPU machine type or region: EEVEE and Workbench need the GPU's OpenGL.",
-    "gpu_memory": "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
-    "missing_file": "Run Check Scene, fix the missing file, and render again.",
-    "credentials_expired": "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
-    "contract": "Update the Cloud Render add-on, then render again.",
-    "unsafe_archive": "A Blender build was refused as unsafe: relaunch to fetch the official one; "
-    "if it happens again, delete blender-cache/ from your bucket.",
-    "unknown": "Open the full log to see what Blender said, fix it, and relaunch.",
-}

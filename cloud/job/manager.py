@@ -10,11 +10,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ..aws.session import AwsSettings
 from ..errors import CloudError
 from .cloud_steps import CloudSteps
+from .engine import ForgottenMachine
+from .engines import find_forgotten, make_engine, stop_forgotten
 from .events import EventQueue
 from .job_thread import JobRunner
 from .records import JobRecord, JobRequest, RecordStore, Stage, new_job_id
@@ -40,26 +41,16 @@ class JobManager:
         self._lock = threading.Lock()
 
     def _start(self, record: JobRecord, request: JobRequest | None) -> JobRunner:
-        # Many machines: an AWS Batch array job (cloud/job/batch_engine.py). One machine keeps the
-        # direct EC2 launch: the same boot to first frame in the emulation (bench/boot_engines.py),
-        # while on AWS Batch adds its scale-up from zero (the compute environment notices the job,
-        # an instance boots, the ECS agent registers, the image is pulled) for nothing to share.
-        if record.machines > 1:
-            from .batch_engine import BatchJobRunner
-
-            runner: JobRunner = BatchJobRunner(
-                record,
-                self.settings_for(),
-                self.events,
-                self.store,
-                self.batch_steps(record),
-                request,
-                self.poll_seconds,
-            )
-        else:
-            runner = JobRunner(
-                record, self.settings_for(), self.events, self.store, self.steps, request, self.poll_seconds
-            )
+        runner = JobRunner(
+            record,
+            self.settings_for(),
+            self.events,
+            self.store,
+            self.steps,
+            request,
+            self.poll_seconds,
+            engine=make_engine(record),
+        )
         with self._lock:
             self._runners[record.job_id] = runner
         self.store.save(record)
@@ -86,13 +77,9 @@ class JobManager:
             runner.cancel()
             return
         record = self.store.load(job_id)
-        if record.instance_id and not record.is_final and record.machines > 1:
+        if record.launch_id and not record.is_final:
             settings = self.settings_for().in_region(record.region)
-            self.batch_steps(record).terminate_job(settings, record, "cancelled by the artist")
-            record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
-            self.store.save(record)
-        elif record.instance_id and not record.is_final:
-            self.steps.terminate(self.settings_for().in_region(record.region), record.instance_id)
+            make_engine(record).stop(settings, record, "cancelled by the artist")
             record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
             self.store.save(record)
 
@@ -112,7 +99,7 @@ class JobManager:
                 continue
             if blend_name is not None and record.blend_name != blend_name:
                 continue
-            if not record.instance_id:
+            if not record.launch_id:
                 # It never reached launch: nothing runs in the cloud, the submission is lost.
                 record.stage = Stage.FAILED.value
                 record.message = "Blender was closed before the machine started."
@@ -162,43 +149,13 @@ class JobManager:
         """Every region a job of ours ran in (from the records), plus `also`, sorted."""
         return sorted({record.region for record in self.store.all()} | {r for r in also if r})
 
-    def orphans(self, *also: str) -> list[Any]:
+    def forgotten_machines(self, *also: str) -> list[ForgottenMachine]:
         """Machines of ours still running, in every region used, whose job is not live here."""
-        from ..aws import compute
+        return find_forgotten(self.settings_for(), self.regions_used(*also), self.is_job_live)
 
-        found = list(compute.find_orphans_in(self.settings_for(), self.regions_used(*also), self.is_job_live))
-        try:  # many machines: a live Batch job stands for its machines (ended as one, below)
-            found += [
-                compute.Orphan(batch_id, job_id, region, None)
-                for region, batch_id, job_id in self.batch_orphans(*also)
-            ]
-        except Exception as error:
-            _log.info("Batch jobs not searched: %s", error)
-        return found
-
-    def batch_steps(self, record: JobRecord) -> Any:
-        """The Batch steps for one many-machine job (they carry its machine count)."""
-        from .batch_engine import BatchSteps
-
-        return BatchSteps(self.steps.state_dir, record.machines)
-
-    def batch_orphans(self, *also: str) -> list[tuple[str, str, str]]:
-        """(region, Batch job id, our job id) of every live Batch job of ours, in every region
-        used, whose job is not live here: the forgotten-machine search for many machines."""
-        from ..aws import batch
-
-        found = []
-        for region in self.regions_used(*also):
-            for batch_id, job_id in batch.live_jobs(self.settings_for().in_region(region)):
-                if not self.is_job_live(job_id):
-                    found.append((region, batch_id, job_id))
-        return found
-
-    def end_batch_job(self, region: str, batch_id: str) -> None:
-        """End a forgotten Batch job and every child it still has."""
-        from ..aws import batch
-
-        batch.terminate_all(self.settings_for().in_region(region), batch_id, 0, "forgotten machines")
+    def stop_forgotten(self, machine: ForgottenMachine) -> None:
+        """Stop a forgotten machine (a forgotten Batch job with every child it still has)."""
+        stop_forgotten(self.settings_for(), machine)
 
     def move_jobs(self, old_blend: str, new_blend: str) -> list[str]:
         """The artist saved the file under a new name ("Save As"): its unfinished jobs follow it,
@@ -216,12 +173,6 @@ class JobManager:
             self.store.save(record)
             moved.append(record.job_id)
         return moved
-
-    def terminate_instance(self, region: str, instance_id: str) -> None:
-        if not instance_id.startswith("i-"):  # a forgotten Batch job (see orphans)
-            self.end_batch_job(region, instance_id)
-            return
-        self.steps.terminate(self.settings_for().in_region(region), instance_id)
 
     def stop_all(self, timeout: float = 5.0) -> None:
         """Stop following (threads only: machines keep rendering and can be re-attached)."""

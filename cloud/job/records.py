@@ -2,7 +2,7 @@
 closed and the job found again.
 
 A record holds no secrets and no presigned URLs: only what the panel shows and what is needed
-to re-attach (region, bucket, instance id, frames, output folder).
+to re-attach (region, bucket, engine and launch id, frames, output folder).
 """
 
 from __future__ import annotations
@@ -59,6 +59,23 @@ WORKER_STATE_STAGE = {
 def new_job_id() -> str:
     """Sortable by time, unique without coordination: 20261125-144501-3f2a9c."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class EngineName(StrEnum):
+    """Where a job's machines run, stored in the job record and in the machine's spec: never a
+    guess from ids or counts (cloud/job/engine.py says what an engine does)."""
+
+    EC2 = "ec2"  # one EC2 instance, launched directly
+    BATCH = "batch"  # an AWS Batch array job, one child per machine
+
+
+def engine_name_for(machines: int) -> EngineName:
+    """The one place the choice is made. Many machines: an AWS Batch array job. One machine
+    keeps the direct EC2 launch: the same boot to first frame in the emulation
+    (bench/boot_engines.py), while on AWS Batch adds its scale-up from zero (the compute
+    environment notices the job, an instance boots, the ECS agent registers, the image is
+    pulled) for nothing to share."""
+    return EngineName.BATCH if machines > 1 else EngineName.EC2
 
 
 @dataclass
@@ -132,7 +149,9 @@ class JobRecord:
     message: str = ""
     action: str = ""
     bucket: str = ""
-    instance_id: str = ""
+    # What the launch started, as the engine names it: an EC2 instance's id (engine "ec2"), or
+    # the AWS Batch array job's id (engine "batch", one child per machine).
+    launch_id: str = ""
     launched_at: float = 0.0
     ended_at: float = 0.0
     frames_done: list[int] = field(default_factory=list)
@@ -151,7 +170,8 @@ class JobRecord:
     quote_first: bool = False
     proof_first: bool = False  # the add-on answers the quote after its proof frame
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known
-    machines: int = 1  # more than one: instance_id is the AWS Batch array job's id
+    machines: int = 1
+    cloud_engine: str = EngineName.EC2.value  # where the machines run: chosen once, at submit
     movie: bool = False  # the scene's output is a movie
     movie_path: str = ""  # a movie job's movie, once downloaded next to the frames
     movie_error: str = ""  # why the machine could not make the movie (the frames are here)
@@ -186,6 +206,9 @@ class JobRecord:
     @classmethod
     def from_json(cls, text: str) -> JobRecord:
         data = json.loads(text)
+        if "instance_id" in data:  # a record written before the engines had names
+            data.setdefault("launch_id", data["instance_id"])
+            data.setdefault("cloud_engine", engine_name_for(int(data.get("machines") or 1)).value)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -206,6 +229,7 @@ class JobRecord:
             quote_first=request.quote_first,
             proof_first=request.proof_first,
             machines=max(1, int(request.machines)),
+            cloud_engine=engine_name_for(int(request.machines)).value,
             movie=request.movie,
             engine=request.engine,
             render_samples=request.render_samples,

@@ -138,7 +138,7 @@ def test_after_save_as_a_running_job_is_still_followed_and_listed(installed, aws
         tmp_path,
         stage="Rendering",
         bucket="cloud-render-save-as-test",
-        instance_id="i-0123456789abcdef0",  # EC2 lags a fresh launch: followed as pending
+        launch_id="i-0123456789abcdef0",  # EC2 lags a fresh launch: followed as pending
         launched_at=time.time(),
     )
     manager.store.save(record)

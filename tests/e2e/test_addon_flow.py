@@ -250,7 +250,7 @@ def test_reattach_after_blender_restarts(cloud, tmp_path):
     module = harness.addon()
     # The machine is launched (its id saved in the job's record; "Starting machine" shows just
     # before the launch request, which on a busy computer can still be on its way) ...
-    harness.drain_until(lambda: module.addon.pump.manager().store.load(job_id).instance_id, 120)
+    harness.drain_until(lambda: module.addon.pump.manager().store.load(job_id).launch_id, 120)
     # ... then Blender is closed: the add-on stops following, nothing in the cloud stops.
     module.addon.pump.manager().stop_all()
     module.addon.pump._manager = None
@@ -424,7 +424,7 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
     view().message, view().action = "The last job's message.", "Its action."
     assert bpy.ops.cloud_render.find_orphans() == {"FINISHED"}
     harness.drain_until(lambda: bool(view().orphans), 30)
-    assert view().orphans == f"{forgotten}:20250101-000000-lost00:us-west-2"
+    assert view().orphans == f"{forgotten}:20250101-000000-lost00:us-west-2:ec2"
     # The search is said by the panel's red line and Jobs; the job's own words stay.
     assert (view().message, view().action) == ("The last job's message.", "Its action.")
     assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten, region="us-west-2") == {"FINISHED"}

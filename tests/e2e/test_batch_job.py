@@ -21,10 +21,10 @@ import requests
 from cloud.aws import batch
 from cloud.aws.quotas import QUOTA_ERROR_CODES
 from cloud.aws.session import client
-from cloud.job.batch_engine import BatchJobRunner
+from cloud.job.batch_engine import BatchEngine
 from cloud.job.events import EventQueue, JobEnded, LogLines, MachinesUpdate, StageChanged
 from cloud.job.manager import JobManager
-from cloud.job.records import RecordStore
+from cloud.job.records import EngineName, RecordStore
 from cloud.machine import contract
 from dev.batch_job import BatchJob, make_scene, render_history, start_job, twice
 from dev.batch_simulator import BatchSimulator
@@ -68,8 +68,8 @@ wait_for = functools.partial(waiting.wait_for, deadline_s=DEADLINE_S)
 
 
 def submitted(job: BatchJob) -> None:
-    wait_for("the Batch job to be submitted", lambda: job.record.instance_id or not job.runner.is_alive())
-    assert job.record.instance_id, (job.record.stage, job.record.message)
+    wait_for("the Batch job to be submitted", lambda: job.record.launch_id or not job.runner.is_alive())
+    assert job.record.launch_id, (job.record.stage, job.record.message)
 
 
 def finished(job: BatchJob) -> None:
@@ -81,12 +81,12 @@ def nothing_left(sim: BatchSimulator, job: BatchJob) -> None:
     """No machine process of the job runs, and Batch shows no live child."""
     wait_for(
         "every machine process to end",
-        lambda: not any(m.running for m in sim.children_of(job.record.instance_id)),
+        lambda: not any(m.running for m in sim.children_of(job.record.launch_id)),
     )
     wait_for("every re-run to end", lambda: all(p.poll() is not None for p in sim.reran.values()))
 
     def settled() -> bool:
-        kids = batch.children(sim.settings, job.record.instance_id, job.record.machines)
+        kids = batch.children(sim.settings, job.record.launch_id, job.record.machines)
         return bool(kids) and not any(c.live for c in kids)
 
     wait_for("Batch to show no live child", settled)
@@ -108,7 +108,7 @@ def test_claims_answered_409_now_and_then_still_render_every_frame_once(sim, sce
     rec = job.record
     assert rec.stage == "Done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 9))
-    started, done = render_history(sim, rec.instance_id)
+    started, done = render_history(sim, rec.launch_id)
     assert twice(started) == [] and twice(done) == []
     nothing_left(sim, job)
 
@@ -120,14 +120,14 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     assert rec.stage == "Done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 13))
     assert all(Path(rec.frame_paths[str(f)]).is_file() for f in rec.frames_done)
-    started, done = render_history(sim, rec.instance_id)
+    started, done = render_history(sim, rec.launch_id)
     assert twice(started) == [] and twice(done) == []
     machines = {labels[0] for labels in done.values()}
     assert len(machines) >= 2, done  # the frames really were shared
     # Preview first across machines: frame 1 (every 8th) was claimed before any other.
     assert min(done[1]) in machines
     # Each machine's status and log came back through the contract, tagged with its machine.
-    rows = job.runner.machine_rows()
+    rows = job.runner.outputs.machine_rows()
     assert [r["machine"] for r in rows] == [0, 1, 2]
     events = job.events.drain(budget_s=2.0, limit=100_000)
     updates = [e for e in events if isinstance(e, MachinesUpdate)]
@@ -164,15 +164,15 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
 def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, slow_scene, tmp_path):
     job = start_job(sim, slow_scene, list(range(1, 9)), 2, tmp_path)
     submitted(job)
-    lost = sim.kill_mid_frame(job.record.instance_id, 0)
+    lost = sim.kill_mid_frame(job.record.launch_id, 0)
     # moto gap: Batch retries a child whose host was lost (retry strategy "Host EC2*"); moto
     # does not, so the harness runs child 0 again with AWS_BATCH_JOB_ATTEMPT=2.
-    sim.rerun(job.record.instance_id, 0, attempt=2)
+    sim.rerun(job.record.launch_id, 0, attempt=2)
     finished(job)
     rec = job.record
     assert rec.stage == "Done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 9))
-    started, done = render_history(sim, rec.instance_id)
+    started, done = render_history(sim, rec.launch_id)
     assert twice(started) == [lost]  # only the lost frame was started again...
     assert twice(done) == []  # ...and no frame was rendered to the end twice
     assert done[lost] == ["0#2"]  # by the retried machine, which finished its lost claim first
@@ -186,7 +186,7 @@ def test_a_machine_lost_right_after_its_claim_leaves_no_frame_behind(sim, slow_s
     job = start_job(sim, slow_scene, list(range(1, 9)), 2, tmp_path)
     submitted(job)
     rec = job.record
-    machine = sim.machine(rec.instance_id, 1)
+    machine = sim.machine(rec.launch_id, 1)
     s3 = client(sim.settings, "s3")
     ours = hashlib.md5(contract.claim_body(1, 1), usedforsecurity=False).hexdigest()
 
@@ -208,11 +208,11 @@ def test_a_machine_lost_right_after_its_claim_leaves_no_frame_behind(sim, slow_s
     held = claimed_by_machine_1()
     # moto gap: Batch retries a child whose host was lost (retry strategy "Host EC2*"); moto
     # does not, so the harness runs child 1 again with AWS_BATCH_JOB_ATTEMPT=2.
-    sim.rerun(rec.instance_id, 1, attempt=2)
+    sim.rerun(rec.launch_id, 1, attempt=2)
     finished(job)
     assert rec.stage == "Done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 9))
-    started, done = render_history(sim, rec.instance_id)
+    started, done = render_history(sim, rec.launch_id)
     assert twice(done) == []  # nothing rendered to the end twice
     lost = [f for f in held if "1" not in done.get(f, [])]
     assert lost  # killed before it finished what it held...
@@ -254,18 +254,19 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, slow_scene, 
     job.runner.join(30)
     store = RecordStore(tmp_path / "records")
     again = store.load(job.record.job_id)
-    assert again.machines == 3 and again.instance_id == job.record.instance_id
-    # Blender opens again: the manager re-attaches, with the many-machines runner.
+    assert again.machines == 3 and again.launch_id == job.record.launch_id
+    assert again.cloud_engine == EngineName.BATCH
+    # Blender opens again: the manager re-attaches, with the engine the record names.
     artist = job.runner.settings  # the same IAM user's keys, as the add-on keeps them
     manager = JobManager(tmp_path / "records", EventQueue(), lambda: artist, poll_seconds=0.5)
     assert manager.attach_unfinished() == [again.job_id]
     runner = manager.runner(again.job_id)
-    assert isinstance(runner, BatchJobRunner)
+    assert runner is not None and isinstance(runner.engine, BatchEngine)
     runner.join(DEADLINE_S)
     again = store.load(again.job_id)
     assert again.stage == "Done", (again.message, again.action)
     assert sorted(again.frames_done) == list(range(1, 13))
-    assert len({r["machine"] for r in runner.machine_rows()}) == 3
+    assert len({r["machine"] for r in runner.outputs.machine_rows()}) == 3
 
 
 def test_machines_that_do_not_fit_the_quota_are_refused_with_the_largest_that_fits(
@@ -276,7 +277,7 @@ def test_machines_that_do_not_fit_the_quota_are_refused_with_the_largest_that_fi
     job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
     finished(job)
     rec = job.record
-    assert rec.stage == "Failed" and not rec.instance_id
+    assert rec.stage == "Failed" and not rec.launch_id
     assert "leaves room for 2 c5.2xlarge machines (8 vCPUs each), not 3" in rec.message
     assert rec.action.startswith("Render on 2 machines, or request a quota increase to 24 vCPUs")
     [ended] = [e for e in job.events.drain(2.0, 100_000) if isinstance(e, JobEnded)]
@@ -296,15 +297,19 @@ def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, slow_sc
     store.save(record)
     artist = job.runner.settings  # the artist's keys, as the add-on keeps them
     manager = JobManager(tmp_path / "records", EventQueue(), lambda: artist)
-    found = manager.batch_orphans("us-east-1")
-    assert [(region, job_id) for region, _batch, job_id in found] == [("us-east-1", record.job_id)]
-    # The panel's forgotten-machine list shows it like a machine, and its Terminate ends it.
-    [orphan] = manager.orphans("us-east-1")
-    assert (orphan.instance_id, orphan.job_id) == (found[0][1], record.job_id)
-    manager.terminate_instance("us-east-1", orphan.instance_id)
+    # The panel's forgotten-machine list shows the Batch job like a machine, and its Terminate
+    # ends it.
+    [orphan] = manager.forgotten_machines("us-east-1")
+    assert (orphan.engine, orphan.region, orphan.launch_id, orphan.job_id) == (
+        EngineName.BATCH,
+        "us-east-1",
+        record.launch_id,
+        record.job_id,
+    )
+    manager.stop_forgotten(orphan)
     # moto gap: the parent's termination reaches no child; the engine terminates each one.
     nothing_left(sim, job)
-    assert manager.batch_orphans("us-east-1") == [] and manager.orphans("us-east-1") == []
+    assert manager.forgotten_machines("us-east-1") == []
 
 
 def test_a_machine_whose_blender_cannot_start_fails_with_the_cause(sim, scene, tmp_path):

@@ -14,9 +14,10 @@ import pytest
 
 from cloud.aws import kernel_cache as offers
 from cloud.aws.session import client
+from cloud.job.cloud_steps import CloudSteps
 from cloud.machine import contract
 from cloud.machine import kernel_cache as kc
-from dev.batch_job import EmulatedBatchSteps, make_scene, start_job
+from dev.batch_job import make_scene, start_job
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, StandInGpu
@@ -89,7 +90,7 @@ def test_machine_without_nvidia_smi_renders_without_a_cache(aws, scene, tarball,
     assert listing.get("KeyCount", 0) == 0
 
 
-class GpuCacheSteps(EmulatedBatchSteps):
+class GpuCacheSteps(CloudSteps):
     """The harness plays a GPU instance type: the emulated machines render on the CPU (a
     c5.2xlarge, device CPU), for which the catalog names no GPU and the add-on offers no
     cache, so this offers the cache for the stand-in GPU the machines' nvidia-smi names."""
@@ -112,7 +113,7 @@ def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
         # What an earlier job's machine kept: the stand-in driver's own entries, packed as the
         # machine packs them, under the build/GPU/driver key.
         work = tmp_path / "work"
-        bucket = EmulatedBatchSteps(work / "state", 2).ensure_bucket(sim.settings, 14)
+        bucket = CloudSteps(work / "state").ensure_bucket(sim.settings, 14)
         source = tmp_path / "kept"
         for kernel in standin_driver.KERNELS:
             kind, _, name = kernel.partition("/")
@@ -137,7 +138,7 @@ def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
             job.record.message,
             job.record.action,
         )
-        children = sim.children_of(job.record.instance_id)
+        children = sim.children_of(job.record.launch_id)
         after = s3.head_object(Bucket=bucket, Key=key)
     assert (after["ETag"], after["LastModified"]) == (kept["ETag"], kept["LastModified"])
     assert len(children) == 2

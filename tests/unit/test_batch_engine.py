@@ -22,9 +22,10 @@ from cloud.aws.quotas import CapacityReport
 from cloud.aws.session import AwsSettings, client
 from cloud.cost.catalog import load_catalog
 from cloud.errors import CloudError
-from cloud.job.batch_engine import BatchJobRunner, BatchSteps, check_scene_fits, child_size_for
-from cloud.job.cloud_steps import PackedScene
+from cloud.job.batch_engine import BatchEngine, check_scene_fits, child_size_for
+from cloud.job.cloud_steps import CloudSteps, PackedScene
 from cloud.job.events import EventQueue, LogLines
+from cloud.job.job_thread import JobRunner
 from cloud.job.records import JobRecord, JobRequest, RecordStore, Stage, new_job_id
 from cloud.machine import contract
 from cloud.machine.batch_worker import BatchSupervisor, Claims, list_pages
@@ -243,7 +244,7 @@ def two_machines_at_work(
     bucket: str,
     frames: list[int],
     attempt_seconds: int,
-) -> tuple[batch.Engine, BatchJobRunner, EventQueue]:
+) -> tuple[batch.Engine, JobRunner, EventQueue]:
     """A two-machine Batch job whose children are both running (a boot script that sleeps), and
     the job thread that follows it, not started: the engine, the runner and its events."""
     settings = artist
@@ -266,13 +267,13 @@ def two_machines_at_work(
         spot=True,
         frames=frames,
         bucket=bucket,
-        instance_id=batch_id,
+        launch_id=batch_id,
         launched_at=time.time(),
         machines=2,
         stage=Stage.RENDERING.value,
     )
     events = EventQueue()
-    runner = BatchJobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), BatchSteps(tmp_path, 2))
+    runner = JobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path))
     return engine, runner, events
 
 
@@ -291,12 +292,12 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
         sim, artist, tmp_path, "cloud-render-cancel-test", [1, 2, 3, 4], 1234
     )
     record = runner.record
-    batch_id = record.instance_id
+    batch_id = record.launch_id
     # Each child carries the job's own limit (its share of the caps), not the definition's backstop.
     kids = client(settings, "batch").describe_jobs(jobs=[f"{batch_id}:0", f"{batch_id}:1"])["jobs"]
     assert [k["timeout"]["attemptDurationSeconds"] for k in kids] == [1234, 1234]
 
-    runner._finish_cancelled()  # what Cancel ends in: every child told, then the end-of-job check
+    runner.finish_cancelled()  # what Cancel ends in: every child told, then the end-of-job check
 
     assert record.stage == Stage.CANCELLED.value
     log = logged(events)
@@ -320,11 +321,11 @@ def test_cancel_ends_every_child_checks_none_is_left_and_the_environment_scales_
 def test_a_child_still_live_when_the_job_ends_is_stopped_and_said(sim, artist, tmp_path):
     settings = artist
     _, runner, events = two_machines_at_work(sim, artist, tmp_path, "cloud-render-left-test", [1, 2], 900)
-    batch_id = runner.record.instance_id
+    batch_id = runner.record.launch_id
     runner.left_running_grace_s = 1.0  # nothing told them to stop: no need to wait the full grace
     # An ending that did not stop the machines (as if their termination had been lost): the
     # end-of-job check finds both children live, stops them and says so.
-    runner._end(Stage.FAILED, "Something went wrong.", "Relaunch the missing frames.")
+    runner.end(Stage.FAILED, "Something went wrong.", "Relaunch the missing frames.")
 
     log = logged(events)
     assert (
@@ -369,12 +370,9 @@ def test_a_machine_behind_the_others_skips_their_claims_after_one_listing(sim, a
     assert len(behind.claims.seconds) == 4  # 10 to 12 skipped without a request
 
 
-class TinyBootSteps(BatchSteps):
-    """The product's launch with a boot script that only ends: what is checked is what Batch is
-    asked for, not the render."""
-
-    def boot_script(self, settings, record, request, packed) -> str:  # type: ignore[no-untyped-def]
-        return "exit 0\n"
+# The product's launch with a boot script that only ends: what is checked is what Batch is
+# asked for, not the render.
+TINY_BOOT = "exit 0\n"
 
 
 def launch_request(tmp_path: Path, instance_type: str, render_pixels: int) -> tuple[JobRecord, JobRequest]:
@@ -420,18 +418,18 @@ def test_each_child_is_sized_to_fill_one_instance_of_the_jobs_type(sim, artist, 
     client(settings, "s3").create_bucket(Bucket=record.bucket)
     packed = PackedScene(blend_path="shot.blend", files={"shot.blend": ("0" * 64, 1000)}, root=None)
 
-    launched = TinyBootSteps(tmp_path, 2).launch(settings, record, request, packed)
+    launched = BatchEngine().launch(settings, record, request, packed, TINY_BOOT)
 
     b = client(settings, "batch")
-    [parent] = b.describe_jobs(jobs=[launched.instance_id])["jobs"]
+    [parent] = b.describe_jobs(jobs=[launched.launch_id])["jobs"]
     overrides = {r["type"]: r["value"] for r in parent["container"]["resourceRequirements"]}
     assert overrides == ONE_INSTANCE[instance_type]
     # Every child carries it, and the emulated machines were started with it.
-    kids = b.describe_jobs(jobs=[f"{launched.instance_id}:{i}" for i in (0, 1)])["jobs"]
+    kids = b.describe_jobs(jobs=[f"{launched.launch_id}:{i}" for i in (0, 1)])["jobs"]
     assert [{r["type"]: r["value"] for r in k["container"]["resourceRequirements"]} for k in kids] == [
         ONE_INSTANCE[instance_type]
     ] * 2
-    assert sim.machine(launched.instance_id, 0, timeout=120).resources == ONE_INSTANCE[instance_type]
+    assert sim.machine(launched.launch_id, 0, timeout=120).resources == ONE_INSTANCE[instance_type]
     [definition] = b.describe_job_definitions(jobDefinitions=[parent["jobDefinition"]])["jobDefinitions"]
     placeholders = {r["type"]: r["value"] for r in definition["containerProperties"]["resourceRequirements"]}
     assert (placeholders["VCPU"], placeholders["MEMORY"]) == ("1", "2048")
@@ -443,10 +441,9 @@ def test_a_frame_too_large_for_one_machine_is_refused_before_anything_starts(sim
     settings = artist
     record, request = launch_request(tmp_path, "g4dn.xlarge", render_pixels=16384 * 16384)
     client(settings, "s3").create_bucket(Bucket=record.bucket)
-    packed = PackedScene(blend_path="shot.blend", files={"shot.blend": ("0" * 64, 1000)}, root=None)
 
     with pytest.raises(CloudError) as refused:
-        TinyBootSteps(tmp_path, 2).launch(settings, record, request, packed)
+        BatchEngine().check_capacity(settings, record, request)
 
     assert refused.value.message == (
         "Each frame needs about 64 GB of memory at this resolution, more than the 14 GB a "

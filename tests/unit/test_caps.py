@@ -18,8 +18,9 @@ from cloud.cost.caps import (
     worst_case,
 )
 from cloud.errors import CloudError
-from cloud.job.batch_engine import BATCH_OVERHEAD_S, BatchSteps
-from cloud.job.cloud_steps import BOOT_OVERHEAD_S, CloudSteps
+from cloud.job.batch_engine import BATCH_OVERHEAD_S, BatchEngine
+from cloud.job.cloud_steps import BOOT_OVERHEAD_S
+from cloud.job.ec2_engine import Ec2Engine
 from tests.factories import job_record
 
 
@@ -118,8 +119,8 @@ def test_each_batch_machine_gets_its_share_and_one_machine_the_whole_cap(tmp_pat
         machines=4,
     )
     # $1 each at $0.50/h: 2 h of machine each, Batch's scaling and the boot included.
-    assert BatchSteps(tmp_path, 4).machine_cap_seconds(record) == 7200 - BATCH_OVERHEAD_S
-    assert CloudSteps(tmp_path).machine_cap_seconds(record) == 6 * 3600 - BOOT_OVERHEAD_S
+    assert BatchEngine().machine_cap_seconds(record) == 7200 - BATCH_OVERHEAD_S
+    assert Ec2Engine().machine_cap_seconds(record) == 6 * 3600 - BOOT_OVERHEAD_S
 
 
 def test_many_machines_reach_the_cost_cap_a_stop_earlier_each() -> None:

@@ -423,7 +423,7 @@ def test_a_machine_of_the_job_still_running_when_it_ends_is_stopped_and_said(acc
         tmp_path / "out",
         job_id=job_id,
         instance_type="g4dn.xlarge",
-        instance_id=followed.instance_id,
+        launch_id=followed.instance_id,
         launched_at=time.time(),
         stage=Stage.RENDERING.value,
     )
@@ -431,7 +431,7 @@ def test_a_machine_of_the_job_still_running_when_it_ends_is_stopped_and_said(acc
     runner = JobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path))
     runner.left_running_grace_s = 1.0
     compute.terminate(settings, followed.instance_id)  # the followed one ended, as on any ending
-    runner._end(Stage.DONE, "1 frame rendered.", "")
+    runner.end(Stage.DONE, "1 frame rendered.", "")
 
     log = [
         line for e in events.drain(budget_s=1.0, limit=1000) if isinstance(e, LogLines) for line in e.lines
@@ -443,7 +443,7 @@ def test_a_machine_of_the_job_still_running_when_it_ends_is_stopped_and_said(acc
 
     # A job that ends with nothing left says so, and nothing more.
     again = JobRunner(record, settings, events, RecordStore(tmp_path / "jobs"), CloudSteps(tmp_path))
-    again._end(Stage.DONE, "1 frame rendered.", "")
+    again.end(Stage.DONE, "1 frame rendered.", "")
     log = [
         line for e in events.drain(budget_s=1.0, limit=1000) if isinstance(e, LogLines) for line in e.lines
     ]
@@ -468,7 +468,7 @@ def test_one_machine_is_stopped_before_the_stop_could_take_it_past_its_cap(accou
         tmp_path / "out",
         job_id=job_id,
         instance_type="g4dn.xlarge",
-        instance_id=launched.instance_id,
+        launch_id=launched.instance_id,
         bucket=bucket,
         launched_at=time.time() - running,
         price_per_hour=price,

@@ -27,12 +27,12 @@ def job(aws, tmp_path: Path):
     )
     plan = [{"name": f"f_{f:04d}.png", "frame": f} for f in (1, 2)]
     machine.put_json("plan.json", {"contract": contract.CONTRACT_VERSION, "frames": plan})
-    runner._poll_outputs()  # reads the plan
+    runner.poll_outputs()  # reads the plan
     return runner, events, machine
 
 
 def pause_in_background(runner: JobRunner, seconds: float) -> threading.Thread:
-    thread = threading.Thread(target=runner._pause, args=(seconds,), daemon=True)
+    thread = threading.Thread(target=runner.pause, args=(seconds,), daemon=True)
     thread.start()
     return thread
 
@@ -71,9 +71,9 @@ def test_nothing_is_listed_while_no_frame_is_due(job, why):
         runner.record.seconds_per_frame = 600.0
         runner._last_frame_at = time.monotonic()
     machine.put("frames/f_0001.png", b"png1")
-    runner._pause(1.0)
+    runner.pause(1.0)
     assert not any(isinstance(e, FrameArrived) for e in events.drain(budget_s=1.0, limit=1000))
-    runner._poll_outputs()  # the next full poll still brings it
+    runner.poll_outputs()  # the next full poll still brings it
     assert [e.frame for e in events.drain(budget_s=1.0, limit=1000) if isinstance(e, FrameArrived)] == [1]
 
 
@@ -85,7 +85,7 @@ def test_back_in_contact_is_said_before_the_job_ends(job):
         machine.put(f"frames/{name}", b"png")
     machine.put_json("done.json", {"contract": contract.CONTRACT_VERSION, "frames_done": [1, 2]})
     runner._lost_since = time.monotonic() - 5
-    assert runner._follow_once() is True
+    assert runner.follow_once() is True
     taken = events.drain(budget_s=1.0, limit=1000)
     back = next(
         i
@@ -102,7 +102,7 @@ def test_following_retries_little_so_a_cut_shows_at_once(job):
     runner, _events, _machine = job
     runner.cancel()
     with pytest.raises(Cancelled):  # at once; the settings it follows with are what matter
-        runner._follow()
+        runner.follow()
     assert runner.settings.max_attempts <= 2
 
 
@@ -112,7 +112,7 @@ def test_a_frame_that_becomes_due_during_a_long_pause_is_watched_from_then(job):
     runner, events, machine = job
     runner.record.seconds_per_frame = 3.0
     runner._last_frame_at = time.monotonic()
-    assert runner._until_frame_due() > 0
+    assert runner.until_frame_due() > 0
     machine.put("frames/f_0001.png", b"png1")
     pausing = pause_in_background(runner, 60.0)
     try:
@@ -130,12 +130,12 @@ def test_polls_back_off_while_nothing_moves(job):
     from cloud.job.job_thread import IDLE_AFTER_S, IDLE_FACTOR
 
     runner, _events, _machine = job
-    runner._stage(Stage.INSTALLING, "Installing Blender")
-    assert runner._poll_interval() == runner.poll_seconds
+    runner.set_stage(Stage.INSTALLING, "Installing Blender")
+    assert runner.poll_interval() == runner.poll_seconds
     runner._stage_since = time.monotonic() - IDLE_AFTER_S - 1
-    assert runner._poll_interval() == runner.poll_seconds * IDLE_FACTOR
+    assert runner.poll_interval() == runner.poll_seconds * IDLE_FACTOR
     runner.record.stage = Stage.RENDERING.value  # rendering, no frame yet: the first is due
-    assert runner._poll_interval() == runner.poll_seconds
+    assert runner.poll_interval() == runner.poll_seconds
     runner.record.seconds_per_frame = 600.0
     runner._last_frame_at = time.monotonic() - IDLE_AFTER_S - 1  # a long frame, far from done
-    assert runner._poll_interval() == runner.poll_seconds * IDLE_FACTOR
+    assert runner.poll_interval() == runner.poll_seconds * IDLE_FACTOR

@@ -65,11 +65,11 @@ def finished_job(aws, tmp_path: Path, status_seconds: object, done_seconds: obje
     machine.put_json(
         "status.json", {"state": "rendering", "frame": 3, "seq": 1, "frame_seconds": status_seconds}
     )
-    runner._poll_outputs()
+    runner.poll_outputs()
     machine.put_json("done.json", {"frames_done": FRAMES, "seconds": 9.0, "frame_seconds": done_seconds})
-    final = runner._final_state()
+    final = runner.final_state()
     assert final is not None and final[0] is Stage.DONE
-    runner._finish(final)
+    runner.finish(final)
     return runner, events
 
 
@@ -94,7 +94,7 @@ def test_a_second_job_of_the_scene_gets_the_times_the_machine_reported(aws, tmp_
 
     # The job thread fills the request from its store before launch and says so; the spec gets it.
     thread = JobRunner(saved, aws.settings, events, runner.store, runner.steps)
-    thread._expect_frame_seconds(second)
+    thread.expect_frame_seconds(second)
     assert second.frame_seconds == seconds
     assert f"Frame times from job {saved.job_id}" in logged(events)
     spec = contract.spec_frame_seconds(second.frame_seconds, second.frames)
@@ -173,11 +173,11 @@ def test_the_spec_takes_only_bounded_times_of_the_jobs_frames():
 
 def test_a_rerun_of_one_machine_skips_every_frame_marked_over_several_pages(aws, tmp_path):
     """One machine marks each frame it uploaded (marks/rendered-<f>); the spec lists the marks in
-    pages (CloudSteps.spec_extras, pages of 4 here as a stand-in for S3's 1000: moto honours
+    pages (Ec2Engine.spec_extras, pages of 4 here as a stand-in for S3's 1000: moto honours
     MaxKeys and StartAfter), so a re-run finds all 9 of 13 frames, more than one page holds."""
     from cloud.aws import storage
     from cloud.aws.session import client
-    from cloud.job.cloud_steps import CloudSteps
+    from cloud.job.ec2_engine import Ec2Engine
     from cloud.machine.supervisor import Supervisor
     from cloud.machine.transport import list_pages
     from tests.factories import job_record
@@ -185,9 +185,9 @@ def test_a_rerun_of_one_machine_skips_every_frame_marked_over_several_pages(aws,
     bucket, frames = "cloud-render-marks-test", list(range(1, 14))
     client(aws.settings, "s3").create_bucket(Bucket=bucket)
     record = job_record(tmp_path, frames=frames, bucket=bucket)
-    steps = CloudSteps(tmp_path / "state")
-    steps.list_page = 4
-    pages = steps.spec_extras(aws.settings, record, 600)["mark_list_urls"]
+    engine = Ec2Engine()
+    engine.list_page = 4
+    pages = engine.spec_extras(aws.settings, record, 600)["mark_list_urls"]
     assert len(pages) == 4
     post = storage.presign_outputs(aws.settings, bucket, record.job_id, 600)
     spec = {

@@ -67,9 +67,9 @@ def test_projection_uses_the_measured_pace(tmp_path: Path):
     rec = record(frames_done=[1, 2], seconds_per_frame=600.0, cost_so_far=0.25)
     runner = JobRunner(rec, AwsSettings(), EventQueue(), RecordStore(tmp_path), CloudSteps(tmp_path))
     # 8 frames left x 600 s at $0.36/h = $0.48, plus $0.25 so far.
-    assert abs(runner._projected_total() - 0.73) < 1e-9
+    assert abs(runner.projected_total() - 0.73) < 1e-9
     rec.seconds_per_frame = 0.0
-    assert runner._projected_total() == 0.0
+    assert runner.projected_total() == 0.0
 
 
 def test_a_job_that_never_launched_is_not_reattached(tmp_path: Path):

@@ -85,7 +85,7 @@ def test_keys_that_would_leave_the_output_folder_are_refused_and_logged(job):
     for key in hostile:
         machine.put(key, b"evil")
     machine.put("files/passes/normal.exr", b"fine")
-    runner._poll_outputs()
+    runner.poll_outputs()
 
     out = Path(runner.record.output_dir)
     assert files_under(out) == {"passes/normal.exr"}
@@ -104,7 +104,7 @@ def test_a_link_inside_the_output_folder_is_not_followed(job):
     out.mkdir(parents=True)
     os.symlink(outside, out / "passes")
     machine.put("files/passes/x.exr", b"through the link")
-    runner._poll_outputs()
+    runner.poll_outputs()
     assert list(outside.iterdir()) == []
     assert "through a link" in log_text(drained(events))
 
@@ -117,11 +117,11 @@ def test_frames_come_from_the_machines_plan_not_from_digits_in_their_names(job):
     for f in (1, 2, 3):
         machine.put(f"frames/shot_{f:04d}_v2.png", b"png%d" % f)
     machine.put("frames/not-in-plan.png", b"stray")
-    runner._poll_outputs()
+    runner.poll_outputs()
     arrived = sorted(e.frame for e in drained(events) if isinstance(e, FrameArrived))
     assert arrived == [1, 2, 3]
     assert sorted(runner.record.frames_done) == [1, 2, 3]
-    runner._finish((Stage.DONE, {"frames_done": [1, 2, 3]}))
+    runner.finish((Stage.DONE, {"frames_done": [1, 2, 3]}))
     assert runner.record.stage == "Done", runner.record.message
 
 
@@ -129,12 +129,12 @@ def test_a_plan_that_names_a_foreign_frame_or_a_bad_path_is_refused_whole(job):
     runner, events, machine, _ = job
     machine.put_json("plan.json", {"frames": [{"name": "../../x.png", "frame": 1}]})
     machine.put("frames/../../x.png", b"x")
-    runner._poll_outputs()
+    runner.poll_outputs()
     assert not [e for e in drained(events) if isinstance(e, FrameArrived)]
     assert runner.record.frames_done == []
     machine.put_json("plan.json", {"frames": [{"name": "a.png", "frame": 999}]})
     runner._refused.clear()
-    runner._poll_outputs()
+    runner.poll_outputs()
     assert "frame 999, which the job does not have" in log_text(drained(events))
 
 
@@ -155,12 +155,12 @@ def test_a_plan_that_names_a_foreign_frame_or_a_bad_path_is_refused_whole(job):
 def test_malformed_status_is_logged_and_ignored_and_following_goes_on(job, status):
     runner, events, machine, _ = job
     machine.put_json("status.json", status)
-    runner._poll_outputs()
+    runner.poll_outputs()
     taken = drained(events)
     assert not [e for e in taken if isinstance(e, MachineStatus)]
     assert "Ignored what the machine wrote" in log_text(taken)
     machine.put_json("status.json", {"state": "rendering", "frame": 2, "sample": 3, "samples": 8, "seq": 2})
-    runner._poll_outputs()
+    runner.poll_outputs()
     status_events = [e for e in drained(events) if isinstance(e, MachineStatus)]
     assert [(e.frame, e.sample, e.samples_total) for e in status_events] == [(2, 3, 8)]
 
@@ -168,7 +168,7 @@ def test_malformed_status_is_logged_and_ignored_and_following_goes_on(job, statu
 def test_a_version_mismatch_says_so_in_plain_words(job):
     runner, events, machine, _ = job
     machine.put_json("status.json", {"contract": 7, "state": "rendering"})
-    runner._poll_outputs()
+    runner.poll_outputs()
     assert "contract version 7, this add-on speaks version" in log_text(drained(events))
 
 
@@ -180,7 +180,7 @@ def test_oversized_documents_frames_and_log_chunks_are_never_read(job, monkeypat
     machine.put_json("plan.json", {"frames": [{"name": "big.exr", "frame": 1}]})
     monkeypatch.setattr(contract, "MAX_FRAME_BYTES", 1000)  # a stand-in for the real 8 GiB bound
     machine.put("frames/big.exr", b"z" * 1001)
-    runner._poll_outputs()
+    runner.poll_outputs()
     taken = drained(events)
     log = log_text(taken)
     assert "status.json is" in log and "over the" in log
@@ -199,7 +199,7 @@ def test_too_many_objects_are_cut_at_the_bound(job, monkeypatch):
     monkeypatch.setattr(contract, "MAX_EXTRA_OUTPUT_OBJECTS", 2)
     for index in range(8):
         machine.put(f"files/pass{index}.exr", b"p")
-    runner._poll_outputs()
+    runner.poll_outputs()
     assert len(files_under(Path(runner.record.output_dir))) == 5  # 3 frames x 1 + 2
     assert "8 objects, over the 5 this job may have" in log_text(drained(events))
 
@@ -215,9 +215,9 @@ def test_the_failures_last_lines_reach_the_log_and_the_kind_chooses_the_action(j
             "frames_left": [2, 3],
         },
     )
-    final = runner._final_state()
+    final = runner.final_state()
     assert final is not None
-    runner._finish(final)
+    runner.finish(final)
     log = log_text(drained(events))
     assert "CUDA error: out of memory" in log and "\x07" not in log
     assert runner.record.stage == "Failed"
@@ -238,9 +238,9 @@ def test_an_input_missing_from_the_bucket_makes_the_next_submit_ask_s3_again(job
         "error.json",
         {"kind": "missing_file", "cause": "The file textures/checker.png is missing from the bucket."},
     )
-    final = runner._final_state()
+    final = runner.final_state()
     assert final is not None
-    runner._finish(final)
+    runner.finish(final)
     assert runner.record.stage == "Failed"
     assert known.trusted(BUCKET, list(seen), refresh_after_s=86400) == {}
     assert known.trusted("cloud-render-another-bucket", list(seen), refresh_after_s=86400) != {}
@@ -250,7 +250,7 @@ def test_reattaching_does_not_download_frames_already_on_disk(job, aws):
     runner, events, machine, tmp_path = job
     machine.put_json("plan.json", {"frames": [{"name": "f0001.png", "frame": 1}]})
     machine.put("frames/f0001.png", b"cloud-frame")
-    runner._poll_outputs()
+    runner.poll_outputs()
     local = Path(runner.record.output_dir) / "f0001.png"
     assert local.read_bytes() == b"cloud-frame"
     local.write_bytes(b"artist-edit")  # same size: touched by the artist after it arrived
@@ -258,7 +258,7 @@ def test_reattaching_does_not_download_frames_already_on_disk(job, aws):
     store = RecordStore(tmp_path / "jobs")
     again = JobRunner(store.load(runner.record.job_id), aws.settings, events, store, CloudSteps(tmp_path))
     drained(events)
-    again._poll_outputs()
+    again.poll_outputs()
     assert local.read_bytes() == b"artist-edit"
     assert not [e for e in drained(events) if isinstance(e, FrameArrived)]
 
@@ -297,5 +297,5 @@ def test_the_end_of_a_long_job_is_read(aws, tmp_path):
     runner, _events, machine = followed_job(aws, tmp_path, frames, tmp_path / "out")
     machine.put("done.json", json.dumps({"frames_done": frames, "seconds": 9.0}, indent=1))
     assert len(json.dumps({"frames_done": frames}, indent=1)) > contract.MAX_JSON_BYTES
-    final = runner._final_state()
+    final = runner.final_state()
     assert final is not None and final[0].value == "Done"

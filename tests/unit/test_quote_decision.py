@@ -61,7 +61,7 @@ def go_answer(aws, job_id: str) -> dict:
 
 def test_under_the_cap_the_job_goes_on_by_itself(aws, tmp_path):
     runner, _ = runner_for(aws, tmp_path, price=0.34, max_cost=5.0)
-    runner._check_quote()
+    runner.check_quote()
     assert runner.record.quote["under_cap"] is True
     assert go_answer(aws, runner.record.job_id) == {"go": True}
 
@@ -69,7 +69,7 @@ def test_under_the_cap_the_job_goes_on_by_itself(aws, tmp_path):
 def test_over_the_cap_it_waits_for_the_artist_and_passes_on_the_answer(aws, tmp_path):
     # $3600/h: 10 s of boot plus 10 frames of 1 s, billed as EC2 does (one-minute minimum): $60.
     runner, events = runner_for(aws, tmp_path, price=3600.0, max_cost=0.5)
-    runner._check_quote()
+    runner.check_quote()
     assert runner.record.quote["under_cap"] is False
     assert runner.record.quote["projected_total"] == pytest.approx(60.0, rel=0.05)
     assert runner.record.stage == "Waiting for you"
@@ -90,6 +90,6 @@ def test_the_quote_of_a_long_job_is_read(aws, tmp_path):
     """quote.json lists every frame left: 40000 frames is over the 256 kB allowed most machine
     documents, and the quote was refused, so the job could never go on or ask."""
     runner, _ = runner_for(aws, tmp_path, price=0.34, max_cost=5000.0, frames=40_000)
-    runner._check_quote()
+    runner.check_quote()
     assert runner.record.quote["under_cap"] is True
     assert go_answer(aws, runner.record.job_id) == {"go": True}

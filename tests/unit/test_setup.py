@@ -382,7 +382,7 @@ def test_set_up_makes_the_batch_engine_once_and_a_submit_after_it_writes_nothing
     step = again.step(account_setup.BATCH)
     assert step is not None and step.message.endswith("Nothing needed changing.")
 
-    # The first job on two machines after Set Up (the shape BatchSteps.launch asks for) creates
+    # The first job on two machines after Set Up (the shape BatchEngine.launch asks for) creates
     # nothing either: the same queue, the same definition revision.
     mark = recorder.mark()
     engine = batch.ensure_engine(
