@@ -1,7 +1,7 @@
 """Everything that ships to the render machine, as it lies in this folder.
 
 On the machine the files sit in `<root>/worker/machine/` and the boot script runs
-`python3 -m machine.supervisor`, so the modules import each other relatively there exactly as
+`python3 -m machine` (`__main__.py`), so the modules import each other relatively there exactly as
 they do inside the add-on (as `cloud.machine`). Standard library only, Python 3.9+; the two
 scripts that run inside Blender (`BLENDER_SCRIPTS`) may import bpy (and Blender's addon_utils and gpu) as well. `bootstrap.sh` is
 not downloaded: it is the template of the user-data itself (`cloud/job/user_data.py`).

@@ -4,15 +4,15 @@ Started by the boot script (user-data) with the job spec it downloaded. It holds
 credentials: it reads through presigned GET URLs and writes frames, log chunks and status
 through the job's presigned POST, whose policy only allows keys under `jobs/<id>/out/`.
 Success means every expected frame was saved by Blender and uploaded, never Blender's exit
-code. Whatever happens it writes `done.json`, `error.json` or `interrupted.json`, then powers
-the machine off (instances are launched with shutdown behaviour "terminate").
+code. Whatever happens it writes `done.json`, `error.json` or `interrupted.json`; the entry
+point (`__main__.py`, which picks this runner for the "ec2" engine) then powers the machine off
+(instances are launched with shutdown behaviour "terminate").
 
 Runs on the instance's system Python: Python 3.9+, standard library only.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import http.client
 import json
@@ -1008,52 +1008,3 @@ def few_frames(frames: list[int], shown: int = 8) -> str:
     if len(frames) <= shown:
         return f"{len(frames)} frames {frames}"
     return f"{len(frames)} frames ({', '.join(map(str, frames[: shown - 1]))}, ... {frames[-1]})"
-
-
-def power_off() -> None:
-    """`shutdown -h now` (never halt: with behaviour "terminate" this ends the bill)."""
-    for command in (["shutdown", "-h", "now"], ["poweroff"]):
-        try:
-            if subprocess.call(command) == 0:
-                return
-        except OSError:
-            continue
-
-
-def refuse_spec(spec: dict[str, Any], work: str, reason: str) -> str:
-    """A spec of another contract version: say so in error.json, render nothing."""
-    poster = Poster(spec["upload_url"], spec["upload_fields"], spec["upload_prefix"])
-    body = {"contract": contract.CONTRACT_VERSION, "kind": "contract", "cause": reason, "time": now_iso()}
-    try:
-        poster.put("error.json", json.dumps(body).encode())
-    except (OSError, http.client.HTTPException) as exc:
-        print(f"{MARK}could not report the version mismatch: {exc}", flush=True)
-    return "failed"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--spec", required=True, help="the job spec (JSON) the boot script downloaded")
-    parser.add_argument("--work", required=True, help="working directory on the machine")
-    parser.add_argument("--no-power-off", action="store_true", help="leave the machine running (debugging)")
-    args = parser.parse_args(argv)
-    with open(args.spec, encoding="utf-8") as handle:
-        spec = json.load(handle)
-    try:
-        contract.check_spec_version(spec)
-    except contract.ContractError as exc:
-        state = refuse_spec(spec, args.work, str(exc))
-    else:
-        if spec.get("claim_urls"):  # one machine of many (an AWS Batch array child)
-            from .batch_worker import BatchSupervisor
-
-            state = BatchSupervisor.from_environment(spec, args.work).run()
-        else:
-            state = Supervisor(spec, args.work).run()
-    if not args.no_power_off:
-        power_off()
-    return 0 if state == "done" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
