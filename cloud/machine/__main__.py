@@ -21,7 +21,8 @@ from typing import Any
 
 from . import contract
 from .batch_worker import BatchSupervisor
-from .supervisor import MARK, Supervisor
+from .blender_logs import MARK
+from .supervisor import Supervisor
 from .transport import Poster, now_iso
 
 

@@ -44,7 +44,6 @@ from .transport import (
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MARK = "CLOUDRENDER "
 IMDS_URL = os.environ.get("CLOUD_RENDER_IMDS_URL", "http://169.254.169.254").rstrip("/")
 IMDS_POLL_S = float(os.environ.get("CLOUD_RENDER_IMDS_POLL_S", "5"))
 # "Quote first": how long the machine waits for the add-on's answer, and how often it looks.
@@ -243,11 +242,13 @@ class Supervisor:
     def handle_line(self, line: str) -> None:
         self.log.write(line)
         text = line.strip()
-        if text.startswith(MARK):
-            try:
-                self.handle_event(json.loads(text[len(MARK) :]))
-            except ValueError:
-                self.log.say("unreadable worker event line")
+        try:
+            mine = blender_logs.read_event(text)
+        except ValueError:
+            self.log.say("unreadable worker event line")
+            return
+        if mine is not None:
+            self.handle_event(mine)
             return
         event = self.tracker.feed(text)
         if event is None:
