@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
-
-MARK = "CLOUDRENDER "
-
 
 # ---------------------------------------------------------------- around Blender (the supervisor's side)
 
@@ -84,6 +82,8 @@ def assemble(
     env: dict[str, str],
 ) -> tuple[str, float]:
     """Run Blender on assemble_movie.py; (path of the movie, seconds) or MovieFailed with Blender's reason."""
+    from .blender_logs import read_event  # this half is imported as part of the package, never run by path
+
     movie_dir = os.path.join(work, "out", "movie")
     config = dict(options, frames=frames, movie_dir=movie_dir)
     config_path = os.path.join(work, "movie-config.json")
@@ -115,12 +115,11 @@ def assemble(
     for raw in proc.stdout:
         line = raw.decode("utf-8", "replace")
         write(line)
-        text = line.strip()
-        if not text.startswith(MARK):
-            continue
         try:
-            event = json.loads(text[len(MARK) :])
+            event = read_event(line.strip())
         except ValueError:
+            continue
+        if event is None:
             continue
         if event.get("event") == "movie_done":
             done = event
@@ -135,10 +134,6 @@ def assemble(
 
 
 # ---------------------------------------------------------------- inside Blender
-
-
-def emit(event: str, **data: object) -> None:
-    print(MARK + json.dumps({"event": event, **data}, sort_keys=True), flush=True)
 
 
 def strips_of(editor: Any) -> Any:
@@ -184,6 +179,9 @@ def neutral_view(scene: Any) -> None:
 
 def main() -> None:
     import bpy  # inside Blender only: the supervisor imports this file for the step around it
+
+    # Run by path (`--python`), no package around it: the stdout protocol is the file beside it.
+    emit = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "blender_logs.py"))["emit"]
 
     cfg = json.load(open(sys.argv[sys.argv.index("--") + 1]))  # noqa: SIM115
     scene: Any = bpy.context.scene

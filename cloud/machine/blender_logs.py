@@ -6,14 +6,53 @@ Sample 32/128"); Blender 5.x prefixes every line with a timestamp and a log cate
 script adds it ("Fra: 12 | Mem: 2M | Sample 32/128"). Both sides of the job read the same
 lines, so the parsing lives here once.
 
+Our own scripts inside Blender (`render_frames.py`, `prepare_blender.py`, `assemble_movie.py`)
+talk to the supervisor between Blender's lines: `MARK` and one JSON object per line (`emit`,
+`fail`; read back with `read_event`). Those scripts run by path with no package around them, so
+they load this file by path (`runpy.run_path`): it stays standard library only, with nothing of
+the package imported.
+
 This module is also shipped to the render machine next to the supervisor: standard library
 only, Python 3.9 syntax.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from dataclasses import dataclass
+from typing import Any
+
+# ---------------------------------------------------------------- our scripts' lines
+
+MARK = "CLOUDRENDER "
+
+
+def emit(event: str, **data: object) -> None:
+    """One event line on stdout, for the supervisor (inside Blender)."""
+    print(MARK + json.dumps({"event": event, **data}, sort_keys=True), flush=True)
+
+
+def fail(kind: str, message: str) -> None:
+    """The job's failure, said as an "error" event; Blender then exits with code 3."""
+    emit("error", kind=kind, message=message)
+    sys.stdout.flush()
+    raise SystemExit(3)
+
+
+def read_event(text: str) -> dict[str, Any] | None:
+    """The event of a stripped line one of our scripts printed; None for Blender's own lines.
+    ValueError where the line has the mark but no JSON object after it."""
+    if not text.startswith(MARK):
+        return None
+    event = json.loads(text[len(MARK) :])
+    if not isinstance(event, dict):
+        raise ValueError("an event is a JSON object")
+    return event
+
+
+# ---------------------------------------------------------------- Blender's own lines
 
 # "00:01.234  render           | message" (Blender 5.x); hours appear after an hour of runtime.
 _TIMESTAMPED = re.compile(r"^(?:\d+:)?\d\d:\d\d\.\d{3}\s+([\w.]+)\s+\|\s?(.*)$")

@@ -98,7 +98,7 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || fail internal "T
 # 4. Hand over: the supervisor renders, writes its own log chunks from 000001, and powers off.
 echo "[boot $(date -u +%H:%M:%S)] starting the supervisor"
 ship_log
-(cd "$ROOT/worker" && python3 -m machine.supervisor --spec "$ROOT/job-spec.json" --work "$ROOT/run")
+(cd "$ROOT/worker" && python3 -m machine --spec "$ROOT/job-spec.json" --work "$ROOT/run")
 rc=$?
 echo "[boot] supervisor exited with $rc"
 # In a Batch container the exit status is the child's result; the job's timeout is its dead-man.

@@ -71,6 +71,9 @@ from typing import Any
 # writes carry it, and each side refuses another version with a plain reason.
 CONTRACT_VERSION = 4  # 3: many machines (claims, out/machines/<index>/); 4: chunked inputs
 SPEC_VERSION = CONTRACT_VERSION
+# How the job runs, named in its spec: "ec2" one machine renders every frame; "batch" one child
+# of an AWS Batch array job claims its frames (the machine's entry point picks the runner by it).
+ENGINES = ("ec2", "batch")
 
 # Bounds on what the machine may hand back; anything larger is refused, never read or drawn.
 MAX_JSON_BYTES = 256 * 1024  # status, environment, and what lists no frames
@@ -329,7 +332,13 @@ class WorkerSpec:
     accept_differences: bool = False
     # The GPU kernel caches of earlier machines (None: no GPU, or nothing to offer).
     kernel_cache: KernelCacheOffer | None = None
+    # One of ENGINES. Left empty, it is derived from the fields above (spec_engine), so a spec
+    # built without it still names its engine when written.
+    engine: str = ""
     spec_version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        self.engine = spec_engine({"engine": self.engine, "claim_urls": self.claim_urls})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -746,6 +755,15 @@ def parse_environment(data: dict[str, Any]) -> EnvironmentReport:
         view_transform=clean_text(fingerprint.get("view_transform"), 64),
         ocio_config=clean_text(fingerprint.get("ocio_config"), 200),
     )
+
+
+def spec_engine(data: dict[str, Any]) -> str:
+    """The spec's engine (one of ENGINES); a spec written without one: "batch" where it hands
+    out claims, else "ec2". Anything else is a ContractError."""
+    engine = data.get("engine") or ("batch" if data.get("claim_urls") else "ec2")
+    if engine not in ENGINES:
+        raise ContractError(f"the job spec names engine {clean_text(engine, 40)!r}, not one of {ENGINES}")
+    return str(engine)
 
 
 def check_spec_version(data: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ mismatched archive costs misses, never wrong pixels.
 The archive was written by another render machine: it is untrusted. Only a plain tar of
 regular files and folders under `optix/` and `cuda/` plus `manifest.json` is taken; absolute
 names, `..`, links, devices and oversized members or totals refuse it whole before anything is
-written, and it is unpacked into a fresh folder inside the cache folder. Whatever goes wrong
+written (`installs.py`, the check the Blender archive gets too), and it is unpacked into a fresh folder inside the cache folder. Whatever goes wrong
 costs only the cache: a log line, never a failed job.
 
 Python 3.9 syntax; standard library only.
@@ -46,7 +46,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from . import contract
+from . import contract, installs
 from .transport import Poster, with_retries
 
 MANIFEST = "manifest.json"
@@ -84,46 +84,26 @@ def identify_gpu(run: Callable[..., Any] = subprocess.run) -> tuple[str, str] | 
     return None
 
 
-def check_member(member: tarfile.TarInfo, limit: int) -> str:
-    """Why `member` may not be unpacked, in a few words, or ''."""
-    name = member.name
-    what = repr(name[:120])
-    if not name or name.startswith(("/", "\\")) or "\\" in name or "\x00" in name or ":" in name[:3]:
-        return f"{what} is an absolute or odd path"
-    parts = name.rstrip("/").split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return f"{what} is a path outside the folder"
-    if name != MANIFEST and parts[0] not in FOLDERS:
-        return f"{what} is not in a kernel cache folder"
-    if member.issym() or member.islnk():
-        return f"{what} is a link"
-    if not (member.isfile() or member.isdir()):
-        return f"{what} is a device, fifo or other special file"
-    if member.size > limit:
-        return f"{what} is {member.size} bytes, over {limit}"
-    return ""
+def rules(limit: int) -> installs.TarRules:
+    """A kernel cache holds plain files under optix/ and cuda/, its manifest beside them, no links."""
+    return installs.TarRules(
+        links=False,
+        plain_names=True,
+        folders=FOLDERS,
+        loose=(MANIFEST,),
+        max_member_bytes=limit,
+        max_total_bytes=limit,
+        max_members=MAX_MEMBERS,
+        unique=True,
+    )
 
 
-def check_archive(archive: tarfile.TarFile, limit: int) -> list[tarfile.TarInfo]:
-    """Every member, once each, checked; raises ArchiveRefused before anything is written."""
-    members: list[tarfile.TarInfo] = []
-    total = 0
-    seen: set[str] = set()
-    for member in archive:
-        members.append(member)
-        if len(members) > MAX_MEMBERS:
-            raise ArchiveRefused(f"it has more than {MAX_MEMBERS} members")
-        problem = check_member(member, limit)
-        if problem:
-            raise ArchiveRefused(problem)
-        key = member.name.rstrip("/")
-        if key in seen:
-            raise ArchiveRefused(f"{key[:120]!r} appears twice")
-        seen.add(key)
-        total += member.size
-        if total > limit:
-            raise ArchiveRefused(f"its files add up to more than {limit} bytes")
-    if MANIFEST not in seen:
+def check_archive(archive: tarfile.TarFile, target: str, limit: int) -> list[tarfile.TarInfo]:
+    """Every member, once each, checked (safe_tar); raises ArchiveRefused before anything is written."""
+    members, problems = installs.check_members(archive, target, rules(limit), first_only=True)
+    if problems:
+        raise ArchiveRefused(problems[0])
+    if MANIFEST not in {m.name.rstrip("/") for m in members}:
         raise ArchiveRefused("it has no manifest")
     return members
 
@@ -152,7 +132,7 @@ def unpack(path: str, target: str, limit: int, expect: dict[str, str]) -> dict[s
     os.makedirs(target, exist_ok=True)
     try:
         with tarfile.open(path, "r:") as archive:  # plain tar only: no decompression bomb
-            members = check_archive(archive, limit)
+            members = check_archive(archive, target, limit)
             manifest = read_manifest(archive, next(m for m in members if m.name == MANIFEST))
             for field in ("gpu", "driver"):
                 if str(manifest.get(field, "")) != expect[field]:

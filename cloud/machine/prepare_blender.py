@@ -17,24 +17,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import runpy
 import sys
 import traceback
 from typing import Any
 
 import bpy
 
-MARK = "CLOUDRENDER "
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def emit(event: str, **data: object) -> None:
-    print(MARK + json.dumps({"event": event, **data}, sort_keys=True), flush=True)
-
-
-def fail(kind: str, message: str) -> None:
-    emit("error", kind=kind, message=message)
-    sys.stdout.flush()
-    raise SystemExit(3)
+# Blender runs this file by path (`--python`): no package around it, and the folder it lies in
+# is not searched by imports. The stdout protocol, shared with the supervisor that reads it, is
+# blender_logs.py beside this file, loaded by path (the import path is left as Blender set it).
+_PROTOCOL = runpy.run_path(os.path.join(HERE, "blender_logs.py"))
+emit, fail = _PROTOCOL["emit"], _PROTOCOL["fail"]
 
 
 def load_fingerprint() -> Any:

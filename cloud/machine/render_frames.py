@@ -5,7 +5,7 @@ It changes only what the job must: the render device, the overrides the artist c
 (samples, resolution %, file format), the output directory (the file-name pattern is kept),
 no overwrite and no placeholders. Camera, markers, view layers, compositor and colour
 management stay as in the file. It talks to the supervisor through lines starting with
-"CLOUDRENDER " followed by JSON, printed between Blender's own output.
+blender_logs.MARK followed by JSON, printed between Blender's own output.
 
 Python 3.9 syntax; runs with Blender's bundled Python or the bpy wheel's.
 """
@@ -14,23 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import sys
 import time
 from typing import Any
 
 import bpy
 
-MARK = "CLOUDRENDER "
-
-
-def emit(event: str, **data: object) -> None:
-    print(MARK + json.dumps({"event": event, **data}, sort_keys=True), flush=True)
-
-
-def fail(kind: str, message: str) -> None:
-    emit("error", kind=kind, message=message)
-    sys.stdout.flush()
-    raise SystemExit(3)
+# Blender runs this file by path (`--python`): no package around it, and the folder it lies in
+# is not searched by imports. The stdout protocol, shared with the supervisor that reads it, is
+# blender_logs.py beside this file, loaded by path (the import path is left as Blender set it).
+_PROTOCOL = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "blender_logs.py"))
+emit, fail = _PROTOCOL["emit"], _PROTOCOL["fail"]
 
 
 def relative_pattern(path: str) -> str:

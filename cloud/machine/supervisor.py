@@ -4,37 +4,30 @@ Started by the boot script (user-data) with the job spec it downloaded. It holds
 credentials: it reads through presigned GET URLs and writes frames, log chunks and status
 through the job's presigned POST, whose policy only allows keys under `jobs/<id>/out/`.
 Success means every expected frame was saved by Blender and uploaded, never Blender's exit
-code. Whatever happens it writes `done.json`, `error.json` or `interrupted.json`, then powers
-the machine off (instances are launched with shutdown behaviour "terminate").
+code. Whatever happens it writes `done.json`, `error.json` or `interrupted.json`; the entry
+point (`__main__.py`, which picks this runner for the "ec2" engine) then powers the machine off
+(instances are launched with shutdown behaviour "terminate").
 
 Runs on the instance's system Python: Python 3.9+, standard library only.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import http.client
 import json
 import os
 import queue
-import re
-import shutil
 import signal
-import stat
 import subprocess
 import sys
-import tarfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree
 
 from . import assemble_movie, blender_logs, contract, kernel_cache
+from .installs import BlenderInstall
 from .transport import (
     JobFailed,
     JobLog,
@@ -47,21 +40,18 @@ from .transport import (
     http_request,
     list_pages,
     now_iso,
-    sha256_file,
     with_retries,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MARK = "CLOUDRENDER "
 IMDS_URL = os.environ.get("CLOUD_RENDER_IMDS_URL", "http://169.254.169.254").rstrip("/")
 IMDS_POLL_S = float(os.environ.get("CLOUD_RENDER_IMDS_POLL_S", "5"))
-PYPI_JSON = os.environ.get("CLOUD_RENDER_PYPI_JSON", "https://pypi.org/pypi/bpy/json")
 # "Quote first": how long the machine waits for the add-on's answer, and how often it looks.
 QUOTE_WAIT_S = float(os.environ.get("CLOUD_RENDER_QUOTE_WAIT_S", str(20 * 60)))
 QUOTE_POLL_S = 3.0
 
 
-# ---------------------------------------------------------------- frames and versions
+# ---------------------------------------------------------------- frames
 
 
 def order_frames(frames: list[int], order: str, seconds: dict[int, float] | None = None) -> list[int]:
@@ -84,125 +74,6 @@ def order_frames(frames: list[int], order: str, seconds: dict[int, float] | None
         average = sum(seconds.values()) / len(seconds)
         runs = [sorted(run, key=lambda f: -seconds.get(f, average)) for run in runs]
     return [frame for run in runs for frame in run]
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
-
-
-def nearest_patch(wanted: str, available: list[str]) -> str | None:
-    """The exact version if available, else the nearest patch of the same major.minor (newer on a tie)."""
-    want = version_tuple(wanted)
-    same = [v for v in available if re.fullmatch(r"\d+\.\d+\.\d+", v) and version_tuple(v)[:2] == want[:2]]
-    if not same:
-        return None
-    return min(same, key=lambda v: (abs(version_tuple(v)[2] - want[2]), -version_tuple(v)[2]))
-
-
-def python_for_bpy(version: str) -> str:
-    """The Python minor version Blender's official bpy wheels need."""
-    return "3.13" if version_tuple(version)[:2] >= (5, 1) else "3.11"
-
-
-# ---------------------------------------------------------------- archives
-
-_FILTER_WORDS = {
-    "AbsolutePathError": "an absolute path",
-    "OutsideDestinationError": "a path outside the folder",
-    "SpecialFileError": "a device or fifo",
-    "AbsoluteLinkError": "a link to an absolute path",
-    "LinkOutsideDestinationError": "a link pointing outside the folder",
-}
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def unsafe_member(member: tarfile.TarInfo, target: str, use_filter: bool) -> str:
-    """Why unpacking `member` into `target` (a real path) is refused, in a few words, or ''.
-
-    The hand check refuses absolute names, `..` or links reaching outside `target` (resolving
-    the links already on disk), and anything but files, folders and links (devices, fifos).
-    With `use_filter` Python's own tar "data" filter judges the member as well.
-    """
-    name = member.name
-    what = repr(name[:120])
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
-        return f"{what} is an absolute path"
-    dest = os.path.realpath(os.path.join(target, name))
-    if not _inside(dest, target):
-        return f"{what} is a path outside the folder"
-    if member.ischr() or member.isblk() or member.isfifo():
-        return f"{what} is a device or fifo"
-    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        return f"{what} is a special file"
-    if member.issym() or member.islnk():
-        link = member.linkname
-        if os.path.isabs(link) or link.startswith("\\"):
-            return f"{what} is a link to an absolute path"
-        base = os.path.dirname(dest) if member.issym() else target
-        if not _inside(os.path.realpath(os.path.join(base, link)), target):
-            return f"{what} is a link pointing outside the folder"
-    if use_filter:
-        try:
-            tarfile.data_filter(member, target)  # type: ignore[attr-defined]
-        except tarfile.TarError as exc:  # tarfile.FilterError
-            return f"{what} is {_FILTER_WORDS.get(type(exc).__name__, str(exc))}"
-    return ""
-
-
-def _defused(member: tarfile.TarInfo) -> tarfile.TarInfo:
-    """What the data filter does to modes and owners, for Pythons without it."""
-    member = copy.copy(member)
-    if member.mode is not None:
-        member.mode &= ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH)
-    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
-    return member
-
-
-def unpack_tarball(tarball: str, target: str, name: str, use_filter: bool | None = None) -> None:
-    """Unpack a Blender archive into `target`, refusing archives that could write outside it.
-
-    Every member is checked before anything is written: absolute paths, `..`, links pointing
-    outside, devices and fifos refuse the whole archive (JobFailed "unsafe_archive"). Python's
-    tar "data" filter (3.9.17+, 3.10.12+, 3.11.4+, 3.12+; the default from 3.14) judges it too
-    and guards the extraction itself; on older Pythons the same checks run by hand, again for
-    each member as it is written (with the links already made on disk).
-    """
-    if use_filter is None:
-        use_filter = hasattr(tarfile, "data_filter")
-    os.makedirs(target, exist_ok=True)
-    target = os.path.realpath(target)
-
-    def refuse(problems: list[str]) -> JobFailed:
-        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        return JobFailed(
-            "unsafe_archive",
-            f"The Blender archive {name} was refused: {'; '.join(problems[:3])}{more}. "
-            "Nothing of it was unpacked.",
-        )
-
-    try:
-        with tarfile.open(tarball) as archive:
-            members = archive.getmembers()
-            problems = [p for p in (unsafe_member(m, target, use_filter) for m in members) if p]
-            if problems:
-                raise refuse(problems)
-            if use_filter:
-                archive.extractall(target, members=members, filter="data")  # type: ignore[call-arg]
-                return
-            for member in members:
-                problem = unsafe_member(member, target, False)
-                if problem:
-                    raise refuse([problem])
-                archive.extract(_defused(member), target)
-    except tarfile.TarError as exc:
-        if type(exc).__name__ in _FILTER_WORDS or isinstance(exc, getattr(tarfile, "FilterError", ())):
-            raise refuse([f"{type(exc).__name__}: {exc}"]) from exc
-        raise JobFailed("download", f"The Blender archive {name} could not be unpacked: {exc}") from exc
-    except (OSError, EOFError) as exc:
-        raise JobFailed("download", f"The Blender archive {name} could not be unpacked: {exc}") from exc
 
 
 def safe_join(root: str, relative: str) -> str:
@@ -293,131 +164,8 @@ class Supervisor:
     # -- steps
 
     def get_blender(self) -> list[str]:
-        """The command that starts Blender, from the first source that works, in the spec's order."""
-        wanted = self.spec["blender_version"]
-        refused: JobFailed | None = None
-        for source in self.spec.get("blender_sources", []):
-            kind = source.get("kind", "")
-            try:
-                if kind in ("bucket", "url"):
-                    command = self.blender_from_tarball(source)
-                elif kind == "pypi":
-                    command = self.blender_from_pypi(source)
-                else:
-                    self.log.say(f"unknown Blender source kind {kind!r}; skipped")
-                    continue
-            except JobFailed as exc:
-                self.log.say(f"Blender from {kind} not usable: {exc.cause}")
-                if exc.kind in ("unsafe_archive", "credentials_expired") and refused is None:
-                    refused = exc
-                continue
-            self.log.say(f"Blender {source.get('version', wanted)} ready (from {kind})")
-            return command
-        if refused is not None:  # say what went wrong with the source that was refused, not "none worked"
-            raise JobFailed(refused.kind, f"{refused.cause} No other source of Blender {wanted} worked.")
-        raise JobFailed("download", f"Could not get Blender {wanted} from any source.")
-
-    def blender_from_tarball(self, source: dict[str, Any]) -> list[str]:
-        version = source["version"]
-        if version != self.spec["blender_version"]:
-            self.log.say(
-                f"Blender {self.spec['blender_version']} is not available; using {version}, "
-                "the nearest release of the same series"
-            )
-        name = urllib.parse.unquote(urllib.parse.urlsplit(source["url"]).path.rsplit("/", 1)[-1])
-        if not name.endswith((".tar.xz", ".tar.gz", ".tar.bz2", ".tar")):
-            name = f"blender-{version}-linux-x64.tar.xz"
-        tarball = os.path.join(self.work, "downloads", name)
-        self.log.say(f"downloading Blender {version} from {source['kind']} ({name})")
-        download(source["url"], tarball, source.get("sha256", ""), self.log.say, name)
-        self.log.say(f"Blender tarball verified (sha256 {sha256_file(tarball)[:16]}...); unpacking")
-        target = os.path.join(self.work, "blender")
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            unpack_tarball(tarball, target, name)
-        except JobFailed:
-            shutil.rmtree(target, ignore_errors=True)
-            raise
-        for root, _dirs, files in os.walk(target):
-            if "blender" in files and os.access(os.path.join(root, "blender"), os.X_OK):
-                if source["kind"] == "url":
-                    self.cache_upload(tarball, name)
-                return [os.path.join(root, "blender")]
-        raise JobFailed("download", f"The Blender archive {name} has no blender program.")
-
-    def blender_from_pypi(self, source: dict[str, Any]) -> list[str]:
-        wanted = (source.get("package") or f"bpy=={source['version']}").split("==")[-1]
-        try:
-            releases = json.loads(
-                with_retries("PyPI lookup", lambda: http_request("GET", PYPI_JSON), self.log.say)
-            )
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise JobFailed("download", f"PyPI could not be reached: {exc}") from exc
-        version = nearest_patch(wanted, list(releases.get("releases", {})))
-        if version is None:
-            raise JobFailed("download", f"PyPI has no bpy {wanted} or other release of that series.")
-        if version != wanted:
-            self.log.say(
-                f"bpy {wanted} is not on PyPI; using {version}, the nearest release of the same series"
-            )
-        python = shutil.which("python" + python_for_bpy(version))
-        if python is None:
-            self.install_python(python_for_bpy(version))
-            python = shutil.which("python" + python_for_bpy(version))
-        if python is None:
-            raise JobFailed(
-                "download", f"Python {python_for_bpy(version)}, which bpy {version} needs, is missing."
-            )
-        venv = os.path.join(self.work, "bpy-venv")
-        wheels = os.path.join(self.work, "downloads", "wheels")
-        vpython = os.path.join(venv, "bin", "python")
-        for step in (
-            [python, "-m", "venv", venv],
-            [vpython, "-m", "pip", "download", "--no-deps", "-d", wheels, f"bpy=={version}"],
-            [vpython, "-m", "pip", "install", "--find-links", wheels, f"bpy=={version}"],
-        ):
-            self.log.say("running " + " ".join(os.path.basename(a) if a == step[0] else a for a in step))
-            if self.run_logged(step) != 0:
-                raise JobFailed("download", f"Installing bpy {version} from PyPI failed.")
-        for wheel in sorted(os.listdir(wheels)):
-            if wheel.startswith("bpy-") and wheel.endswith(".whl"):
-                self.cache_upload(os.path.join(wheels, wheel), wheel)
-        return [vpython, os.path.join(HERE, "blender_launcher.py")]
-
-    def install_python(self, minor: str) -> None:
-        for tool, args in (
-            ("dnf", ["install", "-y", f"python{minor}"]),
-            ("apt-get", ["install", "-y", f"python{minor}-venv"]),
-        ):
-            if shutil.which(tool):
-                self.log.say(f"installing Python {minor} with {tool}")
-                self.run_logged([tool, *args])
-                return
-
-    def run_logged(self, command: list[str]) -> int:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            self.log.write(raw.decode("utf-8", "replace"))
-        return proc.wait()
-
-    def cache_upload(self, path: str, name: str) -> None:
-        """Hand a Blender build fetched from outside the bucket to the add-on, to keep for next time.
-
-        No checksum goes with it: the add-on keeps a build only when its own hash of the object
-        matches the official checksum it fetched itself, so nothing the machine says counts.
-        """
-        try:
-            with open(path, "rb") as handle:
-                body = handle.read()
-            with_retries(
-                "upload of the Blender build",
-                lambda: self.poster.put(f"blender-cache/{name}", body, 600),
-                self.log.say,
-            )
-            self.log.say(f"uploaded {name} to the job's blender-cache for later boots")
-        except (OSError, http.client.HTTPException) as exc:
-            self.log.say(f"could not keep {name} in the bucket ({exc}); the job goes on")
+        """The command that starts Blender (installs.py), from the spec's sources in order."""
+        return BlenderInstall(self.spec, self.work, self.log, self.poster).get_blender()
 
     def download_inputs(self) -> None:
         try:
@@ -494,11 +242,13 @@ class Supervisor:
     def handle_line(self, line: str) -> None:
         self.log.write(line)
         text = line.strip()
-        if text.startswith(MARK):
-            try:
-                self.handle_event(json.loads(text[len(MARK) :]))
-            except ValueError:
-                self.log.say("unreadable worker event line")
+        try:
+            mine = blender_logs.read_event(text)
+        except ValueError:
+            self.log.say("unreadable worker event line")
+            return
+        if mine is not None:
+            self.handle_event(mine)
             return
         event = self.tracker.feed(text)
         if event is None:
@@ -1008,52 +758,3 @@ def few_frames(frames: list[int], shown: int = 8) -> str:
     if len(frames) <= shown:
         return f"{len(frames)} frames {frames}"
     return f"{len(frames)} frames ({', '.join(map(str, frames[: shown - 1]))}, ... {frames[-1]})"
-
-
-def power_off() -> None:
-    """`shutdown -h now` (never halt: with behaviour "terminate" this ends the bill)."""
-    for command in (["shutdown", "-h", "now"], ["poweroff"]):
-        try:
-            if subprocess.call(command) == 0:
-                return
-        except OSError:
-            continue
-
-
-def refuse_spec(spec: dict[str, Any], work: str, reason: str) -> str:
-    """A spec of another contract version: say so in error.json, render nothing."""
-    poster = Poster(spec["upload_url"], spec["upload_fields"], spec["upload_prefix"])
-    body = {"contract": contract.CONTRACT_VERSION, "kind": "contract", "cause": reason, "time": now_iso()}
-    try:
-        poster.put("error.json", json.dumps(body).encode())
-    except (OSError, http.client.HTTPException) as exc:
-        print(f"{MARK}could not report the version mismatch: {exc}", flush=True)
-    return "failed"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--spec", required=True, help="the job spec (JSON) the boot script downloaded")
-    parser.add_argument("--work", required=True, help="working directory on the machine")
-    parser.add_argument("--no-power-off", action="store_true", help="leave the machine running (debugging)")
-    args = parser.parse_args(argv)
-    with open(args.spec, encoding="utf-8") as handle:
-        spec = json.load(handle)
-    try:
-        contract.check_spec_version(spec)
-    except contract.ContractError as exc:
-        state = refuse_spec(spec, args.work, str(exc))
-    else:
-        if spec.get("claim_urls"):  # one machine of many (an AWS Batch array child)
-            from .batch_worker import BatchSupervisor
-
-            state = BatchSupervisor.from_environment(spec, args.work).run()
-        else:
-            state = Supervisor(spec, args.work).run()
-    if not args.no_power_off:
-        power_off()
-    return 0 if state == "done" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .file_hash import hash_stream
+
 MiB = 1024 * 1024
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -169,8 +171,6 @@ def chunk_file(path: Path, policy: ChunkPolicy, on_bytes: Callable[[int], None] 
         except ImportError:
             note = f"{path.name} is uploaded whole: the chunking library is not installed."
     if note:
-        from .hash_cache import hash_stream
-
         sha, size = hash_stream(path, on_bytes)
         return Chunked(sha, size, (), note)
     whole = hashlib.sha256()

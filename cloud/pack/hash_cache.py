@@ -18,7 +18,6 @@ unchanged file is neither re-read nor re-chunked.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sqlite3
@@ -28,8 +27,8 @@ from pathlib import Path
 
 from ..local_db import LocalDb
 from .chunking import Chunk, Chunked, ChunkPolicy, chunk_file
+from .file_hash import hash_stream
 
-READ_SIZE = 1 << 20
 RACY_S = 3.0  # files changed this recently are hashed but not cached
 FILE_NAME = "hashes-v1.sqlite"  # a new key layout gets a new file
 
@@ -39,21 +38,6 @@ Key = tuple[int, int, int, int]
 def stat_key(st: os.stat_result) -> Key:
     """What identifies one version of one file, wherever its folder is moved (same disk)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def hash_stream(path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
-    """SHA-256 and size of a file, read once in 1 MiB blocks (the hash releases the GIL)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as src:
-        block = bytearray(READ_SIZE)
-        view = memoryview(block)
-        while n := src.readinto(block):
-            digest.update(view[:n])
-            size += n
-            if on_bytes is not None:
-                on_bytes(n)
-    return digest.hexdigest(), size
 
 
 class HashCache:

@@ -117,3 +117,22 @@ def test_a_whole_job_log_from_the_simulator():
     finished = [e.frame for e in events if e.kind == "progress" and e.status == "Finished"]
     assert finished == [1, 2, 3]
     assert not [e for e in events if e.kind == "error"]
+
+
+def test_our_scripts_lines_round_trip_through_the_one_protocol(capsys):
+    """The scripts inside Blender print with blender_logs.emit (loaded by path, as Blender runs
+    them); the supervisor reads with blender_logs.read_event: one MARK, defined once."""
+    import runpy
+
+    from cloud.machine import BLENDER_SCRIPTS, blender_logs
+
+    loaded = runpy.run_path(blender_logs.__file__)  # how render_frames.py and the others load it
+    loaded["emit"]("frame_done", frame=7, seconds=1.5)
+    line = capsys.readouterr().out.strip()
+    assert blender_logs.read_event(line) == {"event": "frame_done", "frame": 7, "seconds": 1.5}
+    assert blender_logs.read_event("Fra:1 Mem:2M | Sample 1/4") is None
+    with pytest.raises(ValueError):
+        blender_logs.read_event(blender_logs.MARK + "[1, 2]")
+    machine = Path(blender_logs.__file__).parent
+    copies = [n for n in (*BLENDER_SCRIPTS, "supervisor.py") if "CLOUDRENDER " in (machine / n).read_text()]
+    assert copies == []

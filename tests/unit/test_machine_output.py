@@ -263,30 +263,40 @@ def test_reattaching_does_not_download_frames_already_on_disk(job, aws):
     assert not [e for e in drained(events) if isinstance(e, FrameArrived)]
 
 
-def test_the_machine_refuses_a_spec_of_another_contract_version(aws, tmp_path):
-    """Checked on the machine's side too: a worker of one version never runs another's spec."""
-    from cloud.machine import supervisor
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"spec_version": contract.CONTRACT_VERSION - 1}, "do not match"),
+        ({"engine": "lambda"}, "names engine 'lambda'"),
+    ],
+    ids=["contract-version", "unknown-engine"],
+)
+def test_the_machine_refuses_a_spec_it_cannot_run(aws, tmp_path, change, words):
+    """Checked on the machine's side too: a worker of one version never runs another's spec,
+    and runs no engine but the ones it knows."""
+    from cloud.machine.__main__ import main
 
     client(aws.settings, "s3").create_bucket(Bucket=BUCKET)
     job_id = new_job_id()
     post = storage.presign_outputs(aws.settings, BUCKET, job_id, 3600)
     spec = {
-        "spec_version": contract.CONTRACT_VERSION - 1,
+        "spec_version": contract.CONTRACT_VERSION,
         "job_id": job_id,
         "upload_url": post["url"],
         "upload_fields": post["fields"],
         "upload_prefix": contract.out_prefix(job_id),
+        **change,
     }
     spec_path = tmp_path / "job-spec.json"
     spec_path.write_text(json.dumps(spec))
-    code = supervisor.main(["--spec", str(spec_path), "--work", str(tmp_path / "run"), "--no-power-off"])
+    code = main(["--spec", str(spec_path), "--work", str(tmp_path / "run"), "--no-power-off"])
     assert code == 1
     body = client(aws.settings, "s3").get_object(
         Bucket=BUCKET, Key=contract.out_prefix(job_id) + "error.json"
     )
     error = contract.parse_error(contract.load_document(body["Body"].read(), "error.json"), [])
     assert error.kind == "contract"
-    assert "do not match" in error.cause
+    assert words in error.cause
     assert not (tmp_path / "run" / "job").exists()  # nothing was downloaded or rendered
 
 
@@ -299,3 +309,22 @@ def test_the_end_of_a_long_job_is_read(aws, tmp_path):
     assert len(json.dumps({"frames_done": frames}, indent=1)) > contract.MAX_JSON_BYTES
     final = runner.final_state()
     assert final is not None and final[0].value == "Done"
+
+
+def test_the_spec_names_its_engine_and_an_old_spec_gets_one():
+    """The entry point picks the runner by the spec's engine; a spec written before the field
+    existed is read as "batch" where it hands out claims, else "ec2"."""
+    assert contract.spec_engine({"engine": "batch"}) == "batch"
+    assert contract.spec_engine({"claim_urls": {"1": "https://claim"}}) == "batch"
+    assert contract.spec_engine({"claim_urls": {}}) == "ec2"
+    assert contract.spec_engine({}) == "ec2"
+    with pytest.raises(contract.ContractError, match="engine"):
+        contract.spec_engine({"engine": "EC2"})
+    one = contract.WorkerSpec("j1", "5.0.1", "shot.blend", [1], [], "https://u", {}, "jobs/j1/out/")
+    many = contract.WorkerSpec(
+        "j1", "5.0.1", "shot.blend", [1], [], "https://u", {}, "jobs/j1/out/", claim_urls={"1": "https://c"}
+    )
+    assert (one.engine, many.engine) == ("ec2", "batch")
+    assert json.loads(many.to_json())["engine"] == "batch"
+    with pytest.raises(contract.ContractError):
+        contract.WorkerSpec("j1", "5.0.1", "shot.blend", [1], [], "https://u", {}, "jobs/j1/out/", engine="x")

@@ -22,7 +22,7 @@ import pytest
 from cloud.aws.presign import presign_post
 from cloud.aws.session import client
 from cloud.machine.contract import out_prefix
-from cloud.machine.supervisor import unpack_tarball
+from cloud.machine.installs import unpack_tarball
 from cloud.machine.transport import REFUSALS_BEFORE_STOP, JobFailed, Poster, refusal
 from dev.simulator import CuttableProxy
 

@@ -20,7 +20,8 @@ from cloud.errors import CloudError
 from cloud.job.user_data import USER_DATA_LIMIT, build_user_data
 from cloud.machine import WORKER_FILES
 from cloud.machine.contract import out_prefix
-from cloud.machine.supervisor import nearest_patch, order_frames, python_for_bpy
+from cloud.machine.installs import nearest_patch, python_for_bpy
+from cloud.machine.supervisor import order_frames
 from cloud.machine.transport import Poster, multipart
 from dev.simulator import CuttableProxy, InstanceSimulator
 
