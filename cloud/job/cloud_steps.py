@@ -386,6 +386,7 @@ class CloudSteps:
         post = storage.presign_outputs(settings, bucket, job_id, expires)
         spec = contract.WorkerSpec(
             job_id=job_id,
+            engine=engine.name.value,  # which runner the machine starts (chosen at submit)
             blender_version=request.blender_version,
             blend_path=packed.blend_path,
             frames=list(request.frames),
