@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..aws import compute, kernel_cache, quotas, storage
+from ..aws import bucket_registry, bucket_setup, compute, kernel_cache, quotas, storage, uploads
 from ..aws.known_objects import FILE_NAME as KNOWN_OBJECTS_FILE
 from ..aws.known_objects import KnownObjects
 from ..aws.presign import LIST_PAGE, presign_get, presign_list, presign_list_pages
@@ -73,7 +73,7 @@ def add_travelling_files(packed: PackedScene, request: JobRequest) -> None:
     extra.update(disk_bake_inputs(request.bake_folders, posixpath.dirname(packed.blend_path)))
     for rel, path in sorted(extra.items()):
         stat = path.stat()
-        packed.files[rel] = (storage.hash_file(path), stat.st_size)
+        packed.files[rel] = (uploads.hash_file(path), stat.st_size)
         packed.sources[rel] = path
         packed.stamps[rel] = (stat.st_size, stat.st_mtime_ns)
 
@@ -168,13 +168,13 @@ class CloudSteps:
     def hash_cache(self) -> HashCache:
         """File hashes kept between submits (`<user folder>/state/`): a resubmit re-reads only
         the files that changed."""
-        return HashCache(self.state_dir / storage.STATE_FOLDER / HASH_CACHE_FILE)
+        return HashCache(self.state_dir / bucket_registry.STATE_FOLDER / HASH_CACHE_FILE)
 
     @property
     def known_objects(self) -> KnownObjects:
         """What this computer saw in its buckets lately (`<user folder>/state/`): a resubmit asks
         S3 only about the files it has not seen there (cloud/aws/known_objects.py)."""
-        return KnownObjects(self.state_dir / storage.STATE_FOLDER / KNOWN_OBJECTS_FILE)
+        return KnownObjects(self.state_dir / bucket_registry.STATE_FOLDER / KNOWN_OBJECTS_FILE)
 
     def discard_pack(self, request: JobRequest) -> None:
         """Remove the scene copy and its pack (a copy of every texture) from the artist's disk.
@@ -199,20 +199,20 @@ class CloudSteps:
         return PackedScene(blend_path=record.blend_in_pack, files=files, root=None, chunks=chunks)
 
     @property
-    def buckets(self) -> storage.BucketRegistry:
+    def buckets(self) -> bucket_registry.BucketRegistry:
         """The one bucket registry, the file Set Up writes too (`state_dir` is the add-on's user folder)."""
-        return storage.bucket_registry(self.state_dir / storage.STATE_FOLDER)
+        return bucket_registry.bucket_registry(self.state_dir / bucket_registry.STATE_FOLDER)
 
     def ensure_bucket(self, settings: AwsSettings, retention_days: int) -> str:
         registry = self.buckets
         # Jobs once kept their own registry beside the state folder: its buckets stay in use.
-        registry.adopt(self.state_dir / storage.BUCKETS_FILE)
-        return storage.ensure_bucket(settings, registry, expire_days=retention_days)
+        registry.adopt(self.state_dir / bucket_registry.BUCKETS_FILE)
+        return bucket_setup.ensure_bucket(settings, registry, expire_days=retention_days)
 
     def worker_files(self) -> list[tuple[str, Path, str, int]]:
         """(name, local path, sha256, size) of the scripts the machine downloads."""
         files = [(name, Path(path)) for name, path in sorted(WORKER_FILES.items())]
-        return [(name, path, storage.hash_file(path), path.stat().st_size) for name, path in files]
+        return [(name, path, uploads.hash_file(path), path.stat().st_size) for name, path in files]
 
     def upload(
         self,
@@ -225,7 +225,7 @@ class CloudSteps:
         triples: list[tuple[Path | str, str, int]] = [
             (path, sha, size) for _name, path, sha, size in self.worker_files()
         ]
-        pieces: list[storage.ChunkSource] = []
+        pieces: list[uploads.ChunkSource] = []
         if packed.root is not None:
             for rel, (sha, size) in packed.files.items():
                 source = packed.sources.get(rel, packed.root / rel)
@@ -234,10 +234,10 @@ class CloudSteps:
                     continue
                 offset = 0
                 for chunk_sha, chunk_size in packed.chunks[rel]:
-                    pieces.append(storage.ChunkSource(source, offset, chunk_size, chunk_sha))
+                    pieces.append(uploads.ChunkSource(source, offset, chunk_size, chunk_sha))
                     offset += chunk_size
 
-        def report(step: storage.UploadProgress) -> None:
+        def report(step: uploads.UploadProgress) -> None:
             progress(
                 step.done, step.total or 1, f"Uploading {step.done / 1e6:.1f} of {step.total / 1e6:.1f} MB"
             )
@@ -246,7 +246,7 @@ class CloudSteps:
         # Asking S3 which files it holds already takes a while for a project of many files:
         # said, so the panel does not sit at "0%" with no word.
         progress(0, 1, f"Checking which of {len(triples)} files are uploaded already")
-        result = storage.upload_files(
+        result = uploads.upload_files(
             settings, bucket, triples, report, cancel, chunks=pieces, known=self.known_objects
         )
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
@@ -267,7 +267,7 @@ class CloudSteps:
     # here, never from the machine). The digest beside a cached build (`<file>.trusted.json`) is
     # written by the add-on alone; `blender_sources` offers nothing else. Old `<file>.sha256`
     # digests (once copied from what machines wrote) are never read. The cache expires with its
-    # own lifecycle rule (storage.lifecycle_rules).
+    # own lifecycle rule (bucket_setup.lifecycle_rules).
     blender_checksums_url = BLENDER_CHECKSUMS_URL
 
     def blender_sources(
@@ -313,7 +313,7 @@ class CloudSteps:
 
         The artist's own computer is trusted; the digest is checked against the file all the same.
         """
-        actual = storage.hash_file(tarball)
+        actual = uploads.hash_file(tarball)
         if actual != sha256:
             raise CloudError(
                 f"{tarball.name} does not match the checksum it was given.",
