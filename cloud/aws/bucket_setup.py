@@ -51,7 +51,7 @@ def lifecycle_rules(expire_days: int) -> list[dict[str, Any]]:
             "Filter": {"Prefix": "cas/"},
             "Expiration": {"Days": expire_days},
         },
-        # Blender builds the add-on verified and kept for later jobs (cloud/job/cloud_steps.py).
+        # Blender builds the add-on verified and kept for later jobs (cloud/aws/blender_cache.py).
         {
             "ID": "expire-blender-cache",
             "Status": "Enabled",

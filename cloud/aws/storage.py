@@ -22,7 +22,7 @@ from botocore.credentials import RefreshableCredentials
 from ..errors import CloudError
 from ..machine.contract import InputChunk, InputFile, cas_key, chunk_key, job_prefix, out_prefix
 from .error_rules import is_code, translating
-from .presign import presign_get, presign_post
+from .presign import LIST_PAGE, presign_get, presign_list, presign_list_pages, presign_post
 from .session import AwsSettings, client, client_config, make_session
 
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
@@ -90,6 +90,24 @@ def presign_client(settings: AwsSettings) -> Any:
         endpoint_url=settings.endpoint_for("s3"),
         config=client_config(settings, signature_version="s3v4"),
     )
+
+
+def get_link(settings: AwsSettings, bucket: str, key: str, expires_s: int) -> str:
+    """A presigned GET of one object (the job spec, a worker script, the quote's go-ahead)."""
+    return presign_get(client(settings, "s3"), bucket, key, expires_s)
+
+
+def list_link(settings: AwsSettings, bucket: str, prefix: str, expires_s: int) -> str:
+    """A presigned ListObjectsV2 of one prefix (the machine skips the frames already there)."""
+    return presign_list(client(settings, "s3"), bucket, prefix, expires_s)
+
+
+def list_page_links(
+    settings: AwsSettings, bucket: str, prefix: str, names: list[str], expires_s: int, page: int = LIST_PAGE
+) -> list[str]:
+    """Presigned ListObjectsV2 pages that together list every key `prefix + name` that exists
+    (cloud/aws/presign.presign_list_pages)."""
+    return presign_list_pages(client(settings, "s3"), bucket, prefix, names, expires_s, page=page)
 
 
 def presign_inputs(

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from cloud.aws import bucket_setup, storage
+from cloud.aws.blender_cache import TRUSTED_SUFFIX
 from cloud.aws.session import client
-from cloud.job.cloud_steps import TRUSTED_SUFFIX, CloudSteps
+from cloud.job.cloud_steps import CloudSteps
 from cloud.job.records import JobRecord
 from cloud.machine.contract import blender_cache_key, out_prefix
 from cloud.machine.transport import Poster
