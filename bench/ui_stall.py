@@ -8,7 +8,7 @@ Blender's event loop: it calls the add-on's timer callback (`runtime.drain_event
 1. Upload: a scene whose Image data-blocks reference 20 random-content PNGs (1 GB in all;
    `--small`: 100 MB) is sent with "Render in Cloud". While the job's thread packs and
    uploads, the longest and 99th-percentile drain are reported. Baseline, same run: the
-   same files uploaded ON the main thread with cloud.storage.upload_files (the freeze an
+   same files uploaded ON the main thread with cloud.aws.uploads.upload_files (the freeze an
    add-on without threads would cause). stall ratio = longest drain / synchronous upload.
 2. Frames: a 100-frame scene (16x16, 1 sample; `--small`: 20 frames) is rendered by the
    instance simulator (real bpy renders). A separate process lists the bucket every 50 ms and
@@ -254,8 +254,9 @@ def upload_phase(
 ) -> bool:
     import bpy
 
-    from cloud.aws import storage
+    from cloud.aws.bucket_setup import new_bucket_name
     from cloud.aws.session import client
+    from cloud.aws.uploads import hash_file, upload_files
 
     started = time.monotonic()
     textures = make_textures(work / "heavy" / "textures", size.texture_bytes)
@@ -266,13 +267,13 @@ def upload_phase(
 
     # Baseline: the same files uploaded on the main thread, to a bucket of their own.
     s3 = client(account.settings, "s3")
-    bucket = storage.new_bucket_name()
+    bucket = new_bucket_name()
     s3.create_bucket(Bucket=bucket)
     started = time.perf_counter()
-    triples = [(p, storage.hash_file(p), p.stat().st_size) for p in textures]
+    triples = [(p, hash_file(p), p.stat().st_size) for p in textures]
     hash_s = time.perf_counter() - started
     started = time.perf_counter()
-    storage.upload_files(account.settings, bucket, triples)
+    upload_files(account.settings, bucket, triples)
     sync_s = time.perf_counter() - started
     print(f"[upload] baseline on the main thread: hashing {hash_s:.1f} s, upload_files {sync_s:.1f} s")
     for _path, sha, _size in triples:  # free the emulator's storage again

@@ -1,10 +1,10 @@
-"""Benchmark: cloud.storage.upload_files against the AWS CLI, to the emulated S3 (moto server).
+"""Benchmark: cloud.aws.uploads.upload_files against the AWS CLI, to the emulated S3 (moto server).
 
 1. Throughput: a job of 50 files of mixed sizes (1 GB; `--small` makes it 100 MB), uploaded
    by our uploader and by `aws s3 cp --recursive` to the same endpoint, alternating, best of
    `--rounds`. Prints MB/s for each and the ratio (ours / CLI; above 1 means we are faster),
    for our upload alone and with hashing included (we must hash to skip what exists): hashing
-   overlaps the uploads (storage.hash_and_upload), every byte hashed, no cache.
+   overlaps the uploads (bench/pipelined_upload.py), every byte hashed, no cache.
    A resubmit with one 5 MB file changed: with the local hash cache, against hashing all again.
    AWS Deadline Cloud's job attachments (the `deadline` package, pinned in
    bench/vs_deadline/requirements.txt, run in a bench-only venv this script creates on first
@@ -39,9 +39,11 @@ sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/ and test
 
 import requests  # noqa: E402
 
-from cloud.aws import storage  # noqa: E402
+from bench.pipelined_upload import hash_and_upload  # noqa: E402
+from cloud.aws.bucket_setup import new_bucket_name  # noqa: E402
 from cloud.aws.known_objects import KnownObjects  # noqa: E402
 from cloud.aws.session import AwsSettings, client  # noqa: E402
+from cloud.aws.uploads import hash_file, upload_files  # noqa: E402
 from cloud.pack.hash_cache import HashCache  # noqa: E402
 from dev.aws_emulator import moto_server  # noqa: E402
 from dev.error_server import CountingProxy  # noqa: E402
@@ -84,7 +86,7 @@ def tree_size(root: Path) -> int:
 
 
 def hashed(root: Path) -> list[tuple[Path, str, int]]:
-    return [(p, storage.hash_file(p), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()]
+    return [(p, hash_file(p), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()]
 
 
 def cli(args: list[str], endpoint: str, home: Path) -> tuple[float, int]:
@@ -167,7 +169,7 @@ def deadline_submit(folder: Path, bucket: str, url: str, cache: Path) -> dict:
 
 def fresh_bucket(settings: AwsSettings, url: str) -> str:
     requests.post(f"{url}/moto-api/reset", timeout=30).raise_for_status()  # frees moto's memory
-    bucket = storage.new_bucket_name()
+    bucket = new_bucket_name()
     client(settings, "s3").create_bucket(Bucket=bucket)
     return bucket
 
@@ -188,11 +190,11 @@ def throughput(work: Path, url: str, settings: AwsSettings, rounds: int) -> None
     for _ in range(rounds):
         bucket = fresh_bucket(settings, url)
         files = hashed(job)
-        up_s = timed(lambda files=files, bucket=bucket: storage.upload_files(settings, bucket, files))
+        up_s = timed(lambda files=files, bucket=bucket: upload_files(settings, bucket, files))
         ours_up.append(up_s)
         # Hashing included: no cache, every byte hashed, overlapping the uploads (one read from disk).
         bucket = fresh_bucket(settings, url)
-        ours_all.append(timed(lambda bucket=bucket: storage.hash_and_upload(settings, bucket, paths)))
+        ours_all.append(timed(lambda bucket=bucket: hash_and_upload(settings, bucket, paths)))
         bucket = fresh_bucket(settings, url)
         seconds, count = cli(["s3", "cp", "--recursive", str(job), f"s3://{bucket}/job/"], url, work)
         assert count == FILES, count
@@ -243,7 +245,7 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings, rounds: int
     # What the bucket holds, as this computer saw it (Deadline keeps the like: its S3 check cache).
     known = KnownObjects(work / "state" / "bucket-objects.sqlite")
     bucket = fresh_bucket(settings, url)
-    storage.hash_and_upload(settings, bucket, paths, cache.hash, known=known)  # fills both caches
+    hash_and_upload(settings, bucket, paths, cache.hash, known=known)  # fills both caches
     deadline_cache = work / "state" / "deadline-cache"
     if with_deadline:  # Deadline's first submit fills its caches (hashes, what S3 holds)
         deadline_submit(job, bucket, url, deadline_cache)
@@ -254,7 +256,7 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings, rounds: int
         write_random(changed, 5 * MB, random.Random(3 + round_))
         os.utime(changed, (old + 1 + round_, old + 1 + round_))
         cache.hits = cache.misses = 0
-        ours.append(timed(lambda: storage.hash_and_upload(settings, bucket, paths, cache.hash, known=known)))
+        ours.append(timed(lambda: hash_and_upload(settings, bucket, paths, cache.hash, known=known)))
         hits, misses = cache.hits, cache.misses
         assert (hits, misses) == (len(paths) - 1, 1), (hits, misses)
         if with_deadline:  # the same change, through Deadline's hash cache
@@ -271,7 +273,7 @@ def resubmit_with_cache(work: Path, url: str, settings: AwsSettings, rounds: int
         )
         figures.update(deadline_resubmit_s=run["seconds"], resubmit_vs_deadline=cached_s / run["seconds"])
     write_random(changed, 5 * MB, random.Random(100))
-    full_s = timed(lambda: storage.hash_and_upload(settings, bucket, paths))
+    full_s = timed(lambda: hash_and_upload(settings, bucket, paths))
     print(
         f"resubmit, one 5 MB file changed: {cached_s:.3f} s with the hash cache ({hits} hits, {misses} "
         f"re-hashed; best of {len(ours)}) | {full_s:.2f} s hashing everything again"
@@ -287,13 +289,13 @@ def resubmits(work: Path, url: str, settings: AwsSettings) -> None:
     via = replace(settings, endpoint_url=proxy.url)
     try:
         bucket = fresh_bucket(settings, url)
-        storage.upload_files(via, bucket, hashed(scene1))
+        upload_files(via, bucket, hashed(scene1))
         cli(["s3", "sync", str(scene1), f"s3://{bucket}/forest/"], proxy.url, work)
 
         def measure(name: str, tree: Path, prefix: str, changed: int, key: str) -> None:
             proxy.sent = 0
             start = time.perf_counter()
-            result = storage.upload_files(via, bucket, hashed(tree))
+            result = upload_files(via, bucket, hashed(tree))
             ours_s, ours_bytes = time.perf_counter() - start, proxy.sent
             proxy.sent = 0
             cli_s, count = cli(["s3", "sync", str(tree), f"s3://{bucket}/{prefix}/"], proxy.url, work)

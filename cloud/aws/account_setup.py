@@ -20,6 +20,8 @@ from typing import Literal
 from ..cost.catalog import Catalog, InstanceType, load_catalog
 from ..errors import CloudError
 from . import batch
+from .bucket_registry import bucket_registry
+from .bucket_setup import DEFAULT_EXPIRE_DAYS, ensure_bucket
 from .budget import ensure_monthly_budget
 from .compute import ensure_security_group, find_ami
 from .credentials import verify
@@ -35,7 +37,6 @@ from .quotas import (
 )
 from .region_latency import default_urls, probe_latency, rank_regions
 from .session import AwsSettings, client
-from .storage import DEFAULT_EXPIRE_DAYS, bucket_registry, ensure_bucket
 
 Status = Literal["done", "needs_action", "failed", "offered"]
 
@@ -257,7 +258,7 @@ def run_setup(
     Blocks on the network: call it from a worker thread; `progress` is called from that thread
     with one line per step, so the UI side should hand the lines to its main-thread queue.
 
-    `state_dir` is the add-on's state folder (`storage.STATE_FOLDER` in its user folder): the
+    `state_dir` is the add-on's state folder (`bucket_registry.STATE_FOLDER` in its user folder): the
     bucket made here goes into the registry there, the one every job reads.
     `region`: use this one instead of measuring; `latency_urls` (region -> URL) replaces the
     regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,

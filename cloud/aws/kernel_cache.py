@@ -5,7 +5,7 @@ lists `kernel-cache/<Blender version>/<GPU model>/` (the instance type's GPU fro
 catalog), presigns GETs for the newest few `<driver>.tar` archives there, and adds a POST
 limited to that folder and to `MAX_KERNEL_CACHE_BYTES` per object; the machine takes the one
 for its driver and uploads its own (cloud/machine/kernel_cache.py, which treats every archive
-as untrusted). The folder expires with its own lifecycle rule (storage.KERNEL_CACHE_DAYS).
+as untrusted). The folder expires with its own lifecycle rule (bucket_setup.KERNEL_CACHE_DAYS).
 Uses only calls the policy already allows (ListBucket, GetObject and PutObject presigned).
 """
 

@@ -6,7 +6,7 @@ An entry says: key K was in bucket B, last written at L, as confirmed at C (a HE
 or an upload that wrote it). It is trusted until the earlier of
 - C + TRUST_S (a day): an object deleted by hand in the AWS console is asked about again by then,
   and a job that fails because an input is missing forgets its bucket at once (cloud/job/job_thread.py);
-- L + the refresh age (storage.upload_files copies an object onto itself past that age so the
+- L + the refresh age (uploads.upload_files copies an object onto itself past that age so the
   bucket's lifecycle rule never deletes an input in use; trusting it longer would skip that).
 Nothing else deletes cas/ objects: Delete Cloud Data removes one job's folder, never shared
 content. One SQLite file beside the hash cache; a broken or unreadable file only costs the HEADs

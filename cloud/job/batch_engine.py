@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aws import batch, fleet, storage
-from ..aws.presign import presign_get, presign_list_pages
-from ..aws.session import AwsSettings, client
+from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
 from ..cost import caps, fleet_plan
 from ..cost.catalog import InstanceType, load_catalog
@@ -123,23 +122,25 @@ class BatchEngine:
             raise CloudError(fit.message, fit.action, code=code)
 
     def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
-        s3 = client(settings, "s3")
-        claims = {
-            str(frame): s3.generate_presigned_url(
-                "put_object",
-                Params={"Bucket": record.bucket, "Key": contract.claim_key(record.job_id, frame)},
-                ExpiresIn=expires,
-            )
-            for frame in record.frames
-        }
-        # Listings of the claims and of each machine's marks, page by page however many frames.
-        claim_pages = presign_list_pages(
-            s3, record.bucket, contract.claims_prefix(record.job_id), [str(f) for f in record.frames], expires
+        """Each frame's claim link, and listings of the claims and of each machine's marks, page
+        by page however many frames."""
+        claims = storage.put_links(
+            settings,
+            record.bucket,
+            {str(frame): contract.claim_key(record.job_id, frame) for frame in record.frames},
+            expires,
+        )
+        claim_pages = storage.list_page_links(
+            settings,
+            record.bucket,
+            contract.claims_prefix(record.job_id),
+            [str(f) for f in record.frames],
+            expires,
         )
         marks = [contract.rendered_mark(f) for f in record.frames]
         lists = {
-            str(i): presign_list_pages(
-                s3, record.bucket, contract.marks_prefix(record.job_id, i), marks, expires
+            str(i): storage.list_page_links(
+                settings, record.bucket, contract.marks_prefix(record.job_id, i), marks, expires
             )
             for i in range(record.machines)
         }
@@ -161,7 +162,7 @@ class BatchEngine:
         facts = load_catalog().types.get(record.instance_type)
         size = child_size_for(record.instance_type, facts)
         key = contract.job_prefix(record.job_id) + "boot.sh"
-        client(settings, "s3").put_object(Bucket=record.bucket, Key=key, Body=boot_script.encode())
+        storage.put_text(settings, record.bucket, key, boot_script)
         # After Set Up this only describes and compares (no write) unless the scene's shape
         # (type, pricing, more vCPUs, a larger pack) differs from what is there.
         environment = batch.ensure_engine(
@@ -174,7 +175,7 @@ class BatchEngine:
         )
         cap_s = self.machine_cap_seconds(record)
         expires = storage.presign_expiry(cap_s + BATCH_OVERHEAD_S + 3600)
-        boot_url = presign_get(client(settings, "s3"), record.bucket, key, expires)
+        boot_url = storage.get_link(settings, record.bucket, key, expires)
         job = batch.submit(
             settings,
             environment,

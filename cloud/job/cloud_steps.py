@@ -8,25 +8,19 @@ test swap one step for a faulty one (through a subclass) without patching boto3.
 
 from __future__ import annotations
 
-import base64
 import json
 import posixpath
-import re
 import shutil
-import ssl
 import threading
-import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..aws import kernel_cache, storage
+from ..aws import blender_cache, bucket_registry, bucket_setup, kernel_cache, storage, uploads
 from ..aws.known_objects import FILE_NAME as KNOWN_OBJECTS_FILE
 from ..aws.known_objects import KnownObjects
-from ..aws.presign import presign_get, presign_list
-from ..aws.session import AwsSettings, client
+from ..aws.session import AwsSettings
 from ..cost import caps
 from ..cost.catalog import load_catalog
 from ..errors import CloudError
@@ -42,15 +36,6 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 BOOT_OVERHEAD_S = 15 * 60  # boot, Blender install and downloads, added to the dead-man timer
-
-# Blender's published SHA-256 list per release: the source the Blender cache trusts.
-BLENDER_CHECKSUMS_URL = "https://download.blender.org/release/Blender{series}/blender-{version}.sha256"
-TARBALL_NAME = re.compile(r"blender-(\d+\.\d+\.\d+)-linux-x64\.tar\.xz")
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-TRUSTED_SUFFIX = ".trusted.json"  # beside a cached build: the digest the add-on verified
-MAX_TRUSTED_BYTES = 4096
-MAX_CHECKSUMS_BYTES = 256 * 1024
-MAX_COPY_BYTES = 5 * 1024**3  # CopyObject's limit; an official tarball is well under it
 
 
 @dataclass
@@ -77,7 +62,7 @@ def add_travelling_files(packed: PackedScene, request: JobRequest) -> None:
     extra.update(disk_bake_inputs(request.bake_folders, posixpath.dirname(packed.blend_path)))
     for rel, path in sorted(extra.items()):
         stat = path.stat()
-        packed.files[rel] = (storage.hash_file(path), stat.st_size)
+        packed.files[rel] = (uploads.hash_file(path), stat.st_size)
         packed.sources[rel] = path
         packed.stamps[rel] = (stat.st_size, stat.st_mtime_ns)
 
@@ -172,13 +157,13 @@ class CloudSteps:
     def hash_cache(self) -> HashCache:
         """File hashes kept between submits (`<user folder>/state/`): a resubmit re-reads only
         the files that changed."""
-        return HashCache(self.state_dir / storage.STATE_FOLDER / HASH_CACHE_FILE)
+        return HashCache(self.state_dir / bucket_registry.STATE_FOLDER / HASH_CACHE_FILE)
 
     @property
     def known_objects(self) -> KnownObjects:
         """What this computer saw in its buckets lately (`<user folder>/state/`): a resubmit asks
         S3 only about the files it has not seen there (cloud/aws/known_objects.py)."""
-        return KnownObjects(self.state_dir / storage.STATE_FOLDER / KNOWN_OBJECTS_FILE)
+        return KnownObjects(self.state_dir / bucket_registry.STATE_FOLDER / KNOWN_OBJECTS_FILE)
 
     def discard_pack(self, request: JobRequest) -> None:
         """Remove the scene copy and its pack (a copy of every texture) from the artist's disk.
@@ -203,20 +188,20 @@ class CloudSteps:
         return PackedScene(blend_path=record.blend_in_pack, files=files, root=None, chunks=chunks)
 
     @property
-    def buckets(self) -> storage.BucketRegistry:
+    def buckets(self) -> bucket_registry.BucketRegistry:
         """The one bucket registry, the file Set Up writes too (`state_dir` is the add-on's user folder)."""
-        return storage.bucket_registry(self.state_dir / storage.STATE_FOLDER)
+        return bucket_registry.bucket_registry(self.state_dir / bucket_registry.STATE_FOLDER)
 
     def ensure_bucket(self, settings: AwsSettings, retention_days: int) -> str:
         registry = self.buckets
         # Jobs once kept their own registry beside the state folder: its buckets stay in use.
-        registry.adopt(self.state_dir / storage.BUCKETS_FILE)
-        return storage.ensure_bucket(settings, registry, expire_days=retention_days)
+        registry.adopt(self.state_dir / bucket_registry.BUCKETS_FILE)
+        return bucket_setup.ensure_bucket(settings, registry, expire_days=retention_days)
 
     def worker_files(self) -> list[tuple[str, Path, str, int]]:
         """(name, local path, sha256, size) of the scripts the machine downloads."""
         files = [(name, Path(path)) for name, path in sorted(WORKER_FILES.items())]
-        return [(name, path, storage.hash_file(path), path.stat().st_size) for name, path in files]
+        return [(name, path, uploads.hash_file(path), path.stat().st_size) for name, path in files]
 
     def upload(
         self,
@@ -229,7 +214,7 @@ class CloudSteps:
         triples: list[tuple[Path | str, str, int]] = [
             (path, sha, size) for _name, path, sha, size in self.worker_files()
         ]
-        pieces: list[storage.ChunkSource] = []
+        pieces: list[uploads.ChunkSource] = []
         if packed.root is not None:
             for rel, (sha, size) in packed.files.items():
                 source = packed.sources.get(rel, packed.root / rel)
@@ -238,10 +223,10 @@ class CloudSteps:
                     continue
                 offset = 0
                 for chunk_sha, chunk_size in packed.chunks[rel]:
-                    pieces.append(storage.ChunkSource(source, offset, chunk_size, chunk_sha))
+                    pieces.append(uploads.ChunkSource(source, offset, chunk_size, chunk_sha))
                     offset += chunk_size
 
-        def report(step: storage.UploadProgress) -> None:
+        def report(step: uploads.UploadProgress) -> None:
             progress(
                 step.done, step.total or 1, f"Uploading {step.done / 1e6:.1f} of {step.total / 1e6:.1f} MB"
             )
@@ -250,7 +235,7 @@ class CloudSteps:
         # Asking S3 which files it holds already takes a while for a project of many files:
         # said, so the panel does not sit at "0%" with no word.
         progress(0, 1, f"Checking which of {len(triples)} files are uploaded already")
-        result = storage.upload_files(
+        result = uploads.upload_files(
             settings, bucket, triples, report, cancel, chunks=pieces, known=self.known_objects
         )
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
@@ -264,98 +249,20 @@ class CloudSteps:
         )
 
     # --- launch -----------------------------------------------------------------------------
-    # The bucket's Blender cache (`blender-cache/<version>/<file>`) is shared by every later job,
-    # so only the add-on writes it, and only builds whose checksum it verified itself: a build a
-    # render machine handed back (`jobs/<id>/out/blender-cache/`) is kept when S3's own SHA-256
-    # of it equals the one Blender publishes for that release (`blender_checksums_url`, fetched
-    # here, never from the machine). The digest beside a cached build (`<file>.trusted.json`) is
-    # written by the add-on alone; `blender_sources` offers nothing else. Old `<file>.sha256`
-    # digests (once copied from what machines wrote) are never read. The cache expires with its
-    # own lifecycle rule (storage.lifecycle_rules).
-    blender_checksums_url = BLENDER_CHECKSUMS_URL
+    # The bucket's Blender cache: cloud/aws/blender_cache.py (what is kept, and why it is trusted).
+    blender_checksums_url = blender_cache.OFFICIAL_CHECKSUMS_URL  # tests point it at their server
 
     def blender_sources(
         self, settings: AwsSettings, bucket: str, version: str, expires: int
     ) -> list[contract.BlenderSource]:
         """Bucket cache first (in-region, checked by hash), then the official bpy wheel on PyPI."""
-        sources = []
-        name = f"blender-{version}-linux-x64.tar.xz"
-        key = contract.blender_cache_key(version, name)
-        digest = self.cached_digest(settings, bucket, key)
-        if digest:
-            s3 = client(settings, "s3")
-            sources.append(
-                contract.BlenderSource(
-                    kind="bucket", version=version, url=presign_get(s3, bucket, key, expires), sha256=digest
-                )
-            )
-        sources.append(contract.BlenderSource(kind="pypi", version=version, package=f"bpy=={version}"))
-        return sources
-
-    def cached_digest(self, settings: AwsSettings, bucket: str, key: str) -> str:
-        """The SHA-256 the add-on verified for a cached build (`<key>.trusted.json`), or '' when
-        there is none, it is malformed, or the build itself is gone."""
-        s3 = client(settings, "s3")
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key + TRUSTED_SUFFIX)["Body"].read(MAX_TRUSTED_BYTES)
-            record = json.loads(body)
-            s3.head_object(Bucket=bucket, Key=key)
-        except Exception:
-            return ""
-        digest = record.get("sha256") if isinstance(record, dict) else None
-        return digest if isinstance(digest, str) and SHA256_HEX.fullmatch(digest) else ""
-
-    def _mark_trusted(self, s3: Any, bucket: str, key: str, sha256: str, source: str) -> None:
-        record = {"sha256": sha256, "file": key.rsplit("/", 1)[-1], "verified_against": source}
-        record["verified_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        s3.put_object(Bucket=bucket, Key=key + TRUSTED_SUFFIX, Body=json.dumps(record, indent=1).encode())
+        return blender_cache.blender_sources(settings, bucket, version, expires)
 
     def stage_blender(
         self, settings: AwsSettings, bucket: str, version: str, tarball: Path, sha256: str
     ) -> None:
-        """Put a Blender tarball from this computer in the bucket's cache (demo, tests, benchmarks).
-
-        The artist's own computer is trusted; the digest is checked against the file all the same.
-        """
-        actual = storage.hash_file(tarball)
-        if actual != sha256:
-            raise CloudError(
-                f"{tarball.name} does not match the checksum it was given.",
-                "Download the Blender release again.",
-                code="checksum_mismatch",
-            )
-        s3 = client(settings, "s3")
-        key = contract.blender_cache_key(version, tarball.name)
-        s3.delete_object(Bucket=bucket, Key=key + TRUSTED_SUFFIX)
-        s3.upload_file(str(tarball), bucket, key)
-        self._mark_trusted(s3, bucket, key, actual, "staged from this computer")
-
-    def official_checksums(self, version: str) -> dict[str, str]:
-        """{file name: SHA-256} from Blender's published checksum list for `version` (HTTPS).
-
-        Raises CloudError when the list cannot be fetched; an empty dict when it lists nothing.
-        """
-        url = self.checksums_url(version)
-        try:
-            with urllib.request.urlopen(url, timeout=30, context=_tls_context()) as response:
-                body = response.read(MAX_CHECKSUMS_BYTES + 1)
-        except (OSError, ValueError) as exc:
-            raise CloudError(
-                f"Blender's official checksums for {version} could not be fetched.",
-                "Check your internet connection; the Blender build is fetched again next time.",
-                code="checksums_unreachable",
-                detail=f"{url}: {exc}",
-            ) from exc
-        found: dict[str, str] = {}
-        for line in body[:MAX_CHECKSUMS_BYTES].decode("utf-8", "replace").splitlines():
-            parts = line.split()
-            if len(parts) == 2 and SHA256_HEX.fullmatch(parts[0].lower()):
-                found[parts[1].lstrip("*")] = parts[0].lower()
-        return found
-
-    def checksums_url(self, version: str) -> str:
-        series = ".".join(version.split(".")[:2])
-        return self.blender_checksums_url.format(series=series, version=version)
+        """Put a Blender tarball from this computer in the bucket's cache (demo, tests, benchmarks)."""
+        blender_cache.stage_build(settings, bucket, version, tarball, sha256)
 
     def credential_warning(self, settings: AwsSettings, machine_cap_s: int) -> str | None:
         """Before launch: a sentence when the credentials that sign the machine's links expire
@@ -375,7 +282,6 @@ class CloudSteps:
         bucket, job_id = record.bucket, record.job_id
         cap_s = engine.machine_cap_seconds(record)
         expires = storage.presign_expiry(cap_s)
-        s3 = client(settings, "s3")
         inputs = storage.presign_inputs(
             settings,
             bucket,
@@ -394,7 +300,7 @@ class CloudSteps:
             upload_url=post["url"],
             upload_fields=post["fields"],
             upload_prefix=contract.out_prefix(job_id),
-            list_url=presign_list(s3, bucket, contract.frames_prefix(job_id), expires),
+            list_url=storage.list_link(settings, bucket, contract.frames_prefix(job_id), expires),
             blender_sources=self.blender_sources(settings, bucket, request.blender_version, expires),
             frame_order=request.frame_order,
             device=request.device,
@@ -405,7 +311,7 @@ class CloudSteps:
             encode_movie=not request.reuse_inputs_from and engine.encodes_movie,
             max_seconds=cap_s,
             scout_frames=scout_frames(request.frames) if request.quote_first else [],
-            go_url=presign_get(s3, bucket, contract.control_key(job_id, "go.json"), expires)
+            go_url=storage.get_link(settings, bucket, contract.control_key(job_id, "go.json"), expires)
             if request.quote_first
             else "",
             addons=list(request.addons),
@@ -418,11 +324,11 @@ class CloudSteps:
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))
         worker_urls = {
-            name: presign_get(s3, bucket, contract.cas_key(sha), expires)
+            name: storage.get_link(settings, bucket, contract.cas_key(sha), expires)
             for name, _p, sha, _s in self.worker_files()
         }
         user_data = build_user_data(
-            spec_url=presign_get(s3, bucket, contract.spec_key(job_id), expires),
+            spec_url=storage.get_link(settings, bucket, contract.spec_key(job_id), expires),
             worker_urls=worker_urls,
             max_minutes=caps.dead_man_minutes(cap_s),
             log_post=post,
@@ -472,85 +378,14 @@ class CloudSteps:
         storage.download(settings, bucket, key, dest, max_bytes=max_bytes)
 
     def after_job(self, settings: AwsSettings, record: JobRecord) -> list[str]:
-        """Keep a Blender build the machine fetched in the bucket's cache, so later boots fetch
-        in-region, when it is an official release byte for byte; returns lines for the job log.
-
-        Nothing the machine wrote is believed: the checksum is S3's own (computed while copying
-        the object into the cache) and is compared with Blender's published one. Whatever goes
-        wrong here only costs the cache, never the job, so errors become log lines.
-        """
-        prefix = contract.out_prefix(record.job_id) + "blender-cache/"
-        bucket = record.bucket
-        notes: list[str] = []
-        try:
-            found = storage.list_objects(settings, bucket, prefix)
-        except CloudError as error:
-            return [f"Blender cache not updated: {error.message}"]
-        s3 = client(settings, "s3")
-        checksums: dict[str, dict[str, str]] = {}
-        for obj in found:
-            name = obj.key[len(prefix) :]
-            match = TARBALL_NAME.fullmatch(name)
-            if not match:
-                continue  # wheels, checksums or anything else a machine wrote: never kept
-            version = match.group(1)
-            try:
-                if version not in checksums:
-                    checksums[version] = self.official_checksums(version)
-                trusted = checksums[version].get(name, "")
-                if not trusted:
-                    notes.append(f"Not keeping {name}: Blender publishes no checksum for such a file.")
-                    continue
-                if obj.size > MAX_COPY_BYTES:
-                    notes.append(f"Not keeping {name}: it is larger than an official release.")
-                    continue
-                target = contract.blender_cache_key(version, name)
-                if self.cached_digest(settings, bucket, target) == trusted:
-                    continue  # already cached and verified
-                s3.delete_object(Bucket=bucket, Key=target + TRUSTED_SUFFIX)  # no digest while it changes
-                actual = _copy_with_sha256(s3, bucket, obj.key, target)
-                if actual != trusted:
-                    s3.delete_object(Bucket=bucket, Key=target)
-                    notes.append(
-                        f"Not keeping {name}: it differs from Blender's official release "
-                        f"(SHA-256 {actual[:16] or 'unknown'}..., expected {trusted[:16]}...)."
-                    )
-                    continue
-                self._mark_trusted(s3, bucket, target, trusted, self.checksums_url(version))
-                notes.append(f"Kept Blender {version} in your bucket for the next jobs (official checksum).")
-            except CloudError as error:
-                notes.append(f"Not keeping {name}: {error.message}")
-            except Exception as error:  # botocore errors: the cache is a convenience, the job is over
-                notes.append(f"Not keeping {name}: {type(error).__name__}: {error}")
-        return notes
+        """Keep a Blender build the machine fetched in the bucket's cache when it is an official
+        release byte for byte (cloud/aws/blender_cache.py); returns lines for the job log."""
+        return blender_cache.keep_fetched_builds(
+            settings, record.bucket, record.job_id, self.blender_checksums_url
+        )
 
     def delete_job_data(self, settings: AwsSettings, bucket: str, job_id: str) -> int:
         return storage.delete_job_data(settings, bucket, job_id)
-
-
-def _tls_context() -> ssl.SSLContext:
-    """Certificates from certifi (shipped in vendor/) where Blender's Python has no system store."""
-    try:
-        import certifi
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:
-        return ssl.create_default_context()
-
-
-def _copy_with_sha256(s3: Any, bucket: str, source: str, target: str) -> str:
-    """Copy `source` to `target` inside the bucket; returns S3's SHA-256 of the copy, in hex."""
-    reply = s3.copy_object(
-        Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source}, ChecksumAlgorithm="SHA256"
-    )
-    checksum = (reply.get("CopyObjectResult") or {}).get("ChecksumSHA256") or s3.head_object(
-        Bucket=bucket, Key=target, ChecksumMode="ENABLED"
-    ).get("ChecksumSHA256", "")
-    try:
-        raw = base64.b64decode(checksum, validate=True)
-    except (ValueError, TypeError):
-        return ""
-    return raw.hex() if len(raw) == 32 else ""  # a multipart checksum ("...-N") is not a file's SHA-256
 
 
 def scout_frames(frames: list[int]) -> list[int]:

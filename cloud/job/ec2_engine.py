@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..aws import compute, quotas
-from ..aws.presign import LIST_PAGE, presign_list_pages
-from ..aws.session import AwsSettings, client
+from ..aws import compute, quotas, storage
+from ..aws.presign import LIST_PAGE
+from ..aws.session import AwsSettings
 from ..cost import caps
 from ..errors import CloudError
 from ..machine import contract
@@ -60,8 +60,7 @@ class Ec2Engine:
         uploaded."""
         marks = [contract.rendered_mark(f) for f in record.frames]
         prefix = contract.frame_marks_prefix(record.job_id)
-        s3 = client(settings, "s3")
-        pages = presign_list_pages(s3, record.bucket, prefix, marks, expires, page=self.list_page)
+        pages = storage.list_page_links(settings, record.bucket, prefix, marks, expires, page=self.list_page)
         return {"mark_list_urls": pages}
 
     def launch(

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from cloud.aws import storage
+from cloud.aws import bucket_setup, storage
+from cloud.aws.blender_cache import TRUSTED_SUFFIX
 from cloud.aws.session import client
-from cloud.job.cloud_steps import TRUSTED_SUFFIX, CloudSteps
+from cloud.job.cloud_steps import CloudSteps
 from cloud.job.records import JobRecord
 from cloud.machine.contract import blender_cache_key, out_prefix
 from cloud.machine.transport import Poster
@@ -101,7 +102,7 @@ def offered(steps: CloudSteps, aws: Any, bucket: str) -> list[tuple[str, str]]:
 
 
 def test_a_build_the_machine_made_up_is_not_kept_nor_offered(aws, tmp_path, site, steps):
-    bucket = storage.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
     site.publish(VERSION, {NAME: OFFICIAL})
     machine_hands_back(aws, bucket, "job-1", FAKE, hashlib.sha256(FAKE).hexdigest())
 
@@ -114,7 +115,7 @@ def test_a_build_the_machine_made_up_is_not_kept_nor_offered(aws, tmp_path, site
 
 
 def test_a_build_with_the_official_checksum_is_kept_and_offered(aws, tmp_path, site, steps):
-    bucket = storage.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
     site.publish(VERSION, {NAME: OFFICIAL, f"blender-{VERSION}-windows-x64.zip": b"other"})
     official = hashlib.sha256(OFFICIAL).hexdigest()
     # The machine's own checksum is wrong on purpose: it is never read.
@@ -141,7 +142,7 @@ def test_a_build_with_the_official_checksum_is_kept_and_offered(aws, tmp_path, s
 def test_digests_the_add_on_did_not_write_are_never_offered(aws, tmp_path, steps):
     """A cache entry as the old after_job left it (the machine's own `.sha256` copied beside the
     build) or a digest file that is not the add-on's is not offered."""
-    bucket = storage.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
     s3 = client(aws.settings, "s3")
     key = blender_cache_key(VERSION, NAME)
     s3.put_object(Bucket=bucket, Key=key, Body=FAKE)
@@ -156,7 +157,7 @@ def test_digests_the_add_on_did_not_write_are_never_offered(aws, tmp_path, steps
 
 
 def test_nothing_is_kept_when_the_official_list_is_unreachable_or_silent(aws, tmp_path, site, steps):
-    bucket = storage.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
     machine_hands_back(aws, bucket, "job-4", OFFICIAL, hashlib.sha256(OFFICIAL).hexdigest())
     # No list published for this version (404): nothing kept, and the job is not failed for it.
     notes = steps.after_job(aws.settings, record(bucket, "job-4", tmp_path))
@@ -169,7 +170,7 @@ def test_nothing_is_kept_when_the_official_list_is_unreachable_or_silent(aws, tm
 
 
 def test_a_staged_build_is_checked_against_its_digest(aws, tmp_path, steps):
-    bucket = storage.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
     tarball = tmp_path / NAME
     tarball.write_bytes(OFFICIAL)
     with pytest.raises(Exception, match="does not match the checksum"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.aws import storage
+from cloud.aws import storage, uploads
 from cloud.aws.session import client
 from cloud.machine import contract
 from cloud.machine.transport import JobFailed, download_chunks
@@ -155,10 +155,10 @@ def test_the_pack_lists_a_large_blends_chunks(scenes, tmp_path):
     assert small.manifest.files["shot.blend"].chunks == ()
 
 
-def sources(path: Path, result: Chunked) -> list[storage.ChunkSource]:
+def sources(path: Path, result: Chunked) -> list[uploads.ChunkSource]:
     found, offset = [], 0
     for chunk in result.chunks:
-        found.append(storage.ChunkSource(path, offset, chunk.size, chunk.sha256))
+        found.append(uploads.ChunkSource(path, offset, chunk.size, chunk.sha256))
         offset += chunk.size
     return found
 
@@ -168,13 +168,13 @@ def test_a_resubmit_uploads_only_new_chunks_and_the_machine_rebuilds_the_file(aw
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=bucket)
     first, moved = chunk_file(scenes["first"], SMALL), chunk_file(scenes["moved"], SMALL)
-    sent = storage.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    sent = uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
     assert sent.chunk_bytes_sent == sum({c.sha256: c.size for c in first.chunks}.values())
     for chunk in first.chunks:
         assert (
             s3.head_object(Bucket=bucket, Key=contract.chunk_key(chunk.sha256))["ContentLength"] == chunk.size
         )
-    again = storage.upload_files(aws.settings, bucket, [], chunks=sources(scenes["moved"], moved))
+    again = uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["moved"], moved))
     assert again.chunk_bytes_sent == new_bytes(first, moved) == again.bytes_sent
     assert 0 < again.chunk_bytes_sent < 0.05 * moved.size
     assert len(again.chunks_uploaded) + len(again.chunks_skipped) == len({c.sha256 for c in moved.chunks})
@@ -254,7 +254,7 @@ def test_a_tampered_chunk_in_the_bucket_is_refused_by_the_machine(aws, scenes, t
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=bucket)
     first = chunk_file(scenes["first"], SMALL)
-    storage.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
     victim = first.chunks[len(first.chunks) // 2]
     s3.put_object(Bucket=bucket, Key=contract.chunk_key(victim.sha256), Body=b"\0" * victim.size)
     [item] = storage.presign_inputs(
@@ -284,7 +284,7 @@ def test_a_relaunch_and_a_movie_made_here_find_the_chunks_again(aws, scenes, tmp
     bucket = "cloud-render-chunk-reuse"
     client(aws.settings, "s3").create_bucket(Bucket=bucket)
     first = chunk_file(scenes["first"], SMALL)
-    storage.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
     record = JobRecord.from_json(
         '{"job_id": "j1", "blend_name": "shot.blend", "scene_name": "Scene", "region": "us-east-1", '
         '"instance_type": "c5.2xlarge", "spot": false, "frames": [1], "output_dir": "out", '

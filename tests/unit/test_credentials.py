@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from cloud.aws import credentials, storage
+from cloud.aws import bucket_setup, credentials, storage, uploads
 from cloud.aws.credentials import AccessKeys, Identity
 from cloud.aws.session import AwsSettings
 from cloud.errors import CloudError
@@ -123,11 +123,11 @@ def test_the_secret_is_written_nowhere(aws, iam_user, tmp_path, caplog):
     logging.getLogger("cloud").info("settings in use: %r", settings)
 
     credentials.verify(settings)
-    bucket = storage.ensure_bucket(settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(settings, tmp_path / "buckets.json")
     scene = tmp_path / "scene.blend"
     scene.write_bytes(b"BLENDER scene bytes")
-    sha = storage.hash_file(scene)
-    storage.upload_files(settings, bucket, [(scene, sha, scene.stat().st_size)])
+    sha = uploads.hash_file(scene)
+    uploads.upload_files(settings, bucket, [(scene, sha, scene.stat().st_size)])
     storage.put_json(settings, bucket, "jobs/j1/job.json", {"job": "j1", "settings": repr(settings)})
     storage.download(settings, bucket, f"cas/{sha}", tmp_path / "back" / "scene.blend")
     messages = []

@@ -5,14 +5,26 @@ path was taken: trusted, it is not sent again; asked about, it is."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from cloud.aws import storage
+from cloud.aws import uploads
 from cloud.aws.known_objects import KnownObjects
 from cloud.aws.session import client
 from cloud.machine.contract import cas_key
-from tests.unit.test_upload_pipeline import write
+from cloud.pack.hash_cache import RACY_S
+
+
+def write(path: Path, size: int, seed: str) -> Path:
+    """`size` bytes made from `seed`, dated well in the past (no hash-cache race)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = hashlib.sha256(seed.encode()).digest() * 32
+    path.write_bytes((block * (size // len(block) + 1))[:size])
+    old = time.time() - 10 * RACY_S
+    os.utime(path, (old, old))
+    return path
 
 
 def triple(path):  # type: ignore[no-untyped-def]
@@ -26,16 +38,16 @@ def test_a_resubmit_trusts_what_it_saw_and_asks_again_once_told_to_forget(aws, t
     s3.create_bucket(Bucket=bucket)
     files = [triple(write(tmp_path / "p" / f"tex{i}.png", 4000 + i, f"t{i}")) for i in range(3)]
     known = KnownObjects(tmp_path / "state" / "known.sqlite")
-    first = storage.upload_files(aws.settings, bucket, files, known=known)
+    first = uploads.upload_files(aws.settings, bucket, files, known=known)
     assert sorted(first.uploaded) == sorted(sha for _p, sha, _s in files)
 
     gone = files[0][1]
     s3.delete_object(Bucket=bucket, Key=cas_key(gone))  # behind the add-on's back
-    trusted = storage.upload_files(aws.settings, bucket, files, known=known)
+    trusted = uploads.upload_files(aws.settings, bucket, files, known=known)
     assert trusted.uploaded == [] and len(trusted.skipped) == 3  # no HEAD asked: nothing noticed
 
     known.forget(bucket)  # what a job that found an input missing does
-    asked = storage.upload_files(aws.settings, bucket, files, known=known)
+    asked = uploads.upload_files(aws.settings, bucket, files, known=known)
     assert asked.uploaded == [gone] and len(asked.skipped) == 2
     s3.head_object(Bucket=bucket, Key=cas_key(gone))
 
@@ -63,9 +75,9 @@ def test_trust_ends_after_a_day_and_before_the_refresh_age(aws, tmp_path):
     # The real thing: a trusted entry for an object the bucket lacks is not asked about; with no
     # trust left, the object is found missing and sent.
     known.remember(bucket, {key: fresh})
-    assert storage.upload_files(aws.settings, bucket, [(path, sha, size)], known=known).uploaded == []
+    assert uploads.upload_files(aws.settings, bucket, [(path, sha, size)], known=known).uploaded == []
     untrusting = KnownObjects(tmp_path / "known.sqlite", trust_s=0.0)
-    assert storage.upload_files(aws.settings, bucket, [(path, sha, size)], known=untrusting).uploaded == [sha]
+    assert uploads.upload_files(aws.settings, bucket, [(path, sha, size)], known=untrusting).uploaded == [sha]
 
 
 def test_an_unreadable_file_only_costs_the_heads(aws, tmp_path):
@@ -75,5 +87,5 @@ def test_an_unreadable_file_only_costs_the_heads(aws, tmp_path):
     broken.write_bytes(b"not a database" * 100)
     known = KnownObjects(broken)
     path, sha, size = triple(write(tmp_path / "p" / "tex.png", 5000, "broken"))
-    assert storage.upload_files(aws.settings, bucket, [(path, sha, size)], known=known).uploaded == [sha]
-    assert storage.upload_files(aws.settings, bucket, [(path, sha, size)], known=known).skipped == [sha]
+    assert uploads.upload_files(aws.settings, bucket, [(path, sha, size)], known=known).uploaded == [sha]
+    assert uploads.upload_files(aws.settings, bucket, [(path, sha, size)], known=known).skipped == [sha]

@@ -242,6 +242,47 @@ def test_only_the_add_on_side_talks_to_aws():
     assert offenders == []
 
 
+def aws_client_uses(path: Path) -> list[str]:
+    """Where a module makes an AWS client: imports boto3, calls `client(..., "s3")` /
+    `session.client("s3")` / `.resource("s3")` with a service name, or uses ClientCache."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                f"{node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] == "boto3"
+            ]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("boto3"):
+            found.append(f"{node.lineno}: from {node.module} import")
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            values = [*node.args, *(k.value for k in node.keywords if k.arg == "service_name")]
+            if name in {"client", "resource"} and any(
+                isinstance(v, ast.Constant) and isinstance(v.value, str) for v in values
+            ):
+                found.append(f"{node.lineno}: {name}(...)")
+        if (isinstance(node, ast.Name) and node.id == "ClientCache") or (
+            isinstance(node, ast.alias) and node.name == "ClientCache"
+        ):
+            found.append(f"{getattr(node, 'lineno', '?')}: ClientCache")
+    return found
+
+
+def test_aws_clients_are_made_in_cloud_aws_only():
+    """The AWS calls live behind cloud/aws/: elsewhere in the add-on, no boto3, no client.
+    dev/, bench/ and tests/ are free."""
+    aws = ROOT / "cloud" / "aws"
+    offenders = [
+        f"{rel}:{use}"
+        for path in python_files(*ADDON_DIRS, "__init__.py", "cloud")
+        if aws not in path.parents and (rel := str(path.relative_to(ROOT)))
+        for use in aws_client_uses(path)
+    ]
+    assert offenders == []
+    # The check sees what cloud/aws/ does.
+    assert aws_client_uses(aws / "bucket_setup.py") and aws_client_uses(aws / "session.py")
+
+
 def test_addon_code_uses_relative_imports_and_leaves_sys_path_alone():
     first_party = {"cloud", "addon", "operators", "panels"}
     offenders = []

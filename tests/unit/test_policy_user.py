@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from cloud.aws import account_setup, batch, compute, storage
+from cloud.aws import account_setup, batch, bucket_setup, compute, storage, uploads
 from cloud.aws.iam_policy import POLICY_TITLES, PolicyName
 from cloud.aws.presign import presign_get
 from cloud.aws.session import AwsSettings, client
@@ -99,12 +99,12 @@ def test_a_job_runs_its_aws_steps_with_the_render_policy_alone(account, tmp_path
     assert report.ready is True, report.summary()
     detach(account.moto_settings, "setup")
 
-    bucket = storage.ensure_bucket(settings, tmp_path / "buckets.json")
+    bucket = bucket_setup.ensure_bucket(settings, tmp_path / "buckets.json")
     assert bucket == report.bucket
     scene = tmp_path / "scene.blend"
     scene.write_bytes(b"scene" * 1000)
-    sha = storage.hash_file(scene)
-    assert storage.upload_files(settings, bucket, [(scene, sha, 5000)]).uploaded == [sha]
+    sha = uploads.hash_file(scene)
+    assert uploads.upload_files(settings, bucket, [(scene, sha, 5000)]).uploaded == [sha]
     storage.put_json(settings, bucket, "jobs/j1/job.json", {"state": "new"})
     url = presign_get(client(settings, "s3"), bucket, "jobs/j1/job.json", 600)
     assert requests.get(url, timeout=10).json() == {"state": "new"}  # as the machine reads it

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.aws.price_list import spot_prices
 from cloud.aws.session import AwsSettings
 from cloud.cost import machine_facts
 from cloud.cost.catalog import load_catalog
@@ -19,7 +20,6 @@ from cloud.cost.price_refresh import (
     fetch_spot_table,
     load_cached_prices,
     refresh_prices,
-    spot_prices,
 )
 from cloud.errors import CloudError
 from dev.pricing_server import PricingState, pricing_server

@@ -1,0 +1,367 @@
+"""Content-addressed uploads: each input stored once under `cas/<sha256>`, chunks under `cas/chunks/`.
+
+A resubmit uploads only what changed, a moved project folder uploads nothing, and two scenes
+sharing textures share their objects. A large .blend goes as content-defined chunks
+(cloud/pack/chunking.py), so a resubmit after a small edit sends only the chunks that changed.
+What exists is asked with parallel HEADs (or answered by cloud/aws/known_objects.py); an old
+object is copied onto itself so the bucket's lifecycle rule counts its age from today.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.config import Config
+from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from ..errors import Cancelled, CloudError
+from ..machine.contract import cas_key, chunk_key
+from .bucket_setup import DEFAULT_EXPIRE_DAYS
+from .error_rules import is_code, translating
+from .known_objects import KnownObjects
+from .session import AwsSettings, ClientCache, _is_loopback, client, client_config, make_session
+
+MiB = 1024 * 1024
+# Measured against the emulated S3 on 2 cores (bench/upload.py): large parts mean few requests,
+# and a file under the part size goes in one PUT (no parts to join again on the server side).
+# s3transfer streams each part from the file as it sends it, so memory stays at a few read
+# buffers per thread whatever the part size (the benchmark prints the peak).
+UPLOAD_PART_SIZE = 256 * MiB
+# Large bodies in flight at once. Four streams fill an artist's uplink; more only make the
+# threads (ours, and here the emulator's) fight over 2 cores: on the 1 GB bench job 8 streams
+# took a median 3.9 s, 3-4 streams 3.3 s (tried in shuffled order, 5 rounds each).
+UPLOAD_CONCURRENCY = 4
+# Requests whose time is the round trip, not the bytes (HEADs, chunks of about a MiB): more of
+# them in flight at once.
+SMALL_REQUEST_CONCURRENCY = 8
+
+
+def hash_file(path: Path, chunk: int = MiB) -> str:
+    """SHA-256 of a file, streamed (never the whole file in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        while block := src.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """One progress report; `done`/`total` cover every byte this call sends."""
+
+    path: str
+    sha256: str
+    file_done: int
+    file_total: int
+    done: int
+    total: int
+
+
+@dataclass
+class UploadResult:
+    uploaded: list[str] = field(default_factory=list)  # sha256 of objects sent
+    skipped: list[str] = field(default_factory=list)  # sha256 of objects already in the bucket
+    bytes_sent: int = 0  # files and chunks
+    bytes_skipped: int = 0
+    chunks_uploaded: list[str] = field(default_factory=list)  # sha256 of chunks sent
+    chunks_skipped: list[str] = field(default_factory=list)
+    chunk_bytes_sent: int = 0
+
+
+@dataclass(frozen=True)
+class ChunkSource:
+    """One chunk of a chunked file: where its bytes lie in the local file, and its hash."""
+
+    path: Path | str
+    offset: int
+    size: int
+    sha256: str
+
+
+ProgressCallback = Callable[[UploadProgress], None]
+
+
+class ProgressTracker:
+    """Adds up progress from s3transfer's worker threads and stops them on cancel."""
+
+    def __init__(self, total: int, progress: ProgressCallback | None, cancel: threading.Event | None) -> None:
+        self.total = total
+        self.done = 0
+        self.per_file: dict[str, int] = {}
+        self.progress = progress
+        self.cancel = cancel
+        self.lock = threading.Lock()
+        # Set whenever a transfer ends: the waiter wakes then, not on its next tick (a resubmit
+        # of one changed file is over in tens of milliseconds).
+        self.transfer_ended = threading.Event()
+
+    def add(self, path: str, sha: str, size: int, amount: int) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            # Raised inside the body read: the request in flight stops at once.
+            raise Cancelled("Upload cancelled.")
+        with self.lock:
+            self.done += amount
+            file_done = self.per_file[sha] = self.per_file.get(sha, 0) + amount
+            report = UploadProgress(path, sha, file_done, size, self.done, self.total)
+        if self.progress is not None:
+            self.progress(report)
+
+
+class ProgressSubscriber(BaseSubscriber):
+    """Feeds one s3transfer upload's progress and end into a ProgressTracker."""
+
+    def __init__(self, tracker: ProgressTracker, path: str, sha: str, size: int) -> None:
+        self.tracker, self.path, self.sha, self.size = tracker, path, sha, size
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        self.tracker.transfer_ended.set()
+
+
+def existing_objects(
+    s3: Any,
+    bucket: str,
+    shas: Sequence[str],
+    workers: int,
+    key: Callable[[str], str] = cas_key,
+    known: KnownObjects | None = None,
+    refresh_after_s: float = math.inf,
+) -> dict[str, datetime]:
+    """Which cas/ objects exist already, with when they were written (HEAD in parallel; what
+    `known` saw lately is not asked again, see cloud/aws/known_objects.py)."""
+    trusted = known.trusted(bucket, [key(sha) for sha in shas], refresh_after_s) if known else {}
+    ask = [sha for sha in shas if key(sha) not in trusted]
+
+    def head(sha: str) -> tuple[str, datetime | None]:
+        try:
+            reply = s3.head_object(Bucket=bucket, Key=key(sha))
+        except Exception as exc:
+            if is_code(exc, "404", "NoSuchKey", "NotFound"):
+                return sha, None
+            raise
+        return sha, reply["LastModified"]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        found = {sha: when for sha, when in pool.map(head, ask) if when is not None}
+    if known is not None:
+        known.remember(bucket, {key(sha): when for sha, when in found.items()})
+    return {**{sha: trusted[key(sha)] for sha in shas if key(sha) in trusted}, **found}
+
+
+def remember_written(known: KnownObjects | None, bucket: str, keys: Iterable[str]) -> None:
+    """Objects this computer just wrote (uploaded or refreshed): there as of now."""
+    if known is not None:
+        now = datetime.now(UTC)
+        known.remember(bucket, dict.fromkeys(keys, now))
+
+
+def refresh_object(s3: Any, bucket: str, sha: str, key: Callable[[str], str] = cas_key) -> None:
+    """Copy an old object onto itself so the lifecycle rule counts its age from today."""
+    s3.copy(
+        {"Bucket": bucket, "Key": key(sha)},
+        bucket,
+        key(sha),
+        ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"sha256": sha}},
+    )
+
+
+def upload_files(
+    settings: AwsSettings,
+    bucket: str,
+    files: Iterable[tuple[Path | str, str, int]],
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    max_concurrency: int = UPLOAD_CONCURRENCY,
+    part_size: int = UPLOAD_PART_SIZE,
+    refresh_after_days: float = DEFAULT_EXPIRE_DAYS / 2,
+    chunks: Iterable[ChunkSource] = (),
+    known: KnownObjects | None = None,
+) -> UploadResult:
+    """Upload (local path, sha256, size) triples to cas/<sha256>, and the chunks of chunked
+    files to cas/chunks/<sha256>, skipping what is there.
+
+    Safe to call again after a failure: completed objects are found and skipped, so only
+    unfinished files are sent again. Raises Cancelled within about a second of `cancel`.
+    """
+    wanted: dict[str, tuple[str, int]] = {}
+    for path, sha, size in files:
+        wanted.setdefault(sha, (str(path), int(size)))
+    pieces: dict[str, ChunkSource] = {}
+    for piece in chunks:
+        pieces.setdefault(piece.sha256, piece)
+    result = UploadResult()
+    s3 = transfer_client(settings)
+    with translating("uploading your scene", region=settings.region):
+        refresh_s = refresh_after_days * 86400
+        existing = existing_objects(
+            s3, bucket, list(wanted), SMALL_REQUEST_CONCURRENCY, cas_key, known, refresh_s
+        )
+        # Chunks are many: more HEADs in flight than for whole files.
+        have = existing_objects(
+            s3, bucket, list(pieces), SMALL_REQUEST_CONCURRENCY * 4, chunk_key, known, refresh_s
+        )
+        now = datetime.now(UTC)
+        for sha, when in existing.items():
+            if (now - when).total_seconds() > refresh_s:
+                refresh_object(s3, bucket, sha)
+                remember_written(known, bucket, [cas_key(sha)])
+        for sha, when in have.items():
+            if (now - when).total_seconds() > refresh_s:
+                refresh_object(s3, bucket, sha, chunk_key)
+                remember_written(known, bucket, [chunk_key(sha)])
+        todo = {sha: entry for sha, entry in wanted.items() if sha not in existing}
+        result.skipped = [sha for sha in wanted if sha in existing]
+        result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
+        new_pieces = [piece for sha, piece in pieces.items() if sha not in have]
+        result.chunks_skipped = [sha for sha in pieces if sha in have]
+        result.bytes_skipped += sum(pieces[sha].size for sha in result.chunks_skipped)
+        tracker = ProgressTracker(
+            sum(size for _path, size in todo.values()) + sum(p.size for p in new_pieces), progress, cancel
+        )
+        manager = TransferManager(s3, transfer_config(part_size, max_concurrency))
+        futures = {}
+        try:
+            # Largest first: the long uploads start early and the small ones fill the gaps.
+            for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
+                futures[sha] = manager.upload(
+                    path,
+                    bucket,
+                    cas_key(sha),
+                    extra_args={"Metadata": {"sha256": sha}},
+                    subscribers=[ProgressSubscriber(tracker, path, sha, size)],
+                )
+            _put_chunks(s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY)
+            wait_for_transfers(futures, cancel, tracker.transfer_ended)
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            manager.shutdown(cancel=True)
+            raise
+        manager.shutdown()
+        result.uploaded = list(futures)
+        result.chunks_uploaded = [piece.sha256 for piece in new_pieces]
+        remember_written(known, bucket, [cas_key(sha) for sha in result.uploaded])
+        remember_written(known, bucket, [chunk_key(sha) for sha in result.chunks_uploaded])
+        result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
+        result.bytes_sent = tracker.total
+    return result
+
+
+def _put_chunks(
+    s3: Any,
+    bucket: str,
+    pieces: Sequence[ChunkSource],
+    tracker: ProgressTracker,
+    cancel: threading.Event | None,
+    workers: int,
+) -> None:
+    """PUT each chunk (a few MiB: one request, its bytes read from the file and checked against
+    the hash the pack gave it, so bytes that changed since are never stored under it)."""
+
+    def one(piece: ChunkSource) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Upload cancelled.")
+        with open(piece.path, "rb") as handle:
+            handle.seek(piece.offset)
+            data = handle.read(piece.size)
+        if len(data) != piece.size or hashlib.sha256(data).hexdigest() != piece.sha256:
+            raise CloudError(
+                f"{Path(piece.path).name} changed while the scene was being uploaded.",
+                "Render in Cloud again once it is saved; what was already uploaded is not sent twice.",
+                code="InputChanged",
+                detail=str(piece.path),
+            )
+        s3.put_object(
+            Bucket=bucket, Key=chunk_key(piece.sha256), Body=data, Metadata={"sha256": piece.sha256}
+        )
+        tracker.add(str(piece.path), piece.sha256, piece.size, piece.size)
+
+    if not pieces:
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-render-chunk") as pool:
+        pending = [pool.submit(one, piece) for piece in sorted(pieces, key=lambda p: (str(p.path), p.offset))]
+        try:
+            for future in pending:
+                while True:
+                    try:
+                        future.result(timeout=0.1)
+                        break
+                    except TimeoutError:
+                        if cancel is not None and cancel.is_set():
+                            raise Cancelled("Upload cancelled.") from None
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+_transfer_clients = ClientCache(size=4)
+
+
+def transfer_client(settings: AwsSettings) -> Any:
+    """The S3 client for uploads to cas/: no second pass over the bytes for a request checksum.
+
+    botocore would SHA-256 every body for the signature over plain http (which Cloud Render
+    allows only to a server on this computer, an emulator) and CRC32 it for a checksum header.
+    Each cas/ object is named by the SHA-256 of its bytes, hashed once while packing, and the
+    machine checks that hash on every download; in transit TLS guards the bytes (or they never
+    leave this computer). So the uploads are verified end to end without either extra pass.
+    """
+    endpoint = settings.endpoint_for("s3") or ""
+    host = urlsplit(endpoint).hostname or ""
+    if endpoint and not (endpoint.lower().startswith("https://") or _is_loopback(host)):
+        return client(settings, "s3")  # anything else keeps botocore's own rule
+
+    def make() -> Any:
+        config = client_config(settings, "s3")
+        s3_options = {**(config.s3 or {}), "payload_signing_enabled": False}
+        return make_session(settings).client(
+            "s3",
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_for("s3"),
+            config=config.merge(Config(s3=s3_options, request_checksum_calculation="when_required")),
+        )
+
+    return _transfer_clients.get(settings, make)
+
+
+def transfer_config(part_size: int, max_concurrency: int) -> TransferConfig:
+    return TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_request_concurrency=max_concurrency,
+    )
+
+
+def wait_for_transfers(
+    futures: dict[str, Any], cancel: threading.Event | None, ended: threading.Event
+) -> None:
+    """Wait for every transfer: woken by `ended` (set by each transfer's end), checking `cancel`
+    at least ten times a second."""
+    pending = list(futures.values())
+    while pending:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Upload cancelled.")
+        ended.clear()  # before looking: a transfer that ends after the look sets it again
+        still = []
+        for future in pending:
+            if future.done():
+                future.result()  # raises the transfer's error
+            else:
+                still.append(future)
+        pending = still
+        if pending:
+            ended.wait(0.1)
