@@ -145,7 +145,9 @@ def machine_failure(kind: str) -> ErrorCode:
 class CloudError(Exception):
     """A failure with a plain-words message and the next step for the artist."""
 
-    def __init__(self, message: str, action: str = "", *, code: str = "", detail: str = "") -> None:
+    def __init__(
+        self, message: str, action: str = "", *, code: ErrorCode = ErrorCode.NONE, detail: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.action = action
@@ -160,4 +162,4 @@ class Cancelled(CloudError):
     """The artist pressed Cancel; not a failure, but it stops the work the same way."""
 
     def __init__(self, message: str = "Cancelled.") -> None:
-        super().__init__(message, code="Cancelled")
+        super().__init__(message, code=ErrorCode.CANCELLED)

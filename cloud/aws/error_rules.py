@@ -128,7 +128,7 @@ class Facts:
     """What the rules look at: the exception, its AWS code and message, and what we were doing."""
 
     exc: BaseException
-    code: str
+    aws_code: str
     aws_message: str
     spot: bool
 
@@ -183,7 +183,7 @@ class Rule:
     def applies(self, facts: Facts) -> bool:
         return (
             (bool(self.types) and isinstance(facts.exc, self.types))
-            or (bool(facts.code) and facts.code in self.codes)
+            or (bool(facts.aws_code) and facts.aws_code in self.codes)
             or (self.when is not None and self.when(facts))
         )
 
@@ -193,15 +193,22 @@ def _not_from_aws(facts: Facts) -> bool:
 
 
 def _expired_signature(facts: Facts) -> bool:
-    return facts.code == "InvalidSignatureException" and "expired" in facts.aws_message.lower()
+    return facts.aws_code == "InvalidSignatureException" and "expired" in facts.aws_message.lower()
 
 
 def _spot_short(facts: Facts) -> bool:
-    return facts.spot and facts.code in CAPACITY
+    return facts.spot and facts.aws_code in CAPACITY
 
 
 def _always(facts: Facts) -> bool:
     return True
+
+
+def _facts(exc: BaseException, spot: bool) -> Facts:
+    aws_message = ""
+    if isinstance(exc, bce.ClientError):
+        aws_message = str(exc.response.get("Error", {}).get("Message", ""))
+    return Facts(exc, error_code(exc), aws_message, spot)
 
 
 # Evaluated in order; the first rule that applies wins, and the last applies to everything.
@@ -332,10 +339,7 @@ def translate(
     """A CloudError for `exc`; `context` says what we were doing ("uploading the scene")."""
     if isinstance(exc, CloudError):
         return exc
-    aws_message = ""
-    if isinstance(exc, bce.ClientError):
-        aws_message = str(exc.response.get("Error", {}).get("Message", ""))
-    facts = Facts(exc, error_code(exc), aws_message, spot)
+    facts = _facts(exc, spot)
     rule = next(r for r in RULES if r.applies(facts))
     where = f" in {region}" if region else ""
     words = _Words(
@@ -354,6 +358,14 @@ def translate(
         code=rule.kind,
         detail=_detail(exc),
     )
+
+
+def classify(exc: BaseException, *, spot: bool = False) -> ErrorCode:
+    """The code `translate` would give `exc`, for callers that write their own sentences."""
+    if isinstance(exc, CloudError):
+        return exc.code
+    facts = _facts(exc, spot)
+    return next(r for r in RULES if r.applies(facts)).kind
 
 
 def is_translatable(exc: BaseException) -> bool:

@@ -28,7 +28,7 @@ from ..aws.presign import LIST_PAGE, presign_get, presign_list, presign_list_pag
 from ..aws.session import AwsSettings, client
 from ..cost import caps
 from ..cost.catalog import load_catalog
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import WORKER_FILES, contract
 from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
@@ -93,7 +93,7 @@ def _check_unchanged(packed: PackedScene) -> None:
             raise CloudError(
                 f"{source.name} changed while the scene was being uploaded.",
                 "Render in Cloud again once it is saved; what was already uploaded is not sent twice.",
-                code="InputChanged",
+                code=ErrorCode.INPUT_CHANGED,
                 detail=str(source),
             )
 
@@ -318,7 +318,7 @@ class CloudSteps:
             raise CloudError(
                 f"{tarball.name} does not match the checksum it was given.",
                 "Download the Blender release again.",
-                code="checksum_mismatch",
+                code=ErrorCode.CHECKSUM_MISMATCH,
             )
         s3 = client(settings, "s3")
         key = contract.blender_cache_key(version, tarball.name)
@@ -339,7 +339,7 @@ class CloudSteps:
             raise CloudError(
                 f"Blender's official checksums for {version} could not be fetched.",
                 "Check your internet connection; the Blender build is fetched again next time.",
-                code="checksums_unreachable",
+                code=ErrorCode.CHECKSUMS_UNREACHABLE,
                 detail=f"{url}: {exc}",
             ) from exc
         found: dict[str, str] = {}
@@ -468,7 +468,7 @@ class CloudSteps:
         """Refuse before launching what AWS would refuse: a type not offered, a vCPU quota too low."""
         report = quotas.check_capacity(settings, instance_type, spot)
         if not report.fits:
-            raise CloudError(report.message, report.action, code=report.code or "NoCapacity")
+            raise CloudError(report.message, report.action, code=report.code or ErrorCode.NO_CAPACITY)
 
     # --- follow ---------------------------------------------------------------------------------
     def instance_state(self, settings: AwsSettings, instance_id: str) -> str:

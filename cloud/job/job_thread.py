@@ -19,7 +19,7 @@ from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
 from ..cost import caps
 from ..cost.estimate import quote_from_scouts
-from ..errors import Cancelled, CloudError
+from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
 from . import frame_history
 from .cloud_steps import CloudSteps
@@ -51,7 +51,7 @@ DOWNLOAD_THREADS = 4
 LEFT_RUNNING_GRACE_S = 30.0
 LEFT_RUNNING_POLL_S = 1.0
 # Errors that mean "cannot reach AWS right now" (the codes of cloud/aws/error_rules.py): keep following.
-TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
+TRANSIENT_CODES = {ErrorCode.NO_NETWORK, ErrorCode.THROTTLED, ErrorCode.AWS_UNAVAILABLE}
 
 
 class JobRunner(threading.Thread):
@@ -324,7 +324,7 @@ class JobRunner(threading.Thread):
         raise CloudError(
             "The render machine stopped before it finished, without saying why.",
             "Relaunch the missing frames; the frames already rendered are kept.",
-            code="InstanceGone",
+            code=ErrorCode.INSTANCE_GONE,
             detail=f"instance {rec.instance_id} is {state}",
         )
 
@@ -624,7 +624,10 @@ class JobRunner(threading.Thread):
                 self._end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{movie[0]}", movie[1])
         elif stage is Stage.FAILED:
             error = contract.parse_error(data, rec.frames)
-            if error.kind in ("download", "missing_file") and rec.bucket:
+            if (
+                machine_failure(error.kind) in (ErrorCode.MACHINE_DOWNLOAD, ErrorCode.MACHINE_MISSING_FILE)
+                and rec.bucket
+            ):
                 # An input may be gone from the bucket (deleted by hand): the next submit asks
                 # S3 about every file again instead of trusting what this computer saw there.
                 self.steps.known_objects.forget(rec.bucket)
@@ -635,7 +638,7 @@ class JobRunner(threading.Thread):
             self._end(
                 Stage.FAILED,
                 error.cause or "The render failed.",
-                FAILURE_ACTIONS.get(error.kind, FAILURE_ACTIONS["unknown"]),
+                FAILURE_ACTIONS.get(machine_failure(error.kind), FAILURE_ACTIONS[ErrorCode.MACHINE_UNKNOWN]),
             )
         else:
             interrupted = contract.parse_interrupted(data, rec.frames)
@@ -694,7 +697,7 @@ class JobRunner(threading.Thread):
             "",
         )
 
-    def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
+    def _fail(self, message: str, action: str, detail: str = "", code: ErrorCode = ErrorCode.NONE) -> None:
         rec = self.record
         if detail:
             self._log(f"Error detail: {detail}")
@@ -705,7 +708,7 @@ class JobRunner(threading.Thread):
                 self._log(f"Could not terminate {rec.instance_id}: {error}")
         self._end(Stage.FAILED, message, action, code)
 
-    def _end(self, stage: Stage, message: str, action: str, code: str = "") -> None:
+    def _end(self, stage: Stage, message: str, action: str, code: ErrorCode = ErrorCode.NONE) -> None:
         rec = self.record
         self._check_nothing_left()
         rec.stage, rec.message, rec.action = stage.value, message, action
@@ -795,13 +798,13 @@ INTERRUPTION_WORDS = {
 
 # error.json "kind" -> what the artist can do about it (the cause itself comes from the machine).
 FAILURE_ACTIONS = {
-    "no_gpu": "Pick another GPU machine type or region (a Cycles scene can also render on a CPU machine).",
-    "no_opengl": "Pick another GPU machine type or region: EEVEE and Workbench need the GPU's OpenGL.",
-    "gpu_memory": "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
-    "missing_file": "Run Check Scene, fix the missing file, and render again.",
-    "credentials_expired": "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
-    "contract": "Update the Cloud Render add-on, then render again.",
-    "unsafe_archive": "A Blender build was refused as unsafe: relaunch to fetch the official one; "
+    ErrorCode.MACHINE_NO_GPU: "Pick another GPU machine type or region (a Cycles scene can also render on a CPU machine).",
+    ErrorCode.MACHINE_NO_OPENGL: "Pick another GPU machine type or region: EEVEE and Workbench need the GPU's OpenGL.",
+    ErrorCode.MACHINE_GPU_MEMORY: "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
+    ErrorCode.MACHINE_MISSING_FILE: "Run Check Scene, fix the missing file, and render again.",
+    ErrorCode.MACHINE_CREDENTIALS_EXPIRED: "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
+    ErrorCode.MACHINE_CONTRACT: "Update the Cloud Render add-on, then render again.",
+    ErrorCode.MACHINE_UNSAFE_ARCHIVE: "A Blender build was refused as unsafe: relaunch to fetch the official one; "
     "if it happens again, delete blender-cache/ from your bucket.",
-    "unknown": "Open the full log to see what Blender said, fix it, and relaunch.",
+    ErrorCode.MACHINE_UNKNOWN: "Open the full log to see what Blender said, fix it, and relaunch.",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..aws.session import AwsSettings
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .cloud_steps import CloudSteps
 from .events import EventQueue
 from .job_thread import JobRunner
@@ -129,7 +129,7 @@ class JobManager:
         missing = old.frames_missing
         if not missing:
             raise CloudError(
-                "Every frame of this job has arrived.", "Nothing to relaunch.", code="NothingMissing"
+                "Every frame of this job has arrived.", "Nothing to relaunch.", code=ErrorCode.NOTHING_MISSING
             )
         # A movie needs every frame together: the relaunch renders frames only (movie=False).
         relaunch = replace(

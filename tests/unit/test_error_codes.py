@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 from cloud.aws.error_rules import RULES
 from cloud.errors import MACHINE_FAILURES, ErrorCode, machine_failure
 from cloud.machine import contract
+
+ROOT = Path(__file__).resolve().parents[2]
+# The add-on side: what may import cloud/errors.py. cloud/machine/ ships alone and writes its
+# failure kinds as plain strings (read back through machine_failure).
+ADDON_SIDE = ["cloud", "addon", "operators", "panels"]
+CODE_ATTRIBUTES = {"code", "error_code"}  # a CloudError's or report's, the job view's
+
+
+def _is_text(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return any(_is_text(item) for item in node.elts)
+    return False
+
+
+def literal_codes(tree: ast.AST) -> list[tuple[int, str]]:
+    """Each `code="..."` argument, and each `.code` (or `.error_code`) compared with a string."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "code" and _is_text(node.value):
+            found.append((node.value.lineno, ast.unparse(node.value)))
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(s, ast.Attribute) and s.attr in CODE_ATTRIBUTES for s in sides) and any(
+                _is_text(s) for s in sides
+            ):
+                found.append((node.lineno, ast.unparse(node)))
+    return found
 
 
 def test_codes_are_lower_snake_case_and_unique():
@@ -30,3 +61,29 @@ def test_every_kind_the_contract_accepts_is_a_machine_failure():
 def test_unknown_or_foreign_kinds_read_as_the_generic_machine_code():
     for kind in ("", "made_up_by_a_newer_machine", "access_denied", "cancelled", "NO_GPU"):
         assert machine_failure(kind) is ErrorCode.MACHINE_UNKNOWN
+
+
+def test_the_check_sees_the_shapes_it_forbids():
+    source = """
+raise CloudError("m", code="BadFrameList")
+if error.code == "CapTooLow": pass
+if report.code not in ("quota_zero", "quota_low"): pass
+if view.error_code in {"no_quota"}: pass
+raise CloudError("m", code=ErrorCode.BAD_FRAME_LIST)
+if error.code in TRANSIENT_CODES or code == "AccessDenied" or facts.aws_code == "Throttling": pass
+"""
+    assert sorted(line for line, _ in literal_codes(ast.parse(source))) == [2, 3, 4, 5]
+
+
+def test_no_code_is_a_string_literal_outside_the_enum():
+    """Codes are ErrorCode members at every raise and every comparison, so strings (and a second
+    casing) cannot creep back; AWS's own codes are compared as strings, but never as `.code`."""
+    offenders = []
+    for folder in ADDON_SIDE:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            if relative.parts[:2] == ("cloud", "machine") or relative == Path("cloud/errors.py"):
+                continue
+            for line, text in literal_codes(ast.parse(path.read_text(), filename=str(path))):
+                offenders.append(f"{relative}:{line}: {text}")
+    assert offenders == []
