@@ -98,7 +98,7 @@ class ErrorCode(StrEnum):
     # A job's life on this computer.
     CANCELLED = "cancelled"
     INSTANCE_GONE = "instance_gone"
-    MACHINE_FAILED = "machine_failed"
+    BATCH_MACHINE_FAILED = "machine_failed"  # one of a Batch job's machines
     MACHINES_GONE = "machines_gone"
     NOTHING_MISSING = "nothing_missing"
     BAD_JOB_ID = "bad_job_id"
@@ -115,6 +115,7 @@ class ErrorCode(StrEnum):
     MACHINE_GPU_MEMORY = "gpu_memory"
     MACHINE_MISSING_FILE = "missing_file"
     MACHINE_CRASH = "crash"
+    MACHINE_KILLED = "killed"
     MACHINE_RENDER_FAILED = "render_failed"
     MACHINE_UPLOAD = "upload"
     MACHINE_CREDENTIALS_EXPIRED = "credentials_expired"

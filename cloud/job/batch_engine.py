@@ -483,7 +483,7 @@ class BatchJobRunner(JobRunner):
                 f"Machine {index} failed: {error.cause or 'the render failed.'} "
                 f"{len(missing)} frames did not arrive.",
                 FAILURE_ACTIONS.get(machine_failure(error.kind), FAILURE_ACTIONS[ErrorCode.MACHINE_UNKNOWN]),
-                code=ErrorCode.MACHINE_FAILED,
+                code=ErrorCode.BATCH_MACHINE_FAILED,
                 detail=f"Batch job {rec.instance_id}: {[(c.index, c.status, c.reason) for c in self._children]}",
             )
         raise CloudError(

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from cloud.aws.error_rules import RULES
 from cloud.errors import MACHINE_FAILURES, ErrorCode, machine_failure
+from cloud.job.job_thread import FAILURE_ACTIONS
 from cloud.machine import contract
 
 ROOT = Path(__file__).resolve().parents[2]
+MACHINE = ROOT / "cloud" / "machine"
 # The add-on side: what may import cloud/errors.py. cloud/machine/ ships alone and writes its
 # failure kinds as plain strings (read back through machine_failure).
 ADDON_SIDE = ["cloud", "addon", "operators", "panels"]
@@ -53,13 +55,52 @@ def test_the_message_table_is_keyed_by_the_enum():
 
 def test_every_kind_the_contract_accepts_is_a_machine_failure():
     """The machine ships alone and writes plain strings; each one it may write reads as a code."""
-    assert {*contract.ERROR_KINDS, "unknown"} <= {code.value for code in MACHINE_FAILURES}
+    assert {*contract.ERROR_KINDS, "unknown"} == {code.value for code in MACHINE_FAILURES}
     for kind in contract.ERROR_KINDS:
         assert machine_failure(kind) == kind and machine_failure(kind) in MACHINE_FAILURES
 
 
+def kinds_the_machine_writes() -> set[str]:
+    """Every failure kind cloud/machine/ spells out: JobFailed("kind", ...), fail("kind", ...),
+    finish_failed("kind", ...), a `failure` method's ("kind", cause) and the log's cause table."""
+    kinds: set[str] = set()
+    for path in sorted(MACHINE.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name in {"JobFailed", "fail", "finish_failed"}:
+                    kinds.add(node.args[0].value)
+            elif isinstance(node, ast.FunctionDef) and node.name == "failure":
+                for ret in ast.walk(node):
+                    if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Tuple):
+                        first = ret.value.elts[0]
+                        if isinstance(first, ast.Constant):
+                            kinds.add(first.value)
+            elif isinstance(node, ast.Assign) and any(
+                getattr(t, "id", "") == "_CAUSES" for t in node.targets
+            ):
+                assert isinstance(node.value, ast.Tuple)
+                for row in node.value.elts:
+                    assert isinstance(row, ast.Tuple) and isinstance(row.elts[1], ast.Constant)
+                    kinds.add(row.elts[1].value)
+    return kinds
+
+
+def test_every_kind_the_machine_writes_is_one_the_contract_accepts():
+    """Else the add-on reads it as "unknown" and the artist gets the generic action (as happened
+    to "no_opengl", whose action was written, and "killed")."""
+    written = kinds_the_machine_writes()
+    assert {"no_gpu", "no_opengl", "killed", "crash", "internal"} <= written  # the scan sees them
+    assert written <= set(contract.ERROR_KINDS)
+
+
+def test_every_failure_action_is_for_a_machine_failure():
+    assert set(FAILURE_ACTIONS) <= MACHINE_FAILURES and ErrorCode.MACHINE_UNKNOWN in FAILURE_ACTIONS
+
+
 def test_unknown_or_foreign_kinds_read_as_the_generic_machine_code():
-    for kind in ("", "made_up_by_a_newer_machine", "access_denied", "cancelled", "NO_GPU"):
+    for kind in ("", "made_up_by_a_newer_machine", "access_denied", "cancelled", "machine_failed", "NO_GPU"):
         assert machine_failure(kind) is ErrorCode.MACHINE_UNKNOWN
 
 
