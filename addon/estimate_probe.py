@@ -17,7 +17,7 @@ from typing import Any
 import bpy
 
 from ..cloud.cost.estimate import Probe, local_cpu_speed, plan_probe
-from ..cloud.errors import CloudError
+from ..cloud.errors import CloudError, ErrorCode
 from ..cloud.machine import HERE as MACHINE_DIR
 from ..cloud.machine.assemble_movie import egl_environment
 from .submit import discard_copy
@@ -82,7 +82,7 @@ def _probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float) -> Probe:
         raise CloudError(
             "The test render for the estimate did not finish.",
             "Check that the scene renders locally, then press Estimate again.",
-            code="ProbeFailed",
+            code=ErrorCode.PROBE_FAILED,
             detail=str(error),
         ) from error
     for line in done.stdout.splitlines():
@@ -100,6 +100,6 @@ def _probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float) -> Probe:
     raise CloudError(
         "The test render for the estimate failed.",
         "Check that the scene renders locally, then press Estimate again.",
-        code="ProbeFailed",
+        code=ErrorCode.PROBE_FAILED,
         detail=(done.stderr or done.stdout)[-2000:],
     )

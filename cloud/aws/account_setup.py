@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..cost.catalog import Catalog, InstanceType, load_catalog
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from . import batch
 from .bucket_registry import bucket_registry
 from .bucket_setup import DEFAULT_EXPIRE_DAYS, ensure_bucket
@@ -166,7 +166,7 @@ def _pick_region(
         raise CloudError(
             "Cloud Render could not reach any AWS region from this computer.",
             "Check your internet connection (or firewall), then run Set up again.",
-            code="NoRegionReachable",
+            code=ErrorCode.NO_REGION_REACHABLE,
         )
     ranked = [c for c in rank_regions(latencies, catalog) if c.score != float("inf")]
     skipped: list[str] = []
@@ -194,7 +194,7 @@ def _pick_region(
     raise CloudError(
         "None of the AWS regions Cloud Render can reach offers GPU machines to your account.",
         "Choose a region in Preferences > Add-ons > Cloud Render, then run Set up again.",
-        code="NoGpuRegion",
+        code=ErrorCode.NO_GPU_REGION,
         detail=f"reachable: {sorted(reachable)}",
     )
 
@@ -220,7 +220,7 @@ def best_runnable(settings: AwsSettings, catalog: Catalog, limit: int = MAX_ALTE
 def _quota_step(settings: AwsSettings, report: CapacityReport) -> SetupStep:
     if report.fits:
         return SetupStep(QUOTA, "done", report.message, report.action)
-    if report.code not in ("quota_zero", "quota_low"):
+    if report.code not in (ErrorCode.QUOTA_ZERO, ErrorCode.QUOTA_LOW):
         return SetupStep(QUOTA, "needs_action", report.message, report.action)
     try:
         pending = quota_request_status(settings, report.instance_type, spot=False)
@@ -435,7 +435,7 @@ def _batch_step(
         except CloudError as denied:
             # Only the daily Render policy (no IAM read): what is there may still be all a job
             # needs. Look without the roles; what must be made still asks for Set Up's policy.
-            if denied.code != "access_denied" or "iam:" not in denied.message:
+            if denied.code != ErrorCode.ACCESS_DENIED or "iam:" not in denied.message:
                 raise
             engine = engine_for(check_roles=False)
             roles_note = " (its roles were not re-read: that needs the Set Up policy)"

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .compute import TAG_JOB, TAG_MANAGED, ensure_security_group
 from .error_rules import error_code, translate
 from .session import AwsSettings, client
@@ -526,13 +526,13 @@ def _wait_valid(batch: Any, env_name: str, timeout_s: float = 120) -> None:
                 f"AWS Batch could not set up machines of this type: {env[0].get('statusReason', 'no reason given')}.",
                 "Run Set Up again in a few minutes (new roles take a moment to reach AWS Batch); "
                 "meanwhile render on one machine.",
-                code="BatchInvalid",
+                code=ErrorCode.BATCH_INVALID,
             )
         time.sleep(1)
     raise CloudError(
         f"AWS Batch is still preparing the compute environment {env_name}.",
         "Run Set Up again in a few minutes; meanwhile render on one machine.",
-        code="BatchNotReady",
+        code=ErrorCode.BATCH_NOT_READY,
     )
 
 

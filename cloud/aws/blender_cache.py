@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import contract
 from .presign import presign_get
 from .session import AwsSettings, client
@@ -87,7 +87,7 @@ def stage_build(settings: AwsSettings, bucket: str, version: str, tarball: Path,
         raise CloudError(
             f"{tarball.name} does not match the checksum it was given.",
             "Download the Blender release again.",
-            code="checksum_mismatch",
+            code=ErrorCode.CHECKSUM_MISMATCH,
         )
     s3 = client(settings, "s3")
     key = contract.blender_cache_key(version, tarball.name)
@@ -115,7 +115,7 @@ def official_checksums(version: str, template: str = OFFICIAL_CHECKSUMS_URL) -> 
         raise CloudError(
             f"Blender's official checksums for {version} could not be fetched.",
             "Check your internet connection; the Blender build is fetched again next time.",
-            code="checksums_unreachable",
+            code=ErrorCode.CHECKSUMS_UNREACHABLE,
             detail=f"{url}: {exc}",
         ) from exc
     found: dict[str, str] = {}

@@ -11,7 +11,8 @@ import re
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
+from .error_rules import classify
 from .session import AwsSettings, client
 
 BUDGET_NAME = "cloud-render-monthly"
@@ -26,13 +27,13 @@ def _fail(exc: Exception) -> CloudError:
         return CloudError(
             "Your AWS user is not allowed to create budgets.",
             "Add the budgets permissions shown in the add-on's preferences to the IAM policy, then try again.",
-            code=code,
+            code=ErrorCode.ACCESS_DENIED,
             detail=str(exc),
         )
     return CloudError(
         "Could not set up the monthly budget.",
         "Check your internet connection and try again.",
-        code=code or type(exc).__name__,
+        code=classify(exc),
         detail=str(exc),
     )
 
@@ -40,13 +41,15 @@ def _fail(exc: Exception) -> CloudError:
 def _validate(amount_usd: float, email: str) -> None:
     if not amount_usd or amount_usd <= 0:
         raise CloudError(
-            "The monthly budget must be more than $0.", "Enter an amount such as 10.", code="BadBudgetAmount"
+            "The monthly budget must be more than $0.",
+            "Enter an amount such as 10.",
+            code=ErrorCode.BAD_BUDGET_AMOUNT,
         )
     if not _EMAIL.match(email or ""):
         raise CloudError(
             "The email address for budget alerts does not look right.",
             "Enter the address where AWS should send the alert, like name@example.com.",
-            code="BadBudgetEmail",
+            code=ErrorCode.BAD_BUDGET_EMAIL,
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .error_rules import error_code, translate
 from .session import AwsSettings, client, make_session
 
@@ -176,7 +176,7 @@ def find_ami(
     raise CloudError(
         f"AWS offers no GPU render machine image (Deep Learning AMI with NVIDIA drivers) in {region}.",
         "Choose another region in the Cloud Render panel, for example us-east-1, us-west-2 or eu-west-1.",
-        code="AmiNotFound",
+        code=ErrorCode.AMI_NOT_FOUND,
         detail=f"no SSM parameter of {order} and no image named like {DLAMI_NAME_PATTERNS[flavour]!r} in {region}",
     )
 
@@ -191,7 +191,7 @@ def _no_default_vpc(region: str, exc: Exception) -> CloudError:
     return CloudError(
         f"Your AWS account has no default network (VPC) in {region}, which render machines need.",
         "In the AWS console open VPC > Your VPCs > Actions > Create default VPC, or choose another region.",
-        code="NoDefaultVpc",
+        code=ErrorCode.NO_DEFAULT_VPC,
         detail=f"{error_code(exc)}: {exc}",
     )
 
@@ -242,7 +242,7 @@ def ensure_security_group(settings: AwsSettings, *, session: boto3.session.Sessi
                 raise CloudError(
                     f"Cloud Render could not create its firewall rules (security group) in {region}.",
                     "Try again in a minute.",
-                    code="SecurityGroupMissing",
+                    code=ErrorCode.SECURITY_GROUP_MISSING,
                 )
         if group.get("IpPermissions"):
             ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=group["IpPermissions"])
@@ -264,7 +264,7 @@ def encode_user_data(text: str) -> bytes:
         raise CloudError(
             f"The start-up script for the render machine is too large ({len(data) // 1024} KB; AWS allows 16 KB).",
             "This is a Cloud Render bug: please send the job log to the developers.",
-            code="UserDataTooLarge",
+            code=ErrorCode.USER_DATA_TOO_LARGE,
             detail=f"{len(raw)} bytes plain, {len(data)} bytes sent",
         )
     return data
@@ -285,14 +285,14 @@ def _launch_error(exc: Exception, instance_type: str, region: str, spot: bool) -
         return CloudError(
             "AWS is still checking your new account and does not let it start machines yet.",
             "Wait for AWS's confirmation email (usually within a few hours), then press Render again.",
-            code="PendingVerification",
+            code=ErrorCode.PENDING_VERIFICATION,
             detail=detail,
         )
     if code == "Unsupported" or (code == "InvalidParameterValue" and "instance type" in str(exc).lower()):
         return CloudError(
             f"AWS does not offer {instance_type} machines in {region}.",
             "Choose another machine type or region in the Cloud Render panel.",
-            code="TypeNotOffered",
+            code=ErrorCode.TYPE_NOT_OFFERED,
             detail=detail,
         )
     if code in NO_DEFAULT_VPC:
@@ -301,7 +301,7 @@ def _launch_error(exc: Exception, instance_type: str, region: str, spot: bool) -
         return CloudError(
             f"The render machine image is not available in {region} any more.",
             "Press Render again: Cloud Render will look up the newest image.",
-            code="AmiGone",
+            code=ErrorCode.AMI_GONE,
             detail=detail,
         )
     return translate(
@@ -333,7 +333,7 @@ def launch(
                 raise CloudError(
                     f"The render machine image {ami_id} does not exist in {region}.",
                     "Press Render again: Cloud Render will look up the newest image.",
-                    code="AmiGone",
+                    code=ErrorCode.AMI_GONE,
                 )
             ami = _ami(image, "given")
         group_id = ensure_security_group(settings, session=session)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .error_rules import translating
 from .session import AwsSettings, client
 
@@ -69,13 +69,13 @@ def validate(access_key_id: str, secret_access_key: str) -> AccessKeys:
         raise CloudError(
             "That access key ID does not look like an AWS access key ID.",
             "Copy the 'Access key' value (it starts with AKIA) from the AWS console and paste it again.",
-            code="bad_key_format",
+            code=ErrorCode.BAD_KEY_FORMAT,
         )
     if not _SECRET.match(secret):
         raise CloudError(
             "That secret access key does not look like an AWS secret key.",
             "Copy the 'Secret access key' value from the AWS console (shown once, when the key is created) and paste it again.",
-            code="bad_key_format",
+            code=ErrorCode.BAD_KEY_FORMAT,
         )
     return AccessKeys(key_id, secret)
 
@@ -122,7 +122,7 @@ def load_keys(directory: Path) -> AccessKeys | None:
         raise CloudError(
             "The saved AWS keys could not be read back.",
             "Paste your access key again in Preferences > Add-ons > Cloud Render.",
-            code="keys_unreadable",
+            code=ErrorCode.KEYS_UNREADABLE,
         ) from None
     return AccessKeys(payload["id"], payload["secret"], payload.get("token"))
 
@@ -144,7 +144,7 @@ def with_stored_keys(settings: AwsSettings, directory: Path) -> AwsSettings:
         raise CloudError(
             "No AWS access key has been saved yet.",
             "Paste your access key in Preferences > Add-ons > Cloud Render, or choose 'AWS Profile'.",
-            code="no_credentials",
+            code=ErrorCode.NO_CREDENTIALS,
         )
     return replace(
         settings,
@@ -174,7 +174,7 @@ def verify(settings: AwsSettings) -> Identity:
             "In the AWS console open IAM > Users > Create user, attach Cloud Render's two policies "
             "(Preferences > Copy Render Policy, Copy Set Up Policy), create an access key for that user, "
             "paste it here, and delete the root key.",
-            code="root_credentials",
+            code=ErrorCode.ROOT_CREDENTIALS,
             detail=f"caller is the root user of account {account}",
         )
     user_name = arn.rsplit("/", 1)[-1] if "/" in arn else arn.rsplit(":", 1)[-1]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from botocore import exceptions as bce
 from s3transfer.exceptions import RetriesExceededError
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .iam_policy import POLICY_TITLES, action_for_operation, setup_only_actions
 
 BAD_KEYS = frozenset(
@@ -128,7 +128,7 @@ class Facts:
     """What the rules look at: the exception, its AWS code and message, and what we were doing."""
 
     exc: BaseException
-    code: str
+    aws_code: str
     aws_message: str
     spot: bool
 
@@ -173,7 +173,7 @@ class Rule:
     {where}, {machine}, {region}, {region_or_chosen} and {missing_action}.
     """
 
-    kind: str
+    kind: ErrorCode
     message: str
     action: str
     types: tuple[type[BaseException], ...] = ()
@@ -183,7 +183,7 @@ class Rule:
     def applies(self, facts: Facts) -> bool:
         return (
             (bool(self.types) and isinstance(facts.exc, self.types))
-            or (bool(facts.code) and facts.code in self.codes)
+            or (bool(facts.aws_code) and facts.aws_code in self.codes)
             or (self.when is not None and self.when(facts))
         )
 
@@ -193,127 +193,134 @@ def _not_from_aws(facts: Facts) -> bool:
 
 
 def _expired_signature(facts: Facts) -> bool:
-    return facts.code == "InvalidSignatureException" and "expired" in facts.aws_message.lower()
+    return facts.aws_code == "InvalidSignatureException" and "expired" in facts.aws_message.lower()
 
 
 def _spot_short(facts: Facts) -> bool:
-    return facts.spot and facts.code in CAPACITY
+    return facts.spot and facts.aws_code in CAPACITY
 
 
 def _always(facts: Facts) -> bool:
     return True
 
 
+def _facts(exc: BaseException, spot: bool) -> Facts:
+    aws_message = ""
+    if isinstance(exc, bce.ClientError):
+        aws_message = str(exc.response.get("Error", {}).get("Message", ""))
+    return Facts(exc, error_code(exc), aws_message, spot)
+
+
 # Evaluated in order; the first rule that applies wins, and the last applies to everything.
 RULES: tuple[Rule, ...] = (
     Rule(
-        "no_credentials",
+        ErrorCode.NO_CREDENTIALS,
         "Cloud Render found no AWS keys to use{during}.",
         "Paste an access key in Preferences > Add-ons > Cloud Render, or choose an AWS profile that exists.",
         types=(bce.NoCredentialsError, bce.PartialCredentialsError, bce.ProfileNotFound),
     ),
     Rule(
-        "expired_credentials",
+        ErrorCode.EXPIRED_CREDENTIALS,
         "Your AWS sign-in has expired{during}.",
         "Sign in again (for an SSO profile run 'aws sso login') or paste a fresh access key in the preferences.",
         types=(bce.TokenRetrievalError, bce.SSOTokenLoadError, bce.UnauthorizedSSOTokenError),
         codes=EXPIRED,
     ),
     Rule(
-        "bad_region",
+        ErrorCode.BAD_REGION,
         "The AWS region '{region}' is not a region Cloud Render can use.",
         "Pick a region from the list in the Cloud Render panel.",
         types=(bce.NoRegionError, bce.InvalidRegionError),
     ),
     Rule(
-        "no_network",
+        ErrorCode.NO_NETWORK,
         "Cloud Render could not reach AWS{during}.",
         "Check your internet connection (and any proxy or firewall), then try again.",
         types=NETWORK_ERRORS,
     ),
     Rule(
-        "unexpected",
+        ErrorCode.UNEXPECTED,
         "Something unexpected went wrong{during}.",
         "Try again; if it keeps happening, send the job log to the Cloud Render developers.",
         when=_not_from_aws,
     ),
     # From here on the exception is a ClientError: AWS answered with an error code.
     Rule(
-        "bad_credentials",
+        ErrorCode.BAD_CREDENTIALS,
         "AWS did not accept your access keys{during}.",
         "Copy the key pair again from the AWS console (IAM > Users > Security credentials) and paste it in the preferences.",
         codes=BAD_KEYS,
     ),
     Rule(
-        "clock_skew",
+        ErrorCode.CLOCK_SKEW,
         "Your computer's clock is off by several minutes, so AWS refuses its requests.",
         "Turn on automatic date and time in your system settings, then try again.",
         codes=CLOCK,
         when=_expired_signature,
     ),
     Rule(
-        "access_denied",
+        ErrorCode.ACCESS_DENIED,
         "Your AWS user is not allowed to use {missing_action}{during}.",
         "{which_policy}",
         codes=DENIED,
     ),
     Rule(
-        "spot_capacity",
+        ErrorCode.SPOT_CAPACITY,
         "AWS has no spare discounted (spot) {machine} machines{where} right now.",
         "Switch off 'Spot' to use a regular machine, or try another region or instance type.",
         codes=SPOT,
         when=_spot_short,
     ),
     Rule(
-        "no_quota",
+        ErrorCode.NO_QUOTA,
         "Your AWS account is not allowed to start more {machine} machines{where} yet (its quota is too low).",
         "Press 'Request quota increase' in the Cloud Render panel; AWS usually answers within a day.",
         codes=QUOTA,
     ),
     Rule(
-        "no_capacity",
+        ErrorCode.NO_CAPACITY,
         "AWS has no free {machine} machines{where} right now.",
         "Try another region or instance type, or try again in a few minutes.",
         codes=CAPACITY,
     ),
     Rule(
-        "region_unavailable",
+        ErrorCode.REGION_UNAVAILABLE,
         "The region{region_or_chosen} is not enabled for your AWS account.",
         "Enable it in the AWS console (Account > AWS Regions) or pick another region in the panel.",
         codes=REGION,
     ),
     Rule(
-        "bucket_name_taken",
+        ErrorCode.BUCKET_NAME_TAKEN,
         "The storage bucket name Cloud Render picked is already taken by another AWS account.",
         "Press the button again: Cloud Render will pick a new random name.",
         codes=TAKEN,
     ),
     Rule(
-        "throttled",
+        ErrorCode.THROTTLED,
         "AWS is limiting how fast Cloud Render may send requests{during}, even after several retries.",
         "Wait a minute, then try again.",
         codes=THROTTLED,
     ),
     Rule(
-        "bucket_gone",
+        ErrorCode.BUCKET_GONE,
         "Your Cloud Render storage bucket no longer exists{where}.",
         "Press Render again: Cloud Render will create a new bucket.",
         codes=GONE,
     ),
     Rule(
-        "conflict",
+        ErrorCode.CONFLICT,
         "Another copy of Cloud Render changed the same file{during}.",
         "Refresh the job list, then try again.",
         codes=CONFLICT,
     ),
     Rule(
-        "aws_unavailable",
+        ErrorCode.AWS_UNAVAILABLE,
         "AWS had a temporary problem{during}.",
         "Try again in a few minutes.",
         codes=AWS_DOWN,
     ),
     Rule(
-        "aws_error",
+        ErrorCode.AWS_ERROR,
         "AWS refused a request{during}.",
         "Try again; if it keeps happening, the job log has the details.",
         when=_always,
@@ -332,10 +339,7 @@ def translate(
     """A CloudError for `exc`; `context` says what we were doing ("uploading the scene")."""
     if isinstance(exc, CloudError):
         return exc
-    aws_message = ""
-    if isinstance(exc, bce.ClientError):
-        aws_message = str(exc.response.get("Error", {}).get("Message", ""))
-    facts = Facts(exc, error_code(exc), aws_message, spot)
+    facts = _facts(exc, spot)
     rule = next(r for r in RULES if r.applies(facts))
     where = f" in {region}" if region else ""
     words = _Words(
@@ -354,6 +358,14 @@ def translate(
         code=rule.kind,
         detail=_detail(exc),
     )
+
+
+def classify(exc: BaseException, *, spot: bool = False) -> ErrorCode:
+    """The code `translate` would give `exc`, for callers that write their own sentences."""
+    if isinstance(exc, CloudError):
+        return exc.code
+    facts = _facts(exc, spot)
+    return next(r for r in RULES if r.applies(facts)).kind
 
 
 def is_translatable(exc: BaseException) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
+from .error_rules import classify
 from .session import AwsSettings, client
 
 PRICING_REGION = "us-east-1"
@@ -33,12 +34,10 @@ def _aws_error(exc: Exception, what: str, action: str) -> CloudError:
         return CloudError(
             f"Your AWS user is not allowed to read {what}.",
             "Add the permissions shown in the add-on's preferences to the IAM policy, then try again.",
-            code=code,
+            code=ErrorCode.ACCESS_DENIED,
             detail=str(exc),
         )
-    return CloudError(
-        f"Could not read {what} from AWS.", action, code=code or type(exc).__name__, detail=str(exc)
-    )
+    return CloudError(f"Could not read {what} from AWS.", action, code=classify(exc), detail=str(exc))
 
 
 def on_demand_price(document: dict[str, Any]) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .error_rules import error_code, translate
 from .iam_policy import POLICY_TITLES
 from .session import AwsSettings, client, make_session
@@ -64,7 +64,7 @@ class CapacityReport:
     quota_code: str = ""
     quota_label: str = ""
     vcpus_in_use: int = 0
-    code: str = ""  # "fits", "not_offered", "quota_zero", "quota_low", "quota_unknown"
+    code: ErrorCode = ErrorCode.NONE  # FITS, NOT_OFFERED, QUOTA_ZERO, QUOTA_LOW or QUOTA_UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class QuotaRequest:
 
 
 # Codes of a refusal that a quota increase would cure: the panel offers Request Quota Increase.
-QUOTA_ERROR_CODES = frozenset({"quota_zero", "quota_low", "no_quota"})
+QUOTA_ERROR_CODES = frozenset({ErrorCode.QUOTA_ZERO, ErrorCode.QUOTA_LOW, ErrorCode.NO_QUOTA})
 
 
 def _family(instance_type: str) -> str:
@@ -105,7 +105,7 @@ def _family(instance_type: str) -> str:
     raise CloudError(
         f"Cloud Render cannot check the AWS limits for {instance_type} machines.",
         "Choose a machine type from the list in the Cloud Render panel.",
-        code="UnknownFamily",
+        code=ErrorCode.UNKNOWN_FAMILY,
     )
 
 
@@ -194,7 +194,7 @@ def _report(
     quota_code, label = family_quota_code(instance_type, spot)
     kind = "spot " if spot else ""
 
-    def report(fits: bool, message: str, action: str, code: str) -> CapacityReport:
+    def report(fits: bool, message: str, action: str, code: ErrorCode) -> CapacityReport:
         return CapacityReport(
             offered=offered,
             vcpus_needed=vcpus,
@@ -216,7 +216,7 @@ def _report(
             False,
             f"AWS does not offer {instance_type} machines in {region}.",
             "Choose another machine type or region.",
-            "not_offered",
+            ErrorCode.NOT_OFFERED,
         )
     if quota is None:
         return report(
@@ -225,7 +225,7 @@ def _report(
             f"so a {instance_type} may still be refused at launch.",
             "Attach the CloudRenderRender policy (Preferences > Copy Render Policy; it lets Cloud Render read quotas) "
             "to your IAM user for a check before launch.",
-            "quota_unknown",
+            ErrorCode.QUOTA_UNKNOWN,
         )
     if quota <= 0:
         what = "GPU machines" if _family(instance_type) in GPU_FAMILIES else f"{kind}machines of this kind"
@@ -235,7 +235,7 @@ def _report(
             f"yours allows 0 vCPUs of {label} in {region}, and a {instance_type} needs {vcpus}.",
             "Request quota increase (AWS usually answers within a day), "
             "and meanwhile render on a machine type your account can run now.",
-            "quota_zero",
+            ErrorCode.QUOTA_ZERO,
         )
     if in_use + vcpus > quota:
         busy = f" and {in_use} are in use already" if in_use else ""
@@ -244,9 +244,11 @@ def _report(
             f"Your AWS account may run {quota:g} vCPUs of {label} at once in {region}; "
             f"a {instance_type} needs {vcpus}{busy}.",
             "Request quota increase, or choose a smaller machine type.",
-            "quota_low",
+            ErrorCode.QUOTA_LOW,
         )
-    return report(True, f"Your AWS account can start a {kind}{instance_type} in {region}.", "", "fits")
+    return report(
+        True, f"Your AWS account can start a {kind}{instance_type} in {region}.", "", ErrorCode.FITS
+    )
 
 
 def check_capacity(settings: AwsSettings, instance_type: str, spot: bool) -> CapacityReport:
@@ -378,14 +380,14 @@ def request_quota_increase(
                 f"Attach the {POLICY_TITLES['setup']} policy (Preferences > Copy Set Up Policy) to your IAM user "
                 "and press the button again, or ask the account owner to request it in the AWS console: "
                 f"Service Quotas > Amazon EC2 > {label}.",
-                code="QuotaRequestDenied",
+                code=ErrorCode.QUOTA_REQUEST_DENIED,
                 detail=f"{error_code(exc)}: {exc}",
             ) from exc
         if error_code(exc) == "QuotaExceededException":
             raise CloudError(
                 "Your AWS account has too many open quota requests.",
                 "Wait until AWS answers the open ones (Service Quotas > Quota request history), then try again.",
-                code="TooManyQuotaRequests",
+                code=ErrorCode.TOO_MANY_QUOTA_REQUESTS,
                 detail=f"{error_code(exc)}: {exc}",
             ) from exc
         raise translate(

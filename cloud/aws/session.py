@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 
 DEFAULT_REGION = "us-east-1"
 
@@ -91,13 +91,13 @@ def check_endpoint_url(url: str) -> str:
             f"The Endpoint URL {text} is plain http, so your scenes and frames would cross the network unencrypted.",
             "Use the service's https:// address in Preferences > Add-ons > Cloud Render > Endpoint URL "
             "(plain http is only for a server on this computer).",
-            code="insecure_endpoint",
+            code=ErrorCode.INSECURE_ENDPOINT,
         )
     raise CloudError(
         f"The Endpoint URL '{text}' is not a web address Cloud Render can use.",
         "Enter the service's address starting with https:// in Preferences > Add-ons > Cloud Render, "
         "or leave Endpoint URL empty to use Amazon S3.",
-        code="bad_endpoint",
+        code=ErrorCode.BAD_ENDPOINT,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.credentials import RefreshableCredentials
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine.contract import InputChunk, InputFile, cas_key, chunk_key, job_prefix, out_prefix
 from .error_rules import is_code, translating
 from .presign import LIST_PAGE, presign_get, presign_list, presign_list_pages, presign_post
@@ -70,12 +70,12 @@ def get_bytes(settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> b
         body = reply["Body"]
         try:
             if int(reply.get("ContentLength") or 0) > max_bytes:
-                raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code="too_large")
+                raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code=ErrorCode.TOO_LARGE)
             data = body.read(max_bytes + 1)
         finally:
             body.close()
     if len(data) > max_bytes:
-        raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code="too_large")
+        raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code=ErrorCode.TOO_LARGE)
     return bytes(data)
 
 
@@ -267,7 +267,7 @@ def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_by
                 written += len(chunk)
                 if max_bytes and written > max_bytes:
                     body.close()
-                    raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code="too_large")
+                    raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code=ErrorCode.TOO_LARGE)
                 out.write(chunk)
         os.replace(tmp, dest)
     except BaseException:
@@ -280,7 +280,9 @@ def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_by
 def delete_job_data(settings: AwsSettings, bucket: str, job_id: str) -> int:
     """Delete everything under jobs/<id>/ (inputs in cas/ stay for the next job); returns the count."""
     if not job_id or "/" in job_id:
-        raise CloudError("That job cannot be deleted.", "Pick a job from the list.", code="bad_job_id")
+        raise CloudError(
+            "That job cannot be deleted.", "Pick a job from the list.", code=ErrorCode.BAD_JOB_ID
+        )
     s3 = client(settings, "s3")
     deleted = 0
     with translating("deleting the job's files", region=settings.region):
@@ -292,7 +294,7 @@ def delete_job_data(settings: AwsSettings, bucket: str, job_id: str) -> int:
                     raise CloudError(
                         "Some of the job's files could not be deleted.",
                         "Try again in a minute.",
-                        code="delete_failed",
+                        code=ErrorCode.DELETE_FAILED,
                         detail=json.dumps(reply["Errors"][:5], default=str),
                     )
                 deleted += len(keys)

@@ -24,7 +24,7 @@ from botocore.config import Config
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
-from ..errors import Cancelled, CloudError
+from ..errors import Cancelled, CloudError, ErrorCode
 from ..machine.contract import cas_key, chunk_key
 from .bucket_setup import DEFAULT_EXPIRE_DAYS
 from .error_rules import is_code, translating
@@ -281,7 +281,7 @@ def _put_chunks(
             raise CloudError(
                 f"{Path(piece.path).name} changed while the scene was being uploaded.",
                 "Render in Cloud again once it is saved; what was already uploaded is not sent twice.",
-                code="InputChanged",
+                code=ErrorCode.INPUT_CHANGED,
                 detail=str(piece.path),
             )
         s3.put_object(

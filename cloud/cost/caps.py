@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4 presigned URLs live at most 7 days
 MIN_MACHINE_S = 300  # below this no job can even boot; refuse rather than launch for nothing
@@ -36,7 +36,7 @@ def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhe
         raise CloudError(
             "The price of this machine type is unknown, so the cost cap cannot be enforced.",
             "Refresh prices or pick another machine type.",
-            code="NoPrice",
+            code=ErrorCode.NO_PRICE,
         )
     limits = []
     if max_cost > 0:
@@ -47,7 +47,7 @@ def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhe
         raise CloudError(
             "This job has no cost or time cap.",
             "Set a maximum cost or a maximum number of hours for the job.",
-            code="NoCap",
+            code=ErrorCode.NO_CAP,
         )
     seconds = math.floor(min(limits) - max(overhead_s, 0.0))
     if seconds < MIN_MACHINE_S:
@@ -55,7 +55,7 @@ def cap_seconds(max_cost: float, max_hours: float, price_per_hour: float, overhe
             "The cap is too low to start a machine of this type.",
             f"Raise the maximum cost to at least ${cents_up((MIN_MACHINE_S + overhead_s) * price_per_hour / 3600):.2f} "
             "or pick a cheaper machine type.",
-            code="CapTooLow",
+            code=ErrorCode.CAP_TOO_LOW,
         )
     return seconds
 
@@ -75,13 +75,13 @@ def machine_share_seconds(
     try:
         return cap_seconds(share, max_hours, price_per_hour, overhead_s)
     except CloudError as error:
-        if error.code != "CapTooLow" or machines == 1:
+        if error.code != ErrorCode.CAP_TOO_LOW or machines == 1:
             raise
         least = machines * (MIN_MACHINE_S + overhead_s) * price_per_hour / 3600
         raise CloudError(
             f"The cost cap is too low to start {machines} machines of this type.",
             f"Raise the maximum cost to at least ${cents_up(least):.2f}, use fewer machines or pick a cheaper machine type.",
-            code="CapTooLow",
+            code=ErrorCode.CAP_TOO_LOW,
         ) from error
 
 

@@ -25,7 +25,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .catalog import Catalog, load_catalog
 
 # Blender Open Data score per CPU thread of a typical recent x86 CPU (c5: 177 for 8 vCPUs).
@@ -59,7 +59,7 @@ class Probe:
             raise CloudError(
                 "The test render did not give a usable time.",
                 "Render the test tile again, with at least one sample and a non-empty border.",
-                code="BadProbe",
+                code=ErrorCode.BAD_PROBE,
             )
         sync = min(max(self.sync_seconds, 0.0), self.seconds)
         scale = (self.frame_pixels * self.frame_samples) / (self.pixels * self.samples)
@@ -254,7 +254,7 @@ def quote_from_scouts(
         raise CloudError(
             "No scout frame finished, so there is no price to show.",
             "Check the render log for errors, then start the quote again.",
-            code="NoScoutFrames",
+            code=ErrorCode.NO_SCOUT_FRAMES,
         )
     spf = statistics.fmean(times)
     projected = billed_cost(overhead_s + frames_total * spf, price_per_hour)

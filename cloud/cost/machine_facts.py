@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .caps import worst_case
 from .catalog import Catalog, InstanceType, load_catalog
 from .estimate import Estimate
@@ -36,7 +36,7 @@ def instance(instance_type: str, current: Catalog | None = None) -> InstanceType
         raise CloudError(
             f"'{instance_type}' is not a machine type Cloud Render knows.",
             "Pick a machine from the list (for example g4dn.xlarge).",
-            code="UnknownInstanceType",
+            code=ErrorCode.UNKNOWN_INSTANCE_TYPE,
         ) from None
 
 
@@ -62,7 +62,7 @@ def hourly_price(region: str, instance_type: str, current: Catalog | None = None
         raise CloudError(
             f"{instance_type} is not offered in {region}.",
             "Pick another machine or region.",
-            code="NotOffered",
+            code=ErrorCode.NOT_OFFERED,
         )
     return float(price)
 

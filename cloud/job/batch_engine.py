@@ -22,7 +22,7 @@ from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
 from ..cost import caps, fleet_plan
 from ..cost.catalog import InstanceType, load_catalog
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import contract
 from ..pack.preflight import BYTES_PER_PIXEL
 from .cloud_steps import BOOT_OVERHEAD_S, PackedScene
@@ -57,7 +57,7 @@ def child_size_for(instance_type: str, facts: InstanceType | None) -> batch.Chil
             f"The machine type {instance_type} is not one this add-on knows the size of, so it "
             "cannot render on many machines.",
             "Choose a machine type from the list in the Render in Cloud panel.",
-            code="unknown_instance_type",
+            code=ErrorCode.UNKNOWN_INSTANCE_TYPE,
         )
     return batch.child_size(facts.vcpu, facts.ram_gib, facts.gpu_count)
 
@@ -78,7 +78,7 @@ def check_scene_fits(render_pixels: int, instance_type: str, size: batch.ChildSi
         f"Each frame needs about {need / 1024:.0f} GB of memory at this resolution, more than the "
         f"{size.memory_mib / 1024:.0f} GB a {instance_type} machine leaves for rendering.",
         "Lower Output Properties > Resolution %, or choose a machine type with more memory.",
-        code="scene_too_large",
+        code=ErrorCode.SCENE_TOO_LARGE,
     )
 
 
@@ -114,9 +114,9 @@ class BatchEngine:
         fit = fleet.check_fleet(settings, record.instance_type, record.spot, record.machines)
         if not fit.ok:  # with a quota code the panel offers the increase request
             if not fit.report.offered:
-                code = "not_offered"
+                code = ErrorCode.NOT_OFFERED
             elif fit.fits or fit.report.fits:
-                code = "quota_low"  # one machine fits, N do not
+                code = ErrorCode.QUOTA_LOW  # one machine fits, N do not
             else:
                 code = fit.report.code
             raise CloudError(fit.message, fit.action, code=code)
@@ -532,12 +532,12 @@ class MachineFolders:
                 f"Machine {index} failed: {error.cause or 'the render failed.'} "
                 f"{len(missing)} frames did not arrive.",
                 failure_action(error.kind),
-                code="MachineFailed",
+                code=ErrorCode.BATCH_MACHINE_FAILED,
                 detail=detail,
             )
         return CloudError(
             f"Every machine has stopped, but {len(missing)} frames did not arrive.",
             "Relaunch the missing frames; the frames already rendered are kept.",
-            code="MachinesGone",
+            code=ErrorCode.MACHINES_GONE,
             detail=detail,
         )

@@ -23,7 +23,7 @@ from ..aws.known_objects import KnownObjects
 from ..aws.session import AwsSettings
 from ..cost import caps
 from ..cost.catalog import load_catalog
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import WORKER_FILES, contract
 from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
@@ -82,7 +82,7 @@ def _check_unchanged(packed: PackedScene) -> None:
             raise CloudError(
                 f"{source.name} changed while the scene was being uploaded.",
                 "Render in Cloud again once it is saved; what was already uploaded is not sent twice.",
-                code="InputChanged",
+                code=ErrorCode.INPUT_CHANGED,
                 detail=str(source),
             )
 

@@ -15,7 +15,7 @@ from ..aws import compute, quotas, storage
 from ..aws.presign import LIST_PAGE
 from ..aws.session import AwsSettings
 from ..cost import caps
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import contract
 from .cloud_steps import BOOT_OVERHEAD_S, PackedScene
 from .engine import EngineName, Fleet, ForgottenMachine, JobHost, Launched
@@ -53,7 +53,7 @@ class Ec2Engine:
         """Refuse before launching what AWS would refuse: a type not offered, a vCPU quota too low."""
         report = quotas.check_capacity(settings, record.instance_type, record.spot)
         if not report.fits:
-            raise CloudError(report.message, report.action, code=report.code or "NoCapacity")
+            raise CloudError(report.message, report.action, code=report.code or ErrorCode.NO_CAPACITY)
 
     def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
         """The pages of the listing of its upload marks, so a re-run skips every frame already
@@ -190,7 +190,7 @@ class OneMachineOutputs:
         return CloudError(
             "The render machine stopped before it finished, without saying why.",
             "Relaunch the missing frames; the frames already rendered are kept.",
-            code="InstanceGone",
+            code=ErrorCode.INSTANCE_GONE,
             detail=f"instance {self.job.record.launch_id} is {self.engine.last_state}",
         )
 

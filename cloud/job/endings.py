@@ -3,6 +3,7 @@ the action for each kind of failure the machine reports (the cause itself comes 
 
 from __future__ import annotations
 
+from ..errors import ErrorCode, machine_failure
 from .records import Stage
 
 # interrupted.json "reason" -> (stage, message, action) for the panel.
@@ -32,18 +33,19 @@ INTERRUPTION_WORDS = {
 
 # error.json "kind" -> what the artist can do about it (the cause itself comes from the machine).
 FAILURE_ACTIONS = {
-    "no_gpu": "Pick another GPU machine type or region (a Cycles scene can also render on a CPU machine).",
-    "no_opengl": "Pick another GPU machine type or region: EEVEE and Workbench need the GPU's OpenGL.",
-    "gpu_memory": "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
-    "missing_file": "Run Check Scene, fix the missing file, and render again.",
-    "credentials_expired": "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
-    "contract": "Update the Cloud Render add-on, then render again.",
-    "unsafe_archive": "A Blender build was refused as unsafe: relaunch to fetch the official one; "
+    ErrorCode.MACHINE_NO_GPU: "Pick another GPU machine type or region (a Cycles scene can also render on a CPU machine).",
+    ErrorCode.MACHINE_NO_OPENGL: "Pick another GPU machine type or region: EEVEE and Workbench need the GPU's OpenGL.",
+    ErrorCode.MACHINE_GPU_MEMORY: "Pick a machine with more GPU memory, or lower the resolution or texture sizes.",
+    ErrorCode.MACHINE_MISSING_FILE: "Run Check Scene, fix the missing file, and render again.",
+    ErrorCode.MACHINE_CREDENTIALS_EXPIRED: "Your AWS session expired mid-job: sign in again, then relaunch the missing frames.",
+    ErrorCode.MACHINE_CONTRACT: "Update the Cloud Render add-on, then render again.",
+    ErrorCode.MACHINE_UNSAFE_ARCHIVE: "A Blender build was refused as unsafe: relaunch to fetch the official one; "
     "if it happens again, delete blender-cache/ from your bucket.",
-    "unknown": "Open the full log to see what Blender said, fix it, and relaunch.",
+    ErrorCode.MACHINE_UNKNOWN: "Open the full log to see what Blender said, fix it, and relaunch.",
 }
 
 
 def failure_action(kind: str) -> str:
-    """What the artist can do about a failure of this kind (an unknown kind: read the log)."""
-    return FAILURE_ACTIONS.get(kind, FAILURE_ACTIONS["unknown"])
+    """What the artist can do about a failure of this kind the machine reported (an unknown
+    kind: read the log)."""
+    return FAILURE_ACTIONS.get(machine_failure(kind), FAILURE_ACTIONS[ErrorCode.MACHINE_UNKNOWN])

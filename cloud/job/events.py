@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class JobEnded(JobEvent):
     action: str
     frames_done: int
     frames_total: int
-    code: str = ""  # the CloudError code when it failed ("quota_zero", ...), for the panel's button
+    code: ErrorCode = (
+        ErrorCode.NONE
+    )  # the CloudError code when it failed ("quota_zero", ...), for the panel's button
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 
 MAX_FRAMES = 100_000
 # Blender's frame numbers (MINAFRAME / MAXFRAME, the range of Scene.frame_current).
@@ -21,7 +21,7 @@ _HOW = "Use frames and ranges separated by commas, like 1-10,15,20-30x2 (x2: eve
 
 
 def _bad(message: str, action: str = _HOW) -> CloudError:
-    return CloudError(message, action, code="BadFrameList")
+    return CloudError(message, action, code=ErrorCode.BAD_FRAME_LIST)
 
 
 def _quote(part: str) -> str:
@@ -54,7 +54,7 @@ def parse_frame_list(text: str) -> list[int]:
         raise CloudError(
             "The frame list is empty.",
             "Type frames like 1-10,15,20-30x2, or untick Custom Frames.",
-            code="BadFrameList",
+            code=ErrorCode.BAD_FRAME_LIST,
         )
     for part in parts:
         match = _PART.match(part)

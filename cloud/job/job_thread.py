@@ -21,7 +21,7 @@ from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
 from ..cost import caps
 from ..cost.estimate import quote_from_scouts
-from ..errors import Cancelled, CloudError
+from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
 from . import frame_history
 from .cloud_steps import CloudSteps
@@ -55,7 +55,7 @@ DOWNLOAD_THREADS = 4
 LEFT_RUNNING_GRACE_S = 30.0
 LEFT_RUNNING_POLL_S = 1.0
 # Errors that mean "cannot reach AWS right now" (the codes of cloud/aws/error_rules.py): keep following.
-TRANSIENT_CODES = {"no_network", "throttled", "aws_unavailable"}
+TRANSIENT_CODES = {ErrorCode.NO_NETWORK, ErrorCode.THROTTLED, ErrorCode.AWS_UNAVAILABLE}
 
 
 class JobRunner(threading.Thread):
@@ -612,7 +612,10 @@ class JobRunner(threading.Thread):
                 self.end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{where}{movie[0]}", movie[1])
         elif stage is Stage.FAILED:
             report = contract.parse_error(data, rec.frames)
-            if report.kind in ("download", "missing_file") and rec.bucket:
+            if (
+                machine_failure(report.kind) in (ErrorCode.MACHINE_DOWNLOAD, ErrorCode.MACHINE_MISSING_FILE)
+                and rec.bucket
+            ):
                 # An input may be gone from the bucket (deleted by hand): the next submit asks
                 # S3 about every file again instead of trusting what this computer saw there.
                 self.steps.known_objects.forget(rec.bucket)
@@ -676,7 +679,7 @@ class JobRunner(threading.Thread):
             "",
         )
 
-    def _fail(self, message: str, action: str, detail: str = "", code: str = "") -> None:
+    def _fail(self, message: str, action: str, detail: str = "", code: ErrorCode = ErrorCode.NONE) -> None:
         rec = self.record
         if detail:
             self.log(f"Error detail: {detail}")
@@ -687,7 +690,7 @@ class JobRunner(threading.Thread):
                 self.log(f"Could not stop {rec.launch_id}: {error}")
         self.end(Stage.FAILED, message, action, code)
 
-    def end(self, stage: Stage, message: str, action: str, code: str = "") -> None:
+    def end(self, stage: Stage, message: str, action: str, code: ErrorCode = ErrorCode.NONE) -> None:
         rec = self.record
         self._check_nothing_left()
         rec.stage, rec.message, rec.action = stage.value, message, action

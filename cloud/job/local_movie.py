@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..aws.session import AwsSettings
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import assemble_movie, contract
 from .cloud_steps import CloudSteps
 from .records import JobRecord
@@ -53,7 +53,7 @@ def _rebuild(
         raise CloudError(
             f"{dest.name} could not be rebuilt from its chunks in the bucket.",
             "Render the job again to get its movie.",
-            code="MovieSceneDamaged",
+            code=ErrorCode.MOVIE_SCENE_DAMAGED,
         )
 
 
@@ -67,13 +67,13 @@ def assemble_here(
         raise CloudError(
             "Not every frame of this job is on this computer, so the movie cannot be made yet.",
             "Relaunch the missing frames (or wait for the job to finish), then make the movie again.",
-            code="MovieFramesMissing",
+            code=ErrorCode.MOVIE_FRAMES_MISSING,
         )
     if not record.blend_in_pack or record.blend_in_pack not in record.pack_manifest:
         raise CloudError(
             "This job's record does not say which scene file it rendered.",
             "Render the job again to get its movie.",
-            code="MovieNoScene",
+            code=ErrorCode.MOVIE_NO_SCENE,
         )
     work = Path(tempfile.mkdtemp(prefix="cloud-render-movie-"))
     try:
@@ -96,7 +96,7 @@ def assemble_here(
             raise CloudError(
                 f"Blender could not make the movie: {error}.",
                 "Check Output Properties > Encoding (H.264 needs an even width and height), then try again.",
-                code="MovieFailed",
+                code=ErrorCode.MOVIE_FAILED,
                 detail="".join(lines[-40:]),
             ) from error
         dest = Path(record.output_dir) / "movie" / os.path.basename(made)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..aws.session import AwsSettings
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from .cloud_steps import CloudSteps
 from .engine import ForgottenMachine
 from .engines import find_forgotten, make_engine, stop_forgotten
@@ -116,7 +116,7 @@ class JobManager:
         missing = old.frames_missing
         if not missing:
             raise CloudError(
-                "Every frame of this job has arrived.", "Nothing to relaunch.", code="NothingMissing"
+                "Every frame of this job has arrived.", "Nothing to relaunch.", code=ErrorCode.NOTHING_MISSING
             )
         # A movie needs every frame together: the relaunch renders frames only (movie=False).
         relaunch = replace(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import urllib.parse
 
-from ..errors import CloudError
+from ..errors import CloudError, ErrorCode
 from ..machine import BOOT_TEMPLATE, WORKER_FILES
 
 USER_DATA_LIMIT = 16 * 1024  # EC2 refuses larger user-data (before base64)
@@ -102,7 +102,7 @@ def build_user_data(spec_url: str, worker_urls: dict[str, str], max_minutes: int
         raise CloudError(
             "The render machine's start script is too large for AWS.",
             "Use a shorter bucket name or fewer worker files, then submit again.",
-            code="UserDataTooLarge",
+            code=ErrorCode.USER_DATA_TOO_LARGE,
             detail=f"{size} bytes > {USER_DATA_LIMIT}",
         )
     return script

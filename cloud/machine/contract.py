@@ -112,9 +112,11 @@ ALL_STATES = (
 # error.json "kind" values the add-on knows words for; anything else reads as "unknown".
 ERROR_KINDS = (
     "no_gpu",
+    "no_opengl",
     "gpu_memory",
     "missing_file",
     "crash",
+    "killed",
     "render_failed",
     "upload",
     "credentials_expired",

@@ -35,7 +35,7 @@ from blender_asset_tracer import pack as batpack
 from blender_asset_tracer.pack import progress as batprogress
 from blender_asset_tracer.trace import blocks2assets, expanders, file2blocks, file_sequence, result
 
-from ..errors import Cancelled, CloudError
+from ..errors import Cancelled, CloudError, ErrorCode
 from .chunking import Chunk, ChunkPolicy, chunk_file
 from .hash_cache import HashCache
 
@@ -621,7 +621,7 @@ def _copy_all(
             raise CloudError(
                 f"Could not read {src.name} while packing the scene.",
                 "Check that the file is readable (not locked or on a disconnected drive) and try again.",
-                code="PackReadFailed",
+                code=ErrorCode.PACK_READ_FAILED,
                 detail=f"{src}: {exc}",
             ) from exc
         with lock:
@@ -650,7 +650,7 @@ def _prepare_out_dir(blend_path: Path, out_dir: Path) -> None:
         raise CloudError(
             "The pack folder is not empty.",
             "Choose an empty folder for the pack.",
-            code="PackDirNotEmpty",
+            code=ErrorCode.PACK_DIR_NOT_EMPTY,
             detail=str(out_dir),
         )
     blend_dir = blend_path.parent.absolute()
@@ -658,7 +658,7 @@ def _prepare_out_dir(blend_path: Path, out_dir: Path) -> None:
         raise CloudError(
             "The pack cannot be written next to the scene file.",
             "Choose a pack folder away from your project folder.",
-            code="PackDirIsProject",
+            code=ErrorCode.PACK_DIR_IS_PROJECT,
         )
     out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -668,7 +668,7 @@ def _check_readable(blend_path: Path) -> None:
         raise CloudError(
             f"The scene file {blend_path.name} was not found.",
             "Save the scene and try again.",
-            code="BlendNotFound",
+            code=ErrorCode.BLEND_NOT_FOUND,
             detail=str(blend_path),
         )
     try:
@@ -678,7 +678,7 @@ def _check_readable(blend_path: Path) -> None:
         raise CloudError(
             f"The scene file {blend_path.name} cannot be read.",
             "Check the file's permissions, save the scene again and retry.",
-            code="BlendUnreadable",
+            code=ErrorCode.BLEND_UNREADABLE,
             detail=str(exc),
         ) from exc
 
@@ -758,7 +758,7 @@ def _pack_locked(
             raise CloudError(
                 f"{Path(culprit).name} could not be read as a Blender file; it may be damaged or from an unsupported Blender version.",
                 "Open the scene in Blender, save it again (File > Save) and retry.",
-                code="BlendCorrupt",
+                code=ErrorCode.BLEND_CORRUPT,
                 detail=f"{type(exc).__name__}: {exc}",
             ) from exc
         sources: dict[str, Path] = {}

@@ -14,7 +14,7 @@ import pytest
 from cloud.aws import compute
 from cloud.aws.session import client
 from cloud.cost.caps import STOP_MARGIN_S
-from cloud.errors import CloudError
+from cloud.errors import CloudError, ErrorCode
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue, LogLines
 from cloud.job.job_thread import JobRunner
@@ -100,7 +100,7 @@ def test_find_ami_without_any_image_names_the_region(account):
         "AWS offers no GPU render machine image (Deep Learning AMI with NVIDIA drivers) in eu-central-1."
     )
     assert err.action.startswith("Choose another region in the Cloud Render panel")
-    assert err.code == "AmiNotFound"
+    assert err.code == ErrorCode.AMI_NOT_FOUND
 
 
 # --- the firewall -------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_user_data_over_16_kb_after_gzip_is_refused(account):
         compute.launch(
             account.settings, job_id="job-big", instance_type="g4dn.xlarge", user_data=noise, spot=False
         )
-    assert caught.value.code == "UserDataTooLarge"
+    assert caught.value.code == ErrorCode.USER_DATA_TOO_LARGE
     assert caught.value.message.startswith("The start-up script for the render machine is too large")
     assert caught.value.action == "This is a Cloud Render bug: please send the job log to the developers."
     ec2 = client(account.moto_settings, "ec2")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.errors import CloudError
+from cloud.errors import CloudError, ErrorCode
 from cloud.job.frame_list import parse_frame_list, preview_first, scene_range
 
 
@@ -106,7 +106,7 @@ def _assert_valid_or_refused(text: str) -> None:
     try:
         frames = parse_frame_list(text)
     except CloudError as error:
-        assert type(error) is CloudError and error.code == "BadFrameList"
+        assert type(error) is CloudError and error.code == ErrorCode.BAD_FRAME_LIST
         assert error.message.strip() and error.action.strip(), text
         assert len(error.message) < 200, error.message
         return

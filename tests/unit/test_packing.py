@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.errors import Cancelled, CloudError
+from cloud.errors import Cancelled, CloudError, ErrorCode
 from cloud.pack.packer import PackProgress, PackResult, pack
 from tests.factories import SCENE_SCRIPT_START
 
@@ -277,7 +277,7 @@ def test_corrupt_blend_is_a_clear_error_and_leaves_nothing(content, tmp_path):
         == "broken.blend could not be read as a Blender file; it may be damaged or from an unsupported Blender version."
     )
     assert err.value.action == "Open the scene in Blender, save it again (File > Save) and retry."
-    assert err.value.code == "BlendCorrupt"
+    assert err.value.code == ErrorCode.BLEND_CORRUPT
     assert not (tmp_path / "pack").exists()
 
 
@@ -289,7 +289,7 @@ def test_truncated_blend_is_a_clear_error(testdata, tmp_path):
     out.mkdir()
     with pytest.raises(CloudError) as err:
         pack(blend, out)
-    assert err.value.code == "BlendCorrupt"
+    assert err.value.code == ErrorCode.BLEND_CORRUPT
     assert list(out.iterdir()) == []
 
 

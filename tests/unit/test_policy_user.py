@@ -16,7 +16,7 @@ from cloud.aws import account_setup, batch, bucket_setup, compute, storage, uplo
 from cloud.aws.iam_policy import POLICY_TITLES, PolicyName
 from cloud.aws.presign import presign_get
 from cloud.aws.session import AwsSettings, client
-from cloud.errors import CloudError
+from cloud.errors import CloudError, ErrorCode
 from dev.emulator import create_artist, detach
 from tests import quota_fixtures
 
@@ -167,5 +167,5 @@ def test_set_ups_other_writes_need_the_set_up_policy_and_nothing_more(account, t
     for attempt in attempts:
         with pytest.raises(CloudError) as caught:
             attempt()
-        assert caught.value.code in ("access_denied", "QuotaRequestDenied"), caught.value
+        assert caught.value.code in (ErrorCode.ACCESS_DENIED, ErrorCode.QUOTA_REQUEST_DENIED), caught.value
         assert f"ttach the {POLICY_TITLES['setup']} policy" in caught.value.action

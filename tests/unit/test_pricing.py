@@ -21,7 +21,7 @@ from cloud.cost.price_refresh import (
     load_cached_prices,
     refresh_prices,
 )
-from cloud.errors import CloudError
+from cloud.errors import CloudError, ErrorCode
 from dev.pricing_server import PricingState, pricing_server
 
 from ..conftest import EmulatedAws
@@ -103,7 +103,7 @@ def test_denied_price_list_says_what_to_do(pricing: tuple[AwsSettings, PricingSt
         refresh_prices(settings, load_catalog(), tmp_path / "prices.json")
     assert info.value.message == "Your AWS user is not allowed to read current prices."
     assert "IAM policy" in info.value.action
-    assert info.value.code == "AccessDeniedException"
+    assert info.value.code == ErrorCode.ACCESS_DENIED and "AccessDeniedException" in info.value.detail
     assert not (tmp_path / "prices.json").exists()
 
 
@@ -189,7 +189,7 @@ def test_menu_confirmation_and_estimate_use_the_same_price() -> None:
     )
     with pytest.raises(CloudError) as info:
         machine_facts.price_for(current, "sa-east-1", "g4dn.xlarge")
-    assert info.value.code == "NotOffered"
+    assert info.value.code == ErrorCode.NOT_OFFERED
 
 
 def test_spot_table_from_ec2_is_dated(aws: EmulatedAws) -> None:
