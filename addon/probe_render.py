@@ -2,7 +2,7 @@
 scene: renders one small centred tile at reduced samples and prints how long it took (with
 Cycles on the CPU, or with the scene's own EEVEE or Workbench, shaders compiled first).
 
-`blender -b COPY.blend --python probe.py -- '{"frame": 1, "border": [x0, x1, y0, y1], "samples": 16}'`
+`blender -b COPY.blend --python probe_render.py -- '{"frame": 1, "border": [x0, x1, y0, y1], "samples": 16}'`
 prints one line `CLOUDRENDER_PROBE {"seconds": ..., "sync_seconds": ..., "threads": ...}`.
 A separate process keeps the artist's Blender responsive and their scene untouched.
 """

@@ -2,7 +2,7 @@
 
 Fixtures (tests/fixtures/logs/): `*-render-anim.log` is Blender's own output of
 `bpy.ops.render.render(animation=True)` for two 64x64 Cycles frames; `*-worker.log` is the
-same scene rendered through render_scripts/blender_launcher.py and render_frames.py, as on the
+same scene rendered through cloud/machine/blender_launcher.py and render_frames.py, as on the
 render machine (5.x prints no stats at its default log level, so the worker script prints
 them in the "Fra: N | ..." form).
 """
