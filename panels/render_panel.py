@@ -11,12 +11,25 @@ from ..addon.settings import scene_samples
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
-from ..cloud.job.records import FINAL_STAGES
+from ..cloud.job.records import FINAL_STAGE_IDS, Stage
 from . import text_wrap
 
 FORM_VALUES = 0.6  # the share of a property-split form's width that holds the values
 MACHINE_ROW = 0.86  # the share of the width a machine's row leaves beside its log button
-STATE_ICONS = {"Done": "CHECKMARK", "Failed": "ERROR", "Capped": "ERROR", "Interrupted": "ERROR"}
+STATE_ICONS = {
+    Stage.DONE: "CHECKMARK",
+    Stage.FAILED: "ERROR",
+    Stage.CAPPED: "ERROR",
+    Stage.INTERRUPTED: "ERROR",
+}
+
+
+def stage_words(stage_id: str) -> str:
+    """The words shown for a stored stage id ("" before any job)."""
+    try:
+        return Stage.parse(stage_id).label
+    except ValueError:
+        return stage_id
 
 
 def _elapsed(job_id: str) -> str:
@@ -171,8 +184,8 @@ def _cost(usd: float) -> str:
 def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any) -> None:
     """While the job runs: progress, the frame and sample on the machine, time and cost."""
     v = view
-    state = v.state
-    staging = state in {"Packing", "Uploading"}
+    state = stage_words(v.state)
+    staging = v.state in {Stage.PACKING, Stage.UPLOADING}
     total = max(v.frames_total, 1)
     layout.progress(
         factor=v.progress if staging else v.frames_done / total,
@@ -249,21 +262,22 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         view = job_view.view()
-        final = view.state in {s.value for s in FINAL_STAGES}
+        final = view.state in FINAL_STAGE_IDS
         message = view.message
-        if view.state == "Rendering" and not message and view.current_frame:
+        if view.state == Stage.RENDERING and not message and view.current_frame:
             message = f"frame {view.current_frame}"
+        words = stage_words(view.state)
         text_wrap.labels(
             layout,
             context,
-            f"{view.state}: {message}" if message else view.state,
+            f"{words}: {message}" if message else words,
             icon=STATE_ICONS.get(view.state, "CANCEL" if final else "TIME"),
         )
         if view.action:
             text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS").from_job = True
-        if view.state == "Waiting for you":  # the answer right under the question, above the log
+        if view.state == Stage.QUOTED:  # the answer right under the question, above the log
             row = layout.row()
             row.scale_y = 1.3
             row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
@@ -292,7 +306,7 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
         # the job id is in the log and the folder name.
         row = layout.row()
         row.label(text=item.label)
-        row.label(text=f"{item.stage} {item.frames_done}/{item.frames_total}")
+        row.label(text=f"{stage_words(item.stage)} {item.frames_done}/{item.frames_total}")
 
 
 class CLOUDRENDER_PT_jobs(bpy.types.Panel):

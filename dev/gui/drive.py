@@ -31,7 +31,7 @@ EMU = json.loads((WORK / "emulator.json").read_text())
 KEY_ID = EMU["key_id"]
 SECRET = EMU["secret"]
 INSTANCE_TYPE = "c5.2xlarge"  # the simulator's machines render on the CPU
-FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+FINAL = {"done", "failed", "cancelled", "interrupted", "capped"}
 # Quote First asks only when the measured projection is over Max Cost (under it, it goes on by
 # itself, as documented). 2000 frames at 32 samples measured 0.288 s/frame here, about $0.06 of
 # a $0.25 cap: it went on. 256 samples measured 0.77 s/frame: 12000 frames project about $0.9.
@@ -464,13 +464,13 @@ def st_staging_watch():
             return ("again", 0.3)
         shot(S.pop("pending"), props_area())
         return ("again", 0.1)
-    label = {"Packing": "job_packing", "Uploading": "job_uploading"}.get(v.state)
+    label = {"packing": "job_packing", "uploading": "job_uploading"}.get(v.state)
     if label and label not in S["seen"]:
         S["seen"].add(label)
         scroll(props_area())
         S["pending"], S["rescroll"] = label, True
         return ("again", 0.3)
-    if v.state in {"Packing", "Uploading"} and time.monotonic() < S["deadline"]:
+    if v.state in {"packing", "uploading"} and time.monotonic() < S["deadline"]:
         return ("again", 0.2)
     log("staging times (s from Render):", json.dumps({k: round(t, 1) for k, t in seen.items()}))
     if v.state not in FINAL:
@@ -518,7 +518,7 @@ def st_batch_watch():
     if v.state not in FINAL and time.monotonic() < S["deadline"]:
         return ("again", 0.5)
     log("batch job:", v.state, "|", v.message, "| rows:", " | ".join(rows))
-    if v.state != "Done":
+    if v.state != "done":
         for line in mod().addon.job_view.log_lines(v.job_id)[-60:]:
             log("  batch log:", line)
         S["result"].setdefault("errors", []).append(f"the many-machine job ended {v.state}: {v.message}")
@@ -567,7 +567,7 @@ def st_watch():
     if S.get("pending"):  # the state seen last tick, scrolled into view and drawn since
         shot("job_" + S.pop("pending").lower().replace(" ", "_").replace("+", "_"), props_area())
     # "+frame": a frame is back and the machine says which one it renders now
-    key = v.state + ("+frame" if v.state == "Rendering" and v.frames_done and v.current_frame else "")
+    key = v.state + ("+frame" if v.state == "rendering" and v.frames_done and v.current_frame else "")
     if key not in S["seen"] and v.state:
         S["seen"].add(key)
         log("STATE", v.state, "|", v.message, "|", v.action, "| frame", v.current_frame, v.frames_done)
@@ -727,7 +727,7 @@ def st_quote_answer():
     log_spec()
     for line in mod().addon.job_view.log_lines(view().job_id)[-12:]:
         log("  job log:", line)
-    if view().state == "Waiting for you":
+    if view().state == "quoted":
         log("answer Stop Here", in_props(ops().cloud_render.answer_quote, go=False))
     S["deadline"] = time.monotonic() + 120
     return 1.0
@@ -878,7 +878,7 @@ STAGES = [
     ("staging", st_staging_watch),
     ("staging", settle()),
     ("quote", st_quote_job),
-    ("quote", wait_for({"Waiting for you", *FINAL}, "job_waiting_for_you")),
+    ("quote", wait_for({"quoted", *FINAL}, "job_waiting_for_you")),
     ("quote", st_quote_answer),
     ("quote", wait_for(FINAL, "job_stopped_after_quote")),
     ("quote", settle()),

@@ -105,7 +105,7 @@ def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, 
     harness.connect(aws.url)
     view = module.addon.job_view.view()
     try:
-        view.job_id, view.state, view.message = "20261201-000000-abcdef", "Rendering", "working"
+        view.job_id, view.state, view.message = "20261201-000000-abcdef", "rendering", "working"
         view.frames_total, view.frames_done = 12, 5
         rows = (
             "Machine 0: rendering, frame 9, 58.0 s/frame (spot)",

@@ -13,6 +13,7 @@ from typing import Any
 import bpy
 import pytest
 
+from cloud.job.records import Stage
 from dev import addon_harness as harness
 
 
@@ -132,7 +133,7 @@ def test_panels_draw_with_no_job(module):
     assert "$" in machine and "/h" in machine  # wrapped in the form's value column, price kept
 
 
-@pytest.mark.parametrize("state", ["Uploading", "Rendering", "Done", "Failed", "Capped"])
+@pytest.mark.parametrize("state", ["uploading", "rendering", "done", "failed", "capped"])
 def test_panels_draw_in_each_job_state(module, state):
     view = module.addon.job_view.view()
     view.job_id, view.state, view.message = "20261125-000000-abcdef", state, "working"
@@ -141,17 +142,17 @@ def test_panels_draw_in_each_job_state(module, state):
     view.orphans = "i-0123456789abcdef0:old-job"
     view.action, view.error_code = "", ""
     view.jobs_status = "Deleted 12 cloud files of 20261124-000000-fedcba."
-    if state == "Failed":
+    if state == "failed":
         # The button follows the error's code, whatever the words: the launch-time quota error
         # ("Press 'Request quota increase'...") and the pre-launch check read differently.
         view.action, view.error_code = "Press 'Request quota increase' in the panel.", "no_quota"
     labels, operators = all_drawn(module)
-    assert f"{state}: working" in labels
+    assert f"{Stage(state).label}: working" in labels  # the id stored, its words shown
     assert "line two" in labels
     assert "cloud_render.terminate_orphan" in operators
     assert any(text.startswith("1 machine still running with no job") for text in labels)
-    assert ("cloud_render.cancel" in operators) == (state in {"Uploading", "Rendering"})
-    assert ("cloud_render.request_quota" in operators) == (state == "Failed")
+    assert ("cloud_render.cancel" in operators) == (state in {"uploading", "rendering"})
+    assert ("cloud_render.request_quota" in operators) == (state == "failed")
     # What the last button under the Jobs list did is said there, not in the job's own words.
     assert "Deleted 12 cloud files of 20261124-000000-fedcba." in " ".join(labels)
 
@@ -167,7 +168,7 @@ def test_online_access_off_is_explained_in_preferences(module):
 
 def test_done_says_frames_folder_cost_with_open_folder_and_show_frames(module):
     view = module.addon.job_view.view()
-    view.job_id, view.state, view.message = "20261125-000000-abcdef", "Done", "6 frames rendered."
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "done", "6 frames rendered."
     view.frames_total = view.frames_done = 6
     view.cost_so_far, view.current_frame, view.action = 0.001, 0, ""
     view.log_tail = ""
@@ -258,7 +259,7 @@ def test_the_panel_log_is_for_people(module):
 
 def test_a_failure_before_any_frame_shows_no_live_rows_or_result(module):
     view = module.addon.job_view.view()
-    view.job_id, view.state, view.message = "20261125-000000-abcdef", "Failed", "No quota."
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "failed", "No quota."
     view.action, view.error_code = "Request quota increase, or choose a smaller machine type.", "no_quota"
     view.frames_total, view.frames_done, view.log_tail = 6, 0, ""
     labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
@@ -286,7 +287,7 @@ def test_estimate_lines_price_first_still_feed_the_confirmation(module):
 def test_waiting_for_you_puts_the_answer_under_the_question(module):
     """The real window showed Go On / Stop Here below six log lines, off the default editor."""
     view = module.addon.job_view.view()
-    view.job_id, view.state = "20261125-000000-abcdef", "Waiting for you"
+    view.job_id, view.state = "20261125-000000-abcdef", "quoted"
     view.message, view.action = "The whole job would cost about $2.53 (cap $0.25). Go on?", ""
     view.frames_total, view.frames_done = 12000, 3
     view.log_tail = "\n".join(f"log line {n}" for n in range(6))
@@ -303,7 +304,7 @@ def test_machine_rows_wrap_beside_their_log_buttons(module):
     """Three machines in the real window read "Machine 0: render...rame (on-demand)"."""
     text_wrap = module.panels.text_wrap
     view = module.addon.job_view.view()
-    view.job_id, view.state, view.message, view.action = "20261125-000000-abcdef", "Rendering", "", ""
+    view.job_id, view.state, view.message, view.action = "20261125-000000-abcdef", "rendering", "", ""
     view.frames_total, view.frames_done = 12, 3
     view.machines_text = "\n".join(
         f"Machine {n}: rendering, frame {n + 4}, 1.5 s/frame (on-demand)" for n in range(3)
