@@ -201,12 +201,9 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     device: StringProperty(default="")  # type: ignore[valid-type]
     seconds_per_frame: FloatProperty(default=0.0)  # type: ignore[valid-type]
     price_per_hour: FloatProperty(default=0.0)  # type: ignore[valid-type]
-    findings: StringProperty(default="")  # type: ignore[valid-type]
-    orphans: StringProperty(default="")  # type: ignore[valid-type]
     account_status: StringProperty(default="")  # type: ignore[valid-type]
     jobs_status: StringProperty(default="")  # type: ignore[valid-type]  # under the Jobs list
     setup_summary: StringProperty(default="")  # type: ignore[valid-type]
-    estimate: StringProperty(default="")  # type: ignore[valid-type]
 
 
 class CloudRenderJobItem(bpy.types.PropertyGroup):

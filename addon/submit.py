@@ -8,7 +8,6 @@ thread.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import JobRecord, JobRequest, new_job_id
-from . import account, job_view, jobs_list, prices, pump
+from . import account, job_view, jobs_list, panel_results, prices, pump
 
 
 class SubmitError(Exception):
@@ -70,16 +69,12 @@ def confirmation_text(context: bpy.types.Context) -> str:
     machines = machines_for(context, len(frames))
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
     estimate = worst_case_text(context, len(frames), machines)
-    # Estimate lines read "<price>, <time>: <machine> [marks], ..." (machine_facts.estimate_lines).
-    measured = [
-        line.partition(": ")
-        for line in job_view.view().estimate.splitlines()
-        if re.match(rf"{re.escape(settings.instance_type)}[ ,]", line.partition(": ")[2])
-    ]
-    if measured:
-        cost_time, _, rest = measured[0]
+    measured = panel_results.results().estimate_for(settings.instance_type)
+    if measured is not None:
         whole = "for the job on one machine" if machines > 1 else "for the job"
-        estimate = f"Estimate from a test render: {rest}: {cost_time} {whole}\n{estimate}"
+        estimate = (
+            f"Estimate from a test render: {measured.machine}: {measured.cost_and_time} {whole}\n{estimate}"
+        )
     fleet = fleet_line(context, len(frames), price.usd or 0.0)
     return (
         f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames"
@@ -112,14 +107,8 @@ def caps_text(max_cost: float, max_hours: float, machines: int) -> str:
 
 def measured_seconds_per_frame(context: bpy.types.Context) -> float | None:
     """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
-    chosen = context.scene.cloud_render.instance_type + ":"
-    for line in job_view.view().estimate.splitlines():
-        # the machine starts the line, or follows "<price>, <time>: " (machine_facts.estimate_lines)
-        mine = re.match(rf"(?:[^:]*: )?{re.escape(chosen.rstrip(':'))}[ :,]", line)
-        found = re.search(r"~([\d.]+) s/frame", line) if mine else None
-        if found:
-            return float(found.group(1))
-    return None
+    measured = panel_results.results().estimate_for(context.scene.cloud_render.instance_type)
+    return measured.estimate.seconds_per_frame if measured is not None else None
 
 
 def machines_for(context: bpy.types.Context, frames: int) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import bpy
 
-from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, pump, submit
+from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, panel_results, pump, submit
 from .common import NeedsOnlineAccess, OperatorReturn, in_background, said_in_for
 
 
@@ -175,7 +175,9 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
                 # Said by the red line at the top of the panel and the rows in Jobs; the current
                 # job's own message and action stay (the real window showed a failed job's
                 # quota message replaced by "1 forgotten machines found.").
-                view.orphans = ",".join(f"{o.instance_id}:{o.job_id}:{o.region}" for o in orphans)
+                panel_results.results().forgotten = [
+                    panel_results.ForgottenMachine(o.instance_id, o.job_id, o.region) for o in orphans
+                ]
             job_view.redraw()
 
         pump.in_background(lambda: pump.manager().orphans(*also), found)
@@ -195,10 +197,8 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
         instance_id = self.instance_id
 
         def terminated(_result: None) -> str:
-            view = job_view.view()
-            view.orphans = ",".join(
-                o for o in view.orphans.split(",") if o and not o.startswith(instance_id + ":")
-            )
+            shown = panel_results.results()
+            shown.forgotten = [m for m in shown.forgotten if m.instance_id != instance_id]
             return f"Terminated {instance_id}."
 
         in_background(lambda: pump.manager().terminate_instance(region, instance_id), terminated, "jobs")

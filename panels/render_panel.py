@@ -6,7 +6,7 @@ from typing import Any
 
 import bpy
 
-from ..addon import job_view, jobs_list, movie_view, prices, submit
+from ..addon import job_view, jobs_list, movie_view, panel_results, prices, submit
 from ..addon.settings import scene_samples
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
@@ -54,7 +54,8 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row.operator("cloud_render.render", icon="RENDER_ANIMATION")
         for reason in blockers:
             text_wrap.labels(layout, context, reason, icon="INFO")
-        forgotten = len(list(filter(None, job_view.view().orphans.split(","))))
+        shown = panel_results.results()
+        forgotten = len(shown.forgotten)
         if forgotten:  # billing with no job: said where the artist looks, not only in Jobs
             col = layout.column()
             col.alert = True
@@ -68,16 +69,21 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
-        estimate = job_view.view().estimate
-        if estimate:
+        if shown.estimate or shown.estimate_note:
             box = layout.box()
-            for line in estimate.splitlines():
+            for line in (
+                [shown.estimate_note] if shown.estimate_note else [row.text for row in shown.estimate]
+            ):
                 text_wrap.labels(box, context, line)
-        findings = job_view.view().findings
-        if findings:
+        if shown.findings:
             box = layout.box()
-            for line in findings.splitlines():
-                text_wrap.labels(box, context, line, icon="ERROR" if line.startswith("BLOCK") else "QUESTION")
+            for finding in shown.findings:
+                text_wrap.labels(
+                    box,
+                    context,
+                    f"{finding.severity.upper()}: {finding.message} -> {finding.fix}",
+                    icon="ERROR" if finding.severity == "block" else "QUESTION",
+                )
 
 
 def _form_column(layout: bpy.types.UILayout) -> bpy.types.UILayout:
@@ -321,18 +327,18 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
         layout = self.layout
         wm = context.window_manager
         view = job_view.view()
-        for orphan in filter(None, view.orphans.split(",")):
-            instance_id, job_id, region = ([*orphan.split(":"), "", ""])[:3]
+        for machine in panel_results.results().forgotten:
             col = layout.column()
             col.alert = True
             text_wrap.labels(
                 col,
                 context,
-                f"Machine {instance_id} in {region} is still running (job {job_id or 'unknown'})",
+                f"Machine {machine.instance_id} in {machine.region} is still running "
+                f"(job {machine.job_id or 'unknown'})",
                 icon="ERROR",
             )
             terminate = col.operator("cloud_render.terminate_orphan", text="Terminate", icon="CANCEL")
-            terminate.instance_id, terminate.region = instance_id, region
+            terminate.instance_id, terminate.region = machine.instance_id, machine.region
         layout.template_list(
             "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
         )

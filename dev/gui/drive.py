@@ -63,6 +63,11 @@ def mod() -> Any:
     return sys.modules[MOD]
 
 
+def results() -> Any:
+    """What Check Scene, Estimate and Check for Forgotten Machines found (addon/panel_results.py)."""
+    return importlib.import_module(f"{MOD}.addon.panel_results").results()
+
+
 def view() -> Any:
     return mod().addon.job_view.view()
 
@@ -326,7 +331,7 @@ def st_check_scene_scroll():
 
 
 def st_check_scene_shot():
-    log("findings:", view().findings.replace("\n", " | "))
+    log("findings:", " | ".join(f"{f.severity}: {f.message} -> {f.fix}" for f in results().findings))
     shot("panel_check_scene", props_area())
     if MODE != "shots":
         return 0.5
@@ -336,7 +341,7 @@ def st_check_scene_shot():
 
 
 def st_estimate():
-    if MODE == "shots" and view().estimate.startswith("Rendering") and time.monotonic() < S["deadline"]:
+    if MODE == "shots" and results().estimating and time.monotonic() < S["deadline"]:
         return ("again", 2.0)
     top_of_panel()
     return 2.0
@@ -344,7 +349,7 @@ def st_estimate():
 
 def st_estimate_shot():
     if MODE == "shots":
-        log("estimate:", view().estimate.replace("\n", " | "))
+        log("estimate:", results().estimate_note or " | ".join(row.text for row in results().estimate))
         shot("panel_estimate", props_area())
         S["wide_label"] = "panel_estimate_wide"
         return wide_open()
@@ -757,8 +762,11 @@ def st_quota_request():
 
 def st_terminate_orphan():
     """Terminate the forgotten machine from the Jobs list: the outcome is said under the list."""
-    instance_id, _job, region = ([*view().orphans.split(",")[0].split(":"), "", ""])[:3]
-    log("terminate", in_props(ops().cloud_render.terminate_orphan, instance_id=instance_id, region=region))
+    machine = results().forgotten[0]
+    log(
+        "terminate",
+        in_props(ops().cloud_render.terminate_orphan, instance_id=machine.instance_id, region=machine.region),
+    )
     S["deadline"] = time.monotonic() + 60
     return 1.0
 
@@ -772,9 +780,9 @@ def st_find_orphans():
 def st_open_jobs():
     """Wait for the forgotten machine, then a real click on the closed "Jobs" sub-panel's header
     (the last line of the editor, scrolled to the bottom)."""
-    if not view().orphans and time.monotonic() < S["deadline"]:
+    if not results().forgotten and time.monotonic() < S["deadline"]:
         return ("again", 0.5)
-    log("orphans", view().orphans)
+    log("orphans", results().forgotten)
     scroll(props_area())
     return 1.5
 

@@ -6,6 +6,8 @@ import bpy
 
 from dev import addon_harness as harness
 
+from .test_panels_draw import estimated
+
 
 def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installed, tmp_path):
     module = harness.addon()
@@ -13,8 +15,7 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
     harness.make_scene(tmp_path / "shot.blend", frames=250, size=16, samples=1)
     settings = bpy.context.scene.cloud_render
     settings.instance_type = "g4dn.xlarge"
-    view = module.addon.job_view.view()
-    view.estimate = "g4dn.xlarge: ~58 s/frame, $0.0085/frame [chosen]"
+    estimated(module, "g4dn.xlarge", ("g4dn.xlarge", 58.0, 2.1, 14500))
     try:
         settings.machines = 1
         text = submit.confirmation_text(bpy.context)
@@ -32,11 +33,11 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         assert submit.machines_for(bpy.context, 250) == wanted == 5  # 242 min of frames / 5 + boots
         assert f"{wanted} machines proposed." in submit.fleet_line(bpy.context, 250, 0.526)
         # Before an estimate there is nothing to propose from: Machines as set.
-        view.estimate = ""
+        module.addon.panel_results.forget()
         assert submit.machines_for(bpy.context, 250) == 8
         assert submit.fleet_line(bpy.context, 250, 0.526) == ""
     finally:
-        view.estimate = ""
+        module.addon.panel_results.forget()
         settings.machines = 1
         settings.finish_within_minutes = 0
 
@@ -85,14 +86,13 @@ def test_at_most_is_the_whole_jobs_worst_case_on_one_and_on_four_machines(instal
 
         # A test render's estimate is one machine's; the trade-off line gives N's.
         settings.max_cost, settings.machines = 10.0, 4
-        view = module.addon.job_view.view()
-        view.estimate = "$0.11, 12 min: g4dn.xlarge [chosen], ~58 s/frame ($0.10-$0.13)"
+        estimated(module, "g4dn.xlarge", ("g4dn.xlarge", 58.0, 0.11, 720))
         text = submit.confirmation_text(bpy.context)
-        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.10-$0.13): " in text
+        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.06-$0.17): " in text
         assert "$0.11, 12 min for the job on one machine" in text
         assert "4 machines proposed. 1 machine: " in text
     finally:
-        module.addon.job_view.view().estimate = ""
+        module.addon.panel_results.forget()
         settings.machines = 1
         settings.max_cost, settings.max_hours = 5.0, 2.0  # the defaults
 

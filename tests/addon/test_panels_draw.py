@@ -108,8 +108,36 @@ def module(installed, tmp_path, aws):
     harness.connect(aws.url)
     yield harness.addon()
     view = harness.addon().addon.job_view.view()
-    view.job_id = view.state = view.message = view.action = view.orphans = ""
+    view.job_id = view.state = view.message = view.action = ""
+    harness.addon().addon.panel_results.forget()
     harness.disconnect()
+
+
+def estimated(
+    module: Any,
+    chosen: str,
+    *machines: tuple[str, float, float, float],
+    cheapest: str = "",
+    fastest: str = "",
+) -> None:
+    """An Estimate's answer without rendering a tile: (machine, s/frame, $ total, s total) each,
+    the range +-50%, as typed rows in the panel's results (addon/panel_results.py)."""
+    estimate = module.cloud.cost.estimate
+    found = [
+        estimate.Estimate(
+            instance_type=name,
+            seconds_per_frame=spf,
+            cost_per_frame=0.0,
+            total_seconds=seconds,
+            total_cost=usd,
+            low=estimate.Bound(spf / 2, seconds / 2, usd / 2),
+            high=estimate.Bound(spf * 1.5, seconds * 1.5, usd * 1.5),
+            cheapest=name == cheapest,
+            fastest=name == fastest,
+        )
+        for name, spf, usd, seconds in machines
+    ]
+    module.addon.panel_results.results().estimate = module.addon.panel_results.estimate_rows(found, chosen)
 
 
 def all_drawn(module: Any) -> tuple[list[str], list[str]]:
@@ -139,7 +167,8 @@ def test_panels_draw_in_each_job_state(module, state):
     view.job_id, view.state, view.message = "20261125-000000-abcdef", state, "working"
     view.frames_total, view.frames_done, view.progress = 10, 4, 0.5
     view.log_tail = "line one\nline two"
-    view.orphans = "i-0123456789abcdef0:old-job"
+    results = module.addon.panel_results
+    results.results().forgotten = [results.ForgottenMachine("i-0123456789abcdef0", "old-job", "")]
     view.action, view.error_code = "", ""
     view.jobs_status = "Deleted 12 cloud files of 20261124-000000-fedcba."
     if state == "failed":
@@ -182,14 +211,19 @@ def test_done_says_frames_folder_cost_with_open_folder_and_show_frames(module):
 
 def test_long_lines_wrap_to_the_default_editor_width(module):
     text_wrap = module.panels.text_wrap
-    view = module.addon.job_view.view()
-    line = "$0.02, 1 min: c5.2xlarge [chosen], ~3.0 s/frame ($0.01-$0.05) " * 2
-    view.estimate = line.strip()
-    view.findings = "WARN: The output path /tmp/ is a folder on this computer; frames go to the job folder."
+    results = module.addon.panel_results
+    estimated(module, "c5.2xlarge", ("c5.2xlarge", 3.0, 0.02, 60), ("c6i.2xlarge", 3.0, 0.02, 60))
+    finding = module.cloud.pack.preflight.Finding(
+        "warn",
+        "output_folder",
+        "The output path /tmp/ is a folder on this computer;",
+        "frames go to the job folder.",
+    )
+    results.results().findings = [finding]
     try:
         labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_main)
     finally:
-        view.estimate = view.findings = ""
+        results.forget()
     widest = int((text_wrap.DEFAULT_WIDTH_PX - text_wrap.MARGIN_PX) / text_wrap.CHAR_PX)
     assert all(len(text) <= widest for text in labels)
     assert " ".join(labels).count("$0.02, 1 min") == 2  # every price survives
@@ -269,19 +303,24 @@ def test_a_failure_before_any_frame_shows_no_live_rows_or_result(module):
 
 def test_estimate_lines_price_first_still_feed_the_confirmation(module):
     submit = module.addon.submit
-    view = module.addon.job_view.view()
     bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
-    view.estimate = (
-        "$0.04, 4 min: g4dn.xlarge [chosen], ~58.0 s/frame ($0.02-$0.07)\n"
-        "$0.02, 4 min: c6i.2xlarge [cheapest, fastest], ~3.1 s/frame ($0.01-$0.05)"
+    estimated(
+        module,
+        "g4dn.xlarge",
+        ("g4dn.xlarge", 58.0, 0.04, 240),
+        ("c6i.2xlarge", 3.1, 0.02, 240),
+        cheapest="c6i.2xlarge",
+        fastest="c6i.2xlarge",
     )
     try:
         assert submit.measured_seconds_per_frame(bpy.context) == 58.0
         text = submit.confirmation_text(bpy.context)
-        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58.0 s/frame" in text
+        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.02-$0.06)" in text
         assert "$0.04, 4 min for the job" in text
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_main)
+        assert "$0.04, 4 min: g4dn.xlarge [chosen], ~58 s/frame ($0.02-$0.06)" in " ".join(labels)
     finally:
-        view.estimate = ""
+        module.addon.panel_results.forget()
 
 
 def test_waiting_for_you_puts_the_answer_under_the_question(module):

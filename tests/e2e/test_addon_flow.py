@@ -421,15 +421,17 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
             }
         ],
     )["Instances"][0]["InstanceId"]
-    view().orphans = ""
+    results = harness.addon().addon.panel_results
+    results.forget()
+    shown = results.results()
     view().message, view().action = "The last job's message.", "Its action."
     assert bpy.ops.cloud_render.find_orphans() == {"FINISHED"}
-    harness.drain_until(lambda: bool(view().orphans), 30)
-    assert view().orphans == f"{forgotten}:20250101-000000-lost00:us-west-2"
+    harness.drain_until(lambda: bool(shown.forgotten), 30)
+    assert shown.forgotten == [results.ForgottenMachine(forgotten, "20250101-000000-lost00", "us-west-2")]
     # The search is said by the panel's red line and Jobs; the job's own words stay.
     assert (view().message, view().action) == ("The last job's message.", "Its action.")
     assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten, region="us-west-2") == {"FINISHED"}
-    harness.drain_until(lambda: not view().orphans, 30)
+    harness.drain_until(lambda: not shown.forgotten, 30)
     # Said under the Jobs list, where the button is; the current job's words stay.
     assert view().jobs_status == f"Terminated {forgotten}."
     assert (view().message, view().action) == ("The last job's message.", "Its action.")
