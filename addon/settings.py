@@ -8,6 +8,9 @@ upload the scene file again. The jobs list is a mirror of the job records on dis
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -177,6 +180,37 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
         ],
         default="SEQUENTIAL",
     )
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The scene's Cloud Render settings as plain values, read once (`snapshot`): a submit and its
+    confirmation work from one reading, not from properties that may change between two reads."""
+
+    region: str
+    instance_type: str
+    use_spot: bool
+    use_custom_frames: bool
+    frame_list: str
+    samples: int  # 0: the scene's
+    resolution_percentage: int  # 0: the scene's
+    file_format: str  # "SCENE": the scene's
+    movie_frames: str
+    output_dir: str
+    machines: int
+    finish_within_minutes: int
+    max_cost: float
+    max_hours: float
+    quote_first: bool
+    proof_first: bool
+    render_despite_differences: bool
+    frame_order: str
+
+
+def snapshot(scene: Any) -> RenderSettings:
+    """`scene.cloud_render` read once, each value as its plain Python type."""
+    settings = scene.cloud_render
+    return RenderSettings(**{f.name: getattr(settings, f.name) for f in fields(RenderSettings)})
 
 
 class CloudRenderJobView(bpy.types.PropertyGroup):

@@ -7,7 +7,7 @@ from typing import Any
 import bpy
 
 from ..addon import job_view, jobs_list, movie_view, panel_results, prices, submit
-from ..addon.settings import scene_samples
+from ..addon.settings import scene_samples, snapshot
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
@@ -132,7 +132,7 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         layout.prop(settings, "finish_within_minutes")
         try:  # time and cost for 1, N/2 and N machines, once Estimate has measured a frame
             hourly = prices.hourly(settings.region, settings.instance_type, settings.use_spot).usd or 0.0
-            fleet = submit.fleet_line(context, len(submit.frames_for(context.scene)), hourly)
+            fleet = submit.fleet_line(snapshot(context.scene), len(submit.frames_for(context.scene)), hourly)
         except CloudError:
             fleet = ""
         if fleet:
@@ -164,8 +164,9 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
         try:  # what the caps allow at most, on as many machines as the job will use
-            frames = len(submit.frames_for(context.scene))
-            bound = submit.worst_case_text(context, frames, submit.machines_for(context, frames))
+            taken = snapshot(context.scene)
+            frames = len(submit.frames_for(context.scene, taken))
+            bound = submit.worst_case_text(taken, frames, submit.machines_for(taken, frames))
         except CloudError:
             bound = ""
         if bound:

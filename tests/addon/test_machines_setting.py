@@ -12,6 +12,7 @@ from .test_panels_draw import estimated
 def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installed, tmp_path):
     module = harness.addon()
     submit = module.addon.submit
+    snapshot = module.addon.settings.snapshot
     harness.make_scene(tmp_path / "shot.blend", frames=250, size=16, samples=1)
     settings = bpy.context.scene.cloud_render
     settings.instance_type = "g4dn.xlarge"
@@ -30,12 +31,14 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         settings.finish_within_minutes = 60
         fleet_plan = module.cloud.cost.fleet_plan
         wanted = fleet_plan.machines_to_finish_within(250, 58.0, 60, 256)
-        assert submit.machines_for(bpy.context, 250) == wanted == 5  # 242 min of frames / 5 + boots
-        assert f"{wanted} machines proposed." in submit.fleet_line(bpy.context, 250, 0.526)
+        assert (
+            submit.machines_for(snapshot(bpy.context.scene), 250) == wanted == 5
+        )  # 242 min of frames / 5 + boots
+        assert f"{wanted} machines proposed." in submit.fleet_line(snapshot(bpy.context.scene), 250, 0.526)
         # Before an estimate there is nothing to propose from: Machines as set.
         module.addon.panel_results.forget()
-        assert submit.machines_for(bpy.context, 250) == 8
-        assert submit.fleet_line(bpy.context, 250, 0.526) == ""
+        assert submit.machines_for(snapshot(bpy.context.scene), 250) == 8
+        assert submit.fleet_line(snapshot(bpy.context.scene), 250, 0.526) == ""
     finally:
         module.addon.panel_results.forget()
         settings.machines = 1

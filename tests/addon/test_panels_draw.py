@@ -313,7 +313,7 @@ def test_estimate_lines_price_first_still_feed_the_confirmation(module):
         fastest="c6i.2xlarge",
     )
     try:
-        assert submit.measured_seconds_per_frame(bpy.context) == 58.0
+        assert submit.measured_seconds_per_frame(module.addon.settings.snapshot(bpy.context.scene)) == 58.0
         text = submit.confirmation_text(bpy.context)
         assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.02-$0.06)" in text
         assert "$0.04, 4 min for the job" in text
