@@ -18,6 +18,7 @@ from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import JobRecord, JobRequest, new_job_id
+from ..cloud.pack.scene_facts import SceneFacts
 from . import account, job_view, jobs_list, panel_results, prices, pump
 from .settings import RenderSettings, snapshot
 
@@ -139,7 +140,7 @@ def build_request(
     job_id: str,
     blend_copy: Path,
     frames: list[int],
-    facts: dict[str, Any] | None = None,
+    facts: SceneFacts | None = None,
     settings: RenderSettings | None = None,
 ) -> JobRequest:
     """The job as the artist set it up; `facts`: the scene facts the preflight read, if it ran;
@@ -194,7 +195,7 @@ def render_load(scene: bpy.types.Scene, settings: RenderSettings | None = None) 
 
 
 def farm_equals_local(
-    scene: bpy.types.Scene, accept_differences: bool, facts: dict[str, Any] | None = None
+    scene: bpy.types.Scene, accept_differences: bool, facts: SceneFacts | None = None
 ) -> dict[str, Any]:
     """The JobRequest fields that make the machine's Blender the artist's (see cloud/pack/addons.py)."""
     from ..cloud.pack.preflight import addon_plan
@@ -207,12 +208,10 @@ def farm_equals_local(
         "addons": [addon.spec_entry() for addon in plan.travel],
         "addon_files": {rel: str(path) for rel, path in plan.files.items()},
         "bake_folders": [
-            {"folder": s["folder"], "relative": s["relative"]}
-            for s in facts["simulations"]
-            if s.get("relative")
+            {"folder": s["folder"], "relative": s["relative"]} for s in facts.simulations if s.get("relative")
         ],
-        "auto_run": bool(facts.get("auto_run_enabled")),
-        "fingerprint": facts["fingerprint"],
+        "auto_run": bool(facts.auto_run_enabled),
+        "fingerprint": facts.fingerprint,
         "accept_differences": accept_differences,
     }
 
