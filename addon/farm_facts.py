@@ -19,6 +19,7 @@ import bpy
 
 from ..cloud.machine import fingerprint
 from ..cloud.pack import bakes
+from ..cloud.pack.scene_facts import AddonUse
 from . import saved_file_facts
 
 # Modifiers whose point cache holds a physics simulation.
@@ -93,10 +94,10 @@ def enabled_user_addons(own_package: str) -> list[dict[str, Any]]:
     return found
 
 
-def driver_function_addons(addon_of: Any) -> list[dict[str, str]]:
+def driver_function_addons(addon_of: Any) -> list[AddonUse]:
     """Add-ons whose functions (in Blender's driver namespace) the scene's drivers call."""
     namespace = bpy.app.driver_namespace
-    found = []
+    found: list[AddonUse] = []
     for collection in (
         "objects",
         "materials",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
@@ -32,13 +33,28 @@ from . import jobs_list, pump
 
 LOG_LINES_KEPT = 20_000
 PANEL_LOG_LINES = 6
-_logs: dict[str, deque[str]] = {}
-_people: dict[str, deque[str]] = {}  # the lines the panel shows (log_filter.for_people)
-_folders: dict[str, str] = {}
-_frames: dict[str, list[tuple[int, str]]] = {}
-# job id -> (started, ended) in seconds since the epoch; kept in Python, not in a (single
-# precision) FloatProperty, which would lose minutes at today's epoch.
-_clock: dict[str, tuple[float, float]] = {}
+
+
+@dataclass
+class JobLocal:
+    """What the add-on keeps of one job in Python, beside the WindowManager's view (never saved):
+    what a bpy property cannot hold (20,000 log lines, a double-precision clock) or need not."""
+
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
+    people: deque[str] = field(default_factory=lambda: deque(maxlen=PANEL_LOG_LINES))  # log_filter.for_people
+    folder: str | None = None  # where its frames are downloaded, once read from its record
+    frames: list[tuple[int, str]] = field(default_factory=list)  # (frame, local file), in arrival order
+    # Seconds since the epoch; in Python, not in a (single precision) FloatProperty, which would
+    # lose minutes at today's epoch. 0: not known.
+    started: float = 0.0
+    ended: float = 0.0
+
+
+_jobs: dict[str, JobLocal] = {}
+
+
+def _job(job_id: str) -> JobLocal:
+    return _jobs.setdefault(job_id, JobLocal())
 
 
 def view() -> Any:
@@ -47,11 +63,13 @@ def view() -> Any:
 
 
 def log_lines(job_id: str) -> list[str]:
-    return list(_logs.get(job_id, ()))
+    job = _jobs.get(job_id)
+    return list(job.log) if job else []
 
 
 def frame_files(job_id: str) -> list[tuple[int, str]]:
-    return list(_frames.get(job_id, ()))
+    job = _jobs.get(job_id)
+    return list(job.frames) if job else []
 
 
 def image_name(job_id: str) -> str:
@@ -60,33 +78,36 @@ def image_name(job_id: str) -> str:
 
 
 def start_clock(job_id: str, started: float | None = None) -> None:
-    _clock[job_id] = (started if started is not None else time.time(), 0.0)
+    job = _job(job_id)
+    job.started, job.ended = (started if started is not None else time.time()), 0.0
 
 
 def elapsed_seconds(job_id: str) -> int | None:
-    started, ended = _clock.get(job_id, (0.0, 0.0))
-    if not started:
+    job = _jobs.get(job_id)
+    if job is None or not job.started:
         return None
-    return max(0, int((ended or time.time()) - started))
+    return max(0, int((job.ended or time.time()) - job.started))
 
 
 def _on_log(event: LogLines, view: Any, current: bool) -> None:
-    buffer = _logs.setdefault(event.job_id, deque(maxlen=LOG_LINES_KEPT))
-    buffer.extend(event.lines)
-    people = _people.setdefault(event.job_id, deque(maxlen=PANEL_LOG_LINES))
-    people.extend(for_people(event.lines, keep=0))
+    job = _job(event.job_id)
+    job.log.extend(event.lines)
+    job.people.extend(for_people(event.lines, keep=0))
     if current:
-        view.log_tail = "\n".join(people)
+        view.log_tail = "\n".join(job.people)
 
 
 def output_folder(job_id: str) -> str:
     """Where the job's frames are downloaded (its local record), read once per job."""
-    if job_id not in _folders:
+    job = _jobs.get(job_id)
+    if job is None or job.folder is None:
         try:
-            _folders[job_id] = pump.manager().store.load(job_id).output_dir
+            folder = pump.manager().store.load(job_id).output_dir
         except (OSError, ValueError, KeyError):
             return ""
-    return _folders[job_id]
+        job = _job(job_id)
+        job.folder = folder
+    return job.folder
 
 
 def _on_stage(event: StageChanged, view: Any, current: bool) -> None:
@@ -100,9 +121,9 @@ def _on_stage(event: StageChanged, view: Any, current: bool) -> None:
 def _on_end(event: JobEnded, view: Any, current: bool) -> None:
     for item in jobs_list.rows(event.job_id):
         item.stage, item.frames_done = event.stage, event.frames_done
-    started, _ended = _clock.get(event.job_id, (0.0, 0.0))
-    if started:
-        _clock[event.job_id] = (started, time.time())
+    job = _jobs.get(event.job_id)
+    if job is not None and job.started:
+        job.ended = time.time()
     if current:
         view.state, view.message, view.action = event.stage, event.message, event.action
         view.error_code = event.code
@@ -138,7 +159,7 @@ def _on_cost(event: CostUpdate, view: Any, current: bool) -> None:
 
 
 def _on_frame(event: FrameArrived, view: Any, current: bool) -> None:
-    _frames.setdefault(event.job_id, []).append((event.frame, event.path))
+    _job(event.job_id).frames.append((event.frame, event.path))
     for item in jobs_list.rows(event.job_id):
         item.frames_done = event.frames_done
     if current:
@@ -175,7 +196,7 @@ def apply_event(event: JobEvent) -> None:
 
 def show_frames(job_id: str, open_editor: bool) -> bpy.types.Image | None:
     """Load the job's frames as one image sequence and show the newest in Image Editors."""
-    frames = [(f, p) for f, p in _frames.get(job_id, ()) if f is not None]
+    frames = [(f, p) for f, p in frame_files(job_id) if f is not None]
     if not frames:
         return None
     numbers = sorted(f for f, _ in frames)
@@ -270,11 +291,7 @@ def redraw() -> None:
 
 
 def forget() -> None:
-    _logs.clear()
-    _people.clear()
-    _folders.clear()
-    _frames.clear()
-    _clock.clear()
+    _jobs.clear()
 
 
 def fill_log_text(job_id: str, machine: int = -1) -> bpy.types.Text:
@@ -307,4 +324,4 @@ def fill_log_text(job_id: str, machine: int = -1) -> bpy.types.Text:
 def load_frames_from_record(job_id: str) -> None:
     """After a restart: the frames already downloaded, from the job's local record."""
     record = pump.manager().store.load(job_id)
-    _frames[job_id] = [(int(frame), path) for frame, path in record.frame_paths.items()]
+    _job(job_id).frames = [(int(frame), path) for frame, path in record.frame_paths.items()]

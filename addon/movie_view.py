@@ -13,6 +13,7 @@ from typing import Any
 
 import bpy
 
+from ..cloud.job.records import Stage
 from . import pump
 
 RECHECK_S = 2.0  # a job's record is read again at most this often (draw calls ask)
@@ -26,7 +27,7 @@ def _read(job_id: str) -> tuple[str, bool]:
         try:
             record = pump.manager().store.load(job_id)
             path = record.movie_path
-            makeable = record.movie and record.stage == "Done" and not os.path.isfile(path)
+            makeable = record.movie and record.stage == Stage.DONE and not os.path.isfile(path)
         except (OSError, ValueError, KeyError, TypeError):
             path, makeable = "", False
         _movies[job_id] = (now, path, makeable)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import account, job_view, jobs_list, proof_frame, pump
+from . import account, job_view, jobs_list, panel_results, proof_frame, pump
 
 
 def reattach() -> list[str]:
@@ -72,3 +72,4 @@ def unregister() -> None:
     pump.remove_listener(job_view.apply_event)
     pump.remove_listener(proof_frame.on_event)
     job_view.forget()
+    panel_results.forget()

@@ -1,6 +1,6 @@
 """Collect what the preflight needs from the open scene, as plain values (add-on side, imports bpy).
 
-`cloud/pack/preflight.py` never sees bpy: it judges the dict built here, so every check can be
+`cloud/pack/preflight.py` never sees bpy: it judges the `SceneFacts` built here, so every check can be
 tested without Blender and the UI thread only pays for a quick walk over the data.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 import bpy
 
 from ..cloud.pack import FRAMES_IMAGE_PREFIX
+from ..cloud.pack.scene_facts import AddonUse, MissingFile, SceneFacts, ScriptNeed
 from . import farm_facts
 
 MOVIE_FORMATS = {"FFMPEG", "AVI_JPEG", "AVI_RAW"}
@@ -70,7 +71,7 @@ def _addon_of(cls: type) -> str | None:
     return top if prefs is not None and top in prefs.addons else None
 
 
-def _addon_data(idblock: Any, kind: str) -> list[dict[str, str]]:
+def _addon_data(idblock: Any, kind: str) -> list[AddonUse]:
     """Add-ons whose properties hold values on this data-block.
 
     Registered ones are named by module. Data of an add-on that is not enabled here survives
@@ -78,7 +79,7 @@ def _addon_data(idblock: Any, kind: str) -> list[dict[str, str]]:
     properties (`bl_system_properties_get`); before that, a group-valued custom property
     that no add-on registered is the best sign. Those get an empty module name.
     """
-    found = []
+    found: list[AddonUse] = []
     rna = type(idblock).bl_rna.properties
     label = f'{kind} "{idblock.name}"'
     for prop in rna:
@@ -98,9 +99,9 @@ def _addon_data(idblock: Any, kind: str) -> list[dict[str, str]]:
     return found
 
 
-def addons_used() -> list[dict[str, str]]:
+def addons_used() -> list[AddonUse]:
     """Enabled add-ons the file refers to: their properties on data-blocks and their node trees."""
-    found: list[dict[str, str]] = []
+    found: list[AddonUse] = []
     for attr in ID_COLLECTIONS:
         for idblock in getattr(bpy.data, attr):
             found += _addon_data(idblock, _ID_KIND[attr])
@@ -112,9 +113,9 @@ def addons_used() -> list[dict[str, str]]:
     return sorted(unique.values(), key=lambda f: (f["module"], f["used_by"]))
 
 
-def scripts_needing_auto_run() -> list[dict[str, str]]:
+def scripts_needing_auto_run() -> list[ScriptNeed]:
     """Python drivers and text blocks registered as modules: both only run with Auto Run on."""
-    found = []
+    found: list[ScriptNeed] = []
     for attr in ID_COLLECTIONS:
         for idblock in getattr(bpy.data, attr):
             anim = getattr(idblock, "animation_data", None)
@@ -133,9 +134,9 @@ def scripts_needing_auto_run() -> list[dict[str, str]]:
     return found
 
 
-def missing_files() -> list[dict[str, str]]:
+def missing_files() -> list[MissingFile]:
     """Images, libraries, sounds, clips and fonts whose file is not on disk (packed ones excluded)."""
-    found = []
+    found: list[MissingFile] = []
     groups = (
         ("images", "Image"),
         ("libraries", "Library"),
@@ -167,36 +168,36 @@ def missing_files() -> list[dict[str, str]]:
     return found
 
 
-def collect_scene_facts(scene: Any) -> dict[str, Any]:
-    """Plain facts about `scene` and its file for `cloud.preflight.run_preflight`."""
+def collect_scene_facts(scene: Any) -> SceneFacts:
+    """The facts about `scene` and its file that `cloud.pack.preflight.run_preflight` judges."""
     render = scene.render
     prefs = bpy.context.preferences
     cycles = getattr(scene, "cycles", None)
     image = render.image_settings
     used = addons_used()
     used += [u for u in farm_facts.driver_function_addons(_addon_of) if u["module"] != OWN_PACKAGE]
-    return {
-        "blender_version": bpy.app.version_string,
-        "blend_path": bpy.data.filepath,
-        "is_saved": bool(bpy.data.filepath) and not bpy.data.is_dirty,
-        "scene": scene.name,
-        "render_engine": render.engine,
-        "cycles_device": cycles.device if cycles is not None and render.engine == "CYCLES" else None,
-        "output_path": render.filepath,
-        "file_format": image.file_format,
-        "is_movie": image.file_format in MOVIE_FORMATS or bool(getattr(render, "is_movie_format", False)),
-        "frame_start": scene.frame_start,
-        "frame_end": scene.frame_end,
-        "frame_step": scene.frame_step,
-        "resolution_x": render.resolution_x,
-        "resolution_y": render.resolution_y,
-        "resolution_percentage": render.resolution_percentage,
-        "addons_used": used,
-        "addons_enabled": farm_facts.enabled_user_addons(OWN_PACKAGE),
-        "simulations": farm_facts.simulations(),
-        "fingerprint": farm_facts.environment_fingerprint(scene, [u["module"] for u in used if u["module"]]),
-        "auto_run_needed": scripts_needing_auto_run(),
-        "auto_run_enabled": bool(prefs is not None and prefs.filepaths.use_scripts_auto_execute),
-        "ocio_env": os.environ.get("OCIO") or None,
-        "missing_files": missing_files(),
-    }
+    return SceneFacts(
+        blender_version=bpy.app.version_string,
+        blend_path=bpy.data.filepath,
+        is_saved=bool(bpy.data.filepath) and not bpy.data.is_dirty,
+        scene=scene.name,
+        render_engine=render.engine,
+        cycles_device=cycles.device if cycles is not None and render.engine == "CYCLES" else None,
+        output_path=render.filepath,
+        file_format=image.file_format,
+        is_movie=image.file_format in MOVIE_FORMATS or bool(getattr(render, "is_movie_format", False)),
+        frame_start=scene.frame_start,
+        frame_end=scene.frame_end,
+        frame_step=scene.frame_step,
+        resolution_x=render.resolution_x,
+        resolution_y=render.resolution_y,
+        resolution_percentage=render.resolution_percentage,
+        addons_used=used,
+        addons_enabled=farm_facts.enabled_user_addons(OWN_PACKAGE),
+        simulations=farm_facts.simulations(),
+        fingerprint=farm_facts.environment_fingerprint(scene, [u["module"] for u in used if u["module"]]),
+        auto_run_needed=scripts_needing_auto_run(),
+        auto_run_enabled=bool(prefs is not None and prefs.filepaths.use_scripts_auto_execute),
+        ocio_env=os.environ.get("OCIO") or None,
+        missing_files=missing_files(),
+    )

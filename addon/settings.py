@@ -8,6 +8,9 @@ upload the scene file again. The jobs list is a mirror of the job records on dis
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import Any
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -179,6 +182,37 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     )
 
 
+@dataclass(frozen=True)
+class RenderSettings:
+    """The scene's Cloud Render settings as plain values, read once (`snapshot`): a submit and its
+    confirmation work from one reading, not from properties that may change between two reads."""
+
+    region: str
+    instance_type: str
+    use_spot: bool
+    use_custom_frames: bool
+    frame_list: str
+    samples: int  # 0: the scene's
+    resolution_percentage: int  # 0: the scene's
+    file_format: str  # "SCENE": the scene's
+    movie_frames: str
+    output_dir: str
+    machines: int
+    finish_within_minutes: int
+    max_cost: float
+    max_hours: float
+    quote_first: bool
+    proof_first: bool
+    render_despite_differences: bool
+    frame_order: str
+
+
+def snapshot(scene: Any) -> RenderSettings:
+    """`scene.cloud_render` read once, each value as its plain Python type."""
+    settings = scene.cloud_render
+    return RenderSettings(**{f.name: getattr(settings, f.name) for f in fields(RenderSettings)})
+
+
 class CloudRenderJobView(bpy.types.PropertyGroup):
     """What the panel shows of the current job (WindowManager.cloud_render_job, never saved)."""
 
@@ -201,12 +235,9 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     device: StringProperty(default="")  # type: ignore[valid-type]
     seconds_per_frame: FloatProperty(default=0.0)  # type: ignore[valid-type]
     price_per_hour: FloatProperty(default=0.0)  # type: ignore[valid-type]
-    findings: StringProperty(default="")  # type: ignore[valid-type]
-    orphans: StringProperty(default="")  # type: ignore[valid-type]
     account_status: StringProperty(default="")  # type: ignore[valid-type]
     jobs_status: StringProperty(default="")  # type: ignore[valid-type]  # under the Jobs list
     setup_summary: StringProperty(default="")  # type: ignore[valid-type]
-    estimate: StringProperty(default="")  # type: ignore[valid-type]
 
 
 class CloudRenderJobItem(bpy.types.PropertyGroup):

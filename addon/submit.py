@@ -8,7 +8,6 @@ thread.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,17 @@ from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import JobRecord, JobRequest, new_job_id
-from . import account, job_view, jobs_list, prices, pump
+from ..cloud.pack.scene_facts import SceneFacts
+from . import account, job_view, jobs_list, panel_results, prices, pump
+from .settings import RenderSettings, snapshot
 
 
 class SubmitError(Exception):
     """Something on the Blender side stopped the submission; the text is for the artist."""
 
 
-def frames_for(scene: bpy.types.Scene) -> list[int]:
-    settings = scene.cloud_render
+def frames_for(scene: bpy.types.Scene, settings: RenderSettings | None = None) -> list[int]:
+    settings = settings or snapshot(scene)
     if settings.use_custom_frames:
         return parse_frame_list(settings.frame_list)
     return scene_range(scene.frame_start, scene.frame_end, scene.frame_step)
@@ -65,22 +66,18 @@ def confirmation_text(context: bpy.types.Context) -> str:
     followed by the 1, N/2, N trade-off.
     """
     scene = context.scene
-    settings = scene.cloud_render
-    frames = frames_for(scene)
-    machines = machines_for(context, len(frames))
+    settings = snapshot(scene)
+    frames = frames_for(scene, settings)
+    machines = machines_for(settings, len(frames))
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
-    estimate = worst_case_text(context, len(frames), machines)
-    # Estimate lines read "<price>, <time>: <machine> [marks], ..." (machine_facts.estimate_lines).
-    measured = [
-        line.partition(": ")
-        for line in job_view.view().estimate.splitlines()
-        if re.match(rf"{re.escape(settings.instance_type)}[ ,]", line.partition(": ")[2])
-    ]
-    if measured:
-        cost_time, _, rest = measured[0]
+    estimate = worst_case_text(settings, len(frames), machines)
+    measured = panel_results.results().estimate_for(settings.instance_type)
+    if measured is not None:
         whole = "for the job on one machine" if machines > 1 else "for the job"
-        estimate = f"Estimate from a test render: {rest}: {cost_time} {whole}\n{estimate}"
-    fleet = fleet_line(context, len(frames), price.usd or 0.0)
+        estimate = (
+            f"Estimate from a test render: {measured.machine}: {measured.cost_and_time} {whole}\n{estimate}"
+        )
+    fleet = fleet_line(settings, len(frames), price.usd or 0.0)
     return (
         f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames"
         + (f" on {machines} machines (AWS Batch)" if machines > 1 else "")
@@ -90,9 +87,8 @@ def confirmation_text(context: bpy.types.Context) -> str:
     )
 
 
-def worst_case_text(context: bpy.types.Context, frames: int, machines: int) -> str:
+def worst_case_text(settings: RenderSettings, frames: int, machines: int) -> str:
     """ "At most $X (...)": the most the job can cost as its caps are enforced, on N machines."""
-    settings = context.scene.cloud_render
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
     return machine_facts.job_estimate_text(price, frames, settings.max_hours, settings.max_cost, machines)
 
@@ -110,39 +106,32 @@ def caps_text(max_cost: float, max_hours: float, machines: int) -> str:
     )
 
 
-def measured_seconds_per_frame(context: bpy.types.Context) -> float | None:
+def measured_seconds_per_frame(settings: RenderSettings) -> float | None:
     """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
-    chosen = context.scene.cloud_render.instance_type + ":"
-    for line in job_view.view().estimate.splitlines():
-        # the machine starts the line, or follows "<price>, <time>: " (machine_facts.estimate_lines)
-        mine = re.match(rf"(?:[^:]*: )?{re.escape(chosen.rstrip(':'))}[ :,]", line)
-        found = re.search(r"~([\d.]+) s/frame", line) if mine else None
-        if found:
-            return float(found.group(1))
-    return None
+    measured = panel_results.results().estimate_for(settings.instance_type)
+    return measured.estimate.seconds_per_frame if measured is not None else None
 
 
-def machines_for(context: bpy.types.Context, frames: int) -> int:
+def machines_for(settings: RenderSettings, frames: int) -> int:
     """Machines, or with Finish Within set and an estimate known, the fewest that finish in time."""
-    settings = context.scene.cloud_render
-    seconds = measured_seconds_per_frame(context)
+    seconds = measured_seconds_per_frame(settings)
     if settings.finish_within_minutes and seconds:
         return fleet_plan.machines_to_finish_within(frames, seconds, settings.finish_within_minutes, 256)
     return int(settings.machines)
 
 
-def fleet_line(context: bpy.types.Context, frames: int, price_per_hour: float) -> str:
+def fleet_line(settings: RenderSettings, frames: int, price_per_hour: float) -> str:
     """Time and cost for 1, N/2 and N machines from the estimate, or '' before an estimate."""
-    seconds = measured_seconds_per_frame(context)
-    machines = machines_for(context, frames)
-    if not seconds or (machines < 2 and not context.scene.cloud_render.finish_within_minutes):
+    seconds = measured_seconds_per_frame(settings)
+    machines = machines_for(settings, frames)
+    if not seconds or (machines < 2 and not settings.finish_within_minutes):
         return ""
     options = fleet_plan.tradeoff(frames, seconds, price_per_hour, machines)
     return f"{machines} machines proposed. " + fleet_plan.tradeoff_text(options)
 
 
-def output_dir_for(scene: bpy.types.Scene, job_id: str) -> Path:
-    template = scene.cloud_render.output_dir or "//cloud_renders/{job}/"
+def output_dir_for(settings: RenderSettings, job_id: str) -> Path:
+    template = settings.output_dir or "//cloud_renders/{job}/"
     return Path(bpy.path.abspath(template.replace("{job}", job_id)))
 
 
@@ -151,11 +140,13 @@ def build_request(
     job_id: str,
     blend_copy: Path,
     frames: list[int],
-    facts: dict[str, Any] | None = None,
+    facts: SceneFacts | None = None,
+    settings: RenderSettings | None = None,
 ) -> JobRequest:
-    """The job as the artist set it up; `facts`: the scene facts the preflight read, if it ran."""
+    """The job as the artist set it up; `facts`: the scene facts the preflight read, if it ran;
+    `settings`: the snapshot the submit read (read here when none)."""
     scene = context.scene
-    settings = scene.cloud_render
+    settings = settings or snapshot(scene)
     prefs = account.preferences()
     return JobRequest(
         job_id=job_id,
@@ -163,7 +154,7 @@ def build_request(
         blend_name=bpy.data.filepath,
         scene_name=scene.name,
         frames=frames,
-        output_dir=output_dir_for(scene, job_id),
+        output_dir=output_dir_for(settings, job_id),
         region=settings.region,
         instance_type=settings.instance_type,
         spot=settings.use_spot,
@@ -173,7 +164,7 @@ def build_request(
         on_demand_price_per_hour=price_per_hour(settings.region, settings.instance_type, False),
         blender_version=bpy.app.version_string.split()[0],
         frame_order="preview_first" if settings.frame_order == "PREVIEW_FIRST" else "sequential",
-        machines=machines_for(context, len(frames)),
+        machines=machines_for(settings, len(frames)),
         device="GPU" if machine_facts.has_gpu(settings.instance_type) else "CPU",
         samples=settings.samples or None,
         resolution_percentage=settings.resolution_percentage or None,
@@ -183,15 +174,15 @@ def build_request(
         retention_days=prefs.retention_days if prefs is not None else 14,
         quote_first=settings.quote_first or settings.proof_first,
         proof_first=settings.proof_first,
-        **render_load(scene),
+        **render_load(scene, settings),
         **farm_equals_local(scene, settings.render_despite_differences, facts),
     )
 
 
-def render_load(scene: bpy.types.Scene) -> dict[str, Any]:
+def render_load(scene: bpy.types.Scene, settings: RenderSettings | None = None) -> dict[str, Any]:
     """Engine, samples and pixels of a frame as the job renders it (the overrides applied): what
     an earlier job's frame times are matched and scaled by (cloud/job/frame_history.py)."""
-    render, settings = scene.render, scene.cloud_render
+    render, settings = scene.render, settings or snapshot(scene)
     if render.engine.startswith("BLENDER_EEVEE"):
         samples = settings.samples or scene.eevee.taa_render_samples
     elif render.engine == "BLENDER_WORKBENCH":
@@ -204,7 +195,7 @@ def render_load(scene: bpy.types.Scene) -> dict[str, Any]:
 
 
 def farm_equals_local(
-    scene: bpy.types.Scene, accept_differences: bool, facts: dict[str, Any] | None = None
+    scene: bpy.types.Scene, accept_differences: bool, facts: SceneFacts | None = None
 ) -> dict[str, Any]:
     """The JobRequest fields that make the machine's Blender the artist's (see cloud/pack/addons.py)."""
     from ..cloud.pack.preflight import addon_plan
@@ -217,12 +208,10 @@ def farm_equals_local(
         "addons": [addon.spec_entry() for addon in plan.travel],
         "addon_files": {rel: str(path) for rel, path in plan.files.items()},
         "bake_folders": [
-            {"folder": s["folder"], "relative": s["relative"]}
-            for s in facts["simulations"]
-            if s.get("relative")
+            {"folder": s["folder"], "relative": s["relative"]} for s in facts.simulations if s.get("relative")
         ],
-        "auto_run": bool(facts.get("auto_run_enabled")),
-        "fingerprint": facts["fingerprint"],
+        "auto_run": bool(facts.auto_run_enabled),
+        "fingerprint": facts.fingerprint,
         "accept_differences": accept_differences,
     }
 
@@ -269,8 +258,9 @@ def discard_copy(copy: Path) -> None:
 
 
 def start_job(context: bpy.types.Context) -> JobRecord:
-    frames = frames_for(context.scene)
-    facts, findings = checked_facts(context)
+    settings = snapshot(context.scene)  # read once: the job is what the artist set at this press
+    frames = frames_for(context.scene, settings)
+    facts, findings = checked_facts(context, settings)
     blocking = [f for f in findings if f.severity == "block"]
     if blocking:
         raise SubmitError(f"{blocking[0].message} {blocking[0].fix}")
@@ -280,7 +270,7 @@ def start_job(context: bpy.types.Context) -> JobRecord:
     except RuntimeError as error:
         raise SubmitError(f"Could not save a copy of the scene for upload: {error}") from error
     try:
-        request = build_request(context, job_id, copy, frames, facts)
+        request = build_request(context, job_id, copy, frames, facts, settings)
         request.warnings = [f"{f.message} {f.fix}" for f in findings]
         record = pump.manager().submit(request)
     except BaseException:
@@ -326,13 +316,13 @@ def preflight(context: bpy.types.Context):  # type: ignore[no-untyped-def]
     return checked_facts(context)[1]
 
 
-def checked_facts(context: bpy.types.Context):  # type: ignore[no-untyped-def]
+def checked_facts(context: bpy.types.Context, settings: RenderSettings | None = None):  # type: ignore[no-untyped-def]
     """The scene facts and the preflight's findings on them: a submit reads the scene once."""
     pump.job_side_imported()
     from ..cloud.pack import preflight
     from . import scene_facts
 
-    settings = context.scene.cloud_render
+    settings = settings or snapshot(context.scene)
     facts = scene_facts.collect_scene_facts(context.scene)
     gpu = machine_facts.has_gpu(settings.instance_type)
     findings = preflight.run_preflight(facts, None, gpu, machine_facts.gpu_memory_gb(settings.instance_type))

@@ -45,7 +45,7 @@ def first_frame(events: EventQueue, runner: JobRunner, record: JobRecord) -> flo
     for event in events.drain(0.05):
         if isinstance(event, FrameArrived) and not arrived:
             arrived = time.time()
-    assert record.stage == "Done", (record.stage, record.message)
+    assert record.stage == "done", (record.stage, record.message)
     return arrived - record.launched_at
 
 

@@ -154,7 +154,7 @@ def run(
     ended = time.time()
     take(job.events.drain(1.0, limit=100000))
     rec = job.record
-    assert rec.stage == "Done", (rec.stage, rec.message, log[-20:])
+    assert rec.stage == "done", (rec.stage, rec.message, log[-20:])
     from_history = any("Frame times from job" in line for line in log)
     assert len(arrived) == len(frames), (len(arrived), len(frames))
     started, finished = render_history(sim, rec.launch_id)

@@ -51,6 +51,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/, dev/ and tests/ importable
 
+from cloud.job.records import FINAL_STAGE_IDS  # noqa: E402
+
 MB = 1_000_000
 TICK_S = 1 / 60  # Blender redrawing at 60 Hz
 WATCH_S = 0.05  # how often the separate process lists the bucket
@@ -60,8 +62,8 @@ P99_TARGET_S = 0.005  # the 99th-percentile drain
 LANDING_TARGET_S = 1.0  # bucket -> bpy.data.images, the slowest frame
 LANDING_MEDIAN_TARGET_S = 0.5
 CPU_TYPE = "c5.2xlarge"  # the simulator renders on the CPU, so ask for a CPU machine
-FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
-PAST_UPLOAD = {"Starting machine", "Installing Blender", "Rendering", "Downloading"} | FINAL
+FINAL = FINAL_STAGE_IDS
+PAST_UPLOAD = {"starting", "installing", "rendering", "downloading"} | FINAL
 
 
 @dataclass(frozen=True)
@@ -296,12 +298,12 @@ def upload_phase(
     print(
         f"[upload] packed and uploaded in {job_s:.1f} s off the main thread ({len(drains)} drains); now '{stage}'"
     )
-    packing = [d for d in drains if d.stage == "Packing"]
-    uploading = [d for d in drains if d.stage == "Uploading"]
+    packing = [d for d in drains if d.stage == "packing"]
+    uploading = [d for d in drains if d.stage == "uploading"]
     if stage not in FINAL:  # the upload is what was measured: stop the job (terminates the machine)
         assert bpy.ops.cloud_render.cancel(job_id=job_id) == {"FINISHED"}
         ui.run(lambda: ui.state() in FINAL, timeout=120)
-    elif stage != "Cancelled":
+    elif stage != "cancelled":
         print(f"[upload] the job ended '{stage}': {record.message} {record.action}")
         report.add("upload job", stage, "reaches Starting machine", "", ok=False)
         return False
@@ -434,10 +436,10 @@ def frames_phase(
             watcher.wait(10)
         job_s = time.monotonic() - started
     record = manager.store.load(job_id)
-    if record.stage != "Done":
+    if record.stage != "done":
         print("\n".join(addon.addon.job_view.log_lines(job_id)[-30:]))
         print(f"[frames] the job ended '{record.stage}': {record.message} {record.action}")
-        report.add("frames job", record.stage, "Done", "", ok=False)
+        report.add("frames job", record.stage, "done", "", ok=False)
         return False
 
     in_bucket: dict[int, float] = {}
@@ -452,7 +454,7 @@ def frames_phase(
     image = bpy.data.images.get(addon.addon.job_view.image_name(job_id))
     count = int(image["cloud_render_frames"]) if image is not None else 0
     first, last = min(landed.values()), max(landed.values())
-    arriving = [d for d in drains if d.stage in {"Rendering", "Downloading"}]
+    arriving = [d for d in drains if d.stage in {"rendering", "downloading"}]
 
     # Baseline: the same frames downloaded on the main thread.
     keys = [obj.key for obj in storage.list_objects(account.settings, bucket, prefix)]

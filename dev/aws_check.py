@@ -61,6 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
+from cloud.job.records import FINAL_STAGE_IDS as FINAL_STAGES  # noqa: E402
+
 DEFAULT_MAX_COST = 0.0  # the launch floor of the machine chosen (see the module docstring)
 FRAME_SIZE = 32
 SAMPLES = 4
@@ -83,7 +85,6 @@ REFUSAL = re.compile(
     r"access ?denied|not allowed|not authori[sz]ed|UnauthorizedOperation|quota", re.IGNORECASE
 )
 AT_MOST = re.compile(r"At most \$(\d+(?:\.\d+)?)")
-FINAL_STAGES = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 # Set Up steps a one-machine render on a type the quota allows does not need: the quota step
 # checks the scene's type (a GPU type, 0 vCPUs on a new account) and Batch is for many machines.
 NOT_NEEDED_HERE = ("Machine limit (quota)", "Many machines (AWS Batch)")
@@ -436,13 +437,13 @@ class StageWatch:
         if state != self.seen:
             self.seen = state
             print(f"    [{time.monotonic() - self.at['pressed']:6.1f}s] {state}: {view.message}", flush=True)
-        if state not in ("", "Packing", "Uploading"):
+        if state not in ("", "packing", "uploading"):
             self._mark("starting")
         if "starting" in self.at and "launched" not in self.at and self._launched(force=final):
             self._mark("launched")
-        if state in ("Rendering", "Downloading", "Done") or int(view.frames_done) > 0:
+        if state in ("rendering", "downloading", "done") or int(view.frames_done) > 0:
             self._mark("rendering")
-        if state == "Done" and self.frame_file() is not None:
+        if state == "done" and self.frame_file() is not None:
             self._mark("back")
         return final
 
@@ -528,12 +529,12 @@ def render_and_report(check: Check, settings: Any, timeout: float) -> None:
     check.refusals += refusal_lines(check)
     for line in check.refusals:
         print(f"AWS refused: {line}")
-    if record.stage != "Done":
+    if record.stage != "done":
         print(f"job message: {record.message}")
         print(f"job action: {record.action}")
     left = machines_left(check, settings)
     print(f"machines left running: {', '.join(left) + ' (terminated now)' if left else 'none'}")
-    check.ok = record.stage == "Done" and watch.frame_file() is not None and "back" in watch.at
+    check.ok = record.stage == "done" and watch.frame_file() is not None and "back" in watch.at
 
 
 # --- the whole check ------------------------------------------------------------------------------

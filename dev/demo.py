@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
+from cloud.job.records import FINAL_STAGE_IDS  # noqa: E402
 from dev.demo_common import cache_blender, isolate, set_up_as_artist  # noqa: E402
 
 isolate()  # before bpy is imported
@@ -160,18 +161,17 @@ def main() -> int:
             view = module.addon.job_view.view()
             job_id = view.job_id
             seen_stage = ""
-            final = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
 
             def finished() -> bool:
                 nonlocal seen_stage
                 if view.state != seen_stage:
                     seen_stage = view.state
                     clock.stage(f"{view.state}: {view.message}")
-                return view.state in final
+                return view.state in FINAL_STAGE_IDS
 
             longest = harness.drain_until(finished, timeout=600)
         record = manager.store.load(job_id)
-        if record.stage != "Done":
+        if record.stage != "done":
             print("\n".join(module.addon.job_view.log_lines(job_id)[-40:]))
             print(f"\nThe job ended {record.stage}: {record.message} {record.action}")
             return 1

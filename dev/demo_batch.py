@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT))  # dev tooling runs from a checkout, not from Blender
 
+from cloud.job.records import FINAL_STAGE_IDS  # noqa: E402
 from dev.demo_common import cache_blender, isolate, set_up_as_artist  # noqa: E402
 
 isolate()  # before bpy is imported
@@ -37,7 +38,7 @@ from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.build import build, zip_for_this_platform  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
 
-FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+FINAL = FINAL_STAGE_IDS
 
 
 def main() -> int:
@@ -118,7 +119,7 @@ def main() -> int:
         f"rendered twice {summary['rendered_twice']}; longest main-thread drain {longest * 1000:.1f} ms"
     )
     print(json.dumps(summary["frames"]))
-    ok = record.stage == "Done" and len(machines) >= 2 and not summary["rendered_twice"]
+    ok = record.stage == "done" and len(machines) >= 2 and not summary["rendered_twice"]
     if not ok:
         print("\n".join(log[-40:]))
     return 0 if ok else 1

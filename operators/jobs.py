@@ -7,9 +7,7 @@ from typing import Any
 
 import bpy
 
-from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, pump, submit
-from ..cloud.job.engine import ForgottenMachine
-from ..cloud.job.records import EngineName
+from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, panel_results, pump, submit
 from .common import NeedsOnlineAccess, OperatorReturn, in_background, said_in_for
 
 
@@ -177,7 +175,7 @@ class CLOUDRENDER_OT_find_orphans(NeedsOnlineAccess, bpy.types.Operator):
                 # Said by the red line at the top of the panel and the rows in Jobs; the current
                 # job's own message and action stay (the real window showed a failed job's
                 # quota message replaced by "1 forgotten machines found.").
-                view.orphans = ",".join(f"{o.launch_id}:{o.job_id}:{o.region}:{o.engine}" for o in orphans)
+                panel_results.results().forgotten = list(orphans)
             job_view.redraw()
 
         pump.in_background(lambda: pump.manager().forgotten_machines(*also), found)
@@ -189,21 +187,21 @@ class CLOUDRENDER_OT_terminate_orphan(NeedsOnlineAccess, bpy.types.Operator):
 
     bl_idname = "cloud_render.terminate_orphan"
     bl_label = "Terminate"
-    instance_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+    launch_id: bpy.props.StringProperty()  # type: ignore[valid-type]
     region: bpy.props.StringProperty()  # type: ignore[valid-type]
-    engine: bpy.props.StringProperty(default="ec2")  # type: ignore[valid-type]
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
-        region = self.region or context.scene.cloud_render.region
-        instance_id = self.instance_id
-        machine = ForgottenMachine(EngineName(self.engine or "ec2"), region, instance_id, "")
+        launch_id, region = self.launch_id, self.region
+        shown = panel_results.results()
+        machine = next((m for m in shown.forgotten if (m.launch_id, m.region) == (launch_id, region)), None)
+        if machine is None:  # only what the search found (and so knows the engine of) is stopped
+            self.report({"WARNING"}, "That machine is not in the list: Check for Forgotten Machines again.")
+            return {"CANCELLED"}
 
         def terminated(_result: None) -> str:
-            view = job_view.view()
-            view.orphans = ",".join(
-                o for o in view.orphans.split(",") if o and not o.startswith(instance_id + ":")
-            )
-            return f"Terminated {instance_id}."
+            found = panel_results.results()
+            found.forgotten = [m for m in found.forgotten if m != machine]
+            return f"Terminated {launch_id}."
 
         in_background(lambda: pump.manager().stop_forgotten(machine), terminated, "jobs")
         return {"FINISHED"}

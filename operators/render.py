@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..addon import job_view, pump, submit
+from ..addon import job_view, panel_results, pump, submit
 from ..cloud.errors import CloudError
 from .common import NeedsOnlineAccess, OperatorReturn, in_background
 
@@ -69,8 +69,7 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         findings = submit.preflight(context)
-        view = job_view.view()
-        view.findings = "\n".join(f"{f.severity.upper()}: {f.message} -> {f.fix}" for f in findings)
+        panel_results.results().findings = list(findings)
         if not findings:
             self.report({"INFO"}, "No problems found.")
         for finding in findings:
@@ -89,7 +88,6 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..addon import estimate_probe, prices
-        from ..cloud.cost import machine_facts
         from ..cloud.cost.estimate import estimate_all
         from ..cloud.job.records import new_job_id
 
@@ -108,16 +106,18 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
         # The same prices the panel and the confirmation show (refreshed, spot when known).
         catalog, spot_prices = prices.estimate_prices(region, spot)
-        job_view.view().estimate = "Rendering a test tile..."
+        shown = panel_results.results()
+        shown.estimate, shown.estimate_note = [], panel_results.ESTIMATING
 
-        def work() -> list[str]:
+        def work() -> list[panel_results.EstimateRow]:
             probe = estimate_probe.run_probe(copy, plan)
             estimates = estimate_all(probe, frames, region, spot, spot_prices, catalog=catalog)
-            return machine_facts.estimate_lines(estimates, chosen)
+            return panel_results.estimate_rows(estimates, chosen)
 
-        def done(lines, error) -> None:  # type: ignore[no-untyped-def]
-            view = job_view.view()
-            view.estimate = f"{error.message} {error.action}" if error is not None else "\n".join(lines)
+        def done(rows: list[panel_results.EstimateRow] | None, error: CloudError | None) -> None:
+            shown = panel_results.results()
+            shown.estimate = rows or []
+            shown.estimate_note = f"{error.message} {error.action}" if error is not None else ""
             job_view.redraw()
 
         pump.in_background(work, done)

@@ -6,17 +6,30 @@ from typing import Any
 
 import bpy
 
-from ..addon import job_view, jobs_list, movie_view, prices, submit
-from ..addon.settings import scene_samples
+from ..addon import job_view, jobs_list, movie_view, panel_results, prices, submit
+from ..addon.settings import scene_samples, snapshot
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
 from ..cloud.errors import CloudError
-from ..cloud.job.records import FINAL_STAGES
+from ..cloud.job.records import FINAL_STAGE_IDS, Stage
 from . import text_wrap
 
 FORM_VALUES = 0.6  # the share of a property-split form's width that holds the values
 MACHINE_ROW = 0.86  # the share of the width a machine's row leaves beside its log button
-STATE_ICONS = {"Done": "CHECKMARK", "Failed": "ERROR", "Capped": "ERROR", "Interrupted": "ERROR"}
+STATE_ICONS = {
+    Stage.DONE: "CHECKMARK",
+    Stage.FAILED: "ERROR",
+    Stage.CAPPED: "ERROR",
+    Stage.INTERRUPTED: "ERROR",
+}
+
+
+def stage_words(stage_id: str) -> str:
+    """The words shown for a stored stage id ("" before any job)."""
+    try:
+        return Stage.parse(stage_id).label
+    except ValueError:
+        return stage_id
 
 
 def _elapsed(job_id: str) -> str:
@@ -41,7 +54,8 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row.operator("cloud_render.render", icon="RENDER_ANIMATION")
         for reason in blockers:
             text_wrap.labels(layout, context, reason, icon="INFO")
-        forgotten = len(list(filter(None, job_view.view().orphans.split(","))))
+        shown = panel_results.results()
+        forgotten = len(shown.forgotten)
         if forgotten:  # billing with no job: said where the artist looks, not only in Jobs
             col = layout.column()
             col.alert = True
@@ -55,16 +69,21 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
-        estimate = job_view.view().estimate
-        if estimate:
+        if shown.estimate or shown.estimate_note:
             box = layout.box()
-            for line in estimate.splitlines():
+            for line in (
+                [shown.estimate_note] if shown.estimate_note else [row.text for row in shown.estimate]
+            ):
                 text_wrap.labels(box, context, line)
-        findings = job_view.view().findings
-        if findings:
+        if shown.findings:
             box = layout.box()
-            for line in findings.splitlines():
-                text_wrap.labels(box, context, line, icon="ERROR" if line.startswith("BLOCK") else "QUESTION")
+            for finding in shown.findings:
+                text_wrap.labels(
+                    box,
+                    context,
+                    f"{finding.severity.upper()}: {finding.message} -> {finding.fix}",
+                    icon="ERROR" if finding.severity == "block" else "QUESTION",
+                )
 
 
 def _form_column(layout: bpy.types.UILayout) -> bpy.types.UILayout:
@@ -113,7 +132,7 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         layout.prop(settings, "finish_within_minutes")
         try:  # time and cost for 1, N/2 and N machines, once Estimate has measured a frame
             hourly = prices.hourly(settings.region, settings.instance_type, settings.use_spot).usd or 0.0
-            fleet = submit.fleet_line(context, len(submit.frames_for(context.scene)), hourly)
+            fleet = submit.fleet_line(snapshot(context.scene), len(submit.frames_for(context.scene)), hourly)
         except CloudError:
             fleet = ""
         if fleet:
@@ -145,8 +164,9 @@ class CLOUDRENDER_PT_settings(bpy.types.Panel):
         col.prop(settings, "max_cost")
         col.prop(settings, "max_hours")
         try:  # what the caps allow at most, on as many machines as the job will use
-            frames = len(submit.frames_for(context.scene))
-            bound = submit.worst_case_text(context, frames, submit.machines_for(context, frames))
+            taken = snapshot(context.scene)
+            frames = len(submit.frames_for(context.scene, taken))
+            bound = submit.worst_case_text(taken, frames, submit.machines_for(taken, frames))
         except CloudError:
             bound = ""
         if bound:
@@ -171,8 +191,8 @@ def _cost(usd: float) -> str:
 def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any) -> None:
     """While the job runs: progress, the frame and sample on the machine, time and cost."""
     v = view
-    state = v.state
-    staging = state in {"Packing", "Uploading"}
+    state = stage_words(v.state)
+    staging = v.state in {Stage.PACKING, Stage.UPLOADING}
     total = max(v.frames_total, 1)
     layout.progress(
         factor=v.progress if staging else v.frames_done / total,
@@ -249,21 +269,22 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         view = job_view.view()
-        final = view.state in {s.value for s in FINAL_STAGES}
+        final = view.state in FINAL_STAGE_IDS
         message = view.message
-        if view.state == "Rendering" and not message and view.current_frame:
+        if view.state == Stage.RENDERING and not message and view.current_frame:
             message = f"frame {view.current_frame}"
+        words = stage_words(view.state)
         text_wrap.labels(
             layout,
             context,
-            f"{view.state}: {message}" if message else view.state,
+            f"{words}: {message}" if message else words,
             icon=STATE_ICONS.get(view.state, "CANCEL" if final else "TIME"),
         )
         if view.action:
             text_wrap.labels(layout, context, view.action, icon="INFO")
             if view.error_code in QUOTA_ERROR_CODES:
                 layout.operator("cloud_render.request_quota", icon="PLUS").from_job = True
-        if view.state == "Waiting for you":  # the answer right under the question, above the log
+        if view.state == Stage.QUOTED:  # the answer right under the question, above the log
             row = layout.row()
             row.scale_y = 1.3
             row.operator("cloud_render.answer_quote", text="Go On", icon="PLAY").go = True
@@ -292,7 +313,7 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
         # the job id is in the log and the folder name.
         row = layout.row()
         row.label(text=item.label)
-        row.label(text=f"{item.stage} {item.frames_done}/{item.frames_total}")
+        row.label(text=f"{stage_words(item.stage)} {item.frames_done}/{item.frames_total}")
 
 
 class CLOUDRENDER_PT_jobs(bpy.types.Panel):
@@ -307,18 +328,18 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
         layout = self.layout
         wm = context.window_manager
         view = job_view.view()
-        for orphan in filter(None, view.orphans.split(",")):
-            instance_id, job_id, region, engine = ([*orphan.split(":"), "", "", ""])[:4]
+        for machine in panel_results.results().forgotten:
             col = layout.column()
             col.alert = True
             text_wrap.labels(
                 col,
                 context,
-                f"Machine {instance_id} in {region} is still running (job {job_id or 'unknown'})",
+                f"Machine {machine.launch_id} in {machine.region} is still running "
+                f"(job {machine.job_id or 'unknown'})",
                 icon="ERROR",
             )
             terminate = col.operator("cloud_render.terminate_orphan", text="Terminate", icon="CANCEL")
-            terminate.instance_id, terminate.region, terminate.engine = instance_id, region, engine
+            terminate.launch_id, terminate.region = machine.launch_id, machine.region
         layout.template_list(
             "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
         )

@@ -178,28 +178,35 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
 
 
-def estimate_lines(estimates: list[Estimate], chosen: str, limit: int = 6) -> list[str]:
-    """The chosen type first, then the cheapest and fastest few, each with its range."""
-
-    def line(e: Estimate) -> str:
-        marks = [
-            m
-            for m, on in (
-                ("cheapest", e.cheapest),
-                ("fastest", e.fastest),
-                ("chosen", e.instance_type == chosen),
-            )
-            if on
-        ]
-        tag = f" [{', '.join(marks)}]" if marks else ""
-        # Price and time first: a narrow panel wraps the rest, never these.
-        return (
-            f"${e.total_cost:.2f}, {_duration(e.total_seconds)}: {e.instance_type}{tag}, "
-            f"~{e.seconds_per_frame:.{0 if e.seconds_per_frame >= 10 else 1}f} s/frame "
-            f"(${e.low.total_cost:.2f}-${e.high.total_cost:.2f})"
+def estimate_parts(e: Estimate, chosen: str) -> tuple[str, str]:
+    """One estimate's two halves: "<price>, <time>" and "<machine> [marks], ~<s>/frame (range)".
+    The panel shows them as one line, price first (a narrow panel wraps the rest, never these);
+    the confirmation turns them round."""
+    marks = [
+        m
+        for m, on in (
+            ("cheapest", e.cheapest),
+            ("fastest", e.fastest),
+            ("chosen", e.instance_type == chosen),
         )
+        if on
+    ]
+    tag = f" [{', '.join(marks)}]" if marks else ""
+    return (
+        f"${e.total_cost:.2f}, {_duration(e.total_seconds)}",
+        f"{e.instance_type}{tag}, ~{e.seconds_per_frame:.{0 if e.seconds_per_frame >= 10 else 1}f} s/frame "
+        f"(${e.low.total_cost:.2f}-${e.high.total_cost:.2f})",
+    )
 
+
+def shown_estimates(estimates: list[Estimate], chosen: str, limit: int = 6) -> list[Estimate]:
+    """The chosen type first, then the cheapest and fastest few."""
     ordered = sorted(
         estimates, key=lambda e: (e.instance_type != chosen, not e.cheapest, not e.fastest, e.total_cost)
     )
-    return [line(e) for e in ordered[:limit]]
+    return ordered[:limit]
+
+
+def estimate_lines(estimates: list[Estimate], chosen: str, limit: int = 6) -> list[str]:
+    """The chosen type first, then the cheapest and fastest few, each with its range."""
+    return [": ".join(estimate_parts(e, chosen)) for e in shown_estimates(estimates, chosen, limit)]

@@ -19,27 +19,56 @@ from typing import Any
 
 
 class Stage(StrEnum):
-    """What the panel says the job is doing."""
+    """Where a job is. The values are stable ids, stored in records and carried by events; the
+    words the panel shows are `label` (STAGE_LABELS), so rewording one changes no record."""
 
-    PACKING = "Packing"
-    UPLOADING = "Uploading"
-    STARTING = "Starting machine"
-    INSTALLING = "Installing Blender"
-    RENDERING = "Rendering"
-    DOWNLOADING = "Downloading"
-    DONE = "Done"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-    INTERRUPTED = "Interrupted"
-    CAPPED = "Capped"
-    QUOTED = "Waiting for you"
+    PACKING = "packing"
+    UPLOADING = "uploading"
+    STARTING = "starting"
+    INSTALLING = "installing"
+    RENDERING = "rendering"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    CAPPED = "capped"
+    QUOTED = "quoted"
 
     @property
     def is_final(self) -> bool:
         return self in FINAL_STAGES
 
+    @property
+    def label(self) -> str:
+        """The words the panel and the jobs list show for this stage."""
+        return STAGE_LABELS[self]
 
-FINAL_STAGES = {Stage.DONE, Stage.FAILED, Stage.CANCELLED, Stage.INTERRUPTED, Stage.CAPPED}
+    @classmethod
+    def parse(cls, value: str) -> Stage:
+        """A stored stage: an id, or the shown words that records held before the ids (a record
+        written by an earlier version of the add-on still loads)."""
+        return _STAGE_BY_LABEL.get(value) or cls(value)
+
+
+STAGE_LABELS: dict[Stage, str] = {
+    Stage.PACKING: "Packing",
+    Stage.UPLOADING: "Uploading",
+    Stage.STARTING: "Starting machine",
+    Stage.INSTALLING: "Installing Blender",
+    Stage.RENDERING: "Rendering",
+    Stage.DOWNLOADING: "Downloading",
+    Stage.DONE: "Done",
+    Stage.FAILED: "Failed",
+    Stage.CANCELLED: "Cancelled",
+    Stage.INTERRUPTED: "Interrupted",
+    Stage.CAPPED: "Capped",
+    Stage.QUOTED: "Waiting for you",
+}
+_STAGE_BY_LABEL = {label: stage for stage, label in STAGE_LABELS.items()}
+
+FINAL_STAGES = frozenset({Stage.DONE, Stage.FAILED, Stage.CANCELLED, Stage.INTERRUPTED, Stage.CAPPED})
+FINAL_STAGE_IDS = frozenset(stage.value for stage in FINAL_STAGES)  # for bpy properties and records
 
 # The worker's status.json "state" -> the stage the panel shows.
 WORKER_STATE_STAGE = {
@@ -185,7 +214,7 @@ class JobRecord:
 
     @property
     def stage_enum(self) -> Stage:
-        return Stage(self.stage)
+        return Stage.parse(self.stage)
 
     @property
     def is_final(self) -> bool:
@@ -209,6 +238,8 @@ class JobRecord:
         if "instance_id" in data:  # a record written before the engines had names
             data.setdefault("launch_id", data["instance_id"])
             data.setdefault("cloud_engine", engine_name_for(int(data.get("machines") or 1)).value)
+        if isinstance(data.get("stage"), str):  # a record from before the stage ids: "Done"
+            data["stage"] = getattr(_STAGE_BY_LABEL.get(data["stage"]), "value", data["stage"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

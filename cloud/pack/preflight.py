@@ -1,6 +1,6 @@
 """Preflight: what would render wrong (or not at all) on the cloud machine, said before paying.
 
-Pure Python: judges the plain "scene facts" dict that the add-on's `scene_facts.py` collects,
+Pure Python: judges the `SceneFacts` (scene_facts.py) that the add-on's `scene_facts.py` collects,
 plus the pack result when there is one. Each finding is one line and a one-line fix; "block"
 findings stop the submit, "warn" ones are shown and may be accepted.
 """
@@ -8,10 +8,10 @@ findings stop the submit, "warn" ones are shown and may be accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .addons import AddonPlan, EnabledAddon, plan_addons
 from .packer import PackResult
+from .scene_facts import SceneFacts
 
 BLOCK = "block"
 WARN = "warn"
@@ -37,11 +37,11 @@ def _some(items: list[str]) -> str:
     return shown + (f" and {len(items) - LISTED} more" if len(items) > LISTED else "")
 
 
-def check_missing(facts: dict[str, Any], pack: PackResult | None) -> list[Finding]:
+def check_missing(facts: SceneFacts, pack: PackResult | None) -> list[Finding]:
     if pack is not None:
         missing = [(m.path, m.used_by, m.looked_in) for m in pack.missing]
     else:
-        missing = [(m["path"], m["used_by"], m["looked_in"]) for m in facts.get("missing_files", [])]
+        missing = [(m["path"], m["used_by"], m["looked_in"]) for m in facts.missing_files]
     return [
         Finding(
             WARN,
@@ -84,9 +84,9 @@ def check_unreadable(pack: PackResult | None) -> list[Finding]:
 OPENGL_ENGINES = {"BLENDER_EEVEE": "EEVEE", "BLENDER_EEVEE_NEXT": "EEVEE", "BLENDER_WORKBENCH": "Workbench"}
 
 
-def check_engine(facts: dict[str, Any], instance_gpu: bool = True) -> list[Finding]:
+def check_engine(facts: SceneFacts, instance_gpu: bool = True) -> list[Finding]:
     """Cycles renders anywhere; EEVEE and Workbench need the machine's GPU (through OpenGL)."""
-    engine = facts.get("render_engine", "")
+    engine = facts.render_engine
     if engine == "CYCLES":
         return []
     name = OPENGL_ENGINES.get(engine)
@@ -111,9 +111,9 @@ def check_engine(facts: dict[str, Any], instance_gpu: bool = True) -> list[Findi
     ]
 
 
-def check_output(facts: dict[str, Any]) -> list[Finding]:
+def check_output(facts: SceneFacts) -> list[Finding]:
     findings = []
-    path = facts.get("output_path", "") or ""
+    path = facts.output_path or ""
     if path and not path.startswith("//"):
         findings.append(
             Finding(
@@ -126,23 +126,23 @@ def check_output(facts: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def frame_count(facts: dict[str, Any]) -> int:
+def frame_count(facts: SceneFacts) -> int:
     start, end, step = (
-        facts.get("frame_start", 1),
-        facts.get("frame_end", 0),
-        max(1, facts.get("frame_step", 1)),
+        facts.frame_start,
+        facts.frame_end,
+        max(1, facts.frame_step),
     )
     return 0 if end < start else (end - start) // step + 1
 
 
-def check_frames(facts: dict[str, Any]) -> list[Finding]:
+def check_frames(facts: SceneFacts) -> list[Finding]:
     count = frame_count(facts)
     if count == 0:
         return [
             Finding(
                 BLOCK,
                 "frames_empty",
-                f"The frame range {facts.get('frame_start')}-{facts.get('frame_end')} holds no frame.",
+                f"The frame range {facts.frame_start}-{facts.frame_end} holds no frame.",
                 "Set Output Properties > Frame Start at or below Frame End.",
             )
         ]
@@ -158,18 +158,18 @@ def check_frames(facts: dict[str, Any]) -> list[Finding]:
     return []
 
 
-def render_pixels(facts: dict[str, Any]) -> int:
-    scale = facts.get("resolution_percentage", 100) / 100
-    return int(facts.get("resolution_x", 0) * scale) * int(facts.get("resolution_y", 0) * scale)
+def render_pixels(facts: SceneFacts) -> int:
+    scale = facts.resolution_percentage / 100
+    return int(facts.resolution_x * scale) * int(facts.resolution_y * scale)
 
 
-def check_resolution(facts: dict[str, Any], instance_gpu: bool, gpu_memory_gb: float | None) -> list[Finding]:
+def check_resolution(facts: SceneFacts, instance_gpu: bool, gpu_memory_gb: float | None) -> list[Finding]:
     if not instance_gpu or not gpu_memory_gb:
         return []
     need_gb = render_pixels(facts) * BYTES_PER_PIXEL / 1e9
     if need_gb < gpu_memory_gb / 2:
         return []
-    size = f"{int(facts['resolution_x'] * facts['resolution_percentage'] / 100)}x{int(facts['resolution_y'] * facts['resolution_percentage'] / 100)}"
+    size = f"{int(facts.resolution_x * facts.resolution_percentage / 100)}x{int(facts.resolution_y * facts.resolution_percentage / 100)}"
     severity = BLOCK if need_gb >= gpu_memory_gb else WARN
     return [
         Finding(
@@ -181,28 +181,26 @@ def check_resolution(facts: dict[str, Any], instance_gpu: bool, gpu_memory_gb: f
     ]
 
 
-def addon_plan(facts: dict[str, Any]) -> AddonPlan:
+def addon_plan(facts: SceneFacts) -> AddonPlan:
     """Which enabled add-ons the scene uses travel with the job, and why others cannot."""
     enabled = [
         EnabledAddon(
             a["module"], a["path"], a.get("version", ""), a.get("preferences", {}), a.get("wheels", [])
         )
-        for a in facts.get("addons_enabled", [])
+        for a in facts.addons_enabled
     ]
-    return plan_addons(enabled, {item["module"] for item in facts.get("addons_used", [])}, "")
+    return plan_addons(enabled, {item["module"] for item in facts.addons_used}, "")
 
 
-def check_addons(facts: dict[str, Any]) -> list[Finding]:
+def check_addons(facts: SceneFacts) -> list[Finding]:
     """Add-ons that travel say nothing; those that cannot, or are not enabled here, are named."""
     by_module: dict[str, list[str]] = {}
-    for item in facts.get("addons_used", []):
+    for item in facts.addons_used:
         if item["module"] not in INSTANCE_ADDONS:
             by_module.setdefault(item["module"], []).append(item["used_by"])
     plan = addon_plan(facts)
     travelling = {addon.module for addon in plan.travel} | {
-        a["module"]
-        for a in facts.get("addons_enabled", [])
-        if a["module"].rsplit(".", 1)[-1] in plan.travelling_modules
+        a["module"] for a in facts.addons_enabled if a["module"].rsplit(".", 1)[-1] in plan.travelling_modules
     }
     findings = [
         Finding(
@@ -235,22 +233,22 @@ def check_addons(facts: dict[str, Any]) -> list[Finding]:
     return findings
 
 
-def check_ocio(facts: dict[str, Any]) -> list[Finding]:
-    if not facts.get("ocio_env"):
+def check_ocio(facts: SceneFacts) -> list[Finding]:
+    if not facts.ocio_env:
         return []
     return [
         Finding(
             WARN,
             "custom_ocio",
-            f"Colours are managed by a custom OCIO config ({facts['ocio_env']}), which the cloud machine does not have.",
+            f"Colours are managed by a custom OCIO config ({facts.ocio_env}), which the cloud machine does not have.",
             "Expect Blender's standard colour management on the frames, or unset OCIO and check the look locally.",
         )
     ]
 
 
-def check_auto_run(facts: dict[str, Any]) -> list[Finding]:
-    needed = facts.get("auto_run_needed", [])
-    if not needed or facts.get("auto_run_enabled"):  # Auto Run travels with the job
+def check_auto_run(facts: SceneFacts) -> list[Finding]:
+    needed = facts.auto_run_needed
+    if not needed or facts.auto_run_enabled:  # Auto Run travels with the job
         return []
     names = [item["name"] for item in needed]
     return [
@@ -263,9 +261,9 @@ def check_auto_run(facts: dict[str, Any]) -> list[Finding]:
     ]
 
 
-def check_device(facts: dict[str, Any], instance_gpu: bool) -> list[Finding]:
-    device = facts.get("cycles_device")
-    if facts.get("render_engine") != "CYCLES" or device is None:
+def check_device(facts: SceneFacts, instance_gpu: bool) -> list[Finding]:
+    device = facts.cycles_device
+    if facts.render_engine != "CYCLES" or device is None:
         return []
     if instance_gpu and device == "CPU":
         return [
@@ -288,10 +286,10 @@ def check_device(facts: dict[str, Any], instance_gpu: bool) -> list[Finding]:
     return []
 
 
-def check_simulations(facts: dict[str, Any]) -> list[Finding]:
+def check_simulations(facts: SceneFacts) -> list[Finding]:
     """Unbaked simulations stop the submit: the machines render frames out of order, each from scratch."""
     findings = []
-    for sim in facts.get("simulations", []):
+    for sim in facts.simulations:
         where = f'object "{sim["object"]}"' + (
             f' (modifier "{sim["modifier"]}")' if sim.get("modifier") else ""
         )
@@ -334,7 +332,7 @@ def check_simulations(facts: dict[str, Any]) -> list[Finding]:
 
 
 def run_preflight(
-    facts: dict[str, Any], pack: PackResult | None, instance_gpu: bool, gpu_memory_gb: float | None
+    facts: SceneFacts, pack: PackResult | None, instance_gpu: bool, gpu_memory_gb: float | None
 ) -> list[Finding]:
     """Every finding for this scene and machine choice, blocking ones first."""
     findings = [

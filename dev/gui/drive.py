@@ -31,7 +31,7 @@ EMU = json.loads((WORK / "emulator.json").read_text())
 KEY_ID = EMU["key_id"]
 SECRET = EMU["secret"]
 INSTANCE_TYPE = "c5.2xlarge"  # the simulator's machines render on the CPU
-FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+FINAL = {"done", "failed", "cancelled", "interrupted", "capped"}
 # Quote First asks only when the measured projection is over Max Cost (under it, it goes on by
 # itself, as documented). 2000 frames at 32 samples measured 0.288 s/frame here, about $0.06 of
 # a $0.25 cap: it went on. 256 samples measured 0.77 s/frame: 12000 frames project about $0.9.
@@ -61,6 +61,11 @@ def log(*args):
 
 def mod() -> Any:
     return sys.modules[MOD]
+
+
+def results() -> Any:
+    """What Check Scene, Estimate and Check for Forgotten Machines found (addon/panel_results.py)."""
+    return importlib.import_module(f"{MOD}.addon.panel_results").results()
 
 
 def view() -> Any:
@@ -326,7 +331,7 @@ def st_check_scene_scroll():
 
 
 def st_check_scene_shot():
-    log("findings:", view().findings.replace("\n", " | "))
+    log("findings:", " | ".join(f"{f.severity}: {f.message} -> {f.fix}" for f in results().findings))
     shot("panel_check_scene", props_area())
     if MODE != "shots":
         return 0.5
@@ -336,7 +341,7 @@ def st_check_scene_shot():
 
 
 def st_estimate():
-    if MODE == "shots" and view().estimate.startswith("Rendering") and time.monotonic() < S["deadline"]:
+    if MODE == "shots" and results().estimating and time.monotonic() < S["deadline"]:
         return ("again", 2.0)
     top_of_panel()
     return 2.0
@@ -344,7 +349,7 @@ def st_estimate():
 
 def st_estimate_shot():
     if MODE == "shots":
-        log("estimate:", view().estimate.replace("\n", " | "))
+        log("estimate:", results().estimate_note or " | ".join(row.text for row in results().estimate))
         shot("panel_estimate", props_area())
         S["wide_label"] = "panel_estimate_wide"
         return wide_open()
@@ -464,13 +469,13 @@ def st_staging_watch():
             return ("again", 0.3)
         shot(S.pop("pending"), props_area())
         return ("again", 0.1)
-    label = {"Packing": "job_packing", "Uploading": "job_uploading"}.get(v.state)
+    label = {"packing": "job_packing", "uploading": "job_uploading"}.get(v.state)
     if label and label not in S["seen"]:
         S["seen"].add(label)
         scroll(props_area())
         S["pending"], S["rescroll"] = label, True
         return ("again", 0.3)
-    if v.state in {"Packing", "Uploading"} and time.monotonic() < S["deadline"]:
+    if v.state in {"packing", "uploading"} and time.monotonic() < S["deadline"]:
         return ("again", 0.2)
     log("staging times (s from Render):", json.dumps({k: round(t, 1) for k, t in seen.items()}))
     if v.state not in FINAL:
@@ -518,7 +523,7 @@ def st_batch_watch():
     if v.state not in FINAL and time.monotonic() < S["deadline"]:
         return ("again", 0.5)
     log("batch job:", v.state, "|", v.message, "| rows:", " | ".join(rows))
-    if v.state != "Done":
+    if v.state != "done":
         for line in mod().addon.job_view.log_lines(v.job_id)[-60:]:
             log("  batch log:", line)
         S["result"].setdefault("errors", []).append(f"the many-machine job ended {v.state}: {v.message}")
@@ -567,7 +572,7 @@ def st_watch():
     if S.get("pending"):  # the state seen last tick, scrolled into view and drawn since
         shot("job_" + S.pop("pending").lower().replace(" ", "_").replace("+", "_"), props_area())
     # "+frame": a frame is back and the machine says which one it renders now
-    key = v.state + ("+frame" if v.state == "Rendering" and v.frames_done and v.current_frame else "")
+    key = v.state + ("+frame" if v.state == "rendering" and v.frames_done and v.current_frame else "")
     if key not in S["seen"] and v.state:
         S["seen"].add(key)
         log("STATE", v.state, "|", v.message, "|", v.action, "| frame", v.current_frame, v.frames_done)
@@ -727,7 +732,7 @@ def st_quote_answer():
     log_spec()
     for line in mod().addon.job_view.log_lines(view().job_id)[-12:]:
         log("  job log:", line)
-    if view().state == "Waiting for you":
+    if view().state == "quoted":
         log("answer Stop Here", in_props(ops().cloud_render.answer_quote, go=False))
     S["deadline"] = time.monotonic() + 120
     return 1.0
@@ -757,8 +762,11 @@ def st_quota_request():
 
 def st_terminate_orphan():
     """Terminate the forgotten machine from the Jobs list: the outcome is said under the list."""
-    instance_id, _job, region = ([*view().orphans.split(",")[0].split(":"), "", ""])[:3]
-    log("terminate", in_props(ops().cloud_render.terminate_orphan, instance_id=instance_id, region=region))
+    machine = results().forgotten[0]
+    log(
+        "terminate",
+        in_props(ops().cloud_render.terminate_orphan, instance_id=machine.instance_id, region=machine.region),
+    )
     S["deadline"] = time.monotonic() + 60
     return 1.0
 
@@ -772,9 +780,9 @@ def st_find_orphans():
 def st_open_jobs():
     """Wait for the forgotten machine, then a real click on the closed "Jobs" sub-panel's header
     (the last line of the editor, scrolled to the bottom)."""
-    if not view().orphans and time.monotonic() < S["deadline"]:
+    if not results().forgotten and time.monotonic() < S["deadline"]:
         return ("again", 0.5)
-    log("orphans", view().orphans)
+    log("orphans", results().forgotten)
     scroll(props_area())
     return 1.5
 
@@ -878,7 +886,7 @@ STAGES = [
     ("staging", st_staging_watch),
     ("staging", settle()),
     ("quote", st_quote_job),
-    ("quote", wait_for({"Waiting for you", *FINAL}, "job_waiting_for_you")),
+    ("quote", wait_for({"quoted", *FINAL}, "job_waiting_for_you")),
     ("quote", st_quote_answer),
     ("quote", wait_for(FINAL, "job_stopped_after_quote")),
     ("quote", settle()),

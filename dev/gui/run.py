@@ -234,7 +234,7 @@ def problems(result: dict, console: str, partial: bool = False) -> list[str]:
         return found
     if result.get("errors"):
         found.append(f"stages raised: {result['errors']}")
-    if result.get("state") != "Done":
+    if result.get("state") != "done":
         found.append(f"the job ended {result.get('state')!r}: {result.get('message')!r}")
     total = result.get("frames_total", 0)
     if not total or result.get("frames_done") != total:

@@ -20,11 +20,12 @@ def test_estimate_renders_a_tile_and_prices_every_machine(installed, tmp_path, a
     try:
         settings = bpy.context.scene.cloud_render
         settings.instance_type = "g4dn.xlarge"
-        view = harness.addon().addon.job_view.view()
-        view.estimate = ""
+        results = harness.addon().addon.panel_results
+        results.forget()
         assert bpy.ops.cloud_render.estimate() == {"FINISHED"}
-        harness.drain_until(lambda: view.estimate and not view.estimate.startswith("Rendering"), 120)
-        lines = view.estimate.splitlines()
+        shown = results.results()
+        harness.drain_until(lambda: shown.estimate or (shown.estimate_note and not shown.estimating), 120)
+        lines = [row.text for row in shown.estimate] or [shown.estimate_note]
         # price and time first, then the machine (machine_facts.estimate_lines)
         assert lines[0].startswith("$") and "g4dn.xlarge [chosen" in lines[0], lines
         assert any("cheapest" in line for line in lines) and any("fastest" in line for line in lines)
@@ -62,11 +63,12 @@ def test_an_eevee_scene_is_probed_with_eevee(installed, tmp_path, aws):
     harness.connect(aws.url)
     try:
         bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
-        view = harness.addon().addon.job_view.view()
-        view.estimate = ""
+        results = harness.addon().addon.panel_results
+        results.forget()
         assert bpy.ops.cloud_render.estimate() == {"FINISHED"}
-        harness.drain_until(lambda: view.estimate and not view.estimate.startswith("Rendering"), 180)
-        first = view.estimate.splitlines()[0]
-        assert "g4dn.xlarge" in first and "s/frame" in first, view.estimate
+        shown = results.results()
+        harness.drain_until(lambda: shown.estimate or (shown.estimate_note and not shown.estimating), 180)
+        first = shown.estimate[0].text if shown.estimate else shown.estimate_note
+        assert "g4dn.xlarge" in first and "s/frame" in first, shown
     finally:
         harness.disconnect()

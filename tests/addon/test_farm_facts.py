@@ -101,14 +101,14 @@ def test_baked_simulations_pass_packed_or_on_disk_and_disk_bakes_are_packed(scen
         bake(simulation_modifier("Packed"))
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))  # packed bakes are read from the file
     facts = scene_facts().collect_scene_facts(scene)
-    sims = {s["object"]: s for s in facts["simulations"]}
+    sims = {s["object"]: s for s in facts.simulations}
     assert sorted(sims) == (["OnDisk", "Packed"] if PACKED_BAKES else ["OnDisk"])
     assert all(s["baked"] for s in sims.values())
     assert sims["OnDisk"]["relative"] == f"bakes/{on_disk.modifiers['GeoSim'].bakes[0].bake_id}"
     assert not [
         f for f in run_preflight(facts, None, True, 24.0) if f.code.startswith(("simulation", "cache"))
     ]
-    files = disk_bake_inputs(facts["simulations"], "")
+    files = disk_bake_inputs(facts.simulations, "")
     assert files and all(p.startswith(sims["OnDisk"]["relative"] + "/") for p in files)
     assert any("/meta/" in p for p in files)  # an empty mesh writes no blobs
     # The pack carries the bake, and the packed .blend still points at it (the folder path is
@@ -129,7 +129,7 @@ def test_the_saved_file_is_read_once_per_version_and_while_the_confirmation_is_o
     bpy.ops.wm.save_mainfile()
     before = saved.reads
     submit.prefetch_facts()
-    assert scene_facts().collect_scene_facts(scene)["simulations"][0]["baked"]
+    assert scene_facts().collect_scene_facts(scene).simulations[0]["baked"]
     assert saved.reads == before  # disk bakes only: nothing to read in the file
     if not PACKED_BAKES:  # Blender 4.2: every bake is on disk
         return
@@ -137,7 +137,7 @@ def test_the_saved_file_is_read_once_per_version_and_while_the_confirmation_is_o
     bake(packed)
     bpy.ops.wm.save_mainfile()
     for _ in range(2):
-        sims = {s["object"]: s for s in scene_facts().collect_scene_facts(scene)["simulations"]}
+        sims = {s["object"]: s for s in scene_facts().collect_scene_facts(scene).simulations}
         assert sims["Packed"]["baked"]
     assert saved.reads == before + 1
     # The bake freed and the file saved again: a new version, read ahead by the confirmation.
@@ -152,7 +152,7 @@ def test_the_saved_file_is_read_once_per_version_and_while_the_confirmation_is_o
     while not saved.is_known(bpy.data.filepath):
         assert time.monotonic() < deadline, "the worker thread did not read the saved file"
         time.sleep(0.02)
-    sims = {s["object"]: s for s in scene_facts().collect_scene_facts(scene)["simulations"]}
+    sims = {s["object"]: s for s in scene_facts().collect_scene_facts(scene).simulations}
     assert not sims["Packed"]["baked"] and saved.reads == before + 2
 
 
@@ -186,14 +186,15 @@ def test_driver_function_of_an_addon_travels_with_the_job(scene, tmp_path, monke
         scene.collection.objects.link(obj)
         obj.driver_add("location", 2).driver.expression = "cr_wave(frame)"
         facts = scene_facts().collect_scene_facts(scene)
-        assert {"module": "cr_wave_addon", "used_by": 'Driver on "Bob" location: cr_wave(frame)'} in facts[
-            "addons_used"
-        ]
+        assert {
+            "module": "cr_wave_addon",
+            "used_by": 'Driver on "Bob" location: cr_wave(frame)',
+        } in facts.addons_used
         plan = addon_plan(facts)
         assert [(a.module, a.version) for a in plan.travel] == [("cr_wave_addon", "0.3.0")]
-        assert not any(a["module"].endswith("cloud_render") for a in facts["addons_enabled"])
-        assert "cr_wave_addon" in facts["fingerprint"]["addons_used"]
-        assert facts["fingerprint"]["view_transform"] == scene.view_settings.view_transform
+        assert not any(a["module"].endswith("cloud_render") for a in facts.addons_enabled)
+        assert "cr_wave_addon" in facts.fingerprint["addons_used"]
+        assert facts.fingerprint["view_transform"] == scene.view_settings.view_transform
         assert [f.code for f in run_preflight(facts, None, True, 24.0) if "addon" in f.code] == []
     finally:
         addon_utils.disable("cr_wave_addon", default_set=True)
@@ -205,7 +206,7 @@ def test_shared_particle_cache_on_disk_counts_as_baked_until_its_files_go(instal
     shutil.copytree(testdata / "T55539-particles", project)
     bpy.ops.wm.open_mainfile(filepath=str(project / "particle.blend"))
     try:
-        sims = scene_facts().collect_scene_facts(bpy.context.scene)["simulations"]
+        sims = scene_facts().collect_scene_facts(bpy.context.scene).simulations
         assert [(s["object"], s["kind"], s["baked"]) for s in sims] == [("Cube", "particles", True)]
         assert not [f for f in findings(bpy.context.scene) if f.code.startswith("simulation")]
         shutil.rmtree(project / "blendcache_particle")  # the .blend still says "baked"

@@ -6,15 +6,17 @@ import bpy
 
 from dev import addon_harness as harness
 
+from .test_panels_draw import estimated
+
 
 def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installed, tmp_path):
     module = harness.addon()
     submit = module.addon.submit
+    snapshot = module.addon.settings.snapshot
     harness.make_scene(tmp_path / "shot.blend", frames=250, size=16, samples=1)
     settings = bpy.context.scene.cloud_render
     settings.instance_type = "g4dn.xlarge"
-    view = module.addon.job_view.view()
-    view.estimate = "g4dn.xlarge: ~58 s/frame, $0.0085/frame [chosen]"
+    estimated(module, "g4dn.xlarge", ("g4dn.xlarge", 58.0, 2.1, 14500))
     try:
         settings.machines = 1
         text = submit.confirmation_text(bpy.context)
@@ -29,14 +31,16 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         settings.finish_within_minutes = 60
         fleet_plan = module.cloud.cost.fleet_plan
         wanted = fleet_plan.machines_to_finish_within(250, 58.0, 60, 256)
-        assert submit.machines_for(bpy.context, 250) == wanted == 5  # 242 min of frames / 5 + boots
-        assert f"{wanted} machines proposed." in submit.fleet_line(bpy.context, 250, 0.526)
+        assert (
+            submit.machines_for(snapshot(bpy.context.scene), 250) == wanted == 5
+        )  # 242 min of frames / 5 + boots
+        assert f"{wanted} machines proposed." in submit.fleet_line(snapshot(bpy.context.scene), 250, 0.526)
         # Before an estimate there is nothing to propose from: Machines as set.
-        view.estimate = ""
-        assert submit.machines_for(bpy.context, 250) == 8
-        assert submit.fleet_line(bpy.context, 250, 0.526) == ""
+        module.addon.panel_results.forget()
+        assert submit.machines_for(snapshot(bpy.context.scene), 250) == 8
+        assert submit.fleet_line(snapshot(bpy.context.scene), 250, 0.526) == ""
     finally:
-        view.estimate = ""
+        module.addon.panel_results.forget()
         settings.machines = 1
         settings.finish_within_minutes = 0
 
@@ -85,14 +89,13 @@ def test_at_most_is_the_whole_jobs_worst_case_on_one_and_on_four_machines(instal
 
         # A test render's estimate is one machine's; the trade-off line gives N's.
         settings.max_cost, settings.machines = 10.0, 4
-        view = module.addon.job_view.view()
-        view.estimate = "$0.11, 12 min: g4dn.xlarge [chosen], ~58 s/frame ($0.10-$0.13)"
+        estimated(module, "g4dn.xlarge", ("g4dn.xlarge", 58.0, 0.11, 720))
         text = submit.confirmation_text(bpy.context)
-        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.10-$0.13): " in text
+        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.06-$0.17): " in text
         assert "$0.11, 12 min for the job on one machine" in text
         assert "4 machines proposed. 1 machine: " in text
     finally:
-        module.addon.job_view.view().estimate = ""
+        module.addon.panel_results.forget()
         settings.machines = 1
         settings.max_cost, settings.max_hours = 5.0, 2.0  # the defaults
 
@@ -105,7 +108,7 @@ def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, 
     harness.connect(aws.url)
     view = module.addon.job_view.view()
     try:
-        view.job_id, view.state, view.message = "20261201-000000-abcdef", "Rendering", "working"
+        view.job_id, view.state, view.message = "20261201-000000-abcdef", "rendering", "working"
         view.frames_total, view.frames_done = 12, 5
         rows = (
             "Machine 0: rendering, frame 9, 58.0 s/frame (spot)",

@@ -13,6 +13,7 @@ from typing import Any
 import bpy
 import pytest
 
+from cloud.job.records import Stage
 from dev import addon_harness as harness
 
 
@@ -107,8 +108,36 @@ def module(installed, tmp_path, aws):
     harness.connect(aws.url)
     yield harness.addon()
     view = harness.addon().addon.job_view.view()
-    view.job_id = view.state = view.message = view.action = view.orphans = ""
+    view.job_id = view.state = view.message = view.action = ""
+    harness.addon().addon.panel_results.forget()
     harness.disconnect()
+
+
+def estimated(
+    module: Any,
+    chosen: str,
+    *machines: tuple[str, float, float, float],
+    cheapest: str = "",
+    fastest: str = "",
+) -> None:
+    """An Estimate's answer without rendering a tile: (machine, s/frame, $ total, s total) each,
+    the range +-50%, as typed rows in the panel's results (addon/panel_results.py)."""
+    estimate = module.cloud.cost.estimate
+    found = [
+        estimate.Estimate(
+            instance_type=name,
+            seconds_per_frame=spf,
+            cost_per_frame=0.0,
+            total_seconds=seconds,
+            total_cost=usd,
+            low=estimate.Bound(spf / 2, seconds / 2, usd / 2),
+            high=estimate.Bound(spf * 1.5, seconds * 1.5, usd * 1.5),
+            cheapest=name == cheapest,
+            fastest=name == fastest,
+        )
+        for name, spf, usd, seconds in machines
+    ]
+    module.addon.panel_results.results().estimate = module.addon.panel_results.estimate_rows(found, chosen)
 
 
 def all_drawn(module: Any) -> tuple[list[str], list[str]]:
@@ -132,26 +161,29 @@ def test_panels_draw_with_no_job(module):
     assert "$" in machine and "/h" in machine  # wrapped in the form's value column, price kept
 
 
-@pytest.mark.parametrize("state", ["Uploading", "Rendering", "Done", "Failed", "Capped"])
+@pytest.mark.parametrize("state", ["uploading", "rendering", "done", "failed", "capped"])
 def test_panels_draw_in_each_job_state(module, state):
     view = module.addon.job_view.view()
     view.job_id, view.state, view.message = "20261125-000000-abcdef", state, "working"
     view.frames_total, view.frames_done, view.progress = 10, 4, 0.5
     view.log_tail = "line one\nline two"
-    view.orphans = "i-0123456789abcdef0:old-job"
+    engine = module.cloud.job.engine
+    module.addon.panel_results.results().forgotten = [
+        engine.ForgottenMachine(module.cloud.job.records.EngineName.EC2, "", "i-0123456789abcdef0", "old-job")
+    ]
     view.action, view.error_code = "", ""
     view.jobs_status = "Deleted 12 cloud files of 20261124-000000-fedcba."
-    if state == "Failed":
+    if state == "failed":
         # The button follows the error's code, whatever the words: the launch-time quota error
         # ("Press 'Request quota increase'...") and the pre-launch check read differently.
         view.action, view.error_code = "Press 'Request quota increase' in the panel.", "no_quota"
     labels, operators = all_drawn(module)
-    assert f"{state}: working" in labels
+    assert f"{Stage(state).label}: working" in labels  # the id stored, its words shown
     assert "line two" in labels
     assert "cloud_render.terminate_orphan" in operators
     assert any(text.startswith("1 machine still running with no job") for text in labels)
-    assert ("cloud_render.cancel" in operators) == (state in {"Uploading", "Rendering"})
-    assert ("cloud_render.request_quota" in operators) == (state == "Failed")
+    assert ("cloud_render.cancel" in operators) == (state in {"uploading", "rendering"})
+    assert ("cloud_render.request_quota" in operators) == (state == "failed")
     # What the last button under the Jobs list did is said there, not in the job's own words.
     assert "Deleted 12 cloud files of 20261124-000000-fedcba." in " ".join(labels)
 
@@ -167,7 +199,7 @@ def test_online_access_off_is_explained_in_preferences(module):
 
 def test_done_says_frames_folder_cost_with_open_folder_and_show_frames(module):
     view = module.addon.job_view.view()
-    view.job_id, view.state, view.message = "20261125-000000-abcdef", "Done", "6 frames rendered."
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "done", "6 frames rendered."
     view.frames_total = view.frames_done = 6
     view.cost_so_far, view.current_frame, view.action = 0.001, 0, ""
     view.log_tail = ""
@@ -181,14 +213,19 @@ def test_done_says_frames_folder_cost_with_open_folder_and_show_frames(module):
 
 def test_long_lines_wrap_to_the_default_editor_width(module):
     text_wrap = module.panels.text_wrap
-    view = module.addon.job_view.view()
-    line = "$0.02, 1 min: c5.2xlarge [chosen], ~3.0 s/frame ($0.01-$0.05) " * 2
-    view.estimate = line.strip()
-    view.findings = "WARN: The output path /tmp/ is a folder on this computer; frames go to the job folder."
+    results = module.addon.panel_results
+    estimated(module, "c5.2xlarge", ("c5.2xlarge", 3.0, 0.02, 60), ("c6i.2xlarge", 3.0, 0.02, 60))
+    finding = module.cloud.pack.preflight.Finding(
+        "warn",
+        "output_folder",
+        "The output path /tmp/ is a folder on this computer;",
+        "frames go to the job folder.",
+    )
+    results.results().findings = [finding]
     try:
         labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_main)
     finally:
-        view.estimate = view.findings = ""
+        results.forget()
     widest = int((text_wrap.DEFAULT_WIDTH_PX - text_wrap.MARGIN_PX) / text_wrap.CHAR_PX)
     assert all(len(text) <= widest for text in labels)
     assert " ".join(labels).count("$0.02, 1 min") == 2  # every price survives
@@ -258,7 +295,7 @@ def test_the_panel_log_is_for_people(module):
 
 def test_a_failure_before_any_frame_shows_no_live_rows_or_result(module):
     view = module.addon.job_view.view()
-    view.job_id, view.state, view.message = "20261125-000000-abcdef", "Failed", "No quota."
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "failed", "No quota."
     view.action, view.error_code = "Request quota increase, or choose a smaller machine type.", "no_quota"
     view.frames_total, view.frames_done, view.log_tail = 6, 0, ""
     labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
@@ -268,25 +305,30 @@ def test_a_failure_before_any_frame_shows_no_live_rows_or_result(module):
 
 def test_estimate_lines_price_first_still_feed_the_confirmation(module):
     submit = module.addon.submit
-    view = module.addon.job_view.view()
     bpy.context.scene.cloud_render.instance_type = "g4dn.xlarge"
-    view.estimate = (
-        "$0.04, 4 min: g4dn.xlarge [chosen], ~58.0 s/frame ($0.02-$0.07)\n"
-        "$0.02, 4 min: c6i.2xlarge [cheapest, fastest], ~3.1 s/frame ($0.01-$0.05)"
+    estimated(
+        module,
+        "g4dn.xlarge",
+        ("g4dn.xlarge", 58.0, 0.04, 240),
+        ("c6i.2xlarge", 3.1, 0.02, 240),
+        cheapest="c6i.2xlarge",
+        fastest="c6i.2xlarge",
     )
     try:
-        assert submit.measured_seconds_per_frame(bpy.context) == 58.0
+        assert submit.measured_seconds_per_frame(module.addon.settings.snapshot(bpy.context.scene)) == 58.0
         text = submit.confirmation_text(bpy.context)
-        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58.0 s/frame" in text
+        assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.02-$0.06)" in text
         assert "$0.04, 4 min for the job" in text
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_main)
+        assert "$0.04, 4 min: g4dn.xlarge [chosen], ~58 s/frame ($0.02-$0.06)" in " ".join(labels)
     finally:
-        view.estimate = ""
+        module.addon.panel_results.forget()
 
 
 def test_waiting_for_you_puts_the_answer_under_the_question(module):
     """The real window showed Go On / Stop Here below six log lines, off the default editor."""
     view = module.addon.job_view.view()
-    view.job_id, view.state = "20261125-000000-abcdef", "Waiting for you"
+    view.job_id, view.state = "20261125-000000-abcdef", "quoted"
     view.message, view.action = "The whole job would cost about $2.53 (cap $0.25). Go on?", ""
     view.frames_total, view.frames_done = 12000, 3
     view.log_tail = "\n".join(f"log line {n}" for n in range(6))
@@ -303,7 +345,7 @@ def test_machine_rows_wrap_beside_their_log_buttons(module):
     """Three machines in the real window read "Machine 0: render...rame (on-demand)"."""
     text_wrap = module.panels.text_wrap
     view = module.addon.job_view.view()
-    view.job_id, view.state, view.message, view.action = "20261125-000000-abcdef", "Rendering", "", ""
+    view.job_id, view.state, view.message, view.action = "20261125-000000-abcdef", "rendering", "", ""
     view.frames_total, view.frames_done = 12, 3
     view.machines_text = "\n".join(
         f"Machine {n}: rendering, frame {n + 4}, 1.5 s/frame (on-demand)" for n in range(3)

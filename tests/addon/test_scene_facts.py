@@ -66,17 +66,17 @@ def codes(scene, gpu: bool = True, memory: float | None = 24.0) -> list[str]:
 
 def test_clean_scene(scene):
     facts = scene_facts.collect_scene_facts(scene)
-    assert facts["render_engine"] == "CYCLES" and facts["cycles_device"] == "GPU"
-    assert (facts["frame_start"], facts["frame_end"], facts["frame_step"]) == (1, 24, 1)
-    assert (facts["resolution_x"], facts["resolution_y"], facts["resolution_percentage"]) == (640, 360, 100)
-    assert facts["is_movie"] is False and facts["missing_files"] == [] and facts["auto_run_needed"] == []
+    assert facts.render_engine == "CYCLES" and facts.cycles_device == "GPU"
+    assert (facts.frame_start, facts.frame_end, facts.frame_step) == (1, 24, 1)
+    assert (facts.resolution_x, facts.resolution_y, facts.resolution_percentage) == (640, 360, 100)
+    assert facts.is_movie is False and facts.missing_files == [] and facts.auto_run_needed == []
     assert codes(scene) == []
 
 
 def test_eevee(scene):
     scene.render.engine = "BLENDER_EEVEE_NEXT" if bpy.app.version < (4, 3, 0) else "BLENDER_EEVEE"
     facts = scene_facts.collect_scene_facts(scene)
-    assert facts["render_engine"].startswith("BLENDER_EEVEE") and facts["cycles_device"] is None
+    assert facts.render_engine.startswith("BLENDER_EEVEE") and facts.cycles_device is None
     assert codes(scene) == []  # EEVEE renders on a GPU machine
     assert codes(scene, gpu=False, memory=None) == ["engine_needs_gpu"]
 
@@ -87,7 +87,7 @@ def test_video_output_and_absolute_path(scene, tmp_path):
     scene.render.image_settings.file_format = "FFMPEG"
     scene.render.filepath = str(tmp_path / "renders" / "shot_")
     facts = scene_facts.collect_scene_facts(scene)
-    assert facts["is_movie"] is True and facts["file_format"] == "FFMPEG"
+    assert facts.is_movie is True and facts.file_format == "FFMPEG"
     assert codes(scene) == ["output_absolute"]  # the movie is encoded from the frames
 
 
@@ -116,7 +116,7 @@ def test_python_driver_and_registered_text_need_auto_run(scene):
     custom.expression = "my_func(frame)"
     bpy.data.texts.new("rig_ui.py").use_module = True
     facts = scene_facts.collect_scene_facts(scene)
-    assert [item["name"] for item in facts["auto_run_needed"]] == [
+    assert [item["name"] for item in facts.auto_run_needed] == [
         'Object "Cube" location: my_func(frame)',
         'Text "rig_ui.py" (Register)',
     ]
@@ -125,7 +125,7 @@ def test_python_driver_and_registered_text_need_auto_run(scene):
 
 def test_custom_ocio(scene, monkeypatch):
     monkeypatch.setenv("OCIO", "/studio/aces/config.ocio")
-    assert scene_facts.collect_scene_facts(scene)["ocio_env"] == "/studio/aces/config.ocio"
+    assert scene_facts.collect_scene_facts(scene).ocio_env == "/studio/aces/config.ocio"
     assert codes(scene) == ["custom_ocio"]
 
 
@@ -140,10 +140,11 @@ def test_addon_data_in_the_file(scene, tmp_path, monkeypatch):
         bpy.data.objects.new("Untouched", obj.data)
         obj.cr_fake_settings.strength = 3.0
         facts = scene_facts.collect_scene_facts(scene)
-        assert {"module": "cr_fake_addon", "used_by": 'Object "Domain" (property cr_fake_settings)'} in facts[
-            "addons_used"
-        ]
-        assert not any("Untouched" in item["used_by"] for item in facts["addons_used"])
+        assert {
+            "module": "cr_fake_addon",
+            "used_by": 'Object "Domain" (property cr_fake_settings)',
+        } in facts.addons_used
+        assert not any("Untouched" in item["used_by"] for item in facts.addons_used)
         assert codes(scene) == []  # a pure Python add-on travels with the job
         bpy.context.scene.collection.objects.link(obj)
         obj["artist_note"] = "plain custom property, not add-on data"
@@ -154,7 +155,7 @@ def test_addon_data_in_the_file(scene, tmp_path, monkeypatch):
     # Opened where the add-on is off: its data is still in the file, under no module.
     bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "with_addon.blend"))
     facts = scene_facts.collect_scene_facts(bpy.context.scene)
-    assert [item for item in facts["addons_used"] if item["module"] != "cycles"] == [
+    assert [item for item in facts.addons_used if item["module"] != "cycles"] == [
         {"module": "", "used_by": 'Object "Domain" (property cr_fake_settings)'}
     ]
     assert "addon_data_unknown" in codes(bpy.context.scene)
@@ -183,7 +184,7 @@ def test_missing_images_and_libraries_name_their_data_block(scene, tmp_path):
     packed.pack()
     packed.use_fake_user = True
     facts = scene_facts.collect_scene_facts(bpy.context.scene)
-    assert facts["missing_files"] == [
+    assert facts.missing_files == [
         {
             "path": "//tex/wood.png",
             "used_by": 'Image "wood"',
@@ -208,13 +209,13 @@ def test_udim_tiles_on_disk_are_not_missing(scene, tmp_path):
     lost.source = "TILED"
     lost.filepath = "//lost.<UDIM>.png"
     facts = scene_facts.collect_scene_facts(bpy.context.scene)
-    assert [m["path"] for m in facts["missing_files"]] == ["//lost.<UDIM>.png"]
+    assert [m["path"] for m in facts.missing_files] == ["//lost.<UDIM>.png"]
 
 
 def test_facts_are_plain_values(scene):
     facts = scene_facts.collect_scene_facts(scene)
     allowed = (str, int, float, bool, type(None), list, dict)
-    assert all(isinstance(value, allowed) for value in facts.values())
+    assert all(isinstance(value, allowed) for value in vars(facts).values())  # no bpy object kept
     assert Path(scene_facts.__file__).name == "scene_facts.py"
 
 
@@ -237,8 +238,8 @@ def test_own_settings_and_cycles_camera_data_are_no_missing_add_on(installed, tm
     installed_facts = importlib.import_module(harness.MODULE + ".addon.scene_facts")
     facts = installed_facts.collect_scene_facts(bpy.context.scene)
     # The factory camera still carries the group Cycles once registered as Camera.cycles.
-    assert {"module": "cycles", "used_by": 'Camera "Camera" (property cycles)'} in facts["addons_used"]
-    assert {item["module"] for item in facts["addons_used"]} == {"cycles"}
+    assert {"module": "cycles", "used_by": 'Camera "Camera" (property cycles)'} in facts.addons_used
+    assert {item["module"] for item in facts.addons_used} == {"cycles"}
     assert _addon_findings(module, bpy.context) == []
 
     # Data of an add-on that is genuinely not here still warns, naming the data-block.

@@ -38,10 +38,10 @@ def test_a_job_in_the_panel_changes_no_byte_of_the_saved_scene(installed, tmp_pa
     first = tmp_path / "first.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(first), copy=True, check_existing=False)
 
-    view.job_id, view.state, view.message = MARKER, "Rendering", "frame 12 of a long shot"
+    view.job_id, view.state, view.message = MARKER, "rendering", "frame 12 of a long shot"
     view.log_tail = f"{MARKER} log line"
     row = module.addon.jobs_list.items().add()
-    row.job_id, row.stage = MARKER, "Rendering"
+    row.job_id, row.stage = MARKER, "rendering"
     second = tmp_path / "second.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(second), copy=True, check_existing=False)
 
@@ -65,14 +65,14 @@ def test_the_jobs_list_is_read_from_the_job_records(installed, tmp_path):
     path = harness.make_scene(tmp_path / "listed.blend", frames=2, size=16, samples=1)
     records = module.cloud.job.records
     store = module.addon.pump.manager().store
-    mine = job_record(module, path, tmp_path, stage="Done", frames_done=[1, 2])
+    mine = job_record(module, path, tmp_path, stage="done", frames_done=[1, 2])
     other = records.JobRecord(**{**mine.__dict__, "job_id": mine.job_id + "b", "blend_name": "/x.blend"})
     store.save(mine)
     store.save(other)
     try:
         module.addon.jobs_list.refresh()
         rows = [(r.job_id, r.stage, r.frames_done) for r in module.addon.jobs_list.items()]
-        assert (mine.job_id, "Done", 2) in rows
+        assert (mine.job_id, "done", 2) in rows
         assert other.job_id not in [r[0] for r in rows]
     finally:
         store.delete(mine.job_id)
@@ -93,7 +93,7 @@ def test_the_pump_survives_a_listener_that_raises_and_says_so_in_the_job_log(ins
 
     pump.add_listener(broken)
     try:
-        pump.events.post(events.StageChanged(MARKER, "Rendering", "first"))
+        pump.events.post(events.StageChanged(MARKER, "rendering", "first"))
         pump.events.post(events.Progress(MARKER, 0.5, "half way"))
         for _ in range(20):
             assert isinstance(pump.drain_events(budget_s=0.05), float)
@@ -102,7 +102,7 @@ def test_the_pump_survives_a_listener_that_raises_and_says_so_in_the_job_log(ins
     finally:
         pump.remove_listener(broken)
     assert len(calls) >= 2  # it was called for every event, not only the first
-    assert view.state == "Rendering" and view.message == "half way"  # later events still applied
+    assert view.state == "rendering" and view.message == "half way"  # later events still applied
     assert any("a listener that breaks" in text for text in pump.failures)
     log = module.addon.job_view.log_lines(MARKER)
     assert any("could not apply StageChanged" in line for line in log)
@@ -136,7 +136,7 @@ def test_after_save_as_a_running_job_is_still_followed_and_listed(installed, aws
         module,
         first,
         tmp_path,
-        stage="Rendering",
+        stage="rendering",
         bucket="cloud-render-save-as-test",
         launch_id="i-0123456789abcdef0",  # EC2 lags a fresh launch: followed as pending
         launched_at=time.time(),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cloud.aws.session import client
+from cloud.job.records import FINAL_STAGE_IDS
 from cloud.machine.contract import spec_key
 from cloud.pack.chunking import ChunkPolicy
 from dev import addon_harness as harness
@@ -24,7 +25,7 @@ from tests.factories import job_fields
 
 pytestmark = pytest.mark.slow
 
-FINAL = {"Done", "Failed", "Cancelled", "Interrupted", "Capped"}
+FINAL = FINAL_STAGE_IDS
 CPU_TYPE = "c5.2xlarge"  # the simulator renders on the CPU
 
 
@@ -124,7 +125,7 @@ def test_render_in_cloud_brings_frames_into_the_image_editor(cloud, tmp_path):
     job_id = view().job_id
     longest = wait_final()
     record = harness.addon().addon.pump.manager().store.load(job_id)
-    assert view().state == "Done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
+    assert view().state == "done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
     assert sorted(record.frames_done) == [1, 2]
 
     # The frames are one image sequence in bpy.data.images, shown in an Image Editor.
@@ -193,7 +194,7 @@ def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_p
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     first = view().job_id
     wait_final()
-    assert view().state == "Done", harness.addon().addon.job_view.log_lines(first)[-20:]
+    assert view().state == "done", harness.addon().addon.job_view.log_lines(first)[-20:]
     log = harness.addon().addon.job_view.log_lines(first)
     sent, total, _mb = chunk_line(log)
     assert sent == total > 8  # all new: the .blend went in chunks, not whole
@@ -206,7 +207,7 @@ def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_p
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     second = view().job_id
     wait_final()
-    assert view().state == "Done"
+    assert view().state == "done"
     log = harness.addon().addon.job_view.log_lines(second)
     uploaded = [line for line in log if line.startswith("[cloud-render] Uploaded")]
     # Only the changed texture travelled whole: the worker scripts and the rest were there, and
@@ -235,7 +236,7 @@ def test_cancel_mid_render_stops_the_machine_and_keeps_frames(cloud, tmp_path):
     assert bpy.ops.cloud_render.cancel(job_id=job_id) == {"FINISHED"}
     wait_final(120)
     record = harness.addon().addon.pump.manager().store.load(job_id)
-    assert view().state == "Cancelled"
+    assert view().state == "cancelled"
     assert 1 <= len(record.frames_done) < 6
     assert all(Path(p).exists() for p in record.frame_files)
     harness.drain_until(lambda: set(instance_states(cloud)) <= {"terminated", "shutting-down"}, 30)
@@ -262,7 +263,7 @@ def test_reattach_after_blender_restarts(cloud, tmp_path):
     assert module.addon.pump.manager().is_running(job_id)
     harness.drain_until(lambda: module.addon.pump.manager().store.load(job_id).is_final, 240)
     record = module.addon.pump.manager().store.load(job_id)
-    assert record.stage == "Done", record.message
+    assert record.stage == "done", record.message
     assert sorted(record.frames_done) == [1, 2, 3]
     assert next(item.job_id for item in module.addon.jobs_list.items()) == job_id
 
@@ -293,7 +294,7 @@ def test_cost_cap_terminates_the_machine_and_keeps_frames(cloud, tmp_path):
     manager = module.addon.pump.manager()
     harness.drain_until(lambda: manager.store.load(job_id).is_final, 120)
     record = manager.store.load(job_id)
-    assert record.stage == "Capped", (record.stage, record.message)
+    assert record.stage == "capped", (record.stage, record.message)
     assert "cap" in record.message and "Max Cost" in record.action
     assert 1 <= len(record.frames_done) < 8
     assert all(Path(p).exists() for p in record.frame_files)
@@ -309,7 +310,7 @@ def test_quota_zero_is_explained_before_anything_is_launched(cloud, tmp_path):
     cloud.quotas.set_quota("L-DB2E81BA", 0)  # on-demand G and VT: 0 vCPUs, as on a new account
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     wait_final(120)
-    assert view().state == "Failed"
+    assert view().state == "failed"
     assert "quota" in view().message.lower()
     assert view().action.startswith("Request quota increase")
     assert instance_states(cloud) == []
@@ -338,7 +339,7 @@ def test_no_secret_lands_in_any_file_blender_or_the_add_on_wrote(cloud, tmp_path
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
     wait_final()
-    assert view().state == "Done"
+    assert view().state == "done"
     bpy.ops.wm.save_mainfile()
     bpy.ops.wm.save_userpref()
     secret = harness.TEST_SECRET.encode()
@@ -401,7 +402,7 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
             blend_name="/elsewhere/old.blend",
             region="us-west-2",
             instance_type="g4dn.xlarge",
-            stage="Done",
+            stage="done",
         )
     )
     harness.addon().addon.pump.manager().store.save(earlier)
@@ -420,15 +421,20 @@ def test_forgotten_machine_is_found_and_terminated_from_the_panel(cloud, tmp_pat
             }
         ],
     )["Instances"][0]["InstanceId"]
-    view().orphans = ""
+    results = harness.addon().addon.panel_results
+    results.forget()
+    shown = results.results()
     view().message, view().action = "The last job's message.", "Its action."
     assert bpy.ops.cloud_render.find_orphans() == {"FINISHED"}
-    harness.drain_until(lambda: bool(view().orphans), 30)
-    assert view().orphans == f"{forgotten}:20250101-000000-lost00:us-west-2:ec2"
+    harness.drain_until(lambda: bool(shown.forgotten), 30)
+    engine = harness.addon().cloud.job.engine
+    assert shown.forgotten == [
+        engine.ForgottenMachine(engine.EngineName.EC2, "us-west-2", forgotten, "20250101-000000-lost00")
+    ]
     # The search is said by the panel's red line and Jobs; the job's own words stay.
     assert (view().message, view().action) == ("The last job's message.", "Its action.")
-    assert bpy.ops.cloud_render.terminate_orphan(instance_id=forgotten, region="us-west-2") == {"FINISHED"}
-    harness.drain_until(lambda: not view().orphans, 30)
+    assert bpy.ops.cloud_render.terminate_orphan(launch_id=forgotten, region="us-west-2") == {"FINISHED"}
+    harness.drain_until(lambda: not shown.forgotten, 30)
     # Said under the Jobs list, where the button is; the current job's words stay.
     assert view().jobs_status == f"Terminated {forgotten}."
     assert (view().message, view().action) == ("The last job's message.", "Its action.")
@@ -446,7 +452,7 @@ def test_quote_first_measures_on_the_machine_and_goes_on_under_the_cap(cloud, tm
     settings.max_cost = 5.0
     bpy.ops.wm.save_mainfile()
     job_id, record = render_to_the_end()
-    assert record.stage == "Done", record.message
+    assert record.stage == "done", record.message
     assert sorted(record.frames_done) == [1, 2, 3, 4, 5]
     assert record.quote["under_cap"] is True and record.quote["seconds_per_frame"] > 0
     measured_and_went_on(job_id)
@@ -476,7 +482,7 @@ def test_a_network_cut_on_the_artists_side_only_pauses_following(cloud, tmp_path
         wait_final()
         record = harness.addon().addon.pump.manager().store.load(job_id)
         log = harness.addon().addon.job_view.log_lines(job_id)
-        assert record.stage == "Done", (record.message, log[-25:])
+        assert record.stage == "done", (record.message, log[-25:])
         assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
         assert link.refused > 0
         assert any("Lost contact with AWS" in line for line in log), log[-40:]
@@ -506,7 +512,7 @@ def test_camera_switching_colour_management_and_file_names_come_back_as_set(clou
     scene.cloud_render.instance_type = CPU_TYPE
     bpy.ops.wm.save_mainfile()
     _, record = render_to_the_end()
-    assert record.stage == "Done", record.message
+    assert record.stage == "done", record.message
     names = sorted(Path(p).name for p in record.frame_files)
     assert names == ["shot_v2_0001.png", "shot_v2_0002.png"]
     cloud_frames = {Path(p).name: Path(p) for p in record.frame_files}
@@ -537,7 +543,7 @@ def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_
     scene.cloud_render.movie_frames = "OPEN_EXR"  # the artist's choice of frames for grading later
     bpy.ops.wm.save_mainfile()
     job_id, record = render_to_the_end()
-    assert view().state == "Done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
+    assert view().state == "done", (view().message, harness.addon().addon.job_view.log_lines(job_id)[-30:])
     assert sorted(record.frames_done) == list(range(1, 13))
     assert all(path.endswith(".exr") for path in record.frame_paths.values())
     assert "movie" in view().message

@@ -106,7 +106,7 @@ def test_claims_answered_409_now_and_then_still_render_every_frame_once(sim, sce
     finally:
         requests.post(f"{sim.url}/strict-api/conflicts?every=0", timeout=10)
     rec = job.record
-    assert rec.stage == "Done", (rec.message, rec.action)
+    assert rec.stage == "done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 9))
     started, done = render_history(sim, rec.launch_id)
     assert twice(started) == [] and twice(done) == []
@@ -117,7 +117,7 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     job = start_job(sim, slow_scene, list(range(1, 13)), 3, tmp_path, frame_order="preview_first")
     finished(job)
     rec = job.record
-    assert rec.stage == "Done", (rec.message, rec.action)
+    assert rec.stage == "done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 13))
     assert all(Path(rec.frame_paths[str(f)]).is_file() for f in rec.frames_done)
     started, done = render_history(sim, rec.launch_id)
@@ -133,7 +133,7 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     updates = [e for e in events if isinstance(e, MachinesUpdate)]
     assert updates and all(len(u.rows) == 3 for u in updates)
     # The job reads Rendering once its machines render (not "Starting machine" to the end).
-    assert [e.stage for e in events if isinstance(e, StageChanged)].count("Rendering") == 1
+    assert [e.stage for e in events if isinstance(e, StageChanged)].count("rendering") == 1
     assert any("rendering, frame" in row and "(spot)" in row for u in updates for row in u.rows)
     lines = [line for e in events if isinstance(e, LogLines) for line in e.lines]
     # The Batch job's id is not called a machine's.
@@ -170,7 +170,7 @@ def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, slow_scene, tmp_p
     sim.rerun(job.record.launch_id, 0, attempt=2)
     finished(job)
     rec = job.record
-    assert rec.stage == "Done", (rec.message, rec.action)
+    assert rec.stage == "done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 9))
     started, done = render_history(sim, rec.launch_id)
     assert twice(started) == [lost]  # only the lost frame was started again...
@@ -210,7 +210,7 @@ def test_a_machine_lost_right_after_its_claim_leaves_no_frame_behind(sim, slow_s
     # does not, so the harness runs child 1 again with AWS_BATCH_JOB_ATTEMPT=2.
     sim.rerun(rec.launch_id, 1, attempt=2)
     finished(job)
-    assert rec.stage == "Done", (rec.message, rec.action)
+    assert rec.stage == "done", (rec.message, rec.action)
     assert sorted(rec.frames_done) == list(range(1, 9))
     started, done = render_history(sim, rec.launch_id)
     assert twice(done) == []  # nothing rendered to the end twice
@@ -226,7 +226,7 @@ def test_cancel_mid_job_ends_every_machine(sim, slow_scene, tmp_path):
     wait_for("a first frame", lambda: job.record.frames_done)
     job.runner.cancel()
     finished(job)
-    assert job.record.stage == "Cancelled"
+    assert job.record.stage == "cancelled"
     # The panel reads "Cancelled: 2 frames kept.", not "Cancelled: Cancelled; 2 frames kept."
     kept = len(job.record.frames_done)
     assert job.record.message == f"{kept} frame{'s' * (kept != 1)} kept.", job.record.message
@@ -242,7 +242,7 @@ def test_the_cost_cap_ends_every_machine(sim, slow_scene, tmp_path):
     # (summed over all three, at $0.34/h) pass it as soon as it is lowered under them.
     job.record.max_cost = 0.0001
     finished(job)
-    assert job.record.stage == "Capped", job.record.message
+    assert job.record.stage == "capped", job.record.message
     assert "every machine" in job.record.message
     nothing_left(sim, job)
 
@@ -264,7 +264,7 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, slow_scene, 
     assert runner is not None and isinstance(runner.engine, BatchEngine)
     runner.join(DEADLINE_S)
     again = store.load(again.job_id)
-    assert again.stage == "Done", (again.message, again.action)
+    assert again.stage == "done", (again.message, again.action)
     assert sorted(again.frames_done) == list(range(1, 13))
     assert len({r["machine"] for r in runner.outputs.machine_rows()}) == 3
 
@@ -277,7 +277,7 @@ def test_machines_that_do_not_fit_the_quota_are_refused_with_the_largest_that_fi
     job = start_job(sim, scene, list(range(1, 9)), 3, tmp_path)
     finished(job)
     rec = job.record
-    assert rec.stage == "Failed" and not rec.launch_id
+    assert rec.stage == "failed" and not rec.launch_id
     assert "leaves room for 2 c5.2xlarge machines (8 vCPUs each), not 3" in rec.message
     assert rec.action.startswith("Render on 2 machines, or request a quota increase to 24 vCPUs")
     [ended] = [e for e in job.events.drain(2.0, 100_000) if isinstance(e, JobEnded)]
@@ -293,7 +293,7 @@ def test_the_forgotten_machine_search_finds_a_batch_job_and_ends_it(sim, slow_sc
     # still running are forgotten ones.
     store = RecordStore(tmp_path / "records")
     record = store.load(job.record.job_id)
-    record.stage = "Failed"
+    record.stage = "failed"
     store.save(record)
     artist = job.runner.settings  # the artist's keys, as the add-on keeps them
     manager = JobManager(tmp_path / "records", EventQueue(), lambda: artist)
@@ -334,7 +334,7 @@ def test_a_machine_whose_blender_cannot_start_fails_with_the_cause(sim, scene, t
     job = start_job(sim, scene, [1, 2], 1, tmp_path, blender=(tarball, digest))
     finished(job)
     rec = job.record
-    assert rec.stage == "Failed", (rec.stage, rec.message)
+    assert rec.stage == "failed", (rec.stage, rec.message)
     assert rec.message.startswith(
         "Machine 0 failed: Blender could not start on the machine (exit code 127)."
     ), rec.message

@@ -66,7 +66,7 @@ def test_the_scenes_addon_travels_and_the_cloud_frame_matches(cloud, tmp_path, m
         job_id = view().job_id
         wait_final()
         log = harness.addon().addon.job_view.log_lines(job_id)
-        assert view().state == "Done", (view().message, log[-30:])
+        assert view().state == "done", (view().message, log[-30:])
         assert any("add-on installed and enabled: cr_tint 1.2.0" in line for line in log)  # the machine's log
         # environment.json, read through the contract by the add-on and said in its job log
         assert "[cloud-render] Add-ons installed on the machine: cr_tint 1.2.0." in log
@@ -95,7 +95,7 @@ def test_proof_frame_matches_the_cloud_frame_and_not_without_its_texture(cloud, 
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
     wait_final()
-    assert view().state == "Done", view().message
+    assert view().state == "done", view().message
     # The artist has an Image Editor open (the bpy module cannot open a new window for one).
     area = bpy.context.window_manager.windows[0].screen.areas[0]
     area.type = "IMAGE_EDITOR"
@@ -123,7 +123,7 @@ def test_proof_frame_first_goes_on_when_it_matches_and_stops_when_it_does_not(cl
     settings.max_cost = 5.0
     bpy.ops.wm.save_mainfile()
     job_id, record = render_to_the_end()
-    assert record.stage == "Done", record.message
+    assert record.stage == "done", record.message
     assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
     assert proof_image(job_id)["cloud_render_proof_match"]
     # The job thread left the answer to the proof, which said go once the frames matched.
@@ -133,12 +133,12 @@ def test_proof_frame_first_goes_on_when_it_matches_and_stops_when_it_does_not(cl
     bpy.ops.wm.save_mainfile()
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
-    harness.drain_until(lambda: view().state in {"Starting machine", "Installing Blender", "Rendering"}, 120)
+    harness.drain_until(lambda: view().state in {"starting", "installing", "rendering"}, 120)
     (scene_path.parent / "textures" / "paint.png").unlink()
     harness.drain_until(lambda: "does not match" in view().message, 240)
-    assert view().state == "Waiting for you" and "Likely cause" in view().message, view().message
+    assert view().state == "quoted" and "Likely cause" in view().message, view().message
     assert not proof_image(job_id)["cloud_render_proof_match"]
     assert bpy.ops.cloud_render.answer_quote(go=False, job_id=job_id) == {"FINISHED"}
     wait_final()
     record = harness.addon().addon.pump.manager().store.load(job_id)
-    assert (record.stage, sorted(record.frames_done)) == ("Cancelled", [1, 4, 6])  # the scouts are kept
+    assert (record.stage, sorted(record.frames_done)) == ("cancelled", [1, 4, 6])  # the scouts are kept

@@ -134,7 +134,7 @@ def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
 
         job = start_job(sim, shot, [1, 2], 2, work, steps_class=GpuCacheSteps, version=version)
         job.runner.join(240)
-        assert not job.runner.is_alive() and job.record.stage == "Done", (
+        assert not job.runner.is_alive() and job.record.stage == "done", (
             job.record.message,
             job.record.action,
         )

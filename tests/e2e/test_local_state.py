@@ -22,7 +22,7 @@ def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(clo
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     first = view().job_id
     wait_final()
-    assert view().state == "Done", view().message
+    assert view().state == "done", view().message
     # Uploaded: the scene copy and its pack (a copy of every texture) left the artist's disk.
     assert not (submit_root / first).exists()
 
@@ -33,7 +33,7 @@ def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(clo
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     second = view().job_id
     wait_final()
-    assert view().state == "Done", view().message
+    assert view().state == "done", view().message
 
     one, two = manager.store.load(first), manager.store.load(second)
     frames = [

@@ -22,6 +22,7 @@ from cloud.machine.contract import (
 from cloud.pack.addons import EnabledAddon, plan_addons
 from cloud.pack.bakes import disk_bake_inputs
 from cloud.pack.preflight import BLOCK, run_preflight
+from cloud.pack.scene_facts import SceneFacts
 
 ARTIST = {
     "blender_version": "5.0.1",
@@ -139,7 +140,7 @@ def facts(**extra):
         "resolution_percentage": 100,
         "output_path": "//render/",
     }
-    return {**base, **extra}
+    return SceneFacts(**{**base, **extra})
 
 
 def codes(f):

@@ -94,7 +94,7 @@ def test_back_in_contact_is_said_before_the_job_ends(job):
     )
     ended = next(i for i, e in enumerate(taken) if isinstance(e, JobEnded))
     assert back < ended
-    assert runner.record.stage == "Done", runner.record.message
+    assert runner.record.stage == "done", runner.record.message
 
 
 def test_following_retries_little_so_a_cut_shows_at_once(job):

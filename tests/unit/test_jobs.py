@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue
 from cloud.job.job_thread import JobRunner
 from cloud.job.manager import JobManager
-from cloud.job.records import JobRecord, RecordStore, Stage
+from cloud.job.records import FINAL_STAGE_IDS, FINAL_STAGES, JobRecord, RecordStore, Stage
 from tests.factories import job_record
 
 
@@ -63,6 +64,32 @@ def test_frames_missing_and_final_stages():
     assert rec.is_final
 
 
+def test_stages_are_stored_as_ids_and_shown_as_words():
+    """The record holds the id; the panel's words come from the label map."""
+    assert Stage.QUOTED.value == "quoted" and Stage.QUOTED.label == "Waiting for you"
+    assert Stage.STARTING.label == "Starting machine"
+    assert {stage.value for stage in FINAL_STAGES} == FINAL_STAGE_IDS
+    assert json.loads(record(stage=Stage.DONE.value).to_json())["stage"] == "done"
+
+
+def test_a_record_saved_with_the_old_shown_words_still_loads(tmp_path: Path):
+    """Records written before the stage ids held the shown words ("Waiting for you", "Done"):
+    they load as the same stage, and an unfinished one is still unfinished."""
+    store = RecordStore(tmp_path)
+    for words, stage in (
+        ("Done", Stage.DONE),
+        ("Waiting for you", Stage.QUOTED),
+        ("Rendering", Stage.RENDERING),
+    ):
+        old = json.loads(record().to_json())
+        old["stage"] = words
+        store.path(old["job_id"]).write_text(json.dumps(old))
+        loaded = store.load(old["job_id"])
+        assert loaded.stage == stage.value and loaded.stage_enum is stage
+        assert loaded.is_final == (stage is Stage.DONE)
+    assert Stage.parse("Starting machine") is Stage.STARTING and Stage.parse("capped") is Stage.CAPPED
+
+
 def test_projection_uses_the_measured_pace(tmp_path: Path):
     rec = record(frames_done=[1, 2], seconds_per_frame=600.0, cost_so_far=0.25)
     runner = JobRunner(rec, AwsSettings(), EventQueue(), RecordStore(tmp_path), CloudSteps(tmp_path))
@@ -78,6 +105,6 @@ def test_a_job_that_never_launched_is_not_reattached(tmp_path: Path):
     manager.store.save(rec)
     assert manager.attach_unfinished(rec.blend_name) == []
     again = manager.store.load(rec.job_id)
-    assert again.stage == "Failed"
+    assert again.stage == "failed"
     assert "closed before the machine started" in again.message
     assert again.action == "Press Render in Cloud again."

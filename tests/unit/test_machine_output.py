@@ -122,7 +122,7 @@ def test_frames_come_from_the_machines_plan_not_from_digits_in_their_names(job):
     assert arrived == [1, 2, 3]
     assert sorted(runner.record.frames_done) == [1, 2, 3]
     runner.finish((Stage.DONE, {"frames_done": [1, 2, 3]}))
-    assert runner.record.stage == "Done", runner.record.message
+    assert runner.record.stage == "done", runner.record.message
 
 
 def test_a_plan_that_names_a_foreign_frame_or_a_bad_path_is_refused_whole(job):
@@ -220,7 +220,7 @@ def test_the_failures_last_lines_reach_the_log_and_the_kind_chooses_the_action(j
     runner.finish(final)
     log = log_text(drained(events))
     assert "CUDA error: out of memory" in log and "\x07" not in log
-    assert runner.record.stage == "Failed"
+    assert runner.record.stage == "failed"
     assert runner.record.message == "The GPU ran out of memory while rendering."
     assert "more GPU memory" in runner.record.action
 
@@ -241,7 +241,7 @@ def test_an_input_missing_from_the_bucket_makes_the_next_submit_ask_s3_again(job
     final = runner.final_state()
     assert final is not None
     runner.finish(final)
-    assert runner.record.stage == "Failed"
+    assert runner.record.stage == "failed"
     assert known.trusted(BUCKET, list(seen), refresh_after_s=86400) == {}
     assert known.trusted("cloud-render-another-bucket", list(seen), refresh_after_s=86400) != {}
 
@@ -308,7 +308,7 @@ def test_the_end_of_a_long_job_is_read(aws, tmp_path):
     machine.put("done.json", json.dumps({"frames_done": frames, "seconds": 9.0}, indent=1))
     assert len(json.dumps({"frames_done": frames}, indent=1)) > contract.MAX_JSON_BYTES
     final = runner.final_state()
-    assert final is not None and final[0].value == "Done"
+    assert final is not None and final[0].value == "done"
 
 
 def test_the_spec_names_its_engine_and_an_old_spec_gets_one():

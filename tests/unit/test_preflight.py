@@ -1,6 +1,6 @@
 """cloud.preflight: each finding, its severity, one-line message and fix.
 
-Facts here are plain dicts shaped like scene_facts.collect_scene_facts() returns (the add-on
+Facts here are SceneFacts built from plain values, as scene_facts.collect_scene_facts() fills them (the add-on
 tests build the same facts from real bpy scenes); pack results come from packing real files.
 """
 
@@ -12,6 +12,7 @@ import pytest
 
 from cloud.pack.packer import pack
 from cloud.pack.preflight import Finding, blocks, run_preflight
+from cloud.pack.scene_facts import SceneFacts
 
 CLEAN = {
     "blender_version": "5.0.1",
@@ -38,7 +39,7 @@ CLEAN = {
 
 
 def findings(gpu: bool = True, memory: float | None = 24.0, pack_result=None, **changes) -> list[Finding]:
-    return run_preflight({**CLEAN, **changes}, pack_result, gpu, memory)
+    return run_preflight(SceneFacts(**{**CLEAN, **changes}), pack_result, gpu, memory)
 
 
 def only(found: list[Finding]) -> Finding:

@@ -72,7 +72,7 @@ def test_over_the_cap_it_waits_for_the_artist_and_passes_on_the_answer(aws, tmp_
     runner.check_quote()
     assert runner.record.quote["under_cap"] is False
     assert runner.record.quote["projected_total"] == pytest.approx(60.0, rel=0.05)
-    assert runner.record.stage == "Waiting for you"
+    assert runner.record.stage == "quoted"
     stages = [e for e in events.drain(budget_s=1.0) if isinstance(e, StageChanged)]
     assert "Go on, or stop" in stages[-1].message
     with pytest.raises(Exception):  # noqa: B017 - nothing answered yet: no go.json exists
