@@ -525,7 +525,7 @@ def render_and_report(check: Check, settings: Any, timeout: float) -> None:
         f"cost: ${record.cost_so_far:.4f} so far at ${record.price_per_hour:.3f}/h "
         f"(cap ${record.max_cost:.2f} or {record.max_hours:g} h)"
     )
-    print(f"final stage: {record.stage}")
+    print(f"final stage: {record.stage_enum.label}")  # the words the panel shows
     check.refusals += refusal_lines(check)
     for line in check.refusals:
         print(f"AWS refused: {line}")
