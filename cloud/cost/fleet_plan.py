@@ -17,6 +17,10 @@ BOOT_S = 5 * 60
 # Batch adds its own scale-up from zero (the compute environment notices the job, the ECS agent
 # registers, the container image is pulled): on paper, see issue 12's note.
 BATCH_EXTRA_S = 3 * 60
+# A still over N machines ends with one machine downloading the parts in-region, merging,
+# denoising and compositing once (on paper, at 4K with every pass: a few seconds of merge, the
+# parts' download, Blender's start twice).
+STILL_MERGE_S = 60
 
 
 @dataclass(frozen=True)
@@ -27,33 +31,48 @@ class FleetOption:
 
 
 def option(
-    frames: int, seconds_per_frame: float, price_per_hour: float, machines: int, boot_s: float = BOOT_S
+    frames: int,
+    seconds_per_frame: float,
+    price_per_hour: float,
+    machines: int,
+    boot_s: float = BOOT_S,
+    still: bool = False,
 ) -> FleetOption:
-    """One machine count's time and cost (frames spread evenly, every machine boots once)."""
-    machines = max(1, min(machines, max(frames, 1)))
+    """One machine count's time and cost (frames spread evenly, every machine boots once). A
+    still (one frame, its samples split: cloud/job/still_plan.py) spreads its one frame's time
+    over the machines and adds the merge on one of them."""
+    machines = max(1, machines if still else min(machines, max(frames, 1)))
     boot = boot_s + (BATCH_EXTRA_S if machines > 1 else 0)
-    per_machine = math.ceil(frames / machines) * seconds_per_frame
-    wall = boot + per_machine
-    machine_seconds = frames * seconds_per_frame + machines * boot
+    if still and machines > 1:
+        wall = boot + frames * seconds_per_frame / machines + STILL_MERGE_S
+        machine_seconds = frames * seconds_per_frame + machines * boot + STILL_MERGE_S
+    else:
+        wall = boot + math.ceil(frames / machines) * seconds_per_frame
+        machine_seconds = frames * seconds_per_frame + machines * boot
     return FleetOption(machines, wall / 60, machine_seconds / 3600 * price_per_hour)
 
 
 def machines_to_finish_within(
-    frames: int, seconds_per_frame: float, minutes: float, limit: int, boot_s: float = BOOT_S
+    frames: int,
+    seconds_per_frame: float,
+    minutes: float,
+    limit: int,
+    boot_s: float = BOOT_S,
+    still: bool = False,
 ) -> int:
     """The fewest machines (up to `limit`) that finish within `minutes`; `limit` if none do."""
     for machines in range(1, max(1, limit) + 1):
-        if option(frames, seconds_per_frame, 0.0, machines, boot_s).minutes <= minutes:
+        if option(frames, seconds_per_frame, 0.0, machines, boot_s, still).minutes <= minutes:
             return machines
     return max(1, limit)
 
 
 def tradeoff(
-    frames: int, seconds_per_frame: float, price_per_hour: float, machines: int
+    frames: int, seconds_per_frame: float, price_per_hour: float, machines: int, still: bool = False
 ) -> list[FleetOption]:
     """Time and cost for 1, N/2 and N machines (each once), for the line before launch."""
     counts = sorted({1, max(1, machines // 2), max(1, machines)})
-    return [option(frames, seconds_per_frame, price_per_hour, n) for n in counts]
+    return [option(frames, seconds_per_frame, price_per_hour, n, still=still) for n in counts]
 
 
 def tradeoff_text(options: list[FleetOption]) -> str:

@@ -447,6 +447,7 @@ class MachineFolders:
                 self._machine_status[index] = {
                     "state": report.state,
                     "frame": report.frame,
+                    "part": report.part,
                     "seconds_per_frame": report.seconds_per_frame,
                 }
                 self._advance_stage(report.state)
@@ -506,6 +507,7 @@ class MachineFolders:
                     "machine": index,
                     "state": self._machine_ends.get(index) or str(status.get("state", "starting")),
                     "frame": status.get("frame"),
+                    "part": status.get("part"),
                     "seconds_per_frame": status.get("seconds_per_frame"),
                 }
             )

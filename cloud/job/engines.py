@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from ..aws.session import AwsSettings
-from . import batch_engine, ec2_engine
+from . import batch_engine, ec2_engine, still_engine
 from .engine import Engine, EngineName, ForgottenMachine
 from .records import JobRecord
 
@@ -16,7 +16,10 @@ _log = logging.getLogger(__name__)
 
 def make_engine(record: JobRecord) -> Engine:
     """The engine the record names (chosen once, at submit: engine.engine_name_for)."""
-    if EngineName(record.cloud_engine) is EngineName.BATCH:
+    name = EngineName(record.cloud_engine)
+    if name is EngineName.STILL:
+        return still_engine.StillEngine()
+    if name is EngineName.BATCH:
         return batch_engine.BatchEngine()
     return ec2_engine.Ec2Engine()
 
@@ -36,7 +39,7 @@ def find_forgotten(
 
 def stop_forgotten(settings: AwsSettings, machine: ForgottenMachine) -> None:
     """Stop a forgotten machine (a forgotten Batch job with every child it still has)."""
-    if machine.engine is EngineName.BATCH:
+    if machine.engine in (EngineName.BATCH, EngineName.STILL):
         batch_engine.stop_forgotten(settings, machine)
     else:
         ec2_engine.stop_forgotten(settings, machine)

@@ -77,6 +77,7 @@ WORKER_STATE_STAGE = {
     "downloading": Stage.INSTALLING,
     "rendering": Stage.RENDERING,
     "uploading": Stage.RENDERING,
+    "merging": Stage.RENDERING,
     "encoding": Stage.RENDERING,
     "done": Stage.DONE,
     "failed": Stage.FAILED,
@@ -95,16 +96,22 @@ class EngineName(StrEnum):
     guess from ids or counts (cloud/job/engine.py says what an engine does)."""
 
     EC2 = "ec2"  # one EC2 instance, launched directly
-    BATCH = "batch"  # an AWS Batch array job, one child per machine
+    BATCH = "batch"  # an AWS Batch array job, one child per machine, frames claimed
+    STILL = "still"  # one Cycles frame's samples cut into parts over an AWS Batch array job
 
 
-def engine_name_for(machines: int) -> EngineName:
-    """The one place the choice is made. Many machines: an AWS Batch array job. One machine
-    keeps the direct EC2 launch: the same boot to first frame in the emulation
-    (bench/boot_engines.py), while on AWS Batch adds its scale-up from zero (the compute
-    environment notices the job, an instance boots, the ECS agent registers, the image is
-    pulled) for nothing to share."""
-    return EngineName.BATCH if machines > 1 else EngineName.EC2
+def engine_name_for(machines: int, frames: int = 0, render_engine: str = "") -> EngineName:
+    """The one place the choice is made. Many machines: an AWS Batch array job, which claims
+    frames, or for one Cycles frame (a still) parts of its samples, merged exactly once all are
+    in (cloud/job/still_plan.py). One machine keeps the direct EC2 launch: the same boot to
+    first frame in the emulation (bench/boot_engines.py), while on AWS Batch adds its scale-up
+    from zero (the compute environment notices the job, an instance boots, the ECS agent
+    registers, the image is pulled) for nothing to share."""
+    if machines <= 1:
+        return EngineName.EC2
+    if frames == 1 and render_engine == "CYCLES":
+        return EngineName.STILL
+    return EngineName.BATCH
 
 
 @dataclass
@@ -201,6 +208,8 @@ class JobRecord:
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known
     machines: int = 1
     cloud_engine: str = EngineName.EC2.value  # where the machines run: chosen once, at submit
+    # A still over many machines: each part's [sample offset, samples] (still_plan.split_samples).
+    still_parts: list[list[int]] = field(default_factory=list)
     movie: bool = False  # the scene's output is a movie
     movie_path: str = ""  # a movie job's movie, once downloaded next to the frames
     movie_error: str = ""  # why the machine could not make the movie (the frames are here)
@@ -260,7 +269,7 @@ class JobRecord:
             quote_first=request.quote_first,
             proof_first=request.proof_first,
             machines=max(1, int(request.machines)),
-            cloud_engine=engine_name_for(int(request.machines)).value,
+            cloud_engine=engine_name_for(int(request.machines), len(request.frames), request.engine).value,
             movie=request.movie,
             engine=request.engine,
             render_samples=request.render_samples,

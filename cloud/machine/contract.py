@@ -61,6 +61,7 @@ presigned GETs of what it found and a POST limited to that folder; the archive i
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -73,7 +74,7 @@ CONTRACT_VERSION = 4  # 3: many machines (claims, out/machines/<index>/); 4: chu
 SPEC_VERSION = CONTRACT_VERSION
 # How the job runs, named in its spec: "ec2" one machine renders every frame; "batch" one child
 # of an AWS Batch array job claims its frames (the machine's entry point picks the runner by it).
-ENGINES = ("ec2", "batch")
+ENGINES = ("ec2", "batch", "still")
 
 # Bounds on what the machine may hand back; anything larger is refused, never read or drawn.
 MAX_JSON_BYTES = 256 * 1024  # status, environment, and what lists no frames
@@ -106,6 +107,7 @@ ALL_STATES = (
     "rendering",
     "uploading",
     "quoting",
+    "merging",  # a still's last machine: merging the parts, denoising and compositing once
     "encoding",
     *FINAL_STATES,
 )
@@ -157,6 +159,24 @@ def claim_key(job_id: str, frame: int) -> str:
 
 def claims_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/out/claims/"
+
+
+def part_claim_key(job_id: str, index: int) -> str:
+    """A still's part claim (`claims/part-<k>`: never a frame number, those are bare)."""
+    return f"jobs/{job_id}/out/claims/part-{int(index)}"
+
+
+def merge_claim_key(job_id: str) -> str:
+    return f"jobs/{job_id}/out/claims/merge"
+
+
+def parts_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/out/parts/"
+
+
+def part_name(index: int) -> str:
+    """A still part's EXR, relative to out/parts/."""
+    return f"part-{int(index)}.exr"
 
 
 def claim_body(index: int, attempt: int) -> bytes:
@@ -282,6 +302,32 @@ class KernelCacheOffer:
 
 
 @dataclass
+class StillPart:
+    """Samples [offset, offset + length) of the still's total, rendered by whichever machine
+    claims part `index`."""
+
+    index: int
+    offset: int
+    length: int
+
+
+@dataclass
+class StillSpec:
+    """One Cycles frame over many machines: its samples cut into parts, claimed like frames (a
+    conditional write per part), each rendered with the sample-subset settings and uploaded as a
+    multilayer EXR under out/parts/; the machine that finds every part in claims the merge, merges
+    exactly, denoises and composites once, and uploads the final image as the job's frame."""
+
+    frame: int
+    total_samples: int
+    parts: list[StillPart]
+    claim_urls: dict[str, str]  # part index (text) -> presigned PUT of its claim, If-None-Match: *
+    part_urls: dict[str, str]  # part index (text) -> presigned GET of its EXR (for the merge)
+    parts_list_url: str  # presigned ListObjectsV2 of out/parts/: is every part in?
+    merge_claim_url: str  # presigned PUT of claims/merge: one machine merges
+
+
+@dataclass
 class WorkerSpec:
     """Everything the render machine needs; serialised to JSON and fetched by presigned URL."""
 
@@ -334,6 +380,7 @@ class WorkerSpec:
     accept_differences: bool = False
     # The GPU kernel caches of earlier machines (None: no GPU, or nothing to offer).
     kernel_cache: KernelCacheOffer | None = None
+    still: StillSpec | None = None  # engine "still": the parts of one frame's samples
     # One of ENGINES. Left empty, it is derived from the fields above (spec_engine), so a spec
     # built without it still names its engine when written.
     engine: str = ""
@@ -539,6 +586,7 @@ class StatusReport:
     blender_build: str
     message: str
     frame_seconds: dict[int, float] = field(default_factory=dict)  # the most recent frames only
+    part: int | None = None  # a still's machine: the part (index) it renders
 
 
 def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
@@ -567,6 +615,7 @@ def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
         frame_seconds=parse_frame_seconds(
             data.get("frame_seconds"), "status frame_seconds", allowed, MAX_STATUS_FRAME_SECONDS
         ),
+        part=_int(data.get("part"), "status part", 0, MAX_STILL_PARTS - 1, optional=True),
     )
 
 
@@ -756,6 +805,59 @@ def parse_environment(data: dict[str, Any]) -> EnvironmentReport:
         blender_version=clean_text(fingerprint.get("blender_version"), 64),
         view_transform=clean_text(fingerprint.get("view_transform"), 64),
         ocio_config=clean_text(fingerprint.get("ocio_config"), 200),
+    )
+
+
+MAX_STILL_PARTS = 256
+MAX_STILL_SAMPLES = 1 << 24
+
+
+def parse_still(data: Any) -> StillSpec:
+    """The spec's still section, checked as the machine reads it: parts that tile the total
+    exactly (each sample rendered once), a link for each part's claim and EXR."""
+    if not isinstance(data, dict):
+        raise ContractError("the job spec's still section is not an object")
+
+    def whole(value: Any, what: str, low: int, high: int) -> int:
+        return int(_int(value, what, low, high) or 0)
+
+    total = whole(data.get("total_samples"), "still total samples", 1, MAX_STILL_SAMPLES)
+    items = data.get("parts")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_STILL_PARTS:
+        raise ContractError("the job spec's still has no list of parts (or too many)")
+    parts: list[StillPart] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ContractError("a still part is not an object")
+        parts.append(
+            StillPart(
+                whole(item.get("index"), "part index", 0, MAX_STILL_PARTS - 1),
+                whole(item.get("offset"), "part offset", 0, total - 1),
+                whole(item.get("length"), "part samples", 1, total),
+            )
+        )
+    covered = sorted((p.offset, p.offset + p.length) for p in parts)
+    gaps = any(a[1] != b[0] for a, b in itertools.pairwise(covered))
+    if (
+        [p.index for p in parts] != list(range(len(parts)))
+        or (covered[0][0], covered[-1][1]) != (0, total)
+        or gaps
+    ):
+        raise ContractError("the still's parts do not cover its samples once each")
+    urls = {}
+    for name in ("claim_urls", "part_urls"):
+        links = data.get(name)
+        if not isinstance(links, dict) or set(links) != {str(p.index) for p in parts}:
+            raise ContractError(f"the still's {name} do not name every part")
+        urls[name] = {str(k): str(v) for k, v in links.items()}
+    return StillSpec(
+        frame=whole(data.get("frame"), "still frame", FRAME_MIN, FRAME_MAX),
+        total_samples=total,
+        parts=parts,
+        claim_urls=urls["claim_urls"],
+        part_urls=urls["part_urls"],
+        parts_list_url=str(data.get("parts_list_url") or ""),
+        merge_claim_url=str(data.get("merge_claim_url") or ""),
     )
 
 

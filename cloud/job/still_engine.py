@@ -1,0 +1,91 @@
+"""The still engine: one Cycles frame's samples over N machines, an AWS Batch array job.
+
+A still does nothing for frames-per-machine: its one frame is cut into sample subsets
+(still_plan.py), which the machines claim as they claim frames; each part is rendered with the
+same seed and its own sample range and uploaded as a multilayer EXR, and the machine that finds
+every part in merges them exactly (weighted by their sample counts), denoises and composites
+once, and uploads the final image as the job's frame (cloud/machine/still_worker.py). So the
+add-on follows it as any Batch job: machines, cost, cap and endings are the Batch engine's;
+what differs is the spec (parts, their claims and links) and the panel's rows (parts, not
+frames).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..aws import storage
+from ..aws.session import AwsSettings
+from ..machine import contract
+from .batch_engine import BatchEngine, MachineFolders
+from .engine import JobHost
+from .records import EngineName, JobRecord, JobRequest
+from .still_plan import split_samples
+
+
+class StillEngine(BatchEngine):
+    """N machines rendering parts of one frame's samples."""
+
+    name = EngineName.STILL
+
+    def check_capacity(self, settings: AwsSettings, record: JobRecord, request: JobRequest) -> None:
+        """As for frames on N machines; and the parts are planned here, once, before the spec."""
+        super().check_capacity(settings, record, request)
+        total = request.samples or request.render_samples
+        record.still_parts = [
+            [p.offset, p.length] for p in split_samples(total, record.machines, record.spot)
+        ]
+
+    def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:
+        """The parts, a claim link and a download link for each, the listing that tells when all
+        are in, and the one claim of the merge. The machine-count fields are the Batch engine's."""
+        job = record.job_id
+        indexes = [str(i) for i in range(len(record.still_parts))]
+        still = contract.StillSpec(
+            frame=record.frames[0],
+            total_samples=sum(length for _offset, length in record.still_parts),
+            parts=[
+                contract.StillPart(i, offset, length) for i, (offset, length) in enumerate(record.still_parts)
+            ],
+            claim_urls=storage.put_links(
+                settings, record.bucket, {i: contract.part_claim_key(job, int(i)) for i in indexes}, expires
+            ),
+            part_urls={
+                i: storage.get_link(
+                    settings, record.bucket, contract.parts_prefix(job) + contract.part_name(int(i)), expires
+                )
+                for i in indexes
+            },
+            parts_list_url=storage.list_link(settings, record.bucket, contract.parts_prefix(job), expires),
+            merge_claim_url=storage.put_links(
+                settings, record.bucket, {"merge": contract.merge_claim_key(job)}, expires
+            )["merge"],
+        )
+        marks = [contract.rendered_mark(int(i)) for i in indexes]
+        lists = {
+            str(m): storage.list_page_links(
+                settings, record.bucket, contract.marks_prefix(job, m), marks, expires
+            )
+            for m in range(record.machines)
+        }
+        return {"still": still, "machine_list_urls": lists, "machine_count": record.machines}
+
+    def outputs(self, job: JobHost) -> StillParts:
+        return StillParts(job, self)
+
+
+class StillParts(MachineFolders):
+    """The machines' folders as for frames; a machine's row names the part it renders."""
+
+    def _row_text(self, row: dict[str, Any]) -> str:
+        pricing = "spot" if self.job.record.spot else "on-demand"
+        parts = self.job.record.still_parts
+        part = row.get("part")
+        if part is not None and row["state"] == "rendering" and 0 <= part < len(parts):
+            offset, length = parts[part]
+            doing = f", part {part + 1} of {len(parts)} (samples {offset + 1}-{offset + length})"
+        elif row["state"] == "merging":
+            doing = ": merging the parts, then denoising and compositing once"
+        else:
+            doing = ""
+        return f"Machine {row['machine']}: {row['state']}{doing} ({pricing})"
