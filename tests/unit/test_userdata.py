@@ -137,6 +137,21 @@ def test_session_token_is_written_once():
     assert shown == [spec, *fields]
 
 
+def test_the_add_on_keeps_one_archive_under_its_digest(tmp_path):
+    """The upload reads the archive from the state folder: written under its SHA-256 (the key it
+    gets in the bucket), once, and an earlier version's archive goes."""
+    from cloud.job.cloud_steps import CloudSteps
+
+    steps = CloudSteps(tmp_path)
+    path, sha, size = steps.worker_archive()
+    stale = path.with_name("0" * 64 + ".tar.gz")
+    stale.write_bytes(b"an earlier add-on's worker")
+    assert steps.worker_archive() == (path, sha, size) and not stale.exists()
+    assert path.read_bytes() == worker_archive() and path.name == f"{sha}.tar.gz"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha and size == path.stat().st_size
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
 def test_user_data_checks_its_inputs():
     with pytest.raises(ValueError, match=r"not a SHA-256"):
         build_user_data(LONG_URL, WORKER_URL, "abc", 10, POST)
