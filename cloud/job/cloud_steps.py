@@ -8,6 +8,7 @@ test swap one step for a faulty one (through a subclass) without patching boto3.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import shutil
@@ -24,7 +25,7 @@ from ..aws.session import AwsSettings
 from ..cost import caps
 from ..cost.catalog import load_catalog
 from ..errors import CloudError, ErrorCode
-from ..machine import WORKER_FILES, contract
+from ..machine import contract, worker_archive
 from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
 from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
@@ -35,6 +36,7 @@ from .user_data import build_user_data
 if TYPE_CHECKING:
     from .engine import Engine
 
+WORKER_FOLDER = "worker"  # in the state folder: the archive of machine files, read by the upload
 BOOT_OVERHEAD_S = 15 * 60  # boot, Blender install and downloads, added to the dead-man timer
 
 
@@ -198,10 +200,26 @@ class CloudSteps:
         registry.adopt(self.state_dir / bucket_registry.BUCKETS_FILE)
         return bucket_setup.ensure_bucket(settings, registry, expire_days=retention_days)
 
-    def worker_files(self) -> list[tuple[str, Path, str, int]]:
-        """(name, local path, sha256, size) of the scripts the machine downloads."""
-        files = [(name, Path(path)) for name, path in sorted(WORKER_FILES.items())]
-        return [(name, path, uploads.hash_file(path), path.stat().st_size) for name, path in files]
+    def worker_archive(self) -> tuple[Path, str, int]:
+        """(local path, sha256, size) of the one archive of machine files the machine downloads.
+
+        Written once per version into the state folder (the upload reads a file), under its
+        SHA-256 like every input in the bucket, so an unchanged add-on uploads nothing; the
+        archives of earlier versions are removed.
+        """
+        data = worker_archive()
+        sha = hashlib.sha256(data).hexdigest()
+        folder = self.state_dir / bucket_registry.STATE_FOLDER / WORKER_FOLDER
+        path = folder / f"{sha}.tar.gz"
+        if not path.is_file() or path.stat().st_size != len(data):
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f"{sha}.{threading.get_ident()}.part"
+            partial.write_bytes(data)
+            partial.replace(path)
+        for old in folder.glob("*.tar.gz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return path, sha, len(data)
 
     def upload(
         self,
@@ -211,9 +229,7 @@ class CloudSteps:
         progress: ProgressFn,
         cancel: threading.Event,
     ) -> Sent:
-        triples: list[tuple[Path | str, str, int]] = [
-            (path, sha, size) for _name, path, sha, size in self.worker_files()
-        ]
+        triples: list[tuple[Path | str, str, int]] = [self.worker_archive()]
         pieces: list[uploads.ChunkSource] = []
         if packed.root is not None:
             for rel, (sha, size) in packed.files.items():
@@ -323,13 +339,11 @@ class CloudSteps:
             **engine.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))
-        worker_urls = {
-            name: storage.get_link(settings, bucket, contract.cas_key(sha), expires)
-            for name, _p, sha, _s in self.worker_files()
-        }
+        _path, worker_sha, _size = self.worker_archive()
         user_data = build_user_data(
             spec_url=storage.get_link(settings, bucket, contract.spec_key(job_id), expires),
-            worker_urls=worker_urls,
+            worker_url=storage.get_link(settings, bucket, contract.cas_key(worker_sha), expires),
+            worker_sha256=worker_sha,
             max_minutes=caps.dead_man_minutes(cap_s),
             log_post=post,
         )

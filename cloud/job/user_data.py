@@ -2,16 +2,19 @@
 
 Imported by the add-on when it launches an instance, so standard library only. The script
 (template in bootstrap.sh) schedules the dead-man shutdown first, installs the libraries
-Blender needs, downloads the worker files and the spec, and starts the supervisor.
+Blender needs, downloads the worker (one archive, checked against the SHA-256 written in the
+script) and the spec, and starts the supervisor. One link for every machine file keeps the script
+a few KB whatever the number of files (EC2 allows 16 KB).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import urllib.parse
 
 from ..errors import CloudError, ErrorCode
-from ..machine import BOOT_TEMPLATE, WORKER_FILES
+from ..machine import BOOT_TEMPLATE
 
 USER_DATA_LIMIT = 16 * 1024  # EC2 refuses larger user-data (before base64)
 
@@ -64,25 +67,24 @@ def shell_quote(text: str, tokens: dict[str, str]) -> str:
     return "".join(f'"${{{p}}}"' if is_ref else shlex.quote(p) for p, is_ref in pieces if p or is_ref) or "''"
 
 
-def build_user_data(spec_url: str, worker_urls: dict[str, str], max_minutes: int, log_post: dict) -> str:
+def build_user_data(
+    spec_url: str, worker_url: str, worker_sha256: str, max_minutes: int, log_post: dict
+) -> str:
     """The shell user-data for one job.
 
-    `worker_urls`: presigned GET per file of `WORKER_FILES` (machine file name -> URL).
+    `worker_url`: presigned GET of the worker archive (`cloud.machine.worker_archive`), whose
+    SHA-256 is `worker_sha256`: the machine refuses any other bytes.
     `log_post`: the job's presigned POST, {"url": ..., "fields": {...}} as `presign_post` returns,
     whose "key" field ends in "${filename}"; the boot script posts its own log and status with it.
     """
-    missing = sorted(set(WORKER_FILES) - set(worker_urls))
-    if missing:
-        raise ValueError(f"no URL for worker files {missing}")
+    if not re.fullmatch(r"[0-9a-f]{64}", worker_sha256):
+        raise ValueError(f"not a SHA-256: {worker_sha256!r}")
     if max_minutes < 1:
         raise ValueError("max_minutes must be at least 1")
     fields = dict(log_post["fields"])
     key_prefix = fields.pop("key", "").replace("${filename}", "")
-    tokens = session_tokens([spec_url, *worker_urls.values()], fields)
+    tokens = session_tokens([spec_url, worker_url], fields)
     post_fields = " ".join(f"--form-string {shell_quote(f'{k}={v}', tokens)}" for k, v in fields.items())
-    fetch = "\n".join(
-        f"worker {shlex.quote(name)} {shell_quote(url, tokens)}" for name, url in sorted(worker_urls.items())
-    )
     with open(BOOT_TEMPLATE, encoding="utf-8") as handle:
         script = handle.read()
     for marker, value in (
@@ -93,7 +95,8 @@ def build_user_data(spec_url: str, worker_urls: dict[str, str], max_minutes: int
         ("@@POST_FIELDS@@", post_fields),
         ("@@DNF_PACKAGES@@", " ".join(DNF_PACKAGES)),
         ("@@APT_PACKAGES@@", " ".join(APT_PACKAGES)),
-        ("@@FETCH_WORKER@@", fetch),
+        ("@@WORKER_URL@@", shell_quote(worker_url, tokens)),
+        ("@@WORKER_SHA256@@", worker_sha256),
         ("@@SPEC_URL@@", shell_quote(spec_url, tokens)),
     ):
         script = script.replace(marker, value)
@@ -101,7 +104,7 @@ def build_user_data(spec_url: str, worker_urls: dict[str, str], max_minutes: int
     if size > USER_DATA_LIMIT:
         raise CloudError(
             "The render machine's start script is too large for AWS.",
-            "Use a shorter bucket name or fewer worker files, then submit again.",
+            "Use a shorter bucket name, then submit again.",
             code=ErrorCode.USER_DATA_TOO_LARGE,
             detail=f"{size} bytes > {USER_DATA_LIMIT}",
         )

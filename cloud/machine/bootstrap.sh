@@ -65,10 +65,6 @@ fetch() {  # fetch URL DEST: retries network errors and 5xx; a 403/404 will not 
   return 1
 }
 
-worker() {  # worker NAME URL: one worker file (one short line each keeps the script under 16 KB)
-  fetch "$2" "$ROOT/worker/machine/$1" || fail download "The worker file $1 could not be downloaded."
-}
-
 printf '{"state": "booting", "heartbeat": "%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$ROOT/status.json"
 post status.json "$ROOT/status.json"
 case $? in
@@ -89,11 +85,35 @@ else
   echo "[boot] no dnf or apt-get: assuming the libraries are present"
 fi
 
-# 3. The supervisor and the job spec.
+# 3. The worker (one archive, trusted by the SHA-256 written here) and the job spec.
 echo "[boot $(date -u +%H:%M:%S)] downloading the worker and the job spec"
-@@FETCH_WORKER@@
-fetch @@SPEC_URL@@ "$ROOT/job-spec.json" || fail download "The job spec could not be downloaded."
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' || fail internal "This machine has no Python 3.9 or newer."
+fetch @@WORKER_URL@@ "$ROOT/worker.tar.gz" || fail download "The worker archive could not be downloaded."
+# Unpacked by hand, not by tar: plain files only, each a relative path without "..".
+unpacked=$(python3 - "$ROOT/worker.tar.gz" @@WORKER_SHA256@@ "$ROOT/worker/machine" <<'PY'
+import hashlib, io, os, sys, tarfile
+path, want, dest = sys.argv[1:4]
+data = open(path, "rb").read()
+if hashlib.sha256(data).hexdigest() != want:
+    print("The worker archive is not the one this job was given (its SHA-256 differs). Submit again.")
+    sys.exit(1)
+with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    members = tar.getmembers()
+    for m in members:
+        parts = m.name.split("/")
+        if not m.isfile() or m.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            print(f"The worker archive holds {m.name!r}, which is not a plain file inside it.")
+            sys.exit(1)
+    for m in members:
+        target = os.path.join(dest, *m.name.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as out:
+            out.write(tar.extractfile(m).read())
+print(f"{len(members)} files")
+PY
+) || fail download "${unpacked:-The worker archive could not be unpacked.}"
+echo "[boot] worker unpacked: $unpacked"
+fetch @@SPEC_URL@@ "$ROOT/job-spec.json" || fail download "The job spec could not be downloaded."
 
 # 4. Hand over: the supervisor renders, writes its own log chunks from 000001, and powers off.
 echo "[boot $(date -u +%H:%M:%S)] starting the supervisor"

@@ -15,8 +15,6 @@ of archive (`TarRules`), links at all or not, plain names only, the top folders 
 and member-count bounds, no name twice. With `use_filter` Python's own tar "data" filter
 (3.9.17+, 3.10.12+, 3.11.4+, 3.12+) judges each member as well.
 
-(One module for both, not two: every file here is one presigned link in the 16 KB user-data.)
-
 Runs on the instance's system Python: Python 3.9+, standard library only.
 """
 

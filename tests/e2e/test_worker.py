@@ -1,8 +1,8 @@
 """The render worker end to end: emulated S3/EC2, the instance simulator, real bpy renders.
 
-Each test stages a job the way the add-on will (inputs under cas/, worker files, the Blender
-tarball in the bucket's cache, a WorkerSpec, presigned URLs), launches a tagged instance with
-plain `run_instances`, and checks what the machine left in the bucket.
+Each test stages a job the way the add-on will (inputs and the worker archive under cas/, the
+Blender tarball in the bucket's cache, a WorkerSpec, presigned URLs), launches a tagged instance
+with plain `run_instances`, and checks what the machine left in the bucket.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 from cloud.aws.presign import presign_get, presign_list, presign_list_pages, presign_post
 from cloud.aws.session import client
 from cloud.job.user_data import build_user_data
-from cloud.machine import WORKER_FILES, contract
+from cloud.machine import contract, worker_archive
 from cloud.machine.contract import (
     BlenderSource,
     InputFile,
@@ -241,11 +241,10 @@ def stage(
         digest = hashlib.sha256(data).hexdigest()
         s3.put_object(Bucket=BUCKET, Key=cas_key(digest), Body=data)
         inputs.append(InputFile(path, presign_get(s3, BUCKET, cas_key(digest), 3600), digest, len(data)))
-    worker_urls = {}
-    for name, local in WORKER_FILES.items():
-        key = f"worker/0.1.0/{name}"
-        s3.put_object(Bucket=BUCKET, Key=key, Body=Path(local).read_bytes())
-        worker_urls[name] = presign_get(s3, BUCKET, key, 3600)
+    archive = worker_archive()  # the machine files, as the add-on uploads them
+    worker_sha = hashlib.sha256(archive).hexdigest()
+    s3.put_object(Bucket=BUCKET, Key=cas_key(worker_sha), Body=archive)
+    worker_url = presign_get(s3, BUCKET, cas_key(worker_sha), 3600)
     path, sha = tarball
     version = path.name.split("-")[1]
     cache = blender_cache_key(version, path.name)
@@ -273,7 +272,8 @@ def stage(
         marks = [rendered_mark(f) for f in spec.frames]
         spec.mark_list_urls = presign_list_pages(s3, BUCKET, frame_marks_prefix(job_id), marks, 3600, page=2)
     s3.put_object(Bucket=BUCKET, Key=spec_key(job_id), Body=spec.to_json().encode())
-    user_data = build_user_data(presign_get(s3, BUCKET, spec_key(job_id), 3600), worker_urls, 10, post)
+    spec_url = presign_get(s3, BUCKET, spec_key(job_id), 3600)
+    user_data = build_user_data(spec_url, worker_url, worker_sha, 10, post)
     return Staged(job_id, user_data, s3, ec2, dict(files))
 
 

@@ -215,6 +215,19 @@ def test_what_ships_to_the_machine_imports_the_standard_library_only():
     assert set(WORKER_FILES) == {p.name for p in MACHINE.glob("*.py")} - {"__init__.py"}
 
 
+def test_the_worker_archive_holds_exactly_what_ships():
+    """The machine gets its files from one archive: every shipped file, as it lies, and nothing else."""
+    import io
+    import tarfile
+
+    from cloud.machine import WORKER_FILES, worker_archive
+
+    with tarfile.open(fileobj=io.BytesIO(worker_archive()), mode="r:gz") as tar:
+        held = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        assert len(held) == len(tar.getmembers())
+    assert held == {name: (MACHINE / name).read_bytes() for name in WORKER_FILES}
+
+
 def test_what_ships_to_the_machine_parses_as_python_3_9():
     for path in MACHINE.glob("*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))

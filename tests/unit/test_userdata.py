@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import io
 import json
+import os
 import re
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +23,7 @@ from cloud.aws.presign import presign_get, presign_post
 from cloud.aws.session import client
 from cloud.errors import CloudError
 from cloud.job.user_data import USER_DATA_LIMIT, build_user_data
-from cloud.machine import WORKER_FILES
+from cloud.machine import WORKER_FILES, worker_archive
 from cloud.machine.contract import out_prefix
 from cloud.machine.installs import nearest_patch, python_for_bpy
 from cloud.machine.supervisor import order_frames
@@ -39,12 +44,12 @@ LONG_URL = "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=" + "a" * 64 + "&X
 BOOT_BUCKET = "cloud-render-boot-test"  # a name the artist's policies reach
 
 
-def urls() -> dict[str, str]:
-    return {name: f"{LONG_URL}&f={name}" for name in WORKER_FILES}
+WORKER_URL = LONG_URL + "&worker"
+WORKER_SHA = hashlib.sha256(b"worker").hexdigest()
 
 
 def test_user_data_shape():
-    script = build_user_data(LONG_URL + "&spec", urls(), 95, POST)
+    script = build_user_data(LONG_URL + "&spec", WORKER_URL, WORKER_SHA, 95, POST)
     assert len(script.encode()) < USER_DATA_LIMIT
     assert script.startswith("#!/bin/bash\n")
     commands = [line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
@@ -57,11 +62,55 @@ def test_user_data_shape():
         in script
     )
     assert "libxrender1 libxi6 libxkbcommon0 libsm6 libxxf86vm1 libgl1 libegl1" in script
-    for name, url in urls().items():
-        assert f"worker {name} '{url}'" in script
+    assert f"fetch '{WORKER_URL}' \"$ROOT/worker.tar.gz\"" in script and script.count(WORKER_SHA) == 1
     assert "KEY_PREFIX=jobs/j1/out/" in script and "--form-string x-amz-signature=0123abcd" in script
-    assert "${filename}" not in script
+    assert "${filename}" not in script and "@@" not in script
+    assert "python3 -m machine" in script
     subprocess.run(["bash", "-n"], input=script.encode(), check=True)
+
+
+def test_user_data_size_does_not_depend_on_the_machine_files(tmp_path):
+    """One link and one digest, however many files ship. With a session token (in both links,
+    the POST's fields and, base64, its policy, as S3 signs them) the script keeps 4 KB of EC2's
+    16 KB free; one link a file took 16,074 bytes with 13 files."""
+    token = "IQoJb3JpZ2luX2VjE%2B" + "A" * 1100
+    policy = base64.b64encode(json.dumps({"conditions": [{"x-amz-security-token": token}]}).encode())
+    fields = dict(POST["fields"], **{"x-amz-security-token": token, "policy": policy.decode()})
+    post = {"url": POST["url"], "fields": fields}
+    sizes = []
+    for count in (1, len(WORKER_FILES), 200):
+        files = {}
+        for index in range(count):
+            files[f"m{index:03}.py"] = str(tmp_path / f"m{index:03}.py")
+            Path(files[f"m{index:03}.py"]).write_text(f"X = {index}\n")
+        digest = hashlib.sha256(worker_archive(files)).hexdigest()
+        worker = f"{LONG_URL}&X-Amz-Security-Token={token}&{digest}"
+        spec = f"{LONG_URL}&X-Amz-Security-Token={token}&spec"
+        sizes.append(len(build_user_data(spec, worker, digest, 30, post).encode()))
+    assert len(set(sizes)) == 1 and sizes[0] < USER_DATA_LIMIT - 4096, sizes
+
+
+def test_worker_archive_is_the_same_bytes_for_the_same_files(tmp_path):
+    """Content-addressed: names sorted, no owner or time of this computer, gzip without a date."""
+    first = worker_archive()
+    copies = {}
+    for name, path in WORKER_FILES.items():  # copied elsewhere, other times: the same archive
+        copies[name] = str(tmp_path / name)
+        Path(copies[name]).write_bytes(Path(path).read_bytes())
+        os.utime(copies[name], (1_000_000_000, 1_000_000_000))
+    assert worker_archive(copies) == first
+    with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
+        members = tar.getmembers()
+        assert [m.name for m in members] == sorted(WORKER_FILES)
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {
+            (0, 0, 0, "", "", 0o644)
+        }
+        for m in members:
+            assert tar.extractfile(m).read() == Path(WORKER_FILES[m.name]).read_bytes()
+    assert first[4:8] == b"\0\0\0\0"  # gzip's MTIME field
+    changed = dict(WORKER_FILES, **{"extra.py": str(tmp_path / "extra.py")})
+    Path(changed["extra.py"]).write_text("X = 1\n")
+    assert worker_archive(changed) != first
 
 
 def test_session_token_is_written_once():
@@ -69,9 +118,9 @@ def test_session_token_is_written_once():
     token = "IQoJb3JpZ2luX2VjE+/=" + "A" * 1200
     quoted = token.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
     spec = f"{LONG_URL}&X-Amz-Security-Token={quoted}&spec"
-    worker = {name: f"{url}&X-Amz-Security-Token={quoted}" for name, url in urls().items()}
+    worker = f"{WORKER_URL}&X-Amz-Security-Token={quoted}"
     post = {"url": POST["url"], "fields": dict(POST["fields"], **{"x-amz-security-token": token})}
-    script = build_user_data(spec, worker, 30, post)
+    script = build_user_data(spec, worker, WORKER_SHA, 30, post)
     assert len(script.encode()) < USER_DATA_LIMIT and script.count(token) == 1 and script.count(quoted) == 1
     # What bash makes of the spec URL and the POST fields is exactly what was presigned.
     lines = script.splitlines()
@@ -88,24 +137,40 @@ def test_session_token_is_written_once():
     assert shown == [spec, *fields]
 
 
+def test_the_add_on_keeps_one_archive_under_its_digest(tmp_path):
+    """The upload reads the archive from the state folder: written under its SHA-256 (the key it
+    gets in the bucket), once, and an earlier version's archive goes."""
+    from cloud.job.cloud_steps import CloudSteps
+
+    steps = CloudSteps(tmp_path)
+    path, sha, size = steps.worker_archive()
+    stale = path.with_name("0" * 64 + ".tar.gz")
+    stale.write_bytes(b"an earlier add-on's worker")
+    assert steps.worker_archive() == (path, sha, size) and not stale.exists()
+    assert path.read_bytes() == worker_archive() and path.name == f"{sha}.tar.gz"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha and size == path.stat().st_size
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
 def test_user_data_checks_its_inputs():
-    with pytest.raises(ValueError, match=r"supervisor\.py"):
-        build_user_data(LONG_URL, {k: v for k, v in urls().items() if k != "supervisor.py"}, 10, POST)
-    huge = {name: "https://x/" + "a" * 5000 for name in WORKER_FILES}
+    with pytest.raises(ValueError, match=r"not a SHA-256"):
+        build_user_data(LONG_URL, WORKER_URL, "abc", 10, POST)
     with pytest.raises(CloudError) as caught:
-        build_user_data(LONG_URL, huge, 10, POST)
+        build_user_data(LONG_URL, "https://x/" + "a" * 16000, WORKER_SHA, 10, POST)
     assert caught.value.message == "The render machine's start script is too large for AWS."
     assert caught.value.action.startswith("Use a shorter bucket name")
 
 
-def boot_bucket(aws: Any) -> tuple[Any, Any, dict[str, str]]:
-    """The boot tests' bucket with the worker files in it: S3 and EC2 clients, and the links.
-    The links are signed by the artist, as the product signs them; EC2 is the harness's own."""
+def boot_bucket(aws: Any, archive: bytes = b"") -> tuple[Any, Any, str, str]:
+    """The boot tests' bucket with a worker archive in it (the real one unless given): S3 and EC2
+    clients, the archive's link and its SHA-256. The links are signed by the artist, as the
+    product signs them; EC2 is the harness's own."""
     s3, ec2 = client(aws.settings, "s3"), client(aws.admin, "ec2")
     s3.create_bucket(Bucket=BOOT_BUCKET)
-    for name in WORKER_FILES:
-        s3.put_object(Bucket=BOOT_BUCKET, Key=f"worker/{name}", Body=b"# worker file\n")
-    return s3, ec2, {name: presign_get(s3, BOOT_BUCKET, f"worker/{name}", 600) for name in WORKER_FILES}
+    archive = archive or worker_archive()
+    s3.put_object(Bucket=BOOT_BUCKET, Key="worker.tar.gz", Body=archive)
+    link = presign_get(s3, BOOT_BUCKET, "worker.tar.gz", 600)
+    return s3, ec2, link, hashlib.sha256(archive).hexdigest()
 
 
 def boot(aws: Any, ec2: Any, script: str, work_root: Path) -> tuple[str, Any]:
@@ -126,10 +191,11 @@ def boot(aws: Any, ec2: Any, script: str, work_root: Path) -> tuple[str, Any]:
 
 def test_boot_failure_reports_and_powers_off(aws, tmp_path):
     """A spec that cannot be downloaded ends in error.json, the boot log in the bucket, and termination."""
-    s3, ec2, worker = boot_bucket(aws)
+    s3, ec2, worker, digest = boot_bucket(aws)
     script = build_user_data(
         presign_get(s3, BOOT_BUCKET, "jobs/j1/missing-spec.json", 600),
         worker,
+        digest,
         5,
         presign_post(s3, BOOT_BUCKET, out_prefix("j1"), 600, 1 << 20),
     )
@@ -139,15 +205,62 @@ def test_boot_failure_reports_and_powers_off(aws, tmp_path):
     assert error["kind"] == "download" and error["cause"] == "The job spec could not be downloaded."
     log = s3.get_object(Bucket=BOOT_BUCKET, Key="jobs/j1/out/logs/000000.log")["Body"].read().decode()
     assert "dead-man in 5 min" in log and "HTTP 404" in log
+    assert f"worker unpacked: {len(WORKER_FILES)} files" in log  # the real archive, checked and laid out
+    assert {p.name for p in (machine.root / "worker" / "machine").iterdir()} == set(WORKER_FILES)
     assert "(simulated) dnf install" in log or "(simulated) apt-get" in log
     found = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     assert found["State"]["Name"] == "terminated"
 
 
+def evil_archive() -> bytes:
+    """A worker archive with a member that climbs out of the worker folder."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for name in ("supervisor.py", "../escaped.py"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"X=1"))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize(
+    "archive, wrong_digest, cause",
+    [
+        (
+            b"",
+            True,
+            "The worker archive is not the one this job was given (its SHA-256 differs). Submit again.",
+        ),
+        (
+            evil_archive(),
+            False,
+            "The worker archive holds '../escaped.py', which is not a plain file inside it.",
+        ),
+    ],
+    ids=["tampered", "escaping"],
+)
+def test_boot_refuses_a_worker_archive_it_cannot_trust(aws, tmp_path, archive, wrong_digest, cause):
+    """Bytes other than those the user-data names, or a member outside the worker folder: the
+    machine unpacks nothing, says why in error.json and powers off before the spec."""
+    s3, ec2, worker, digest = boot_bucket(aws, archive)
+    if wrong_digest:
+        digest = hashlib.sha256(b"another worker").hexdigest()
+    spec = presign_get(s3, BOOT_BUCKET, "jobs/j1/worker-spec.json", 600)
+    script = build_user_data(
+        spec, worker, digest, 5, presign_post(s3, BOOT_BUCKET, out_prefix("j1"), 600, 1 << 20)
+    )
+    _, machine = boot(aws, ec2, script, tmp_path)
+    assert (machine.dir / "power-off").exists()
+    error = json.loads(s3.get_object(Bucket=BOOT_BUCKET, Key="jobs/j1/out/error.json")["Body"].read())
+    assert (error["kind"], error["cause"]) == ("download", cause)
+    assert list((machine.root / "worker").rglob("*.py")) == [] and not (machine.root / "escaped.py").exists()
+    assert not (machine.root / "job-spec.json").exists()
+
+
 def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
     """The sign-in behind the job's links expired before the machine booted: the boot script's
     first upload is refused, so it downloads nothing, keeps its error on disk and powers off."""
-    s3, ec2, worker = boot_bucket(aws)
+    s3, ec2, worker, digest = boot_bucket(aws)
     post = presign_post(s3, BOOT_BUCKET, out_prefix("j1"), 1, 1 << 20)
     proxy = CuttableProxy()  # the simulator's S3 front, as every machine meets it
     with proxy.serving() as proxy_url:
@@ -158,7 +271,8 @@ def test_boot_with_an_expired_upload_policy_powers_off_at_once(aws, tmp_path):
             assert time.monotonic() < deadline, "the one-second policy never expired"
             with contextlib.suppress(urllib.error.HTTPError):
                 poster.put("probe", b"")
-    script = build_user_data(presign_get(s3, BOOT_BUCKET, "jobs/j1/worker-spec.json", 600), worker, 5, post)
+    spec = presign_get(s3, BOOT_BUCKET, "jobs/j1/worker-spec.json", 600)
+    script = build_user_data(spec, worker, digest, 5, post)
     _, machine = boot(aws, ec2, script, tmp_path)
     assert (machine.dir / "power-off").exists()
     error = json.loads((machine.root / "error.json").read_text())
