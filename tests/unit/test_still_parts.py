@@ -270,13 +270,14 @@ def test_blender_42_splits_exactly_with_the_classic_pattern(tmp_path):
     assert difference < 1e-4
 
 
-def test_the_scene_format_is_kept_and_no_denoise_when_the_scene_has_none(tmp_path):
-    still = Still("5.0", tmp_path, fmt="PNG")
+@pytest.mark.parametrize("version", ["5.0", "4.2"])
+def test_the_scene_format_is_kept_and_no_denoise_when_the_scene_has_none(version, tmp_path):
+    still = Still(version, tmp_path, fmt="PNG")
     script = tmp_path / "off.py"
     script.write_text(
         "import bpy\nbpy.context.scene.cycles.use_denoising = False\nbpy.ops.wm.save_mainfile()\n"
     )
-    blender("5.0", still.blend, script, {})
+    blender(version, still.blend, script, {})
     still.merge(still.parts([32]), "plain")
     finished = still.finish("plain")
     assert (
