@@ -22,7 +22,13 @@ from collections.abc import Mapping
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOOT_TEMPLATE = os.path.join(HERE, "bootstrap.sh")
-BLENDER_SCRIPTS = ("render_frames.py", "blender_launcher.py", "prepare_blender.py", "assemble_movie.py")
+BLENDER_SCRIPTS = (
+    "render_frames.py",
+    "blender_launcher.py",
+    "prepare_blender.py",
+    "assemble_movie.py",
+    "still_parts.py",
+)
 
 
 def shipped_files() -> dict[str, str]:

@@ -1,0 +1,522 @@
+"""One Cycles still on N machines: render a part by samples, merge the parts exactly, finish once.
+
+Inside Blender (`blender -b scene.blend --python still_parts.py -- '<json>'`), one step per run:
+
+- "part": the frame's `total` samples cut into subsets; this part renders samples
+  [offset, offset + length) with the scene's own seed, fixed samples (adaptive off, no time
+  limit), no denoising, no compositing and the denoising data passes on, into a 32-bit float
+  multilayer EXR. Blender 4.5 and newer render the subset (`use_sample_subset`); 4.2 has no
+  subset settings, and there the Classic pattern (`TABULATED_SOBOL`, `samples = length`,
+  `sample_offset = offset`) is the one that splits exactly, so the part says which it used.
+- "merge": the parts averaged pass by pass, each weighted by the samples it rendered. The EXR
+  header of a subset render records the total, not the part's length, so the weights are the
+  lengths the caller knows. Passes that cannot be averaged (depth, indexes, Cryptomatte, the
+  sample count) are taken from the longest part and listed, for the job log.
+- "finish": the merged passes denoised with the scene's own denoiser settings (compositor
+  Denoise node, fed the merged Denoising Albedo and Normal) and the scene's own compositor
+  nodes re-linked from its Render Layers node onto the merged file, written in the scene's
+  output format and colour management. Blender renders nothing there: a compositor without a
+  Render Layers node only composites.
+
+Why the merge reads EXR itself rather than `_cycles.merge`: Blender 5.x writes a multilayer EXR
+as one EXR part per pass (multi-part), and Cycles' merge (OpenImageIO's first sub-image) sees the
+first part only, Combined, and writes a file with Combined alone; that is why bpy 5.0.1 seemed
+to write only Combined. The reader here takes scanline files, single- or multi-part, stored
+uncompressed, ZIPS or ZIP (the parts are written with ZIP), and numpy (in every Blender) does
+the arithmetic. The merged file is one part, as Blender 4.x and Cycles' merge write it, which
+every Blender from 4.2 reads as multilayer.
+
+Python 3.9 syntax; the standard library plus bpy and numpy, both only inside Blender's steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import struct
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+# ---------------------------------------------------------------- OpenEXR, as far as the parts need
+
+_MAGIC = b"\x76\x2f\x31\x01"
+_MULTIPART = 0x1000
+_LONG_NAMES = 0x400
+_UNSUPPORTED = 0x200 | 0x800  # tiled, deep
+_NO_COMPRESSION, _ZIPS, _ZIP = 0, 2, 3
+_LINES_PER_CHUNK = {_NO_COMPRESSION: 1, _ZIPS: 1, _ZIP: 16}
+_PIXEL_DTYPES = {0: "<u4", 1: "<f2", 2: "<f4"}  # UINT, HALF, FLOAT
+
+
+class ExrError(ValueError):
+    """A file this reader cannot read (not EXR, tiled, deep, or another compression)."""
+
+
+@dataclass
+class ExrImage:
+    """Every channel of an EXR file (all parts), as float32 rows top to bottom."""
+
+    width: int
+    height: int
+    channels: dict[str, Any]  # full channel name ("ViewLayer.Combined.R") -> numpy (height, width)
+    strings: dict[str, str] = field(default_factory=dict)  # the string attributes (render metadata)
+
+
+def _attributes(data: bytes, pos: int) -> tuple[dict[str, tuple[str, bytes]], int]:
+    """One header's attributes (name -> (type, raw value)) and the position after its end byte."""
+    attrs: dict[str, tuple[str, bytes]] = {}
+    while data[pos] != 0:
+        end = data.index(b"\0", pos)
+        name = data[pos:end].decode()
+        type_end = data.index(b"\0", end + 1)
+        kind = data[end + 1 : type_end].decode()
+        (size,) = struct.unpack_from("<i", data, type_end + 1)
+        value_at = type_end + 5
+        attrs[name] = (kind, data[value_at : value_at + size])
+        pos = value_at + size
+    return attrs, pos + 1
+
+
+def _channel_list(raw: bytes) -> list[tuple[str, int]]:
+    """(name, pixel type) of a `chlist` value, in file order (alphabetical)."""
+    found, pos = [], 0
+    while raw[pos] != 0:
+        end = raw.index(b"\0", pos)
+        (pixel_type,) = struct.unpack_from("<i", raw, end + 1)
+        found.append((raw[pos:end].decode(), pixel_type))
+        pos = end + 1 + 16
+    return found
+
+
+def _unzip(data: bytes, size: int) -> bytes:
+    """OpenEXR's ZIP: zlib, then a byte predictor, then two interleaved halves."""
+    import numpy as np
+
+    diff = np.frombuffer(zlib.decompress(data), dtype=np.uint8).astype(np.int64)
+    if diff.size != size:
+        raise ExrError("a ZIP chunk does not hold the bytes its lines need")
+    diff[1:] -= 128
+    joined = (np.cumsum(diff) & 0xFF).astype(np.uint8)
+    half = (size + 1) // 2
+    out = np.empty(size, dtype=np.uint8)
+    out[0::2], out[1::2] = joined[:half], joined[half:]
+    return out.tobytes()
+
+
+def _zip(raw: bytes) -> bytes:
+    import numpy as np
+
+    data = np.frombuffer(raw, dtype=np.uint8)
+    joined = np.concatenate([data[0::2], data[1::2]]).astype(np.int16)
+    diff = joined.copy()
+    diff[1:] = (joined[1:] - joined[:-1] + 128) & 0xFF
+    return zlib.compress(diff.astype(np.uint8).tobytes(), 4)
+
+
+def read_exr(path: str) -> ExrImage:
+    """Every channel of a scanline EXR (one part or many), as float32."""
+    import numpy as np
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data[:4] != _MAGIC:
+        raise ExrError(f"{os.path.basename(path)} is not an OpenEXR file")
+    (flags,) = struct.unpack_from("<i", data, 4)
+    if flags & _UNSUPPORTED:
+        raise ExrError(f"{os.path.basename(path)} is tiled or deep; only scanline images are read")
+    headers, pos = [], 8
+    while True:
+        attrs, pos = _attributes(data, pos)
+        headers.append(attrs)
+        if not flags & _MULTIPART or data[pos] == 0:
+            pos += 1 if flags & _MULTIPART else 0
+            break
+    image: ExrImage | None = None
+    strings: dict[str, str] = {}
+    channels: dict[str, Any] = {}
+    for index, attrs in enumerate(headers):
+        x0, y0, x1, y1 = struct.unpack("<4i", attrs["dataWindow"][1])
+        width, height = x1 - x0 + 1, y1 - y0 + 1
+        compression = attrs["compression"][1][0]
+        if compression not in _LINES_PER_CHUNK:
+            raise ExrError(f"{os.path.basename(path)}: compression {compression} is not read here")
+        lines = _LINES_PER_CHUNK[compression]
+        chunks = (height + lines - 1) // lines
+        if "chunkCount" in attrs:
+            (chunks,) = struct.unpack("<i", attrs["chunkCount"][1])
+        offsets = struct.unpack_from(f"<{chunks}Q", data, pos)
+        pos += 8 * chunks
+        names = _channel_list(attrs["channels"][1])
+        line_type = np.dtype([(str(i), _PIXEL_DTYPES[kind], (width,)) for i, (_n, kind) in enumerate(names)])
+        planes = [np.empty((height, width), dtype=np.float32) for _ in names]
+        for offset in offsets:
+            at = offset + (4 if flags & _MULTIPART else 0)
+            y, size = struct.unpack_from("<ii", data, at)
+            count = min(lines, y1 - y + 1)
+            payload = data[at + 8 : at + 8 + size]
+            if size < count * line_type.itemsize:
+                payload = _unzip(payload, count * line_type.itemsize)
+            rows = np.frombuffer(payload, dtype=line_type, count=count)
+            for i, plane in enumerate(planes):
+                plane[y - y0 : y - y0 + count] = rows[str(i)]
+        channels.update({name: planes[i] for i, (name, _kind) in enumerate(names)})
+        for name, (kind, raw) in attrs.items():
+            if kind == "string" and name not in strings:
+                strings[name] = raw.decode("utf-8", "replace")
+        if image is None or index == 0:
+            image = ExrImage(width, height, channels, strings)
+    assert image is not None
+    return image
+
+
+def _attribute(name: str, kind: str, value: bytes) -> bytes:
+    return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
+
+
+def write_exr(path: str, width: int, height: int, channels: dict[str, Any], strings: dict[str, str]) -> None:
+    """One scanline part, ZIP, float32 channels (names sorted, as OpenEXR wants), string metadata kept."""
+    import numpy as np
+
+    names = sorted(channels)
+    chlist = b"".join(n.encode() + b"\0" + struct.pack("<iB3xii", 2, 0, 1, 1) for n in names) + b"\0"
+    window = struct.pack("<4i", 0, 0, width - 1, height - 1)
+    header = b"".join(
+        [
+            _attribute("channels", "chlist", chlist),
+            _attribute("compression", "compression", bytes([_ZIP])),
+            _attribute("dataWindow", "box2i", window),
+            _attribute("displayWindow", "box2i", window),
+            _attribute("lineOrder", "lineOrder", b"\0"),
+            _attribute("pixelAspectRatio", "float", struct.pack("<f", 1.0)),
+            _attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0.0, 0.0)),
+            _attribute("screenWindowWidth", "float", struct.pack("<f", 1.0)),
+            *(_attribute(k, "string", v.encode()) for k, v in sorted(strings.items())),
+        ]
+    )
+    stack = np.stack([np.asarray(channels[n], dtype="<f4") for n in names], axis=1)  # (height, nch, width)
+    lines = _LINES_PER_CHUNK[_ZIP]
+    blocks = []
+    for y in range(0, height, lines):
+        raw = stack[y : y + lines].tobytes()
+        packed = _zip(raw)
+        payload = packed if len(packed) < len(raw) else raw
+        blocks.append(struct.pack("<ii", y, len(payload)) + payload)
+    start = 8 + len(header) + 1 + 8 * len(blocks)
+    offsets, at = [], start
+    for block in blocks:
+        offsets.append(at)
+        at += len(block)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(_MAGIC + struct.pack("<i", 2 | _LONG_NAMES) + header + b"\0")
+        handle.write(struct.pack(f"<{len(offsets)}Q", *offsets))
+        handle.write(b"".join(blocks))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- merging the parts
+
+# Passes whose pixels are not sums of samples: an average of them means nothing.
+_NOT_AVERAGED = ("Depth", "IndexMA", "IndexOB", "Object Index", "Material Index", "Debug Sample Count")
+
+
+def pass_name(channel: str) -> str:
+    """The pass of "Layer.Pass.Channel" ("Pass" for "Layer.Pass.View.Channel" too); the name itself otherwise."""
+    parts = channel.split(".")
+    return parts[1] if len(parts) >= 3 else channel
+
+
+def can_average(name: str) -> bool:
+    return name not in _NOT_AVERAGED and not name.startswith("Crypto")
+
+
+@dataclass
+class MergeReport:
+    """What the merge did, for the job log."""
+
+    averaged: list[str]
+    taken_from_longest: list[str]
+    samples: int
+    seconds: float
+
+
+def merge_parts(parts: list[tuple[str, int]], output: str, combined: str = "") -> MergeReport:
+    """The parts' passes weighted by each part's samples into one multilayer EXR at `output`;
+    with `combined`, the merged Combined pass alone (RGBA float, one layer) there as well."""
+    import numpy as np
+
+    if not parts or any(int(length) < 1 for _path, length in parts):
+        raise ValueError("a merge needs at least one part, each with one sample or more")
+    started = time.monotonic()
+    total = sum(int(length) for _path, length in parts)
+    longest = max(range(len(parts)), key=lambda i: int(parts[i][1]))
+    images = [read_exr(path) for path, _length in parts]
+    first = images[longest]
+    for (path, _length), image in ((parts[i], images[i]) for i in range(len(parts))):
+        if (image.width, image.height) != (first.width, first.height) or set(image.channels) != set(
+            first.channels
+        ):
+            raise ExrError(f"{os.path.basename(path)} does not hold the same image as the other parts")
+    merged: dict[str, Any] = {}
+    averaged: set[str] = set()
+    kept: set[str] = set()
+    for channel in first.channels:
+        name = pass_name(channel)
+        if can_average(name):
+            acc = np.zeros((first.height, first.width), dtype=np.float64)
+            for i, image in enumerate(images):
+                acc += image.channels[channel].astype(np.float64) * (int(parts[i][1]) / total)
+            merged[channel] = acc.astype(np.float32)
+            averaged.add(name)
+        else:
+            merged[channel] = first.channels[channel]
+            kept.add(name)
+    strings = dict(first.strings)
+    for key in [k for k in strings if k.startswith("cycles.") and k.endswith(".samples")]:
+        strings[key] = str(total)
+    for key in ("name", "type", "view"):
+        strings.pop(key, None)  # a multi-part file's per-part names: the merged file is one part
+    write_exr(output, first.width, first.height, merged, strings)
+    if combined:
+        write_combined(combined, first.width, first.height, merged)
+    return MergeReport(sorted(averaged), sorted(kept), total, round(time.monotonic() - started, 3))
+
+
+def write_combined(path: str, width: int, height: int, channels: dict[str, Any]) -> None:
+    """The first view layer's Combined pass as a plain RGBA EXR."""
+    layers = sorted({c.split(".")[0] for c in channels if pass_name(c) == "Combined"})
+    if not layers:
+        raise ExrError("the parts hold no Combined pass")
+    prefix = f"{layers[0]}.Combined."
+    rgba = {c: channels[prefix + c] for c in "RGBA" if prefix + c in channels}
+    write_exr(path, width, height, rgba, {})
+
+
+# ---------------------------------------------------------------- inside Blender
+
+
+def subset_supported(cycles: Any) -> bool:
+    """Blender 4.5 and newer render a subset of a frame's samples; 4.2 has no such setting."""
+    return hasattr(cycles, "use_sample_subset")
+
+
+def set_multilayer_exr(settings: Any) -> None:
+    """32-bit float multilayer EXR, ZIP; Blender 5.x needs the media type before the format."""
+    if hasattr(settings, "media_type"):
+        settings.media_type = "MULTI_LAYER_IMAGE"
+    settings.file_format = "OPEN_EXR_MULTILAYER"
+    settings.color_depth = "32"
+    settings.exr_codec = "ZIP"
+
+
+def prepare_part(scene: Any, frame: int, total: int, offset: int, length: int) -> str:
+    """Set the scene to render samples [offset, offset + length) of `total`; the method used."""
+    if not 0 <= offset < offset + length <= total:
+        raise ValueError(f"samples {offset}..{offset + length} are not inside 0..{total}")
+    cycles = scene.cycles
+    cycles.use_adaptive_sampling = False
+    cycles.time_limit = 0
+    cycles.use_denoising = False
+    if subset_supported(cycles):
+        cycles.samples = total
+        cycles.use_sample_subset = True
+        cycles.sample_offset = offset
+        cycles.sample_subset_length = length
+        method = "subset"
+    else:
+        cycles.sampling_pattern = "TABULATED_SOBOL"
+        cycles.samples = length
+        cycles.sample_offset = offset
+        method = "classic"
+    scene.render.use_compositing = False
+    for layer in scene.view_layers:
+        layer.cycles.denoising_store_passes = True
+    set_multilayer_exr(scene.render.image_settings)
+    scene.frame_set(frame)
+    return method
+
+
+def render_part(scene: Any, frame: int, total: int, offset: int, length: int, output: str) -> dict[str, Any]:
+    """Render one part into `output` (a multilayer EXR); what the part_done event says."""
+    import bpy
+
+    if scene.render.engine != "CYCLES":
+        raise ValueError("only Cycles renders a still by sample subsets")
+    method = prepare_part(scene, frame, total, offset, length)
+    scene.render.filepath = output
+    scene.render.use_file_extension = True
+    started = time.monotonic()
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    if not os.path.isfile(output):
+        raise RuntimeError(f"Blender wrote no part file at {output}")
+    return {
+        "path": output,
+        "method": method,
+        "seconds": round(time.monotonic() - started, 3),
+        "samples": length,
+    }
+
+
+def compositor_tree(scene: Any) -> Any:
+    """The scene's compositor node tree, made if it has none (5.x: a node group; 4.x: scene nodes)."""
+    import bpy
+
+    if hasattr(scene, "compositing_node_group"):
+        if scene.compositing_node_group is None:
+            tree: Any = bpy.data.node_groups.new("Cloud Render Finish", "CompositorNodeTree")
+            tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+            tree.nodes.new("NodeGroupOutput")
+            scene.compositing_node_group = tree
+        return scene.compositing_node_group
+    if not scene.use_nodes:
+        scene.use_nodes = True
+        tree = scene.node_tree
+        for node in list(tree.nodes):
+            if node.bl_idname != "CompositorNodeComposite":
+                tree.nodes.remove(node)
+        if not tree.nodes:
+            tree.nodes.new("CompositorNodeComposite")
+    return scene.node_tree
+
+
+def final_output(tree: Any) -> Any:
+    """The node the composite ends in: the Group Output (5.x) or the Composite node (4.x)."""
+    for kind in ("NodeGroupOutput", "CompositorNodeComposite"):
+        for node in tree.nodes:
+            if node.bl_idname == kind:
+                return node
+    return tree.nodes.new("CompositorNodeComposite")
+
+
+def denoise_node(tree: Any, scene: Any, image: Any) -> Any:
+    """A Denoise node set as the scene's Cycles denoiser, fed the merged passes it asks for."""
+    cycles = scene.cycles
+    node = tree.nodes.new("CompositorNodeDenoise")
+    prefilter = getattr(cycles, "denoising_prefilter", "ACCURATE")
+    quality = getattr(cycles, "denoising_quality", "HIGH")
+    if "Prefilter" in node.inputs:  # Blender 5.x: the options are menu inputs, named as shown
+        node.inputs["Prefilter"].default_value = prefilter.title()
+        node.inputs["Quality"].default_value = quality.title()
+        node.inputs["HDR"].default_value = True
+    else:
+        node.prefilter = prefilter
+        node.use_hdr = True
+        if hasattr(node, "quality"):
+            node.quality = quality
+    passes = cycles.denoising_input_passes
+    tree.links.new(image.outputs["Combined"], node.inputs["Image"])
+    if passes in ("RGB_ALBEDO", "RGB_ALBEDO_NORMAL"):
+        tree.links.new(image.outputs["Denoising Albedo"], node.inputs["Albedo"])
+    if passes == "RGB_ALBEDO_NORMAL":
+        tree.links.new(image.outputs["Denoising Normal"], node.inputs["Normal"])
+    return node
+
+
+def relink_onto_merged(scene: Any, merged: str) -> tuple[bool, bool]:
+    """The scene's compositor reads the merged file instead of rendering: (denoised, composited)."""
+    import bpy
+
+    tree = compositor_tree(scene)
+    image = tree.nodes.new("CompositorNodeImage")
+    image.image = bpy.data.images.load(merged, check_existing=False)
+    layers = [n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"]
+    denoise = denoise_node(tree, scene, image) if scene.cycles.use_denoising else None
+    beauty = denoise.outputs["Image"] if denoise is not None else image.outputs["Combined"]
+    out = final_output(tree)
+    composited = False
+    if layers:
+        for link in list(tree.links):
+            if link.from_node not in layers:
+                continue
+            source = link.from_socket.name
+            target = link.to_socket
+            if source == "Image":
+                socket = beauty
+            elif source in image.outputs:
+                socket = image.outputs[source]
+            else:
+                raise ValueError(f"the merged file has no {source} pass for the compositor")
+            tree.links.new(socket, target)
+            composited = composited or target.node != out
+        for node in layers:
+            tree.nodes.remove(node)
+    if not out.inputs[0].is_linked:
+        tree.links.new(beauty, out.inputs[0])
+    return denoise is not None, composited
+
+
+def finish_still(scene: Any, merged: str, frame: int, output: str) -> dict[str, Any]:
+    """Denoise and composite the merged passes once; the image is written at `output` + the
+    scene's extension, in the scene's format and colour management."""
+    import bpy
+
+    started = time.monotonic()
+    scene.frame_set(frame)
+    denoised, composited = relink_onto_merged(scene, merged)
+    scene.render.use_compositing = True
+    bpy.ops.render.render(write_still=False, scene=scene.name)
+    path = output + scene.render.file_extension
+    bpy.data.images["Render Result"].save_render(path, scene=scene)
+    if not os.path.isfile(path):
+        raise RuntimeError(f"Blender wrote no image at {path}")
+    return {
+        "path": path,
+        "denoised": denoised,
+        "composited": composited,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+# ---------------------------------------------------------------- the supervisor's entry
+
+
+def run_step(args: dict[str, Any], emit: Any) -> None:
+    import bpy
+
+    scene: Any = bpy.context.scene
+    step = args.get("step")
+    if step == "part":
+        done = render_part(
+            scene,
+            int(args["frame"]),
+            int(args["total"]),
+            int(args["offset"]),
+            int(args["length"]),
+            args["output"],
+        )
+        emit("part_done", **done)
+    elif step == "merge":
+        parts = [(str(path), int(length)) for path, length in args["parts"]]
+        report = merge_parts(parts, args["output"], args.get("combined", ""))
+        emit(
+            "merged",
+            averaged=report.averaged,
+            taken_from_longest=report.taken_from_longest,
+            seconds=report.seconds,
+            samples=report.samples,
+        )
+    elif step == "finish":
+        emit("finished", **finish_still(scene, args["merged"], int(args["frame"]), args["output"]))
+    else:
+        raise ValueError(f"unknown step {step!r}")
+
+
+def main() -> None:
+    # Run by path (`--python`), no package around it: the stdout protocol is the file beside it.
+    protocol = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "blender_logs.py"))
+    emit, fail = protocol["emit"], protocol["fail"]
+    try:
+        args = json.loads(sys.argv[sys.argv.index("--") + 1])
+        run_step(args, emit)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        fail("still_step", f"The still step could not run: {exc}")
+    except (OSError, RuntimeError) as exc:
+        fail("still_step", f"The still step failed: {exc}")
+
+
+if __name__ == "__main__":
+    main()
