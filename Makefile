@@ -80,9 +80,14 @@ test-gui: venv wheels
 screenshots: venv wheels
 	$(PY) dev/gui/run.py shots
 
+# SCENE=still: one Cycles frame split by samples over MACHINES machines (demo-output/still/).
 demo: venv wheels
+ifeq ($(SCENE),still)
+	$(PY) dev/demo_batch.py --still --machines $(or $(MACHINES),3)
+else
 	$(PY) dev/demo.py $(if $(SCENE),--scene $(SCENE))
 	$(PY) dev/demo_batch.py --machines $(or $(MACHINES),3)
+endif
 
 # One tiny frame on a real AWS account, each step timed, under a hard cost cap (dev/aws_check.py):
 # make aws-check ARGS="--profile NAME --yes". Without --yes it only says what it would do.

@@ -17,7 +17,8 @@ import bpy
 from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
-from ..cloud.job.records import JobRecord, JobRequest, new_job_id
+from ..cloud.job.records import JobRecord, JobRequest, new_job_id, splits_by_samples
+from ..cloud.job.still_plan import split_samples
 from ..cloud.pack.scene_facts import SceneFacts
 from . import account, job_view, jobs_list, panel_results, prices, pump
 from .settings import RenderSettings, snapshot
@@ -68,7 +69,8 @@ def confirmation_text(context: bpy.types.Context) -> str:
     scene = context.scene
     settings = snapshot(scene)
     frames = frames_for(scene, settings)
-    machines = machines_for(settings, len(frames))
+    still = splits_by_samples(len(frames), str(scene.render.engine))
+    machines = machines_for(settings, len(frames), still)
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
     estimate = worst_case_text(settings, len(frames), machines)
     measured = panel_results.results().estimate_for(settings.instance_type)
@@ -77,10 +79,19 @@ def confirmation_text(context: bpy.types.Context) -> str:
         estimate = (
             f"Estimate from a test render: {measured.machine}: {measured.cost_and_time} {whole}\n{estimate}"
         )
-    fleet = fleet_line(settings, len(frames), price.usd or 0.0)
+    fleet = fleet_line(settings, len(frames), price.usd or 0.0, still)
+    if still and machines > 1:
+        samples = int(settings.samples or scene.cycles.samples)
+        parts = split_samples(samples, machines, settings.use_spot)
+        what = (
+            f"one frame split by samples over {machines} machines (AWS Batch): {samples} samples in "
+            f"{len(parts)} parts, merged exactly, then denoised and composited once. Adaptive sampling "
+            f"is off for a split frame: it renders a fixed {samples} samples, as the estimate counts"
+        )
+    else:
+        what = f"{len(frames)} frames" + (f" on {machines} machines (AWS Batch)" if machines > 1 else "")
     return (
-        f"{settings.instance_type} ({price.words()}) in {settings.region}, {len(frames)} frames"
-        + (f" on {machines} machines (AWS Batch)" if machines > 1 else "")
+        f"{settings.instance_type} ({price.words()}) in {settings.region}, {what}"
         + f".\n{estimate}\n"
         + (f"{fleet}\n" if fleet else "")
         + caps_text(settings.max_cost, settings.max_hours, machines)
@@ -112,21 +123,24 @@ def measured_seconds_per_frame(settings: RenderSettings) -> float | None:
     return measured.estimate.seconds_per_frame if measured is not None else None
 
 
-def machines_for(settings: RenderSettings, frames: int) -> int:
-    """Machines, or with Finish Within set and an estimate known, the fewest that finish in time."""
+def machines_for(settings: RenderSettings, frames: int, still: bool = False) -> int:
+    """Machines, or with Finish Within set and an estimate known, the fewest that finish in time
+    (a still's one frame split by samples: cloud/job/still_plan.py)."""
     seconds = measured_seconds_per_frame(settings)
     if settings.finish_within_minutes and seconds:
-        return fleet_plan.machines_to_finish_within(frames, seconds, settings.finish_within_minutes, 256)
+        return fleet_plan.machines_to_finish_within(
+            frames, seconds, settings.finish_within_minutes, 256, still=still
+        )
     return int(settings.machines)
 
 
-def fleet_line(settings: RenderSettings, frames: int, price_per_hour: float) -> str:
+def fleet_line(settings: RenderSettings, frames: int, price_per_hour: float, still: bool = False) -> str:
     """Time and cost for 1, N/2 and N machines from the estimate, or '' before an estimate."""
     seconds = measured_seconds_per_frame(settings)
-    machines = machines_for(settings, frames)
+    machines = machines_for(settings, frames, still)
     if not seconds or (machines < 2 and not settings.finish_within_minutes):
         return ""
-    options = fleet_plan.tradeoff(frames, seconds, price_per_hour, machines)
+    options = fleet_plan.tradeoff(frames, seconds, price_per_hour, machines, still)
     return f"{machines} machines proposed. " + fleet_plan.tradeoff_text(options)
 
 
@@ -164,7 +178,9 @@ def build_request(
         on_demand_price_per_hour=price_per_hour(settings.region, settings.instance_type, False),
         blender_version=bpy.app.version_string.split()[0],
         frame_order="preview_first" if settings.frame_order == "PREVIEW_FIRST" else "sequential",
-        machines=machines_for(settings, len(frames)),
+        machines=machines_for(
+            settings, len(frames), splits_by_samples(len(frames), str(scene.render.engine))
+        ),
         device="GPU" if machine_facts.has_gpu(settings.instance_type) else "CPU",
         samples=settings.samples or None,
         resolution_percentage=settings.resolution_percentage or None,

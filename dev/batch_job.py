@@ -23,6 +23,7 @@ from cloud.job.cloud_steps import CloudSteps
 from cloud.job.events import EventQueue
 from cloud.job.job_thread import JobRunner
 from cloud.job.records import JobRecord, JobRequest, RecordStore, new_job_id
+from cloud.job.still_engine import StillEngine
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import create_artist
 from dev.simulator import make_blender_tarball
@@ -100,6 +101,10 @@ class EmulatedBatchEngine(BatchEngine):
         ]
 
 
+class EmulatedStillEngine(StillEngine, EmulatedBatchEngine):
+    """The product's still engine, with the same retries played by the harness."""
+
+
 @dataclass
 class BatchJob:
     runner: JobRunner
@@ -124,14 +129,18 @@ def start_job(
     steps_class: type[CloudSteps] = CloudSteps,
     blender: tuple[Path, str] | None = None,
     frame_seconds: dict[int, float] | None = None,
+    still_samples: int = 0,
+    spot: bool = True,
 ) -> BatchJob:
     """Stage Blender in the bucket, then start the product's runner on a many-machine job,
     signed as the account's IAM user "artist" holding Cloud Render's two policies (made again
-    after each reset of the account): the strict layer authorises every call the job makes."""
+    after each reset of the account): the strict layer authorises every call the job makes.
+    `still_samples`: one Cycles frame of that many samples, split over the machines (the still
+    engine), as a submit of one frame on many machines is."""
     key_id, secret = create_artist(sim.settings, ("render", "setup"))
     settings = replace(sim.settings, access_key_id=key_id, secret_access_key=secret)
     steps = steps_class(work / "state")
-    engine = EmulatedBatchEngine(sim)
+    engine = EmulatedStillEngine(sim) if still_samples else EmulatedBatchEngine(sim)
     bucket = steps.ensure_bucket(settings, 14)
     version = version or blender_version()
     # `blender`: (tarball, sha256) of another stand-in build (a benchmark's fixed-time fake).
@@ -152,7 +161,7 @@ def start_job(
         output_dir=work / "frames" / job_id,
         region=settings.region,
         instance_type="c5.2xlarge",  # the emulated machines render on the CPU
-        spot=True,
+        spot=spot,
         max_cost=max_cost,
         max_hours=max_hours,
         price_per_hour=price_per_hour,
@@ -161,6 +170,9 @@ def start_job(
         frame_order=frame_order,
         machines=machines,
         frame_seconds=dict(frame_seconds or {}),
+        engine="CYCLES" if still_samples else "",
+        samples=still_samples or None,
+        render_samples=still_samples,
     )
     record = JobRecord.from_request(request)
     store = RecordStore(work / "records")

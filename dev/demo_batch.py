@@ -11,12 +11,21 @@ frames as one image sequence. Writes demo-output/summary.json:
     {"engine": "aws-batch", "machines": 3, "frames": {"1": "<machine>", ...}, "rendered_twice": []}
 
 where a machine is its array index ("0", "1", "2"). `--machines N`, `--frames F` change the job.
+
+`--still` (`make demo SCENE=still`): one Cycles frame (fixed samples, denoising on, a Glare node
+in the compositor) split by samples over the machines: each renders parts of the samples, the
+machine that finds every part in merges them exactly, denoises and composites once. Writes
+demo-output/still/: `scene.blend` (as submitted), `merged.exr` (the merged Combined pass before
+denoising), `final.<ext>` (denoised and composited, in the scene's format) and `summary.json`:
+
+    {"machines": N, "samples": total, "parts": [{"machine": ..., "sample_offset": ..., "samples": ...}, ...]}
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -45,7 +54,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--machines", type=int, default=3)
     parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--still", action="store_true", help="one frame split by samples over the machines")
     args = parser.parse_args()
+    if args.still:
+        return still(args.machines)
     work = OUT / "batch"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -122,6 +134,135 @@ def main() -> int:
     ok = record.stage == "done" and len(machines) >= 2 and not summary["rendered_twice"]
     if not ok:
         print("\n".join(log[-40:]))
+    return 0 if ok else 1
+
+
+STILL_SAMPLES = 96
+STILL_SIZE = 96
+PART_LINE = re.compile(r"^\[machine (\d+)\].*rendering part (\d+) of (\d+): samples (\d+)-(\d+)")
+
+
+def dress_still(scene: Any) -> None:
+    """The sample scene as a still: one frame, fixed samples, denoising on, a Glare node."""
+    import bpy
+
+    scene.frame_start = scene.frame_end = 1
+    scene.cycles.samples = STILL_SAMPLES
+    scene.cycles.use_denoising = True
+    tree: Any
+    layers: Any
+    out: Any
+    glare: Any
+    if hasattr(scene, "compositing_node_group"):  # 5.x: the compositor is a node group
+        tree = bpy.data.node_groups.new("Compositing", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        out = tree.nodes.new("NodeGroupOutput")
+        scene.compositing_node_group = tree
+        layers = tree.nodes.new("CompositorNodeRLayers")
+    else:
+        scene.use_nodes = True
+        tree = scene.node_tree
+        out = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
+        layers = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+    glare = tree.nodes.new("CompositorNodeGlare")
+    if "Type" in glare.inputs:
+        glare.inputs["Type"].default_value = "Fog Glow"
+        glare.inputs["Threshold"].default_value = 0.5
+    else:
+        glare.glare_type, glare.threshold = "FOG_GLOW", 0.5
+    tree.links.new(layers.outputs["Image"], glare.inputs["Image"])
+    tree.links.new(glare.outputs["Image"], out.inputs[0])
+
+
+def still(machines: int) -> int:
+    """`--still`: one frame's samples over `machines` machines, through the add-on."""
+    work = OUT / "still"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
+
+    zip_path = zip_for_this_platform(build())
+    import bpy
+
+    module = harness.install(zip_path)
+    say(f"extension installed in Blender {bpy.app.version_string} (bpy module)")
+    with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
+        account.quotas.set_quota("L-1216C47A", 8.0 * max(machines, 4))  # standard on-demand vCPUs
+        blend = harness.make_scene(
+            work / "project" / "still.blend", frames=1, size=STILL_SIZE, samples=STILL_SAMPLES
+        )
+        scene: Any = bpy.context.scene
+        dress_still(scene)
+        settings = scene.cloud_render
+        settings.instance_type = "c5.2xlarge"  # the emulated machines render on the CPU
+        settings.machines = machines
+        settings.max_cost, settings.max_hours = 2.0, 1.0
+        bpy.ops.wm.save_mainfile()
+        shutil.copy2(blend, work / "scene.blend")
+        set_up = set_up_as_artist(account, module)
+        say(f"Set Up as the artist's IAM user: {set_up.splitlines()[0]}")
+        manager = module.addon.pump.manager()
+        bucket, version = cache_blender(manager, manager.settings_for())
+        say(
+            f"one frame, {STILL_SAMPLES} samples, Machines = {machines}; Blender {version} cached in {bucket}"
+        )
+        print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
+        ops: Any = bpy.ops
+        assert ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+        view = module.addon.job_view.view()
+        job_id = view.job_id
+        seen = {"state": "", "rows": ""}
+
+        def finished() -> bool:
+            if view.state != seen["state"]:
+                seen["state"] = view.state
+                say(f"{view.state}: {view.message}")
+            if view.machines_text and view.machines_text != seen["rows"]:
+                seen["rows"] = view.machines_text
+                say("panel: " + " | ".join(view.machines_text.splitlines()))
+            return view.state in FINAL
+
+        harness.drain_until(finished, timeout=600)
+        record = manager.store.load(job_id)
+        log = module.addon.job_view.log_lines(job_id)
+        (work / "job.log").write_text("\n".join(log) + "\n")
+        parts = []
+        for line in log:
+            found = PART_LINE.match(line)
+            if found:
+                machine, _part, _count, first, last = (int(g) for g in found.groups())
+                parts.append({"machine": machine, "sample_offset": first - 1, "samples": last - first + 1})
+        summary = {
+            "machines": record.machines,
+            "samples": sum(length for _offset, length in record.still_parts),
+            "parts": sorted(parts, key=lambda p: p["sample_offset"]),
+            "stage": record.stage,
+            "cost_so_far": round(record.cost_so_far, 6),
+        }
+        (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        output = Path(record.output_dir)
+        if (output / "still" / "merged.exr").exists():
+            shutil.copy2(output / "still" / "merged.exr", work / "merged.exr")
+        final = Path(record.frame_paths.get("1", "")) if record.frame_paths.get("1") else None
+        if final is not None and final.exists():
+            shutil.copy2(final, work / ("final" + final.suffix))
+        harness.disconnect()
+    say(
+        f"{record.stage}: {len(parts)} parts over machines {sorted({p['machine'] for p in parts})}; "
+        f"demo-output/still/: {', '.join(sorted(p.name for p in work.iterdir() if p.is_file()))}"
+    )
+    ok = (
+        record.stage == "done"
+        and summary["samples"] == STILL_SAMPLES
+        and sum(p["samples"] for p in parts) == STILL_SAMPLES
+        and (work / "merged.exr").exists()
+        and final is not None
+    )
+    if not ok:
+        print("\n".join(log[-60:]))
     return 0 if ok else 1
 
 

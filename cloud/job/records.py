@@ -100,6 +100,12 @@ class EngineName(StrEnum):
     STILL = "still"  # one Cycles frame's samples cut into parts over an AWS Batch array job
 
 
+def splits_by_samples(frames: int, render_engine: str) -> bool:
+    """A still on many machines is cut by samples: one frame, rendered by Cycles (the only
+    engine whose samples can be split exactly: ../shared/recipes/still-on-n-machines.md)."""
+    return frames == 1 and render_engine == "CYCLES"
+
+
 def engine_name_for(machines: int, frames: int = 0, render_engine: str = "") -> EngineName:
     """The one place the choice is made. Many machines: an AWS Batch array job, which claims
     frames, or for one Cycles frame (a still) parts of its samples, merged exactly once all are
@@ -109,7 +115,7 @@ def engine_name_for(machines: int, frames: int = 0, render_engine: str = "") -> 
     registers, the image is pulled) for nothing to share."""
     if machines <= 1:
         return EngineName.EC2
-    if frames == 1 and render_engine == "CYCLES":
+    if splits_by_samples(frames, render_engine):
         return EngineName.STILL
     return EngineName.BATCH
 

@@ -3,7 +3,9 @@
 The boot script (user-data, or an AWS Batch container's command) starts this with the job spec
 it downloaded. It checks the spec's contract version, picks the runner the spec's engine names
 (`contract.spec_engine`: "ec2" one machine renders every frame, `supervisor.Supervisor`;
-"batch" one child of an array job claims its frames, `batch_worker.BatchSupervisor`), runs it,
+"batch" one child of an array job claims its frames, `batch_worker.BatchSupervisor`; "still"
+one child claims parts of one frame's samples and the last merges them,
+`still_worker.StillSupervisor`), runs it,
 and powers the machine off. The choice is made here and only here, so neither runner imports
 the other's entry.
 
@@ -22,6 +24,7 @@ from typing import Any
 from . import contract
 from .batch_worker import BatchSupervisor
 from .blender_logs import MARK
+from .still_worker import StillSupervisor
 from .supervisor import Supervisor
 from .transport import Poster, now_iso
 
@@ -57,6 +60,8 @@ def run_job(spec: dict[str, Any], work: str) -> str:
         return refuse_spec(spec, work, str(exc))
     if engine == "batch":
         return BatchSupervisor.from_environment(spec, work).run()
+    if engine == "still":
+        return StillSupervisor.from_environment(spec, work).run()
     return Supervisor(spec, work).run()
 
 

@@ -513,9 +513,9 @@ def main() -> None:
         args = json.loads(sys.argv[sys.argv.index("--") + 1])
         run_step(args, emit)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        fail("still_step", f"The still step could not run: {exc}")
+        fail("internal", f"The still step could not run: {exc}")
     except (OSError, RuntimeError) as exc:
-        fail("still_step", f"The still step failed: {exc}")
+        fail("render_failed", f"The still step failed: {exc}")
 
 
 if __name__ == "__main__":

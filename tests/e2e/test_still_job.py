@@ -1,0 +1,84 @@
+"""One still on many machines end to end: the product's still engine and job thread, moto's
+Batch running each array child as a local machine (dev/batch_simulator.py), real Cycles renders
+of sample subsets, the exact merge on the machine that finds every part in, and the final image
+back in the output folder. The merged Combined pass is compared with one machine's render of
+every sample of the same scene (../shared/recipes/still-on-n-machines.md: equal to about 1e-7).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloud.job.events import LogLines
+from cloud.machine.still_parts import read_exr
+from dev.batch_job import make_scene, start_job
+from tests.e2e import test_batch_job as batch_e2e
+from tests.e2e.test_batch_job import finished, nothing_left
+
+pytestmark = pytest.mark.slow
+
+world, sim = batch_e2e.world, batch_e2e.sim  # the same emulated account with Batch, fixtures
+
+TOTAL = 48  # three parts of 16 (still_plan.MIN_PART_SAMPLES) on three machines
+
+# One machine's render of every sample, as the still's parts render theirs (adaptive sampling
+# and denoising off, no compositing), its Combined pass saved as a 32-bit EXR.
+REFERENCE = """
+import bpy, json, sys
+args = json.loads(sys.argv[-1])
+bpy.ops.wm.open_mainfile(filepath=args["blend"])
+scene = bpy.context.scene
+scene.cycles.samples = args["samples"]
+scene.cycles.use_adaptive_sampling = False
+scene.cycles.use_denoising = False
+scene.render.use_compositing = False
+settings = scene.render.image_settings
+if hasattr(settings, "media_type"):
+    settings.media_type = "IMAGE"
+settings.file_format = "OPEN_EXR"
+settings.color_depth = "32"
+settings.color_mode = "RGBA"
+bpy.ops.render.render(write_still=False)
+bpy.data.images["Render Result"].save_render(args["output"], scene=scene)
+"""
+
+
+def reference_render(blend: Path, output: Path) -> dict[str, np.ndarray]:
+    args = json.dumps({"blend": str(blend), "samples": TOTAL, "output": str(output)})
+    subprocess.run([sys.executable, "-c", REFERENCE, args], check=True, capture_output=True, timeout=300)
+    image = read_exr(str(output))
+    return {name.rsplit(".", 1)[-1]: pixels for name, pixels in image.channels.items()}
+
+
+def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
+    scene = make_scene(tmp_path / "scene" / "still.blend", frames=1, size=32, samples=TOTAL)
+    job = start_job(sim, scene, [1], 3, tmp_path / "work", still_samples=TOTAL)
+    finished(job)
+    rec = job.record
+    assert rec.stage == "done", (rec.message, rec.action)
+    assert rec.cloud_engine == "still"
+    assert rec.still_parts == [[0, 16], [16, 16], [32, 16]]
+    assert rec.frames_done == [1] and rec.message == "1 frames rendered on 3 machines."
+
+    lines = [line for e in job.events.drain(2.0, 100_000) if isinstance(e, LogLines) for line in e.lines]
+    rendered = [line for line in lines if "rendering part" in line]
+    assert len(rendered) == 3, "\n".join(lines[-60:])  # each part once, whichever machine claimed it
+    merges = [line for line in lines if "the still is merged and uploaded" in line]
+    assert len(merges) == 1, "\n".join(lines[-60:])  # one machine merged, denoised and composited
+
+    out = Path(rec.output_dir)
+    final = Path(rec.frame_paths["1"])
+    assert final.parent == out and final.suffix == ".png" and final.stat().st_size > 0
+    merged = read_exr(str(out / "still" / "merged.exr"))
+    assert (merged.width, merged.height) == (32, 32)
+    channels = {name.rsplit(".", 1)[-1]: pixels for name, pixels in merged.channels.items()}
+    single = reference_render(scene, tmp_path / "single.exr")
+    worst = max(float(np.abs(channels[c] - single[c]).max()) for c in "RGB")
+    assert worst < 1e-4, worst  # the merge of the parts is the single render
+    nothing_left(sim, job)
