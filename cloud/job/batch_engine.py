@@ -194,6 +194,9 @@ class BatchEngine:
     def outputs(self, job: JobHost) -> MachineFolders:
         return MachineFolders(job, self)
 
+    def rendered_words(self, record: JobRecord) -> str:
+        return f"{len(record.frames_done)} frames rendered on {record.machines} machines"
+
     def children(self, settings: AwsSettings, record: JobRecord) -> list[batch.Child]:
         return batch.children(settings, record.launch_id, record.machines)
 

@@ -87,6 +87,9 @@ class Ec2Engine:
     def outputs(self, job: JobHost) -> OneMachineOutputs:
         return OneMachineOutputs(job, self)
 
+    def rendered_words(self, record: JobRecord) -> str:
+        return f"{len(record.frames_done)} frames rendered"
+
     def fleet(self, settings: AwsSettings, record: JobRecord) -> Fleet:
         """The instance bills from its launch (the record's time: no request needed)."""
         return Fleet((time.time() - record.launched_at,), 1)

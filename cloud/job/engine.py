@@ -132,6 +132,9 @@ class Engine(Protocol):
 
     def outputs(self, job: JobHost) -> MachineOutputs: ...
 
+    def rendered_words(self, record: JobRecord) -> str:
+        """What the panel says of a job done ("12 frames rendered on 3 machines")."""
+
     def fleet(self, settings: AwsSettings, record: JobRecord) -> Fleet: ...
 
     def all_gone(self, settings: AwsSettings, record: JobRecord) -> bool:

@@ -608,8 +608,7 @@ class JobRunner(threading.Thread):
                 )
             else:
                 movie = self._fetch_movie(data) if data else (".", "")
-                where = f" on {rec.machines} machines" if rec.machines > 1 else ""
-                self.end(Stage.DONE, f"{len(rec.frames_done)} frames rendered{where}{movie[0]}", movie[1])
+                self.end(Stage.DONE, self.engine.rendered_words(rec) + movie[0], movie[1])
         elif stage is Stage.FAILED:
             report = contract.parse_error(data, rec.frames)
             if (

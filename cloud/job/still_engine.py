@@ -73,6 +73,13 @@ class StillEngine(BatchEngine):
     def outputs(self, job: JobHost) -> StillParts:
         return StillParts(job, self)
 
+    def rendered_words(self, record: JobRecord) -> str:
+        samples = sum(length for _offset, length in record.still_parts)
+        return (
+            f"Frame {record.frames[0]} rendered on {record.machines} machines: {samples} samples in "
+            f"{len(record.still_parts)} parts, merged exactly, denoised and composited once"
+        )
+
 
 class StillParts(MachineFolders):
     """The machines' folders as for frames; a machine's row names the part it renders."""
@@ -85,7 +92,7 @@ class StillParts(MachineFolders):
             offset, length = parts[part]
             doing = f", part {part + 1} of {len(parts)} (samples {offset + 1}-{offset + length})"
         elif row["state"] == "merging":
-            doing = ": merging the parts, then denoising and compositing once"
+            doing = " the parts into one, then denoising and compositing once"
         else:
             doing = ""
         return f"Machine {row['machine']}: {row['state']}{doing} ({pricing})"

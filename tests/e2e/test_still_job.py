@@ -64,7 +64,10 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     assert rec.stage == "done", (rec.message, rec.action)
     assert rec.cloud_engine == "still"
     assert rec.still_parts == [[0, 16], [16, 16], [32, 16]]
-    assert rec.frames_done == [1] and rec.message == "1 frames rendered on 3 machines."
+    assert rec.frames_done == [1]
+    assert rec.message == (
+        "Frame 1 rendered on 3 machines: 48 samples in 3 parts, merged exactly, denoised and composited once."
+    )
 
     lines = [line for e in job.events.drain(2.0, 100_000) if isinstance(e, LogLines) for line in e.lines]
     rendered = [line for line in lines if "rendering part" in line]
