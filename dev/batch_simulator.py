@@ -283,12 +283,20 @@ class BatchSimulator:
     def kill_mid_frame(self, batch_job_id: str, index: int, timeout: float = 120) -> int:
         """Wait until machine `index` is in the middle of a frame, then lose its host (SIGKILL its
         whole container). Returns the frame it was rendering."""
+        return self.kill_mid(batch_job_id, index, r'"event": "frame", "frame": (-?\d+)', timeout)
+
+    def kill_mid_part(self, batch_job_id: str, index: int, timeout: float = 120) -> int:
+        """As kill_mid_frame, for a still's machine in the middle of a part; returns the part's index."""
+        return self.kill_mid(batch_job_id, index, r"rendering part (\d+) of", timeout) - 1
+
+    def kill_mid(self, batch_job_id: str, index: int, started_pattern: str, timeout: float) -> int:
+        """Lose machine `index`'s host once its log shows `started_pattern` (its number is returned)."""
         machine = self.machine(batch_job_id, index, timeout)
         log = machine.folder / "root" / "run" / "render.log"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace") if log.exists() else ""
-            started = re.findall(r'"event": "frame", "frame": (-?\d+)', text)
+            started = re.findall(started_pattern, text)
             if started:
                 time.sleep(0.05)  # into the frame, past scene sync
                 assert self.standin is not None

@@ -68,7 +68,16 @@ class StillEngine(BatchEngine):
             )
             for m in range(record.machines)
         }
-        return {"still": still, "machine_list_urls": lists, "machine_count": record.machines}
+        # A retried machine finds what its lost attempt claimed through these two listings.
+        claim_pages = storage.list_page_links(
+            settings, record.bucket, contract.claims_prefix(job), [f"part-{i}" for i in indexes], expires
+        )
+        return {
+            "still": still,
+            "claim_list_urls": claim_pages,
+            "machine_list_urls": lists,
+            "machine_count": record.machines,
+        }
 
     def outputs(self, job: JobHost) -> StillParts:
         return StillParts(job, self)

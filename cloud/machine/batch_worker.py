@@ -215,9 +215,13 @@ class BatchSupervisor(Supervisor):
         except (OSError, http.client.HTTPException, ElementTree.ParseError) as exc:
             self.log.say(f"could not list the earlier attempt's claims ({exc})")
             return []
-        mine = {int(k) for k, etag in claims.items() if etag in ours and k.lstrip("-").isdigit()}
+        mine = {i for k, etag in claims.items() if etag in ours and (i := self.claimed_item(k)) is not None}
         rendered = {int(n[9:]) for n in marks if n.startswith("rendered-") and n[9:].lstrip("-").isdigit()}
         return [f for f in self.order if f in mine and f not in rendered]
+
+    def claimed_item(self, name: str) -> int | None:
+        """The frame a claim's key names (`claims/<frame>`), or None for another claim."""
+        return int(name) if name.lstrip("-").isdigit() else None
 
     # -- claiming, as Blender asks for each next frame
 

@@ -54,6 +54,11 @@ class StillSupervisor(BatchSupervisor):
         self.part_seconds: dict[int, float] = {}  # part -> seconds it took here
         self.merged = False
 
+    def claimed_item(self, name: str) -> int | None:
+        """The part a claim's key names (`claims/part-<k>`), or None (a frame's, the merge's)."""
+        number = name[len("part-") :]
+        return int(number) if name.startswith("part-") and number.isdigit() else None
+
     def frames_left(self) -> list[int]:
         """The parts this machine claimed and has not uploaded (a retry renders them)."""
         return [p for p in self.claimed if p not in self.part_seconds]
@@ -267,6 +272,12 @@ class StillSupervisor(BatchSupervisor):
             self.status.update(state="downloading", push=True)
             self.download_inputs()
             self.check_uploads()
+            if self.attempt > 1:  # Batch's retry after a lost host: first what the lost one claimed
+                self.pending = self.lost_claims()
+                if self.pending:
+                    self.log.say(
+                        f"rendering again what attempt {self.attempt - 1} claimed: parts {self.pending}"
+                    )
             while not self.stop_reason:
                 with self.lock:
                     index = self.next_claim()

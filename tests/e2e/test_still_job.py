@@ -8,6 +8,7 @@ every sample of the same scene (../shared/recipes/still-on-n-machines.md: equal 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,4 +85,26 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     single = reference_render(scene, tmp_path / "single.exr")
     worst = max(float(np.abs(channels[c] - single[c]).max()) for c in "RGB")
     assert worst < 1e-4, worst  # the merge of the parts is the single render
+    nothing_left(sim, job)
+
+
+def test_a_machine_lost_mid_part_is_retried_and_renders_that_part_alone(sim, tmp_path):
+    """AWS takes machine 0's host in the middle of a part: Batch's retry of that child (played by
+    the harness: moto never retries) first renders the part its lost attempt claimed, and only
+    that one; the machine that then finds every part in merges them once."""
+    scene = make_scene(tmp_path / "scene" / "still.blend", frames=1, size=32, samples=TOTAL)
+    job = start_job(sim, scene, [1], 2, tmp_path / "work", still_samples=TOTAL)
+    batch_e2e.submitted(job)
+    lost = sim.kill_mid_part(job.record.launch_id, 0)
+    sim.rerun(job.record.launch_id, 0, attempt=2)
+    finished(job)
+    rec = job.record
+    assert rec.stage == "done", (rec.message, rec.action)
+    lines = [line for e in job.events.drain(2.0, 100_000) if isinstance(e, LogLines) for line in e.lines]
+    assert any(f"claimed: parts [{lost}]" in line for line in lines), "\n".join(lines[-60:])
+    # Every part was rendered to the end (the lost attempt's own lines may never have shipped).
+    rendered = [int(part) for line in lines for part in re.findall(r"part (\d+) rendered in", line)]
+    assert sorted(rendered) == [1, 2, 3], rendered
+    assert sum("the still is merged and uploaded" in line for line in lines) == 1
+    assert Path(rec.frame_paths["1"]).stat().st_size > 0
     nothing_left(sim, job)
