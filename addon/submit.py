@@ -28,7 +28,13 @@ class SubmitError(Exception):
     """Something on the Blender side stopped the submission; the text is for the artist."""
 
 
-def frames_for(scene: bpy.types.Scene, settings: RenderSettings | None = None) -> list[int]:
+def frames_for(
+    scene: bpy.types.Scene, settings: RenderSettings | None = None, this_frame: bool = False
+) -> list[int]:
+    """The frames a job renders: the current one alone (Render This Frame in Cloud: a still,
+    split by samples on many machines), the custom list, or the scene's range."""
+    if this_frame:
+        return [int(scene.frame_current)]
     settings = settings or snapshot(scene)
     if settings.use_custom_frames:
         return parse_frame_list(settings.frame_list)
@@ -59,7 +65,7 @@ def price_per_hour(region: str, instance_type: str, spot: bool) -> float:
     return prices.hourly(region, instance_type, spot).usd
 
 
-def confirmation_text(context: bpy.types.Context) -> str:
+def confirmation_text(context: bpy.types.Context, this_frame: bool = False) -> str:
     """The Render in Cloud dialog: what runs where, the estimate, and the caps as enforced.
 
     With N machines the caps are the whole job's: "At most" is min(Max Cost, N x price x
@@ -68,7 +74,7 @@ def confirmation_text(context: bpy.types.Context) -> str:
     """
     scene = context.scene
     settings = snapshot(scene)
-    frames = frames_for(scene, settings)
+    frames = frames_for(scene, settings, this_frame)
     still = splits_by_samples(len(frames), str(scene.render.engine))
     machines = machines_for(settings, len(frames), still)
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
@@ -273,9 +279,9 @@ def discard_copy(copy: Path) -> None:
         _copies.discard(folder)
 
 
-def start_job(context: bpy.types.Context) -> JobRecord:
+def start_job(context: bpy.types.Context, this_frame: bool = False) -> JobRecord:
     settings = snapshot(context.scene)  # read once: the job is what the artist set at this press
-    frames = frames_for(context.scene, settings)
+    frames = frames_for(context.scene, settings, this_frame)
     facts, findings = checked_facts(context, settings)
     blocking = [f for f in findings if f.severity == "block"]
     if blocking:

@@ -15,6 +15,9 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
     bl_idname = "cloud_render.render"
     bl_label = "Render in Cloud"
     bl_options = {"REGISTER"}
+    # Render > Render This Frame in Cloud: the current frame alone, a still (on many machines
+    # its samples are split: cloud/job/still_plan.py).
+    this_frame: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -25,7 +28,7 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
         return True
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
-        summary = submit.confirmation_text(context)
+        summary = submit.confirmation_text(context, self.this_frame)
         submit.prefetch_facts()  # read while the artist reads the confirmation
         return context.window_manager.invoke_confirm(
             self, event, title="Render in Cloud", message=summary, confirm_text="Render"
@@ -37,7 +40,7 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
             self.report({"ERROR"}, blockers[0])
             return {"CANCELLED"}
         try:
-            record = submit.start_job(context)
+            record = submit.start_job(context, self.this_frame)
         except submit.SubmitError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

@@ -359,8 +359,12 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
 
 
 def draw_render_menu(self: Any, context: bpy.types.Context) -> None:
-    """Render > Render in Cloud, beside Render Animation: where artists look first."""
+    """Render > Render in Cloud, beside Render Image and Render Animation: where artists look first."""
     self.layout.separator()
+    still = self.layout.operator(
+        "cloud_render.render", text="Render This Frame in Cloud", icon="RENDER_STILL"
+    )
+    still.this_frame = True
     self.layout.operator("cloud_render.render", icon="RENDER_ANIMATION")
 
 

@@ -18,7 +18,8 @@ from ..aws import storage
 from ..aws.session import AwsSettings
 from ..machine import contract
 from .batch_engine import BatchEngine, MachineFolders
-from .engine import JobHost
+from .cloud_steps import PackedScene
+from .engine import JobHost, Launched
 from .records import EngineName, JobRecord, JobRequest
 from .still_plan import split_samples
 
@@ -78,6 +79,23 @@ class StillEngine(BatchEngine):
             "machine_list_urls": lists,
             "machine_count": record.machines,
         }
+
+    def launch(
+        self,
+        settings: AwsSettings,
+        record: JobRecord,
+        request: JobRequest,
+        packed: PackedScene,
+        boot_script: str,
+    ) -> Launched:
+        launched = super().launch(settings, record, request, packed, boot_script)
+        samples = sum(length for _offset, length in record.still_parts)
+        said = (
+            f"{launched.said} Frame {record.frames[0]}: {samples} samples in {len(record.still_parts)} parts, "
+            "adaptive sampling off (a fixed total, so the parts merge exactly), denoised and composited once "
+            "after the merge."
+        )
+        return Launched(launched.launch_id, launched.spot, said)
 
     def outputs(self, job: JobHost) -> StillParts:
         return StillParts(job, self)

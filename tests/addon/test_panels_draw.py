@@ -268,8 +268,23 @@ def test_settings_labels_keep_their_words_at_the_default_width(module):
 
 def test_render_in_cloud_is_in_the_render_menu(module):
     _labels, operators = draw(SimpleNamespace(draw=module.panels.render_panel.draw_render_menu))
-    assert operators == ["cloud_render.render"]
+    assert operators == ["cloud_render.render", "cloud_render.render"]  # This Frame, and the range
     assert module.panels.render_panel.draw_render_menu in bpy.types.TOPBAR_MT_render.draw._draw_funcs
+
+
+def test_render_this_frame_on_many_machines_is_a_still_split_by_samples(module):
+    """Render > Render This Frame in Cloud: the current frame alone; with Machines = 3 and Cycles
+    the confirmation says the frame's samples are split, and that adaptive sampling is off."""
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end, scene.frame_current = 1, 3, 2
+    scene.cycles.samples = 128
+    scene.cloud_render.machines = 3
+    submit = module.addon.submit
+    assert submit.frames_for(scene, this_frame=True) == [2]
+    text = submit.confirmation_text(bpy.context, this_frame=True)
+    assert "one frame split by samples over 3 machines (AWS Batch): 128 samples in" in text, text
+    assert "Adaptive sampling is off for a split frame: it renders a fixed 128 samples" in text
+    assert "3 frames on 3 machines" in submit.confirmation_text(bpy.context)  # the range, as before
 
 
 def test_the_panel_log_is_for_people(module):
