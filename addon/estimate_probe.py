@@ -37,8 +37,10 @@ def blender_command() -> list[str]:
     return [sys.executable, str(LAUNCHER)]
 
 
-def plan_for(scene: bpy.types.Scene) -> dict[str, Any]:
-    """What to render and what it stands for, read on the main thread (cheap)."""
+def plan_for(scene: bpy.types.Scene, fixed_samples: bool = False) -> dict[str, Any]:
+    """What to render and what it stands for, read on the main thread (cheap). `fixed_samples`:
+    Cycles' adaptive sampling off, as a still split by samples renders (so the estimate counts
+    every sample the machines will render)."""
     render = scene.render
     scale = render.resolution_percentage / 100
     width, height = int(render.resolution_x * scale), int(render.resolution_y * scale)
@@ -56,6 +58,7 @@ def plan_for(scene: bpy.types.Scene) -> dict[str, Any]:
         "pixels": plan.pixels,
         "frame_pixels": width * height,
         "frame_samples": samples,
+        "fixed_samples": fixed_samples,
     }
 
 
@@ -71,7 +74,7 @@ def run_probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float = 300) ->
 
 
 def _probe(blend_copy: Path, plan: dict[str, Any], timeout_s: float) -> Probe:
-    args = json.dumps({k: plan[k] for k in ("frame", "border", "samples")})
+    args = json.dumps({k: plan.get(k) for k in ("frame", "border", "samples", "fixed_samples")})
     command = [*blender_command(), "-b", str(blend_copy), "--python", str(PROBE_SCRIPT), "--", args]
     try:
         env = dict(os.environ)

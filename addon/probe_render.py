@@ -41,6 +41,8 @@ def main() -> None:
     else:
         scene.cycles.samples = int(args["samples"])
         scene.cycles.device = "CPU"  # the estimate scales from the artist's CPU
+        if args.get("fixed_samples"):  # a still split by samples renders every sample
+            scene.cycles.use_adaptive_sampling = False
     first_sample: list[float] = []
 
     def on_stats(stats: str, *_rest: object) -> None:

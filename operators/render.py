@@ -92,7 +92,7 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..addon import estimate_probe, prices
         from ..cloud.cost.estimate import estimate_all
-        from ..cloud.job.records import new_job_id
+        from ..cloud.job.records import new_job_id, splits_by_samples
 
         if not bpy.data.filepath:
             self.report({"ERROR"}, "Save the .blend file first.")
@@ -104,7 +104,9 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         except CloudError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        plan = estimate_probe.plan_for(scene)
+        # A still on many machines renders a fixed total (adaptive sampling off): the probe too.
+        split = settings.machines > 1 and splits_by_samples(frames, str(scene.render.engine))
+        plan = estimate_probe.plan_for(scene, fixed_samples=split)
         copy = submit.save_copy("probe-" + new_job_id())
         region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
         # The same prices the panel and the confirmation show (refreshed, spot when known).
