@@ -137,13 +137,9 @@ class BatchEngine:
             [str(f) for f in record.frames],
             expires,
         )
-        marks = [contract.rendered_mark(f) for f in record.frames]
-        lists = {
-            str(i): storage.list_page_links(
-                settings, record.bucket, contract.marks_prefix(record.job_id, i), marks, expires
-            )
-            for i in range(record.machines)
-        }
+        lists = machine_mark_pages(
+            settings, record, [contract.rendered_mark(f) for f in record.frames], expires
+        )
         return {
             "claim_urls": claims,
             "claim_list_urls": claim_pages,
@@ -249,6 +245,19 @@ class BatchEngine:
 
     def end_machines_left(self, settings: AwsSettings, record: JobRecord, left: list[str]) -> None:
         batch.terminate_all(settings, record.launch_id, record.machines, "still running after the job ended")
+
+
+def machine_mark_pages(
+    settings: AwsSettings, record: JobRecord, marks: list[str], expires: int
+) -> dict[str, list[str]]:
+    """Machine index (text) -> the pages of a listing of its marks (what a retried machine
+    reads to find what its lost attempt claimed and never uploaded)."""
+    return {
+        str(i): storage.list_page_links(
+            settings, record.bucket, contract.marks_prefix(record.job_id, i), marks, expires
+        )
+        for i in range(record.machines)
+    }
 
 
 def find_forgotten(

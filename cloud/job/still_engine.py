@@ -17,7 +17,7 @@ from typing import Any
 from ..aws import storage
 from ..aws.session import AwsSettings
 from ..machine import contract
-from .batch_engine import BatchEngine, MachineFolders
+from .batch_engine import BatchEngine, MachineFolders, machine_mark_pages
 from .cloud_steps import PackedScene
 from .engine import JobHost, Launched
 from .records import EngineName, JobRecord, JobRequest
@@ -62,13 +62,9 @@ class StillEngine(BatchEngine):
                 settings, record.bucket, {"merge": contract.merge_claim_key(job)}, expires
             )["merge"],
         )
-        marks = [contract.rendered_mark(int(i)) for i in indexes]
-        lists = {
-            str(m): storage.list_page_links(
-                settings, record.bucket, contract.marks_prefix(job, m), marks, expires
-            )
-            for m in range(record.machines)
-        }
+        lists = machine_mark_pages(
+            settings, record, [contract.rendered_mark(int(i)) for i in indexes], expires
+        )
         # A retried machine finds what its lost attempt claimed through these two listings.
         claim_pages = storage.list_page_links(
             settings, record.bucket, contract.claims_prefix(job), [f"part-{i}" for i in indexes], expires

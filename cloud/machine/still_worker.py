@@ -21,9 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import queue
 import subprocess
-import threading
 import time
 from typing import Any
 from xml.etree import ElementTree
@@ -101,42 +99,22 @@ class StillSupervisor(BatchSupervisor):
             start_new_session=True,
         )
         self.blender_proc = proc
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                lines.put(raw.decode("utf-8", "replace"))
-            lines.put(None)
-
-        threading.Thread(target=read, name="blender-output", daemon=True).start()
         last: dict[str, Any] = {}
-        while True:
-            if not self.stop_reason and self.spot.noticed.is_set():
-                self.stop_reason = "spot"
-                self.log.say(f"spot interruption notice: {json.dumps(self.spot.notice)}; stopping Blender")
-                self.stop(proc)
-            elif not self.stop_reason and time.monotonic() > self.deadline:
-                self.stop_reason = "time_cap"
-                self.log.say("the job's time cap is nearly reached; stopping Blender")
-                self.stop(proc)
-            try:
-                line = lines.get(timeout=0.25)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
+
+        def take(line: str) -> None:
             event = blender_logs.read_event(line)
             if event is None:
                 self.log.write(line.rstrip("\n"))
-                continue
+                return
             if event.get("event") == "failed":
                 self.render_error = (
                     str(event.get("kind") or "render_failed"),
                     str(event.get("message") or ""),
                 )
-            last = event
-        code = proc.wait()
+            last.clear()
+            last.update(event)
+
+        code = self.follow_blender(proc, take)
         if self.stop_reason:
             raise Stopped(self.stop_reason)
         if code != 0 or last.get("event") == "failed":

@@ -439,6 +439,15 @@ class Supervisor:
         self.blender_proc = proc
         with open(os.path.join(self.work, "blender.pid"), "w") as handle:
             handle.write(str(proc.pid))
+        code = self.follow_blender(proc, self.handle_line)
+        if not self.stop_reason and self.frame_seconds:  # a frame rendered: the kernels were loaded
+            self.kernels.save()  # once per machine; the frames upload meanwhile
+        return code
+
+    def follow_blender(self, proc: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> int:
+        """Hand each line Blender prints to `on_line` until it exits; stop it on a spot notice,
+        near the time cap, or once the bucket refuses every upload (`stop_reason` says which).
+        Returns its exit status."""
         lines: queue.Queue[str | None] = queue.Queue()
 
         def read() -> None:
@@ -470,11 +479,8 @@ class Supervisor:
                 continue
             if line is None:
                 break
-            self.handle_line(line)
-        code = proc.wait()
-        if not self.stop_reason and self.frame_seconds:  # a frame rendered: the kernels were loaded
-            self.kernels.save()  # once per machine; the frames upload meanwhile
-        return code
+            on_line(line)
+        return proc.wait()
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         try:
