@@ -93,14 +93,15 @@ def _channel_list(raw: bytes) -> list[tuple[str, int]]:
 
 
 def _unzip(data: bytes, size: int) -> bytes:
-    """OpenEXR's ZIP: zlib, then a byte predictor, then two interleaved halves."""
+    """OpenEXR's ZIP: zlib, then a byte predictor, then two interleaved halves. The predictor's
+    sums are taken in bytes (they wrap at 256, as the format's do): no wider copy of the chunk."""
     import numpy as np
 
-    diff = np.frombuffer(zlib.decompress(data), dtype=np.uint8).astype(np.int64)
+    diff = np.frombuffer(zlib.decompress(data), dtype=np.uint8).copy()
     if diff.size != size:
         raise ExrError("a ZIP chunk does not hold the bytes its lines need")
-    diff[1:] -= 128
-    joined = (np.cumsum(diff) & 0xFF).astype(np.uint8)
+    diff[1:] += 128  # minus 128, modulo 256
+    joined = np.cumsum(diff, dtype=np.uint8)
     half = (size + 1) // 2
     out = np.empty(size, dtype=np.uint8)
     out[0::2], out[1::2] = joined[:half], joined[half:]
@@ -177,9 +178,19 @@ def _attribute(name: str, kind: str, value: bytes) -> bytes:
     return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
 
 
-def write_exr(path: str, width: int, height: int, channels: dict[str, Any], strings: dict[str, str]) -> None:
-    """One scanline part, ZIP, float32 channels (names sorted, as OpenEXR wants), string metadata kept."""
+def write_exr(
+    path: str,
+    width: int,
+    height: int,
+    channels: dict[str, Any],
+    strings: dict[str, str],
+    compress: bool = True,
+) -> None:
+    """One scanline part, float32 channels (names sorted, as OpenEXR wants), string metadata kept;
+    ZIP, or uncompressed for a file that never leaves the machine (zlib is most of a write)."""
     import numpy as np
+
+    compression = _ZIP if compress else _NO_COMPRESSION
 
     names = sorted(channels)
     chlist = b"".join(n.encode() + b"\0" + struct.pack("<iB3xii", 2, 0, 1, 1) for n in names) + b"\0"
@@ -187,7 +198,7 @@ def write_exr(path: str, width: int, height: int, channels: dict[str, Any], stri
     header = b"".join(
         [
             _attribute("channels", "chlist", chlist),
-            _attribute("compression", "compression", bytes([_ZIP])),
+            _attribute("compression", "compression", bytes([compression])),
             _attribute("dataWindow", "box2i", window),
             _attribute("displayWindow", "box2i", window),
             _attribute("lineOrder", "lineOrder", b"\0"),
@@ -198,11 +209,11 @@ def write_exr(path: str, width: int, height: int, channels: dict[str, Any], stri
         ]
     )
     stack = np.stack([np.asarray(channels[n], dtype="<f4") for n in names], axis=1)  # (height, nch, width)
-    lines = _LINES_PER_CHUNK[_ZIP]
+    lines = _LINES_PER_CHUNK[compression]
     blocks = []
     for y in range(0, height, lines):
         raw = stack[y : y + lines].tobytes()
-        packed = _zip(raw)
+        packed = _zip(raw) if compress else raw
         payload = packed if len(packed) < len(raw) else raw
         blocks.append(struct.pack("<ii", y, len(payload)) + payload)
     start = 8 + len(header) + 1 + 8 * len(blocks)
@@ -246,7 +257,10 @@ class MergeReport:
 
 def merge_parts(parts: list[tuple[str, int]], output: str, combined: str = "") -> MergeReport:
     """The parts' passes weighted by each part's samples into one multilayer EXR at `output`;
-    with `combined`, the merged Combined pass alone (RGBA float, one layer) there as well."""
+    with `combined`, the merged Combined pass alone (RGBA float, one layer) there as well.
+    One part is read at a time (a 4K part with its passes is about 400 MB, and spot cuts a still
+    into four parts a machine), and `output` is written uncompressed: only the finish step on
+    this machine reads it."""
     import numpy as np
 
     if not parts or any(int(length) < 1 for _path, length in parts):
@@ -254,36 +268,43 @@ def merge_parts(parts: list[tuple[str, int]], output: str, combined: str = "") -
     started = time.monotonic()
     total = sum(int(length) for _path, length in parts)
     longest = max(range(len(parts)), key=lambda i: int(parts[i][1]))
-    images = [read_exr(path) for path, _length in parts]
-    first = images[longest]
-    for (path, _length), image in ((parts[i], images[i]) for i in range(len(parts))):
-        if (image.width, image.height) != (first.width, first.height) or set(image.channels) != set(
+    first: ExrImage | None = None
+    sums: dict[str, Any] = {}
+    kept: dict[str, Any] = {}  # the passes not averaged, from the longest part
+    strings: dict[str, str] = {}
+    for i, (path, length) in enumerate(parts):
+        image = read_exr(path)
+        if first is None:
+            first = image
+        elif (image.width, image.height) != (first.width, first.height) or set(image.channels) != set(
             first.channels
         ):
             raise ExrError(f"{os.path.basename(path)} does not hold the same image as the other parts")
-    merged: dict[str, Any] = {}
-    averaged: set[str] = set()
-    kept: set[str] = set()
-    for channel in first.channels:
-        name = pass_name(channel)
-        if can_average(name):
-            acc = np.zeros((first.height, first.width), dtype=np.float64)
-            for i, image in enumerate(images):
-                acc += image.channels[channel].astype(np.float64) * (int(parts[i][1]) / total)
-            merged[channel] = acc.astype(np.float32)
-            averaged.add(name)
-        else:
-            merged[channel] = first.channels[channel]
-            kept.add(name)
-    strings = dict(first.strings)
+        weight = int(length) / total
+        for channel, pixels in image.channels.items():
+            if not can_average(pass_name(channel)):
+                if i == longest:
+                    kept[channel] = pixels
+            elif channel in sums:
+                sums[channel] += pixels.astype(np.float64) * weight
+            else:
+                sums[channel] = pixels.astype(np.float64) * weight
+        if i == longest:
+            strings = dict(image.strings)
+    assert first is not None
+    merged: dict[str, Any] = {c: a.astype(np.float32) for c, a in sums.items()}
+    merged.update(kept)
     for key in [k for k in strings if k.startswith("cycles.") and k.endswith(".samples")]:
         strings[key] = str(total)
     for key in ("name", "type", "view"):
         strings.pop(key, None)  # a multi-part file's per-part names: the merged file is one part
-    write_exr(output, first.width, first.height, merged, strings)
+    write_exr(output, first.width, first.height, merged, strings, compress=False)
     if combined:
         write_combined(combined, first.width, first.height, merged)
-    return MergeReport(sorted(averaged), sorted(kept), total, round(time.monotonic() - started, 3))
+    averaged = sorted({pass_name(c) for c in sums})
+    return MergeReport(
+        averaged, sorted({pass_name(c) for c in kept}), total, round(time.monotonic() - started, 3)
+    )
 
 
 def write_combined(path: str, width: int, height: int, channels: dict[str, Any]) -> None:

@@ -1,0 +1,384 @@
+"""Still split: one frame of T samples cut over 1, 2, 4 and 8 emulated machines, against the ideal.
+
+Every run is the product's path: the still engine and job thread, moto's Batch running each array
+child as a machine on this computer (dev/batch_simulator.py), the real boot script and
+supervisor (cloud/machine/still_worker.py): parts claimed by conditional writes, uploaded, listed,
+the merge claimed by the machine that finds every part in, the parts downloaded there, the final
+image uploaded and downloaded to this computer. Only Blender is a stand-in, FOR THIS BENCHMARK
+ONLY, for the three still_parts.py steps (the Blender tarball staged for the job holds it, as in
+bench/scaleout.py):
+
+- "part": sleeps length x SECONDS_PER_SAMPLE (+ --blender-start), then writes a real part EXR
+  (still_parts.write_exr, PART_SIZE, the channels a part holds: Combined RGBA, Denoising
+  Normal, Albedo and Depth, and a Depth pass), so the merge reads what a part would be.
+- "merge": the real code, still_parts.merge_parts on the parts the machine gathered.
+- "finish": sleeps FINISH_S (+ --blender-start): the denoise and composite measured at 0.3-0.5 s
+  at 160x120 on CPU (../shared/recipes/still-on-n-machines.md), and writes a small image.
+
+So the figures measure distributing one frame's samples over machines, not this computer's two
+cores. The fake's own process start (Python with numpy, printed) is the start every step pays;
+a real Blender start and scene load, relative to a part of an hour's render, is about as small
+(5-10 s of a 100 s+ part); --blender-start S adds S to each step to see what it costs.
+
+Baseline: the still engine on one machine (N=1), the same path, claims, merge and finish
+included, so the ratios measure distribution only (the plain EC2 path renders the whole frame
+and its denoise in one Blender: no part files, no merge).
+
+ideal = T x SECONDS_PER_SAMPLE / N + boot, boot = the run's own time from submitting the array
+job to the first part starting on any machine. efficiency = ideal / makespan, makespan = submit
+until the final image arrived on this computer (the downloaded file's time): the merge, the
+finish and their uploads count. Printed beside it: when the last machine started its first part,
+the mean gap between parts on a machine (claim, upload, mark, the next step's start), the mean
+idle tail (the last part's end minus each machine's last), the wait from the last part to the
+merge (listing, merge claim, downloads), the merge and finish steps, and the upload and arrival.
+
+merge_s: the real merge (still_parts.merge_parts) of 8 synthetic parts at 1920x1080 with a
+part's passes, timed in this process (read, weighted average, write the merged file and the
+Combined pass); `full_merge_eff_n8` is the N=8 efficiency with that merge in place of the small
+one the run did. Goal (issue 22): efficiency >= 0.85 at N=8, counting the merge.
+
+Sets: "spot" (the product's default: PARTS_PER_MACHINE_SPOT parts per machine) and "ondemand"
+(one part per machine). RESULT keys are the spot set's; ondemand's carry an `ondemand_` prefix.
+
+Options: --small (128 samples on 1 and 2 machines), --machines 8 (or 2,8), --sets spot,ondemand,
+--samples T, --seconds-per-sample S, --part-size WxH, --blender-start S, --no-merge-timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cloud.job.events import FrameArrived, LogLines  # noqa: E402
+from cloud.job.still_plan import split_samples  # noqa: E402
+from cloud.machine import still_parts  # noqa: E402
+from dev.batch_job import blender_version, make_scene, start_job  # noqa: E402
+from dev.batch_simulator import BatchSimulator  # noqa: E402
+from dev.emulator import emulated_account  # noqa: E402
+
+SAMPLES = 1024
+MACHINES: tuple[int, ...] = (1, 2, 4, 8)
+SECONDS_PER_SAMPLE = 0.05  # 1024 samples: 51.2 s on one machine, as scaleout's 24 frames (48 s)
+PART_SIZE = (64, 64)  # the parts the runs write and merge; merge_s is timed at 1920x1080
+FINISH_S = 0.5
+BLENDER_START_S = 0.0
+MERGE_SIZE = (1920, 1080)
+MERGE_MACHINES = 8  # merge_s: one part a machine (on demand); merge_spot_s: spot's parts
+# What a part holds (bpy 5.0.1, denoising data passes on), and a Depth pass the merge keeps whole.
+PASSES = {
+    "Combined": "RGBA",
+    "Denoising Albedo": "RGB",
+    "Denoising Depth": "Z",
+    "Denoising Normal": "XYZ",
+    "Depth": "Z",
+}
+SETTINGS_FILE = "bench_still.json"
+
+# The benchmark's Blender: answers still_parts.py's steps as still_worker.py runs them
+# (`blender -b scene.blend --python-exit-code 3 --python still_parts.py -- '<json>'`).
+FAKE_BLENDER = r"""
+import importlib.util, json, os, shutil, sys, time
+begun = time.time()
+argv = sys.argv
+here = os.path.dirname(os.path.abspath(__file__))
+cfg = json.load(open(os.path.join(here, "bench_still.json")))
+args = json.loads(argv[argv.index("--") + 1])
+step = args["step"]
+if step == "merge" and sys.flags.no_site:  # the real merge needs numpy: this Python with its site
+    os.execv(cfg["python"], [cfg["python"], os.path.abspath(__file__), *argv[1:]])
+machine = os.path.dirname(argv[argv.index("--python") + 1])
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(machine, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+protocol = load("blender_logs")
+print("bench: process start %.3f s" % (time.time() - begun), flush=True)
+time.sleep(cfg["blender_start"])
+label = "part %d" % (args["offset"],) if step == "part" else step
+print("bench: %s started at %.3f" % (label, time.time()), flush=True)
+started = time.monotonic()
+if step == "part":
+    time.sleep(args["length"] * cfg["seconds_per_sample"])
+    shutil.copyfile(os.path.join(here, "part.exr"), args["output"])  # written by still_parts.write_exr
+    done = dict(path=args["output"], method="subset", samples=args["length"])
+    event = "part_done"
+elif step == "merge":
+    parts = load("still_parts")
+    report = parts.merge_parts([(p, int(n)) for p, n in args["parts"]], args["output"], args.get("combined", ""))
+    done = dict(averaged=report.averaged, taken_from_longest=report.taken_from_longest, samples=report.samples)
+    event = "merged"
+else:
+    time.sleep(cfg["finish_s"])
+    path = args["output"] + ".png"
+    with open(path, "wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n bench still\n")
+    done = dict(path=path, denoised=True, composited=False)
+    event = "finished"
+print("bench: %s finished at %.3f" % (label, time.time()), flush=True)
+protocol.emit(event, seconds=round(time.monotonic() - started, 3), **done)
+"""
+
+
+def fake_blender(version: str, settings: dict[str, Any], dest: Path) -> tuple[Path, str]:
+    """A Blender tarball (same layout as the official one) whose `blender` is the fake steps: the
+    system's Python without site packages (a fast start, as scaleout's fake), and for the merge
+    this Python (numpy in it, as in every Blender). Its part.exr is a part as still_parts writes one."""
+    top = f"blender-{version}-linux-x64"
+    path = dest / f"{top}.tar.xz"
+    part = dest / "part.exr"
+    synthetic_part(part, *PART_SIZE, SAMPLES)
+    launcher = b'#!/bin/sh\nexec python3 -S "$(dirname "$0")/fake_still.py" "$@"\n'
+    settings = dict(settings, python=sys.executable)
+    with tarfile.open(path, "w:xz") as archive:
+        for name, data, mode in (
+            ("blender", launcher, 0o755),
+            ("fake_still.py", FAKE_BLENDER.encode(), 0o644),
+            (SETTINGS_FILE, json.dumps(settings).encode(), 0o644),
+            ("part.exr", part.read_bytes(), 0o644),
+        ):
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+STAMP = re.compile(r"bench: (part \d+|merge|finish) (started|finished) at ([\d.]+)")
+PROCESS = re.compile(r"bench: process start ([\d.]+) s")
+
+
+def _timeline(
+    sim: BatchSimulator, batch_job: str
+) -> tuple[dict[str, list[tuple[str, float, float]]], list[float]]:
+    """Per machine, (step, started, finished) in the order run, from the fake's own stamps (wall
+    clock, the add-on's clock too); and every step's process start."""
+    found: dict[str, list[tuple[str, float, float]]] = {}
+    starts: list[float] = []
+    for label, folder in sim.folders(batch_job):
+        log = folder / "root" / "run" / "render.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        starts += [float(s) for s in PROCESS.findall(text)]
+        begun: dict[str, float] = {}
+        spans = found.setdefault(label, [])
+        for step, what, stamp in STAMP.findall(text):
+            if what == "started":
+                begun[step] = float(stamp)
+            elif step in begun:
+                spans.append((step, begun.pop(step), float(stamp)))
+    return found, starts
+
+
+def run(
+    sim: BatchSimulator, account: Any, scene: Path, version: str, machines: int, spot: bool, work: Path
+) -> dict[str, Any]:
+    account.reset()
+    account.quotas.set_quota("L-34B43A08", 8.0 * 16)  # spot vCPUs
+    account.quotas.set_quota("L-1216C47A", 8.0 * 16)  # on-demand vCPUs
+    settings = {
+        "seconds_per_sample": SECONDS_PER_SAMPLE,
+        "part_size": list(PART_SIZE),
+        "finish_s": FINISH_S,
+        "blender_start": BLENDER_START_S,
+        "passes": PASSES,
+    }
+    blender = fake_blender(version, settings, Path(tempfile.mkdtemp(prefix="still-split-blender-")))
+    job = start_job(
+        sim,
+        scene,
+        [1],
+        machines,
+        work / f"{'spot' if spot else 'ondemand'}-n{machines}",
+        blender=blender,
+        version=version,
+        still_samples=SAMPLES,
+        spot=spot,
+    )
+    arrived: list[float] = []
+    log: list[str] = []
+
+    def take(events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, FrameArrived):
+                arrived.append(Path(event.path).stat().st_mtime)
+            elif isinstance(event, LogLines):
+                log.extend(event.lines)
+
+    while job.runner.is_alive():
+        take(job.events.drain(0.01))
+        time.sleep(0.05)
+    ended = time.time()
+    take(job.events.drain(1.0, limit=100000))
+    rec = job.record
+    assert rec.stage == "done", (rec.stage, rec.message, log[-30:])
+    assert len(arrived) == 1, arrived
+    t0 = rec.launched_at
+    lines, starts = _timeline(sim, rec.launch_id)
+    parts = {m: [s for s in spans if s[0].startswith("part")] for m, spans in lines.items()}
+    steps = {s[0]: s for spans in lines.values() for s in spans if not s[0].startswith("part")}
+    firsts = [spans[0][1] - t0 for spans in parts.values() if spans]
+    lasts = [spans[-1][2] - t0 for spans in parts.values() if spans]
+    gaps = [b[1] - a[2] for spans in parts.values() for a, b in itertools.pairwise(spans)]
+    rendered = [s[0] for spans in parts.values() for s in spans]
+    boot = min(firsts)
+    render_end = max(lasts)
+    merge, finish = steps["merge"], steps["finish"]
+    makespan = arrived[0] - t0
+    ideal = SAMPLES * SECONDS_PER_SAMPLE / machines + boot
+    return {
+        "parts": len(rec.still_parts),
+        "rendered": len(rendered),
+        "twice": len(rendered) - len(set(rendered)),
+        "machines_used": sum(1 for spans in parts.values() if spans),
+        "makespan": makespan,
+        "ended": ended - t0,
+        "boot": boot,
+        "last_boot": max(firsts),
+        "render_end": render_end,
+        "gap": sum(gaps) / len(gaps) if gaps else 0.0,
+        "tail": sum(render_end - last for last in lasts) / len(lasts),
+        "to_merge": merge[1] - t0 - render_end,
+        "merge": merge[2] - merge[1],
+        "finish": finish[2] - finish[1],
+        "between": finish[1] - merge[2],
+        "arrival": makespan - (finish[2] - t0),
+        "process_start": sum(starts) / len(starts) if starts else 0.0,
+        "ideal": ideal,
+        "efficiency": ideal / makespan,
+        "efficiency_end": ideal / (ended - t0),
+    }
+
+
+def synthetic_part(path: Path, width: int, height: int, samples: int) -> None:
+    """A part as Cycles writes one: a smooth image with per-pixel noise in every pass."""
+    rng = np.random.default_rng(7)
+    ramp = np.linspace(0.1, 0.9, width, dtype=np.float32)[None, :] * np.ones((height, 1), np.float32)
+    channels = {}
+    for name, letters in PASSES.items():
+        for letter in letters:
+            noise = rng.normal(0.0, 0.05, (height, width)).astype(np.float32)
+            channels[f"ViewLayer.{name}.{letter}"] = ramp + noise
+    still_parts.write_exr(str(path), width, height, channels, {"cycles.ViewLayer.samples": str(samples)})
+
+
+def time_merge(work: Path, count: int) -> tuple[float, float]:
+    """(seconds, MB per part) of merge_parts on `count` parts of MERGE_SIZE, timed here."""
+    width, height = MERGE_SIZE
+    work.mkdir(parents=True, exist_ok=True)
+    first = work / "part-0.exr"
+    synthetic_part(first, width, height, SAMPLES)
+    paths = [first]
+    for k in range(1, count):  # the same bytes again: reading and averaging cost the same
+        paths.append(work / f"part-{k}.exr")
+        shutil.copyfile(first, paths[-1])
+    length = max(1, SAMPLES // count)
+    started = time.monotonic()
+    report = still_parts.merge_parts(
+        [(str(p), length) for p in paths], str(work / "merged.exr"), str(work / "combined.exr")
+    )
+    seconds = time.monotonic() - started
+    assert report.samples == length * count and "Depth" in report.taken_from_longest, report
+    size = first.stat().st_size / 1e6
+    shutil.rmtree(work, ignore_errors=True)
+    return seconds, size
+
+
+def main() -> int:
+    global SAMPLES, MACHINES, SECONDS_PER_SAMPLE, PART_SIZE, BLENDER_START_S, MERGE_SIZE
+
+    def option(name: str) -> str | None:
+        return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
+    if "--small" in sys.argv:  # a quick run: 128 samples on 1 and 2 machines, a smaller merge
+        SAMPLES, MACHINES, SECONDS_PER_SAMPLE, MERGE_SIZE = 128, (1, 2), 0.02, (480, 270)
+    if option("--machines"):
+        MACHINES = tuple(int(n) for n in str(option("--machines")).split(","))
+    if option("--samples"):
+        SAMPLES = int(str(option("--samples")))
+    if option("--seconds-per-sample"):
+        SECONDS_PER_SAMPLE = float(str(option("--seconds-per-sample")))
+    if option("--part-size"):
+        w, h = str(option("--part-size")).lower().split("x")
+        PART_SIZE = (int(w), int(h))
+    if option("--blender-start"):
+        BLENDER_START_S = float(str(option("--blender-start")))
+    sets = {"spot": True, "ondemand": False}
+    if option("--sets"):
+        wanted = str(option("--sets")).split(",")
+        sets = {name: spot for name, spot in sets.items() if name in wanted}
+    work = Path(tempfile.mkdtemp(prefix="still-split-"))
+    figures: dict[str, float] = {}
+    try:
+        merges: dict[str, float] = {"spot": float("nan"), "ondemand": float("nan")}
+        if "--no-merge-timing" not in sys.argv:
+            for name, spot in (("ondemand", False), ("spot", True)):
+                count = len(split_samples(SAMPLES, MERGE_MACHINES, spot))
+                merges[name], part_mb = time_merge(work / "merge", count)
+                print(
+                    f"merge ({name}, N={MERGE_MACHINES}): {count} parts of {MERGE_SIZE[0]}x{MERGE_SIZE[1]} "
+                    f"({sum(len(v) for v in PASSES.values())} float channels, {part_mb:.0f} MB each) "
+                    f"merged in {merges[name]:.2f} s here",
+                    flush=True,
+                )
+        merge_s = merges["ondemand"]
+        version = blender_version()
+        scene = make_scene(work / "scene" / "still.blend", frames=1, size=16, samples=SAMPLES)
+        print(
+            f"one still of {SAMPLES} samples, a fake {SECONDS_PER_SAMPLE} s/sample "
+            f"({SAMPLES * SECONDS_PER_SAMPLE:.1f} s on one machine; benchmark only), parts of "
+            f"{PART_SIZE[0]}x{PART_SIZE[1]}, finish {FINISH_S} s, Blender start +{BLENDER_START_S} s a step",
+            flush=True,
+        )
+        with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
+            for name, spot in sets.items():
+                for machines in MACHINES:
+                    r = run(sim, account, scene, version, machines, spot, work / name)
+                    print(
+                        f"{name:8} N={machines}: {r['parts']} parts, makespan {r['makespan']:6.1f} s, "
+                        f"ideal {r['ideal']:6.1f} s (boot {r['boot']:.1f} s, last machine's first part at "
+                        f"{r['last_boot']:.1f} s), efficiency {r['efficiency']:.2f}; last part rendered at "
+                        f"{r['render_end']:.1f} s, mean gap between parts {1000 * r['gap']:.0f} ms "
+                        f"(process start {1000 * r['process_start']:.0f} ms), mean idle tail {r['tail']:.2f} s; "
+                        f"last part to merge {r['to_merge']:.2f} s, merge {r['merge']:.2f} s, "
+                        f"merge to finish {r['between']:.2f} s, finish {r['finish']:.2f} s, "
+                        f"upload and arrival {r['arrival']:.2f} s; job thread ended at {r['ended']:.1f} s "
+                        f"(efficiency {r['efficiency_end']:.2f}); machines used {r['machines_used']}, "
+                        f"parts rendered twice {r['twice']}",
+                        flush=True,
+                    )
+                    prefix = "" if name == "spot" else f"{name}_"
+                    figures[f"{prefix}efficiency_n{machines}"] = r["efficiency"]
+                    if machines == MERGE_MACHINES and merges[name] == merges[name]:
+                        full = r["ideal"] / (r["makespan"] - r["merge"] + merges[name])
+                        figures[f"{prefix}full_merge_eff_n8"] = full
+                        print(f"{name:8} N=8 with the {MERGE_SIZE[0]}x{MERGE_SIZE[1]} merge: {full:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    head = [k for k in ("efficiency_n2", "efficiency_n4", "efficiency_n8") if k in figures]
+    rest = [k for k in figures if k not in head]
+    print(
+        "RESULT "
+        + " ".join(f"{k}={figures[k]:.2f}" for k in head)
+        + f" merge_s={merge_s:.2f} merge_spot_s={merges['spot']:.2f} "
+        + " ".join(f"{k}={figures[k]:.2f}" for k in rest)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
