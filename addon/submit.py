@@ -17,7 +17,14 @@ import bpy
 from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_list import parse_frame_list, scene_range
-from ..cloud.job.records import JobRecord, JobRequest, new_job_id, splits_by_samples
+from ..cloud.job.records import (
+    EngineName,
+    JobRecord,
+    JobRequest,
+    engine_name_for,
+    new_job_id,
+    splits_by_samples,
+)
 from ..cloud.job.still_plan import split_samples
 from ..cloud.pack.scene_facts import SceneFacts
 from . import account, job_view, jobs_list, panel_results, prices, pump
@@ -75,7 +82,7 @@ def confirmation_text(context: bpy.types.Context, this_frame: bool = False) -> s
     scene = context.scene
     settings = snapshot(scene)
     frames = frames_for(scene, settings, this_frame)
-    still = splits_by_samples(len(frames), str(scene.render.engine))
+    still = splits_by_samples(len(frames), str(scene.render.engine))  # if it runs on many machines
     machines = machines_for(settings, len(frames), still)
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
     estimate = worst_case_text(settings, len(frames), machines)
@@ -86,7 +93,7 @@ def confirmation_text(context: bpy.types.Context, this_frame: bool = False) -> s
             f"Estimate from a test render: {measured.machine}: {measured.cost_and_time} {whole}\n{estimate}"
         )
     fleet = fleet_line(settings, len(frames), price.usd or 0.0, still)
-    if still and machines > 1:
+    if engine_name_for(machines, len(frames), str(scene.render.engine)) is EngineName.STILL:
         samples = int(settings.samples or scene.cycles.samples)
         parts = split_samples(samples, machines, settings.use_spot)
         what = (

@@ -92,7 +92,7 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..addon import estimate_probe, prices
         from ..cloud.cost.estimate import estimate_all
-        from ..cloud.job.records import new_job_id, splits_by_samples
+        from ..cloud.job.records import EngineName, engine_name_for, new_job_id
 
         if not bpy.data.filepath:
             self.report({"ERROR"}, "Save the .blend file first.")
@@ -105,7 +105,7 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         # A still on many machines renders a fixed total (adaptive sampling off): the probe too.
-        split = settings.machines > 1 and splits_by_samples(frames, str(scene.render.engine))
+        split = engine_name_for(settings.machines, frames, str(scene.render.engine)) is EngineName.STILL
         plan = estimate_probe.plan_for(scene, fixed_samples=split)
         copy = submit.save_copy("probe-" + new_job_id())
         region, chosen, spot = settings.region, settings.instance_type, settings.use_spot
