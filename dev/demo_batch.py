@@ -50,6 +50,30 @@ from dev.emulator import emulated_account  # noqa: E402
 FINAL = FINAL_STAGE_IDS
 
 
+def render_and_follow(module: Any, say: Any) -> tuple[str, float]:
+    """Print the confirmation, press Render in Cloud, and say each stage and the panel's machine
+    rows until the job ends; (job id, the longest main-thread drain in seconds)."""
+    import bpy
+
+    print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
+    ops: Any = bpy.ops
+    assert ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    view = module.addon.job_view.view()
+    seen = {"state": "", "rows": ""}
+
+    def finished() -> bool:
+        if view.state != seen["state"]:
+            seen["state"] = view.state
+            say(f"{view.state}: {view.message}")
+        if view.machines_text and view.machines_text != seen["rows"]:
+            seen["rows"] = view.machines_text
+            say("panel: " + " | ".join(view.machines_text.splitlines()))
+        return view.state in FINAL
+
+    job_id = view.job_id
+    return job_id, harness.drain_until(finished, timeout=600)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--machines", type=int, default=3)
@@ -88,24 +112,7 @@ def main() -> int:
         aws = manager.settings_for()
         bucket, version = cache_blender(manager, aws)
         say(f"scene: {args.frames} frames, Machines = {args.machines}; Blender {version} cached in {bucket}")
-        print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
-
-        ops: Any = bpy.ops
-        assert ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-        view = module.addon.job_view.view()
-        job_id = view.job_id
-        seen = {"state": "", "rows": ""}
-
-        def finished() -> bool:
-            if view.state != seen["state"]:
-                seen["state"] = view.state
-                say(f"{view.state}: {view.message}")
-            if view.machines_text and view.machines_text != seen["rows"]:
-                seen["rows"] = view.machines_text
-                say("panel: " + " | ".join(view.machines_text.splitlines()))
-            return view.state in FINAL
-
-        longest = harness.drain_until(finished, timeout=600)
+        job_id, longest = render_and_follow(module, say)
         record = manager.store.load(job_id)
         started_by, done_by = render_history(sim, record.launch_id)
         summary = {
@@ -209,23 +216,7 @@ def still(machines: int) -> int:
         say(
             f"one frame, {STILL_SAMPLES} samples, Machines = {machines}; Blender {version} cached in {bucket}"
         )
-        print("\n" + module.addon.submit.confirmation_text(bpy.context) + "\n", flush=True)
-        ops: Any = bpy.ops
-        assert ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-        view = module.addon.job_view.view()
-        job_id = view.job_id
-        seen = {"state": "", "rows": ""}
-
-        def finished() -> bool:
-            if view.state != seen["state"]:
-                seen["state"] = view.state
-                say(f"{view.state}: {view.message}")
-            if view.machines_text and view.machines_text != seen["rows"]:
-                seen["rows"] = view.machines_text
-                say("panel: " + " | ".join(view.machines_text.splitlines()))
-            return view.state in FINAL
-
-        harness.drain_until(finished, timeout=600)
+        job_id, _longest = render_and_follow(module, say)
         record = manager.store.load(job_id)
         log = module.addon.job_view.log_lines(job_id)
         (work / "job.log").write_text("\n".join(log) + "\n")
