@@ -531,7 +531,7 @@ def main() -> None:
     protocol = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "blender_logs.py"))
     emit, fail = protocol["emit"], protocol["fail"]
     try:
-        args = json.loads(sys.argv[sys.argv.index("--") + 1])
+        args = json.loads(sys.argv[-1])  # the last argument (prepare_blender.py may read one before it)
         run_step(args, emit)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         fail("internal", f"The still step could not run: {exc}")

@@ -50,6 +50,7 @@ class StillSupervisor(BatchSupervisor):
         self.parts_dir = os.path.join(work, "parts")
         os.makedirs(self.parts_dir, exist_ok=True)
         self.part_seconds: dict[int, float] = {}  # part -> seconds it took here
+        self.environment_said = False  # add-ons and differences: said once, at the first step
         self.merged = False
 
     def claimed_item(self, name: str) -> int | None:
@@ -69,21 +70,29 @@ class StillSupervisor(BatchSupervisor):
 
     # -- Blender, one step at a time
 
-    def blender_step(self, command: list[str], args: dict[str, Any]) -> dict[str, Any]:
+    def blender_step(self, command: list[str], args: dict[str, Any], prepare: bool = False) -> dict[str, Any]:
         """Run one still_parts.py step in Blender on the job's scene; its final event, or
-        JobFailed with the cause Blender gave (or what its exit says)."""
+        JobFailed with the cause Blender gave (or what its exit says). `prepare`: first the add-ons
+        that travelled and the environment check (prepare_blender.py), as for frames: a step that
+        renders or composites sees the scene as the artist's Blender does."""
         blend = safe_join(self.job_dir, self.spec["blend_path"])
-        argv = [
-            *command,
-            "-b",
-            blend,
-            "--python-exit-code",
-            "3",
-            "--python",
-            os.path.join(HERE, "still_parts.py"),
-            "--",
-            json.dumps(args),
-        ]
+        scripts = ["--python", os.path.join(HERE, "still_parts.py")]
+        after = ["--", json.dumps(args)]  # still_parts.py reads the last argument
+        if prepare:
+            config = os.path.join(self.work, "prepare-config.json")
+            with open(config, "w") as handle:
+                json.dump(
+                    {
+                        "addons": self.spec.get("addons") or [],
+                        "auto_run": bool(self.spec.get("auto_run")),
+                        "fingerprint": self.spec.get("fingerprint") or {},
+                        "accept_differences": bool(self.spec.get("accept_differences")),
+                    },
+                    handle,
+                )
+            scripts = ["--python", os.path.join(HERE, "prepare_blender.py"), *scripts]
+            after = ["--", config, json.dumps(args)]  # prepare_blender.py reads the first
+        argv = [*command, "-b", blend, "--python-exit-code", "3", *scripts, *after]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.update(self.kernels.prepare())
         user = os.path.join(self.job_dir, contract.ADDONS_DIR)
@@ -111,6 +120,9 @@ class StillSupervisor(BatchSupervisor):
                     str(event.get("kind") or "render_failed"),
                     str(event.get("message") or ""),
                 )
+            if event.get("event") == "environment" and not self.environment_said:
+                self.environment_said = True
+                self.report_environment(event)
             last.clear()
             last.update(event)
 
@@ -144,6 +156,7 @@ class StillSupervisor(BatchSupervisor):
                 "length": part.length,
                 "output": out,
             },
+            prepare=True,
         )
         seconds = round(time.monotonic() - started, 2)
         self.log.say(f"part {index + 1} rendered in {seconds} s ({event.get('method', 'subset')} sampling)")

@@ -73,6 +73,9 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     lines = [line for e in job.events.drain(2.0, 100_000) if isinstance(e, LogLines) for line in e.lines]
     rendered = [line for line in lines if "rendering part" in line]
     assert len(rendered) == 3, "\n".join(lines[-60:])  # each part once, whichever machine claimed it
+    # Each part's Blender first enabled the travelling add-ons and compared the environment, as
+    # for frames (prepare_blender.py): said once per machine.
+    assert any("environment: the machine's Blender matches" in line for line in lines), "\n".join(lines[-60:])
     merges = [line for line in lines if "the still is merged and uploaded" in line]
     assert len(merges) == 1, "\n".join(lines[-60:])  # one machine merged, denoised and composited
 
