@@ -765,7 +765,7 @@ def st_terminate_orphan():
     machine = results().forgotten[0]
     log(
         "terminate",
-        in_props(ops().cloud_render.terminate_orphan, instance_id=machine.instance_id, region=machine.region),
+        in_props(ops().cloud_render.terminate_orphan, launch_id=machine.launch_id, region=machine.region),
     )
     S["deadline"] = time.monotonic() + 60
     return 1.0
