@@ -565,10 +565,9 @@ class JobRunner(threading.Thread):
         if caps.cap_reached(
             rec.cost_so_far, elapsed, fleet.live, rec.price_per_hour, rec.max_cost, rec.max_hours
         ):
-            over = f" over {rec.machines} machines" if rec.machines > 1 else ""
             self.log(
-                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}{over}, {hours:.2f} h): "
-                f"stopping {self.engine.every_machine}."
+                f"Cap reached (${rec.cost_so_far:.2f} of ${rec.max_cost:.2f}, {hours:.2f} h, "
+                f"{rec.machines} machine{'s' * (rec.machines != 1)}): stopping {self.engine.every_machine}."
             )
             self.engine.stop(self.settings, rec, "cost or time cap reached")
             self.poll_outputs()
@@ -601,9 +600,7 @@ class JobRunner(threading.Thread):
             if missing:
                 self.end(
                     Stage.FAILED,
-                    f"The machines finished but {len(missing)} frames did not arrive."
-                    if rec.machines > 1
-                    else f"The machine finished but {len(missing)} frames did not arrive.",
+                    f"{self.engine.every_machine.capitalize()} finished but {len(missing)} frames did not arrive.",
                     "Relaunch the missing frames.",
                 )
             else:

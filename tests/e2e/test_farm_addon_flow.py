@@ -116,12 +116,18 @@ def test_proof_frame_matches_the_cloud_frame_and_not_without_its_texture(cloud, 
     assert not proof_image(job_id)["cloud_render_proof_match"]
 
 
-def test_proof_frame_first_goes_on_when_it_matches_and_stops_when_it_does_not(cloud, tmp_path):  # noqa: F811
-    scene_path = textured_scene(tmp_path, frames=6, size=32)  # scouts 1, 4 and 6 (first, middle, last)
+def proof_first_scene(tmp_path: Path) -> Path:
+    """Six frames (scouts 1, 4 and 6: first, middle, last), Proof Frame First ticked, saved."""
+    scene_path = textured_scene(tmp_path, frames=6, size=32)
     settings = bpy.context.scene.cloud_render
     settings.proof_first = True
     settings.max_cost = 5.0
     bpy.ops.wm.save_mainfile()
+    return scene_path
+
+
+def test_proof_frame_first_goes_on_when_it_matches(cloud, tmp_path):  # noqa: F811
+    proof_first_scene(tmp_path)
     job_id, record = render_to_the_end()
     assert record.stage == "done", record.message
     assert sorted(record.frames_done) == [1, 2, 3, 4, 5, 6]
@@ -129,8 +135,10 @@ def test_proof_frame_first_goes_on_when_it_matches_and_stops_when_it_does_not(cl
     # The job thread left the answer to the proof, which said go once the frames matched.
     measured_and_went_on(job_id)
 
+
+def test_proof_frame_first_stops_when_it_does_not_match(cloud, tmp_path):  # noqa: F811
+    scene_path = proof_first_scene(tmp_path)
     # Once the scene is uploaded the texture goes missing here: the proof differs, the job waits.
-    bpy.ops.wm.save_mainfile()
     assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
     job_id = view().job_id
     harness.drain_until(lambda: view().state in {"starting", "installing", "rendering"}, 120)
