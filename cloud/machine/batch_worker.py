@@ -362,30 +362,41 @@ class BatchSupervisor(Supervisor):
             except (OSError, http.client.HTTPException) as exc:
                 self.log.say(f"could not mark rendered frames yet ({exc})")
 
-    def run(self) -> str:
+    def start_machine(self, what: str) -> None:
+        """What every array child does first: the log, status and spot watcher, the uploader,
+        and a line saying which machine this is and of what."""
         self.log.start()
         self.status.start()
         self.spot.start()
-        uploader = threading.Thread(target=self.upload_worker, name="uploader", daemon=True)
-        uploader.start()
-        started = time.monotonic()
+        threading.Thread(target=self.upload_worker, name="uploader", daemon=True).start()
         self.log.say(
             f"machine {self.index} of {self.spec.get('machine_count', 1)} (attempt {self.attempt}) "
-            f"started for job {self.spec['job_id']}"
+            f"started for {what}"
         )
+
+    def install_and_fetch(self) -> list[str]:
+        """Blender and the job's inputs; on a retried attempt, what the lost one claimed first.
+        Returns the command that starts Blender."""
+        self.status.update(state="installing", push=True)
+        command = self.get_blender()
+        self.check_uploads()
+        self.status.update(state="downloading", push=True)
+        self.download_inputs()
+        self.check_uploads()
+        if self.attempt > 1:  # Batch's retry after a lost host
+            self.pending = self.lost_claims()
+            if self.pending:
+                self.say_pending()
+        return command
+
+    def say_pending(self) -> None:
+        self.log.say(f"finishing what attempt {self.attempt - 1} claimed but never uploaded: {self.pending}")
+
+    def run(self) -> str:
+        started = time.monotonic()
+        self.start_machine(f"job {self.spec['job_id']}")
         try:
-            self.status.update(state="installing", push=True)
-            command = self.get_blender()
-            self.check_uploads()
-            self.status.update(state="downloading", push=True)
-            self.download_inputs()
-            self.check_uploads()
-            if self.attempt > 1:
-                self.pending = self.lost_claims()
-                if self.pending:
-                    self.log.say(
-                        f"finishing what attempt {self.attempt - 1} claimed but never uploaded: {self.pending}"
-                    )
+            command = self.install_and_fetch()
             marker = threading.Thread(target=self._marker, name="marks", daemon=True)
             marker.start()
             claimer = threading.Thread(target=self._claim_ahead, name="claim-ahead", daemon=True)

@@ -58,6 +58,9 @@ class StillSupervisor(BatchSupervisor):
         number = name[len("part-") :]
         return int(number) if name.startswith("part-") and number.isdigit() else None
 
+    def say_pending(self) -> None:
+        self.log.say(f"rendering again what attempt {self.attempt - 1} claimed: parts {self.pending}")
+
     def frames_left(self) -> list[int]:
         """The parts this machine claimed and has not uploaded (a retry renders them)."""
         return [p for p in self.claimed if p not in self.part_seconds]
@@ -248,27 +251,12 @@ class StillSupervisor(BatchSupervisor):
         self.log.say(f"the still is merged and uploaded in {round(time.monotonic() - started, 1)} s")
 
     def run(self) -> str:
-        self.log.start()
-        self.status.start()
-        self.spot.start()
         started = time.monotonic()
-        self.log.say(
-            f"machine {self.index} of {self.spec.get('machine_count', 1)} (attempt {self.attempt}) started for "
+        self.start_machine(
             f"still {self.spec['job_id']}: {len(self.parts)} parts of {self.still.total_samples} samples"
         )
         try:
-            self.status.update(state="installing", push=True)
-            command = self.get_blender()
-            self.check_uploads()
-            self.status.update(state="downloading", push=True)
-            self.download_inputs()
-            self.check_uploads()
-            if self.attempt > 1:  # Batch's retry after a lost host: first what the lost one claimed
-                self.pending = self.lost_claims()
-                if self.pending:
-                    self.log.say(
-                        f"rendering again what attempt {self.attempt - 1} claimed: parts {self.pending}"
-                    )
+            command = self.install_and_fetch()
             while not self.stop_reason:
                 with self.lock:
                     index = self.next_claim()
@@ -294,6 +282,8 @@ class StillSupervisor(BatchSupervisor):
         except Exception as exc:  # a bug here must still end in error.json
             self.log.say(f"internal error: {exc!r}")
             return self.finish_failed("internal", f"The render machine hit an internal error: {exc}.", None)
+        self.uploads.join()  # what the install queued (a fetched Blender build for the cache)
+        self.uploads.put(None)
         elapsed = round(time.monotonic() - started, 1)
         parts_here = sorted(self.part_seconds)
         if self.stop_reason:
