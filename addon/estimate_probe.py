@@ -18,23 +18,11 @@ import bpy
 
 from ..cloud.cost.estimate import Probe, local_cpu_speed, plan_probe
 from ..cloud.errors import CloudError, ErrorCode
-from ..cloud.machine import HERE as MACHINE_DIR
 from ..cloud.machine.assemble_movie import egl_environment
+from .local_blender import blender_command
 from .submit import discard_copy
 
-# The launcher the render machine uses (it runs a script the same way in the bpy module and in a
-# real Blender) and the probe script, which stays on this side.
-LAUNCHER = Path(MACHINE_DIR) / "blender_launcher.py"
 PROBE_SCRIPT = Path(__file__).resolve().parent / "probe_render.py"
-
-
-def blender_command() -> list[str]:
-    """How to start a background Blender like this one."""
-    binary = bpy.app.binary_path
-    if binary and os.path.basename(binary).lower().startswith("blender"):
-        return [binary]
-    # The bpy module (tests, the demo): the launcher accepts Blender's flags.
-    return [sys.executable, str(LAUNCHER)]
 
 
 def plan_for(scene: bpy.types.Scene, fixed_samples: bool = False) -> dict[str, Any]:

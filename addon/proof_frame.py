@@ -22,7 +22,7 @@ import numpy as np
 from ..cloud.errors import CloudError
 from ..cloud.job import proof_frame
 from . import job_view
-from .estimate_probe import blender_command
+from .local_blender import blender_command
 
 SCRIPT = Path(__file__).resolve().parent / "proof_render.py"
 PROOF_WIDTH = 128  # the local proof renders about this wide; the cloud frame is scaled down to it

@@ -27,7 +27,7 @@ from ..cloud.job.records import (
 )
 from ..cloud.job.still_plan import split_samples
 from ..cloud.pack.scene_facts import SceneFacts
-from . import account, job_view, jobs_list, panel_results, prices, pump
+from . import account, job_view, jobs_list, local_blender, panel_results, prices, pump
 from .settings import RenderSettings, snapshot
 
 
@@ -203,6 +203,7 @@ def build_request(
         retention_days=prefs.retention_days if prefs is not None else 14,
         quote_first=settings.quote_first or settings.proof_first,
         proof_first=settings.proof_first,
+        cost_map_command=local_blender.cost_map_command(blend_copy, str(scene.render.engine)),
         **render_load(scene, settings),
         **farm_equals_local(scene, settings.render_despite_differences, facts),
     )

@@ -28,6 +28,8 @@ from dev.batch_simulator import BatchSimulator
 from dev.emulator import create_artist
 from dev.simulator import make_blender_tarball
 
+ROOT = Path(__file__).resolve().parent.parent
+
 SCENE = r"""
 import sys, bpy
 path, frames, size, samples, heavy = sys.argv[-5], *(int(a) for a in sys.argv[-4:])
@@ -53,6 +55,73 @@ if heavy:  # evaluated again for every frame: slower frames without a bigger fil
     cube.modifiers.new("wave", "WAVE")
 bpy.ops.wm.save_as_mainfile(filepath=path)
 """
+
+
+# A shot whose frames cost 1x to about 3x in a repeating pattern of four, as the camera sees
+# more of a volume (its scale keyed, held per frame): what a cost map must find on its own.
+UNEVEN_SCENE = r"""
+import sys, bpy
+path, frames, width, height, samples = sys.argv[-5], *(int(a) for a in sys.argv[-4:])
+bpy.ops.wm.read_homefile(use_factory_startup=True)
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = samples
+scene.cycles.use_adaptive_sampling = False
+scene.cycles.use_denoising = False
+scene.render.resolution_x, scene.render.resolution_y = width, height
+scene.render.resolution_percentage = 100
+scene.frame_start, scene.frame_end = 1, frames
+scene.render.image_settings.file_format = "PNG"
+scene.render.filepath = "//render/frame_####"
+cube = bpy.data.objects["Cube"]
+fog = bpy.data.materials.new("fog")
+fog.use_nodes = True
+nodes = fog.node_tree.nodes
+nodes.remove(nodes["Principled BSDF"])
+volume = nodes.new("ShaderNodeVolumePrincipled")
+volume.inputs["Density"].default_value = 2.0
+fog.node_tree.links.new(volume.outputs[0], nodes["Material Output"].inputs["Volume"])
+cube.data.materials.append(fog)
+bpy.context.preferences.edit.keyframe_new_interpolation_type = "CONSTANT"
+for frame in range(1, frames + 1):
+    size = 0.5 + 1.1 * ((frame - 1) % 4) / 3
+    cube.scale = (size, size, size)
+    cube.keyframe_insert("scale", frame=frame)
+bpy.ops.wm.save_as_mainfile(filepath=path)
+"""
+
+
+def make_uneven_scene(
+    path: Path,
+    frames: int,
+    width: int = 320,
+    height: int = 180,
+    samples: int = 32,
+    python: str = sys.executable,
+) -> Path:
+    """A Cycles shot whose frames 4, 8, 12, ... cost most and 1, 5, 9, ... least (UNEVEN_SCENE)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [python, "-c", UNEVEN_SCENE, str(path), str(frames), str(width), str(height), str(samples)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return path
+
+
+def cost_map_command(blend_copy: Path, python: str = sys.executable) -> list[str]:
+    """The add-on's cost map command (addon/local_blender.py) for the bpy module in `python`."""
+    return [
+        python,
+        str(ROOT / "cloud" / "machine" / "blender_launcher.py"),
+        "-b",
+        str(blend_copy),
+        "--python",
+        str(ROOT / "addon" / "cost_map_render.py"),
+        "--",
+    ]
 
 
 def make_scene(
@@ -131,6 +200,7 @@ def start_job(
     frame_seconds: dict[int, float] | None = None,
     still_samples: int = 0,
     spot: bool = True,
+    cost_map: bool = False,
 ) -> BatchJob:
     """Stage Blender in the bucket, then start the product's runner on a many-machine job,
     signed as the account's IAM user "artist" holding Cloud Render's two policies (made again
@@ -173,6 +243,8 @@ def start_job(
         engine="CYCLES" if still_samples else "",
         samples=still_samples or None,
         render_samples=still_samples,
+        # `cost_map`: a first submission as the add-on makes it, which maps its frames' costs here
+        cost_map_command=cost_map_command(copy) if cost_map else [],
     )
     record = JobRecord.from_request(request)
     store = RecordStore(work / "records")

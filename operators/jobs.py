@@ -7,7 +7,16 @@ from typing import Any
 
 import bpy
 
-from ..addon import account, estimate_probe, job_view, jobs_list, movie_view, panel_results, pump, submit
+from ..addon import (
+    account,
+    job_view,
+    jobs_list,
+    local_blender,
+    movie_view,
+    panel_results,
+    pump,
+    submit,
+)
 from .common import NeedsOnlineAccess, OperatorReturn, in_background, said_in_for
 
 
@@ -71,7 +80,7 @@ class CLOUDRENDER_OT_make_movie(NeedsOnlineAccess, bpy.types.Operator):
         manager = pump.manager()
         record = manager.store.load(job_id)
         settings = manager.settings_for().in_region(record.region)
-        blender = estimate_probe.blender_command()
+        blender = local_blender.blender_command()
 
         def work() -> tuple[Path, float]:
             path, seconds = local_movie.assemble_here(manager.steps, settings, record, blender)

@@ -90,6 +90,7 @@ class BatchEngine:
     end_grace_s = MACHINES_END_GRACE_S
     encodes_movie = False  # no machine holds every frame: the movie is made where they all are
     every_machine = "every machine"
+    hands_out_frames = True
     stop_help = "Stop the job in the AWS Batch console."
 
     def __init__(self) -> None:

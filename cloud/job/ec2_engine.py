@@ -38,6 +38,7 @@ class Ec2Engine:
     end_grace_s = 0.0  # the machine powers itself off once its frames are up
     encodes_movie = True
     every_machine = "the machine"
+    hands_out_frames = False  # one machine renders every frame: their order changes nothing
     stop_help = "Use Terminate in the jobs list, or stop it in the AWS console."
     list_page = LIST_PAGE  # keys per listing page (tests make it small)
 

@@ -110,6 +110,9 @@ class Engine(Protocol):
     end_grace_s: float
     encodes_movie: bool  # whether the machine can make the movie (it holds every frame)
     every_machine: str  # "the machine" / "every machine", for the job log and the panel
+    # Frames claimed one by one by many machines: the order they go out in sets the makespan,
+    # so a first submission maps which take longest (cloud/cost/cost_map.py).
+    hands_out_frames: bool
     stop_help: str  # what the artist can do when stopping failed
 
     def machine_cap_seconds(self, record: JobRecord) -> int:

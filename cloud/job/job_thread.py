@@ -20,6 +20,7 @@ from typing import Any
 from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
 from ..cost import caps
+from ..cost.cost_map import CostMap
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
@@ -125,12 +126,27 @@ class JobRunner(threading.Thread):
 
     # --- submit ----------------------------------------------------------------------------
     def _submit(self, request: JobRequest) -> None:
+        costs = self.start_cost_map(request)
         try:
-            self._pack_upload_launch(request)
+            self._pack_upload_launch(request, costs)
         finally:  # uploaded, or ended before launch: the local copy and pack are of no more use
+            if costs is not None:
+                costs.stop()
             self.steps.discard_pack(request)
 
-    def _pack_upload_launch(self, request: JobRequest) -> None:
+    def start_cost_map(self, request: JobRequest) -> CostMap | None:
+        """A first submission whose machines claim frames: render a small map of which frames
+        take longest here, while the scene is packed and uploaded (a resubmit has the machines'
+        own times instead: cloud/job/frame_history.py)."""
+        if not request.cost_map_command or request.frame_seconds or request.reuse_inputs_from:
+            return None
+        if not self.engine.hands_out_frames or len(request.frames) <= request.machines:
+            return None  # every machine gets one frame at most: no order to choose
+        if frame_history.expected_frame_seconds(request, self.store.all())[1]:
+            return None
+        return CostMap(request.cost_map_command, request.frames)
+
+    def _pack_upload_launch(self, request: JobRequest, costs: CostMap | None = None) -> None:
         rec = self.record
         for warning in request.warnings:
             self.log(f"Check: {warning}")
@@ -174,7 +190,7 @@ class JobRunner(threading.Thread):
         expiring = self.steps.credential_warning(self.settings, self.engine.machine_cap_seconds(rec))
         if expiring:
             self.log(expiring)
-        self.expect_frame_seconds(request)
+        self.expect_frame_seconds(request, costs)
         boot_script = self.steps.boot_script(self.settings, rec, request, packed, self.engine)
         launched = self.engine.launch(self.settings, rec, request, packed, boot_script)
         rec.launch_id = launched.launch_id
@@ -191,9 +207,10 @@ class JobRunner(threading.Thread):
         self._save()
         self.log(launched.said)
 
-    def expect_frame_seconds(self, request: JobRequest) -> None:
+    def expect_frame_seconds(self, request: JobRequest, costs: CostMap | None = None) -> None:
         """Each frame's time as the machines measured it in the last job of this scene (scaled to
-        this one's samples and size), so that many machines hand out the longest frames first."""
+        this one's samples and size), or else as the cost map weighs it, so that many machines
+        hand out the longest frames first."""
         if request.frame_seconds:
             return
         source, seconds = frame_history.expected_frame_seconds(request, self.store.all())
@@ -203,6 +220,11 @@ class JobRunner(threading.Thread):
                 f"Frame times from job {source}: {min(seconds.values()):.1f} to "
                 f"{max(seconds.values()):.1f} s expected; the longest frames start first."
             )
+            return
+        if costs is not None:
+            mapped = costs.result()
+            request.frame_seconds = mapped.weights
+            self.log(mapped.said())
 
     def note_frame_seconds(self, measured: dict[int, float]) -> None:
         """Frame times the machine measured (validated by the contract), kept in the record."""

@@ -169,6 +169,9 @@ class JobRequest:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     accept_differences: bool = False
     proof_first: bool = False  # with Quote First: go on only once a scout frame matches a local render
+    # How to start a background Blender here on the job's copy with the cost map's script, up
+    # to its `--` (cloud/cost/cost_map.py); empty: no map (the frames' order is not chosen).
+    cost_map_command: list[str] = field(default_factory=list)
 
 
 @dataclass

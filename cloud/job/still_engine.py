@@ -28,6 +28,7 @@ class StillEngine(BatchEngine):
     """N machines rendering parts of one frame's samples."""
 
     name = EngineName.STILL
+    hands_out_frames = False  # one frame, in parts of equal samples
 
     def check_capacity(self, settings: AwsSettings, record: JobRecord, request: JobRequest) -> None:
         """As for frames on N machines; and the parts are planned here, once, before the spec."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from cloud.job.events import EventQueue, JobEnded, LogLines, MachinesUpdate, Sta
 from cloud.job.manager import JobManager
 from cloud.job.records import EngineName, RecordStore
 from cloud.machine import contract
-from dev.batch_job import BatchJob, make_scene, render_history, start_job, twice
+from dev.batch_job import BatchJob, make_scene, make_uneven_scene, render_history, start_job, twice
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import EmulatedAccount, emulated_account
 from tests import waiting
@@ -90,6 +91,45 @@ def nothing_left(sim: BatchSimulator, job: BatchJob) -> None:
         return bool(kids) and not any(c.live for c in kids)
 
     wait_for("Batch to show no live child", settled)
+
+
+def test_a_first_submission_maps_its_frames_and_starts_the_costliest_first(sim, tmp_path):
+    """Item 7 of issue 22: no earlier job of this shot, so the job thread renders a small cost map
+    here while the scene is packed and uploaded (the add-on's script in a background Blender);
+    the machines then claim the frames that saw the most volume (4 and 8) before any other."""
+    shot = make_uneven_scene(tmp_path / "uneven" / "shot.blend", frames=8, width=160, height=90, samples=8)
+    job = start_job(sim, shot, list(range(1, 9)), 2, tmp_path / "job", cost_map=True)
+    finished(job)
+    rec = job.record
+    assert rec.stage == "done", (rec.message, rec.action)
+    lines = [
+        line for e in job.events.drain(2.0, limit=100_000) if isinstance(e, LogLines) for line in e.lines
+    ]
+    assert any("Cost map: 8 of 8 frames rendered small here" in line for line in lines), lines[:20]
+    weights = job.runner.request.frame_seconds if job.runner.request else {}
+    assert sorted(weights) == list(range(1, 9))
+    assert (weights[4] + weights[8]) / 2 > 1.5 * (weights[1] + weights[5]) / 2, weights
+    # The costliest frame went out first, and no machine began with a frame of the lighter half
+    # (in the shot's own order, frames 1 and 2, the lightest, would have).
+    by_weight = sorted(weights, key=weights.__getitem__, reverse=True)
+    firsts = first_frames(sim, rec.launch_id)
+    assert by_weight[0] in firsts.values(), (firsts, weights)
+    assert all(frame in by_weight[:4] for frame in firsts.values()), (firsts, weights)
+    nothing_left(sim, job)
+
+
+def first_frames(sim: BatchSimulator, batch_job_id: str) -> dict[str, int]:
+    """Each machine's first frame, from its render log (the order Blender began them)."""
+    firsts: dict[str, int] = {}
+    for label, folder in sim.folders(batch_job_id):
+        log = folder / "root" / "run" / "render.log"
+        found = FIRST_FRAME.search(log.read_text(errors="replace")) if log.exists() else None
+        if found:
+            firsts[label] = int(found.group(1))
+    return firsts
+
+
+FIRST_FRAME = re.compile(r'"event": "frame", "frame": (-?\d+)')
 
 
 def test_claims_answered_409_now_and_then_still_render_every_frame_once(sim, scene, tmp_path):
