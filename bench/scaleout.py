@@ -15,6 +15,15 @@ and "uneven_history": the same shot submitted again after "uneven", nothing give
 thread takes each frame's time from the first job's record, as its machines measured them
 (cloud/job/frame_history.py), the product's own path for `frame_seconds`.
 
+First submission (issue 22, item 7): a real shot whose frames differ as a volume fills more of
+the view (dev/batch_job.make_uneven_scene, 320x180, 32 samples). Its true frame times are
+measured first, each frame rendered whole at the job's settings in a background Blender (the bpy
+module here), and the fake render sleeps those, scaled to a mean of 2 s. "shot" submits it with
+nothing known (frames go out in the shot's order); "shot_costmap" submits it as the add-on does,
+with the cost map's command: the job thread renders the map here while the scene packs and
+uploads (addon/cost_map_render.py, in a real Blender) and the machines take the frames it weighs
+most first. `first_submission_eff_n8` is shot_costmap's efficiency at N=8 (goal: >= 0.9).
+
 ideal = total frame time / N + boot, where boot is the run's own time from submitting the
 array job to the first frame starting on any machine. efficiency = ideal / makespan, makespan =
 submit until the last frame arrived on this computer (the downloaded file's time). Printed
@@ -25,7 +34,7 @@ frames on a machine, and the mean idle tail (the last frame's end minus each mac
 Also counts frames rendered twice. Goal (issue 12): efficiency >= 0.9 at N = 8 for even
 frames, >= 0.8 for uneven ones.
 
-Options: --small (8 frames on 1 and 2 machines), --machines 8 (or 2,8), --sets even,uneven_known.
+Options: --small (8 frames on 1 and 2 machines), --machines 8 (or 2,8), --sets even,shot_costmap.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import io
 import itertools
 import json
 import re
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -46,7 +56,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cloud.job.events import FrameArrived, LogLines  # noqa: E402
-from dev.batch_job import blender_version, make_scene, render_history, start_job, twice  # noqa: E402
+from dev.batch_job import (  # noqa: E402
+    blender_version,
+    make_scene,
+    make_uneven_scene,
+    render_history,
+    start_job,
+    twice,
+)
 from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
 
@@ -122,6 +139,7 @@ def run(
     seconds: dict[int, float],
     work: Path,
     known: bool = False,
+    cost_map: bool = False,
 ):  # type: ignore[no-untyped-def]
     account.reset()
     account.quotas.set_quota("L-34B43A08", 8.0 * 16)
@@ -137,6 +155,7 @@ def run(
         blender=blender,
         version=version,
         frame_seconds=seconds if known else None,
+        cost_map=cost_map,
     )
     arrived: list[float] = []  # when each frame landed on this computer (the file's own time)
     log: list[str] = []
@@ -156,6 +175,7 @@ def run(
     rec = job.record
     assert rec.stage == "done", (rec.stage, rec.message, log[-20:])
     from_history = any("Frame times from job" in line for line in log)
+    mapped = next((line for line in log if "cost map" in line.lower()), "")
     assert len(arrived) == len(frames), (len(arrived), len(frames))
     started, finished = render_history(sim, rec.launch_id)
     t0 = rec.launched_at
@@ -183,6 +203,7 @@ def run(
         "started_twice": len(twice(started)),
         "machines_used": len({labels[0] for labels in finished.values()}),
         "from_history": from_history,
+        "mapped": mapped,
     }
 
 
@@ -206,6 +227,40 @@ def _timeline(sim: BatchSimulator, batch_job: str) -> dict[str, list[tuple[int, 
     return found
 
 
+TRUTH = r"""
+import json, sys, time, bpy
+scene = bpy.context.scene
+scene.frame_set(scene.frame_start)
+bpy.ops.render.render(write_still=False)  # kernels and shaders, once: not a frame's cost
+seconds = {}
+for frame in range(scene.frame_start, scene.frame_end + 1):
+    started = time.perf_counter()
+    scene.frame_set(frame)
+    bpy.ops.render.render(write_still=False)
+    seconds[frame] = time.perf_counter() - started
+print("TRUTH " + json.dumps(seconds))
+"""
+
+
+def true_frame_seconds(scene: Path, mean_s: float) -> dict[int, float]:
+    """Each frame of the shot rendered whole at its own settings in a background Blender, timed,
+    and scaled so the frames average `mean_s` (the fake render sleeps these)."""
+    launcher = ROOT / "cloud" / "machine" / "blender_launcher.py"
+    script = scene.parent / "truth.py"
+    script.write_text(TRUTH)
+    done = subprocess.run(
+        [sys.executable, str(launcher), "-b", str(scene), "--python", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    line = next(line for line in done.stdout.splitlines() if line.startswith("TRUTH "))
+    measured = {int(f): float(s) for f, s in json.loads(line[len("TRUTH ") :]).items()}
+    factor = mean_s / (sum(measured.values()) / len(measured))
+    return {frame: round(s * factor, 3) for frame, s in measured.items()}
+
+
 def main() -> int:
     global FRAMES, MACHINES, EVEN_S, UNEVEN_BASE_S
     if "--small" in sys.argv:  # a quick run: 8 frames on 1 and 2 machines, shorter frames
@@ -226,10 +281,21 @@ def main() -> int:
         "uneven": (uneven, False),
         "uneven_known": (uneven, True),
         "uneven_history": (uneven, False),
+        "shot": ({}, False),
+        "shot_costmap": ({}, False),
     }
     if "--sets" in sys.argv:  # e.g. --sets uneven
         wanted = sys.argv[sys.argv.index("--sets") + 1].split(",")
         sets = {name: frames for name, frames in sets.items() if name in wanted}
+    shot = scene
+    if {"shot", "shot_costmap"} & set(sets):
+        shot = make_uneven_scene(work / "shot" / "uneven.blend", frames=FRAMES)
+        truth = true_frame_seconds(shot, EVEN_S)
+        for name in ("shot", "shot_costmap"):
+            if name in sets:
+                sets[name] = (truth, False)
+        ratio = max(truth.values()) / min(truth.values())
+        print(f"shot: true frame times {min(truth.values()):.2f}-{max(truth.values()):.2f} s ({ratio:.1f}x)")
     print(
         f"{FRAMES} frames; a fixed-time fake render (benchmark only); even {EVEN_S} s/frame, "
         f"uneven {UNEVEN_BASE_S}-{4 * UNEVEN_BASE_S} s/frame"
@@ -239,9 +305,25 @@ def main() -> int:
         for name, (seconds, known) in sets.items():
             for machines in MACHINES:
                 records = work / ("uneven" if name == "uneven_history" else name)
-                result = run(sim, account, scene, version, machines, seconds, records, known)
+                job_scene = shot if name.startswith("shot") else scene
+                result = run(
+                    sim,
+                    account,
+                    job_scene,
+                    version,
+                    machines,
+                    seconds,
+                    records,
+                    known,
+                    name == "shot_costmap",
+                )
                 if name == "uneven_history" and not result["from_history"]:
                     print(f"{name} N={machines}: no frame times came from the earlier job", flush=True)
+                if name == "shot_costmap":
+                    print(
+                        f"{name} N={machines}: {result['mapped'] or 'no cost map line in the job log'}",
+                        flush=True,
+                    )
                 print(
                     f"{name:12} N={machines}: makespan {result['makespan']:6.1f} s, ideal {result['ideal']:6.1f} s "
                     f"(boot {result['boot']:.1f} s, last machine's first frame at {result['last_boot']:.1f} s), "
@@ -253,6 +335,8 @@ def main() -> int:
                 )
                 figures[f"{name}_eff_n{machines}"] = result["efficiency"]
                 figures[f"{name}_twice_n{machines}"] = result["twice"]
+                if name == "shot_costmap" and machines == 8:
+                    figures["first_submission_eff_n8"] = result["efficiency"]
     print("RESULT " + " ".join(f"{key}={value:.2f}" for key, value in figures.items()))
     return 0
 
