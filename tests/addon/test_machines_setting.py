@@ -163,3 +163,24 @@ def test_the_request_says_engine_samples_and_pixels_as_rendered(installed, tmp_p
         }
     finally:
         settings.samples, settings.resolution_percentage = 0, 0
+
+
+def test_a_cycles_submission_carries_the_cost_map_command_and_eevee_none(installed, tmp_path):
+    """The request tells the job thread how to start the cost map's Blender on the job's copy
+    (cloud/cost/cost_map.py appends the plan after `--`); only Cycles shots are mapped."""
+    from pathlib import Path
+
+    module = harness.addon()
+    submit = module.addon.submit
+    harness.make_scene(tmp_path / "mapped.blend", frames=12, size=16, samples=1)
+    copy = tmp_path / "copy.blend"
+    request = submit.build_request(bpy.context, "job-map", copy, list(range(1, 13)))
+    command = request.cost_map_command
+    assert command[-1] == "--" and command[command.index("-b") + 1] == str(copy)
+    script = Path(command[command.index("--python") + 1])
+    assert script.name == "cost_map_render.py" and script.is_file()
+    bpy.context.scene.render.engine = "BLENDER_WORKBENCH"
+    try:
+        assert submit.build_request(bpy.context, "job-map", copy, [1, 2]).cost_map_command == []
+    finally:
+        bpy.context.scene.render.engine = "CYCLES"
