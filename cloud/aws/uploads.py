@@ -9,6 +9,7 @@ object is copied onto itself so the bucket's lifecycle rule counts its age from 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import botocore.exceptions as bce
 from botocore.config import Config
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
@@ -236,15 +238,24 @@ def upload_files(
         try:
             # Largest first: the long uploads start early and the small ones fill the gaps.
             for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
+                extra: dict[str, Any] = {"Metadata": {"sha256": sha}}
+                if size < part_size:  # one PUT: S3 checks the bytes against their address
+                    extra["ChecksumSHA256"] = sha256_checksum(sha)
                 futures[sha] = manager.upload(
                     path,
                     bucket,
                     cas_key(sha),
-                    extra_args={"Metadata": {"sha256": sha}},
+                    extra_args=extra,
                     subscribers=[ProgressSubscriber(tracker, path, sha, size)],
                 )
             _put_chunks(s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY)
-            wait_for_transfers(futures, cancel, tracker.transfer_ended)
+            try:
+                wait_for_transfers(futures, cancel, tracker.transfer_ended)
+            except bce.ClientError as error:
+                if not is_code(error, "BadDigest"):
+                    raise
+                failed = next((sha for sha, future in futures.items() if _refused_digest(future)), "")
+                raise NotAsHashed(Path(todo[failed][0]) if failed else None) from error
         except BaseException:
             for future in futures.values():
                 future.cancel()
@@ -258,6 +269,43 @@ def upload_files(
         result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
         result.bytes_sent = tracker.total
     return result
+
+
+def sha256_checksum(sha: str) -> str:
+    """The SHA-256 as S3 takes it (`x-amz-checksum-sha256`, base64): S3 computes the body's own
+    and refuses the PUT (400 BadDigest) when they differ, so no bytes are ever stored under an
+    address that is not theirs. A multipart upload cannot carry it: S3 keeps a full-object
+    checksum of a multipart upload for the CRC algorithms only (a SHA-256 there is of the parts'
+    checksums), so a file of a part or more is checked by the machine on download instead."""
+    return base64.b64encode(bytes.fromhex(sha)).decode()
+
+
+class NotAsHashed(CloudError):
+    """S3 refused a file's bytes for its hash: the file changed after it was hashed, though its
+    size and modification time say it did not (a tool that restores the time, or a copy that
+    keeps it), so the local hash cache gave the old hash. `path`: the file, to hash afresh."""
+
+    def __init__(self, path: Path | None) -> None:
+        name = path.name if path is not None else "A file of the scene"
+        super().__init__(
+            f"{name} is not the file that was hashed: it changed, and kept its size and time.",
+            "Render in Cloud again: the file is read afresh, and nothing else is sent twice.",
+            code=ErrorCode.INPUT_CHANGED,
+            detail=str(path or ""),
+        )
+        self.path = path
+
+
+def _refused_digest(future: Any) -> bool:
+    if not future.done():
+        return False
+    try:
+        future.result()
+    except bce.ClientError as error:
+        return is_code(error, "BadDigest")
+    except BaseException:
+        return False
+    return False
 
 
 def _put_chunks(
@@ -285,7 +333,11 @@ def _put_chunks(
                 detail=str(piece.path),
             )
         s3.put_object(
-            Bucket=bucket, Key=chunk_key(piece.sha256), Body=data, Metadata={"sha256": piece.sha256}
+            Bucket=bucket,
+            Key=chunk_key(piece.sha256),
+            Body=data,
+            Metadata={"sha256": piece.sha256},
+            ChecksumSHA256=sha256_checksum(piece.sha256),
         )
         tracker.add(str(piece.path), piece.sha256, piece.size, piece.size)
 

@@ -251,9 +251,14 @@ class CloudSteps:
         # Asking S3 which files it holds already takes a while for a project of many files:
         # said, so the panel does not sit at "0%" with no word.
         progress(0, 1, f"Checking which of {len(triples)} files are uploaded already")
-        result = uploads.upload_files(
-            settings, bucket, triples, report, cancel, chunks=pieces, known=self.known_objects
-        )
+        try:
+            result = uploads.upload_files(
+                settings, bucket, triples, report, cancel, chunks=pieces, known=self.known_objects
+            )
+        except uploads.NotAsHashed as stale:
+            if stale.path is not None:  # the next submit reads it afresh
+                self.hash_cache.forget(stale.path)
+            raise
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
         return Sent(
             result.bytes_sent,

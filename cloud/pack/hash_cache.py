@@ -81,6 +81,20 @@ class HashCache:
         with contextlib.suppress(sqlite3.Error):
             db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)", (*key, sha, time.time()))
 
+    def forget(self, path: Path) -> None:
+        """Drop every hash kept for this file (by device and inode, whatever its size and time):
+        S3 refused its bytes for the kept hash, so its stat key no longer tells its content."""
+        db = self._db()
+        if db is None:
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("DELETE FROM hashes WHERE dev=? AND ino=?", (st.st_dev, st.st_ino))
+            db.execute("DELETE FROM chunks WHERE dev=? AND ino=?", (st.st_dev, st.st_ino))
+
     def hash(self, path: Path, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
         """(sha256, size) of `path`: from the cache when the file is the one hashed before."""
         before = os.stat(path)

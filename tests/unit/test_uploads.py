@@ -4,6 +4,7 @@ cancel and retry."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from dataclasses import replace
@@ -157,3 +158,44 @@ def test_retry_after_a_cut_connection_sends_only_what_was_missing(aws, tmp_path)
     payload = len(missing) * 512 * KiB
     assert payload <= link.sent < payload + 64 * KiB  # the missing files and some headers, nothing more
     assert cas_objects(aws.settings, bucket) == {sha for _p, sha, _s in files}
+
+
+def test_a_file_changed_behind_the_hash_cache_is_refused_by_s3_and_hashed_afresh_next_time(aws, tmp_path):
+    """A texture rewritten with its size and modification time kept (a tool that restores the
+    time): the hash cache still gives the old hash, but each single-PUT upload carries its
+    SHA-256 (x-amz-checksum-sha256), so S3 refuses the bytes (400 BadDigest, Amazon S3 User
+    Guide, "Checking object integrity"; the strict layer refuses as S3 does, moto would store
+    them): nothing lands under the old address, the artist reads which file, and the next
+    submit hashes that file afresh."""
+    from cloud.job.cloud_steps import CloudSteps, PackedScene
+
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    project = tmp_path / "project"
+    ((texture, _, size),) = make_files(project, {"tex/wood.png": 64 * KiB})
+    os.utime(texture, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))  # long ago: cached
+    steps = CloudSteps(tmp_path / "user")
+    old_sha, _ = steps.hash_cache.hash(texture)
+    stamp = texture.stat()
+    texture.write_bytes(bytes(reversed(texture.read_bytes())))  # same size, other bytes
+    os.utime(texture, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert steps.hash_cache.hash(texture)[0] == old_sha  # the stale hash
+
+    def packed(sha: str) -> PackedScene:
+        return PackedScene(
+            blend_path="tex/wood.png",
+            files={"tex/wood.png": (sha, size)},
+            root=project,
+            sources={"tex/wood.png": texture},
+            stamps={"tex/wood.png": (size, stamp.st_mtime_ns)},
+        )
+
+    with pytest.raises(uploads.NotAsHashed) as refused:
+        steps.upload(aws.settings, bucket, packed(old_sha), lambda *_: None, threading.Event())
+    assert refused.value.message.startswith("wood.png is not the file that was hashed")
+    assert refused.value.action.startswith("Render in Cloud again")
+    assert old_sha not in cas_objects(aws.settings, bucket)
+
+    new_sha, _ = steps.hash_cache.hash(texture)  # read afresh: the kept hash was dropped
+    assert new_sha == hashlib.sha256(texture.read_bytes()).hexdigest() != old_sha
+    steps.upload(aws.settings, bucket, packed(new_sha), lambda *_: None, threading.Event())
+    assert new_sha in cas_objects(aws.settings, bucket)
