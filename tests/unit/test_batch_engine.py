@@ -86,7 +86,9 @@ def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim, artist):
         "LaunchTemplateVersions"
     ][-1]["LaunchTemplateData"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"
-    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers cannot reach IMDS
+    # Hop limit 1 keeps a bridged container from IMDS, not Batch's host-networked one: what that
+    # one can reach is listed in cloud/machine/README.md and checked by the test below.
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
     volume = data["BlockDeviceMappings"][0]["Ebs"]
     assert volume["Encrypted"] is True and volume["VolumeSize"] >= 46  # a 3 GB pack, twice, + 40
 
@@ -94,6 +96,66 @@ def test_the_engine_is_made_once_scaled_to_zero_and_closed(sim, artist):
     attached = iam.list_attached_role_policies(RoleName=batch.INSTANCE_ROLE)["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [batch.ECS_FOR_EC2_POLICY]
     assert iam.list_role_policies(RoleName=batch.INSTANCE_ROLE)["PolicyNames"] == []  # no inline policy
+
+
+# What a Batch container can do with the instance role's credentials (it shares the host's
+# network, so IMDSv2's hop limit does not keep it from them): cloud/machine/README.md,
+# "What a Batch machine's container can reach". The ECS agent's and the logs' work, and reading
+# the account's private container images; nothing of the render's.
+ROLE_ALLOWS = [
+    ("ecs:RegisterContainerInstance", "arn:aws:ecs:us-east-1:123456789012:cluster/AWSBatch-x"),
+    ("ecs:Poll", "arn:aws:ecs:us-east-1:123456789012:container-instance/AWSBatch-x/1"),
+    ("ecs:SubmitTaskStateChange", "arn:aws:ecs:us-east-1:123456789012:cluster/other"),
+    ("ecs:DeregisterContainerInstance", "arn:aws:ecs:us-east-1:123456789012:cluster/other"),
+    ("ecs:CreateCluster", "*"),
+    ("ecr:GetAuthorizationToken", "*"),
+    ("ecr:BatchGetImage", "arn:aws:ecr:us-east-1:123456789012:repository/private"),
+    ("logs:PutLogEvents", "arn:aws:logs:us-east-1:123456789012:log-group:any:log-stream:x"),
+    ("ec2:DescribeTags", "*"),
+]
+ROLE_REFUSES = [
+    ("s3:GetObject", "arn:aws:s3:::cloud-render-123456789012-us-east-1/cas/abc"),
+    ("s3:PutObject", "arn:aws:s3:::cloud-render-123456789012-us-east-1/jobs/j/out/frame.png"),
+    ("s3:ListBucket", "arn:aws:s3:::cloud-render-123456789012-us-east-1"),
+    ("ec2:RunInstances", "arn:aws:ec2:us-east-1:123456789012:instance/*"),
+    ("ec2:TerminateInstances", "arn:aws:ec2:us-east-1:123456789012:instance/i-1"),
+    ("batch:SubmitJob", "arn:aws:batch:us-east-1:123456789012:job-queue/cloud-render-q"),
+    ("batch:TerminateJob", "arn:aws:batch:us-east-1:123456789012:job/x"),
+    ("iam:PassRole", "arn:aws:iam::123456789012:role/cloud-render-ecs-instance"),
+    ("iam:CreateAccessKey", "arn:aws:iam::123456789012:user/artist"),
+    ("ssm:GetParameter", "arn:aws:ssm:us-east-1::parameter/aws/service/x"),
+    ("budgets:ModifyBudget", "arn:aws:budgets::123456789012:budget/cloud-render"),
+    ("servicequotas:RequestServiceQuotaIncrease", "*"),
+    ("sts:AssumeRole", "arn:aws:iam::123456789012:role/cloud-render-ecs-instance"),
+]
+
+
+def test_the_instance_roles_credentials_reach_the_ecs_agents_work_and_nothing_of_the_render(sim, artist):
+    """Read back after Set Up as the account: the role's policies (moto holds AWS's managed
+    policy text), evaluated as IAM does (dev/strict_aws/authorize.py)."""
+    from dev.strict_aws.authorize import Check, evaluate
+    from dev.strict_aws.principals import Policy, Principal
+
+    batch.ensure_engine(artist, "g4dn.xlarge", True, 16, pack_bytes=1024**3)
+    iam = client(sim.settings, "iam")
+    assert iam.list_role_policies(RoleName=batch.INSTANCE_ROLE)["PolicyNames"] == []
+    policies = []
+    for attached in iam.list_attached_role_policies(RoleName=batch.INSTANCE_ROLE)["AttachedPolicies"]:
+        found = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+        version = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=found["DefaultVersionId"])
+        document = version["PolicyVersion"]["Document"]
+        policies.append(
+            Policy(attached["PolicyArn"], document if isinstance(document, dict) else json.loads(document))
+        )
+    role = Principal(
+        "user", arn=f"arn:aws:iam::123456789012:role/{batch.INSTANCE_ROLE}", policies=tuple(policies)
+    )
+
+    def allowed(action: str, resource: str) -> bool:
+        return evaluate(role, Check(action, resource, {})).allowed
+
+    assert [a for a, r in ROLE_ALLOWS if not allowed(a, r)] == []
+    assert [a for a, r in ROLE_REFUSES if allowed(a, r)] == []
 
 
 def test_a_frame_is_claimed_by_one_machine_only(sim, artist):
