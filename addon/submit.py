@@ -95,7 +95,7 @@ def confirmation_text(context: bpy.types.Context, this_frame: bool = False) -> s
     fleet = fleet_line(settings, len(frames), price.usd or 0.0, still)
     if engine_name_for(machines, len(frames), str(scene.render.engine)) is EngineName.STILL:
         samples = int(settings.samples or scene.cycles.samples)
-        parts = split_samples(samples, machines, settings.use_spot)
+        parts = split_samples(samples, machines, settings.use_spot, measured_seconds_per_frame(settings))
         what = (
             f"one frame split by samples over {machines} machines (AWS Batch): {samples} samples in "
             f"{len(parts)} parts, merged exactly, then denoised and composited once. Adaptive sampling "
@@ -134,6 +134,14 @@ def measured_seconds_per_frame(settings: RenderSettings) -> float | None:
     """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
     measured = panel_results.results().estimate_for(settings.instance_type)
     return measured.estimate.seconds_per_frame if measured is not None else None
+
+
+def still_frame_seconds(settings: RenderSettings, frames: list[int], render_engine: str) -> dict[int, float]:
+    """A still's expected time from the estimate, where it ran: its spot parts are cut no
+    shorter than a minute by it (cloud/job/still_plan.py). Empty for frames (the job thread
+    fills those from earlier jobs) and before an estimate."""
+    seconds = measured_seconds_per_frame(settings)
+    return {frames[0]: seconds} if seconds and splits_by_samples(len(frames), render_engine) else {}
 
 
 def machines_for(settings: RenderSettings, frames: int, still: bool = False) -> int:
@@ -204,6 +212,7 @@ def build_request(
         quote_first=settings.quote_first or settings.proof_first,
         proof_first=settings.proof_first,
         cost_map_command=local_blender.cost_map_command(blend_copy, str(scene.render.engine)),
+        frame_seconds=still_frame_seconds(settings, frames, str(scene.render.engine)),
         **render_load(scene, settings),
         **farm_equals_local(scene, settings.render_despite_differences, facts),
     )

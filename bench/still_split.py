@@ -5,20 +5,23 @@ child as a machine on this computer (dev/batch_simulator.py), the real boot scri
 supervisor (cloud/machine/still_worker.py): parts claimed by conditional writes, uploaded, listed,
 the merge claimed by the machine that finds every part in, the parts downloaded there, the final
 image uploaded and downloaded to this computer. Only Blender is a stand-in, FOR THIS BENCHMARK
-ONLY, for the three still_parts.py steps (the Blender tarball staged for the job holds it, as in
-bench/scaleout.py):
+ONLY, for still_parts.py's "parts" step, one process a machine as the product's Blender (the
+Blender tarball staged for the job holds it, as in bench/scaleout.py). It speaks the step's
+protocol: "next" asked, a part's index (or the merge) answered on stdin, and for each
 
-- "part": sleeps length x SECONDS_PER_SAMPLE (+ --blender-start), then writes a real part EXR
-  (still_parts.write_exr, PART_SIZE, the channels a part holds: Combined RGBA, Denoising
-  Normal, Albedo and Depth, and a Depth pass), so the merge reads what a part would be.
-- "merge": the real code, still_parts.merge_parts on the parts the machine gathered.
-- "finish": sleeps FINISH_S (+ --blender-start): the denoise and composite measured at 0.3-0.5 s
-  at 160x120 on CPU (../shared/recipes/still-on-n-machines.md), and writes a small image.
+- part: sleeps length x SECONDS_PER_SAMPLE, then writes a real part EXR (still_parts.write_exr,
+  PART_SIZE, the channels a part holds: Combined RGBA, Denoising Normal, Albedo and Depth, and
+  a Depth pass), so the merge reads what a part would be;
+- on the merging machine, the scene opened again (sleeps --blender-start), then "merge": the
+  real code, still_parts.merge_parts on the parts the machine gathered, and "finish": sleeps
+  FINISH_S, the denoise and composite measured at 0.3-0.5 s at 160x120 on CPU
+  (../shared/recipes/still-on-n-machines.md), and writes a small image.
 
 So the figures measure distributing one frame's samples over machines, not this computer's two
-cores. The fake's own process start (Python with numpy, printed) is the start every step pays;
-a real Blender start and scene load, relative to a part of an hour's render, is about as small
-(5-10 s of a 100 s+ part); --blender-start S adds S to each step to see what it costs.
+cores. The fake's own process start (Python without site packages, printed) is the start each
+machine pays once; a real Blender start and scene load, relative to a part of an hour's render,
+is about as small (5-10 s of a 100 s+ part); --blender-start S adds S to each Blender start and
+to the merging machine's scene load, to see what it costs.
 
 Baseline: the still engine on one machine (N=1), the same path, claims, merge and finish
 included, so the ratios measure distribution only (the plain EC2 path renders the whole frame
@@ -89,18 +92,18 @@ PASSES = {
 }
 SETTINGS_FILE = "bench_still.json"
 
-# The benchmark's Blender: answers still_parts.py's steps as still_worker.py runs them
-# (`blender -b scene.blend --python-exit-code 3 --python still_parts.py -- '<json>'`).
+# The benchmark's Blender: answers still_parts.py's "parts" step as still_worker.py runs it
+# (`blender -b scene.blend --python-exit-code 3 --python prepare_blender.py --python
+# still_parts.py -- CONFIG '<json>'`): asks for each part with "next", renders what stdin answers,
+# and on the merging machine opens the scene again (a scene load: --blender-start once more),
+# merges for real and finishes.
 FAKE_BLENDER = r"""
 import importlib.util, json, os, shutil, sys, time
 begun = time.time()
 argv = sys.argv
 here = os.path.dirname(os.path.abspath(__file__))
 cfg = json.load(open(os.path.join(here, "bench_still.json")))
-args = json.loads(argv[argv.index("--") + 1])
-step = args["step"]
-if step == "merge" and sys.flags.no_site:  # the real merge needs numpy: this Python with its site
-    os.execv(cfg["python"], [cfg["python"], os.path.abspath(__file__), *argv[1:]])
+args = json.loads(argv[-1])  # the last argument, as still_parts.py reads it
 machine = os.path.dirname(argv[argv.index("--python") + 1])
 def load(name):
     spec = importlib.util.spec_from_file_location(name, os.path.join(machine, name + ".py"))
@@ -109,43 +112,67 @@ def load(name):
     spec.loader.exec_module(module)
     return module
 protocol = load("blender_logs")
+emit = protocol.emit
 print("bench: process start %.3f s" % (time.time() - begun), flush=True)
 time.sleep(cfg["blender_start"])
-label = "part %d" % (args["offset"],) if step == "part" else step
-print("bench: %s started at %.3f" % (label, time.time()), flush=True)
-started = time.monotonic()
-if step == "part":
-    time.sleep(args["length"] * cfg["seconds_per_sample"])
-    shutil.copyfile(os.path.join(here, "part.exr"), args["output"])  # written by still_parts.write_exr
-    done = dict(path=args["output"], method="subset", samples=args["length"])
-    event = "part_done"
-elif step == "merge":
-    parts = load("still_parts")
-    report = parts.merge_parts([(p, int(n)) for p, n in args["parts"]], args["output"], args.get("combined", ""))
-    done = dict(averaged=report.averaged, taken_from_longest=report.taken_from_longest, samples=report.samples)
-    event = "merged"
-else:
-    time.sleep(cfg["finish_s"])
-    path = args["output"] + ".png"
-    with open(path, "wb") as out:
-        out.write(b"\x89PNG\r\n\x1a\n bench still\n")
-    done = dict(path=path, denoised=True, composited=False)
-    event = "finished"
-print("bench: %s finished at %.3f" % (label, time.time()), flush=True)
-protocol.emit(event, seconds=round(time.monotonic() - started, 3), **done)
+def stamp(label, what):
+    print("bench: %s %s at %.3f" % (label, what, time.time()), flush=True)
+assert args["step"] == "parts", args
+while True:
+    emit("next")
+    line = sys.stdin.readline().strip()
+    if not line:
+        break
+    if not line.startswith("{"):
+        part = args["parts"][line]
+        label = "part %d" % part["offset"]
+        emit("part", index=int(line))
+        stamp(label, "started")
+        started = time.monotonic()
+        time.sleep(part["length"] * cfg["seconds_per_sample"])
+        shutil.copyfile(os.path.join(here, "part.exr"), part["output"])  # written by still_parts.write_exr
+        stamp(label, "finished")
+        emit("part_done", index=int(line), path=part["output"], method="subset", samples=part["length"],
+             seconds=round(time.monotonic() - started, 3))
+        continue
+    command = json.loads(line)
+    if command.get("reopen"):
+        time.sleep(cfg["blender_start"])  # the scene opened again
+        emit("output", path=command["output"] + ".png")
+        continue
+    for step in command["steps"]:
+        stamp(step["step"], "started")
+        started = time.monotonic()
+        if step["step"] == "merge":  # the real merge; numpy (in every Blender) from this Python's site
+            sys.path.extend(cfg["site_paths"])
+            report = load("still_parts").merge_parts(
+                [(p, int(n)) for p, n in step["parts"]], step["output"], step.get("combined", ""))
+            done = dict(averaged=report.averaged, taken_from_longest=report.taken_from_longest,
+                        samples=report.samples)
+            event = "merged"
+        else:
+            time.sleep(cfg["finish_s"])
+            path = step["output"] + ".png"
+            with open(path, "wb") as out:
+                out.write(b"\x89PNG\r\n\x1a\n bench still\n")
+            done = dict(path=path, denoised=True, composited=False)
+            event = "finished"
+        stamp(step["step"], "finished")
+        emit(event, seconds=round(time.monotonic() - started, 3), **done)
+    break
 """
 
 
 def fake_blender(version: str, settings: dict[str, Any], dest: Path) -> tuple[Path, str]:
     """A Blender tarball (same layout as the official one) whose `blender` is the fake steps: the
     system's Python without site packages (a fast start, as scaleout's fake), and for the merge
-    this Python (numpy in it, as in every Blender). Its part.exr is a part as still_parts writes one."""
+    this Python's site packages (numpy in them, as in every Blender). Its part.exr is a part as still_parts writes one."""
     top = f"blender-{version}-linux-x64"
     path = dest / f"{top}.tar.xz"
     part = dest / "part.exr"
     synthetic_part(part, *PART_SIZE, SAMPLES)
     launcher = b'#!/bin/sh\nexec python3 -S "$(dirname "$0")/fake_still.py" "$@"\n'
-    settings = dict(settings, python=sys.executable)
+    settings = dict(settings, site_paths=[p for p in sys.path if p])
     with tarfile.open(path, "w:xz") as archive:
         for name, data, mode in (
             ("blender", launcher, 0o755),

@@ -186,11 +186,11 @@ class JobRunner(threading.Thread):
         self._check_cancel()
 
         self.set_stage(Stage.STARTING, f"Starting a {rec.instance_type} in {rec.region}")
+        self.expect_frame_seconds(request, costs)  # before the capacity check: a still's parts are cut by it
         self.engine.check_capacity(self.settings, rec, request)
         expiring = self.steps.credential_warning(self.settings, self.engine.machine_cap_seconds(rec))
         if expiring:
             self.log(expiring)
-        self.expect_frame_seconds(request, costs)
         boot_script = self.steps.boot_script(self.settings, rec, request, packed, self.engine)
         launched = self.engine.launch(self.settings, rec, request, packed, boot_script)
         rec.launch_id = launched.launch_id

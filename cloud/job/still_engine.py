@@ -31,11 +31,13 @@ class StillEngine(BatchEngine):
     hands_out_frames = False  # one frame, in parts of equal samples
 
     def check_capacity(self, settings: AwsSettings, record: JobRecord, request: JobRequest) -> None:
-        """As for frames on N machines; and the parts are planned here, once, before the spec."""
+        """As for frames on N machines; and the parts are planned here, once, before the spec
+        (fewer on spot where the frame's expected time says they would be short)."""
         super().check_capacity(settings, record, request)
         total = request.samples or request.render_samples
+        expected = request.frame_seconds.get(record.frames[0])
         record.still_parts = [
-            [p.offset, p.length] for p in split_samples(total, record.machines, record.spot)
+            [p.offset, p.length] for p in split_samples(total, record.machines, record.spot, expected)
         ]
 
     def spec_extras(self, settings: AwsSettings, record: JobRecord, expires: int) -> dict[str, Any]:

@@ -56,6 +56,7 @@ CLAIM_LEAD_MIN_S = 0.1
 CLAIM_LEAD_MAX_S = 1.0
 SKIP_AFTER_REFUSED = 2  # claims lost in a row before one listing shows what others hold
 CLAIM_AHEAD_SPREAD = 1.2  # without hints: frames this close in time count as predictable
+LOG_CHUNKS_PER_ATTEMPT = 100_000  # attempt k's log chunks are numbered from (k - 1) x this + 1
 
 
 def conflict_backoff(conflicts: int) -> float:
@@ -143,6 +144,9 @@ class BatchSupervisor(Supervisor):
         )
         # Status, log and plan are this machine's own; frames and files stay job-wide (self.poster).
         self.log.poster = self.machine_poster
+        # A retry's log chunks follow the lost attempt's (the add-on reads keys after the last it
+        # read): numbered from 1 again they would overwrite those, and its first lines be skipped.
+        self.log.seq = (attempt - 1) * LOG_CHUNKS_PER_ATTEMPT + 1
         self.status.poster = self.machine_poster
         self.status.update(machine=index, attempt=attempt, machine_count=int(spec.get("machine_count", 1)))
         self.claims = Claims(dict(spec.get("claim_urls") or {}), index, attempt, self.log.say)

@@ -1,8 +1,14 @@
 """One Cycles still on N machines: render a part by samples, merge the parts exactly, finish once.
 
-Inside Blender (`blender -b scene.blend --python still_parts.py -- '<json>'`), one step per run:
+Inside Blender (`blender -b scene.blend --python still_parts.py -- '<json>'`):
 
-- "part": the frame's `total` samples cut into subsets; this part renders samples
+- "parts": what a machine of the still runs, one Blender for all its work, so the scene loads
+  and the kernels compile once. It asks the supervisor for each next part it claimed ("next",
+  answered on stdin, as render_frames.py asks for frames) and renders it as "part" below; the
+  supervisor uploads it while the next renders. The machine that finds every part in is
+  answered with the merge instead: the scene is opened again as the artist saved it (the parts
+  changed its samples, denoising and output), then "merge" and "finish" run in this process.
+- "part": the frame's `total` samples cut into subsets; a part renders samples
   [offset, offset + length) with the scene's own seed, fixed samples (adaptive off, no time
   limit), no denoising, no compositing and the denoising data passes on, into a 32-bit float
   multilayer EXR. Blender 4.5 and newer render the subset (`use_sample_subset`); 4.2 has no
@@ -470,9 +476,14 @@ def relink_onto_merged(scene: Any, merged: str) -> tuple[bool, bool]:
     return denoise is not None, composited
 
 
+def final_path(scene: Any, output: str) -> str:
+    """Where the finish writes the image: `output` with the extension of the scene's format."""
+    return output + scene.render.file_extension
+
+
 def finish_still(scene: Any, merged: str, frame: int, output: str) -> dict[str, Any]:
-    """Denoise and composite the merged passes once; the image is written at `output` + the
-    scene's extension, in the scene's format and colour management."""
+    """Denoise and composite the merged passes once; the image is written at final_path, in the
+    scene's format and colour management."""
     import bpy
 
     started = time.monotonic()
@@ -480,7 +491,7 @@ def finish_still(scene: Any, merged: str, frame: int, output: str) -> dict[str, 
     denoised, composited = relink_onto_merged(scene, merged)
     scene.render.use_compositing = True
     bpy.ops.render.render(write_still=False, scene=scene.name)
-    path = output + scene.render.file_extension
+    path = final_path(scene, output)
     bpy.data.images["Render Result"].save_render(path, scene=scene)
     if not os.path.isfile(path):
         raise RuntimeError(f"Blender wrote no image at {path}")
@@ -495,12 +506,47 @@ def finish_still(scene: Any, merged: str, frame: int, output: str) -> dict[str, 
 # ---------------------------------------------------------------- the supervisor's entry
 
 
-def run_step(args: dict[str, Any], emit: Any) -> None:
+def serve_parts(args: dict[str, Any], emit: Any, read_line: Any) -> None:
+    """The "parts" step. Each "next" is answered with a line: a part's index (its samples and
+    file in `args["parts"]`), nothing (no part left: Blender exits), or a JSON object for the
+    machine that merges: {"reopen": true} opens the scene again as saved and says where the
+    image will be ("output"), while the supervisor fetches the other machines' parts;
+    {"steps": [...]} then runs those steps (merge, finish) here and ends."""
+    import bpy
+
+    frame, total = int(args["frame"]), int(args["total"])
+    parts = {int(k): v for k, v in dict(args["parts"]).items()}
+    while True:
+        emit("next")
+        line = read_line().strip()
+        if not line:
+            return
+        if not line.startswith("{"):
+            index = int(line)
+            part = parts[index]
+            emit("part", index=index)
+            scene = bpy.context.scene
+            done = render_part(scene, frame, total, int(part["offset"]), int(part["length"]), part["output"])
+            emit("part_done", index=index, **done)
+            continue
+        command = json.loads(line)
+        if command.get("reopen"):
+            bpy.ops.wm.open_mainfile(filepath=bpy.data.filepath, use_scripts=bool(args.get("auto_run")))
+            emit("output", path=final_path(bpy.context.scene, str(command["output"])))
+            continue
+        for step in command["steps"]:
+            run_step(step, emit, read_line)
+        return
+
+
+def run_step(args: dict[str, Any], emit: Any, read_line: Any = None) -> None:
     import bpy
 
     scene: Any = bpy.context.scene
     step = args.get("step")
-    if step == "part":
+    if step == "parts":
+        serve_parts(args, emit, read_line or sys.stdin.readline)
+    elif step == "part":
         done = render_part(
             scene,
             int(args["frame"]),

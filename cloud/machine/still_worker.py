@@ -2,16 +2,20 @@
 
 The frame's samples are cut into parts (`contract.StillSpec`). Each machine claims parts as a
 Batch child claims frames (a conditional write of `out/claims/part-<k>`: exactly one machine
-wins each), renders the part with `still_parts.py` inside Blender (the same seed, its own sample
-range, denoising and compositing off, every pass in a 32-bit multilayer EXR), and uploads it to
-`out/parts/part-<k>.exr` before it looks for the next.
+wins each). One Blender per machine renders them all with `still_parts.py` (its "parts" step asks
+for each next part, as render_frames.py asks for frames, so the scene loads and the kernels
+compile once): the same seed, each part's own sample range, denoising and compositing off, every
+pass in a 32-bit multilayer EXR. A part is uploaded to `out/parts/part-<k>.exr` by a thread of
+its own while the next renders.
 
-With no part left to claim, the machine lists `out/parts/`. Every machine lists only after its
-own last upload has landed, so whichever lists last sees every part (S3 reads its writes); if
-more than one sees them all, the conditional write of `out/claims/merge` picks one. That machine
-downloads the parts (in-region: the artist's uplink never carries them), merges them exactly
-(weighted by each part's samples), denoises and composites once with the scene's own settings
-and nodes, and uploads the final image as the job's frame (with its plan, as any frame) and the
+With no part left to claim, the machine waits for its own uploads to land, then lists
+`out/parts/`. Every machine lists only after its own uploads have landed, so whichever lists
+last sees every part (S3 reads its writes); if more than one sees them all, the conditional
+write of `out/claims/merge` picks one. That machine's Blender opens the scene again as saved
+while the parts rendered elsewhere are downloaded (in-region, in parallel: the artist's uplink
+never carries them), then merges them exactly (weighted by each part's samples), denoises and
+composites once with the scene's own settings and nodes; the final image is uploaded as the
+job's frame (its name said in plan.json before the merge, so the add-on watches for it) and the
 merged Combined pass as `files/still/merged.exr`. The add-on calls the job done when that frame
 has arrived. Standard library only, Python 3.9 syntax.
 """
@@ -21,8 +25,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import queue
 import subprocess
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from xml.etree import ElementTree
 
@@ -32,6 +39,7 @@ from .supervisor import HERE, JobFailed, safe_join
 from .transport import http_request, list_pages, with_retries
 
 MERGE_CLAIM = 0  # the key of the merge's one claim link in its own Claims
+DOWNLOAD_THREADS = 8  # the other machines' parts, fetched in-region at once
 
 
 class Stopped(Exception):
@@ -49,9 +57,15 @@ class StillSupervisor(BatchSupervisor):
         self.order = [p.index for p in self.still.parts]
         self.parts_dir = os.path.join(work, "parts")
         os.makedirs(self.parts_dir, exist_ok=True)
-        self.part_seconds: dict[int, float] = {}  # part -> seconds it took here
-        self.environment_said = False  # add-ons and differences: said once, at the first step
+        self.part_seconds: dict[int, float] = {}  # part -> seconds it took here, once uploaded
+        self.environment_said = False  # add-ons and differences: said once per machine
         self.merged = False
+        self.hints = {}  # the spec's frame times name the frame, not parts (of equal length)
+        self.part_uploads: queue.Queue[tuple[int, float] | None] = queue.Queue()
+        self.part_upload_error: Exception | None = None
+        self.fetcher = ThreadPoolExecutor(1)  # the other machines' parts, while Blender reopens the scene
+        self.fetched: Future[list[list[Any]]] | None = None
+        self.merge_started = 0.0
 
     def claimed_item(self, name: str) -> int | None:
         """The part a claim's key names (`claims/part-<k>`), or None (a frame's, the merge's)."""
@@ -71,101 +85,190 @@ class StillSupervisor(BatchSupervisor):
         attempt = int(os.environ.get("AWS_BATCH_JOB_ATTEMPT") or 1)
         return cls(spec, work, index, attempt)
 
-    # -- Blender, one step at a time
+    # -- one Blender for the machine's parts and, on the last machine, the merge
 
-    def blender_step(self, command: list[str], args: dict[str, Any], prepare: bool = False) -> dict[str, Any]:
-        """Run one still_parts.py step in Blender on the job's scene; its final event, or
-        JobFailed with the cause Blender gave (or what its exit says). `prepare`: first the add-ons
-        that travelled and the environment check (prepare_blender.py), as for frames: a step that
-        renders or composites sees the scene as the artist's Blender does."""
+    def run_blender(self, command: list[str]) -> None:
+        """Blender on the job's scene running still_parts.py's "parts" step: it asks for each
+        part (handle_event answers), so the scene loads once; first the add-ons that travelled
+        and the environment check (prepare_blender.py), as for frames. JobFailed with the cause
+        Blender gave (or what its exit says); Stopped when it was stopped on purpose."""
         blend = safe_join(self.job_dir, self.spec["blend_path"])
-        scripts = ["--python", os.path.join(HERE, "still_parts.py")]
-        after = ["--", json.dumps(args)]  # still_parts.py reads the last argument
-        if prepare:
-            config = os.path.join(self.work, "prepare-config.json")
-            with open(config, "w") as handle:
-                json.dump(
-                    {
-                        "addons": self.spec.get("addons") or [],
-                        "auto_run": bool(self.spec.get("auto_run")),
-                        "fingerprint": self.spec.get("fingerprint") or {},
-                        "accept_differences": bool(self.spec.get("accept_differences")),
-                    },
-                    handle,
-                )
-            scripts = ["--python", os.path.join(HERE, "prepare_blender.py"), *scripts]
-            after = ["--", config, json.dumps(args)]  # prepare_blender.py reads the first
-        argv = [*command, "-b", blend, "--python-exit-code", "3", *scripts, *after]
+        config = os.path.join(self.work, "prepare-config.json")
+        with open(config, "w") as handle:
+            json.dump(
+                {
+                    "addons": self.spec.get("addons") or [],
+                    "auto_run": bool(self.spec.get("auto_run")),
+                    "fingerprint": self.spec.get("fingerprint") or {},
+                    "accept_differences": bool(self.spec.get("accept_differences")),
+                },
+                handle,
+            )
+        args = {
+            "step": "parts",
+            "frame": self.still.frame,
+            "total": self.still.total_samples,
+            "auto_run": bool(self.spec.get("auto_run")),
+            "parts": {
+                str(p.index): {"offset": p.offset, "length": p.length, "output": self.part_path(p.index)}
+                for p in self.still.parts
+            },
+        }
+        scripts = [os.path.join(HERE, "prepare_blender.py"), os.path.join(HERE, "still_parts.py")]
+        argv = [*command, "-b", blend, "--python-exit-code", "3"]
+        argv += [a for script in scripts for a in ("--python", script)]
+        argv += ["--", config, json.dumps(args)]  # prepare_blender.py reads the first, still_parts the last
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.update(self.kernels.prepare())
         user = os.path.join(self.job_dir, contract.ADDONS_DIR)
         if os.path.isdir(user):
             env["BLENDER_USER_RESOURCES"] = user
+        self.status.update(state="rendering", frame=self.still.frame, push=True)
         proc = subprocess.Popen(
             argv,
             cwd=self.job_dir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,
         )
         self.blender_proc = proc
-        last: dict[str, Any] = {}
-
-        def take(line: str) -> None:
-            event = blender_logs.read_event(line)
-            if event is None:
-                self.log.write(line.rstrip("\n"))
-                return
-            if event.get("event") == "failed":
-                self.render_error = (
-                    str(event.get("kind") or "render_failed"),
-                    str(event.get("message") or ""),
-                )
-            if event.get("event") == "environment" and not self.environment_said:
-                self.environment_said = True
-                self.report_environment(event)
-            last.clear()
-            last.update(event)
-
-        code = self.follow_blender(proc, take)
+        try:
+            code = self.follow_blender(proc, self.take_line)
+        except BaseException:
+            self.stop(proc)  # an answer could not be given: Blender would wait on it forever
+            raise
         if self.stop_reason:
             raise Stopped(self.stop_reason)
-        if code != 0 or last.get("event") == "failed":
+        if code != 0:
             kind, cause = self.failure(code)
             raise JobFailed(kind, cause)
-        return last
+
+    def take_line(self, line: str) -> None:
+        try:
+            event = blender_logs.read_event(line.strip())
+        except ValueError:
+            self.log.say("unreadable worker event line")
+            return
+        if event is None:
+            self.log.write(line.rstrip("\n"))
+        else:
+            self.handle_event(event)
+
+    def handle_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "next":
+            self.answer(self.next_answer())
+        elif kind == "part":
+            self.part_started(int(event["index"]))
+        elif kind == "part_done":
+            self.part_rendered(int(event["index"]), event)
+        elif kind == "output":
+            self.plan_final(str(event.get("path") or ""))
+        elif kind == "merged":
+            longest = event.get("taken_from_longest") or []
+            self.log.say(
+                f"merged {len(self.order)} parts ({self.still.total_samples} samples) in {event.get('seconds', '?')} s"
+                + (
+                    f"; not averaged, taken from the longest part: {', '.join(map(str, longest))}"
+                    if longest
+                    else ""
+                )
+            )
+        elif kind == "finished":
+            self.upload_final(event)
+        elif kind == "environment":
+            if not self.environment_said:  # said once per machine
+                self.environment_said = True
+                self.report_environment(event)
+        else:
+            super().handle_event(event)
+
+    def answer(self, line: str) -> None:
+        proc = self.blender_proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+        except OSError as exc:  # Blender went away; its exit says why
+            self.log.say(f"could not answer Blender: {exc}")
+
+    def next_answer(self) -> str:
+        """What Blender's "next" gets: the next part this machine claimed (claimed ahead, or now);
+        with none left, the merge where this machine finds every part in and wins its claim; else
+        nothing, and Blender exits."""
+        if self.fetched is not None:  # the scene is open again: the merge, once the parts are here
+            return json.dumps({"steps": self.merge_steps(self.fetched.result())})
+        with self.lock:
+            self.frame_started = None
+            index, self.ready = self.ready, None
+            if self.stop_reason:
+                index = None  # a part claimed ahead stays in frames_left: a retry renders it
+            elif index is None:
+                index = self.next_claim()
+        if index is not None:
+            return str(index)
+        if self.stop_reason:
+            return ""
+        self.claiming_done.set()
+        self.kick.set()
+        self.wait_part_uploads()  # listed only once this machine's own parts have landed
+        if not self.every_part_in():
+            return ""
+        merge = Claims({str(MERGE_CLAIM): self.still.merge_claim_url}, self.index, self.attempt, self.log.say)
+        if not merge.claim(MERGE_CLAIM):
+            return ""
+        self.status.update(state="merging", part=None, push=True)
+        self.merge_started = time.monotonic()
+        # Fetched while Blender opens the scene again.
+        self.fetched = self.fetcher.submit(self.fetch_parts)
+        return json.dumps({"reopen": True, "output": os.path.join(self.frames_dir, "still")})
 
     # -- parts
 
-    def render_part(self, command: list[str], index: int) -> None:
+    def part_path(self, index: int) -> str:
+        return os.path.join(self.parts_dir, contract.part_name(index))
+
+    def part_started(self, index: int) -> None:
         part = self.parts[index]
-        name = contract.part_name(index)
-        out = os.path.join(self.parts_dir, name)
+        with self.lock:
+            self.frame_started = (index, time.monotonic())
+        self.kick.set()  # the claimer plans this part's successor
         self.status.update(state="rendering", frame=self.still.frame, part=index, push=True)
         self.log.say(
             f"rendering part {index + 1} of {len(self.parts)}: samples {part.offset + 1}-{part.offset + part.length} "
             f"of {self.still.total_samples}"
         )
-        started = time.monotonic()
-        event = self.blender_step(
-            command,
-            {
-                "step": "part",
-                "frame": self.still.frame,
-                "total": self.still.total_samples,
-                "offset": part.offset,
-                "length": part.length,
-                "output": out,
-            },
-            prepare=True,
-        )
-        seconds = round(time.monotonic() - started, 2)
+
+    def part_rendered(self, index: int, event: dict[str, Any]) -> None:
+        with self.lock:
+            if self.frame_started is not None:
+                self.rendered_here[index] = time.monotonic() - self.frame_started[1]
+        seconds = round(float(event.get("seconds") or 0), 2)
         self.log.say(f"part {index + 1} rendered in {seconds} s ({event.get('method', 'subset')} sampling)")
-        with open(out, "rb") as handle:
+        self.part_uploads.put((index, seconds))  # uploaded while the next part renders
+
+    def upload_parts(self) -> None:
+        """The part uploader's loop; a failure is kept for wait_part_uploads to raise."""
+        while True:
+            item = self.part_uploads.get()
+            try:
+                if item is None:
+                    return
+                self.upload_part(*item)
+            except Exception as exc:  # kept, raised by the thread that waits on the uploads
+                self.part_upload_error = self.part_upload_error or exc
+                self.log.say(f"could not upload part {item[0] if item else '?'}: {exc}")
+            finally:
+                self.part_uploads.task_done()
+
+    def upload_part(self, index: int, seconds: float) -> None:
+        """One rendered part to `parts/`, then marked rendered (what a retry skips)."""
+        name = contract.part_name(index)
+        with open(self.part_path(index), "rb") as handle:
             body = handle.read()
-        # Uploaded before the next look: whoever lists the parts last then sees this one.
         with_retries(
             f"upload of part {index}",
             lambda: self.poster.put(f"parts/{name}", body, timeout=600),
@@ -173,6 +276,11 @@ class StillSupervisor(BatchSupervisor):
         )
         self.part_seconds[index] = seconds
         self.mark("rendered", index)
+
+    def wait_part_uploads(self) -> None:
+        self.part_uploads.join()
+        if self.part_upload_error is not None:
+            raise self.part_upload_error
 
     # -- the merge, by the machine that finds every part in
 
@@ -183,47 +291,47 @@ class StillSupervisor(BatchSupervisor):
             self.log.say(f"parts {[i + 1 for i in missing]} not in yet: the machine that ends them merges")
         return not missing
 
-    def merge(self, command: list[str]) -> None:
-        """Download every part, merge exactly, denoise and composite once, upload the result."""
-        self.status.update(state="merging", part=None, push=True)
-        started = time.monotonic()
-        paths: list[list[Any]] = []
-        for index in self.order:
-            path = os.path.join(self.parts_dir, contract.part_name(index))
-            if not os.path.exists(path):  # rendered elsewhere: fetched in-region
-                url = self.still.part_urls[str(index)]
+    def fetch_parts(self) -> list[list[Any]]:
+        """Every part as (path, samples); those rendered elsewhere fetched in-region, in parallel."""
 
-                def fetch(url: str = url) -> bytes:
-                    return http_request("GET", url, timeout=600)
+        def fetch(index: int) -> None:
+            url = self.still.part_urls[str(index)]
+            body = with_retries(
+                f"download of part {index}", lambda: http_request("GET", url, timeout=600), self.log.say
+            )
+            with open(self.part_path(index), "wb") as out:
+                out.write(body)
 
-                body = with_retries(f"download of part {index}", fetch, self.log.say)
-                with open(path, "wb") as out:
-                    out.write(body)
-            paths.append([path, self.parts[index].length])
+        missing = [i for i in self.order if not os.path.exists(self.part_path(i))]
+        if missing:
+            with ThreadPoolExecutor(min(DOWNLOAD_THREADS, len(missing))) as pool:
+                list(pool.map(fetch, missing))
+        return [[self.part_path(i), self.parts[i].length] for i in self.order]
+
+    def merge_steps(self, paths: list[list[Any]]) -> list[dict[str, Any]]:
+        """still_parts.py's merge and finish, run in the Blender that rendered this machine's parts."""
         layers = os.path.join(self.work, "merged_layers.exr")
         combined = os.path.join(self.files_dir, "still", "merged.exr")
         os.makedirs(os.path.dirname(combined), exist_ok=True)
-        merged = self.blender_step(
-            command, {"step": "merge", "parts": paths, "output": layers, "combined": combined}
-        )
-        longest = merged.get("taken_from_longest") or []
-        self.log.say(
-            f"merged {len(paths)} parts ({self.still.total_samples} samples) in {merged.get('seconds', '?')} s"
-            + (
-                f"; not averaged, taken from the longest part: {', '.join(map(str, longest))}"
-                if longest
-                else ""
-            )
-        )
-        final = self.blender_step(
-            command,
+        return [
+            {"step": "merge", "parts": paths, "output": layers, "combined": combined},
             {
                 "step": "finish",
                 "merged": layers,
                 "frame": self.still.frame,
                 "output": os.path.join(self.frames_dir, "still"),
             },
-        )
+        ]
+
+    def plan_final(self, path: str) -> None:
+        """The final image's name, said before the merge: the add-on then knows the frame is due
+        and watches for it, instead of learning its name with it at a later poll."""
+        name = os.path.relpath(path, self.frames_dir).replace(os.sep, "/")
+        self.plan = {name: self.still.frame}
+        self.put_json("plan.json", {"frames": [{"name": name, "frame": self.still.frame}]})
+
+    def upload_final(self, final: dict[str, Any]) -> None:
+        """The merged Combined pass, then the final image (its arrival ends the job)."""
         path = str(final.get("path") or "")
         name = os.path.relpath(path, self.frames_dir).replace(os.sep, "/")
         self.log.say(
@@ -231,8 +339,9 @@ class StillSupervisor(BatchSupervisor):
             + ("denoised, " if final.get("denoised") else "not denoised (off in the scene), ")
             + ("composited" if final.get("composited") else "no compositor nodes")
         )
-        self.plan = {name: self.still.frame}
-        self.put_json("plan.json", {"frames": [{"name": name, "frame": self.still.frame}]})
+        if self.plan != {name: self.still.frame}:
+            self.plan_final(path)
+        combined = os.path.join(self.files_dir, "still", "merged.exr")
         with open(combined, "rb") as handle:
             merged_body = handle.read()
         with_retries(
@@ -248,7 +357,9 @@ class StillSupervisor(BatchSupervisor):
             self.log.say,
         )
         self.merged = True
-        self.log.say(f"the still is merged and uploaded in {round(time.monotonic() - started, 1)} s")
+        self.log.say(
+            f"the still is merged and uploaded in {round(time.monotonic() - self.merge_started, 1)} s"
+        )
 
     def run(self) -> str:
         started = time.monotonic()
@@ -257,20 +368,21 @@ class StillSupervisor(BatchSupervisor):
         )
         try:
             command = self.install_and_fetch()
-            while not self.stop_reason:
-                with self.lock:
-                    index = self.next_claim()
-                if index is None:
-                    break
-                self.render_part(command, index)
-            if (
-                not self.stop_reason
-                and self.every_part_in()
-                and Claims(
-                    {str(MERGE_CLAIM): self.still.merge_claim_url}, self.index, self.attempt, self.log.say
-                ).claim(MERGE_CLAIM)
-            ):
-                self.merge(command)
+            threading.Thread(target=self.upload_parts, name="part-uploader", daemon=True).start()
+            threading.Thread(target=self._claim_ahead, name="claim-ahead", daemon=True).start()
+            try:
+                self.run_blender(command)
+            finally:
+                self.claiming_done.set()
+                self.kick.set()
+                self.fetcher.shutdown(wait=False)
+                self.part_uploads.join()  # what was rendered is kept, whatever ended Blender
+                self.part_uploads.put(None)
+            self.wait_part_uploads()
+            if self.frames_left():  # Blender ended well, yet a claimed part was never uploaded
+                raise JobFailed(
+                    "render_failed", f"Blender ended without rendering parts {self.frames_left()}."
+                )
         except Stopped:
             pass  # said below, as interrupted.json
         except JobFailed as exc:

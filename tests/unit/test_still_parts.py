@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +97,16 @@ else:  # one machine's render, the scene's own way but for a fixed sample count
 """
 
 
-def blender(version: str, blend: str | None, script: Path, args: dict[str, Any]) -> tuple[int, list[dict]]:
-    """Run a script as the supervisor runs Blender; (exit code, our events)."""
+def blender(
+    version: str, blend: str | None, script: Path, args: dict[str, Any], answers: Sequence[str] = ()
+) -> tuple[int, list[dict]]:
+    """Run a script as the supervisor runs Blender, `answers` on its stdin (one a "next");
+    (exit code, our events)."""
     argv = [str(PYTHONS[version]), str(MACHINE / "blender_launcher.py"), "-b"]
     argv += [blend] if blend else []
     argv += ["--python-exit-code", "3", "--python", str(script), "--", json.dumps(args)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    stdin = "".join(f"{line}\n" for line in answers)
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=600, cwd=str(ROOT))
     events = [e for line in proc.stdout.splitlines() if (e := blender_logs.read_event(line.strip()))]
     if proc.returncode and not events:
         raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
@@ -149,34 +154,57 @@ class Still:
                 {"do": "ref", "denoise": True, "layers": False, "output": self.reference_final},
             )
 
-    def parts(self, lengths: list[int]) -> list[dict]:
-        done, offset = [], 0
-        for length in lengths:
+    def parts_step(self, lengths: list[int]) -> dict[str, Any]:
+        """The "parts" step's arguments for parts of these lengths, in order."""
+        parts, offset = {}, 0
+        for index, length in enumerate(lengths):
             out = str(self.folder / f"part-{offset}-{length}.exr")
-            args = {
-                "step": "part",
-                "frame": 1,
-                "total": TOTAL,
-                "offset": offset,
-                "length": length,
-                "output": out,
-            }
-            done.append(step(self.version, self.blend, args))
+            parts[str(index)] = {"offset": offset, "length": length, "output": out}
             offset += length
+        return {"step": "parts", "frame": 1, "total": TOTAL, "parts": parts}
+
+    def parts(self, lengths: list[int]) -> list[dict]:
+        """Every part rendered in one Blender, each asked for with "next" as a machine does."""
+        answers = [str(i) for i in range(len(lengths))] + [""]
+        code, events = blender(
+            self.version, self.blend, MACHINE / "still_parts.py", self.parts_step(lengths), answers
+        )
+        assert code == 0, events
+        assert [e["event"] for e in events if e["event"] == "next"] == ["next"] * len(answers)
+        done = [e for e in events if e["event"] == "part_done"]
+        assert [e["index"] for e in done] == list(range(len(lengths)))
         return done
 
-    def merge(self, parts: list[dict], name: str) -> dict:
-        args = {
+    def merge_args(self, parts: list[dict], name: str) -> dict[str, Any]:
+        return {
             "step": "merge",
             "parts": [[p["path"], p["samples"]] for p in parts],
             "output": str(self.folder / f"{name}_layers.exr"),
             "combined": str(self.folder / f"{name}.exr"),
         }
-        return step(self.version, self.blend, args)
+
+    def finish_args(self, name: str) -> dict[str, Any]:
+        args = {"step": "finish", "merged": str(self.folder / f"{name}_layers.exr"), "frame": 1}
+        return {**args, "output": str(self.folder / f"{name}_final")}
+
+    def merge(self, parts: list[dict], name: str) -> dict:
+        return step(self.version, self.blend, self.merge_args(parts, name))
 
     def finish(self, name: str) -> dict:
-        args = {"step": "finish", "merged": str(self.folder / f"{name}_layers.exr"), "frame": 1}
-        return step(self.version, self.blend, {**args, "output": str(self.folder / f"{name}_final")})
+        return step(self.version, self.blend, self.finish_args(name))
+
+    def all_in_one(self, lengths: list[int], name: str) -> list[dict]:
+        """As the merging machine runs it: its parts, then the scene opened again as saved, then
+        the merge and the finish, all in one Blender; the events."""
+        args = self.parts_step(lengths)
+        paths = [[p["output"], p["length"]] for p in args["parts"].values()]
+        merge = {**self.merge_args([], name), "parts": paths}
+        answers = [str(i) for i in range(len(lengths))]
+        answers += [json.dumps({"reopen": True, "output": str(self.folder / f"{name}_final")})]
+        answers += [json.dumps({"steps": [merge, self.finish_args(name)]})]
+        code, events = blender(self.version, self.blend, MACHINE / "still_parts.py", args, answers)
+        assert code == 0, events
+        return events
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +265,13 @@ def test_three_unequal_parts_are_weighted_by_their_samples(still50):
 
 
 def test_denoised_merge_equals_the_denoised_single_render(still50):
-    still50.merge(still50.parts([16, 16]), "denoise")
-    finished = still50.finish("denoise")
+    """One Blender as the merging machine runs it: the parts turned denoising off and wrote EXR
+    layers, and the scene opened again denoises and writes the scene's format."""
+    events = still50.all_in_one([16, 16], "denoise")
+    kinds = [e["event"] for e in events if e["event"] != "environment"]
+    assert kinds[-6:] == ["part_done", "next", "output", "next", "merged", "finished"], kinds
+    finished = events[-1]
+    assert events[-4]["path"] == finished["path"]  # said before the merge, where it was written
     assert finished["event"] == "finished" and finished["path"].endswith("denoise_final.exr")
     assert finished["denoised"] is True and finished["composited"] is False
     difference = image_difference(finished["path"], still50.reference_final)
@@ -249,8 +282,7 @@ def test_denoised_merge_equals_the_denoised_single_render(still50):
 @pytest.mark.parametrize("version", ["5.0", "5.3", "4.2"])
 def test_glare_runs_once_after_the_merge(version, tmp_path):
     still = Still(version, tmp_path, glare=True)
-    still.merge(still.parts([10, 22]), "glare")
-    finished = still.finish("glare")
+    finished = still.all_in_one([10, 22], "glare")[-1]
     assert finished["denoised"] is True and finished["composited"] is True
     difference = image_difference(finished["path"], still.reference_final)
     print(f"{version} glare after merge vs single: {difference:.2e}")
@@ -287,10 +319,11 @@ def test_the_scene_format_is_kept_and_no_denoise_when_the_scene_has_none(version
 
 
 def test_a_bad_step_fails_in_plain_words(still50):
-    code, events = blender("5.0", still50.blend, MACHINE / "still_parts.py", {"step": "part", "frame": 1})
+    code, events = blender("5.0", still50.blend, MACHINE / "still_parts.py", {"step": "parts", "frame": 1})
     assert code == 3 and events[-1]["event"] == "error" and "could not run" in events[-1]["message"]
-    args = {"step": "part", "frame": 1, "total": 8, "offset": 6, "length": 4, "output": "/tmp/x.exr"}
-    code, events = blender("5.0", still50.blend, MACHINE / "still_parts.py", args)
+    parts = {"0": {"offset": 6, "length": 4, "output": "/tmp/x.exr"}}
+    args = {"step": "parts", "frame": 1, "total": 8, "parts": parts}
+    code, events = blender("5.0", still50.blend, MACHINE / "still_parts.py", args, ["0"])
     assert code == 3 and "not inside 0..8" in events[-1]["message"]
 
 

@@ -8,7 +8,13 @@ import itertools
 import pytest
 
 from cloud.job.records import EngineName, engine_name_for
-from cloud.job.still_plan import MIN_PART_SAMPLES, PARTS_PER_MACHINE_SPOT, Part, split_samples
+from cloud.job.still_plan import (
+    MIN_PART_SAMPLES,
+    MIN_SPOT_PART_SECONDS,
+    PARTS_PER_MACHINE_SPOT,
+    Part,
+    split_samples,
+)
 from cloud.machine import contract
 
 
@@ -24,8 +30,9 @@ def covers_once(parts: list[Part], total: int) -> bool:
 @pytest.mark.parametrize("total", [1, 15, 16, 17, 100, 256, 1000, 4096])
 @pytest.mark.parametrize("machines", [1, 2, 3, 8])
 @pytest.mark.parametrize("spot", [False, True])
-def test_parts_cover_every_sample_once_and_differ_by_one_at_most(total, machines, spot):
-    parts = split_samples(total, machines, spot)
+@pytest.mark.parametrize("frame_seconds", [None, 30.0, 3600.0])
+def test_parts_cover_every_sample_once_and_differ_by_one_at_most(total, machines, spot, frame_seconds):
+    parts = split_samples(total, machines, spot, frame_seconds)
     assert covers_once(parts, total)
     assert [p.index for p in parts] == list(range(len(parts)))
     assert max(p.length for p in parts) - min(p.length for p in parts) <= 1
@@ -38,6 +45,34 @@ def test_spot_cuts_more_parts_than_machines_so_an_interruption_costs_one_part():
     assert len(split_samples(4096, 4, spot=True)) == 4 * PARTS_PER_MACHINE_SPOT
     # Few samples: parts no smaller than MIN_PART_SAMPLES, so fewer parts than machines.
     assert [p.length for p in split_samples(40, 8, spot=True)] == [20, 20]
+
+
+@pytest.mark.parametrize(
+    ("frame_seconds", "per_machine"),
+    [
+        (None, PARTS_PER_MACHINE_SPOT),  # nothing known: the full count, the samples floor only
+        (8 * 4 * MIN_SPOT_PART_SECONDS, 4),  # a machine's share is four long parts
+        (8 * 4 * MIN_SPOT_PART_SECONDS - 1, 3),  # a quarter would be just short: thirds
+        (8 * 2 * MIN_SPOT_PART_SECONDS, 2),
+        (8 * MIN_SPOT_PART_SECONDS, 1),  # a share of one minute is not cut
+        (51.2, 1),  # the share is seconds: one part a machine, as on demand
+        (100 * 3600.0, PARTS_PER_MACHINE_SPOT),  # never more than the full count
+    ],
+)
+def test_spot_cuts_fewer_parts_where_the_expected_time_says_they_would_be_short(frame_seconds, per_machine):
+    parts = split_samples(4096, 8, spot=True, frame_seconds=frame_seconds)
+    assert len(parts) == 8 * per_machine
+    # On demand, one part a machine whatever the estimate.
+    assert len(split_samples(4096, 8, spot=False, frame_seconds=frame_seconds)) == 8
+
+
+def test_the_samples_floor_still_holds_with_an_estimate():
+    # Hours of render in 40 samples: parts no smaller than MIN_PART_SAMPLES all the same.
+    assert [p.length for p in split_samples(40, 8, spot=True, frame_seconds=36000.0)] == [20, 20]
+
+
+def test_an_estimate_of_nothing_is_no_estimate():
+    assert len(split_samples(4096, 4, spot=True, frame_seconds=0.0)) == 4 * PARTS_PER_MACHINE_SPOT
 
 
 def test_a_still_is_chosen_for_one_cycles_frame_on_many_machines_only():
