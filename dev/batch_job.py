@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cloud.aws import batch
 from cloud.aws.session import AwsSettings
@@ -131,12 +132,14 @@ def start_job(
     frame_seconds: dict[int, float] | None = None,
     still_samples: int = 0,
     spot: bool = True,
+    **request_fields: Any,
 ) -> BatchJob:
     """Stage Blender in the bucket, then start the product's runner on a many-machine job,
     signed as the account's IAM user "artist" holding Cloud Render's two policies (made again
     after each reset of the account): the strict layer authorises every call the job makes.
     `still_samples`: one Cycles frame of that many samples, split over the machines (the still
-    engine), as a submit of one frame on many machines is."""
+    engine), as a submit of one frame on many machines is. `request_fields`: more of the
+    JobRequest as the add-on fills it (the add-ons that travel, the artist's fingerprint)."""
     key_id, secret = create_artist(sim.settings, ("render", "setup"))
     settings = replace(sim.settings, access_key_id=key_id, secret_access_key=secret)
     steps = steps_class(work / "state")
@@ -173,6 +176,7 @@ def start_job(
         engine="CYCLES" if still_samples else "",
         samples=still_samples or None,
         render_samples=still_samples,
+        **request_fields,
     )
     record = JobRecord.from_request(request)
     store = RecordStore(work / "records")
