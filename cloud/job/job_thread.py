@@ -193,8 +193,9 @@ class JobRunner(threading.Thread):
 
     def expect_frame_seconds(self, request: JobRequest) -> None:
         """Each frame's time as the machines measured it in the last job of this scene (scaled to
-        this one's samples and size), so that many machines hand out the longest frames first."""
-        if request.frame_seconds:
+        this one's samples and size), so that many machines hand out the longest frames first.
+        One frame (a still, its samples split or not) has nothing to order: nothing is said."""
+        if request.frame_seconds or len(request.frames) < 2:
             return
         source, seconds = frame_history.expected_frame_seconds(request, self.store.all())
         if seconds:
