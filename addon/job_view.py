@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import bpy
 
@@ -204,7 +204,7 @@ def show_frames(job_id: str, open_editor: bool) -> bpy.types.Image | None:
     first_path = min(frames)[1]
     name = image_name(job_id)
     image = bpy.data.images.get(name)
-    source = "SEQUENCE" if len(numbers) > 1 else "FILE"
+    source: Literal["SEQUENCE", "FILE"] = "SEQUENCE" if len(numbers) > 1 else "FILE"
     if image is None or bpy.path.abspath(image.filepath) != first_path or image.source != source:
         if image is not None:
             bpy.data.images.remove(image)

@@ -653,7 +653,7 @@ def st_still_show():
 def st_still_image_shot():
     if view().state == "done":
         image = bpy.data.images.get(mod().addon.job_view.image_name(S["still_job"]))
-        size = list(image.size) if image else []
+        size: list[int] = list(image.size) if image else []
         S["result"]["still"]["image"] = size
         if size != list(STILL_SIZE):
             S["result"].setdefault("errors", []).append(f"the still in the Image Editor is {size}")
