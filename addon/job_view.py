@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import bpy
 
@@ -195,7 +195,8 @@ def apply_event(event: JobEvent) -> None:
 
 
 def show_frames(job_id: str, open_editor: bool) -> bpy.types.Image | None:
-    """Load the job's frames as one image sequence and show the newest in Image Editors."""
+    """Load the job's frames as one image sequence and show the newest in Image Editors. One
+    frame is one image: a still's file (`still.png`) has no frame number a sequence could find."""
     frames = [(f, p) for f, p in frame_files(job_id) if f is not None]
     if not frames:
         return None
@@ -203,12 +204,13 @@ def show_frames(job_id: str, open_editor: bool) -> bpy.types.Image | None:
     first_path = min(frames)[1]
     name = image_name(job_id)
     image = bpy.data.images.get(name)
-    if image is None or bpy.path.abspath(image.filepath) != first_path:
+    source: Literal["SEQUENCE", "FILE"] = "SEQUENCE" if len(numbers) > 1 else "FILE"
+    if image is None or bpy.path.abspath(image.filepath) != first_path or image.source != source:
         if image is not None:
             bpy.data.images.remove(image)
         image = bpy.data.images.load(first_path, check_existing=False)
         image.name = name
-        image.source = "SEQUENCE"
+        image.source = source
     else:
         image.reload()
     image["cloud_render_frames"] = len(numbers)

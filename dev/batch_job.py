@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cloud.aws import batch
 from cloud.aws.session import AwsSettings
@@ -201,12 +202,14 @@ def start_job(
     still_samples: int = 0,
     spot: bool = True,
     cost_map: bool = False,
+    **request_fields: Any,
 ) -> BatchJob:
     """Stage Blender in the bucket, then start the product's runner on a many-machine job,
     signed as the account's IAM user "artist" holding Cloud Render's two policies (made again
     after each reset of the account): the strict layer authorises every call the job makes.
     `still_samples`: one Cycles frame of that many samples, split over the machines (the still
-    engine), as a submit of one frame on many machines is."""
+    engine), as a submit of one frame on many machines is. `request_fields`: more of the
+    JobRequest as the add-on fills it (the add-ons that travel, the artist's fingerprint)."""
     key_id, secret = create_artist(sim.settings, ("render", "setup"))
     settings = replace(sim.settings, access_key_id=key_id, secret_access_key=secret)
     steps = steps_class(work / "state")
@@ -245,6 +248,7 @@ def start_job(
         render_samples=still_samples,
         # `cost_map`: a first submission as the add-on makes it, which maps its frames' costs here
         cost_map_command=cost_map_command(copy) if cost_map else [],
+        **request_fields,
     )
     record = JobRecord.from_request(request)
     store = RecordStore(work / "records")

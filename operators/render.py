@@ -30,8 +30,9 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
         summary = submit.confirmation_text(context, self.this_frame)
         submit.prefetch_facts()  # read while the artist reads the confirmation
+        title = "Render This Frame in Cloud" if self.this_frame else "Render in Cloud"  # the menu's words
         return context.window_manager.invoke_confirm(
-            self, event, title="Render in Cloud", message=summary, confirm_text="Render"
+            self, event, title=title, message=summary, confirm_text="Render"
         )
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:

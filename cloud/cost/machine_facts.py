@@ -164,13 +164,14 @@ def job_estimate_text(
     the time cap at full price on every machine, or the cost cap when that is lower
     (`caps.worst_case`)."""
     bound = worst_case(max_cost, max_hours, price.usd, machines)
+    counted = "1 frame" if frames == 1 else f"{frames} frames"  # a still is one frame
     if bound.by_cost_cap:
         together = f", for all {machines} machines together" if machines > 1 else ""
-        return f"At most ${bound.usd:.2f} (the cost cap{together}), for {frames} frames."
+        return f"At most ${bound.usd:.2f} (the cost cap{together}), for {counted}."
     each = f"{machines} machines x " if machines > 1 else ""
     return (
         f"At most ${bound.usd:.2f} ({each}{price.kind} {usd(price.usd)}/h x {max_hours:g} h time cap), "
-        f"for {frames} frames."
+        f"for {counted}."
     )
 
 

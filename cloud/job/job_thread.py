@@ -210,16 +210,18 @@ class JobRunner(threading.Thread):
     def expect_frame_seconds(self, request: JobRequest, costs: CostMap | None = None) -> None:
         """Each frame's time as the machines measured it in the last job of this scene (scaled to
         this one's samples and size), or else as the cost map weighs it, so that many machines
-        hand out the longest frames first."""
+        hand out the longest frames first. One frame (a still) has nothing to order: its time
+        only cuts a split still's parts (cloud/job/still_plan.py), and nothing is said."""
         if request.frame_seconds:
             return
         source, seconds = frame_history.expected_frame_seconds(request, self.store.all())
         if seconds:
             request.frame_seconds = seconds
-            self.log(
-                f"Frame times from job {source}: {min(seconds.values()):.1f} to "
-                f"{max(seconds.values()):.1f} s expected; the longest frames start first."
-            )
+            if len(request.frames) > 1:
+                self.log(
+                    f"Frame times from job {source}: {min(seconds.values()):.1f} to "
+                    f"{max(seconds.values()):.1f} s expected; the longest frames start first."
+                )
             return
         if costs is not None:
             mapped = costs.result()

@@ -2,9 +2,9 @@
 
 `blender --python drive.py` with GUI_WORK=<folder with emulator.json and tarball/>. One
 `bpy.app.timers` state machine walks the states an artist meets (preferences, the panel, Check
-Scene, Estimate, the confirmation, a job from Packing to Done, the frames, the full log) and
-takes an X screenshot of each with ImageMagick's `import` (`bpy.ops.screen.screenshot` saves
-black images under Xvfb). At the end it writes result.json with what the click-through checks:
+Scene, Estimate, the confirmation, a job from Packing to Done, the frames, the full log, a still
+split over three machines) and takes an X screenshot of each with ImageMagick's `import`
+(`bpy.ops.screen.screenshot` saves black images under Xvfb). At the end it writes result.json with what the click-through checks:
 the Image Editor shows the job's sequence and the panel says Done with the frame count.
 Timers, not waits: Blender's loop must keep drawing between stages.
 """
@@ -243,6 +243,28 @@ def st_prefs_quota_requested():
     return 1.0
 
 
+def st_prefs_batch_engine():
+    """Harness step: what Set Up makes for a scene of BATCH_MACHINES c5.2xlarge machines (the
+    Batch engine of the parts on many machines), while its policy is still attached: Set Up
+    above ran for the new scene's GPU type, and a job may not make IAM roles itself."""
+    if not (runs("batch") or runs("still")):
+        return 0.1
+    batch = importlib.import_module(f"{MOD}.cloud.aws.batch")
+    changes: list[str] = []
+    batch.ensure_engine(
+        mod().addon.pump.manager().settings_for(),
+        INSTANCE_TYPE,
+        False,
+        batch.vcpus_for(8, BATCH_MACHINES),
+        pack_bytes=batch.SETUP_PACK_BYTES,
+        gpu=False,
+        changes=changes,
+        check_roles=True,
+    )
+    log("Batch engine for", INSTANCE_TYPE, "made:", "; ".join(changes) or "nothing")
+    return 0.5
+
+
 def st_prefs_detach_set_up():
     """Set Up is done: the artist takes the Set Up policy off (run.py plays the AWS console)."""
     (WORK / "set-up-done").write_text(view().setup_summary)
@@ -464,7 +486,7 @@ def st_staging_watch():
         seen[v.state] = now
         log(f"staging: {v.state} at {now:.1f} s ({v.progress * 100:.0f}%)")
     if S.get("pending"):
-        if S.pop("rescroll", False):  # the Current Job panel has grown since the first scroll
+        if S.pop("rescroll", False):  # at Done the panel has grown since the first scroll
             scroll(props_area())
             return ("again", 0.3)
         shot(S.pop("pending"), props_area())
@@ -531,6 +553,125 @@ def st_batch_watch():
         log("cancel", in_props(ops().cloud_render.cancel))
     context().scene.cloud_render.machines = 1
     return 1.0
+
+
+# A still split by samples: frame 1 at 48 samples (three parts of 16), denoised, on 3 machines,
+# pressed as Render > Render This Frame in Cloud (`this_frame`), at a size worth looking at.
+STILL_MACHINES, STILL_SAMPLES, STILL_SIZE = 3, 48, (480, 270)
+
+
+def st_still_job():
+    """Machines = 3 and the current frame alone: the confirmation says how it is split."""
+    scene = context().scene
+    settings = scene.cloud_render
+    S["still_before"] = view().job_id  # the last job's, until the confirmation is accepted
+    S["still_was"] = (
+        scene.cycles.samples, scene.cycles.use_denoising, scene.render.resolution_x,
+        scene.render.resolution_y, scene.frame_current,
+    )  # fmt: skip
+    settings.machines, settings.instance_type = STILL_MACHINES, "c5.2xlarge"
+    settings.quote_first, settings.max_cost, settings.samples = False, 5.0, 0
+    scene.cycles.samples, scene.cycles.use_denoising = STILL_SAMPLES, True
+    scene.render.resolution_x, scene.render.resolution_y = STILL_SIZE
+    scene.frame_set(1)
+    with context().temp_override(window=win()):
+        bpy.ops.wm.save_mainfile()
+    area = props_area()
+    x, y = area.x + area.width // 2, win().height - area.y - area.height // 2
+    subprocess.run(["xdotool", "mousemove", str(x), str(y)], check=False)
+    log(
+        "render this frame INVOKE_DEFAULT",
+        in_props(ops().cloud_render.render, "INVOKE_DEFAULT", this_frame=True),
+    )
+    return 2.0
+
+
+def st_still_confirm():
+    shot("still_confirmation")
+    subprocess.Popen(["xdotool", "key", "Return"])  # accept, as the artist presses Render
+    return 3.0
+
+
+def st_still_started():
+    job = view().job_id
+    if not job or job == S.pop("still_before", ""):
+        log("Return did not reach the dialog: confirming through EXEC_DEFAULT")
+        log("render", in_props(ops().cloud_render.render, "EXEC_DEFAULT", this_frame=True))
+        job = view().job_id
+    S["still_job"], S["still_seen"] = job, set()
+    subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
+    log("still job", job)
+    S["deadline"] = time.monotonic() + 480
+    return 0.5
+
+
+def st_still_watch():
+    """The Current Job panel while the parts render (two or more part rows), while one machine
+    merges, and at Done: each scrolled into view in one tick, shot in the next."""
+    v, seen = view(), S["still_seen"]
+    rows = [line for line in v.machines_text.splitlines() if line.strip()]
+    if S.get("pending"):
+        if S.pop("rescroll", False):  # at Done the panel has grown since the first scroll
+            scroll(props_area())
+            return ("again", 0.3)
+        shot(S.pop("pending"), props_area())
+        return ("again", 0.3)
+    label = ""
+    if v.state in FINAL:
+        label = "still_done"
+    elif sum(", part " in row for row in rows) >= 2:
+        label = "still_rendering_parts"
+    elif any("merging" in row for row in rows):
+        label = "still_merging"
+    if label and label not in seen:
+        seen.add(label)
+        log("still:", v.state, "|", v.message, "| rows:", " | ".join(rows))
+        scroll(props_area())
+        # While it renders, one scroll keeps the state and the rows in view (the log below
+        # grows); at Done, a second one shows the result's buttons under the longer log.
+        S["pending"], S["rescroll"] = label, label == "still_done"
+        return ("again", 0.5)
+    if v.state not in FINAL and time.monotonic() < S["deadline"]:
+        return ("again", 0.3)
+    log("still job:", v.state, "|", v.message, "| shots:", sorted(seen))
+    S["result"]["still"] = {"state": v.state, "message": v.message, "shots": sorted(seen)}
+    if v.state != "done":
+        for line in mod().addon.job_view.log_lines(v.job_id)[-60:]:
+            log("  still log:", line)
+        S["result"].setdefault("errors", []).append(f"the still ended {v.state}: {v.message}")
+        if v.state not in FINAL:
+            log("cancel", in_props(ops().cloud_render.cancel))
+    return 1.0
+
+
+def st_still_show():
+    if view().state == "done":
+        log("show_frames", in_props(ops().cloud_render.show_frames, job_id=S["still_job"]))
+    return 3.0
+
+
+def st_still_image_shot():
+    if view().state == "done":
+        image = bpy.data.images.get(mod().addon.job_view.image_name(S["still_job"]))
+        size: list[int] = list(image.size) if image else []
+        S["result"]["still"]["image"] = size
+        if size != list(STILL_SIZE):
+            S["result"].setdefault("errors", []).append(f"the still in the Image Editor is {size}")
+        shot("still_in_image_editor")
+    return 1.0
+
+
+def st_still_restore():
+    """The frames job's settings back, for the parts that follow."""
+    scene = context().scene
+    samples, denoise, width, height, frame = S.pop("still_was")
+    scene.cycles.samples, scene.cycles.use_denoising = samples, denoise
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.frame_set(frame)
+    scene.cloud_render.machines = 1
+    with context().temp_override(window=win()):
+        bpy.ops.wm.save_mainfile()
+    return 0.5
 
 
 def st_render_invoke():
@@ -850,6 +991,7 @@ STAGES = [
     ("prefs", st_prefs_setup),
     ("prefs", st_prefs_setup_shot),
     ("prefs", st_prefs_quota_requested),
+    ("prefs", st_prefs_batch_engine),
     ("prefs", st_prefs_detach_set_up),
     ("prefs", st_prefs_set_up_detached),
     ("prefs", st_prefs_close),
@@ -893,6 +1035,15 @@ STAGES = [
     ("batch", st_batch_job),
     ("batch", st_batch_watch),
     ("batch", settle()),
+    ("still", st_still_job),
+    ("still", st_still_confirm),
+    ("still", st_still_started),
+    ("still", st_still_watch),
+    ("still", st_still_show),
+    ("still", st_still_image_shot),
+    ("still", st_close_windows),
+    ("still", st_still_restore),
+    ("still", settle()),
     ("cancel", st_cancel_job),
     ("cancel", st_cancel_press),
     ("cancel", wait_for(FINAL, "job_cancelled")),

@@ -150,9 +150,10 @@ def run_gui(mode: str, only: str = "") -> dict:
     with contextlib.ExitStack() as stack:
         machines = stack.enter_context(shared_folder())
         moto_url = None
-        if mode == "shots" and (not only or "batch" in only.split(",")):
-            # Many machines: moto's Batch runs each array child as a machine in the shared folder
-            # (dev/batch_simulator.py), so the children's Blender is the chroot's too.
+        if mode == "shots" and (not only or {"batch", "still"} & set(only.split(","))):
+            # Many machines (frames, or a still's parts): moto's Batch runs each array child as a
+            # machine in the shared folder (dev/batch_simulator.py), so the children's Blender is
+            # the chroot's too.
             from dev.batch_simulator import BatchSimulator
 
             moto_url = stack.enter_context(BatchSimulator(machines / "batch")).url

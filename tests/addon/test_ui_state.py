@@ -174,3 +174,22 @@ def test_a_new_job_shows_none_of_the_last_jobs_machine_facts(installed, tmp_path
     finally:
         module.addon.jobs_list.remove(record.job_id)
         view.job_id = ""
+
+
+def test_show_frames_shows_a_stills_one_file_as_an_image(installed, tmp_path):
+    """A still comes back as `still.png`, no frame number in its name: Show Frames loads it as
+    one image (a sequence could not find its frame and would show an empty editor)."""
+    module = harness.addon()
+    job_view, events = module.addon.job_view, module.cloud.job.events
+    job_id = "20991231-235959-511111"
+    path = tmp_path / job_id / "still.png"
+    path.parent.mkdir()
+    image = bpy.data.images.new("still-source", 48, 27)
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    job_view.apply_event(events.FrameArrived(job_id, 1, str(path), 1, 1))
+    shown = job_view.show_frames(job_id, open_editor=False)
+    assert shown is not None and shown.name == job_view.image_name(job_id)
+    assert shown.source == "FILE" and tuple(shown.size) == (48, 27)
+    bpy.data.images.remove(shown)

@@ -101,6 +101,19 @@ def test_a_second_job_of_the_scene_gets_the_times_the_machine_reported(aws, tmp_
     assert spec == {"1": 2.5, "2": 10.0, "3": 4.0, "4": 3.0, "5": 3.5}
 
 
+def test_a_one_frame_job_keeps_its_time_for_the_parts_and_says_nothing_of_order(aws, tmp_path):
+    """A still after a shot of the same scene: one frame has no order to choose, so the log
+    says nothing of "the longest frames" first; its time stays in the request, where a split
+    still's spot parts are cut by it (cloud/job/still_plan.py)."""
+    runner, events = finished_job(aws, tmp_path, None, {"1": 2.0, "2": 3.0})
+    events.drain(budget_s=1.0, limit=100_000)
+    saved = RecordStore(tmp_path / "jobs").load(runner.record.job_id)
+    still = request_for(tmp_path, frames=[1])
+    JobRunner(saved, aws.settings, events, runner.store, runner.steps).expect_frame_seconds(still)
+    assert still.frame_seconds == {1: 2.0}
+    assert "Frame times" not in logged(events)
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -187,6 +187,7 @@ def test_menu_confirmation_and_estimate_use_the_same_price() -> None:
     assert machine_facts.job_estimate_text(price, 10, 2) == (
         "At most $0.00 (spot $0.00001/h x 2 h time cap), for 10 frames."
     )
+    assert machine_facts.job_estimate_text(price, 1, 2, machines=3).endswith(", for 1 frame.")  # a still
     with pytest.raises(CloudError) as info:
         machine_facts.price_for(current, "sa-east-1", "g4dn.xlarge")
     assert info.value.code == ErrorCode.NOT_OFFERED
