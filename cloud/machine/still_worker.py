@@ -98,6 +98,7 @@ class StillSupervisor(BatchSupervisor):
         argv = [*command, "-b", blend, "--python-exit-code", "3", *scripts, *after]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.update(self.kernels.prepare())
+        self.status.update(gpu_driver=self.kernels.driver)
         user = os.path.join(self.job_dir, contract.ADDONS_DIR)
         if os.path.isdir(user):
             env["BLENDER_USER_RESOURCES"] = user
