@@ -465,6 +465,7 @@ class MachineFolders:
                 }
                 self._advance_stage(report.state)
                 rec.device = report.device or rec.device
+                rec.gpu_driver = report.gpu_driver or rec.gpu_driver  # the next job's kernel cache
                 if report.seconds_per_frame:
                     rec.seconds_per_frame = report.seconds_per_frame
                 self.job.note_frame_seconds(report.frame_seconds)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..aws import blender_cache, bucket_registry, bucket_setup, kernel_cache, storage, uploads
+from ..aws.kernel_drivers import FILE_NAME as KERNEL_DRIVERS_FILE
+from ..aws.kernel_drivers import KernelDrivers
 from ..aws.known_objects import FILE_NAME as KNOWN_OBJECTS_FILE
 from ..aws.known_objects import KnownObjects
 from ..aws.session import AwsSettings
@@ -167,6 +169,12 @@ class CloudSteps:
         S3 only about the files it has not seen there (cloud/aws/known_objects.py)."""
         return KnownObjects(self.state_dir / bucket_registry.STATE_FOLDER / KNOWN_OBJECTS_FILE)
 
+    @property
+    def kernel_drivers(self) -> KernelDrivers:
+        """The NVIDIA driver earlier jobs' machines ran, per kernel-cache folder (`<user
+        folder>/state/`): the one archive the next job offers (cloud/aws/kernel_drivers.py)."""
+        return KernelDrivers(self.state_dir / bucket_registry.STATE_FOLDER / KERNEL_DRIVERS_FILE)
+
     def discard_pack(self, request: JobRequest) -> None:
         """Remove the scene copy and its pack (a copy of every texture) from the artist's disk.
 
@@ -311,6 +319,8 @@ class CloudSteps:
             chunks=packed.chunks,
         )
         post = storage.presign_outputs(settings, bucket, job_id, expires)
+        kernels = self.kernel_cache(settings, record, request, expires)
+        record.kernel_cache_prefix = kernels.prefix if kernels and kernels.upload_url else ""
         spec = contract.WorkerSpec(
             job_id=job_id,
             engine=engine.name.value,  # which runner the machine starts (chosen at submit)
@@ -339,7 +349,7 @@ class CloudSteps:
             auto_run=request.auto_run,
             fingerprint=dict(request.fingerprint),
             accept_differences=request.accept_differences,
-            kernel_cache=self.kernel_cache(settings, record, request, expires),
+            kernel_cache=kernels,
             frame_seconds=contract.spec_frame_seconds(request.frame_seconds, record.frames),
             **engine.spec_extras(settings, record, expires),
         )
@@ -358,18 +368,33 @@ class CloudSteps:
     def kernel_cache(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, expires: int
     ) -> contract.KernelCacheOffer | None:
-        """The GPU kernel caches earlier machines kept for this Blender and GPU, and a way to keep
-        this machine's (cloud/aws/kernel_cache.py); None for a CPU job. A cache is a saving, never
-        a reason to fail: an error here is a job without one."""
-        if request.device == "CPU":
+        """The GPU kernel cache an earlier job kept for this Blender, GPU and the driver its
+        machines ran, and a way to keep this machine's unless its scene can run Python there
+        (cloud/aws/kernel_cache.py); None for a CPU job. A cache is a saving, never a reason to
+        fail: an error here is a job without one."""
+        gpu_model = self.gpu_model(record, request)
+        if not gpu_model:
             return None
-        facts = load_catalog().types.get(record.instance_type)
+        prefix = contract.kernel_cache_prefix(request.blender_version, gpu_model)
         try:
             return kernel_cache.offer(
-                settings, record.bucket, request.blender_version, facts.gpu_model if facts else None, expires
+                settings,
+                record.bucket,
+                request.blender_version,
+                gpu_model,
+                expires,
+                driver=self.kernel_drivers.driver(record.region, record.bucket, prefix),
+                not_kept_because=kernel_cache.why_not_kept(request.auto_run, len(request.addons)),
             )
         except CloudError:
             return None
+
+    def gpu_model(self, record: JobRecord, request: JobRequest) -> str | None:
+        """The catalog's GPU for the job's instance type (None: a CPU job or machine)."""
+        if request.device == "CPU":
+            return None
+        facts = load_catalog().types.get(record.instance_type)
+        return facts.gpu_model if facts else None
 
     # --- follow ---------------------------------------------------------------------------------
     def get_bytes(self, settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
@@ -398,7 +423,13 @@ class CloudSteps:
 
     def after_job(self, settings: AwsSettings, record: JobRecord) -> list[str]:
         """Keep a Blender build the machine fetched in the bucket's cache when it is an official
-        release byte for byte (cloud/aws/blender_cache.py); returns lines for the job log."""
+        release byte for byte (cloud/aws/blender_cache.py), and the GPU driver its machines ran
+        when they could keep a kernel cache (the next job offers that archive); returns lines
+        for the job log."""
+        if record.kernel_cache_prefix and record.gpu_driver:
+            self.kernel_drivers.remember(
+                record.region, record.bucket, record.kernel_cache_prefix, record.gpu_driver
+            )
         return blender_cache.keep_fetched_builds(
             settings, record.bucket, record.job_id, self.blender_checksums_url
         )

@@ -466,6 +466,7 @@ class JobRunner(threading.Thread):
             self.set_stage(stage, status.message)
         rec.device = status.device or rec.device
         rec.blender_build = status.blender_build or rec.blender_build
+        rec.gpu_driver = status.gpu_driver or rec.gpu_driver
         rec.seconds_per_frame = status.seconds_per_frame or rec.seconds_per_frame or 0.0
         self.note_frame_seconds(status.frame_seconds)
         self.events.post(

@@ -229,6 +229,11 @@ class JobRecord:
     engine: str = ""
     render_samples: int = 0
     render_pixels: int = 0
+    # The GPU kernel cache: the folder this job's machines may keep theirs in ("" when they may
+    # not: no GPU, or the scene can run Python there) and the driver they reported (status.json),
+    # remembered after the job so that the next one offers exactly that archive.
+    kernel_cache_prefix: str = ""
+    gpu_driver: str = ""
 
     @property
     def stage_enum(self) -> Stage:

@@ -17,7 +17,8 @@ Layout of a job's outputs (written by the worker):
     jobs/<id>/out/files/<path>       files written by File Output nodes
     jobs/<id>/out/logs/<seq:06d>.log the render log, in numbered chunks
     jobs/<id>/out/status.json        state, progress and heartbeat, rewritten every few seconds;
-                                     frame_seconds: the most recent frames' render seconds
+                                     frame_seconds: the most recent frames' render seconds;
+                                     gpu_driver: the NVIDIA driver nvidia-smi named (kernel caches)
     jobs/<id>/out/done.json          written once on success (a movie job: the movie's name, or why not);
                                      done, error and interrupted.json carry frame_seconds: each
                                      frame rendered (as text) -> the seconds Blender took for it
@@ -53,8 +54,11 @@ chunk, checks its SHA-256, writes it at its offset (the sum of the sizes before 
 the whole file's SHA-256 before Blender sees the file; `parse_input` bounds the list first.
 
 Shared by every job (not under jobs/): the GPU kernel caches a machine filled, restored on the
-next machines with the same Blender, GPU and driver (`kernel_cache.py`). The add-on offers
-presigned GETs of what it found and a POST limited to that folder; the archive is untrusted:
+next machines with the same Blender, GPU and driver (`kernel_cache.py`). The add-on offers a
+presigned GET of exactly one key, `<driver>.tar` for the driver an earlier job's machines
+reported in status.json (`gpu_driver`), never "the newest" of a listing; and a POST limited to
+that folder only to a job whose scene runs no Python on the machine (no Auto Run, no add-ons).
+The archive is untrusted:
 
     kernel-cache/<blender version>/<gpu slug>/<driver>.tar
 """
@@ -223,9 +227,8 @@ def blender_cache_key(version: str, filename: str) -> str:
 # The GPU kernel caches (OptiX and CUDA) kept between machines: bounds on what is offered and taken.
 KERNEL_CACHE_PREFIX = "kernel-cache/"
 MAX_KERNEL_CACHE_BYTES = 512 * 1024**2  # an archive: Cycles' OptiX and CUDA caches are well under
-MAX_KERNEL_CACHE_OFFERS = 4  # archives offered per job: a few driver versions, newest first
+MAX_KERNEL_CACHE_OFFERS = 1  # the archive of the driver earlier machines ran: an exact key, never "newest"
 DRIVER_VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){1,3}")
-KERNEL_ARCHIVE_NAME = re.compile(r"(\d{1,4}(?:\.\d{1,4}){1,3})\.tar")
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
@@ -281,7 +284,7 @@ class BlenderSource:
 
 @dataclass
 class KernelArchive:
-    """One kernel-cache archive in the bucket, offered to the machine (newest first)."""
+    """The kernel-cache archive in the bucket for the driver earlier machines ran."""
 
     driver: str  # the NVIDIA driver version in its name: only a machine with that driver takes it
     url: str  # presigned GET
@@ -296,9 +299,12 @@ class KernelCacheOffer:
     gpu_model: str  # the catalog's GPU for the instance type (the machine checks nvidia-smi's)
     prefix: str  # kernel-cache/<version>/<gpu slug>/
     archives: list[KernelArchive] = field(default_factory=list)
-    upload_url: str = ""  # presigned POST limited to `prefix` and MAX_KERNEL_CACHE_BYTES
+    # presigned POST limited to `prefix` and MAX_KERNEL_CACHE_BYTES; "" for a job whose scene
+    # can run Python on the machine: what it compiled is never kept for other jobs
+    upload_url: str = ""
     upload_fields: dict[str, str] = field(default_factory=dict)
     max_bytes: int = MAX_KERNEL_CACHE_BYTES
+    not_kept_because: str = ""  # why there is no upload_url, for the machine's log
 
 
 @dataclass
@@ -587,6 +593,7 @@ class StatusReport:
     message: str
     frame_seconds: dict[int, float] = field(default_factory=dict)  # the most recent frames only
     part: int | None = None  # a still's machine: the part (index) it renders
+    gpu_driver: str = ""  # the NVIDIA driver nvidia-smi named: the next job's kernel-cache key
 
 
 def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
@@ -616,7 +623,17 @@ def parse_status(data: dict[str, Any], job_frames: list[int]) -> StatusReport:
             data.get("frame_seconds"), "status frame_seconds", allowed, MAX_STATUS_FRAME_SECONDS
         ),
         part=_int(data.get("part"), "status part", 0, MAX_STILL_PARTS - 1, optional=True),
+        gpu_driver=_driver(data.get("gpu_driver")),
     )
+
+
+def _driver(value: Any) -> str:
+    """status.json's gpu_driver: absent or "", or a driver version (it becomes an object key)."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not DRIVER_VERSION.fullmatch(value):
+        raise ContractError(f"status.json gpu_driver {clean_text(value, 40)!r} is not a driver version")
+    return value
 
 
 @dataclass(frozen=True)
@@ -919,6 +936,8 @@ def parse_kernel_cache_offer(data: Any) -> KernelCacheOffer:
     for name in ("blender_version", "gpu_model"):
         if not isinstance(data.get(name), str):
             raise ContractError(f"kernel_cache {name} must be text")
+    if not isinstance(data.get("not_kept_because", ""), str):
+        raise ContractError("kernel_cache not_kept_because must be text")
     return KernelCacheOffer(
         blender_version=clean_text(data["blender_version"], 64),
         gpu_model=clean_text(data["gpu_model"], 128),
@@ -927,4 +946,5 @@ def parse_kernel_cache_offer(data: Any) -> KernelCacheOffer:
         upload_url=upload_url,
         upload_fields=dict(fields),
         max_bytes=int(max_bytes or 0),
+        not_kept_because=clean_text(data.get("not_kept_because", ""), 200),
     )

@@ -8,17 +8,20 @@ machine has both empty, so every boot pays the compile again, N times with N mac
 
 - `prepare()` (before Blender starts): asks `nvidia-smi` for the GPU model and driver version
   (none: the cache is off, one log line), points both caches at folders under the machine's
-  work folder, and restores the archive the job offers for this driver, if any;
+  work folder, and restores the archive the job offers if it is for this driver; the driver
+  goes into status.json (`gpu_driver`), which is how the add-on learns what to offer next;
 - `save()` (after Blender rendered): packs both folders, with a manifest, and uploads them for
-  this driver through the job's kernel-cache POST, unless what was restored has not grown (of
-  an AWS Batch array job's machines, only machine 0 uploads: they all compile the same).
+  this driver through the job's kernel-cache POST when none was restored or what was restored
+  grew from this render; nothing else sends a restored cache back (of an AWS Batch array job's
+  machines, only machine 0 uploads: they all compile the same). A job whose scene can run
+  Python here (Auto Run, add-ons) has no POST: the log says why its cache is not kept.
 
 The key is `kernel-cache/<Blender version>/<GPU model>/<driver>.tar`: the add-on knows the
-version and the GPU model at submit, only the machine knows the driver. The Blender build hash
-is known once Blender runs, so it goes into the manifest; a machine whose Blender reports
-another build than the restored manifest's uploads its own in its place. Both caches are keyed
-inside by what they compiled (the driver rejects entries of another input or driver), so a
-mismatched archive costs misses, never wrong pixels.
+version and the GPU model at submit, only the machine knows the driver, so the add-on offers the
+one archive of the driver earlier machines reported. The Blender build hash is known once
+Blender runs, so it goes into the manifest. Both caches are keyed inside by what they compiled
+(the driver rejects entries of another input or driver), so a mismatched archive costs misses,
+never wrong pixels.
 
 The archive was written by another render machine: it is untrusted. Only a plain tar of
 regular files and folders under `optix/` and `cuda/` plus `manifest.json` is taken; absolute
@@ -238,6 +241,11 @@ class KernelCache:
     def note_build(self, version: str, build_hash: str) -> None:
         self.build = (str(version), str(build_hash))
 
+    @property
+    def driver(self) -> str:
+        """The driver nvidia-smi named, once prepared ("" without a GPU): status.json's gpu_driver."""
+        return self.gpu[1] if self.gpu else ""
+
     def prepare(self) -> dict[str, str]:
         """The variables Blender gets; the first call identifies the GPU and restores the cache."""
         if self.prepared:
@@ -275,8 +283,8 @@ class KernelCache:
         if not offered:
             others = ", ".join(a.driver for a in self.offer.archives) or "none"
             self.say(
-                f"kernel cache: none kept for {model} with driver {driver} (kept: {others}); "
-                "Blender compiles its kernels and they are kept afterwards"
+                f"kernel cache: none kept for {model} with driver {driver} (offered: {others}); "
+                "Blender compiles its kernels"
             )
             return
         archive = offered[0]
@@ -331,7 +339,8 @@ class KernelCache:
             raise OSError(f"HTTP {exc.code}") from exc
 
     def save(self) -> None:
-        """After Blender rendered: keep the caches for the next machines, once, if they changed."""
+        """After Blender rendered: keep the caches for the next machines, once, when the job
+        may keep them and none was restored or the restored ones grew."""
         if self.saved or self.offer is None or self.gpu is None:
             return
         self.saved = True
@@ -340,16 +349,19 @@ class KernelCache:
         if self.build is not None and self.build[0].split()[0] != version:
             self.say(f"kernel cache: not kept, Blender {self.build[0]} ran where {version} was expected")
             return
+        if not self.offer.upload_url:
+            why = self.offer.not_kept_because or "the job offers no place to keep it"
+            self.say(f"kernel cache: not kept for other jobs: {why}")
+            return
         index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX") or "0"
         if index != "0":  # N machines of one job compile the same kernels: one upload is enough
             self.say(f"kernel cache: machine 0 of this job keeps it, not machine {index}")
             return
         files = snapshot(self.root)
         total = sum(s for s, _m in files.values())
-        same_build = self.restored is not None and (
-            self.build is None or str(self.restored.get("build_hash", "")) == self.build[1]
-        )
-        if self.restored is not None and same_build and not grew(self.restored_files, files):
+        # Only growth from this render sends a restored cache back: not another build's manifest,
+        # not a rewrite in place, so an archive lives on only while it saves compiling.
+        if self.restored is not None and not grew(self.restored_files, files):
             self.say("kernel cache has not grown since it was restored; not uploaded again")
             return
         if not files:
@@ -359,8 +371,6 @@ class KernelCache:
             self.say(
                 f"kernel cache: {total / 1e6:.0f} MB is over the {self.offer.max_bytes / 1e6:.0f} MB kept; not uploaded"
             )
-            return
-        if not self.offer.upload_url:
             return
         manifest = {
             "gpu": model,
@@ -391,7 +401,7 @@ class KernelCache:
         finally:
             if os.path.exists(dest):
                 os.remove(dest)
-        why = "none was restored" if self.restored is None else "it grew" if same_build else "another build"
+        why = "none was restored" if self.restored is None else "it grew from this render"
         self.say(
             f"kernel cache kept as {posixpath.join(self.offer.prefix, name)} ({len(files)} files, "
             f"{size / 1e6:.1f} MB in {time.monotonic() - started:.1f} s; {why})"

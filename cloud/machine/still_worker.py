@@ -120,6 +120,7 @@ class StillSupervisor(BatchSupervisor):
         argv += ["--", config, json.dumps(args)]  # prepare_blender.py reads the first, still_parts the last
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.update(self.kernels.prepare())
+        self.status.update(gpu_driver=self.kernels.driver)
         user = os.path.join(self.job_dir, contract.ADDONS_DIR)
         if os.path.isdir(user):
             env["BLENDER_USER_RESOURCES"] = user

@@ -121,6 +121,7 @@ class Supervisor:
                 "seconds_per_frame": None,
                 "device": "",
                 "blender_build": "",
+                "gpu_driver": "",  # the kernel caches' key, once nvidia-smi named it
                 "message": "",
             },
         )
@@ -415,7 +416,7 @@ class Supervisor:
         ]
         argv += ["--", config_path]
         kernels = self.kernels.prepare()  # the first time: restores the kept kernel caches
-        self.status.update(state="rendering", push=True)
+        self.status.update(state="rendering", gpu_driver=self.kernels.driver, push=True)
         self.log.say("starting Blender: " + " ".join(os.path.basename(a) for a in argv[: len(command) + 2]))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         egl, note = assemble_movie.egl_environment(env)

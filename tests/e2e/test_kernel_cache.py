@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cloud.aws import kernel_cache as offers
+from cloud.aws.kernel_drivers import KernelDrivers
 from cloud.aws.session import client
 from cloud.job.cloud_steps import CloudSteps
 from cloud.machine import contract
@@ -22,18 +23,18 @@ from dev.batch_simulator import BatchSimulator
 from dev.emulator import emulated_account
 from dev.simulator import InstanceSimulator, StandInGpu
 from tests.e2e.test_batch_job import SPOT_STANDARD
-from tests.e2e.test_worker import BUCKET, run_job, scene, stage  # noqa: F401 (scene is a fixture)
+from tests.e2e.test_worker import BUCKET, FRAMES, run_job, scene, stage  # noqa: F401 (scene is a fixture)
 
 pytestmark = pytest.mark.slow
 
 GPU = StandInGpu("NVIDIA A10G", "550.54.15")
 
 
-def offer_for(aws, version: str) -> contract.KernelCacheOffer | None:
+def offer_for(aws, version: str, driver: str = "") -> contract.KernelCacheOffer | None:
     s3 = client(aws.settings, "s3")
     if BUCKET not in [b["Name"] for b in client(aws.admin, "s3").list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
-    return offers.offer(aws.settings, BUCKET, version, GPU.name, 3600)
+    return offers.offer(aws.settings, BUCKET, version, GPU.name, 3600, driver=driver)
 
 
 def cache_files(machine_root: Path) -> dict[str, bytes]:
@@ -43,21 +44,30 @@ def cache_files(machine_root: Path) -> dict[str, bytes]:
 
 def test_first_machine_keeps_the_cache_and_the_next_restores_it(aws, scene, tarball, tmp_path):  # noqa: F811
     version = tarball[0].name.split("-")[1]
-    key = contract.kernel_cache_prefix(version, GPU.name) + f"{GPU.driver}.tar"
+    prefix = contract.kernel_cache_prefix(version, GPU.name)
+    key = prefix + f"{GPU.driver}.tar"
     s3 = client(aws.settings, "s3")
+    drivers = KernelDrivers(tmp_path / "state" / "kernel-drivers.sqlite")
     with InstanceSimulator(aws.url, work_root=tmp_path / "sim", gpu=GPU) as sim:
-        first = stage(aws, scene, tarball, "kcache-1", kernel_cache=offer_for(aws, version))
+        remembered = drivers.driver(aws.settings.region, BUCKET, prefix)
+        first = stage(aws, scene, tarball, "kcache-1", kernel_cache=offer_for(aws, version, remembered))
         one, _ = run_job(sim, first)
         kept = s3.head_object(Bucket=BUCKET, Key=key)
-        second = stage(aws, scene, tarball, "kcache-2", kernel_cache=offer_for(aws, version))
+        # The add-on learns the driver from the machine's status.json, through the contract.
+        status = contract.parse_status(first.get_json("status.json"), list(FRAMES))
+        drivers.remember(aws.settings.region, BUCKET, prefix, status.gpu_driver)
+        remembered = drivers.driver(aws.settings.region, BUCKET, prefix)
+        second = stage(aws, scene, tarball, "kcache-2", kernel_cache=offer_for(aws, version, remembered))
         two, _ = run_job(sim, second)
         machines = sim.machines[one].dir, sim.machines[two].dir
+    assert remembered == GPU.driver
     for job in (first, second):
         assert job.get_json("done.json") is not None, job.log_text()[-3000:]
 
-    # The first machine compiled everything and kept it under the build/GPU/driver key.
+    # The first job offered nothing (no driver remembered): its machine compiled everything
+    # and kept it under the build/GPU/driver key.
     log = first.log_text()
-    assert "kernel cache: none kept for NVIDIA A10G with driver 550.54.15" in log
+    assert "kernel cache: none kept for NVIDIA A10G with driver 550.54.15 (offered: none)" in log
     assert f"kernel cache kept as {key}" in log and "none was restored" in log
     assert (machines[0] / "standin-driver.log").read_text().split()[:2] == ["cached=0", "compiled=3"]
     filled = cache_files(machines[0] / "root")
@@ -93,10 +103,10 @@ def test_machine_without_nvidia_smi_renders_without_a_cache(aws, scene, tarball,
 class GpuCacheSteps(CloudSteps):
     """The harness plays a GPU instance type: the emulated machines render on the CPU (a
     c5.2xlarge, device CPU), for which the catalog names no GPU and the add-on offers no
-    cache, so this offers the cache for the stand-in GPU the machines' nvidia-smi names."""
+    cache, so this names the stand-in GPU the machines' nvidia-smi names."""
 
-    def kernel_cache(self, settings, record, request, expires):  # type: ignore[no-untyped-def]
-        return offers.offer(settings, record.bucket, request.blender_version, GPU.name, expires)
+    def gpu_model(self, record, request):  # type: ignore[no-untyped-def]
+        return GPU.name
 
 
 def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
@@ -131,6 +141,11 @@ def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
         s3 = client(sim.settings, "s3")
         s3.put_object(Bucket=bucket, Key=key, Body=(tmp_path / "kept.tar").read_bytes())
         kept = s3.head_object(Bucket=bucket, Key=key)
+        # What the add-on remembered from that job's machines: the driver they ran.
+        steps = GpuCacheSteps(work / "state")
+        steps.kernel_drivers.remember(
+            sim.settings.region, bucket, contract.kernel_cache_prefix(version, GPU.name), GPU.driver
+        )
 
         job = start_job(sim, shot, [1, 2], 2, work, steps_class=GpuCacheSteps, version=version)
         job.runner.join(240)
@@ -140,6 +155,11 @@ def test_batch_children_restore_the_kept_cache_before_blender(tmp_path):
         )
         children = sim.children_of(job.record.launch_id)
         after = s3.head_object(Bucket=bucket, Key=key)
+    # The job could keep a cache, and its machines' status.json named their driver.
+    assert (job.record.kernel_cache_prefix, job.record.gpu_driver) == (
+        contract.kernel_cache_prefix(version, GPU.name),
+        GPU.driver,
+    )
     assert (after["ETag"], after["LastModified"]) == (kept["ETag"], kept["LastModified"])
     assert len(children) == 2
     for child in children:

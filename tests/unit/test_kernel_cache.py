@@ -12,16 +12,16 @@ import io
 import json
 import tarfile
 import time
+import urllib.request
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from cloud.aws import kernel_cache as offers
+from cloud.aws.kernel_drivers import KernelDrivers
 from cloud.aws.session import client
-from cloud.aws.storage import StoredObject
 from cloud.job.cloud_steps import CloudSteps
 from cloud.job.records import JobRecord
 from cloud.machine import contract
@@ -147,39 +147,59 @@ def put_archive(s3, key: str, path: Path) -> None:
     s3.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
 
 
-def test_offer_lists_newest_archives_for_the_build_and_gpu(aws, tmp_path):
+def test_offer_is_the_remembered_drivers_archive_and_fake_newer_ones_change_nothing(aws, tmp_path):
+    """The offer is one exact key, `<remembered driver>.tar`: four "newer driver" archives
+    written after the real one (what a hostile machine with the folder's POST could place)
+    are never offered; with nothing remembered, nothing is offered; a remembered driver with
+    no archive, or one that is not a driver version, offers none either."""
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=BUCKET)
     prefix = contract.kernel_cache_prefix("5.0.1", "NVIDIA A10G")
     assert prefix == "kernel-cache/5-0-1/nvidia-a10g/"
-    drivers = ["535.1", "550.1", "550.2", "560.3", "570.9"]
-    for driver in drivers:  # written one after the other: the last is the newest
-        s3.put_object(Bucket=BUCKET, Key=f"{prefix}{driver}.tar", Body=b"t" * 10)
-    s3.put_object(Bucket=BUCKET, Key=f"{prefix}notes.txt", Body=b"junk")
-    s3.put_object(Bucket=BUCKET, Key=f"{prefix}sub/580.1.tar", Body=b"junk")
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar", Body=b"real" * 10)
+    for fake in ("560.1", "570.2", "580.3", "590.4"):  # written later: "newest" by time and version
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}{fake}.tar", Body=b"poison")
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar.bak", Body=b"junk")
     s3.put_object(Bucket=BUCKET, Key="kernel-cache/5-0-1/nvidia-t4/550.1.tar", Body=b"other gpu")
-    got = offers.offer(aws.settings, BUCKET, "5.0.1", "NVIDIA A10G", 3600)
+
+    got = offers.offer(aws.settings, BUCKET, "5.0.1", "NVIDIA A10G", 3600, driver=GPU.driver)
     assert got is not None and got.prefix == prefix
-    # Written within the same second (S3 keeps times to the second): the higher drivers first.
-    assert [a.driver for a in got.archives] == ["570.9", "560.3", "550.2", "550.1"]
+    assert [(a.driver, a.size) for a in got.archives] == [(GPU.driver, 40)]
+    with urllib.request.urlopen(got.archives[0].url) as response:  # the presigned GET of that key
+        assert response.read() == b"real" * 10
     policy = json.loads(base64.b64decode(got.upload_fields["policy"]))
     assert ["starts-with", "$key", prefix] in policy["conditions"]
     assert ["content-length-range", 0, contract.MAX_KERNEL_CACHE_BYTES] in policy["conditions"]
-    assert offers.offer(aws.settings, BUCKET, "5.0.1", None, 3600) is None  # no GPU, no offer
-    assert contract.parse_kernel_cache_offer(asdict(got))
+    assert contract.parse_kernel_cache_offer(asdict(got)) == got
+
+    for driver in ("", "600.1", "../../x"):  # nothing remembered, no such archive, not a version
+        none = offers.offer(aws.settings, BUCKET, "5.0.1", "NVIDIA A10G", 3600, driver=driver)
+        assert none is not None and none.archives == [] and none.upload_url, driver
+    assert offers.offer(aws.settings, BUCKET, "5.0.1", None, 3600, driver=GPU.driver) is None  # no GPU
 
 
-def test_newest_written_archive_comes_first():
-    prefix = "kernel-cache/5-0-1/nvidia-a10g/"
-    day = datetime(2026, 12, 1, tzinfo=UTC)
-    objects = [
-        StoredObject(prefix + "570.9.tar", 10, "e", day - timedelta(days=9)),  # old, higher driver
-        StoredObject(prefix + "550.2.tar", 10, "e", day),
-        StoredObject(prefix + "560.1.tar", 0, "e", day),  # empty: never offered
-        StoredObject(prefix + "580.1.tar", contract.MAX_KERNEL_CACHE_BYTES + 1, "e", day),  # too big
-        StoredObject(prefix + "x/590.1.tar", 10, "e", day),
-    ]
-    assert [driver for driver, _obj in offers.newest_first(objects, prefix)] == ["550.2", "570.9"]
+def test_the_driver_is_remembered_per_region_bucket_and_folder(tmp_path):
+    drivers = KernelDrivers(tmp_path / "state" / "kernel-drivers.sqlite")
+    prefix = contract.kernel_cache_prefix("5.0.1", GPU.name)
+    assert drivers.driver("eu-west-1", BUCKET, prefix) == ""
+    drivers.remember("eu-west-1", BUCKET, prefix, "535.1")
+    drivers.remember("eu-west-1", BUCKET, prefix, GPU.driver)  # the newest report wins
+    drivers.remember("eu-west-1", BUCKET, prefix, "9; DROP TABLE drivers")  # not a version: ignored
+    assert drivers.driver("eu-west-1", BUCKET, prefix) == GPU.driver
+    assert drivers.driver("us-east-1", BUCKET, prefix) == ""
+    assert drivers.driver("eu-west-1", "other-bucket", prefix) == ""
+    assert drivers.driver("eu-west-1", BUCKET, contract.kernel_cache_prefix("4.2.3", GPU.name)) == ""
+    (tmp_path / "blocked").mkdir()
+    assert KernelDrivers(tmp_path / "blocked").driver("eu-west-1", BUCKET, prefix) == ""  # costs a compile
+
+
+def test_status_reports_the_driver_as_a_driver_version():
+    status = {"state": "rendering", "gpu_driver": GPU.driver}
+    assert contract.parse_status(status, [1]).gpu_driver == GPU.driver
+    assert contract.parse_status({"state": "rendering"}, [1]).gpu_driver == ""
+    for bad in ("../../x", "550.1.tar", 550, "1" * 300):
+        with pytest.raises(contract.ContractError, match="gpu_driver"):
+            contract.parse_status({**status, "gpu_driver": bad}, [1])
 
 
 def test_hostile_archive_in_the_bucket_costs_only_the_cache(aws, tmp_path, monkeypatch):
@@ -192,7 +212,7 @@ def test_hostile_archive_in_the_bucket_costs_only_the_cache(aws, tmp_path, monke
     hostile = archive(tmp_path / "h.tar", [member("optix/../../../escaped.txt", b"pwned")], MANIFEST)
     put_archive(s3, f"{prefix}{GPU.driver}.tar", hostile)
     stand_in_gpu(tmp_path, monkeypatch, GPU)
-    offer = offers.offer(aws.settings, BUCKET, "5.0.1", GPU.name, 3600)
+    offer = offers.offer(aws.settings, BUCKET, "5.0.1", GPU.name, 3600, driver=GPU.driver)
     said: list[str] = []
     work = tmp_path / "machine" / "run"
     cache = kc.KernelCache(asdict(offer), str(work), said.append)
@@ -210,7 +230,7 @@ def test_hostile_archive_in_the_bucket_costs_only_the_cache(aws, tmp_path, monke
         (source / rel).write_bytes(data)
     kc.pack(str(source), list(good_files), MANIFEST, str(tmp_path / "good.tar"))
     put_archive(s3, f"{prefix}{GPU.driver}.tar", tmp_path / "good.tar")
-    offer = offers.offer(aws.settings, BUCKET, "5.0.1", GPU.name, 3600)
+    offer = offers.offer(aws.settings, BUCKET, "5.0.1", GPU.name, 3600, driver=GPU.driver)
     said.clear()
     again = kc.KernelCache(asdict(offer), str(tmp_path / "m2"), said.append)
     again.prepare()
@@ -220,17 +240,31 @@ def test_hostile_archive_in_the_bucket_costs_only_the_cache(aws, tmp_path, monke
     again.save()  # nothing changed since the restore: no upload
     assert any("not uploaded again" in line for line in said), said
 
-    # A machine whose Blender reports another build than the archive's keeps its own in its place.
+    # Restored and not grown is never sent back, whatever build its manifest names: only
+    # growth from this render counts (a poisoned archive does not keep itself alive).
+    before = s3.head_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar")
+    said.clear()
     third = kc.KernelCache(asdict(offer), str(tmp_path / "m3"), said.append)
     third.prepare()
     third.note_build("5.0.1", "another-build")
     third.save()
-    assert any(f"kernel cache kept as {prefix}{GPU.driver}.tar" in line for line in said), said
+    assert any("not uploaded again" in line for line in said) and not any("kept as" in x for x in said), said
+    after = s3.head_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar")
+    assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+
+    # One that compiled new kernels on top of the restored ones keeps the whole cache.
+    fourth = kc.KernelCache(asdict(offer), str(tmp_path / "m4"), said.append)
+    env = fourth.prepare()
+    Path(env["CUDA_CACHE_PATH"], "new-entry").write_bytes(b"n" * 100)
+    fourth.note_build("5.0.1", "abc")
+    fourth.save()
+    assert (
+        f"kernel cache kept as {prefix}{GPU.driver}.tar" in said[-1]
+        and "it grew from this render" in said[-1]
+    )
     kept = s3.get_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(kept)) as tar:
-        extracted = tar.extractfile("manifest.json")
-        assert extracted is not None and json.load(extracted)["build_hash"] == "another-build"
-        assert sorted(tar.getnames()) == sorted(["manifest.json", *good_files])
+        assert sorted(tar.getnames()) == sorted(["manifest.json", "cuda/new-entry", *good_files])
 
 
 def test_no_gpu_means_no_cache_and_one_line(tmp_path, monkeypatch):
@@ -244,30 +278,93 @@ def test_no_gpu_means_no_cache_and_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "work" / "kernel-cache").exists()
 
 
-def test_the_job_spec_offers_the_cache_for_gpu_jobs_only(aws, tmp_path):
-    """The add-on's side at submit: the catalog's GPU for the instance type names the folder,
-    the offer travels in the spec (not the user-data) and reads back through the contract; a
-    CPU job, a CPU instance or a bucket that cannot be listed gets none, and no error."""
+def gpu_request(**changes):  # type: ignore[no-untyped-def]
+    return SimpleNamespace(
+        **{"device": "GPU", "blender_version": "5.0.1", "auto_run": False, "addons": [], **changes}
+    )
+
+
+def test_the_job_spec_offers_the_driver_earlier_machines_reported(aws, tmp_path):
+    """The add-on's side: the catalog's GPU for the instance type names the folder; the first
+    job offers no archive but a way to keep one; at its end the driver its machines reported
+    is remembered, and the next job offers exactly that archive. The offer travels in the spec
+    and reads back through the contract; a CPU job or a CPU instance gets none, and no error."""
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=BUCKET)
     prefix = contract.kernel_cache_prefix("5.0.1", "NVIDIA A10G")
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar", Body=b"t" * 10)
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}999.9.tar", Body=b"fake")
     steps = CloudSteps(tmp_path / "state")
 
     def job(instance_type: str, bucket: str = BUCKET) -> JobRecord:
         return job_record(tmp_path / "out", job_id="j1", instance_type=instance_type, bucket=bucket)
 
-    gpu_job = SimpleNamespace(device="GPU", blender_version="5.0.1")
-    got = steps.kernel_cache(aws.settings, job("g5.xlarge"), gpu_job, 3600)  # type: ignore[arg-type]
-    assert got is not None and got.gpu_model == "NVIDIA A10G" and got.prefix == prefix
-    assert [a.driver for a in got.archives] == [GPU.driver]
+    first = steps.kernel_cache(aws.settings, job("g5.xlarge"), gpu_request(), 3600)  # type: ignore[arg-type]
+    assert first is not None and first.gpu_model == "NVIDIA A10G" and first.prefix == prefix
+    assert first.archives == [] and first.upload_url  # nothing remembered: compile and keep
+
+    ended = job("g5.xlarge")
+    ended.kernel_cache_prefix, ended.gpu_driver = prefix, GPU.driver  # as the submit and status.json set them
+    steps.after_job(aws.settings, ended)
+    got = steps.kernel_cache(aws.settings, job("g5.xlarge"), gpu_request(), 3600)  # type: ignore[arg-type]
+    assert got is not None and [a.driver for a in got.archives] == [GPU.driver]
     spec = WorkerSpec("j1", "5.0.1", "shot.blend", [1], [], "https://u", {}, "jobs/j1/out/", kernel_cache=got)
     assert WorkerSpec.from_dict(json.loads(spec.to_json())).kernel_cache == got
-    cpu_job = SimpleNamespace(device="CPU", blender_version="5.0.1")
-    assert steps.kernel_cache(aws.settings, job("g5.xlarge"), cpu_job, 3600) is None  # type: ignore[arg-type]
-    assert steps.kernel_cache(aws.settings, job("c7i.2xlarge"), gpu_job, 3600) is None  # type: ignore[arg-type]
+
+    # A job that could not keep a cache teaches nothing, whatever its machine reported.
+    python_job = job("g5.xlarge")
+    python_job.gpu_driver = "999.9"
+    steps.after_job(aws.settings, python_job)
+    assert steps.kernel_drivers.driver(aws.settings.region, BUCKET, prefix) == GPU.driver
+
+    cpu = gpu_request(device="CPU")
+    assert steps.kernel_cache(aws.settings, job("g5.xlarge"), cpu, 3600) is None  # type: ignore[arg-type]
+    assert steps.kernel_cache(aws.settings, job("c7i.2xlarge"), gpu_request(), 3600) is None  # type: ignore[arg-type]
     missing = job("g5.xlarge", bucket="cloud-render-no-such-bucket")
-    assert steps.kernel_cache(aws.settings, missing, gpu_job, 3600) is None  # type: ignore[arg-type]
+    steps.kernel_drivers.remember(missing.region, missing.bucket, prefix, GPU.driver)
+    assert steps.kernel_cache(aws.settings, missing, gpu_request(), 3600) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"auto_run": True}, "the scene runs Python on the machine (Auto Run is on)"),
+        ({"addons": [{"module": "rigify"}]}, "add-ons travel with the job and run Python on the machine"),
+    ],
+)
+def test_a_job_whose_scene_can_run_python_never_keeps_its_cache(aws, tmp_path, monkeypatch, changes, why):
+    """Its offer may restore but carries no upload POST, its machine says why in the log and
+    writes nothing to the bucket, and the add-on learns no driver from it."""
+    s3 = client(aws.settings, "s3")
+    s3.create_bucket(Bucket=BUCKET)
+    prefix = contract.kernel_cache_prefix("5.0.1", GPU.name)
+    source = tmp_path / "src"
+    (source / "optix").mkdir(parents=True)
+    (source / "optix" / "entry.bin").write_bytes(b"o" * 300)
+    kc.pack(str(source), ["optix/entry.bin"], MANIFEST, str(tmp_path / "kept.tar"))
+    put_archive(s3, f"{prefix}{GPU.driver}.tar", tmp_path / "kept.tar")
+    before = s3.head_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar")
+    steps = CloudSteps(tmp_path / "state")
+    record = job_record(tmp_path / "out", job_id="j1", instance_type="g5.xlarge", bucket=BUCKET)
+    steps.kernel_drivers.remember(record.region, BUCKET, prefix, GPU.driver)
+
+    got = steps.kernel_cache(aws.settings, record, gpu_request(**changes), 3600)  # type: ignore[arg-type]
+    assert got is not None and (got.upload_url, got.upload_fields) == ("", {})
+    assert got.not_kept_because == why and [a.driver for a in got.archives] == [GPU.driver]
+
+    stand_in_gpu(tmp_path, monkeypatch, GPU)
+    said: list[str] = []
+    machine = kc.KernelCache(asdict(got), str(tmp_path / "machine"), said.append)
+    env = machine.prepare()
+    assert any("kernel cache restored" in line for line in said), said  # restoring stays allowed
+    Path(env["OPTIX_CACHE_PATH"], "planted.bin").write_bytes(b"p" * 1000)  # what scene Python could do
+    machine.note_build("5.0.1", "abc")
+    machine.save()
+    assert said[-1] == f"kernel cache: not kept for other jobs: {why}", said
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="kernel-cache/")
+    assert [o["Key"] for o in listing["Contents"]] == [f"{prefix}{GPU.driver}.tar"]
+    after = s3.head_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar")
+    assert after["ETag"] == before["ETag"]
 
 
 def test_only_machine_0_of_a_batch_job_keeps_the_cache(tmp_path, monkeypatch):
