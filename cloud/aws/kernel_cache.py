@@ -3,7 +3,7 @@
 The machine cannot sign URLs, and only it knows its NVIDIA driver. So the machines report their
 driver (status.json's `gpu_driver`), the add-on remembers it after a job that could keep a
 cache (cloud/aws/kernel_drivers.py), and at the next submit it offers exactly
-`kernel-cache/<Blender version>/<GPU model>/<that driver>.tar`: one key, checked to exist by a
+`kernel-cache/v2/<Blender version>/<GPU model>/<that driver>.tar`: one key, checked to exist by a
 listing of that key alone, never "the newest" of the folder, so archives a machine placed under
 other names (four fake "newer drivers") are never offered. Nothing remembered: no archive; the
 machine compiles and keeps its own, which the next job offers.

@@ -60,7 +60,7 @@ reported in status.json (`gpu_driver`), never "the newest" of a listing; and a P
 that folder only to a job whose scene runs no Python on the machine (no Auto Run, no add-ons).
 The archive is untrusted:
 
-    kernel-cache/<blender version>/<gpu slug>/<driver>.tar
+    kernel-cache/v2/<blender version>/<gpu slug>/<driver>.tar
 """
 
 from __future__ import annotations
@@ -226,6 +226,10 @@ def blender_cache_key(version: str, filename: str) -> str:
 
 # The GPU kernel caches (OptiX and CUDA) kept between machines: bounds on what is offered and taken.
 KERNEL_CACHE_PREFIX = "kernel-cache/"
+# The layout's generation: v2 is offered by exact key only (the remembered driver). Archives
+# written under the old layout, where the newest few were offered, may hold what a machine of
+# another job placed there: never offered again, they expire with the folder's lifecycle rule.
+KERNEL_CACHE_LAYOUT = "v2/"
 MAX_KERNEL_CACHE_BYTES = 512 * 1024**2  # an archive: Cycles' OptiX and CUDA caches are well under
 MAX_KERNEL_CACHE_OFFERS = 1  # the archive of the driver earlier machines ran: an exact key, never "newest"
 DRIVER_VERSION = re.compile(r"\d{1,4}(\.\d{1,4}){1,3}")
@@ -240,7 +244,7 @@ def gpu_slug(model: str) -> str:
 def kernel_cache_prefix(blender_version: str, gpu_model: str) -> str:
     """The folder of one Blender build's kernel caches on one GPU model (one archive per driver)."""
     version = _SLUG_DROP.sub("-", blender_version.lower()).strip("-")[:32] or "unknown"
-    return f"{KERNEL_CACHE_PREFIX}{version}/{gpu_slug(gpu_model)}/"
+    return f"{KERNEL_CACHE_PREFIX}{KERNEL_CACHE_LAYOUT}{version}/{gpu_slug(gpu_model)}/"
 
 
 def spec_key(job_id: str) -> str:
@@ -297,7 +301,7 @@ class KernelCacheOffer:
 
     blender_version: str
     gpu_model: str  # the catalog's GPU for the instance type (the machine checks nvidia-smi's)
-    prefix: str  # kernel-cache/<version>/<gpu slug>/
+    prefix: str  # kernel-cache/v2/<version>/<gpu slug>/
     archives: list[KernelArchive] = field(default_factory=list)
     # presigned POST limited to `prefix` and MAX_KERNEL_CACHE_BYTES; "" for a job whose scene
     # can run Python on the machine: what it compiled is never kept for other jobs
@@ -907,7 +911,7 @@ def parse_kernel_cache_offer(data: Any) -> KernelCacheOffer:
         raise ContractError(f"kernel_cache is a {type(data).__name__}, not an object")
     prefix = data.get("prefix")
     if not isinstance(prefix, str) or not re.fullmatch(
-        r"kernel-cache/[a-z0-9-]{1,32}/[a-z0-9-]{1,64}/", prefix
+        r"kernel-cache/v2/[a-z0-9-]{1,32}/[a-z0-9-]{1,64}/", prefix
     ):
         raise ContractError(f"kernel_cache prefix {clean_text(prefix, 80)!r} is not a kernel-cache folder")
     max_bytes = _int(

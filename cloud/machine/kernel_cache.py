@@ -16,7 +16,7 @@ machine has both empty, so every boot pays the compile again, N times with N mac
   machines, only machine 0 uploads: they all compile the same). A job whose scene can run
   Python here (Auto Run, add-ons) has no POST: the log says why its cache is not kept.
 
-The key is `kernel-cache/<Blender version>/<GPU model>/<driver>.tar`: the add-on knows the
+The key is `kernel-cache/v2/<Blender version>/<GPU model>/<driver>.tar`: the add-on knows the
 version and the GPU model at submit, only the machine knows the driver, so the add-on offers the
 one archive of the driver earlier machines reported. The Blender build hash is known once
 Blender runs, so it goes into the manifest. Both caches are keyed inside by what they compiled

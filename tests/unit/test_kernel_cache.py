@@ -127,7 +127,7 @@ def test_malformed_offers_are_refused():
     good = {
         "blender_version": "5.0.1",
         "gpu_model": "NVIDIA A10G",
-        "prefix": "kernel-cache/5-0-1/nvidia-a10g/",
+        "prefix": "kernel-cache/v2/5-0-1/nvidia-a10g/",
         "archives": [{"driver": "550.54.15", "url": "https://bucket/k", "size": 10}],
     }
     assert contract.parse_kernel_cache_offer(good).archives[0].driver == "550.54.15"
@@ -155,12 +155,12 @@ def test_offer_is_the_remembered_drivers_archive_and_fake_newer_ones_change_noth
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=BUCKET)
     prefix = contract.kernel_cache_prefix("5.0.1", "NVIDIA A10G")
-    assert prefix == "kernel-cache/5-0-1/nvidia-a10g/"
+    assert prefix == "kernel-cache/v2/5-0-1/nvidia-a10g/"
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar", Body=b"real" * 10)
     for fake in ("560.1", "570.2", "580.3", "590.4"):  # written later: "newest" by time and version
         s3.put_object(Bucket=BUCKET, Key=f"{prefix}{fake}.tar", Body=b"poison")
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}{GPU.driver}.tar.bak", Body=b"junk")
-    s3.put_object(Bucket=BUCKET, Key="kernel-cache/5-0-1/nvidia-t4/550.1.tar", Body=b"other gpu")
+    s3.put_object(Bucket=BUCKET, Key="kernel-cache/v2/5-0-1/nvidia-t4/550.1.tar", Body=b"other gpu")
 
     got = offers.offer(aws.settings, BUCKET, "5.0.1", "NVIDIA A10G", 3600, driver=GPU.driver)
     assert got is not None and got.prefix == prefix
@@ -270,7 +270,7 @@ def test_hostile_archive_in_the_bucket_costs_only_the_cache(aws, tmp_path, monke
 def test_no_gpu_means_no_cache_and_one_line(tmp_path, monkeypatch):
     stand_in_gpu(tmp_path, monkeypatch, None)
     said: list[str] = []
-    offer = {"blender_version": "5.0.1", "gpu_model": "NVIDIA T4", "prefix": "kernel-cache/5-0-1/nvidia-t4/"}
+    offer = {"blender_version": "5.0.1", "gpu_model": "NVIDIA T4", "prefix": "kernel-cache/v2/5-0-1/nvidia-t4/"}
     cache = kc.KernelCache(offer, str(tmp_path / "work"), said.append)
     assert cache.prepare() == {}
     cache.save()
@@ -375,7 +375,7 @@ def test_only_machine_0_of_a_batch_job_keeps_the_cache(tmp_path, monkeypatch):
     offer = {
         "blender_version": "5.0.1",
         "gpu_model": GPU.name,
-        "prefix": "kernel-cache/5-0-1/nvidia-a10g/",
+        "prefix": "kernel-cache/v2/5-0-1/nvidia-a10g/",
         "upload_url": "http://127.0.0.1:9/",  # nothing listens: an upload attempt would fail loudly
     }
     cache = kc.KernelCache(offer, str(tmp_path / "work"), said.append)
