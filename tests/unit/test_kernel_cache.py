@@ -270,7 +270,11 @@ def test_hostile_archive_in_the_bucket_costs_only_the_cache(aws, tmp_path, monke
 def test_no_gpu_means_no_cache_and_one_line(tmp_path, monkeypatch):
     stand_in_gpu(tmp_path, monkeypatch, None)
     said: list[str] = []
-    offer = {"blender_version": "5.0.1", "gpu_model": "NVIDIA T4", "prefix": "kernel-cache/v2/5-0-1/nvidia-t4/"}
+    offer = {
+        "blender_version": "5.0.1",
+        "gpu_model": "NVIDIA T4",
+        "prefix": "kernel-cache/v2/5-0-1/nvidia-t4/",
+    }
     cache = kc.KernelCache(offer, str(tmp_path / "work"), said.append)
     assert cache.prepare() == {}
     cache.save()
