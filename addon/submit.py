@@ -25,7 +25,7 @@ from ..cloud.job.records import (
     new_job_id,
     splits_by_samples,
 )
-from ..cloud.job.still_plan import split_samples
+from ..cloud.job.still_plan import after_merge, split_samples
 from ..cloud.pack.scene_facts import SceneFacts
 from . import account, job_view, jobs_list, local_blender, panel_results, prices, pump
 from .settings import RenderSettings, snapshot
@@ -96,9 +96,12 @@ def confirmation_text(context: bpy.types.Context, this_frame: bool = False) -> s
     if engine_name_for(machines, len(frames), str(scene.render.engine)) is EngineName.STILL:
         samples = int(settings.samples or scene.cycles.samples)
         parts = split_samples(samples, machines, settings.use_spot, measured_seconds_per_frame(settings))
+        done, _doing = after_merge(*after_merge_steps(scene))
         what = (
             f"one frame split by samples over {machines} machines (AWS Batch): {samples} samples in "
-            f"{len(parts)} parts, merged exactly, then denoised and composited once. Adaptive sampling "
+            f"{len(parts)} parts, merged exactly"
+            + (f", then {done}" if done else "")
+            + ". Adaptive sampling "
             f"is off for a split frame: it renders a fixed {samples} samples, as the estimate counts"
         )
     else:
@@ -134,6 +137,27 @@ def measured_seconds_per_frame(settings: RenderSettings) -> float | None:
     """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
     measured = panel_results.results().estimate_for(settings.instance_type)
     return measured.estimate.seconds_per_frame if measured is not None else None
+
+
+def after_merge_steps(scene: bpy.types.Scene) -> tuple[bool, bool]:
+    """(denoises, composites): what a split still's merging machine does after the merge, as the
+    scene asks (cloud/machine/still_parts.py finishes with the scene's own settings)."""
+    # 5.x: the compositor is a node group of its own; 4.x: the scene's node tree, when used.
+    tree = getattr(scene, "compositing_node_group", None) or (
+        getattr(scene, "node_tree", None) if getattr(scene, "use_nodes", False) else None
+    )
+    passes_only = {
+        "CompositorNodeRLayers",
+        "CompositorNodeComposite",
+        "CompositorNodeViewer",
+        "NodeGroupOutput",
+    }
+    composites = bool(
+        scene.render.use_compositing
+        and tree is not None
+        and any(node.bl_idname not in passes_only for node in tree.nodes)
+    )
+    return bool(scene.cycles.use_denoising), composites
 
 
 def still_frame_seconds(settings: RenderSettings, frames: list[int], render_engine: str) -> dict[int, float]:
@@ -213,6 +237,8 @@ def build_request(
         proof_first=settings.proof_first,
         cost_map_command=local_blender.cost_map_command(blend_copy, str(scene.render.engine)),
         frame_seconds=still_frame_seconds(settings, frames, str(scene.render.engine)),
+        still_denoise=after_merge_steps(scene)[0],
+        still_composite=after_merge_steps(scene)[1],
         **render_load(scene, settings),
         **farm_equals_local(scene, settings.render_despite_differences, facts),
     )

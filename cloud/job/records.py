@@ -151,6 +151,9 @@ class JobRequest:
     reuse_inputs_from: str = ""  # relaunch: a job whose packed inputs are reused as they are
     warnings: list[str] = field(default_factory=list)  # preflight findings that do not block
     machines: int = 1  # more than one: an AWS Batch array job, frames claimed by the machines
+    # A split still: whether the scene denoises and composites after the merge (what is said).
+    still_denoise: bool = True
+    still_composite: bool = True
     # Frame -> its expected seconds, where an estimate knows them (relative weights do): with
     # many machines the longest are handed out first. Empty: nothing is known per frame.
     frame_seconds: dict[int, float] = field(default_factory=dict)
@@ -219,6 +222,8 @@ class JobRecord:
     cloud_engine: str = EngineName.EC2.value  # where the machines run: chosen once, at submit
     # A still over many machines: each part's [sample offset, samples] (still_plan.split_samples).
     still_parts: list[list[int]] = field(default_factory=list)
+    still_denoise: bool = True  # as the request said: what the panel and the log say after the merge
+    still_composite: bool = True
     movie: bool = False  # the scene's output is a movie
     movie_path: str = ""  # a movie job's movie, once downloaded next to the frames
     movie_error: str = ""  # why the machine could not make the movie (the frames are here)
@@ -288,6 +293,8 @@ class JobRecord:
             engine=request.engine,
             render_samples=request.render_samples,
             render_pixels=request.render_pixels,
+            still_denoise=request.still_denoise,
+            still_composite=request.still_composite,
         )
 
 

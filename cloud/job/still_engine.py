@@ -21,7 +21,7 @@ from .batch_engine import BatchEngine, MachineFolders, machine_mark_pages
 from .cloud_steps import PackedScene
 from .engine import JobHost, Launched
 from .records import EngineName, JobRecord, JobRequest
-from .still_plan import split_samples
+from .still_plan import after_merge, split_samples
 
 
 class StillEngine(BatchEngine):
@@ -89,10 +89,11 @@ class StillEngine(BatchEngine):
     ) -> Launched:
         launched = super().launch(settings, record, request, packed, boot_script)
         samples = sum(length for _offset, length in record.still_parts)
+        done, _doing = after_merge(record.still_denoise, record.still_composite)
         said = (
             f"{launched.said} Frame {record.frames[0]}: {samples} samples in {len(record.still_parts)} parts, "
-            "adaptive sampling off (a fixed total, so the parts merge exactly), denoised and composited once "
-            "after the merge."
+            "adaptive sampling off (a fixed total, so the parts merge exactly)"
+            + (f", {done} after the merge." if done else "; the scene neither denoises nor composites.")
         )
         return Launched(launched.launch_id, launched.spot, said)
 
@@ -101,9 +102,10 @@ class StillEngine(BatchEngine):
 
     def rendered_words(self, record: JobRecord) -> str:
         samples = sum(length for _offset, length in record.still_parts)
+        done, _doing = after_merge(record.still_denoise, record.still_composite)
         return (
             f"Frame {record.frames[0]} rendered on {record.machines} machines: {samples} samples in "
-            f"{len(record.still_parts)} parts, merged exactly, denoised and composited once"
+            f"{len(record.still_parts)} parts, merged exactly" + (f", {done}" if done else "")
         )
 
 
@@ -118,7 +120,8 @@ class StillParts(MachineFolders):
             offset, length = parts[part]
             doing = f", part {part + 1} of {len(parts)} (samples {offset + 1}-{offset + length})"
         elif row["state"] == "merging":
-            doing = " the parts into one, then denoising and compositing once"
+            _done, then = after_merge(self.job.record.still_denoise, self.job.record.still_composite)
+            doing = " the parts into one" + (f", then {then}" if then else "")
         else:
             doing = ""
         return f"Machine {row['machine']}: {row['state']}{doing} ({pricing})"

@@ -58,3 +58,14 @@ def split_samples(total: int, machines: int, spot: bool, frame_seconds: float | 
         parts.append(Part(index, offset, length))
         offset += length
     return parts
+
+
+def after_merge(denoise: bool, composite: bool) -> tuple[str, str]:
+    """What happens to a split still once its parts are merged, as the confirmation, the log and
+    the panel say it: ("denoised and composited once", "denoising and compositing once"), or
+    less where the scene denoises or composites nothing (the machine does only what it does)."""
+    done = [word for word, on in (("denoised", denoise), ("composited", composite)) if on]
+    doing = [word for word, on in (("denoising", denoise), ("compositing", composite)) if on]
+    if not done:
+        return "", ""
+    return " and ".join(done) + " once", " and ".join(doing) + " once"

@@ -285,6 +285,17 @@ def test_render_this_frame_on_many_machines_is_a_still_split_by_samples(module):
     assert "one frame split by samples over 3 machines (AWS Batch): 128 samples in" in text, text
     assert "Adaptive sampling is off for a split frame: it renders a fixed 128 samples" in text
     assert "3 frames on 3 machines" in submit.confirmation_text(bpy.context)  # the range, as before
+    # What happens after the merge is what the scene asks: no denoiser and no compositor nodes,
+    # nothing is said to be denoised or composited (the machine does neither).
+    scene.cycles.use_denoising = True
+    assert "merged exactly, then denoised once." in submit.confirmation_text(bpy.context, this_frame=True)
+    scene.cycles.use_denoising = False
+    try:
+        text = submit.confirmation_text(bpy.context, this_frame=True)
+        assert "merged exactly. Adaptive sampling" in text and "denois" not in text, text
+        assert submit.after_merge_steps(scene) == (False, False)
+    finally:
+        scene.cycles.use_denoising = True
 
 
 def test_the_panel_log_is_for_people(module):

@@ -119,3 +119,12 @@ def test_a_still_section_that_would_render_a_sample_twice_or_never_is_refused(br
     broken(data)
     with pytest.raises(contract.ContractError):
         contract.parse_still(data)
+
+
+def test_what_is_said_after_the_merge_is_what_the_scene_does():
+    from cloud.job.still_plan import after_merge
+
+    assert after_merge(True, True) == ("denoised and composited once", "denoising and compositing once")
+    assert after_merge(True, False) == ("denoised once", "denoising once")
+    assert after_merge(False, True) == ("composited once", "compositing once")
+    assert after_merge(False, False) == ("", "")
