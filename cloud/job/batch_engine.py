@@ -370,10 +370,12 @@ class MachineFolders:
         # folder, a late child's boot must not take the job's stage back.
         if document and document != self._last_status and not self._machine_status:
             self._last_status = document
-            try:
-                self.job.apply_status(contract.parse_status(document, self.job.record.frames))
-            except contract.ContractError as error:
-                self.job.refuse(f"status.json #{document.get('seq')}", str(error))
+            report = self.job.accept(
+                f"status.json #{contract.clean_text(document.get('seq'), 20)}",
+                lambda: contract.parse_status(document, self.job.record.frames),
+            )
+            if report is not None:
+                self.job.apply_status(report)
         for key, text in logs:
             self._log_marker = key
             if text is None:
@@ -419,24 +421,14 @@ class MachineFolders:
         if isinstance(status, bytes):
             try:
                 state = json.loads(status).get("state")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # broken: look, it may be the end
                 return True
             return state in contract.FINAL_STATES or state not in contract.ALL_STATES
         return False
 
     def _document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None:
-        """A fetched document through the contract, as `_read` does; a broken one is refused."""
-        key = contract.out_prefix(self.job.record.job_id) + name
-        if isinstance(body, TooLarge):
-            self.job.refuse(key, f"{name} is over the {max_bytes} bytes allowed")
-            return None
-        if body is None:
-            return None
-        try:
-            return contract.load_document(body, name, max_bytes)
-        except contract.ContractError as error:
-            self.job.refuse(key, str(error))
-            return None
+        """A fetched document through the job's one guarded reader; a broken one is refused."""
+        return self.job.document(name, body, max_bytes)
 
     def _apply_machine(self, reading: _Reading) -> None:
         rec = self.job.record
@@ -444,19 +436,18 @@ class MachineFolders:
         folder = contract.machine_folder(index)
         plan = self._document(folder + "plan.json", reading.plan, contract.MAX_PLAN_BYTES)
         if plan:
-            try:
-                self.job.plan.update(contract.parse_plan(plan, rec.frames))
+            frames = self.job.accept(f"{folder}plan.json", lambda: contract.parse_plan(plan, rec.frames))
+            if frames is not None:
+                self.job.plan.update(frames)
                 self._plans_read.add(index)
-            except contract.ContractError as error:
-                self.job.refuse(f"{folder}plan.json", str(error))
         status = self._document(folder + "status.json", reading.status, contract.MAX_JSON_BYTES)
         if status and status != self._machine_raw.get(index):
             self._machine_raw[index] = status
-            try:
-                report = contract.parse_status(status, rec.frames)
-            except contract.ContractError as error:
-                self.job.refuse(f"{folder}status.json #{status.get('seq')}", str(error))
-            else:  # only validated values reach the panel
+            report = self.job.accept(
+                f"{folder}status.json #{contract.clean_text(status.get('seq'), 20)}",
+                lambda: contract.parse_status(status, rec.frames),
+            )
+            if report is not None:  # only validated values reach the panel
                 self._machine_status[index] = {
                     "state": report.state,
                     "frame": report.frame,
@@ -490,11 +481,12 @@ class MachineFolders:
 
     def _note_error(self, index: int, data: dict[str, Any]) -> None:
         """A failed machine's cause, kept for the job's message if the frames never arrive."""
-        try:
-            error = contract.parse_error(data, self.job.record.frames)
-        except contract.ContractError as problem:
-            self.job.refuse(f"machine {index} error.json", str(problem))
+        key = f"machine {index} error.json"
+        error = self.job.accept(key, lambda: contract.parse_error(data, self.job.record.frames))
+        if error is None:
             return
+        if error.dropped:
+            self.job.refuse(key, error.dropped)
         self._machine_errors[index] = error
         if error.last_lines:
             lines = (f"[cloud-render] Machine {index}'s last lines:", *error.last_lines)

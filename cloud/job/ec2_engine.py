@@ -149,19 +149,18 @@ class OneMachineOutputs:
         status = job.read_document("status.json", contract.MAX_JSON_BYTES)
         if status and status != self._last_status:
             self._last_status = status
-            try:
-                self._report = contract.parse_status(status, rec.frames)
-            except contract.ContractError as error:
-                job.refuse(f"status.json #{status.get('seq')}", str(error))
-            else:
-                job.apply_status(self._report)
+            report = job.accept(
+                f"status.json #{contract.clean_text(status.get('seq'), 20)}",
+                lambda: contract.parse_status(status, rec.frames),
+            )
+            if report is not None:
+                self._report = report
+                job.apply_status(report)
         self._log_marker = read_log_chunks(job, self._log_marker)
         plan = job.read_document("plan.json", contract.MAX_PLAN_BYTES)
         if plan:
-            try:
-                job.plan.update(contract.parse_plan(plan, rec.frames))
-            except contract.ContractError as error:
-                job.refuse("plan.json", str(error))
+            frames = job.accept("plan.json", lambda: contract.parse_plan(plan, rec.frames))
+            job.plan.update(frames or {})
         job.download_outputs()
         job.check_environment()
         if rec.quote_first and not rec.quote:

@@ -12,10 +12,11 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
@@ -57,6 +58,7 @@ LEFT_RUNNING_GRACE_S = 30.0
 LEFT_RUNNING_POLL_S = 1.0
 # Errors that mean "cannot reach AWS right now" (the codes of cloud/aws/error_rules.py): keep following.
 TRANSIENT_CODES = {ErrorCode.NO_NETWORK, ErrorCode.THROTTLED, ErrorCode.AWS_UNAVAILABLE}
+T = TypeVar("T")
 
 
 class JobRunner(threading.Thread):
@@ -233,14 +235,14 @@ class JobRunner(threading.Thread):
     def note_end_frame_seconds(self, data: dict[str, Any], where: str) -> None:
         """An end document's frame_seconds (every frame that machine rendered), or refused."""
         rec = self.record
-        try:
-            measured = contract.parse_frame_seconds(
+        measured = self.accept(
+            f"{where} frame_seconds",
+            lambda: contract.parse_frame_seconds(
                 data.get("frame_seconds"), f"{where} frame_seconds", set(rec.frames), len(rec.frames)
-            )
-        except contract.ContractError as error:
-            self.refuse(f"{where} frame_seconds", str(error))
-            return
-        self.note_frame_seconds(measured)
+            ),
+        )
+        if measured is not None:
+            self.note_frame_seconds(measured)
 
     # --- follow ----------------------------------------------------------------------------
     def follow(self) -> None:
@@ -357,19 +359,41 @@ class JobRunner(threading.Thread):
             self._lost_since = 0.0
 
     def read_document(self, name: str, max_bytes: int = contract.MAX_JSON_BYTES) -> dict[str, Any] | None:
-        """A document the machine wrote under out/, bounded and version-checked; a broken one is
-        logged (once) and read as absent, so a hostile machine cannot stop the following."""
+        """A document the machine wrote under out/ (`name` relative to it), fetched and read
+        through `document`; absent, or refused, reads as None."""
         rec = self.record
         key = contract.out_prefix(rec.job_id) + name
         try:
-            body = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
-            if body is None:
-                return None
-            return contract.load_document(body, name, max_bytes)
-        except TooLarge:
+            body: bytes | TooLarge | None = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
+        except TooLarge as error:
+            body = error
+        return self.document(name, body, max_bytes)
+
+    def document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None:
+        """Fetched bytes of out/`name` as a JSON object, bounded and version-checked (through
+        `accept`); what is over `max_bytes` was not read and is refused."""
+        key = contract.out_prefix(self.record.job_id) + name
+        if isinstance(body, TooLarge):
             self.refuse(key, f"{name} is over the {max_bytes} bytes allowed")
+            return None
+        if body is None:
+            return None
+        return self.accept(key, lambda: contract.load_document(body, name, max_bytes))
+
+    def accept(self, key: str, parse: Callable[[], T]) -> T | None:
+        """The one way anything a machine wrote is read: `parse` (load, validate) runs here, and
+        whatever it raises is the machine's doing, so it is refused (said once) and read as
+        absent, never the end of the job. Only the network's failures and a cancel go on up."""
+        try:
+            return parse()
+        except CloudError:
+            raise
         except contract.ContractError as error:
             self.refuse(key, str(error))
+        except Exception as error:  # a parser's own limits: RecursionError, OverflowError, ...
+            self.refuse(
+                key, f"it could not be read ({type(error).__name__}: {contract.clean_text(error, 200)})"
+            )
         return None
 
     def refuse(self, key: str, reason: str) -> None:
@@ -397,10 +421,8 @@ class JobRunner(threading.Thread):
         if not document:
             return
         self._environment_seen = True
-        try:
-            report = contract.parse_environment(document)
-        except contract.ContractError as error:
-            self.refuse("environment.json", str(error))
+        report = self.accept("environment.json", lambda: contract.parse_environment(document))
+        if report is None:
             return
         if report.installed:
             self.log("Add-ons installed on the machine: " + ", ".join(report.installed) + ".")
@@ -417,10 +439,8 @@ class JobRunner(threading.Thread):
         document = self.read_document("quote.json", contract.MAX_PLAN_BYTES)
         if not document:
             return
-        try:
-            quote = contract.parse_quote(document, rec.frames)
-        except contract.ContractError as error:
-            self.refuse("quote.json", str(error))
+        quote = self.accept("quote.json", lambda: contract.parse_quote(document, rec.frames))
+        if quote is None:
             return
         spf = quote.seconds_per_frame
         scouts = quote.scout_frames
@@ -521,6 +541,8 @@ class JobRunner(threading.Thread):
                 self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
             except TooLarge:  # it grew after it was listed
                 return key, dest, frame, f"over the {contract.MAX_FRAME_BYTES} bytes allowed"
+            except OSError as error:  # `x` and `x/y` both listed: one of them cannot be written
+                return key, dest, frame, f"it cannot be written here ({error.strerror or error})"
             return key, dest, frame, ""
 
         with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
@@ -629,7 +651,11 @@ class JobRunner(threading.Thread):
                 movie = self._fetch_movie(data) if data else (".", "")
                 self.end(Stage.DONE, self.engine.rendered_words(rec) + movie[0], movie[1])
         elif stage is Stage.FAILED:
-            report = contract.parse_error(data, rec.frames)
+            key = contract.out_prefix(rec.job_id) + "error.json"
+            report = self.accept(key, lambda: contract.parse_error(data, rec.frames))
+            report = report or contract.parse_error({}, rec.frames)
+            if report.dropped:
+                self.refuse(key, report.dropped)
             if (
                 machine_failure(report.kind) in (ErrorCode.MACHINE_DOWNLOAD, ErrorCode.MACHINE_MISSING_FILE)
                 and rec.bucket
@@ -641,7 +667,11 @@ class JobRunner(threading.Thread):
                 self.post_log(("[cloud-render] The machine's last lines:", *report.last_lines))
             self.end(Stage.FAILED, report.cause or "The render failed.", failure_action(report.kind))
         else:
-            interrupted = contract.parse_interrupted(data, rec.frames)
+            key = contract.out_prefix(rec.job_id) + "interrupted.json"
+            interrupted = self.accept(key, lambda: contract.parse_interrupted(data, rec.frames))
+            interrupted = interrupted or contract.parse_interrupted({}, rec.frames)
+            if interrupted.dropped:
+                self.refuse(key, interrupted.dropped)
             left = interrupted.frames_left or rec.frames_missing
             stage, message, action = INTERRUPTION_WORDS[interrupted.reason]
             self.end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
@@ -649,10 +679,8 @@ class JobRunner(threading.Thread):
     def _fetch_movie(self, data: dict[str, Any]) -> tuple[str, str]:
         """A movie job's movie, downloaded to <output>/movie/; (the rest of the message, an action)."""
         rec = self.record
-        try:
-            done = contract.parse_done(data, rec.frames)
-        except contract.ContractError as error:
-            self.refuse("done.json", str(error))
+        done = self.accept("done.json", lambda: contract.parse_done(data, rec.frames))
+        if done is None:
             return ".", ""
         if done.movie_error:
             rec.movie_error = done.movie_error
