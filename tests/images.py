@@ -3,6 +3,7 @@ given size (what a healthy machine's frame is), and a PNG whose header claims an
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 
@@ -26,5 +27,6 @@ def png_claiming(width: int, height: int, size: int = 15_000) -> bytes:
     """A small file whose header says `width` x `height`: what a decoder allocates for before it
     finds the data is short (60000 x 60000 made Blender ask for 14.4 GB)."""
     head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-    body = zlib.compress(b"\x00" * (size * 20))[: max(0, size - len(head) - 24)]
+    length = max(0, size - len(head) - 24)
+    body = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(length // 32 + 1))[:length]
     return head + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")

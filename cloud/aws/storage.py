@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -253,9 +253,18 @@ def list_objects(
     return found
 
 
-def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_bytes: int = 0) -> Path:
+def download(
+    settings: AwsSettings,
+    bucket: str,
+    key: str,
+    dest: Path,
+    *,
+    max_bytes: int = 0,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
     """Download to a temporary file beside `dest`, then rename: readers never see half a frame.
-    With `max_bytes`, an object that turns out larger is abandoned (TooLarge), never kept."""
+    With `max_bytes`, an object that turns out larger is abandoned (TooLarge), never kept; with
+    `check`, the whole file is checked before the rename, and what it raises leaves nothing."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -269,6 +278,8 @@ def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_by
                     body.close()
                     raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code=ErrorCode.TOO_LARGE)
                 out.write(chunk)
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -388,8 +388,17 @@ class CloudSteps:
             chunks.append((obj.key, body.decode("utf-8", "replace") if body is not None else None))
         return chunks
 
-    def download(self, settings: AwsSettings, bucket: str, key: str, dest: Path, max_bytes: int) -> None:
-        storage.download(settings, bucket, key, dest, max_bytes=max_bytes)
+    def download(
+        self,
+        settings: AwsSettings,
+        bucket: str,
+        key: str,
+        dest: Path,
+        max_bytes: int,
+        check: Callable[[Path], object] | None = None,
+    ) -> None:
+        """An output to `dest`; with `check`, a file it refuses never lands (storage.download)."""
+        storage.download(settings, bucket, key, dest, max_bytes=max_bytes, check=check)
 
     def after_job(self, settings: AwsSettings, record: JobRecord) -> list[str]:
         """Keep a Blender build the machine fetched in the bucket's cache when it is an official

@@ -41,6 +41,7 @@ from .events import (
     QuoteReady,
     StageChanged,
 )
+from .image_header import KIND_OF_FORMAT, FrameShape, check_frame
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Stage
 
 POLL_SECONDS = 1.0
@@ -98,6 +99,12 @@ class JobRunner(threading.Thread):
         self._last_frame_at = 0.0  # monotonic time the newest frame arrived
         self._stage_since = 0.0  # monotonic time the stage last changed
         self.outputs = self.engine.outputs(self)
+        self.frame_shape = FrameShape(
+            KIND_OF_FORMAT.get(record.frame_format, ""),
+            record.frame_width,
+            record.frame_height,
+            record.frame_size_at_most,
+        )
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -503,8 +510,9 @@ class JobRunner(threading.Thread):
 
         Keys are the machine's words: each must map inside the job's output folder, fit the size
         and count limits and, for frames, be a file the machine's plan names; anything else is
-        refused and logged, never written. A frame already on disk (a re-attach) is not fetched
-        again."""
+        refused and logged, never written. A frame's image header must say the job's format and
+        size (image_header.py) before it is kept or counted: Blender never decodes one that does
+        not. A frame already on disk (a re-attach) is not fetched again."""
         rec = self.record
         objects = self.steps.list_objects(self.settings, rec.bucket, prefix)
         limit = len(rec.frames) * contract.MAX_OUTPUT_OBJECTS_PER_FRAME + contract.MAX_EXTRA_OUTPUT_OBJECTS
@@ -537,8 +545,11 @@ class JobRunner(threading.Thread):
 
         def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None, str]:
             key, dest, frame = item
+            check = (lambda path: check_frame(path, self.frame_shape)) if frame is not None else None
             try:
-                self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
+                self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES, check)
+            except contract.ContractError as error:  # not a frame of this job: nothing kept
+                return key, dest, frame, f"not counted as frame {frame}: {error}"
             except TooLarge:  # it grew after it was listed
                 return key, dest, frame, f"over the {contract.MAX_FRAME_BYTES} bytes allowed"
             except OSError as error:  # `x` and `x/y` both listed: one of them cannot be written
