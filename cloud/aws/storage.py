@@ -57,6 +57,18 @@ class TooLarge(CloudError):
     """An object larger than the caller allows: it is not read."""
 
 
+def etag(settings: AwsSettings, bucket: str, key: str) -> str | None:
+    """An object's ETag (a HEAD: nothing read), or None when it does not exist."""
+    with translating("reading the job", region=settings.region):
+        try:
+            reply = client(settings, "s3").head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if is_code(exc, "NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+    return str(reply.get("ETag", "")).strip('"')
+
+
 def get_bytes(settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
     """An object's bytes, or None when it does not exist. One larger than `max_bytes` (by its
     Content-Length, and by what actually arrives) raises TooLarge without being read whole."""

@@ -29,6 +29,7 @@ from .cloud_steps import BOOT_OVERHEAD_S, PackedScene
 from .endings import failure_action
 from .engine import EngineName, Fleet, ForgottenMachine, JobHost, Launched
 from .events import MachinesUpdate
+from .poll_bounds import MAX_LOG_CHUNKS_PER_POLL, LogBudget
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, Stage
 
 CHILDREN_EVERY_S = 5.0  # how often Batch is asked about the children (cost, endings)
@@ -285,6 +286,7 @@ class _Reading:
 
     index: int
     plan: bytes | TooLarge | None = None
+    plan_etag: str = ""  # what the plan read was (it is read again only once it changed)
     status: bytes | TooLarge | None = None
     logs: list[tuple[str, bytes | None]] = field(default_factory=list)
     end: tuple[str, bytes | TooLarge | None] | None = None
@@ -307,6 +309,8 @@ class MachineFolders:
         self._machine_errors: dict[int, contract.ErrorReport] = {}  # what a failed machine said
         self._posted_rows: tuple[tuple[str, ...], int] = ((), -1)
         self._plans_read: set[int] = set()
+        self._plan_etags: dict[int, str] = {}  # each machine's plan.json last read
+        self._budget = LogBudget()  # the log lines one poll passes on, every machine together
         self._polls = 0
 
     # --- what each machine writes -----------------------------------------------------------
@@ -320,9 +324,12 @@ class MachineFolders:
             shared = pool.submit(self._fetch_shared)
             readings = list(pool.map(self._fetch_machine, range(rec.machines)))
             status, logs = shared.result()
+        self._budget = LogBudget()
         self._apply_shared(status, logs)
         for reading in readings:
             self._apply_machine(reading)
+        if self._budget.left_out():
+            self.job.post_log((self._budget.left_out(),))
         self._polls += 1
         self.job.download_outputs()
         rows = tuple(self._row_text(row) for row in self.machine_rows())
@@ -381,7 +388,7 @@ class MachineFolders:
             if text is None:
                 self.job.refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
                 continue
-            lines = tuple(contract.clean_log_line(line) for line in text.splitlines())
+            lines = tuple(contract.clean_log_line(line) for line in self._budget.take(text.splitlines()))
             self.job.post_log(lines)
 
     def _fetch_machine(self, index: int) -> _Reading:
@@ -390,11 +397,15 @@ class MachineFolders:
         rec = self.job.record
         folder = contract.out_prefix(rec.job_id) + contract.machine_folder(index)
         reading = _Reading(index)
-        if index not in self._plans_read:
-            reading.plan = self._get(folder + "plan.json", contract.MAX_PLAN_BYTES)
+        if index not in self._plans_read:  # once read, and then only if it changed
+            etag = self.job.steps.etag(self.job.settings, rec.bucket, folder + "plan.json") or ""
+            if etag and etag != self._plan_etags.get(index):
+                reading.plan = self._get(folder + "plan.json", contract.MAX_PLAN_BYTES)
+                reading.plan_etag = etag
         reading.status = self._get(folder + "status.json", contract.MAX_JSON_BYTES)
         marker = self._machine_logs.get(index, "")
-        for obj in storage.list_objects(self.job.settings, rec.bucket, folder + "logs/", start_after=marker):
+        listed = storage.list_objects(self.job.settings, rec.bucket, folder + "logs/", start_after=marker)
+        for obj in listed[:MAX_LOG_CHUNKS_PER_POLL]:  # the rest in the next poll
             if obj.size > contract.MAX_LOG_CHUNK_BYTES:
                 reading.logs.append((obj.key, None))
                 continue
@@ -434,6 +445,8 @@ class MachineFolders:
         rec = self.job.record
         index = reading.index
         folder = contract.machine_folder(index)
+        if reading.plan_etag:
+            self._plan_etags[index] = reading.plan_etag
         plan = self._document(folder + "plan.json", reading.plan, contract.MAX_PLAN_BYTES)
         if plan:
             frames = self.job.accept(f"{folder}plan.json", lambda: contract.parse_plan(plan, rec.frames))
@@ -466,7 +479,7 @@ class MachineFolders:
                 continue
             lines = tuple(
                 f"[machine {index}] {contract.clean_log_line(line)}"
-                for line in body.decode("utf-8", "replace").splitlines()
+                for line in self._budget.take(body.decode("utf-8", "replace").splitlines())
             )
             self.job.post_log(lines)
         if reading.end is not None and index not in self._machine_ends:

@@ -30,6 +30,7 @@ from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
 from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
 from ..pack.hash_cache import HashCache
+from .poll_bounds import MAX_LOG_CHUNKS_PER_POLL
 from .records import JobRecord, JobRequest
 from .user_data import build_user_data
 
@@ -371,6 +372,10 @@ class CloudSteps:
         """An object the machine wrote, or None when absent; one over `max_bytes` is not read."""
         return storage.get_bytes(settings, bucket, key, max_bytes)
 
+    def etag(self, settings: AwsSettings, bucket: str, key: str) -> str | None:
+        """What an object the machine wrote is now (to read it again only when it changed)."""
+        return storage.etag(settings, bucket, key)
+
     def put_json(self, settings: AwsSettings, bucket: str, key: str, data: Any) -> None:
         storage.put_json(settings, bucket, key, data)
 
@@ -383,7 +388,8 @@ class CloudSteps:
         """Log chunks after `marker`, in order (their names are zero-padded sequence numbers);
         a chunk over `max_bytes` comes back as (key, None), unread."""
         chunks: list[tuple[str, str | None]] = []
-        for obj in storage.list_objects(settings, bucket, contract.logs_prefix(job_id), start_after=marker):
+        listed = storage.list_objects(settings, bucket, contract.logs_prefix(job_id), start_after=marker)
+        for obj in listed[:MAX_LOG_CHUNKS_PER_POLL]:  # the rest in the next poll
             body = storage.get_bytes(settings, bucket, obj.key, max_bytes) if obj.size <= max_bytes else None
             chunks.append((obj.key, body.decode("utf-8", "replace") if body is not None else None))
         return chunks

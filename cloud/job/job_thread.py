@@ -25,7 +25,7 @@ from ..cost.cost_map import CostMap
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
-from . import frame_history
+from . import frame_history, poll_bounds
 from .cloud_steps import CloudSteps
 from .endings import INTERRUPTION_WORDS, failure_action
 from .engine import Engine
@@ -91,6 +91,7 @@ class JobRunner(threading.Thread):
         self._seen_frames: set[str] = set()
         self._seen_files: set[str] = set()
         self._refused: set[str] = set()  # keys the contract refused, said once each
+        self._output_bytes = 0  # what the outputs taken on weigh (poll_bounds.job_output_bytes)
         self.plan: dict[str, int] = {}  # frame file -> frame number, from the machines' plan.json
         self._environment_seen = False  # environment.json: said once in the job log
         self._warned_projection = False
@@ -509,7 +510,8 @@ class JobRunner(threading.Thread):
         """Fetch what is new under `prefix`, a few files at a time; record each as it lands.
 
         Keys are the machine's words: each must map inside the job's output folder, fit the size
-        and count limits and, for frames, be a file the machine's plan names; anything else is
+        and count limits (each output, and all of them together, bounded by the frames'
+        resolution: poll_bounds.py) and, for frames, be a file the machine's plan names; anything else is
         refused and logged, never written. A frame's image header must say the job's format and
         size (image_header.py) before it is kept or counted: Blender never decodes one that does
         not. A frame already on disk (a re-attach) is not fetched again."""
@@ -519,6 +521,7 @@ class JobRunner(threading.Thread):
         if len(objects) > limit:
             self.refuse(prefix, f"{len(objects)} objects, over the {limit} this job may have")
             objects = objects[:limit]
+        object_bound, job_bound = poll_bounds.frame_bytes(rec), poll_bounds.job_output_bytes(rec)
         wanted: list[tuple[str, Path, int | None]] = []
         for obj in objects:
             if obj.key in seen or obj.key in self._refused:
@@ -532,9 +535,17 @@ class JobRunner(threading.Thread):
             except contract.ContractError as error:
                 self.refuse(obj.key, str(error))
                 continue
-            if obj.size > contract.MAX_FRAME_BYTES:
-                self.refuse(obj.key, f"{obj.size} bytes, over the {contract.MAX_FRAME_BYTES} allowed")
+            if obj.size > object_bound:
+                self.refuse(obj.key, f"{obj.size} bytes, over the {object_bound} allowed")
                 continue
+            if self._output_bytes + obj.size > job_bound:  # waits: said once, fetched never
+                self.refuse(
+                    "the job's outputs",
+                    f"{len(rec.frames)} frames at this resolution make {job_bound} bytes at most, "
+                    "and the machines wrote more: the rest stays in the bucket",
+                )
+                continue
+            self._output_bytes += obj.size
             known = rec.frame_paths.get(str(frame)) if frame is not None else None
             if known == str(dest) and dest.is_file() and dest.stat().st_size == obj.size:
                 seen.add(obj.key)  # already here from before a restart
@@ -547,11 +558,11 @@ class JobRunner(threading.Thread):
             key, dest, frame = item
             check = (lambda path: check_frame(path, self.frame_shape)) if frame is not None else None
             try:
-                self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES, check)
+                self.steps.download(self.settings, rec.bucket, key, dest, object_bound, check)
             except contract.ContractError as error:  # not a frame of this job: nothing kept
                 return key, dest, frame, f"not counted as frame {frame}: {error}"
             except TooLarge:  # it grew after it was listed
-                return key, dest, frame, f"over the {contract.MAX_FRAME_BYTES} bytes allowed"
+                return key, dest, frame, f"over the {object_bound} bytes allowed"
             except OSError as error:  # `x` and `x/y` both listed: one of them cannot be written
                 return key, dest, frame, f"it cannot be written here ({error.strerror or error})"
             return key, dest, frame, ""
@@ -561,7 +572,7 @@ class JobRunner(threading.Thread):
                 key, dest, frame, refused = done.result()
                 if refused:
                     self.refuse(key, refused)
-                    continue
+                    continue  # (its bytes stay counted: a machine cannot retry its way past the bound)
                 seen.add(key)
                 if frame is not None:
                     self._frame_arrived(frame, dest)
