@@ -240,6 +240,7 @@ def build_request(
         still_denoise=after_merge_steps(scene)[0],
         still_composite=after_merge_steps(scene)[1],
         **render_load(scene, settings),
+        **frame_shape(scene, settings),
         **farm_equals_local(scene, settings.render_despite_differences, facts),
     )
 
@@ -257,6 +258,30 @@ def render_load(scene: bpy.types.Scene, settings: RenderSettings | None = None) 
     scale = (settings.resolution_percentage or render.resolution_percentage) / 100
     pixels = int(render.resolution_x * scale) * int(render.resolution_y * scale)
     return {"engine": str(render.engine), "render_samples": int(samples), "render_pixels": pixels}
+
+
+def frame_shape(scene: bpy.types.Scene, settings: RenderSettings | None = None) -> dict[str, Any]:
+    """What each frame file must be, as Blender writes it on the machine (the overrides applied):
+    the job thread checks each frame's header against it before Blender here decodes one
+    (cloud/job/image_header.py). Blender's own sizing: resolution x percentage // 100. A border
+    crop makes the file smaller; stereo views side by side or stacked make it twice as wide or tall."""
+    render, settings = scene.render, settings or snapshot(scene)
+    if render.is_movie_format:
+        file_format = settings.movie_frames  # a movie job renders these frames, then encodes
+    elif settings.file_format != "SCENE":
+        file_format = settings.file_format
+    else:
+        file_format = render.image_settings.file_format
+    percentage = settings.resolution_percentage or render.resolution_percentage
+    width, height = render.resolution_x * percentage // 100, render.resolution_y * percentage // 100
+    crop = bool(render.use_border and render.use_crop_to_border)
+    stereo = bool(render.use_multiview and render.image_settings.views_format == "STEREO_3D")
+    return {
+        "frame_format": str(file_format),
+        "frame_width": width * (2 if stereo else 1),
+        "frame_height": height * (2 if stereo else 1),
+        "frame_size_at_most": crop or stereo,
+    }
 
 
 def farm_equals_local(

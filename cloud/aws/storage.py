@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +55,18 @@ def put_text(settings: AwsSettings, bucket: str, key: str, text: str) -> None:
 
 class TooLarge(CloudError):
     """An object larger than the caller allows: it is not read."""
+
+
+def etag(settings: AwsSettings, bucket: str, key: str) -> str | None:
+    """An object's ETag (a HEAD: nothing read), or None when it does not exist."""
+    with translating("reading the job", region=settings.region):
+        try:
+            reply = client(settings, "s3").head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if is_code(exc, "NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+    return str(reply.get("ETag", "")).strip('"')
 
 
 def get_bytes(settings: AwsSettings, bucket: str, key: str, max_bytes: int) -> bytes | None:
@@ -253,9 +265,18 @@ def list_objects(
     return found
 
 
-def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_bytes: int = 0) -> Path:
+def download(
+    settings: AwsSettings,
+    bucket: str,
+    key: str,
+    dest: Path,
+    *,
+    max_bytes: int = 0,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
     """Download to a temporary file beside `dest`, then rename: readers never see half a frame.
-    With `max_bytes`, an object that turns out larger is abandoned (TooLarge), never kept."""
+    With `max_bytes`, an object that turns out larger is abandoned (TooLarge), never kept; with
+    `check`, the whole file is checked before the rename, and what it raises leaves nothing."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -269,6 +290,8 @@ def download(settings: AwsSettings, bucket: str, key: str, dest: Path, *, max_by
                     body.close()
                     raise TooLarge(f"{key} is larger than {max_bytes} bytes.", code=ErrorCode.TOO_LARGE)
                 out.write(chunk)
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -29,6 +29,7 @@ from .cloud_steps import BOOT_OVERHEAD_S, PackedScene
 from .endings import failure_action
 from .engine import EngineName, Fleet, ForgottenMachine, JobHost, Launched
 from .events import MachinesUpdate
+from .poll_bounds import MAX_LOG_CHUNKS_PER_POLL, LogBudget
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, Stage
 
 CHILDREN_EVERY_S = 5.0  # how often Batch is asked about the children (cost, endings)
@@ -285,6 +286,7 @@ class _Reading:
 
     index: int
     plan: bytes | TooLarge | None = None
+    plan_etag: str = ""  # what the plan read was (it is read again only once it changed)
     status: bytes | TooLarge | None = None
     logs: list[tuple[str, bytes | None]] = field(default_factory=list)
     end: tuple[str, bytes | TooLarge | None] | None = None
@@ -307,6 +309,8 @@ class MachineFolders:
         self._machine_errors: dict[int, contract.ErrorReport] = {}  # what a failed machine said
         self._posted_rows: tuple[tuple[str, ...], int] = ((), -1)
         self._plans_read: set[int] = set()
+        self._plan_etags: dict[int, str] = {}  # each machine's plan.json last read
+        self._budget = LogBudget()  # the log lines one poll passes on, every machine together
         self._polls = 0
 
     # --- what each machine writes -----------------------------------------------------------
@@ -320,9 +324,12 @@ class MachineFolders:
             shared = pool.submit(self._fetch_shared)
             readings = list(pool.map(self._fetch_machine, range(rec.machines)))
             status, logs = shared.result()
+        self._budget = LogBudget()
         self._apply_shared(status, logs)
         for reading in readings:
             self._apply_machine(reading)
+        if self._budget.left_out():
+            self.job.post_log((self._budget.left_out(),))
         self._polls += 1
         self.job.download_outputs()
         rows = tuple(self._row_text(row) for row in self.machine_rows())
@@ -370,16 +377,18 @@ class MachineFolders:
         # folder, a late child's boot must not take the job's stage back.
         if document and document != self._last_status and not self._machine_status:
             self._last_status = document
-            try:
-                self.job.apply_status(contract.parse_status(document, self.job.record.frames))
-            except contract.ContractError as error:
-                self.job.refuse(f"status.json #{document.get('seq')}", str(error))
+            report = self.job.accept(
+                f"status.json #{contract.clean_text(document.get('seq'), 20)}",
+                lambda: contract.parse_status(document, self.job.record.frames),
+            )
+            if report is not None:
+                self.job.apply_status(report)
         for key, text in logs:
             self._log_marker = key
             if text is None:
                 self.job.refuse(key, f"a log chunk over {contract.MAX_LOG_CHUNK_BYTES} bytes")
                 continue
-            lines = tuple(contract.clean_log_line(line) for line in text.splitlines())
+            lines = tuple(contract.clean_log_line(line) for line in self._budget.take(text.splitlines()))
             self.job.post_log(lines)
 
     def _fetch_machine(self, index: int) -> _Reading:
@@ -388,11 +397,15 @@ class MachineFolders:
         rec = self.job.record
         folder = contract.out_prefix(rec.job_id) + contract.machine_folder(index)
         reading = _Reading(index)
-        if index not in self._plans_read:
-            reading.plan = self._get(folder + "plan.json", contract.MAX_PLAN_BYTES)
+        if index not in self._plans_read:  # once read, and then only if it changed
+            etag = self.job.steps.etag(self.job.settings, rec.bucket, folder + "plan.json") or ""
+            if etag and etag != self._plan_etags.get(index):
+                reading.plan = self._get(folder + "plan.json", contract.MAX_PLAN_BYTES)
+                reading.plan_etag = etag
         reading.status = self._get(folder + "status.json", contract.MAX_JSON_BYTES)
         marker = self._machine_logs.get(index, "")
-        for obj in storage.list_objects(self.job.settings, rec.bucket, folder + "logs/", start_after=marker):
+        listed = storage.list_objects(self.job.settings, rec.bucket, folder + "logs/", start_after=marker)
+        for obj in listed[:MAX_LOG_CHUNKS_PER_POLL]:  # the rest in the next poll
             if obj.size > contract.MAX_LOG_CHUNK_BYTES:
                 reading.logs.append((obj.key, None))
                 continue
@@ -419,44 +432,35 @@ class MachineFolders:
         if isinstance(status, bytes):
             try:
                 state = json.loads(status).get("state")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # broken: look, it may be the end
                 return True
             return state in contract.FINAL_STATES or state not in contract.ALL_STATES
         return False
 
     def _document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None:
-        """A fetched document through the contract, as `_read` does; a broken one is refused."""
-        key = contract.out_prefix(self.job.record.job_id) + name
-        if isinstance(body, TooLarge):
-            self.job.refuse(key, f"{name} is over the {max_bytes} bytes allowed")
-            return None
-        if body is None:
-            return None
-        try:
-            return contract.load_document(body, name, max_bytes)
-        except contract.ContractError as error:
-            self.job.refuse(key, str(error))
-            return None
+        """A fetched document through the job's one guarded reader; a broken one is refused."""
+        return self.job.document(name, body, max_bytes)
 
     def _apply_machine(self, reading: _Reading) -> None:
         rec = self.job.record
         index = reading.index
         folder = contract.machine_folder(index)
+        if reading.plan_etag:
+            self._plan_etags[index] = reading.plan_etag
         plan = self._document(folder + "plan.json", reading.plan, contract.MAX_PLAN_BYTES)
         if plan:
-            try:
-                self.job.plan.update(contract.parse_plan(plan, rec.frames))
+            frames = self.job.accept(f"{folder}plan.json", lambda: contract.parse_plan(plan, rec.frames))
+            if frames is not None:
+                self.job.plan.update(frames)
                 self._plans_read.add(index)
-            except contract.ContractError as error:
-                self.job.refuse(f"{folder}plan.json", str(error))
         status = self._document(folder + "status.json", reading.status, contract.MAX_JSON_BYTES)
         if status and status != self._machine_raw.get(index):
             self._machine_raw[index] = status
-            try:
-                report = contract.parse_status(status, rec.frames)
-            except contract.ContractError as error:
-                self.job.refuse(f"{folder}status.json #{status.get('seq')}", str(error))
-            else:  # only validated values reach the panel
+            report = self.job.accept(
+                f"{folder}status.json #{contract.clean_text(status.get('seq'), 20)}",
+                lambda: contract.parse_status(status, rec.frames),
+            )
+            if report is not None:  # only validated values reach the panel
                 self._machine_status[index] = {
                     "state": report.state,
                     "frame": report.frame,
@@ -476,7 +480,7 @@ class MachineFolders:
                 continue
             lines = tuple(
                 f"[machine {index}] {contract.clean_log_line(line)}"
-                for line in body.decode("utf-8", "replace").splitlines()
+                for line in self._budget.take(body.decode("utf-8", "replace").splitlines())
             )
             self.job.post_log(lines)
         if reading.end is not None and index not in self._machine_ends:
@@ -491,11 +495,12 @@ class MachineFolders:
 
     def _note_error(self, index: int, data: dict[str, Any]) -> None:
         """A failed machine's cause, kept for the job's message if the frames never arrive."""
-        try:
-            error = contract.parse_error(data, self.job.record.frames)
-        except contract.ContractError as problem:
-            self.job.refuse(f"machine {index} error.json", str(problem))
+        key = f"machine {index} error.json"
+        error = self.job.accept(key, lambda: contract.parse_error(data, self.job.record.frames))
+        if error is None:
             return
+        if error.dropped:
+            self.job.refuse(key, error.dropped)
         self._machine_errors[index] = error
         if error.last_lines:
             lines = (f"[cloud-render] Machine {index}'s last lines:", *error.last_lines)

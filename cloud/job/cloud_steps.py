@@ -32,6 +32,7 @@ from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
 from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
 from ..pack.hash_cache import HashCache
+from .poll_bounds import MAX_LOG_CHUNKS_PER_POLL
 from .records import JobRecord, JobRequest
 from .user_data import build_user_data
 
@@ -401,6 +402,10 @@ class CloudSteps:
         """An object the machine wrote, or None when absent; one over `max_bytes` is not read."""
         return storage.get_bytes(settings, bucket, key, max_bytes)
 
+    def etag(self, settings: AwsSettings, bucket: str, key: str) -> str | None:
+        """What an object the machine wrote is now (to read it again only when it changed)."""
+        return storage.etag(settings, bucket, key)
+
     def put_json(self, settings: AwsSettings, bucket: str, key: str, data: Any) -> None:
         storage.put_json(settings, bucket, key, data)
 
@@ -413,13 +418,23 @@ class CloudSteps:
         """Log chunks after `marker`, in order (their names are zero-padded sequence numbers);
         a chunk over `max_bytes` comes back as (key, None), unread."""
         chunks: list[tuple[str, str | None]] = []
-        for obj in storage.list_objects(settings, bucket, contract.logs_prefix(job_id), start_after=marker):
+        listed = storage.list_objects(settings, bucket, contract.logs_prefix(job_id), start_after=marker)
+        for obj in listed[:MAX_LOG_CHUNKS_PER_POLL]:  # the rest in the next poll
             body = storage.get_bytes(settings, bucket, obj.key, max_bytes) if obj.size <= max_bytes else None
             chunks.append((obj.key, body.decode("utf-8", "replace") if body is not None else None))
         return chunks
 
-    def download(self, settings: AwsSettings, bucket: str, key: str, dest: Path, max_bytes: int) -> None:
-        storage.download(settings, bucket, key, dest, max_bytes=max_bytes)
+    def download(
+        self,
+        settings: AwsSettings,
+        bucket: str,
+        key: str,
+        dest: Path,
+        max_bytes: int,
+        check: Callable[[Path], object] | None = None,
+    ) -> None:
+        """An output to `dest`; with `check`, a file it refuses never lands (storage.download)."""
+        storage.download(settings, bucket, key, dest, max_bytes=max_bytes, check=check)
 
     def after_job(self, settings: AwsSettings, record: JobRecord) -> list[str]:
         """Keep a Blender build the machine fetched in the bucket's cache when it is an official

@@ -14,8 +14,9 @@ the reader of what its machines write (`MachineOutputs`): one machine writes at 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .records import EngineName
 
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
     from threading import Event
 
     from ..aws.session import AwsSettings
+    from ..aws.storage import TooLarge
     from ..errors import CloudError
     from ..machine import contract
     from .cloud_steps import CloudSteps, PackedScene
     from .events import EventQueue
     from .records import JobRecord, JobRequest, Stage
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class JobHost(Protocol):
     def post_log(self, lines: tuple[str, ...]) -> None: ...
     def refuse(self, key: str, reason: str) -> None: ...
     def read_document(self, name: str, max_bytes: int) -> dict[str, Any] | None: ...
+    def document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None: ...
+    def accept(self, key: str, parse: Callable[[], T]) -> T | None: ...
     def apply_status(self, status: contract.StatusReport) -> None: ...
     def set_stage(self, stage: Stage, message: str) -> None: ...
     def note_frame_seconds(self, measured: dict[int, float]) -> None: ...

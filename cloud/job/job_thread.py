@@ -12,10 +12,11 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..aws.session import AwsSettings
 from ..aws.storage import TooLarge
@@ -24,7 +25,7 @@ from ..cost.cost_map import CostMap
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
-from . import frame_history
+from . import frame_history, poll_bounds
 from .cloud_steps import CloudSteps
 from .endings import INTERRUPTION_WORDS, failure_action
 from .engine import Engine
@@ -40,6 +41,7 @@ from .events import (
     QuoteReady,
     StageChanged,
 )
+from .image_header import KIND_OF_FORMAT, FrameShape, check_frame
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Stage
 
 POLL_SECONDS = 1.0
@@ -57,6 +59,7 @@ LEFT_RUNNING_GRACE_S = 30.0
 LEFT_RUNNING_POLL_S = 1.0
 # Errors that mean "cannot reach AWS right now" (the codes of cloud/aws/error_rules.py): keep following.
 TRANSIENT_CODES = {ErrorCode.NO_NETWORK, ErrorCode.THROTTLED, ErrorCode.AWS_UNAVAILABLE}
+T = TypeVar("T")
 
 
 class JobRunner(threading.Thread):
@@ -88,6 +91,7 @@ class JobRunner(threading.Thread):
         self._seen_frames: set[str] = set()
         self._seen_files: set[str] = set()
         self._refused: set[str] = set()  # keys the contract refused, said once each
+        self._output_bytes = 0  # what the outputs taken on weigh (poll_bounds.job_output_bytes)
         self.plan: dict[str, int] = {}  # frame file -> frame number, from the machines' plan.json
         self._environment_seen = False  # environment.json: said once in the job log
         self._warned_projection = False
@@ -96,6 +100,12 @@ class JobRunner(threading.Thread):
         self._last_frame_at = 0.0  # monotonic time the newest frame arrived
         self._stage_since = 0.0  # monotonic time the stage last changed
         self.outputs = self.engine.outputs(self)
+        self.frame_shape = FrameShape(
+            KIND_OF_FORMAT.get(record.frame_format, ""),
+            record.frame_width,
+            record.frame_height,
+            record.frame_size_at_most,
+        )
 
     # --- what the UI calls -------------------------------------------------------------
     def cancel(self) -> None:
@@ -235,14 +245,14 @@ class JobRunner(threading.Thread):
     def note_end_frame_seconds(self, data: dict[str, Any], where: str) -> None:
         """An end document's frame_seconds (every frame that machine rendered), or refused."""
         rec = self.record
-        try:
-            measured = contract.parse_frame_seconds(
+        measured = self.accept(
+            f"{where} frame_seconds",
+            lambda: contract.parse_frame_seconds(
                 data.get("frame_seconds"), f"{where} frame_seconds", set(rec.frames), len(rec.frames)
-            )
-        except contract.ContractError as error:
-            self.refuse(f"{where} frame_seconds", str(error))
-            return
-        self.note_frame_seconds(measured)
+            ),
+        )
+        if measured is not None:
+            self.note_frame_seconds(measured)
 
     # --- follow ----------------------------------------------------------------------------
     def follow(self) -> None:
@@ -359,19 +369,41 @@ class JobRunner(threading.Thread):
             self._lost_since = 0.0
 
     def read_document(self, name: str, max_bytes: int = contract.MAX_JSON_BYTES) -> dict[str, Any] | None:
-        """A document the machine wrote under out/, bounded and version-checked; a broken one is
-        logged (once) and read as absent, so a hostile machine cannot stop the following."""
+        """A document the machine wrote under out/ (`name` relative to it), fetched and read
+        through `document`; absent, or refused, reads as None."""
         rec = self.record
         key = contract.out_prefix(rec.job_id) + name
         try:
-            body = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
-            if body is None:
-                return None
-            return contract.load_document(body, name, max_bytes)
-        except TooLarge:
+            body: bytes | TooLarge | None = self.steps.get_bytes(self.settings, rec.bucket, key, max_bytes)
+        except TooLarge as error:
+            body = error
+        return self.document(name, body, max_bytes)
+
+    def document(self, name: str, body: bytes | TooLarge | None, max_bytes: int) -> dict[str, Any] | None:
+        """Fetched bytes of out/`name` as a JSON object, bounded and version-checked (through
+        `accept`); what is over `max_bytes` was not read and is refused."""
+        key = contract.out_prefix(self.record.job_id) + name
+        if isinstance(body, TooLarge):
             self.refuse(key, f"{name} is over the {max_bytes} bytes allowed")
+            return None
+        if body is None:
+            return None
+        return self.accept(key, lambda: contract.load_document(body, name, max_bytes))
+
+    def accept(self, key: str, parse: Callable[[], T]) -> T | None:
+        """The one way anything a machine wrote is read: `parse` (load, validate) runs here, and
+        whatever it raises is the machine's doing, so it is refused (said once) and read as
+        absent, never the end of the job. Only the network's failures and a cancel go on up."""
+        try:
+            return parse()
+        except CloudError:
+            raise
         except contract.ContractError as error:
             self.refuse(key, str(error))
+        except Exception as error:  # a parser's own limits: RecursionError, OverflowError, ...
+            self.refuse(
+                key, f"it could not be read ({type(error).__name__}: {contract.clean_text(error, 200)})"
+            )
         return None
 
     def refuse(self, key: str, reason: str) -> None:
@@ -399,10 +431,8 @@ class JobRunner(threading.Thread):
         if not document:
             return
         self._environment_seen = True
-        try:
-            report = contract.parse_environment(document)
-        except contract.ContractError as error:
-            self.refuse("environment.json", str(error))
+        report = self.accept("environment.json", lambda: contract.parse_environment(document))
+        if report is None:
             return
         if report.installed:
             self.log("Add-ons installed on the machine: " + ", ".join(report.installed) + ".")
@@ -419,10 +449,8 @@ class JobRunner(threading.Thread):
         document = self.read_document("quote.json", contract.MAX_PLAN_BYTES)
         if not document:
             return
-        try:
-            quote = contract.parse_quote(document, rec.frames)
-        except contract.ContractError as error:
-            self.refuse("quote.json", str(error))
+        quote = self.accept("quote.json", lambda: contract.parse_quote(document, rec.frames))
+        if quote is None:
             return
         spf = quote.seconds_per_frame
         scouts = quote.scout_frames
@@ -485,15 +513,18 @@ class JobRunner(threading.Thread):
         """Fetch what is new under `prefix`, a few files at a time; record each as it lands.
 
         Keys are the machine's words: each must map inside the job's output folder, fit the size
-        and count limits and, for frames, be a file the machine's plan names; anything else is
-        refused and logged, never written. A frame already on disk (a re-attach) is not fetched
-        again."""
+        and count limits (each output, and all of them together, bounded by the frames'
+        resolution: poll_bounds.py) and, for frames, be a file the machine's plan names; anything else is
+        refused and logged, never written. A frame's image header must say the job's format and
+        size (image_header.py) before it is kept or counted: Blender never decodes one that does
+        not. A frame already on disk (a re-attach) is not fetched again."""
         rec = self.record
         objects = self.steps.list_objects(self.settings, rec.bucket, prefix)
         limit = len(rec.frames) * contract.MAX_OUTPUT_OBJECTS_PER_FRAME + contract.MAX_EXTRA_OUTPUT_OBJECTS
         if len(objects) > limit:
             self.refuse(prefix, f"{len(objects)} objects, over the {limit} this job may have")
             objects = objects[:limit]
+        object_bound, job_bound = poll_bounds.frame_bytes(rec), poll_bounds.job_output_bytes(rec)
         wanted: list[tuple[str, Path, int | None]] = []
         for obj in objects:
             if obj.key in seen or obj.key in self._refused:
@@ -507,9 +538,17 @@ class JobRunner(threading.Thread):
             except contract.ContractError as error:
                 self.refuse(obj.key, str(error))
                 continue
-            if obj.size > contract.MAX_FRAME_BYTES:
-                self.refuse(obj.key, f"{obj.size} bytes, over the {contract.MAX_FRAME_BYTES} allowed")
+            if obj.size > object_bound:
+                self.refuse(obj.key, f"{obj.size} bytes, over the {object_bound} allowed")
                 continue
+            if self._output_bytes + obj.size > job_bound:  # waits: said once, fetched never
+                self.refuse(
+                    "the job's outputs",
+                    f"{len(rec.frames)} frames at this resolution make {job_bound} bytes at most, "
+                    "and the machines wrote more: the rest stays in the bucket",
+                )
+                continue
+            self._output_bytes += obj.size
             known = rec.frame_paths.get(str(frame)) if frame is not None else None
             if known == str(dest) and dest.is_file() and dest.stat().st_size == obj.size:
                 seen.add(obj.key)  # already here from before a restart
@@ -520,10 +559,15 @@ class JobRunner(threading.Thread):
 
         def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None, str]:
             key, dest, frame = item
+            check = (lambda path: check_frame(path, self.frame_shape)) if frame is not None else None
             try:
-                self.steps.download(self.settings, rec.bucket, key, dest, contract.MAX_FRAME_BYTES)
+                self.steps.download(self.settings, rec.bucket, key, dest, object_bound, check)
+            except contract.ContractError as error:  # not a frame of this job: nothing kept
+                return key, dest, frame, f"not counted as frame {frame}: {error}"
             except TooLarge:  # it grew after it was listed
-                return key, dest, frame, f"over the {contract.MAX_FRAME_BYTES} bytes allowed"
+                return key, dest, frame, f"over the {object_bound} bytes allowed"
+            except OSError as error:  # `x` and `x/y` both listed: one of them cannot be written
+                return key, dest, frame, f"it cannot be written here ({error.strerror or error})"
             return key, dest, frame, ""
 
         with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
@@ -531,7 +575,7 @@ class JobRunner(threading.Thread):
                 key, dest, frame, refused = done.result()
                 if refused:
                     self.refuse(key, refused)
-                    continue
+                    continue  # (its bytes stay counted: a machine cannot retry its way past the bound)
                 seen.add(key)
                 if frame is not None:
                     self._frame_arrived(frame, dest)
@@ -632,7 +676,11 @@ class JobRunner(threading.Thread):
                 movie = self._fetch_movie(data) if data else (".", "")
                 self.end(Stage.DONE, self.engine.rendered_words(rec) + movie[0], movie[1])
         elif stage is Stage.FAILED:
-            report = contract.parse_error(data, rec.frames)
+            key = contract.out_prefix(rec.job_id) + "error.json"
+            report = self.accept(key, lambda: contract.parse_error(data, rec.frames))
+            report = report or contract.parse_error({}, rec.frames)
+            if report.dropped:
+                self.refuse(key, report.dropped)
             if (
                 machine_failure(report.kind) in (ErrorCode.MACHINE_DOWNLOAD, ErrorCode.MACHINE_MISSING_FILE)
                 and rec.bucket
@@ -644,7 +692,11 @@ class JobRunner(threading.Thread):
                 self.post_log(("[cloud-render] The machine's last lines:", *report.last_lines))
             self.end(Stage.FAILED, report.cause or "The render failed.", failure_action(report.kind))
         else:
-            interrupted = contract.parse_interrupted(data, rec.frames)
+            key = contract.out_prefix(rec.job_id) + "interrupted.json"
+            interrupted = self.accept(key, lambda: contract.parse_interrupted(data, rec.frames))
+            interrupted = interrupted or contract.parse_interrupted({}, rec.frames)
+            if interrupted.dropped:
+                self.refuse(key, interrupted.dropped)
             left = interrupted.frames_left or rec.frames_missing
             stage, message, action = INTERRUPTION_WORDS[interrupted.reason]
             self.end(stage, message.format(left=len(left), done=len(rec.frames_done)), action)
@@ -652,10 +704,8 @@ class JobRunner(threading.Thread):
     def _fetch_movie(self, data: dict[str, Any]) -> tuple[str, str]:
         """A movie job's movie, downloaded to <output>/movie/; (the rest of the message, an action)."""
         rec = self.record
-        try:
-            done = contract.parse_done(data, rec.frames)
-        except contract.ContractError as error:
-            self.refuse("done.json", str(error))
+        done = self.accept("done.json", lambda: contract.parse_done(data, rec.frames))
+        if done is None:
             return ".", ""
         if done.movie_error:
             rec.movie_error = done.movie_error

@@ -175,6 +175,14 @@ class JobRequest:
     # How to start a background Blender here on the job's copy with the cost map's script, up
     # to its `--` (cloud/cost/cost_map.py); empty: no map (the frames' order is not chosen).
     cost_map_command: list[str] = field(default_factory=list)
+    # What each frame file must be, checked before Blender decodes it (cloud/job/image_header.py):
+    # Blender's file format and the size it renders at (resolution x percentage, overrides
+    # applied); "" and 0 where not known; at most that size where a border crop or stereo views
+    # make the file smaller or the views sit side by side.
+    frame_format: str = ""
+    frame_width: int = 0
+    frame_height: int = 0
+    frame_size_at_most: bool = False
 
 
 @dataclass
@@ -239,6 +247,11 @@ class JobRecord:
     # remembered after the job so that the next one offers exactly that archive.
     kernel_cache_prefix: str = ""
     gpu_driver: str = ""
+    # What each frame file must be (JobRequest's fields of the same names).
+    frame_format: str = ""
+    frame_width: int = 0
+    frame_height: int = 0
+    frame_size_at_most: bool = False
 
     @property
     def stage_enum(self) -> Stage:
@@ -295,7 +308,22 @@ class JobRecord:
             render_pixels=request.render_pixels,
             still_denoise=request.still_denoise,
             still_composite=request.still_composite,
+            **frame_shape_of(request),
         )
+
+
+def frame_shape_of(request: JobRequest) -> dict[str, Any]:
+    """The record's frame fields. A still over many machines is written by its merge in the
+    scene's own format and size (the overrides are the frames' only), which the request does not
+    carry: any image Blender writes, of a bounded size, is its frame."""
+    if engine_name_for(request.machines, len(request.frames), request.engine) is EngineName.STILL:
+        return {}
+    return {
+        "frame_format": request.frame_format,
+        "frame_width": request.frame_width,
+        "frame_height": request.frame_height,
+        "frame_size_at_most": request.frame_size_at_most,
+    }
 
 
 class RecordStore:

@@ -89,6 +89,7 @@ MAX_LOG_LINES = 400  # the last lines an error report may carry
 MAX_TEXT_CHARS = 1000  # a message, a cause, a device name
 MAX_FRAME_BYTES = 8 * 1024**3  # a multilayer EXR at 8K is well under this
 MAX_PATH_CHARS = 512
+MAX_JSON_DEPTH = 32  # the deepest document the machine writes is 4 levels; a parser recurses per level
 MAX_OUTPUT_OBJECTS_PER_FRAME = 64  # frames plus File Output passes
 MAX_EXTRA_OUTPUT_OBJECTS = 10_000
 MAX_SAMPLES = 1 << 24
@@ -483,12 +484,30 @@ def load_document(body: bytes, what: str, max_bytes: int = MAX_JSON_BYTES) -> di
         raise ContractError(f"{what} is {len(body)} bytes, over the {max_bytes} allowed")
     try:
         data = json.loads(body.decode("utf-8"))
+    except RecursionError as exc:  # "[[[[..." a few kB deep: the parser's own stack gives out
+        raise ContractError(f"{what} is nested too deeply to read") from exc
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ContractError(f"{what} is not valid JSON: {exc}") from exc
+        raise ContractError(f"{what} is not valid JSON: {clean_text(exc, 200)}") from exc
     if not isinstance(data, dict):
         raise ContractError(f"{what} is a JSON {type(data).__name__}, not an object")
+    if _depth(data) > MAX_JSON_DEPTH:  # comparing or printing it would recurse as deep
+        raise ContractError(f"{what} is nested over {MAX_JSON_DEPTH} levels deep")
     _check_version(data, what)
     return data
+
+
+def _depth(data: Any) -> int:
+    """How deep lists and objects nest in a loaded document (counted without recursing)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        value, level = todo.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                todo.extend(
+                    (item, level + 1) for item in (value.values() if isinstance(value, dict) else value)
+                )
+    return deepest
 
 
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|[\x00-\x08\x0b-\x1f\x7f\x9b]")
@@ -523,7 +542,10 @@ def _float(value: Any, what: str, low: float, high: float, optional: bool = Fals
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ContractError(f"{what} must be a number, not {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a whole number of hundreds of digits
+        raise ContractError(f"{what} is too large a number") from None
     if not math.isfinite(number) or not low <= number <= high:
         raise ContractError(f"{what} {value!r} is outside {low}..{high}")
     return number
@@ -675,6 +697,15 @@ def movie_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/out/movie/{name}"
 
 
+def _frames_hint(value: Any, what: str, allowed: set[int]) -> tuple[list[int], str]:
+    """An end document's frames left: a hint beside its cause, so a list that breaks the
+    contract is dropped (with the reason, for the log) and the rest of the document still read."""
+    try:
+        return _frames(value, what, allowed), ""
+    except ContractError as error:
+        return [], str(error)
+
+
 @dataclass(frozen=True)
 class ErrorReport:
     kind: str
@@ -682,20 +713,25 @@ class ErrorReport:
     frame: int | None
     last_lines: list[str]
     frames_left: list[int]
+    dropped: str = ""  # what was left out as breaking the contract (for the job log)
 
 
 def parse_error(data: dict[str, Any], job_frames: list[int]) -> ErrorReport:
+    """error.json, read leniently: a failed machine's cause is what the artist needs, so no
+    field of it can refuse the cause (each is checked on its own)."""
     lines = data.get("last_lines")
     if not isinstance(lines, list):
         lines = []
     allowed = set(job_frames)
     frame = data.get("frame")
+    frames_left, dropped = _frames_hint(data.get("frames_left"), "error frames_left", allowed)
     return ErrorReport(
         kind=_choice(data.get("kind"), "error kind", ERROR_KINDS, "unknown"),
         cause=clean_text(data.get("cause")),
         frame=frame if isinstance(frame, int) and not isinstance(frame, bool) and frame in allowed else None,
-        last_lines=[clean_log_line(str(line)) for line in lines[-MAX_LOG_LINES:]],
-        frames_left=_frames(data.get("frames_left"), "error frames_left", allowed),
+        last_lines=[clean_log_line(line if isinstance(line, str) else "") for line in lines[-MAX_LOG_LINES:]],
+        frames_left=frames_left,
+        dropped=dropped,
     )
 
 
@@ -703,12 +739,16 @@ def parse_error(data: dict[str, Any], job_frames: list[int]) -> ErrorReport:
 class InterruptedReport:
     reason: str
     frames_left: list[int]
+    dropped: str = ""  # what was left out as breaking the contract (for the job log)
 
 
 def parse_interrupted(data: dict[str, Any], job_frames: list[int]) -> InterruptedReport:
+    """interrupted.json, read as leniently as error.json: its reason chooses the words."""
+    frames_left, dropped = _frames_hint(data.get("frames_left"), "interrupted frames_left", set(job_frames))
     return InterruptedReport(
         reason=_choice(data.get("reason"), "interruption reason", INTERRUPTION_REASONS, "spot"),
-        frames_left=_frames(data.get("frames_left"), "interrupted frames_left", set(job_frames)),
+        frames_left=frames_left,
+        dropped=dropped,
     )
 
 

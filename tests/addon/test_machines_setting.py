@@ -165,6 +165,34 @@ def test_the_request_says_engine_samples_and_pixels_as_rendered(installed, tmp_p
         settings.samples, settings.resolution_percentage = 0, 0
 
 
+def test_the_request_says_what_each_frame_file_must_be(installed, tmp_path):
+    """The format and size each frame is checked against before Blender here decodes it
+    (cloud/job/image_header.py): Blender's own sizing, the overrides applied, a movie's frames
+    as rendered before the encode, and a bound where a border crop or stereo views change it."""
+    submit = harness.addon().addon.submit
+    harness.make_scene(tmp_path / "shot.blend", frames=2, size=16, samples=1)
+    scene = bpy.context.scene
+    settings = scene.cloud_render
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 1921, 1081, 33
+    render.image_settings.file_format = "PNG"
+    try:
+        assert submit.frame_shape(scene) == {
+            "frame_format": "PNG",
+            "frame_width": 1921 * 33 // 100,  # 633, as Blender rounds (down, in integers)
+            "frame_height": 1081 * 33 // 100,
+            "frame_size_at_most": False,
+        }
+        settings.file_format, settings.resolution_percentage = "OPEN_EXR", 50
+        assert submit.frame_shape(scene)["frame_format"] == "OPEN_EXR"
+        assert submit.frame_shape(scene)["frame_width"] == 960
+        render.use_border = render.use_crop_to_border = True
+        assert submit.frame_shape(scene)["frame_size_at_most"] is True
+    finally:
+        settings.file_format, settings.resolution_percentage = "SCENE", 0
+        render.use_border = render.use_crop_to_border = False
+
+
 def test_a_cycles_submission_carries_the_cost_map_command_and_eevee_none(installed, tmp_path):
     """The request tells the job thread how to start the cost map's Blender on the job's copy
     (cloud/cost/cost_map.py appends the plan after `--`); only Cycles shots are mapped."""

@@ -17,6 +17,7 @@ from cloud.job.events import EventQueue, FrameArrived, JobEnded, LogLines
 from cloud.job.job_thread import JobRunner
 from cloud.job.records import Stage
 from cloud.machine import contract
+from tests.images import png
 from tests.unit.test_machine_output import followed_job
 
 
@@ -52,7 +53,7 @@ def test_a_due_frame_is_fetched_between_polls(job):
     runner, events, machine = job
     pausing = pause_in_background(runner, 60.0)
     try:
-        machine.put("frames/f_0001.png", b"png1")
+        machine.put("frames/f_0001.png", png())
         taken = wait_for_frame(events, 30.0)
         assert [e.frame for e in taken if isinstance(e, FrameArrived)] == [1]
         assert pausing.is_alive()  # fetched by the watch, not by a poll after the pause
@@ -70,7 +71,7 @@ def test_nothing_is_listed_while_no_frame_is_due(job, why):
     else:
         runner.record.seconds_per_frame = 600.0
         runner._last_frame_at = time.monotonic()
-    machine.put("frames/f_0001.png", b"png1")
+    machine.put("frames/f_0001.png", png())
     runner.pause(1.0)
     assert not any(isinstance(e, FrameArrived) for e in events.drain(budget_s=1.0, limit=1000))
     runner.poll_outputs()  # the next full poll still brings it
@@ -82,7 +83,7 @@ def test_back_in_contact_is_said_before_the_job_ends(job):
     back before it reports the ending, so the artist reads both in order."""
     runner, events, machine = job
     for name in ("f_0001.png", "f_0002.png"):
-        machine.put(f"frames/{name}", b"png")
+        machine.put(f"frames/{name}", png())
     machine.put_json("done.json", {"contract": contract.CONTRACT_VERSION, "frames_done": [1, 2]})
     runner._lost_since = time.monotonic() - 5
     assert runner.follow_once() is True
@@ -113,7 +114,7 @@ def test_a_frame_that_becomes_due_during_a_long_pause_is_watched_from_then(job):
     runner.record.seconds_per_frame = 3.0
     runner._last_frame_at = time.monotonic()
     assert runner.until_frame_due() > 0
-    machine.put("frames/f_0001.png", b"png1")
+    machine.put("frames/f_0001.png", png())
     pausing = pause_in_background(runner, 60.0)
     try:
         taken = wait_for_frame(events, 30.0)

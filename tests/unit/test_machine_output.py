@@ -25,6 +25,7 @@ from cloud.job.records import RecordStore, Stage, new_job_id
 from cloud.machine import contract
 from cloud.machine.transport import Poster
 from tests.factories import job_record
+from tests.images import png
 
 BUCKET = "cloud-render-hostile-test"
 
@@ -115,7 +116,7 @@ def test_frames_come_from_the_machines_plan_not_from_digits_in_their_names(job):
     plan = [{"name": f"shot_{f:04d}_v2.png", "frame": f} for f in (1, 2, 3)]
     machine.put_json("plan.json", {"contract": contract.CONTRACT_VERSION, "frames": plan})
     for f in (1, 2, 3):
-        machine.put(f"frames/shot_{f:04d}_v2.png", b"png%d" % f)
+        machine.put(f"frames/shot_{f:04d}_v2.png", png(f, f))
     machine.put("frames/not-in-plan.png", b"stray")
     runner.poll_outputs()
     arrived = sorted(e.frame for e in drained(events) if isinstance(e, FrameArrived))
@@ -249,17 +250,18 @@ def test_an_input_missing_from_the_bucket_makes_the_next_submit_ask_s3_again(job
 def test_reattaching_does_not_download_frames_already_on_disk(job, aws):
     runner, events, machine, tmp_path = job
     machine.put_json("plan.json", {"frames": [{"name": "f0001.png", "frame": 1}]})
-    machine.put("frames/f0001.png", b"cloud-frame")
+    machine.put("frames/f0001.png", png())
     runner.poll_outputs()
     local = Path(runner.record.output_dir) / "f0001.png"
-    assert local.read_bytes() == b"cloud-frame"
-    local.write_bytes(b"artist-edit")  # same size: touched by the artist after it arrived
+    assert local.read_bytes() == png()
+    edited = png(rgba=(201, 81, 41, 255))
+    local.write_bytes(edited)  # same size: touched by the artist after it arrived
     # Blender restarted: a new runner follows the same job from its record.
     store = RecordStore(tmp_path / "jobs")
     again = JobRunner(store.load(runner.record.job_id), aws.settings, events, store, CloudSteps(tmp_path))
     drained(events)
     again.poll_outputs()
-    assert local.read_bytes() == b"artist-edit"
+    assert local.read_bytes() == edited
     assert not [e for e in drained(events) if isinstance(e, FrameArrived)]
 
 
