@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 MARK = "CLOUDRENDER_COSTMAP "
 MAX_MAP_FRAMES = 24  # frames rendered for the map at most; the others are interpolated
-MAP_LONG_SIDE = 96  # pixels on the frame's long side: shading and geometry costs, little else
-MAP_SAMPLES = 8
+MAP_LONG_SIDE = 128  # pixels on the frame's long side: shading and geometry costs, little else
+MAP_SAMPLES = 16
 BUDGET_S = 30.0  # the longest a launch waits for the map, counted from its start
 
 
