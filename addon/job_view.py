@@ -7,6 +7,7 @@ typed (`cloud/job/events.py`) and already validated where the machine could have
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from ..cloud.job.events import (
     StageChanged,
 )
 from ..cloud.job.log_filter import for_people
+from ..cloud.machine.contract import shown_text
 from ..cloud.pack import FRAMES_IMAGE_PREFIX
 from . import jobs_list, pump
 
@@ -184,13 +186,40 @@ HANDLERS: dict[type, Callable[[Any, Any, bool], None]] = {
 }
 
 
+# Fields that are the add-on's own keys (a job id, a stage id, an error code) or a local file,
+# never words to show: every other text field of an event is shown as text (`shown`).
+_NOT_WORDS = frozenset({"job_id", "stage", "code", "path"})
+
+
+def shown(event: JobEvent) -> JobEvent:
+    """`event` with each text the artist may see (a message, a log line, a machine's row, a
+    device name) passed through `contract.shown_text`: whichever thread made the event and
+    whatever it quoted from a machine, no control, bidirectional or zero-width character
+    reaches the panel, the job log or a tooltip. A message keeps its own line breaks."""
+    changes: dict[str, Any] = {}
+    for item in dataclasses.fields(event):
+        value = getattr(event, item.name)
+        if item.name in _NOT_WORDS:
+            continue
+        if isinstance(value, str):
+            words: Any = "\n".join(shown_text(line) for line in value.split("\n"))
+        elif isinstance(value, tuple) and all(isinstance(line, str) for line in value):
+            words = tuple(shown_text(line) for line in value)
+        else:
+            continue
+        if words != value:
+            changes[item.name] = words
+    return dataclasses.replace(event, **changes) if changes else event
+
+
 def apply_event(event: JobEvent) -> None:
-    """Route one event to the panel, the jobs list, the log and the images, by its type."""
+    """Route one event to the panel, the jobs list, the log and the images, by its type; its
+    words go through `shown` first, the one way text reaches what the artist sees."""
     handler = HANDLERS.get(type(event))
     if handler is None:
         return
     current_view = view()
-    handler(event, current_view, current_view.job_id == event.job_id)
+    handler(shown(event), current_view, current_view.job_id == event.job_id)
     redraw()
 
 

@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     PACK_DIR_NOT_EMPTY = "pack_dir_not_empty"
     PACK_DIR_IS_PROJECT = "pack_dir_is_project"
     PACK_READ_FAILED = "pack_read_failed"
+    PACK_RESERVED_PATH = "pack_reserved_path"
     SCENE_TOO_LARGE = "scene_too_large"
     INPUT_CHANGED = "input_changed"
     TOO_LARGE = "too_large"

@@ -3,11 +3,15 @@ pack/, the bucket record in aws/), opened on first use with its schema.
 
 Both files only save work: a file that cannot be opened or made gives None, and the caller does
 the work it would have saved (hashing, HEADs), never fails the submit. SQLite does the locking
-between threads and between Blenders; a connection is never shared across threads.
+between threads and between Blenders; a connection is never shared across threads. Like the key
+files, each is readable by this user only (0600: it names the artist's files and buckets), and
+SQLite gives its journal the database's mode.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -29,6 +33,7 @@ class LocalDb:
         if db is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                _private(self.path)
                 db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
                 for statement in self.schema:
                     db.execute(statement)
@@ -36,3 +41,11 @@ class LocalDb:
                 return None
             self._local.db = db
         return db
+
+
+def _private(path: Path) -> None:
+    """Make `path` 0600 before SQLite opens it: created so from its first byte, and a file an
+    earlier version made world-readable is narrowed."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o600)

@@ -47,15 +47,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cloud.aws.session import AwsSettings
+from dev import process_sweep
 from dev.aws_emulator import MOTO_SERVICES, moto_server
 from dev.docker_standin import DockerStandin, Machine
 from dev.simulator import StandInGpu, nvidia_smi
+from dev.standin_path import machine_path
 
 KEY_ID = "AKIAEMULATEDTEST0001"
 SECRET = "emulatedSecretKeyForTestsOnly0123456789ab"
 SHIMS = {
     "dnf": '#!/bin/sh\necho "(simulated) dnf $*"\n',
     "apt-get": '#!/bin/sh\necho "(simulated) apt-get $*"\n',
+    # A container has none: the boot script's dead-man timer falls back to `sleep; poweroff`,
+    # which finds this shim (the PATH holds no host power command: dev/standin_path.py), and
+    # the timer dies with its machine (DockerStandin, `_reap_rerun`).
     "shutdown": '#!/bin/sh\necho "(container) no shutdown here"\nexit 1\n',
     "poweroff": "#!/bin/sh\nexit 1\n",
 }
@@ -192,7 +197,7 @@ class BatchSimulator:
             (shims / name).write_text(text)
             (shims / name).chmod(0o755)
         extra = {
-            "PATH": f"{shims}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": machine_path(shims, self.work_root),
             "CLOUD_RENDER_ROOT": "{folder}/root",
             "CLOUD_RENDER_IMDS_URL": "http://127.0.0.1:9",  # nothing listens: no metadata in a container
             "CLOUD_RENDER_IMDS_POLL_S": "60",
@@ -322,6 +327,7 @@ class BatchSimulator:
             TMPDIR=str(folder / "tmp"),
             CLOUD_RENDER_ROOT=str(folder / "root"),
         )
+        env[process_sweep.MACHINE_MARK] = str(folder)
         with open(folder / "console.log", "wb") as console:
             proc = subprocess.Popen(
                 first.command,
@@ -331,6 +337,7 @@ class BatchSimulator:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        threading.Thread(target=_reap_rerun, args=(proc, folder), daemon=True).start()
         with self._lock:
             self.reruns.append(proc)
             self.reran[index] = proc
@@ -348,3 +355,16 @@ class BatchSimulator:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        for _job, _index, _attempt, folder in self.rerun_folders:
+            process_sweep.end_marked(process_sweep.MACHINE_MARK, str(folder))
+
+
+def _reap_rerun(proc: subprocess.Popen[bytes], folder: Path) -> None:
+    """As the stand-in does for a container: once the re-run's main process ends, what it left
+    (the dead-man timer, Blender in its own session) is killed before the main one is reaped."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    process_sweep.end_marked(process_sweep.MACHINE_MARK, str(folder))
+    proc.wait()

@@ -84,6 +84,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dev import process_sweep
+
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.45"
@@ -318,6 +320,8 @@ class DockerStandin:
             **machine.env,
             **self._moto_variables(),
             **batch_env,
+            **process_sweep.inherited(),
+            process_sweep.MACHINE_MARK: str(machine.folder),  # how its strays are found (_reap)
         }
         machine.process_env = env
         try:
@@ -464,6 +468,8 @@ def _reap(machine: Machine, readers: list[threading.Thread]) -> None:
     with machine._lock:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
+        # And what left the group: a process of a session of its own (the supervisor's Blender).
+        process_sweep.end_marked(process_sweep.MACHINE_MARK, str(machine.folder))
         code = process.wait()
         machine._reaped = True
     for reader in readers:

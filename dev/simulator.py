@@ -13,7 +13,7 @@ production one.
         ...launch an instance...
         sim.wait_terminated(instance_id)
 
-`python dev/simulator.py --endpoint URL` runs it until Ctrl-C (for `make demo`).
+`python -m dev.simulator --endpoint URL` runs it until Ctrl-C (for `make demo`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from dev import process_sweep
+from dev.standin_path import host_tools, machine_path
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "cloud" / "machine" / "blender_launcher.py"
@@ -305,9 +308,18 @@ class CuttableProxy:
 # ---------------------------------------------------------------- one machine
 
 
+# A shim acts only inside its own machine folder (where the simulator put it); anywhere else it
+# refuses, and the machine's PATH (dev/standin_path.py) holds no host command that powers off.
+_ONLY_IN_MACHINE = """case "$0" in
+  "${SIM_MACHINE:-/nonexistent}"/bin/*) [ -d "$SIM_MACHINE" ] || exit 1 ;;
+  *) echo "stand-in $0 refuses to run outside its machine folder" >&2; exit 1 ;;
+esac
+"""
 SHIMS = {
     "shutdown": """#!/bin/sh
-for a in "$@"; do
+"""
+    + _ONLY_IN_MACHINE
+    + """for a in "$@"; do
   case "$a" in
     now|+0) echo "shutdown $*" > "$SIM_MACHINE/power-off"; echo "(simulated) powering off"; exit 0 ;;
     +*) echo "${a#+}" > "$SIM_MACHINE/deadman"; echo "(simulated) shutdown scheduled in ${a#+} min"; exit 0 ;;
@@ -316,7 +328,7 @@ for a in "$@"; do
 done
 echo "shutdown $*" > "$SIM_MACHINE/power-off"
 """,
-    "poweroff": '#!/bin/sh\necho poweroff > "$SIM_MACHINE/power-off"\n',
+    "poweroff": "#!/bin/sh\n" + _ONLY_IN_MACHINE + 'echo poweroff > "$SIM_MACHINE/power-off"\n',
     "halt": '#!/bin/sh\necho "halt $*" >> "$SIM_MACHINE/halted"\necho "(simulated) halted: still billing"\n',
     "dnf": '#!/bin/sh\necho "(simulated) dnf $*"\n',
     "apt-get": '#!/bin/sh\necho "(simulated) apt-get $*"\n',
@@ -383,10 +395,12 @@ class Machine:
             open(self.console, "wb") as out,
         ):
             env = {
-                "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                "PATH": machine_path(bin_dir, self.sim.work_root),
                 "HOME": str(self.dir),
                 "LANG": "C.UTF-8",
                 "SIM_MACHINE": str(self.dir),
+                process_sweep.MACHINE_MARK: str(self.dir),
+                **process_sweep.inherited(),
                 "CLOUD_RENDER_ROOT": str(self.root),
                 "CLOUD_RENDER_IMDS_URL": f"http://127.0.0.1:{imds.server_address[1]}",
                 "CLOUD_RENDER_IMDS_POLL_S": "0.2",
@@ -445,6 +459,8 @@ class Machine:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+            # What left the group (Blender in a session of its own, a dead-man timer) goes too.
+            process_sweep.end_marked(process_sweep.MACHINE_MARK, str(self.dir))
 
     def _fire_at_frame_end(self) -> None:
         if self.faults.spot_notice:
@@ -522,6 +538,7 @@ class InstanceSimulator:
 
     def __enter__(self) -> InstanceSimulator:
         self.work_root.mkdir(parents=True, exist_ok=True)
+        host_tools(self.work_root / "host-tools")  # once, before machines boot in their threads
         self.thread.start()
         return self
 

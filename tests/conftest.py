@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,12 +14,18 @@ from pathlib import Path
 import pytest
 
 from cloud.aws.session import AwsSettings
+from dev import process_sweep
 from dev.aws_emulator import emulator_url, endpoint_variables, moto_server, reset
 from dev.emulator import create_artist
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
 # the developer's own Blender configuration.
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="cloud-render-blender-user-"))
+# Every process this pytest process starts carries this mark, and so do their children (the
+# stand-in machines copy it into the environments they build): `_no_process_left` finds them.
+# Each pytest-xdist worker sets its own, so a worker never counts another's processes.
+os.environ[process_sweep.RUN_MARK] = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+LEFT_GRACE_S = 20.0  # for processes already being stopped as the run ends
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT.parent / "shared" / "testdata" / "blendfiles"
@@ -70,6 +77,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     bpy = sys.modules.get("bpy")
     if bpy is not None:
         bpy.app.driver_namespace.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left() -> Iterator[None]:
+    """Set up first, so it ends last: once every other fixture of the run (or of this xdist
+    worker) has ended, no process this run started may still be alive. Any that are (a stand-in
+    machine's dead-man timer, a Blender) are named, killed, and fail the run."""
+    yield
+    mark = os.environ[process_sweep.RUN_MARK]
+    left = process_sweep.wait_gone(process_sweep.RUN_MARK, mark, LEFT_GRACE_S)
+    if left:
+        process_sweep.end_marked(process_sweep.RUN_MARK, mark)
+        pytest.fail(
+            f"{len(left)} process(es) this test run started outlived it (now killed): "
+            + "; ".join(str(p) for p in left),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -119,12 +119,36 @@ def load_keys(directory: Path) -> AccessKeys | None:
     try:
         payload = json.loads(Fernet(key_path.read_bytes().strip()).decrypt(data_path.read_bytes()))
     except (InvalidToken, ValueError, OSError):
-        raise CloudError(
-            "The saved AWS keys could not be read back.",
-            "Paste your access key again in Preferences > Add-ons > Cloud Render.",
-            code=ErrorCode.KEYS_UNREADABLE,
-        ) from None
-    return AccessKeys(payload["id"], payload["secret"], payload.get("token"))
+        raise _damaged() from None
+    keys = _stored_pair(payload)
+    if keys is None:
+        raise _damaged()
+    return keys
+
+
+def _damaged() -> CloudError:
+    return CloudError(
+        "The saved AWS keys are damaged and could not be read back.",
+        "Paste your access key again in Preferences > Add-ons > Cloud Render.",
+        code=ErrorCode.KEYS_UNREADABLE,
+    )
+
+
+def _stored_pair(payload: object) -> AccessKeys | None:
+    """The key pair a decrypted store holds, or None when it is not one: a store that decrypts
+    but names no key (`{"id": null}`) would otherwise sign with whatever the environment has."""
+    if not isinstance(payload, dict):
+        return None
+    key_id, secret, token = payload.get("id"), payload.get("secret"), payload.get("token")
+    if (
+        not isinstance(key_id, str)
+        or not isinstance(secret, str)
+        or not (token is None or isinstance(token, str))
+    ):
+        return None
+    if not _KEY_ID.match(key_id) or not _SECRET.match(secret):
+        return None
+    return AccessKeys(key_id, secret, token or None)
 
 
 def delete_keys(directory: Path) -> None:

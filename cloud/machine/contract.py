@@ -510,15 +510,35 @@ def _depth(data: Any) -> int:
     return deepest
 
 
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|[\x00-\x08\x0b-\x1f\x7f\x9b]")
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile("\r\n|[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# What changes or hides how the text around it reads: bidirectional controls (U+202E shows the
+# rest of a line backwards), zero-width and every other format character (Unicode's Cf), and
+# lone surrogates (which JSON's \ud800 yields and no UTF-8 string, Blender's included, holds).
+_HIDDEN = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f\ud800-\udfff]"
+)
+
+
+def shown_text(text: str) -> str:
+    """Text from the machine as the artist may see it (panel, job log, tooltip): one line, terminal
+    escapes and control characters removed, and what would reorder or hide text made visible
+    as <U+202E>, so that a line reads as what it is."""
+    if text.isascii() and text.isprintable():
+        return text  # nearly every line: nothing to do
+    text = _LINE_BREAK.sub(" ", text)
+    text = _CONTROL.sub("", text)
+    return _HIDDEN.sub(lambda found: f"<U+{ord(found.group()):04X}>", text)
 
 
 def clean_text(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
-    """Any value as one safe line of text: control characters and terminal escapes removed, cut."""
+    """Any value as one safe line of text (shown_text), cut to `limit` characters."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    text = _CONTROL.sub("", text[: limit * 2]).replace("\n", " ").replace("\r", " ")
+    text = shown_text(text[: limit * 2])
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 

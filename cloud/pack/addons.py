@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..machine.contract import ADDONS_DIR
+from ..machine.contract import ADDONS_DIR, ContractError, clean_text, safe_relative_path
 
 COMPILED_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 # Compiled parts the Linux x86-64 machine can load (with Blender's Python 3.11 or 3.13).
@@ -88,8 +88,40 @@ def machine_loads(name: str) -> bool:
     return name.endswith(".so") and any(tag in name for tag in MACHINE_TAGS)
 
 
+def _leaves_folder(root: Path, path: Path) -> bool:
+    """Whether `path` (a file found under `root`) is, or reaches through, a link out of `root`."""
+    try:
+        return not path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return True
+
+
+def unsafe_file(addon: EnabledAddon, files: dict[str, Path]) -> str:
+    """Why one of the add-on's files must not travel, naming it, or "": a link that leads out
+    of the add-on's folder (a linked ~/.aws/credentials would be uploaded as the link's name),
+    or a name the machine would refuse after the upload (a backslash, a control character)."""
+    root = Path(addon.path)
+    for rel, path in files.items():
+        try:
+            safe_relative_path(rel)
+        except ContractError:
+            return (
+                f"its file {clean_text(rel, 200)} has a name the render machine cannot use (a backslash or a "
+                "control character); rename it."
+            )
+        if root.is_dir() and _leaves_folder(root, path):
+            return (
+                f"its file {rel} is a link to a file outside the add-on's folder, which is not sent; "
+                "copy the file into the add-on's folder instead of linking it."
+            )
+    return ""
+
+
 def why_not(addon: EnabledAddon, files: dict[str, Path]) -> str:
     """Why this add-on cannot travel, in one sentence, or ""."""
+    unsafe = unsafe_file(addon, files)
+    if unsafe:
+        return unsafe
     if addon.wheels:
         return (
             f"it brings Python wheels ({', '.join(addon.wheels[:3])}), which are not sent to the machine yet."

@@ -36,6 +36,7 @@ from blender_asset_tracer.pack import progress as batprogress
 from blender_asset_tracer.trace import blocks2assets, expanders, file2blocks, file_sequence, result
 
 from ..errors import Cancelled, CloudError, ErrorCode
+from ..machine.contract import ADDONS_DIR
 from .chunking import Chunk, ChunkPolicy, chunk_file
 from .hash_cache import HashCache
 
@@ -645,6 +646,22 @@ def _copy_all(
     return files
 
 
+def _refuse_reserved(files: dict[str, FileEntry], sources: dict[str, Path]) -> None:
+    """No file of the scene may land in the machine's Blender user folder (`contract.ADDONS_DIR`
+    at the job's root, `//_cloud_render_user/...` next to the .blend): Blender there runs what it
+    finds under scripts/startup/ whatever Auto Run says, and only travelling add-ons go there."""
+    reserved = sorted(rel for rel in files if rel.split("/", 1)[0] == ADDONS_DIR)
+    if reserved:
+        first = reserved[0]
+        raise CloudError(
+            f"The scene uses {first}, in a folder named {ADDONS_DIR}, which the render machine keeps "
+            "for Blender's own settings and add-ons.",
+            f"Rename the folder {ADDONS_DIR} next to your .blend (and relink its files), then submit again.",
+            code=ErrorCode.PACK_RESERVED_PATH,
+            detail=", ".join(f"{rel} <- {sources.get(rel, '')}" for rel in reserved[:10]),
+        )
+
+
 def _prepare_out_dir(blend_path: Path, out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise CloudError(
@@ -765,6 +782,7 @@ def _pack_locked(
         stamps: dict[str, tuple[int, int]] = {}
         notes: list[str] = []
         files = _copy_all(packer, out_dir, cancel, progress, hashes, sources, stamps, chunking, notes)
+        _refuse_reserved(files, sources)
         blend_rel = Path(packer.output_path).relative_to(out_dir.absolute()).as_posix()
         manifest = PackManifest(blend=blend_rel, files=files)
         return PackResult(

@@ -390,3 +390,33 @@ def test_machine_rows_wrap_beside_their_log_buttons(module):
     )
     assert all(len(text) <= room for text in labels if "Machine" in text or "on-demand" in text)
     assert operators.count("cloud_render.open_log") == 4  # one per machine, and the job's
+
+
+def test_machine_text_is_shown_as_text_in_the_panel_and_the_full_log(module):
+    """Words that reach the panel however they were made (an add-on line quoting a machine, a
+    machine's row, a stage message, a device): bidirectional, zero-width and control characters
+    are shown as <U+XXXX> or removed, in the panel's labels and in the full log's text."""
+    events = module.cloud.job.events
+    job_view = module.addon.job_view
+    view = job_view.view()
+    job_id = view.job_id = "20261125-000000-abcdef"
+    view.state = "rendering"
+    hostile = "error: invoice_\u202egnp.exe\u202c\u200b \x1b[31mred\x07 \ud800"
+    try:
+        for event in (
+            events.LogLines(job_id, (f"[cloud-render] {hostile}", hostile)),
+            events.MachinesUpdate(job_id, (f"Machine 0: {hostile}",), 0.0),
+            events.StageChanged(job_id, "rendering", f"frame 1 {hostile}"),
+            events.MachineStatus(job_id, 1, None, None, "GPU \u202eA10G", 1.0, 3),
+        ):
+            job_view.apply_event(event)
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        text = job_view.fill_log_text(job_id).as_string()
+        shown = [*labels, text, view.machines_text, view.log_tail, view.message, view.device]
+        assert not [s for s in shown if any(c in s for c in "\u202e\u202c\u200b\x1b\x07\ud800")], shown
+        assert "invoice_<U+202E>gnp.exe<U+202C><U+200B> red <U+D800>" in text
+        assert "invoice_<U+202E>gnp.exe" in view.log_tail and "invoice_<U+202E>" in view.machines_text
+        assert view.device == "GPU <U+202E>A10G"
+    finally:
+        view.job_id = view.log_tail = view.machines_text = view.device = ""
+        bpy.data.texts.remove(bpy.data.texts[job_view.image_name(job_id)])

@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
+from dev import process_sweep
 from dev.aws_emulator import moto_server, reset
 from dev.docker_standin import DockerStandin
 from tests import waiting
@@ -60,6 +61,18 @@ os.replace(out / f"{index}.tmp", out / f"{index}.pids")
 deadline = time.monotonic() + 60
 while not (out / "never").exists() and time.monotonic() < deadline:
     time.sleep(0.1)
+"""
+
+# The boot script's own fallback timer (cloud/machine/bootstrap.sh), with `true` for `poweroff`
+# (this container has the host's PATH), and a process in a session of its own, as the
+# supervisor starts Blender: the container's main process then ends at once.
+STRAYS = """
+import os, pathlib, subprocess, sys
+out = pathlib.Path(os.environ["RESULTS"])
+subprocess.run(["sh", "-c", "(nohup sh -c 'sleep 600; true' >/dev/null 2>&1 &)"], check=True)
+own = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+(out / "own.tmp").write_text(str(own.pid))
+os.replace(out / "own.tmp", out / "own.pid")
 """
 
 
@@ -283,3 +296,17 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_containers_dead_man_timer_and_own_session_die_with_it(world, tmp_path):
+    """A container that leaves a `sleep; poweroff` timer and a process of a session of its own
+    behind, and exits: the stand-in ends both with it."""
+    results = tmp_path / "results"
+    results.mkdir()
+    batch, queue, definition = make_queue(world, STRAYS, results)
+    submitted = batch.submit_job(jobName="strays", jobQueue=queue, jobDefinition=definition)
+    wait_for("the job to end", lambda: job(batch, submitted["jobId"])["status"] in {"SUCCEEDED", "FAILED"})
+    own = int((results / "own.pid").read_text())
+    machine = next(m for m in world.standin.machines() if m.env.get("RESULTS") == str(results))
+    wait_for("the container's leftovers to be gone", lambda: not _alive(own))
+    assert process_sweep.marked(process_sweep.MACHINE_MARK, str(machine.folder)) == []

@@ -75,6 +75,42 @@ def test_tampered_key_file_asks_to_paste_again(tmp_path):
     assert "Paste your access key again" in caught.value.action
 
 
+def _store(directory, payload) -> None:
+    """A key store that decrypts (a right Fernet key, a right token) around `payload`."""
+    from cryptography.fernet import Fernet
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fernet_key = Fernet.generate_key()
+    (directory / credentials.KEY_FILE).write_bytes(fernet_key)
+    (directory / credentials.DATA_FILE).write_bytes(Fernet(fernet_key).encrypt(json.dumps(payload).encode()))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"id": None, "secret": None},
+        {},
+        ["AKIAIOSFODNN7EXAMPLE", "A" * 40],
+        "AKIAIOSFODNN7EXAMPLE",
+        {"id": 7, "secret": ["x"]},
+        {"id": "", "secret": ""},
+        {"id": "AKIAIOSFODNN7EXAMPLE", "secret": None},
+        {"id": "AKIAIOSFODNN7EXAMPLE", "secret": "A" * 40, "token": 12},
+    ],
+    ids=["nulls", "empty", "list", "text", "wrong-types", "empty-strings", "no-secret", "bad-token"],
+)
+def test_a_store_that_decrypts_to_no_key_pair_is_damaged_not_the_environments_keys(tmp_path, payload):
+    """Valid encryption around a malformed payload: before, a KeyError or TypeError escaped, and
+    {"id": null, "secret": null} loaded and signed with the environment's default credentials
+    (AKIAEXAMPLETESTKEY00 here). Now the artist is told the keys are damaged, and nothing signs."""
+    _store(tmp_path, payload)
+    with pytest.raises(CloudError) as caught:
+        credentials.with_stored_keys(AwsSettings(), tmp_path)
+    assert caught.value.code == "keys_unreadable"
+    assert caught.value.message == "The saved AWS keys are damaged and could not be read back."
+    assert "Paste your access key again" in caught.value.action
+
+
 def test_no_saved_keys(tmp_path):
     with pytest.raises(CloudError) as caught:
         credentials.with_stored_keys(AwsSettings(), tmp_path)

@@ -21,7 +21,7 @@ from cloud.machine.contract import (
 )
 from cloud.pack.addons import EnabledAddon, plan_addons
 from cloud.pack.bakes import disk_bake_inputs
-from cloud.pack.preflight import BLOCK, run_preflight
+from cloud.pack.preflight import BLOCK, addon_plan, run_preflight
 from cloud.pack.scene_facts import SceneFacts
 
 ARTIST = {
@@ -159,6 +159,38 @@ def test_preflight_quiet_about_addons_that_travel_loud_about_those_that_cannot(t
     findings = run_preflight(facts(addons_used=used, addons_enabled=enabled), None, True, 24.0)
     assert [f.code for f in findings] == ["addon_cannot_travel"]
     assert "mac_only" in findings[0].message and "another system" in findings[0].message
+
+
+def test_an_addon_file_linked_out_of_its_folder_or_named_with_a_backslash_stays_home(tmp_path):
+    """Before, a linked ~/.aws/credentials travelled as the add-on's notes.txt, and a backslash in
+    a name was refused by the machine after the upload. Now the preflight names the file, and the
+    add-on does not travel; a link inside the add-on's own folder still does."""
+    secret = tmp_path / "home" / ".aws" / "credentials"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("[default]\naws_secret_access_key = not-for-the-machine\n")
+    leaky = addon_folder(tmp_path, "leaky")
+    (leaky / "notes.txt").symlink_to(secret)
+    slashed = addon_folder(tmp_path, "slashed")
+    (slashed / "presets\\warm.py").write_text("x = 1\n")
+    linked_inside = addon_folder(tmp_path, "tidy")
+    (linked_inside / "readme.txt").write_text("hello\n")
+    (linked_inside / "README").symlink_to(linked_inside / "readme.txt")
+    used = [{"module": m, "used_by": f'Object "{m}"'} for m in ("leaky", "slashed", "tidy")]
+    enabled = [{"module": m, "path": str(tmp_path / m)} for m in ("leaky", "slashed", "tidy")]
+    scene = facts(addons_used=used, addons_enabled=enabled)
+    findings = {f.message.split()[2]: f for f in run_preflight(scene, None, True, 24.0)}
+    assert sorted(findings) == ["leaky", "slashed"]
+    assert all(f.code == "addon_cannot_travel" for f in findings.values())
+    assert "its file notes.txt is a link to a file outside the add-on's folder" in findings["leaky"].message
+    assert "its file presets\\warm.py has a name the render machine cannot use" in findings["slashed"].message
+    plan = addon_plan(scene)
+    assert [a.module for a in plan.travel] == ["tidy"]
+    assert sorted(plan.files) == [
+        f"{ADDONS_DIR}/scripts/addons/tidy/README",
+        f"{ADDONS_DIR}/scripts/addons/tidy/__init__.py",
+        f"{ADDONS_DIR}/scripts/addons/tidy/readme.txt",
+    ]
+    assert secret not in {path.resolve() for path in plan.files.values()}
 
 
 def test_unbaked_simulations_stop_the_submit_naming_the_object():

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from cloud.aws.known_objects import KnownObjects
 from cloud.pack.hash_cache import RACY_S, HashCache
 
 
@@ -82,3 +85,21 @@ def test_a_cache_folder_that_cannot_be_made_only_costs_hashing(tmp_path):
     assert cache.hash(path) == (sha(b"y" * 100), 100)
     assert cache.hash(path) == (sha(b"y" * 100), 100)
     assert (cache.hits, cache.misses) == (0, 2)
+
+
+def test_the_local_caches_are_readable_by_this_user_only(tmp_path):
+    """Both SQLite caches name the artist's files and buckets: 0600 like the key files, under
+    the usual umask, their journals too; one an earlier version left world-readable is narrowed."""
+    old_umask = os.umask(0o022)
+    try:
+        state = tmp_path / "state"
+        cache = HashCache(state / "hashes.sqlite")
+        cache.hash(settled(tmp_path / "a.bin", b"z" * 100))
+        (state / "known.sqlite").write_bytes(b"")
+        os.chmod(state / "known.sqlite", 0o644)
+        KnownObjects(state / "known.sqlite").remember("bucket", {"cas/ab": datetime.now(UTC)})
+        made = sorted(state.iterdir())
+        assert {p.name for p in made} >= {"hashes.sqlite", "known.sqlite"}
+        assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in made} == {p.name: "0o600" for p in made}
+    finally:
+        os.umask(old_umask)

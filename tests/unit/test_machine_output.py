@@ -330,3 +330,68 @@ def test_the_spec_names_its_engine_and_an_old_spec_gets_one():
     assert json.loads(many.to_json())["engine"] == "batch"
     with pytest.raises(contract.ContractError):
         contract.WorkerSpec("j1", "5.0.1", "shot.blend", [1], [], "https://u", {}, "jobs/j1/out/", engine="x")
+
+
+# What would make a line read as something else: a right-to-left override (a file name that
+# shows backwards), isolates, zero-width and invisible characters, terminal escapes, a bell, a
+# Unicode line separator, and a lone surrogate (JSON's \ud800, which no UTF-8 string can hold).
+HIDDEN = (
+    "\u202e",
+    "\u202c",
+    "\u2066",
+    "\u2069",
+    "\u200b",
+    "\u200d",
+    "\ufeff",
+    "\x1b",
+    "\x07",
+    "\u2028",
+    "\ud800",
+)
+
+
+def _texts(taken: list) -> list[str]:
+    """Every text the machine's words reached, in each event the job thread posted."""
+    texts: list[str] = []
+    for event in taken:
+        for value in vars(event).values():
+            if isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, tuple):
+                texts += [v for v in value if isinstance(v, str)]
+    return texts
+
+
+def test_machine_text_reaches_the_log_and_panel_as_text(job):
+    """Hostile text in the machine's log, status and error reaches the job's events with every
+    hidden character removed or shown as <U+XXXX>: the artist reads what is really there."""
+    runner, events, machine, _ = job
+    machine.put(
+        "logs/000001.log", "invoice_\u202egnp.exe\u202c done\u200b \u2066\u2069\x1b[2J\x07 next\u2028line\n"
+    )
+    machine.put_json(
+        "status.json",
+        {
+            "state": "rendering",
+            "frame": 2,
+            "device": "NVIDIA \u202eA10G\ufeff",
+            "message": "ok\ud800\u200d",
+            "seq": 1,
+        },
+    )
+    machine.put_json(
+        "error.json", {"kind": "other", "cause": "Blender stopped: \u202e.exe\u2066 \x1b]0;pwned\x07"}
+    )
+    runner.poll_outputs()
+    final = runner.final_state()
+    assert final is not None
+    runner.finish(final)
+    taken = drained(events)
+    texts = [*_texts(taken), runner.record.message]
+    assert not [text for text in texts if any(char in text for char in HIDDEN)], texts
+    log = log_text(taken)
+    # The escape and the bell are gone; the line separator ends a log line, as a newline does.
+    assert "invoice_<U+202E>gnp.exe<U+202C> done<U+200B> <U+2066><U+2069> next\nline" in log
+    device = next(e.device for e in taken if isinstance(e, MachineStatus))
+    assert device == "NVIDIA <U+202E>A10G<U+FEFF>"
+    assert "Blender stopped: <U+202E>.exe<U+2066>" in runner.record.message + log

@@ -562,3 +562,34 @@ def test_the_add_ons_frames_view_is_not_packed_and_the_submit_folder_goes(tmp_pa
     assert other.exists()  # nothing but the job's own folder
     steps.discard_pack(JobRequest(**{**request.__dict__, "blend_copy": project / "shot.blend"}))
     assert (project / "shot.blend").exists()  # a path that is not the job's folder is left alone
+
+
+RESERVED_SCENE = (
+    SCENE_SCRIPT_START
+    + r"""
+project = Path(sys.argv[-1])
+# A file laid out where the machine's Blender keeps its user folder: its scripts/startup/ runs
+# at start, whatever Auto Run says (Blender reads any image format from a file's own bytes).
+write_png(project / "_cloud_render_user" / "scripts" / "startup" / "prank.py", (1, 0, 0, 1))
+write_png(project / "textures" / "paint.png", (0, 1, 0, 1))
+bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
+for name in ("_cloud_render_user/scripts/startup/prank.py", "textures/paint.png"):
+    bpy.data.images.load("//" + name).use_fake_user = True
+bpy.ops.wm.save_mainfile()
+"""
+)
+
+
+def test_a_scene_file_in_the_machines_blender_user_folder_is_refused(tmp_path):
+    """`//_cloud_render_user/...` would land in the folder the machine's Blender reads its
+    settings and startup scripts from: the pack stops, naming the file, and leaves nothing."""
+    project = tmp_path / "project"
+    subprocess.run([sys.executable, "-c", RESERVED_SCENE, str(project)], check=True, capture_output=True)
+    with pytest.raises(CloudError) as caught:
+        pack(project / "shot.blend", tmp_path / "pack")
+    assert caught.value.code == "pack_reserved_path"
+    assert caught.value.message.startswith(
+        "The scene uses _cloud_render_user/scripts/startup/prank.py, in a folder named _cloud_render_user"
+    )
+    assert "Rename the folder _cloud_render_user" in caught.value.action
+    assert not (tmp_path / "pack").exists()
