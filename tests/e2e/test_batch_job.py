@@ -185,6 +185,8 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
         "[machine 1",
         "[machine 2",
     }
+    # Honest machines agree with their claims and frames: no end document of theirs is refused.
+    assert not [line for line in lines if "Ignored what the machine wrote" in line]
     nothing_left(sim, job)
     # The machines' frame times reached the record as they reported them (read through the
     # contract): the next job of this scene hands out its longest frames first
