@@ -43,8 +43,9 @@ COMMAND = [
     'curl -fsS --retry 5 -o "${TMPDIR:-/tmp}/boot.sh" "$CLOUD_RENDER_BOOT_URL" && exec bash "${TMPDIR:-/tmp}/boot.sh"',
 ]
 # Retry a child only when AWS took its host (spot loss, host failure); any other end is final.
+ATTEMPTS = 3  # a child's tries: what a claim's bytes may name (batch_siblings)
 RETRY_STRATEGY = {
-    "attempts": 3,
+    "attempts": ATTEMPTS,
     "evaluateOnExit": [
         {"onStatusReason": "Host EC2*", "action": "RETRY"},
         {"onReason": "*", "action": "EXIT"},

@@ -3,7 +3,9 @@
 `BatchEngine` launches, watches and stops the array job: the launch id is Batch's job id, and
 "the machine" is every child; the cost sums every child's running time. `MachineFolders` reads
 what each machine writes under `out/machines/<index>/` (status, log, plan, end document)
-through the contract, and calls the job done when every frame has arrived. The job's logic
+through the contract, and calls the job done when every frame has arrived. The machines share
+the job's links, so none is taken at its word about another (batch_siblings.py): a machine's
+end document is believed only when it agrees with the claims and the frames that landed. The job's logic
 (stages, caps, endings, downloads) is the job thread's, the same for one machine.
 """
 
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..aws import batch, fleet, storage
@@ -25,6 +28,8 @@ from ..cost.catalog import InstanceType, load_catalog
 from ..errors import CloudError, ErrorCode
 from ..machine import contract
 from ..pack.preflight import BYTES_PER_PIXEL
+from . import batch_siblings
+from .batch_siblings import EndSays, Facts
 from .cloud_steps import BOOT_OVERHEAD_S, PackedScene
 from .endings import failure_action
 from .engine import EngineName, Fleet, ForgottenMachine, JobHost, Launched
@@ -312,6 +317,7 @@ class MachineFolders:
         self._plan_etags: dict[int, str] = {}  # each machine's plan.json last read
         self._budget = LogBudget()  # the log lines one poll passes on, every machine together
         self._polls = 0
+        self._signatures: dict[str, int] | None = None  # claim ETag -> machine (batch_siblings)
 
     # --- what each machine writes -----------------------------------------------------------
     def poll(self) -> None:
@@ -332,6 +338,7 @@ class MachineFolders:
             self.job.post_log((self._budget.left_out(),))
         self._polls += 1
         self.job.download_outputs()
+        self._judge_ends([r for r in readings if r.end is not None])  # by what has now landed
         rows = tuple(self._row_text(row) for row in self.machine_rows())
         eta = self._eta_seconds()
         if (rows, round(eta)) != self._posted_rows:
@@ -461,8 +468,11 @@ class MachineFolders:
                 lambda: contract.parse_status(status, rec.frames),
             )
             if report is not None:  # only validated values reach the panel
+                state = report.state
+                if state in contract.FINAL_STATES:  # an end is its end document's word, judged
+                    state = str(self._machine_status.get(index, {}).get("state", "starting"))
                 self._machine_status[index] = {
-                    "state": report.state,
+                    "state": state,
                     "frame": report.frame,
                     "part": report.part,
                     "seconds_per_frame": report.seconds_per_frame,
@@ -483,15 +493,76 @@ class MachineFolders:
                 for line in self._budget.take(body.decode("utf-8", "replace").splitlines())
             )
             self.job.post_log(lines)
-        if reading.end is not None and index not in self._machine_ends:
-            name, end = reading.end
+
+    # --- end documents, judged against the claims and what landed -------------------------------
+    def _judge_ends(self, readings: list[_Reading]) -> None:
+        """Each machine's end document, believed only when it agrees with the claims naming that
+        machine and with the frames that landed (batch_siblings.judge_end): any machine can write
+        any other's folder. A refused one is said once and read again later (a machine may yet
+        write its real one); it ends nothing."""
+        pending = [r for r in readings if r.end is not None and r.index not in self._machine_ends]
+        if not pending:
+            return
+        facts = self.facts()
+        for reading in pending:
+            index = reading.index
+            folder = contract.machine_folder(index)
+            name, end = reading.end or ("", None)
             data = self._document(folder + name, end, contract.MAX_PLAN_BYTES)  # they list frames
-            if data is not None:
-                self._machine_ends[index] = name.split(".")[0]
-                self.job.log(f"Machine {index} ended: {self._machine_ends[index]}.")
-                self.job.note_end_frame_seconds(data, f"{folder}{name}")
-                if name == "error.json":
-                    self._note_error(index, data)
+            if data is None:
+                continue
+            says = self.job.accept(folder + name, partial(self.end_says, name, data))
+            if says is None:
+                continue
+            why = batch_siblings.judge_end(index, name, says, facts)
+            if why:
+                self.job.refuse(contract.out_prefix(self.job.record.job_id) + folder + name, why)
+                continue
+            self._machine_ends[index] = name.split(".")[0]
+            self.job.log(f"Machine {index} ended: {self._machine_ends[index]}.")
+            self.job.note_end_frame_seconds(data, f"{folder}{name}")
+            if name == "error.json":
+                self._note_error(index, data)
+
+    def end_says(self, name: str, data: dict[str, Any]) -> EndSays:
+        """The frames an end document says its machine rendered (done, or timed) and left."""
+        frames = self.job.record.frames
+        rendered = set(contract.parse_done(data, frames).frames_done) if name != "error.json" else set()
+        try:  # a broken frame_seconds is refused on its own (note_end_frame_seconds)
+            timed = contract.parse_frame_seconds(data.get("frame_seconds"), name, set(frames), len(frames))
+        except contract.ContractError:
+            timed = {}
+        if name == "done.json":
+            left: list[int] = []
+        elif name == "error.json":
+            left = contract.parse_error(data, frames).frames_left
+        else:
+            left = contract.parse_interrupted(data, frames).frames_left
+        return EndSays(frozenset(str(f) for f in rendered | set(timed)), frozenset(str(f) for f in left))
+
+    def work(self) -> frozenset[str]:
+        """The claim names the job hands out: one per frame."""
+        return frozenset(str(f) for f in self.job.record.frames)
+
+    def landed(self) -> frozenset[str]:
+        """The claim names whose output is here: the frames that arrived and passed their checks."""
+        return frozenset(str(f) for f in self.job.record.frames_done)
+
+    def facts(self) -> Facts:
+        """One listing of the claims (who each names), with what landed and what is handed out."""
+        rec = self.job.record
+        prefix = contract.claims_prefix(rec.job_id)
+        listed = self.job.steps.list_objects(self.job.settings, rec.bucket, prefix)
+        listing = {obj.key[len(prefix) :]: obj.etag for obj in listed}
+        if self._signatures is None:
+            self._signatures = batch_siblings.claim_signatures(rec.machines, batch.ATTEMPTS)
+        work = self.work()
+        holders, strangers = batch_siblings.claim_holders(listing, self._signatures, work | {"merge"})
+        if strangers:
+            self.job.refuse(
+                prefix, f"the claims on {batch_siblings.words(strangers)} name no machine of this job"
+            )
+        return Facts(holders, self.landed(), work)
 
     def _note_error(self, index: int, data: dict[str, Any]) -> None:
         """A failed machine's cause, kept for the job's message if the frames never arrive."""
@@ -538,12 +609,24 @@ class MachineFolders:
             return Stage.DONE, {}
         return None
 
+    def _say_who_held(self) -> None:
+        """Which machine the claims say held each frame that never arrived (a lead for the log)."""
+        try:
+            facts = self.facts()
+        except CloudError as error:
+            self.job.log(f"Could not list the claims: {error.message}")
+            return
+        said = batch_siblings.missing_words(self.work() - facts.landed, facts.holders)
+        if said:
+            self.job.log(said)
+
     def working(self) -> int:
         return max(1, self.job.record.machines - len(self._machine_ends))
 
     def gone_error(self) -> CloudError:
         rec = self.job.record
         missing = rec.frames_missing
+        self._say_who_held()
         detail = (
             f"Batch job {rec.launch_id}: {[(c.index, c.status, c.reason) for c in self.engine.children_seen]}"
         )

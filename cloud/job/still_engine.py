@@ -18,6 +18,7 @@ from ..aws import storage
 from ..aws.session import AwsSettings
 from ..machine import contract
 from .batch_engine import BatchEngine, MachineFolders, machine_mark_pages
+from .batch_siblings import EndSays
 from .cloud_steps import PackedScene
 from .engine import JobHost, Launched
 from .records import EngineName, JobRecord, JobRequest
@@ -110,7 +111,38 @@ class StillEngine(BatchEngine):
 
 
 class StillParts(MachineFolders):
-    """The machines' folders as for frames; a machine's row names the part it renders."""
+    """The machines' folders as for frames; a machine's row names the part it renders, and its
+    end document is judged by parts (`part-<k>`) and the merge, not frames."""
+
+    def work(self) -> frozenset[str]:
+        return frozenset(f"part-{i}" for i in range(len(self.job.record.still_parts)))
+
+    def landed(self) -> frozenset[str]:
+        """The parts whose EXR is in the bucket, and the merge once the frame arrived."""
+        rec = self.job.record
+        prefix = contract.parts_prefix(rec.job_id)
+        names = {
+            obj.key[len(prefix) :]
+            for obj in self.job.steps.list_objects(self.job.settings, rec.bucket, prefix)
+        }
+        parts = {f"part-{i}" for i in range(len(rec.still_parts)) if contract.part_name(i) in names}
+        return frozenset(parts | ({"merge"} if rec.frames_done else set()))
+
+    def end_says(self, name: str, data: dict[str, Any]) -> EndSays:
+        """done.json's parts rendered here, and the merge where it names the frame done; an
+        error or interruption says nothing of parts (its frames_left is the frame)."""
+        if name != "done.json":
+            return EndSays(frozenset())
+        parts = data.get("parts")
+        if parts is None:
+            parts = []
+        count = len(self.job.record.still_parts)
+        if not isinstance(parts, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p < count for p in parts
+        ):
+            raise contract.ContractError(f"done.json parts must be a list of parts 0 to {count - 1}")
+        merged = contract.parse_done(data, self.job.record.frames).frames_done
+        return EndSays(frozenset({f"part-{p}" for p in parts} | ({"merge"} if merged else set())))
 
     def _row_text(self, row: dict[str, Any]) -> str:
         pricing = "spot" if self.job.record.spot else "on-demand"

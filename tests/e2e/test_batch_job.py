@@ -185,6 +185,8 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
         "[machine 1",
         "[machine 2",
     }
+    # Honest machines agree with their claims and frames: no end document of theirs is refused.
+    assert not [line for line in lines if "Ignored what the machine wrote" in line]
     nothing_left(sim, job)
     # The machines' frame times reached the record as they reported them (read through the
     # contract): the next job of this scene hands out its longest frames first
@@ -379,4 +381,37 @@ def test_a_machine_whose_blender_cannot_start_fails_with_the_cause(sim, scene, t
         "Machine 0 failed: Blender could not start on the machine (exit code 127)."
     ), rec.message
     assert "2 frames did not arrive" in rec.message
+    nothing_left(sim, job)
+
+
+def test_a_machine_that_claimed_every_frame_leaves_them_missing_not_done(sim, scene, tmp_path):
+    """Issue 23, item 5: the machines share the job's links, so one can write a claim on every
+    frame naming machine 1 (here before either starts, through the job's presigned POST as a
+    machine would). Machine 0 finds nothing to claim and ends done, believed; machine 1 renders
+    nothing yet holds every frame by the claims, so its done.json is refused. Every machine
+    gone, the job ends with the frames missing and Relaunch offered, not done."""
+    from cloud.aws import storage
+    from cloud.machine.transport import Poster
+
+    frames = list(range(1, 9))
+    job = start_job(sim, scene, frames, 2, tmp_path)
+    rec = job.record
+    wait_for("the bucket to be chosen", lambda: rec.bucket or not job.runner.is_alive())
+    assert not rec.launch_id  # no machine yet: the claims below come first
+    post = storage.presign_outputs(sim.settings, rec.bucket, rec.job_id, 3600)
+    hostile = Poster(post["url"], post["fields"], contract.out_prefix(rec.job_id))
+    for frame in frames:
+        hostile.put(f"claims/{frame}", contract.claim_body(1, 1))
+    finished(job)
+    assert (rec.stage, rec.message) == ("failed", "Every machine has stopped, but 8 frames did not arrive.")
+    assert rec.action == "Relaunch the missing frames; the frames already rendered are kept."
+    assert rec.frames_done == [] and rec.frames_missing == frames
+    lines = [
+        line for e in job.events.drain(2.0, limit=100_000) if isinstance(e, LogLines) for line in e.lines
+    ]
+    log = "\n".join(lines)
+    assert "[cloud-render] Machine 0 ended: done." in log
+    assert "Machine 1 ended" not in log
+    assert "machines/1/done.json: it says machine 1 is done, but frames 1, 2, 3" in log
+    assert "[cloud-render] Not delivered: frames 1, 2, 3, 4, 5, 6, 7, 8 claimed by machine 1." in log
     nothing_left(sim, job)

@@ -78,6 +78,8 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     assert any("environment: the machine's Blender matches" in line for line in lines), "\n".join(lines[-60:])
     merges = [line for line in lines if "the still is merged and uploaded" in line]
     assert len(merges) == 1, "\n".join(lines[-60:])  # one machine merged, denoised and composited
+    # Honest machines agree with their part and merge claims: no end document of theirs is refused.
+    assert not [line for line in lines if "Ignored what the machine wrote" in line]
 
     out = Path(rec.output_dir)
     final = Path(rec.frame_paths["1"])
