@@ -7,18 +7,20 @@ does before calling register, or a test runner walking the tree) has no side eff
 
 def register() -> None:
     from . import operators, panels
-    from .addon import pump, reattach, settings
+    from .addon import log_texts, pump, reattach, settings
 
     for module in (settings, operators, panels):
         module.register()
     pump.register()
     reattach.register()
+    log_texts.register()
 
 
 def unregister() -> None:
     from . import operators, panels
-    from .addon import pump, reattach, settings
+    from .addon import log_texts, pump, reattach, settings
 
+    log_texts.unregister()
     reattach.unregister()
     pump.unregister()
     for module in (panels, operators, settings):

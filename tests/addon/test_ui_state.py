@@ -193,3 +193,30 @@ def test_show_frames_shows_a_stills_one_file_as_an_image(installed, tmp_path):
     assert shown is not None and shown.name == job_view.image_name(job_id)
     assert shown.source == "FILE" and tuple(shown.size) == (48, 27)
     bpy.data.images.remove(shown)
+
+
+def test_a_log_shown_in_a_text_stays_out_of_the_saved_file(installed, tmp_path):
+    """Open Full Log fills a Text data-block, and Blender saves every Text with the file: the add-on
+    takes its log texts out for each save and puts them back after (addon/log_texts.py), so the
+    artist's .blend holds their own texts only, and the log is still on screen after the save."""
+    module = harness.addon()
+    job_view, events = module.addon.job_view, module.cloud.job.events
+    job_id = "20991231-235959-10c0de"
+    path = harness.make_scene(tmp_path / "logged.blend", frames=2, size=16, samples=1)
+    notes = bpy.data.texts.new("notes")
+    notes.write("the artist's own text\n")
+    job_view.apply_event(events.LogLines(job_id, ("[cloud-render] Uploaded 1.0 MB", "Fra:1 Sample 1/8")))
+    job_view.apply_event(events.LogLines(job_id, ("[machine 1] Blender 5.0.1 started",)))
+    shown = [job_view.fill_log_text(job_id).name, job_view.fill_log_text(job_id, machine=1).name]
+    body = bpy.data.texts[shown[0]].as_string()
+    assert "Uploaded 1.0 MB" in body
+
+    bpy.ops.wm.save_mainfile()
+    assert [bpy.data.texts[name].as_string() for name in shown[:1]] == [body]  # still on screen
+    assert shown[1] in bpy.data.texts
+    copy = tmp_path / "copy.blend"  # a submit's saved copy goes through the same handlers
+    bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, check_existing=False)
+
+    for saved in (path, copy):
+        bpy.ops.wm.open_mainfile(filepath=str(saved))
+        assert [text.name for text in bpy.data.texts] == ["notes"], saved
