@@ -41,8 +41,9 @@ def _editors() -> list[tuple[int, int, bpy.types.SpaceTextEditor]]:
     found = []
     for w, window in enumerate(manager.windows if manager is not None else []):
         for a, area in enumerate(window.screen.areas):
-            if area.type == "TEXT_EDITOR":
-                found.append((w, a, area.spaces.active))
+            space = area.spaces.active
+            if area.type == "TEXT_EDITOR" and isinstance(space, bpy.types.SpaceTextEditor):
+                found.append((w, a, space))
     return found
 
 
