@@ -314,10 +314,15 @@ def _new_window_area(kind: str) -> list[Any]:
     return [area]
 
 
+# Every editor that shows the add-on's state: the panels, the frames, and the preferences page
+# (keys saved, Set Up's progress: without a redraw it showed the old words until the pointer moved).
+REDRAWN_AREAS = frozenset({"PROPERTIES", "IMAGE_EDITOR", "PREFERENCES"})
+
+
 def redraw() -> None:
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
-            if area.type in {"PROPERTIES", "IMAGE_EDITOR"}:
+            if area.type in REDRAWN_AREAS:
                 area.tag_redraw()
 
 
