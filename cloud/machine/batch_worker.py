@@ -248,13 +248,7 @@ class BatchSupervisor(Supervisor):
         if kind != "next":
             super().handle_event(event)
             return
-        with self.lock:
-            self.frame_started = None
-            frame, self.ready = self.ready, None
-            if self.stop_reason:
-                frame = None  # a frame claimed ahead stays in frames_left: a retry finishes it
-            elif frame is None:
-                frame = self.next_claim()
+        frame = self.take_next()
         proc = self.blender_proc
         if proc is None or proc.stdin is None:
             return
@@ -264,6 +258,16 @@ class BatchSupervisor(Supervisor):
             proc.stdin.flush()
         except OSError as exc:  # Blender went away; its exit says why
             self.log.say(f"could not hand frame {frame} to Blender: {exc}")
+
+    def take_next(self) -> int | None:
+        """What Blender asks for next: the claim made ahead, else a new one; none once the
+        machine is stopping (a claim made ahead stays in frames_left: a retry finishes it)."""
+        with self.lock:
+            self.frame_started = None
+            claimed, self.ready = self.ready, None
+            if self.stop_reason:
+                return None
+            return claimed if claimed is not None else self.next_claim()
 
     def next_claim(self) -> int | None:
         """The next frame for this machine (call with the lock held): first what a lost attempt

@@ -202,13 +202,7 @@ class StillSupervisor(BatchSupervisor):
         nothing, and Blender exits."""
         if self.fetched is not None:  # the scene is open again: the merge, once the parts are here
             return json.dumps({"steps": self.merge_steps(self.fetched.result())})
-        with self.lock:
-            self.frame_started = None
-            index, self.ready = self.ready, None
-            if self.stop_reason:
-                index = None  # a part claimed ahead stays in frames_left: a retry renders it
-            elif index is None:
-                index = self.next_claim()
+        index = self.take_next()  # parts are claimed as frames are
         if index is not None:
             return str(index)
         if self.stop_reason:
