@@ -5,11 +5,11 @@ a first submission on many machines hands out its longest frames first (cloud/co
 `blender -b COPY.blend --python cost_map_render.py -- '{"frames": [1, 24, 12], "long_side": 128, "samples": 16}'`
 prints, per frame as it ends, `CLOUDRENDER_COSTMAP {"frame": 1, "seconds": 0.41}`, then
 `CLOUDRENDER_COSTMAP {"done": true}`; or `{"error": "..."}` when the scene is not Cycles.
-A frame's time counts its evaluation (frame_set: animation, modifiers, simulations) and its
-render (sync, BVH, sampling), as on the machine; the first frame is rendered once untimed, so
+A frame's time is the CPU time of its evaluation (frame_set: animation, modifiers, simulations)
+and its render (sync, BVH, sampling), as on the machine; the first frame is rendered once untimed, so
 kernel loading and shader compilation, paid once per job, are not counted against it. A frame
 that renders in under REPEAT_UNDER_S is rendered again and the shorter time kept: at a few
-hundredths of a second a busy computer's hiccup would otherwise outweigh the frame's own cost.
+hundredths of a second a cache or scheduler hiccup would otherwise outweigh the frame's own cost.
 Only the copy's settings in memory change; nothing is saved or written.
 """
 
@@ -30,11 +30,15 @@ def say(**data: object) -> None:
 
 
 def timed(scene: bpy.types.Scene, frame: int) -> float:
-    """Seconds to evaluate the frame and render it (nothing written)."""
-    started = time.perf_counter()
+    """CPU seconds (all of Blender's threads) to evaluate the frame and render it, nothing written.
+
+    CPU time, not the clock: the artist's computer is busy with other work while the map renders
+    (the upload, the artist's own programs), and the clock would count their share against
+    whichever frame it fell on; the CPU time a frame takes is its own work."""
+    started = time.process_time()
     scene.frame_set(frame)
     bpy.ops.render.render(write_still=False)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def main() -> None:

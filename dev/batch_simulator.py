@@ -264,16 +264,17 @@ class BatchSimulator:
     def machine(self, batch_job_id: str, index: int, timeout: float = 60) -> Machine:
         """The container of array index `index` of one Batch job, once it started."""
         deadline = time.monotonic() + timeout
-        while True:
-            for machine in self.children_of(batch_job_id):
-                if (
-                    machine.process_env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0") == str(index)
-                    and machine.started_at
-                ):
-                    return machine
+        while (machine := self._started(batch_job_id, index)) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no machine {index} started within {timeout} s")
             time.sleep(0.05)
+        return machine
+
+    def _started(self, batch_job_id: str, index: int) -> Machine | None:
+        for machine in self.children_of(batch_job_id):
+            if machine.process_env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0") == str(index) and machine.started_at:
+                return machine
+        return None
 
     def folders(self, batch_job_id: str) -> list[tuple[str, Path]]:
         """(machine label, machine folder) of every machine that ran for the job, re-runs included:
@@ -288,31 +289,44 @@ class BatchSimulator:
     def kill_mid_frame(self, batch_job_id: str, index: int, timeout: float = 120) -> int:
         """Wait until machine `index` is in the middle of a frame, then lose its host (SIGKILL its
         whole container). Returns the frame it was rendering."""
-        return self.kill_mid(batch_job_id, index, r'"event": "frame", "frame": (-?\d+)', timeout)
+        return self.kill_mid(batch_job_id, [index], r'"event": "frame", "frame": (-?\d+)', timeout)[1]
 
-    def kill_mid_part(self, batch_job_id: str, index: int, timeout: float = 120) -> int:
-        """As kill_mid_frame, for a still's machine in the middle of a part; returns the part's index."""
-        return self.kill_mid(batch_job_id, index, r"rendering part (\d+) of", timeout) - 1
+    def kill_first_mid_part(self, batch_job_id: str, machines: int, timeout: float = 120) -> tuple[int, int]:
+        """As kill_mid_frame, for whichever of a still's machines first starts a part (on a busy
+        computer one machine may boot late and find every part taken): (its index, the part's index)."""
+        index, part = self.kill_mid(batch_job_id, list(range(machines)), r"rendering part (\d+) of", timeout)
+        return index, part - 1
 
-    def kill_mid(self, batch_job_id: str, index: int, started_pattern: str, timeout: float) -> int:
-        """Lose machine `index`'s host once its log shows `started_pattern` (its number is returned)."""
-        machine = self.machine(batch_job_id, index, timeout)
-        log = machine.folder / "root" / "run" / "render.log"
+    def kill_mid(
+        self, batch_job_id: str, indices: list[int], started_pattern: str, timeout: float
+    ) -> tuple[int, int]:
+        """Lose the host of the first machine of `indices` whose log shows `started_pattern`:
+        (its index, the number the pattern caught)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            started = re.findall(started_pattern, text)
-            if started:
-                time.sleep(0.05)  # into the frame, past scene sync
-                assert self.standin is not None
-                with contextlib.suppress(Exception):
-                    self.standin.kill(machine, int(signal.SIGKILL))
-                machine.wait(30)
-                return int(started[-1])
-            if not machine.running:
-                raise RuntimeError(f"machine {index} ended before it rendered a frame; see {log}")
+            ended = []
+            for index in indices:
+                machine = self._started(batch_job_id, index)
+                if machine is None:
+                    continue
+                log = machine.folder / "root" / "run" / "render.log"
+                text = log.read_text(errors="replace") if log.exists() else ""
+                started = re.findall(started_pattern, text)
+                if started:
+                    time.sleep(0.05)  # into the frame, past scene sync
+                    assert self.standin is not None
+                    with contextlib.suppress(Exception):
+                        self.standin.kill(machine, int(signal.SIGKILL))
+                    machine.wait(30)
+                    return index, int(started[-1])
+                if not machine.running:
+                    ended.append(index)
+            if ended == indices:
+                raise RuntimeError(
+                    f"machines {indices} ended before any of them started: see their render.log"
+                )
             time.sleep(0.02)
-        raise TimeoutError(f"machine {index} rendered no frame within {timeout} s")
+        raise TimeoutError(f"none of machines {indices} started within {timeout} s")
 
     def rerun(self, batch_job_id: str, index: int, attempt: int = 2) -> subprocess.Popen[bytes]:
         """Start child `index` again, as Batch's retry strategy does after a lost host: the same

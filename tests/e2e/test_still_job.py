@@ -94,7 +94,7 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
 
 
 def test_a_machine_lost_mid_part_is_retried_and_renders_that_part_alone(sim, tmp_path):
-    """AWS takes machine 0's host in the middle of a part: Batch's retry of that child (played by
+    """AWS takes a machine's host in the middle of a part: Batch's retry of that child (played by
     the harness: moto never retries) first renders the part its lost attempt claimed, and only
     that one; the machine that then finds every part in merges them once. The parts are larger
     here: one Blender renders a machine's parts back to back, and a 32 px part ends within the
@@ -102,8 +102,8 @@ def test_a_machine_lost_mid_part_is_retried_and_renders_that_part_alone(sim, tmp
     scene = make_scene(tmp_path / "scene" / "still.blend", frames=1, size=128, samples=TOTAL)
     job = start_job(sim, scene, [1], 2, tmp_path / "work", still_samples=TOTAL)
     batch_e2e.submitted(job)
-    lost = sim.kill_mid_part(job.record.launch_id, 0)
-    sim.rerun(job.record.launch_id, 0, attempt=2)
+    index, lost = sim.kill_first_mid_part(job.record.launch_id, 2)
+    sim.rerun(job.record.launch_id, index, attempt=2)
     finished(job)
     rec = job.record
     assert rec.stage == "done", (rec.message, rec.action)
