@@ -16,6 +16,7 @@ import bpy
 
 from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
+from ..cloud.job.frame_history import drivers_text
 from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import (
     EngineName,
@@ -257,7 +258,53 @@ def render_load(scene: bpy.types.Scene, settings: RenderSettings | None = None) 
         samples = settings.samples or scene.cycles.samples
     scale = (settings.resolution_percentage or render.resolution_percentage) / 100
     pixels = int(render.resolution_x * scale) * int(render.resolution_y * scale)
-    return {"engine": str(render.engine), "render_samples": int(samples), "render_pixels": pixels}
+    return {
+        "engine": str(render.engine),
+        "render_samples": int(samples),
+        "render_pixels": pixels,
+        "render_drivers": drivers_text(cost_drivers(scene)),
+    }
+
+
+def cost_drivers(scene: bpy.types.Scene) -> dict[str, object]:
+    """The settings besides samples and pixels that make a frame cost what it does: an earlier
+    job's frame times carry to this one only when they are the same (cloud/job/frame_history.py)."""
+    engine = scene.render.engine
+    if engine == "CYCLES":
+        cycles = scene.cycles
+        adaptive = (
+            f"{float(cycles.adaptive_threshold):g}/{int(cycles.adaptive_min_samples)}"
+            if cycles.use_adaptive_sampling
+            else "off"
+        )
+        bounces = (
+            cycles.max_bounces,
+            cycles.diffuse_bounces,
+            cycles.glossy_bounces,
+            cycles.transmission_bounces,
+            cycles.volume_bounces,
+            cycles.transparent_max_bounces,
+        )
+        denoise = any(
+            getattr(getattr(layer, "cycles", None), "use_denoising", True)
+            for layer in scene.view_layers
+            if layer.use
+        )
+        return {
+            "adaptive": adaptive,
+            "denoiser": str(cycles.denoiser) if cycles.use_denoising and denoise else "off",
+            "bounces": ",".join(str(int(b)) for b in bounces),
+            "time_limit": f"{float(cycles.time_limit):g}",
+            "light_tree": int(bool(getattr(cycles, "use_light_tree", True))),
+        }
+    if engine.startswith("BLENDER_EEVEE"):
+        eevee = scene.eevee
+        return {
+            "raytracing": int(bool(getattr(eevee, "use_raytracing", False))),
+            "shadows": int(bool(getattr(eevee, "use_shadows", True))),
+            "volumes": f"{int(getattr(eevee, 'volumetric_samples', 0))}",
+        }
+    return {}
 
 
 def frame_shape(scene: bpy.types.Scene, settings: RenderSettings | None = None) -> dict[str, Any]:

@@ -224,15 +224,23 @@ class JobRunner(threading.Thread):
         only cuts a split still's parts (cloud/job/still_plan.py), and nothing is said."""
         if request.frame_seconds:
             return
-        source, seconds = frame_history.expected_frame_seconds(request, self.store.all())
+        records = self.store.all()
+        source, seconds = frame_history.expected_frame_seconds(request, records)
         if seconds:
             request.frame_seconds = seconds
             if len(request.frames) > 1:
                 self.log(
-                    f"Frame times from job {source}: {min(seconds.values()):.1f} to "
+                    f"Frame times from your last job of this scene ({source}, the same sampling, "
+                    f"denoiser and light paths): {min(seconds.values()):.1f} to "
                     f"{max(seconds.values()):.1f} s expected; the longest frames start first."
                 )
             return
+        earlier, changed = frame_history.not_carried(request, records)
+        if changed and len(request.frames) > 1:
+            self.log(
+                f"Frame times of your last job of this scene ({earlier}) not used: its "
+                f"{', '.join(changed)} differed from this job's."
+            )
         if costs is not None:
             mapped = costs.result()
             request.frame_seconds = mapped.weights

@@ -162,6 +162,10 @@ class JobRequest:
     engine: str = ""
     render_samples: int = 0
     render_pixels: int = 0
+    # The other settings that drive a frame's cost (adaptive sampling, denoiser, light paths, time
+    # limit), as cloud/job/frame_history.drivers_text writes them: earlier times carry only when
+    # these are the same ("" on both sides also matches: a job from before this was recorded).
+    render_drivers: str = ""
     # Farm equals local: the add-ons that travel (spec entries, and job path -> local file), disk
     # bakes to carry (folder and path relative to the .blend), the artist's Auto Run setting and
     # environment fingerprint, and whether the job renders on although the machine differs.
@@ -242,6 +246,7 @@ class JobRecord:
     engine: str = ""
     render_samples: int = 0
     render_pixels: int = 0
+    render_drivers: str = ""
     # The GPU kernel cache: the folder this job's machines may keep theirs in ("" when they may
     # not: no GPU, or the scene can run Python there) and the driver they reported (status.json),
     # remembered after the job so that the next one offers exactly that archive.
@@ -306,6 +311,7 @@ class JobRecord:
             engine=request.engine,
             render_samples=request.render_samples,
             render_pixels=request.render_pixels,
+            render_drivers=request.render_drivers,
             still_denoise=request.still_denoise,
             still_composite=request.still_composite,
             **frame_shape_of(request),

@@ -138,9 +138,10 @@ def test_the_current_job_shows_one_row_per_machine_and_the_time_left(installed, 
         harness.disconnect()
 
 
-def test_the_request_says_engine_samples_and_pixels_as_rendered(installed, tmp_path):
+def test_the_request_says_engine_samples_pixels_and_cost_drivers_as_rendered(installed, tmp_path):
     """What the next job's frame times are matched and scaled by (cloud/job/frame_history.py):
-    the engine, and samples and pixels with the Cloud Render overrides applied."""
+    the engine, and samples and pixels with the Cloud Render overrides applied; and the settings
+    that must match for them to carry at all (issue 26, item 4)."""
     submit = harness.addon().addon.submit
     harness.make_scene(tmp_path / "shot.blend", frames=2, size=16, samples=1)
     scene = bpy.context.scene
@@ -148,19 +149,30 @@ def test_the_request_says_engine_samples_and_pixels_as_rendered(installed, tmp_p
     scene.render.engine = "CYCLES"
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 32, 100
     scene.cycles.samples = 8
+    scene.cycles.use_adaptive_sampling = False
+    scene.cycles.use_denoising = True
+    scene.cycles.denoiser = "OPENIMAGEDENOISE"
     try:
         settings.samples, settings.resolution_percentage = 0, 0
-        assert submit.render_load(scene) == {
-            "engine": "CYCLES",
-            "render_samples": 8,
-            "render_pixels": 64 * 32,
-        }
+        load = submit.render_load(scene)
+        drivers = load.pop("render_drivers")
+        assert load == {"engine": "CYCLES", "render_samples": 8, "render_pixels": 64 * 32}
         settings.samples, settings.resolution_percentage = 24, 50
-        assert submit.render_load(scene) == {
-            "engine": "CYCLES",
-            "render_samples": 24,
-            "render_pixels": 32 * 16,
-        }
+        load = submit.render_load(scene)
+        assert load.pop("render_drivers") == drivers  # overrides scale; they are no driver
+        assert load == {"engine": "CYCLES", "render_samples": 24, "render_pixels": 32 * 16}
+        seen = {drivers}
+        for change in (
+            lambda: setattr(scene.cycles, "use_adaptive_sampling", True),
+            lambda: setattr(scene.cycles, "adaptive_threshold", 0.05),
+            lambda: setattr(scene.cycles, "use_denoising", False),
+            lambda: setattr(scene.cycles, "max_bounces", 3),
+            lambda: setattr(scene.cycles, "time_limit", 20.0),
+        ):
+            change()
+            now = submit.render_load(scene)["render_drivers"]
+            assert now not in seen, now
+            seen.add(now)
     finally:
         settings.samples, settings.resolution_percentage = 0, 0
 

@@ -21,7 +21,13 @@ from cloud.machine import contract
 from tests.unit.test_machine_output import followed_job
 
 FRAMES = [1, 2, 3, 4]
-SETTINGS = {"engine": "CYCLES", "render_samples": 16, "render_pixels": 64 * 64}
+DRIVERS = {"adaptive": "off", "bounces": "12,4,4,12,0,8", "denoiser": "OPENIMAGEDENOISE", "time_limit": "0"}
+SETTINGS = {
+    "engine": "CYCLES",
+    "render_samples": 16,
+    "render_pixels": 64 * 64,
+    "render_drivers": frame_history.drivers_text(DRIVERS),
+}
 
 
 def request_for(record_dir: Path, **changes) -> JobRequest:  # type: ignore[no-untyped-def]
@@ -96,7 +102,9 @@ def test_a_second_job_of_the_scene_gets_the_times_the_machine_reported(aws, tmp_
     thread = JobRunner(saved, aws.settings, events, runner.store, runner.steps)
     thread.expect_frame_seconds(second)
     assert second.frame_seconds == seconds
-    assert f"Frame times from job {saved.job_id}" in logged(events)
+    assert f"Frame times from your last job of this scene ({saved.job_id}, the same sampling" in logged(
+        events
+    )
     spec = contract.spec_frame_seconds(second.frame_seconds, second.frames)
     assert spec == {"1": 2.5, "2": 10.0, "3": 4.0, "4": 3.0, "5": 3.5}
 
@@ -128,6 +136,53 @@ def test_another_scene_machine_type_or_engine_gets_none(aws, tmp_path, change):
     saved = RecordStore(tmp_path / "jobs").load(runner.record.job_id)
     assert frame_history.expected_frame_seconds(request_for(tmp_path, **change), [saved]) == ("", {})
     assert frame_history.expected_frame_seconds(request_for(tmp_path), [saved])[1]  # the control
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"adaptive": "0.01/0"}, "adaptive sampling"),
+        ({"denoiser": "off"}, "denoiser"),
+        ({"bounces": "4,1,1,2,0,4"}, "light paths"),
+        ({"time_limit": "30"}, "time limit"),
+    ],
+)
+def test_times_rendered_under_other_sampling_are_not_carried_and_the_log_says_why(
+    aws, tmp_path, change, said
+):
+    """Issue 26, item 4: an earlier job with adaptive sampling on, another denoiser or other light
+    paths predicted 3-5 s a frame for frames of 66-77 s. Its times are not carried, and the job
+    log says which setting differed instead of quoting them."""
+    runner, events = finished_job(aws, tmp_path, None, {"1": 2.0, "2": 3.0})
+    events.drain(budget_s=1.0, limit=100_000)
+    saved = RecordStore(tmp_path / "jobs").load(runner.record.job_id)
+    request = request_for(tmp_path, render_drivers=frame_history.drivers_text({**DRIVERS, **change}))
+    assert frame_history.expected_frame_seconds(request, [saved]) == ("", {})
+    JobRunner(saved, aws.settings, events, runner.store, runner.steps).expect_frame_seconds(request)
+    assert request.frame_seconds == {}
+    log = logged(events)
+    assert f"Frame times of your last job of this scene ({saved.job_id}) not used: its {said} differed" in log
+    assert "expected; the longest frames start first" not in log
+
+
+def test_with_adaptive_sampling_on_other_samples_are_not_scaled(tmp_path):
+    """Samples and pixels scale a time only with adaptive sampling off: with it on, the samples
+    are a ceiling, and a frame stops where its noise does."""
+    from tests.factories import job_record
+
+    adaptive = {**SETTINGS, "render_drivers": frame_history.drivers_text({**DRIVERS, "adaptive": "0.01/0"})}
+    earlier = job_record(tmp_path, frames=FRAMES, created=100.0, frame_seconds={"1": 4.0}, **adaptive)
+    same = request_for(tmp_path, **{k: v for k, v in adaptive.items()})
+    assert frame_history.expected_frame_seconds(same, [earlier])[1][1] == pytest.approx(4.0)
+    more = request_for(tmp_path, **{**adaptive, "render_samples": 256})
+    assert frame_history.expected_frame_seconds(more, [earlier]) == ("", {})
+    assert frame_history.differing(earlier, more) == ["samples (with adaptive sampling on)"]
+    # A job recorded before the drivers were (none stored) does not lend its times either.
+    older = job_record(
+        tmp_path, frames=FRAMES, created=50.0, frame_seconds={"1": 4.0}, **{**SETTINGS, "render_drivers": ""}
+    )
+    assert frame_history.expected_frame_seconds(request_for(tmp_path), [older]) == ("", {})
+    assert frame_history.differing(older, request_for(tmp_path)) == ["render settings"]
 
 
 def test_the_most_recent_matching_job_wins(tmp_path):
