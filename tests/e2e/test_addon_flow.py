@@ -220,7 +220,7 @@ def test_resubmit_after_touching_one_texture_uploads_only_that_file(cloud, tmp_p
     measured = harness.addon().addon.pump.manager().store.load(first).frame_seconds
     assert list(measured) == ["1"] and measured["1"] > 0, measured
     # One frame has no order to choose: the time travels in the spec, and no line says "longest first".
-    assert not any("Frame times from job" in line for line in log), log[-30:]
+    assert not any(line.startswith("[cloud-render] Frame times") for line in log), log[-30:]
     s3 = client(cloud.settings, "s3")
     spec = json.loads(s3.get_object(Bucket=cloud.bucket, Key=spec_key(second))["Body"].read())
     assert spec["frame_seconds"] == measured
