@@ -73,10 +73,12 @@ from cloud.machine import still_parts  # noqa: E402
 from dev.batch_job import blender_version, make_scene, start_job  # noqa: E402
 from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
+from tests.images import png  # noqa: E402  (a real PNG header: the final image is checked on arrival)
 
 SAMPLES = 1024
 MACHINES: tuple[int, ...] = (1, 2, 4, 8)
 SECONDS_PER_SAMPLE = 0.05  # 1024 samples: 51.2 s on one machine, as scaleout's 24 frames (48 s)
+STILL_SIZE = 16  # the scene's resolution: the final image the add-on downloads
 PART_SIZE = (64, 64)  # the parts the runs write and merge; merge_s is timed at 1920x1080
 FINISH_S = 0.5
 BLENDER_START_S = 0.0
@@ -153,8 +155,7 @@ while True:
         else:
             time.sleep(cfg["finish_s"])
             path = step["output"] + ".png"
-            with open(path, "wb") as out:
-                out.write(b"\x89PNG\r\n\x1a\n bench still\n")
+            shutil.copyfile(os.path.join(here, "still.png"), path)  # the scene's size: checked on arrival
             done = dict(path=path, denoised=True, composited=False)
             event = "finished"
         stamp(step["step"], "finished")
@@ -179,6 +180,7 @@ def fake_blender(version: str, settings: dict[str, Any], dest: Path) -> tuple[Pa
             ("fake_still.py", FAKE_BLENDER.encode(), 0o644),
             (SETTINGS_FILE, json.dumps(settings).encode(), 0o644),
             ("part.exr", part.read_bytes(), 0o644),
+            ("still.png", png(STILL_SIZE, STILL_SIZE), 0o644),
         ):
             info = tarfile.TarInfo(f"{top}/{name}")
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
@@ -364,7 +366,7 @@ def main() -> int:
                 )
         merge_s = merges["ondemand"]
         version = blender_version()
-        scene = make_scene(work / "scene" / "still.blend", frames=1, size=16, samples=SAMPLES)
+        scene = make_scene(work / "scene" / "still.blend", frames=1, size=STILL_SIZE, samples=SAMPLES)
         print(
             f"one still of {SAMPLES} samples, a fake {SECONDS_PER_SAMPLE} s/sample "
             f"({SAMPLES * SECONDS_PER_SAMPLE:.1f} s on one machine; benchmark only), parts of "
