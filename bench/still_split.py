@@ -302,7 +302,9 @@ def synthetic_part(path: Path, width: int, height: int, samples: int) -> None:
         for letter in letters:
             noise = rng.normal(0.0, 0.05, (height, width)).astype(np.float32)
             channels[f"ViewLayer.{name}.{letter}"] = ramp + noise
-    still_parts.write_exr(str(path), width, height, channels, {"cycles.ViewLayer.samples": str(samples)})
+    still_parts.write_exr(  # uncompressed, as Cycles writes a part (still_parts.set_multilayer_exr)
+        str(path), width, height, channels, {"cycles.ViewLayer.samples": str(samples)}, compress=False
+    )
 
 
 def time_merge(work: Path, count: int) -> tuple[float, float]:

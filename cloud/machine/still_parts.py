@@ -121,7 +121,9 @@ def _zip(raw: bytes) -> bytes:
     joined = np.concatenate([data[0::2], data[1::2]]).astype(np.int16)
     diff = joined.copy()
     diff[1:] = (joined[1:] - joined[:-1] + 128) & 0xFF
-    return zlib.compress(diff.astype(np.uint8).tobytes(), 4)
+    # Level 1: float renders barely shrink more at higher levels, and the merged Combined pass
+    # is written while the artist waits for the still (level 4 took 1.2 s of a 1080p merge).
+    return zlib.compress(diff.astype(np.uint8).tobytes(), 1)
 
 
 def read_exr(path: str) -> ExrImage:
@@ -160,16 +162,11 @@ def read_exr(path: str) -> ExrImage:
         names = _channel_list(attrs["channels"][1])
         line_type = np.dtype([(str(i), _PIXEL_DTYPES[kind], (width,)) for i, (_n, kind) in enumerate(names)])
         planes = [np.empty((height, width), dtype=np.float32) for _ in names]
-        for offset in offsets:
-            at = offset + (4 if flags & _MULTIPART else 0)
-            y, size = struct.unpack_from("<ii", data, at)
-            count = min(lines, y1 - y + 1)
-            payload = data[at + 8 : at + 8 + size]
-            if size < count * line_type.itemsize:
-                payload = _unzip(payload, count * line_type.itemsize)
-            rows = np.frombuffer(payload, dtype=line_type, count=count)
-            for i, plane in enumerate(planes):
-                plane[y - y0 : y - y0 + count] = rows[str(i)]
+        prefix = 4 if flags & _MULTIPART else 0
+        if lines == 1 and _read_uncompressed(data, offsets, prefix, line_type, y0, y1, planes):
+            pass  # a part as Cycles writes it: every line stored as it is, read in one piece
+        else:
+            _read_chunks(data, offsets, prefix, line_type, lines, y0, y1, planes)
         channels.update({name: planes[i] for i, (name, _kind) in enumerate(names)})
         for name, (kind, raw) in attrs.items():
             if kind == "string" and name not in strings:
@@ -178,6 +175,58 @@ def read_exr(path: str) -> ExrImage:
             image = ExrImage(width, height, channels, strings)
     assert image is not None
     return image
+
+
+def _read_uncompressed(
+    data: bytes, offsets: tuple[int, ...], prefix: int, line_type: Any, y0: int, y1: int, planes: list[Any]
+) -> bool:
+    """Every line of an uncompressed part at once, when its chunks lie back to back, one line
+    each, and every chunk is a whole stored line (False: read chunk by chunk instead). A 1080p
+    part's 1080 chunks of 12 channels were 13,000 small copies."""
+    import numpy as np
+
+    height = y1 - y0 + 1
+    stride = prefix + 8 + line_type.itemsize
+    if len(offsets) != height or np.any(np.diff(np.asarray(offsets, dtype=np.int64)) != stride):
+        return False
+    if offsets[0] + stride * height > len(data):
+        raise ExrError("the chunks run past the end of the file")
+    fields = [("part", "<i4")] if prefix else []
+    chunk = np.dtype([*fields, ("y", "<i4"), ("size", "<i4"), ("row", line_type)])
+    rows = np.frombuffer(data, dtype=chunk, count=height, offset=offsets[0])
+    if np.any(rows["size"] != line_type.itemsize):
+        return False  # some line was compressed after all (RLE/ZIPS keep what does not shrink)
+    order = rows["y"] - y0
+    if order.min() < 0 or order.max() >= height or np.unique(order).size != height:
+        raise ExrError("the lines of an uncompressed part do not cover its image once")
+    for i, plane in enumerate(planes):
+        plane[order] = rows["row"][str(i)]
+    return True
+
+
+def _read_chunks(
+    data: bytes,
+    offsets: tuple[int, ...],
+    prefix: int,
+    line_type: Any,
+    lines: int,
+    y0: int,
+    y1: int,
+    planes: list[Any],
+) -> None:
+    """Chunk by chunk: ZIP (16 lines a chunk), or lines laid out unevenly."""
+    import numpy as np
+
+    for offset in offsets:
+        at = offset + prefix
+        y, size = struct.unpack_from("<ii", data, at)
+        count = min(lines, y1 - y + 1)
+        payload = data[at + 8 : at + 8 + size]
+        if size < count * line_type.itemsize:
+            payload = _unzip(payload, count * line_type.itemsize)
+        rows = np.frombuffer(payload, dtype=line_type, count=count)
+        for i, plane in enumerate(planes):
+            plane[y - y0 : y - y0 + count] = rows[str(i)]
 
 
 def _attribute(name: str, kind: str, value: bytes) -> bytes:
@@ -291,10 +340,10 @@ def merge_parts(parts: list[tuple[str, int]], output: str, combined: str = "") -
             if not can_average(pass_name(channel)):
                 if i == longest:
                     kept[channel] = pixels
-            elif channel in sums:
-                sums[channel] += pixels.astype(np.float64) * weight
+            elif channel in sums:  # in float64, in place: no second copy of a 4K pass a part
+                sums[channel] += np.multiply(pixels, weight, dtype=np.float64)
             else:
-                sums[channel] = pixels.astype(np.float64) * weight
+                sums[channel] = np.multiply(pixels, weight, dtype=np.float64)
         if i == longest:
             strings = dict(image.strings)
     assert first is not None
@@ -332,12 +381,17 @@ def subset_supported(cycles: Any) -> bool:
 
 
 def set_multilayer_exr(settings: Any) -> None:
-    """32-bit float multilayer EXR, ZIP; Blender 5.x needs the media type before the format."""
+    """32-bit float multilayer EXR, uncompressed; Blender 5.x needs the media type before the format.
+
+    Uncompressed: a part goes only to the bucket in the machines' own region (no egress, the
+    artist never downloads one), 32-bit float noise shrinks little with ZIP (a synthetic 1080p
+    part: 99.6 MB as it is, 95.1 MB zipped), and unzipping was most of the merge the artist waits
+    for (reading a 1080p part: 1.7 s zipped, 0.04 s as it is)."""
     if hasattr(settings, "media_type"):
         settings.media_type = "MULTI_LAYER_IMAGE"
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
-    settings.exr_codec = "ZIP"
+    settings.exr_codec = "NONE"
 
 
 def prepare_part(scene: Any, frame: int, total: int, offset: int, length: int) -> str:

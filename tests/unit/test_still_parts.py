@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cloud.machine import blender_logs
+from cloud.machine import blender_logs, still_parts
 from cloud.machine.still_parts import ExrError, merge_parts, pass_name, read_exr, write_exr
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,8 +233,11 @@ def test_every_pass_lands_in_the_part_exr_on_5_0(still50):
     assert part["event"] == "part_done" and part["method"] == "subset" and part["samples"] == TOTAL
     passes = {pass_name(c) for c in read_exr(part["path"]).channels}
     assert {"Combined", "Depth", "Object Index", "Denoising Normal", "Denoising Albedo"} <= passes
-    flags = int.from_bytes(Path(part["path"]).read_bytes()[4:8], "little")
+    data = Path(part["path"]).read_bytes()
+    flags = int.from_bytes(data[4:8], "little")
     assert flags & 0x1000  # multi-part
+    # Stored uncompressed (still_parts.set_multilayer_exr: unzipping was most of the merge).
+    assert still_parts._attributes(data, 8)[0]["compression"][1] == b"\0"
     print(f"5.0.1 part passes: {sorted(passes)}")
 
 
@@ -343,6 +346,24 @@ def test_exr_round_trip_and_parts_that_do_not_match(tmp_path):
     (tmp_path / "c.exr").write_bytes(b"not an exr")
     with pytest.raises(ExrError, match="not an OpenEXR"):
         read_exr(str(tmp_path / "c.exr"))
+
+
+def test_an_uncompressed_part_reads_in_one_piece_and_its_lines_must_cover_it_once(tmp_path):
+    """Parts are stored uncompressed and read in one piece; a part whose lines repeat one row
+    and leave another out (a damaged or hostile file) is refused, not merged with a hole."""
+    rng = np.random.default_rng(2)
+    planes = {f"L.Combined.{c}": rng.random((9, 5), dtype=np.float32) for c in "RGBA"}
+    path = tmp_path / "n.exr"
+    write_exr(str(path), 5, 9, planes, {}, compress=False)
+    back = read_exr(str(path))
+    assert all(np.array_equal(back.channels[c], planes[c]) for c in planes)
+    data = bytearray(path.read_bytes())
+    table = len(data) - 9 * (8 + 4 * 5 * 4) - 8 * 9  # the offset table, then 9 chunks of one line
+    first = int.from_bytes(data[table : table + 8], "little")
+    data[first : first + 4] = (1).to_bytes(4, "little")  # line 0 claims to be line 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ExrError, match="cover its image once"):
+        read_exr(str(path))
 
 
 if __name__ == "__main__":
