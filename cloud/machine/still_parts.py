@@ -44,6 +44,7 @@ import struct
 import sys
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,8 +200,12 @@ def _read_uncompressed(
     order = rows["y"] - y0
     if order.min() < 0 or order.max() >= height or np.unique(order).size != height:
         raise ExrError("the lines of an uncompressed part do not cover its image once")
+    in_order = bool(np.all(order == np.arange(height)))  # as every writer stores them
     for i, plane in enumerate(planes):
-        plane[order] = rows["row"][str(i)]
+        if in_order:
+            plane[...] = rows["row"][str(i)]
+        else:
+            plane[order] = rows["row"][str(i)]
     return True
 
 
@@ -265,12 +270,19 @@ def write_exr(
     )
     stack = np.stack([np.asarray(channels[n], dtype="<f4") for n in names], axis=1)  # (height, nch, width)
     lines = _LINES_PER_CHUNK[compression]
-    blocks = []
-    for y in range(0, height, lines):
+
+    def chunk(y: int) -> bytes:
         raw = stack[y : y + lines].tobytes()
         packed = _zip(raw) if compress else raw
         payload = packed if len(packed) < len(raw) else raw
-        blocks.append(struct.pack("<ii", y, len(payload)) + payload)
+        return struct.pack("<ii", y, len(payload)) + payload
+
+    starts = range(0, height, lines)
+    if compress:  # zlib and numpy let go of the GIL: the chunks zip on every core at once
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            blocks = list(pool.map(chunk, starts))
+    else:
+        blocks = [chunk(y) for y in starts]
     start = 8 + len(header) + 1 + 8 * len(blocks)
     offsets, at = [], start
     for block in blocks:
