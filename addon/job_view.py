@@ -29,6 +29,7 @@ from ..cloud.job.events import (
     StageChanged,
 )
 from ..cloud.job.log_filter import for_people
+from ..cloud.job.records import JobRecord
 from ..cloud.machine.contract import shown_text
 from ..cloud.pack import FRAMES_IMAGE_PREFIX
 from . import jobs_list, pump
@@ -50,13 +51,134 @@ class JobLocal:
     # lose minutes at today's epoch. 0: not known.
     started: float = 0.0
     ended: float = 0.0
+    shown: ViewState | None = None  # its part of the panel, whichever file is open
+
+
+@dataclass
+class ViewState:
+    """One job's part of the Current Job panel (the WindowManager view's fields of the same
+    names), kept in Python: a file load (File > New, Open Recent) gives Blender a new
+    WindowManager and an empty view, while the job goes on rendering for its file."""
+
+    job_id: str = ""
+    state: str = ""
+    message: str = ""
+    action: str = ""
+    error_code: str = ""
+    progress: float = 0.0
+    frames_done: int = 0
+    frames_total: int = 0
+    current_frame: int = 0
+    cost_so_far: float = 0.0
+    machines_text: str = ""
+    eta_s: float = 0.0
+    projected_cost: float = 0.0
+    log_tail: str = ""
+    sample: int = 0
+    samples_total: int = 0
+    device: str = ""
+    seconds_per_frame: float = 0.0
+    price_per_hour: float = 0.0
+
+
+class _Both:
+    """Sets each field on every target: the job's own state and, for the current job, the
+    WindowManager's view (only the fields an event changes, as the view had them before)."""
+
+    def __init__(self, *targets: Any) -> None:
+        object.__setattr__(self, "_targets", targets)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._targets[0], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        for target in self._targets:
+            setattr(target, name, value)
 
 
 _jobs: dict[str, JobLocal] = {}
+# The job each file showed last in this session (its path -> job id): opened again, the file
+# shows it again (a job belongs to its file, wherever the artist went in between).
+_file_jobs: dict[str, str] = {}
 
 
 def _job(job_id: str) -> JobLocal:
     return _jobs.setdefault(job_id, JobLocal())
+
+
+def _record(job_id: str) -> JobRecord | None:
+    try:
+        return pump.manager().store.load(job_id)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def state_from_record(record: JobRecord) -> ViewState:
+    """What the job's record on disk tells the panel: where it got to, why it ended and what to
+    do, its frames and its cost (a job that ended while Blender was closed sent no event)."""
+    return ViewState(
+        job_id=record.job_id,
+        state=record.stage,
+        message=record.message,
+        action=record.action,
+        frames_done=len(record.frames_done),
+        frames_total=len(record.frames),
+        cost_so_far=record.cost_so_far,
+        device=record.device,
+        seconds_per_frame=record.seconds_per_frame,
+        price_per_hour=record.price_per_hour,
+    )
+
+
+def job_state(job_id: str) -> ViewState:
+    """The job's part of the panel: as its events left it, or first from its record."""
+    job = _job(job_id)
+    if job.shown is None:
+        record = _record(job_id)
+        job.shown = state_from_record(record) if record is not None else ViewState(job_id=job_id)
+        if record is not None and not job.started:
+            job.started, job.ended = record.created, record.ended_at
+    return job.shown
+
+
+def begin(job_id: str, state: ViewState) -> None:
+    """A job starts (or starts again) in the panel with `state`, the last job's words gone."""
+    _job(job_id).shown = state
+    show(job_id)
+
+
+def show(job_id: str) -> None:
+    """Make `job_id` the Current Job of the open file: the panel draws its state as kept here."""
+    shown = view()
+    state = job_state(job_id) if job_id else ViewState()
+    for item in dataclasses.fields(ViewState):
+        setattr(shown, item.name, getattr(state, item.name))
+    if job_id and bpy.data.filepath:
+        _file_jobs[bpy.data.filepath] = job_id
+
+
+def file_job(blend_name: str) -> str:
+    """The job `blend_name` showed last in this session ("" if none)."""
+    return _file_jobs.get(blend_name, "")
+
+
+def move_file_job(old: str, new: str) -> None:
+    """After "Save As": the job shown for the old name is the new name's."""
+    if old in _file_jobs:
+        _file_jobs[new] = _file_jobs.pop(old)
+
+
+def say(job_id: str, **fields: Any) -> None:
+    """Words about a job (a message, an action) that no event brings: kept with the job and
+    shown now if it is the Current Job."""
+    job = _jobs.get(job_id)
+    if job_id and job is not None and job.shown is not None:
+        for name, value in fields.items():
+            setattr(job.shown, name, value)
+    shown = view()
+    if shown.job_id == job_id:
+        for name, value in fields.items():
+            setattr(shown, name, value)
 
 
 def view() -> Any:
@@ -91,12 +213,11 @@ def elapsed_seconds(job_id: str) -> int | None:
     return max(0, int((job.ended or time.time()) - job.started))
 
 
-def _on_log(event: LogLines, view: Any, current: bool) -> None:
+def _on_log(event: LogLines, view: Any) -> None:
     job = _job(event.job_id)
     job.log.extend(event.lines)
     job.people.extend(for_people(event.lines, keep=0))
-    if current:
-        view.log_tail = "\n".join(job.people)
+    view.log_tail = "\n".join(job.people)
 
 
 def output_folder(job_id: str) -> str:
@@ -112,68 +233,63 @@ def output_folder(job_id: str) -> str:
     return job.folder
 
 
-def _on_stage(event: StageChanged, view: Any, current: bool) -> None:
+def _on_stage(event: StageChanged, view: Any) -> None:
     for item in jobs_list.rows(event.job_id):
         item.stage = event.stage
-    if current:
-        view.state, view.message, view.action = event.stage, event.message, event.action
-        view.progress = 0.0
+    view.state, view.message, view.action = event.stage, event.message, event.action
+    view.progress = 0.0
 
 
-def _on_end(event: JobEnded, view: Any, current: bool) -> None:
+def _on_end(event: JobEnded, view: Any) -> None:
     for item in jobs_list.rows(event.job_id):
         item.stage, item.frames_done = event.stage, event.frames_done
     job = _jobs.get(event.job_id)
     if job is not None and job.started:
         job.ended = time.time()
-    if current:
-        view.state, view.message, view.action = event.stage, event.message, event.action
-        view.error_code = event.code
-        view.progress = 0.0
-        view.frames_done, view.frames_total = event.frames_done, event.frames_total
+    view.state, view.message, view.action = event.stage, event.message, event.action
+    view.error_code = event.code
+    view.progress = 0.0
+    view.frames_done, view.frames_total = event.frames_done, event.frames_total
+    if event.cost_so_far:
+        view.cost_so_far = event.cost_so_far
 
 
-def _on_progress(event: Progress, view: Any, current: bool) -> None:
-    if current:
-        view.progress = min(max(event.fraction, 0.0), 1.0)
-        if event.text:
-            view.message = event.text
+def _on_progress(event: Progress, view: Any) -> None:
+    view.progress = min(max(event.fraction, 0.0), 1.0)
+    if event.text:
+        view.message = event.text
 
 
-def _on_status(event: MachineStatus, view: Any, current: bool) -> None:
-    if current:
-        view.current_frame = event.frame if event.frame is not None else 0
-        view.sample = event.sample or 0
-        view.samples_total = event.samples_total or 0
-        view.device = event.device
-        view.seconds_per_frame = event.seconds_per_frame
+def _on_status(event: MachineStatus, view: Any) -> None:
+    view.current_frame = event.frame if event.frame is not None else 0
+    view.sample = event.sample or 0
+    view.samples_total = event.samples_total or 0
+    view.device = event.device
+    view.seconds_per_frame = event.seconds_per_frame
 
 
-def _on_machines(event: MachinesUpdate, view: Any, current: bool) -> None:
-    if current:
-        view.machines_text = "\n".join(event.rows)
-        view.eta_s = event.eta_s
+def _on_machines(event: MachinesUpdate, view: Any) -> None:
+    view.machines_text = "\n".join(event.rows)
+    view.eta_s = event.eta_s
 
 
-def _on_cost(event: CostUpdate, view: Any, current: bool) -> None:
-    if current:
-        view.cost_so_far, view.projected_cost = event.cost_so_far, event.projected
+def _on_cost(event: CostUpdate, view: Any) -> None:
+    view.cost_so_far, view.projected_cost = event.cost_so_far, event.projected
 
 
-def _on_frame(event: FrameArrived, view: Any, current: bool) -> None:
+def _on_frame(event: FrameArrived, view: Any) -> None:
     _job(event.job_id).frames.append((event.frame, event.path))
     for item in jobs_list.rows(event.job_id):
         item.frames_done = event.frames_done
-    if current:
-        view.frames_done, view.frames_total = event.frames_done, event.frames_total
+    view.frames_done, view.frames_total = event.frames_done, event.frames_total
     show_frames(event.job_id, open_editor=False)
 
 
-def _on_quote(event: QuoteReady, view: Any, current: bool) -> None:
+def _on_quote(event: QuoteReady, view: Any) -> None:
     """The quote's words reach the panel as a stage and a log line; nothing more to draw."""
 
 
-HANDLERS: dict[type, Callable[[Any, Any, bool], None]] = {
+HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     LogLines: _on_log,
     StageChanged: _on_stage,
     JobEnded: _on_end,
@@ -218,8 +334,9 @@ def apply_event(event: JobEvent) -> None:
     handler = HANDLERS.get(type(event))
     if handler is None:
         return
-    current_view = view()
-    handler(shown(event), current_view, current_view.job_id == event.job_id)
+    state = job_state(event.job_id)  # kept whichever file is open (a file load empties the view)
+    current = view()
+    handler(shown(event), _Both(state, current) if current.job_id == event.job_id else state)
     redraw()
 
 
@@ -328,6 +445,7 @@ def redraw() -> None:
 
 def forget() -> None:
     _jobs.clear()
+    _file_jobs.clear()
 
 
 def fill_log_text(job_id: str, machine: int = -1) -> bpy.types.Text:
@@ -339,6 +457,8 @@ def fill_log_text(job_id: str, machine: int = -1) -> bpy.types.Text:
     if machine >= 0:
         mark = f"[machine {machine}] "
         lines = [line[len(mark) :] for line in lines if line.startswith(mark)]
+    elif not lines:
+        lines = why_no_log(job_id)
     text = bpy.data.texts.get(name) or bpy.data.texts.new(name)
     text.clear()
     text.write("\n".join(lines) + "\n")
@@ -355,6 +475,21 @@ def fill_log_text(job_id: str, machine: int = -1) -> bpy.types.Text:
         space.show_word_wrap = True
         space.top = max(0, len(text.lines) - 40)  # the end of the log, where the news is
     return text
+
+
+def why_no_log(job_id: str) -> list[str]:
+    """What a log with no line says instead: an empty text read as a broken button, and a job
+    that ended before any machine wrote a line (Blender closed while packing) has its reason
+    in its record alone."""
+    record = _record(job_id)
+    if record is None:
+        return ["This job has no log on this computer."]
+    if not record.is_final:
+        return ["No log line has come back from this job since this file was opened."]
+    return [
+        "No log came back from this job: it ended before a machine wrote one, or in another Blender session.",
+        *(line for line in (record.message, record.action) if line),
+    ]
 
 
 def load_frames_from_record(job_id: str) -> None:

@@ -164,27 +164,32 @@ def on_event(event: Any) -> None:
         return
     if not getattr(record, "proof_first", False):
         return
-    view = job_view.view()
+    job_id = event.job_id
     try:
-        planned = plan(event.job_id)
+        planned = plan(job_id)
     except CloudError as error:
-        view.message, view.action = error.message, "Go on or stop the job with the buttons below."
+        job_view.say(job_id, message=error.message, action="Go on or stop the job with the buttons below.")
         return
     under_cap = bool(event.under_cap)
 
     def judged(proof: Proof | None, error: CloudError | None) -> None:
         if error is not None or proof is None:
-            view.message = error.message if error else "The proof frame could not be made."
-            view.action = "Go on or stop the job with the buttons below."
+            job_view.say(
+                job_id,
+                message=error.message if error else "The proof frame could not be made.",
+                action="Go on or stop the job with the buttons below.",
+            )
             return
         show(proof)
         words = proof.result.words()
         if proof.result.match and under_cap:
-            view.message, view.action = words + " Going on with every frame.", ""
-            pump.in_background(lambda: manager.answer_quote(event.job_id, True), lambda _r, _e: None)
+            job_view.say(job_id, message=words + " Going on with every frame.", action="")
+            pump.in_background(lambda: manager.answer_quote(job_id, True), lambda _r, _e: None)
         else:
             cause = f" Likely cause: {proof.cause}" if proof.cause else ""
-            view.message, view.action = words + cause, "Go on anyway, or stop and keep the scout frames."
+            job_view.say(
+                job_id, message=words + cause, action="Go on anyway, or stop and keep the scout frames."
+            )
         job_view.redraw()
 
     pump.in_background(lambda: render_and_compare(planned), judged)

@@ -9,22 +9,39 @@ from . import account, job_view, jobs_list, panel_results, proof_frame, pump
 
 
 def reattach() -> list[str]:
-    """Follow this file's unfinished jobs again and show the frames that already came back."""
+    """Follow this file's unfinished jobs again, show the frames that already came back, and
+    show the file's job in the Current Job panel: a file load gives Blender an empty view."""
     if not bpy.data.filepath:
         return []
+    blend = bpy.data.filepath
     jobs_list.refresh()  # from the records on disk: no network needed to list them
-    if not bpy.app.online_access or not account.has_credentials():
-        return []
     manager = pump.manager()
-    attached: list[str] = manager.attach_unfinished(bpy.data.filepath)
-    for job_id in attached:
-        job_view.load_frames_from_record(job_id)
-        job_view.start_clock(job_id, manager.store.load(job_id).created)
-    jobs_list.refresh()
-    view = job_view.view()
-    if attached and not view.job_id:
-        view.job_id = attached[0]
+    unfinished = [r.job_id for r in manager.store.all() if r.blend_name == blend and not r.is_final]
+    attached: list[str] = []
+    if bpy.app.online_access and account.has_credentials():
+        attached = manager.attach_unfinished(blend)
+        for job_id in attached:
+            job_view.load_frames_from_record(job_id)
+            job_view.start_clock(job_id, manager.store.load(job_id).created)
+        jobs_list.refresh()
+    shown = _file_job(blend, unfinished)
+    if shown:
+        job_view.show(shown)
     return attached
+
+
+def _file_job(blend: str, unfinished: list[str]) -> str:
+    """The job the file's Current Job panel shows when it opens: the newest still rendering (the
+    one to cancel; already followed when the file was opened again in this session), else the
+    one it showed last in this session, else the newest that was unfinished as the file opened
+    (ended while Blender was closed: its record says why)."""
+    running = pump.manager().running_jobs(blend)
+    if running:
+        return running[0]
+    last = job_view.file_job(blend)
+    if last and last in {r.job_id for r in jobs_list.items()}:
+        return last
+    return unfinished[0] if unfinished else ""
 
 
 # The file the open jobs belong to, as of the last load or save: "Save As" changes
@@ -47,6 +64,7 @@ def on_save_post(*_args: object) -> None:
     new = bpy.data.filepath
     if _open_file and new and new != _open_file and pump.manager_exists():
         pump.manager().move_jobs(_open_file, new)
+        job_view.move_file_job(_open_file, new)
         jobs_list.refresh(new)
     _open_file = new
 

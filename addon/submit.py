@@ -62,10 +62,31 @@ def render_blockers(context: bpy.types.Context) -> list[str]:
         frames_for(context.scene)
     except CloudError as error:
         blockers.append(f"{error.message} {error.action}")
-    view = job_view.view()
-    if view.job_id and pump.manager_exists() and pump.manager().is_running(view.job_id):
-        blockers.append("A cloud render is running: wait for it or cancel it.")
     return blockers
+
+
+def running_jobs() -> list[str]:
+    """This file's jobs still rendering in this session, newest first (a file opened again, by
+    Open Recent after File > New, still has the job it started)."""
+    if not bpy.data.filepath or not pump.manager_exists():
+        return []
+    return pump.manager().running_jobs(bpy.data.filepath)
+
+
+def running_job_text() -> str:
+    """What Render in Cloud asks first when this file already has a job rendering: a second
+    press is more often a slip (or a lost panel) than a wish to pay for two machines."""
+    running = running_jobs()
+    if not running:
+        return ""
+    state = job_view.job_state(running[0])
+    others = len(running) - 1
+    return (
+        f"Job {running[0]} is still rendering this file ({state.frames_done}/{state.frames_total} frames)"
+        + (f", and {others} more job{'s' * (others != 1)}" if others else "")
+        + ". Render starts another job, billed beside it; Cancel (in the Current Job panel or the "
+        "Jobs list) stops the running one."
+    )
 
 
 def price_per_hour(region: str, instance_type: str, spot: bool) -> float:
@@ -429,22 +450,18 @@ def relaunch_missing(context: bpy.types.Context, job_id: str) -> JobRecord:
 def track(context: bpy.types.Context, record: JobRecord) -> None:
     """Show the job in the panel and on top of the jobs list (both never saved in a .blend)."""
     jobs_list.add(record)
-    view = job_view.view()
-    view.job_id = record.job_id
-    view.state = record.stage
-    view.message = "Collecting the scene's files"
-    view.action = view.error_code = ""
-    view.frames_done = 0
-    view.frames_total = len(record.frames)
-    view.current_frame = 0
-    view.sample = view.samples_total = 0
-    view.cost_so_far = view.projected_cost = 0.0
-    view.log_tail = ""
     # The last job's machine facts would read as this one's ("0.7 s/frame, Device CPU" while
-    # packing, in the real window).
-    view.seconds_per_frame = view.eta_s = view.progress = 0.0
-    view.device = view.machines_text = ""
-    view.price_per_hour = record.price_per_hour
+    # packing, in the real window): the job starts from its own, empty, state.
+    job_view.begin(
+        record.job_id,
+        job_view.ViewState(
+            job_id=record.job_id,
+            state=record.stage,
+            message="Collecting the scene's files",
+            frames_total=len(record.frames),
+            price_per_hour=record.price_per_hour,
+        ),
+    )
     job_view.start_clock(record.job_id, record.created)
 
 

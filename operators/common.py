@@ -43,10 +43,10 @@ def in_background(work: Callable[[], Any], on_success: Callable[[Any], str], sai
     def done(result: Any, error: Any) -> None:
         view = job_view.view()
         message, action = (error.message, error.action) if error is not None else (on_success(result), "")
-        if said_in == "job":
-            view.message, view.action = message, action
+        if said_in == "job":  # kept with the job too: the view is emptied by a file load
+            job_view.say(view.job_id, message=message, action=action)
         elif said_in == "job_action":
-            view.action = f"{message} {action}".strip()
+            job_view.say(view.job_id, action=f"{message} {action}".strip())
         elif said_in == "jobs":
             view.jobs_status = f"{message} {action}".strip()
         else:

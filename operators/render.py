@@ -18,6 +18,8 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
     # Render > Render This Frame in Cloud: the current frame alone, a still (on many machines
     # its samples are split: cloud/job/still_plan.py).
     this_frame: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    # The artist was told that this file has a job still rendering and chose to start another.
+    start_another: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE", "HIDDEN"})  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -29,16 +31,28 @@ class CLOUDRENDER_OT_render(bpy.types.Operator):
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
         summary = submit.confirmation_text(context, self.this_frame)
+        running = submit.running_job_text()
+        if running:  # asked first, in the same dialog: Render starts the second job
+            summary = f"{running}\n{summary}"
+            self.start_another = True
         submit.prefetch_facts()  # read while the artist reads the confirmation
         title = "Render This Frame in Cloud" if self.this_frame else "Render in Cloud"  # the menu's words
         return context.window_manager.invoke_confirm(
-            self, event, title=title, message=summary, confirm_text="Render"
+            self, event, title=title, message=summary, confirm_text="Render Another" if running else "Render"
         )
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         blockers = submit.render_blockers(context)
         if blockers:
             self.report({"ERROR"}, blockers[0])
+            return {"CANCELLED"}
+        running = submit.running_jobs()
+        if running and not self.start_another:  # never a second billing job without asking
+            self.report(
+                {"ERROR"},
+                f"Job {running[0]} is still rendering this file: cancel it, or press Render in Cloud "
+                "and confirm to start another.",
+            )
             return {"CANCELLED"}
         try:
             record = submit.start_job(context, self.this_frame)

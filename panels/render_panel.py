@@ -352,6 +352,9 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
             _movie_buttons(grid, job_id)
             grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
+            row = wm.cloud_render_jobs[wm.cloud_render_jobs_index]
+            if row.stage not in FINAL_STAGE_IDS:  # a job beside the Current Job stops here
+                grid.operator("cloud_render.cancel", icon="CANCEL").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
         if view.jobs_status:  # what the last button here did (Delete Cloud Data, Terminate, ...)

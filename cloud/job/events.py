@@ -53,6 +53,9 @@ class JobEnded(JobEvent):
     code: ErrorCode = (
         ErrorCode.NONE
     )  # the CloudError code when it failed ("quota_zero", ...), for the panel's button
+    # What the job cost, as its record holds it: a job that ended while Blender was closed sends
+    # no cost update on re-attach (its machines are gone), and the panel read "$0.00".
+    cost_so_far: float = 0.0
 
 
 @dataclass(frozen=True)

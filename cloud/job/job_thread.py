@@ -776,7 +776,16 @@ class JobRunner(threading.Thread):
         rec.ended_at = time.time()
         self._save()
         self.events.post(
-            JobEnded(rec.job_id, stage.value, message, action, len(rec.frames_done), len(rec.frames), code)
+            JobEnded(
+                rec.job_id,
+                stage.value,
+                message,
+                action,
+                len(rec.frames_done),
+                len(rec.frames),
+                code,
+                rec.cost_so_far,
+            )
         )
 
     def _check_nothing_left(self) -> None:

@@ -67,6 +67,15 @@ class JobManager:
             runner = self._runners.get(job_id)
         return runner is not None and runner.is_alive()
 
+    def running_jobs(self, blend_name: str) -> list[str]:
+        """The jobs of `blend_name` followed now, newest first, from the threads alone (no record
+        is read: Blender's main thread asks, when a file opens and before a second job starts)."""
+        with self._lock:
+            runners = [r for r in self._runners.values() if r.is_alive()]
+        # A job that has ended can keep its thread a moment (its last checks): it renders no more.
+        mine = [r.record for r in runners if r.record.blend_name == blend_name and not r.record.is_final]
+        return [record.job_id for record in sorted(mine, key=lambda record: record.created, reverse=True)]
+
     def runner(self, job_id: str) -> JobRunner | None:
         with self._lock:
             return self._runners.get(job_id)

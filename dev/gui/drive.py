@@ -889,6 +889,64 @@ def st_cancel_press():
     return 1.0
 
 
+def st_reopen_job():
+    """Issue 26, item 1: a job started, then File > New and the file opened again."""
+    start_job("c5.2xlarge", 60, samples=QUOTE_SAMPLES)  # long enough to be seen running
+    S["reopen_job"] = view().job_id
+    return 3.0
+
+
+def st_reopen_new_file():
+    with context().temp_override(window=win()):
+        bpy.ops.wm.read_homefile()  # File > New (General): Blender's view of the job is emptied
+    log("after File > New:", repr(bpy.data.filepath), "job in view:", repr(view().job_id))
+    return 3.0
+
+
+def st_reopen_open_recent():
+    with context().temp_override(window=win()):
+        bpy.ops.wm.open_mainfile(filepath=str(WORK / "project" / "shot.blend"))  # Open Recent
+    log("reopened; job in view:", view().job_id, "started:", S.get("reopen_job"))
+    S["result"]["reopened_shows_the_job"] = view().job_id == S.get("reopen_job")
+    S["deadline"] = time.monotonic() + 120
+    return 1.0
+
+
+def st_reopen_output_tab():
+    props_area().spaces.active.context = "OUTPUT"
+    focus_main()
+    redraw_all()
+    return 1.0
+
+
+def st_reopen_ask():
+    """Render in Cloud again on the reopened file: the confirmation names the running job."""
+    area = props_area()
+    subprocess.run(
+        [
+            "xdotool",
+            "mousemove",
+            str(area.x + area.width // 2),
+            str(win().height - area.y - area.height // 2),
+        ],
+        check=False,
+    )
+    log("second render INVOKE_DEFAULT", in_props(ops().cloud_render.render, "INVOKE_DEFAULT"))
+    return 2.0
+
+
+def st_reopen_ask_shot():
+    shot("second_render_asks")
+    subprocess.Popen(["xdotool", "key", "Escape"])  # the artist keeps the one job
+    return 2.0
+
+
+def st_reopen_cancel():
+    S["result"]["no_second_job"] = view().job_id == S.get("reopen_job")
+    log("cancel", in_props(ops().cloud_render.cancel, job_id=S.get("reopen_job", "")))
+    return 1.0
+
+
 def st_quota_job():
     start_job("p5.48xlarge", 6)  # 192 vCPUs against the emulated account's GPU quota of 0
     return 1.0
@@ -1048,6 +1106,15 @@ STAGES = [
     ("cancel", st_cancel_press),
     ("cancel", wait_for(FINAL, "job_cancelled")),
     ("cancel", settle()),
+    ("reopen", st_reopen_job),
+    ("reopen", st_reopen_new_file),
+    ("reopen", st_reopen_open_recent),
+    ("reopen", st_reopen_output_tab),
+    ("reopen", wait_until(lambda: view().frames_done >= 1 or view().state in FINAL, "job_survives_new_file")),
+    ("reopen", st_reopen_ask),
+    ("reopen", st_reopen_ask_shot),
+    ("reopen", st_reopen_cancel),
+    ("reopen", settle()),
     ("quota", st_quota_job),
     ("quota", wait_for(FINAL, "job_failed_quota")),
     ("quota", st_quota_request),

@@ -12,8 +12,10 @@ import hashlib
 import time
 
 import bpy
+import pytest
 
 from dev import addon_harness as harness
+from tests.addon.test_panels_draw import draw
 from tests.factories import job_fields
 
 MARKER = "20991231-235959-c0ffee"
@@ -220,3 +222,64 @@ def test_a_log_shown_in_a_text_stays_out_of_the_saved_file(installed, tmp_path):
     for saved in (path, copy):
         bpy.ops.wm.open_mainfile(filepath=str(saved))
         assert [text.name for text in bpy.data.texts] == ["notes"], saved
+
+
+def test_a_job_ended_while_packing_says_why_after_the_file_opens_again(installed, aws, tmp_path):
+    """Blender was closed while the job packed: opened again, the file's Current Job panel says
+    why it ended and what to do, and Open Full Log says it too (no line came back: it was an
+    empty text) - the words were in the record on disk alone."""
+    module = harness.addon()
+    harness.connect(aws.url)
+    path = harness.make_scene(tmp_path / "packing.blend", frames=2, size=16, samples=1)
+    manager = module.addon.pump.manager()
+    record = job_record(module, path, tmp_path, stage="packing")  # never reached launch
+    manager.store.save(record)
+    module.addon.job_view.forget()  # a new Blender session
+    name = module.addon.job_view.image_name(record.job_id)
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(path))
+        view = module.addon.job_view.view()
+        assert (view.job_id, view.state) == (record.job_id, "failed")
+        assert view.message == "Blender was closed before the machine started."
+        assert view.action == "Press Render in Cloud again."
+        assert (view.frames_done, view.frames_total) == (0, 2)
+        labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        said = " ".join(labels)  # wrapped to the editor's width
+        assert "Failed: Blender was closed before the machine started. Press Render in Cloud again." in said
+        assert "cloud_render.cancel" not in operators
+        assert bpy.ops.cloud_render.open_log(job_id=record.job_id) == {"FINISHED"}
+        log = bpy.data.texts[name].as_string()
+        assert "Blender was closed before the machine started." in log, log
+        assert "Press Render in Cloud again." in log
+    finally:
+        if name in bpy.data.texts:
+            bpy.data.texts.remove(bpy.data.texts[name])
+        manager.store.delete(record.job_id)
+        module.addon.job_view.view().job_id = ""
+        harness.disconnect()
+
+
+def test_a_job_that_ends_with_no_cost_update_shows_the_cost_its_record_holds(installed, tmp_path):
+    """Opened again after its machines ended, a job ends at its first look: no cost update comes
+    (nothing runs any more), and the panel said "cost $0.00" although its record holds the cost.
+    The end brings the record's cost."""
+    module = harness.addon()
+    job_view, events = module.addon.job_view, module.cloud.job.events
+    path = harness.make_scene(tmp_path / "away.blend", frames=2, size=16, samples=1)
+    record = job_record(module, path, tmp_path, stage="rendering", frames_done=[1, 2], cost_so_far=0.42)
+    module.addon.pump.manager().store.save(record)
+    try:
+        job_view.show(record.job_id)  # as re-attaching shows it: from its record
+        view = job_view.view()
+        assert (view.state, view.cost_so_far) == ("rendering", pytest.approx(0.42))
+        view.cost_so_far = 0.0  # as the panel had it before: no event had brought a cost
+        job_view.apply_event(
+            events.JobEnded(record.job_id, "done", "2 frames rendered.", "", 2, 2, cost_so_far=0.42)
+        )
+        assert view.cost_so_far == pytest.approx(0.42)
+        labels, _operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert any(text.endswith("cost $0.42") for text in labels), labels
+    finally:
+        module.addon.pump.manager().store.delete(record.job_id)
+        module.addon.job_view.forget()
+        module.addon.job_view.view().job_id = ""

@@ -300,13 +300,18 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, slow_scene, 
     assert again.cloud_engine == EngineName.BATCH
     # Blender opens again: the manager re-attaches, with the engine the record names.
     artist = job.runner.settings  # the same IAM user's keys, as the add-on keeps them
-    manager = JobManager(tmp_path / "records", EventQueue(), lambda: artist, poll_seconds=0.5)
+    events = EventQueue()
+    manager = JobManager(tmp_path / "records", events, lambda: artist, poll_seconds=0.5)
     assert manager.attach_unfinished() == [again.job_id]
     runner = manager.runner(again.job_id)
     assert runner is not None and isinstance(runner.engine, BatchEngine)
     runner.join(DEADLINE_S)
     again = store.load(again.job_id)
     assert again.stage == "done", (again.message, again.action)
+    # The end tells the panel what the job cost (a job that ends at its first look after a
+    # restart sends no cost update: the panel read "$0.00").
+    [ended] = [e for e in events.drain(2.0, 100_000) if isinstance(e, JobEnded)]
+    assert ended.cost_so_far == again.cost_so_far > 0
     assert sorted(again.frames_done) == list(range(1, 13))
     assert len({r["machine"] for r in runner.outputs.machine_rows()}) == 3
 

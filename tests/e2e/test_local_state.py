@@ -7,8 +7,11 @@ import bpy
 import pytest
 
 from cloud.aws.session import client
+from cloud.job.records import FINAL_STAGE_IDS
+from cloud.machine.contract import out_prefix
 from dev import addon_harness as harness
-from tests.e2e.test_addon_flow import cloud, textured_scene, view, wait_final
+from tests.addon.test_panels_draw import draw
+from tests.e2e.test_addon_flow import CPU_TYPE, cloud, textured_scene, view, wait_final
 
 pytestmark = pytest.mark.slow
 __all__ = ["cloud"]  # a fixture, shared with the main flow test
@@ -64,3 +67,80 @@ def test_set_up_uses_the_bucket_jobs_use(cloud):
         computeEnvironments=["cloud-render-g4dn-xlarge-spot"]
     )["computeEnvironments"]
     assert (env["computeResources"]["type"], env["computeResources"]["maxvCpus"]) == ("SPOT", 8)
+
+
+def test_a_running_job_is_its_files_again_after_file_new_and_open_recent(cloud, tmp_path):
+    """Issue 26, item 1, from the real window: a job started, File > New, the file opened again
+    from Open Recent. Its Current Job panel is back, with Cancel, and Render in Cloud asks before
+    a second billing job (it started one silently while the first rendered on)."""
+    path = harness.make_scene(tmp_path / "project" / "survives.blend", frames=6, size=200, samples=400)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    addon = harness.addon().addon
+    manager = addon.pump.manager()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+
+    bpy.ops.wm.read_homefile()  # File > New: Blender's view of the job is emptied
+    assert (bpy.data.filepath, view().job_id) == ("", "")
+    assert addon.submit.running_jobs() == []  # the new file has no job of its own
+    # The job renders on meanwhile, and what it says is kept for its file.
+    kept = addon.job_view.job_state(job_id)
+    harness.drain_until(lambda: kept.frames_done >= 1 or kept.state in FINAL_STAGE_IDS, 240)
+    assert kept.state not in FINAL_STAGE_IDS, kept.message
+
+    bpy.ops.wm.open_mainfile(filepath=str(path))  # Open Recent
+    assert manager.is_running(job_id)
+    assert view().job_id == job_id
+    assert view().state == kept.state and view().frames_total == 6 and view().frames_done >= 1
+    labels, operators = draw(harness.addon().panels.render_panel.CLOUDRENDER_PT_job)
+    assert "cloud_render.cancel" in operators and any(text.startswith("Elapsed ") for text in labels)
+
+    # Render in Cloud again: the confirmation names the running job; without it, no second job.
+    jobs = {record.job_id for record in manager.store.all()}
+    asked = addon.submit.running_job_text()
+    assert f"Job {job_id} is still rendering this file" in asked and "another job" in asked
+    with pytest.raises(RuntimeError, match=job_id):
+        bpy.ops.cloud_render.render("EXEC_DEFAULT")
+    assert {record.job_id for record in manager.store.all()} == jobs
+
+    assert bpy.ops.cloud_render.cancel(job_id=view().job_id) == {"FINISHED"}
+    wait_final(120)
+    assert view().state == "cancelled" and manager.store.load(job_id).stage == "cancelled"
+    assert addon.submit.running_job_text() == ""
+
+
+def test_a_job_that_ended_while_blender_was_closed_shows_its_cost(cloud, tmp_path):
+    """The job ended while Blender was closed: opened again, the panel said "cost $0.00" (no cost
+    update comes from machines already gone) although the job's record holds its cost."""
+    path = harness.make_scene(tmp_path / "project" / "away.blend", frames=2, size=32, samples=4)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    module = harness.addon()
+    manager = module.addon.pump.manager()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    # The machine is started and billing: the job's record holds what it cost so far ...
+    harness.drain_until(lambda: manager.store.load(job_id).cost_so_far > 0, 120)
+    closed_with = manager.store.load(job_id)
+    # ... then Blender is closed; the machine renders every frame and ends on its own.
+    manager.stop_all()
+    # Its thread ends with Blender, leaving the record as it was (on a busy computer a poll can
+    # outlast stop_all's join, and see the machine's end itself: a thread Blender's exit kills).
+    harness.drain_until(lambda: not manager.is_running(job_id), 60)
+    manager.store.save(closed_with)
+    module.addon.pump._manager = None
+    module.addon.job_view.forget()
+    s3 = client(cloud.settings, "s3")
+    done = out_prefix(job_id) + "done.json"
+    harness.drain_until(lambda: s3.list_objects_v2(Bucket=cloud.bucket, Prefix=done)["KeyCount"], 240)
+
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert view().job_id == job_id
+    wait_final()
+    assert view().state == "done", view().message
+    cost = manager.store.load(job_id).cost_so_far
+    assert cost > 0 and view().cost_so_far == pytest.approx(cost)
+    labels, _operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    said = module.panels.render_panel._cost(cost)
+    assert any(text.endswith(f"cost {said}") for text in labels), labels
