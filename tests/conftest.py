@@ -19,8 +19,14 @@ from dev.aws_emulator import emulator_url, endpoint_variables, moto_server, rese
 from dev.emulator import create_artist
 
 # Before anything imports bpy: the extension installs into a throwaway user directory, never
-# the developer's own Blender configuration.
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="cloud-render-blender-user-"))
+# the developer's own Blender configuration; one per pytest-xdist worker (a worker inherits the
+# controller's environment, and two workers sharing one directory installed the extension over
+# each other and read each other's saved keys: "AWS did not accept your access keys").
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER:
+    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix=f"cloud-render-blender-user-{_WORKER}-")
+else:
+    os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="cloud-render-blender-user-"))
 # Every process this pytest process starts carries this mark, and so do their children (the
 # stand-in machines copy it into the environments they build): `_no_process_left` finds them.
 # Each pytest-xdist worker sets its own, so a worker never counts another's processes.
