@@ -99,8 +99,11 @@ def moto_server(
 
 
 def reset(url: str) -> None:
-    """Forget every bucket, instance and key: each test starts with an empty account."""
-    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    """Forget every bucket, instance and key: each test starts with an empty account.
+
+    Up to a minute: a server that knows AWS's managed policies loads them again on each reset,
+    and on a computer with every core busy that took more than 10 s (two set-up tests failed)."""
+    requests.post(f"{url}/moto-api/reset", timeout=60).raise_for_status()
 
 
 def emulator_url(request: Any) -> str:

@@ -4,6 +4,8 @@ registry of them that every Blender on this computer shares."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +15,9 @@ import pytest
 from cloud.aws import bucket_registry, bucket_setup, storage
 from cloud.aws.session import client
 from cloud.errors import CloudError
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KiB, MiB = 1024, 1024 * 1024
 
@@ -100,28 +105,45 @@ def test_bucket_deleted_by_hand_is_replaced(aws, tmp_path):
 # --- one registry, shared by every Blender on this computer ------------------------------
 
 
-def _remember_regions(path: str, prefix: str, count: int, barrier) -> None:  # type: ignore[no-untyped-def]
-    """One Blender instance: remembers `count` regions of its own, as fast as it can."""
-    registry = bucket_registry.BucketRegistry(Path(path))
-    barrier.wait(60)
-    for index in range(count):
-        registry.remember(f"{prefix}-{index}", bucket=f"cloud-render-{prefix}{index}", configured=True)
+# One Blender instance: remembers `count` regions of its own, as fast as it can, once `go` exists.
+# Plain processes, not multiprocessing: its Barrier starts a resource tracker that lives as long
+# as the test worker, and the suite's no-process-left check rightly names it.
+REMEMBER_REGIONS = r"""
+import sys, time
+from pathlib import Path
+from cloud.aws import bucket_registry
+path, prefix, count, ready, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5])
+registry = bucket_registry.BucketRegistry(Path(path))
+ready.touch()
+deadline = time.monotonic() + 60
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.001)
+for index in range(count):
+    registry.remember(f"{prefix}-{index}", bucket=f"cloud-render-{prefix}{index}", configured=True)
+"""
 
 
 def test_two_processes_remembering_different_regions_both_end_up_in_the_file(tmp_path):
-    import multiprocessing
-
     path = tmp_path / "state" / "buckets.json"
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(2)
+    go = tmp_path / "go"
+    ready = {name: tmp_path / f"ready-{name}" for name in ("a", "b")}
     workers = [
-        context.Process(target=_remember_regions, args=(str(path), name, 40, barrier)) for name in ("a", "b")
+        subprocess.Popen(
+            [sys.executable, "-c", REMEMBER_REGIONS, str(path), name, "40", str(ready[name]), str(go)],
+            cwd=ROOT,
+        )
+        for name in ("a", "b")
     ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    try:
+        wait_for("both processes to start", lambda: all(r.exists() for r in ready.values()), 60)
+        go.touch()  # both at once, as two Blenders submitting together
+        codes = [worker.wait(120) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert codes == [0, 0]
     regions = json.loads(path.read_text())
     assert set(regions) == {f"{name}-{i}" for name in ("a", "b") for i in range(40)}
     assert regions["b-39"] == {"bucket": "cloud-render-b39", "configured": True}
