@@ -69,14 +69,24 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
-        if shown.estimate or shown.estimate_note:
+        now = panel_results.made_from(context.scene)  # what is found holds for these settings
+        if shown.estimate or shown.estimate_all or shown.estimate_note:
             box = layout.box()
-            for line in (
-                [shown.estimate_note] if shown.estimate_note else [row.text for row in shown.estimate]
-            ):
+            stale = shown.estimate_stale(now)
+            if stale:  # the old figures stay readable, greyed, under what changed
+                text_wrap.labels(box, context, stale, icon="ERROR")
+                box = box.column()
+                box.active = False
+            rows = shown.rows(context.scene.cloud_render.instance_type)
+            for line in [shown.estimate_note] if shown.estimate_note else [row.text for row in rows]:
                 text_wrap.labels(box, context, line)
         if shown.findings:
             box = layout.box()
+            stale = shown.findings_stale(now)
+            if stale:
+                text_wrap.labels(box, context, stale, icon="ERROR")
+                box = box.column()
+                box.active = False
             for finding in shown.findings:
                 text_wrap.labels(
                     box,
