@@ -106,6 +106,34 @@ def changed(then: MadeFrom | None, now: MadeFrom, depends: tuple[str, ...]) -> l
     return [name for name in depends if getattr(then, name) != getattr(now, name)]
 
 
+@dataclass(frozen=True)
+class DeleteAsk:
+    """What Delete Cloud Data would delete, counted, for the Jobs list to ask about before it does."""
+
+    job_id: str
+    label: str  # "c5.2xlarge · 24 frames · 14:05"
+    files: int
+    size: int  # bytes
+
+    @property
+    def text(self) -> str:
+        if not self.files:
+            return f"{self.label} has no files left in your bucket: forget the job here?"
+        return (
+            f"Delete {self.files} file{'s' * (self.files != 1)} ({size_words(self.size)}) of "
+            f"{self.label} from your bucket? The frames on this computer stay."
+        )
+
+
+def size_words(size: int) -> str:
+    """ "140 MB", "3.2 GB", "12 KB"."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} bytes"
+
+
 @dataclass
 class PanelResults:
     """The latest answer of each button, for the panel and the confirmation to read."""
@@ -117,6 +145,7 @@ class PanelResults:
     estimate_all: list[Estimate] = field(default_factory=list)  # every type: rows follow the choice
     estimate_made_from: MadeFrom | None = None
     findings_made_from: MadeFrom | None = None
+    delete_ask: DeleteAsk | None = None  # counted by Delete Cloud Data, waiting for a yes
 
     @property
     def estimating(self) -> bool:

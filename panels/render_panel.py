@@ -366,6 +366,15 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             if row.stage not in FINAL_STAGE_IDS:  # a job beside the Current Job stops here
                 grid.operator("cloud_render.cancel", icon="CANCEL").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
+        ask = panel_results.results().delete_ask
+        if ask is not None:  # what Delete Cloud Data counted, asked before anything is deleted
+            box = layout.box()
+            text_wrap.labels(box, context, ask.text, icon="TRASH")
+            row = box.row()
+            yes = row.operator("cloud_render.delete_cloud_data", text="Delete", icon="TRASH")
+            yes.job_id, yes.answer = ask.job_id, "DELETE"
+            no = row.operator("cloud_render.delete_cloud_data", text="Keep", icon="CANCEL")
+            no.job_id, no.answer = ask.job_id, "KEEP"
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
         if view.jobs_status:  # what the last button here did (Delete Cloud Data, Terminate, ...)
             text_wrap.labels(layout, context, view.jobs_status, icon="INFO")
