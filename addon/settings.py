@@ -141,7 +141,7 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     finish_within_minutes: IntProperty(  # type: ignore[valid-type]
         name="Finish In (min)",
         description="Finish within this many minutes: instead of Machines, use the fewest machines "
-        "that finish in time, from the estimate (0: use Machines)",
+        "that finish in time, from the estimate. 0: no deadline, Machines is used as set",
         default=0,
         min=0,
     )

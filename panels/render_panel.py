@@ -211,12 +211,12 @@ def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any
         if staging
         else f"{v.frames_done}/{v.frames_total} frames",
     )
-    grid = layout.grid_flow(columns=2, even_columns=True)
-    if v.current_frame:
-        grid.label(
+    if v.current_frame:  # a whole row: in half of one "sample 1/2500" was cut to "1/2..."
+        layout.label(
             text=f"Frame {v.current_frame}"
             + (f", sample {v.sample}/{v.samples_total}" if v.samples_total else "")
         )
+    grid = layout.grid_flow(columns=2, even_columns=True)
     grid.label(text=f"Elapsed {_elapsed(v.job_id)}")
     grid.label(text=f"Cost so far {_cost(v.cost_so_far)}")
     if v.projected_cost:
@@ -361,11 +361,12 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.proof_frame", icon="IMAGE_REFERENCE").job_id = job_id
             grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
             _movie_buttons(grid, job_id)
-            grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
             row = wm.cloud_render_jobs[wm.cloud_render_jobs_index]
             if row.stage not in FINAL_STAGE_IDS:  # a job beside the Current Job stops here
                 grid.operator("cloud_render.cancel", icon="CANCEL").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
+            # A whole row: in half of one it read "Relaunch Missing..."
+            layout.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
         ask = panel_results.results().delete_ask
         if ask is not None:  # what Delete Cloud Data counted, asked before anything is deleted
             box = layout.box()
