@@ -33,6 +33,8 @@ def _fill(item: Any, record: JobRecord) -> None:
     item.job_id, item.blend_name, item.stage = record.job_id, record.blend_name, record.stage
     # Two jobs of one file often share machine and frames: the time tells them apart.
     item.label = f"{record.instance_type} · {len(record.frames)} frames · {when(record.created)}"
+    # Half a row in the list: the time first (it tells alike jobs apart), the frames beside it.
+    item.row_label = f"{when(record.created)} · {record.instance_type}"
     item.frames_done, item.frames_total = len(record.frames_done), len(record.frames)
     item.created = repr(record.created)
 

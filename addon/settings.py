@@ -245,7 +245,8 @@ class CloudRenderJobItem(bpy.types.PropertyGroup):
 
     job_id: StringProperty()  # type: ignore[valid-type]
     blend_name: StringProperty()  # type: ignore[valid-type]
-    label: StringProperty()  # type: ignore[valid-type]
+    label: StringProperty()  # type: ignore[valid-type]  # "c5.2xlarge · 24 frames · 14:05"
+    row_label: StringProperty()  # type: ignore[valid-type]  # the list's half row: "14:05 · c5.2xlarge"
     stage: StringProperty()  # type: ignore[valid-type]
     frames_done: IntProperty(default=0)  # type: ignore[valid-type]
     frames_total: IntProperty(default=0)  # type: ignore[valid-type]

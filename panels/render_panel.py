@@ -321,8 +321,9 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index, flt_flag=0):  # type: ignore[no-untyped-def,override]
         # What tells jobs apart in a narrow editor: the label (machine, time) and the outcome;
         # the job id is in the log and the folder name.
+        # Half a row each: the time first ("c5.2xlarge · 24 fram..." cut the time off).
         row = layout.row()
-        row.label(text=item.label)
+        row.label(text=item.row_label or item.label)
         row.label(text=f"{stage_words(item.stage)} {item.frames_done}/{item.frames_total}")
 
 

@@ -15,7 +15,7 @@ import bpy
 import pytest
 
 from dev import addon_harness as harness
-from tests.addon.test_panels_draw import draw
+from tests.addon.test_panels_draw import draw, half_room
 from tests.factories import job_fields
 
 MARKER = "20991231-235959-c0ffee"
@@ -312,6 +312,9 @@ def test_delete_cloud_data_says_what_it_deletes_and_keeps_the_selection_off_the_
         jobs = module.addon.jobs_list.items()
         assert [row.job_id for row in jobs] == [newer.job_id, older.job_id]
         assert jobs[0].label != jobs[1].label  # the time tells two alike jobs apart
+        # ... in the list's half row too, where "c5.2xlarge · 24 fram..." cut it off
+        assert jobs[0].row_label != jobs[1].row_label
+        assert all(len(row.row_label) <= half_room(module) for row in jobs)
         assert module.addon.jobs_list.selected_job_id() == newer.job_id
 
         assert bpy.ops.cloud_render.delete_cloud_data(job_id=newer.job_id) == {"FINISHED"}
