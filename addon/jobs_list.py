@@ -8,6 +8,7 @@ no record while a job runs.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import bpy
@@ -30,9 +31,24 @@ def selected_job_id() -> str:
 
 def _fill(item: Any, record: JobRecord) -> None:
     item.job_id, item.blend_name, item.stage = record.job_id, record.blend_name, record.stage
-    item.label = f"{record.instance_type} · {len(record.frames)} frames"
+    # Two jobs of one file often share machine and frames: the time tells them apart.
+    item.label = f"{record.instance_type} · {len(record.frames)} frames · {when(record.created)}"
+    # Half a row in the list: the time first (it tells alike jobs apart), the frames beside it.
+    item.row_label = f"{when(record.created)} · {record.instance_type}"
     item.frames_done, item.frames_total = len(record.frames_done), len(record.frames)
     item.created = repr(record.created)
+
+
+def when(created: float, now: float | None = None) -> str:
+    """ "14:05" today, "7 Dec 14:05" before."""
+    then, today = time.localtime(created), time.localtime(now)
+    same_day = then[:3] == today[:3]
+    return time.strftime("%H:%M" if same_day else "%-d %b %H:%M", then)
+
+
+def label(job_id: str) -> str:
+    """The job as the list names it ("c5.2xlarge · 24 frames · 14:05"), or its id."""
+    return next((str(item.label) for item in items() if item.job_id == job_id), job_id)
 
 
 def refresh(blend_name: str | None = None) -> None:
@@ -55,10 +71,18 @@ def add(record: JobRecord) -> None:
 
 
 def remove(job_id: str) -> None:
+    """Take the job off the list; nothing is selected after (the row below moving up into the
+    selection would make the next click act on a job nobody chose)."""
     jobs = items()
+    wm = bpy.context.window_manager
+    selected = selected_job_id()
     for index in reversed(range(len(jobs))):
         if jobs[index].job_id == job_id:
             jobs.remove(index)
+    if selected == job_id:
+        wm.cloud_render_jobs_index = -1
+    elif selected:  # the same job stays selected where its row moved
+        wm.cloud_render_jobs_index = next(i for i, item in enumerate(jobs) if item.job_id == selected)
 
 
 def rows(job_id: str) -> list[Any]:

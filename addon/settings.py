@@ -141,7 +141,7 @@ class CloudRenderSceneSettings(bpy.types.PropertyGroup):
     finish_within_minutes: IntProperty(  # type: ignore[valid-type]
         name="Finish In (min)",
         description="Finish within this many minutes: instead of Machines, use the fewest machines "
-        "that finish in time, from the estimate (0: use Machines)",
+        "that finish in time, from the estimate. 0: no deadline, Machines is used as set",
         default=0,
         min=0,
     )
@@ -245,7 +245,8 @@ class CloudRenderJobItem(bpy.types.PropertyGroup):
 
     job_id: StringProperty()  # type: ignore[valid-type]
     blend_name: StringProperty()  # type: ignore[valid-type]
-    label: StringProperty()  # type: ignore[valid-type]
+    label: StringProperty()  # type: ignore[valid-type]  # "c5.2xlarge · 24 frames · 14:05"
+    row_label: StringProperty()  # type: ignore[valid-type]  # the list's half row: "14:05 · c5.2xlarge"
     stage: StringProperty()  # type: ignore[valid-type]
     frames_done: IntProperty(default=0)  # type: ignore[valid-type]
     frames_total: IntProperty(default=0)  # type: ignore[valid-type]

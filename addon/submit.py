@@ -108,12 +108,15 @@ def confirmation_text(context: bpy.types.Context, this_frame: bool = False) -> s
     machines = machines_for(settings, len(frames), still)
     price = prices.hourly(settings.region, settings.instance_type, settings.use_spot)
     estimate = worst_case_text(settings, len(frames), machines)
-    measured = panel_results.results().estimate_for(settings.instance_type)
+    shown = panel_results.results()
+    measured = shown.estimate_for(settings.instance_type)
     if measured is not None:
         whole = "for the job on one machine" if machines > 1 else "for the job"
         estimate = (
             f"Estimate from a test render: {measured.machine}: {measured.cost_and_time} {whole}\n{estimate}"
         )
+    elif shown.estimate_stale():  # never an old figure: say it is out of date instead
+        estimate = f"{shown.estimate_stale()}\n{estimate}"
     fleet = fleet_line(settings, len(frames), price.usd or 0.0, still)
     if engine_name_for(machines, len(frames), str(scene.render.engine)) is EngineName.STILL:
         samples = int(settings.samples or scene.cycles.samples)
@@ -156,9 +159,20 @@ def caps_text(max_cost: float, max_hours: float, machines: int) -> str:
 
 
 def measured_seconds_per_frame(settings: RenderSettings) -> float | None:
-    """The estimate's seconds per frame for the chosen machine type, once Estimate has run."""
+    """The estimate's seconds per frame for the chosen machine type, once Estimate has run (and
+    while it holds for the settings)."""
     measured = panel_results.results().estimate_for(settings.instance_type)
     return measured.estimate.seconds_per_frame if measured is not None else None
+
+
+def measured_boot_seconds(settings: RenderSettings, frames: int) -> float:
+    """The estimate's own time before the first frame (boot and Blender's install), so that the
+    fleet line's one machine is the estimate's one machine; fleet_plan's figure before one."""
+    measured = panel_results.results().estimate_for(settings.instance_type)
+    if measured is None:
+        return fleet_plan.BOOT_S
+    e = measured.estimate
+    return max(0.0, e.total_seconds - frames * e.seconds_per_frame)
 
 
 def after_merge_steps(scene: bpy.types.Scene) -> tuple[bool, bool]:
@@ -196,7 +210,12 @@ def machines_for(settings: RenderSettings, frames: int, still: bool = False) -> 
     seconds = measured_seconds_per_frame(settings)
     if settings.finish_within_minutes and seconds:
         return fleet_plan.machines_to_finish_within(
-            frames, seconds, settings.finish_within_minutes, 256, still=still
+            frames,
+            seconds,
+            settings.finish_within_minutes,
+            256,
+            measured_boot_seconds(settings, frames),
+            still=still,
         )
     return int(settings.machines)
 
@@ -207,8 +226,23 @@ def fleet_line(settings: RenderSettings, frames: int, price_per_hour: float, sti
     machines = machines_for(settings, frames, still)
     if not seconds or (machines < 2 and not settings.finish_within_minutes):
         return ""
-    options = fleet_plan.tradeoff(frames, seconds, price_per_hour, machines, still)
-    return f"{machines} machines proposed. " + fleet_plan.tradeoff_text(options)
+    measured = panel_results.results().estimate_for(settings.instance_type)
+    if measured is not None and measured.estimate.price_per_hour:  # the estimate's own price
+        price_per_hour = measured.estimate.price_per_hour
+    boot = measured_boot_seconds(settings, frames)
+    options = fleet_plan.tradeoff(frames, seconds, price_per_hour, machines, still, boot)
+    if settings.finish_within_minutes:
+        head = f"{machines} machines to finish within {settings.finish_within_minutes} min. "
+    else:
+        head = f"{machines} machines set. "
+    one, most = options[0], options[-1]
+    verdict = (
+        " One machine is quicker and cheaper here (each machine boots before its first frame): "
+        "set Machines to 1."
+        if most.machines > 1 and most.minutes >= one.minutes and most.cost >= one.cost
+        else ""
+    )
+    return head + fleet_plan.tradeoff_text(options) + verdict
 
 
 def output_dir_for(settings: RenderSettings, job_id: str) -> Path:

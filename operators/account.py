@@ -53,6 +53,16 @@ class CLOUDRENDER_OT_forget_keys(bpy.types.Operator):
     bl_idname = "cloud_render.forget_keys"
     bl_label = "Forget Keys"
 
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
+        return context.window_manager.invoke_confirm(  # the keys are not shown again: asked first
+            self,
+            event,
+            title="Forget Keys",
+            message="Delete the saved access key from this computer? Rendering stops working here "
+            "until a key is entered again; the key itself stays valid in AWS.",
+            confirm_text="Forget Keys",
+        )
+
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         credentials.delete_keys(account.key_dir())
         _status("No keys saved.")

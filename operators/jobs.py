@@ -147,23 +147,52 @@ class CLOUDRENDER_OT_relaunch_missing(NeedsOnlineAccess, bpy.types.Operator):
 
 
 class CLOUDRENDER_OT_delete_cloud_data(NeedsOnlineAccess, bpy.types.Operator):
-    """Delete this job's files from your S3 bucket (downloaded frames stay on disk)"""
+    """Delete this job's files from your S3 bucket (downloaded frames stay on disk). Counts them
+    first and asks under the Jobs list"""
 
     bl_idname = "cloud_render.delete_cloud_data"
     bl_label = "Delete Cloud Data"
     job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturn:
-        return context.window_manager.invoke_confirm(self, event)
+    # ASK: count the job's files and ask under the Jobs list; DELETE: the artist said yes there;
+    # KEEP: the artist said no.
+    answer: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        items=[("ASK", "Ask", ""), ("DELETE", "Delete", ""), ("KEEP", "Keep", "")],
+        default="ASK",
+        options={"SKIP_SAVE"},
+    )
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         job_id = _selected_job(context, self.job_id)
+        shown = panel_results.results()
+        view = job_view.view()
+        label = jobs_list.label(job_id)
+        shown.delete_ask = None
+        if self.answer == "KEEP":
+            view.jobs_status = f"Kept the cloud files of {label}."
+            job_view.redraw()
+            return {"FINISHED"}
+        if self.answer == "ASK":  # the count is a listing: off the main thread, then the question
+            view.jobs_status = f"Counting the cloud files of {label}..."
+
+            def counted(found: tuple[int, int] | None, error: Any) -> None:
+                view = job_view.view()
+                if error is not None:
+                    view.jobs_status = f"{error.message} {error.action}".strip()
+                else:
+                    assert found is not None
+                    view.jobs_status = ""
+                    panel_results.results().delete_ask = panel_results.DeleteAsk(job_id, label, *found)
+                job_view.redraw()
+
+            pump.in_background(lambda: pump.manager().cloud_data_size(job_id), counted)
+            return {"FINISHED"}
 
         def deleted(count: int) -> str:
             jobs_list.remove(job_id)
-            return f"Deleted {count} cloud files of {job_id}."
+            return f"Deleted {count} cloud file{'s' * (count != 1)} of {label}."
 
-        in_background(lambda: pump.manager().delete_cloud_data(job_id), deleted, said_in_for(job_id))
+        # Said under the Jobs list, where the button is: the Current Job's headline is its own.
+        in_background(lambda: pump.manager().delete_cloud_data(job_id), deleted, "jobs")
         return {"FINISHED"}
 
 

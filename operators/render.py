@@ -87,7 +87,8 @@ class CLOUDRENDER_OT_check_scene(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         findings = submit.preflight(context)
-        panel_results.results().findings = list(findings)
+        shown = panel_results.results()
+        shown.findings, shown.findings_made_from = list(findings), panel_results.made_from(context.scene)
         if not findings:
             self.report({"INFO"}, "No problems found.")
         for finding in findings:
@@ -106,7 +107,7 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> OperatorReturn:
         from ..addon import estimate_probe, prices
-        from ..cloud.cost.estimate import estimate_all
+        from ..cloud.cost.estimate import Estimate, estimate_all
         from ..cloud.job.records import EngineName, engine_name_for, new_job_id
 
         if not bpy.data.filepath:
@@ -127,16 +128,20 @@ class CLOUDRENDER_OT_estimate(bpy.types.Operator):
         # The same prices the panel and the confirmation show (refreshed, spot when known).
         catalog, spot_prices = prices.estimate_prices(region, spot)
         shown = panel_results.results()
-        shown.estimate, shown.estimate_note = [], panel_results.ESTIMATING
+        shown.estimate, shown.estimate_all, shown.estimate_note = [], [], panel_results.ESTIMATING
+        made_from = panel_results.made_from(scene)  # what the figures hold for, until changed
 
-        def work() -> list[panel_results.EstimateRow]:
+        def work() -> tuple[list[Estimate], list[panel_results.EstimateRow]]:
             probe = estimate_probe.run_probe(copy, plan)
             estimates = estimate_all(probe, frames, region, spot, spot_prices, catalog=catalog)
-            return panel_results.estimate_rows(estimates, chosen)
+            return estimates, panel_results.estimate_rows(estimates, chosen)
 
-        def done(rows: list[panel_results.EstimateRow] | None, error: CloudError | None) -> None:
+        def done(
+            found: tuple[list[Estimate], list[panel_results.EstimateRow]] | None, error: CloudError | None
+        ) -> None:
             shown = panel_results.results()
-            shown.estimate = rows or []
+            shown.estimate_all, shown.estimate = found or ([], [])
+            shown.estimate_made_from = made_from
             shown.estimate_note = f"{error.message} {error.action}" if error is not None else ""
             job_view.redraw()
 

@@ -80,20 +80,27 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
             box = layout.box()
             for line in summary.splitlines():
                 text_wrap.labels(
-                    box, context, line, icon="CHECKMARK" if line == "Ready to render" else "NONE"
+                    box, context, here(line), icon="CHECKMARK" if line == "Ready to render" else "NONE"
                 )
             if "quota" in summary.lower() and "Ready to render" not in summary:
                 box.operator("cloud_render.request_quota", icon="PLUS")
-        status = job_view.view().account_status
+        status = here(job_view.view().account_status)
         if status and status not in summary.splitlines():  # Set Up's first line, said once
             text_wrap.labels(layout, context, status)
         _policy_steps(layout.box(), context, first_time=not account.has_credentials())
         layout.prop(self, "default_region")
         layout.prop(self, "retention_days")
-        row = layout.row()
-        row.prop(self, "budget_amount")
-        row.prop(self, "budget_email")
+        layout.prop(self, "budget_amount")  # one a line: side by side "Alert E-m..." was cut
+        layout.prop(self, "budget_email")
         layout.prop(self, "endpoint_url")
+
+
+THIS_PAGE = " in Preferences > Add-ons > Cloud Render"
+
+
+def here(text: str) -> str:
+    """Words said on this very page point here, not to where the artist already is."""
+    return text.replace(THIS_PAGE, " here")
 
 
 def _policy_steps(box: bpy.types.UILayout, context: bpy.types.Context, *, first_time: bool) -> None:

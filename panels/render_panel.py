@@ -69,14 +69,24 @@ class CLOUDRENDER_PT_main(bpy.types.Panel):
         row = layout.row()
         row.operator("cloud_render.check_scene", icon="CHECKMARK")
         row.operator("cloud_render.estimate", icon="TIME")
-        if shown.estimate or shown.estimate_note:
+        now = panel_results.made_from(context.scene)  # what is found holds for these settings
+        if shown.estimate or shown.estimate_all or shown.estimate_note:
             box = layout.box()
-            for line in (
-                [shown.estimate_note] if shown.estimate_note else [row.text for row in shown.estimate]
-            ):
+            stale = shown.estimate_stale(now)
+            if stale:  # the old figures stay readable, greyed, under what changed
+                text_wrap.labels(box, context, stale, icon="ERROR")
+                box = box.column()
+                box.active = False
+            rows = shown.rows(context.scene.cloud_render.instance_type)
+            for line in [shown.estimate_note] if shown.estimate_note else [row.text for row in rows]:
                 text_wrap.labels(box, context, line)
         if shown.findings:
             box = layout.box()
+            stale = shown.findings_stale(now)
+            if stale:
+                text_wrap.labels(box, context, stale, icon="ERROR")
+                box = box.column()
+                box.active = False
             for finding in shown.findings:
                 text_wrap.labels(
                     box,
@@ -201,12 +211,12 @@ def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any
         if staging
         else f"{v.frames_done}/{v.frames_total} frames",
     )
-    grid = layout.grid_flow(columns=2, even_columns=True)
-    if v.current_frame:
-        grid.label(
+    if v.current_frame:  # a whole row: in half of one "sample 1/2500" was cut to "1/2..."
+        layout.label(
             text=f"Frame {v.current_frame}"
             + (f", sample {v.sample}/{v.samples_total}" if v.samples_total else "")
         )
+    grid = layout.grid_flow(columns=2, even_columns=True)
     grid.label(text=f"Elapsed {_elapsed(v.job_id)}")
     grid.label(text=f"Cost so far {_cost(v.cost_so_far)}")
     if v.projected_cost:
@@ -311,8 +321,9 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index, flt_flag=0):  # type: ignore[no-untyped-def,override]
         # What tells jobs apart in a narrow editor: the label (machine, time) and the outcome;
         # the job id is in the log and the folder name.
+        # Half a row each: the time first ("c5.2xlarge · 24 fram..." cut the time off).
         row = layout.row()
-        row.label(text=item.label)
+        row.label(text=item.row_label or item.label)
         row.label(text=f"{stage_words(item.stage)} {item.frames_done}/{item.frames_total}")
 
 
@@ -351,11 +362,21 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             grid.operator("cloud_render.proof_frame", icon="IMAGE_REFERENCE").job_id = job_id
             grid.operator("cloud_render.open_log", icon="TEXT").job_id = job_id
             _movie_buttons(grid, job_id)
-            grid.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
             row = wm.cloud_render_jobs[wm.cloud_render_jobs_index]
             if row.stage not in FINAL_STAGE_IDS:  # a job beside the Current Job stops here
                 grid.operator("cloud_render.cancel", icon="CANCEL").job_id = job_id
             grid.operator("cloud_render.delete_cloud_data", icon="TRASH").job_id = job_id
+            # A whole row: in half of one it read "Relaunch Missing..."
+            layout.operator("cloud_render.relaunch_missing", icon="FILE_REFRESH").job_id = job_id
+        ask = panel_results.results().delete_ask
+        if ask is not None:  # what Delete Cloud Data counted, asked before anything is deleted
+            box = layout.box()
+            text_wrap.labels(box, context, ask.text, icon="TRASH")
+            row = box.row()
+            yes = row.operator("cloud_render.delete_cloud_data", text="Delete", icon="TRASH")
+            yes.job_id, yes.answer = ask.job_id, "DELETE"
+            no = row.operator("cloud_render.delete_cloud_data", text="Keep", icon="CANCEL")
+            no.job_id, no.answer = ask.job_id, "KEEP"
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
         if view.jobs_status:  # what the last button here did (Delete Cloud Data, Terminate, ...)
             text_wrap.labels(layout, context, view.jobs_status, icon="INFO")

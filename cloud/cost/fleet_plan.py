@@ -68,11 +68,16 @@ def machines_to_finish_within(
 
 
 def tradeoff(
-    frames: int, seconds_per_frame: float, price_per_hour: float, machines: int, still: bool = False
+    frames: int,
+    seconds_per_frame: float,
+    price_per_hour: float,
+    machines: int,
+    still: bool = False,
+    boot_s: float = BOOT_S,
 ) -> list[FleetOption]:
     """Time and cost for 1, N/2 and N machines (each once), for the line before launch."""
     counts = sorted({1, max(1, machines // 2), max(1, machines)})
-    return [option(frames, seconds_per_frame, price_per_hour, n, still=still) for n in counts]
+    return [option(frames, seconds_per_frame, price_per_hour, n, boot_s, still=still) for n in counts]
 
 
 def tradeoff_text(options: list[FleetOption]) -> str:

@@ -8,6 +8,7 @@ comes from and its date in a few words.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -130,11 +131,10 @@ def price_for(
 def label(info: InstanceType, region: str, price: float | None = None) -> str:
     """ "g4dn.xlarge: 1x NVIDIA T4 16 GB, $0.53/h" (`price` overrides the catalog's)."""
     price = price if price is not None else info.price(region)
-    gpu = (
-        f"{info.gpu_count}x {info.gpu_model} {info.gpu_memory_gib / max(info.gpu_count, 1):g} GB"
-        if info.is_gpu
-        else f"CPU {info.vcpu} vCPU"
-    )
+    memory = f" {info.gpu_memory_gib / max(info.gpu_count, 1):g} GB"
+    if re.search(r"\d\s*GB", info.gpu_model or ""):  # "NVIDIA A100 40GB" says it already
+        memory = ""
+    gpu = f"{info.gpu_count}x {info.gpu_model}{memory}" if info.is_gpu else f"CPU {info.vcpu} vCPU"
     return f"{info.name}: {gpu}, {usd(price, 2)}/h" if price is not None else f"{info.name}: {gpu}"
 
 

@@ -189,8 +189,12 @@ class BatchEngine:
             size=size,
         )
         pricing = "spot" if record.spot else "on-demand"
+        # The Batch job's id is the record's (launch_id): an artist reads no uuid in the log.
         return Launched(
-            job, record.spot, f"{record.machines} machines requested ({pricing}): AWS Batch job {job}."
+            job,
+            record.spot,
+            f"{record.machines} machines requested ({pricing}) from AWS Batch; each starts as AWS "
+            "finds it a machine.",
         )
 
     # --- follow ----------------------------------------------------------------------------

@@ -91,6 +91,25 @@ def scene_range(start: int, end: int, step: int = 1) -> list[int]:
     return list(range(start, end + 1, max(1, step)))
 
 
+def ranges_text(frames: list[int]) -> str:
+    """ "1-6, 9, 11-12": frames as an artist writes them (sorted, runs joined)."""
+    runs: list[list[int]] = []
+    for frame in sorted(set(frames)):
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def kept_text(frames: list[int], folder: str) -> str:
+    """What a cancel kept: "Frames 1-6 kept in /renders/job/." or "No frame was rendered." """
+    if not frames:
+        return "No frame was rendered."
+    word = "Frame" if len(frames) == 1 else "Frames"
+    return f"{word} {ranges_text(frames)} kept in {folder}."
+
+
 def preview_first(frames: list[int]) -> list[int]:
     """Every 8th frame, then every 4th, 2nd, then the rest: the whole shot coarsely, early."""
     ordered: list[int] = []

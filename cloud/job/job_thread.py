@@ -41,6 +41,7 @@ from .events import (
     QuoteReady,
     StageChanged,
 )
+from .frame_list import kept_text
 from .image_header import KIND_OF_FORMAT, FrameShape, check_frame
 from .records import WORKER_STATE_STAGE, JobRecord, JobRequest, RecordStore, Stage
 
@@ -751,12 +752,8 @@ class JobRunner(threading.Thread):
                 return
             with contextlib.suppress(CloudError):
                 self.poll_outputs()
-        kept = len(rec.frames_done)  # the state already says "Cancelled"
-        self.end(
-            Stage.CANCELLED,
-            f"{kept} frame{'s' * (kept != 1)} kept." if kept else "No frame was rendered.",
-            "",
-        )
+        # The state already says "Cancelled"; which frames stayed and where, so none is sought.
+        self.end(Stage.CANCELLED, kept_text(list(rec.frames_done), rec.output_dir), "")
 
     def _fail(self, message: str, action: str, detail: str = "", code: ErrorCode = ErrorCode.NONE) -> None:
         rec = self.record

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..aws.session import AwsSettings
 from ..errors import CloudError, ErrorCode
+from ..machine.contract import job_prefix
 from .cloud_steps import CloudSteps
 from .engine import ForgottenMachine
 from .engines import find_forgotten, make_engine, stop_forgotten
@@ -132,6 +133,16 @@ class JobManager:
             request, job_id=new_job_id(), frames=missing, reuse_inputs_from=old.job_id, movie=False
         )
         return self.submit(relaunch)
+
+    def cloud_data_size(self, job_id: str) -> tuple[int, int]:
+        """(files, bytes) the job keeps in the bucket: what Delete Cloud Data would delete."""
+        record = self.store.load(job_id)
+        if not record.bucket:
+            return 0, 0
+        listed = self.steps.list_objects(
+            self.settings_for().in_region(record.region), record.bucket, job_prefix(job_id)
+        )
+        return len(listed), sum(item.size for item in listed)
 
     def delete_cloud_data(self, job_id: str) -> int:
         record = self.store.load(job_id)

@@ -86,6 +86,17 @@ def safe_join(root: str, relative: str) -> str:
 # ---------------------------------------------------------------- the supervisor
 
 
+def build_words(event: dict[str, Any]) -> str:
+    """ "5.0.1 (hash a3db93c5b259, built 2025-12-16)", leaving out what Blender does not know
+    (a build of its own says "Unknown")."""
+    known = [
+        f"{word} {value}"
+        for word, value in (("hash", event.get("hash")), ("built", event.get("date")))
+        if value and str(value).lower() not in {"unknown", "none"}
+    ]
+    return f"{event.get('version')}" + (f" ({', '.join(known)})" if known else "")
+
+
 class Supervisor:
     """One job on one machine, from the spec to done.json / error.json / interrupted.json."""
 
@@ -267,7 +278,7 @@ class Supervisor:
     def handle_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "build":
-            build = f"{event.get('version')} (hash {event.get('hash')}, built {event.get('date')})"
+            build = build_words(event)
             self.log.say(f"Blender build: {build}")
             self.kernels.note_build(str(event.get("version")), str(event.get("hash")))
             self.status.update(blender_build=build)
@@ -329,7 +340,7 @@ class Supervisor:
         for diff in event.get("differences") or []:
             self.log.say(f"environment difference ({diff.get('level')}): {diff.get('message')}")
         if not event.get("differences"):
-            self.log.say("environment: the machine's Blender matches the artist's fingerprint")
+            self.log.say("environment: same Blender build, add-ons and colour settings as yours")
         keep = ("installed", "failed", "differences", "fingerprint")
         self.put_json("environment.json", {k: event.get(k) for k in keep})
 

@@ -881,11 +881,16 @@ def st_quote_answer():
 
 def st_cancel_job():
     start_job("c5.2xlarge", 12)
+    S["deadline"] = time.monotonic() + 120
     return 0.3
 
 
 def st_cancel_press():
+    """Once a frame is back, so the panel says which frames the cancel kept, and where."""
+    if view().frames_done < 1 and view().state not in FINAL and time.monotonic() < S["deadline"]:
+        return ("again", 0.3)
     log("cancel", in_props(ops().cloud_render.cancel))
+    S["deadline"] = time.monotonic() + 120
     return 1.0
 
 
@@ -1036,6 +1041,119 @@ def st_quit():
 # (part, stage): `run.py shots quote,settings` runs only those parts (GUI_ONLY) and shoots only
 # theirs; the keys, Set Up and the scene ("prefs", "scene") always run, the job before Show
 # Frames too where a later part needs a finished job.
+def st_stale_found():
+    """Check Scene with a GPU machine chosen (the scene renders on the CPU: a finding), and an
+    Estimate, both for 12 frames at 32 samples on one machine (issue 26, item 3)."""
+    ops().cloud_render.set_instance_type(instance_type="g4dn.xlarge")
+    log("check_scene", in_props(ops().cloud_render.check_scene))
+    log("estimate", in_props(ops().cloud_render.estimate))
+    S["deadline"] = time.monotonic() + 300
+    return 3.0
+
+
+def st_stale_change():
+    """Once the estimate is in: a CPU machine, 24 frames at 256 samples, 3 machines."""
+    if results().estimating and time.monotonic() < S["deadline"]:
+        return ("again", 2.0)
+    log("estimate:", results().estimate_note or " | ".join(row.text for row in results().estimate))
+    scene = context().scene
+    ops().cloud_render.set_instance_type(instance_type=INSTANCE_TYPE)
+    scene.frame_end, scene.cycles.samples = 24, 256
+    scene.cloud_render.machines = 3
+    scroll(props_area(), down=False)  # a page down from the top of the Output tab: the panel's
+    scroll(props_area(), pages=1)  # top, whatever jobs below have made of its length
+    return 2.0
+
+
+def st_stale_shot():
+    shot("panel_out_of_date", props_area())
+    log("confirmation:", mod().addon.submit.confirmation_text(context()))
+    scene = context().scene
+    scene.frame_end, scene.cycles.samples, scene.cloud_render.machines = 12, 32, 1
+    return 0.5
+
+
+def st_delete_job():
+    """Harness step, not an artist's: a finished job of this file with three files in the
+    bucket, as a job leaves them, and the Jobs list read again."""
+    from dataclasses import replace
+
+    module = mod()
+    manager = module.addon.pump.manager()
+    settings = manager.settings_for()
+    bucket = manager.steps.ensure_bucket(settings, 14)
+    records = module.cloud.job.records
+    job_id = records.new_job_id()
+    s3 = module.cloud.aws.session.client(settings, "s3")
+    for key, size in (
+        ("out/frames/0001.png", 1_400_000),
+        ("out/frames/0002.png", 1_400_000),
+        ("log.txt", 900),
+    ):
+        s3.put_object(Bucket=bucket, Key=f"jobs/{job_id}/{key}", Body=b"x" * size)
+    request = records.JobRequest(
+        job_id=job_id,
+        blend_copy=Path(bpy.data.filepath),
+        blend_name=bpy.data.filepath,
+        scene_name=context().scene.name,
+        frames=list(range(1, 25)),
+        output_dir=WORK / "project" / "cloud_renders" / job_id,
+        region=settings.region,
+        instance_type=INSTANCE_TYPE,
+        spot=False,
+        max_cost=5.0,
+        max_hours=2.0,
+        price_per_hour=0.34,
+        blender_version=bpy.app.version_string.split()[0],
+    )
+    record = replace(
+        records.JobRecord.from_request(request), bucket=bucket, stage="done", frames_done=list(range(1, 25))
+    )
+    manager.store.save(record)
+    log("delete job", job_id)
+    module.addon.jobs_list.refresh()
+    S["delete_job"] = job_id
+    scroll(props_area())
+    return 1.5
+
+
+def st_delete_ask():
+    """Delete Cloud Data pressed on the selected job: it counts, then asks under the list."""
+    S["deadline"] = time.monotonic() + 60
+    log("delete", in_props(ops().cloud_render.delete_cloud_data, job_id=S["delete_job"]))
+    return 1.0
+
+
+def st_delete_asked_shot():
+    if results().delete_ask is None and time.monotonic() < S["deadline"]:
+        return ("again", 0.5)
+    log("asked:", results().delete_ask.text if results().delete_ask else view().jobs_status)
+    scroll(props_area())
+    subprocess.run(["xdotool", "mousemove", "300", "300"], check=False)
+    S["delete_shot"] = "jobs_delete_asks"
+    return 1.0
+
+
+def st_delete_shot():
+    shot(S.pop("delete_shot"), props_area())
+    return 0.5
+
+
+def st_delete_yes():
+    log("delete yes", in_props(ops().cloud_render.delete_cloud_data, job_id=S["delete_job"], answer="DELETE"))
+    S["deadline"] = time.monotonic() + 60
+    return 1.0
+
+
+def st_delete_done():
+    if not view().jobs_status.startswith("Deleted") and time.monotonic() < S["deadline"]:
+        return ("again", 0.5)
+    log("deleted:", view().jobs_status, "| selected:", mod().addon.jobs_list.selected_job_id() or "none")
+    scroll(props_area())
+    S["delete_shot"] = "jobs_deleted"
+    return 1.0
+
+
 STAGES = [
     ("prefs", st_close_splash),
     ("panel0", st_panel_no_account),
@@ -1126,6 +1244,17 @@ STAGES = [
     ("jobs", st_jobs_shot2),
     ("jobs", st_terminate_orphan),
     ("jobs", wait_until(lambda: view().jobs_status.startswith("Terminated"), "jobs_machine_terminated")),
+    ("stale", st_stale_found),
+    ("stale", st_stale_change),
+    ("stale", st_stale_shot),
+    ("delete", st_delete_job),
+    ("delete", st_click_jobs),
+    ("delete", st_delete_ask),
+    ("delete", st_delete_asked_shot),
+    ("delete", st_delete_shot),
+    ("delete", st_delete_yes),
+    ("delete", st_delete_done),
+    ("delete", st_delete_shot),
     ("menu", st_render_menu),
     ("menu", st_render_menu_shot),
     ("end", st_quit),

@@ -25,7 +25,7 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         settings.machines = 8
         text = submit.confirmation_text(bpy.context)
         assert "250 frames on 8 machines (AWS Batch)" in text
-        assert "8 machines proposed. 1 machine: 4 h" in text and " \u00b7 4: " in text
+        assert "8 machines set. 1 machine: 4 h" in text and " \u00b7 4: " in text
         assert text.endswith("whichever comes first stops every machine.")
 
         settings.finish_within_minutes = 60
@@ -34,7 +34,9 @@ def test_machines_show_the_tradeoff_and_finish_within_proposes_how_many(installe
         assert (
             submit.machines_for(snapshot(bpy.context.scene), 250) == wanted == 5
         )  # 242 min of frames / 5 + boots
-        assert f"{wanted} machines proposed." in submit.fleet_line(snapshot(bpy.context.scene), 250, 0.526)
+        assert f"{wanted} machines to finish within 60 min." in submit.fleet_line(
+            snapshot(bpy.context.scene), 250, 0.526
+        )
         # Before an estimate there is nothing to propose from: Machines as set.
         module.addon.panel_results.forget()
         assert submit.machines_for(snapshot(bpy.context.scene), 250) == 8
@@ -93,7 +95,7 @@ def test_at_most_is_the_whole_jobs_worst_case_on_one_and_on_four_machines(instal
         text = submit.confirmation_text(bpy.context)
         assert "Estimate from a test render: g4dn.xlarge [chosen], ~58 s/frame ($0.06-$0.17): " in text
         assert "$0.11, 12 min for the job on one machine" in text
-        assert "4 machines proposed. 1 machine: " in text
+        assert "4 machines set. 1 machine: " in text
     finally:
         module.addon.panel_results.forget()
         settings.machines = 1

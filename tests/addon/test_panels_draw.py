@@ -15,6 +15,7 @@ import pytest
 
 from cloud.job.records import Stage
 from dev import addon_harness as harness
+from tests.factories import job_fields
 
 
 class Unwrap:
@@ -29,8 +30,11 @@ class Unwrap:
 
 
 class Recording:
-    def __init__(self, labels: list[str], operators: list[str], props: list | None = None) -> None:
+    def __init__(
+        self, labels: list[str], operators: list[str], props: list | None = None, half: bool = False
+    ) -> None:
         object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "half", half)  # in a two-column grid: half the width
         object.__setattr__(self, "operators", operators)
         # (text, where): a property's label as drawn, "label" for the form's label column
         # (names, headings), "tick" for a tick box's text beside it
@@ -49,9 +53,12 @@ class Recording:
     def _child(self, *_args: Any, heading: str = "", **_kwargs: Any) -> Recording:
         if heading:
             self.props.append((heading, "label"))
-        return Recording(self.labels, self.operators, self.props)
+        return Recording(self.labels, self.operators, self.props, self.half)
 
-    row = column = box = split = grid_flow = _child
+    row = column = box = split = _child
+
+    def grid_flow(self, *_args: Any, columns: int = 0, **_kwargs: Any) -> Recording:
+        return Recording(self.labels, self.operators, self.props, self.half or columns >= 2)
 
     def prop(self, data: Any, name: str, text: str | None = None, **_kwargs: Any) -> None:
         real = data._real if isinstance(data, Unwrap) else data
@@ -63,12 +70,16 @@ class Recording:
 
     def label(self, text: str = "", **_kwargs: Any) -> None:
         self.labels.append(text)
+        if self.half:
+            HALVES.append(text)
 
-    def operator(self, idname: str, **_kwargs: Any) -> SimpleNamespace:
+    def operator(self, idname: str, text: str | None = None, **_kwargs: Any) -> SimpleNamespace:
         module, _, name = idname.partition(".")
         assert hasattr(getattr(bpy.ops, module), name), idname
-        getattr(getattr(bpy.ops, module), name).get_rna_type()  # raises if not registered
+        rna = getattr(getattr(bpy.ops, module), name).get_rna_type()  # raises if not registered
         self.operators.append(idname)
+        if self.half:
+            HALVES.append(rna.name if text is None else text)
         return SimpleNamespace()
 
     def menu(self, name: str, **_kwargs: Any) -> None:
@@ -88,12 +99,21 @@ class Recording:
 
 
 PROPS: list[tuple[str, str]] = []  # what the last draw() put in its forms
+HALVES: list[str] = []  # the labels and buttons the last draw() put in half the width
+
+
+def half_room(module: Any) -> int:
+    """Characters a label or a button shows in half the default width: the real window showed
+    "Delete Cloud Data" whole and "Relaunch Missing..." cut there."""
+    text_wrap = module.panels.text_wrap
+    return int((text_wrap.DEFAULT_WIDTH_PX - text_wrap.MARGIN_PX) / 2 / text_wrap.CHAR_PX)
 
 
 def draw(cls: type, real: Any = None) -> tuple[list[str], list[str]]:
     labels: list[str] = []
     operators: list[str] = []
     PROPS.clear()
+    HALVES.clear()
     layout = Recording(labels, operators)
     panel_self = Unwrap(real, layout) if real is not None else SimpleNamespace(layout=layout)
     if hasattr(cls, "poll") and real is None and not cls.poll(bpy.context):
@@ -420,3 +440,47 @@ def test_machine_text_is_shown_as_text_in_the_panel_and_the_full_log(module):
     finally:
         view.job_id = view.log_tail = view.machines_text = view.device = ""
         bpy.data.texts.remove(bpy.data.texts[job_view.image_name(job_id)])
+
+
+def test_words_keep_their_width_and_say_what_they_mean(module, tmp_path):
+    """Issue 26 item 8, as the real window showed it at the default sidebar width."""
+    room = half_room(module)
+    view = module.addon.job_view.view()
+    view.job_id, view.state, view.message = "20261125-000000-abcdef", "rendering", ""
+    view.frames_total, view.frames_done, view.current_frame = 24, 10, 11
+    view.sample, view.samples_total, view.cost_so_far = 1, 2500, 0.02
+    labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert "Frame 11, sample 1/2500" in labels and "Frame 11, sample 1/2500" not in HALVES
+    assert all(len(text) <= room for text in HALVES), HALVES
+
+    # The Jobs list's buttons: none cut ("Relaunch Missing...").
+    record = module.cloud.job.records.JobRecord(
+        **job_fields(tmp_path / "out", blend_name=bpy.data.filepath, frames=[1, 2], stage="done")
+    )
+    store = module.addon.pump.manager().store
+    store.save(record)
+    try:
+        module.addon.jobs_list.refresh()
+        _, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_jobs)
+        assert "cloud_render.relaunch_missing" in operators
+        assert "Relaunch Missing Frames" not in HALVES
+        assert all(len(text) <= room for text in HALVES), HALVES
+    finally:
+        store.delete(record.job_id)
+        module.addon.jobs_list.refresh()
+
+    # The preferences page does not send the artist to itself.
+    prefs = module.addon.account.preferences()
+    view.account_status = "No keys saved. Paste your access key in Preferences > Add-ons > Cloud Render, or choose 'AWS Profile'."
+    try:
+        labels, _ = draw(module.panels.preferences.CloudRenderPreferences, prefs)
+    finally:
+        view.account_status = ""
+    text = " ".join(labels)
+    assert "Paste your access key here, or choose 'AWS Profile'." in text
+    assert "Preferences > Add-ons > Cloud Render" not in text
+
+    # Finish In's 0 is explained; Forget Keys asks before it deletes.
+    rna = bpy.context.scene.cloud_render.bl_rna.properties["finish_within_minutes"]
+    assert "0: no deadline" in rna.description
+    assert "invoke" in vars(module.operators.account.CLOUDRENDER_OT_forget_keys)

@@ -15,7 +15,7 @@ import bpy
 import pytest
 
 from dev import addon_harness as harness
-from tests.addon.test_panels_draw import draw
+from tests.addon.test_panels_draw import draw, half_room
 from tests.factories import job_fields
 
 MARKER = "20991231-235959-c0ffee"
@@ -283,3 +283,64 @@ def test_a_job_that_ends_with_no_cost_update_shows_the_cost_its_record_holds(ins
         module.addon.pump.manager().store.delete(record.job_id)
         module.addon.job_view.forget()
         module.addon.job_view.view().job_id = ""
+
+
+def test_delete_cloud_data_says_what_it_deletes_and_keeps_the_selection_off_the_next_job(
+    installed, aws, tmp_path
+):
+    """Issue 26 item 7: the job, its files and their size are said before anything is deleted;
+    after, no other job slides into the selection, and the outcome is said under the Jobs list."""
+    module = harness.addon()
+    harness.connect(aws.url)
+    blend = harness.make_scene(tmp_path / "delete.blend", frames=2, size=16, samples=1)
+    s3 = module.cloud.aws.session.client(aws.admin, "s3")
+    s3.create_bucket(Bucket="cloud-render-delete-test")
+    manager = module.addon.pump.manager()
+    older = job_record(module, blend, tmp_path, stage="done", bucket="cloud-render-delete-test")
+    newer = module.cloud.job.records.JobRecord(
+        **{**older.__dict__, "job_id": older.job_id[:-1] + "9", "created": older.created + 60}
+    )
+    for key, size in (("frames/0001.png", 1_500_000), ("frames/0002.png", 1_500_000), ("log.txt", 200)):
+        s3.put_object(Bucket="cloud-render-delete-test", Key=f"jobs/{newer.job_id}/{key}", Body=b"x" * size)
+    manager.store.save(older)
+    manager.store.save(newer)
+    view = module.addon.job_view.view()
+    shown = module.addon.panel_results.results()
+    view.job_id, view.message, view.jobs_status = older.job_id, "Its own words.", ""
+    try:
+        module.addon.jobs_list.refresh()
+        jobs = module.addon.jobs_list.items()
+        assert [row.job_id for row in jobs] == [newer.job_id, older.job_id]
+        assert jobs[0].label != jobs[1].label  # the time tells two alike jobs apart
+        # ... in the list's half row too, where "c5.2xlarge · 24 fram..." cut it off
+        assert jobs[0].row_label != jobs[1].row_label
+        assert all(len(row.row_label) <= half_room(module) for row in jobs)
+        assert module.addon.jobs_list.selected_job_id() == newer.job_id
+
+        assert bpy.ops.cloud_render.delete_cloud_data(job_id=newer.job_id) == {"FINISHED"}
+        harness.drain_until(lambda: shown.delete_ask is not None or "Counting" not in view.jobs_status, 30)
+        label = jobs[0].label
+        assert shown.delete_ask is not None, view.jobs_status
+        assert shown.delete_ask.text == (
+            f"Delete 3 files (3.0 MB) of {label} from your bucket? The frames on this computer stay."
+        )
+        assert s3.list_objects_v2(Bucket="cloud-render-delete-test")["KeyCount"] == 3  # asked first
+        labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_jobs)
+        assert shown.delete_ask.text in " ".join(labels)
+        assert operators.count("cloud_render.delete_cloud_data") == 3  # the list's, Delete, Keep
+
+        assert bpy.ops.cloud_render.delete_cloud_data(job_id=newer.job_id, answer="DELETE") == {"FINISHED"}
+        harness.drain_until(lambda: view.jobs_status.startswith("Deleted"), 30)
+        assert view.jobs_status == f"Deleted 3 cloud files of {label}."
+        assert s3.list_objects_v2(Bucket="cloud-render-delete-test")["KeyCount"] == 0
+        assert [row.job_id for row in jobs] == [older.job_id]
+        assert module.addon.jobs_list.selected_job_id() == ""  # not the older job, unchosen
+        assert view.message == "Its own words."  # the Current Job's headline is its own
+        assert shown.delete_ask is None
+    finally:
+        view.job_id = view.message = view.jobs_status = ""
+        module.addon.panel_results.forget()
+        for record in (older, newer):
+            if manager.store.path(record.job_id).exists():
+                manager.store.delete(record.job_id)
+        harness.disconnect()

@@ -24,6 +24,7 @@ from cloud.aws.quotas import QUOTA_ERROR_CODES
 from cloud.aws.session import client
 from cloud.job.batch_engine import BatchEngine
 from cloud.job.events import EventQueue, JobEnded, LogLines, MachinesUpdate, StageChanged
+from cloud.job.frame_list import kept_text
 from cloud.job.manager import JobManager
 from cloud.job.records import EngineName, RecordStore
 from cloud.machine import contract
@@ -176,9 +177,9 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     assert [e.stage for e in events if isinstance(e, StageChanged)].count("rendering") == 1
     assert any("rendering, frame" in row and "(spot)" in row for u in updates for row in u.rows)
     lines = [line for e in events if isinstance(e, LogLines) for line in e.lines]
-    # The Batch job's id is not called a machine's.
+    # The Batch job's id is not called a machine's, nor read as a uuid (the record keeps it).
     assert any(
-        line.startswith("[cloud-render] 3 machines requested (spot): AWS Batch job ") for line in lines
+        line.startswith("[cloud-render] 3 machines requested (spot) from AWS Batch;") for line in lines
     )
     assert {line.split("]")[0] for line in lines if line.startswith("[machine ")} == {
         "[machine 0",
@@ -269,9 +270,10 @@ def test_cancel_mid_job_ends_every_machine(sim, slow_scene, tmp_path):
     job.runner.cancel()
     finished(job)
     assert job.record.stage == "cancelled"
-    # The panel reads "Cancelled: 2 frames kept.", not "Cancelled: Cancelled; 2 frames kept."
-    kept = len(job.record.frames_done)
-    assert job.record.message == f"{kept} frame{'s' * (kept != 1)} kept.", job.record.message
+    # The panel reads "Cancelled: Frames 1-2 kept in <folder>.", not "Cancelled: Cancelled; ..."
+    message = job.record.message
+    assert message == kept_text(list(job.record.frames_done), job.record.output_dir), message
+    assert message.startswith("Frame") and message.endswith(f" kept in {job.record.output_dir}.")
     # moto gap: terminating the parent reaches no child; the engine terminates each child itself.
     nothing_left(sim, job)
     assert len(job.record.frames_done) < 12
