@@ -250,3 +250,51 @@ def test_the_script_shows_machine_text_as_text_and_clamps_numbers(tmp_path: Path
     shown = json.loads(ran.stdout)
     assert shown["frames"]["text"] == "24 of 24" and shown["bar"]["w"] == "100.0%"
     assert shown["state"]["text"] == "Failed" and shown["left"]["text"] == "\u2014"
+
+
+def runner(aws, tmp_path: Path, settings, rec: JobRecord):  # type: ignore[no-untyped-def]
+    from cloud.job.cloud_steps import CloudSteps
+    from cloud.job.events import EventQueue, LogLines
+    from cloud.job.job_thread import JobRunner
+    from cloud.job.records import RecordStore
+
+    events = EventQueue()
+    store = RecordStore(tmp_path / "jobs")
+    store.save(rec)
+    job = JobRunner(rec, settings, events, store, CloudSteps(tmp_path))
+    job.write_page()
+    lines = [
+        line for event in events.drain(budget_s=5) if isinstance(event, LogLines) for line in event.lines
+    ]
+    return store.load(rec.job_id), lines
+
+
+def test_the_job_thread_keeps_the_link_in_the_record_and_says_until_when(aws, bucket, tmp_path):
+    rec, lines = runner(aws, tmp_path, aws.settings, record(bucket, job_id="job-phone-3"))
+    assert rec.page_url and rec.page_expires > time.time() + WEEK - 60
+    assert requests.get(rec.page_url, timeout=30).text.startswith("<!DOCTYPE html>")
+    assert any("page for this job on a phone" in line and "works until" in line for line in lines)
+    assert "job-phone-3" not in phone_page.session_links
+
+
+def test_a_link_with_a_session_token_stays_out_of_the_record(aws, bucket, tmp_path):
+    creds = client(aws.admin, "sts").get_session_token(DurationSeconds=3600)["Credentials"]
+    temporary = replace(
+        aws.admin,
+        access_key_id=creds["AccessKeyId"],
+        secret_access_key=creds["SecretAccessKey"],
+        session_token=creds["SessionToken"],
+    )
+    rec, _lines = runner(aws, tmp_path, temporary, record(bucket, job_id="job-phone-4"))
+    assert rec.page_url == "" and rec.page_expires <= time.time() + 3600
+    assert creds["SessionToken"] not in (tmp_path / "jobs").joinpath("job-phone-4.json").read_text()
+    url = phone_page.session_links.pop("job-phone-4")
+    assert requests.get(url, timeout=30).status_code == 200
+
+
+def test_a_page_that_cannot_be_written_costs_only_the_page(aws, tmp_path):
+    rec, lines = runner(
+        aws, tmp_path, aws.settings, record("cloud-render-no-such-bucket", job_id="job-phone-5")
+    )
+    assert rec.page_url == "" and rec.page_expires == 0
+    assert any("] No page for a phone: " in line for line in lines), lines
