@@ -104,7 +104,8 @@ def render(data: dict[str, Any]) -> str:
     """The page: the template with the job's data, its CSP naming the inline script and style
     by hash and the bucket's origin (of the links) as the only place it may fetch from."""
     links = data["links"]
-    origins = sorted({origin_of(u) for u in [links["status"], *links["machines"], *links["end"].values()]})
+    urls = [links["status"], *links["machines"], *links["end"].values()]
+    origins = sorted({origin_of(u) for u in urls if u}) or ["'none'"]  # a saved copy fetches nothing
     csp = (
         "default-src 'none'; "
         f"script-src {_hash(SCRIPT)}; style-src {_hash(STYLE)}; "
@@ -143,6 +144,17 @@ def write_page(settings: AwsSettings, record: JobRecord, now: float | None = Non
     html = render(page_data(record, links, expires_at))
     storage.put_text(settings, bucket, page_key(job_id), html, content_type=CONTENT_TYPE)
     return PageLink(url=link(page_key(job_id)), expires_at=expires_at)
+
+
+def snapshot_page(
+    record: JobRecord, statuses: list[dict[str, Any]], end: dict[str, dict[str, Any]], saved_at: float
+) -> str:
+    """A copy of the page that fetches nothing: the machines' documents as they were at
+    `saved_at` ride in its data (the demo leaves one in demo-output/), read by the same
+    validating script as the live ones."""
+    data = page_data(record, {"status": "", "machines": [], "end": {}}, 0.0)
+    data["snapshot"] = {"statuses": statuses, "end": end, "saved_at": saved_at}
+    return render(data)
 
 
 STYLE = """
@@ -216,7 +228,10 @@ SCRIPT = r"""
   say("title", D.scene ? "Cloud Render: " + text(D.scene, 120) : "Cloud Render job");
   say("sub", text(D.job_id, 80) + " \u00b7 " + machines + " \u00d7 " + text(D.instance_type, 40) +
     (D.spot ? " (spot)" : "") + " in " + text(D.region, 30));
-  say("expires", "This page works until " + when(num(D.expires_at, 0, 1e11) || 0) + ".");
+  var snap = D.snapshot && typeof D.snapshot === "object" ? D.snapshot : null;
+  say("expires", snap ? "A saved copy: the job as it was at " + when(num(snap.saved_at, 0, 1e11) || 0) + "."
+    : "This page works until " + when(num(D.expires_at, 0, 1e11) || 0) + ".");
+  function plain(d) { return d && typeof d === "object" && !Array.isArray(d) ? d : null; }
 
   function show(docs) {
     var st = null, done = {}, spf = [], beat = 0, msg = "", state = "";
@@ -241,7 +256,7 @@ SCRIPT = r"""
     var doneCount = Math.min(Object.keys(done).length, total);
     if (end.done && Array.isArray(end.done.frames_done))
       doneCount = Math.min(total, Math.max(doneCount, end.done.frames_done.length));
-    var now = Date.now() / 1000;
+    var now = snap ? num(snap.saved_at, 0, 1e11) || Date.now() / 1000 : Date.now() / 1000;
     var stale = state && !(state in FINAL) && beat && now - beat > STALE_S;
     var el = $("state");
     el.className = "state " + (stale ? "stale" : state);
@@ -255,11 +270,17 @@ SCRIPT = r"""
     var until = state in FINAL || stale ? (beat || now) : now;
     var cost = Math.max(0, until - launched) / 3600 * price * machines;
     if (cap) cost = Math.min(cost, cap);
-    say("cost", "about " + money(cost) + (cap ? " of " + money(cap) : ""));
+    say("cost", (cost >= 0.005 ? "about " : "") + money(cost) + (cap ? " of " + money(cap) : ""));
     say("updated", beat ? "Machine last heard " + when(beat) + "." : "");
     return state in FINAL;
   }
   function poll() {
+    if (snap) {
+      var ends = plain(snap.end) || {};
+      show({statuses: Array.isArray(snap.statuses) ? snap.statuses.slice(0, 10000).map(plain) : [],
+        end: {done: plain(ends.done), error: plain(ends.error), interrupted: plain(ends.interrupted)}});
+      return;
+    }
     var L = D.links || {}, end = L.end || {}, names = Object.keys(end);
     var urls = [L.status].concat(L.machines || []);
     Promise.all(urls.map(get).concat(names.map(function (n) { return get(end[n]); }))).then(function (got) {

@@ -298,3 +298,35 @@ def test_a_page_that_cannot_be_written_costs_only_the_page(aws, tmp_path):
     )
     assert rec.page_url == "" and rec.page_expires == 0
     assert any("] No page for a phone: " in line for line in lines), lines
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node.js runs the page's script")
+def test_a_saved_copy_fetches_nothing_and_shows_the_documents_it_carries(tmp_path: Path):
+    saved = time.time()
+    rec = record("cloud-render-x", launched_at=saved - 7200)
+    done = {"frames_done": list(range(1, 25)), "seconds": 7000.0}
+    status = {
+        "state": "done",
+        "message": HOSTILE,
+        "frames_done": list(range(1, 25)),
+        "heartbeat_epoch": saved - 60,
+    }
+    html = phone_page.snapshot_page(rec, [status], {"done": done}, saved)
+    assert "<img" not in html and "\u202e" not in html and html.count("</script>") == 2
+    assert "connect-src 'none'" in html
+    data = embedded(html)
+    assert data["snapshot"]["statuses"][0]["message"] == HOSTILE
+    script = tmp_path / "dom.js"
+    script.write_text(NODE_DOM)
+    ran = subprocess.run(
+        ["node", str(script), phone_page.embed_json(data), "{}"],
+        input=phone_page.SCRIPT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    shown = json.loads(ran.stdout)
+    assert shown["state"]["text"] == "Done" and shown["frames"]["text"] == "24 of 24"
+    assert shown["cost"]["text"] == "about $0.99 of $12.00"  # until the last heartbeat: 1 h 59 min at $0.50/h
+    assert shown["expires"]["text"].startswith("A saved copy")
