@@ -149,6 +149,27 @@ class CLOUDRENDER_OT_open_job_page(NeedsOnlineAccess, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class CLOUDRENDER_OT_copy_job_page_link(bpy.types.Operator):
+    """Copy the link of this job's page, to send it to your phone (anyone holding the link can
+    see the job's progress and cost, and nothing else, until the date shown)"""
+
+    bl_idname = "cloud_render.copy_job_page_link"
+    bl_label = "Copy Link"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        link = job_view.page_link(self.job_id)
+        if link is None or time.time() >= link[1]:
+            self.report({"WARNING"}, "This job has no page link to copy (not written yet, or expired).")
+            return {"CANCELLED"}
+        context.window_manager.clipboard = link[0]
+        self.report(
+            {"INFO"},
+            "Link copied: it works until " + time.strftime("%a %d %b %H:%M", time.localtime(link[1])),
+        )
+        return {"FINISHED"}
+
+
 class CLOUDRENDER_OT_relaunch_missing(NeedsOnlineAccess, bpy.types.Operator):
     """Render again only the frames that did not arrive (the scene is not uploaded again)"""
 
@@ -276,6 +297,7 @@ classes = (
     CLOUDRENDER_OT_open_log,
     CLOUDRENDER_OT_open_folder,
     CLOUDRENDER_OT_open_job_page,
+    CLOUDRENDER_OT_copy_job_page_link,
     CLOUDRENDER_OT_relaunch_missing,
     CLOUDRENDER_OT_delete_cloud_data,
     CLOUDRENDER_OT_find_orphans,

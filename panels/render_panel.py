@@ -265,9 +265,10 @@ def _page_button(layout: bpy.types.UILayout, context: bpy.types.Context, job_id:
     if time.time() >= until:
         text_wrap.labels(layout, context, "The job's page link has expired.", icon="URL")
         return
-    row = layout.row()
+    row = layout.row(align=True)
     row.operator("cloud_render.open_job_page", icon="URL").job_id = job_id
-    row.label(text="Link valid until " + time.strftime("%a %d %b %H:%M", time.localtime(until)))
+    row.operator("cloud_render.copy_job_page_link", text="", icon="COPYDOWN").job_id = job_id
+    layout.label(text="Link valid until " + time.strftime("%a %d %b %H:%M", time.localtime(until)))
 
 
 class CLOUDRENDER_PT_job(bpy.types.Panel):

@@ -440,6 +440,10 @@ def test_the_job_page_button_says_until_when_and_not_once_expired(module, tmp_pa
         view.job_id, view.state, view.message, view.log_tail = job_id, "rendering", "", ""
         labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
         assert ("cloud_render.open_job_page" in operators) == valid
+        assert ("cloud_render.copy_job_page_link" in operators) == valid
+        if valid:  # to send it to a phone
+            assert bpy.ops.cloud_render.copy_job_page_link(job_id=job_id) == {"FINISHED"}
+            assert bpy.context.window_manager.clipboard in ("", url)  # the bpy module may have none
         shown = time.strftime("%a %d %b %H:%M", time.localtime(until))
         assert (f"Link valid until {shown}" in labels) == valid
         if not valid:  # expired: said, and the button would refuse without opening anything
