@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import bpy
 
+from ..cloud.job import phone_page
 from ..cloud.job.events import (
     CostUpdate,
     FrameArrived,
@@ -52,6 +53,8 @@ class JobLocal:
     started: float = 0.0
     ended: float = 0.0
     shown: ViewState | None = None  # its part of the panel, whichever file is open
+    page: tuple[str, float] | None = None  # its page for a phone: (link, until), once known
+    page_looked: float = 0.0  # when its record was last read for the page (monotonic seconds)
 
 
 @dataclass
@@ -231,6 +234,24 @@ def output_folder(job_id: str) -> str:
         job = _job(job_id)
         job.folder = folder
     return job.folder
+
+
+PAGE_LOOK_EVERY_S = 5.0
+
+
+def page_link(job_id: str) -> tuple[str, float] | None:
+    """The job's page for a phone: (presigned link, until when in seconds since the epoch), or
+    None. Written by the job thread once the machines are launched; read from the record (or,
+    for a link signed with temporary keys, from this session's memory) at most every few
+    seconds until found."""
+    job = _job(job_id)
+    if job.page is None and time.monotonic() - job.page_looked >= PAGE_LOOK_EVERY_S:
+        job.page_looked = time.monotonic()
+        record = _record(job_id)
+        url = (record.page_url if record else "") or phone_page.session_links.get(job_id, "")
+        if record is not None and url and record.page_expires:
+            job.page = (url, record.page_expires)
+    return job.page
 
 
 def _on_stage(event: StageChanged, view: Any) -> None:

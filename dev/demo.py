@@ -15,6 +15,7 @@ frames, then encodes the movie with the scene's settings and sound; demo-output/
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -23,6 +24,8 @@ import sys
 import time
 import wave
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-output"
@@ -111,6 +114,27 @@ def dress_scene(kind: str, project: Path) -> str:
     return INSTANCE_TYPE
 
 
+def save_job_page(module, settings, record) -> None:  # type: ignore[no-untyped-def]
+    """The job's page for a phone: the live one is served from the bucket (checked here); the
+    copy left in demo-output/ carries the machine's last documents, as it fetches nothing."""
+    phone_page, contract = module.cloud.job.phone_page, module.cloud.machine.contract
+    storage = module.cloud.aws.storage
+    reply = requests.get(record.page_url, timeout=30)
+    assert reply.ok and reply.headers["Content-Type"].startswith("text/html"), reply.headers
+    out = contract.out_prefix(record.job_id)
+
+    def document(name: str) -> dict | None:
+        body = storage.get_bytes(settings, record.bucket, out + name, contract.MAX_JSON_BYTES)
+        return json.loads(body) if body else None
+
+    status = document("status.json")
+    ends = {name: document(name + ".json") for name in phone_page.END_DOCUMENTS}
+    html = phone_page.snapshot_page(
+        record, [status] if status else [], {k: v for k, v in ends.items() if v}, time.time()
+    )
+    (OUT / "job_page.html").write_text(html)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Cloud Render demo through the emulated AWS")
     parser.add_argument("--scene", choices=["cycles", "eevee", "video"], default="cycles")
@@ -185,6 +209,8 @@ def main() -> int:
         log = module.addon.job_view.log_lines(job_id)
         (OUT / "job.log").write_text("\n".join(log) + "\n")
         clock.stage("contact sheet written: demo-output/contact_sheet.png")
+        save_job_page(module, settings, record)
+        clock.stage("the job's page for a phone, as the job ended: demo-output/job_page.html")
         if record.movie_path:
             movie = Path(record.movie_path)
             shutil.copy2(movie, OUT / movie.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,48 @@ class CLOUDRENDER_OT_open_folder(bpy.types.Operator):
         folder = Path(record.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.path_open(filepath=str(folder))
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_open_job_page(NeedsOnlineAccess, bpy.types.Operator):
+    """Open this job's page in the web browser: its link works on a phone too (state, frames,
+    time left, cost so far), until the date shown under the button"""
+
+    bl_idname = "cloud_render.open_job_page"
+    bl_label = "Open on Phone"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        link = job_view.page_link(self.job_id)
+        if link is None:
+            self.report({"WARNING"}, "This job has no page yet: it is written once the machines start.")
+            return {"CANCELLED"}
+        url, until = link
+        if time.time() >= until:
+            self.report({"WARNING"}, "This job's page link has expired (links last 7 days at most).")
+            return {"CANCELLED"}
+        bpy.ops.wm.url_open(url=url)
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_copy_job_page_link(bpy.types.Operator):
+    """Copy the link of this job's page, to send it to your phone (anyone holding the link can
+    see the job's progress and cost, and nothing else, until the date shown)"""
+
+    bl_idname = "cloud_render.copy_job_page_link"
+    bl_label = "Copy Link"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        link = job_view.page_link(self.job_id)
+        if link is None or time.time() >= link[1]:
+            self.report({"WARNING"}, "This job has no page link to copy (not written yet, or expired).")
+            return {"CANCELLED"}
+        context.window_manager.clipboard = link[0]
+        self.report(
+            {"INFO"},
+            "Link copied: it works until " + time.strftime("%a %d %b %H:%M", time.localtime(link[1])),
+        )
         return {"FINISHED"}
 
 
@@ -282,6 +325,8 @@ classes = (
     CLOUDRENDER_OT_make_movie,
     CLOUDRENDER_OT_open_log,
     CLOUDRENDER_OT_open_folder,
+    CLOUDRENDER_OT_open_job_page,
+    CLOUDRENDER_OT_copy_job_page_link,
     CLOUDRENDER_OT_relaunch_missing,
     CLOUDRENDER_OT_delete_cloud_data,
     CLOUDRENDER_OT_find_orphans,

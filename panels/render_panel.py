@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import bpy
@@ -265,6 +266,21 @@ def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: A
     _movie_buttons(box.row(), v.job_id)
 
 
+def _page_button(layout: bpy.types.UILayout, context: bpy.types.Context, job_id: str) -> None:
+    """The job's page for a phone (once written): a button that opens its link, and until when."""
+    link = job_view.page_link(job_id)
+    if link is None:
+        return
+    _url, until = link
+    if time.time() >= until:
+        text_wrap.labels(layout, context, "The job's page link has expired.", icon="URL")
+        return
+    row = layout.row(align=True)
+    row.operator("cloud_render.open_job_page", icon="URL").job_id = job_id
+    row.operator("cloud_render.copy_job_page_link", text="", icon="COPYDOWN").job_id = job_id
+    layout.label(text="Link valid until " + time.strftime("%a %d %b %H:%M", time.localtime(until)))
+
+
 class CLOUDRENDER_PT_job(bpy.types.Panel):
     bl_label = "Current Job"
     bl_space_type = "PROPERTIES"
@@ -311,6 +327,7 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
         row.operator("cloud_render.open_log", icon="TEXT").job_id = view.job_id
         if not final:
             row.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = view.job_id
+        _page_button(layout, context, view.job_id)
         if not final:
             layout.operator("cloud_render.cancel", icon="CANCEL").job_id = view.job_id
 

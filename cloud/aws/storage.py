@@ -47,10 +47,12 @@ def put_json(settings: AwsSettings, bucket: str, key: str, data: Any, *, only_if
         )
 
 
-def put_text(settings: AwsSettings, bucket: str, key: str, text: str) -> None:
-    """Write a small text object (a Batch job's boot script, fetched by each child)."""
+def put_text(settings: AwsSettings, bucket: str, key: str, text: str, content_type: str = "") -> None:
+    """Write a small text object (a Batch job's boot script, fetched by each child; the job's
+    page, served as `content_type` text/html)."""
+    extra = {"ContentType": content_type} if content_type else {}
     with translating("saving the job", region=settings.region):
-        client(settings, "s3").put_object(Bucket=bucket, Key=key, Body=text.encode())
+        client(settings, "s3").put_object(Bucket=bucket, Key=key, Body=text.encode(), **extra)
 
 
 class TooLarge(CloudError):
@@ -185,42 +187,46 @@ def _human(seconds: float) -> str:
     return plural(seconds / 3600, "hour") if seconds < 48 * 3600 else plural(seconds / 86400, "day")
 
 
-def credential_lifetime_warning(settings: AwsSettings, needed_seconds: int) -> str | None:
-    """A sentence for the panel when the signing credentials die before the job's URLs must.
+def signing_lifetime(settings: AwsSettings) -> tuple[float, str] | None:
+    """How long links signed now keep working (seconds, at most 7 days) and the words for why,
+    or None when no credentials are found.
 
     A presigned URL stops working when the credentials that signed it expire: IAM-user keys
     allow 7 days, STS session keys their own expiry (1 to 36 hours), SSO about 12 hours.
     """
-    limit: float
-    kind: str
     if settings.access_key_id and settings.secret_access_key:
         if settings.session_token:
-            limit, kind = (
+            return (
                 3600,
                 "Your pasted keys are temporary (they include a session token) and may expire within an hour",
             )
-        else:
-            limit, kind = MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
-    else:
-        with translating("checking your AWS profile", region=settings.region):
-            creds = make_session(settings).get_credentials()
-            if creds is None:
-                return None
-            # SSO and assumed roles hand back deferred credentials: nothing is fetched, and no
-            # expiry is known, until they are first used. Fetch them now to read the real one.
-            frozen = creds.get_frozen_credentials()
-        expiry = getattr(creds, "_expiry_time", None) if isinstance(creds, RefreshableCredentials) else None
-        if expiry is not None:
-            limit = max(0.0, (expiry - datetime.now(UTC)).total_seconds())
-            kind = (
-                f"Your AWS sign-in expires in {_human(limit)}"
-                if limit > 0
-                else "Your AWS sign-in has expired"
-            )
-        elif frozen.token:
-            limit, kind = 3600, "Your AWS profile uses temporary keys that may expire within an hour"
-        else:
-            limit, kind = MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
+        return MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
+    with translating("checking your AWS profile", region=settings.region):
+        creds = make_session(settings).get_credentials()
+        if creds is None:
+            return None
+        # SSO and assumed roles hand back deferred credentials: nothing is fetched, and no
+        # expiry is known, until they are first used. Fetch them now to read the real one.
+        frozen = creds.get_frozen_credentials()
+    expiry = getattr(creds, "_expiry_time", None) if isinstance(creds, RefreshableCredentials) else None
+    if expiry is not None:
+        limit = min(float(MAX_PRESIGN_S), max(0.0, (expiry - datetime.now(UTC)).total_seconds()))
+        return (
+            limit,
+            f"Your AWS sign-in expires in {_human(limit)}" if limit > 0 else "Your AWS sign-in has expired",
+        )
+    if frozen.token:
+        return 3600, "Your AWS profile uses temporary keys that may expire within an hour"
+    return MAX_PRESIGN_S, "Links signed with access keys last 7 days at most"
+
+
+def credential_lifetime_warning(settings: AwsSettings, needed_seconds: int) -> str | None:
+    """A sentence for the panel when the signing credentials die before the job's URLs must
+    (`signing_lifetime`)."""
+    lifetime = signing_lifetime(settings)
+    if lifetime is None:
+        return None
+    limit, kind = lifetime
     if needed_seconds <= limit:
         return None
     action = (

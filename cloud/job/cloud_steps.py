@@ -32,6 +32,7 @@ from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
 from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
 from ..pack.hash_cache import HashCache
+from . import phone_page
 from .poll_bounds import MAX_LOG_CHUNKS_PER_POLL
 from .records import JobRecord, JobRequest
 from .user_data import build_user_data
@@ -365,6 +366,10 @@ class CloudSteps:
         )
         storage.put_json(settings, bucket, contract.record_key(job_id), _public_record(record))
         return user_data
+
+    def job_page(self, settings: AwsSettings, record: JobRecord) -> phone_page.PageLink:
+        """Write the job's page for a phone to the bucket; its presigned link."""
+        return phone_page.write_page(settings, record)
 
     def kernel_cache(
         self, settings: AwsSettings, record: JobRecord, request: JobRequest, expires: int

@@ -25,7 +25,7 @@ from ..cost.cost_map import CostMap
 from ..cost.estimate import quote_from_scouts
 from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
-from . import frame_history, poll_bounds
+from . import frame_history, phone_page, poll_bounds
 from .cloud_steps import CloudSteps
 from .endings import INTERRUPTION_WORDS, failure_action
 from .engine import Engine
@@ -217,6 +217,27 @@ class JobRunner(threading.Thread):
             )
         self._save()
         self.log(launched.said)
+        self.write_page()
+
+    def write_page(self) -> None:
+        """The job's page for a phone (phone_page.py): written once the machines are launched
+        (it counts the cost from then); a page that cannot be written costs only the page."""
+        rec = self.record
+        try:
+            link = self.steps.job_page(self.settings, rec)
+        except CloudError as error:
+            self.log(f"No page for a phone: {error.message}")
+            return
+        if link.carries_session_token:  # never on disk: kept for this session only
+            phone_page.session_links[rec.job_id] = link.url
+        else:
+            rec.page_url = link.url
+        rec.page_expires = link.expires_at
+        self._save()
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(link.expires_at))
+        self.log(
+            f"A page for this job on a phone: Open on Phone in the panel (its link works until {until})."
+        )
 
     def expect_frame_seconds(self, request: JobRequest, costs: CostMap | None = None) -> None:
         """Each frame's time as the machines measured it in the last job of this scene (scaled to

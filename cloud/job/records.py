@@ -257,6 +257,11 @@ class JobRecord:
     frame_width: int = 0
     frame_height: int = 0
     frame_size_at_most: bool = False
+    # The job's page for a phone (cloud/job/phone_page.py): its presigned link, "" when none or
+    # when it carries a session token (kept in memory only, phone_page.session_links), and
+    # until when its links work (seconds since the epoch; 0: no page).
+    page_url: str = ""
+    page_expires: float = 0.0
 
     @property
     def stage_enum(self) -> Stage:

@@ -484,3 +484,44 @@ def test_words_keep_their_width_and_say_what_they_mean(module, tmp_path):
     rna = bpy.context.scene.cloud_render.bl_rna.properties["finish_within_minutes"]
     assert "0: no deadline" in rna.description
     assert "invoke" in vars(module.operators.account.CLOUDRENDER_OT_forget_keys)
+
+
+def test_the_job_page_button_says_until_when_and_not_once_expired(module, tmp_path):
+    import time
+
+    from tests.factories import job_fields
+
+    records, store = module.cloud.job.records, module.addon.pump.manager().store
+    view = module.addon.job_view.view()
+    cases = {
+        "20261207-000000-a0a0a1": (time.time() + 6 * 86400, True),
+        "20261207-000000-a0a0a2": (time.time() - 60, False),
+    }
+    for job_id, (until, valid) in cases.items():
+        fields = job_fields(tmp_path / "out", job_id=job_id, blend_name="/x.blend", frames=[1, 2])
+        url = f"http://127.0.0.1:1/cloud-render-x/jobs/{job_id}/phone.html?X-Amz-Signature=0"
+        store.save(records.JobRecord(**fields, page_url=url, page_expires=until))
+        view.job_id, view.state, view.message, view.log_tail = job_id, "rendering", "", ""
+        labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert ("cloud_render.open_job_page" in operators) == valid
+        assert ("cloud_render.copy_job_page_link" in operators) == valid
+        if valid:  # to send it to a phone
+            assert bpy.ops.cloud_render.copy_job_page_link(job_id=job_id) == {"FINISHED"}
+            assert bpy.context.window_manager.clipboard in ("", url)  # the bpy module may have none
+        shown = time.strftime("%a %d %b %H:%M", time.localtime(until))
+        assert (f"Link valid until {shown}" in labels) == valid
+        if not valid:  # expired: said, and the button would refuse without opening anything
+            assert "The job's page link has expired." in " ".join(labels)
+            assert bpy.ops.cloud_render.open_job_page(job_id=job_id) == {"CANCELLED"}
+    # a job with no page yet (machines not started): no button; the operator refuses
+    fields = job_fields(tmp_path / "out", job_id="20261207-000000-a0a0a3", blend_name="/x.blend", frames=[1])
+    store.save(records.JobRecord(**fields))
+    view.job_id = "20261207-000000-a0a0a3"
+    assert "cloud_render.open_job_page" not in draw(module.panels.render_panel.CLOUDRENDER_PT_job)[1]
+    assert bpy.ops.cloud_render.open_job_page(job_id=view.job_id) == {"CANCELLED"}
+    # online access off: the button is greyed out (Blender's rule 7), with the reason
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        assert not bpy.ops.cloud_render.open_job_page.poll()
+    finally:
+        bpy.context.preferences.system.use_online_access = True

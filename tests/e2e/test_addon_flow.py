@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
+import requests
 
 from cloud.aws.session import client
 from cloud.job.records import FINAL_STAGE_IDS
@@ -156,6 +158,12 @@ def test_render_in_cloud_brings_frames_into_the_image_editor(cloud, tmp_path):
     log = harness.addon().addon.job_view.log_lines(job_id)
     assert any("Saved:" in line for line in log)
     assert longest < 0.5  # no drain call blocked the main thread for long
+
+    # The job's page for a phone: served from the bucket as HTML through the link the panel opens.
+    page = requests.get(record.page_url, timeout=30)
+    assert page.ok and page.headers["Content-Type"].startswith("text/html")
+    assert record.page_expires > time.time() + 6 * 86400  # IAM-user keys: 7 days
+    assert any("page for this job on a phone" in line for line in log)
 
 
 def add_hidden_grid(side: int):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import signal
 import time
@@ -202,6 +203,15 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     assert sorted(int(f) for f in reported) == list(range(1, 13))
     assert rec.frame_seconds and all(reported[f] == s for f, s in rec.frame_seconds.items())
     assert len(rec.frame_seconds) >= 12 - 3, rec.frame_seconds
+    # The job's page for a phone reads each machine's own status through its embedded link.
+    page = requests.get(rec.page_url, timeout=30)
+    assert page.ok and page.headers["Content-Type"].startswith("text/html")
+    found = re.search(r'<script type="application/json" id="job">(.*?)</script>', page.text, re.S)
+    assert found
+    data = json.loads(found.group(1))
+    assert data["machines"] == 3 and data["frames_total"] == 12
+    states = [requests.get(url, timeout=30).json()["state"] for url in data["links"]["machines"]]
+    assert states == ["done", "done", "done"]
 
 
 def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, slow_scene, tmp_path):
