@@ -5,6 +5,13 @@ sharing textures share their objects. A large .blend goes as content-defined chu
 (cloud/pack/chunking.py), so a resubmit after a small edit sends only the chunks that changed.
 What exists is asked with parallel HEADs (or answered by cloud/aws/known_objects.py); an old
 object is copied onto itself so the bucket's lifecycle rule counts its age from today.
+
+What compresses travels zlib-compressed (cloud/pack/compression.py chooses), under the same
+content address with a suffix (`cas/<sha256>.zlib`, `cas/chunks/<sha256>.zlib`): the name stays
+the SHA-256 of the uncompressed bytes, so the hash cache and deduplication are as they were, and
+an object stored plainly before compression existed is found (under the other key) and reused,
+never sent again. Which form each object has goes back in `UploadResult.encodings`, and from
+there into the job spec (`encoding`), which tells the machine what to fetch and inflate.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +36,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from ..errors import Cancelled, CloudError, ErrorCode
 from ..machine.contract import cas_key, chunk_key
+from ..pack import compression
 from .bucket_setup import DEFAULT_EXPIRE_DAYS
 from .error_rules import is_code, translating
 from .known_objects import KnownObjects
@@ -78,6 +87,11 @@ class UploadResult:
     chunks_uploaded: list[str] = field(default_factory=list)  # sha256 of chunks sent
     chunks_skipped: list[str] = field(default_factory=list)
     chunk_bytes_sent: int = 0
+    # The bytes on the wire: what was sent, the compressed objects at their compressed size.
+    wire_bytes: int = 0
+    # Plain key (cas_key(sha) / chunk_key(sha)) -> "zlib" for each object of the call stored
+    # compressed (found so, or sent so); a key not here is stored as it is.
+    encodings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,13 +134,23 @@ class ProgressTracker:
 
 
 class ProgressSubscriber(BaseSubscriber):
-    """Feeds one s3transfer upload's progress and end into a ProgressTracker."""
+    """Feeds one s3transfer upload's progress and end into a ProgressTracker. `scale`: file
+    bytes per byte sent (a compressed body counts as the file it stands for)."""
 
-    def __init__(self, tracker: ProgressTracker, path: str, sha: str, size: int) -> None:
-        self.tracker, self.path, self.sha, self.size = tracker, path, sha, size
+    def __init__(self, tracker: ProgressTracker, path: str, sha: str, size: int, scale: float = 1.0) -> None:
+        self.tracker, self.path, self.sha, self.size, self.scale = tracker, path, sha, size, scale
+        self.sent = 0
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
-        self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
+        if self.scale == 1.0:
+            self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
+            return
+        # In whole file bytes, rounded so that the body's last byte brings the file to its size.
+        before = round(self.sent * self.scale)
+        self.sent += bytes_transferred
+        self.tracker.add(
+            self.path, self.sha, self.size, min(round(self.sent * self.scale), self.size) - before
+        )
 
     def on_done(self, future: Any, **kwargs: Any) -> None:
         self.tracker.transfer_ended.set()
@@ -169,14 +193,65 @@ def remember_written(known: KnownObjects | None, bucket: str, keys: Iterable[str
         known.remember(bucket, dict.fromkeys(keys, now))
 
 
-def refresh_object(s3: Any, bucket: str, sha: str, key: Callable[[str], str] = cas_key) -> None:
+def refresh_object(
+    s3: Any, bucket: str, sha: str, key: Callable[[str, str], str] = cas_key, encoding: str = ""
+) -> None:
     """Copy an old object onto itself so the lifecycle rule counts its age from today."""
     s3.copy(
-        {"Bucket": bucket, "Key": key(sha)},
+        {"Bucket": bucket, "Key": key(sha, encoding)},
         bucket,
-        key(sha),
-        ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": {"sha256": sha}},
+        key(sha, encoding),
+        ExtraArgs={"MetadataDirective": "REPLACE", "Metadata": _metadata(sha, encoding)},
     )
+
+
+def _metadata(sha: str, encoding: str) -> dict[str, str]:
+    """The object's own note of its content address (and form), for whoever looks in the bucket."""
+    return {"sha256": sha, "encoding": encoding} if encoding else {"sha256": sha}
+
+
+def _stored_key(key: Callable[[str, str], str], forms: dict[str, str]) -> Callable[[str], str]:
+    def stored(sha: str) -> str:
+        return key(sha, forms[sha])
+
+    return stored
+
+
+def _other(encoding: str) -> str:
+    return "" if encoding else compression.ZLIB
+
+
+def stored_forms(
+    s3: Any,
+    bucket: str,
+    preferred: dict[str, str],
+    workers: int,
+    key: Callable[[str, str], str],
+    known: KnownObjects | None,
+    refresh_after_s: float,
+) -> dict[str, tuple[str, datetime]]:
+    """Which objects exist already, in which form, written when: each is looked for in the form
+    this computer would send now (`preferred`: sha -> encoding), then, for those not found, in
+    the other (an object uploaded before compression existed, or one judged otherwise)."""
+    found: dict[str, tuple[str, datetime]] = {}
+    left = dict(preferred)
+    for attempt in range(2):
+        forms = {sha: encoding if attempt == 0 else _other(encoding) for sha, encoding in left.items()}
+        if not forms:
+            break
+        stored = _stored_key(key, forms)
+        seen = existing_objects(s3, bucket, list(forms), workers, stored, known, refresh_after_s)
+        found.update({sha: (forms[sha], when) for sha, when in seen.items()})
+        left = {sha: encoding for sha, encoding in left.items() if sha not in seen}
+    return found
+
+
+def _preferred_forms(wanted: dict[str, tuple[str, int]], workers: int) -> dict[str, str]:
+    """sha -> the form each whole file would be sent in (its magic bytes and a sample, read in
+    parallel: a project of many textures mostly stops at their first bytes)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        forms = pool.map(lambda entry: compression.choose_file(entry[0]), wanted.values())
+        return dict(zip(wanted, forms, strict=True))
 
 
 def upload_files(
@@ -208,22 +283,27 @@ def upload_files(
     s3 = transfer_client(settings)
     with translating("uploading your scene", region=settings.region):
         refresh_s = refresh_after_days * 86400
-        existing = existing_objects(
-            s3, bucket, list(wanted), SMALL_REQUEST_CONCURRENCY, cas_key, known, refresh_s
-        )
-        # Chunks are many: more HEADs in flight than for whole files.
-        have = existing_objects(
-            s3, bucket, list(pieces), SMALL_REQUEST_CONCURRENCY * 4, chunk_key, known, refresh_s
+        preferred = _preferred_forms(wanted, SMALL_REQUEST_CONCURRENCY)
+        existing = stored_forms(s3, bucket, preferred, SMALL_REQUEST_CONCURRENCY, cas_key, known, refresh_s)
+        # Chunks are many: more HEADs in flight than for whole files. A chunk of a plain .blend
+        # mostly compresses, so its compressed form is asked first.
+        have = stored_forms(
+            s3,
+            bucket,
+            dict.fromkeys(pieces, compression.ZLIB),
+            SMALL_REQUEST_CONCURRENCY * 4,
+            chunk_key,
+            known,
+            refresh_s,
         )
         now = datetime.now(UTC)
-        for sha, when in existing.items():
-            if (now - when).total_seconds() > refresh_s:
-                refresh_object(s3, bucket, sha)
-                remember_written(known, bucket, [cas_key(sha)])
-        for sha, when in have.items():
-            if (now - when).total_seconds() > refresh_s:
-                refresh_object(s3, bucket, sha, chunk_key)
-                remember_written(known, bucket, [chunk_key(sha)])
+        for found, key in ((existing, cas_key), (have, chunk_key)):
+            for sha, (encoding, when) in found.items():
+                if encoding:
+                    result.encodings[key(sha)] = encoding
+                if (now - when).total_seconds() > refresh_s:
+                    refresh_object(s3, bucket, sha, key, encoding)
+                    remember_written(known, bucket, [key(sha, encoding)])
         todo = {sha: entry for sha, entry in wanted.items() if sha not in existing}
         result.skipped = [sha for sha in wanted if sha in existing]
         result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
@@ -235,20 +315,31 @@ def upload_files(
         )
         manager = TransferManager(s3, transfer_config(part_size, max_concurrency))
         futures = {}
+        squeezed = tempfile.TemporaryDirectory(prefix="cloud-render-zlib-")
+        sent_keys: dict[str, str] = {}  # sha -> the key it was sent under
         try:
             # Largest first: the long uploads start early and the small ones fill the gaps.
             for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
-                extra: dict[str, Any] = {"Metadata": {"sha256": sha}}
-                if size < part_size:  # one PUT: S3 checks the bytes against their address
-                    extra["ChecksumSHA256"] = sha256_checksum(sha)
+                body, encoding, checksum = path, "", sha
+                if preferred[sha]:
+                    packed = _compressed_copy(Path(path), sha, size, Path(squeezed.name))
+                    if packed is not None:
+                        body, encoding, checksum = str(packed.path), compression.ZLIB, packed.sha256
+                        result.encodings[cas_key(sha)] = encoding
+                body_size = Path(body).stat().st_size
+                result.wire_bytes += body_size
+                extra: dict[str, Any] = {"Metadata": _metadata(sha, encoding)}
+                if body_size < part_size:  # one PUT: S3 checks the bytes against their hash
+                    extra["ChecksumSHA256"] = sha256_checksum(checksum)
+                sent_keys[sha] = cas_key(sha, encoding)
                 futures[sha] = manager.upload(
-                    path,
+                    body,
                     bucket,
-                    cas_key(sha),
+                    sent_keys[sha],
                     extra_args=extra,
-                    subscribers=[ProgressSubscriber(tracker, path, sha, size)],
+                    subscribers=[ProgressSubscriber(tracker, path, sha, size, size / max(body_size, 1))],
                 )
-            _put_chunks(s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY)
+            chunk_forms = _put_chunks(s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY)
             try:
                 wait_for_transfers(futures, cancel, tracker.transfer_ended)
             except bce.ClientError as error:
@@ -260,15 +351,37 @@ def upload_files(
             for future in futures.values():
                 future.cancel()
             manager.shutdown(cancel=True)
+            squeezed.cleanup()
             raise
         manager.shutdown()
+        squeezed.cleanup()
         result.uploaded = list(futures)
         result.chunks_uploaded = [piece.sha256 for piece in new_pieces]
-        remember_written(known, bucket, [cas_key(sha) for sha in result.uploaded])
-        remember_written(known, bucket, [chunk_key(sha) for sha in result.chunks_uploaded])
+        for sha, (encoding, wire) in chunk_forms.items():
+            result.wire_bytes += wire
+            if encoding:
+                result.encodings[chunk_key(sha)] = encoding
+        remember_written(known, bucket, sent_keys.values())
+        remember_written(
+            known, bucket, [chunk_key(sha, chunk_forms[sha][0]) for sha in result.chunks_uploaded]
+        )
         result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
         result.bytes_sent = tracker.total
     return result
+
+
+def _compressed_copy(path: Path, sha: str, size: int, folder: Path) -> compression.Compressed | None:
+    """A compressed copy of `path` in `folder`, or None when it saves too little after all (the
+    sample judged wrongly): then the file goes as it is. The bytes read are checked against the
+    content address, since S3's check is now of the compressed copy, not of the file."""
+    packed = compression.compress_file(path, folder / sha)
+    if packed.source_sha256 != sha:
+        packed.path.unlink(missing_ok=True)
+        raise NotAsHashed(path)
+    if packed.size > (1 - compression.MIN_SAVING) * size:
+        packed.path.unlink(missing_ok=True)
+        return None
+    return packed
 
 
 def sha256_checksum(sha: str) -> str:
@@ -315,9 +428,12 @@ def _put_chunks(
     tracker: ProgressTracker,
     cancel: threading.Event | None,
     workers: int,
-) -> None:
+) -> dict[str, tuple[str, int]]:
     """PUT each chunk (a few MiB: one request, its bytes read from the file and checked against
-    the hash the pack gave it, so bytes that changed since are never stored under it)."""
+    the hash the pack gave it, so bytes that changed since are never stored under it), compressed
+    where that pays (S3 checks the body sent; the address stays the chunk's own hash). Returns
+    sha -> (encoding, bytes sent)."""
+    forms: dict[str, tuple[str, int]] = {}
 
     def one(piece: ChunkSource) -> None:
         if cancel is not None and cancel.is_set():
@@ -332,17 +448,24 @@ def _put_chunks(
                 code=ErrorCode.INPUT_CHANGED,
                 detail=str(piece.path),
             )
+        body, encoding, checksum = data, "", piece.sha256
+        if compression.choose_bytes(data):
+            squeezed = compression.compress_bytes(data)
+            if len(squeezed) <= (1 - compression.MIN_SAVING) * len(data):
+                body, encoding = squeezed, compression.ZLIB
+                checksum = hashlib.sha256(squeezed).hexdigest()
         s3.put_object(
             Bucket=bucket,
-            Key=chunk_key(piece.sha256),
-            Body=data,
-            Metadata={"sha256": piece.sha256},
-            ChecksumSHA256=sha256_checksum(piece.sha256),
+            Key=chunk_key(piece.sha256, encoding),
+            Body=body,
+            Metadata=_metadata(piece.sha256, encoding),
+            ChecksumSHA256=sha256_checksum(checksum),
         )
+        forms[piece.sha256] = (encoding, len(body))  # one writer per sha: pieces are distinct
         tracker.add(str(piece.path), piece.sha256, piece.size, piece.size)
 
     if not pieces:
-        return
+        return forms
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-render-chunk") as pool:
         pending = [pool.submit(one, piece) for piece in sorted(pieces, key=lambda p: (str(p.path), p.offset))]
         try:
@@ -358,6 +481,7 @@ def _put_chunks(
             for future in pending:
                 future.cancel()
             raise
+    return forms
 
 
 _transfer_clients = ClientCache(size=4)

@@ -182,13 +182,16 @@ class Supervisor:
         for item in inputs:
             dest = safe_join(self.job_dir, item.path)
             if item.chunks:
-                chunks = [{"sha256": c.sha256, "size": c.size, "url": c.url} for c in item.chunks]
+                chunks = [
+                    {"sha256": c.sha256, "size": c.size, "url": c.url, "encoding": c.encoding}
+                    for c in item.chunks
+                ]
                 download_chunks(chunks, dest, item.sha256, item.size, self.log.say, item.path)
                 self.log.say(
                     f"{item.path} rebuilt from {len(chunks)} chunks and verified (sha256 {item.sha256[:16]}...)"
                 )
                 continue
-            download(item.url, dest, item.sha256, self.log.say, item.path)
+            download(item.url, dest, item.sha256, self.log.say, item.path, item.encoding, item.size)
             if os.path.getsize(dest) != item.size:
                 raise JobFailed("download", f"{item.path} arrived with the wrong size.")
 
