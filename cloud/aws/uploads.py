@@ -235,6 +235,10 @@ def stored_forms(
     the other (an object uploaded before compression existed, or one judged otherwise)."""
     found: dict[str, tuple[str, datetime]] = {}
     left = dict(preferred)
+    if known is not None:  # seen lately in the other form: ask for that one first
+        other = {key(sha, _other(form)): sha for sha, form in left.items()}
+        for seen_key in known.trusted(bucket, list(other), refresh_after_s):
+            left[other[seen_key]] = _other(left[other[seen_key]])
     for attempt in range(2):
         forms = {sha: encoding if attempt == 0 else _other(encoding) for sha, encoding in left.items()}
         if not forms:
@@ -246,11 +250,11 @@ def stored_forms(
     return found
 
 
-def _preferred_forms(wanted: dict[str, tuple[str, int]], workers: int) -> dict[str, str]:
-    """sha -> the form each whole file would be sent in (its magic bytes and a sample, read in
-    parallel: a project of many textures mostly stops at their first bytes)."""
+def _likely_forms(wanted: dict[str, tuple[str, int]], workers: int) -> dict[str, str]:
+    """sha -> the form to look for each whole file in first, by its first bytes (read in
+    parallel). The sample that decides how a file is sent is taken only for the files sent."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        forms = pool.map(lambda entry: compression.choose_file(entry[0]), wanted.values())
+        forms = pool.map(lambda entry: compression.likely_form(entry[0]), wanted.values())
         return dict(zip(wanted, forms, strict=True))
 
 
@@ -283,7 +287,7 @@ def upload_files(
     s3 = transfer_client(settings)
     with translating("uploading your scene", region=settings.region):
         refresh_s = refresh_after_days * 86400
-        preferred = _preferred_forms(wanted, SMALL_REQUEST_CONCURRENCY)
+        preferred = _likely_forms(wanted, SMALL_REQUEST_CONCURRENCY)
         existing = stored_forms(s3, bucket, preferred, SMALL_REQUEST_CONCURRENCY, cas_key, known, refresh_s)
         # Chunks are many: more HEADs in flight than for whole files. A chunk of a plain .blend
         # mostly compresses, so its compressed form is asked first.
@@ -321,7 +325,8 @@ def upload_files(
             # Largest first: the long uploads start early and the small ones fill the gaps.
             for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
                 body, encoding, checksum = path, "", sha
-                if preferred[sha]:
+                # Judged here, one file at a time, while the files before it are uploading.
+                if preferred[sha] and compression.choose_file(path):
                     packed = _compressed_copy(Path(path), sha, size, Path(squeezed.name))
                     if packed is not None:
                         body, encoding, checksum = str(packed.path), compression.ZLIB, packed.sha256

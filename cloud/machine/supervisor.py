@@ -175,9 +175,13 @@ class Supervisor:
             raise JobFailed("contract", f"The job spec lists its files wrongly: {exc}.") from exc
         total = sum(item.size for item in inputs)
         chunked = [item for item in inputs if item.chunks]
+        squeezed = sum(1 for i in inputs if i.encoding) + sum(
+            1 for i in chunked for c in i.chunks if c.encoding
+        )
         self.log.say(
             f"downloading {len(inputs)} job files ({total / 1e6:.1f} MB)"
             + (f", {len(chunked)} of them in {sum(len(i.chunks) for i in chunked)} chunks" if chunked else "")
+            + (f"; {squeezed} objects stored compressed, inflated and checked here" if squeezed else "")
         )
         for item in inputs:
             dest = safe_join(self.job_dir, item.path)

@@ -120,6 +120,19 @@ def choose_bytes(data: bytes | memoryview) -> str:
     return ZLIB if saves_enough(sample) else ""
 
 
+GUESS_BYTES = 16 * 1024
+
+
+def likely_form(path: Path | str) -> str:
+    """The form a file is most likely stored in, from its first bytes alone (a format compressed
+    already, or a first 16 KiB that does not compress: ""; else "zlib"): which key to ask for
+    first, without sampling every file of a resubmit whose files are in the bucket already. A
+    wrong guess costs one more HEAD, nothing else."""
+    with open(path, "rb") as handle:
+        head = handle.read(HEAD_BYTES)
+    return "" if already_compressed(head) or not saves_enough(head[:GUESS_BYTES]) else ZLIB
+
+
 def choose_file(path: Path | str) -> str:
     """ "zlib" or "" for a file: its first bytes, then a sample of SAMPLE_BYTES over the file."""
     size = os.path.getsize(path)
