@@ -76,6 +76,7 @@ def _fetch(
         steps.download(settings, record.bucket, key, dest, limit)
         return
     body = work / "input.zlib"
+    dest.parent.mkdir(parents=True, exist_ok=True)
     # zlib's worst case is a few bytes per 16 KiB over the size: an eighth is ample.
     steps.download(settings, record.bucket, f"{key}.{ZLIB}", body, size + size // 8 + 1024)
     try:

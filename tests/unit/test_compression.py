@@ -295,3 +295,34 @@ def test_the_contract_knows_the_forms_and_refuses_others():
         contract.parse_input(chunked)
     assert contract.cas_key(sha, "zlib") == f"cas/{sha}.zlib"
     assert contract.chunk_key(sha, "zlib") == f"cas/chunks/{sha}.zlib"
+
+
+def test_a_movie_made_here_reads_the_scene_in_the_form_it_was_stored(aws, bucket, tmp_path):
+    """The add-on's own read of an input (the movie step on the artist's computer): a .blend
+    stored compressed is inflated into a folder that does not exist yet, a plain one as before."""
+    from cloud.job.cloud_steps import CloudSteps
+    from cloud.job.local_movie import _fetch
+    from cloud.job.records import JobRecord
+
+    path, sha, size = put(tmp_path / "p" / "shot.blend", blend_like(MiB))
+    sent = uploads.upload_files(aws.settings, bucket, [(path, sha, size)])
+    record = JobRecord.from_json(
+        '{"job_id": "j1", "blend_name": "shot.blend", "scene_name": "Scene", "region": "us-east-1", '
+        '"instance_type": "c5.2xlarge", "spot": false, "frames": [1], "output_dir": "out", '
+        '"price_per_hour": 1.0, "max_cost": 1.0, "max_hours": 1.0}'
+    )
+    record.bucket, record.pack_encodings = bucket, sent.encodings
+    assert sent.encodings == {contract.cas_key(sha): "zlib"}
+    steps = CloudSteps(tmp_path / "state")
+    dest = tmp_path / "movie" / "job" / "shot.blend"
+    _fetch(
+        steps,
+        aws.settings,
+        JobRecord.from_json(record.to_json()),
+        contract.cas_key(sha),
+        dest,
+        size,
+        tmp_path,
+        size,
+    )
+    assert dest.read_bytes() == path.read_bytes()
