@@ -325,8 +325,9 @@ def upload_files(
             # Largest first: the long uploads start early and the small ones fill the gaps.
             for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
                 body, encoding, checksum = path, "", sha
-                # Judged here, one file at a time, while the files before it are uploading.
-                if preferred[sha] and compression.choose_file(path):
+                # Judged here (magic bytes, then the sample; the guess above only picked which
+                # key to ask for first), one file at a time, while the files before it upload.
+                if compression.choose_file(path):
                     packed = _compressed_copy(Path(path), sha, size, Path(squeezed.name))
                     if packed is not None:
                         body, encoding, checksum = str(packed.path), compression.ZLIB, packed.sha256

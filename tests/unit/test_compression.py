@@ -326,3 +326,15 @@ def test_a_movie_made_here_reads_the_scene_in_the_form_it_was_stored(aws, bucket
         size,
     )
     assert dest.read_bytes() == path.read_bytes()
+
+
+def test_a_file_whose_head_does_not_compress_is_still_judged_by_its_sample(aws, bucket, tmp_path):
+    """The first 16 KiB only choose which key is asked for first; what is sent is decided on
+    the sample over the whole file."""
+    data = random.Random(11).randbytes(16 * KiB) + blend_like(2 * MiB)
+    path, sha, size = put(tmp_path / "p" / "cache.vdb", data)
+    assert compression.likely_form(path) == "" and compression.choose_file(path) == "zlib"
+    result = uploads.upload_files(aws.settings, bucket, [(path, sha, size)])
+    assert result.encodings == {contract.cas_key(sha): "zlib"} and result.wire_bytes < 0.5 * size
+    again = uploads.upload_files(aws.settings, bucket, [(path, sha, size)])  # found on the second ask
+    assert again.skipped == [sha] and again.encodings == result.encodings
