@@ -321,13 +321,17 @@ def upload_files(
         futures = {}
         squeezed = tempfile.TemporaryDirectory(prefix="cloud-render-zlib-")
         sent_keys: dict[str, str] = {}  # sha -> the key it was sent under
+        # Each file sent is judged (magic bytes, then the sample; the guess above only picked
+        # which key to ask for first) on two threads running ahead of the loop below, so the
+        # judging overlaps the uploads of the files before it.
+        judge = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cloud-render-judge")
         try:
             # Largest first: the long uploads start early and the small ones fill the gaps.
-            for sha, (path, size) in sorted(todo.items(), key=lambda item: -item[1][1]):
+            order = sorted(todo.items(), key=lambda item: -item[1][1])
+            verdicts = judge.map(compression.choose_file, [path for _sha, (path, _size) in order])
+            for (sha, (path, size)), verdict in zip(order, verdicts, strict=True):
                 body, encoding, checksum = path, "", sha
-                # Judged here (magic bytes, then the sample; the guess above only picked which
-                # key to ask for first), one file at a time, while the files before it upload.
-                if compression.choose_file(path):
+                if verdict:
                     packed = _compressed_copy(Path(path), sha, size, Path(squeezed.name))
                     if packed is not None:
                         body, encoding, checksum = str(packed.path), compression.ZLIB, packed.sha256
@@ -359,6 +363,8 @@ def upload_files(
             manager.shutdown(cancel=True)
             squeezed.cleanup()
             raise
+        finally:
+            judge.shutdown(cancel_futures=True)
         manager.shutdown()
         squeezed.cleanup()
         result.uploaded = list(futures)
