@@ -22,7 +22,7 @@ import math
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -322,20 +322,20 @@ def upload_files(
         squeezed = tempfile.TemporaryDirectory(prefix="cloud-render-zlib-")
         sent_keys: dict[str, str] = {}  # sha -> the key it was sent under
         # Each file sent is judged (magic bytes, then the sample; the guess above only picked
-        # which key to ask for first) on two threads running ahead of the loop below, so the
-        # judging overlaps the uploads of the files before it.
+        # which key to ask for first) and, where that pays, compressed on two threads, and sent
+        # as soon as it is ready: a file that goes as it is starts at once, while a large one is
+        # still being compressed, so the uplink is busy from the start (bench/uplink.py).
         judge = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cloud-render-judge")
+        folder = Path(squeezed.name)
         try:
             # Largest first: the long uploads start early and the small ones fill the gaps.
             order = sorted(todo.items(), key=lambda item: -item[1][1])
-            verdicts = judge.map(compression.choose_file, [path for _sha, (path, _size) in order])
-            for (sha, (path, size)), verdict in zip(order, verdicts, strict=True):
-                body, encoding, checksum = path, "", sha
-                if verdict:
-                    packed = _compressed_copy(Path(path), sha, size, Path(squeezed.name))
-                    if packed is not None:
-                        body, encoding, checksum = str(packed.path), compression.ZLIB, packed.sha256
-                        result.encodings[cas_key(sha)] = encoding
+            ready = [judge.submit(_prepare, sha, Path(path), size, folder) for sha, (path, size) in order]
+            for done in as_completed(ready):
+                sha, body, encoding, checksum = done.result()
+                path, size = todo[sha]
+                if encoding:
+                    result.encodings[cas_key(sha)] = encoding
                 body_size = Path(body).stat().st_size
                 result.wire_bytes += body_size
                 extra: dict[str, Any] = {"Metadata": _metadata(sha, encoding)}
@@ -380,6 +380,16 @@ def upload_files(
         result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
         result.bytes_sent = tracker.total
     return result
+
+
+def _prepare(sha: str, path: Path, size: int, folder: Path) -> tuple[str, str, str, str]:
+    """How one file goes: (sha, the body's path, encoding, the body's SHA-256), judged and, where
+    that pays, compressed into `folder` (on a judge thread)."""
+    if compression.choose_file(path):
+        packed = _compressed_copy(path, sha, size, folder)
+        if packed is not None:
+            return sha, str(packed.path), compression.ZLIB, packed.sha256
+    return sha, str(path), "", sha
 
 
 def _compressed_copy(path: Path, sha: str, size: int, folder: Path) -> compression.Compressed | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
+import threading
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -338,3 +339,30 @@ def test_a_file_whose_head_does_not_compress_is_still_judged_by_its_sample(aws, 
     assert result.encodings == {contract.cas_key(sha): "zlib"} and result.wire_bytes < 0.5 * size
     again = uploads.upload_files(aws.settings, bucket, [(path, sha, size)])  # found on the second ask
     assert again.skipped == [sha] and again.encodings == result.encodings
+
+
+def test_a_file_sent_as_it_is_goes_while_a_larger_one_is_still_being_compressed(
+    aws, bucket, tmp_path, monkeypatch
+):
+    """The uplink is not left idle while a large file is compressed: the compression of the
+    largest file (sent first) is held until the noise file's bytes have gone; were the files
+    compressed one by one before being sent, the noise would wait on it and the hold time out."""
+    scene = put(tmp_path / "p" / "scene.blend", blend_like(3 * MiB))
+    noise = put(tmp_path / "p" / "noise.vdb", random.Random(3).randbytes(1 * MiB))
+    noise_going = threading.Event()
+    compress_file = compression.compress_file
+    held: list[bool] = []
+
+    def held_compress(source, dest, block=1 << 20):
+        held.append(noise_going.wait(30))  # the noise's upload reports progress meanwhile
+        return compress_file(source, dest, block)
+
+    def progress(step: uploads.UploadProgress) -> None:
+        if step.sha256 == noise[1] and step.file_done > 0:
+            noise_going.set()
+
+    monkeypatch.setattr(compression, "compress_file", held_compress)
+    result = uploads.upload_files(aws.settings, bucket, [scene, noise], progress)
+    assert held == [True]
+    assert sorted(result.uploaded) == sorted([scene[1], noise[1]])
+    assert result.encodings == {contract.cas_key(scene[1]): "zlib"}
