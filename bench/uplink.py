@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -200,7 +201,9 @@ def run_all(
     print(
         f"{label} ours (hash, judge, compress, send): {seconds:6.2f} s  {size / MB / seconds:6.1f} MB/s "
         f"(file bytes on the wire {result.wire_bytes / MB:.1f} MB of {size / MB:.1f}; "
-        f"{len(result.encodings)} objects compressed; hashing and chunking {hash_seconds[-1]:.2f} s)",
+        f"{len(result.encodings)} objects compressed, "
+        + ", ".join(f"{n} at level {lv}" for lv, n in sorted(Counter(result.levels.values()).items()))
+        + f"; hashing and chunking {hash_seconds[-1]:.2f} s)",
         flush=True,
     )
 

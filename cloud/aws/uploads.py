@@ -11,7 +11,10 @@ content address with a suffix (`cas/<sha256>.zlib`, `cas/chunks/<sha256>.zlib`):
 the SHA-256 of the uncompressed bytes, so the hash cache and deduplication are as they were, and
 an object stored plainly before compression existed is found (under the other key) and reused,
 never sent again. Which form each object has goes back in `UploadResult.encodings`, and from
-there into the job spec (`encoding`), which tells the machine what to fetch and inflate.
+there into the job spec (`encoding`), which tells the machine what to fetch and inflate. How
+hard to compress is picked from the link, measured by its first few MB answered (`LinkMeter`,
+compression.choose_level): level 6 on a slow uplink, none where compressing would be the slower
+part, level 1 until the link is known.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -92,6 +97,64 @@ class UploadResult:
     # Plain key (cas_key(sha) / chunk_key(sha)) -> "zlib" for each object of the call stored
     # compressed (found so, or sent so); a key not here is stored as it is.
     encodings: dict[str, str] = field(default_factory=dict)
+    # Plain key -> the zlib level each object sent compressed in this call went at.
+    levels: dict[str, int] = field(default_factory=dict)
+
+
+# Bodies the server must have answered before the link's speed counts as measured.
+MEASURE_BYTES = 4 * MiB
+
+
+class LinkMeter:
+    """The uplink's speed, measured while uploading from the requests the server has answered
+    (through the link, not only into a socket's buffer): each request's bytes, and the time it
+    would have taken alone, its time shared by the requests in flight beside it (time^2 over the
+    request-seconds in flight during it: a request alone counts its whole time, one of four
+    going together a quarter). Answered bytes over that time, once `measure_bytes` are answered,
+    then kept: the first few MB tell the link. (Bytes handed to a socket say nothing on a link
+    with large buffers; answered bytes over the time since the start undercount while four large
+    files go at once.) None before: compression then goes at its default level."""
+
+    def __init__(self, measure_bytes: int = MEASURE_BYTES) -> None:
+        self.measure_bytes = measure_bytes
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.area = 0.0  # request-seconds in flight so far
+        self.last = time.monotonic()
+        self.answered = 0
+        self.alone_s = 0.0
+        self.measured: float | None = None
+
+    def _advance(self) -> float:
+        now = time.monotonic()
+        self.area += self.in_flight * (now - self.last)
+        self.last = now
+        return now
+
+    def begin(self) -> tuple[float, float]:
+        """A request's body starts: the token to give `end`."""
+        with self.lock:
+            now = self._advance()
+            self.in_flight += 1
+            return now, self.area
+
+    def end(self, token: tuple[float, float], size: int) -> None:
+        """The request begun with `token` was answered, `size` bytes (0: it failed)."""
+        with self.lock:
+            now = self._advance()
+            self.in_flight -= 1
+            took, shared = now - token[0], self.area - token[1]
+            if size <= 0 or took <= 0 or shared <= 0 or self.measured is not None:
+                return
+            self.answered += size
+            self.alone_s += took * took / shared
+            if self.answered >= self.measure_bytes:
+                self.measured = self.answered / self.alone_s
+
+    def rate(self) -> float | None:
+        """Bytes a second, or None while not measured."""
+        with self.lock:
+            return self.measured
 
 
 @dataclass(frozen=True)
@@ -137,11 +200,23 @@ class ProgressSubscriber(BaseSubscriber):
     """Feeds one s3transfer upload's progress and end into a ProgressTracker. `scale`: file
     bytes per byte sent (a compressed body counts as the file it stands for)."""
 
-    def __init__(self, tracker: ProgressTracker, path: str, sha: str, size: int, scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        tracker: ProgressTracker,
+        path: str,
+        sha: str,
+        size: int,
+        scale: float = 1.0,
+        meter: LinkMeter | None = None,
+    ) -> None:
         self.tracker, self.path, self.sha, self.size, self.scale = tracker, path, sha, size, scale
+        self.meter = meter
+        self.began: tuple[float, float] | None = None  # the meter's token, at the first bytes
         self.sent = 0
 
     def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        if self.meter is not None and self.began is None:
+            self.began = self.meter.begin()
         if self.scale == 1.0:
             self.tracker.add(self.path, self.sha, self.size, bytes_transferred)
             return
@@ -153,7 +228,19 @@ class ProgressSubscriber(BaseSubscriber):
         )
 
     def on_done(self, future: Any, **kwargs: Any) -> None:
+        if self.meter is not None and self.began is not None:
+            try:
+                future.result()  # done already: answers at once
+                answered = self.sent_bytes(future)
+            except BaseException:  # failed or cancelled: nothing answered
+                answered = 0
+            self.meter.end(self.began, answered)
         self.tracker.transfer_ended.set()
+
+    @staticmethod
+    def sent_bytes(future: Any) -> int:
+        """The body's size (the call's size: the file sent, compressed or not)."""
+        return int(future.meta.size or 0)
 
 
 def existing_objects(
@@ -270,13 +357,19 @@ def upload_files(
     refresh_after_days: float = DEFAULT_EXPIRE_DAYS / 2,
     chunks: Iterable[ChunkSource] = (),
     known: KnownObjects | None = None,
+    link: LinkMeter | None = None,
 ) -> UploadResult:
     """Upload (local path, sha256, size) triples to cas/<sha256>, and the chunks of chunked
     files to cas/chunks/<sha256>, skipping what is there.
 
     Safe to call again after a failure: completed objects are found and skipped, so only
     unfinished files are sent again. Raises Cancelled within about a second of `cancel`.
+    The link is measured as the bodies go (`link`, a fresh LinkMeter unless given: one kept
+    from an earlier call knows the link from the start), and what is judged after that is
+    compressed at the level the link calls for (compression.choose_level).
     """
+    meter = link if link is not None else LinkMeter()
+    effort = compression.Effort()  # level 6 against level 1 on this call's data
     wanted: dict[str, tuple[str, int]] = {}
     for path, sha, size in files:
         wanted.setdefault(sha, (str(path), int(size)))
@@ -325,17 +418,21 @@ def upload_files(
         # which key to ask for first) and, where that pays, compressed on two threads, and sent
         # as soon as it is ready: a file that goes as it is starts at once, while a large one is
         # still being compressed, so the uplink is busy from the start (bench/uplink.py).
-        judge = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cloud-render-judge")
+        judge = ThreadPoolExecutor(max_workers=JUDGE_THREADS, thread_name_prefix="cloud-render-judge")
         folder = Path(squeezed.name)
         try:
             # Largest first: the long uploads start early and the small ones fill the gaps.
             order = sorted(todo.items(), key=lambda item: -item[1][1])
-            ready = [judge.submit(_prepare, sha, Path(path), size, folder) for sha, (path, size) in order]
+            ready = [
+                judge.submit(_prepare, sha, Path(path), size, folder, meter, effort)
+                for sha, (path, size) in order
+            ]
             for done in as_completed(ready):
-                sha, body, encoding, checksum = done.result()
+                sha, body, encoding, checksum, level = done.result()
                 path, size = todo[sha]
                 if encoding:
                     result.encodings[cas_key(sha)] = encoding
+                    result.levels[cas_key(sha)] = level
                 body_size = Path(body).stat().st_size
                 result.wire_bytes += body_size
                 extra: dict[str, Any] = {"Metadata": _metadata(sha, encoding)}
@@ -347,9 +444,13 @@ def upload_files(
                     bucket,
                     sent_keys[sha],
                     extra_args=extra,
-                    subscribers=[ProgressSubscriber(tracker, path, sha, size, size / max(body_size, 1))],
+                    subscribers=[
+                        ProgressSubscriber(tracker, path, sha, size, size / max(body_size, 1), meter)
+                    ],
                 )
-            chunk_forms = _put_chunks(s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY)
+            chunk_forms = _put_chunks(
+                s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY, meter, effort
+            )
             try:
                 wait_for_transfers(futures, cancel, tracker.transfer_ended)
             except bce.ClientError as error:
@@ -369,10 +470,11 @@ def upload_files(
         squeezed.cleanup()
         result.uploaded = list(futures)
         result.chunks_uploaded = [piece.sha256 for piece in new_pieces]
-        for sha, (encoding, wire) in chunk_forms.items():
+        for sha, (encoding, wire, level) in chunk_forms.items():
             result.wire_bytes += wire
             if encoding:
                 result.encodings[chunk_key(sha)] = encoding
+                result.levels[chunk_key(sha)] = level
         remember_written(known, bucket, sent_keys.values())
         remember_written(
             known, bucket, [chunk_key(sha, chunk_forms[sha][0]) for sha in result.chunks_uploaded]
@@ -382,21 +484,35 @@ def upload_files(
     return result
 
 
-def _prepare(sha: str, path: Path, size: int, folder: Path) -> tuple[str, str, str, str]:
-    """How one file goes: (sha, the body's path, encoding, the body's SHA-256), judged and, where
-    that pays, compressed into `folder` (on a judge thread)."""
-    if compression.choose_file(path):
-        packed = _compressed_copy(path, sha, size, folder)
+JUDGE_THREADS = 2
+
+
+def _cores(threads: int) -> int:
+    """The cores `threads` compressing threads have (zlib lets go of the GIL)."""
+    return max(1, min(threads, os.cpu_count() or 1))
+
+
+def _prepare(
+    sha: str, path: Path, size: int, folder: Path, meter: LinkMeter, effort: compression.Effort | None = None
+) -> tuple[str, str, str, str, int]:
+    """How one file goes: (sha, the body's path, encoding, the body's SHA-256, zlib level),
+    judged against the link as measured so far and, where that pays, compressed into `folder`
+    (on a judge thread)."""
+    level = compression.choose_file_level(path, meter.rate(), _cores(JUDGE_THREADS), effort)
+    if level:
+        packed = _compressed_copy(path, sha, size, folder, level)
         if packed is not None:
-            return sha, str(packed.path), compression.ZLIB, packed.sha256
-    return sha, str(path), "", sha
+            return sha, str(packed.path), compression.ZLIB, packed.sha256, level
+    return sha, str(path), "", sha, 0
 
 
-def _compressed_copy(path: Path, sha: str, size: int, folder: Path) -> compression.Compressed | None:
+def _compressed_copy(
+    path: Path, sha: str, size: int, folder: Path, level: int = compression.LEVEL
+) -> compression.Compressed | None:
     """A compressed copy of `path` in `folder`, or None when it saves too little after all (the
     sample judged wrongly): then the file goes as it is. The bytes read are checked against the
     content address, since S3's check is now of the compressed copy, not of the file."""
-    packed = compression.compress_file(path, folder / sha)
+    packed = compression.compress_file(path, folder / sha, level=level)
     if packed.source_sha256 != sha:
         packed.path.unlink(missing_ok=True)
         raise NotAsHashed(path)
@@ -450,12 +566,16 @@ def _put_chunks(
     tracker: ProgressTracker,
     cancel: threading.Event | None,
     workers: int,
-) -> dict[str, tuple[str, int]]:
+    meter: LinkMeter | None = None,
+    effort: compression.Effort | None = None,
+) -> dict[str, tuple[str, int, int]]:
     """PUT each chunk (a few MiB: one request, its bytes read from the file and checked against
     the hash the pack gave it, so bytes that changed since are never stored under it), compressed
-    where that pays (S3 checks the body sent; the address stays the chunk's own hash). Returns
-    sha -> (encoding, bytes sent)."""
-    forms: dict[str, tuple[str, int]] = {}
+    where that pays, at the level the link calls for (S3 checks the body sent; the address stays
+    the chunk's own hash). Returns sha -> (encoding, bytes sent, zlib level)."""
+    forms: dict[str, tuple[str, int, int]] = {}
+    meter = meter if meter is not None else LinkMeter()
+    cores = _cores(workers)
 
     def one(piece: ChunkSource) -> None:
         if cancel is not None and cancel.is_set():
@@ -471,19 +591,28 @@ def _put_chunks(
                 detail=str(piece.path),
             )
         body, encoding, checksum = data, "", piece.sha256
-        if compression.choose_bytes(data):
-            squeezed = compression.compress_bytes(data)
+        level = compression.choose_bytes_level(data, meter.rate(), cores, effort)
+        if level:
+            squeezed = compression.compress_bytes(data, level)
             if len(squeezed) <= (1 - compression.MIN_SAVING) * len(data):
                 body, encoding = squeezed, compression.ZLIB
                 checksum = hashlib.sha256(squeezed).hexdigest()
-        s3.put_object(
-            Bucket=bucket,
-            Key=chunk_key(piece.sha256, encoding),
-            Body=body,
-            Metadata=_metadata(piece.sha256, encoding),
-            ChecksumSHA256=sha256_checksum(checksum),
-        )
-        forms[piece.sha256] = (encoding, len(body))  # one writer per sha: pieces are distinct
+            else:
+                level = 0
+        began = meter.begin()
+        try:
+            s3.put_object(
+                Bucket=bucket,
+                Key=chunk_key(piece.sha256, encoding),
+                Body=body,
+                Metadata=_metadata(piece.sha256, encoding),
+                ChecksumSHA256=sha256_checksum(checksum),
+            )
+        except BaseException:
+            meter.end(began, 0)
+            raise
+        meter.end(began, len(body))
+        forms[piece.sha256] = (encoding, len(body), level)  # one writer per sha: pieces are distinct
         tracker.add(str(piece.path), piece.sha256, piece.size, piece.size)
 
     if not pieces:

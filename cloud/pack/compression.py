@@ -10,7 +10,10 @@ its own bytes. The machine inflates with the standard library (cloud/machine/inf
 
 zlib level 1: about 77 MB/s on one core of the dev machine on a plain .blend (ratio 0.38; level
 6: 41 MB/s, 0.35), faster than an artist's uplink, so it adds little time for what it saves.
-Choosing the level by the link's speed is later work.
+Once the uploader has measured the link (cloud/aws/uploads.py's `LinkMeter`), the effort is
+picked from it (`choose_level`): level 6 where the link is slow against compressing, none where
+compressing would take longer than sending (a fast line to a nearby region, this computer's
+loopback), level 1 between.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 ZLIB = "zlib"  # contract.ENCODINGS
-LEVEL = 1
+LEVEL = 1  # the level where the link is not measured yet
+HARD_LEVEL = 6  # where the link is slow against compressing
+# A sample under TIMED_BYTES (a small file) compresses too fast to time: these speeds (one core
+# of the dev machine on a plain .blend, bytes a second) stand in for it.
+TIMED_BYTES = 64 * 1024
+USUAL_SPEED1, USUAL_SPEED6 = 77e6, 41e6
 SAMPLE_BYTES = 256 * 1024  # judged on this much, in SAMPLE_SLICES slices spread over the file
 SAMPLE_SLICES = 4
 MIN_SAVING = 0.10  # under a tenth smaller: sent as it is (the machine's inflate is not free either)
@@ -114,10 +124,7 @@ def _slices(size: int) -> list[tuple[int, int]]:
 
 def choose_bytes(data: bytes | memoryview) -> str:
     """ "zlib" or "" for bytes in memory (a chunk): its first bytes, then a sample of it."""
-    if already_compressed(bytes(data[:HEAD_BYTES])):
-        return ""
-    sample = b"".join(bytes(data[offset : offset + length]) for offset, length in _slices(len(data)))
-    return ZLIB if saves_enough(sample) else ""
+    return ZLIB if choose_bytes_level(data) else ""
 
 
 GUESS_BYTES = 16 * 1024
@@ -135,20 +142,137 @@ def likely_form(path: Path | str) -> str:
 
 def choose_file(path: Path | str) -> str:
     """ "zlib" or "" for a file: its first bytes, then a sample of SAMPLE_BYTES over the file."""
+    return ZLIB if choose_file_level(path) else ""
+
+
+def choose_file_level(
+    path: Path | str, link_bytes_per_s: float | None = None, cores: int = 2, effort: Effort | None = None
+) -> int:
+    """The zlib level a file goes at (0: as it is): its first bytes, then a sample of
+    SAMPLE_BYTES over the file, judged against the link (`sample_level`)."""
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
         head = handle.read(HEAD_BYTES)
         if already_compressed(head):
-            return ""
+            return 0
         pieces = []
         for offset, length in _slices(size):
             handle.seek(offset)
             pieces.append(handle.read(length))
-    return ZLIB if saves_enough(b"".join(pieces)) else ""
+    return sample_level(b"".join(pieces), link_bytes_per_s, cores, effort)
 
 
-def compress_bytes(data: bytes) -> bytes:
-    return zlib.compress(data, LEVEL)
+def choose_bytes_level(
+    data: bytes | memoryview,
+    link_bytes_per_s: float | None = None,
+    cores: int = 2,
+    effort: Effort | None = None,
+) -> int:
+    """The zlib level for bytes in memory (a chunk), as `choose_file_level`."""
+    if already_compressed(bytes(data[:HEAD_BYTES])):
+        return 0
+    sample = b"".join(bytes(data[offset : offset + length]) for offset, length in _slices(len(data)))
+    return sample_level(sample, link_bytes_per_s, cores, effort)
+
+
+class Effort:
+    """Level 6's figures against level 1's, learnt from an upload's first samples: the first
+    `learn` samples are compressed at both levels, later ones at level 1 only, level 6's speed
+    and ratio estimated from theirs by the median factors seen (a project's data changes little
+    in kind, and a 256 KiB sample at level 6 costs as much CPU as compressing a third of the
+    1 MiB chunk it stands for at level 1)."""
+
+    def __init__(self, learn: int = 4) -> None:
+        self.learn = learn
+        self.lock = threading.Lock()
+        self.speed_factors: list[float] = []
+        self.ratio_factors: list[float] = []
+
+    def hard(self, sample: bytes, ratio1: float, speed1: float) -> tuple[float, float]:
+        """(ratio, speed) of `sample` at HARD_LEVEL: measured, or estimated once learnt."""
+        with self.lock:
+            if len(self.speed_factors) >= self.learn:
+                return ratio1 * _median(self.ratio_factors), speed1 * _median(self.speed_factors)
+        ratio6, speed6 = _squeeze(sample, HARD_LEVEL)
+        with self.lock:
+            self.speed_factors.append(speed6 / speed1)
+            self.ratio_factors.append(ratio6 / max(ratio1, 1e-9))
+        return ratio6, speed6
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def sample_level(
+    sample: bytes, link_bytes_per_s: float | None, cores: int = 2, effort: Effort | None = None
+) -> int:
+    """The level for the bytes `sample` stands for: 0 when level 1 saves under MIN_SAVING; level 1
+    while the link is not measured; else `choose_level` on the sample's ratio and speed at levels
+    1 and 6, measured here (a few milliseconds for 256 KiB; level 6's learnt by `effort`)."""
+    if not sample:
+        return 0
+    ratio1, speed1 = _squeeze(sample, LEVEL)
+    if ratio1 > 1 - MIN_SAVING:
+        return 0
+    if not link_bytes_per_s:
+        return LEVEL
+    if len(sample) < TIMED_BYTES:  # too small to time: its ratios, and this machine's usual speeds
+        ratio6, _ = _squeeze(sample, HARD_LEVEL)
+        return choose_level(link_bytes_per_s, USUAL_SPEED1, USUAL_SPEED6, ratio1, ratio6, cores)
+    if effort is None:
+        ratio6, speed6 = _squeeze(sample, HARD_LEVEL)
+    else:
+        ratio6, speed6 = effort.hard(sample, ratio1, speed1)
+    return choose_level(link_bytes_per_s, speed1, speed6, ratio1, ratio6, cores)
+
+
+def _squeeze(sample: bytes, level: int) -> tuple[float, float]:
+    """(compressed / original, bytes compressed a second) of `sample` at `level`."""
+    start = time.perf_counter()
+    size = len(zlib.compress(sample, level))
+    seconds = max(time.perf_counter() - start, 1e-6)
+    return size / len(sample), len(sample) / seconds
+
+
+def choose_level(
+    link_bytes_per_s: float,
+    speed1: float,
+    speed6: float,
+    ratio1: float,
+    ratio6: float,
+    cores: int = 2,
+    margin: float = MIN_SAVING,
+    hard_margin: float = 0.03,
+) -> int:
+    """The zlib level (0: none, 1 or 6) that sends bytes soonest over a link of
+    `link_bytes_per_s`, given the sample's compression speed (bytes in a second, one core) and
+    ratio (compressed / original) at levels 1 and 6, compressing on `cores` cores.
+
+    A byte sent as it is takes 1/link; compressed at level L, 1/(speed_L x cores) to compress
+    plus ratio_L/link to send. The two are counted one after the other, not overlapped: a file
+    is compressed whole before it is sent, and the CPU that compresses is the one that sends.
+    Compressing must win by `margin` of the plain time (the machine inflates it too, and a
+    sample's speed is a guess); level 6 must beat level 1 by `hard_margin` of level 1's time. So:
+    a 50 Mbit/s home uplink takes a plain .blend at level 1, a slow one (20 Mbit/s) at level 6,
+    a fast line to a nearby region or this computer's loopback takes poorly compressible bytes
+    as they are."""
+    if link_bytes_per_s <= 0 or ratio1 > 1 - margin:
+        return 0
+    cores = max(cores, 1)
+    plain = 1 / link_bytes_per_s
+    light = 1 / (max(speed1, 1.0) * cores) + ratio1 / link_bytes_per_s
+    hard = 1 / (max(speed6, 1.0) * cores) + ratio6 / link_bytes_per_s
+    if light > (1 - margin) * plain and hard > (1 - margin) * plain:
+        return 0
+    if hard < (1 - hard_margin) * light:
+        return HARD_LEVEL
+    return LEVEL if light <= (1 - margin) * plain else HARD_LEVEL
+
+
+def compress_bytes(data: bytes, level: int = LEVEL) -> bytes:
+    return zlib.compress(data, level)
 
 
 @dataclass(frozen=True)
@@ -163,9 +287,9 @@ class Compressed:
     source_sha256: str
 
 
-def compress_file(source: Path | str, dest: Path, block: int = 1 << 20) -> Compressed:
+def compress_file(source: Path | str, dest: Path, block: int = 1 << 20, level: int = LEVEL) -> Compressed:
     """Compress `source` into `dest`, streamed (a few MiB of memory whatever the file's size)."""
-    squeeze = zlib.compressobj(LEVEL)
+    squeeze = zlib.compressobj(level)
     digest, read = hashlib.sha256(), hashlib.sha256()
     size = 0
     with open(source, "rb") as src, open(dest, "wb") as out:

@@ -11,7 +11,7 @@ import random
 import struct
 import threading
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from cloud.machine import contract
 from cloud.machine.inflate import Inflater, Oversize, inflate_bytes
 from cloud.machine.transport import JobFailed, download, download_chunks
 from cloud.pack import compression
+from dev.relay import SlowLink
 
 KiB, MiB = 1024, 1024 * 1024
 PNG = Path("/work/shared/testdata/blendfiles/imgseq/000210.png")
@@ -353,9 +354,9 @@ def test_a_file_sent_as_it_is_goes_while_a_larger_one_is_still_being_compressed(
     compress_file = compression.compress_file
     held: list[bool] = []
 
-    def held_compress(source, dest, block=1 << 20):
+    def held_compress(source, dest, block=1 << 20, level=compression.LEVEL):
         held.append(noise_going.wait(30))  # the noise's upload reports progress meanwhile
-        return compress_file(source, dest, block)
+        return compress_file(source, dest, block, level)
 
     def progress(step: uploads.UploadProgress) -> None:
         if step.sha256 == noise[1] and step.file_done > 0:
@@ -366,3 +367,82 @@ def test_a_file_sent_as_it_is_goes_while_a_larger_one_is_still_being_compressed(
     assert held == [True]
     assert sorted(result.uploaded) == sorted([scene[1], noise[1]])
     assert result.encodings == {contract.cas_key(scene[1]): "zlib"}
+
+
+# --- the effort, from the link -------------------------------------------------------------
+MB = 1_000_000
+# A plain .blend on one core of the dev machine: level 1 77 MB/s to 0.38, level 6 41 MB/s to 0.35.
+BLEND = {"speed1": 77 * MB, "speed6": 41 * MB, "ratio1": 0.38, "ratio6": 0.35}
+# Bytes that barely compress (a noisy cache): 30 MB/s to 0.85 at level 1, no better at 6.
+POOR = {"speed1": 30 * MB, "speed6": 25 * MB, "ratio1": 0.85, "ratio6": 0.84}
+
+
+def test_the_level_is_picked_from_the_link_and_the_samples_speed_and_ratio():
+    level = compression.choose_level
+    assert level(6.25 * MB, **BLEND) == 1  # 50 Mbit/s home uplink: 65 ns a byte at 1, 68 at 6, 160 plain
+    assert level(2.5 * MB, **BLEND) == 6  # 20 Mbit/s: 152 ns at 6 against 159 at 1
+    assert level(0.5 * MB, **BLEND) == 6
+    assert level(37.5 * MB, **BLEND) == 1  # 300 Mbit/s: 17 ns against 27 plain
+    assert level(125 * MB, **BLEND) == 0  # 1 Gbit/s to a nearby region: compressing is the slower part
+    assert level(1000 * MB, **BLEND) == 0  # this computer's loopback
+    assert level(37.5 * MB, **BLEND, cores=1) == 1 and level(60 * MB, **BLEND, cores=1) == 0
+    assert level(12.5 * MB, **POOR) == 0  # 100 Mbit/s: 85 ns compressed against 80 plain
+    assert level(1.25 * MB, **POOR) == 1  # 10 Mbit/s: 697 against 800
+    assert level(1.25 * MB, **{**POOR, "ratio1": 0.95}) == 0  # saves under a tenth: never
+    assert level(0.0, **BLEND) == 0
+
+
+def test_level_6_is_learnt_from_the_first_samples_then_estimated():
+    effort = compression.Effort(learn=2)
+    sample = blend_like(256 * KiB)
+    measured = [effort.hard(sample, 0.4, 100 * MB) for _ in range(2)]
+    assert all(0 < ratio < 0.4 and speed > 0 for ratio, speed in measured)
+    ratio, speed = effort.hard(b"never compressed", 0.5, 50 * MB)  # estimated: no sample compressed
+    factors = sorted(r / 0.4 for r, _s in measured), sorted(s / (100 * MB) for _r, s in measured)
+    assert ratio == 0.5 * factors[0][1] and speed == 50 * MB * factors[1][1]
+
+
+def test_the_link_is_measured_from_answered_requests_each_by_its_share_of_the_time(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(uploads.time, "monotonic", lambda: clock[0])
+    meter = uploads.LinkMeter(measure_bytes=4000)
+    one = meter.begin()
+    clock[0] += 1.0
+    meter.end(one, 1000)  # alone: 1000 bytes in 1 s
+    assert meter.rate() is None  # under measure_bytes
+    tokens = [meter.begin() for _ in range(4)]  # four at once, 4000 bytes in all in 4 s
+    clock[0] += 4.0
+    for token in tokens:
+        meter.end(token, 1000)
+    assert meter.rate() == 1000.0  # 5000 bytes over 1 s alone + 4 x (4 s shared by 4: 1 s)
+    failed = meter.begin()
+    meter.end(failed, 0)
+    assert meter.rate() == 1000.0 and meter.in_flight == 0  # kept once measured
+
+
+def test_a_slow_link_measured_while_uploading_picks_compression(aws, bucket, tmp_path):
+    noise = put(tmp_path / "p" / "noise.vdb", random.Random(8).randbytes(3 * MiB))
+    scene = put(tmp_path / "p" / "scene.blend", blend_like(1 * MiB))
+    meter = uploads.LinkMeter(measure_bytes=2 * MiB)
+    with SlowLink(aws.url, 2 * MiB) as link:  # 16.8 Mbit/s
+        settings = replace(aws.settings, endpoint_url=link.url)
+        first = uploads.upload_files(settings, bucket, [noise], link=meter)
+        rate = meter.rate()
+        assert first.encodings == {} and rate is not None and 0.5 * MiB < rate < 3 * MiB, rate
+        second = uploads.upload_files(settings, bucket, [scene], link=meter)
+    key = contract.cas_key(scene[1])
+    assert second.encodings == {key: "zlib"} and second.levels[key] in (1, 6), second.levels
+
+
+def test_a_fast_local_link_sends_poorly_compressible_bytes_as_they_are(aws, bucket, tmp_path):
+    rng = random.Random(9)
+    poor = b"".join(rng.randbytes(900) + bytes(124) for _ in range(2048))  # 0.88 at level 1
+    path, sha, size = put(tmp_path / "p" / "cache.vdb", poor)
+    assert compression.choose_file(path) == "zlib"  # the link unknown: it would go compressed
+    meter = uploads.LinkMeter(measure_bytes=2 * MiB)
+    noise = put(tmp_path / "p" / "noise.vdb", rng.randbytes(3 * MiB))
+    uploads.upload_files(aws.settings, bucket, [noise], link=meter)  # straight to the emulator
+    rate = meter.rate()
+    assert rate is not None
+    result = uploads.upload_files(aws.settings, bucket, [(path, sha, size)], link=meter)
+    assert result.uploaded == [sha] and result.encodings == {} and result.wire_bytes == size, rate
