@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))  # a script, not add-on code: make cloud/, dev/ an
 
 from bench import upload as upload_bench  # noqa: E402
 from cloud.aws.session import AwsSettings  # noqa: E402
-from cloud.aws.uploads import ChunkSource, UploadResult, hash_file, upload_files  # noqa: E402
+from cloud.aws.uploads import ChunkSource, LinkMeter, UploadResult, hash_file, upload_files  # noqa: E402
 from cloud.pack.chunking import ChunkPolicy, chunk_file  # noqa: E402
 from dev.aws_emulator import moto_server  # noqa: E402
 from dev.relay import SlowLink  # noqa: E402
@@ -149,6 +149,7 @@ def project_files(root: Path) -> list[Path]:
 
 # --- the three senders ---------------------------------------------------------------------
 hash_seconds: list[float] = []  # ours' hashing (and chunking) time, each run
+link_rates: list[float | None] = []  # the link as ours measured it, each run
 
 
 def ours(settings: AwsSettings, bucket: str, root: Path) -> UploadResult:
@@ -169,7 +170,10 @@ def ours(settings: AwsSettings, bucket: str, root: Path) -> UploadResult:
                 continue
         triples.append((path, hash_file(path), size))
     hash_seconds.append(time.perf_counter() - start)
-    return upload_files(settings, bucket, triples, chunks=pieces)
+    meter = LinkMeter()
+    result = upload_files(settings, bucket, triples, chunks=pieces, link=meter)
+    link_rates.append(meter.rate())
+    return result
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -202,8 +206,11 @@ def run_all(
         f"{label} ours (hash, judge, compress, send): {seconds:6.2f} s  {size / MB / seconds:6.1f} MB/s "
         f"(file bytes on the wire {result.wire_bytes / MB:.1f} MB of {size / MB:.1f}; "
         f"{len(result.encodings)} objects compressed, "
-        + ", ".join(f"{n} at level {lv}" for lv, n in sorted(Counter(result.levels.values()).items()))
-        + f"; hashing and chunking {hash_seconds[-1]:.2f} s)",
+        + ", ".join(
+            f"{n} at level {lv}" for lv, n in sorted(Counter(getattr(result, "levels", {}).values()).items())
+        )
+        + f"; {len(result.chunks_uploaded)} chunks; hashing and chunking {hash_seconds[-1]:.2f} s; "
+        + (f"link measured at {link_rates[-1] / MB:.1f} MB/s)" if link_rates[-1] else "link not measured)"),
         flush=True,
     )
 
