@@ -148,24 +148,32 @@ def presign_inputs(
     inputs: Iterable[tuple[str, str, int]],
     expires_s: int,
     chunks: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+    encodings: Mapping[str, str] | None = None,
 ) -> list[InputFile]:
     """Presigned GETs for (job-relative path, sha256, size) inputs; a path in `chunks` gets one
-    per chunk (sha256, size) instead, in order. The links travel in the job spec in the bucket
-    (EC2's user-data holds only the spec's link: 16 KB would not hold hundreds of chunks)."""
+    per chunk (sha256, size) instead, in order. `encodings`: plain key -> "zlib" for the objects
+    stored compressed (uploads.UploadResult.encodings): their link is of that form and their
+    entry says so. The links travel in the job spec in the bucket (EC2's user-data holds only
+    the spec's link: 16 KB would not hold hundreds of chunks)."""
     s3 = presign_client(settings)
     chunks = chunks or {}
+    encodings = encodings or {}
     with translating("preparing the render machine's downloads", region=settings.region):
         found = []
         for path, sha, size in inputs:
             pieces = chunks.get(path) or ()
             if pieces:
-                links = [
-                    InputChunk(c, n, presign_get(s3, bucket, chunk_key(c), expires_s)) for c, n in pieces
-                ]
+                links = []
+                for c, n in pieces:
+                    form = encodings.get(chunk_key(c), "")
+                    links.append(
+                        InputChunk(c, n, presign_get(s3, bucket, chunk_key(c, form), expires_s), form)
+                    )
                 found.append(InputFile(path=path, url="", sha256=sha, size=size, chunks=links))
             else:
-                url = presign_get(s3, bucket, cas_key(sha), expires_s)
-                found.append(InputFile(path=path, url=url, sha256=sha, size=size))
+                form = encodings.get(cas_key(sha), "")
+                url = presign_get(s3, bucket, cas_key(sha, form), expires_s)
+                found.append(InputFile(path=path, url=url, sha256=sha, size=size, encoding=form))
         return found
 
 

@@ -58,6 +58,9 @@ class PackedScene:
     # A large .blend: its chunks in order, (sha256, size) each; uploaded and fetched instead of the file.
     chunks: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for the job log
+    # Plain key -> "zlib" for each input stored compressed (filled by the upload, or from the
+    # record on a relaunch): the spec names that form for the machine.
+    encodings: dict[str, str] = field(default_factory=dict)
 
 
 def add_travelling_files(packed: PackedScene, request: JobRequest) -> None:
@@ -101,6 +104,7 @@ class Sent:
     chunks_sent: int = 0
     chunks_total: int = 0
     chunk_bytes_sent: int = 0
+    wire_bytes: int = 0  # what crossed the uplink: compressed objects at their compressed size
 
 
 ProgressFn = Callable[[float, float, str], None]
@@ -197,7 +201,10 @@ class CloudSteps:
             for path, listing in record.pack_chunks.items()
             if path in files
         }
-        return PackedScene(blend_path=record.blend_in_pack, files=files, root=None, chunks=chunks)
+        encodings = {str(key): "zlib" for key, form in record.pack_encodings.items() if form == "zlib"}
+        return PackedScene(
+            blend_path=record.blend_in_pack, files=files, root=None, chunks=chunks, encodings=encodings
+        )
 
     @property
     def buckets(self) -> bucket_registry.BucketRegistry:
@@ -270,6 +277,7 @@ class CloudSteps:
                 self.hash_cache.forget(stale.path)
             raise
         _check_unchanged(packed)  # an edit during the upload may have sent new bytes under the old hash
+        packed.encodings.update(result.encodings)
         return Sent(
             result.bytes_sent,
             len(result.uploaded),
@@ -277,6 +285,7 @@ class CloudSteps:
             chunks_sent=len(result.chunks_uploaded),
             chunks_total=len(result.chunks_uploaded) + len(result.chunks_skipped),
             chunk_bytes_sent=result.chunk_bytes_sent,
+            wire_bytes=result.wire_bytes,
         )
 
     # --- launch -----------------------------------------------------------------------------
@@ -319,6 +328,7 @@ class CloudSteps:
             [(rel, sha, size) for rel, (sha, size) in sorted(packed.files.items())],
             expires,
             chunks=packed.chunks,
+            encodings=packed.encodings,
         )
         post = storage.presign_outputs(settings, bucket, job_id, expires)
         kernels = self.kernel_cache(settings, record, request, expires)

@@ -184,8 +184,11 @@ class JobRunner(threading.Thread):
         rec.bucket = self.steps.ensure_bucket(self.settings, request.retention_days)
         self._save()
         sent = self.steps.upload(self.settings, rec.bucket, packed, self._progress, self.cancel_event)
+        rec.pack_encodings = dict(packed.encodings)
+        self._save()
+        squeezed = f", {sent.wire_bytes / 1e6:.1f} MB compressed" if sent.wire_bytes < sent.bytes_sent else ""
         self.log(
-            f"Uploaded {sent.bytes_sent / 1e6:.1f} MB in {sent.files_sent} files "
+            f"Uploaded {sent.bytes_sent / 1e6:.1f} MB{squeezed} in {sent.files_sent} files "
             f"({sent.files_skipped} already in the cloud)."
             + (
                 f" Large scene files in chunks: {sent.chunks_sent} of {sent.chunks_total} sent "

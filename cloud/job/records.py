@@ -227,6 +227,9 @@ class JobRecord:
     pack_chunks: dict[str, Any] = field(
         default_factory=dict
     )  # a chunked file's path -> [[sha256, size], ...]
+    # Plain key (cas/<sha256>, cas/chunks/<sha256>) -> "zlib" for the inputs stored compressed
+    # (under the key plus ".zlib"); a record from before compression has none: all stored plainly.
+    pack_encodings: dict[str, str] = field(default_factory=dict)
     quote_first: bool = False
     proof_first: bool = False  # the add-on answers the quote after its proof frame
     quote: dict[str, Any] = field(default_factory=dict)  # measured scout figures, once known

@@ -47,6 +47,9 @@ Written by the add-on, read by the worker through a presigned GET:
     jobs/<id>/control/go.json        the answer to quote.json: {"go": true} or {"go": false}
     cas/<sha256>                     an input file, named by the SHA-256 of its bytes
     cas/chunks/<sha256>              one chunk of a large .blend (contract 4), named by its own SHA-256
+    cas/<sha256>.zlib                the same, stored zlib-compressed (the name stays the SHA-256 of
+    cas/chunks/<sha256>.zlib         the uncompressed bytes); the spec's `encoding` says which form
+                                     to fetch, and the machine inflates it, bounded by the size
 
 A large .blend travels as chunks (contract 4): its entry in the spec's `inputs` has no `url`
 but an ordered `chunks` list (sha256, size, presigned url of each). The machine downloads each
@@ -213,12 +216,24 @@ def machine_folder(index: int) -> str:
     return f"machines/{int(index)}/"
 
 
-def cas_key(sha256: str) -> str:
-    return f"cas/{sha256}"
+# How an input object is stored: "" as it is, "zlib" compressed (a zlib stream, RFC 1950). The
+# object's name is the SHA-256 of the uncompressed bytes either way; the form is a key suffix, so
+# an object stored plainly before compression existed keeps its key and is reused as it is.
+ENCODINGS = ("", "zlib")
 
 
-def chunk_key(sha256: str) -> str:
-    return f"cas/chunks/{sha256}"
+def _stored(key: str, encoding: str) -> str:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}")
+    return f"{key}.{encoding}" if encoding else key
+
+
+def cas_key(sha256: str, encoding: str = "") -> str:
+    return _stored(f"cas/{sha256}", encoding)
+
+
+def chunk_key(sha256: str, encoding: str = "") -> str:
+    return _stored(f"cas/chunks/{sha256}", encoding)
 
 
 def blender_cache_key(version: str, filename: str) -> str:
@@ -262,7 +277,8 @@ class InputChunk:
 
     sha256: str
     size: int
-    url: str  # presigned GET of cas/chunks/<sha256>
+    url: str  # presigned GET of cas/chunks/<sha256>, or of cas/chunks/<sha256>.zlib
+    encoding: str = ""  # "" the object is the chunk's bytes; "zlib" they are compressed
 
 
 @dataclass
@@ -274,6 +290,7 @@ class InputFile:
     sha256: str
     size: int
     chunks: list[InputChunk] = field(default_factory=list)  # contract 4: concatenated, in order
+    encoding: str = ""  # how the object behind `url` is stored (ENCODINGS); each chunk says its own
 
 
 @dataclass
@@ -428,10 +445,18 @@ def _url(value: Any, what: str) -> str:
     return value
 
 
+def _encoding(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if value not in ENCODINGS:
+        raise ContractError(f"{what} is stored as {clean_text(value, 20)!r}, not one of {ENCODINGS}")
+    return str(value)
+
+
 def parse_input(item: Any) -> InputFile:
     """One entry of the spec's `inputs`, checked (on the machine, before any download): a safe
-    path, a SHA-256, a size in range, and either a link or a chunk list whose sizes add up to
-    the file's size, each chunk bounded. Anything else is refused with the reason."""
+    path, a SHA-256, a size in range, a known encoding, and either a link or a chunk list whose
+    sizes add up to the file's size, each chunk bounded. Anything else is refused with the reason."""
     if not isinstance(item, dict):
         raise ContractError("an input of the job spec is not an object")
     path = safe_relative_path(item.get("path"))
@@ -450,6 +475,7 @@ def parse_input(item: Any) -> InputFile:
                 sha256=_sha256(chunk.get("sha256"), f"the checksum of {what}"),
                 size=int(_int(chunk.get("size"), f"the size of {what}", 1, MAX_CHUNK_BYTES) or 0),
                 url=_url(chunk.get("url"), f"the link of {what}"),
+                encoding=_encoding(chunk.get("encoding"), what),
             )
         )
     if chunks:
@@ -459,7 +485,8 @@ def parse_input(item: Any) -> InputFile:
         url = ""
     else:
         url = _url(item.get("url"), f"the link of {path}")
-    return InputFile(path=path, url=url, sha256=sha, size=size, chunks=chunks)
+    encoding = "" if chunks else _encoding(item.get("encoding"), path)
+    return InputFile(path=path, url=url, sha256=sha, size=size, chunks=chunks, encoding=encoding)
 
 
 # ---------------------------------------------------------------- reading what the machine wrote

@@ -186,20 +186,27 @@ class Supervisor:
             raise JobFailed("contract", f"The job spec lists its files wrongly: {exc}.") from exc
         total = sum(item.size for item in inputs)
         chunked = [item for item in inputs if item.chunks]
+        squeezed = sum(1 for i in inputs if i.encoding) + sum(
+            1 for i in chunked for c in i.chunks if c.encoding
+        )
         self.log.say(
             f"downloading {len(inputs)} job files ({total / 1e6:.1f} MB)"
             + (f", {len(chunked)} of them in {sum(len(i.chunks) for i in chunked)} chunks" if chunked else "")
+            + (f"; {squeezed} objects stored compressed, inflated and checked here" if squeezed else "")
         )
         for item in inputs:
             dest = safe_join(self.job_dir, item.path)
             if item.chunks:
-                chunks = [{"sha256": c.sha256, "size": c.size, "url": c.url} for c in item.chunks]
+                chunks = [
+                    {"sha256": c.sha256, "size": c.size, "url": c.url, "encoding": c.encoding}
+                    for c in item.chunks
+                ]
                 download_chunks(chunks, dest, item.sha256, item.size, self.log.say, item.path)
                 self.log.say(
                     f"{item.path} rebuilt from {len(chunks)} chunks and verified (sha256 {item.sha256[:16]}...)"
                 )
                 continue
-            download(item.url, dest, item.sha256, self.log.say, item.path)
+            download(item.url, dest, item.sha256, self.log.say, item.path, item.encoding, item.size)
             if os.path.getsize(dest) != item.size:
                 raise JobFailed("download", f"{item.path} arrived with the wrong size.")
 

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from xml.etree import ElementTree
 
+from .inflate import Inflater, Oversize, compressed_bound, inflate_bytes
+
 LOG_CHUNK_BYTES = 64 * 1024
 TAIL_LINES = 50
 RETRY_ATTEMPTS = int(os.environ.get("CLOUD_RENDER_RETRY_ATTEMPTS", "8"))
@@ -418,6 +420,12 @@ def _checked(fetch: Callable[[], Any], say: Callable[[str], None], what: str) ->
             raise JobFailed("download", f"Downloading {what} failed (HTTP {exc.code}).") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise JobFailed("download", f"Downloading {what} failed: {exc}.") from exc
+        except Oversize as exc:
+            raise JobFailed(
+                "download",
+                f"{what} in the bucket is not the file that was submitted ({exc}): refused before "
+                "it could fill the disk. Submit the job again.",
+            ) from None
         except ValueError:
             if attempt == 2:
                 raise JobFailed(
@@ -427,17 +435,34 @@ def _checked(fetch: Callable[[], Any], say: Callable[[str], None], what: str) ->
     raise AssertionError("unreachable")
 
 
-def download(url: str, dest: str, sha256: str, say: Callable[[str], None], what: str) -> None:
-    """Fetch `url` to `dest` through a temporary file, checking the SHA-256 when given."""
+def download(
+    url: str,
+    dest: str,
+    sha256: str,
+    say: Callable[[str], None],
+    what: str,
+    encoding: str = "",
+    size: int = -1,
+) -> None:
+    """Fetch `url` to `dest` through a temporary file, checking the SHA-256 when given.
+    `encoding` "zlib": the body is inflated on the way to the disk, never past `size` bytes,
+    and the SHA-256 is of the inflated bytes (the input's content address)."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     partial = dest + ".part"
+    if encoding and (encoding != "zlib" or size < 0):
+        raise JobFailed("contract", f"{what} is stored as {encoding!r} with no size to bound it.")
 
     def fetch() -> None:
         digest = hashlib.sha256()
+        inflater = Inflater(size) if encoding else None
         with _OPENER.open(url, timeout=60) as response, open(partial, "wb") as out:
             for block in iter(lambda: response.read(1 << 20), b""):
+                if inflater is not None:
+                    block = inflater.feed(block)
                 digest.update(block)
                 out.write(block)
+        if inflater is not None:
+            inflater.finish()
         if sha256 and digest.hexdigest() != sha256:
             raise ValueError(f"checksum mismatch for {what}")
 
@@ -452,18 +477,22 @@ def download_chunks(
     chunks: list[dict[str, Any]], dest: str, sha256: str, size: int, say: Callable[[str], None], what: str
 ) -> None:
     """Rebuild a chunked input: each chunk fetched (in parallel), checked against its SHA-256
-    and written at its offset in `dest`.part; then the whole file is checked against `sha256`
+    and written at its offset in `dest`.part (a chunk stored compressed, `encoding` "zlib", is
+    inflated first, never past its size); then the whole file is checked against `sha256`
     before it takes its name, so Blender never sees a file that differs from the artist's."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     partial = dest + ".part"
     offsets: dict[str, list[int]] = {}  # the same bytes twice in a file are fetched once
     sizes: dict[str, int] = {}
     urls: dict[str, str] = {}
+    encodings: dict[str, str] = {}
     position = 0
     for chunk in chunks:
         offsets.setdefault(chunk["sha256"], []).append(position)
         sizes[chunk["sha256"]] = int(chunk["size"])
-        urls.setdefault(chunk["sha256"], chunk["url"])
+        if chunk["sha256"] not in urls:
+            urls[chunk["sha256"]] = chunk["url"]
+            encodings[chunk["sha256"]] = chunk.get("encoding") or ""
         position += int(chunk["size"])
     lock = threading.Lock()
     with open(partial, "wb") as out:
@@ -473,8 +502,15 @@ def download_chunks(
             name = f"{what} (chunk {digest[:12]})"
 
             def fetch() -> bytes:
+                limit = sizes[digest]
+                if encodings[digest]:  # a body longer than any compression of the chunk is refused
+                    limit = compressed_bound(sizes[digest])
                 with _OPENER.open(urls[digest], timeout=60) as response:
-                    data = response.read(sizes[digest] + 1)
+                    data = response.read(limit + 1)
+                if encodings[digest]:
+                    if len(data) > limit:
+                        raise Oversize(f"its compressed body passed {limit} bytes")
+                    data = inflate_bytes(data, sizes[digest])
                 if len(data) != sizes[digest] or hashlib.sha256(data).hexdigest() != digest:
                     raise ValueError(f"checksum mismatch for {name}")
                 return bytes(data)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.aws import storage, uploads
 from cloud.aws.presign import presign_get, presign_list, presign_list_pages, presign_post
 from cloud.aws.session import client
 from cloud.job.user_data import build_user_data
@@ -229,14 +230,24 @@ def heavy_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def stage(
-    aws, files: dict[str, Path], tarball: tuple[Path, str], job_id: str = "job-1", **overrides
+    aws,
+    files: dict[str, Path],
+    tarball: tuple[Path, str],
+    job_id: str = "job-1",
+    uploader: bool = False,
+    **overrides,
 ) -> Staged:
     # S3 as the artist (the links are signed as the product signs them); EC2 the harness's own.
     s3, ec2 = client(aws.settings, "s3"), client(aws.admin, "ec2")
     if BUCKET not in [b["Name"] for b in client(aws.admin, "s3").list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=BUCKET)
     inputs = []
-    for path, local in files.items():
+    if uploader:  # as the add-on sends them: compressed where that pays (cloud/pack/compression.py)
+        triples = [(local, uploads.hash_file(local), local.stat().st_size) for local in files.values()]
+        sent = uploads.upload_files(aws.settings, BUCKET, triples)
+        listed = [(path, sha, size) for path, (_local, sha, size) in zip(files, triples, strict=True)]
+        inputs = storage.presign_inputs(aws.settings, BUCKET, listed, 3600, encodings=sent.encodings)
+    for path, local in files.items() if not uploader else ():
         data = local.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         s3.put_object(Bucket=BUCKET, Key=cas_key(digest), Body=data)
@@ -358,6 +369,30 @@ def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
     positions = [log.find(m) for m in marks]
     assert -1 not in positions and positions == sorted(positions), dict(zip(marks, positions, strict=True))
     assert "Sample 4/4" in log
+
+
+def test_a_scene_sent_compressed_is_inflated_checked_and_rendered(aws, scene, tarball, tmp_path):
+    """The add-on's uploader sends the .blend zlib-compressed (the PNG as it is); the machine
+    fetches each in the form the spec names, inflates, checks and renders every frame."""
+    plain = tmp_path / "plain" / "scene.blend"  # the fixture's scene is saved zstd-compressed
+    plain.parent.mkdir()
+    resave = (
+        "import sys, bpy; bpy.ops.wm.open_mainfile(filepath=sys.argv[-2]); "
+        "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1], compress=False, copy=True, relative_remap=False)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", resave, str(scene["scene.blend"]), str(plain)], check=True, capture_output=True
+    )
+    assert plain.read_bytes().startswith(b"BLENDER")
+    files = {**scene, "scene.blend": plain}
+    job = stage(aws, files, tarball, job_id="job-zlib", uploader=True)
+    spec = json.loads(job.s3.get_object(Bucket=BUCKET, Key=spec_key("job-zlib"))["Body"].read())
+    forms = {item["path"]: item.get("encoding", "") for item in spec["inputs"]}
+    assert forms == {"scene.blend": "zlib", "textures/checker.png": ""}
+    with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
+        run_job(sim, job)
+    assert_frames(job, ALL)
+    assert job.get("error.json") is None and job.get_json("done.json") is not None
 
 
 @pytest.mark.parametrize("venv", [".venv-bpy42", ".venv-bpy5x"])

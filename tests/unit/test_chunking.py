@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -170,13 +171,17 @@ def test_a_resubmit_uploads_only_new_chunks_and_the_machine_rebuilds_the_file(aw
     first, moved = chunk_file(scenes["first"], SMALL), chunk_file(scenes["moved"], SMALL)
     sent = uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
     assert sent.chunk_bytes_sent == sum({c.sha256: c.size for c in first.chunks}.values())
+    # The .blend's headers and meshes compress: those chunks travel compressed, under their own
+    # (uncompressed) hash with the form's suffix, and fewer bytes cross the wire.
+    assert sent.encodings and sent.wire_bytes < 0.9 * sent.chunk_bytes_sent
     for chunk in first.chunks:
-        assert (
-            s3.head_object(Bucket=bucket, Key=contract.chunk_key(chunk.sha256))["ContentLength"] == chunk.size
-        )
+        form = sent.encodings.get(contract.chunk_key(chunk.sha256), "")
+        length = s3.head_object(Bucket=bucket, Key=contract.chunk_key(chunk.sha256, form))["ContentLength"]
+        assert length == chunk.size if not form else length < 0.9 * chunk.size
     again = uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["moved"], moved))
     assert again.chunk_bytes_sent == new_bytes(first, moved) == again.bytes_sent
     assert 0 < again.chunk_bytes_sent < 0.05 * moved.size
+    assert again.wire_bytes <= again.chunk_bytes_sent
     assert len(again.chunks_uploaded) + len(again.chunks_skipped) == len({c.sha256 for c in moved.chunks})
 
     # The machine: links for each chunk in the spec, fetched, checked, rebuilt, checked whole.
@@ -186,7 +191,9 @@ def test_a_resubmit_uploads_only_new_chunks_and_the_machine_rebuilds_the_file(aw
         [("shot.blend", moved.sha256, moved.size)],
         600,
         chunks={"shot.blend": [(c.sha256, c.size) for c in moved.chunks]},
+        encodings={**sent.encodings, **again.encodings},
     )
+    assert "zlib" in {c.encoding for c in item.chunks}
     parsed = contract.parse_input(asdict(item))
     dest = tmp_path / "machine" / "job" / "shot.blend"
     lines: list[str] = []
@@ -203,6 +210,7 @@ def test_a_resubmit_uploads_only_new_chunks_and_the_machine_rebuilds_the_file(aw
         [("shot.blend", moved.sha256, first.size)],
         600,
         chunks={"shot.blend": [(c.sha256, c.size) for c in first.chunks]},
+        encodings=sent.encodings,
     )
     dest.unlink()
     with pytest.raises(JobFailed) as failed:
@@ -249,20 +257,30 @@ def test_the_contract_refuses_a_chunk_list_that_does_not_add_up():
             contract.parse_input(item)
 
 
-def test_a_tampered_chunk_in_the_bucket_is_refused_by_the_machine(aws, scenes, tmp_path):
-    bucket = "cloud-render-chunk-tamper"
+@pytest.mark.parametrize("stored", ["", "zlib"])
+def test_a_tampered_chunk_in_the_bucket_is_refused_by_the_machine(aws, scenes, tmp_path, stored):
+    """Other bytes under a chunk's key, stored as it is or compressed (a valid zlib stream of
+    the right size, so only the hash of the inflated bytes can tell), are refused."""
+    bucket = f"cloud-render-chunk-tamper{stored}"
     s3 = client(aws.settings, "s3")
     s3.create_bucket(Bucket=bucket)
     first = chunk_file(scenes["first"], SMALL)
-    uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
-    victim = first.chunks[len(first.chunks) // 2]
-    s3.put_object(Bucket=bucket, Key=contract.chunk_key(victim.sha256), Body=b"\0" * victim.size)
+    sent = uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    victims = [c for c in first.chunks if sent.encodings.get(contract.chunk_key(c.sha256), "") == stored]
+    victim = victims[len(victims) // 2]
+    body = b"\0" * victim.size
+    s3.put_object(
+        Bucket=bucket,
+        Key=contract.chunk_key(victim.sha256, stored),
+        Body=zlib.compress(body) if stored else body,
+    )
     [item] = storage.presign_inputs(
         aws.settings,
         bucket,
         [("shot.blend", first.sha256, first.size)],
         600,
         chunks={"shot.blend": [(c.sha256, c.size) for c in first.chunks]},
+        encodings=sent.encodings,
     )
     lines: list[str] = []
     dest = tmp_path / "job" / "shot.blend"
@@ -284,7 +302,8 @@ def test_a_relaunch_and_a_movie_made_here_find_the_chunks_again(aws, scenes, tmp
     bucket = "cloud-render-chunk-reuse"
     client(aws.settings, "s3").create_bucket(Bucket=bucket)
     first = chunk_file(scenes["first"], SMALL)
-    uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    sent = uploads.upload_files(aws.settings, bucket, [], chunks=sources(scenes["first"], first))
+    assert sent.encodings  # some chunks are stored compressed: the record must say which
     record = JobRecord.from_json(
         '{"job_id": "j1", "blend_name": "shot.blend", "scene_name": "Scene", "region": "us-east-1", '
         '"instance_type": "c5.2xlarge", "spot": false, "frames": [1], "output_dir": "out", '
@@ -294,10 +313,12 @@ def test_a_relaunch_and_a_movie_made_here_find_the_chunks_again(aws, scenes, tmp
     record.blend_in_pack = "shot.blend"
     record.pack_manifest = {"shot.blend": [first.sha256, first.size]}
     record.pack_chunks = {"shot.blend": [[c.sha256, c.size] for c in first.chunks]}
+    record.pack_encodings = sent.encodings
     record = JobRecord.from_json(record.to_json())  # as read back from disk
     steps = CloudSteps(tmp_path / "state")
     reused = steps.reuse(record)
     assert reused.chunks["shot.blend"] == [(c.sha256, c.size) for c in first.chunks]
+    assert reused.encodings == sent.encodings
     dest = tmp_path / "movie" / "job" / "shot.blend"
     _rebuild(steps, aws.settings, record, "shot.blend", first.sha256, dest, tmp_path / "movie")
     assert dest.read_bytes() == scenes["first"].read_bytes()

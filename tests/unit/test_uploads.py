@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import threading
 import time
 from dataclasses import replace
@@ -22,13 +23,13 @@ KiB, MiB = 1024, 1024 * 1024
 
 
 def make_files(root: Path, sizes: dict[str, int], seed: str = "") -> list[tuple[Path, str, int]]:
-    """Files of distinct pseudo-random content, as (path, sha256, size)."""
+    """Files of distinct pseudo-random content (incompressible: they travel as they are), as
+    (path, sha256, size)."""
     out = []
     for name, size in sizes.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        block = hashlib.sha256((seed + name).encode()).digest() * 32  # 1 KiB
-        path.write_bytes((block * (size // len(block) + 1))[:size])
+        path.write_bytes(random.Random(seed + name).randbytes(size))
         out.append((path, uploads.hash_file(path), size))
     return out
 
