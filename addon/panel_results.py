@@ -74,13 +74,12 @@ def made_from(scene: Any = None) -> MadeFrom:
     """The scene's settings now, as a finding or an estimate made now would be made from."""
     from ..cloud.errors import CloudError
     from ..cloud.job.records import splits_by_samples
-    from . import submit
-    from .settings import scene_samples, snapshot
+    from .settings import frames_for, scene_samples, snapshot
 
     scene = scene or bpy.context.scene
     settings = snapshot(scene)
     try:
-        frames = len(submit.frames_for(scene, settings))
+        frames = len(frames_for(scene, settings))
     except CloudError:
         frames = -1
     render = scene.render

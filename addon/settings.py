@@ -22,6 +22,8 @@ from bpy.props import (
     StringProperty,
 )
 
+from ..cloud.job.frame_list import parse_frame_list, scene_range
+
 REGIONS = [
     ("us-east-1", "US East (N. Virginia)", ""),
     ("us-east-2", "US East (Ohio)", ""),
@@ -276,3 +278,16 @@ def unregister() -> None:
     del bpy.types.Scene.cloud_render
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
+
+
+def frames_for(
+    scene: bpy.types.Scene, settings: RenderSettings | None = None, this_frame: bool = False
+) -> list[int]:
+    """The frames a job renders: the current one alone (Render This Frame in Cloud: a still,
+    split by samples on many machines), the custom list, or the scene's range."""
+    if this_frame:
+        return [int(scene.frame_current)]
+    settings = settings or snapshot(scene)
+    if settings.use_custom_frames:
+        return parse_frame_list(settings.frame_list)
+    return scene_range(scene.frame_start, scene.frame_end, scene.frame_step)

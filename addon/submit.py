@@ -17,7 +17,6 @@ import bpy
 from ..cloud.cost import fleet_plan, machine_facts
 from ..cloud.errors import CloudError
 from ..cloud.job.frame_history import drivers_text
-from ..cloud.job.frame_list import parse_frame_list, scene_range
 from ..cloud.job.records import (
     EngineName,
     JobRecord,
@@ -29,24 +28,11 @@ from ..cloud.job.records import (
 from ..cloud.job.still_plan import after_merge, split_samples
 from ..cloud.pack.scene_facts import SceneFacts
 from . import account, job_view, jobs_list, local_blender, panel_results, prices, pump
-from .settings import RenderSettings, snapshot
+from .settings import RenderSettings, frames_for, snapshot
 
 
 class SubmitError(Exception):
     """Something on the Blender side stopped the submission; the text is for the artist."""
-
-
-def frames_for(
-    scene: bpy.types.Scene, settings: RenderSettings | None = None, this_frame: bool = False
-) -> list[int]:
-    """The frames a job renders: the current one alone (Render This Frame in Cloud: a still,
-    split by samples on many machines), the custom list, or the scene's range."""
-    if this_frame:
-        return [int(scene.frame_current)]
-    settings = settings or snapshot(scene)
-    if settings.use_custom_frames:
-        return parse_frame_list(settings.frame_list)
-    return scene_range(scene.frame_start, scene.frame_end, scene.frame_step)
 
 
 def render_blockers(context: bpy.types.Context) -> list[str]:

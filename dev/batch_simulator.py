@@ -294,14 +294,29 @@ class BatchSimulator:
     def kill_first_mid_part(self, batch_job_id: str, machines: int, timeout: float = 120) -> tuple[int, int]:
         """As kill_mid_frame, for whichever of a still's machines first starts a part (on a busy
         computer one machine may boot late and find every part taken): (its index, the part's index)."""
-        index, part = self.kill_mid(batch_job_id, list(range(machines)), r"rendering part (\d+) of", timeout)
+        index, part = self.kill_mid(
+            batch_job_id, list(range(machines)), r"rendering part (\d+) of", timeout, r"part {} rendered in"
+        )
         return index, part - 1
 
+    def kill_merger(self, batch_job_id: str, machines: int, timeout: float = 120) -> int:
+        """Lose the host of the still's machine that has just claimed the merge (its index)."""
+        return self.kill_mid(
+            batch_job_id, list(range(machines)), r"every part is in \((\d+) parts\)", timeout
+        )[0]
+
     def kill_mid(
-        self, batch_job_id: str, indices: list[int], started_pattern: str, timeout: float
+        self,
+        batch_job_id: str,
+        indices: list[int],
+        started_pattern: str,
+        timeout: float,
+        ended_pattern: str = "",
     ) -> tuple[int, int]:
         """Lose the host of the first machine of `indices` whose log shows `started_pattern`:
-        (its index, the number the pattern caught)."""
+        (its index, the number the pattern caught). With `ended_pattern` (a format taking that
+        number), not once the log shows it ended: a busy computer can see the start late, and
+        the harness then waits for the next start rather than kill between two."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ended = []
@@ -312,8 +327,16 @@ class BatchSimulator:
                 log = machine.folder / "root" / "run" / "render.log"
                 text = log.read_text(errors="replace") if log.exists() else ""
                 started = re.findall(started_pattern, text)
-                if started:
+                if started and ended_pattern:
                     time.sleep(0.05)  # into the frame, past scene sync
+                    text = log.read_text(errors="replace")
+                    if re.search(ended_pattern.format(re.escape(started[-1])), text):
+                        if not machine.running:
+                            ended.append(index)
+                        continue  # that one ended already: wait for its next start
+                if started:
+                    if not ended_pattern:
+                        time.sleep(0.05)  # into the frame, past scene sync
                     assert self.standin is not None
                     with contextlib.suppress(Exception):
                         self.standin.kill(machine, int(signal.SIGKILL))

@@ -22,6 +22,7 @@ has arrived. Standard library only, Python 3.9 syntax.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -39,6 +40,7 @@ from .supervisor import HERE, JobFailed, safe_join
 from .transport import http_request, list_pages, with_retries
 
 MERGE_CLAIM = 0  # the key of the merge's one claim link in its own Claims
+MERGE_CLAIM_NAME = "merge"  # its object's name under claims/ (contract.merge_claim_key)
 DOWNLOAD_THREADS = 8  # the other machines' parts, fetched in-region at once
 
 
@@ -213,9 +215,10 @@ class StillSupervisor(BatchSupervisor):
         if not self.every_part_in():
             return ""
         merge = Claims({str(MERGE_CLAIM): self.still.merge_claim_url}, self.index, self.attempt, self.log.say)
-        if not merge.claim(MERGE_CLAIM):
+        if not merge.claim(MERGE_CLAIM) and not self.merge_claimed_before():
             return ""
         self.status.update(state="merging", part=None, push=True)
+        self.log.say(f"every part is in ({len(self.order)} parts): merging them here")
         self.merge_started = time.monotonic()
         # Fetched while Blender opens the scene again.
         self.fetched = self.fetcher.submit(self.fetch_parts)
@@ -285,6 +288,28 @@ class StillSupervisor(BatchSupervisor):
         if missing:
             self.log.say(f"parts {[i + 1 for i in missing]} not in yet: the machine that ends them merges")
         return not missing
+
+    def merge_claimed_before(self) -> bool:
+        """Whether an earlier attempt of this machine holds the merge's claim: it was lost while
+        merging (after every part was in), and Batch's retry of it merges in its place. Without
+        this the claim stayed with the lost attempt, nobody merged, and the still never came."""
+        if self.attempt <= 1:
+            return False
+        ours = {
+            hashlib.md5(contract.claim_body(self.index, a), usedforsecurity=False).hexdigest()
+            for a in range(1, self.attempt)
+        }
+        try:
+            claims = list_pages(
+                list(self.spec.get("claim_list_urls") or []), "listing of the claims", self.log.say
+            )
+        except (OSError, http.client.HTTPException, ElementTree.ParseError) as exc:
+            self.log.say(f"could not list the claims ({exc})")
+            return False
+        if claims.get(MERGE_CLAIM_NAME) not in ours:
+            return False
+        self.log.say(f"attempt {self.attempt - 1} claimed the merge and was lost: merging in its place")
+        return True
 
     def fetch_parts(self) -> list[list[Any]]:
         """Every part as (path, samples); those rendered elsewhere fetched in-region, in parallel."""

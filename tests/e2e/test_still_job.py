@@ -75,7 +75,7 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     assert len(rendered) == 3, "\n".join(lines[-60:])  # each part once, whichever machine claimed it
     # Each part's Blender first enabled the travelling add-ons and compared the environment, as
     # for frames (prepare_blender.py): said once per machine.
-    assert any("environment: the machine's Blender matches" in line for line in lines), "\n".join(lines[-60:])
+    assert any("environment: same Blender build" in line for line in lines), "\n".join(lines[-60:])
     merges = [line for line in lines if "the still is merged and uploaded" in line]
     assert len(merges) == 1, "\n".join(lines[-60:])  # one machine merged, denoised and composited
     # Honest machines agree with their part and merge claims: no end document of theirs is refused.
@@ -113,5 +113,25 @@ def test_a_machine_lost_mid_part_is_retried_and_renders_that_part_alone(sim, tmp
     rendered = [int(part) for line in lines for part in re.findall(r"part (\d+) rendered in", line)]
     assert sorted(rendered) == [1, 2, 3], rendered
     assert sum("the still is merged and uploaded" in line for line in lines) == 1
+    assert Path(rec.frame_paths["1"]).stat().st_size > 0
+    nothing_left(sim, job)
+
+
+def test_a_machine_lost_while_merging_is_retried_and_its_retry_merges(sim, tmp_path):
+    """AWS takes the host of the machine that found every part in and claimed the merge: the
+    claim stays with the lost attempt, so Batch's retry of that child sees it is its own earlier
+    attempt's and merges in its place (before, nobody merged and the still never came)."""
+    scene = make_scene(tmp_path / "scene" / "still.blend", frames=1, size=64, samples=TOTAL)
+    job = start_job(sim, scene, [1], 2, tmp_path / "work", still_samples=TOTAL)
+    batch_e2e.submitted(job)
+    index = sim.kill_merger(job.record.launch_id, 2)
+    sim.rerun(job.record.launch_id, index, attempt=2)
+    finished(job)
+    rec = job.record
+    lines = [line for e in job.events.drain(2.0, 100_000) if isinstance(e, LogLines) for line in e.lines]
+    assert rec.stage == "done", (rec.message, rec.action, "\n".join(lines[-40:]))
+    assert any("attempt 1 claimed the merge and was lost: merging in its place" in line for line in lines), (
+        "\n".join(lines[-60:])
+    )
     assert Path(rec.frame_paths["1"]).stat().st_size > 0
     nothing_left(sim, job)
