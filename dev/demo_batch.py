@@ -98,7 +98,9 @@ def main() -> int:
     with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
         account.quotas.set_quota("L-1216C47A", 8.0 * max(args.machines, 4))  # standard on-demand vCPUs
         say(f"emulated AWS with Batch at {sim.url}")
-        harness.make_scene(work / "project" / "batch_shot.blend", frames=args.frames, size=48, samples=4)
+        # Frames of about half a second: long enough that every machine is up before the last
+        # is claimed, even on a busy computer (at 48 px, 4 samples, one machine took all 12).
+        harness.make_scene(work / "project" / "batch_shot.blend", frames=args.frames, size=96, samples=32)
         scene: Any = bpy.context.scene
         settings = scene.cloud_render
         settings.instance_type = "c5.2xlarge"  # the emulated machines render on the CPU

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from ..aws import storage
 from ..aws.session import AwsSettings
 from ..machine import contract
-from .records import JobRecord
+from .records import EngineName, JobRecord
 
 PAGE_NAME = "phone.html"
 CONTENT_TYPE = "text/html; charset=utf-8"
@@ -131,15 +131,18 @@ def write_page(settings: AwsSettings, record: JobRecord, now: float | None = Non
         return storage.get_link(settings, bucket, key, lifetime)
 
     machines = max(1, int(record.machines))
+    # The engine chosen at submit says where the machines write (DESIGN.md rule 12): one EC2
+    # machine writes out/status.json and its end documents; an array job's children each their own folder.
+    one_machine = record.cloud_engine == EngineName.EC2.value
     links = {
         "status": link(out + "status.json"),
-        "machines": [
+        "machines": []
+        if one_machine
+        else [
             link(out + contract.machine_folder(i) + "status.json")
             for i in range(min(machines, MAX_MACHINE_LINKS))
-        ]
-        if machines > 1
-        else [],
-        "end": {name: link(out + name + ".json") for name in END_DOCUMENTS} if machines == 1 else {},
+        ],
+        "end": {name: link(out + name + ".json") for name in END_DOCUMENTS} if one_machine else {},
     }
     html = render(page_data(record, links, expires_at))
     storage.put_text(settings, bucket, page_key(job_id), html, content_type=CONTENT_TYPE)

@@ -28,6 +28,11 @@ def job_record(module, blend, tmp_path, **fields):  # type: ignore[no-untyped-de
     )
 
 
+def other_job_id(job_id: str) -> str:
+    """A second job id of the same shape: its last hex digit differs, whatever the first's was."""
+    return job_id[:-1] + ("0" if job_id[-1] != "0" else "1")
+
+
 def digest(path) -> str:  # type: ignore[no-untyped-def]
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -298,7 +303,7 @@ def test_delete_cloud_data_says_what_it_deletes_and_keeps_the_selection_off_the_
     manager = module.addon.pump.manager()
     older = job_record(module, blend, tmp_path, stage="done", bucket="cloud-render-delete-test")
     newer = module.cloud.job.records.JobRecord(
-        **{**older.__dict__, "job_id": older.job_id[:-1] + "9", "created": older.created + 60}
+        **{**older.__dict__, "job_id": other_job_id(older.job_id), "created": older.created + 60}
     )
     for key, size in (("frames/0001.png", 1_500_000), ("frames/0002.png", 1_500_000), ("log.txt", 200)):
         s3.put_object(Bucket="cloud-render-delete-test", Key=f"jobs/{newer.job_id}/{key}", Body=b"x" * size)

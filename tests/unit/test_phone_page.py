@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -35,6 +36,22 @@ def node() -> str:
     found = shutil.which("node")
     assert found, "node.js is needed to run the job page's script (install Debian's nodejs)"
     return found
+
+
+def shown_by_page(tmp_path: Path, data: str, documents: dict[str, str]) -> dict[str, Any]:
+    """The page's script run in Node.js over a fake page (NODE_DOM) with `data` embedded and the
+    machine documents the fake fetch answers with: what each element shows."""
+    script = tmp_path / "dom.js"
+    script.write_text(NODE_DOM)
+    ran = subprocess.run(
+        [node(), str(script), data, json.dumps(documents)],
+        input=phone_page.SCRIPT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(json.loads(ran.stdout))
 
 
 def record(bucket: str, **changes: object) -> JobRecord:
@@ -111,7 +128,7 @@ def test_the_pages_data_has_the_jobs_numbers_and_links_to_what_the_machines_writ
 
 
 def test_many_machines_get_each_machines_status_link(aws, bucket):
-    link = phone_page.write_page(aws.settings, record(bucket, machines=3))
+    link = phone_page.write_page(aws.settings, record(bucket, machines=3, cloud_engine="batch"))
     data = embedded(requests.get(link.url, timeout=30).text)
     assert data["machines"] == 3
     paths = [urlsplit(u).path for u in data["links"]["machines"]]
@@ -222,17 +239,7 @@ def test_the_script_shows_machine_text_as_text_and_clamps_numbers(tmp_path: Path
         "seconds_per_frame": 60.0,
         "heartbeat_epoch": now,
     }
-    script = tmp_path / "dom.js"
-    script.write_text(NODE_DOM)
-    ran = subprocess.run(
-        [node(), str(script), data, json.dumps({"s": json.dumps(status)})],
-        input=phone_page.SCRIPT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    shown = json.loads(ran.stdout)
+    shown = shown_by_page(tmp_path, data, {"s": json.dumps(status)})
     assert shown["state"]["text"] == "Rendering"
     assert shown["frames"]["text"] == "6 of 24"  # 1e9, "7" and null are not frames of the job
     assert shown["left"]["text"] == "about 18 min"  # 18 frames x 60 s on one machine
@@ -241,20 +248,7 @@ def test_the_script_shows_machine_text_as_text_and_clamps_numbers(tmp_path: Path
     assert "\u202e" not in shown["msg"]["text"] and shown["msg"]["text"].startswith("</script>")
     # a status that lies about its numbers: clamped, never drawn past the page's bounds
     status.update(frames_done=list(range(1, 10_000)), seconds_per_frame=-5, heartbeat_epoch="soon")
-    ran = subprocess.run(
-        [
-            node(),
-            str(script),
-            data,
-            json.dumps({"s": json.dumps(status), "e": json.dumps({"cause": HOSTILE})}),
-        ],
-        input=phone_page.SCRIPT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    shown = json.loads(ran.stdout)
+    shown = shown_by_page(tmp_path, data, {"s": json.dumps(status), "e": json.dumps({"cause": HOSTILE})})
     assert shown["frames"]["text"] == "24 of 24" and shown["bar"]["w"] == "100.0%"
     assert shown["state"]["text"] == "Failed" and shown["left"]["text"] == "\u2014"
 
@@ -322,17 +316,7 @@ def test_a_saved_copy_fetches_nothing_and_shows_the_documents_it_carries(tmp_pat
     assert "connect-src 'none'" in html
     data = embedded(html)
     assert data["snapshot"]["statuses"][0]["message"] == HOSTILE
-    script = tmp_path / "dom.js"
-    script.write_text(NODE_DOM)
-    ran = subprocess.run(
-        [node(), str(script), phone_page.embed_json(data), "{}"],
-        input=phone_page.SCRIPT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    shown = json.loads(ran.stdout)
+    shown = shown_by_page(tmp_path, phone_page.embed_json(data), {})
     assert shown["state"]["text"] == "Done" and shown["frames"]["text"] == "24 of 24"
     assert shown["cost"]["text"] == "about $0.99 of $12.00"  # until the last heartbeat: 1 h 59 min at $0.50/h
     assert shown["expires"]["text"].startswith("A saved copy")
