@@ -15,19 +15,29 @@ there into the job spec (`encoding`), which tells the machine what to fetch and 
 hard to compress is picked from the link, measured by its first few MB answered (`LinkMeter`,
 compression.choose_level): level 6 on a slow uplink, none where compressing would be the slower
 part, level 1 until the link is known.
+
+Asking, compressing and sending overlap (issue 25, "Overlap"): each object goes through its own
+pipeline (HEAD, judge and compress, send), so the first body leaves as soon as its own object is
+known missing, not after the whole scene was looked up and compressed; a large compressible file
+is sent part by part while it is still being compressed (a multipart upload, a few parts ahead at
+most: memory stays bounded), and a compressed copy on disk is deleted once it has been sent.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import math
 import os
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +194,11 @@ class ProgressTracker:
         # of one changed file is over in tens of milliseconds).
         self.transfer_ended = threading.Event()
 
+    def skip(self, amount: int) -> None:
+        """`amount` bytes found in the bucket already: not to be sent after all."""
+        with self.lock:
+            self.total -= amount
+
     def add(self, path: str, sha: str, size: int, amount: int) -> None:
         if self.cancel is not None and self.cancel.is_set():
             # Raised inside the body read: the request in flight stops at once.
@@ -297,52 +312,64 @@ def _metadata(sha: str, encoding: str) -> dict[str, str]:
     return {"sha256": sha, "encoding": encoding} if encoding else {"sha256": sha}
 
 
-def _stored_key(key: Callable[[str, str], str], forms: dict[str, str]) -> Callable[[str], str]:
-    def stored(sha: str) -> str:
-        return key(sha, forms[sha])
-
-    return stored
-
-
 def _other(encoding: str) -> str:
     return "" if encoding else compression.ZLIB
 
 
-def stored_forms(
+def _head(s3: Any, bucket: str, key: str) -> datetime | None:
+    """When `key` was written, or None when it is not there."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["LastModified"]
+    except Exception as exc:
+        if is_code(exc, "404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def _look_up(
     s3: Any,
     bucket: str,
-    preferred: dict[str, str],
-    workers: int,
+    sha: str,
+    first: str,
     key: Callable[[str, str], str],
-    known: KnownObjects | None,
-    refresh_after_s: float,
-) -> dict[str, tuple[str, datetime]]:
-    """Which objects exist already, in which form, written when: each is looked for in the form
-    this computer would send now (`preferred`: sha -> encoding), then, for those not found, in
-    the other (an object uploaded before compression existed, or one judged otherwise)."""
-    found: dict[str, tuple[str, datetime]] = {}
-    left = dict(preferred)
-    if known is not None:  # seen lately in the other form: ask for that one first
-        other = {key(sha, _other(form)): sha for sha, form in left.items()}
-        for seen_key in known.trusted(bucket, list(other), refresh_after_s):
-            left[other[seen_key]] = _other(left[other[seen_key]])
-    for attempt in range(2):
-        forms = {sha: encoding if attempt == 0 else _other(encoding) for sha, encoding in left.items()}
-        if not forms:
-            break
-        stored = _stored_key(key, forms)
-        seen = existing_objects(s3, bucket, list(forms), workers, stored, known, refresh_after_s)
-        found.update({sha: (forms[sha], when) for sha, when in seen.items()})
-        left = {sha: encoding for sha, encoding in left.items() if sha not in seen}
-    return found
+    trusted: dict[str, datetime],
+) -> tuple[str, datetime, bool] | None:
+    """Whether one object is stored, in which form, written when: looked for in the form `first`,
+    then in the other (an object uploaded before compression existed, or one judged otherwise);
+    a form seen lately (`trusted`, from cloud/aws/known_objects.py) is taken without asking, and
+    asked first. (form, written, whether S3 was asked), or None: not there."""
+    forms = (first, _other(first))
+    if key(sha, forms[1]) in trusted and key(sha, forms[0]) not in trusted:
+        forms = (forms[1], forms[0])
+    for form in forms:
+        stored = key(sha, form)
+        if stored in trusted:
+            return form, trusted[stored], False
+        when = _head(s3, bucket, stored)
+        if when is not None:
+            return form, when, True
+    return None
 
 
-def _likely_forms(wanted: dict[str, tuple[str, int]], workers: int) -> dict[str, str]:
-    """sha -> the form to look for each whole file in first, by its first bytes (read in
-    parallel). The sample that decides how a file is sent is taken only for the files sent."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        forms = pool.map(lambda entry: compression.likely_form(entry[0]), wanted.values())
-        return dict(zip(wanted, forms, strict=True))
+def _look_up_file(
+    s3: Any, bucket: str, sha: str, path: str, trusted: dict[str, datetime]
+) -> tuple[str, datetime, bool] | None:
+    """`_look_up` for a whole file, its first form guessed from its first bytes (the sample that
+    decides how a file is sent is taken only for the files sent)."""
+    return _look_up(s3, bucket, sha, compression.likely_form(path), cas_key, trusted)
+
+
+class _DropBody(BaseSubscriber):
+    """Deletes a compressed copy once its upload has ended: the copies on disk are those still to
+    be sent, not the whole scene's."""
+
+    def __init__(self, body: str, folder: Path) -> None:
+        self.body, self.folder = Path(body), folder
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        if self.body.parent == self.folder:
+            with contextlib.suppress(OSError):  # still open on Windows: the folder's cleanup takes it
+                self.body.unlink(missing_ok=True)
 
 
 def upload_files(
@@ -358,6 +385,7 @@ def upload_files(
     chunks: Iterable[ChunkSource] = (),
     known: KnownObjects | None = None,
     link: LinkMeter | None = None,
+    events: Callable[[str, str], None] | None = None,
 ) -> UploadResult:
     """Upload (local path, sha256, size) triples to cas/<sha256>, and the chunks of chunked
     files to cas/chunks/<sha256>, skipping what is there.
@@ -367,9 +395,19 @@ def upload_files(
     The link is measured as the bodies go (`link`, a fresh LinkMeter unless given: one kept
     from an earlier call knows the link from the start), and what is judged after that is
     compressed at the level the link calls for (compression.choose_level).
+
+    Each object goes through its own pipeline, all of them at once: asked for (HEAD), judged and
+    compressed where that pays (two judge threads), sent. So the first body leaves as soon as its
+    own object is known missing and ready, while later ones are still asked for or compressed,
+    and the uplink is not idle while the rest of the scene is looked up. `events`, when given,
+    hears ("asked" | "compressed" | "sent", sha) as each object passes each step (from worker
+    threads): the order the steps overlap in. A large compressible file (STREAM_BYTES or more) is
+    compressed and sent at once, part by part (`_stream_compressed`): its "compressed" comes
+    when it has been read to its end, with its parts before the last in S3 or on their way.
     """
     meter = link if link is not None else LinkMeter()
     effort = compression.Effort()  # level 6 against level 1 on this call's data
+    tell = events if events is not None else (lambda _step, _sha: None)
     wanted: dict[str, tuple[str, int]] = {}
     for path, sha, size in files:
         wanted.setdefault(sha, (str(path), int(size)))
@@ -380,96 +418,169 @@ def upload_files(
     s3 = transfer_client(settings)
     with translating("uploading your scene", region=settings.region):
         refresh_s = refresh_after_days * 86400
-        preferred = _likely_forms(wanted, SMALL_REQUEST_CONCURRENCY)
-        existing = stored_forms(s3, bucket, preferred, SMALL_REQUEST_CONCURRENCY, cas_key, known, refresh_s)
-        # Chunks are many: more HEADs in flight than for whole files. A chunk of a plain .blend
-        # mostly compresses, so its compressed form is asked first.
-        have = stored_forms(
-            s3,
-            bucket,
-            dict.fromkeys(pieces, compression.ZLIB),
-            SMALL_REQUEST_CONCURRENCY * 4,
-            chunk_key,
-            known,
-            refresh_s,
-        )
-        now = datetime.now(UTC)
-        for found, key in ((existing, cas_key), (have, chunk_key)):
-            for sha, (encoding, when) in found.items():
-                if encoding:
-                    result.encodings[key(sha)] = encoding
-                if (now - when).total_seconds() > refresh_s:
-                    refresh_object(s3, bucket, sha, key, encoding)
-                    remember_written(known, bucket, [key(sha, encoding)])
-        todo = {sha: entry for sha, entry in wanted.items() if sha not in existing}
-        result.skipped = [sha for sha in wanted if sha in existing]
-        result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
-        new_pieces = [piece for sha, piece in pieces.items() if sha not in have]
-        result.chunks_skipped = [sha for sha in pieces if sha in have]
-        result.bytes_skipped += sum(pieces[sha].size for sha in result.chunks_skipped)
+        trusted: dict[str, datetime] = {}
+        if known is not None:
+            keys = [cas_key(sha, form) for sha in wanted for form in ("", compression.ZLIB)]
+            keys += [chunk_key(sha, form) for sha in pieces for form in ("", compression.ZLIB)]
+            trusted = known.trusted(bucket, keys, refresh_s)
+        # Every byte may have to go until its object is found: the total shrinks by what is found.
         tracker = ProgressTracker(
-            sum(size for _path, size in todo.values()) + sum(p.size for p in new_pieces), progress, cancel
+            sum(size for _path, size in wanted.values()) + sum(p.size for p in pieces.values()),
+            progress,
+            cancel,
         )
         manager = TransferManager(s3, transfer_config(part_size, max_concurrency))
-        futures = {}
         squeezed = tempfile.TemporaryDirectory(prefix="cloud-render-zlib-")
-        sent_keys: dict[str, str] = {}  # sha -> the key it was sent under
-        # Each file sent is judged (magic bytes, then the sample; the guess above only picked
-        # which key to ask for first) and, where that pays, compressed on two threads, and sent
-        # as soon as it is ready: a file that goes as it is starts at once, while a large one is
-        # still being compressed, so the uplink is busy from the start (bench/uplink.py).
-        judge = ThreadPoolExecutor(max_workers=JUDGE_THREADS, thread_name_prefix="cloud-render-judge")
         folder = Path(squeezed.name)
+        heads = ThreadPoolExecutor(SMALL_REQUEST_CONCURRENCY, thread_name_prefix="cloud-render-head")
+        # Chunks are many: more HEADs in flight than for whole files.
+        chunk_heads = ThreadPoolExecutor(
+            SMALL_REQUEST_CONCURRENCY * 4, thread_name_prefix="cloud-render-chunk-head"
+        )
+        judge = ThreadPoolExecutor(max_workers=JUDGE_THREADS, thread_name_prefix="cloud-render-judge")
+        putters = ThreadPoolExecutor(SMALL_REQUEST_CONCURRENCY, thread_name_prefix="cloud-render-chunk")
+        parts = ThreadPoolExecutor(max_concurrency, thread_name_prefix="cloud-render-part")
+        pools = (heads, chunk_heads, judge, putters, parts)
+        steps: dict[Future[Any], tuple[str, str]] = {}  # each step in flight: (what, sha or key)
+        futures: dict[str, Any] = {}  # sha -> its file's transfer
+        existing: dict[str, tuple[str, datetime]] = {}
+        have: dict[str, tuple[str, datetime]] = {}
+        chunk_forms: dict[str, tuple[str, int, int]] = {}
+        sent_keys: dict[str, str] = {}  # sha -> the key it was sent under
+        uploaded: list[str] = []  # sha of each file sent, in the order they were ready
+        halt = threading.Event()  # set when the call fails: the streams still going stop
+
+        def stream(sha: str, path: Path, size: int, level: int) -> _Streamed:
+            return _stream_compressed(
+                s3,
+                bucket,
+                sha,
+                path,
+                size,
+                level,
+                senders=parts,
+                tracker=tracker,
+                meter=meter,
+                cancel=cancel,
+                stop=halt,
+                compressed=lambda: tell("compressed", sha),
+            )
+
+        put_one = _chunk_sender(s3, bucket, tracker, cancel, meter, effort, _cores(SMALL_REQUEST_CONCURRENCY))
+
+        def found(sha: str, form: str, when: datetime, key: Callable[[str, str], str]) -> None:
+            if form:
+                result.encodings[key(sha, "")] = form
+            if (datetime.now(UTC) - when).total_seconds() > refresh_s:
+                steps[heads.submit(refresh_object, s3, bucket, sha, key, form)] = ("refresh", key(sha, form))
+
         try:
             # Largest first: the long uploads start early and the small ones fill the gaps.
-            order = sorted(todo.items(), key=lambda item: -item[1][1])
-            ready = [
-                judge.submit(_prepare, sha, Path(path), size, folder, meter, effort)
-                for sha, (path, size) in order
-            ]
-            for done in as_completed(ready):
-                sha, body, encoding, checksum, level = done.result()
-                path, size = todo[sha]
-                if encoding:
-                    result.encodings[cas_key(sha)] = encoding
-                    result.levels[cas_key(sha)] = level
-                body_size = Path(body).stat().st_size
-                result.wire_bytes += body_size
-                extra: dict[str, Any] = {"Metadata": _metadata(sha, encoding)}
-                if body_size < part_size:  # one PUT: S3 checks the bytes against their hash
-                    extra["ChecksumSHA256"] = sha256_checksum(checksum)
-                sent_keys[sha] = cas_key(sha, encoding)
-                futures[sha] = manager.upload(
-                    body,
-                    bucket,
-                    sent_keys[sha],
-                    extra_args=extra,
-                    subscribers=[
-                        ProgressSubscriber(tracker, path, sha, size, size / max(body_size, 1), meter)
-                    ],
-                )
-            chunk_forms = _put_chunks(
-                s3, bucket, new_pieces, tracker, cancel, SMALL_REQUEST_CONCURRENCY, meter, effort
-            )
-            try:
-                wait_for_transfers(futures, cancel, tracker.transfer_ended)
-            except bce.ClientError as error:
-                if not is_code(error, "BadDigest"):
-                    raise
-                failed = next((sha for sha, future in futures.items() if _refused_digest(future)), "")
-                raise NotAsHashed(Path(todo[failed][0]) if failed else None) from error
+            for sha, (path, _size) in sorted(wanted.items(), key=lambda item: -item[1][1]):
+                steps[heads.submit(_look_up_file, s3, bucket, sha, path, trusted)] = ("file", sha)
+            # A chunk of a plain .blend mostly compresses, so its compressed form is asked first.
+            for sha, _piece in sorted(pieces.items(), key=lambda item: (str(item[1].path), item[1].offset)):
+                look = chunk_heads.submit(_look_up, s3, bucket, sha, compression.ZLIB, chunk_key, trusted)
+                steps[look] = ("chunk", sha)
+            transfers = dict(futures)
+            while True:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("Upload cancelled.")
+                tracker.transfer_ended.clear()  # before looking: a transfer that ends after sets it
+                for sha, transfer in list(transfers.items()):
+                    if transfer.done():
+                        _transfer_result(transfer, wanted[sha][0])  # raises the transfer's error
+                        del transfers[sha]
+                        tell("sent", sha)
+                if not steps and not transfers:
+                    break
+                if not steps:
+                    tracker.transfer_ended.wait(0.1)
+                    continue
+                done, _ = wait(list(steps), timeout=0.1, return_when=FIRST_COMPLETED)
+                for step in done:
+                    what, sha = steps.pop(step)
+                    answer = step.result()  # raises the step's error
+                    if what == "file":
+                        tell("asked", sha)
+                        path, size = wanted[sha]
+                        if answer is not None:
+                            form, when, asked = answer
+                            existing[sha] = (form, when)
+                            if asked and known is not None:
+                                known.remember(bucket, {cas_key(sha, form): when})
+                            tracker.skip(size)
+                            found(sha, form, when, cas_key)
+                        else:
+                            prepare = judge.submit(
+                                _prepare, sha, Path(path), size, folder, meter, effort, stream
+                            )
+                            steps[prepare] = ("prepare", sha)
+                    elif what == "chunk":
+                        tell("asked", sha)
+                        if answer is not None:
+                            form, when, asked = answer
+                            have[sha] = (form, when)
+                            if asked and known is not None:
+                                known.remember(bucket, {chunk_key(sha, form): when})
+                            tracker.skip(pieces[sha].size)
+                            found(sha, form, when, chunk_key)
+                        else:
+                            steps[putters.submit(put_one, pieces[sha])] = ("put", sha)
+                    elif what == "prepare":
+                        _sha, body, encoding, checksum, level = answer
+                        path, size = wanted[sha]
+                        uploaded.append(sha)
+                        sent_keys[sha] = cas_key(sha, encoding)
+                        if encoding:
+                            result.encodings[cas_key(sha)] = encoding
+                            result.levels[cas_key(sha)] = level
+                        if isinstance(body, _Streamed):  # compressed and sent as it was read
+                            result.wire_bytes += body.wire
+                            tell("sent", sha)
+                            continue
+                        tell("compressed", sha)
+                        body_size = Path(body).stat().st_size
+                        result.wire_bytes += body_size
+                        extra: dict[str, Any] = {"Metadata": _metadata(sha, encoding)}
+                        if body_size < part_size:  # one PUT: S3 checks the bytes against their hash
+                            extra["ChecksumSHA256"] = sha256_checksum(checksum)
+                        futures[sha] = transfers[sha] = manager.upload(
+                            body,
+                            bucket,
+                            sent_keys[sha],
+                            extra_args=extra,
+                            subscribers=[
+                                ProgressSubscriber(tracker, path, sha, size, size / max(body_size, 1), meter),
+                                _DropBody(body, folder),
+                            ],
+                        )
+                    elif what == "put":
+                        chunk_forms[sha] = answer
+                        tell("sent", sha)
+                    else:  # "refresh": sha is the key refreshed
+                        remember_written(known, bucket, [sha])
         except BaseException:
-            for future in futures.values():
-                future.cancel()
+            halt.set()
+            for step in steps:
+                step.cancel()
+            for transfer in futures.values():
+                transfer.cancel()
+            for pool in pools:  # a streamed part whose bytes are all sent ends on its own
+                pool.shutdown(wait=pool is not parts, cancel_futures=True)
             manager.shutdown(cancel=True)
             squeezed.cleanup()
             raise
-        finally:
-            judge.shutdown(cancel_futures=True)
+        for pool in pools:
+            pool.shutdown()
         manager.shutdown()
         squeezed.cleanup()
-        result.uploaded = list(futures)
-        result.chunks_uploaded = [piece.sha256 for piece in new_pieces]
+        result.skipped = [sha for sha in wanted if sha in existing]
+        result.bytes_skipped = sum(wanted[sha][1] for sha in result.skipped)
+        result.chunks_skipped = [sha for sha in pieces if sha in have]
+        result.bytes_skipped += sum(pieces[sha].size for sha in result.chunks_skipped)
+        result.uploaded = uploaded
+        result.chunks_uploaded = [sha for sha in pieces if sha not in have]
         for sha, (encoding, wire, level) in chunk_forms.items():
             result.wire_bytes += wire
             if encoding:
@@ -479,9 +590,20 @@ def upload_files(
         remember_written(
             known, bucket, [chunk_key(sha, chunk_forms[sha][0]) for sha in result.chunks_uploaded]
         )
-        result.chunk_bytes_sent = sum(piece.size for piece in new_pieces)
+        result.chunk_bytes_sent = sum(pieces[sha].size for sha in result.chunks_uploaded)
         result.bytes_sent = tracker.total
     return result
+
+
+def _transfer_result(transfer: Any, path: str) -> None:
+    """A finished transfer's outcome: its error raised, S3's refusal of the bytes for their hash
+    as NotAsHashed (the file changed behind the hash cache)."""
+    try:
+        transfer.result()
+    except bce.ClientError as error:
+        if not is_code(error, "BadDigest"):
+            raise
+        raise NotAsHashed(Path(path)) from error
 
 
 JUDGE_THREADS = 2
@@ -492,18 +614,180 @@ def _cores(threads: int) -> int:
     return max(1, min(threads, os.cpu_count() or 1))
 
 
+# A compressible file of this size or more is compressed and sent at once, part by part (a
+# multipart upload whose parts leave while the rest of the file is still being compressed);
+# a smaller one is compressed whole into a temporary file first (a fraction of a second).
+STREAM_BYTES = 12 * MiB
+# The compressed bytes of a streamed file go in parts of this size (S3's smallest part; more for a
+# file so large that S3's 10,000 parts would not hold it), at most STREAM_AHEAD parts waiting or
+# in flight per file: memory stays at a few parts whatever the file's size.
+STREAM_PART = 5 * MiB
+STREAM_AHEAD = 3
+MAX_PARTS = 10_000
+
+
+class _StoppableBody(io.BytesIO):
+    """A part's bytes, read by the HTTP client as it sends them: a read after `stop` (or the
+    artist's cancel) raises, so a part in flight stops at once, as s3transfer's bodies do."""
+
+    def __init__(self, data: bytes, stop: threading.Event, cancel: threading.Event | None) -> None:
+        super().__init__(data)
+        self.stop, self.cancel = stop, cancel
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.stop.is_set() or (self.cancel is not None and self.cancel.is_set()):
+            raise Cancelled("Upload cancelled.")
+        return super().read(size)
+
+
+@dataclass(frozen=True)
+class _Streamed:
+    """A file already sent by `_stream_compressed`: the compressed object's size and level."""
+
+    wire: int
+    level: int
+
+
 def _prepare(
-    sha: str, path: Path, size: int, folder: Path, meter: LinkMeter, effort: compression.Effort | None = None
-) -> tuple[str, str, str, str, int]:
+    sha: str,
+    path: Path,
+    size: int,
+    folder: Path,
+    meter: LinkMeter,
+    effort: compression.Effort | None = None,
+    stream: Callable[[str, Path, int, int], _Streamed] | None = None,
+) -> tuple[str, str | _Streamed, str, str, int]:
     """How one file goes: (sha, the body's path, encoding, the body's SHA-256, zlib level),
     judged against the link as measured so far and, where that pays, compressed into `folder`
-    (on a judge thread)."""
+    (on a judge thread). A large compressible file is compressed and sent by `stream` instead:
+    its body is then the `_Streamed` it returned (sent already)."""
     level = compression.choose_file_level(path, meter.rate(), _cores(JUDGE_THREADS), effort)
+    if level and stream is not None and size >= STREAM_BYTES:
+        return sha, stream(sha, path, size, level), compression.ZLIB, "", level
     if level:
         packed = _compressed_copy(path, sha, size, folder, level)
         if packed is not None:
             return sha, str(packed.path), compression.ZLIB, packed.sha256, level
     return sha, str(path), "", sha, 0
+
+
+def _stream_compressed(
+    s3: Any,
+    bucket: str,
+    sha: str,
+    path: Path,
+    size: int,
+    level: int,
+    *,
+    senders: ThreadPoolExecutor,
+    tracker: ProgressTracker,
+    meter: LinkMeter,
+    cancel: threading.Event | None,
+    stop: threading.Event,
+    compressed: Callable[[], None] = lambda: None,
+) -> _Streamed:
+    """Compress `path` at `level` and send it to cas/<sha>.zlib as it is compressed: a multipart
+    upload, each part sent (on `senders`) as soon as it is full, with its SHA-256 for S3 to check,
+    while the next one is compressed. The bytes read are checked against the content address
+    before the upload is completed; on any failure (or cancel, or `stop`: the rest of the upload
+    failed) it is aborted, so nothing is ever stored under an address that is not its bytes'.
+    Its sample said it compresses: it goes compressed even where the whole saves less after all
+    (what is sent cannot be taken back; the machine inflates it all the same)."""
+
+    def stopped() -> bool:
+        return stop.is_set() or (cancel is not None and cancel.is_set())
+
+    key = cas_key(sha, compression.ZLIB)
+    part_size = max(STREAM_PART, math.ceil(size / (MAX_PARTS - 1)))
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, Metadata=_metadata(sha, compression.ZLIB), ChecksumAlgorithm="SHA256"
+    )["UploadId"]
+    slots = threading.Semaphore(STREAM_AHEAD)
+    parts: list[Future[dict[str, Any]]] = []
+    wire = 0
+
+    def send(number: int, body: bytes, stands_for: int) -> dict[str, Any]:
+        try:
+            if stopped():
+                raise Cancelled("Upload cancelled.")
+            checksum = sha256_checksum(hashlib.sha256(body).hexdigest())
+            began = meter.begin()
+            try:
+                reply = s3.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=_StoppableBody(body, stop, cancel),
+                    ChecksumSHA256=checksum,
+                )
+            except BaseException:
+                meter.end(began, 0)
+                raise
+            meter.end(began, len(body))
+            tracker.add(str(path), sha, size, stands_for)
+            return {"PartNumber": number, "ETag": reply["ETag"], "ChecksumSHA256": checksum}
+        finally:
+            slots.release()
+            if stopped():  # a part that ended after the upload was aborted: abort it again (S3's advice)
+                abort()
+
+    def abort() -> None:
+        with contextlib.suppress(Exception):
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    def answered(part: Future[dict[str, Any]]) -> dict[str, Any]:
+        while True:  # a part whose bytes are all on their way cannot be stopped: it is not waited for
+            try:
+                return part.result(timeout=0.1)
+            except FutureTimeout:
+                if stopped():
+                    raise Cancelled("Upload cancelled.") from None
+
+    def hand_over(body: bytes, stands_for: int) -> None:
+        nonlocal wire
+        while not slots.acquire(timeout=0.1):  # the senders are behind: wait for a slot
+            if stopped():
+                raise Cancelled("Upload cancelled.")
+            for part in parts:
+                if part.done():
+                    part.result()  # a failed part fails the file now
+        wire += len(body)
+        try:
+            parts.append(senders.submit(send, len(parts) + 1, body, stands_for))
+        except BaseException:
+            slots.release()
+            raise
+
+    try:
+        squeeze = zlib.compressobj(level)
+        read = hashlib.sha256()
+        pending, consumed = bytearray(), 0
+        with open(path, "rb") as src:
+            for block in iter(lambda: src.read(MiB), b""):
+                if stopped():
+                    raise Cancelled("Upload cancelled.")
+                read.update(block)
+                pending += squeeze.compress(block)
+                consumed += len(block)
+                if len(pending) >= part_size:
+                    hand_over(bytes(pending), consumed)
+                    pending, consumed = bytearray(), 0
+        pending += squeeze.flush()
+        if read.hexdigest() != sha:
+            raise NotAsHashed(path)
+        compressed()  # read and compressed to its end: what is left is the last part
+        hand_over(bytes(pending), consumed)
+        done = [answered(part) for part in parts]
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+        )
+    except BaseException:
+        for part in parts:
+            part.cancel()
+        abort()
+        raise
+    return _Streamed(wire, level)
 
 
 def _compressed_copy(
@@ -547,37 +831,22 @@ class NotAsHashed(CloudError):
         self.path = path
 
 
-def _refused_digest(future: Any) -> bool:
-    if not future.done():
-        return False
-    try:
-        future.result()
-    except bce.ClientError as error:
-        return is_code(error, "BadDigest")
-    except BaseException:
-        return False
-    return False
-
-
-def _put_chunks(
+def _chunk_sender(
     s3: Any,
     bucket: str,
-    pieces: Sequence[ChunkSource],
     tracker: ProgressTracker,
     cancel: threading.Event | None,
-    workers: int,
-    meter: LinkMeter | None = None,
-    effort: compression.Effort | None = None,
-) -> dict[str, tuple[str, int, int]]:
-    """PUT each chunk (a few MiB: one request, its bytes read from the file and checked against
-    the hash the pack gave it, so bytes that changed since are never stored under it), compressed
-    where that pays, at the level the link calls for (S3 checks the body sent; the address stays
-    the chunk's own hash). Returns sha -> (encoding, bytes sent, zlib level)."""
-    forms: dict[str, tuple[str, int, int]] = {}
-    meter = meter if meter is not None else LinkMeter()
-    cores = _cores(workers)
+    meter: LinkMeter,
+    effort: compression.Effort | None,
+    cores: int,
+) -> Callable[[ChunkSource], tuple[str, int, int]]:
+    """What PUTs one chunk (a few MiB: one request, its bytes read from the file and checked
+    against the hash the pack gave it, so bytes that changed since are never stored under it),
+    compressed where that pays, at the level the link calls for (S3 checks the body sent; the
+    address stays the chunk's own hash). It returns (encoding, bytes sent, zlib level). Run on a
+    few threads: memory stays at a few chunks."""
 
-    def one(piece: ChunkSource) -> None:
+    def one(piece: ChunkSource) -> tuple[str, int, int]:
         if cancel is not None and cancel.is_set():
             raise Cancelled("Upload cancelled.")
         with open(piece.path, "rb") as handle:
@@ -612,27 +881,10 @@ def _put_chunks(
             meter.end(began, 0)
             raise
         meter.end(began, len(body))
-        forms[piece.sha256] = (encoding, len(body), level)  # one writer per sha: pieces are distinct
         tracker.add(str(piece.path), piece.sha256, piece.size, piece.size)
+        return encoding, len(body), level
 
-    if not pieces:
-        return forms
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cloud-render-chunk") as pool:
-        pending = [pool.submit(one, piece) for piece in sorted(pieces, key=lambda p: (str(p.path), p.offset))]
-        try:
-            for future in pending:
-                while True:
-                    try:
-                        future.result(timeout=0.1)
-                        break
-                    except TimeoutError:
-                        if cancel is not None and cancel.is_set():
-                            raise Cancelled("Upload cancelled.") from None
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-    return forms
+    return one
 
 
 _transfer_clients = ClientCache(size=4)

@@ -252,7 +252,9 @@ def choose_level(
 
     A byte sent as it is takes 1/link; compressed at level L, 1/(speed_L x cores) to compress
     plus ratio_L/link to send. The two are counted one after the other, not overlapped: a file
-    is compressed whole before it is sent, and the CPU that compresses is the one that sends.
+    is compressed whole before it is sent (a large one is sent part by part as it is compressed,
+    but its last part still waits for the compressor), and the CPU that compresses is the one
+    that sends.
     Compressing must win by `margin` of the plain time (the machine inflates it too, and a
     sample's speed is a guess); level 6 must beat level 1 by `hard_margin` of level 1's time. So:
     a 50 Mbit/s home uplink takes a plain .blend at level 1, a slow one (20 Mbit/s) at level 6,

@@ -8,6 +8,7 @@ import os
 import random
 import threading
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -200,3 +201,107 @@ def test_a_file_changed_behind_the_hash_cache_is_refused_by_s3_and_hashed_afresh
     assert new_sha == hashlib.sha256(texture.read_bytes()).hexdigest() != old_sha
     steps.upload(aws.settings, bucket, packed(new_sha), lambda *_: None, threading.Event())
     assert new_sha in cas_objects(aws.settings, bucket)
+
+
+# --- compressing overlapped with sending ------------------------------------------------
+
+
+def make_squeezable(path: Path, size: int, seed: str) -> tuple[Path, str, int]:
+    """A file of pseudo-random bytes over 64 symbols: zlib takes it to about 80 % (it is
+    compressed, and still large once compressed)."""
+    symbols = bytes(range(64)) * 4
+    data = random.Random(seed).randbytes(size).translate(symbols)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest(), size
+
+
+def test_a_large_compressible_file_is_sent_while_it_is_still_being_compressed(aws, tmp_path):
+    """The first bytes leave before the file is compressed to its end (issue 25, "Overlap"): a
+    large compressible file goes as a multipart upload whose parts are sent as the compressor
+    fills them. Seen in S3 itself: when the upload reports the file read and compressed to its
+    end, parts of it are stored already (with five parts or more this cannot be otherwise: the
+    compressor runs at most STREAM_AHEAD parts ahead of what S3 has answered). The small files
+    beside it go as they are ready, and everything lands under its content address."""
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    size = 30 * MiB
+    assert size * 0.7 > (uploads.STREAM_AHEAD + 1) * uploads.STREAM_PART
+    big = make_squeezable(tmp_path / "p" / "cache.vdb", size, "big")
+    small = [make_squeezable(tmp_path / "p" / f"frame_{i}.bphys", 200 * KiB, f"s{i}") for i in range(4)]
+    admin = client(aws.admin, "s3")
+    key = cas_key(big[1], "zlib")
+    seen: list[tuple[str, str]] = []
+    parts_stored_when_compressed: list[int] = []
+    lock = threading.Lock()
+
+    def events(step: str, sha: str) -> None:
+        if step == "compressed" and sha == big[1]:
+            (upload,) = [
+                u for u in admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) if u["Key"] == key
+            ]
+            listed = admin.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+            parts_stored_when_compressed.append(len(listed.get("Parts", [])))
+        with lock:
+            seen.append((step, sha))
+
+    with CountingProxy.to_url(aws.url, rate=16 * MiB) as link:
+        settings = replace(aws.settings, endpoint_url=link.url)
+        result = uploads.upload_files(settings, bucket, [big, *small], events=events)
+
+    assert parts_stored_when_compressed and parts_stored_when_compressed[0] >= 1
+    assert seen.index(("compressed", big[1])) < seen.index(("sent", big[1]))
+    assert sorted(result.uploaded) == sorted(sha for _p, sha, _s in [big, *small])
+    assert result.encodings[cas_key(big[1])] == "zlib" and result.bytes_sent == size + 4 * 200 * KiB
+    assert result.wire_bytes < 0.9 * result.bytes_sent and result.wire_bytes < link.sent < result.bytes_sent
+    stored = admin.get_object(Bucket=bucket, Key=key)
+    assert stored["Metadata"] == {"sha256": big[1], "encoding": "zlib"}
+    assert hashlib.sha256(zlib.decompress(stored["Body"].read())).hexdigest() == big[1]
+    assert cas_objects(aws.settings, bucket) == {f"{sha}.zlib" for _p, sha, _s in [big, *small]}
+    assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_streamed_file_that_is_not_as_hashed_leaves_nothing_in_the_bucket(aws, tmp_path):
+    """A large compressible file whose bytes changed behind the hash cache is found out once it
+    is read to its end: its multipart upload is aborted, so no part and no object stays under an
+    address that is not its bytes'; the artist reads which file."""
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    path, sha, size = make_squeezable(tmp_path / "cache.vdb", 24 * MiB, "old")
+    make_squeezable(path, size, "new")  # same size, other bytes: the old hash is stale
+    with pytest.raises(uploads.NotAsHashed) as refused:
+        uploads.upload_files(aws.settings, bucket, [(path, sha, size)])
+    assert refused.value.path == path
+    assert cas_objects(aws.settings, bucket) == set()
+    assert client(aws.admin, "s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_cancel_stops_a_streamed_file_within_a_second(aws, tmp_path):
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    files = [make_squeezable(tmp_path / "cache.vdb", 40 * MiB, "c")]
+    cancel = threading.Event()
+    started = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def progress(report: uploads.UploadProgress) -> None:
+        if report.done > 0:
+            started.set()
+
+    with CountingProxy.to_url(aws.url, rate=4 * MiB) as slow_link:
+        settings = replace(aws.settings, endpoint_url=slow_link.url)
+
+        def run() -> None:
+            try:
+                uploads.upload_files(settings, bucket, files, progress=progress, cancel=cancel)
+            except BaseException as exc:
+                outcome["error"] = exc
+            outcome["ended"] = time.monotonic()
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert started.wait(60)
+        cancelled_at = time.monotonic()
+        cancel.set()
+        worker.join(10)
+    assert isinstance(outcome["error"], Cancelled)
+    assert float(outcome["ended"]) - cancelled_at < 1.0  # type: ignore[arg-type]
+    assert cas_objects(aws.settings, bucket) == set()
+    assert client(aws.admin, "s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
