@@ -18,9 +18,10 @@ def register() -> None:
 
 def unregister() -> None:
     from . import operators, panels
-    from .addon import log_texts, pump, reattach, settings
+    from .addon import log_texts, pump, qr_code, reattach, settings
 
     log_texts.unregister()
+    qr_code.unregister()
     reattach.unregister()
     pump.unregister()
     for module in (panels, operators, settings):

@@ -33,7 +33,7 @@ from ..cloud.job.log_filter import for_people
 from ..cloud.job.records import JobRecord
 from ..cloud.machine.contract import shown_text
 from ..cloud.pack import FRAMES_IMAGE_PREFIX
-from . import jobs_list, pump
+from . import away_words, jobs_list, pump
 
 LOG_LINES_KEPT = 20_000
 PANEL_LOG_LINES = 6
@@ -55,6 +55,7 @@ class JobLocal:
     shown: ViewState | None = None  # its part of the panel, whichever file is open
     page: tuple[str, float] | None = None  # its page for a phone: (link, until), once known
     page_looked: float = 0.0  # when its record was last read for the page (monotonic seconds)
+    submitted: JobRecord | None = None  # its record as first read: what a job keeps from submit on
 
 
 @dataclass
@@ -252,6 +253,15 @@ def page_link(job_id: str) -> tuple[str, float] | None:
         if record is not None and url and record.page_expires:
             job.page = (url, record.page_expires)
     return job.page
+
+
+def away_text(job_id: str, stage: str) -> str:
+    """What becomes of the job at `stage` if Blender is closed (away_words), from its record's
+    submit-time facts, read once."""
+    job = _job(job_id)
+    if job.submitted is None:
+        job.submitted = _record(job_id)
+    return away_words.away_text(job.submitted, stage) if job.submitted is not None else ""
 
 
 def _on_stage(event: StageChanged, view: Any) -> None:

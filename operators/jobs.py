@@ -16,6 +16,7 @@ from ..addon import (
     movie_view,
     panel_results,
     pump,
+    qr_code,
     submit,
 )
 from .common import NeedsOnlineAccess, OperatorReturn, in_background, said_in_for
@@ -167,6 +168,21 @@ class CLOUDRENDER_OT_copy_job_page_link(bpy.types.Operator):
             {"INFO"},
             "Link copied: it works until " + time.strftime("%a %d %b %H:%M", time.localtime(link[1])),
         )
+        return {"FINISHED"}
+
+
+class CLOUDRENDER_OT_show_job_page_qr(bpy.types.Operator):
+    """Show or hide this job's page link as a QR code, to open it with your phone's camera"""
+
+    bl_idname = "cloud_render.show_job_page_qr"
+    bl_label = "QR Code"
+    job_id: bpy.props.StringProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> OperatorReturn:
+        if job_view.page_link(self.job_id) is None:
+            self.report({"WARNING"}, "This job has no page yet: it is written once the machines start.")
+            return {"CANCELLED"}
+        qr_code.toggle(self.job_id)
         return {"FINISHED"}
 
 
@@ -327,6 +343,7 @@ classes = (
     CLOUDRENDER_OT_open_folder,
     CLOUDRENDER_OT_open_job_page,
     CLOUDRENDER_OT_copy_job_page_link,
+    CLOUDRENDER_OT_show_job_page_qr,
     CLOUDRENDER_OT_relaunch_missing,
     CLOUDRENDER_OT_delete_cloud_data,
     CLOUDRENDER_OT_find_orphans,

@@ -7,7 +7,7 @@ from typing import Any
 
 import bpy
 
-from ..addon import job_view, jobs_list, movie_view, panel_results, prices, submit
+from ..addon import job_view, jobs_list, movie_view, panel_results, prices, qr_code, submit
 from ..addon.settings import scene_samples, snapshot
 from ..cloud.aws.quotas import QUOTA_ERROR_CODES
 from ..cloud.cost import machine_facts
@@ -271,14 +271,21 @@ def _page_button(layout: bpy.types.UILayout, context: bpy.types.Context, job_id:
     link = job_view.page_link(job_id)
     if link is None:
         return
-    _url, until = link
+    url, until = link
     if time.time() >= until:
         text_wrap.labels(layout, context, "The job's page link has expired.", icon="URL")
         return
     row = layout.row(align=True)
     row.operator("cloud_render.open_job_page", icon="URL").job_id = job_id
     row.operator("cloud_render.copy_job_page_link", text="", icon="COPYDOWN").job_id = job_id
+    shown = qr_code.is_shown(job_id)
+    row.operator("cloud_render.show_job_page_qr", text="QR", depress=shown).job_id = job_id
     layout.label(text="Link valid until " + time.strftime("%a %d %b %H:%M", time.localtime(until)))
+    if shown:  # for the phone's camera: the code at its own size, centred
+        icon_id, scale = qr_code.icon(job_id, url)
+        row = layout.row()
+        row.alignment = "CENTER"
+        row.template_icon(icon_value=icon_id, scale=scale)
 
 
 class CLOUDRENDER_PT_job(bpy.types.Panel):
@@ -317,6 +324,9 @@ class CLOUDRENDER_PT_job(bpy.types.Panel):
             row.operator("cloud_render.answer_quote", text="Stop Here", icon="PAUSE").go = False
         if not final:
             _draw_live(layout, context, view)
+            away = job_view.away_text(view.job_id, view.state)
+            if away:  # "can I close my laptop?", answered where the job is shown
+                text_wrap.labels(layout, context, away, icon="HOME")
         elif view.frames_done:  # a job that ended with nothing to show has no result box
             _draw_result(layout, context, view)
         if view.log_tail:

@@ -104,6 +104,8 @@ FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
 # Per-frame render times: status.json carries the most recent ones only (it is rewritten every
 # few seconds and read within MAX_JSON_BYTES); done/error/interrupted.json carry all of them.
 MAX_STATUS_FRAME_SECONDS = 100
+# "Quote first": how long a machine waits for the add-on's answer (the add-on tells the artist).
+QUOTE_WAIT_S = 20 * 60.0
 MIN_FRAME_SECONDS = 0.001  # a frame that took no time is a measuring fault, not a figure
 
 # Worker states: the final ones, then every one, in the order a healthy job passes through them.

@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 IMDS_URL = os.environ.get("CLOUD_RENDER_IMDS_URL", "http://169.254.169.254").rstrip("/")
 IMDS_POLL_S = float(os.environ.get("CLOUD_RENDER_IMDS_POLL_S", "5"))
 # "Quote first": how long the machine waits for the add-on's answer, and how often it looks.
-QUOTE_WAIT_S = float(os.environ.get("CLOUD_RENDER_QUOTE_WAIT_S", str(20 * 60)))
+QUOTE_WAIT_S = float(os.environ.get("CLOUD_RENDER_QUOTE_WAIT_S", str(contract.QUOTE_WAIT_S)))
 QUOTE_POLL_S = 3.0
 
 

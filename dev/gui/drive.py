@@ -725,6 +725,22 @@ def st_watch():
     return ("again", 0.5)
 
 
+def st_qr_press():
+    """Issue 24 item 2: the job's page link as a QR code, pressed in the real panel; run.py
+    reads the screenshot with a QR reader of its own, as a phone's camera would."""
+    link = mod().addon.job_view.page_link(S["job"])
+    S["result"]["page_url"] = link[0] if link else ""
+    log("show_job_page_qr", in_props(ops().cloud_render.show_job_page_qr, job_id=S["job"]))
+    scroll(props_area())  # the code is drawn under the link's line, at the panel's foot
+    return 1.5
+
+
+def st_qr_shot():
+    shot("job_page_qr", props_area())
+    log("hide the code", in_props(ops().cloud_render.show_job_page_qr, job_id=S["job"]))
+    return 1.0
+
+
 def st_done_wide():
     scroll(props_area())
     S["wide_label"] = "job_done_wide"
@@ -1190,6 +1206,8 @@ STAGES = [
     ("job", st_render_confirm),
     ("job", st_render_started),
     ("job", st_watch),
+    ("job", st_qr_press),
+    ("job", st_qr_shot),
     ("job", st_done_wide),
     ("job", st_wide_context),
     ("job", st_wide_scroll),

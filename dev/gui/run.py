@@ -224,6 +224,39 @@ def forget_a_machine(url: str) -> None:
     )  # fmt: skip
 
 
+def read_qr(shot: Path) -> list[str]:
+    """What a QR reader (zxing-cpp, not the library that drew the code) finds in a screenshot:
+    the chroot's ImageMagick turns the PNG into a plain grey map first."""
+    import numpy as np
+    import zxingcpp
+
+    grey = WORK / "small" / (shot.stem + ".pgm")
+    grey.parent.mkdir(exist_ok=True)
+    code = in_chroot("convert", f"{INSIDE}/shots/{shot.name}", "-colorspace", "Gray", "-depth", "8",
+                     f"pgm:{INSIDE}/small/{grey.name}")  # fmt: skip
+    if code != 0 or not grey.exists():
+        return []
+    data = grey.read_bytes()
+    magic, width, height, top, rest = data.split(maxsplit=4)
+    assert magic == b"P5" and top == b"255", "an 8-bit binary grey map"
+    pixels = np.frombuffer(rest[: int(width) * int(height)], dtype=np.uint8).reshape(int(height), int(width))
+    return [found.text for found in zxingcpp.read_barcodes(pixels)]
+
+
+def qr_problems(result: dict) -> list[str]:
+    """The QR code the panel showed reads back as the job's page link."""
+    url = result.get("page_url", "")
+    if not url:
+        return ["the finished job had no page link to show as a QR code"]
+    shot = WORK / "shots" / "job_page_qr.png"
+    if not shot.exists():
+        return ["no screenshot of the QR code was taken"]
+    read = read_qr(shot)
+    if read != [url]:
+        return [f"the QR code in the panel reads {read!r}, not the job's page link"]
+    return []
+
+
 def problems(result: dict, console: str, partial: bool = False) -> list[str]:
     found = []
     if "Traceback (most recent call last)" in console:
@@ -249,7 +282,7 @@ def problems(result: dict, console: str, partial: bool = False) -> list[str]:
         found.append(f"no Image Editor shows the job's sequence: {result.get('image_editors')}")
     if result.get("image_frames") != total:
         found.append(f"the sequence holds {result.get('image_frames')} frames, not {total}")
-    return found
+    return found + qr_problems(result)
 
 
 def publish(shots: Path, partial: bool) -> None:

@@ -48,6 +48,7 @@ class Recording:
             "alert",
             "scale_y",
             "active",
+            "alignment",
         }, name
 
     def _child(self, *_args: Any, heading: str = "", **_kwargs: Any) -> Recording:
@@ -97,9 +98,13 @@ class Recording:
     def separator(self, **_kwargs: Any) -> None:
         return None
 
+    def template_icon(self, icon_value: int, scale: float = 1.0) -> None:
+        ICONS.append((icon_value, scale))
+
 
 PROPS: list[tuple[str, str]] = []  # what the last draw() put in its forms
 HALVES: list[str] = []  # the labels and buttons the last draw() put in half the width
+ICONS: list[tuple[int, float]] = []  # the icons the last draw() showed large: (icon id, scale)
 
 
 def half_room(module: Any) -> int:
@@ -114,6 +119,7 @@ def draw(cls: type, real: Any = None) -> tuple[list[str], list[str]]:
     operators: list[str] = []
     PROPS.clear()
     HALVES.clear()
+    ICONS.clear()
     layout = Recording(labels, operators)
     panel_self = Unwrap(real, layout) if real is not None else SimpleNamespace(layout=layout)
     if hasattr(cls, "poll") and real is None and not cls.poll(bpy.context):
@@ -525,3 +531,57 @@ def test_the_job_page_button_says_until_when_and_not_once_expired(module, tmp_pa
         assert not bpy.ops.cloud_render.open_job_page.poll()
     finally:
         bpy.context.preferences.system.use_online_access = True
+
+
+def test_the_job_page_link_shows_as_a_qr_code_a_phone_reads(module, tmp_path):
+    """Issue 24 item 2: the QR button shows the link as a code a phone's camera reads (decoded
+    here by zxing-cpp, a reader of its own, from the very pixels the panel draws), sharp at three
+    pixels a module, and no Image data-block is added to the artist's file."""
+    import time
+
+    import numpy as np
+    import zxingcpp
+
+    from tests.factories import job_fields
+
+    records, store = module.cloud.job.records, module.addon.pump.manager().store
+    view = module.addon.job_view.view()
+    qr_code = module.addon.qr_code
+    job_id = "20261207-000000-b0b0b1"
+    # a link signed with temporary keys: the longest there is (its session token alone is ~800)
+    url = (
+        f"https://cloud-render-x.s3.us-east-1.amazonaws.com/jobs/{job_id}/phone.html"
+        "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAEXAMPLEEXAMPLE%2F20261207%2F"
+        "us-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261207T000000Z&X-Amz-Expires=43200"
+        "&X-Amz-SignedHeaders=host&X-Amz-Security-Token="
+        + "IQoJb3JpZ2luX2VjE" * 48
+        + "&X-Amz-Signature="
+        + "0f" * 32
+    )
+    fields = job_fields(tmp_path / "out", job_id=job_id, blend_name="/x.blend", frames=[1, 2])
+    store.save(records.JobRecord(**fields, page_url=url, page_expires=time.time() + 3600))
+    view.job_id, view.state, view.message, view.log_tail = job_id, "rendering", "", ""
+    images = len(bpy.data.images)
+    _labels, operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert "cloud_render.show_job_page_qr" in operators and ICONS == []  # hidden until asked
+
+    assert bpy.ops.cloud_render.show_job_page_qr(job_id=job_id) == {"FINISHED"}
+    draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    [(icon_id, scale)] = ICONS
+    pixels = qr_code.preview_pixels(job_id)
+    assert pixels is not None
+    height, width, _ = pixels.shape
+    assert scale * 20 == height == width  # drawn at its own size: each module 3 pixels
+    assert height % qr_code.MODULE_PX == 0
+    gray = (pixels[::-1, :, 0] * 255).astype(np.uint8)  # top row first, as a camera sees it
+    [read] = zxingcpp.read_barcodes(gray)
+    assert read.text == url
+    assert len(bpy.data.images) == images  # the artist's file gains nothing
+
+    draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert [(icon_id, scale)] == ICONS  # the same preview on every redraw
+    assert bpy.ops.cloud_render.show_job_page_qr(job_id=job_id) == {"FINISHED"}  # hidden again
+    draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert ICONS == []
+    # a job with no page yet: nothing to show
+    assert bpy.ops.cloud_render.show_job_page_qr(job_id="20261207-000000-b0b0b2") == {"CANCELLED"}

@@ -329,9 +329,15 @@ def test_blender_restarted_mid_job_reattaches_to_every_machine(sim, slow_scene, 
     assert again.stage == "done", (again.message, again.action)
     # The end tells the panel what the job cost (a job that ends at its first look after a
     # restart sends no cost update: the panel read "$0.00").
-    [ended] = [e for e in events.drain(2.0, 100_000) if isinstance(e, JobEnded)]
+    seen = events.drain(2.0, 100_000)
+    [ended] = [e for e in seen if isinstance(e, JobEnded)]
     assert ended.cost_so_far == again.cost_so_far > 0
     assert sorted(again.frames_done) == list(range(1, 13))
+    # The log comes back with the job: every machine's lines, those written before Blender
+    # closed too (issue 26 item 5: after a re-attach a Batch job showed no log at all).
+    log = "\n".join(line for e in seen if isinstance(e, LogLines) for line in e.lines)
+    uploaded = {int(n) for n in re.findall(r"frame (\d+) uploaded", log)}
+    assert uploaded == set(range(1, 13)), log[-2000:]
     assert len({r["machine"] for r in runner.outputs.machine_rows()}) == 3
 
 

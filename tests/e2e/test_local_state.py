@@ -3,15 +3,19 @@ extension, the emulated account, the instance simulator rendering for real."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from pathlib import Path
+
 import bpy
 import pytest
 
 from cloud.aws.session import client
 from cloud.job.records import FINAL_STAGE_IDS
-from cloud.machine.contract import out_prefix
+from cloud.machine.contract import logs_prefix, out_prefix
 from dev import addon_harness as harness
 from tests.addon.test_panels_draw import draw
-from tests.e2e.test_addon_flow import CPU_TYPE, cloud, textured_scene, view, wait_final
+from tests.e2e.test_addon_flow import CPU_TYPE, cloud, instance_states, textured_scene, view, wait_final
 
 pytestmark = pytest.mark.slow
 __all__ = ["cloud"]  # a fixture, shared with the main flow test
@@ -144,3 +148,54 @@ def test_a_job_that_ended_while_blender_was_closed_shows_its_cost(cloud, tmp_pat
     labels, _operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
     said = module.panels.render_panel._cost(cost)
     assert any(text.endswith(f"cost {said}") for text in labels), labels
+
+
+def test_closed_mid_job_and_opened_again_every_frame_arrives_once(cloud, tmp_path):
+    """Issue 24, item 3: the panel says Blender may be closed once the machine runs; Blender is
+    closed mid-job and the file opened again: the job is followed from where it was, every frame
+    arrives, none is fetched again or rendered twice, and no second machine is started.
+
+    Blender's quit is what it does to the add-on: the job's thread stops following and nothing
+    the add-on held in Python is kept (this process stays, as a second Blender would start)."""
+    path = harness.make_scene(tmp_path / "project" / "overnight.blend", frames=6, size=200, samples=400)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    module = harness.addon()
+    manager = module.addon.pump.manager()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    job_id = view().job_id
+    harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL_STAGE_IDS, 240)
+    assert view().state not in FINAL_STAGE_IDS, view().message
+    labels, _operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+    assert "You may close Blender and this computer: the machine renders on" in " ".join(labels)
+
+    manager.stop_all()  # Blender is closed
+    harness.drain_until(lambda: not manager.is_running(job_id), 60)
+    fetched = {
+        frame: Path(file).stat().st_mtime_ns for frame, file in manager.store.load(job_id).frame_paths.items()
+    }
+    assert fetched  # what landed before Blender was closed
+    module.addon.pump._manager = None
+    module.addon.job_view.forget()
+    bpy.ops.wm.read_homefile()  # Blender started again, with its empty file
+
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert view().job_id == job_id
+    reopened_while = view().state
+    wait_final()
+    assert view().state == "done", view().message
+    record = module.addon.pump.manager().store.load(job_id)
+    assert sorted(int(frame) for frame in record.frame_paths) == [1, 2, 3, 4, 5, 6]
+    assert all(Path(file).is_file() for file in record.frame_paths.values())
+    for frame, mtime in fetched.items():  # fetched before the close: not fetched again
+        assert Path(record.frame_paths[frame]).stat().st_mtime_ns == mtime, frame
+    # The machine's own log: each frame rendered and uploaded once, by the one machine launched.
+    s3 = client(cloud.settings, "s3")
+    chunks = s3.list_objects_v2(Bucket=cloud.bucket, Prefix=logs_prefix(job_id))["Contents"]
+    log = "".join(s3.get_object(Bucket=cloud.bucket, Key=c["Key"])["Body"].read().decode() for c in chunks)
+    uploads = Counter(int(n) for n in re.findall(r"frame (\d+) uploaded", log))
+    assert uploads == Counter({frame: 1 for frame in range(1, 7)}), (reopened_while, uploads)
+    assert len(instance_states(cloud)) == 1
+    # The job log is whole again, the lines written before Blender was closed too.
+    followed = "\n".join(module.addon.job_view.log_lines(job_id))
+    assert all(f"frame {frame} uploaded" in followed for frame in range(1, 7)), followed[-2000:]
