@@ -231,6 +231,33 @@ def st_prefs_setup_shot():
     return 1.0
 
 
+def st_prefs_forget_ask():
+    """Issue 26 item 8: Forget Keys asks before it deletes (shots only: the click-through's
+    Return later must not meet this dialog)."""
+    if MODE != "shots":
+        return 0.1
+    window = next(w for w in wm().windows if w.screen.areas[0].type == "PREFERENCES")
+    subprocess.run(["xdotool", "mousemove", "450", "350"], check=False)
+    with context().temp_override(window=window, area=window.screen.areas[0]):
+        log("forget_keys INVOKE_DEFAULT", ops().cloud_render.forget_keys("INVOKE_DEFAULT"))
+    return 1.5
+
+
+def st_prefs_forget_shot():
+    if MODE != "shots":
+        return 0.1
+    shot("prefs_forget_keys_asks", box=(0, 0, 900, 700))
+    subprocess.run(["xdotool", "key", "Escape"], check=False)  # the artist keeps the keys
+    return 1.0
+
+
+def st_prefs_forget_kept():
+    if MODE == "shots":
+        S["result"]["keys_kept_after_escape"] = mod().addon.account.has_credentials()
+        log("keys kept after Escape:", S["result"]["keys_kept_after_escape"])
+    return 0.1
+
+
 def st_prefs_quota_requested():
     """The answer to a request pressed in Preferences is said there."""
     asked = not view().setup_summary.startswith("Ready") and MODE == "shots"
@@ -731,11 +758,16 @@ def st_qr_press():
     link = mod().addon.job_view.page_link(S["job"])
     S["result"]["page_url"] = link[0] if link else ""
     log("show_job_page_qr", in_props(ops().cloud_render.show_job_page_qr, job_id=S["job"]))
-    scroll(props_area())  # the code is drawn under the link's line, at the panel's foot
-    return 1.5
+    redraw_all()
+    return 1.0
 
 
 def st_qr_shot():
+    if S.get("qr_scrolled", 0) < 2:  # twice, once the code is drawn: the panel grows at its foot
+        S["qr_scrolled"] = S.get("qr_scrolled", 0) + 1
+        scroll(props_area())
+        redraw_all()
+        return ("again", 1.0)
     shot("job_page_qr", props_area())
     log("hide the code", in_props(ops().cloud_render.show_job_page_qr, job_id=S["job"]))
     return 1.0
@@ -1182,6 +1214,9 @@ STAGES = [
     ("prefs", st_prefs_connected_shot),
     ("prefs", st_prefs_setup),
     ("prefs", st_prefs_setup_shot),
+    ("prefs", st_prefs_forget_ask),
+    ("prefs", st_prefs_forget_shot),
+    ("prefs", st_prefs_forget_kept),
     ("prefs", st_prefs_quota_requested),
     ("prefs", st_prefs_batch_engine),
     ("prefs", st_prefs_detach_set_up),
