@@ -263,7 +263,7 @@ def test_addon_that_cannot_travel_stops_before_any_frame(aws, local, tarball, tm
         aws, local["scene"], tarball, tmp_path, auto_run=True, fingerprint=local["fingerprint"]
     )
     error = parse_error(job.get_json("error.json") or {}, [1])
-    assert error.kind == "environment", error
+    assert error.kind == "environment", (error, job.keys(""), job.log_text()[-4000:])
     assert "The add-on cr_tint, which the scene uses, is not on the machine." in error.cause
     assert job.frames() == {}
     report = parse_environment(job.get_json("environment.json") or {})
