@@ -83,6 +83,9 @@ class ViewState:
     device: str = ""
     seconds_per_frame: float = 0.0
     price_per_hour: float = 0.0
+    frames_downloaded: int = 0
+    downloaded_mb: float = 0.0
+    download_mb_s: float = 0.0
 
 
 class _Both:
@@ -313,6 +316,10 @@ def _on_frame(event: FrameArrived, view: Any) -> None:
     for item in jobs_list.rows(event.job_id):
         item.frames_done = event.frames_done
     view.frames_done, view.frames_total = event.frames_done, event.frames_total
+    if event.frames_downloaded:
+        view.frames_downloaded = event.frames_downloaded
+        view.downloaded_mb = event.bytes_downloaded / 1e6
+        view.download_mb_s = event.download_rate / 1e6
     show_frames(event.job_id, open_editor=False)
 
 

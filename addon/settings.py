@@ -237,6 +237,10 @@ class CloudRenderJobView(bpy.types.PropertyGroup):
     device: StringProperty(default="")  # type: ignore[valid-type]
     seconds_per_frame: FloatProperty(default=0.0)  # type: ignore[valid-type]
     price_per_hour: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    # Frames downloaded in this session, their megabytes (10^6 bytes) and the recent rate (MB/s).
+    frames_downloaded: IntProperty(default=0)  # type: ignore[valid-type]
+    downloaded_mb: FloatProperty(default=0.0)  # type: ignore[valid-type]
+    download_mb_s: FloatProperty(default=0.0)  # type: ignore[valid-type]
     account_status: StringProperty(default="")  # type: ignore[valid-type]
     jobs_status: StringProperty(default="")  # type: ignore[valid-type]  # under the Jobs list
     setup_summary: StringProperty(default="")  # type: ignore[valid-type]

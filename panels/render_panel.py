@@ -199,6 +199,20 @@ def _cost(usd: float) -> str:
     return "under $0.01" if 0 < usd < 0.005 else f"${usd:.2f}"
 
 
+def _megabytes(mb: float) -> str:
+    """41 MB, 3.2 MB, 12.3 GB: at most 8 characters, for half a row."""
+    if mb >= 1000:
+        return f"{mb / 1000:.1f} GB"
+    return f"{mb:.1f} MB" if mb < 10 else f"{mb:.0f} MB"
+
+
+def _rate(mb_s: float) -> str:
+    """12.3 MB/s, 850 KB/s: how fast frames come down, in at most 10 characters."""
+    if mb_s < 1:
+        return f"{max(mb_s * 1000, 1):.0f} KB/s"
+    return f"{mb_s:.1f} MB/s" if mb_s < 100 else f"{mb_s:.0f} MB/s"
+
+
 def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any) -> None:
     """While the job runs: progress, the frame and sample on the machine, time and cost."""
     v = view
@@ -228,6 +242,10 @@ def _draw_live(layout: bpy.types.UILayout, context: bpy.types.Context, view: Any
         grid.label(text=f"Device {v.device}")
     if v.eta_s:
         grid.label(text=f"About {max(1, round(v.eta_s / 60))} min left")
+    if v.frames_downloaded:  # nothing before the first frame came down
+        grid.label(text=f"Downloaded {_megabytes(v.downloaded_mb)}")
+        if v.download_mb_s:
+            grid.label(text=f"Download {_rate(v.download_mb_s)}")
     for index, line in enumerate(v.machines_text.splitlines()):  # many machines: one row each
         row = layout.row()
         # wrapped beside its log button ("Machine 0: render...rame (on-demand)" when cut)
@@ -257,6 +275,15 @@ def _draw_result(layout: bpy.types.UILayout, context: bpy.types.Context, view: A
         f"{v.frames_done}/{v.frames_total} frames in {_elapsed(v.job_id)}, cost {_cost(v.cost_so_far)}",
         icon="RENDER_RESULT",
     )
+    if v.frames_downloaded:
+        frames = "1 frame" if v.frames_downloaded == 1 else f"{v.frames_downloaded} frames"
+        text_wrap.labels(
+            box,
+            context,
+            f"Downloaded {frames}, {_megabytes(v.downloaded_mb)}"
+            + (f", at {_rate(v.download_mb_s)}" if v.download_mb_s else ""),
+            icon="IMPORT",
+        )
     folder = job_view.output_folder(v.job_id)
     if folder:
         text_wrap.labels(box, context, folder, icon="FILE_FOLDER")

@@ -97,12 +97,17 @@ class CostUpdate(JobEvent):
 
 @dataclass(frozen=True)
 class FrameArrived(JobEvent):
-    """A finished frame is on the artist's disk."""
+    """A finished frame is on the artist's disk; with what this session downloaded of the job's
+    frames so far (a frame already here from before a re-attach is not downloaded again) and the
+    recent download rate in bytes per second (cloud/job/download_rate.py; 0: not measured)."""
 
     frame: int
     path: str
     frames_done: int
     frames_total: int
+    frames_downloaded: int = 0
+    bytes_downloaded: int = 0
+    download_rate: float = 0.0
 
 
 @dataclass(frozen=True)

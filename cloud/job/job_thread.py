@@ -27,6 +27,7 @@ from ..errors import Cancelled, CloudError, ErrorCode, machine_failure
 from ..machine import contract
 from . import frame_history, phone_page, poll_bounds
 from .cloud_steps import CloudSteps
+from .download_rate import DownloadRate
 from .endings import INTERRUPTION_WORDS, failure_action
 from .engine import Engine
 from .engines import make_engine
@@ -93,6 +94,7 @@ class JobRunner(threading.Thread):
         self._seen_files: set[str] = set()
         self._refused: set[str] = set()  # keys the contract refused, said once each
         self._output_bytes = 0  # what the outputs taken on weigh (poll_bounds.job_output_bytes)
+        self.downloads = DownloadRate()  # the frames this thread downloaded, and how fast lately
         self.plan: dict[str, int] = {}  # frame file -> frame number, from the machines' plan.json
         self._environment_seen = False  # environment.json: said once in the job log
         self._warned_projection = False
@@ -590,27 +592,32 @@ class JobRunner(threading.Thread):
         if not wanted:
             return
 
-        def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None, str]:
+        def fetch(item: tuple[str, Path, int | None]) -> tuple[str, Path, int | None, str, float, float]:
+            """(key, dest, frame, why it was refused or "", when its download started, ended)."""
             key, dest, frame = item
             check = (lambda path: check_frame(path, self.frame_shape)) if frame is not None else None
+            start = time.monotonic()
+            refused = ""
             try:
                 self.steps.download(self.settings, rec.bucket, key, dest, object_bound, check)
             except contract.ContractError as error:  # not a frame of this job: nothing kept
-                return key, dest, frame, f"not counted as frame {frame}: {error}"
+                refused = f"not counted as frame {frame}: {error}"
             except TooLarge:  # it grew after it was listed
-                return key, dest, frame, f"over the {object_bound} bytes allowed"
+                refused = f"over the {object_bound} bytes allowed"
             except OSError as error:  # `x` and `x/y` both listed: one of them cannot be written
-                return key, dest, frame, f"it cannot be written here ({error.strerror or error})"
-            return key, dest, frame, ""
+                refused = f"it cannot be written here ({error.strerror or error})"
+            return key, dest, frame, refused, start, time.monotonic()
 
         with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="cloud-render-dl") as pool:
             for done in as_completed([pool.submit(fetch, item) for item in wanted]):
-                key, dest, frame, refused = done.result()
+                key, dest, frame, refused, start, end = done.result()
                 if refused:
                     self.refuse(key, refused)
                     continue  # (its bytes stay counted: a machine cannot retry its way past the bound)
                 seen.add(key)
                 if frame is not None:
+                    with contextlib.suppress(OSError):  # gone already: it counts for nothing
+                        self.downloads.add(start, end, dest.stat().st_size)
                     self._frame_arrived(frame, dest)
 
     def _local_path(self, relative: str) -> Path:
@@ -636,7 +643,18 @@ class JobRunner(threading.Thread):
             rec.frames_done.append(frame)
         rec.frame_paths[str(frame)] = str(dest)
         self._save()
-        self.events.post(FrameArrived(rec.job_id, frame, str(dest), len(rec.frames_done), len(rec.frames)))
+        self.events.post(
+            FrameArrived(
+                rec.job_id,
+                frame,
+                str(dest),
+                len(rec.frames_done),
+                len(rec.frames),
+                frames_downloaded=self.downloads.frames,
+                bytes_downloaded=self.downloads.total_bytes,
+                download_rate=self.downloads.rate(),
+            )
+        )
 
     def projected_total(self) -> float:
         """Cost so far plus the frames left at the measured pace (0 until a frame was timed)."""

@@ -585,3 +585,55 @@ def test_the_job_page_link_shows_as_a_qr_code_a_phone_reads(module, tmp_path):
     assert ICONS == []
     # a job with no page yet: nothing to show
     assert bpy.ops.cloud_render.show_job_page_qr(job_id="20261207-000000-b0b0b2") == {"CANCELLED"}
+
+
+def test_the_download_rate_is_shown_while_frames_come_down_and_the_total_at_the_end(module, tmp_path):
+    """Issue 25 item 4: nothing before a frame came down; then how much and how fast, each in
+    half a row whole; when the job ends, the result box says the total."""
+    from tests.images import png
+
+    room = half_room(module)
+    events = module.cloud.job.events
+    job_view = module.addon.job_view
+    view = job_view.view()
+    job_id = view.job_id = "20261125-000000-downld"
+    view.state, view.message, view.action = "rendering", "", ""
+    view.frames_total, view.frames_done = 24, 0
+    frame = tmp_path / "frame_0001.png"
+    frame.write_bytes(png(4, 4))
+    try:
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert not [text for text in labels if "Download" in text], labels
+
+        job_view.apply_event(
+            events.FrameArrived(
+                job_id,
+                1,
+                str(frame),
+                1,
+                24,
+                frames_downloaded=3,
+                bytes_downloaded=41_200_000,
+                download_rate=12_345_678.0,
+            )
+        )
+        assert view.frames_downloaded == 3 and round(view.downloaded_mb) == 41
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert "Downloaded 41 MB" in HALVES and "Download 12.3 MB/s" in HALVES, labels
+        assert all(len(text) <= room for text in HALVES), HALVES
+
+        view.downloaded_mb, view.download_mb_s = 12_345.0, 123.4  # the widest they get
+        draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert "Downloaded 12.3 GB" in HALVES and "Download 123 MB/s" in HALVES
+        assert all(len(text) <= room for text in HALVES), HALVES
+
+        view.downloaded_mb, view.download_mb_s = 41.2, 12.3
+        view.state, view.frames_done = "done", 3
+        labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert "Downloaded 3 frames, 41 MB, at 12.3 MB/s" in " ".join(labels), labels
+    finally:
+        view.job_id = view.state = ""
+        view.frames_downloaded, view.downloaded_mb, view.download_mb_s = 0, 0.0, 0.0
+        image = bpy.data.images.get(job_view.image_name(job_id))
+        if image is not None:
+            bpy.data.images.remove(image)
