@@ -200,16 +200,19 @@ def _cost(usd: float) -> str:
 
 
 def _megabytes(mb: float) -> str:
-    """41 MB, 3.2 MB, 12.3 GB: at most 8 characters, for half a row."""
+    """38 kB, 3.2 MB, 41 MB, 12.3 GB: at most 8 characters, for half a row (the machine's log
+    says kB too; 12 small frames read "0.0 MB" in the real window)."""
     if mb >= 1000:
         return f"{mb / 1000:.1f} GB"
+    if mb < 0.1:
+        return f"{max(mb * 1000, 1):.0f} kB"
     return f"{mb:.1f} MB" if mb < 10 else f"{mb:.0f} MB"
 
 
 def _rate(mb_s: float) -> str:
-    """12.3 MB/s, 850 KB/s: how fast frames come down, in at most 10 characters."""
+    """12.3 MB/s, 850 kB/s: how fast frames come down, in at most 10 characters."""
     if mb_s < 1:
-        return f"{max(mb_s * 1000, 1):.0f} KB/s"
+        return f"{max(mb_s * 1000, 1):.0f} kB/s"
     return f"{mb_s:.1f} MB/s" if mb_s < 100 else f"{mb_s:.0f} MB/s"
 
 

@@ -627,6 +627,10 @@ def test_the_download_rate_is_shown_while_frames_come_down_and_the_total_at_the_
         assert "Downloaded 12.3 GB" in HALVES and "Download 123 MB/s" in HALVES
         assert all(len(text) <= room for text in HALVES), HALVES
 
+        view.downloaded_mb, view.download_mb_s = 0.038, 0.046  # 4 small frames, seen as "0.0 MB"
+        draw(module.panels.render_panel.CLOUDRENDER_PT_job)
+        assert "Downloaded 38 kB" in HALVES and "Download 46 kB/s" in HALVES
+
         view.downloaded_mb, view.download_mb_s = 41.2, 12.3
         view.state, view.frames_done = "done", 3
         labels, _ = draw(module.panels.render_panel.CLOUDRENDER_PT_job)
