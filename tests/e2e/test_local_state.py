@@ -21,6 +21,15 @@ pytestmark = pytest.mark.slow
 __all__ = ["cloud"]  # a fixture, shared with the main flow test
 
 
+def cpu_job_started(path: Path, **scene: int) -> tuple[Path, str]:
+    """A scene saved at `path` on a CPU machine type, Render in Cloud pressed: (path, job id)."""
+    harness.make_scene(path, **scene)
+    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
+    bpy.ops.wm.save_mainfile()
+    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
+    return path, view().job_id
+
+
 def test_the_next_job_carries_no_frames_of_the_last_and_no_copy_stays_behind(cloud, tmp_path):
     textured_scene(tmp_path, frames=1)
     module = harness.addon()
@@ -77,13 +86,9 @@ def test_a_running_job_is_its_files_again_after_file_new_and_open_recent(cloud, 
     """Issue 26, item 1, from the real window: a job started, File > New, the file opened again
     from Open Recent. Its Current Job panel is back, with Cancel, and Render in Cloud asks before
     a second billing job (it started one silently while the first rendered on)."""
-    path = harness.make_scene(tmp_path / "project" / "survives.blend", frames=6, size=200, samples=400)
-    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
-    bpy.ops.wm.save_mainfile()
+    path, job_id = cpu_job_started(tmp_path / "project" / "survives.blend", frames=6, size=200, samples=400)
     addon = harness.addon().addon
     manager = addon.pump.manager()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
 
     bpy.ops.wm.read_homefile()  # File > New: Blender's view of the job is emptied
     assert (bpy.data.filepath, view().job_id) == ("", "")
@@ -117,13 +122,9 @@ def test_a_running_job_is_its_files_again_after_file_new_and_open_recent(cloud, 
 def test_a_job_that_ended_while_blender_was_closed_shows_its_cost(cloud, tmp_path):
     """The job ended while Blender was closed: opened again, the panel said "cost $0.00" (no cost
     update comes from machines already gone) although the job's record holds its cost."""
-    path = harness.make_scene(tmp_path / "project" / "away.blend", frames=2, size=32, samples=4)
-    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
-    bpy.ops.wm.save_mainfile()
+    path, job_id = cpu_job_started(tmp_path / "project" / "away.blend", frames=2, size=32, samples=4)
     module = harness.addon()
     manager = module.addon.pump.manager()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
     # The machine is started and billing: the job's record holds what it cost so far ...
     harness.drain_until(lambda: manager.store.load(job_id).cost_so_far > 0, 120)
     closed_with = manager.store.load(job_id)
@@ -157,13 +158,9 @@ def test_closed_mid_job_and_opened_again_every_frame_arrives_once(cloud, tmp_pat
 
     Blender's quit is what it does to the add-on: the job's thread stops following and nothing
     the add-on held in Python is kept (this process stays, as a second Blender would start)."""
-    path = harness.make_scene(tmp_path / "project" / "overnight.blend", frames=6, size=200, samples=400)
-    bpy.context.scene.cloud_render.instance_type = CPU_TYPE
-    bpy.ops.wm.save_mainfile()
+    path, job_id = cpu_job_started(tmp_path / "project" / "overnight.blend", frames=6, size=200, samples=400)
     module = harness.addon()
     manager = module.addon.pump.manager()
-    assert bpy.ops.cloud_render.render("EXEC_DEFAULT") == {"FINISHED"}
-    job_id = view().job_id
     harness.drain_until(lambda: view().frames_done >= 1 or view().state in FINAL_STAGE_IDS, 240)
     assert view().state not in FINAL_STAGE_IDS, view().message
     labels, _operators = draw(module.panels.render_panel.CLOUDRENDER_PT_job)

@@ -102,15 +102,15 @@ def test_old_objects_are_refreshed_so_the_lifecycle_rule_spares_them(aws, tmp_pa
     assert after["LastModified"] > before and after["ContentLength"] == 10 * KiB
 
 
-def test_cancel_from_another_thread_stops_within_a_second(aws, tmp_path):
-    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
-    files = make_files(tmp_path, {"huge.vdb": 24 * MiB, "other.png": 6 * MiB})
+def cancelled_mid_upload(aws, bucket: str, files, started_after: int, wait_s: float, **kwargs):  # type: ignore[no-untyped-def]
+    """Uploads `files` over a 4 MiB/s link in a thread, cancels once `started_after` bytes are
+    sent, and returns (what the upload raised, seconds from the cancel to its end)."""
     cancel = threading.Event()
     started = threading.Event()
     outcome: dict[str, object] = {}
 
     def progress(report: uploads.UploadProgress) -> None:
-        if report.done > MiB:
+        if report.done > started_after:
             started.set()
 
     with CountingProxy.to_url(aws.url, rate=4 * MiB) as slow_link:
@@ -118,21 +118,26 @@ def test_cancel_from_another_thread_stops_within_a_second(aws, tmp_path):
 
         def run() -> None:
             try:
-                uploads.upload_files(
-                    settings, bucket, files, progress=progress, cancel=cancel, part_size=8 * MiB
-                )
+                uploads.upload_files(settings, bucket, files, progress=progress, cancel=cancel, **kwargs)
             except BaseException as exc:
                 outcome["error"] = exc
             outcome["ended"] = time.monotonic()
 
         worker = threading.Thread(target=run)
         worker.start()
-        assert started.wait(20)
+        assert started.wait(wait_s)
         cancelled_at = time.monotonic()
         cancel.set()
         worker.join(10)
-    assert isinstance(outcome["error"], Cancelled)
-    assert float(outcome["ended"]) - cancelled_at < 1.0  # type: ignore[arg-type]
+    return outcome["error"], float(outcome["ended"]) - cancelled_at  # type: ignore[arg-type]
+
+
+def test_cancel_from_another_thread_stops_within_a_second(aws, tmp_path):
+    bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
+    files = make_files(tmp_path, {"huge.vdb": 24 * MiB, "other.png": 6 * MiB})
+    error, took = cancelled_mid_upload(aws, bucket, files, MiB, 20, part_size=8 * MiB)
+    assert isinstance(error, Cancelled)
+    assert took < 1.0
     assert cas_objects(aws.settings, bucket) == set()
     # The half-sent multipart upload was aborted too (the lifecycle rule is only the backstop).
     assert client(aws.admin, "s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
@@ -277,31 +282,8 @@ def test_a_streamed_file_that_is_not_as_hashed_leaves_nothing_in_the_bucket(aws,
 def test_cancel_stops_a_streamed_file_within_a_second(aws, tmp_path):
     bucket = bucket_setup.ensure_bucket(aws.settings, tmp_path / "buckets.json")
     files = [make_squeezable(tmp_path / "cache.vdb", 40 * MiB, "c")]
-    cancel = threading.Event()
-    started = threading.Event()
-    outcome: dict[str, object] = {}
-
-    def progress(report: uploads.UploadProgress) -> None:
-        if report.done > 0:
-            started.set()
-
-    with CountingProxy.to_url(aws.url, rate=4 * MiB) as slow_link:
-        settings = replace(aws.settings, endpoint_url=slow_link.url)
-
-        def run() -> None:
-            try:
-                uploads.upload_files(settings, bucket, files, progress=progress, cancel=cancel)
-            except BaseException as exc:
-                outcome["error"] = exc
-            outcome["ended"] = time.monotonic()
-
-        worker = threading.Thread(target=run)
-        worker.start()
-        assert started.wait(60)
-        cancelled_at = time.monotonic()
-        cancel.set()
-        worker.join(10)
-    assert isinstance(outcome["error"], Cancelled)
-    assert float(outcome["ended"]) - cancelled_at < 1.0  # type: ignore[arg-type]
+    error, took = cancelled_mid_upload(aws, bucket, files, 0, 60)
+    assert isinstance(error, Cancelled)
+    assert took < 1.0
     assert cas_objects(aws.settings, bucket) == set()
     assert client(aws.admin, "s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
