@@ -56,8 +56,10 @@ from .bucket_setup import DEFAULT_EXPIRE_DAYS
 from .error_rules import is_code, translating
 from .known_objects import KnownObjects
 from .session import AwsSettings, ClientCache, _is_loopback, client, client_config, make_session
+from .stored_listing import StoredListing, list_stored, pages_worth
 
 MiB = 1024 * 1024
+CAS_PREFIX = "cas/"  # every content-addressed object: whole files and chunks (cas/chunks/)
 # Measured against the emulated S3 on 2 cores (bench/upload.py): large parts mean few requests,
 # and a file under the part size goes in one PUT (no parts to join again on the server side).
 # s3transfer streams each part from the file as it sends it, so memory stays at a few read
@@ -333,11 +335,13 @@ def _look_up(
     first: str,
     key: Callable[[str, str], str],
     trusted: dict[str, datetime],
+    listing: StoredListing | None = None,
 ) -> tuple[str, datetime, bool] | None:
     """Whether one object is stored, in which form, written when: looked for in the form `first`,
     then in the other (an object uploaded before compression existed, or one judged otherwise);
     a form seen lately (`trusted`, from cloud/aws/known_objects.py) is taken without asking, and
-    asked first. (form, written, whether S3 was asked), or None: not there."""
+    asked first; a form the bucket's listing answers for is not asked either. (form, written,
+    whether S3 was asked), or None: not there."""
     forms = (first, _other(first))
     if key(sha, forms[1]) in trusted and key(sha, forms[0]) not in trusted:
         forms = (forms[1], forms[0])
@@ -345,6 +349,11 @@ def _look_up(
         stored = key(sha, form)
         if stored in trusted:
             return form, trusted[stored], False
+        if listing is not None and listing.answers(stored):
+            listed = listing.when(stored)
+            if listed is not None:
+                return form, listed, True
+            continue
         when = _head(s3, bucket, stored)
         if when is not None:
             return form, when, True
@@ -352,11 +361,19 @@ def _look_up(
 
 
 def _look_up_file(
-    s3: Any, bucket: str, sha: str, path: str, trusted: dict[str, datetime]
+    s3: Any,
+    bucket: str,
+    sha: str,
+    path: str,
+    trusted: dict[str, datetime],
+    listing: StoredListing | None = None,
 ) -> tuple[str, datetime, bool] | None:
     """`_look_up` for a whole file, its first form guessed from its first bytes (the sample that
-    decides how a file is sent is taken only for the files sent)."""
-    return _look_up(s3, bucket, sha, compression.likely_form(path), cas_key, trusted)
+    decides how a file is sent is taken only for the files sent; with a listing that answers for
+    both forms, no guess is needed)."""
+    both = listing is not None and all(listing.answers(cas_key(sha, f)) for f in ("", compression.ZLIB))
+    first = compression.ZLIB if both else compression.likely_form(path)
+    return _look_up(s3, bucket, sha, first, cas_key, trusted, listing)
 
 
 class _DropBody(BaseSubscriber):
@@ -475,12 +492,21 @@ def upload_files(
                 steps[heads.submit(refresh_object, s3, bucket, sha, key, form)] = ("refresh", key(sha, form))
 
         try:
+            # Many objects to ask about (a first submission): one listing of the bucket's cas/
+            # answers for most or all of them in a request or a few, instead of a HEAD each.
+            asks = sum(cas_key(sha) not in trusted for sha in wanted)
+            asks += sum(chunk_key(sha) not in trusted for sha in pieces)
+            pages = pages_worth(2 * asks)
+            listing = list_stored(s3, bucket, CAS_PREFIX, pages) if pages else None
             # Largest first: the long uploads start early and the small ones fill the gaps.
             for sha, (path, _size) in sorted(wanted.items(), key=lambda item: -item[1][1]):
-                steps[heads.submit(_look_up_file, s3, bucket, sha, path, trusted)] = ("file", sha)
+                look = heads.submit(_look_up_file, s3, bucket, sha, path, trusted, listing)
+                steps[look] = ("file", sha)
             # A chunk of a plain .blend mostly compresses, so its compressed form is asked first.
             for sha, _piece in sorted(pieces.items(), key=lambda item: (str(item[1].path), item[1].offset)):
-                look = chunk_heads.submit(_look_up, s3, bucket, sha, compression.ZLIB, chunk_key, trusted)
+                look = chunk_heads.submit(
+                    _look_up, s3, bucket, sha, compression.ZLIB, chunk_key, trusted, listing
+                )
                 steps[look] = ("chunk", sha)
             transfers = dict(futures)
             while True:
