@@ -129,8 +129,13 @@ def save_job_page(module, settings, record) -> None:  # type: ignore[no-untyped-
 
     status = document("status.json")
     ends = {name: document(name + ".json") for name in phone_page.END_DOCUMENTS}
+    # The latest frame, small, as the machine wrote it (the live page fetches it the same way).
+    preview = storage.get_bytes(
+        settings, record.bucket, contract.preview_key(record.job_id), contract.MAX_PREVIEW_BYTES
+    )
+    assert preview and preview[:3] == b"\xff\xd8\xff", "the machine wrote no preview for the job's page"
     html = phone_page.snapshot_page(
-        record, [status] if status else [], {k: v for k, v in ends.items() if v}, time.time()
+        record, [status] if status else [], {k: v for k, v in ends.items() if v}, time.time(), preview
     )
     (OUT / "job_page.html").write_text(html)
 

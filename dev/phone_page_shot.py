@@ -1,7 +1,7 @@
 """A screenshot of the job's page for a phone (cloud/job/phone_page.py), as a phone opens it.
 
 The page is written to a bucket of the emulated account (moto behind the strict layer), with a
-machine's status.json halfway through the job, and opened through its presigned link by
+machine's status.json halfway through the job and its latest frame, small, and opened through its presigned link by
 headless Chromium at a phone's size (390 x 844): the page fetches the status from the bucket
 as it would from S3. Needs `chromium` (Debian's package); nothing in the test suite does.
 
@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +30,27 @@ from cloud.job import phone_page  # noqa: E402
 from cloud.job.records import JobRecord  # noqa: E402
 from cloud.machine import contract  # noqa: E402
 from dev.aws_emulator import endpoint_variables, moto_server  # noqa: E402
+
+
+def latest_frame(folder: Path) -> bytes:
+    """A frame as a machine's Blender leaves it for the page: rendered here with the venv's bpy
+    (Blender's default scene, Cycles, a few samples) and saved as a JPEG of the preview's size."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    scene: Any = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 16
+    scene.cycles.device = "CPU"
+    scene.render.resolution_x, scene.render.resolution_y = (
+        contract.PREVIEW_SIDE,
+        contract.PREVIEW_SIDE * 9 // 16,
+    )
+    scene.render.resolution_percentage = 100
+    scene.render.image_settings.file_format = "JPEG"
+    scene.render.filepath = str(folder / "preview.jpg")
+    bpy.ops.render.render(write_still=True)
+    return (folder / "preview.jpg").read_bytes()
 
 
 def main() -> int:
@@ -74,6 +96,9 @@ def main() -> int:
             Key=contract.out_prefix(record.job_id) + "status.json",
             Body=json.dumps(status).encode(),
             ContentType="application/json",
+        )
+        client(settings, "s3").put_object(
+            Bucket=bucket, Key=contract.preview_key(record.job_id), Body=latest_frame(Path(tmp))
         )
         link = phone_page.write_page(settings, record)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 
-def presign_get(s3: Any, bucket: str, key: str, expires_s: int) -> str:
-    return str(
-        s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
-    )
+def presign_get(s3: Any, bucket: str, key: str, expires_s: int, content_type: str = "") -> str:
+    """A GET of one object; with `content_type`, S3 answers with that type whatever the object was
+    stored as (ResponseContentType, signed into the link: a machine-written body served as an
+    image is only ever an image)."""
+    params = {"Bucket": bucket, "Key": key}
+    if content_type:
+        params["ResponseContentType"] = content_type
+    return str(s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s))
 
 
 def presign_list(s3: Any, bucket: str, prefix: str, expires_s: int) -> str:

@@ -112,9 +112,9 @@ def presign_client(settings: AwsSettings) -> Any:
     )
 
 
-def get_link(settings: AwsSettings, bucket: str, key: str, expires_s: int) -> str:
+def get_link(settings: AwsSettings, bucket: str, key: str, expires_s: int, content_type: str = "") -> str:
     """A presigned GET of one object (the job spec, a worker script, the quote's go-ahead)."""
-    return presign_get(client(settings, "s3"), bucket, key, expires_s)
+    return presign_get(client(settings, "s3"), bucket, key, expires_s, content_type)
 
 
 def put_links(settings: AwsSettings, bucket: str, keys: Mapping[str, str], expires_s: int) -> dict[str, str]:

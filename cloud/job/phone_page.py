@@ -36,6 +36,7 @@ CONTENT_TYPE = "text/html; charset=utf-8"
 MAX_MACHINE_LINKS = 64  # many machines: the first 64 machines' own statuses (the page stays small)
 MIN_LIFETIME_S = 60
 END_DOCUMENTS = ("done", "error", "interrupted")
+PREVIEW_TYPE = "image/jpeg"
 
 # Links signed with temporary credentials carry their session token: such a link is kept for
 # this session only (here), never in the job record on disk (DESIGN rule 6).
@@ -104,12 +105,14 @@ def render(data: dict[str, Any]) -> str:
     """The page: the template with the job's data, its CSP naming the inline script and style
     by hash and the bucket's origin (of the links) as the only place it may fetch from."""
     links = data["links"]
-    urls = [links["status"], *links["machines"], *links["end"].values()]
+    urls = [links["status"], *links["machines"], *links["end"].values(), links.get("preview", "")]
     origins = sorted({origin_of(u) for u in urls if u}) or ["'none'"]  # a saved copy fetches nothing
+    # The latest frame is fetched like the JSON (connect-src), checked, and shown from a blob:
+    # the page never points an <img> at the bucket, so nothing loads from anywhere without the script.
     csp = (
         "default-src 'none'; "
         f"script-src {_hash(SCRIPT)}; style-src {_hash(STYLE)}; "
-        f"connect-src {' '.join(origins)}; img-src 'none'; "
+        f"connect-src {' '.join(origins)}; img-src blob:; "
         "base-uri 'none'; form-action 'none'"
     )
     return (
@@ -143,6 +146,8 @@ def write_page(settings: AwsSettings, record: JobRecord, now: float | None = Non
             for i in range(min(machines, MAX_MACHINE_LINKS))
         ],
         "end": {name: link(out + name + ".json") for name in END_DOCUMENTS} if one_machine else {},
+        # Whichever machine rendered the latest frame wrote it: one name for the whole job.
+        "preview": storage.get_link(settings, bucket, contract.preview_key(job_id), lifetime, PREVIEW_TYPE),
     }
     html = render(page_data(record, links, expires_at))
     storage.put_text(settings, bucket, page_key(job_id), html, content_type=CONTENT_TYPE)
@@ -150,13 +155,19 @@ def write_page(settings: AwsSettings, record: JobRecord, now: float | None = Non
 
 
 def snapshot_page(
-    record: JobRecord, statuses: list[dict[str, Any]], end: dict[str, dict[str, Any]], saved_at: float
+    record: JobRecord,
+    statuses: list[dict[str, Any]],
+    end: dict[str, dict[str, Any]],
+    saved_at: float,
+    preview: bytes = b"",
 ) -> str:
-    """A copy of the page that fetches nothing: the machines' documents as they were at
-    `saved_at` ride in its data (the demo leaves one in demo-output/), read by the same
-    validating script as the live ones."""
-    data = page_data(record, {"status": "", "machines": [], "end": {}}, 0.0)
+    """A copy of the page that fetches nothing: the machines' documents (and the latest frame,
+    small) as they were at `saved_at` ride in its data (the demo leaves one in demo-output/),
+    read by the same validating script as the live ones."""
+    data = page_data(record, {"status": "", "machines": [], "end": {}, "preview": ""}, 0.0)
     data["snapshot"] = {"statuses": statuses, "end": end, "saved_at": saved_at}
+    if preview and len(preview) <= contract.MAX_PREVIEW_BYTES:
+        data["snapshot"]["preview"] = base64.b64encode(preview).decode()
     return render(data)
 
 
@@ -177,13 +188,14 @@ h1{font-size:1.2rem;margin:.2rem 0 .1rem;overflow-wrap:anywhere}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.45rem 1rem;margin:0}
 dt{color:var(--dim)}dd{margin:0;text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
 .note{color:var(--dim);font-size:.8rem;margin:.6rem 0 0}
+#preview{display:block;width:100%;height:auto;border-radius:8px;background:var(--bar)}
 """
 
-SCRIPT = r"""
+_SCRIPT = r"""
 "use strict";
 (function () {
   var D = JSON.parse(document.getElementById("job").textContent);
-  var POLL_MS = 15000, STALE_S = 180;
+  var POLL_MS = 15000, STALE_S = 180, MAX_PREVIEW = @MAX_PREVIEW@;
   var FINAL = {done: 1, failed: 1, interrupted: 1, capped: 1, cancelled: 1};
   var WORDS = {booting: "Starting the machine", installing: "Installing Blender",
     downloading: "Downloading the scene", rendering: "Rendering", uploading: "Uploading frames",
@@ -277,8 +289,34 @@ SCRIPT = r"""
     say("updated", beat ? "Machine last heard " + when(beat) + "." : "");
     return state in FINAL;
   }
+  // The latest frame, small: bytes from a machine, shown only if they are a JPEG of bounded size,
+  // as an image typed by the page itself (never markup), from a blob: URL.
+  var shown = "";
+  function picture(bytes) {
+    if (!bytes || bytes.length < 4 || bytes.length > MAX_PREVIEW) return;
+    if (bytes[0] !== 0xff || bytes[1] !== 0xd8 || bytes[2] !== 0xff) return;
+    var img = $("preview");
+    if (shown) URL.revokeObjectURL(shown);
+    shown = URL.createObjectURL(new Blob([bytes], {type: "image/jpeg"}));
+    img.src = shown;
+    $("latest").hidden = false;
+  }
+  function fetchPicture(url) {
+    if (typeof url !== "string" || !url) return;
+    fetch(url, {cache: "no-store", credentials: "omit", redirect: "error"}).then(function (r) {
+      if (!r.ok) return null;
+      return r.arrayBuffer().then(function (buf) { picture(new Uint8Array(buf)); });
+    }, function () { return null; });
+  }
   function poll() {
     if (snap) {
+      if (typeof snap.preview === "string" && snap.preview.length <= MAX_PREVIEW * 4 / 3 + 4) {
+        try {
+          var raw = atob(snap.preview), bytes = new Uint8Array(raw.length);
+          for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+          picture(bytes);
+        } catch (e) { /* not base64: no picture */ }
+      }
       var ends = plain(snap.end) || {};
       show({statuses: Array.isArray(snap.statuses) ? snap.statuses.slice(0, 10000).map(plain) : [],
         end: {done: plain(ends.done), error: plain(ends.error), interrupted: plain(ends.interrupted)}});
@@ -289,12 +327,16 @@ SCRIPT = r"""
     Promise.all(urls.map(get).concat(names.map(function (n) { return get(end[n]); }))).then(function (got) {
       var docs = {statuses: got.slice(0, urls.length), end: {}};
       names.forEach(function (n, i) { docs.end[n] = got[urls.length + i]; });
-      if (!show(docs) && Date.now() / 1000 < (num(D.expires_at, 0, 1e11) || 0)) setTimeout(poll, POLL_MS);
+      var ended = show(docs);
+      fetchPicture(L.preview);
+      if (!ended && Date.now() / 1000 < (num(D.expires_at, 0, 1e11) || 0)) setTimeout(poll, POLL_MS);
     });
   }
   poll();
 })();
 """
+
+SCRIPT = _SCRIPT.replace("@MAX_PREVIEW@", str(contract.MAX_PREVIEW_BYTES))
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
@@ -322,6 +364,10 @@ TEMPLATE = """<!DOCTYPE html>
 </dl>
 <p class="note">The cost is an estimate: machines \u00d7 price per hour \u00d7 time since launch, \
 capped at the job's limit. Your AWS bill is the exact figure.</p>
+</section>
+<section class="card" id="latest" hidden>
+<img id="preview" alt="The latest frame">
+<p class="note">The latest frame, small.</p>
 </section>
 <p class="note" id="updated"></p>
 <p class="note" id="expires"></p>

@@ -104,6 +104,12 @@ FRAME_MIN, FRAME_MAX = -1048574, 1048574  # Blender's MINAFRAME / MAXFRAME
 # Per-frame render times: status.json carries the most recent ones only (it is rewritten every
 # few seconds and read within MAX_JSON_BYTES); done/error/interrupted.json carry all of them.
 MAX_STATUS_FRAME_SECONDS = 100
+# The latest frame, small, for the job's phone page: a JPEG of at most PREVIEW_SIDE pixels on its
+# long side, written by Blender on the machine after each frame under one fixed name (so the page's
+# link can be signed at submit). The page refuses a larger body.
+PREVIEW_NAME = "preview.jpg"
+PREVIEW_SIDE = 480
+MAX_PREVIEW_BYTES = 512 * 1024
 # "Quote first": how long a machine waits for the add-on's answer (the add-on tells the artist).
 QUOTE_WAIT_S = 20 * 60.0
 MIN_FRAME_SECONDS = 0.001  # a frame that took no time is a measuring fault, not a figure
@@ -149,6 +155,10 @@ def job_prefix(job_id: str) -> str:
 
 def out_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/out/"
+
+
+def preview_key(job_id: str) -> str:
+    return f"jobs/{job_id}/out/{PREVIEW_NAME}"
 
 
 def frames_prefix(job_id: str) -> str:

@@ -204,6 +204,34 @@ def frames_to_render(plan: list[dict[str, Any]], cfg: dict) -> Any:
             yield item
 
 
+def write_preview(scene: Any, frame: int, cfg: dict) -> None:
+    """The frame just rendered, small, as a JPEG at cfg["preview_path"] (the job's phone page
+    shows it): at most cfg["preview_side"] pixels on its long side. Never fails the render: a
+    frame that cannot be read back (a movie's, a format Blender cannot load) has no preview."""
+    target, side = cfg.get("preview_path"), int(cfg.get("preview_side") or 0)
+    path = scene.render.frame_path(frame=frame)
+    if not target or side <= 0 or not os.path.isfile(path):
+        return
+    image = None
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+        width, height = int(image.size[0]), int(image.size[1])  # type: ignore[index]
+        if width <= 0 or height <= 0:
+            return
+        scale = min(1.0, side / max(width, height))
+        image.scale(max(1, round(width * scale)), max(1, round(height * scale)))
+        image.file_format = "JPEG"
+        partial = target + ".part.jpg"
+        image.save(filepath=partial, quality=75)
+        os.replace(partial, target)
+        emit("preview", frame=frame, path=target)
+    except (RuntimeError, OSError) as exc:
+        print(f"no preview of frame {frame}: {exc}", flush=True)
+    finally:
+        if image is not None:
+            bpy.data.images.remove(image)
+
+
 def main() -> None:
     cfg = json.load(open(sys.argv[sys.argv.index("--") + 1]))  # noqa: SIM115
     scene: Any = bpy.context.scene
@@ -269,6 +297,7 @@ def main() -> None:
         started = time.monotonic()
         bpy.ops.render.render(animation=True, scene=scene.name)
         emit("frame_done", frame=frame, seconds=round(time.monotonic() - started, 3))
+        write_preview(scene, frame, cfg)
     emit("finished")
 
 

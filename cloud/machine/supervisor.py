@@ -320,6 +320,8 @@ class Supervisor:
                 frame_seconds=self.measured_seconds(contract.MAX_STATUS_FRAME_SECONDS),
                 soon=True,  # written beside the frame's upload: the add-on reads it with the frame
             )
+        elif kind == "preview":
+            self.uploads.put(("preview", str(event.get("path", ""))))
         elif kind == "environment":
             self.report_environment(event)
         elif kind == "movie":
@@ -370,6 +372,9 @@ class Supervisor:
                 if item is None:
                     return
                 area, path = item
+                if area == "preview":
+                    self.upload_preview(path)
+                    continue
                 root = self.frames_dir if area == "frames" else self.files_dir
                 relative = os.path.relpath(path, root).replace(os.sep, "/")
                 with open(path, "rb") as handle:
@@ -395,6 +400,19 @@ class Supervisor:
             finally:
                 self.uploads.task_done()
 
+    def upload_preview(self, path: str) -> None:
+        """The latest frame, small (render_frames.write_preview), under its fixed name: queued
+        behind the frame it shows, once, no retries (the next frame brings a new one)."""
+        if os.path.abspath(path) != os.path.join(self.work, contract.PREVIEW_NAME):
+            return
+        try:
+            with open(path, "rb") as handle:
+                body = handle.read(contract.MAX_PREVIEW_BYTES + 1)
+            if len(body) <= contract.MAX_PREVIEW_BYTES:
+                self.poster.put(contract.PREVIEW_NAME, body, timeout=30)
+        except (OSError, http.client.HTTPException) as exc:
+            self.log.say(f"the page's preview was not uploaded: {exc}")
+
     def render(self, command: list[str], frames: list[int]) -> int:
         """Run Blender on `frames`, in that order; returns its exit status (negative: killed by a signal)."""
         config = {
@@ -406,6 +424,8 @@ class Supervisor:
             "movie_frames_format": self.spec.get("movie_frames_format"),
             "frames_dir": self.frames_dir,
             "files_dir": self.files_dir,
+            "preview_path": os.path.join(self.work, contract.PREVIEW_NAME),
+            "preview_side": contract.PREVIEW_SIDE,
             "existing": self.existing_frames(),
             "existing_frames": self.marked_frames(),
             "addons": self.spec.get("addons") or [],

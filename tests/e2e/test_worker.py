@@ -122,6 +122,20 @@ bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "scene.blend"), relative_
 )
 
 
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a baseline or progressive JPEG's frame header (SOF0-SOF2)."""
+    assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9", "not a whole JPEG"
+    pos = 2
+    while pos + 9 < len(data):
+        assert data[pos] == 0xFF, f"no marker at {pos}"
+        marker, (length,) = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        pos += 2 + length
+    raise AssertionError("no frame header")
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height of a PNG after checking every chunk's CRC and inflating the image data."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
@@ -349,6 +363,9 @@ def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
     assert [k.rsplit("/", 1)[-1] for k in passes] == [f"pass_Image{f:04d}.png" for f in FRAMES]
     assert all("/files/File Output/passes/" in k for k in passes)
     assert png_size(job.get(passes[0][len(out_prefix(job.job_id)) :]) or b"") == (SIZE, SIZE)
+    # The latest frame, small, for the job's phone page: a JPEG Blender wrote after each frame.
+    preview = job.get(contract.PREVIEW_NAME) or b""
+    assert jpeg_size(preview) == (SIZE, SIZE) and len(preview) <= contract.MAX_PREVIEW_BYTES
 
     # Status: states in the documented order, rewritten with an increasing sequence number.
     states = [s["state"] for s in seen]
@@ -417,6 +434,7 @@ def test_other_blender_releases(aws, tmp_path, venv):
     passes = job.keys(out_prefix(job.job_id) + "files/")
     assert [k.rsplit("/", 1)[-1] for k in passes] == [f"pass_Image{f:04d}.png" for f in FRAMES]
     assert "Sample 4/4" in job.log_text() and seen[-1]["state"] == "done"
+    assert jpeg_size(job.get(contract.PREVIEW_NAME) or b"") == (SIZE, SIZE)  # the page's preview
 
 
 def test_relaunch_renders_only_missing_frames(aws, scene, tarball, tmp_path):

@@ -43,8 +43,10 @@ def shown_by_page(tmp_path: Path, data: str, documents: dict[str, str]) -> dict[
     machine documents the fake fetch answers with: what each element shows."""
     script = tmp_path / "dom.js"
     script.write_text(NODE_DOM)
+    answers = tmp_path / "documents.json"  # a file: a large body would not fit in an argument
+    answers.write_text(json.dumps(documents))
     ran = subprocess.run(
-        [node(), str(script), data, json.dumps(documents)],
+        [node(), str(script), data, str(answers)],
         input=phone_page.SCRIPT,
         capture_output=True,
         text=True,
@@ -162,7 +164,7 @@ def test_hostile_text_never_becomes_markup(aws, bucket):
     html = requests.get(link.url, timeout=30).text
     # the artist's text is data, JSON-escaped: it closes no block, opens no tag, no raw U+202E
     assert html.count("</script>") == 2 and html.count("<script") == 2
-    assert "<img" not in html
+    assert html.count("<img") == 1 and '<img id="preview" alt="The latest frame">' in html  # no src
     assert "\u202e" not in html and "<!--" not in html
     assert embedded(html)["scene"] == HOSTILE
     # machine text is read at run time only, and the script puts text on the page as text
@@ -177,6 +179,9 @@ def test_hostile_text_never_becomes_markup(aws, bucket):
     ):
         assert sink not in phone_page.SCRIPT
     assert "textContent" in phone_page.SCRIPT
+    # the one image source the script sets is a blob it typed itself from checked bytes
+    assert re.findall(r"\.src\s*=\s*([\w.]+)", phone_page.SCRIPT) == ["shown"]
+    assert 'shown = URL.createObjectURL(new Blob([bytes], {type: "image/jpeg"}))' in phone_page.SCRIPT
 
 
 def test_the_page_loads_nothing_from_elsewhere(aws, bucket):
@@ -184,7 +189,7 @@ def test_the_page_loads_nothing_from_elsewhere(aws, bucket):
     html = requests.get(link.url, timeout=30).text
     origin = phone_page.origin_of(link.url)
     data = embedded(html)
-    urls = [data["links"]["status"], *data["links"]["end"].values()]
+    urls = [data["links"]["status"], *data["links"]["end"].values(), data["links"]["preview"]]
     assert {phone_page.origin_of(u) for u in urls} == {origin}
     outside = [u for u in re.findall(r"https?://[^\s\"'<>\\]+", html) if not u.startswith(origin)]
     assert outside == []  # the links themselves are JSON-escaped (\u0026), inside the data block
@@ -192,7 +197,7 @@ def test_the_page_loads_nothing_from_elsewhere(aws, bucket):
     assert csp
     rules = dict(part.strip().split(" ", 1) for part in csp.group(1).split(";"))
     assert rules["default-src"] == "'none'" and rules["connect-src"] == origin
-    assert rules["img-src"] == "'none'" and rules["form-action"] == "'none'"
+    assert rules["img-src"] == "blob:" and rules["form-action"] == "'none'"  # the preview, see below
     scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
     styles = re.findall(r"<style>(.*?)</style>", html, re.S)
     assert len(scripts) == 1 and len(styles) == 1
@@ -210,20 +215,28 @@ def test_embedded_json_cannot_close_its_block():
 
 NODE_DOM = r"""
 const fs = require("fs");
-const [script, data, docs] = [fs.readFileSync(0, "utf8"), process.argv[2], JSON.parse(process.argv[3])];
+const [script, data, docs] = [fs.readFileSync(0, "utf8"), process.argv[2], JSON.parse(fs.readFileSync(process.argv[3], "utf8"))];
 const els = {};
 const el = (id) => els[id] || (els[id] = {id, textContent: "", className: "", style: {}});
 el("job").textContent = data;
 global.document = {getElementById: el};
+const bytes = (s) => Uint8Array.from(Buffer.from(s, "latin1")).buffer;  // a document's bytes, latin1
 global.fetch = (url) => Promise.resolve(url in docs
-  ? {ok: true, text: () => Promise.resolve(docs[url])} : {ok: false, text: () => Promise.resolve("")});
+  ? {ok: true, text: () => Promise.resolve(docs[url]), arrayBuffer: () => Promise.resolve(bytes(docs[url]))}
+  : {ok: false, text: () => Promise.resolve(""), arrayBuffer: () => Promise.resolve(new ArrayBuffer(0))});
 global.setTimeout = () => 0;
+const blobs = {};
+global.URL = {createObjectURL: (blob) => { const u = "blob:page/" + Object.keys(blobs).length; blobs[u] = blob; return u; },
+  revokeObjectURL: (u) => { delete blobs[u]; }};
 new Function(script)();
-setImmediate(() => setImmediate(() => {
+setTimeout(() => 0);
+setImmediate(() => setImmediate(() => setImmediate(() => setImmediate(() => {
   const out = {};
-  for (const k in els) if (k !== "job") out[k] = {text: els[k].textContent, cls: els[k].className, w: els[k].style.width};
+  for (const k in els) if (k !== "job") out[k] = {text: els[k].textContent, cls: els[k].className, w: els[k].style.width,
+    hidden: els[k].hidden, src: els[k].src || "", type: els[k].src && blobs[els[k].src] ? blobs[els[k].src].type : "",
+    size: els[k].src && blobs[els[k].src] ? blobs[els[k].src].size : 0};
   console.log(JSON.stringify(out));
-}));
+}))));
 """
 
 
@@ -312,7 +325,7 @@ def test_a_saved_copy_fetches_nothing_and_shows_the_documents_it_carries(tmp_pat
         "heartbeat_epoch": saved - 60,
     }
     html = phone_page.snapshot_page(rec, [status], {"done": done}, saved)
-    assert "<img" not in html and "\u202e" not in html and html.count("</script>") == 2
+    assert html.count("<img") == 1 and "\u202e" not in html and html.count("</script>") == 2
     assert "connect-src 'none'" in html
     data = embedded(html)
     assert data["snapshot"]["statuses"][0]["message"] == HOSTILE
@@ -320,3 +333,46 @@ def test_a_saved_copy_fetches_nothing_and_shows_the_documents_it_carries(tmp_pat
     assert shown["state"]["text"] == "Done" and shown["frames"]["text"] == "24 of 24"
     assert shown["cost"]["text"] == "about $0.99 of $12.00"  # until the last heartbeat: 1 h 59 min at $0.50/h
     assert shown["expires"]["text"].startswith("A saved copy")
+
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"  # a JPEG's first and last bytes
+
+
+def test_the_latest_frame_shows_only_as_a_jpeg_of_bounded_size_the_page_types_itself(tmp_path: Path):
+    now = time.time()
+    links = {"status": "s", "machines": [], "end": {}, "preview": "p"}
+    rec = record("cloud-render-x", launched_at=now - 60)
+    data = phone_page.embed_json(phone_page.page_data(rec, links, now + 3600))
+    status = json.dumps({"state": "rendering", "frames_done": [1], "heartbeat_epoch": now})
+
+    shown = shown_by_page(tmp_path, data, {"s": status, "p": JPEG.decode("latin1")})
+    assert shown["latest"]["hidden"] is False
+    assert shown["preview"]["src"].startswith("blob:") and shown["preview"]["type"] == "image/jpeg"
+    assert shown["preview"]["size"] == len(JPEG)
+
+    markup = b"<html><script>alert(1)</script></html>"  # a machine that writes markup there
+    too_big = JPEG + b"\0" * contract.MAX_PREVIEW_BYTES
+    for body in (markup, too_big, b""):
+        shown = shown_by_page(tmp_path, data, {"s": status, "p": body.decode("latin1")})
+        assert not shown.get("preview", {}).get("src") and shown.get("latest", {}).get("hidden") is not False
+    shown = shown_by_page(tmp_path, data, {"s": status})  # none yet (no frame rendered): a 404
+    assert not shown.get("preview", {}).get("src")
+
+
+def test_the_latest_frame_link_is_signed_to_answer_as_an_image(aws, bucket):
+    link = phone_page.write_page(aws.settings, record(bucket, job_id="job-phone-6"))
+    preview = embedded(requests.get(link.url, timeout=30).text)["links"]["preview"]
+    assert "jobs/job-phone-6/out/preview.jpg" in preview and "response-content-type=image%2Fjpeg" in preview
+    # whatever a machine stored there and however it typed it, S3 answers it as a JPEG
+    client(aws.admin, "s3").put_object(
+        Bucket=bucket, Key="jobs/job-phone-6/out/preview.jpg", Body=b"<b>hi</b>", ContentType="text/html"
+    )
+    answer = requests.get(preview, timeout=30)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/jpeg"
+
+
+def test_a_saved_copy_carries_the_latest_frame(tmp_path: Path):
+    rec = record("cloud-render-x", launched_at=time.time() - 60)
+    html = phone_page.snapshot_page(rec, [{"state": "done", "frames_done": [1]}], {}, time.time(), JPEG)
+    shown = shown_by_page(tmp_path, phone_page.embed_json(embedded(html)), {})
+    assert shown["latest"]["hidden"] is False and shown["preview"]["size"] == len(JPEG)
