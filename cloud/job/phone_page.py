@@ -105,7 +105,13 @@ def render(data: dict[str, Any]) -> str:
     """The page: the template with the job's data, its CSP naming the inline script and style
     by hash and the bucket's origin (of the links) as the only place it may fetch from."""
     links = data["links"]
-    urls = [links["status"], *links["machines"], *links["end"].values(), links.get("preview", "")]
+    urls = [
+        links["status"],
+        *links["machines"],
+        *links["end"].values(),
+        links.get("preview", ""),
+        links.get("quote", ""),
+    ]
     origins = sorted({origin_of(u) for u in urls if u}) or ["'none'"]  # a saved copy fetches nothing
     # The latest frame is fetched like the JSON (connect-src), checked, and shown from a blob:
     # the page never points an <img> at the bucket, so nothing loads from anywhere without the script.
@@ -146,6 +152,8 @@ def write_page(settings: AwsSettings, record: JobRecord, now: float | None = Non
             for i in range(min(machines, MAX_MACHINE_LINKS))
         ],
         "end": {name: link(out + name + ".json") for name in END_DOCUMENTS} if one_machine else {},
+        # Quote First: the scout frames' measure, while the machine waits for the artist's answer.
+        "quote": link(out + "quote.json") if one_machine and record.quote_first else "",
         # Whichever machine rendered the latest frame wrote it: one name for the whole job.
         "preview": storage.get_link(settings, bucket, contract.preview_key(job_id), lifetime, PREVIEW_TYPE),
     }
@@ -195,7 +203,7 @@ _SCRIPT = r"""
 "use strict";
 (function () {
   var D = JSON.parse(document.getElementById("job").textContent);
-  var POLL_MS = 15000, STALE_S = 180, MAX_PREVIEW = @MAX_PREVIEW@;
+  var POLL_MS = 15000, STALE_S = 180, MAX_PREVIEW = @MAX_PREVIEW@, QUOTE_WAIT_S = @QUOTE_WAIT_S@;
   var FINAL = {done: 1, failed: 1, interrupted: 1, capped: 1, cancelled: 1};
   var WORDS = {booting: "Starting the machine", installing: "Installing Blender",
     downloading: "Downloading the scene", rendering: "Rendering", uploading: "Uploading frames",
@@ -275,7 +283,16 @@ _SCRIPT = r"""
     var stale = state && !(state in FINAL) && beat && now - beat > STALE_S;
     var el = $("state");
     el.className = "state " + (stale ? "stale" : state);
-    say("state", !state ? "Waiting for the machine" : stale ? "No word from the machine" : WORDS[state]);
+    var q = state === "quoting" ? plain(docs.quote) : null, qs = q ? num(q.seconds_per_frame, 0, 315360000) : null;
+    var qleft = q && Array.isArray(q.frames_left) ? Math.min(q.frames_left.length, total) : null;
+    if (qs !== null && qleft !== null) {  // measured: the machine waits for Go On or Stop
+      var rest = qleft * qs / 3600 * price * machines;
+      msg = "The scout frames took about " + span(qs) + " each: the other " + qleft + " frames would cost about " +
+        money(rest) + ". Answer Go On or Stop in Blender; the machine waits up to " + span(QUOTE_WAIT_S) +
+        ", then stops.";
+    }
+    say("state", !state ? "Waiting for the machine" : stale ? "No word from the machine"
+      : qs !== null && qleft !== null ? "Waiting for your answer" : WORDS[state]);
     say("msg", stale ? "Last heard " + when(beat) + ". " + msg : msg);
     $("bar").style.width = (total ? Math.min(100, 100 * doneCount / total) : 0).toFixed(1) + "%";
     say("frames", doneCount + " of " + total);
@@ -324,9 +341,12 @@ _SCRIPT = r"""
     }
     var L = D.links || {}, end = L.end || {}, names = Object.keys(end);
     var urls = [L.status].concat(L.machines || []);
-    Promise.all(urls.map(get).concat(names.map(function (n) { return get(end[n]); }))).then(function (got) {
-      var docs = {statuses: got.slice(0, urls.length), end: {}};
+    var asks = urls.map(get).concat(names.map(function (n) { return get(end[n]); }));
+    if (typeof L.quote === "string" && L.quote) asks.push(get(L.quote));
+    Promise.all(asks).then(function (got) {
+      var docs = {statuses: got.slice(0, urls.length), end: {}, quote: null};
       names.forEach(function (n, i) { docs.end[n] = got[urls.length + i]; });
+      if (typeof L.quote === "string" && L.quote) docs.quote = plain(got[urls.length + names.length]);
       var ended = show(docs);
       fetchPicture(L.preview);
       if (!ended && Date.now() / 1000 < (num(D.expires_at, 0, 1e11) || 0)) setTimeout(poll, POLL_MS);
@@ -336,7 +356,9 @@ _SCRIPT = r"""
 })();
 """
 
-SCRIPT = _SCRIPT.replace("@MAX_PREVIEW@", str(contract.MAX_PREVIEW_BYTES))
+SCRIPT = _SCRIPT.replace("@MAX_PREVIEW@", str(contract.MAX_PREVIEW_BYTES)).replace(
+    "@QUOTE_WAIT_S@", str(int(contract.QUOTE_WAIT_S))
+)
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en">

@@ -376,3 +376,35 @@ def test_a_saved_copy_carries_the_latest_frame(tmp_path: Path):
     html = phone_page.snapshot_page(rec, [{"state": "done", "frames_done": [1]}], {}, time.time(), JPEG)
     shown = shown_by_page(tmp_path, phone_page.embed_json(embedded(html)), {})
     assert shown["latest"]["hidden"] is False and shown["preview"]["size"] == len(JPEG)
+
+
+def test_a_quote_first_job_waiting_for_its_answer_says_what_the_rest_would_cost(aws, bucket, tmp_path):
+    link = phone_page.write_page(aws.settings, record(bucket, job_id="job-phone-7", quote_first=True))
+    links = embedded(requests.get(link.url, timeout=30).text)["links"]
+    assert "jobs/job-phone-7/out/quote.json" in links["quote"]
+    plain = phone_page.write_page(aws.settings, record(bucket, job_id="job-phone-8"))
+    assert embedded(requests.get(plain.url, timeout=30).text)["links"]["quote"] == ""
+
+    now = time.time()
+    page = {"status": "s", "machines": [], "end": {}, "quote": "q"}
+    data = phone_page.embed_json(
+        phone_page.page_data(record(bucket, launched_at=now - 300), page, now + 3600)
+    )
+    status = {"state": "quoting", "message": HOSTILE, "frames_done": [1, 12, 24], "heartbeat_epoch": now}
+    quote = {
+        "scout_frames": [1, 12, 24],
+        "seconds_per_frame": 90.0,
+        "frames_total": 24,
+        "frames_left": list(range(2, 23)),
+    }
+    shown = shown_by_page(tmp_path, data, {"s": json.dumps(status), "q": json.dumps(quote)})
+    assert shown["state"]["text"] == "Waiting for your answer"
+    assert shown["msg"]["text"] == (
+        "The scout frames took about 1 min each: the other 21 frames would cost about $0.26. "
+        "Answer Go On or Stop in Blender; the machine waits up to 20 min, then stops."
+    )  # 21 x 90 s at $0.50/h
+    quote.update(
+        seconds_per_frame="fast", frames_left=None
+    )  # a quote that lies: the machine's own words stay
+    shown = shown_by_page(tmp_path, data, {"s": json.dumps(status), "q": json.dumps(quote)})
+    assert shown["state"]["text"] == "Measuring a few frames" and "\u202e" not in shown["msg"]["text"]
