@@ -124,6 +124,12 @@ class JobManager:
             self._follow_bucket(job)
         return listing
 
+    def jobs_elsewhere(self) -> tuple[AccountJobs, list[SharedJob]]:
+        """The listing (worker thread), and its jobs this computer keeps no record of: those
+        submitted on other computers (and not followed here)."""
+        listing = self.account_jobs()
+        return listing, [job for job in listing.jobs if not self.store.path(job.job_id).is_file()]
+
     def _follow_bucket(self, job: SharedJob) -> None:
         if not job.is_final or self.is_running(job.job_id) or not self.store.path(job.job_id).is_file():
             return
