@@ -226,9 +226,14 @@ class JobManager:
         return count
 
     def is_job_live(self, job_id: str) -> bool:
-        """Used to tell orphans: a machine whose job is finished, failed or unknown here."""
+        """Used to tell orphans: a machine whose job is finished, failed or unknown here (a job of
+        another computer that the last bucket listing showed going on is live there)."""
         if self.is_running(job_id):
             return True
+        with self._lock:
+            shared = self._shared.get(job_id)
+        if shared is not None and not self.store.path(job_id).is_file():
+            return not shared.is_final
         try:
             return not self.store.load(job_id).is_final
         except OSError:

@@ -163,3 +163,16 @@ def test_a_local_record_that_says_running_follows_the_bucket_when_it_ended(daily
     assert [(job.job_id, job.stage) for job in listing.jobs] == [(record.job_id, "cancelled")]
     after = manager.store.load(record.job_id)
     assert after.stage == "cancelled" and "as the bucket says" in after.message
+
+
+def test_a_machine_of_a_job_going_on_elsewhere_is_not_forgotten_here(daily, tmp_path):
+    settings, buckets = daily
+    bucket = next(b for b, region in buckets.items() if region == "us-east-1")
+    manager = JobManager(tmp_path / "second" / "jobs", EventQueue(), lambda: settings)
+    going, ended = timed_id(8), timed_id(9)
+    storage.put_json(settings, bucket, contract.record_key(going), summary(tmp_path, going))
+    storage.put_json(settings, bucket, contract.record_key(ended), summary(tmp_path, ended, stage="done"))
+    assert manager.is_job_live(going) is False  # nothing listed yet: unknown here
+    _listing, elsewhere = manager.jobs_elsewhere()
+    assert {job.job_id: job.stage for job in elsewhere} == {going: "rendering", ended: "done"}
+    assert manager.is_job_live(going) is True and manager.is_job_live(ended) is False
