@@ -53,7 +53,9 @@ def test_a_second_computer_lists_follows_and_cancels_the_first_ones_job(cloud, t
     assert followed.output_dir == str(frames) and second.is_running(job_id)
     harness.drain_until(lambda: second.store.load(job_id).frames_done, 240)
     got = second.store.load(job_id)
-    assert got.frame_files and all(Path(file).is_file() and frames in Path(file).parents for file in got.frame_files)
+    assert got.frame_files and all(
+        Path(file).is_file() and frames in Path(file).parents for file in got.frame_files
+    )
 
     second.cancel(job_id)
     harness.drain_until(lambda: second.store.load(job_id).is_final, 120)
