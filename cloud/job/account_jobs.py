@@ -121,16 +121,17 @@ def _read_job(
 
 def ended_stage(settings: AwsSettings, bucket: str, summary: JobSummary) -> str:
     """How the job ended by what was written after its summary ("" while nothing says it ended):
-    a computer's cancel mark first, then the machine's end document. A job of many machines
+    the machine's done.json, else a computer's cancel mark, else its other end documents. A job of many machines
     writes its end documents per machine: its summary says it once a computer follows it to
     the end."""
     job_id = summary.job_id
-    if storage.etag(settings, bucket, contract.cancel_key(job_id)) is not None:
-        return Stage.CANCELLED.value
     out = contract.out_prefix(job_id)
     names = {key[len(out) :] for key in list_level(settings, bucket, out, max_keys=100).keys}
     if "done.json" in names:
         return Stage.DONE.value
+    # A machine stopped by a cancel may still write an interruption or a failure as it goes.
+    if storage.etag(settings, bucket, contract.cancel_key(job_id)) is not None:
+        return Stage.CANCELLED.value
     if "error.json" in names:
         return Stage.FAILED.value
     if "interrupted.json" in names:

@@ -381,6 +381,7 @@ class JobRunner(threading.Thread):
         self._back_in_contact()
         final = self.final_state()
         if final is not None:
+            self._check_cancelled_elsewhere(final)
             self.finish(final)
             return True
         self._track_cost()
@@ -400,9 +401,18 @@ class JobRunner(threading.Thread):
         self.poll_outputs()  # the machines' last uploads may have landed meanwhile
         final = self.final_state()
         if final is not None:
+            self._check_cancelled_elsewhere(final)
             self.finish(final)
             return True
         raise self.outputs.gone_error()
+
+    def _check_cancelled_elsewhere(self, final: tuple[Stage, dict[str, Any]]) -> None:
+        """A machine stopped by another computer's cancel may still write how it ended (an
+        interruption, a failure as Blender is killed): the cancel mark says what it was. A job
+        done is done."""
+        if final[0] is not Stage.DONE and self.steps.cancelled_elsewhere(self.settings, self.record):
+            self.cancelled_elsewhere = True
+            raise Cancelled()
 
     def _back_in_contact(self) -> None:
         """Said as soon as a poll gets through, before any ending, so the log reads in order."""

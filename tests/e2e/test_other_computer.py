@@ -34,7 +34,7 @@ def another_computer(module, folder: Path, events=None):  # type: ignore[no-unty
 
 
 def test_a_second_computer_lists_follows_and_cancels_the_first_ones_job(cloud, tmp_path):
-    _path, job_id = cpu_job_started(tmp_path / "first" / "long.blend", frames=6, size=160, samples=300)
+    _path, job_id = cpu_job_started(tmp_path / "first" / "long.blend", frames=6, size=200, samples=400)
     module = harness.addon()
     first = module.addon.pump.manager()
     harness.drain_until(lambda: first.store.load(job_id).launch_id or view().state in FINAL_STAGE_IDS, 120)
@@ -68,8 +68,21 @@ def test_a_second_computer_lists_follows_and_cancels_the_first_ones_job(cloud, t
     listing, elsewhere = second.jobs_elsewhere()  # followed here: it has a record here now
     assert [(j.job_id, j.stage) for j in listing.jobs] == [(job_id, "cancelled")] and not elsewhere
 
+    second.stop_all()  # its thread has ended the job: joined, so nothing of it outlives the test
+
     # A third computer, in the add-on's own UI: the job is listed, marked, and followed here.
-    module.addon.pump._manager = another_computer(module, tmp_path / "third", module.addon.pump.events)
+    third = another_computer(module, tmp_path / "third", module.addon.pump.events)
+    module.addon.pump._manager = third
+    try:
+        the_third_computer_follows_it_here(module, third, job_id, tmp_path)
+    finally:  # the next test's Blender is the first computer again, nothing of this one left
+        third.stop_all()
+        module.addon.pump._manager = first
+        module.addon.panel_results.results().elsewhere = []
+
+
+def the_third_computer_follows_it_here(module, third, job_id: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Jobs on Other Computers lists the job marked; Follow Here brings its frames next to the open file."""
     module.addon.job_view.forget()
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "third" / "shot.blend"))
     module.addon.jobs_list.refresh()
@@ -85,7 +98,7 @@ def test_a_second_computer_lists_follows_and_cancels_the_first_ones_job(cloud, t
     assert "cloud_render.delete_cloud_data" not in operators  # nothing of it is here to delete
 
     assert bpy.ops.cloud_render.follow_job(job_id=job_id) == {"FINISHED"}
-    third = module.addon.pump.manager()
+    assert module.addon.pump.manager() is third
     harness.drain_until(lambda: third.store.path(job_id).is_file() and third.store.load(job_id).is_final, 120)
     record = third.store.load(job_id)
     assert record.stage == "cancelled" and record.frames_done, record.message

@@ -135,6 +135,9 @@ def test_the_listing_is_bounded_to_the_newest_jobs(daily, tmp_path):
         ({"out/error.json": {"contract": 4, "cause": "no GPU"}}, "failed"),
         ({"out/interrupted.json": {"contract": 4, "reason": "time_cap"}}, "capped"),
         ({"control/cancel.json": {}, "out/status.json": {"state": "rendering"}}, "cancelled"),
+        # Blender killed by the cancel: the machine's error.json does not make it a failure.
+        ({"control/cancel.json": {}, "out/error.json": {"contract": 4, "cause": "killed"}}, "cancelled"),
+        ({"control/cancel.json": {}, "out/done.json": {"contract": 4}}, "done"),
     ],
 )
 def test_the_bucket_decides_where_the_summary_lags(daily, tmp_path, written, stage):
@@ -176,3 +179,27 @@ def test_a_machine_of_a_job_going_on_elsewhere_is_not_forgotten_here(daily, tmp_
     _listing, elsewhere = manager.jobs_elsewhere()
     assert {job.job_id: job.stage for job in elsewhere} == {going: "rendering", ended: "done"}
     assert manager.is_job_live(going) is True and manager.is_job_live(ended) is False
+
+
+def test_the_submitting_computer_ends_a_job_cancelled_elsewhere_as_cancelled(aws, tmp_path):
+    """The machine, killed by another computer's cancel, wrote error.json as Blender died: the
+    computer that follows the job reads the cancel mark and says what happened."""
+    from tests.unit.test_machine_output import drained, followed_job
+
+    runner, events, machine = followed_job(aws, tmp_path, [1, 2, 3], tmp_path / "renders")
+    machine.put_json("error.json", {"kind": "crash", "cause": "Blender crashed with signal SIGTERM."})
+    storage.put_json(aws.settings, runner.record.bucket, contract.cancel_key(runner.record.job_id), {})
+    runner.run()  # its follow loop, here in the test's thread: it ends at once
+    assert runner.record.stage == "cancelled"
+    assert runner.record.message == "Cancelled from another computer. No frame was rendered."
+    assert runner.cancelled_elsewhere and drained(events)
+    shared = json.loads(machine_summary(aws, runner.record))
+    assert shared["stage"] == "cancelled"  # the summary says it too, for every other computer
+
+
+def machine_summary(aws, record) -> str:  # type: ignore[no-untyped-def]
+    body = storage.get_bytes(
+        aws.settings, record.bucket, contract.record_key(record.job_id), MAX_SUMMARY_BYTES
+    )
+    assert body is not None
+    return body.decode()
