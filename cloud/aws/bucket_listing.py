@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import CloudError, ErrorCode
 from .bucket_setup import BUCKET_PREFIX
 from .error_rules import translating
 from .session import AwsSettings, client
@@ -33,12 +34,17 @@ def account_buckets(settings: AwsSettings, known: dict[str, str]) -> dict[str, s
     of the account, at most MAX_BUCKETS in all."""
     found = dict(known)
     s3 = client(settings, "s3")
+    try:
+        with translating("listing your storage buckets", region=settings.region):
+            listed = s3.list_buckets().get("Buckets", [])
+    except CloudError as error:
+        # A Render policy copied before it allowed s3:ListAllMyBuckets: this computer's own
+        # buckets still list; with none known, the refusal says which permission is missing.
+        if error.code is ErrorCode.ACCESS_DENIED and found:
+            return found
+        raise
+    names = sorted(str(b["Name"]) for b in listed if str(b["Name"]).startswith(BUCKET_PREFIX))
     with translating("listing your storage buckets", region=settings.region):
-        names = sorted(
-            str(b["Name"])
-            for b in s3.list_buckets().get("Buckets", [])
-            if str(b["Name"]).startswith(BUCKET_PREFIX)
-        )
         for name in names:
             if len(found) >= MAX_BUCKETS:
                 break

@@ -203,3 +203,20 @@ def machine_summary(aws, record) -> str:  # type: ignore[no-untyped-def]
     )
     assert body is not None
     return body.decode()
+
+
+def test_a_key_not_allowed_to_list_bucket_names_still_lists_this_computers_buckets(aws, tmp_path):
+    """A Render policy copied before it allowed s3:ListAllMyBuckets (modelled by a user whose
+    policy lacks it): the registry's buckets list; with none, the refusal names the permission."""
+    from dataclasses import replace
+
+    from cloud.errors import CloudError
+    from dev.emulator import create_artist
+
+    key, secret = create_artist(aws.admin, ("setup",), name="older")
+    older = replace(aws.settings, access_key_id=key, secret_access_key=secret)
+    known = {"cloud-render-0123": "eu-west-1"}
+    assert bucket_listing.account_buckets(older, known) == known
+    with pytest.raises(CloudError) as refused:
+        bucket_listing.account_buckets(older, {})
+    assert "s3:ListAllMyBuckets" in refused.value.message
