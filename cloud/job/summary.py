@@ -95,6 +95,7 @@ class JobSummary:
             frame_height=self.frame_height,
             frame_size_at_most=self.frame_size_at_most,
             message="Followed from another computer.",
+            shared_blend_file=self.blend_file,
         )
 
 
@@ -108,7 +109,7 @@ def summary_of(record: JobRecord) -> dict[str, Any]:
     return {
         "summary_version": SUMMARY_VERSION,
         "job_id": record.job_id,
-        "blend_file": base_name(record.blend_name),
+        "blend_file": record.shared_blend_file or base_name(record.blend_name),
         "scene": record.scene_name,
         "frames": list(record.frames),
         "engine": record.cloud_engine,

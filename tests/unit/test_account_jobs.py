@@ -23,7 +23,12 @@ from cloud.job.records import Stage
 from cloud.job.summary import MAX_SUMMARY_BYTES, parse_summary, summary_of
 from cloud.machine import contract
 from dev.emulator import detach
+from tests import quota_fixtures
 from tests.factories import job_record
+
+account = quota_fixtures.account
+quotas = quota_fixtures.quotas
+public_params = quota_fixtures.public_params
 
 
 @pytest.fixture
@@ -64,7 +69,9 @@ def test_the_summary_holds_nothing_private_and_reads_back(tmp_path):
         record.launch_id,
         "ec2",
     )
-    assert back.to_record("cloud-render-abc", "/here/out", "/here/shot.blend").output_dir == "/here/out"
+    here = back.to_record("cloud-render-abc", "/here/out", "/here/mine.blend")
+    assert (here.output_dir, here.blend_name) == ("/here/out", "/here/mine.blend")
+    assert summary_of(here)["blend_file"] == "shot.blend"  # a follower's rewrite keeps the name
 
 
 def test_a_second_computer_finds_the_buckets_with_no_registry_of_its_own(daily):
@@ -220,3 +227,32 @@ def test_a_key_not_allowed_to_list_bucket_names_still_lists_this_computers_bucke
     with pytest.raises(CloudError) as refused:
         bucket_listing.account_buckets(older, {})
     assert "s3:ListAllMyBuckets" in refused.value.message
+
+
+def test_cancel_of_a_listed_job_not_followed_here_marks_it_and_stops_its_machine(account, tmp_path):
+    """Cancel on a row of another computer's job: no record is made here; the cancel mark is
+    written first, then its machine stopped (the first computer then ends it as cancelled)."""
+    from cloud.aws import compute
+    from cloud.aws.session import client
+
+    settings = account.settings
+    bucket = bucket_setup.ensure_bucket(settings, bucket_registry(tmp_path / "first" / "state"))
+    job_id = timed_id(10)
+    machine = compute.launch(
+        settings, job_id=job_id, instance_type="g4dn.xlarge", user_data="#!/bin/bash\n", spot=False
+    )
+    record = job_record(tmp_path / "renders", job_id=job_id, launch_id=machine.instance_id, bucket=bucket)
+    record.stage = Stage.RENDERING.value
+    storage.put_json(settings, bucket, contract.record_key(job_id), summary_of(record))
+
+    second = JobManager(tmp_path / "second" / "jobs", EventQueue(), lambda: settings)
+    _listing, elsewhere = second.jobs_elsewhere()
+    assert [job.job_id for job in elsewhere] == [job_id]
+    assert [m.launch_id for m in second.forgotten_machines("us-east-1")] == []  # live elsewhere
+    second.cancel(job_id)
+    assert storage.etag(settings, bucket, contract.cancel_key(job_id)) is not None
+    reply = client(account.moto_settings, "ec2").describe_instances(InstanceIds=[machine.instance_id])
+    assert reply["Reservations"][0]["Instances"][0]["State"]["Name"] in ("shutting-down", "terminated")
+    assert not second.store.path(job_id).exists()
+    [job] = second.jobs_elsewhere()[1]
+    assert job.stage == "cancelled"
