@@ -3,18 +3,23 @@
 The records (`cloud/job/records.py`, one JSON file per job in the extension's user folder)
 are the one source of truth. The list is rebuilt from them when a file opens and after a
 submit or a delete, and patched in place by job events in between, so the main thread reads
-no record while a job runs.
+no record while a job runs. Below them, once Jobs on Other Computers was pressed, the jobs of
+the account that this computer has no record of (read from the bucket in a worker thread),
+marked as from another computer.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bpy
 
 from ..cloud.job.records import JobRecord
-from . import pump
+from . import panel_results, pump
+
+if TYPE_CHECKING:
+    from ..cloud.job.account_jobs import SharedJob
 
 
 def items() -> Any:
@@ -37,6 +42,20 @@ def _fill(item: Any, record: JobRecord) -> None:
     item.row_label = f"{when(record.created)} · {record.instance_type}"
     item.frames_done, item.frames_total = len(record.frames_done), len(record.frames)
     item.created = repr(record.created)
+    item.elsewhere = False
+
+
+def _fill_elsewhere(item: Any, job: SharedJob) -> None:
+    summary = job.summary
+    item.job_id, item.blend_name, item.stage = job.job_id, summary.blend_file, job.stage
+    item.label = (
+        f"From another computer: {summary.blend_file} · {summary.instance_type} · "
+        f"{len(summary.frames)} frames · {when(summary.created)}"
+    )
+    item.row_label = f"{when(summary.created)} · {summary.blend_file}"
+    item.frames_done, item.frames_total = 0, len(summary.frames)
+    item.created = repr(summary.created)
+    item.elsewhere = True
 
 
 def when(created: float, now: float | None = None) -> str:
@@ -56,10 +75,25 @@ def refresh(blend_name: str | None = None) -> None:
     blend = bpy.data.filepath if blend_name is None else blend_name
     jobs = items()
     jobs.clear()
+    known = set()
     for record in pump.manager().store.all():  # newest first
+        known.add(record.job_id)
         if record.blend_name == blend:
             _fill(jobs.add(), record)
+    for job in panel_results.results().elsewhere:  # listed from the bucket, still no record here
+        if job.job_id not in known:
+            _fill_elsewhere(jobs.add(), job)
     bpy.context.window_manager.cloud_render_jobs_index = 0
+
+
+def show_elsewhere(jobs: list[SharedJob]) -> None:
+    """The account's jobs this computer has no record of, below this file's (Jobs on Other Computers)."""
+    panel_results.results().elsewhere = list(jobs)
+    refresh()
+
+
+def is_elsewhere(job_id: str) -> bool:
+    return any(item.elsewhere for item in rows(job_id))
 
 
 def add(record: JobRecord) -> None:

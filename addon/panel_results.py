@@ -16,6 +16,7 @@ import bpy
 
 if TYPE_CHECKING:  # the job side is imported off the main thread first (pump._import_job_side)
     from ..cloud.cost.estimate import Estimate
+    from ..cloud.job.account_jobs import SharedJob
     from ..cloud.job.engine import ForgottenMachine
     from ..cloud.pack.preflight import Finding
 
@@ -145,6 +146,7 @@ class PanelResults:
     estimate_made_from: MadeFrom | None = None
     findings_made_from: MadeFrom | None = None
     delete_ask: DeleteAsk | None = None  # counted by Delete Cloud Data, waiting for a yes
+    elsewhere: list[SharedJob] = field(default_factory=list)  # Jobs on Other Computers: no record here
 
     @property
     def estimating(self) -> bool:

@@ -259,6 +259,8 @@ class CloudRenderJobItem(bpy.types.PropertyGroup):
     # Seconds since the epoch need a double; Blender's FloatProperty is single precision
     # (it loses minutes at today's epoch), so the time is kept as text.
     created: StringProperty(default="")  # type: ignore[valid-type]
+    # A job of another computer (listed from the bucket, no record here): Follow or Cancel only.
+    elsewhere: BoolProperty(default=False)  # type: ignore[valid-type]
 
 
 classes = (CloudRenderSceneSettings, CloudRenderJobView, CloudRenderJobItem)

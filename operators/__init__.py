@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import account, jobs, render
+from . import account, elsewhere, jobs, render
 
-classes: tuple[type, ...] = (*render.classes, *jobs.classes, *account.classes)
+classes: tuple[type, ...] = (*render.classes, *jobs.classes, *elsewhere.classes, *account.classes)
 
 
 def register() -> None:

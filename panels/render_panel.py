@@ -380,8 +380,12 @@ class CLOUDRENDER_UL_jobs(bpy.types.UIList):
         # the job id is in the log and the folder name.
         # Half a row each: the time first ("c5.2xlarge · 24 fram..." cut the time off).
         row = layout.row()
-        row.label(text=item.row_label or item.label)
-        row.label(text=f"{stage_words(item.stage)} {item.frames_done}/{item.frames_total}")
+        # A job of another computer (listed from the bucket): marked, and no frame count kept here.
+        row.label(text=item.row_label or item.label, icon="WORLD" if item.elsewhere else "NONE")
+        if item.elsewhere:
+            row.label(text=stage_words(item.stage))
+        else:
+            row.label(text=f"{stage_words(item.stage)} {item.frames_done}/{item.frames_total}")
 
 
 class CLOUDRENDER_PT_jobs(bpy.types.Panel):
@@ -412,7 +416,14 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             "CLOUDRENDER_UL_jobs", "", wm, "cloud_render_jobs", wm, "cloud_render_jobs_index"
         )
         job_id = jobs_list.selected_job_id()
-        if job_id:
+        selected = wm.cloud_render_jobs[wm.cloud_render_jobs_index] if job_id else None
+        if selected is not None and selected.elsewhere:
+            text_wrap.labels(layout, context, selected.label, icon="WORLD")
+            row = layout.row()
+            row.operator("cloud_render.follow_job", icon="IMPORT").job_id = job_id
+            if selected.stage not in FINAL_STAGE_IDS:
+                row.operator("cloud_render.cancel", icon="CANCEL").job_id = job_id
+        elif job_id:
             grid = layout.grid_flow(columns=2, even_columns=True)  # three cut every name
             grid.operator("cloud_render.open_folder", icon="FILE_FOLDER").job_id = job_id
             grid.operator("cloud_render.show_frames", icon="IMAGE_DATA").job_id = job_id
@@ -434,6 +445,7 @@ class CLOUDRENDER_PT_jobs(bpy.types.Panel):
             yes.job_id, yes.answer = ask.job_id, "DELETE"
             no = row.operator("cloud_render.delete_cloud_data", text="Keep", icon="CANCEL")
             no.job_id, no.answer = ask.job_id, "KEEP"
+        layout.operator("cloud_render.other_jobs", icon="WORLD")
         layout.operator("cloud_render.find_orphans", icon="VIEWZOOM")
         if view.jobs_status:  # what the last button here did (Delete Cloud Data, Terminate, ...)
             text_wrap.labels(layout, context, view.jobs_status, icon="INFO")

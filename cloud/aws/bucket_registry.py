@@ -103,6 +103,12 @@ class BucketRegistry:
     def get(self, region: str) -> dict[str, Any] | None:
         return self._read().get(region)
 
+    def buckets(self) -> dict[str, str]:
+        """Bucket -> region, for every region this computer knows a bucket in."""
+        return {
+            str(e["bucket"]): region for region, e in self._read().items() if isinstance(e.get("bucket"), str)
+        }
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the registry for a check-then-create; use `store()` inside, not `remember()`."""

@@ -82,7 +82,16 @@ RENDER_STATEMENTS: list[dict[str, Any]] = [
         ],
         "*",
     ),
-    _statement("OwnBucketsList", ["s3:ListBucket"], "arn:aws:s3:::cloud-render-*", OWN_ACCOUNT),
+    # The account's bucket names (a read; AWS takes no resource for it): another computer with
+    # the same keys finds the buckets the first one made, named at random, to list their jobs
+    # (cloud/aws/bucket_listing.py); it reads inside them only what OwnBucketsList allows.
+    _statement("AccountBucketNames", ["s3:ListAllMyBuckets"], "*"),
+    _statement(
+        "OwnBucketsList",
+        ["s3:GetBucketLocation", "s3:ListBucket"],
+        "arn:aws:s3:::cloud-render-*",
+        OWN_ACCOUNT,
+    ),
     _statement(
         "OwnObjects",
         ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
@@ -266,6 +275,7 @@ IAM_PREFIX = {"service-quotas": "servicequotas"}
 IAM_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "HeadBucket"): ("s3:ListBucket",),
     ("s3", "ListObjectsV2"): ("s3:ListBucket",),
+    ("s3", "ListBuckets"): ("s3:ListAllMyBuckets",),
     ("s3", "HeadObject"): ("s3:GetObject",),
     ("s3", "CopyObject"): ("s3:GetObject", "s3:PutObject"),
     ("s3", "CreateMultipartUpload"): ("s3:PutObject",),

@@ -13,6 +13,7 @@ import json
 import posixpath
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..pack.hash_cache import HashCache
 from . import phone_page
 from .poll_bounds import MAX_LOG_CHUNKS_PER_POLL
 from .records import JobRecord, JobRequest
+from .summary import SUMMARY_VERSION, summary_of
 from .user_data import build_user_data
 
 if TYPE_CHECKING:
@@ -374,8 +376,28 @@ class CloudSteps:
             max_minutes=caps.dead_man_minutes(cap_s),
             log_post=post,
         )
-        storage.put_json(settings, bucket, contract.record_key(job_id), _public_record(record))
+        self.write_summary(settings, record)
         return user_data
+
+    def write_summary(self, settings: AwsSettings, record: JobRecord) -> None:
+        """The job's shared summary in its bucket (cloud/job/summary.py): what another computer
+        with the same keys lists, follows and cancels."""
+        storage.put_json(settings, record.bucket, contract.record_key(record.job_id), summary_of(record))
+
+    def mark_cancelled(self, settings: AwsSettings, record: JobRecord) -> None:
+        """Say in the bucket that the job was cancelled, before its machines are stopped: the
+        computer that submitted it (or another following it) then ends it as cancelled, not as
+        machines lost."""
+        storage.put_json(
+            settings,
+            record.bucket,
+            contract.cancel_key(record.job_id),
+            {"summary_version": SUMMARY_VERSION, "cancelled_at": time.time()},
+        )
+
+    def cancelled_elsewhere(self, settings: AwsSettings, record: JobRecord) -> bool:
+        """Whether a computer marked the job cancelled (a HEAD: nothing read)."""
+        return storage.etag(settings, record.bucket, contract.cancel_key(record.job_id)) is not None
 
     def job_page(self, settings: AwsSettings, record: JobRecord) -> phone_page.PageLink:
         """Write the job's page for a phone to the bucket; its presigned link."""
@@ -474,18 +496,3 @@ def scout_frames(frames: list[int]) -> list[int]:
         return []
     ordered = sorted(frames)
     return sorted({ordered[0], ordered[len(ordered) // 2], ordered[-1]})
-
-
-def _public_record(record: JobRecord) -> dict[str, Any]:
-    """The job record as stored in S3: no local paths beyond the output folder name."""
-    return {
-        "job_id": record.job_id,
-        "instance_type": record.instance_type,
-        "region": record.region,
-        "frames": record.frames,
-        "spot": record.spot,
-        "max_cost": record.max_cost,
-        "max_hours": record.max_hours,
-        "price_per_hour": record.price_per_hour,
-        "created": record.created,
-    }

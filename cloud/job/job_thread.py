@@ -102,6 +102,7 @@ class JobRunner(threading.Thread):
         self._lost_since = 0.0  # when following lost contact with AWS (0: in contact)
         self._last_frame_at = 0.0  # monotonic time the newest frame arrived
         self._stage_since = 0.0  # monotonic time the stage last changed
+        self.cancelled_elsewhere = False  # another computer cancelled the job (its mark in the bucket)
         self.outputs = self.engine.outputs(self)
         self.frame_shape = FrameShape(
             KIND_OF_FORMAT.get(record.frame_format, ""),
@@ -222,6 +223,7 @@ class JobRunner(threading.Thread):
             )
         self._save()
         self.log(launched.said)
+        self.share()  # with the launch id: another computer can follow and cancel it now
         self.write_page()
 
     def write_page(self) -> None:
@@ -379,6 +381,7 @@ class JobRunner(threading.Thread):
         self._back_in_contact()
         final = self.final_state()
         if final is not None:
+            self._check_cancelled_elsewhere(final)
             self.finish(final)
             return True
         self._track_cost()
@@ -387,15 +390,29 @@ class JobRunner(threading.Thread):
         if not self.engine.all_gone(self.settings, rec):
             self._gone_since = 0.0
             return False
+        if self.steps.cancelled_elsewhere(self.settings, rec):
+            # Another computer cancelled the job and stopped its machines: the same ending as
+            # a cancel here, said as what it was (not "the machine was lost").
+            self.cancelled_elsewhere = True
+            raise Cancelled()
         self._gone_since = self._gone_since or time.monotonic()
         if time.monotonic() - self._gone_since <= FINAL_GRACE_SECONDS:
             return False
         self.poll_outputs()  # the machines' last uploads may have landed meanwhile
         final = self.final_state()
         if final is not None:
+            self._check_cancelled_elsewhere(final)
             self.finish(final)
             return True
         raise self.outputs.gone_error()
+
+    def _check_cancelled_elsewhere(self, final: tuple[Stage, dict[str, Any]]) -> None:
+        """A machine stopped by another computer's cancel may still write how it ended (an
+        interruption, a failure as Blender is killed): the cancel mark says what it was. A job
+        done is done."""
+        if final[0] is not Stage.DONE and self.steps.cancelled_elsewhere(self.settings, self.record):
+            self.cancelled_elsewhere = True
+            raise Cancelled()
 
     def _back_in_contact(self) -> None:
         """Said as soon as a poll gets through, before any ending, so the log reads in order."""
@@ -782,6 +799,10 @@ class JobRunner(threading.Thread):
 
     def finish_cancelled(self) -> None:
         rec = self.record
+        if rec.bucket and not self.cancelled_elsewhere:
+            # First the mark, then the stop: a computer following the job sees why its machines went.
+            with contextlib.suppress(CloudError):
+                self.steps.mark_cancelled(self.settings, rec)
         if rec.launch_id:
             try:
                 self.engine.stop(self.settings, rec, "cancelled by the artist")
@@ -795,7 +816,8 @@ class JobRunner(threading.Thread):
             with contextlib.suppress(CloudError):
                 self.poll_outputs()
         # The state already says "Cancelled"; which frames stayed and where, so none is sought.
-        self.end(Stage.CANCELLED, kept_text(list(rec.frames_done), rec.output_dir), "")
+        where = "Cancelled from another computer. " if self.cancelled_elsewhere else ""
+        self.end(Stage.CANCELLED, where + kept_text(list(rec.frames_done), rec.output_dir), "")
 
     def _fail(self, message: str, action: str, detail: str = "", code: ErrorCode = ErrorCode.NONE) -> None:
         rec = self.record
@@ -814,6 +836,7 @@ class JobRunner(threading.Thread):
         rec.stage, rec.message, rec.action = stage.value, message, action
         rec.ended_at = time.time()
         self._save()
+        self.share()
         self.events.post(
             JobEnded(
                 rec.job_id,
@@ -879,6 +902,16 @@ class JobRunner(threading.Thread):
 
     def _save(self) -> None:
         self.store.save(self.record)
+
+    def share(self) -> None:
+        """Rewrite the job's shared summary (cloud/job/summary.py) as this computer knows it now;
+        one that cannot be written costs only what other computers see, never the job."""
+        if not self.record.bucket:
+            return
+        try:
+            self.steps.write_summary(self.settings, self.record)
+        except CloudError as error:
+            self.log(f"Could not update the job's summary in the bucket: {error.message}")
 
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ..aws.bucket_listing import account_buckets
 from ..aws.session import AwsSettings
 from ..errors import CloudError, ErrorCode
 from ..machine.contract import job_prefix
+from .account_jobs import AccountJobs, SharedJob, list_account_jobs
 from .cloud_steps import CloudSteps
 from .engine import ForgottenMachine
 from .engines import find_forgotten, make_engine, stop_forgotten
@@ -40,6 +42,7 @@ class JobManager:
         self.poll_seconds = poll_seconds
         self._runners: dict[str, JobRunner] = {}
         self._lock = threading.Lock()
+        self._shared: dict[str, SharedJob] = {}  # the last listing of the account's jobs, by id
 
     def _start(self, record: JobRecord, request: JobRequest | None) -> JobRunner:
         runner = JobRunner(
@@ -86,12 +89,78 @@ class JobManager:
         if runner is not None and runner.is_alive():
             runner.cancel()
             return
+        if not self.store.path(job_id).is_file() and job_id in self._shared:
+            self.cancel_shared(self._shared[job_id])  # listed from the bucket, not followed here
+            return
         record = self.store.load(job_id)
         if record.launch_id and not record.is_final:
             settings = self.settings_for().in_region(record.region)
+            if record.bucket:
+                self.steps.mark_cancelled(settings, record)
             make_engine(record).stop(settings, record, "cancelled by the artist")
             record.stage, record.message = Stage.CANCELLED.value, "Cancelled."
             self.store.save(record)
+
+    def cancel_shared(self, job: SharedJob) -> None:
+        """Cancel a job of another computer without following it: the cancel mark (that computer
+        then ends it as cancelled), then its machines stopped, as a cancel here stops them."""
+        record = job.summary.to_record(job.bucket, "", "")
+        settings = self.settings_for().in_region(record.region)
+        self.steps.mark_cancelled(settings, record)
+        if record.launch_id:
+            make_engine(record).stop(settings, record, "cancelled from another computer")
+
+    def account_jobs(self) -> AccountJobs:
+        """The account's recent jobs from its buckets, every computer's (worker thread: network).
+
+        Where a local record says a job runs but the bucket says it ended (cancelled from another
+        computer while this one was closed), the record follows the bucket: it is the shared truth."""
+        settings = self.settings_for()
+        known = self.steps.buckets.buckets()
+        listing = list_account_jobs(settings, account_buckets(settings, known))
+        with self._lock:
+            self._shared = {job.job_id: job for job in listing.jobs}
+        for job in listing.jobs:
+            self._follow_bucket(job)
+        return listing
+
+    def jobs_elsewhere(self) -> tuple[AccountJobs, list[SharedJob]]:
+        """The listing (worker thread), and its jobs this computer keeps no record of: those
+        submitted on other computers (and not followed here)."""
+        listing = self.account_jobs()
+        return listing, [job for job in listing.jobs if not self.store.path(job.job_id).is_file()]
+
+    def _follow_bucket(self, job: SharedJob) -> None:
+        if not job.is_final or self.is_running(job.job_id) or not self.store.path(job.job_id).is_file():
+            return
+        try:
+            record = self.store.load(job.job_id)
+        except (OSError, ValueError, TypeError):
+            return
+        if record.is_final:
+            return
+        record.stage = job.stage
+        record.message = f"{Stage(job.stage).label}, as the bucket says (another computer saw it end)."
+        record.action = "Press Follow to fetch the frames it left." if job.stage != Stage.DONE.value else ""
+        record.ended_at = record.ended_at or job.summary.updated
+        self.store.save(record)
+
+    def follow_shared(self, job_id: str, output_dir: Path, blend_name: str) -> JobRecord:
+        """Follow here a job listed from the bucket: a local record from its summary (frames to
+        `output_dir`, listed under `blend_name`), then followed as a re-attached job is."""
+        with self._lock:
+            job = self._shared.get(job_id)
+        if job is None:
+            raise CloudError("That job is not in the list any more.", "Press Jobs on Other Computers again.")
+        if self.is_running(job_id):
+            raise CloudError("This job is followed here already.", "Its frames come in as they are rendered.")
+        if not job.summary.launch_id:
+            raise CloudError(
+                "This job's machine has not started yet.", "Press Jobs on Other Computers again in a minute."
+            )
+        record = job.summary.to_record(job.bucket, str(output_dir), blend_name)
+        self._start(record, None)
+        return record
 
     def answer_quote(self, job_id: str, go: bool) -> None:
         runner = self.runner(job_id)
@@ -157,9 +226,14 @@ class JobManager:
         return count
 
     def is_job_live(self, job_id: str) -> bool:
-        """Used to tell orphans: a machine whose job is finished, failed or unknown here."""
+        """Used to tell orphans: a machine whose job is finished, failed or unknown here (a job of
+        another computer that the last bucket listing showed going on is live there)."""
         if self.is_running(job_id):
             return True
+        with self._lock:
+            shared = self._shared.get(job_id)
+        if shared is not None and not self.store.path(job_id).is_file():
+            return not shared.is_final
         try:
             return not self.store.load(job_id).is_final
         except OSError:

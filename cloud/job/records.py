@@ -265,6 +265,9 @@ class JobRecord:
     # until when its links work (seconds since the epoch; 0: no page).
     page_url: str = ""
     page_expires: float = 0.0
+    # A job followed here from another computer (cloud/job/summary.py): its .blend's name there,
+    # which its shared summary keeps saying ("" for a job submitted here).
+    shared_blend_file: str = ""
 
     @property
     def stage_enum(self) -> Stage:

@@ -45,6 +45,8 @@ machine <index> (its array index) writes its own documents under its own folder:
 Written by the add-on, read by the worker through a presigned GET:
 
     jobs/<id>/control/go.json        the answer to quote.json: {"go": true} or {"go": false}
+    jobs/<id>/control/cancel.json    a computer cancelled the job (read by the add-on only)
+    jobs/<id>/job.json               the job's shared summary (read by the add-on only)
     cas/<sha256>                     an input file, named by the SHA-256 of its bytes
     cas/chunks/<sha256>              one chunk of a large .blend (contract 4), named by its own SHA-256
     cas/<sha256>.zlib                the same, stored zlib-compressed (the name stays the SHA-256 of
@@ -280,7 +282,19 @@ def spec_key(job_id: str) -> str:
 
 
 def record_key(job_id: str) -> str:
+    """The job's shared summary (cloud/job/summary.py): what another computer lists and follows."""
     return f"jobs/{job_id}/job.json"
+
+
+def cancel_key(job_id: str) -> str:
+    """Written by the add-on that cancels a job, so the computer that submitted it (or any
+    other following it) ends it as cancelled rather than as machines lost."""
+    return control_key(job_id, "cancel.json")
+
+
+# What a job id may be wherever one is read back from the bucket (a folder under jobs/): letters,
+# digits, '-' and '_' (new_job_id writes "20261125-144501-3f2a9c"), so no '/', '.' or '..'.
+JOB_ID_PATTERN = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 
 
 @dataclass
