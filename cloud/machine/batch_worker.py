@@ -159,6 +159,9 @@ class BatchSupervisor(Supervisor):
         self.marked: set[int] = set()
         self.marking_done = threading.Event()
         self.claims_frames = True
+        # The job's e-mail is sent by the machine that sees its end (the still's merge); the
+        # cost it says counts every machine of the array for as long as this one ran.
+        self.notice.machines = max(1, int(spec.get("machine_count", 1)))
         # Claiming ahead: the lock keeps one claim in flight; `ready` is the frame claimed for
         # Blender's next ask, claimed shortly before the current frame is expected to end.
         self.lock = threading.Lock()

@@ -411,6 +411,10 @@ class WorkerSpec:
     # The GPU kernel caches of earlier machines (None: no GPU, or nothing to offer).
     kernel_cache: KernelCacheOffer | None = None
     still: StillSpec | None = None  # engine "still": the parts of one frame's samples
+    # The e-mail when the job ends (notice.py): {"label": the file's name, sanitised,
+    # "usd_per_hour": the job's machines' price each, "keep_days": how long the bucket keeps
+    # its data}. Empty: no notice is written.
+    notice: dict[str, Any] = field(default_factory=dict)
     # One of ENGINES. Left empty, it is derived from the fields above (spec_engine), so a spec
     # built without it still names its engine when written.
     engine: str = ""
