@@ -398,6 +398,8 @@ def _walk(
 
 def _mail_step(flow: _Flow, settings: AwsSettings, report: SetupReport, mail: str) -> None:
     """The e-mail when a job ends: optional, so it never keeps Set Up from "Ready to render"."""
+    if not report.bucket:
+        return  # keys, region or bucket failed: their steps say what to do
     if not mail:
         flow.add(
             SetupStep(
@@ -409,8 +411,6 @@ def _mail_step(flow: _Flow, settings: AwsSettings, report: SetupReport, mail: st
             )
         )
         return
-    if not report.bucket:
-        return  # keys, region or bucket failed: their steps say what to do
     if not valid_email(mail):
         flow.add(
             SetupStep(
