@@ -151,6 +151,16 @@ def test_other_objects_and_other_buckets_send_nothing(aws, wired: str) -> None:
     poster.put("done.json", b"{}")
     poster.put("frames/notice/done/x.png", b"x")
     assert deliver(aws.admin, wired) == []
+    # A notice in another bucket of the account, its events on too: no rule names that bucket.
+    other = "cloud-render-other"
+    s3 = client(aws.admin, "s3")
+    s3.create_bucket(Bucket=other)
+    s3.put_bucket_notification_configuration(
+        Bucket=other, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    machine_notice(aws, other, "j2", 1).send("done", done=1)
+    assert s3.list_objects_v2(Bucket=other, Prefix="jobs/j2/out/notice/done/")["KeyCount"] == 1
+    assert deliver(aws.admin, other) == []
 
 
 def test_a_hostile_label_reaches_the_inbox_as_safe_words() -> None:
@@ -180,3 +190,17 @@ def test_the_daily_policy_cannot_wire_mail_and_set_up_only_targets_our_topic(aws
     assert "events:PutTargets" in str(refused.value)
     with pytest.raises(ClientError):
         events.put_rule(Name="other-rule", EventPattern=json.dumps({"source": ["aws.s3"]}))
+
+
+def test_no_mail_leaves_without_the_topic_policy_for_our_rules(aws, wired: str) -> None:
+    """The delivery honours the topic policy: with EventBridge's permission gone, nothing is sent."""
+    machine_notice(aws, wired, "j3", 2).send("done", done=2)
+    assert len(deliver(aws.admin, wired)) == 1
+    sns = client(aws.admin, "sns")
+    topic = f"arn:aws:sns:us-east-1:123456789012:{job_mail.TOPIC_NAME}"
+    other_rules = job_mail.topic_policy(topic, "us-east-1", "123456789012")
+    other_rules["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"] = (
+        "arn:aws:events:*:*:rule/someone-else"
+    )
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(other_rules))
+    assert deliver(aws.admin, wired) == []
