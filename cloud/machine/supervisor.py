@@ -178,7 +178,7 @@ class Supervisor:
 
     def tell(self, ending: str, **facts: Any) -> None:
         """The artist's e-mail for `ending` (notice.py), from the machine that runs the whole job."""
-        if not self.claims_frames and not self.poster.denied.is_set():  # refused: it would be too
+        if not self.claims_frames and not self.poster.denied.is_set():  # uploads refused: so would it be
             self.notice.send(ending, done=len(self.done), **facts)
 
     def frames_left(self) -> list[int]:
