@@ -24,7 +24,7 @@ import requests
 
 # The services moto serves for the product besides S3. The full emulated account (dev/emulator.py)
 # serves the last two from small servers of its own.
-MOTO_SERVICES = ("ec2", "sts", "iam", "budgets", "pricing", "batch", "logs")
+MOTO_SERVICES = ("ec2", "sts", "iam", "budgets", "pricing", "batch", "logs", "sns", "events")
 SERVICES = (*MOTO_SERVICES, "ssm", "service-quotas")
 
 

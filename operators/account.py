@@ -201,6 +201,7 @@ class CLOUDRENDER_OT_setup(NeedsOnlineAccess, bpy.types.Operator):
                 budget=budget,
                 progress=progress,
                 retention_days=int(prefs.retention_days),
+                mail=prefs.budget_email.strip(),
             ),
             done,
         )

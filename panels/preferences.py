@@ -48,8 +48,9 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         min=1.0,
     )
     budget_email: StringProperty(  # type: ignore[valid-type]
-        name="Alert E-mail",
-        description="Where AWS sends the budget alert (leave empty for no budget)",
+        name="E-mail",
+        description="Where AWS sends the budget alert and a mail when a job ends, even with Blender "
+        "closed (AWS sends a confirmation mail first; leave empty for neither)",
         default="",
     )
 
@@ -92,6 +93,10 @@ class CloudRenderPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "retention_days")
         layout.prop(self, "budget_amount")  # one a line: side by side "Alert E-m..." was cut
         layout.prop(self, "budget_email")
+        if self.budget_email.strip():  # the job e-mail is silent until the artist confirms
+            text_wrap.labels(
+                layout, context, "AWS sends a confirmation mail first: open its link to get job e-mails."
+            )
         layout.prop(self, "endpoint_url")
 
 

@@ -3,8 +3,8 @@
 One call walks a new account through everything a render needs, in the order an artist would
 be asked: keys (root keys refused), region (the nearest that offers GPU machines), bucket,
 firewall, machine image, the GPU quota (0 on new accounts), the AWS Batch engine that jobs on
-many machines run on (so the first such job does not pay for making it), and the optional
-monthly budget.
+many machines run on (so the first such job does not pay for making it), the optional
+monthly budget and the optional e-mail when a job ends (job_mail.py).
 Each step ends as a `SetupStep` with plain words, never a traceback, so the preferences panel
 can show a green "Ready to render" or one line and one button per thing AWS still needs.
 Everything here blocks on the network: the add-on runs it in a worker thread.
@@ -22,11 +22,12 @@ from ..errors import CloudError, ErrorCode
 from . import batch
 from .bucket_registry import bucket_registry
 from .bucket_setup import DEFAULT_EXPIRE_DAYS, ensure_bucket
-from .budget import ensure_monthly_budget
+from .budget import ensure_monthly_budget, valid_email
 from .compute import ensure_security_group, find_ami
 from .credentials import verify
 from .error_rules import translate
 from .iam_policy import POLICY_TITLES
+from .job_mail import ensure_job_mail
 from .quotas import (
     CapacityReport,
     check_capacity,
@@ -51,7 +52,7 @@ LATENCY_ATTEMPTS = 3
 LATENCY_TIMEOUT_S = 2.0
 
 # Step names, shown as the first words of each line in the setup panel.
-KEYS, REGION, BUCKET, FIREWALL, IMAGE, QUOTA, BATCH, BUDGET = (
+KEYS, REGION, BUCKET, FIREWALL, IMAGE, QUOTA, BATCH, BUDGET, JOB_MAIL = (
     "AWS keys",
     "Region",
     "Storage bucket",
@@ -60,6 +61,7 @@ KEYS, REGION, BUCKET, FIREWALL, IMAGE, QUOTA, BATCH, BUDGET = (
     "Machine limit (quota)",
     "Many machines (AWS Batch)",
     "Monthly budget",
+    "E-mail when a job ends",
 )
 
 # What the UI's button for a step does (empty: no button).
@@ -252,6 +254,7 @@ def run_setup(
     budget: tuple[float, str] | None = None,
     progress: Callable[[str], None] | None = None,
     retention_days: int = DEFAULT_EXPIRE_DAYS,
+    mail: str = "",
 ) -> SetupReport:
     """Walk the account to "Ready to render"; every problem becomes a step, never an exception.
 
@@ -264,7 +267,8 @@ def run_setup(
     regional endpoints probed; `budget` = (USD per month, alert email) creates the budget,
     otherwise it is only offered. `retention_days` (the preferences') is how long job data stays
     in the bucket: set here, so a job (with only the daily Render policy, which may not configure
-    a bucket) finds the bucket as it wants it. `instance_type`, `spot` and `machines` (the scene's) shape the
+    a bucket) finds the bucket as it wants it. `mail` (the budget's address, reused) gets an
+    e-mail when a job ends, with Blender closed; empty: none. `instance_type`, `spot` and `machines` (the scene's) shape the
     Batch compute environment; a job of another shape brings it up to date when submitted.
     Steps after keys and region go on after a failure, so the report lists everything that is
     left at once.
@@ -282,6 +286,7 @@ def run_setup(
         budget,
         retention_days,
     )
+    _mail_step(flow, settings.in_region(report.region) if report.region else settings, report, mail)
     report.ready = bool(flow.steps) and all(s.ok for s in flow.steps)
     flow.say(report.summary().splitlines()[0])
     return report
@@ -389,6 +394,53 @@ def _walk(
                 required=False,
             )
         )
+
+
+def _mail_step(flow: _Flow, settings: AwsSettings, report: SetupReport, mail: str) -> None:
+    """The e-mail when a job ends: optional, so it never keeps Set Up from "Ready to render"."""
+    if not report.bucket:
+        return  # keys, region or bucket failed: their steps say what to do
+    if not mail:
+        flow.add(
+            SetupStep(
+                JOB_MAIL,
+                "offered",
+                "Cloud Render can e-mail you when a job ends, even with Blender closed.",
+                "Enter your e-mail, then run Set up again.",
+                required=False,
+            )
+        )
+        return
+    if not valid_email(mail):
+        flow.add(
+            SetupStep(
+                JOB_MAIL,
+                "failed",
+                f"The e-mail address {mail!r} does not look right.",
+                "Enter the address where AWS should write, like name@example.com, then run Set up again.",
+                required=False,
+            )
+        )
+        return
+    flow.say("Setting up the e-mail when a job ends…")
+    try:
+        made = ensure_job_mail(settings, report.bucket, mail)
+    except Exception as exc:
+        err = translate(exc, "setting up the e-mail when a job ends", region=settings.region)
+        flow.add(SetupStep(JOB_MAIL, "failed", err.message, err.action, BUTTON_RETRY, required=False))
+        return
+    asked = any("confirmation" in m for m in made)
+    first = (
+        " AWS sends you a confirmation mail first: open its link, or no job e-mail arrives." if asked else ""
+    )
+    flow.add(
+        SetupStep(
+            JOB_MAIL,
+            "done",
+            f"AWS e-mails {mail} when a job ends or waits for your answer, even with Blender closed.{first}",
+            required=False,
+        )
+    )
 
 
 def _batch_step(

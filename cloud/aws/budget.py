@@ -38,6 +38,11 @@ def _fail(exc: Exception) -> CloudError:
     )
 
 
+def valid_email(text: str) -> bool:
+    """An address AWS can write to, as far as its shape says (the budget and the job e-mail)."""
+    return bool(_EMAIL.match(text or ""))
+
+
 def _validate(amount_usd: float, email: str) -> None:
     if not amount_usd or amount_usd <= 0:
         raise CloudError(

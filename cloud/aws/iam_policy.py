@@ -163,6 +163,9 @@ SETUP_STATEMENTS: list[dict[str, Any]] = [
             "s3:PutBucketPublicAccessBlock",
             "s3:PutEncryptionConfiguration",
             "s3:PutLifecycleConfiguration",
+            # The e-mail when a job ends (job_mail.py): the bucket's events go to EventBridge.
+            "s3:GetBucketNotification",
+            "s3:PutBucketNotification",
         ],
         "arn:aws:s3:::cloud-render-*",
         OWN_ACCOUNT,
@@ -260,6 +263,21 @@ SETUP_STATEMENTS: list[dict[str, Any]] = [
     _statement(
         "QuotaRequest", ["servicequotas:RequestServiceQuotaIncrease"], "arn:aws:servicequotas:*:*:ec2/*"
     ),
+    # The e-mail when a job ends (job_mail.py): our topic, our rules, and only our topic as their
+    # target, so this key cannot send the bucket's events anywhere else.
+    _statement(
+        "JobMailTopic",
+        ["sns:CreateTopic", "sns:ListSubscriptionsByTopic", "sns:SetTopicAttributes", "sns:Subscribe"],
+        f"arn:aws:sns:*:{ACCOUNT}:cloud-render-*",
+    ),
+    _statement("JobMailRules", ["events:PutRule"], f"arn:aws:events:*:{ACCOUNT}:rule/cloud-render-*"),
+    _statement(
+        "JobMailTargets",
+        ["events:PutTargets"],
+        f"arn:aws:events:*:{ACCOUNT}:rule/cloud-render-*",
+        # events:TargetArn holds every target's ARN (SAR: ArrayOfARN): all must be our topic.
+        {"ForAllValues:ArnLike": {"events:TargetArn": f"arn:aws:sns:*:{ACCOUNT}:cloud-render-*"}},
+    ),
 ]
 
 STATEMENTS: dict[PolicyName, list[dict[str, Any]]] = {"render": RENDER_STATEMENTS, "setup": SETUP_STATEMENTS}
@@ -286,6 +304,8 @@ IAM_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "PutPublicAccessBlock"): ("s3:PutBucketPublicAccessBlock",),
     ("s3", "PutBucketEncryption"): ("s3:PutEncryptionConfiguration",),
     ("s3", "PutBucketLifecycleConfiguration"): ("s3:PutLifecycleConfiguration",),
+    ("s3", "GetBucketNotificationConfiguration"): ("s3:GetBucketNotification",),
+    ("s3", "PutBucketNotificationConfiguration"): ("s3:PutBucketNotification",),
     ("budgets", "CreateBudget"): ("budgets:ModifyBudget",),
     ("budgets", "DescribeBudget"): ("budgets:ViewBudget",),
     ("budgets", "DescribeBudgets"): ("budgets:ViewBudget",),

@@ -147,11 +147,13 @@ class BatchEngine:
         lists = machine_mark_pages(
             settings, record, [contract.rendered_mark(f) for f in record.frames], expires
         )
+        mail = {"mail": contract.mail_claim_key(record.job_id)}
         return {
             "claim_urls": claims,
             "claim_list_urls": claim_pages,
             "machine_list_urls": lists,
             "machine_count": record.machines,
+            "notice_claim_url": storage.put_links(settings, record.bucket, mail, expires)["mail"],
         }
 
     def launch(

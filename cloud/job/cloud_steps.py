@@ -29,6 +29,7 @@ from ..cost import caps
 from ..cost.catalog import load_catalog
 from ..errors import CloudError, ErrorCode
 from ..machine import contract, worker_archive
+from ..machine.notice import safe_label
 from ..pack import FRAMES_IMAGE_PREFIX
 from ..pack.chunking import ChunkPolicy
 from ..pack.hash_cache import FILE_NAME as HASH_CACHE_FILE
@@ -365,6 +366,7 @@ class CloudSteps:
             accept_differences=request.accept_differences,
             kernel_cache=kernels,
             frame_seconds=contract.spec_frame_seconds(request.frame_seconds, record.frames),
+            notice=notice_settings(request),
             **engine.spec_extras(settings, record, expires),
         )
         storage.put_json(settings, bucket, contract.spec_key(job_id), json.loads(spec.to_json()))
@@ -496,3 +498,15 @@ def scout_frames(frames: list[int]) -> list[int]:
         return []
     ordered = sorted(frames)
     return sorted({ordered[0], ordered[len(ordered) // 2], ordered[-1]})
+
+
+def notice_settings(request: JobRequest) -> dict[str, Any]:
+    """What the machine's e-mail notice says of the job (cloud/machine/notice.py): the file's
+    name as the artist knows it, sanitised here (the machine does it again), the price of one
+    machine-hour and how long the bucket keeps the frames."""
+    name = request.blend_name.replace("\\", "/").rsplit("/", 1)[-1]
+    return {
+        "label": safe_label(name),
+        "usd_per_hour": round(float(request.price_per_hour), 4),
+        "keep_days": int(request.retention_days),
+    }

@@ -159,6 +159,9 @@ class BatchSupervisor(Supervisor):
         self.marked: set[int] = set()
         self.marking_done = threading.Event()
         self.claims_frames = True
+        # The job's e-mail is sent by the machine that sees its end (the still's merge); the
+        # cost it says counts every machine of the array for as long as this one ran.
+        self.notice.machines = max(1, int(spec.get("machine_count", 1)))
         # Claiming ahead: the lock keeps one claim in flight; `ready` is the frame claimed for
         # Blender's next ask, claimed shortly before the current frame is expected to end.
         self.lock = threading.Lock()
@@ -458,4 +461,28 @@ class BatchSupervisor(Supervisor):
                 "frame_seconds": self.measured_seconds(),
             },
         )
+        self.tell_if_last()
         return self.finish("done")
+
+    def tell_if_last(self) -> None:
+        """The job's e-mail, sent once: by the machine that, after marking its own frames, sees
+        every frame of the job marked by some machine (the last to mark always does: each lists
+        after its own marks landed) and wins the conditional write of `out/mail-claim`."""
+        url = str(self.spec.get("notice_claim_url") or "")
+        if not url or not self.notice.settings or self.poster.denied.is_set():
+            return
+        frames = set(self.spec["frames"])
+        marked: set[int] = set()
+        try:
+            for pages in (self.spec.get("machine_list_urls") or {}).values():
+                names = list_pages(list(pages), "listing of the machines' marks", self.log.say)
+                marked |= {int(n[9:]) for n in names if n.startswith("rendered-") and n[9:].isdigit()}
+            if not frames <= marked:
+                self.log.say("frames are still rendering elsewhere: the last machine sends the e-mail")
+                return
+            if not Claims({"0": url}, self.index, self.attempt, self.log.say).claim(0):
+                return  # another machine that saw the end sends it
+        except (OSError, http.client.HTTPException, ElementTree.ParseError, JobFailed) as exc:
+            self.log.say(f"could not tell whether the job is complete for its e-mail ({exc})")
+            return
+        self.notice.send("done", done=len(frames))

@@ -192,6 +192,12 @@ def merge_claim_key(job_id: str) -> str:
     return f"jobs/{job_id}/out/claims/merge"
 
 
+def mail_claim_key(job_id: str) -> str:
+    """Many machines: the one that sees every frame marked writes this first and sends the
+    job's e-mail notice (outside claims/, whose listings hold frame claims only)."""
+    return f"jobs/{job_id}/out/mail-claim"
+
+
 def parts_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/out/parts/"
 
@@ -435,6 +441,11 @@ class WorkerSpec:
     # The GPU kernel caches of earlier machines (None: no GPU, or nothing to offer).
     kernel_cache: KernelCacheOffer | None = None
     still: StillSpec | None = None  # engine "still": the parts of one frame's samples
+    # The e-mail when the job ends (notice.py): {"label": the file's name, sanitised,
+    # "usd_per_hour": the job's machines' price each, "keep_days": how long the bucket keeps
+    # its data}. Empty: no notice is written.
+    notice: dict[str, Any] = field(default_factory=dict)
+    notice_claim_url: str = ""  # many machines: presigned PUT of mail_claim_key (If-None-Match)
     # One of ENGINES. Left empty, it is derived from the fields above (spec_engine), so a spec
     # built without it still names its engine when written.
     engine: str = ""

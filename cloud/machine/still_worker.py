@@ -441,4 +441,6 @@ class StillSupervisor(BatchSupervisor):
                 "merged": self.merged,
             },
         )
+        if self.merged:  # the one machine that saw every part in and finished the still
+            self.notice.send("done", done=1)
         return self.finish("done")

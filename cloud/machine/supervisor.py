@@ -28,6 +28,7 @@ from xml.etree import ElementTree
 
 from . import assemble_movie, blender_logs, contract, kernel_cache
 from .installs import BlenderInstall
+from .notice import STOP_WORDS, Notice
 from .transport import (
     JobFailed,
     JobLog,
@@ -156,6 +157,9 @@ class Supervisor:
         # The GPU kernel caches of earlier machines: restored before Blender, kept after it.
         self.kernels = kernel_cache.KernelCache(spec.get("kernel_cache"), self.work, self.log.say)
         self.deadline = time.monotonic() + max(60, int(spec.get("max_seconds", 7200)) - 120)
+        # The e-mail when the job ends or waits for its quote's answer (notice.py); one machine
+        # of many leaves it to whoever sees the whole job end (claims_frames: sends none).
+        self.notice = Notice(spec, self._put_notice, self.log.say)
 
     # -- outputs
 
@@ -168,6 +172,14 @@ class Supervisor:
             with_retries(f"upload of {name}", lambda: self.poster.put(name, body), self.log.say)
         except (OSError, http.client.HTTPException) as exc:
             self.log.say(f"could not upload {name}: {exc}")
+
+    def _put_notice(self, name: str, body: bytes) -> None:
+        with_retries(f"upload of {name}", lambda: self.poster.put(name, body), self.log.say)
+
+    def tell(self, ending: str, **facts: Any) -> None:
+        """The artist's e-mail for `ending` (notice.py), from the machine that runs the whole job."""
+        if not self.claims_frames and not self.poster.denied.is_set():  # uploads refused: so would it be
+            self.notice.send(ending, done=len(self.done), **facts)
 
     def frames_left(self) -> list[int]:
         frames = order_frames(self.spec["frames"], self.spec.get("frame_order", "sequential"))
@@ -612,6 +624,8 @@ class Supervisor:
             }
             self.log.say(f"job {state}: {len(self.done)} frames done, {few_frames(left)} left")
             self.put_json("interrupted.json", data)
+            ending, said = STOP_WORDS.get(self.stop_reason, ("stopped", "stopped"))
+            self.tell(ending, said=said)
             return self.finish(state)
         if self.rendered_all():
             data = {
@@ -628,6 +642,7 @@ class Supervisor:
             )
             data.update(self.movie_result())
             self.put_json("done.json", data)
+            self.tell("done")
             return self.finish("done")
         kind, cause = self.failure(code if code is not None else 0)
         return self.finish_failed(kind, cause, code)
@@ -711,6 +726,8 @@ class Supervisor:
         }
         self.log.say(f"quote: {seconds} s per frame over scout frames {scouts}; {len(left)} frames left")
         self.put_json("quote.json", quote)
+        rest = (seconds or 0.0) * len(left) / 3600.0 * float(self.notice.settings.get("usd_per_hour", 0.0))
+        self.tell("quote", seconds_per_frame=seconds, left=len(left), usd_rest=rest)
         self.status.update(
             state="quoting",
             frame=None,
@@ -783,6 +800,7 @@ class Supervisor:
             },
         )
         self.status.update(message=cause)
+        self.tell("failed", kind=kind)
         return self.finish("failed")
 
     def finish(self, state: str) -> str:

@@ -50,6 +50,12 @@ _S3 = {
     "DeleteBucketTagging": ("s3:PutBucketTagging",),
     "DeleteBucketOwnershipControls": ("s3:PutBucketOwnershipControls",),
     "GetBucketPolicyStatus": ("s3:GetBucketPolicyStatus",),
+    # SAR, Amazon S3: PutBucketNotification / GetBucketNotification authorise the
+    # ...NotificationConfiguration operations (and the older ?notification ones).
+    "PutBucketNotificationConfiguration": ("s3:PutBucketNotification",),
+    "GetBucketNotificationConfiguration": ("s3:GetBucketNotification",),
+    "PutBucketNotification": ("s3:PutBucketNotification",),
+    "GetBucketNotification": ("s3:GetBucketNotification",),
 }
 
 ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {

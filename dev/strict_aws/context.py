@@ -52,6 +52,10 @@ def base_context(principal: Principal, request: AwsRequest) -> Context:
         context["iam:policyarn"] = [str(request.params["PolicyArn"])]
     if request.service == "batch" and request.operation == "RegisterJobDefinition":
         context.update(_job_definition_context(request))
+    if request.service == "events" and request.operation == "PutTargets":
+        # SAR, Amazon EventBridge: events:TargetArn, the ARNs of the targets being put.
+        targets = request.params.get("Targets") or []
+        context["events:targetarn"] = [str(t.get("Arn")) for t in targets if isinstance(t, dict)]
     if request.service == "s3":
         context["s3:signatureversion"] = ["AWS4-HMAC-SHA256"]
         context["s3:authtype"] = [

@@ -565,6 +565,33 @@ def quotas_quota(request: AwsRequest) -> list[Item]:
     return [(_region_arn(request, "servicequotas", f"{service}/{code}"), {})]
 
 
+def events_rule(request: AwsRequest) -> list[Item]:
+    """A rule on the default bus (SAR, Amazon EventBridge: rule-on-default-event-bus is
+    `arn:aws:events:<region>:<account>:rule/<name>`); PutRule names it `Name`, the others `Rule`."""
+    name = request.params.get("Name") or request.params.get("Rule")
+    bus = request.params.get("EventBusName") or "default"
+    if not name or str(bus) not in ("default", _region_arn(request, "events", "event-bus/default")):
+        return []
+    return [(_region_arn(request, "events", f"rule/{name}"), {})]
+
+
+def events_custom_rule(request: AwsRequest) -> list[Item]:
+    """A rule on another bus: `rule/<bus>/<name>` (none of ours: theirs are on the default bus)."""
+    name = request.params.get("Name") or request.params.get("Rule")
+    bus = str(request.params.get("EventBusName") or "default").rsplit("/", 1)[-1]
+    if not name or bus == "default":
+        return []
+    return [(_region_arn(request, "events", f"rule/{bus}/{name}"), {})]
+
+
+def sns_topic(request: AwsRequest) -> list[Item]:
+    """CreateTopic names the topic by `Name`; the others by `TopicArn`."""
+    if request.operation == "CreateTopic" and request.params.get("Name"):
+        return [(_region_arn(request, "sns", str(request.params["Name"])), {})]
+    arn = request.params.get("TopicArn")
+    return [(str(arn), {})] if arn else []
+
+
 def sts_role(request: AwsRequest) -> list[Item]:
     arn = request.params.get("RoleArn")
     return [(str(arn), {})] if arn else []
@@ -597,4 +624,7 @@ RESOLVERS: dict[tuple[str, str], Resolver] = {
     ("ssm", "parameter"): ssm_parameter,
     ("servicequotas", "quota"): quotas_quota,
     ("sts", "role"): sts_role,
+    ("events", "rule-on-default-event-bus"): events_rule,
+    ("events", "rule-on-custom-event-bus"): events_custom_rule,
+    ("sns", "topic"): sns_topic,
 }

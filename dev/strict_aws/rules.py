@@ -17,7 +17,7 @@ AWS's answer, the AWS documentation and the test that shows it.
 
 from __future__ import annotations
 
-from . import rules_batch, rules_ec2, rules_iam, rules_post, rules_s3
+from . import rules_batch, rules_ec2, rules_iam, rules_notify, rules_post, rules_s3
 from .model import AwsRequest, Rule
 
 RULES: list[Rule] = [
@@ -26,6 +26,7 @@ RULES: list[Rule] = [
     *rules_s3.RULES,
     *rules_ec2.RULES,
     *rules_batch.RULES,
+    *rules_notify.RULES,
 ]
 
 

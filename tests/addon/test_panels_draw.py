@@ -270,6 +270,19 @@ def test_overrides_read_as_overrides(module):
     assert settings.samples == 0
 
 
+def test_an_email_in_preferences_says_aws_asks_to_confirm_it_first(module):
+    prefs = module.addon.account.preferences()
+    prefs.budget_email = "artist@example.com"
+    try:
+        labels, _ = draw(module.panels.preferences.CloudRenderPreferences, prefs)
+    finally:
+        prefs.budget_email = ""
+    said = " ".join(labels)
+    assert "AWS sends a confirmation mail first: open its link to get job e-mails." in said
+    labels, _ = draw(module.panels.preferences.CloudRenderPreferences, prefs)
+    assert "confirmation mail" not in " ".join(labels)  # no address, nothing to confirm
+
+
 def test_settings_labels_keep_their_words_at_the_default_width(module):
     """In the default Properties editor (about 330 px) a form's label column holds about 15
     characters and a tick box's text about 19; longer ones are cut ("Finish Within (...",

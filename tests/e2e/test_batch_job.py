@@ -197,6 +197,14 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     # Honest machines agree with their claims and frames: no end document of theirs is refused.
     assert not [line for line in lines if "Ignored what the machine wrote" in line]
     nothing_left(sim, job)
+    # One e-mail notice for the whole job, from the machine that saw every frame marked last.
+    listed = client(sim.settings, "s3").list_objects_v2(
+        Bucket=rec.bucket, Prefix=f"jobs/{rec.job_id}/out/notice/"
+    )
+    notices = [o["Key"].rsplit("/", 2)[-2:] for o in listed.get("Contents", [])]
+    assert len(notices) == 1 and notices[0][0] == "done", notices
+    words = r"slow\.blend_is_done_12_of_12_frames_about_\d+\.\d\d_USD_frames_kept_14_days"
+    assert re.fullmatch(words, notices[0][1]), notices
     # The machines' frame times reached the record as they reported them (read through the
     # contract): the next job of this scene hands out its longest frames first
     # (cloud/job/frame_history.py). The job ends when the last frame arrives, so a machine's

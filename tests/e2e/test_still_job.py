@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cloud.aws.session import client
 from cloud.job.events import LogLines
 from cloud.machine.still_parts import read_exr
 from dev.batch_job import make_scene, start_job
@@ -90,6 +91,15 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     single = reference_render(scene, tmp_path / "single.exr")
     worst = max(float(np.abs(channels[c] - single[c]).max()) for c in "RGB")
     assert worst < 1e-4, worst  # the merge of the parts is the single render
+    # One e-mail notice for the job, from the machine that merged (cloud/machine/notice.py).
+    listed = client(sim.settings, "s3").list_objects_v2(
+        Bucket=rec.bucket, Prefix=f"jobs/{rec.job_id}/out/notice/"
+    )
+    notices = [o["Key"].rsplit("/", 2)[-2:] for o in listed.get("Contents", [])]
+    assert len(notices) == 1 and notices[0][0] == "done", notices
+    assert re.fullmatch(
+        r"still\.blend_is_done_1_of_1_frames_about_\d+\.\d\d_USD_frames_kept_14_days", notices[0][1]
+    )
     nothing_left(sim, job)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.aws import storage, uploads
+from cloud.aws import job_mail, storage, uploads
 from cloud.aws.presign import presign_get, presign_list, presign_list_pages, presign_post
 from cloud.aws.session import client
 from cloud.job.user_data import build_user_data
@@ -45,6 +45,7 @@ from cloud.machine.contract import (
 )
 from dev.simulator import Faults, InstanceSimulator, make_blender_tarball
 from tests.factories import CHECKER_TEXTURE
+from tests.mail_delivery import deliver
 
 pytestmark = pytest.mark.slow
 
@@ -348,7 +349,7 @@ ALL = [f"render/shot_{f:04d}.png" for f in FRAMES]
 
 
 def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
-    job = stage(aws, scene, tarball)
+    job = stage(aws, scene, tarball, notice=NOTICE)
     with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
         _, seen = run_job(sim, job)
     assert_frames(job, ALL)
@@ -386,6 +387,12 @@ def test_renders_every_frame_and_terminates(aws, scene, tarball, tmp_path):
     positions = [log.find(m) for m in marks]
     assert -1 not in positions and positions == sorted(positions), dict(zip(marks, positions, strict=True))
     assert "Sample 4/4" in log
+    # The e-mail notice (cloud/machine/notice.py), written once the job's end is.
+    notices = job.keys(out_prefix(job.job_id) + "notice/")
+    assert len(notices) == 1, notices
+    words = r"forest\.blend_is_done_3_of_3_frames_" + DOLLARS + "_frames_kept_14_days"
+    assert re.fullmatch(f"jobs/{job.job_id}/out/notice/done/{words}", notices[0]), notices
+    assert log.find("e-mail notice written") < log.find("final state: done")
 
 
 def test_a_scene_sent_compressed_is_inflated_checked_and_rendered(aws, scene, tarball, tmp_path):
@@ -709,9 +716,11 @@ QUOTED = [1, 2, 3, 4, 5]
 SCOUTS = [1, 3, 5]  # first, middle, last
 
 
-def stage_quoted(aws, scene, tarball, job_id: str) -> Staged:
+def stage_quoted(aws, scene, tarball, job_id: str, **overrides) -> Staged:  # type: ignore[no-untyped-def]
     go_url = presign_get(client(aws.settings, "s3"), BUCKET, control_key(job_id, "go.json"), 3600)
-    return stage(aws, scene, tarball, job_id=job_id, frames=QUOTED, scout_frames=SCOUTS, go_url=go_url)
+    return stage(
+        aws, scene, tarball, job_id=job_id, frames=QUOTED, scout_frames=SCOUTS, go_url=go_url, **overrides
+    )
 
 
 def run_quoted(sim: InstanceSimulator, job: Staged, go: bool | None) -> tuple[dict, list[str], list[dict]]:
@@ -765,8 +774,13 @@ def test_quote_first_then_go_renders_the_rest(aws, scene, tarball, tmp_path):
     assert -1 not in positions and positions == sorted(positions), dict(zip(marks, positions, strict=True))
 
 
+NOTICE = {"label": "forest.blend", "usd_per_hour": 0.526, "keep_days": 14}
+DOLLARS = r"about_\d+\.\d\d_USD"
+
+
 def test_quote_first_then_stop_keeps_the_scouts(aws, scene, tarball, tmp_path):
-    job = stage_quoted(aws, scene, tarball, "quote-stop")
+    job = stage_quoted(aws, scene, tarball, "quote-stop", notice=NOTICE)
+    job_mail.ensure_job_mail(aws.settings, BUCKET, "artist@example.com")  # as Set Up does
     with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:
         quote, _, seen = run_quoted(sim, job, go=False)
     assert quote["scout_frames"] == SCOUTS
@@ -777,6 +791,25 @@ def test_quote_first_then_stop_keeps_the_scouts(aws, scene, tarball, tmp_path):
     assert interrupted["frames_done"] == SCOUTS and interrupted["frames_left"] == [2, 4]
     assert job.get("done.json") is None and job.get("error.json") is None
     assert "quoting" in [s["state"] for s in seen] and seen[-1]["state"] == "interrupted"
+
+    # The e-mails AWS sends with Blender closed: one while the quote waits, one at the end.
+    mails = deliver(aws.admin, BUCKET)
+    assert [(m.rule, m.to) for m in mails] == [
+        ("cloud-render-notice-cancelled", ("artist@example.com",)),  # keys in order: cancelled < quote
+        ("cloud-render-notice-quote", ("artist@example.com",)),
+    ]
+    prefix = f"jobs/{job.job_id}/out/notice/"
+    cancelled, waiting = (m.text.splitlines()[1] for m in mails)
+    assert re.fullmatch(
+        f'"{prefix}cancelled/forest.blend_was_stopped_after_the_quote_3_of_5_frames_done_{DOLLARS}"',
+        cancelled,
+    ), cancelled
+    pace = rf"{quote['seconds_per_frame']:.1f}".replace(".", r"\.")
+    assert re.fullmatch(
+        f'"{prefix}quote/forest.blend_waits_for_your_answer_{pace}_s_per_frame_2_frames_left_{DOLLARS}_more"',
+        waiting,
+    ), waiting
+    assert "e-mail notice written: notice/quote/" in job.log_text()
 
 
 def test_quote_without_answer_stops_after_the_wait(aws, scene, tarball, tmp_path):

@@ -332,7 +332,8 @@ def condition_holds(condition: dict[str, dict[str, Any]], context: dict[str, str
     A key the request does not carry fails every operator but Null and ...IfExists."""
     for operator, block in condition.items():
         if_exists = operator.endswith("IfExists")
-        base = operator.removesuffix("IfExists")
+        # One value per key here: "for all of them" is the operator on that one value.
+        base = operator.removeprefix("ForAllValues:").removesuffix("IfExists")
         for key, expected in block.items():
             values = [resolve(v, context) for v in as_list(expected)]
             if base == "Null":
@@ -401,6 +402,8 @@ OUR_ROLE = "arn:aws:iam::123456789012:role/cloud-render-ecs-instance"
 OUR_PROFILE = "arn:aws:iam::123456789012:instance-profile/cloud-render-ecs-instance"
 BATCH_ROLE = "arn:aws:iam::123456789012:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch"
 OTHER_ROLE = "arn:aws:iam::123456789012:role/Admin"
+MAIL_RULE = "arn:aws:events:us-east-1:123456789012:rule/cloud-render-notice-done"
+MAIL_TOPIC = "arn:aws:sns:us-east-1:123456789012:cloud-render-job-mail"
 # Every context a request could bring: a condition that any of them satisfies still lets it through.
 ANYTHING = {
     **OURS,
@@ -429,7 +432,8 @@ def test_statements_are_valid_and_scoped():
             assert all("*" not in action for action in actions), sid
             assert all(r == "*" or r.startswith("arn:aws:") for r in resources_), sid
             for operator in statement.get("Condition", {}):
-                assert operator.removesuffix("IfExists") in OPERATORS or operator == "Null", sid
+                base = operator.removeprefix("ForAllValues:").removesuffix("IfExists")
+                assert base in OPERATORS or operator == "Null", sid
             if actions == ["s3:ListAllMyBuckets"]:  # bucket names only: AWS takes "*" alone for it
                 assert resources_ == ["*"] and "Condition" not in statement, sid
             elif any(a.startswith("s3:") for a in actions):
@@ -481,6 +485,12 @@ WAYS_UP = [
         "servicequotas:RequestServiceQuotaIncrease",
         "arn:aws:servicequotas:us-east-1:123456789012:ec2/L-DB2E81BA",
     ),
+    # The e-mail when a job ends is Set Up's: a daily key may not send the bucket's events anywhere.
+    ("s3:PutBucketNotification", BUCKET),
+    ("events:PutRule", MAIL_RULE),
+    ("events:PutTargets", MAIL_RULE),
+    ("sns:Subscribe", MAIL_TOPIC),
+    ("sns:SetTopicAttributes", MAIL_TOPIC),
 ]
 
 
@@ -489,6 +499,15 @@ WAYS_UP = [
 )
 def test_the_daily_policy_refuses_each_way_up_whatever_the_request_brings(action: str, resource: str):
     assert not daily(action, resource, ANYTHING)
+
+
+def test_set_up_may_point_our_rules_only_at_our_topic():
+    assert allows("events:PutTargets", MAIL_RULE, {"events:TargetArn": MAIL_TOPIC}, policy="setup")
+    other = "arn:aws:sns:us-east-1:123456789012:someone-elses"
+    assert not allows("events:PutTargets", MAIL_RULE, {"events:TargetArn": other}, policy="setup")
+    theirs = "arn:aws:events:us-east-1:123456789012:rule/their-rule"
+    assert not allows("events:PutTargets", theirs, {"events:TargetArn": MAIL_TOPIC}, policy="setup")
+    assert not allows("sns:Subscribe", "arn:aws:sns:us-east-1:123456789012:their-topic", {}, policy="setup")
 
 
 def test_the_daily_policy_grants_no_iam_write_no_bucket_configuration_and_no_batch_definition():

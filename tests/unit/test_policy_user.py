@@ -69,10 +69,14 @@ def test_set_up_with_only_the_render_policy_says_which_policy_to_attach(account,
 def test_set_up_with_both_policies_then_the_render_policy_alone_is_ready(account, tmp_path: Path) -> None:
     account.quotas.set_quota(G_ON_DEMAND, 8)
     settings = artist(account, ("render", "setup"))
-    report = account_setup.run_setup(settings, tmp_path, region="us-east-1", machines=2)
+    report = account_setup.run_setup(
+        settings, tmp_path, region="us-east-1", machines=2, mail="artist@example.com"
+    )
     assert report.ready is True, report.summary()
     assert report.summary().splitlines() == ["Ready to render", account_setup.DETACH_SETUP_POLICY]
     assert refused(account) == []  # with both policies, not one request was refused
+    mail = report.step(account_setup.JOB_MAIL)
+    assert mail is not None and mail.status == "done", mail  # the e-mail is Set Up's work
 
     detach(account.moto_settings, "setup")
     again = account_setup.run_setup(settings, tmp_path, region="us-east-1", machines=2)

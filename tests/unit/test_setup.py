@@ -90,6 +90,7 @@ def test_fresh_account_with_gpu_quota_is_ready_to_render(account, tmp_path: Path
         account_setup.QUOTA: "done",
         account_setup.BATCH: "done",
         account_setup.BUDGET: "offered",
+        account_setup.JOB_MAIL: "offered",
     }
     assert report.region == "us-east-1"
     assert report.alternatives == []
@@ -292,8 +293,12 @@ def test_no_reachable_region_is_a_failed_step(account, tmp_path: Path) -> None:
 def test_budget_is_created_when_asked(account, tmp_path: Path) -> None:
     account.quotas.set_quota(G_ON_DEMAND, 8)
     bad = account_setup.run_setup(
-        account.settings, tmp_path, region="us-east-1", budget=(10, "not-an-address")
+        account.settings, tmp_path, region="us-east-1", budget=(10, "not-an-address"), mail="not-an-address"
     )
+    mail = bad.step(account_setup.JOB_MAIL)
+    assert mail is not None
+    assert (mail.status, mail.required) == ("failed", False)
+    assert mail.message == "The e-mail address 'not-an-address' does not look right."
     step = bad.step(account_setup.BUDGET)
     assert step is not None
     assert (step.status, step.message) == (
@@ -304,8 +309,21 @@ def test_budget_is_created_when_asked(account, tmp_path: Path) -> None:
     assert bad.ready is False  # asked for, so it counts
 
     report = account_setup.run_setup(
-        account.settings, tmp_path, region="us-east-1", budget=(10, "artist@example.com")
+        account.settings,
+        tmp_path,
+        region="us-east-1",
+        budget=(10, "artist@example.com"),
+        mail="artist@example.com",
     )
+    mail = report.step(account_setup.JOB_MAIL)
+    assert mail is not None
+    assert (mail.status, mail.message) == (
+        "done",
+        "AWS e-mails artist@example.com when a job ends or waits for your answer, even with Blender closed. "
+        "AWS sends you a confirmation mail first: open its link, or no job e-mail arrives.",
+    )
+    topics = client(account.moto_settings, "sns").list_topics()["Topics"]
+    assert [t["TopicArn"].rsplit(":", 1)[-1] for t in topics] == ["cloud-render-job-mail"]
     step = report.step(account_setup.BUDGET)
     assert step is not None
     assert step.status == "done"

@@ -1238,3 +1238,46 @@ def test_e2e_a_checksum_that_does_not_match_is_refused(strict: Any) -> None:
     s3.put_object(
         Bucket=BUCKET, Key="k", Body=b"frame", ChecksumSHA256=_b64(hashlib.sha256(b"frame").digest())
     )
+
+
+# --- S3 notification configuration: EventBridge shown ---------------------------------------------
+
+
+def _with_eventbridge(s3: Any, topic: str) -> None:
+    s3.create_bucket(Bucket=BUCKET)
+    config = {
+        "TopicConfigurations": [
+            {
+                "Id": "theirs",
+                "TopicArn": topic,
+                "Events": ["s3:ObjectRemoved:*"],
+            }
+        ],
+        "EventBridgeConfiguration": {},
+    }
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=config)
+
+
+def test_moto_itself_leaves_eventbridge_out_of_the_notification_configuration(plain_moto: str) -> None:
+    """Why the rule exists: moto stores EventBridgeConfiguration but never answers it."""
+    topic = _plain(plain_moto, "sns").create_topic(Name="t")["TopicArn"]
+    s3 = _plain(plain_moto, "s3")
+    _with_eventbridge(s3, topic)
+    assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket=BUCKET)
+
+
+def test_the_notification_configuration_names_eventbridge_once_on(strict: Any) -> None:
+    s3 = _admin(strict, "s3")
+    topic = _admin(strict, "sns").create_topic(Name="t")["TopicArn"]
+    _with_eventbridge(s3, topic)
+    got = s3.get_bucket_notification_configuration(Bucket=BUCKET)
+    assert got["EventBridgeConfiguration"] == {}
+    assert got["TopicConfigurations"] == [
+        {
+            "Id": "theirs",
+            "TopicArn": topic,
+            "Events": ["s3:ObjectRemoved:*"],
+        }
+    ]
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
+    assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket=BUCKET)
