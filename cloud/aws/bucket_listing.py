@@ -54,14 +54,17 @@ def account_buckets(settings: AwsSettings, known: dict[str, str]) -> dict[str, s
     return found
 
 
-def list_level(settings: AwsSettings, bucket: str, prefix: str, max_keys: int = 1000) -> Level:
-    """The folders and objects right under `prefix` (ListObjectsV2 with Delimiter '/'), bounded."""
+def list_level(
+    settings: AwsSettings, bucket: str, prefix: str, max_keys: int = 1000, max_pages: int = MAX_PAGES
+) -> Level:
+    """The folders and objects right under `prefix` (ListObjectsV2 with Delimiter '/'), bounded:
+    at most `max_pages` requests of `max_keys` entries."""
     folders: list[str] = []
     keys: list[str] = []
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": max_keys}
     s3 = client(settings, "s3")
     with translating("listing the jobs", region=settings.region):
-        for _page in range(MAX_PAGES):
+        for _page in range(max_pages):
             reply = s3.list_objects_v2(**kwargs)
             folders.extend(str(p["Prefix"]) for p in reply.get("CommonPrefixes", []))
             keys.extend(str(item["Key"]) for item in reply.get("Contents", []))

@@ -4,7 +4,8 @@ on other computers with the same keys.
 Bounded at every step: one level of `jobs/` per bucket (ListObjectsV2 with Delimiter), the
 newest MAX_JOBS job folders by their id (ids start with the UTC time of submit), one bounded GET
 of each `job.json` (cloud/job/summary.py), and, for a job its summary says is still going, one
-listing of its end documents and one HEAD of its cancel mark. The bucket is the shared truth: a
+listing of its end documents and one HEAD of its cancel mark (a job of many machines: first
+one listing of its e-mail notices, the job's one summed-up ending). The bucket is the shared truth: a
 summary lags when its computer was closed, so what the machines (or a cancelling computer)
 wrote last decides the stage. Runs in a worker thread, never on Blender's main thread.
 """
@@ -21,13 +22,25 @@ from ..aws.bucket_listing import list_level
 from ..aws.session import AwsSettings
 from ..errors import CloudError
 from ..machine import contract
+from ..machine.notice import NOTICE_DIR
 from .endings import INTERRUPTION_WORDS
-from .records import Stage
+from .records import EngineName, Stage
 from .summary import MAX_SUMMARY_BYTES, JobSummary, parse_summary
 
 _log = logging.getLogger(__name__)
 
 MAX_JOBS = 30  # the newest jobs listed, over every bucket
+# A notice's ending (cloud/machine/notice.py) -> the stage it says; "quote" is no end.
+NOTICE_STAGES = {
+    "done": Stage.DONE,
+    "failed": Stage.FAILED,
+    "capped": Stage.CAPPED,
+    "cancelled": Stage.CANCELLED,
+    "stopped": Stage.INTERRUPTED,
+}
+# Entries of out/notice/ read, in one request (S3's largest page): one notice per job is written,
+# and a page this long keeps junk folders written beside it from pushing it out.
+MAX_NOTICES = 1000
 _TIMED_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # new_job_id's form: sorts by submit time
 
 
@@ -121,11 +134,16 @@ def _read_job(
 
 def ended_stage(settings: AwsSettings, bucket: str, summary: JobSummary) -> str:
     """How the job ended by what was written after its summary ("" while nothing says it ended):
-    the machine's done.json, else a computer's cancel mark, else its other end documents. A job of many machines
-    writes its end documents per machine: its summary says it once a computer follows it to
-    the end."""
+    the machine's done.json, else a computer's cancel mark, else its other end documents. A job
+    of many machines writes its end documents per machine; the last machine to end writes the
+    job's e-mail notice, whose ending says it (else its summary once a computer follows it to
+    the end)."""
     job_id = summary.job_id
     out = contract.out_prefix(job_id)
+    if summary.engine != EngineName.EC2.value:
+        told = noticed_stage(settings, bucket, out)
+        if told:
+            return told
     names = {key[len(out) :] for key in list_level(settings, bucket, out, max_keys=100).keys}
     if "done.json" in names:
         return Stage.DONE.value
@@ -148,3 +166,12 @@ def _interrupted_stage(settings: AwsSettings, bucket: str, key: str, frames: lis
     except (contract.ContractError, CloudError):
         return Stage.INTERRUPTED.value
     return INTERRUPTION_WORDS[reason][0].value
+
+
+def noticed_stage(settings: AwsSettings, bucket: str, out: str) -> str:
+    """The stage the job's e-mail notice (`out/notice/<ending>/<words>`) says, or "": one bounded
+    listing of the notice folders. Anyone with the daily key can write there, so an ending
+    outside the known ones is ignored; of several, the first in NOTICE_STAGES' order counts."""
+    level = list_level(settings, bucket, out + NOTICE_DIR, max_keys=MAX_NOTICES, max_pages=1)
+    endings = {folder[len(out + NOTICE_DIR) :].rstrip("/") for folder in level.folders}
+    return next((stage.value for ending, stage in NOTICE_STAGES.items() if ending in endings), "")

@@ -148,12 +148,21 @@ class BatchEngine:
             settings, record, [contract.rendered_mark(f) for f in record.frames], expires
         )
         mail = {"mail": contract.mail_claim_key(record.job_id)}
+        # One end mark per machine (out/ended/<index>): what the last to end lists (job_end.py).
+        ended = storage.list_page_links(
+            settings,
+            record.bucket,
+            contract.ended_prefix(record.job_id),
+            [str(i) for i in range(record.machines)],
+            expires,
+        )
         return {
             "claim_urls": claims,
             "claim_list_urls": claim_pages,
             "machine_list_urls": lists,
             "machine_count": record.machines,
             "notice_claim_url": storage.put_links(settings, record.bucket, mail, expires)["mail"],
+            "ended_list_urls": ended,
         }
 
     def launch(

@@ -22,8 +22,9 @@ render, mid-frame, or between render and upload), found through those two listin
 page (`presign.presign_list_pages`: a presigned URL cannot ask for a next page by itself).
 
 Its status, log and plan go to `out/machines/<index>/`; its end to `done.json` (no frame left
-to claim), `error.json` or `interrupted.json` there. Whether the job is done is the add-on's
-call: every frame arrived. Standard library only, Python 3.9 syntax.
+to claim), `error.json` or `interrupted.json` there, then its end mark `out/ended/<index>`; the
+last machine to end sends the job's one e-mail (job_end.py). Whether the job is done is the
+add-on's call: every frame arrived. Standard library only, Python 3.9 syntax.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ import urllib.error
 from typing import Any
 from xml.etree import ElementTree
 
-from . import contract
+from . import contract, job_end
+from .notice import STOP_WORDS
 from .supervisor import JobFailed, Supervisor, order_frames
 from .transport import Poster, http_request, list_pages, with_retries
 
@@ -159,6 +161,8 @@ class BatchSupervisor(Supervisor):
         self.marked: set[int] = set()
         self.marking_done = threading.Event()
         self.claims_frames = True
+        self.tells_end = True  # its end mark and, if last, the job's e-mail (not a still's)
+        self.failed_kind = ""
         # The job's e-mail is sent by the machine that sees its end (the still's merge); the
         # cost it says counts every machine of the array for as long as this one ran.
         self.notice.machines = max(1, int(spec.get("machine_count", 1)))
@@ -461,28 +465,52 @@ class BatchSupervisor(Supervisor):
                 "frame_seconds": self.measured_seconds(),
             },
         )
-        self.tell_if_last()
         return self.finish("done")
 
-    def tell_if_last(self) -> None:
-        """The job's e-mail, sent once: by the machine that, after marking its own frames, sees
-        every frame of the job marked by some machine (the last to mark always does: each lists
-        after its own marks landed) and wins the conditional write of `out/mail-claim`."""
+    def finish_failed(self, kind: str, cause: str, code: int | None) -> str:
+        self.failed_kind = kind
+        return super().finish_failed(kind, cause, code)
+
+    def finish(self, state: str) -> str:
+        """The end document is written: the end mark, then the job's e-mail if this machine is
+        the last to end (or the one that sees every frame marked), then the final status."""
+        if self.tells_end:
+            self.tell_if_last(job_end.machine_end(state, self.stop_reason, self.failed_kind))
+        return super().finish(state)
+
+    def frames_marked(self) -> set[int]:
+        """Every frame of the job some machine marked uploaded (one listing per machine)."""
+        marked: set[int] = set()
+        for pages in (self.spec.get("machine_list_urls") or {}).values():
+            names = list_pages(list(pages), "listing of the machines' marks", self.log.say)
+            marked |= {int(n[9:]) for n in names if n.startswith("rendered-") and n[9:].isdigit()}
+        return marked & set(self.spec["frames"])
+
+    def tell_if_last(self, end: job_end.End) -> None:
+        """The job's e-mail, sent once (job_end.py): this machine's end mark first, then the
+        marks of every machine and of every frame; the machine that sees every frame marked, or
+        every machine ended, and wins the conditional write of `out/mail-claim` sends it."""
         url = str(self.spec.get("notice_claim_url") or "")
+        pages = list(self.spec.get("ended_list_urls") or [])
         if not url or not self.notice.settings or self.poster.denied.is_set():
             return
-        frames = set(self.spec["frames"])
-        marked: set[int] = set()
+        machines = max(1, int(self.spec.get("machine_count", 1)))
         try:
-            for pages in (self.spec.get("machine_list_urls") or {}).values():
-                names = list_pages(list(pages), "listing of the machines' marks", self.log.say)
-                marked |= {int(n[9:]) for n in names if n.startswith("rendered-") and n[9:].isdigit()}
-            if not frames <= marked:
-                self.log.say("frames are still rendering elsewhere: the last machine sends the e-mail")
+            if pages:
+                body = contract.end_mark_body(*end)
+                with_retries("end mark", lambda: self.poster.put(f"ended/{self.index}", body), self.log.say)
+            marked = self.frames_marked()
+            ends = job_end.read_ends(
+                list_pages(pages, "listing of the machines' ends", self.log.say), machines
+            )
+            ending = job_end.job_ending(ends, machines, marked == set(self.spec["frames"]))
+            if ending is None:
+                self.log.say("other machines are still rendering: the last one to end sends the e-mail")
                 return
             if not Claims({"0": url}, self.index, self.attempt, self.log.say).claim(0):
                 return  # another machine that saw the end sends it
         except (OSError, http.client.HTTPException, ElementTree.ParseError, JobFailed) as exc:
-            self.log.say(f"could not tell whether the job is complete for its e-mail ({exc})")
+            self.log.say(f"could not tell whether the job ended, for its e-mail ({exc})")
             return
-        self.notice.send("done", done=len(frames))
+        said = {"capped": STOP_WORDS["time_cap"][1], "stopped": "stopped_with_frames_not_rendered"}
+        self.notice.send(ending[0], done=len(marked), kind=ending[1], said=said.get(ending[0], ""))

@@ -198,6 +198,24 @@ def mail_claim_key(job_id: str) -> str:
     return f"jobs/{job_id}/out/mail-claim"
 
 
+def ended_prefix(job_id: str) -> str:
+    """Many machines: one end mark per machine that ended for good (`<index>`, end_mark_body)."""
+    return f"jobs/{job_id}/out/ended/"
+
+
+# A machine's end as its end mark says it (the job's e-mail sums them up, job_end.py).
+END_MARK_ENDINGS = ("done", "failed", "capped", "stopped")
+
+
+def end_mark_body(ending: str, kind: str = "") -> bytes:
+    """What a machine writes as its end mark: the same bytes for the same end, so the mark's
+    ETag in a listing (the MD5 of these bytes, as for claims) says how it ended, no read needed.
+    `kind`: a failure's error kind (ERROR_KINDS), else empty."""
+    if ending not in END_MARK_ENDINGS:
+        raise ValueError(f"unknown end {ending!r}")
+    return json.dumps({"ending": ending, "kind": kind if ending == "failed" else ""}, sort_keys=True).encode()
+
+
 def parts_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/out/parts/"
 
@@ -446,6 +464,9 @@ class WorkerSpec:
     # its data}. Empty: no notice is written.
     notice: dict[str, Any] = field(default_factory=dict)
     notice_claim_url: str = ""  # many machines: presigned PUT of mail_claim_key (If-None-Match)
+    # Many machines: the pages of a listing of out/ended/ (each machine's end mark, `<index>`),
+    # what the last machine to end reads to tell the job ended and send its e-mail.
+    ended_list_urls: list[str] = field(default_factory=list)
     # One of ENGINES. Left empty, it is derived from the fields above (spec_engine), so a spec
     # built without it still names its engine when written.
     engine: str = ""

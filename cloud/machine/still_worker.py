@@ -62,6 +62,7 @@ class StillSupervisor(BatchSupervisor):
         self.part_seconds: dict[int, float] = {}  # part -> seconds it took here, once uploaded
         self.environment_said = False  # add-ons and differences: said once per machine
         self.merged = False
+        self.tells_end = False  # the merger's e-mail says the still is done (no end marks yet)
         self.hints = {}  # the spec's frame times name the frame, not parts (of equal length)
         self.part_uploads: queue.Queue[tuple[int, float] | None] = queue.Queue()
         self.part_upload_error: Exception | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cloud.aws import batch
+from cloud.aws import batch, job_mail
 from cloud.aws.quotas import QUOTA_ERROR_CODES
 from cloud.aws.session import client
 from cloud.job.batch_engine import BatchEngine
@@ -33,10 +33,12 @@ from dev.batch_job import BatchJob, make_scene, make_uneven_scene, render_histor
 from dev.batch_simulator import BatchSimulator
 from dev.emulator import EmulatedAccount, emulated_account
 from tests import waiting
+from tests.mail_delivery import deliver
 
 pytestmark = pytest.mark.slow
 
 DEADLINE_S = 240.0
+EMAIL = "artist@example.com"
 SPOT_STANDARD = "L-34B43A08"  # All Standard Spot Instance Requests, in vCPUs
 
 
@@ -93,6 +95,23 @@ def nothing_left(sim: BatchSimulator, job: BatchJob) -> None:
         return bool(kids) and not any(c.live for c in kids)
 
     wait_for("Batch to show no live child", settled)
+
+
+def one_mail(sim: BatchSimulator, job: BatchJob, ending: str, words: str) -> None:
+    """Exactly one e-mail notice for the whole job, written by the machine that saw its end
+    last, with `ending` and words matching `words`; and what AWS would send for it (Set Up's
+    wiring made now, with the notice already there: tests/mail_delivery.py plays AWS's part)."""
+    rec = job.record
+    listed = client(sim.settings, "s3").list_objects_v2(
+        Bucket=rec.bucket, Prefix=f"jobs/{rec.job_id}/out/notice/"
+    )
+    notices = [o["Key"].rsplit("/", 2)[-2:] for o in listed.get("Contents", [])]
+    assert len(notices) == 1 and notices[0][0] == ending, notices
+    assert re.fullmatch(words, notices[0][1]), notices
+    job_mail.ensure_job_mail(sim.settings, rec.bucket, EMAIL)
+    [mail] = deliver(sim.settings, rec.bucket)
+    assert mail.to == (EMAIL,) and mail.rule == job_mail.RULE_PREFIX + ending, mail
+    assert notices[0][1] in mail.text
 
 
 def test_a_first_submission_maps_its_frames_and_starts_the_costliest_first(sim, tmp_path):
@@ -198,13 +217,8 @@ def test_frames_are_split_over_three_machines_none_twice(sim, slow_scene, tmp_pa
     assert not [line for line in lines if "Ignored what the machine wrote" in line]
     nothing_left(sim, job)
     # One e-mail notice for the whole job, from the machine that saw every frame marked last.
-    listed = client(sim.settings, "s3").list_objects_v2(
-        Bucket=rec.bucket, Prefix=f"jobs/{rec.job_id}/out/notice/"
-    )
-    notices = [o["Key"].rsplit("/", 2)[-2:] for o in listed.get("Contents", [])]
-    assert len(notices) == 1 and notices[0][0] == "done", notices
     words = r"slow\.blend_is_done_12_of_12_frames_about_\d+\.\d\d_USD_frames_kept_14_days"
-    assert re.fullmatch(words, notices[0][1]), notices
+    one_mail(sim, job, "done", words)
     # The machines' frame times reached the record as they reported them (read through the
     # contract): the next job of this scene hands out its longest frames first
     # (cloud/job/frame_history.py). The job ends when the last frame arrives, so a machine's
@@ -245,6 +259,8 @@ def test_a_machine_killed_mid_frame_loses_only_that_frame(sim, slow_scene, tmp_p
     assert twice(done) == []  # ...and no frame was rendered to the end twice
     assert done[lost] == ["0#2"]  # by the retried machine, which finished its lost claim first
     nothing_left(sim, job)
+    # The killed attempt wrote no end (Batch retries it); one e-mail, done, for the whole job.
+    one_mail(sim, job, "done", r"slow\.blend_is_done_8_of_8_frames_about_\d+\.\d\d_USD_frames_kept_14_days")
 
 
 def test_a_machine_lost_right_after_its_claim_leaves_no_frame_behind(sim, slow_scene, tmp_path):
@@ -420,6 +436,8 @@ def test_a_machine_whose_blender_cannot_start_fails_with_the_cause(sim, scene, t
     ), rec.message
     assert "2 frames did not arrive" in rec.message
     nothing_left(sim, job)
+    # Its one machine failed: the e-mail says so, with the failure's kind and nothing rendered.
+    one_mail(sim, job, "failed", r"shot\.blend_failed_[a-z_]+_0_of_2_frames_done_about_\d+\.\d\d_USD")
 
 
 def test_a_machine_that_claimed_every_frame_leaves_them_missing_not_done(sim, scene, tmp_path):
@@ -453,3 +471,7 @@ def test_a_machine_that_claimed_every_frame_leaves_them_missing_not_done(sim, sc
     assert "machines/1/done.json: it says machine 1 is done, but frames 1, 2, 3" in log
     assert "[cloud-render] Not delivered: frames 1, 2, 3, 4, 5, 6, 7, 8 claimed by machine 1." in log
     nothing_left(sim, job)
+    # Both machines ended with nothing left to claim, no frame marked: the last to end says the
+    # job stopped with frames not rendered (one e-mail, though neither failed).
+    words = r"shot\.blend_stopped_with_frames_not_rendered_0_of_8_frames_done_about_\d+\.\d\d_USD"
+    one_mail(sim, job, "stopped", words)

@@ -158,6 +158,33 @@ def test_the_bucket_decides_where_the_summary_lags(daily, tmp_path, written, sta
     assert job.summary.stage == "rendering" and job.stage == stage
 
 
+@pytest.mark.parametrize(
+    ("notices", "stage"),
+    [
+        ([], "rendering"),  # every machine's end written, no notice: still going, as before
+        (["capped/shot_stopped_at_its_time_cap_2_of_4_frames_done_about_0.10_USD"], "capped"),
+        (["failed/shot_failed_no_gpu_0_of_4_frames_done_about_0.10_USD"], "failed"),
+        (["stopped/shot_stopped_0_of_4_frames_done_about_0.10_USD"], "interrupted"),
+        (["exploded/shot_is_gone", "quote/shot_waits_for_your_answer"], "rendering"),  # forged, no end
+        (["aaa/x", "done/shot_is_done_4_of_4_frames", "exploded/y"], "done"),
+    ],
+)
+def test_a_batch_job_ends_as_its_notice_says(daily, tmp_path, notices, stage):
+    """Many machines write their end documents each in their own folder; the last to end writes
+    the job's one e-mail notice, and its ending is what another computer reads."""
+    settings, buckets = daily
+    bucket = next(b for b, region in buckets.items() if region == "us-east-1")
+    job_id = timed_id(8)
+    storage.put_json(settings, bucket, contract.record_key(job_id), summary(tmp_path, job_id, machines=2))
+    for i in range(2):
+        storage.put_json(settings, bucket, f"jobs/{job_id}/out/machines/{i}/error.json", {"contract": 4})
+    for key in notices:
+        storage.put_text(settings, bucket, f"jobs/{job_id}/out/notice/{key}", "")
+    [job] = list_account_jobs(settings, buckets).jobs
+    assert job.summary.engine == "batch" and job.summary.stage == "rendering"
+    assert job.stage == stage
+
+
 def test_a_local_record_that_says_running_follows_the_bucket_when_it_ended(daily, tmp_path):
     """Cancelled from another computer while this one was closed: the record follows the bucket."""
     settings, buckets = daily
