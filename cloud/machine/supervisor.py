@@ -151,6 +151,7 @@ class Supervisor:
         self.uploads: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self.uploaded_files: set[str] = set()
         self.current_frame: int | None = None
+        self.frame_began_at: float | None = None  # monotonic, when the current frame began
         self.stop_reason = ""
         self.movie: dict[str, Any] | None = None  # the scene's movie output, once Blender has said so
         self.blender_command: list[str] = []
@@ -289,6 +290,7 @@ class Supervisor:
         elif event.kind == "saved":
             path = os.path.abspath(event.path)
             if path.startswith(self.frames_dir + os.sep) and os.path.isfile(path):
+                self.note_saved_frame()
                 self.uploads.put(("frames", path))
             elif path.startswith(self.files_dir + os.sep) and os.path.isfile(path):
                 self.uploaded_files.add(path)
@@ -321,6 +323,7 @@ class Supervisor:
             self.status.update(frames_skipped=self.skipped)
         elif kind == "frame":
             self.current_frame = int(event["frame"])
+            self.frame_began_at = time.monotonic()
             self.status.update(frame=self.current_frame, sample=None, samples=None)
         elif kind == "frame_done":
             self.frame_seconds.append(float(event.get("seconds", 0)))
@@ -344,6 +347,14 @@ class Supervisor:
             )
         elif kind == "error":
             self.render_error = (str(event.get("kind", "render_failed")), str(event.get("message", "")))
+
+    def note_saved_frame(self) -> None:
+        """The frame in progress is saved: its time so far, until Blender's own "frame_done" time
+        replaces it. A machine stopped between the two (a spot notice, the cap) still reports the
+        time of every frame it uploaded, which the next job's plan uses."""
+        frame, started = self.current_frame, self.frame_began_at
+        if frame is not None and started is not None and frame not in self.seconds_by_frame:
+            self.seconds_by_frame[frame] = round(time.monotonic() - started, 3)
 
     def measured_seconds(self, last: int | None = None) -> dict[str, float]:
         """frame_seconds of the end documents (every frame rendered) or of status.json (the last few)."""

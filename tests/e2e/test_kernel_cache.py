@@ -91,7 +91,8 @@ def test_machine_without_nvidia_smi_renders_without_a_cache(aws, scene, tarball,
     with InstanceSimulator(aws.url, work_root=tmp_path / "sim") as sim:  # no stand-in GPU
         instance, _ = run_job(sim, job)
         machine = sim.machines[instance].dir
-    assert job.get_json("done.json") is not None and job.get("error.json") is None
+    ended = (job.get_json("error.json"), job.get_json("interrupted.json"), job.log_text()[-3000:])
+    assert job.get_json("done.json") is not None and job.get("error.json") is None, ended
     log = job.log_text()
     assert log.count("kernel cache") == 1 and "kernel cache: no NVIDIA GPU found" in log
     assert not (machine / "root" / "run" / "kernel-cache").exists()
