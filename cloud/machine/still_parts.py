@@ -369,7 +369,8 @@ class Merge:
         self.kept: dict[str, Any] = {}  # the passes not averaged, from the longest part so far
         self.longest: tuple[int, int] = (0, 0)  # (samples, -index) of the part kept from
         self.strings: dict[str, str] = {}
-        self.merged: dict[str, Any] = {}  # float32, once written
+        self.scratch: Any = None  # one float64 plane, reused for every weighted pass
+        self.written = False
 
     def add(self, path: str, length: int, index: int = 0) -> float:
         """Part `index` (its place in the frame's order), `path`, of `length` samples into the
@@ -391,8 +392,13 @@ class Merge:
             if not can_average(pass_name(channel)):
                 if longest:
                     self.kept[channel] = pixels
-            elif channel in self.sums:  # in float64, in place: no second copy of a 4K pass a part
-                self.sums[channel] += np.multiply(pixels, weight, dtype=np.float64)
+            elif (
+                channel in self.sums
+            ):  # in float64, in place, through one scratch plane: no new memory a part
+                if self.scratch is None:
+                    self.scratch = np.empty((self.height, self.width), dtype=np.float64)
+                np.multiply(pixels, weight, out=self.scratch, dtype=np.float64)
+                np.add(self.sums[channel], self.scratch, out=self.sums[channel])
             else:
                 self.sums[channel] = np.multiply(pixels, weight, dtype=np.float64)
         if longest:
@@ -405,26 +411,28 @@ class Merge:
         step on this machine reads it), and with `combined` the Combined pass alone there too
         (or later, write_combined: while the finish runs); (averaged, taken from the longest
         part). Every sample must have been added."""
-        import numpy as np
-
         if self.added != self.total:
             raise ValueError(f"the parts added hold {self.added} samples of {self.total}")
-        merged: dict[str, Any] = {c: a.astype(np.float32) for c, a in self.sums.items()}
-        merged.update(self.kept)
+        merged: dict[str, Any] = {**self.sums, **self.kept}  # float64 sums: made float32 as written
         strings = dict(self.strings)
         for key in [k for k in strings if k.startswith("cycles.") and k.endswith(".samples")]:
             strings[key] = str(self.total)
         for key in ("name", "type", "view"):
             strings.pop(key, None)  # a multi-part file's per-part names: the merged file is one part
         write_exr(output, self.width, self.height, merged, strings, compress=False)
-        self.merged = merged
+        self.written = True
         if combined:
             self.write_combined(combined)
         return sorted({pass_name(c) for c in self.sums}), sorted({pass_name(c) for c in self.kept})
 
     def write_combined(self, path: str) -> None:
         """The merged Combined pass alone (after write)."""
-        write_combined(path, self.width, self.height, self.merged)
+        import numpy as np
+
+        if not self.written:
+            raise ValueError("the merge is not written yet")
+        combined = {c: a.astype(np.float32) for c, a in self.sums.items() if pass_name(c) == "Combined"}
+        write_combined(path, self.width, self.height, combined)
 
 
 def merge_parts(parts: list[tuple[str, int]], output: str, combined: str = "") -> MergeReport:
