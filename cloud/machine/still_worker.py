@@ -80,6 +80,14 @@ class StillSupervisor(BatchSupervisor):
         number = name[len("part-") :]
         return int(number) if name.startswith("part-") and number.isdigit() else None
 
+    def expected_seconds(self, frame: int) -> float | None:
+        """The machine that merges claims no part ahead: between its parts it first adds what
+        landed, then claims, so the time it spends adding leaves the next part to a machine that
+        is free (a part claimed ahead would wait behind the adds and end last)."""
+        if self.gather is not None:
+            return None
+        return super().expected_seconds(frame)
+
     def say_pending(self) -> None:
         self.log.say(f"rendering again what attempt {self.attempt - 1} claimed: parts {self.pending}")
 
