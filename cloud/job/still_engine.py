@@ -3,8 +3,9 @@
 A still does nothing for frames-per-machine: its one frame is cut into sample subsets
 (still_plan.py), which the machines claim as they claim frames; each part is rendered with the
 same seed and its own sample range and uploaded as a multilayer EXR, and the first machine to
-run out of parts merges them exactly (weighted by their sample counts, each added as it lands,
-so the merge waits on the last part only), denoises and composites once, and uploads the final image as the job's frame (cloud/machine/still_worker.py). So the
+finish a part merges them exactly (weighted by their sample counts, each added as it lands,
+so the merge waits on the last few parts only), denoises and composites once, and uploads the
+final image as the job's frame (cloud/machine/still_worker.py). So the
 add-on follows it as any Batch job: machines, cost, cap and endings are the Batch engine's;
 what differs is the spec (parts, their claims and links) and the panel's rows (parts, not
 frames).

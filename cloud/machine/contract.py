@@ -345,8 +345,9 @@ class StillPart:
 class StillSpec:
     """One Cycles frame over many machines: its samples cut into parts, claimed like frames (a
     conditional write per part), each rendered with the sample-subset settings and uploaded as a
-    multilayer EXR under out/parts/; the machine that finds every part in claims the merge, merges
-    exactly, denoises and composites once, and uploads the final image as the job's frame."""
+    multilayer EXR under out/parts/; the first machine to finish a part claims the merge, adds
+    each part as it lands, merges exactly, denoises and composites once, and uploads the final
+    image as the job's frame."""
 
     frame: int
     total_samples: int

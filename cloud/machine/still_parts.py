@@ -5,8 +5,8 @@ Inside Blender (`blender -b scene.blend --python still_parts.py -- '<json>'`):
 - "parts": what a machine of the still runs, one Blender for all its work, so the scene loads
   and the kernels compile once. It asks the supervisor for each next part it claimed ("next",
   answered on stdin, as render_frames.py asks for frames) and renders it as "part" below; the
-  supervisor uploads it while the next renders. The machine that merges (the first with no
-  part left to claim) is answered with the merge instead: the scene is opened again as the
+  supervisor uploads it while the next renders. The machine that merges (the first to
+  finish a part) is answered with the merge instead: the scene is opened again as the
   artist saved it (the parts changed its samples, denoising and output), each part is added to
   a running sum as it lands ("add", while the other machines still render), and once the last
   is in, "merge" writes the sum and "finish" runs, in this process.

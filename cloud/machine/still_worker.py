@@ -8,15 +8,16 @@ compile once): the same seed, each part's own sample range, denoising and compos
 pass in a 32-bit multilayer EXR. A part is uploaded to `out/parts/part-<k>.exr` by a thread of
 its own while the next renders.
 
-With no part left to claim, the machine waits for its own uploads to land, then tries the
-conditional write of `out/claims/merge`: the first machine to run out of parts wins it, whether
-or not the others' parts are in yet, and the others leave. Its Blender opens the scene again as
-saved while the parts rendered elsewhere are downloaded as each lands (in-region: the artist's
-uplink never carries them, still_gather.py) and added to a running merge, weighted by each
-part's samples: so once the last part lands only that one is fetched and added. Waiting costs
-this machine at most about one part's time; a part whose machine never delivers it is rendered
-here after a while. A merging machine that is lost is retried by Batch, and its retry merges
-(its lost attempt holds the claim). Then it denoises and composites once with the scene's own
+After its first part, a machine tries the conditional write of `out/claims/merge` once: the
+first machine to finish a part wins it. That machine gathers the parts rendered elsewhere as each
+lands (downloaded in-region: the artist's uplink never carries them, still_gather.py), and its
+Blender adds each to a running merge, weighted by each part's samples, between its own parts (it
+claims none ahead, so the dynamic claims give it fewer parts for the time it spends adding).
+With no part left to claim, it waits for its own uploads, opens the scene again as saved and
+adds the rest as they land: once the last part lands only the last few are fetched and added.
+A part whose machine never delivers it is rendered here after a while. A merging machine that
+is lost is retried by Batch, and its retry merges (its lost attempt holds the claim). The others
+leave once their parts are uploaded. The merger then denoises and composites once with the scene's own
 settings and nodes; the final image is uploaded as the
 job's frame (its name said in plan.json before the merge, so the add-on watches for it) and the
 merged Combined pass as `files/still/merged.exr`. The add-on calls the job done when that frame
