@@ -270,7 +270,8 @@ def run(
         "write_s": (pace or {}).get("write", 0.0),
         "combined_s": (pace or {}).get("combined", 0.0),
     }
-    blender = fake_blender(version, settings, Path(tempfile.mkdtemp(prefix="still-split-blender-")))
+    work.mkdir(parents=True, exist_ok=True)  # the fake Blender lies under the run's folder, removed with it
+    blender = fake_blender(version, settings, Path(tempfile.mkdtemp(prefix="blender-", dir=work)))
     job = start_job(
         sim,
         scene,
