@@ -3,19 +3,20 @@
 Every run is the product's path: the still engine and job thread, moto's Batch running each array
 child as a machine on this computer (dev/batch_simulator.py), the real boot script and
 supervisor (cloud/machine/still_worker.py): parts claimed by conditional writes, uploaded, listed,
-the merge claimed by the machine that finds every part in, the parts downloaded there, the final
-image uploaded and downloaded to this computer. Only Blender is a stand-in, FOR THIS BENCHMARK
+the merge claimed by the first machine to finish a part, the parts downloaded there as they land
+(cloud/machine/still_gather.py), the final image uploaded and downloaded to this computer. Only Blender is a stand-in, FOR THIS BENCHMARK
 ONLY, for still_parts.py's "parts" step, one process a machine as the product's Blender (the
 Blender tarball staged for the job holds it, as in bench/scaleout.py). It speaks the step's
-protocol: "next" asked, a part's index (or the merge) answered on stdin, and for each
+protocol: "next" asked, a part's index (or a part to add, or the merge) answered on stdin, and for each
 
 - part: sleeps length x SECONDS_PER_SAMPLE, then writes a real part EXR (still_parts.write_exr,
   PART_SIZE, the channels a part holds: Combined RGBA, Denoising Normal, Albedo and Depth, and
   a Depth pass), so the merge reads what a part would be;
-- on the merging machine, the scene opened again (sleeps --blender-start), then "merge": the
-  real code, still_parts.merge_parts on the parts the machine gathered, and "finish": sleeps
-  FINISH_S, the denoise and composite measured at 0.3-0.5 s at 160x120 on CPU
-  (../shared/recipes/still-on-n-machines.md), and writes a small image.
+- on the merging machine, "add": the real code, still_parts.Merge.add, between its own parts
+  and, once it has none left, after the scene is opened again (sleeps --blender-start); then
+  "merge": the real Merge.write of the sum, and "finish": sleeps FINISH_S, the denoise and
+  composite measured at 0.3-0.5 s at 160x120 on CPU (../shared/recipes/still-on-n-machines.md),
+  and writes a small image, while the merged Combined pass is written beside it (as the product).
 
 So the figures measure distributing one frame's samples over machines, not this computer's two
 cores. The fake's own process start (Python without site packages, printed) is the start each
@@ -33,18 +34,25 @@ until the final image arrived on this computer (the downloaded file's time): the
 finish and their uploads count. Printed beside it: when the last machine started its first part,
 the mean gap between parts on a machine (claim, upload, mark, the next step's start), the mean
 idle tail (the last part's end minus each machine's last), the wait from the last part to the
-merge (listing, merge claim, downloads), the merge and finish steps, and the upload and arrival.
+merge's write (its upload, the listing, the download, the parts still to add: how many were
+added after the last part was rendered), the write and finish steps, and the upload and arrival.
 
-merge_s: the real merge (still_parts.merge_parts) of 8 synthetic parts at 1920x1080 with a
-part's passes, timed in this process (read, weighted average, write the merged file and the
-Combined pass); `full_merge_eff_n8` is the N=8 efficiency with that merge in place of the small
-one the run did. Goal (issue 22): efficiency >= 0.85 at N=8, counting the merge.
+merge_s / merge_spot_s: the real merge of 8 / 32 synthetic parts at 1920x1080 with a part's
+passes, all at once, timed in this process (read, weighted sum, write the merged file and the
+Combined pass): what the merge would cost if nothing were added before the last part landed.
+Timed with it: one part's add (the median) and the two writes. `full_merge_eff_n8`: N=8 run
+again with the merging machine's adds and writes paced to those 1080p times (each add sleeps
+to the 1080p add's time, each write to its write's), in the run's own timeline: its adds delay
+its own parts, those after the last part delay the image. `merge_tail_s` / `merge_tail_spot_s`:
+in that run, the last part rendered to the merged file written. Goal (issue 22): efficiency
+>= 0.85 at N=8, counting the merge.
 
 Sets: "spot" (the product's default: PARTS_PER_MACHINE_SPOT parts per machine) and "ondemand"
 (one part per machine). RESULT keys are the spot set's; ondemand's carry an `ondemand_` prefix.
 
 Options: --small (128 samples on 1 and 2 machines), --machines 8 (or 2,8), --sets spot,ondemand,
---samples T, --seconds-per-sample S, --part-size WxH, --blender-start S, --no-merge-timing.
+--samples T, --seconds-per-sample S (0.2 by default; 0.05 until issue 22's merge work), --part-size WxH,
+--blender-start S, --no-merge-timing. A full run (N = 1, 2, 4, 8, both sets) takes about 15 minutes.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ import itertools
 import json
 import re
 import shutil
+import statistics
 import sys
 import tarfile
 import tempfile
@@ -77,7 +86,12 @@ from tests.images import png  # noqa: E402  (a real PNG header: the final image 
 
 SAMPLES = 1024
 MACHINES: tuple[int, ...] = (1, 2, 4, 8)
-SECONDS_PER_SAMPLE = 0.05  # 1024 samples: 51.2 s on one machine, as scaleout's 24 frames (48 s)
+# 1024 samples: 205 s on one machine, 25.6 s a machine at N=8 (spot: parts of 6.4 s). Was 0.05
+# (51 s, parts of 1.6 s), against which this computer's fixed costs a part (claim, upload, mark:
+# 0.4-0.8 s through the emulator on two shared cores) and the merge's weighed 4x more than at
+# 0.2; the issue's still is an hour on one GPU (parts of about 110 s at N=8 on spot), so even
+# 0.2 s/sample is 17x shorter than the still it stands for. --seconds-per-sample 0.05 runs the old scale.
+SECONDS_PER_SAMPLE = 0.2
 STILL_SIZE = 16  # the scene's resolution: the final image the add-on downloads
 PART_SIZE = (64, 64)  # the parts the runs write and merge; merge_s is timed at 1920x1080
 FINISH_S = 0.5
@@ -100,7 +114,7 @@ SETTINGS_FILE = "bench_still.json"
 # and on the merging machine opens the scene again (a scene load: --blender-start once more),
 # merges for real and finishes.
 FAKE_BLENDER = r"""
-import importlib.util, json, os, shutil, sys, time
+import importlib.util, json, os, shutil, sys, threading, time
 begun = time.time()
 argv = sys.argv
 here = os.path.dirname(os.path.abspath(__file__))
@@ -120,6 +134,7 @@ time.sleep(cfg["blender_start"])
 def stamp(label, what):
     print("bench: %s %s at %.3f" % (label, what, time.time()), flush=True)
 assert args["step"] == "parts", args
+merge = None
 while True:
     emit("next")
     line = sys.stdin.readline().strip()
@@ -142,18 +157,33 @@ while True:
         time.sleep(cfg["blender_start"])  # the scene opened again
         emit("output", path=command["output"] + ".png")
         continue
+    if "add" in command:  # the real running merge; numpy (in every Blender) from this Python's site
+        if merge is None:
+            sys.path.extend(cfg["site_paths"])
+            merge = load("still_parts").Merge(args["total"])
+        add = command["add"]
+        stamp("add %d" % add["index"], "started")
+        seconds = merge.add(add["path"], int(add["samples"]), int(add["index"]))
+        time.sleep(max(0.0, cfg["add_s"] - seconds))  # as long as at MERGE_SIZE, where paced
+        stamp("add %d" % add["index"], "finished")
+        emit("added", index=add["index"], seconds=round(seconds, 3), samples=merge.added)
+        continue
     for step in command["steps"]:
         stamp(step["step"], "started")
         started = time.monotonic()
-        if step["step"] == "merge":  # the real merge; numpy (in every Blender) from this Python's site
-            sys.path.extend(cfg["site_paths"])
-            report = load("still_parts").merge_parts(
-                [(p, int(n)) for p, n in step["parts"]], step["output"], step.get("combined", ""))
-            done = dict(averaged=report.averaged, taken_from_longest=report.taken_from_longest,
-                        samples=report.samples)
+        if step["step"] == "merge":  # what was added, written (the real code)
+            averaged, kept = merge.write(step["output"])
+            time.sleep(max(0.0, cfg["write_s"] - (time.monotonic() - started)))
+            def combined(path=step.get("combined", ""), begun=time.monotonic()):
+                merge.write_combined(path)  # as still_parts.py: while the finish runs
+                time.sleep(max(0.0, cfg["combined_s"] - (time.monotonic() - begun)))
+            writing = threading.Thread(target=combined)
+            writing.start()
+            done = dict(averaged=averaged, taken_from_longest=kept, samples=merge.total)
             event = "merged"
         else:
             time.sleep(cfg["finish_s"])
+            writing.join()
             path = step["output"] + ".png"
             shutil.copyfile(os.path.join(here, "still.png"), path)  # the scene's size: checked on arrival
             done = dict(path=path, denoised=True, composited=False)
@@ -188,7 +218,7 @@ def fake_blender(version: str, settings: dict[str, Any], dest: Path) -> tuple[Pa
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-STAMP = re.compile(r"bench: (part \d+|merge|finish) (started|finished) at ([\d.]+)")
+STAMP = re.compile(r"bench: (part \d+|add \d+|merge|finish) (started|finished) at ([\d.]+)")
 PROCESS = re.compile(r"bench: process start ([\d.]+) s")
 
 
@@ -214,8 +244,19 @@ def _timeline(
 
 
 def run(
-    sim: BatchSimulator, account: Any, scene: Path, version: str, machines: int, spot: bool, work: Path
+    sim: BatchSimulator,
+    account: Any,
+    scene: Path,
+    version: str,
+    machines: int,
+    spot: bool,
+    work: Path,
+    pace: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """One still over `machines`; with `pace`, each part's add to the merge and the merge's write
+    last as long as `pace` says (time_merge's figures at MERGE_SIZE), on the merging machine, in
+    the run's own timeline: its adds between its own parts delay them, and those after the last
+    part landed delay the image."""
     account.reset()
     account.quotas.set_quota("L-34B43A08", 8.0 * 16)  # spot vCPUs
     account.quotas.set_quota("L-1216C47A", 8.0 * 16)  # on-demand vCPUs
@@ -225,14 +266,18 @@ def run(
         "finish_s": FINISH_S,
         "blender_start": BLENDER_START_S,
         "passes": PASSES,
+        "add_s": (pace or {}).get("add", 0.0),
+        "write_s": (pace or {}).get("write", 0.0),
+        "combined_s": (pace or {}).get("combined", 0.0),
     }
-    blender = fake_blender(version, settings, Path(tempfile.mkdtemp(prefix="still-split-blender-")))
+    work.mkdir(parents=True, exist_ok=True)  # the fake Blender lies under the run's folder, removed with it
+    blender = fake_blender(version, settings, Path(tempfile.mkdtemp(prefix="blender-", dir=work)))
     job = start_job(
         sim,
         scene,
         [1],
         machines,
-        work / f"{'spot' if spot else 'ondemand'}-n{machines}",
+        work / f"{'spot' if spot else 'ondemand'}-n{machines}{'-paced' if pace else ''}",
         blender=blender,
         version=version,
         still_samples=SAMPLES,
@@ -259,7 +304,10 @@ def run(
     t0 = rec.launched_at
     lines, starts = _timeline(sim, rec.launch_id)
     parts = {m: [s for s in spans if s[0].startswith("part")] for m, spans in lines.items()}
-    steps = {s[0]: s for spans in lines.values() for s in spans if not s[0].startswith("part")}
+    steps = {s[0]: s for spans in lines.values() for s in spans if s[0] in ("merge", "finish")}
+    adds = sorted(
+        (s for spans in lines.values() for s in spans if s[0].startswith("add")), key=lambda s: s[1]
+    )
     firsts = [spans[0][1] - t0 for spans in parts.values() if spans]
     lasts = [spans[-1][2] - t0 for spans in parts.values() if spans]
     gaps = [b[1] - a[2] for spans in parts.values() for a, b in itertools.pairwise(spans)]
@@ -283,6 +331,9 @@ def run(
         "tail": sum(render_end - last for last in lasts) / len(lasts),
         "to_merge": merge[1] - t0 - render_end,
         "merge": merge[2] - merge[1],
+        "merge_tail": merge[2] - t0 - render_end,  # the last part rendered to the merged file written
+        "adds": len(adds),
+        "adds_after": sum(1 for a in adds if a[2] - t0 > render_end),
         "finish": finish[2] - finish[1],
         "between": finish[1] - merge[2],
         "arrival": makespan - (finish[2] - t0),
@@ -307,8 +358,11 @@ def synthetic_part(path: Path, width: int, height: int, samples: int) -> None:
     )
 
 
-def time_merge(work: Path, count: int) -> tuple[float, float]:
-    """(seconds, MB per part) of merge_parts on `count` parts of MERGE_SIZE, timed here."""
+def time_merge(work: Path, count: int) -> dict[str, float]:
+    """The merging machine's work on `count` parts of MERGE_SIZE, timed here: each part added
+    (read, weighted, summed: `add`, the mean), the sum written (`write`: the layers for the
+    finish and the Combined pass), and all of it at once (`whole`, as the merge was before it
+    added parts as they landed); and the MB of a part."""
     width, height = MERGE_SIZE
     work.mkdir(parents=True, exist_ok=True)
     first = work / "part-0.exr"
@@ -318,15 +372,40 @@ def time_merge(work: Path, count: int) -> tuple[float, float]:
         paths.append(work / f"part-{k}.exr")
         shutil.copyfile(first, paths[-1])
     length = max(1, SAMPLES // count)
+    merge = still_parts.Merge(length * count)
+    adds = []
+    for k, path in enumerate(paths):
+        started = time.monotonic()
+        merge.add(str(path), length, k)
+        adds.append(time.monotonic() - started)
     started = time.monotonic()
-    report = still_parts.merge_parts(
-        [(str(p), length) for p in paths], str(work / "merged.exr"), str(work / "combined.exr")
-    )
-    seconds = time.monotonic() - started
-    assert report.samples == length * count and "Depth" in report.taken_from_longest, report
+    _averaged, kept = merge.write(str(work / "merged.exr"))
+    write = time.monotonic() - started
+    started = time.monotonic()
+    merge.write_combined(str(work / "combined.exr"))
+    combined = time.monotonic() - started
+    assert "Depth" in kept, kept
     size = first.stat().st_size / 1e6
     shutil.rmtree(work, ignore_errors=True)
-    return seconds, size
+    whole = sum(adds) + write + combined
+    return {"add": statistics.median(adds), "write": write, "combined": combined, "whole": whole, "mb": size}
+
+
+def say(name: str, machines: int, r: dict[str, Any], paced: str) -> None:
+    print(
+        f"{name:8} N={machines}{paced}: {r['parts']} parts, makespan {r['makespan']:6.1f} s, "
+        f"ideal {r['ideal']:6.1f} s (boot {r['boot']:.1f} s, last machine's first part at "
+        f"{r['last_boot']:.1f} s), efficiency {r['efficiency']:.2f}; last part rendered at "
+        f"{r['render_end']:.1f} s, mean gap between parts {1000 * r['gap']:.0f} ms "
+        f"(process start {1000 * r['process_start']:.0f} ms), mean idle tail {r['tail']:.2f} s; "
+        f"last part to the merge's write {r['to_merge']:.2f} s ({r['adds_after']} of {r['adds']} parts "
+        f"added after the last was rendered), write {r['merge']:.2f} s (last part to merged "
+        f"{r['merge_tail']:.2f} s), merge to finish {r['between']:.2f} s, finish {r['finish']:.2f} s, "
+        f"upload and arrival {r['arrival']:.2f} s; job thread ended at {r['ended']:.1f} s "
+        f"(efficiency {r['efficiency_end']:.2f}); machines used {r['machines_used']}, "
+        f"parts rendered twice {r['twice']}",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -355,18 +434,20 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="still-split-"))
     figures: dict[str, float] = {}
     try:
-        merges: dict[str, float] = {"spot": float("nan"), "ondemand": float("nan")}
+        timings: dict[str, dict[str, float]] = {}
+        tails: dict[str, float] = {"spot": float("nan"), "ondemand": float("nan")}
         if "--no-merge-timing" not in sys.argv:
             for name, spot in (("ondemand", False), ("spot", True)):
                 count = len(split_samples(SAMPLES, MERGE_MACHINES, spot))
-                merges[name], part_mb = time_merge(work / "merge", count)
+                timings[name] = t = time_merge(work / "merge", count)
                 print(
                     f"merge ({name}, N={MERGE_MACHINES}): {count} parts of {MERGE_SIZE[0]}x{MERGE_SIZE[1]} "
-                    f"({sum(len(v) for v in PASSES.values())} float channels, {part_mb:.0f} MB each) "
-                    f"merged in {merges[name]:.2f} s here",
+                    f"({sum(len(v) for v in PASSES.values())} float channels, {t['mb']:.0f} MB each): "
+                    f"a part added in {t['add']:.2f} s, the sum written in {t['write']:.2f} s "
+                    f"(its Combined pass in {t['combined']:.2f} s, during the finish), "
+                    f"all at once {t['whole']:.2f} s here",
                     flush=True,
                 )
-        merge_s = merges["ondemand"]
         version = blender_version()
         scene = make_scene(work / "scene" / "still.blend", frames=1, size=STILL_SIZE, samples=SAMPLES)
         print(
@@ -378,26 +459,15 @@ def main() -> int:
         with BatchSimulator(work / "sim") as sim, emulated_account(moto_url=sim.url) as account:
             for name, spot in sets.items():
                 for machines in MACHINES:
-                    r = run(sim, account, scene, version, machines, spot, work / name)
-                    print(
-                        f"{name:8} N={machines}: {r['parts']} parts, makespan {r['makespan']:6.1f} s, "
-                        f"ideal {r['ideal']:6.1f} s (boot {r['boot']:.1f} s, last machine's first part at "
-                        f"{r['last_boot']:.1f} s), efficiency {r['efficiency']:.2f}; last part rendered at "
-                        f"{r['render_end']:.1f} s, mean gap between parts {1000 * r['gap']:.0f} ms "
-                        f"(process start {1000 * r['process_start']:.0f} ms), mean idle tail {r['tail']:.2f} s; "
-                        f"last part to merge {r['to_merge']:.2f} s, merge {r['merge']:.2f} s, "
-                        f"merge to finish {r['between']:.2f} s, finish {r['finish']:.2f} s, "
-                        f"upload and arrival {r['arrival']:.2f} s; job thread ended at {r['ended']:.1f} s "
-                        f"(efficiency {r['efficiency_end']:.2f}); machines used {r['machines_used']}, "
-                        f"parts rendered twice {r['twice']}",
-                        flush=True,
-                    )
                     prefix = "" if name == "spot" else f"{name}_"
+                    r = run(sim, account, scene, version, machines, spot, work / name)
+                    say(name, machines, r, "")
                     figures[f"{prefix}efficiency_n{machines}"] = r["efficiency"]
-                    if machines == MERGE_MACHINES and merges[name] == merges[name]:
-                        full = r["ideal"] / (r["makespan"] - r["merge"] + merges[name])
-                        figures[f"{prefix}full_merge_eff_n8"] = full
-                        print(f"{name:8} N=8 with the {MERGE_SIZE[0]}x{MERGE_SIZE[1]} merge: {full:.2f}")
+                    if machines == MERGE_MACHINES and name in timings:
+                        r = run(sim, account, scene, version, machines, spot, work / name, timings[name])
+                        say(name, machines, r, f" with the {MERGE_SIZE[0]}x{MERGE_SIZE[1]} merge")
+                        figures[f"{prefix}full_merge_eff_n8"] = r["efficiency"]
+                        tails[name] = r["merge_tail"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     head = [k for k in ("efficiency_n2", "efficiency_n4", "efficiency_n8") if k in figures]
@@ -405,7 +475,12 @@ def main() -> int:
     print(
         "RESULT "
         + " ".join(f"{k}={figures[k]:.2f}" for k in head)
-        + f" merge_s={merge_s:.2f} merge_spot_s={merges['spot']:.2f} "
+        + "".join(
+            f" merge{k}_s={timings[n]['whole']:.2f}"
+            for n, k in (("ondemand", ""), ("spot", "_spot"))
+            if n in timings
+        )
+        + f" merge_tail_s={tails['ondemand']:.2f} merge_tail_spot_s={tails['spot']:.2f} "
         + " ".join(f"{k}={figures[k]:.2f}" for k in rest)
     )
     return 0

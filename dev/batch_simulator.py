@@ -302,7 +302,7 @@ class BatchSimulator:
     def kill_merger(self, batch_job_id: str, machines: int, timeout: float = 120) -> int:
         """Lose the host of the still's machine that has just claimed the merge (its index)."""
         return self.kill_mid(
-            batch_job_id, list(range(machines)), r"every part is in \((\d+) parts\)", timeout
+            batch_job_id, list(range(machines)), r"merging here: \d+ of (\d+) parts in", timeout
         )[0]
 
     def kill_mid(

@@ -14,7 +14,7 @@ where a machine is its array index ("0", "1", "2"). `--machines N`, `--frames F`
 
 `--still` (`make demo SCENE=still`): one Cycles frame (fixed samples, denoising on, a Glare node
 in the compositor) split by samples over the machines: each renders parts of the samples, the
-machine that finds every part in merges them exactly, denoises and composites once. Writes
+first machine to finish a part merges them exactly as they land, denoises and composites once. Writes
 demo-output/still/: `scene.blend` (as submitted), `merged.exr` (the merged Combined pass before
 denoising), `final.<ext>` (denoised and composited, in the scene's format) and `summary.json`:
 

@@ -2,9 +2,10 @@
 
 A still does nothing for frames-per-machine: its one frame is cut into sample subsets
 (still_plan.py), which the machines claim as they claim frames; each part is rendered with the
-same seed and its own sample range and uploaded as a multilayer EXR, and the machine that finds
-every part in merges them exactly (weighted by their sample counts), denoises and composites
-once, and uploads the final image as the job's frame (cloud/machine/still_worker.py). So the
+same seed and its own sample range and uploaded as a multilayer EXR, and the first machine to
+finish a part merges them exactly (weighted by their sample counts, each added as it lands,
+so the merge waits on the last few parts only), denoises and composites once, and uploads the
+final image as the job's frame (cloud/machine/still_worker.py). So the
 add-on follows it as any Batch job: machines, cost, cap and endings are the Batch engine's;
 what differs is the spec (parts, their claims and links) and the panel's rows (parts, not
 frames).
@@ -17,6 +18,7 @@ from typing import Any
 from ..aws import storage
 from ..aws.session import AwsSettings
 from ..machine import contract
+from . import still_plan
 from .batch_engine import BatchEngine, MachineFolders, machine_mark_pages
 from .batch_siblings import EndSays
 from .cloud_steps import PackedScene
@@ -65,6 +67,7 @@ class StillEngine(BatchEngine):
             merge_claim_url=storage.put_links(
                 settings, record.bucket, {"merge": contract.merge_claim_key(job)}, expires
             )["merge"],
+            takeover_after_s=still_plan.TAKEOVER_AFTER_S,
         )
         lists = machine_mark_pages(
             settings, record, [contract.rendered_mark(int(i)) for i in indexes], expires

@@ -19,6 +19,11 @@ MIN_PART_SAMPLES = 16  # below this a part's fixed costs (load, sync, write) out
 # scene sync, and a 1080p part's EXR read by the merge takes about one) would outweigh what an
 # interruption saves (a lost part of a minute is a minute).
 MIN_SPOT_PART_SECONDS = 60.0
+# The merging machine waits for a part that has not landed this long (plus twice a part's time
+# there) before it renders that part itself: about what a Batch retry of a lost machine takes to
+# boot and render it, so a retry that comes is not raced, and one that never comes costs this
+# much idle time on one machine (cloud/machine/still_gather.py).
+TAKEOVER_AFTER_S = 120.0
 
 
 @dataclass(frozen=True)

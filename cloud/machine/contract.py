@@ -393,8 +393,9 @@ class StillPart:
 class StillSpec:
     """One Cycles frame over many machines: its samples cut into parts, claimed like frames (a
     conditional write per part), each rendered with the sample-subset settings and uploaded as a
-    multilayer EXR under out/parts/; the machine that finds every part in claims the merge, merges
-    exactly, denoises and composites once, and uploads the final image as the job's frame."""
+    multilayer EXR under out/parts/; the first machine to finish a part claims the merge, adds
+    each part as it lands, merges exactly, denoises and composites once, and uploads the final
+    image as the job's frame."""
 
     frame: int
     total_samples: int
@@ -403,6 +404,9 @@ class StillSpec:
     part_urls: dict[str, str]  # part index (text) -> presigned GET of its EXR (for the merge)
     parts_list_url: str  # presigned ListObjectsV2 of out/parts/: is every part in?
     merge_claim_url: str  # presigned PUT of claims/merge: one machine merges
+    # The merging machine renders a part itself once it is this many seconds overdue (plus twice
+    # a part's time there): the part's machine is taken to be lost (still_gather.py).
+    takeover_after_s: float = 120.0
 
 
 @dataclass
@@ -1024,7 +1028,15 @@ def parse_still(data: Any) -> StillSpec:
         part_urls=urls["part_urls"],
         parts_list_url=str(data.get("parts_list_url") or ""),
         merge_claim_url=str(data.get("merge_claim_url") or ""),
+        takeover_after_s=_or(
+            _float(data.get("takeover_after_s"), "still takeover seconds", 0.0, 86400.0, optional=True),
+            StillSpec.takeover_after_s,
+        ),
     )
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def spec_engine(data: dict[str, Any]) -> str:

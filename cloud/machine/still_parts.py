@@ -5,9 +5,11 @@ Inside Blender (`blender -b scene.blend --python still_parts.py -- '<json>'`):
 - "parts": what a machine of the still runs, one Blender for all its work, so the scene loads
   and the kernels compile once. It asks the supervisor for each next part it claimed ("next",
   answered on stdin, as render_frames.py asks for frames) and renders it as "part" below; the
-  supervisor uploads it while the next renders. The machine that finds every part in is
-  answered with the merge instead: the scene is opened again as the artist saved it (the parts
-  changed its samples, denoising and output), then "merge" and "finish" run in this process.
+  supervisor uploads it while the next renders. The machine that merges (the first to
+  finish a part) is answered with the merge instead: the scene is opened again as the
+  artist saved it (the parts changed its samples, denoising and output), each part is added to
+  a running sum as it lands ("add", while the other machines still render), and once the last
+  is in, "merge" writes the sum and "finish" runs, in this process.
 - "part": the frame's `total` samples cut into subsets; a part renders samples
   [offset, offset + length) with the scene's own seed, fixed samples (adaptive off, no time
   limit), no denoising, no compositing and the denoising data passes on, into a 32-bit float
@@ -268,6 +270,9 @@ def write_exr(
             *(_attribute(k, "string", v.encode()) for k, v in sorted(strings.items())),
         ]
     )
+    if not compress:
+        _write_uncompressed(path, width, height, [channels[n] for n in names], header)
+        return
     stack = np.stack([np.asarray(channels[n], dtype="<f4") for n in names], axis=1)  # (height, nch, width)
     lines = _LINES_PER_CHUNK[compression]
 
@@ -293,6 +298,29 @@ def write_exr(
         handle.write(_MAGIC + struct.pack("<i", 2 | _LONG_NAMES) + header + b"\0")
         handle.write(struct.pack(f"<{len(offsets)}Q", *offsets))
         handle.write(b"".join(blocks))
+    os.replace(tmp, path)
+
+
+def _write_uncompressed(path: str, width: int, height: int, planes: list[Any], header: bytes) -> None:
+    """Every line of an uncompressed file laid out in one array (line number, size, then each
+    channel's row) and written at once: the merged file is on the critical path, and building
+    each line's bytes apart and joining them copied a 1080p merge three times over."""
+    import numpy as np
+
+    row = np.dtype((np.dtype("<f4"), (len(planes), width)))
+    chunk = np.dtype([("y", "<i4"), ("size", "<i4"), ("row", row)])
+    lines = np.empty(height, dtype=chunk)
+    lines["y"] = np.arange(height, dtype="<i4")
+    lines["size"] = row.itemsize
+    for i, plane in enumerate(planes):
+        lines["row"][:, i, :] = plane
+    start = 8 + len(header) + 1 + 8 * height
+    offsets = start + chunk.itemsize * np.arange(height, dtype="<u8")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as handle:
+        handle.write(_MAGIC + struct.pack("<i", 2 | _LONG_NAMES) + header + b"\0")
+        handle.write(offsets.astype("<u8").tobytes())
+        handle.write(lines.data)
     os.replace(tmp, path)
 
 
@@ -322,56 +350,104 @@ class MergeReport:
     seconds: float
 
 
+class Merge:
+    """The parts' running sum, one part added at a time, in any order: the machine that merges
+    adds each part as it lands while the others still render, so after the last part only that
+    one is read and added before the merged file is written. Each pass is weighted by the part's
+    samples over the frame's total (known before any part lands), summed in float64; passes that
+    cannot be averaged are kept from the longest part (of equal ones, the first of the frame's
+    order, whatever order they were added in: the merge does not depend on which landed first)."""
+
+    def __init__(self, total: int) -> None:
+        if int(total) < 1:
+            raise ValueError("a merge needs a total of one sample or more")
+        self.total = int(total)
+        self.added = 0  # samples added so far
+        self.width = self.height = 0
+        self.names: set[str] = set()
+        self.sums: dict[str, Any] = {}
+        self.kept: dict[str, Any] = {}  # the passes not averaged, from the longest part so far
+        self.longest: tuple[int, int] = (0, 0)  # (samples, -index) of the part kept from
+        self.strings: dict[str, str] = {}
+        self.scratch: Any = None  # one float64 plane, reused for every weighted pass
+        self.written = False
+
+    def add(self, path: str, length: int, index: int = 0) -> float:
+        """Part `index` (its place in the frame's order), `path`, of `length` samples into the
+        sum; its seconds."""
+        import numpy as np
+
+        started = time.monotonic()
+        length = int(length)
+        if length < 1 or self.added + length > self.total:
+            raise ValueError(f"a part of {length} samples does not fit the {self.total - self.added} left")
+        image = read_exr(path)
+        if not self.names:
+            self.width, self.height, self.names = image.width, image.height, set(image.channels)
+        elif (image.width, image.height) != (self.width, self.height) or set(image.channels) != self.names:
+            raise ExrError(f"{os.path.basename(path)} does not hold the same image as the other parts")
+        weight = length / self.total
+        longest = (length, -int(index)) > self.longest
+        for channel, pixels in image.channels.items():
+            if not can_average(pass_name(channel)):
+                if longest:
+                    self.kept[channel] = pixels
+            elif (
+                channel in self.sums
+            ):  # in float64, in place, through one scratch plane: no new memory a part
+                if self.scratch is None:
+                    self.scratch = np.empty((self.height, self.width), dtype=np.float64)
+                np.multiply(pixels, weight, out=self.scratch, dtype=np.float64)
+                np.add(self.sums[channel], self.scratch, out=self.sums[channel])
+            else:
+                self.sums[channel] = np.multiply(pixels, weight, dtype=np.float64)
+        if longest:
+            self.longest, self.strings = (length, -int(index)), dict(image.strings)
+        self.added += length
+        return time.monotonic() - started
+
+    def write(self, output: str, combined: str = "") -> tuple[list[str], list[str]]:
+        """The merged passes into one multilayer EXR at `output` (uncompressed: only the finish
+        step on this machine reads it), and with `combined` the Combined pass alone there too
+        (or later, write_combined: while the finish runs); (averaged, taken from the longest
+        part). Every sample must have been added."""
+        if self.added != self.total:
+            raise ValueError(f"the parts added hold {self.added} samples of {self.total}")
+        merged: dict[str, Any] = {**self.sums, **self.kept}  # float64 sums: made float32 as written
+        strings = dict(self.strings)
+        for key in [k for k in strings if k.startswith("cycles.") and k.endswith(".samples")]:
+            strings[key] = str(self.total)
+        for key in ("name", "type", "view"):
+            strings.pop(key, None)  # a multi-part file's per-part names: the merged file is one part
+        write_exr(output, self.width, self.height, merged, strings, compress=False)
+        self.written = True
+        if combined:
+            self.write_combined(combined)
+        return sorted({pass_name(c) for c in self.sums}), sorted({pass_name(c) for c in self.kept})
+
+    def write_combined(self, path: str) -> None:
+        """The merged Combined pass alone (after write)."""
+        import numpy as np
+
+        if not self.written:
+            raise ValueError("the merge is not written yet")
+        combined = {c: a.astype(np.float32) for c, a in self.sums.items() if pass_name(c) == "Combined"}
+        write_combined(path, self.width, self.height, combined)
+
+
 def merge_parts(parts: list[tuple[str, int]], output: str, combined: str = "") -> MergeReport:
     """The parts' passes weighted by each part's samples into one multilayer EXR at `output`;
     with `combined`, the merged Combined pass alone (RGBA float, one layer) there as well.
     One part is read at a time (a 4K part with its passes is about 400 MB, and spot cuts a still
-    into four parts a machine), and `output` is written uncompressed: only the finish step on
-    this machine reads it."""
-    import numpy as np
-
+    into four parts a machine)."""
     if not parts or any(int(length) < 1 for _path, length in parts):
         raise ValueError("a merge needs at least one part, each with one sample or more")
     started = time.monotonic()
-    total = sum(int(length) for _path, length in parts)
-    longest = max(range(len(parts)), key=lambda i: int(parts[i][1]))
-    first: ExrImage | None = None
-    sums: dict[str, Any] = {}
-    kept: dict[str, Any] = {}  # the passes not averaged, from the longest part
-    strings: dict[str, str] = {}
-    for i, (path, length) in enumerate(parts):
-        image = read_exr(path)
-        if first is None:
-            first = image
-        elif (image.width, image.height) != (first.width, first.height) or set(image.channels) != set(
-            first.channels
-        ):
-            raise ExrError(f"{os.path.basename(path)} does not hold the same image as the other parts")
-        weight = int(length) / total
-        for channel, pixels in image.channels.items():
-            if not can_average(pass_name(channel)):
-                if i == longest:
-                    kept[channel] = pixels
-            elif channel in sums:  # in float64, in place: no second copy of a 4K pass a part
-                sums[channel] += np.multiply(pixels, weight, dtype=np.float64)
-            else:
-                sums[channel] = np.multiply(pixels, weight, dtype=np.float64)
-        if i == longest:
-            strings = dict(image.strings)
-    assert first is not None
-    merged: dict[str, Any] = {c: a.astype(np.float32) for c, a in sums.items()}
-    merged.update(kept)
-    for key in [k for k in strings if k.startswith("cycles.") and k.endswith(".samples")]:
-        strings[key] = str(total)
-    for key in ("name", "type", "view"):
-        strings.pop(key, None)  # a multi-part file's per-part names: the merged file is one part
-    write_exr(output, first.width, first.height, merged, strings, compress=False)
-    if combined:
-        write_combined(combined, first.width, first.height, merged)
-    averaged = sorted({pass_name(c) for c in sums})
-    return MergeReport(
-        averaged, sorted({pass_name(c) for c in kept}), total, round(time.monotonic() - started, 3)
-    )
+    merge = Merge(sum(int(length) for _path, length in parts))
+    for index, (path, length) in enumerate(parts):
+        merge.add(path, int(length), index)
+    averaged, kept = merge.write(output, combined)
+    return MergeReport(averaged, kept, merge.total, round(time.monotonic() - started, 3))
 
 
 def write_combined(path: str, width: int, height: int, channels: dict[str, Any]) -> None:
@@ -576,12 +652,14 @@ def serve_parts(args: dict[str, Any], emit: Any, read_line: Any) -> None:
     """The "parts" step. Each "next" is answered with a line: a part's index (its samples and
     file in `args["parts"]`), nothing (no part left: Blender exits), or a JSON object for the
     machine that merges: {"reopen": true} opens the scene again as saved and says where the
-    image will be ("output"), while the supervisor fetches the other machines' parts;
-    {"steps": [...]} then runs those steps (merge, finish) here and ends."""
+    image will be ("output"); {"add": {"index": k, "path": ..., "samples": n}} adds a part to
+    the running merge (as the parts land, while other machines still render); {"steps": [...]}
+    then runs those steps (merge, finish) here and ends."""
     import bpy
 
     frame, total = int(args["frame"]), int(args["total"])
     parts = {int(k): v for k, v in dict(args["parts"]).items()}
+    gathered: Merge | None = None  # the running merge, on the machine that merges
     while True:
         emit("next")
         line = read_line().strip()
@@ -600,12 +678,29 @@ def serve_parts(args: dict[str, Any], emit: Any, read_line: Any) -> None:
             bpy.ops.wm.open_mainfile(filepath=bpy.data.filepath, use_scripts=bool(args.get("auto_run")))
             emit("output", path=final_path(bpy.context.scene, str(command["output"])))
             continue
-        for step in command["steps"]:
-            run_step(step, emit, read_line)
+        if "add" in command:
+            if gathered is None:
+                gathered = Merge(total)
+            add = dict(command["add"])
+            seconds = gathered.add(str(add["path"]), int(add["samples"]), int(add["index"]))
+            emit("added", index=int(add["index"]), seconds=round(seconds, 3), samples=gathered.added)
+            continue
+        with ThreadPoolExecutor(1) as later:  # the merged Combined pass, written while the finish runs
+            for step in command["steps"]:
+                run_step(step, emit, read_line, gathered, later)
         return
 
 
-def run_step(args: dict[str, Any], emit: Any, read_line: Any = None) -> None:
+_COMBINED_WRITES: list[Any] = []  # the merged Combined pass being written while the finish runs
+
+
+def run_step(
+    args: dict[str, Any],
+    emit: Any,
+    read_line: Any = None,
+    gathered: Merge | None = None,
+    later: ThreadPoolExecutor | None = None,
+) -> None:
     import bpy
 
     scene: Any = bpy.context.scene
@@ -623,8 +718,18 @@ def run_step(args: dict[str, Any], emit: Any, read_line: Any = None) -> None:
         )
         emit("part_done", **done)
     elif step == "merge":
-        parts = [(str(path), int(length)) for path, length in args["parts"]]
-        report = merge_parts(parts, args["output"], args.get("combined", ""))
+        started = time.monotonic()
+        if args.get("gathered"):  # every part was added as it landed: only the write is left
+            if gathered is None:
+                raise ValueError("no parts were gathered for this merge")
+            combined = str(args.get("combined") or "")
+            averaged, kept = gathered.write(args["output"], "" if later else combined)
+            if later and combined:
+                _COMBINED_WRITES.append(later.submit(gathered.write_combined, combined))
+            report = MergeReport(averaged, kept, gathered.total, round(time.monotonic() - started, 3))
+        else:
+            parts = [(str(path), int(length)) for path, length in args["parts"]]
+            report = merge_parts(parts, args["output"], args.get("combined", ""))
         emit(
             "merged",
             averaged=report.averaged,
@@ -633,7 +738,10 @@ def run_step(args: dict[str, Any], emit: Any, read_line: Any = None) -> None:
             samples=report.samples,
         )
     elif step == "finish":
-        emit("finished", **finish_still(scene, args["merged"], int(args["frame"]), args["output"]))
+        done = finish_still(scene, args["merged"], int(args["frame"]), args["output"])
+        while _COMBINED_WRITES:  # the supervisor uploads the merged Combined pass on "finished"
+            _COMBINED_WRITES.pop().result()
+        emit("finished", **done)
     else:
         raise ValueError(f"unknown step {step!r}")
 

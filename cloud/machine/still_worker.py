@@ -8,13 +8,17 @@ compile once): the same seed, each part's own sample range, denoising and compos
 pass in a 32-bit multilayer EXR. A part is uploaded to `out/parts/part-<k>.exr` by a thread of
 its own while the next renders.
 
-With no part left to claim, the machine waits for its own uploads to land, then lists
-`out/parts/`. Every machine lists only after its own uploads have landed, so whichever lists
-last sees every part (S3 reads its writes); if more than one sees them all, the conditional
-write of `out/claims/merge` picks one. That machine's Blender opens the scene again as saved
-while the parts rendered elsewhere are downloaded (in-region, in parallel: the artist's uplink
-never carries them), then merges them exactly (weighted by each part's samples), denoises and
-composites once with the scene's own settings and nodes; the final image is uploaded as the
+After its first part, a machine tries the conditional write of `out/claims/merge` once: the
+first machine to finish a part wins it. That machine gathers the parts rendered elsewhere as each
+lands (downloaded in-region: the artist's uplink never carries them, still_gather.py), and its
+Blender adds each to a running merge, weighted by each part's samples, between its own parts (it
+claims none ahead, so the dynamic claims give it fewer parts for the time it spends adding).
+With no part left to claim, it waits for its own uploads, opens the scene again as saved and
+adds the rest as they land: once the last part lands only the last few are fetched and added.
+A part whose machine never delivers it is rendered here after a while. A merging machine that
+is lost is retried by Batch, and its retry merges (its lost attempt holds the claim). The others
+leave once their parts are uploaded. The merger then denoises and composites once with the scene's own
+settings and nodes; the final image is uploaded as the
 job's frame (its name said in plan.json before the merge, so the add-on watches for it) and the
 merged Combined pass as `files/still/merged.exr`. The add-on calls the job done when that frame
 has arrived. Standard library only, Python 3.9 syntax.
@@ -30,18 +34,18 @@ import queue
 import subprocess
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from xml.etree import ElementTree
 
 from . import blender_logs, contract
 from .batch_worker import BatchSupervisor, Claims
+from .still_gather import Gatherer, patience
 from .supervisor import HERE, JobFailed, safe_join
 from .transport import http_request, list_pages, with_retries
 
 MERGE_CLAIM = 0  # the key of the merge's one claim link in its own Claims
 MERGE_CLAIM_NAME = "merge"  # its object's name under claims/ (contract.merge_claim_key)
-DOWNLOAD_THREADS = 8  # the other machines' parts, fetched in-region at once
 
 
 class Stopped(Exception):
@@ -66,14 +70,25 @@ class StillSupervisor(BatchSupervisor):
         self.hints = {}  # the spec's frame times name the frame, not parts (of equal length)
         self.part_uploads: queue.Queue[tuple[int, float] | None] = queue.Queue()
         self.part_upload_error: Exception | None = None
-        self.fetcher = ThreadPoolExecutor(1)  # the other machines' parts, while Blender reopens the scene
-        self.fetched: Future[list[list[Any]]] | None = None
+        self.fetcher = ThreadPoolExecutor(1)  # the gatherer: the other machines' parts, as they land
+        self.gather: Gatherer | None = None  # on the machine that merges
+        self.add_seconds = 0.0  # Blender's time adding parts to the merge
+        self.merge_tried = False  # the merge's claim is tried once a machine
+        self.reopen_needed = False  # a part rendered after the scene was opened again for the finish
         self.merge_started = 0.0
 
     def claimed_item(self, name: str) -> int | None:
         """The part a claim's key names (`claims/part-<k>`), or None (a frame's, the merge's)."""
         number = name[len("part-") :]
         return int(number) if name.startswith("part-") and number.isdigit() else None
+
+    def expected_seconds(self, frame: int) -> float | None:
+        """The machine that merges claims no part ahead: between its parts it first adds what
+        landed, then claims, so the time it spends adding leaves the next part to a machine that
+        is free (a part claimed ahead would wait behind the adds and end last)."""
+        if self.gather is not None:
+            return None
+        return super().expected_seconds(frame)
 
     def say_pending(self) -> None:
         self.log.say(f"rendering again what attempt {self.attempt - 1} claimed: parts {self.pending}")
@@ -170,10 +185,13 @@ class StillSupervisor(BatchSupervisor):
             self.part_rendered(int(event["index"]), event)
         elif kind == "output":
             self.plan_final(str(event.get("path") or ""))
+        elif kind == "added":
+            self.add_seconds += float(event.get("seconds") or 0)
         elif kind == "merged":
             longest = event.get("taken_from_longest") or []
             self.log.say(
-                f"merged {len(self.order)} parts ({self.still.total_samples} samples) in {event.get('seconds', '?')} s"
+                f"merged {len(self.order)} parts ({self.still.total_samples} samples), each added as it "
+                f"landed ({round(self.add_seconds, 1)} s in all), written in {event.get('seconds', '?')} s"
                 + (
                     f"; not averaged, taken from the longest part: {', '.join(map(str, longest))}"
                     if longest
@@ -200,11 +218,21 @@ class StillSupervisor(BatchSupervisor):
             self.log.say(f"could not answer Blender: {exc}")
 
     def next_answer(self) -> str:
-        """What Blender's "next" gets: the next part this machine claimed (claimed ahead, or now);
-        with none left, the merge where this machine finds every part in and wins its claim; else
-        nothing, and Blender exits."""
-        if self.fetched is not None:  # the scene is open again: the merge, once the parts are here
-            return json.dumps({"steps": self.merge_steps(self.fetched.result())})
+        """What Blender's "next" gets: on the machine that merges, first any part here to add to
+        the merge; then the next part this machine claimed (claimed ahead, or now); with none
+        left, on the machine that merges, the scene opened again and the rest of the merge; else
+        nothing, and Blender exits. The merge is claimed by the first machine to finish a part
+        (tried once a machine, after its first part), so it adds the parts as they land between
+        its own, and the dynamic claims give it fewer parts for the time it spends adding."""
+        gather = self.gather
+        if gather is not None and gather.waiting:  # the scene is open again: the rest of the merge
+            return self.gather_answer()
+        if gather is not None:
+            item = gather.next_item(timeout=0)  # only parts to add, while parts are left to claim
+            if item is not None:
+                return self.add_answer(item[1])
+        if self.rendered_here and not self.merge_tried and not self.stop_reason:
+            self.try_merge()
         index = self.take_next()  # parts are claimed as frames are
         if index is not None:
             return str(index)
@@ -212,18 +240,64 @@ class StillSupervisor(BatchSupervisor):
             return ""
         self.claiming_done.set()
         self.kick.set()
-        self.wait_part_uploads()  # listed only once this machine's own parts have landed
-        if not self.every_part_in():
-            return ""
+        self.wait_part_uploads()  # this machine's own parts land before it merges or leaves
+        if not self.merge_tried:
+            self.try_merge()
+        if self.gather is None:
+            return ""  # another machine merges, adding this one's parts as they land
+        self.status.update(state="merging", part=None, push=True)
+        self.gather.wait_from_now(patience(list(self.part_seconds.values()), self.still.takeover_after_s))
+        return self.reopen_answer()
+
+    def try_merge(self) -> None:
+        """Claim the merge (once a machine); where this machine wins it, or its lost attempt
+        held it, start gathering the parts here as they land."""
+        self.merge_tried = True
         merge = Claims({str(MERGE_CLAIM): self.still.merge_claim_url}, self.index, self.attempt, self.log.say)
         if not merge.claim(MERGE_CLAIM) and not self.merge_claimed_before():
-            return ""
-        self.status.update(state="merging", part=None, push=True)
-        self.log.say(f"every part is in ({len(self.order)} parts): merging them here")
+            return
+        listed = self.list_parts()
+        self.log.say(f"merging here: {len(listed)} of {len(self.order)} parts in, each added as it lands")
         self.merge_started = time.monotonic()
-        # Fetched while Blender opens the scene again.
-        self.fetched = self.fetcher.submit(self.fetch_parts)
+        self.gather = Gatherer(
+            self.order,
+            set(self.rendered_here) | set(self.part_seconds),
+            self.list_parts,
+            self.fetch_part,
+            self.log.say,
+        )
+        self.fetcher.submit(self.gather.run)
+
+    def add_answer(self, index: int) -> str:
+        assert self.gather is not None
+        self.gather.added.add(index)
+        part = {"index": index, "path": self.part_path(index), "samples": self.parts[index].length}
+        return json.dumps({"add": part})
+
+    def reopen_answer(self) -> str:
+        self.reopen_needed = False
         return json.dumps({"reopen": True, "output": os.path.join(self.frames_dir, "still")})
+
+    def gather_answer(self) -> str:
+        """The next part to add to the merge once it is here (or one to render here in place of
+        a machine that never delivered it), then the merge's end and the finish."""
+        gather = self.gather
+        assert gather is not None
+        while True:
+            if self.stop_reason:
+                return ""
+            if gather.added == set(self.order):
+                if self.reopen_needed:  # a part rendered here after the reopen changed the scene
+                    return self.reopen_answer()
+                return json.dumps({"steps": self.merge_steps()})
+            item = gather.next_item(timeout=0.5)
+            if item is None:
+                continue
+            what, index = item
+            if what == "render":
+                self.reopen_needed = True
+                return str(index)
+            return self.add_answer(index)
 
     # -- parts
 
@@ -248,6 +322,8 @@ class StillSupervisor(BatchSupervisor):
         seconds = round(float(event.get("seconds") or 0), 2)
         self.log.say(f"part {index + 1} rendered in {seconds} s ({event.get('method', 'subset')} sampling)")
         self.part_uploads.put((index, seconds))  # uploaded while the next part renders
+        if self.gather is not None:  # this machine merges: its own part (or one taken over) to add
+            self.gather.rendered_here(index)
 
     def upload_parts(self) -> None:
         """The part uploader's loop; a failure is kept for wait_part_uploads to raise."""
@@ -283,12 +359,10 @@ class StillSupervisor(BatchSupervisor):
 
     # -- the merge, by the machine that finds every part in
 
-    def every_part_in(self) -> bool:
+    def list_parts(self) -> set[int]:
+        """The parts whose EXR is in the bucket."""
         listed = list_pages([self.still.parts_list_url], "listing of the parts", self.log.say)
-        missing = [i for i in self.order if contract.part_name(i) not in listed]
-        if missing:
-            self.log.say(f"parts {[i + 1 for i in missing]} not in yet: the machine that ends them merges")
-        return not missing
+        return {i for i in self.order if contract.part_name(i) in listed}
 
     def merge_claimed_before(self) -> bool:
         """Whether an earlier attempt of this machine holds the merge's claim: it was lost while
@@ -312,30 +386,25 @@ class StillSupervisor(BatchSupervisor):
         self.log.say(f"attempt {self.attempt - 1} claimed the merge and was lost: merging in its place")
         return True
 
-    def fetch_parts(self) -> list[list[Any]]:
-        """Every part as (path, samples); those rendered elsewhere fetched in-region, in parallel."""
+    def fetch_part(self, index: int) -> None:
+        """A part rendered elsewhere, fetched in-region (whole, then renamed: never read half)."""
+        url = self.still.part_urls[str(index)]
+        body = with_retries(
+            f"download of part {index}", lambda: http_request("GET", url, timeout=600), self.log.say
+        )
+        path = self.part_path(index)
+        with open(path + ".part", "wb") as out:
+            out.write(body)
+        os.replace(path + ".part", path)
 
-        def fetch(index: int) -> None:
-            url = self.still.part_urls[str(index)]
-            body = with_retries(
-                f"download of part {index}", lambda: http_request("GET", url, timeout=600), self.log.say
-            )
-            with open(self.part_path(index), "wb") as out:
-                out.write(body)
-
-        missing = [i for i in self.order if not os.path.exists(self.part_path(i))]
-        if missing:
-            with ThreadPoolExecutor(min(DOWNLOAD_THREADS, len(missing))) as pool:
-                list(pool.map(fetch, missing))
-        return [[self.part_path(i), self.parts[i].length] for i in self.order]
-
-    def merge_steps(self, paths: list[list[Any]]) -> list[dict[str, Any]]:
-        """still_parts.py's merge and finish, run in the Blender that rendered this machine's parts."""
+    def merge_steps(self) -> list[dict[str, Any]]:
+        """still_parts.py's merge (of the parts added as they landed) and finish, run in the
+        Blender that rendered this machine's parts."""
         layers = os.path.join(self.work, "merged_layers.exr")
         combined = os.path.join(self.files_dir, "still", "merged.exr")
         os.makedirs(os.path.dirname(combined), exist_ok=True)
         return [
-            {"step": "merge", "parts": paths, "output": layers, "combined": combined},
+            {"step": "merge", "gathered": True, "output": layers, "combined": combined},
             {
                 "step": "finish",
                 "merged": layers,
@@ -396,6 +465,8 @@ class StillSupervisor(BatchSupervisor):
             finally:
                 self.claiming_done.set()
                 self.kick.set()
+                if self.gather is not None:
+                    self.gather.close()
                 self.fetcher.shutdown(wait=False)
                 self.part_uploads.join()  # what was rendered is kept, whatever ended Blender
                 self.part_uploads.put(None)
@@ -418,7 +489,8 @@ class StillSupervisor(BatchSupervisor):
         self.uploads.join()  # what the install queued (a fetched Blender build for the cache)
         self.uploads.put(None)
         elapsed = round(time.monotonic() - started, 1)
-        parts_here = sorted(self.part_seconds)
+        taken_over = self.gather.taken_over if self.gather is not None else set()
+        parts_here = sorted(p for p in self.part_seconds if p not in taken_over)  # what its claims give it
         if self.stop_reason:
             state = "capped" if self.stop_reason == "time_cap" else "interrupted"
             self.put_json(

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from cloud.aws.session import client
+from cloud.job import still_plan
 from cloud.job.events import LogLines
 from cloud.machine.still_parts import read_exr
 from dev.batch_job import make_scene, start_job
@@ -79,6 +80,12 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     assert any("environment: same Blender build" in line for line in lines), "\n".join(lines[-60:])
     merges = [line for line in lines if "the still is merged and uploaded" in line]
     assert len(merges) == 1, "\n".join(lines[-60:])  # one machine merged, denoised and composited
+    # The first machine to finish a part claimed the merge and added the parts as they landed.
+    claimed = [
+        line for line in lines if re.search(r"merging here: \d of 3 parts in, each added as it lands", line)
+    ]
+    assert len(claimed) == 1, "\n".join(lines[-60:])
+    assert any("merged 3 parts (48 samples), each added as it landed" in line for line in lines)
     # Honest machines agree with their part and merge claims: no end document of theirs is refused.
     assert not [line for line in lines if "Ignored what the machine wrote" in line]
 
@@ -144,4 +151,33 @@ def test_a_machine_lost_while_merging_is_retried_and_its_retry_merges(sim, tmp_p
         "\n".join(lines[-60:])
     )
     assert Path(rec.frame_paths["1"]).stat().st_size > 0
+    nothing_left(sim, job)
+
+
+def test_a_part_whose_machine_is_gone_for_good_is_rendered_by_the_merging_machine(sim, tmp_path, monkeypatch):
+    """AWS takes a machine's host in the middle of a part and Batch never retries it (its
+    attempts spent). The machine that merges, which adds each part as it lands, does not wait
+    for that part forever: once it is overdue (twice a part's time there plus the spec's
+    margin, made short here) it renders the part itself and merges; the merge still equals one
+    machine's render, and its end document does not claim the part another machine held."""
+    monkeypatch.setattr(still_plan, "TAKEOVER_AFTER_S", 2.0)
+    scene = make_scene(tmp_path / "scene" / "still.blend", frames=1, size=128, samples=TOTAL)
+    job = start_job(sim, scene, [1], 2, tmp_path / "work", still_samples=TOTAL)
+    batch_e2e.submitted(job)
+    _index, lost = sim.kill_first_mid_part(job.record.launch_id, 2)  # never retried
+    finished(job)
+    rec = job.record
+    lines = [line for e in job.events.drain(2.0, 100_000) if isinstance(e, LogLines) for line in e.lines]
+    assert rec.stage == "done", (rec.message, rec.action, "\n".join(lines[-40:]))
+    took = [
+        line for line in lines if "their machine is taken to be lost, and this machine renders them" in line
+    ]
+    assert len(took) == 1 and f"parts [{lost + 1}]" in took[0], "\n".join(lines[-60:])
+    assert sum("the still is merged and uploaded" in line for line in lines) == 1
+    assert not [line for line in lines if "Ignored what the machine wrote" in line], "\n".join(lines[-60:])
+    merged = read_exr(str(Path(rec.output_dir) / "still" / "merged.exr"))
+    channels = {name.rsplit(".", 1)[-1]: pixels for name, pixels in merged.channels.items()}
+    single = reference_render(scene, tmp_path / "single.exr")
+    worst = max(float(np.abs(channels[c] - single[c]).max()) for c in "RGB")
+    assert worst < 1e-4, worst  # the part rendered in the lost machine's place merges exactly too
     nothing_left(sim, job)

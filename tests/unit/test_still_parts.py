@@ -194,16 +194,29 @@ class Still:
         return step(self.version, self.blend, self.finish_args(name))
 
     def all_in_one(self, lengths: list[int], name: str) -> list[dict]:
-        """As the merging machine runs it: its parts, then the scene opened again as saved, then
-        the merge and the finish, all in one Blender; the events."""
+        """As the merging machine runs it: its parts, then the scene opened again as saved, each
+        part added to the merge (in another order than rendered, as they land), the last one
+        rendered only after the reopen (a part taken over from a lost machine) and the scene
+        opened again once more, then the merge of what was added and the finish, all in one
+        Blender; the events."""
         args = self.parts_step(lengths)
-        paths = [[p["output"], p["length"]] for p in args["parts"].values()]
-        merge = {**self.merge_args([], name), "parts": paths}
-        answers = [str(i) for i in range(len(lengths))]
-        answers += [json.dumps({"reopen": True, "output": str(self.folder / f"{name}_final")})]
+        last = len(lengths) - 1
+        reopen = json.dumps({"reopen": True, "output": str(self.folder / f"{name}_final")})
+
+        def add(index: int) -> str:
+            part = args["parts"][str(index)]
+            return json.dumps({"add": {"index": index, "path": part["output"], "samples": part["length"]}})
+
+        merge = {**self.merge_args([], name), "gathered": True}
+        del merge["parts"]
+        answers = [str(i) for i in range(last)] + [reopen]
+        answers += [add(i) for i in reversed(range(last))] + [str(last), add(last), reopen]
         answers += [json.dumps({"steps": [merge, self.finish_args(name)]})]
         code, events = blender(self.version, self.blend, MACHINE / "still_parts.py", args, answers)
         assert code == 0, events
+        added = [e for e in events if e["event"] == "added"]
+        assert [e["index"] for e in added] == [*reversed(range(last)), last], added
+        assert [e["samples"] for e in added][-1] == sum(lengths)  # every sample, once
         return events
 
 
@@ -272,7 +285,7 @@ def test_denoised_merge_equals_the_denoised_single_render(still50):
     layers, and the scene opened again denoises and writes the scene's format."""
     events = still50.all_in_one([16, 16], "denoise")
     kinds = [e["event"] for e in events if e["event"] != "environment"]
-    assert kinds[-6:] == ["part_done", "next", "output", "next", "merged", "finished"], kinds
+    assert kinds[-8:] == ["part_done", "next", "added", "next", "output", "next", "merged", "finished"], kinds
     finished = events[-1]
     assert events[-4]["path"] == finished["path"]  # said before the merge, where it was written
     assert finished["event"] == "finished" and finished["path"].endswith("denoise_final.exr")
@@ -346,6 +359,42 @@ def test_exr_round_trip_and_parts_that_do_not_match(tmp_path):
     (tmp_path / "c.exr").write_bytes(b"not an exr")
     with pytest.raises(ExrError, match="not an OpenEXR"):
         read_exr(str(tmp_path / "c.exr"))
+
+
+def test_parts_added_as_they_land_merge_as_all_at_once(tmp_path):
+    """The merging machine adds each part as it lands, in whatever order: the same merge as all
+    parts at once, weighted by samples over the total; the longest part (of equal ones the
+    first in the frame's order, whichever landed first) gives the passes not averaged; nothing is written before every sample is in,
+    and a part that would pass the total is refused."""
+    rng = np.random.default_rng(3)
+    lengths = [5, 11, 16, 16]
+    paths = []
+    for k in range(len(lengths)):
+        planes = {f"L.Combined.{c}": rng.random((6, 4), dtype=np.float32) for c in "RGBA"}
+        planes["L.Depth.Z"] = np.full((6, 4), float(k), dtype=np.float32)
+        paths.append(str(tmp_path / f"p{k}.exr"))
+        write_exr(paths[-1], 4, 6, planes, {"cycles.L.samples": "48"}, compress=False)
+    merge_parts(list(zip(paths, lengths, strict=True)), str(tmp_path / "all.exr"))
+    gathered = still_parts.Merge(sum(lengths))
+    for k in (3, 0, 2):
+        gathered.add(paths[k], lengths[k], k)
+    with pytest.raises(ValueError, match="37 samples of 48"):
+        gathered.write(str(tmp_path / "early.exr"))
+    with pytest.raises(ValueError, match="does not fit"):
+        gathered.add(paths[2], 17, 2)
+    gathered.add(paths[1], lengths[1], 1)
+    averaged, kept = gathered.write(str(tmp_path / "gathered.exr"), str(tmp_path / "combined.exr"))
+    assert averaged == ["Combined"] and kept == ["Depth"]
+    every, one = read_exr(str(tmp_path / "all.exr")), read_exr(str(tmp_path / "gathered.exr"))
+    worst = max(float(np.abs(every.channels[c] - one.channels[c]).max()) for c in every.channels)
+    assert worst < 1e-6, worst
+    expected = sum(
+        read_exr(p).channels["L.Combined.R"].astype(np.float64) * n
+        for p, n in zip(paths, lengths, strict=True)
+    )
+    assert np.allclose(one.channels["L.Combined.R"], expected / 48, atol=1e-6)
+    assert np.all(one.channels["L.Depth.Z"] == 2.0)  # part 2, not part 3 that was added first
+    assert one.strings["cycles.L.samples"] == "48"
 
 
 def test_an_uncompressed_part_reads_in_one_piece_and_its_lines_must_cover_it_once(tmp_path):
