@@ -322,7 +322,8 @@ SHIMS = {
     + """for a in "$@"; do
   case "$a" in
     now|+0) echo "shutdown $*" > "$SIM_MACHINE/power-off"; echo "(simulated) powering off"; exit 0 ;;
-    +*) echo "${a#+}" > "$SIM_MACHINE/deadman"; echo "(simulated) shutdown scheduled in ${a#+} min"; exit 0 ;;
+    +*) echo "${a#+}" > "$SIM_MACHINE/deadman.new" && mv -f "$SIM_MACHINE/deadman.new" "$SIM_MACHINE/deadman"
+        echo "(simulated) shutdown scheduled in ${a#+} min"; exit 0 ;;
     -c) rm -f "$SIM_MACHINE/deadman"; exit 0 ;;
   esac
 done
@@ -333,6 +334,14 @@ echo "shutdown $*" > "$SIM_MACHINE/power-off"
     "dnf": '#!/bin/sh\necho "(simulated) dnf $*"\n',
     "apt-get": '#!/bin/sh\necho "(simulated) apt-get $*"\n',
 }
+
+
+def _deadman_minutes(path: Path) -> float | None:
+    """The minutes `shutdown -h +N` scheduled, or None while none is (no file, or no number in it)."""
+    try:
+        return float(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class Machine:
@@ -426,8 +435,10 @@ class Machine:
             while True:
                 if (self.dir / "power-off").exists():
                     break
-                deadman = self.dir / "deadman"
-                if deadman.exists() and time.monotonic() > booted + 60 * float(deadman.read_text() or 0):
+                # The shim renames the minutes into place whole; an empty file (an older shim caught
+                # mid-write) is not a shutdown at once: a machine once powered off before it booted so.
+                minutes = _deadman_minutes(self.dir / "deadman")
+                if minutes is not None and time.monotonic() > booted + 60 * minutes:
                     break
                 if self.sim.stopping.is_set():
                     break
