@@ -40,10 +40,13 @@ added after the last part was rendered), the write and finish steps, and the upl
 merge_s / merge_spot_s: the real merge of 8 / 32 synthetic parts at 1920x1080 with a part's
 passes, all at once, timed in this process (read, weighted sum, write the merged file and the
 Combined pass): what the merge would cost if nothing were added before the last part landed.
-Timed with it: one part's add (the median) and the two writes. `full_merge_eff_n8`: N=8 run
-again with the merging machine's adds and writes paced to those 1080p times (each add sleeps
-to the 1080p add's time, each write to its write's), in the run's own timeline: its adds delay
-its own parts, those after the last part delay the image. `merge_tail_s` / `merge_tail_spot_s`:
+Timed with it: one part's add (the median), a part's time through the product's two merge
+threads (still_parts.BackgroundMerge: one reads while the other adds; the whole over the count),
+and the two writes (the merged passes where the merging machine writes them: /dev/shm).
+`full_merge_eff_n8`: N=8 run again with the merging machine's adds and writes paced to those
+1080p times (each add sleeps to a part's time through the two threads, each write to its
+write's), in the run's own timeline: its adds run on a thread beside its parts, as the
+product's do (a render lets go of Python's lock), and those after the last part delay the image. `merge_tail_s` / `merge_tail_spot_s`:
 in that run, the last part rendered to the merged file written. Goal (issue 22): efficiency
 >= 0.85 at N=8, counting the merge.
 
@@ -79,6 +82,7 @@ sys.path.insert(0, str(ROOT))
 from cloud.job.events import FrameArrived, LogLines  # noqa: E402
 from cloud.job.still_plan import split_samples  # noqa: E402
 from cloud.machine import still_parts  # noqa: E402
+from cloud.machine.still_worker import MEMORY_FOLDER  # noqa: E402
 from dev.batch_job import blender_version, make_scene, start_job  # noqa: E402
 from dev.batch_simulator import BatchSimulator  # noqa: E402
 from dev.emulator import emulated_account  # noqa: E402
@@ -114,7 +118,7 @@ SETTINGS_FILE = "bench_still.json"
 # and on the merging machine opens the scene again (a scene load: --blender-start once more),
 # merges for real and finishes.
 FAKE_BLENDER = r"""
-import importlib.util, json, os, shutil, sys, threading, time
+import importlib.util, json, os, queue, shutil, sys, threading, time
 begun = time.time()
 argv = sys.argv
 here = os.path.dirname(os.path.abspath(__file__))
@@ -128,11 +132,15 @@ def load(name):
     spec.loader.exec_module(module)
     return module
 protocol = load("blender_logs")
-emit = protocol.emit
+said = threading.Lock()  # the adder thread's stamps and the loop's events: whole lines, never mixed
+def emit(event, **data):
+    with said:
+        protocol.emit(event, **data)
 print("bench: process start %.3f s" % (time.time() - begun), flush=True)
 time.sleep(cfg["blender_start"])
 def stamp(label, what):
-    print("bench: %s %s at %.3f" % (label, what, time.time()), flush=True)
+    with said:
+        print("bench: %s %s at %.3f" % (label, what, time.time()), flush=True)
 assert args["step"] == "parts", args
 merge = None
 while True:
@@ -158,16 +166,28 @@ while True:
         emit("output", path=command["output"] + ".png")
         continue
     if "add" in command:  # the real running merge; numpy (in every Blender) from this Python's site
-        if merge is None:
+        if merge is None:  # one thread adds, in the order handed over, as still_parts.BackgroundMerge
             sys.path.extend(cfg["site_paths"])
             merge = load("still_parts").Merge(args["total"])
-        add = command["add"]
-        stamp("add %d" % add["index"], "started")
-        seconds = merge.add(add["path"], int(add["samples"]), int(add["index"]))
-        time.sleep(max(0.0, cfg["add_s"] - seconds))  # as long as at MERGE_SIZE, where paced
-        stamp("add %d" % add["index"], "finished")
-        emit("added", index=add["index"], seconds=round(seconds, 3), samples=merge.added)
+            adds, added = queue.Queue(), []
+            def adder():
+                while True:
+                    add = adds.get()
+                    if add is None:
+                        return
+                    stamp("add %d" % add["index"], "started")
+                    seconds = merge.add(add["path"], int(add["samples"]), int(add["index"]))
+                    time.sleep(max(0.0, cfg["add_s"] - seconds))  # as long as at MERGE_SIZE, where paced
+                    stamp("add %d" % add["index"], "finished")
+                    added.append((add["index"], seconds))
+            adding = threading.Thread(target=adder)
+            adding.start()
+        for add in command["add"] if isinstance(command["add"], list) else [command["add"]]:
+            adds.put(add)
         continue
+    if merge is not None:
+        adds.put(None)
+        adding.join()
     for step in command["steps"]:
         stamp(step["step"], "started")
         started = time.monotonic()
@@ -179,7 +199,8 @@ while True:
                 time.sleep(max(0.0, cfg["combined_s"] - (time.monotonic() - begun)))
             writing = threading.Thread(target=combined)
             writing.start()
-            done = dict(averaged=averaged, taken_from_longest=kept, samples=merge.total)
+            done = dict(averaged=averaged, taken_from_longest=kept, samples=merge.total,
+                        added=[i for i, _ in added], add_seconds=round(sum(t for _, t in added), 3))
             event = "merged"
         else:
             time.sleep(cfg["finish_s"])
@@ -378,17 +399,36 @@ def time_merge(work: Path, count: int) -> dict[str, float]:
         started = time.monotonic()
         merge.add(str(path), length, k)
         adds.append(time.monotonic() - started)
+    # Where the merging machine writes them (still_worker.StillSupervisor.layers_folder).
+    layers = Path(tempfile.mkdtemp(dir=MEMORY_FOLDER)) if Path(MEMORY_FOLDER).is_dir() else work
     started = time.monotonic()
-    _averaged, kept = merge.write(str(work / "merged.exr"))
+    _averaged, kept = merge.write(str(layers / "merged.exr"))
     write = time.monotonic() - started
+    shutil.rmtree(layers, ignore_errors=True)
     started = time.monotonic()
     merge.write_combined(str(work / "combined.exr"))
     combined = time.monotonic() - started
     assert "Depth" in kept, kept
+    del merge
+    # As the merging machine adds them (still_parts.BackgroundMerge): one part read while the one
+    # before is added; its time a part (`add`, what the paced runs take) is the whole over count.
+    background = still_parts.BackgroundMerge(length * count)
+    started = time.monotonic()
+    for k, path in enumerate(paths):
+        background.add(str(path), length, k)
+    assert background.finished().added == length * count
+    pipelined = (time.monotonic() - started) / count
     size = first.stat().st_size / 1e6
     shutil.rmtree(work, ignore_errors=True)
     whole = sum(adds) + write + combined
-    return {"add": statistics.median(adds), "write": write, "combined": combined, "whole": whole, "mb": size}
+    return {
+        "add": pipelined,
+        "add_one": statistics.median(adds),
+        "write": write,
+        "combined": combined,
+        "whole": whole,
+        "mb": size,
+    }
 
 
 def say(name: str, machines: int, r: dict[str, Any], paced: str) -> None:
@@ -443,7 +483,8 @@ def main() -> int:
                 print(
                     f"merge ({name}, N={MERGE_MACHINES}): {count} parts of {MERGE_SIZE[0]}x{MERGE_SIZE[1]} "
                     f"({sum(len(v) for v in PASSES.values())} float channels, {t['mb']:.0f} MB each): "
-                    f"a part added in {t['add']:.2f} s, the sum written in {t['write']:.2f} s "
+                    f"a part added in {t['add_one']:.2f} s ({t['add']:.2f} s a part read and added "
+                    f"by the merge's two threads), the sum written in {t['write']:.2f} s "
                     f"(its Combined pass in {t['combined']:.2f} s, during the finish), "
                     f"all at once {t['whole']:.2f} s here",
                     flush=True,

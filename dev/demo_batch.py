@@ -146,8 +146,11 @@ def main() -> int:
     return 0 if ok else 1
 
 
-STILL_SAMPLES = 96
-STILL_SIZE = 96
+# Parts of a few seconds each (3 parts of 128 samples at 160 px, on the CPU): long enough that
+# every machine has booted before the first machine's part ends, so each of the 3 renders one
+# (at 96 samples and 96 px a part took 0.2-0.3 s, and the first machine up took two).
+STILL_SAMPLES = 384
+STILL_SIZE = 160
 PART_LINE = re.compile(r"^\[machine (\d+)\].*rendering part (\d+) of (\d+): samples (\d+)-(\d+)")
 
 
@@ -249,6 +252,7 @@ def still(machines: int) -> int:
     )
     ok = (
         record.stage == "done"
+        and len({p["machine"] for p in parts}) == min(machines, len(record.still_parts))
         and summary["samples"] == STILL_SAMPLES
         and sum(p["samples"] for p in parts) == STILL_SAMPLES
         and (work / "merged.exr").exists()

@@ -4,9 +4,9 @@ added to the running merge while the other machines still render.
 The first machine of a still to finish a part wins the merge (still_worker.py). Its own parts
 are here already; the others' are listed (every POLL_RENDERING_S while it still renders parts of
 its own, every POLL_S once it only merges) and each is downloaded in-region as soon as it is
-listed, and added between this machine's own parts (the dynamic claims give it fewer parts for
-that time), so when the last part lands only the last few are fetched, read and added before
-the merged file is written: the merge is off the critical path but for them.
+listed, and handed to Blender between this machine's own parts (its threads add them while the
+next part renders), so when the last part lands only the last few are fetched, read and added
+before the merged file is written: the merge is off the critical path but for them.
 
 A part whose machine never delivers it (its host lost and Batch's retry late or never coming)
 is not waited on forever: once it is still missing TAKEOVER_FACTOR times the longest part

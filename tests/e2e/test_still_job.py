@@ -8,6 +8,7 @@ every sample of the same scene (../shared/recipes/still-on-n-machines.md: equal 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from cloud.aws.session import client
 from cloud.job import still_plan
 from cloud.job.events import LogLines
+from cloud.machine import still_worker
 from cloud.machine.still_parts import read_exr
 from dev.batch_job import make_scene, start_job
 from tests.e2e import test_batch_job as batch_e2e
@@ -86,6 +88,13 @@ def test_a_still_is_cut_into_parts_merged_exactly_and_comes_back(sim, tmp_path):
     ]
     assert len(claimed) == 1, "\n".join(lines[-60:])
     assert any("merged 3 parts (48 samples), each added as it landed" in line for line in lines)
+    # The merged passes were written in memory for the finish where this computer's /dev/shm
+    # has room (a container's 64 MB has not: then on disk), and that folder went with the machine.
+    memory = [m for line in lines if (m := re.search(r"written in memory for the finish \((.+)\)", line))]
+    shm = os.statvfs(still_worker.MEMORY_FOLDER) if os.path.isdir(still_worker.MEMORY_FOLDER) else None
+    roomy = shm is not None and shm.f_bavail * shm.f_frsize > 2 * still_worker.MEMORY_FOLDER_SPARE
+    assert len(memory) == (1 if roomy else 0), "\n".join(lines[-60:])
+    assert not any(Path(m.group(1)).exists() for m in memory)
     # Honest machines agree with their part and merge claims: no end document of theirs is refused.
     assert not [line for line in lines if "Ignored what the machine wrote" in line]
 

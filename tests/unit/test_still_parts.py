@@ -214,9 +214,9 @@ class Still:
         answers += [json.dumps({"steps": [merge, self.finish_args(name)]})]
         code, events = blender(self.version, self.blend, MACHINE / "still_parts.py", args, answers)
         assert code == 0, events
-        added = [e for e in events if e["event"] == "added"]
-        assert [e["index"] for e in added] == [*reversed(range(last)), last], added
-        assert [e["samples"] for e in added][-1] == sum(lengths)  # every sample, once
+        merged = next(e for e in events if e["event"] == "merged")
+        assert merged["added"] == [*reversed(range(last)), last], merged  # in the order handed over
+        assert merged["samples"] == sum(lengths)  # every sample, once
         return events
 
 
@@ -285,7 +285,7 @@ def test_denoised_merge_equals_the_denoised_single_render(still50):
     layers, and the scene opened again denoises and writes the scene's format."""
     events = still50.all_in_one([16, 16], "denoise")
     kinds = [e["event"] for e in events if e["event"] != "environment"]
-    assert kinds[-8:] == ["part_done", "next", "added", "next", "output", "next", "merged", "finished"], kinds
+    assert kinds[-7:] == ["part_done", "next", "next", "output", "next", "merged", "finished"], kinds
     finished = events[-1]
     assert events[-4]["path"] == finished["path"]  # said before the merge, where it was written
     assert finished["event"] == "finished" and finished["path"].endswith("denoise_final.exr")
@@ -395,6 +395,83 @@ def test_parts_added_as_they_land_merge_as_all_at_once(tmp_path):
     assert np.allclose(one.channels["L.Combined.R"], expected / 48, atol=1e-6)
     assert np.all(one.channels["L.Depth.Z"] == 2.0)  # part 2, not part 3 that was added first
     assert one.strings["cycles.L.samples"] == "48"
+
+
+def test_the_background_merge_adds_in_the_order_handed_over_and_says_what_went_wrong(tmp_path):
+    """The merging machine's threads (one reads the next part while the other adds) sum the
+    parts in the order they were handed over, to the same bytes as adding them one by one; a
+    part that cannot be read is raised on the loop's thread (at the next part or the write),
+    and no part is taken after the merge was finished."""
+    rng = np.random.default_rng(5)
+    lengths = [7, 9, 16]
+    paths = []
+    for k in range(len(lengths)):
+        planes = {f"L.Combined.{c}": rng.random((5, 3), dtype=np.float32) for c in "RGBA"}
+        planes["L.Depth.Z"] = np.full((5, 3), float(k), dtype=np.float32)
+        paths.append(str(tmp_path / f"p{k}.exr"))
+        write_exr(paths[-1], 3, 5, planes, {"cycles.L.samples": "32"}, compress=False)
+    one_by_one = still_parts.Merge(32)
+    for k in (2, 0, 1):
+        one_by_one.add(paths[k], lengths[k], k)
+    background = still_parts.BackgroundMerge(32)
+    for k in (2, 0, 1):
+        background.add(paths[k], lengths[k], k)
+    merge = background.finished()
+    assert background.order == [2, 0, 1] and merge.added == 32 and background.seconds > 0
+    assert set(merge.sums) == set(one_by_one.sums)
+    assert all(np.array_equal(merge.sums[c], one_by_one.sums[c]) for c in merge.sums)
+    assert np.all(merge.kept["L.Depth.Z"] == 2.0)
+    with pytest.raises(ValueError, match="no part after"):
+        background.add(paths[0], 1, 0)
+
+    broken = tmp_path / "broken.exr"
+    broken.write_bytes(b"not an exr at all")
+    failing = still_parts.BackgroundMerge(32)
+    failing.add(str(broken), 7, 0)
+    failing.add(paths[1], lengths[1], 1)
+    with pytest.raises(ExrError, match=r"broken\.exr is not an OpenEXR file"):
+        failing.finished()
+    assert failing.order == []  # nothing after the bad part was added either
+
+
+# A thread counts numpy steps before, during and after a Cycles render in the main thread.
+THREADS_DURING_RENDER = """
+import threading, time, bpy, numpy as np
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = 64
+scene.render.resolution_x = scene.render.resolution_y = 96
+steps, stop = [0], threading.Event()
+plane = np.ones((540, 960))
+def count():
+    while not stop.is_set():
+        np.multiply(plane, 0.5, out=plane)
+        steps[0] += 1
+thread = threading.Thread(target=count)
+thread.start()
+while steps[0] < 3:
+    time.sleep(0.01)
+before = steps[0]
+bpy.ops.render.render(write_still=False)
+during = steps[0] - before
+stop.set()
+thread.join()
+print("CLOUDRENDER " + '{"event": "counted", "during": %d}' % during, flush=True)
+"""
+
+
+@pytest.mark.parametrize("version", ["5.0", "5.3", "4.2"])
+def test_a_render_lets_the_merge_threads_run(version, tmp_path):
+    """What BackgroundMerge stands on: Blender lets go of Python's lock while it renders, so the
+    merging machine's threads add parts while its own part renders (were the lock held, the
+    thread would make no step at all during the render)."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_DURING_RENDER)
+    code, events = blender(version, None, script, {})
+    assert code == 0, events
+    (counted,) = [e for e in events if e["event"] == "counted"]
+    assert counted["during"] > 0, counted
 
 
 def test_an_uncompressed_part_reads_in_one_piece_and_its_lines_must_cover_it_once(tmp_path):
