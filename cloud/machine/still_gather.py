@@ -3,7 +3,7 @@ added to the running merge while the other machines still render.
 
 The first machine of a still to finish a part wins the merge (still_worker.py). Its own parts
 are here already; the others' are listed (every POLL_RENDERING_S while it still renders parts of
-its own, every POLL_S once it only merges) and each is downloaded in-region as soon as it is
+its own, every POLL_S once it only merges, the first look at once) and each is downloaded in-region as soon as it is
 listed, and handed to Blender between this machine's own parts (its threads add them while the
 next part renders), so when the last part lands only the last few are fetched, read and added
 before the merged file is written: the merge is off the critical path but for them.
@@ -57,6 +57,7 @@ class Gatherer:
         # ("add" | "render", part), or what went wrong (raised by the supervisor's thread)
         self.items: queue.Queue[tuple[str, int] | BaseException] = queue.Queue()
         self.closed = threading.Event()
+        self.wake = threading.Event()  # look now: closed, or this machine has just run out of parts
         for index in self.order:
             if index in local:
                 self.here(index)
@@ -81,6 +82,7 @@ class Gatherer:
         `patience` seconds is rendered here (every part is claimed by then)."""
         self.waiting_since, self.patience = time.monotonic(), patience
         self.waiting = True
+        self.wake.set()  # the listing may be asleep for POLL_RENDERING_S: the last parts land now
 
     def next_item(self, timeout: float) -> tuple[str, int] | None:
         """The next part to add or render here, or None after `timeout`; raises what went wrong."""
@@ -94,6 +96,7 @@ class Gatherer:
 
     def close(self) -> None:
         self.closed.set()
+        self.wake.set()
 
     def run(self) -> None:
         """List, download what landed, take over what is overdue; until every part is queued."""
@@ -111,7 +114,7 @@ class Gatherer:
                 self.fetch(index)
             except Exception as exc:  # a failed download ends the merge here (after its retries)
                 self.items.put(exc)
-                self.closed.set()
+                self.close()
                 return
             self.here(index)
             with self.lock:
@@ -131,7 +134,8 @@ class Gatherer:
                             fetching.add(index)
                         pool.submit(fetch, index)
                 self._take_over([i for i in wanted if i not in landed])
-            self.closed.wait(POLL_S if self.waiting else POLL_RENDERING_S)
+            self.wake.wait(POLL_S if self.waiting else POLL_RENDERING_S)
+            self.wake.clear()
 
     def _take_over(self, missing: list[int]) -> None:
         """Render here what is still missing long after it should have landed."""

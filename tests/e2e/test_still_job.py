@@ -171,7 +171,7 @@ def test_a_part_whose_machine_is_gone_for_good_is_rendered_by_the_merging_machin
     machine's render, and its end document does not claim the part another machine held."""
     monkeypatch.setattr(still_plan, "TAKEOVER_AFTER_S", 2.0)
     # Parts long enough to be caught mid-part: at 128 px both machines once rendered every part
-    # between two looks of the harness (the merger claims nothing ahead, so the other is busy).
+    # between two looks of the harness.
     scene = make_scene(tmp_path / "scene" / "still.blend", frames=1, size=192, samples=TOTAL)
     job = start_job(sim, scene, [1], 2, tmp_path / "work", still_samples=TOTAL)
     batch_e2e.submitted(job)
