@@ -361,19 +361,26 @@ def test_exr_round_trip_and_parts_that_do_not_match(tmp_path):
         read_exr(str(tmp_path / "c.exr"))
 
 
+def random_parts(folder: Path, lengths: list[int], seed: int, width: int, height: int) -> list[str]:
+    """Parts of random Combined pixels, each with a Depth pass holding its own index (so which
+    part the merge kept it from shows), stored uncompressed as Cycles stores a part."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(len(lengths)):
+        planes = {f"L.Combined.{c}": rng.random((height, width), dtype=np.float32) for c in "RGBA"}
+        planes["L.Depth.Z"] = np.full((height, width), float(k), dtype=np.float32)
+        paths.append(str(folder / f"p{k}.exr"))
+        write_exr(paths[-1], width, height, planes, {"cycles.L.samples": str(sum(lengths))}, compress=False)
+    return paths
+
+
 def test_parts_added_as_they_land_merge_as_all_at_once(tmp_path):
     """The merging machine adds each part as it lands, in whatever order: the same merge as all
     parts at once, weighted by samples over the total; the longest part (of equal ones the
     first in the frame's order, whichever landed first) gives the passes not averaged; nothing is written before every sample is in,
     and a part that would pass the total is refused."""
-    rng = np.random.default_rng(3)
     lengths = [5, 11, 16, 16]
-    paths = []
-    for k in range(len(lengths)):
-        planes = {f"L.Combined.{c}": rng.random((6, 4), dtype=np.float32) for c in "RGBA"}
-        planes["L.Depth.Z"] = np.full((6, 4), float(k), dtype=np.float32)
-        paths.append(str(tmp_path / f"p{k}.exr"))
-        write_exr(paths[-1], 4, 6, planes, {"cycles.L.samples": "48"}, compress=False)
+    paths = random_parts(tmp_path, lengths, seed=3, width=4, height=6)
     merge_parts(list(zip(paths, lengths, strict=True)), str(tmp_path / "all.exr"))
     gathered = still_parts.Merge(sum(lengths))
     for k in (3, 0, 2):
@@ -402,14 +409,8 @@ def test_the_background_merge_adds_in_the_order_handed_over_and_says_what_went_w
     parts in the order they were handed over, to the same bytes as adding them one by one; a
     part that cannot be read is raised on the loop's thread (at the next part or the write),
     and no part is taken after the merge was finished."""
-    rng = np.random.default_rng(5)
     lengths = [7, 9, 16]
-    paths = []
-    for k in range(len(lengths)):
-        planes = {f"L.Combined.{c}": rng.random((5, 3), dtype=np.float32) for c in "RGBA"}
-        planes["L.Depth.Z"] = np.full((5, 3), float(k), dtype=np.float32)
-        paths.append(str(tmp_path / f"p{k}.exr"))
-        write_exr(paths[-1], 3, 5, planes, {"cycles.L.samples": "32"}, compress=False)
+    paths = random_parts(tmp_path, lengths, seed=5, width=3, height=5)
     one_by_one = still_parts.Merge(32)
     for k in (2, 0, 1):
         one_by_one.add(paths[k], lengths[k], k)
