@@ -578,9 +578,11 @@ def test_movie_output_comes_back_as_frames_and_a_movie_blender_opens(cloud, tmp_
     movie_view.forget(job_id)
     assert movie_view.can_make_here(job_id)
     assert bpy.ops.cloud_render.make_movie(job_id=job_id) == {"FINISHED"}
-    harness.drain_until(lambda: bool(store.load(job_id).movie_path), 120)
+    # The record is saved on the background thread before the work returns, and the panel says
+    # so at the next drain after it: wait for the words, not the record (under a 2-core load the
+    # record was read between the two, and the panel still showed the job's own message).
+    harness.drain_until(lambda: "Movie made here" in view().message, 120)
     made = Path(store.load(job_id).movie_path)
     assert made.parent == Path(record.output_dir) / "movie" and made.suffix == ".mp4"
     clip = bpy.data.movieclips.load(str(made), check_existing=False)
     assert clip.frame_duration == 12 and tuple(clip.size) == (48, 32)
-    assert "Movie made here" in view().message
